@@ -1,0 +1,17 @@
+# The README's two commands: `make run` and `make test`. Both set up .venv first.
+.PHONY: run test test-slow setup schema-doc
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	.venv/bin/featurelens run
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+test-slow: setup
+	.venv/bin/python -m pytest -q -m slow
+
+schema-doc: setup
+	.venv/bin/python -m featurelens.core.schema_doc > docs/schema.md

@@ -1,0 +1,34 @@
+"""featurelens: extract, explain and score dictionary features into a DuckDB feature store."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+__version__ = "0.1.0"
+
+#: The plugin API this host implements. A plugin module may declare
+#: ``featurelens_api = 1`` (or a list of versions it supports); the host refuses a
+#: plugin whose declaration does not include this number, with a clear message.
+PLUGIN_API_VERSION = 1
+
+#: Marker for hook implementations in plugins: ``@featurelens.hookimpl``.
+hookimpl = pluggy.HookimplMarker("featurelens")
+
+if TYPE_CHECKING:
+    from featurelens.core.store import Store
+
+
+def open_store(path: str | None = None, *, read_only: bool = False) -> "Store":
+    """Open (creating and migrating if needed) the feature store at ``path``.
+
+    ``path`` defaults to ``$FEATURELENS_STORE`` or ``./featurelens.duckdb``.
+    ``store.sql(query)`` returns a polars DataFrame.
+    """
+    from featurelens.core.store import Store
+
+    return Store.open(path, read_only=read_only)
+
+
+__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", "open_store"]

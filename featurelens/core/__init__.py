@@ -1,0 +1,1 @@
+"""The host: hook specifications, the plugin manager, pipeline stages and the feature store."""

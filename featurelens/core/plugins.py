@@ -1,0 +1,260 @@
+"""The plugin manager: built-ins, entry-point discovery, failures, and the registry.
+
+Built-in plugins are plain modules registered with the same pluggy manager, through the
+same hooks, as third-party ones. Third-party plugins are found through the
+``featurelens`` entry-point group. A plugin that fails to import, declares an API
+version this host does not implement, implements an unknown hook, or raises while
+registering is recorded as a :class:`PluginFailure` and left out; nothing it did is
+kept, and everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import metadata
+from types import ModuleType
+from typing import Any, Iterable
+
+import pluggy
+
+import featurelens
+from featurelens.core import hookspecs
+from featurelens.core.errors import FeaturelensError
+from featurelens.registry.components import KINDS, Registry
+
+PROJECT = "featurelens"
+ENV_LOAD_PLUGINS = "FEATURELENS_LOAD_PLUGINS"
+
+#: Modules that hold the built-in components. Each one is a plugin like any other.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "featurelens.plugins.builtin_commands",
+)
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that was left out, and why."""
+
+    name: str
+    error: str
+    stage: str  # "import", "api-version", "hooks" or "register"
+
+    def message(self) -> str:
+        """One sentence for stderr: which plugin, what went wrong, how to skip it."""
+        return (
+            f"featurelens: plugin {self.name!r} was not loaded ({self.stage}): {self.error}. "
+            f"To skip it, set {ENV_LOAD_PLUGINS} to a comma-separated list of the plugins "
+            "you want (empty for none), or uninstall it."
+        )
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``featurelens plugins list`` shows about one plugin."""
+
+    name: str
+    version: str | None
+    package: str | None
+    builtin: bool
+    hooks: list[str]
+
+
+@dataclass
+class Host:
+    """The loaded plugins, their failures and the filled component registry."""
+
+    pm: pluggy.PluginManager
+    registry: Registry
+    failures: list[PluginFailure] = field(default_factory=list)
+    infos: dict[str, PluginInfo] = field(default_factory=dict)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every loaded plugin, built-ins first."""
+        return sorted(self.infos.values(), key=lambda info: (not info.builtin, info.name))
+
+
+def _api_versions(module: Any) -> list[int] | None:
+    declared = getattr(module, "featurelens_api", None)
+    if declared is None:
+        return None
+    if isinstance(declared, int):
+        return [declared]
+    return [int(v) for v in declared]
+
+
+def _wanted() -> set[str] | None:
+    raw = os.environ.get(ENV_LOAD_PLUGINS)
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    callers = pm.get_hookcallers(plugin) or []
+    return sorted(caller.name for caller in callers)
+
+
+def _add_plugin(host: Host, plugin: object, name: str, info: PluginInfo) -> None:
+    """Register ``plugin`` with pluggy, refusing an API mismatch or an unknown hook."""
+    versions = _api_versions(plugin)
+    if versions is not None and featurelens.PLUGIN_API_VERSION not in versions:
+        supported = ", ".join(str(v) for v in versions)
+        host.failures.append(
+            PluginFailure(
+                name,
+                f"it was written for featurelens plugin API {supported}, but this featurelens "
+                f"{featurelens.__version__} implements API {featurelens.PLUGIN_API_VERSION}; "
+                "install a version of the plugin made for it",
+                "api-version",
+            )
+        )
+        return
+    try:
+        host.pm.register(plugin, name=name)
+        host.pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        if host.pm.is_registered(plugin):
+            host.pm.unregister(plugin)
+        host.failures.append(PluginFailure(name, str(error), "hooks"))
+        return
+    except ValueError as error:  # duplicate plugin name
+        host.failures.append(PluginFailure(name, str(error), "import"))
+        return
+    host.infos[name] = PluginInfo(
+        info.name, info.version, info.package, info.builtin, _hook_names(host.pm, plugin)
+    )
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=PROJECT)
+
+
+def _load_entry_points(host: Host) -> None:
+    wanted = _wanted()
+    for entry_point in _entry_points():
+        dist = getattr(entry_point, "dist", None)
+        package = dist.name if dist is not None else None
+        if wanted is not None and entry_point.name not in wanted and package not in wanted:
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # noqa: BLE001 - any import error must not take the CLI down
+            host.failures.append(
+                PluginFailure(entry_point.name, f"{type(error).__name__}: {error}", "import")
+            )
+            continue
+        version = dist.version if dist is not None else None
+        info = PluginInfo(entry_point.name, version, package, False, [])
+        _add_plugin(host, plugin, entry_point.name, info)
+
+
+def _fill_registry(host: Host) -> None:
+    """Call every ``register_*`` implementation plugin by plugin, recording provenance.
+
+    A plugin's registrations are kept only if all of its hooks succeed, so a plugin
+    that raises half-way leaves nothing behind.
+    """
+    staged: dict[str, list[tuple[str, str, Any, str]]] = {}
+    broken: set[str] = set()
+    for kind, hook_name in KINDS.items():
+        caller = getattr(host.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
+            plugin_name = impl.plugin_name
+            if plugin_name in broken:
+                continue
+            calls = staged.setdefault(plugin_name, [])
+
+            def register(name: str, factory: Any, *, description: str = "",
+                         _kind: str = kind, _calls: list = calls) -> None:
+                _calls.append((_kind, name, factory, description))
+
+            try:
+                impl.function(register=register)
+            except Exception as error:  # noqa: BLE001 - a broken plugin must not take others down
+                broken.add(plugin_name)
+                host.failures.append(
+                    PluginFailure(plugin_name, f"{type(error).__name__}: {error}", "register")
+                )
+    for plugin_name, calls in staged.items():
+        if plugin_name in broken:
+            continue
+        try:
+            snapshot = {kind: dict(items) for kind, items in host.registry.components.items()}
+            for kind, name, factory, description in calls:
+                host.registry.register(kind, plugin_name, name, factory, description=description)
+        except FeaturelensError as error:
+            host.registry.components = snapshot
+            broken.add(plugin_name)
+            host.failures.append(PluginFailure(plugin_name, str(error).rstrip("."), "register"))
+    for plugin_name in broken:
+        plugin = host.pm.get_plugin(plugin_name)
+        if plugin is not None:
+            host.pm.unregister(plugin)
+        host.infos.pop(plugin_name, None)
+
+
+def build_host(extra_plugins: Iterable[tuple[str, object]] = ()) -> Host:
+    """Load built-ins, entry-point plugins and ``extra_plugins``; fill the registry."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    host = Host(pm, Registry())
+    for module_name in BUILTIN_PLUGINS:
+        module: ModuleType = importlib.import_module(module_name)
+        info = PluginInfo(module_name, featurelens.__version__, "featurelens", True, [])
+        _add_plugin(host, module, module_name, info)
+    _load_entry_points(host)
+    for name, plugin in extra_plugins:
+        _add_plugin(host, plugin, name, PluginInfo(name, None, None, False, []))
+    _fill_registry(host)
+    return host
+
+
+_HOST: Host | None = None
+
+
+def get_host() -> Host:
+    """The process-wide host, built on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = build_host()
+    return _HOST
+
+
+def reset_host() -> None:
+    """Forget the process-wide host (tests, and after ``plugins install``)."""
+    global _HOST
+    _HOST = None
+
+
+def get_registry() -> Registry:
+    """The process-wide component registry."""
+    return get_host().registry
+
+
+def create(kind: str, spec: str, *args: Any, **options: Any) -> Any:
+    """Resolve ``spec`` in the registry and build it: ``create("scorer", "simulation")``."""
+    return get_registry().get(kind, spec).create(*args, **options)
+
+
+def add_commands(host: Host, cli: Any) -> None:
+    """Let every plugin add its CLI commands; a plugin that raises is reported and skipped."""
+    for impl in host.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as error:  # noqa: BLE001 - one plugin must not take the CLI down
+            host.failures.append(
+                PluginFailure(impl.plugin_name, f"{type(error).__name__}: {error}", "register")
+            )
+
+
+def describe_hooks() -> dict[str, str]:
+    """Hook name -> the first line of its docstring, for listings and docs."""
+    out = {}
+    for name in dir(hookspecs):
+        if name.startswith("register_"):
+            doc = (getattr(hookspecs, name).__doc__ or "").strip().splitlines()
+            out[name] = doc[0] if doc else ""
+    return out

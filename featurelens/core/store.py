@@ -1,0 +1,223 @@
+"""The DuckDB feature store: one file, a migrated schema, bulk transactional writes.
+
+Writers hold the file exclusively (DuckDB's rule); readers open it read-only and can
+share it with other readers. Every write of results goes through :meth:`Store.insert`
+inside :meth:`Store.transaction`, so an interrupted job leaves the store as it was
+before the shard it was writing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+import featurelens
+from featurelens.core.errors import StoreError
+
+DEFAULT_STORE = "featurelens.duckdb"
+ENV_STORE = "FEATURELENS_STORE"
+
+_LOCK = re.compile(r"Conflicting lock is held in (?P<proc>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def default_store_path() -> Path:
+    """``$FEATURELENS_STORE`` or ``./featurelens.duckdb``."""
+    return Path(os.environ.get(ENV_STORE) or DEFAULT_STORE)
+
+
+def migrations() -> list[tuple[str, str]]:
+    """Every known migration as ``(name, sql)``, in the order they apply."""
+    folder = resources.files("featurelens.core") / "migrations"
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        match = _LOCK.search(str(error))
+        if match:
+            raise StoreError(
+                f"The store {path} is in use by process {match['pid']} ({match['proc']}); "
+                "wait for it to finish or stop it, then try again (read-only queries can run "
+                "alongside other readers, not alongside a writer)."
+            ) from None
+        raise StoreError(f"Cannot open the store {path}: {error}") from None
+    except duckdb.Error as error:
+        raise StoreError(
+            f"{path} is not a featurelens store DuckDB can open ({error}); "
+            "point --store at a .duckdb file written by featurelens, or at a new path."
+        ) from None
+
+
+class Store:
+    """An open feature store. Use :func:`featurelens.open_store` to get one."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+        self._depth = 0
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> "Store":
+        """Open the store at ``path``, creating and migrating it unless ``read_only``."""
+        resolved = Path(path) if path is not None else default_store_path()
+        if read_only and not resolved.exists():
+            raise StoreError(
+                f"There is no feature store at {resolved}; run a featurelens job first "
+                f"(featurelens run) or point --store / {ENV_STORE} at an existing one."
+            )
+        if not read_only and resolved.parent and not resolved.parent.exists():
+            raise StoreError(
+                f"The folder {resolved.parent} for the store does not exist; create it or "
+                "choose another --store path."
+            )
+        store = cls(_connect(resolved, read_only), resolved, read_only)
+        try:
+            store._check_and_migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _applied(self) -> list[str]:
+        exists = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_migrations'"
+        ).fetchone()[0]
+        if not exists:
+            return []
+        return [row[0] for row in self.con.execute("SELECT name FROM schema_migrations").fetchall()]
+
+    def _check_and_migrate(self) -> None:
+        known = migrations()
+        known_names = {name for name, _ in known}
+        applied = self._applied()
+        unknown = sorted(set(applied) - known_names)
+        if unknown:
+            raise StoreError(
+                f"The store {self.path} was written by a newer featurelens (it has migration "
+                f"{unknown[-1]!r}, unknown to featurelens {featurelens.__version__}); "
+                "upgrade featurelens to read it."
+            )
+        pending = [(name, sql) for name, sql in known if name not in applied]
+        if not pending:
+            return
+        if self.read_only:
+            raise StoreError(
+                f"The store {self.path} needs migration {pending[0][0]!r} before it can be "
+                "read; open it once for writing (any featurelens job, or sql --write)."
+            )
+        with self.transaction():
+            self.con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, "
+                "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp, "
+                "featurelens_version VARCHAR NOT NULL)"
+            )
+            for name, sql in pending:
+                self.con.execute(sql)
+                self.con.execute(
+                    "INSERT INTO schema_migrations (name, featurelens_version) VALUES (?, ?)",
+                    [name, featurelens.__version__],
+                )
+
+    def close(self) -> None:
+        """Close the connection (and release the file lock)."""
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------
+    def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """Run ``query`` and return the result as a polars DataFrame."""
+        try:
+            relation = self.con.execute(query, params) if params is not None else self.con.sql(query)
+        except duckdb.Error as error:
+            raise StoreError(_one_line(error)) from None
+        if relation is None:
+            return pl.DataFrame()
+        return pl.from_arrow(relation.arrow() if hasattr(relation, "arrow") else relation.fetch_arrow_table())
+
+    def execute(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a statement and return its rows (small results: counts, ids)."""
+        try:
+            cursor = self.con.execute(query, params or [])
+            return cursor.fetchall() if cursor.description else []
+        except duckdb.Error as error:
+            raise StoreError(_one_line(error)) from None
+
+    # -- writing -----------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """All writes inside commit together or not at all; nesting joins the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.con.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.con.execute("COMMIT")
+
+    def insert(
+        self,
+        table: str,
+        rows: pl.DataFrame | pa.Table,
+        *,
+        on_conflict: str = "error",
+    ) -> int:
+        """Bulk-insert ``rows`` (matched to columns by name) into ``table``.
+
+        ``on_conflict`` is ``"error"``, ``"ignore"`` (keep existing rows: resume-safe
+        writes) or ``"replace"``. Returns the number of rows given.
+        """
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
+            raise StoreError(f"{table!r} is not a table name.")
+        arrow = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
+        if arrow.num_rows == 0:
+            return 0
+        verb = {"error": "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[
+            on_conflict
+        ]
+        view = f"_incoming_{table}"
+        self.con.register(view, arrow)
+        try:
+            with self.transaction():
+                self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM {view}")
+        except duckdb.Error as error:
+            raise StoreError(f"Writing {arrow.num_rows} rows to {table} failed: {_one_line(error)}") from None
+        finally:
+            self.con.unregister(view)
+        return arrow.num_rows
+
+    def tables(self) -> list[str]:
+        """Names of the store's tables."""
+        return [r[0] for r in self.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1")]
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) < 400 else text[:397] + "..."

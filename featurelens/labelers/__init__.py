@@ -1,0 +1,1 @@
+"""Explainers and the LLM provider layer."""

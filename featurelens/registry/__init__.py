@@ -1,0 +1,1 @@
+"""Name -> component resolution, and the community plugin index."""

@@ -1,0 +1,1 @@
+"""Scorers: simulation, detection, fuzzing."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: a temporary store, a CLI runner over a freshly built host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import featurelens
+from featurelens.core import plugins
+
+
+@pytest.fixture(autouse=True)
+def _fresh_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees a host built from the current environment, not a cached one."""
+    plugins.reset_host()
+    monkeypatch.delenv("FEATURELENS_STORE", raising=False)
+    yield
+    plugins.reset_host()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+@pytest.fixture
+def store(store_path: Path):
+    with featurelens.open_store(store_path) as s:
+        yield s
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process: ``cli("sql", "SELECT 1", "--store", p)``."""
+    from featurelens.cli import make_cli
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(make_cli(plugins.get_host()), [str(a) for a in args], input=input,
+                             catch_exceptions=False)
+
+    return invoke
