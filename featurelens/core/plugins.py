@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -22,8 +23,8 @@ import pluggy
 
 import featurelens
 from featurelens.core import hookspecs
-from featurelens.core.errors import FeaturelensError
-from featurelens.registry.components import KINDS, Registry
+from featurelens.core.errors import FeaturelensError, PluginError
+from featurelens.registry.components import KINDS, Registry, split_llm_spec
 
 PROJECT = "featurelens"
 ENV_LOAD_PLUGINS = "FEATURELENS_LOAD_PLUGINS"
@@ -77,19 +78,30 @@ class Host:
 
 
 def _api_versions(module: Any) -> list[int] | None:
+    """The plugin-API versions a plugin declares (``featurelens_api``), or None."""
     declared = getattr(module, "featurelens_api", None)
     if declared is None:
         return None
-    if isinstance(declared, int):
+    if isinstance(declared, int) and not isinstance(declared, bool):
         return [declared]
-    return [int(v) for v in declared]
+    if isinstance(declared, (list, tuple, set, frozenset)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in declared
+    ):
+        return sorted(declared)
+    raise TypeError(f"featurelens_api must be an int or a list of ints, not {declared!r}")
+
+
+def _normalise(name: str) -> str:
+    """Compare plugin and package names the way pip does (case, '-', '_', '.')."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _wanted() -> set[str] | None:
+    """The plugins ``FEATURELENS_LOAD_PLUGINS`` asks for (None: all; empty set: none)."""
     raw = os.environ.get(ENV_LOAD_PLUGINS)
     if raw is None:
         return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    return {_normalise(name.strip()) for name in raw.split(",") if name.strip()}
 
 
 def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
@@ -99,7 +111,11 @@ def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 
 def _add_plugin(host: Host, plugin: object, name: str, info: PluginInfo) -> None:
     """Register ``plugin`` with pluggy, refusing an API mismatch or an unknown hook."""
-    versions = _api_versions(plugin)
+    try:
+        versions = _api_versions(plugin)
+    except TypeError as error:
+        host.failures.append(PluginFailure(name, str(error), "api-version"))
+        return
     if versions is not None and featurelens.PLUGIN_API_VERSION not in versions:
         supported = ", ".join(str(v) for v in versions)
         host.failures.append(
@@ -120,8 +136,11 @@ def _add_plugin(host: Host, plugin: object, name: str, info: PluginInfo) -> None
             host.pm.unregister(plugin)
         host.failures.append(PluginFailure(name, str(error), "hooks"))
         return
-    except ValueError as error:  # duplicate plugin name
-        host.failures.append(PluginFailure(name, str(error), "import"))
+    except ValueError:  # pluggy: name or object already registered
+        other = host.infos.get(name)
+        by = f" by {other.package}" if other is not None and other.package else ""
+        host.failures.append(PluginFailure(
+            name, f"another plugin is already loaded under the name {name!r}{by}", "import"))
         return
     host.infos[name] = PluginInfo(
         info.name, info.version, info.package, info.builtin, _hook_names(host.pm, plugin)
@@ -137,7 +156,9 @@ def _load_entry_points(host: Host) -> None:
     for entry_point in _entry_points():
         dist = getattr(entry_point, "dist", None)
         package = dist.name if dist is not None else None
-        if wanted is not None and entry_point.name not in wanted and package not in wanted:
+        if wanted is not None and _normalise(entry_point.name) not in wanted and (
+            package is None or _normalise(package) not in wanted
+        ):
             continue
         try:
             plugin = entry_point.load()
@@ -202,7 +223,13 @@ def build_host(extra_plugins: Iterable[tuple[str, object]] = ()) -> Host:
     pm.add_hookspecs(hookspecs)
     host = Host(pm, Registry())
     for module_name in BUILTIN_PLUGINS:
-        module: ModuleType = importlib.import_module(module_name)
+        try:
+            module: ModuleType = importlib.import_module(module_name)
+        except Exception as error:  # noqa: BLE001 - a broken built-in must not take the CLI down
+            host.failures.append(
+                PluginFailure(module_name, f"{type(error).__name__}: {error}", "import")
+            )
+            continue
         info = PluginInfo(module_name, featurelens.__version__, "featurelens", True, [])
         _add_plugin(host, module, module_name, info)
     _load_entry_points(host)
@@ -235,19 +262,45 @@ def get_registry() -> Registry:
 
 
 def create(kind: str, spec: str, *args: Any, **options: Any) -> Any:
-    """Resolve ``spec`` in the registry and build it: ``create("scorer", "simulation")``."""
-    return get_registry().get(kind, spec).create(*args, **options)
+    """Resolve ``spec`` in the registry and build it: ``create("scorer", "simulation")``.
+
+    For LLM providers ``spec`` is ``provider:model`` and the model is passed to the
+    factory as its first argument, as :func:`~featurelens.core.hookspecs.register_llm_providers`
+    documents: ``create("llm_provider", "openai:gpt-4o-mini")``.
+    """
+    component = get_registry().get(kind, spec)
+    if kind == "llm_provider" and not args:
+        args = (split_llm_spec(spec)[1],)
+    return component.create(*args, **options)
 
 
 def add_commands(host: Host, cli: Any) -> None:
-    """Let every plugin add its CLI commands; a plugin that raises is reported and skipped."""
-    for impl in host.pm.hook.register_commands.get_hookimpls():
+    """Let every plugin add its CLI commands, built-ins first.
+
+    A plugin that raises, or that adds a command whose name another plugin already
+    uses, is reported and none of its commands are kept.
+    """
+    owners: dict[str, str] = {}
+    for impl in host.pm.hook.register_commands.get_hookimpls():  # registration order
+        before = dict(cli.commands)
         try:
             impl.function(cli=cli)
+            added = {n for n, c in cli.commands.items() if before.get(n) is not c}
+            taken = sorted(n for n in added if n in before)
+            if taken:
+                raise PluginError(
+                    f"it adds the command {taken[0]!r}, which plugin "
+                    f"{owners.get(taken[0], 'featurelens')!r} already provides; uninstall one of "
+                    f"them or leave one out with {ENV_LOAD_PLUGINS}"
+                )
         except Exception as error:  # noqa: BLE001 - one plugin must not take the CLI down
-            host.failures.append(
-                PluginFailure(impl.plugin_name, f"{type(error).__name__}: {error}", "register")
-            )
+            cli.commands.clear()
+            cli.commands.update(before)
+            reason = str(error) if isinstance(error, PluginError) else f"{type(error).__name__}: {error}"
+            host.failures.append(PluginFailure(impl.plugin_name, reason, "register"))
+            continue
+        for command_name in added:
+            owners[command_name] = impl.plugin_name
 
 
 def describe_hooks() -> dict[str, str]:

@@ -41,6 +41,7 @@ def migrations() -> list[tuple[str, str]]:
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, turning DuckDB's lock and format errors into one clear sentence."""
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as error:
@@ -51,10 +52,22 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 "wait for it to finish or stop it, then try again (read-only queries can run "
                 "alongside other readers, not alongside a writer)."
             ) from None
-        raise StoreError(f"Cannot open the store {path}: {error}") from None
+        if "not a valid DuckDB database" not in str(error):
+            raise StoreError(f"Cannot open the store {path} ({_one_line(error)}); check the "
+                             "path and its permissions.") from None
+        raise StoreError(
+            f"{path} is not a DuckDB database, so not a featurelens store; point --store at "
+            "a .duckdb file written by featurelens, or at a new path."
+        ) from None
+    except duckdb.ConnectionException:
+        raise StoreError(
+            f"The store {path} is already open in this process in "
+            f"{'write' if read_only else 'read-only'} mode; close that Store before opening "
+            f"it {'read-only' if read_only else 'for writing'}."
+        ) from None
     except duckdb.Error as error:
         raise StoreError(
-            f"{path} is not a featurelens store DuckDB can open ({error}); "
+            f"{path} is not a featurelens store DuckDB can open ({_one_line(error)}); "
             "point --store at a .duckdb file written by featurelens, or at a new path."
         ) from None
 
@@ -143,14 +156,20 @@ class Store:
 
     # -- reading -----------------------------------------------------------------
     def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
-        """Run ``query`` and return the result as a polars DataFrame."""
+        """Run ``query`` and return the result as a polars DataFrame.
+
+        Statements without a result (``CREATE``, ``INSERT``) return an empty frame. A
+        failing query raises :class:`StoreError` with DuckDB's message on one line.
+        """
         try:
-            relation = self.con.execute(query, params) if params is not None else self.con.sql(query)
+            relation = self.con.sql(query, params=params)
+            result = _to_arrow(relation) if relation is not None else None
         except duckdb.Error as error:
-            raise StoreError(_one_line(error)) from None
-        if relation is None:
+            raise StoreError(_query_error(error, self.read_only)) from None
+        if result is None:
             return pl.DataFrame()
-        return pl.from_arrow(relation.arrow() if hasattr(relation, "arrow") else relation.fetch_arrow_table())
+        frame = pl.from_arrow(result)
+        return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
 
     def execute(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a statement and return its rows (small results: counts, ids)."""
@@ -158,7 +177,7 @@ class Store:
             cursor = self.con.execute(query, params or [])
             return cursor.fetchall() if cursor.description else []
         except duckdb.Error as error:
-            raise StoreError(_one_line(error)) from None
+            raise StoreError(_query_error(error, self.read_only)) from None
 
     # -- writing -----------------------------------------------------------------
     @contextmanager
@@ -216,6 +235,21 @@ class Store:
     def tables(self) -> list[str]:
         """Names of the store's tables."""
         return [r[0] for r in self.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1")]
+
+
+def _to_arrow(source: Any) -> pa.Table:
+    """A result as an Arrow table (DuckDB 2 renamed ``fetch_arrow_table``)."""
+    fetch = getattr(source, "to_arrow_table", None) or source.fetch_arrow_table
+    return fetch()
+
+
+def _query_error(error: BaseException, read_only: bool) -> str:
+    """DuckDB's complaint about a query as one sentence that says what to do."""
+    text = _one_line(error)
+    if read_only and "read-only mode" in text:
+        return ("This statement changes the store, which is opened read-only; "
+                "pass --write (Python: open_store(path)) to allow writes.")
+    return f"The query failed: {text.rstrip('.')}. Fix the SQL and run it again."
 
 
 def _one_line(error: BaseException) -> str:
