@@ -1,1 +1,28 @@
-"""Scorers: simulation, detection, fuzzing."""
+"""Built-in scorers: ``simulation`` (OpenAI's method, three modes), ``detection`` and
+``fuzzing`` (delphi's classifiers). Registered through ``register_scorers`` like any
+plugin's. Prompts live in :mod:`.prompts`, metrics in :mod:`.metrics`, the choice of
+test windows in :mod:`.test_windows`."""
+
+from __future__ import annotations
+
+import featurelens
+from featurelens.core.hookspecs import Register
+from featurelens.scorers.classifier import DetectionScorer, FuzzingScorer
+from featurelens.scorers.simulation import SimulationScorer
+
+featurelens_api = 1
+
+__all__ = ["DetectionScorer", "FuzzingScorer", "SimulationScorer"]
+
+
+@featurelens.hookimpl
+def register_scorers(register: Register) -> None:
+    register("simulation", SimulationScorer,
+             description="correlation of simulated and true activations (OpenAI method; "
+                         "prompt log-probs, output log-probs or JSON)")
+    register("detection", DetectionScorer,
+             description="can the explanation tell activating from non-activating windows "
+                         "(delphi); balanced accuracy")
+    register("fuzzing", FuzzingScorer,
+             description="are the highlighted tokens the ones the explanation describes "
+                         "(delphi); balanced accuracy")

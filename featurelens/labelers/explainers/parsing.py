@@ -1,0 +1,59 @@
+"""Turning an LLM's answer into a clean, bounded explanation, or refusing it.
+
+Small models wander: they add reasoning, quotes, markdown, "This feature fires on...",
+or nothing usable at all. An explanation is what follows the last ``Explanation:``
+(or, without one, the last non-empty line when no reasoning was asked for), cleaned
+of decoration and cut at a word boundary to :data:`MAX_CHARS`. An empty or refusing
+answer raises :class:`ParseError`, so the engine records a failure instead of an
+empty label.
+"""
+
+from __future__ import annotations
+
+import re
+
+from featurelens.core.protocols import ParseError
+
+#: Longest explanation kept (characters); longer answers are cut at a word boundary.
+MAX_CHARS = 200
+
+_MARKER = re.compile(r"explanation\s*[:：-]\s*", re.IGNORECASE)
+_LEAD = re.compile(
+    r"^(?:(?:this|the)\s+(?:feature|neuron|latent)\s+(?:mainly\s+|mostly\s+|primarily\s+)?"
+    r"(?:fires|activates|responds|is active|detects|represents|tracks|is)\s*(?:on|to|for|when|in)?\s*)",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(r"^(?:i\s+(?:can(?:no|')t|am unable|'m unable)|unknown\b|n/?a\b|none\b|sorry)",
+                      re.IGNORECASE)
+_DECORATION = "\"'`*_ \t“”‘’"
+
+
+def parse_explanation(text: str, *, reasoning: bool = False) -> str:
+    """The explanation in ``text``; :class:`ParseError` if there is none worth storing."""
+    if not text or not text.strip():
+        raise ParseError("the answer was empty")
+    markers = list(_MARKER.finditer(text))
+    if markers:
+        candidate = text[markers[-1].end():].strip().splitlines()[0] if text[markers[-1].end():].strip() else ""
+    elif reasoning:
+        raise ParseError("the answer has no 'Explanation:' line after its reasoning")
+    else:
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        candidate = lines[-1] if lines else ""
+    return clean(candidate)
+
+
+def clean(candidate: str) -> str:
+    """Strip decoration and boilerplate, collapse whitespace, bound the length."""
+    text = " ".join(candidate.split()).strip(_DECORATION)
+    text = re.sub(r"^[-•>#]+\s*", "", text).strip(_DECORATION)
+    text = _LEAD.sub("", text).strip(_DECORATION)
+    text = text.rstrip(" .;,")
+    if not text:
+        raise ParseError("the answer's explanation was empty")
+    if _REFUSAL.match(text):
+        raise ParseError(f"the model gave no explanation ({text[:60]!r})")
+    if len(text) > MAX_CHARS:
+        cut = text[:MAX_CHARS].rsplit(" ", 1)[0]
+        text = (cut or text[:MAX_CHARS]).rstrip(" ,;:")
+    return text

@@ -1,0 +1,97 @@
+"""The ``token-activations`` explainer: OpenAI automated-interpretability style.
+
+Each window is shown one token per line as ``token<TAB>activation``, the activation
+normalised to 0-10 by :func:`.formatting.normalise`. Tables make exact strengths
+visible at the cost of more tokens than the highlighted style.
+"""
+
+from __future__ import annotations
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
+                                         ParseError)
+from featurelens.labelers.explainers import prompts
+from featurelens.labelers.explainers.formatting import (crop, feature_scale, neutralise,
+                                                         normalise_all, token_table)
+from featurelens.labelers.explainers.parsing import parse_explanation
+from featurelens.labelers.explainers.selection import EXPLAIN_TOP, for_explainer
+
+
+class ExplainerBase:
+    """Options every built-in explainer shares, and the request/parse scaffolding."""
+
+    name = "explainer"
+    system_text = ""
+    few_shot_user = ""
+    few_shot_answer = ""
+
+    def __init__(self, n_examples: int = EXPLAIN_TOP, n_quantile: int = 0, window: int = 32,
+                 logits: bool = False, reasoning: bool = False, max_tokens: int | None = None):
+        if int(n_examples) < 1 or int(window) < 4:
+            raise FeaturelensError(
+                f"Explainer option n_examples={n_examples} / window={window} is too small; "
+                "use n_examples >= 1 and window >= 4.")
+        self.n_examples = int(n_examples)
+        self.n_quantile = int(n_quantile)
+        self.window = int(window)
+        self.logits = bool(logits)
+        self.reasoning = bool(reasoning)
+        self.max_tokens = int(max_tokens or (400 if reasoning else 60))
+
+    def options(self) -> dict[str, object]:
+        """What changes the prompt; stored with the explanation to reproduce it."""
+        return {"n_examples": self.n_examples, "n_quantile": self.n_quantile,
+                "window": self.window, "logits": self.logits, "reasoning": self.reasoning}
+
+    def prefix(self) -> list[dict[str, str]]:
+        """System and few-shot turns: identical for every feature, so cacheable."""
+        system = prompts.system_prompt(self.system_text, reasoning=self.reasoning,
+                                       logits=self.logits,
+                                       activation_list=getattr(self, "activation_list", False))
+        user = prompts.feature_turn(self.few_shot_user,
+                                    prompts.FEW_SHOT_LOGITS if self.logits else None)
+        answer = self.few_shot_answer
+        if self.reasoning:
+            answer = "The strongest tokens share one property.\n" + answer
+        return [{"role": "system", "content": system}, {"role": "user", "content": user},
+                {"role": "assistant", "content": answer}]
+
+    def render(self, examples: list[Example], scale: float) -> str:
+        raise NotImplementedError
+
+    def requests(self, record: FeatureRecord) -> list[LLMRequest]:
+        examples = [crop(e, self.window) for e in
+                    for_explainer(record, self.n_examples, self.n_quantile)]
+        if not examples:
+            raise ParseError(f"feature {record.feature} has no top examples to explain")
+        block = self.render(examples, feature_scale(record))
+        logits_block = _logits_block(record) if self.logits else None
+        messages = self.prefix() + [{"role": "user",
+                                     "content": prompts.feature_turn(block, logits_block)}]
+        return [LLMRequest(messages=messages, max_tokens=self.max_tokens, temperature=0.0,
+                           shared_prefix=3, purpose="explain")]
+
+    def parse(self, record: FeatureRecord, responses: list[LLMResponse]) -> str:
+        return parse_explanation(responses[0].text, reasoning=self.reasoning)
+
+
+def _logits_block(record: FeatureRecord) -> str:
+    promoted = ", ".join(neutralise(t) for t in record.top_logits[:10]) or "‹none›"
+    suppressed = ", ".join(neutralise(t) for t in record.bottom_logits[:10]) or "‹none›"
+    return f"Promoted outputs: {promoted}\nSuppressed outputs: {suppressed}"
+
+
+class TokenActivationsExplainer(ExplainerBase):
+    """Windows as ``token<TAB>activation`` tables."""
+
+    name = "token-activations"
+    system_text = prompts.TOKEN_ACTIVATIONS_SYSTEM
+    few_shot_user = prompts.FEW_SHOT_TOKEN_TABLE
+    few_shot_answer = prompts.FEW_SHOT_TOKEN_ANSWER
+
+    def render(self, examples: list[Example], scale: float) -> str:
+        body = [
+            f"<example {i}>\n{token_table(e.tokens, normalise_all(e.activations, scale))}\n</example {i}>"
+            for i, e in enumerate(examples, 1)
+        ]
+        return "<examples>\n" + "\n".join(body) + "\n</examples>"

@@ -1,0 +1,184 @@
+"""The ``simulation`` scorer: OpenAI's method, in three modes chosen by the provider.
+
+A simulator LLM reads only the explanation and predicts the feature's 0-10 activation
+at every token of held-out windows (activating and random together); the score is the
+Pearson correlation between true activations and predictions over all windows
+concatenated, not a mean of per-window correlations. Constant truth or predictions
+make it undefined (``status='undefined'``, score NULL).
+
+Modes (``mode='auto'`` picks the first the provider can do):
+
+- ``prompt-logprobs``: many windows per plain-text prompt, every token followed by
+  ``<TAB>unknown``; one forward pass gives the distribution over "0".."10" at each
+  ``unknown`` and its expected value is the prediction. The shared instructions and
+  few-shot feature come first, so the per-feature cost is mostly the windows.
+- ``output-logprobs``: the model writes one line of integers per window; the
+  log-probabilities of each written digit turn it into an expected value.
+- ``json``: the model writes the integers as JSON (providers without log-probs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
+                                        ScoreResult, batched)
+from featurelens.labelers.explainers.formatting import neutralise
+from featurelens.scorers import prompts
+from featurelens.scorers import simulation_parse as read
+from featurelens.scorers.metrics import pearson
+from featurelens.scorers.test_windows import Window, test_windows
+
+MODES = ("prompt-logprobs", "output-logprobs", "json")
+
+
+class SimulationScorer:
+    """Correlation between true activations and a simulator's predictions."""
+
+    name = "simulation"
+
+    def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
+                 window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
+                 keep_values: bool = True):
+        if mode != "auto" and mode not in MODES:
+            raise FeaturelensError(
+                f"Simulation mode {mode!r} is unknown; use auto or one of {', '.join(MODES)}.")
+        if n_activating < 1 or n_random < 0 or window < 2 or (per_prompt is not None and per_prompt < 1):
+            raise FeaturelensError(
+                "Simulation needs n_activating >= 1, n_random >= 0, window >= 2 and per_prompt >= 1; "
+                "fix the scorer options.")
+        self.mode = mode
+        self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
+        self.per_prompt = per_prompt
+        self.top_logprobs = int(top_logprobs)
+        self.keep_values = bool(keep_values)
+
+    def options(self) -> dict[str, Any]:
+        """What changes the requests; stored with the score to reproduce it."""
+        return {"mode": self.mode, "n_activating": self.n_activating, "n_random": self.n_random,
+                "window": self.window, "per_prompt": self.per_prompt,
+                "top_logprobs": self.top_logprobs}
+
+    def choose_mode(self, capabilities: frozenset[str]) -> str:
+        """The configured mode, or the best one the provider's capabilities allow."""
+        if self.mode != "auto":
+            return self.mode
+        if "prompt_logprobs" in capabilities:
+            return "prompt-logprobs"
+        if "output_logprobs" in capabilities:
+            return "output-logprobs"
+        return "json"
+
+    def _groups(self, record: FeatureRecord, mode: str) -> tuple[list[list[Window]], bool]:
+        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
+        size = self.per_prompt or (25 if mode == "prompt-logprobs" else 5)
+        return list(batched(windows, size)), held_out
+
+    # -- requests -------------------------------------------------------------------
+    def requests(self, record: FeatureRecord, explanation: str,
+                 capabilities: frozenset[str]) -> list[LLMRequest]:
+        mode = self.choose_mode(capabilities)
+        groups, _ = self._groups(record, mode)
+        if mode == "prompt-logprobs":
+            return [self._all_at_once(explanation, group) for group in groups]
+        return [self._chat(explanation, group, mode) for group in groups]
+
+    def _all_at_once(self, explanation: str, group: list[Window]) -> LLMRequest:
+        tokens, values = prompts.SIMULATION_SHOT
+        shot = "\n".join(f"{neutralise(t)}\t{v}" for t, v in zip(tokens, values))
+        parts = [prompts.ALL_AT_ONCE_INTRO, "",
+                 prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
+                 f"<example>\n{shot}\n</example>", "", prompts.explanation_line(explanation)]
+        for window in group:
+            lines = "\n".join(f"{neutralise(t)}\t{prompts.UNKNOWN}" for t in window.example.tokens)
+            parts.append(f"<example>\n{lines}\n</example>")
+        return LLMRequest(prompt="\n".join(parts), max_tokens=0, temperature=0.0,
+                          prompt_logprobs=self.top_logprobs, purpose="score:simulation")
+
+    def _chat(self, explanation: str, group: list[Window], mode: str) -> LLMRequest:
+        answer_rule = prompts.JSON_ANSWER if mode == "json" else prompts.LINES_ANSWER
+        tokens, values = prompts.SIMULATION_SHOT
+        shot_user = _chat_turn(prompts.SIMULATION_SHOT_EXPLANATION, [tokens])
+        shot_answer = ('{"1": [' + ", ".join(map(str, values)) + "]}" if mode == "json"
+                       else "1: " + " ".join(map(str, values)))
+        messages = [{"role": "system", "content": f"{prompts.SIMULATION_RULES} {answer_rule}"},
+                    {"role": "user", "content": shot_user},
+                    {"role": "assistant", "content": shot_answer},
+                    {"role": "user", "content": _chat_turn(explanation, [w.example.tokens for w in group])}]
+        n_tokens = sum(len(w.example.tokens) for w in group)
+        return LLMRequest(messages=messages, max_tokens=3 * n_tokens + 8 * len(group) + 16,
+                          temperature=0.0, shared_prefix=3, json_output=mode == "json",
+                          top_logprobs=self.top_logprobs if mode == "output-logprobs" else 0,
+                          purpose="score:simulation")
+
+    # -- scoring ----------------------------------------------------------------------
+    def score(self, record: FeatureRecord, explanation: str,
+              responses: list[LLMResponse | None], capabilities: frozenset[str] | None = None) -> ScoreResult:
+        mode = self._mode_of(responses, capabilities)
+        groups, held_out = self._groups(record, mode)
+        truth: list[float] = []
+        predicted: list[float] = []
+        failures: list[str] = []
+        n_failed_requests = 0
+        missing_digits = 0
+        kept: list[dict[str, Any]] = []
+        for group, response in zip(groups, responses):
+            lengths = [len(w.example.tokens) for w in group]
+            if response is None:
+                n_failed_requests += 1
+                continue
+            if mode == "prompt-logprobs":
+                predictions, missing = read.from_prompt_logprobs(response, lengths)
+                missing_digits += missing
+            elif mode == "output-logprobs":
+                predictions = read.from_lines(response, lengths)
+            else:
+                predictions = read.from_json(response, lengths)
+            for window, values in zip(group, predictions):
+                if isinstance(values, ParseError):
+                    failures.append(str(values))
+                    continue
+                truth.extend(window.example.activations)
+                predicted.extend(values)
+                if self.keep_values:
+                    kept.append({"kind": window.example.kind, "quantile": window.example.quantile,
+                                 "tokens": window.example.tokens,
+                                 "true": [round(a, 4) for a in window.example.activations],
+                                 "predicted": [round(p, 3) for p in values]})
+        correlation = pearson(truth, predicted) if truth else None
+        if not truth:
+            status = "failed"
+        elif correlation is None:
+            status = "undefined"
+        else:
+            status = "ok"
+        n_windows = sum(len(g) for g in groups)
+        metrics = {"correlation": correlation, "mode": mode, "n_windows": n_windows,
+                   "n_windows_scored": len(kept) if self.keep_values else n_windows - len(failures),
+                   "n_failed_requests": n_failed_requests, "positions_without_digit_probs": missing_digits,
+                   "held_out": held_out}
+        details = {"parse_failures": failures[:20], "windows": kept if self.keep_values else []}
+        return ScoreResult(correlation if status == "ok" else None, status, metrics, details,
+                           n_parse_failures=len(failures))
+
+    def _mode_of(self, responses: list[LLMResponse | None], capabilities: frozenset[str] | None) -> str:
+        if capabilities is not None or self.mode != "auto":
+            return self.choose_mode(capabilities or frozenset())
+        for response in responses:
+            if response is None:
+                continue
+            if response.prompt_logprobs:
+                return "prompt-logprobs"
+            if response.output_logprobs:
+                return "output-logprobs"
+            return "json" if (response.text or "").lstrip().startswith(("{", "[", "```")) else "output-logprobs"
+        return "json"
+
+
+def _chat_turn(explanation: str, windows: list[list[str]]) -> str:
+    blocks = []
+    for i, tokens in enumerate(windows, 1):
+        lines = "\n".join(neutralise(t) for t in tokens)
+        blocks.append(f"<example {i}> ({len(tokens)} tokens)\n{lines}\n</example {i}>")
+    return prompts.explanation_line(explanation) + "\n" + "\n".join(blocks)

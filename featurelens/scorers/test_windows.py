@@ -1,0 +1,42 @@
+"""The windows a scorer tests an explanation on, chosen and ordered deterministically.
+
+A scorer builds its requests and later reads the answers from the same record, maybe
+in another process after a crash; both sides must see the same windows in the same
+order, and a rerun must send byte-identical prompts so the response cache hits. The
+order is therefore shuffled with a seed made from the feature's identity only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.labelers.explainers.formatting import crop
+from featurelens.labelers.explainers.selection import for_scorer
+
+
+@dataclass
+class Window:
+    """One test window and whether the feature fires in it."""
+
+    example: Example
+    activating: bool
+
+
+def feature_rng(record: FeatureRecord, salt: str) -> random.Random:
+    """A random generator seeded by the feature and ``salt`` (the scorer's name)."""
+    digest = hashlib.sha256(f"{record.dictionary_id}\0{record.feature}\0{salt}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width: int,
+                 salt: str) -> tuple[list[Window], bool]:
+    """Shuffled, cropped test windows, and whether they were held out from the explainer."""
+    test = for_scorer(record, n_activating, n_random)
+    windows = [Window(crop(e, width), True) for e in test.activating]
+    windows += [Window(crop(e, width), e.max_activation > 0) for e in test.random]
+    windows = [w for w in windows if w.example.tokens]
+    feature_rng(record, salt).shuffle(windows)
+    return windows, test.held_out
