@@ -1,0 +1,249 @@
+"""Read-only queries behind the browser pages and the exports.
+
+The connection is opened read-only with file-system access switched off and the
+configuration locked, so the SQL box can read the store's tables and nothing else:
+no writes, no ``COPY TO``, no ``read_csv('/etc/...')``, no ``ATTACH``. Every list is
+paginated (``LIMIT`` one more row than shown, to know whether a next page exists),
+and every per-feature lookup filters on ``(dictionary_id, feature)``, which the
+stores' write order keeps clustered, so pages stay fast on a million features.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from featurelens.core.errors import FeaturelensError, StoreError
+from featurelens.core.store import Store
+
+#: Rows the SQL box shows at most; the rest is reported as cut off.
+SQL_ROW_LIMIT = 500
+#: Seconds a SQL-box query may run before it is interrupted.
+SQL_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Page:
+    """One page of a listing: rows (dicts) and whether more follow."""
+
+    rows: list[dict[str, Any]]
+    page: int
+    has_next: bool
+
+
+@dataclass
+class SqlResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+@dataclass
+class FeatureData:
+    """Everything a feature page shows."""
+
+    stats: dict[str, Any]
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+    dictionary: dict[str, Any] = field(default_factory=dict)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+class BrowserData:
+    """A read-only view of one store, safe to share between request threads."""
+
+    def __init__(self, path: str | Path | None):
+        store = Store.open(path, read_only=True)  # clear errors: missing, locked, needs migration
+        self.path = store.path
+        store.close()
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True)
+            self._con.execute("SET enable_progress_bar = false")
+            self._con.execute("SET enable_external_access = false")
+            self._con.execute("SET lock_configuration = true")
+        except duckdb.Error as error:
+            raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._con.cursor()
+
+    def _dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+        cur = self._cursor()
+        try:
+            result = cur.execute(query, params)
+            names = [d[0] for d in result.description]
+            return [dict(zip(names, row)) for row in result.fetchall()]
+        finally:
+            cur.close()
+
+    # -- listings ------------------------------------------------------------------
+    def dictionaries(self) -> list[dict[str, Any]]:
+        """Every dictionary with its model, hookpoint and how many features are stored."""
+        return self._dicts(
+            "SELECT d.dictionary_id, d.model_id, d.hookpoint, d.architecture, d.d_sae, "
+            "coalesce(f.n, 0) AS n_features, coalesce(e.n, 0) AS n_explained "
+            "FROM dictionaries d "
+            "LEFT JOIN (SELECT dictionary_id, count(*) AS n FROM features GROUP BY 1) f "
+            "  USING (dictionary_id) "
+            "LEFT JOIN (SELECT dictionary_id, count(DISTINCT feature) AS n FROM explanations "
+            "  GROUP BY 1) e USING (dictionary_id) ORDER BY d.dictionary_id", [])
+
+    def features(self, dictionary_id: str, page: int = 0, size: int = 50) -> Page:
+        """Features of one dictionary in index order, with their best-scored explanation."""
+        rows = self._dicts(
+            "SELECT feature, density, max_activation, fire_count FROM features "
+            "WHERE dictionary_id = ? ORDER BY feature LIMIT ? OFFSET ?",
+            [dictionary_id, size + 1, page * size])
+        has_next = len(rows) > size
+        rows = rows[:size]
+        self._attach_best(dictionary_id, rows)
+        return Page(rows, page, has_next)
+
+    def features_in(self, dictionary_id: str, features: list[int]) -> list[dict[str, Any]]:
+        """Listing rows (as :meth:`features`) for the given feature indices."""
+        wanted = sorted({int(f) for f in features})
+        if not wanted:
+            return []
+        rows = self._dicts(
+            "SELECT feature, density, max_activation, fire_count FROM features "
+            "WHERE dictionary_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature) "
+            "ORDER BY feature", [dictionary_id, wanted[0], wanted[-1], wanted])
+        self._attach_best(dictionary_id, rows)
+        return rows
+
+    def _attach_best(self, dictionary_id: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        wanted = [int(r["feature"]) for r in rows]
+        best = {r["feature"]: r for r in self._dicts(
+            "SELECT e.feature, arg_max(e.text, coalesce(s.score, -2)) AS text, "
+            "max(s.score) AS score FROM explanations e "
+            "LEFT JOIN scores s ON s.explanation_id = e.explanation_id AND s.status = 'ok' "
+            "WHERE e.dictionary_id = ? AND list_contains(?, e.feature) GROUP BY e.feature",
+            [dictionary_id, wanted])}
+        for row in rows:
+            hit = best.get(row["feature"], {})
+            row["text"] = hit.get("text")
+            row["score"] = hit.get("score")
+
+    def search(self, text: str, page: int = 0, size: int = 50) -> Page:
+        """Explanations containing ``text`` (case-insensitive), best scores first."""
+        rows = self._dicts(
+            "SELECT e.dictionary_id, e.feature, e.text, e.explainer, e.llm, "
+            "max(s.score) AS score FROM explanations e "
+            "LEFT JOIN scores s ON s.explanation_id = e.explanation_id AND s.status = 'ok' "
+            "WHERE contains(lower(e.text), lower(?)) "
+            "GROUP BY ALL ORDER BY score DESC NULLS LAST, e.dictionary_id, e.feature "
+            "LIMIT ? OFFSET ?",
+            [text, size + 1, page * size])
+        return Page(rows[:size], page, len(rows) > size)
+
+    def sql(self, query: str, limit: int = SQL_ROW_LIMIT, timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
+        """Run a user's query read-only; any failure is one FeaturelensError line."""
+        if not query.strip():
+            raise FeaturelensError("The SQL box is empty; write a query such as SELECT * FROM features LIMIT 10.")
+        cur = self._cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.start()
+        try:
+            result = cur.execute(query)
+            if result.description is None:
+                return SqlResult([], [], False)
+            columns = [d[0] for d in result.description]
+            rows = result.fetchmany(limit + 1)
+        except duckdb.InterruptException:
+            raise FeaturelensError(
+                f"The query ran longer than {timeout_s:g} s and was stopped; add a LIMIT or a "
+                "WHERE clause, or run it with featurelens sql.") from None
+        except duckdb.Error as error:
+            raise FeaturelensError(f"SQL error: {_one_line(error)}") from None
+        finally:
+            timer.cancel()
+            cur.close()
+        return SqlResult(columns, rows[:limit], len(rows) > limit)
+
+    # -- features with everything a page shows ---------------------------------------
+    def feature(self, dictionary_id: str, feature: int, max_examples: int = 20) -> FeatureData | None:
+        """The feature's statistics, examples with tokens, and explanations with scores."""
+        found = self.feature_batch(dictionary_id, [feature], max_examples)
+        return found[0] if found else None
+
+    def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20) -> list[FeatureData]:
+        """:meth:`feature` for many features of one dictionary in four queries (exports)."""
+        if not features:
+            return []
+        wanted = sorted({int(f) for f in features})
+        lo, hi = wanted[0], wanted[-1]
+        where = "dictionary_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature)"
+        params = [dictionary_id, lo, hi, wanted]
+        stats = self._dicts(f"SELECT * FROM features WHERE {where} ORDER BY feature", params)
+        if not stats:
+            return []
+        dictionary = self._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
+        out = {int(s["feature"]): FeatureData(s, {"top": [], "quantile": [], "random": []}, [],
+                                              dictionary[0] if dictionary else {}) for s in stats}
+        for row in self._dicts(
+            "SELECT x.feature, x.kind, x.rank, x.quantile, x.activations, x.max_activation, "
+            "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
+            "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
+            "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
+            "AND x.rank < ? ORDER BY x.feature, x.kind, x.rank", params + [max_examples]):
+            target = out.get(int(row["feature"]))
+            if target is not None:
+                target.examples.setdefault(row["kind"], []).append(row)
+        explanations = self._dicts(
+            f"SELECT feature, explanation_id, explainer, llm, text, created_at FROM explanations "
+            f"WHERE {where} ORDER BY feature, created_at, explanation_id", params)
+        scores: dict[str, list[dict[str, Any]]] = {}
+        for s in self._dicts(
+            f"SELECT explanation_id, scorer, llm, score, status, n_parse_failures FROM scores "
+            f"WHERE {where} ORDER BY scorer, llm", params):
+            scores.setdefault(s["explanation_id"], []).append(s)
+        for e in explanations:
+            e["scores"] = scores.get(e["explanation_id"], [])
+            target = out.get(int(e["feature"]))
+            if target is not None:
+                target.explanations.append(e)
+        return [out[f] for f in wanted if f in out]
+
+    def neighbours(self, dictionary_id: str, feature: int) -> tuple[int | None, int | None]:
+        """The previous and next stored feature indices (for page navigation)."""
+        row = self._dicts(
+            "SELECT (SELECT max(feature) FROM features WHERE dictionary_id = ? AND feature < ?) AS prev, "
+            "(SELECT min(feature) FROM features WHERE dictionary_id = ? AND feature > ?) AS next",
+            [dictionary_id, feature, dictionary_id, feature])[0]
+        return row["prev"], row["next"]
+
+    def feature_keys(self, where: str | None = None, dictionary_id: str | None = None) -> list[tuple[str, int]]:
+        """``(dictionary_id, feature)`` of every feature matching the filters, in order."""
+        clauses, params = [], []
+        if dictionary_id is not None:
+            clauses.append("dictionary_id = ?")
+            params.append(dictionary_id)
+        if where:
+            clauses.append(f"({where})")
+        query = "SELECT dictionary_id, feature FROM features"
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        cur = self._cursor()
+        try:
+            return [(d, int(f)) for d, f in cur.execute(query + " ORDER BY 1, 2", params).fetchall()]
+        except duckdb.Error as error:
+            raise FeaturelensError(
+                f"--where {where!r} is not a valid condition on the features table "
+                f"({_one_line(error)}); write e.g. --where 'density < 0.01'.") from None
+        finally:
+            cur.close()

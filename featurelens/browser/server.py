@@ -1,0 +1,155 @@
+"""The local feature browser: a standard-library HTTP server over a read-only store.
+
+Routes: ``/`` (dictionaries), ``/dictionary/<id>?page=N`` (its features),
+``/feature/<id>/<n>``, ``/search?q=...&page=N`` (explanation text), ``/sql?q=...``
+(read-only SQL), ``/static/<file>`` (the stylesheet; served from the package, so the
+browser works offline). Only GET and HEAD exist: nothing can change the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from featurelens.browser.links import ServerLinks
+from featurelens.browser.queries import BrowserData
+from featurelens.browser.render import (dictionary_page, index_page, not_found_page, search_page,
+                                        sql_page)
+from featurelens.browser.render_feature import feature_page
+from featurelens.core.errors import FeaturelensError
+
+_LINKS = ServerLinks()
+_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".svg": "image/svg+xml"}
+
+
+def static_files() -> dict[str, bytes]:
+    """The browser's assets by file name (also copied into HTML exports)."""
+    folder = resources.files("featurelens.browser") / "static"
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
+
+
+def _page_number(query: dict[str, list[str]]) -> int:
+    try:
+        return max(0, int(query.get("page", ["0"])[0]))
+    except ValueError:
+        return 0
+
+
+class BrowserHandler(BaseHTTPRequestHandler):
+    """Routes one request to a query and a renderer."""
+
+    data: BrowserData  # set on the subclass made by make_server
+    assets: dict[str, bytes]
+    server_version = "featurelens"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: the terminal shows the URL once, not every request."""
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        self._dispatch(head=True)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self._dispatch(head=False)
+
+    def _dispatch(self, head: bool) -> None:
+        url = urlsplit(self.path)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        query = parse_qs(url.query)
+        try:
+            status, ctype, body = self._route(parts, query)
+        except FeaturelensError as error:
+            status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", \
+                not_found_page(str(error), _LINKS).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _route(self, parts: list[str], query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        html_type = "text/html; charset=utf-8"
+        page = _page_number(query)
+        if not parts:
+            return HTTPStatus.OK, html_type, index_page(self.data.dictionaries(), _LINKS).encode()
+        head = parts[0]
+        if head == "static" and len(parts) == 2 and parts[1] in self.assets:
+            suffix = Path(parts[1]).suffix
+            return HTTPStatus.OK, _TYPES.get(suffix, "application/octet-stream"), self.assets[parts[1]]
+        if head == "search" and len(parts) == 1:
+            text = query.get("q", [""])[0].strip()
+            return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS).encode()
+        if head == "sql" and len(parts) == 1:
+            sql = query.get("q", [""])[0]
+            if not sql.strip():
+                return HTTPStatus.OK, html_type, sql_page("", None, None, _LINKS).encode()
+            try:
+                result, error = self.data.sql(sql), None
+            except FeaturelensError as failure:
+                result, error = None, str(failure)
+            status = HTTPStatus.OK if error is None else HTTPStatus.BAD_REQUEST
+            return status, html_type, sql_page(sql, result, error, _LINKS).encode()
+        if head == "dictionary" and len(parts) == 2:
+            found = [d for d in self.data.dictionaries() if d["dictionary_id"] == parts[1]]
+            if found:
+                listing = self.data.features(parts[1], page)
+                return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS).encode()
+            return self._missing(f"There is no dictionary {parts[1]!r} in this store.")
+        if head == "feature" and len(parts) == 3 and parts[2].isdigit():
+            did, index = parts[1], int(parts[2])
+            data = self.data.feature(did, index)
+            if data is None:
+                return self._missing(f"Feature {index} of dictionary {did!r} is not in this store.")
+            page_html = feature_page(data, _LINKS, self.data.neighbours(did, index))
+            return HTTPStatus.OK, html_type, page_html.encode()
+        return self._missing(f"No page at {self.path}; start from the home page.")
+
+    def _missing(self, message: str) -> tuple[int, str, bytes]:
+        return HTTPStatus.NOT_FOUND, "text/html; charset=utf-8", not_found_page(message, _LINKS).encode()
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (the safe default for serve)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def make_server(store_path: str | Path | None, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """A ready (not yet serving) browser server; ``port=0`` picks a free port."""
+    data = BrowserData(store_path)
+    handler = type("Handler", (BrowserHandler,), {"data": data, "assets": static_files()})
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as error:
+        data.close()
+        raise FeaturelensError(
+            f"Cannot listen on {host}:{port} ({error.strerror or error}); pick another --port "
+            "(or --port 0 for any free one).") from None
+    server.daemon_threads = True
+    server.browser_data = data  # type: ignore[attr-defined]
+    return server
+
+
+def start_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    """Serve in a daemon thread (tests, notebooks); stop with ``server.shutdown()``."""
+    thread = threading.Thread(target=server.serve_forever, name="featurelens-serve", daemon=True)
+    thread.start()
+    return thread
+
+
+def url_of(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"

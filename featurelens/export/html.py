@@ -1,0 +1,69 @@
+"""A static HTML report: the browser's pages, rendered by the same functions as
+``featurelens serve``, with relative links so the folder opens straight from disk
+(or any static host). Layout: ``index.html`` (dictionaries),
+``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
+``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
+Search and SQL need a server and are left out."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from featurelens.browser.links import StaticLinks
+from featurelens.browser.queries import BrowserData, Page
+from featurelens.browser.render import dictionary_page, index_page
+from featurelens.browser.render_feature import feature_page
+from featurelens.browser.server import static_files
+from featurelens.export.staging import Staging
+
+LIST_PAGE_SIZE = 500
+BATCH = 200
+
+
+def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> int:
+    """Write the report for the features in ``keys``; returns the number of feature pages."""
+    for name, content in static_files().items():
+        staging.write_bytes(f"static/{name}", content)
+    by_dictionary: dict[str, list[int]] = {}
+    for dictionary_id, feature in keys:
+        by_dictionary.setdefault(dictionary_id, []).append(feature)
+    dictionaries = [d for d in data.dictionaries() if d["dictionary_id"] in by_dictionary]
+    for d in dictionaries:
+        d["n_features"] = len(by_dictionary[d["dictionary_id"]])
+    staging.write_text("index.html", index_page(dictionaries, StaticLinks()))
+    deep = StaticLinks().at_depth(2)
+    with tqdm(total=len(keys), desc="export html", unit="feature", disable=None) as bar:
+        for d in dictionaries:
+            did = d["dictionary_id"]
+            features = by_dictionary[did]
+            _write_lists(data, staging, d, features, deep)
+            for start in range(0, len(features), BATCH):
+                chunk = features[start:start + BATCH]
+                todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
+                for record in data.feature_batch(did, todo):
+                    index = int(record.stats["feature"])
+                    position = features.index(index, start)
+                    prev = features[position - 1] if position > 0 else None
+                    nxt = features[position + 1] if position + 1 < len(features) else None
+                    staging.write_text(_rel(deep, did, index), feature_page(record, deep, (prev, nxt)))
+                bar.update(len(chunk))
+    return len(keys)
+
+
+def _rel(links: StaticLinks, dictionary_id: str, feature: int) -> str:
+    return links.feature(dictionary_id, feature).removeprefix(links.root)
+
+
+def _write_lists(data: BrowserData, staging: Staging, dictionary: dict, features: list[int],
+                 links: StaticLinks) -> None:
+    did = dictionary["dictionary_id"]
+    wanted = set(features)
+    pages = max(1, -(-len(features) // LIST_PAGE_SIZE))
+    for page in range(pages):
+        chunk = features[page * LIST_PAGE_SIZE:(page + 1) * LIST_PAGE_SIZE]
+        rows = []
+        if chunk:
+            rows = [r for r in data.features_in(did, chunk) if r["feature"] in wanted]
+        listing_page = Page(rows, page, page + 1 < pages)
+        name = links.dictionary(did, page).removeprefix(links.root)
+        staging.write_text(name, dictionary_page(dictionary, listing_page, links))

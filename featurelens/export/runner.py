@@ -1,0 +1,73 @@
+"""``featurelens export``: choose the features, stage the folder, write, publish.
+
+The selection (``--dictionary``, ``--where``) is checked before anything is written,
+so a typo costs one clear sentence and no files. See :mod:`featurelens.export.staging`
+for how interrupted exports resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import featurelens
+from featurelens.browser.queries import BrowserData
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.store import Store
+from featurelens.export import html, neuronpedia, parquet
+from featurelens.export.staging import stage
+
+FORMATS = ("neuronpedia", "parquet", "html")
+
+
+def _store_state(data: BrowserData) -> list[object]:
+    """A cheap summary that changes whenever results are added (resume safety)."""
+    return [data.path.stat().st_mtime_ns, data.path.stat().st_size]
+
+
+def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
+           where: str | None = None) -> str:
+    """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line."""
+    if fmt not in FORMATS:
+        raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    data = BrowserData(store_path)
+    try:
+        if dictionary_id is not None and dictionary_id not in {d["dictionary_id"] for d in data.dictionaries()}:
+            known = ", ".join(d["dictionary_id"] for d in data.dictionaries()) or "none"
+            raise FeaturelensError(
+                f"There is no dictionary {dictionary_id!r} in {data.path}; known: {known}.")
+        keys = data.feature_keys(where, dictionary_id)
+        if not keys:
+            raise FeaturelensError(
+                "No feature matches the selection; loosen --where / --dictionary, or run a job first.")
+        request = {"format": fmt, "dictionary": dictionary_id, "where": where, "store": str(data.path)}
+        staging = stage(output, request, _store_state(data))
+        if fmt == "neuronpedia":
+            count = neuronpedia.write(data, staging, keys)
+            what = f"{len(keys)} features in {count} batch files"
+        elif fmt == "html":
+            html.write(data, staging, keys)
+            what = f"{len(keys)} feature pages; open {staging.final / 'index.html'}"
+        else:
+            what = ""
+    finally:
+        data.close()
+    if fmt == "parquet":
+        selection, params = _selection(dictionary_id, where)
+        with Store.open(store_path, read_only=True) as store:
+            names = parquet.write(store, staging, selection, params)
+        what = f"{len(names)} tables"
+    staging.finish({"format": fmt, "dictionary": dictionary_id, "where": where,
+                    "features": len(keys), "featurelens_version": featurelens.__version__})
+    return f"Exported {what} to {staging.final}."
+
+
+def _selection(dictionary_id: str | None, where: str | None) -> tuple[str | None, list[object]]:
+    if dictionary_id is None and not where:
+        return None, []
+    clauses, params = [], []
+    if dictionary_id is not None:
+        clauses.append("dictionary_id = ?")
+        params.append(dictionary_id)
+    if where:
+        clauses.append(f"({where})")
+    return "SELECT dictionary_id, feature FROM features WHERE " + " AND ".join(clauses), params

@@ -1,0 +1,101 @@
+"""Interruption-safe export folders.
+
+An export is written into ``<output>.partial/`` and renamed to ``<output>`` only when
+complete, so ``<output>`` is either the previous finished export or the new one, never
+half of each. Every file inside is itself written to a temporary name and renamed, so
+a killed export leaves only whole files; a rerun with the same request against an
+unchanged store finds the ``.partial`` folder, keeps the files already written and
+does the rest. If the request or the store changed, the stale partial work is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featurelens.core.errors import FeaturelensError
+
+MANIFEST = "featurelens-export.json"
+
+
+@dataclass
+class Staging:
+    """The folder being written and what it will become."""
+
+    final: Path
+    work: Path
+    fingerprint: str
+    resumed: bool
+
+    def path(self, relative: str) -> Path:
+        return self.work / relative
+
+    def done(self, relative: str) -> bool:
+        """True if a previous attempt already wrote this file completely."""
+        return self.resumed and (self.work / relative).is_file()
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        write_atomic(self.work / relative, data)
+
+    def write_text(self, relative: str, text: str) -> None:
+        write_atomic(self.work / relative, text.encode("utf-8"))
+
+    def finish(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest and swap the finished folder into place."""
+        marker = self.work / ".fingerprint"
+        if marker.exists():
+            marker.unlink()
+        self.write_text(MANIFEST, json.dumps({**manifest, "fingerprint": self.fingerprint}, indent=2))
+        old = self.final.with_name(self.final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.work, self.final)
+        if old.exists():
+            shutil.rmtree(old)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def fingerprint(request: dict[str, Any], store_state: list[Any]) -> str:
+    """Hash of what was asked and of the store's contents summary."""
+    blob = json.dumps([request, store_state], default=str, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def stage(output: Path, request: dict[str, Any], store_state: list[Any]) -> Staging:
+    """Prepare ``<output>.partial`` (resuming it when it matches this request)."""
+    output = output.resolve()
+    if output.exists() and not output.is_dir():
+        raise FeaturelensError(f"--output {output} is a file; give a folder path for the export.")
+    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file():
+        raise FeaturelensError(
+            f"--output {output} already holds files that are not a featurelens export; "
+            "choose an empty or new folder so nothing of yours is replaced.")
+    if not output.parent.exists():
+        raise FeaturelensError(f"The folder {output.parent} for --output does not exist; create it first.")
+    digest = fingerprint(request, store_state)
+    work = output.with_name(output.name + ".partial")
+    resumed = False
+    if work.is_dir():
+        marker = work / ".fingerprint"
+        if marker.is_file() and marker.read_text().strip() == digest:
+            resumed = True
+        else:
+            shutil.rmtree(work)
+    if not resumed:
+        work.mkdir(parents=True)
+        (work / ".fingerprint").write_text(digest)
+    return Staging(output, work, digest, resumed)
