@@ -118,7 +118,7 @@ def from_lines(response: LLMResponse, lengths: list[int]) -> Predictions:
                 value = written
                 if spans is not None:
                     hit = _token_at(spans, base + item.start())
-                    if hit is not None and hit[0] == base + item.start() and hit[1].token.strip() == item.group():
+                    if hit is not None and hit[1].token.strip() == item.group():
                         refined = expected_value(hit[1].top)
                         value = refined if refined is not None else written
                 values.append(value)

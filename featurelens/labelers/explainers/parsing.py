@@ -25,7 +25,16 @@ _LEAD = re.compile(
 )
 _REFUSAL = re.compile(r"^(?:i\s+(?:can(?:no|')t|am unable|'m unable)|unknown\b|n/?a\b|none\b|sorry)",
                       re.IGNORECASE)
-_DECORATION = "\"'`*_ \t“”‘’"
+_DECORATION = "`*_ \t"
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’"}
+
+
+def _unquote(text: str) -> str:
+    """Drop decoration and one or more pairs of quotes wrapping the whole text."""
+    text = text.strip(_DECORATION)
+    while len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
+        text = text[1:-1].strip(_DECORATION)
+    return text
 
 
 def parse_explanation(text: str, *, reasoning: bool = False) -> str:
@@ -45,10 +54,9 @@ def parse_explanation(text: str, *, reasoning: bool = False) -> str:
 
 def clean(candidate: str) -> str:
     """Strip decoration and boilerplate, collapse whitespace, bound the length."""
-    text = " ".join(candidate.split()).strip(_DECORATION)
-    text = re.sub(r"^[-•>#]+\s*", "", text).strip(_DECORATION)
-    text = _LEAD.sub("", text).strip(_DECORATION)
-    text = text.rstrip(" .;,")
+    text = _unquote(" ".join(candidate.split()))
+    text = _unquote(re.sub(r"^[-•>#]+\s*", "", text))
+    text = _unquote(_LEAD.sub("", text).rstrip(" .;,"))
     if not text:
         raise ParseError("the answer's explanation was empty")
     if _REFUSAL.match(text):
