@@ -66,9 +66,13 @@ class BrowserData:
         store.close()
         try:
             self._con = duckdb.connect(str(self.path), read_only=True)
-            self._con.execute("SET enable_progress_bar = false")
-            self._con.execute("SET enable_external_access = false")
-            self._con.execute("SET lock_configuration = true")
+            # DuckDB shares one instance per file within a process: a second browser on the
+            # same store finds it already locked down, and must not try to set it again.
+            locked = self._con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]
+            if not locked:
+                self._con.execute("SET enable_progress_bar = false")
+                self._con.execute("SET enable_external_access = false")
+                self._con.execute("SET lock_configuration = true")
         except duckdb.Error as error:
             raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
         self._lock = threading.Lock()

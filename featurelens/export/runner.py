@@ -46,7 +46,7 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
             what = f"{len(keys)} features in {count} batch files"
         elif fmt == "html":
             html.write(data, staging, keys)
-            what = f"{len(keys)} feature pages; open {staging.final / 'index.html'}"
+            what = f"{len(keys)} feature pages (open index.html)"
         else:
             what = ""
     finally:

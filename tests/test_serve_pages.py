@@ -1,0 +1,170 @@
+"""The feature browser over HTTP: a real server on 127.0.0.1 over a real DuckDB store."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import featurelens
+from featurelens.browser.render_feature import highlight_rgb
+from featurelens.browser.server import make_server, start_in_thread, url_of
+from synthetic_store import explanation_text, fill_store
+
+DID = "smollm2-l6-topk"
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "store.duckdb"
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=120)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(filled: Path):
+    server = make_server(filled, "127.0.0.1", 0)
+    start_in_thread(server)
+    yield url_of(server)
+    server.shutdown()
+    server.server_close()
+    server.browser_data.close()
+
+
+def get(base: str, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(base + path.lstrip("/"), timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_home_lists_the_dictionary_with_counts(base: str) -> None:
+    status, body = get(base, "/")
+    assert status == 200
+    assert f'href="/dictionary/{DID}"' in body
+    assert "<td class=\"num\">120</td>" in body  # features stored
+    assert "<td class=\"num\">119</td>" in body  # explained (feature 3 is dead)
+
+
+def test_dictionary_listing_is_paginated_and_escaped(base: str) -> None:
+    status, first = get(base, f"/dictionary/{DID}")
+    assert status == 200
+    assert first.count("<tr><td class=\"num\"><a href=\"/feature/") == 50
+    assert f'rel="next" href="/dictionary/{DID}?page=1"' in first
+    assert "<b>label</b>" not in first  # feature 1's second explanation is HTML-like text
+    assert "alternative &lt;b&gt;label&lt;/b&gt; &amp; more" in first or explanation_text(1) in first
+    status, last = get(base, f"/dictionary/{DID}?page=2")
+    rows = re.findall(r'href="/feature/[^/]+/(\d+)"', last)
+    assert [int(r) for r in rows] == list(range(100, 120))
+    assert 'rel="next"' not in last and 'rel="prev"' in last
+
+
+def test_feature_page_shows_everything_escaped(base: str, filled: Path) -> None:
+    status, body = get(base, f"/feature/{DID}/1")
+    assert status == 200
+    assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<b>label</b>" not in body
+    with featurelens.open_store(filled, read_only=True) as store:
+        stats = store.sql(f"SELECT * FROM features WHERE dictionary_id = '{DID}' AND feature = 1").row(0, named=True)
+        top = store.sql(f"SELECT activations, max_activation FROM examples WHERE dictionary_id = '{DID}' "
+                        "AND feature = 1 AND kind = 'top' ORDER BY rank").to_dicts()
+    # highlighted tokens: exact value on hover, colour from activation / feature max
+    top_section = body.split('class="examples top"')[1].split("</section>")[0]
+    on = re.findall(r'style="background-color:rgb\((\d+),(\d+),(\d+)\)" title="([^"]+)"', top_section)
+    assert len(on) == sum(sum(1 for a in t["activations"] if a > 0) for t in top)
+    first_peak = max(top[0]["activations"])
+    expected = highlight_rgb(first_peak / stats["max_activation"])
+    assert any(tuple(map(int, o[:3])) == expected and float(o[3]) == pytest.approx(first_peak, rel=1e-3)
+               for o in on)
+    # histogram with one bar per bin, logits, explanations and their scores
+    assert body.count("<rect ") == len(stats["histogram_counts"])
+    for token in stats["top_logits"] + stats["bottom_logits"]:
+        assert token.replace("\n", "↵").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") \
+            .replace('"', "&quot;").replace("'", "&#x27;") in body
+    assert explanation_text(1) in body and body.count('class="explanation"') == 2
+    assert body.count('<span class="scorer">simulation</span>') == 2
+    assert 'class="examples quantile"' in body and 'class="examples random"' in body
+    assert f'href="/feature/{DID}/0"' in body and f'href="/feature/{DID}/2"' in body
+
+
+def test_dead_feature_page_says_so(base: str) -> None:
+    status, body = get(base, f"/feature/{DID}/3")
+    assert status == 200
+    assert "never fired" in body and "Not explained yet" in body
+
+
+def test_search_by_explanation_text_sorted_by_score(base: str) -> None:
+    status, body = get(base, "/search?q=DOGS")
+    assert status == 200
+    features = [int(f) for f in re.findall(rf'href="/feature/{DID}/(\d+)"', body)]
+    assert features and all(f % 8 == 1 for f in features)
+    assert len(features) == len([f for f in range(120) if f % 8 == 1])
+    scores = [float(s) for s in re.findall(r'class="num score">([-\d.]+)<', body)]
+    assert scores == sorted(scores, reverse=True)
+    _, none = get(base, "/search?q=" + urllib.parse.quote("no such words"))
+    assert "No explanation matches" in none
+
+
+def test_sql_box_reads_and_reports_errors_in_one_line(base: str) -> None:
+    query = urllib.parse.quote("SELECT feature, density FROM features ORDER BY feature LIMIT 3")
+    status, body = get(base, f"/sql?q={query}")
+    assert status == 200 and "3 rows." in body and "<th>density</th>" in body
+    status, body = get(base, "/sql?q=" + urllib.parse.quote("SELEC nonsense"))
+    errors = re.findall(r'<p class="error" role="alert">([^<]*)</p>', body)
+    assert status == 400 and len(errors) == 1 and "\n" not in errors[0] and errors[0].startswith("SQL error:")
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM features",
+    "CREATE TABLE evil (a INT)",
+    "COPY features TO '/tmp/featurelens-evil.csv'",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "ATTACH '/tmp/featurelens-evil.duckdb' AS evil",
+    "SET enable_external_access = true",
+])
+def test_sql_box_cannot_write_or_touch_files(base: str, filled: Path, statement: str) -> None:
+    status, body = get(base, "/sql?q=" + urllib.parse.quote(statement))
+    assert status == 400 and 'class="error"' in body
+    assert not Path("/tmp/featurelens-evil.csv").exists()
+    assert not Path("/tmp/featurelens-evil.duckdb").exists()
+    _, check = get(base, "/sql?q=" + urllib.parse.quote("SELECT count(*) AS n FROM features"))
+    assert "<td>120</td>" in check
+
+
+def test_large_sql_results_are_cut_off(base: str) -> None:
+    status, body = get(base, "/sql?q=" + urllib.parse.quote("SELECT * FROM range(2000)"))
+    assert status == 200 and body.count("<tr><td>") == 500 and "Showing the first 500 rows" in body
+
+
+def test_unknown_pages_are_404_and_static_is_local(base: str) -> None:
+    assert get(base, f"/feature/{DID}/99999")[0] == 404
+    assert get(base, "/feature/nope/1")[0] == 404
+    assert get(base, "/dictionary/nope")[0] == 404
+    assert get(base, "/static/../server.py")[0] == 404
+    status, css = get(base, "/static/style.css")
+    assert status == 200 and ".tok" in css
+    _, home = get(base, "/")
+    assert "http://" not in home and "https://" not in home  # nothing from a CDN
+
+
+def test_serve_refuses_a_missing_store_in_one_line(cli, tmp_path: Path) -> None:
+    result = cli("serve", "--store", tmp_path / "missing.duckdb")
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "There is no feature store" in result.output
+
+
+def test_serve_reports_a_busy_port(filled: Path) -> None:
+    first = make_server(filled, "127.0.0.1", 0)
+    try:
+        port = first.server_address[1]
+        with pytest.raises(featurelens.core.errors.FeaturelensError, match="pick another --port"):
+            make_server(filled, "127.0.0.1", port)
+    finally:
+        first.server_close()
+        first.browser_data.close()
