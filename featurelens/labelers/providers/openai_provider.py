@@ -1,0 +1,128 @@
+"""The ``openai`` provider: OpenAI and any OpenAI-compatible server (vLLM, llama.cpp, Ollama).
+
+Chat requests go to ``/chat/completions`` (with ``top_logprobs`` when asked). Requests
+that want prompt log-probabilities go to the completions endpoint with ``echo=True,
+logprobs=k``, which vLLM-style servers answer with the log-probabilities of every
+prompt token; OpenAI's own API does not, so that capability is claimed only for a
+custom base URL (or ``prompt_logprobs=True``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import openai
+
+from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.labelers.providers import api_key
+
+KEY_ENV = "OPENAI_API_KEY"
+BASE_ENV = "OPENAI_BASE_URL"
+
+
+def chat_body(model: str, request: LLMRequest) -> dict[str, Any]:
+    """The JSON body of a chat completion (live calls and Batch API lines share it)."""
+    body: dict[str, Any] = {"model": model, "messages": request.messages,
+                            "max_tokens": request.max_tokens, "temperature": request.temperature}
+    if request.top_logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = min(20, request.top_logprobs)
+    if request.json_output:
+        body["response_format"] = {"type": "json_object"}
+    return body
+
+
+def completion_body(model: str, request: LLMRequest) -> dict[str, Any]:
+    """Body of a raw completion that echoes the prompt with its log-probabilities."""
+    prompt = request.prompt
+    if prompt is None:
+        prompt = "\n\n".join(m.get("content", "") for m in request.messages)
+    return {"model": model, "prompt": prompt, "echo": True, "max_tokens": max(1, request.max_tokens),
+            "logprobs": min(20, max(1, request.prompt_logprobs)), "temperature": request.temperature}
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def response_from_chat(data: Any) -> LLMResponse:
+    """An :class:`LLMResponse` from a chat completion (SDK object or the Batch API's dict)."""
+    choice = _get(data, "choices")[0]
+    message = _get(choice, "message")
+    usage = _get(data, "usage") or {}
+    details = _get(usage, "prompt_tokens_details") or {}
+    logprobs = []
+    for item in (_get(_get(choice, "logprobs") or {}, "content") or []):
+        top = {_get(t, "token"): float(_get(t, "logprob")) for t in (_get(item, "top_logprobs") or [])}
+        logprobs.append(TokenLogprobs(_get(item, "token"), float(_get(item, "logprob")), top))
+    return LLMResponse(
+        text=_get(message, "content") or "",
+        input_tokens=int(_get(usage, "prompt_tokens") or 0),
+        output_tokens=int(_get(usage, "completion_tokens") or 0),
+        cached_input_tokens=int(_get(details, "cached_tokens") or 0),
+        output_logprobs=logprobs)
+
+
+def response_from_completion(data: Any) -> LLMResponse:
+    """Split an echoed completion into prompt and output log-probabilities."""
+    choice = _get(data, "choices")[0]
+    usage = _get(data, "usage") or {}
+    lp = _get(choice, "logprobs") or {}
+    tokens = list(_get(lp, "tokens") or [])
+    values = list(_get(lp, "token_logprobs") or [])
+    tops = list(_get(lp, "top_logprobs") or [])
+    items = [TokenLogprobs(t, None if v is None else float(v),
+                           {k: float(x) for k, x in (tops[i] or {}).items()} if i < len(tops) else {})
+             for i, (t, v) in enumerate(zip(tokens, values))]
+    n_prompt = int(_get(usage, "prompt_tokens") or 0) or len(items)
+    text = _get(choice, "text") or ""
+    prompt_text = "".join(tokens[:n_prompt])
+    return LLMResponse(
+        text=text[len(prompt_text):] if text.startswith(prompt_text) else text,
+        input_tokens=n_prompt, output_tokens=int(_get(usage, "completion_tokens") or 0),
+        prompt_logprobs=items[:n_prompt], output_logprobs=items[n_prompt:])
+
+
+class OpenAIProvider:
+    """``openai:<model>``; options: ``base_url``, ``timeout``, ``prompt_logprobs``, ``http_client``."""
+
+    name = "openai"
+    key_env = KEY_ENV
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
+                 prompt_logprobs: bool | None = None, http_client: Any = None,
+                 max_connections: int | None = None):
+        self.model = model
+        base_url = base_url or os.environ.get(BASE_ENV) or None
+        custom = base_url is not None and "api.openai.com" not in base_url
+        # Local OpenAI-compatible servers usually need no key; the SDK still wants a string.
+        key = api_key(KEY_ENV, f"openai:{model}", required=not custom) or "not-needed"
+        self.base_url = base_url
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout,
+                                         max_retries=0, http_client=http_client)
+        caps = {"output_logprobs", "batch_api", "prompt_cache"}
+        if prompt_logprobs if prompt_logprobs is not None else custom:
+            caps.add("prompt_logprobs")
+        self.capabilities = frozenset(caps)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        if request.prompt_logprobs:
+            result = await self.client.completions.create(**completion_body(self.model, request))
+            return response_from_completion(result)
+        if request.prompt is not None and not request.messages:
+            request_messages = [{"role": "user", "content": request.prompt}]
+            body = chat_body(self.model, LLMRequest(messages=request_messages,
+                                                    max_tokens=request.max_tokens,
+                                                    temperature=request.temperature,
+                                                    top_logprobs=request.top_logprobs,
+                                                    json_output=request.json_output))
+        else:
+            body = chat_body(self.model, request)
+        result = await self.client.chat.completions.create(**body)
+        return response_from_chat(result)
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,122 @@
+"""Stream :class:`FeatureRecord` objects out of the store, a chunk of features at a time.
+
+Labeling a million features must not hold a million records: features are selected
+with keyset pagination (ordered by dictionary and index, resuming after the last key
+seen), and each page's examples are loaded joined to their sequences' token strings in
+one query. Memory is bounded by the chunk size, not by the selection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import pyarrow as pa
+
+from featurelens.core.errors import FeaturelensError, StoreError
+from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.core.store import Store
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which features to work on: a SQL condition over ``features``, a dictionary, a cap."""
+
+    where: str | None = None
+    dictionary_id: str | None = None
+    limit: int | None = None
+
+    def condition(self) -> tuple[str, list[object]]:
+        parts, params = ["TRUE"], []
+        if self.where:
+            parts.append(f"({self.where})")
+        if self.dictionary_id:
+            parts.append("dictionary_id = ?")
+            params.append(self.dictionary_id)
+        return " AND ".join(parts), params
+
+
+def count_features(store: Store, selection: Selection) -> int:
+    """How many features the selection holds (after ``limit``); checks the condition."""
+    condition, params = selection.condition()
+    if selection.dictionary_id:
+        known = store.execute("SELECT count(*) FROM dictionaries WHERE dictionary_id = ?",
+                              [selection.dictionary_id])[0][0]
+        has_features = store.execute("SELECT count(*) FROM features WHERE dictionary_id = ?",
+                                     [selection.dictionary_id])[0][0]
+        if not known and not has_features:
+            raise FeaturelensError(
+                f"The store has no dictionary {selection.dictionary_id!r}; list them with "
+                "featurelens sql \"SELECT dictionary_id FROM dictionaries\".")
+    try:
+        total = store.execute(f"SELECT count(*) FROM features WHERE {condition}", params)[0][0]
+    except StoreError as error:
+        raise FeaturelensError(
+            f"The --where condition {selection.where!r} is not valid SQL over the features "
+            f"table ({error}); use its columns, e.g. \"density > 0.001 AND feature < 100\"."
+        ) from None
+    return min(total, selection.limit) if selection.limit is not None else total
+
+
+def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> Iterator[list[tuple[str, int]]]:
+    """Pages of ``(dictionary_id, feature)`` in a stable order, at most ``limit`` in all."""
+    condition, params = selection.condition()
+    remaining = selection.limit
+    last: tuple[str, int] | None = None
+    while remaining is None or remaining > 0:
+        size = chunk_size if remaining is None else min(chunk_size, remaining)
+        after, after_params = "TRUE", []
+        if last is not None:
+            after = "(dictionary_id > ? OR (dictionary_id = ? AND feature > ?))"
+            after_params = [last[0], last[0], last[1]]
+        rows = store.execute(
+            f"SELECT dictionary_id, feature FROM features WHERE {condition} AND {after} "
+            f"ORDER BY dictionary_id, feature LIMIT {int(size)}", params + after_params)
+        if not rows:
+            return
+        page = [(str(d), int(f)) for d, f in rows]
+        yield page
+        last = page[-1]
+        if remaining is not None:
+            remaining -= len(page)
+
+
+def load_records(store: Store, keys: list[tuple[str, int]]) -> list[FeatureRecord]:
+    """The records of ``keys`` (in that order), examples ordered by kind then rank."""
+    if not keys:
+        return []
+    view = "_record_keys"
+    store.con.register(view, pa.table({"dictionary_id": [k[0] for k in keys],
+                                       "feature": pa.array([k[1] for k in keys], pa.int32())}))
+    try:
+        features = store.con.execute(
+            f"SELECT f.dictionary_id, f.feature, f.max_activation, f.density, f.top_logits, "
+            f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature)"
+        ).fetchall()
+        examples = store.con.execute(
+            f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, s.token_strs "
+            f"FROM examples e JOIN {view} k USING (dictionary_id, feature) "
+            f"JOIN sequences s ON s.corpus_id = e.corpus_id AND s.sequence_id = e.sequence_id "
+            f"ORDER BY e.dictionary_id, e.feature, e.kind, e.rank"
+        ).fetchall()
+    finally:
+        store.con.unregister(view)
+    by_key: dict[tuple[str, int], FeatureRecord] = {}
+    for dictionary_id, feature, max_act, density, top, bottom in features:
+        by_key[(dictionary_id, feature)] = FeatureRecord(
+            dictionary_id, int(feature), float(max_act or 0.0), float(density),
+            [], list(top or []), list(bottom or []))
+    for dictionary_id, feature, kind, activations, quantile, token_strs in examples:
+        record = by_key.get((dictionary_id, feature))
+        if record is None:
+            continue
+        n = min(len(activations), len(token_strs))
+        record.examples.append(Example(list(token_strs[:n]), [float(a) for a in activations[:n]],
+                                       kind, quantile))
+    return [by_key[k] for k in keys if k in by_key]
+
+
+def stream_records(store: Store, selection: Selection, chunk_size: int = 256) -> Iterator[list[FeatureRecord]]:
+    """Chunks of records for the whole selection; memory bounded by ``chunk_size``."""
+    for page in feature_keys(store, selection, chunk_size):
+        yield load_records(store, page)

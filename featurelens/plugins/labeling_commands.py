@@ -1,0 +1,159 @@
+"""``featurelens explain`` and ``featurelens batches``: the labeling commands.
+
+Thin: options are parsed here, the work is in :mod:`featurelens.labelers`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+import featurelens
+from featurelens.core.cli_options import store_option
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.store import Store
+
+featurelens_api = 1
+
+
+@featurelens.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(explain_command)
+    cli.add_command(batches_group)
+
+
+def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise FeaturelensError(f"{flag} {pair!r} is not of the form key=value; "
+                                   f"write e.g. {flag} n_examples=20.")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def engine_options(function):
+    """Options shared by every command that runs LLM jobs (explain, score, label)."""
+    options = [
+        click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
+                     help="Requests in flight at once."),
+        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Requests-per-minute limit of your provider tier."),
+        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Tokens-per-minute limit of your provider tier."),
+        click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="JSON price table overriding the built-in one (also $FEATURELENS_PRICES)."),
+        click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
+                     help="Provider option, e.g. base_url=http://localhost:8000/v1 or timeout=60."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool):
+    from featurelens.labelers.engine import EngineSettings
+
+    return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress)
+
+
+@click.command("explain")
+@click.option("--llm", default="local:smollm2", show_default=True,
+              help="provider:model, e.g. openai:gpt-4o-mini, anthropic:claude-haiku-4-5.")
+@click.option("--explainer", default="token-activations", show_default=True,
+              help="Explainer name (featurelens plugins list --all shows them).")
+@click.option("--option", "-o", "explainer_options", multiple=True, metavar="KEY=VALUE",
+              help="Explainer option, repeatable (e.g. -o n_examples=20).")
+@click.option("--where", default=None, help='SQL condition over the features table, e.g. "density > 0.001".')
+@click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
+@click.option("--dry-run", is_flag=True, help="Print calls, tokens and estimated cost; send nothing.")
+@click.option("--batch-api", is_flag=True,
+              help="Submit through the provider's batch API (half price, up to 24 h); "
+                   "collect with featurelens batches collect.")
+@engine_options
+@store_option
+def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...], where: str | None,
+                    dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool,
+                    concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
+                    provider_options: tuple[str, ...], no_progress: bool,
+                    store_path: Path | None) -> None:
+    """Explain features with an LLM; resumable, cached, and written as results arrive."""
+    from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
+    from featurelens.labelers.pricing import PriceTable
+
+    spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
+                       where, dictionary_id, limit)
+    table = PriceTable.load(prices)
+    popts = parse_options(provider_options, "--provider-option")
+    with Store.open(store_path) as store:
+        if dry_run:
+            for line in plan_explain(store, spec, table, batch=batch_api).lines():
+                click.echo(line)
+            return
+        if batch_api:
+            from featurelens.labelers.batch_api import submit_explain
+
+            for line in submit_explain(store, spec, provider_options=popts, prices=table).lines():
+                click.echo(line)
+            return
+        stats = explain_features(store, spec, provider_options=popts, prices=table,
+                                 settings=engine_settings(concurrency, rpm, tpm, no_progress))
+    click.echo(summary(stats, "explained"))
+
+
+def summary(stats: Any, verb: str) -> str:
+    """One line of counters after a run."""
+    cost = f"${stats.cost_usd:.4f}" + (f" (+{stats.unpriced_calls} unpriced calls)"
+                                       if stats.unpriced_calls else "")
+    return (f"{verb} {stats.succeeded:,} features, {stats.failed:,} failed (see the failures "
+            f"table), {stats.skipped:,} already done; {stats.calls:,} calls, "
+            f"{stats.cached_calls:,} from the cache, {stats.input_tokens:,} input and "
+            f"{stats.output_tokens:,} output tokens, {cost}, {stats.elapsed_s:.1f} s.")
+
+
+@click.group("batches")
+def batches_group() -> None:
+    """Provider batch jobs (OpenAI Batch API, Anthropic Message Batches)."""
+
+
+@batches_group.command("status")
+@click.option("--refresh/--no-refresh", default=True, show_default=True,
+              help="Ask the providers for the latest status.")
+@store_option
+def batches_status(refresh: bool, store_path: Path | None) -> None:
+    """Show the store's provider batches and their status."""
+    from featurelens.labelers.batch_api import batch_rows, refresh_status
+
+    with Store.open(store_path, read_only=not refresh) as store:
+        if refresh:
+            refresh_status(store)
+        rows = batch_rows(store)
+    if not rows:
+        click.echo("No provider batches in this store.")
+    for row in rows:
+        click.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+
+
+@batches_group.command("collect")
+@click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON price table overriding the built-in one.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@store_option
+def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | None) -> None:
+    """Download finished batches, cache their answers and write the runs' results."""
+    from featurelens.labelers.batch_api import collect
+    from featurelens.labelers.pricing import PriceTable
+
+    with Store.open(store_path) as store:
+        for line in collect(store, prices=PriceTable.load(prices), progress=not no_progress):
+            click.echo(line)
