@@ -8,6 +8,7 @@ run: setup
 	.venv/bin/featurelens run
 
 test: setup
+	@bash scripts/setup-browser.sh
 	.venv/bin/python -m pytest -q
 
 test-slow: setup

@@ -101,7 +101,8 @@ def _examples(title: str, kind: str, rows: list[dict[str, Any]], scale: float) -
             f'<span class="label" title="{esc(row.get("document"))}">{esc(label)} '
             f'max {fmt(row["max_activation"])}</span>'
             f'<span class="window">{tokens_html(row["token_strs"], row["activations"], scale)}</span></li>')
-    return f'<section class="examples {kind}"><h2>{title}</h2><ol>{"".join(items)}</ol></section>'
+    return (f'<section class="examples {kind}" data-scale="{scale:.6g}"><h2>{title}</h2>'
+            f'<ol>{"".join(items)}</ol></section>')
 
 
 def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None)) -> str:
