@@ -48,9 +48,13 @@ class PluginFailure:
     name: str
     error: str
     stage: str  # "import", "api-version", "hooks" or "register"
+    builtin: bool = False
 
     def message(self) -> str:
         """One sentence for stderr: which plugin, what went wrong, how to skip it."""
+        if self.builtin:
+            return (f"featurelens: built-in plugin {self.name!r} was not loaded ({self.stage}): "
+                    f"{self.error}. This is a bug in featurelens; the rest works without it.")
         return (
             f"featurelens: plugin {self.name!r} was not loaded ({self.stage}): {self.error}. "
             f"To skip it, set {ENV_LOAD_PLUGINS} to a comma-separated list of the plugins "
@@ -233,7 +237,7 @@ def build_host(extra_plugins: Iterable[tuple[str, object]] = ()) -> Host:
             module: ModuleType = importlib.import_module(module_name)
         except Exception as error:  # noqa: BLE001 - a broken built-in must not take the CLI down
             host.failures.append(
-                PluginFailure(module_name, f"{type(error).__name__}: {error}", "import")
+                PluginFailure(module_name, f"{type(error).__name__}: {error}", "import", True)
             )
             continue
         info = PluginInfo(module_name, featurelens.__version__, "featurelens", True, [])

@@ -1,4 +1,5 @@
-"""Built-in commands that belong to the host itself: ``sql`` and ``plugins``."""
+"""Built-in commands that belong to the host itself: ``sql`` and ``plugins``
+(the latter lives in :mod:`featurelens.plugins.plugin_commands`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import featurelens
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.store import Store
+from featurelens.plugins.plugin_commands import plugins_group
 
 featurelens_api = 1
 
@@ -21,6 +23,7 @@ _FORMATS = ("table", "csv", "json", "parquet")
 
 @featurelens.hookimpl
 def register_commands(cli: click.Group) -> None:
+    """The host's own commands, added through the same hook as any plugin's."""
     cli.add_command(sql_command)
     cli.add_command(plugins_group)
 
@@ -60,45 +63,3 @@ def _emit(frame: pl.DataFrame, fmt: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
-
-
-@click.group("plugins")
-def plugins_group() -> None:
-    """List, install, find and create featurelens plugins."""
-
-
-@plugins_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--all", "show_all", is_flag=True, help="Include built-in plugins.")
-def plugins_list(as_json: bool, show_all: bool) -> None:
-    """Show installed plugins, the hooks they implement and the components they added."""
-    from featurelens.core.plugins import get_host
-
-    host = get_host()
-    rows = []
-    for info in host.plugins():
-        if info.builtin and not show_all:
-            continue
-        components = [
-            {"kind": c.kind, "name": c.name, "description": c.description}
-            for c in host.registry.by_plugin(info.name)
-        ]
-        rows.append({
-            "name": info.name, "package": info.package, "version": info.version,
-            "builtin": info.builtin, "hooks": info.hooks, "components": components,
-        })
-    failures = [{"name": f.name, "stage": f.stage, "error": f.error} for f in host.failures]
-    if as_json:
-        click.echo(json.dumps({"plugins": rows, "failures": failures}, indent=2))
-        return
-    if not rows:
-        click.echo("No plugins installed (use --all to include built-ins).")
-    for row in rows:
-        origin = "built-in" if row["builtin"] else f"{row['package']} {row['version']}"
-        click.echo(f"{row['name']} ({origin})")
-        click.echo(f"  hooks: {', '.join(row['hooks']) or '-'}")
-        for c in row["components"]:
-            desc = f" - {c['description']}" if c["description"] else ""
-            click.echo(f"  {c['kind'].replace('_', ' ')}: {c['name']}{desc}")
-    for failure in failures:
-        click.echo(f"{failure['name']} (not loaded, {failure['stage']}): {failure['error']}")
