@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.app_commands",
     "featurelens.labelers.explainers",
     "featurelens.scorers",
+    "featurelens.plugins.scoring_commands",
     "featurelens.plugins.dictionaries",
 )
 

@@ -36,19 +36,41 @@ def expected_value(top: dict[str, float]) -> float | None:
     return total / mass if mass > 0 else None
 
 
-def from_prompt_logprobs(response: LLMResponse, lengths: list[int]) -> tuple[Predictions, int]:
-    """Expected values at every target position; also how many positions had no digits.
+def target_positions(tokens: list[TokenLogprobs]) -> list[int]:
+    """Indices whose distribution predicts the value after each ``<TAB>unknown``.
 
-    Targets are found by count, not by character offsets (byte-level tokens of
-    multi-byte characters do not decode one by one): a token reading ``unknown`` that
-    starts with, or follows, a tab. Corpus tokens cannot contain tabs, so they never
-    match.
+    Found by walking the tokens, not by character offsets: byte-level tokens of a
+    multi-byte character do not decode one by one, so offsets drift, but a tab is one
+    ASCII byte and only our separators contain one (corpus tabs are neutralised). After
+    a token that ends with the tab, the next token starts the value; a token that
+    merges the tab with the start of ``unknown`` is itself the position (its
+    alternatives then carry the tab, which :func:`expected_value` strips). ``unknown``
+    may be split into several tokens; only its first position matters.
     """
+    positions = []
+    n = len(tokens)
+    for i, item in enumerate(tokens):
+        text = item.token
+        tab = text.rfind("\t")
+        if tab == -1:
+            continue
+        rest = text[tab + 1:]
+        if rest:
+            if UNKNOWN.startswith(rest) or rest.startswith(UNKNOWN):
+                following = rest + "".join(t.token for t in tokens[i + 1:i + 1 + len(UNKNOWN)])
+                if following.startswith(UNKNOWN):
+                    positions.append(i)
+            continue
+        following = "".join(t.token for t in tokens[i + 1:i + 1 + len(UNKNOWN)])
+        if i + 1 < n and following.startswith(UNKNOWN):
+            positions.append(i + 1)
+    return positions
+
+
+def from_prompt_logprobs(response: LLMResponse, lengths: list[int]) -> tuple[Predictions, int]:
+    """Expected values at every target position; also how many positions had no digits."""
     tokens = response.prompt_logprobs
-    positions = [
-        i for i, t in enumerate(tokens)
-        if t.token.strip() == UNKNOWN and (t.token.startswith("\t") or (i and tokens[i - 1].token.endswith("\t")))
-    ]
+    positions = target_positions(tokens)
     expected = sum(lengths)
     if len(positions) != expected:
         error = ParseError(f"the prompt log-probs hold {len(positions)} target positions, not {expected}")

@@ -137,6 +137,27 @@ def write_planted_store(store: Store, records: list[FeatureRecord], *, corpus_id
                      on_conflict="ignore")
 
 
+def _parts(text: str) -> list[str]:
+    """Words and single symbols, each with its leading space: a rough tokenizer."""
+    return re.findall(r"\s?\w+|\s?[^\w\s]", text)
+
+
+def explain_from_evidence(turn: str) -> str:
+    """What a faithful explainer would say about an explainer prompt's strongest tokens."""
+    strong = [line.split("\t")[0] for line in turn.splitlines()
+              if "\t" in line and line.split("\t")[1].isdigit() and int(line.split("\t")[1]) >= 5]
+    strong += re.findall(r"<<(.*?)>>", turn.split("<examples>")[-1])
+    strong = [t for t in strong if t.strip()]
+    for name in ("digits", "closing"):
+        rule, text = PLANTED[name]
+        if strong and all(any(rule(p) for p in _parts(t)) for t in strong):
+            return text
+    words = [t.strip().lower() for t in strong if t.strip().isalpha()]
+    if words:
+        return f"the word '{max(set(words), key=words.count)}'"
+    return "nothing recognisable"
+
+
 class RuleSimulator:
     """A faithful simulator: predicts exactly what the explanation's rule says (module doc)."""
 
@@ -157,6 +178,8 @@ class RuleSimulator:
         if request.prompt is not None:
             return self._prompt_logprobs(request.prompt)
         last = request.messages[-1]["content"]
+        if request.purpose == "explain":
+            return LLMResponse(text="Explanation: " + explain_from_evidence(last))
         rule = rule_from_explanation(self._explanation(last)) or (lambda t: False)
         examples = re.findall(r"<example (\d+)>(?: \(\d+ tokens\))?\n?(.*?)</example \1>", last, re.S)
         if "<<" in request.messages[0]["content"] or "list of 0s and 1s" in request.messages[0]["content"]:
@@ -177,10 +200,7 @@ class RuleSimulator:
 
     def _classify(self, system: str, examples: list[tuple[str, str]], rule: Rule) -> str:
         fuzzing = "marked" in system
-
-        def parts(text: str) -> list[str]:
-            return re.findall(r"\s?\w+|\s?[^\w\s]", text)
-
+        parts = _parts
         answers = []
         for _, body in examples:
             if fuzzing:

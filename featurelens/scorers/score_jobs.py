@@ -1,0 +1,280 @@
+"""Scoring stored explanations: turn a selection of features into batch-engine jobs.
+
+:func:`score_features` is the Python API behind ``featurelens score`` and the score
+stage of ``featurelens label``. One job scores one explanation with one scorer and one
+simulator LLM; its ``score_id`` hashes exactly those, so a rerun (after a crash, or
+after ``batches collect``) skips what is stored and the response cache answers what
+was already paid for. Unreadable answers are counted in ``scores.n_parse_failures``
+and described in ``failures``; an explanation that cannot be scored at all gets a
+``failures`` row and no score, never a 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.plugins import create, get_registry
+from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
+from featurelens.core.store import Store
+from featurelens.labelers.engine import Engine, EngineSettings, Job, RunStats
+from featurelens.labelers.pricing import PriceTable
+from featurelens.labelers.records import Selection, count_features, stream_records
+from featurelens.labelers.runs import finish_run, start_run
+from featurelens.registry.components import split_llm_spec
+
+Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
+
+
+def score_id(explanation_id: str, scorer: str, llm: str, options: dict[str, Any]) -> str:
+    """Deterministic id: the same explanation, scorer, LLM and options give the same id."""
+    text = json.dumps([explanation_id, scorer, llm, options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """Everything that identifies a score job (stored as the run's config)."""
+
+    llm: str
+    scorer: str = "simulation"
+    scorer_options: tuple[tuple[str, Any], ...] = ()
+    where: str | None = None
+    dictionary_id: str | None = None
+    limit: int | None = None
+    explainer: str | None = None  #: only explanations by this explainer
+    explained_by: str | None = None  #: only explanations written by this provider:model
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.scorer_options)
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(self.where, self.dictionary_id, self.limit)
+
+    def config(self) -> dict[str, Any]:
+        return {"llm": self.llm, "scorer": self.scorer, "scorer_options": self.options,
+                "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit,
+                "explainer": self.explainer, "explained_by": self.explained_by}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ScoreSpec":
+        return cls(config["llm"], config["scorer"],
+                   tuple(sorted((config.get("scorer_options") or {}).items())),
+                   config.get("where"), config.get("dictionary_id"), config.get("limit"),
+                   config.get("explainer"), config.get("explained_by"))
+
+
+def build_scorer(spec: ScoreSpec) -> Scorer:
+    """The scorer with its options; an unknown option is one clear sentence."""
+    try:
+        return create("scorer", spec.scorer, **spec.options)
+    except TypeError as error:
+        raise FeaturelensError(
+            f"Scorer {spec.scorer!r} does not take the options {sorted(spec.options)} ({error}); "
+            "check the -o KEY=VALUE names in its docstring.") from None
+
+
+def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -> list[tuple[str, int, str, str]]:
+    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations."""
+    if not records:
+        return []
+    keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
+    params: list[Any] = [v for r in records for v in (r.dictionary_id, r.feature)]
+    extra = ""
+    if spec.explainer:
+        extra += " AND explainer = ?"
+        params.append(spec.explainer)
+    if spec.explained_by:
+        extra += " AND llm = ?"
+        params.append(spec.explained_by)
+    return store.execute(
+        f"SELECT dictionary_id, feature, explanation_id, text FROM explanations WHERE ({keys}){extra} "
+        "ORDER BY dictionary_id, feature, explanation_id", params)
+
+
+def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
+              sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
+    stage = f"score:{spec.scorer}"
+
+    def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
+        try:
+            result = scorer.score(record, text, responses, capabilities)  # type: ignore[call-arg]
+        except TypeError:
+            result = scorer.score(record, text, responses)
+        reasons = result.details.get("parse_failures") if isinstance(result.details, dict) else None
+        if result.status == "failed":
+            raise ParseError(f"no answer could be read ({result.n_parse_failures} unreadable): "
+                             f"{'; '.join(reasons or [])[:300]}")
+        rows: dict[str, list[dict[str, Any]]] = {"scores": [{
+            "score_id": sid, "explanation_id": eid, "dictionary_id": record.dictionary_id,
+            "feature": record.feature, "scorer": spec.scorer, "llm": spec.llm,
+            "score": result.score, "status": result.status,
+            "metrics": json.dumps(result.metrics, default=str),
+            "details": json.dumps(result.details, default=str),
+            "options": json.dumps(spec.options, sort_keys=True, default=str),
+            "n_parse_failures": int(result.n_parse_failures), "run_id": run_id}]}
+        if result.n_parse_failures:
+            rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
+                                 "feature": record.feature,
+                                 "reason": f"{result.n_parse_failures} unreadable answer(s) left out of "
+                                           f"score {sid}: {'; '.join(reasons or [])}"[:2000]}]
+        return rows
+    return finish
+
+
+def _no_examples(record: FeatureRecord) -> Finish:
+    def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
+        raise ParseError(f"feature {record.feature} has no stored examples to score against")
+    return finish
+
+
+def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
+               run_id: str | None = None, chunk_size: int = 256,
+               on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
+    """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk."""
+    options = {**spec.options}
+    for records in stream_records(store, spec.selection, chunk_size):
+        by_key = {(r.dictionary_id, r.feature): r for r in records}
+        rows = _explanations(store, records, spec)
+        ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
+        done = _existing(store, ids)
+        if done and on_skip is not None:
+            on_skip(len(done))
+        for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
+            if sid in done:
+                continue
+            record = by_key[(dictionary_id, feature)]
+            stage = f"score:{spec.scorer}"
+            if not record.examples:
+                yield Job(dictionary_id, feature, stage, [], _no_examples(record))
+                continue
+            yield Job(dictionary_id, feature, stage, scorer.requests(record, text, capabilities),
+                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id))
+
+
+def _existing(store: Store, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    rows = store.execute(f"SELECT score_id FROM scores WHERE score_id IN ({','.join('?' * len(ids))})", ids)
+    return {r[0] for r in rows}
+
+
+def count_explanations(store: Store, spec: ScoreSpec) -> int:
+    """How many explanations the spec covers (checks the selection first)."""
+    count_features(store, spec.selection)
+    condition, params = spec.selection.condition()
+    limit = f"LIMIT {int(spec.limit)}" if spec.limit is not None else ""
+    extra, extra_params = "", []
+    if spec.explainer:
+        extra += " AND e.explainer = ?"
+        extra_params.append(spec.explainer)
+    if spec.explained_by:
+        extra += " AND e.llm = ?"
+        extra_params.append(spec.explained_by)
+    return store.execute(
+        f"SELECT count(*) FROM explanations e JOIN (SELECT dictionary_id, feature FROM features "
+        f"WHERE {condition} ORDER BY dictionary_id, feature {limit}) f USING (dictionary_id, feature) "
+        f"WHERE TRUE{extra}", params + extra_params)[0][0]
+
+
+def score_features(store: Store, spec: ScoreSpec, *, provider: LLMProvider | None = None,
+                   provider_options: dict[str, Any] | None = None,
+                   settings: EngineSettings | None = None,
+                   prices: PriceTable | None = None) -> RunStats:
+    """Score the selected features' explanations with ``spec.scorer`` on ``spec.llm``.
+
+    Writes ``scores`` (and ``llm_calls``, ``llm_cache``, ``failures``) as results
+    arrive; returns the run's counters. ``provider`` overrides building one from
+    ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
+    """
+    from featurelens.labelers.providers import build_provider
+
+    scorer = build_scorer(spec)
+    total = count_explanations(store, spec)
+    if total == 0:
+        raise FeaturelensError(
+            "No explanations match this selection; run featurelens explain first (or featurelens "
+            "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
+    owned = provider is None
+    provider = provider or build_provider(spec.llm, **(provider_options or {}))
+    run_id = start_run(store, "score", spec.config())
+    engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
+    jobs = score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id, on_skip=engine.skip)
+
+    async def main() -> RunStats:
+        try:
+            return await engine.run(jobs, total=total, desc=f"score {spec.scorer} {spec.llm}")
+        finally:
+            close = getattr(provider, "aclose", None)
+            if owned and close is not None:
+                await close()
+
+    stats = None
+    try:
+        stats = asyncio.run(main())
+    finally:
+        finish_run(store, run_id, "done" if stats is not None else "failed",
+                   stats.as_dict() if stats is not None else None)
+    return stats
+
+
+def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
+    """What the simulator LLM can do, for a dry run: without a client or a key when possible."""
+    factory = get_registry().get("llm_provider", spec.llm).factory
+    declared = getattr(factory, "capabilities", None)
+    if isinstance(declared, frozenset):
+        return declared
+    try:
+        from featurelens.labelers.providers import build_provider
+
+        return frozenset(build_provider(spec.llm, **(provider_options or {})).capabilities)
+    except FeaturelensError:
+        return frozenset()
+
+
+def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
+               provider_options: dict[str, Any] | None = None):
+    """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
+    from featurelens.labelers.plan import estimate
+
+    provider, model = split_llm_spec(spec.llm)
+    scorer = build_scorer(spec)
+    count_explanations(store, spec)
+    skipped: list[int] = []
+    caps = provider_capabilities(spec, provider_options)
+    result = estimate(store, score_jobs(store, scorer, spec, caps, on_skip=skipped.append),
+                      provider, model, prices, batch)
+    result.skipped = sum(skipped)
+    return result
+
+
+def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
+    """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
+    from featurelens.labelers.batch_api import batch_client, submit_jobs
+    from featurelens.labelers.providers import build_provider
+
+    scorer = build_scorer(spec)
+    count_explanations(store, spec)
+    provider = build_provider(spec.llm, **(provider_options or {}))
+    batch_client(provider)  # refuse before the run is recorded
+    run_id = start_run(store, "score", spec.config())
+    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
+                       run_id=run_id, purpose=f"score:{spec.scorer}")
+
+
+def _finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
+    settings = EngineSettings(cache_only=True, progress=progress)
+    return score_features(store, ScoreSpec.from_config(config), settings=settings, prices=prices)
+
+
+def register_batch_finisher() -> None:
+    """Let ``featurelens batches collect`` complete score runs."""
+    from featurelens.labelers.batch_api import register_finisher
+
+    register_finisher("score", _finish_from_batches)

@@ -1,0 +1,139 @@
+"""``featurelens score`` and ``featurelens label`` on the batch engine, against a real store.
+
+The simulator is the faithful rule-based provider from :mod:`featurelens.scorers.validation`
+registered through the plugin hook like any third-party provider; one test drives the
+real ``local`` provider with a tiny random Llama to check prompt log-prob alignment
+on a real tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+import featurelens
+from featurelens.core import plugins
+from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records, write_planted_store
+
+CAPS = {"prompt": frozenset({"prompt_logprobs"}), "output": frozenset({"output_logprobs"}),
+        "json": frozenset()}
+
+
+@pytest.fixture
+def rule_host(monkeypatch):
+    module = types.ModuleType("featurelens_rule_sim")
+    module.featurelens_api = 1
+
+    @featurelens.hookimpl
+    def register_llm_providers(register):
+        register("rule", lambda model, **_: RuleSimulator(model, CAPS[model]),
+                 description="faithful keyword simulator (tests)")
+
+    module.register_llm_providers = register_llm_providers
+    monkeypatch.setattr(plugins, "_HOST", plugins.build_host([("featurelens-rule-sim", module)]))
+
+
+@pytest.fixture
+def planted_store(store_path):
+    with featurelens.open_store(store_path) as store:
+        write_planted_store(store, planted_records(n_top=12, n_quantile=12, n_random=12))
+        rows = []
+        for feature, (name, (_, right)) in enumerate(PLANTED.items()):
+            for text in (right, PLANTED[{"digits": "closing", "word": "digits", "closing": "word"}[name]][1]):
+                rows.append({"explanation_id": f"{feature}-{text}", "dictionary_id": "planted",
+                             "feature": feature, "explainer": "manual", "llm": "human:test", "text": text})
+        import polars as pl
+        store.insert("explanations", pl.DataFrame(rows))
+    return store_path
+
+
+def scores(path, scorer):
+    with featurelens.open_store(path, read_only=True) as store:
+        return store.sql(
+            f"SELECT s.feature, e.text, s.score, s.status, s.n_parse_failures, s.metrics FROM scores s "
+            f"JOIN explanations e USING (explanation_id) WHERE s.scorer = '{scorer}' ORDER BY 1, 2").to_dicts()
+
+
+@pytest.mark.parametrize("mode", ["prompt", "output", "json"])
+def test_score_right_high_wrong_low_and_rerun_resumes(cli, rule_host, planted_store, mode):
+    result = cli("score", "--scorer", "simulation", "--llm", f"rule:{mode}", "--store", planted_store,
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "scored (simulation) 6 features, 0 failed" in result.output
+    rows = scores(planted_store, "simulation")
+    right = {v[1] for v in PLANTED.values()}
+    for row in rows:
+        assert row["status"] == "ok" and row["n_parse_failures"] == 0
+        if row["text"] in right and PLANTED[list(PLANTED)[row["feature"]]][1] == row["text"]:
+            assert row["score"] > 0.8, row
+        else:
+            assert row["score"] < 0.3, row
+    again = cli("score", "--scorer", "simulation", "--llm", f"rule:{mode}", "--store", planted_store,
+                "--no-progress")
+    assert "0 features" in again.output and "6 already done" in again.output
+    assert len(scores(planted_store, "simulation")) == 6
+
+
+def test_detection_and_fuzzing_through_the_cli_and_dry_run(cli, rule_host, planted_store):
+    dry = cli("score", "--scorer", "detection", "--llm", "rule:json", "--store", planted_store, "--dry-run")
+    assert dry.exit_code == 0 and "LLM calls:" in dry.output
+    assert scores(planted_store, "detection") == []
+    for scorer in ("detection", "fuzzing"):
+        result = cli("score", "--scorer", scorer, "--llm", "rule:json", "--where", "feature < 2",
+                     "--store", planted_store, "--no-progress")
+        assert result.exit_code == 0, result.output
+        rows = scores(planted_store, scorer)
+        assert len(rows) == 4
+        metrics = json.loads(rows[0]["metrics"])
+        assert {"precision", "recall", "f1", "balanced_accuracy"} <= set(metrics)
+
+
+def test_unreadable_answers_become_failures_not_scores(cli, rule_host, planted_store, monkeypatch):
+    async def mumble(self, request):
+        return featurelens.core.protocols.LLMResponse(text="Maybe [1, 0]?")
+
+    monkeypatch.setattr(RuleSimulator, "complete", mumble)
+    result = cli("score", "--scorer", "detection", "--llm", "rule:json", "--store", planted_store,
+                 "--no-progress")
+    assert result.exit_code == 0 and "0 features, 6 failed" in result.output
+    assert scores(planted_store, "detection") == []
+    with featurelens.open_store(planted_store, read_only=True) as store:
+        reasons = store.sql("SELECT reason FROM failures WHERE stage = 'score:detection'")["reason"].to_list()
+    assert len(reasons) == 6 and all("lists 2 values for 5 examples" in r for r in reasons)
+
+
+def test_bad_input_is_one_sentence_and_store_untouched(cli, rule_host, planted_store):
+    bad = cli("score", "--scorer", "simulation", "--llm", "rule:json", "-o", "mode=psychic",
+              "--store", planted_store)
+    assert bad.exit_code == 1 and "mode 'psychic' is unknown" in bad.output
+    unknown = cli("score", "--scorer", "vibes", "--llm", "rule:json", "--store", planted_store)
+    assert unknown.exit_code == 1 and "No scorer is called 'vibes'" in unknown.output
+    none = cli("score", "--llm", "rule:json", "--explainer", "nobody", "--store", planted_store)
+    assert none.exit_code == 1 and "No explanations match" in none.output
+    with featurelens.open_store(planted_store, read_only=True) as store:
+        assert store.execute("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_label_explains_then_scores(cli, rule_host, planted_store):
+    result = cli("label", "--llm", "rule:prompt", "--explainer", "highlighted", "--scorer", "simulation",
+                 "--scorer", "detection", "--store", planted_store, "--no-progress")
+    assert result.exit_code == 0, result.output
+    with featurelens.open_store(planted_store, read_only=True) as store:
+        got = store.sql("SELECT e.feature, e.text, s.scorer, s.score FROM explanations e JOIN scores s "
+                        "USING (explanation_id) WHERE e.explainer = 'highlighted' ORDER BY 1, 3").to_dicts()
+    assert [r["text"] for r in got[::2]] == [v[1] for v in PLANTED.values()]
+    assert all(r["score"] > 0.8 for r in got)
+
+
+def test_real_local_model_prompt_logprobs_line_up(cli, planted_store, tiny_model_dir):
+    """A real tokenizer and forward pass: every window is read, none lost to misalignment."""
+    result = cli("score", "--scorer", "simulation", "--llm", f"local:{tiny_model_dir}", "--where",
+                 "feature = 0", "-o", "n_activating=4", "-o", "n_random=4", "--store", planted_store,
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = scores(planted_store, "simulation")
+    assert len(rows) == 2 and all(r["n_parse_failures"] == 0 for r in rows)
+    metrics = json.loads(rows[0]["metrics"])
+    assert metrics["mode"] == "prompt-logprobs" and metrics["n_windows_scored"] == 8
