@@ -1,0 +1,65 @@
+"""Turning a ``--dictionary`` argument into a loaded :class:`Dictionary` at a hookpoint.
+
+``identity`` needs only the hookpoint's width; a path is offered to every registered
+dictionary format (SAELens, sparsify, ...) until one recognises it. Either way the
+dictionary's input width is checked against the hookpoint here, once, so a mismatch is
+one sentence instead of a shape error deep inside a matmul.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featurelens.core.dictionary import Dictionary
+from featurelens.core.errors import FeaturelensError
+
+
+def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) -> Dictionary:
+    """The dictionary named by ``spec`` (``identity`` or a path), checked against ``hookpoint``.
+
+    :param spec: ``identity``, or a file or folder that a registered dictionary format
+        detects.
+    :param backend: a loaded :class:`~featurelens.core.protocols.ModelBackend`; gives the
+        hookpoint's width.
+    :param hookpoint: where the dictionary reads the model.
+    :param options: passed to the format's ``load``.
+    """
+    from featurelens.core.plugins import get_registry
+
+    registry = get_registry()
+    width = backend.hookpoint_width(hookpoint)
+    if spec == "identity":
+        dictionary = registry.get("dictionary_learner", "identity").create(
+            width, hookpoint=hookpoint, model_id=backend.model_id)
+        return dictionary
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FeaturelensError(
+            f"--dictionary {spec!r} is neither 'identity' nor an existing file or folder; "
+            "pass identity or the path of a saved dictionary."
+        )
+    formats = registry.names("dictionary_format")
+    for name in formats:
+        fmt = registry.get("dictionary_format", name).create()
+        if fmt.detect(str(path)):
+            dictionary = fmt.load(str(path), **options)
+            if not getattr(dictionary, "format", None):
+                dictionary.format = name
+            check_width(dictionary, width, hookpoint, str(path))
+            if dictionary.hookpoint is None:
+                dictionary.hookpoint = hookpoint
+            return dictionary
+    raise FeaturelensError(
+        f"No dictionary format recognises {path} (known formats: {', '.join(formats) or 'none'}); "
+        "pass a SAELens/sparsify/... checkpoint folder, or install the plugin for its format."
+    )
+
+
+def check_width(dictionary: Dictionary, width: int, hookpoint: str, source: str) -> None:
+    """Raise one sentence if ``dictionary`` does not read activations of ``width``."""
+    if dictionary.d_in != width:
+        raise FeaturelensError(
+            f"The dictionary {source} reads vectors of width {dictionary.d_in}, but {hookpoint} "
+            f"of this model has width {width}; pick the hookpoint and model it was trained on."
+        )

@@ -1,0 +1,11 @@
+"""The extraction stage: fill the feature store from a model, a corpus and a dictionary.
+
+``extract(...)`` is the entry point for the CLI and for the ``featurelens run`` job.
+Modules, in data-flow order: packing (windows), state (per-batch update), accumulators
+(statistics and histogram), topk_examples, quantile_sampling, random_examples,
+logit_effects, writer (store rows), resume (run ids and checkpoints), pipeline.
+"""
+
+from featurelens.core.extraction.pipeline import ExtractResult, extract
+
+__all__ = ["ExtractResult", "extract"]

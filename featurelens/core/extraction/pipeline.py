@@ -1,0 +1,261 @@
+"""The extraction stage: corpus -> model -> hookpoint -> dictionary -> feature store.
+
+:func:`extract` validates everything it can before touching the store (model,
+hookpoint, dictionary width, context length, a first batch of corpus windows), then
+streams batches through the backend and the dictionary into :class:`ExtractionState`.
+Every checkpoint commits one shard of sequences together with ``runs.progress`` naming
+the accumulator checkpoint file; the features and examples are written once, at the
+end, in one transaction. Rerunning the same command after a kill resumes from the last
+checkpoint and produces the same store as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import polars as pl
+import torch
+from tqdm import tqdm
+
+import featurelens
+from featurelens.core.dictionaries import check_width, load_dictionary
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.extraction import resume
+from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
+from featurelens.core.extraction.logit_effects import logit_effects
+from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
+from featurelens.core.extraction.quantile_sampling import quantile_bins
+from featurelens.core.extraction.state import ExtractionState, Settings
+from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
+from featurelens.core.store import Store
+
+_FEATURE_CHUNK = 4096
+
+
+@dataclass
+class ExtractResult:
+    """What an extraction did."""
+
+    run_id: str
+    dictionary_id: str
+    corpus_id: str
+    model_id: str
+    n_windows: int
+    n_tokens: int
+    resumed_from: int  #: batches already done when this call started (0: fresh)
+    already_done: bool
+    seconds: float
+
+
+def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
+    """A stable id: declared by the dictionary, or derived from its weights."""
+    declared = getattr(dictionary, "dictionary_id", None) or dictionary.config.get("dictionary_id")
+    if declared:
+        return str(declared)
+    if dictionary.architecture == "identity":
+        return f"identity:{model_id}:{hookpoint}"
+    digest = hashlib.sha256(dictionary.architecture.encode())
+    for name, tensor in sorted(dictionary.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return f"{dictionary.architecture}-{digest.hexdigest()[:16]}"
+
+
+def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
+    while True:
+        batch = list(itertools.islice(windows, size))
+        if not batch:
+            return
+        yield batch
+
+
+def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
+            corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
+            batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
+            quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
+            include_special: bool = False, exclude_outlier_norm: float | None = None,
+            fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
+            backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
+            seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
+            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
+    """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
+
+    ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
+    ``featurelens run`` job, the benchmark) skip loading. Raises
+    :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
+    """
+    from featurelens.core.plugins import create
+    from featurelens.plugins.corpus_sources import resolve_corpus
+
+    started = time.perf_counter()
+    if tokens < 1 or batch_size < 1 or top_k < 0 or n_quantile < 0 or n_random < 0:
+        raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
+    lm = model_obj or create("model_backend", backend, model, dtype=dtype, device=device)
+    if hasattr(lm, "check_context"):
+        lm.check_context(context)
+    width = lm.hookpoint_width(hookpoint)
+    sae = dictionary_obj or load_dictionary(dictionary, backend=lm, hookpoint=hookpoint)
+    check_width(sae, width, hookpoint, dictionary)
+    sae = sae.to(lm.device).eval()
+    sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
+    source = resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid)
+    corpus_id = "corpus-" + hashlib.sha256(json.dumps(
+        [source.fingerprint(), lm.model_id, context, prepend_bos]).encode()).hexdigest()[:16]
+    dict_id = dictionary_id_of(sae, lm.model_id, hookpoint)
+    n_windows = math.ceil(tokens / context)
+    settings = Settings(top_k=top_k, n_quantile=n_quantile, quantile_bins=quantile_bins_count,
+                        n_random=n_random, seed=seed)
+    config = {
+        "model_id": lm.model_id, "hookpoint": hookpoint, "dictionary_id": dict_id,
+        "corpus_id": corpus_id, "corpus": corpus, "windows": n_windows, "context": context,
+        "batch_size": batch_size, "prepend_bos": prepend_bos, "include_special": include_special,
+        "exclude_outlier_norm": exclude_outlier_norm, "fold_final_norm": fold_final_norm,
+        "dtype": dtype, "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
+    }
+    run = resume.run_id(config)
+    windows = pack(source, lm.tokenizer, context=context, prepend_bos=prepend_bos, max_windows=n_windows)
+    batches = _batches(windows, batch_size)
+    first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
+    batches = itertools.chain([first], batches)
+    specials = set() if include_special else set(lm.tokenizer.all_special_ids)
+
+    with Store.open(store) as db:
+        folder = resume.checkpoint_dir(db.path, run)
+        row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [run])
+        if row and row[0][0] == "done":
+            resume.remove_checkpoints(folder)
+            return ExtractResult(run, dict_id, corpus_id, lm.model_id, 0, 0, 0, True,
+                                 time.perf_counter() - started)
+        state = ExtractionState(sae.d_sae, context, settings, lm.device)
+        progress_state = json.loads(row[0][1]) if row and row[0][1] else None
+        done_batches = 0
+        if progress_state:
+            saved = resume.load_checkpoint(folder, progress_state["checkpoint"], lm.device)
+            if saved is not None:
+                state.load_state_dict(saved)
+                done_batches = int(progress_state["batches_done"])
+            seq_floor = int(progress_state["seq_floor"])
+        else:
+            existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?", [corpus_id])
+            seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+        text = TokenText(lm.tokenizer)
+        pending: list[Window] = []
+        bar = tqdm(total=n_windows * context, initial=min(done_batches * batch_size, n_windows) * context,
+                   unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        last_checkpoint = time.monotonic()
+        n_seen = done_batches * batch_size
+        try:
+            for index, batch in enumerate(batches):
+                if index < done_batches:
+                    continue
+                ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
+                acts = lm.run(ids, [hookpoint])[hookpoint]
+                excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
+                seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
+                state.update(sae, acts.to(sae_dtype), seq_ids, excluded)
+                pending.extend(batch)
+                n_seen += len(batch)
+                bar.update(len(batch) * context)
+                due = (index + 1) % checkpoint_every == 0 if checkpoint_every else (
+                    time.monotonic() - last_checkpoint >= checkpoint_seconds)
+                if due:
+                    _checkpoint(db, folder, run, config, state, index + 1, seq_floor, pending,
+                                corpus_id, lm.model_id, text)
+                    pending = []
+                    last_checkpoint = time.monotonic()
+        except FeaturelensError:
+            bar.close()
+            _undo(db, folder, run, corpus_id, seq_floor)
+            raise
+        bar.close()
+        _finish(db, folder, run, config, lm, sae, dict_id, hookpoint, dictionary, corpus_id,
+                state, pending, text, fold_final_norm, n_seen)
+    return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
+                         done_batches, False, time.perf_counter() - started)
+
+
+def _checkpoint(db: Store, folder: Path, run: str, config: dict[str, Any], state: ExtractionState,
+                batches_done: int, seq_floor: int, pending: list[Window], corpus_id: str,
+                model_id: str, text: TokenText) -> None:
+    """Save the state file, then commit this shard's sequences and the progress that names it."""
+    name = resume.save_checkpoint(folder, batches_done, state.state_dict())
+    progress = json.dumps({"batches_done": batches_done, "checkpoint": name, "seq_floor": seq_floor})
+    with db.transaction():
+        db.insert("sequences", sequence_rows(pending, corpus_id, model_id, text), on_conflict="ignore")
+        db.execute(
+            "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version) "
+            "VALUES (?, 'extract', ?, 'running', ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+            "progress = excluded.progress, status = 'running'",
+            [run, json.dumps(config), progress, featurelens.__version__],
+        )
+    resume.prune_checkpoints(folder, name)
+
+
+def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> None:
+    """Remove what this run wrote, so bad input leaves the store as it was."""
+    with db.transaction():
+        db.execute("DELETE FROM sequences WHERE corpus_id = ? AND sequence_id >= ?", [corpus_id, seq_floor])
+        db.execute("DELETE FROM runs WHERE run_id = ?", [run])
+    resume.remove_checkpoints(folder)
+
+
+def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
+            spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
+            text: TokenText, fold_final_norm: bool, n_windows: int) -> None:
+    """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
+    settings = state.settings
+    logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
+    features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
+    model_row = pl.DataFrame([{
+        "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
+        "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
+        "vocab_size": getattr(lm, "vocab_size", None),
+        "config": json.dumps({"dtype": getattr(lm, "dtype", None),
+                              "family": getattr(getattr(lm, "family", None), "name", None)}),
+    }])
+    dictionary_row = pl.DataFrame([{
+        "dictionary_id": dict_id, "model_id": lm.model_id, "hookpoint": hookpoint,
+        "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
+        "format": getattr(sae, "format", None), "source": None if spec == "identity" else spec,
+        "config": json.dumps(sae.config, default=str),
+    }])
+    with db.transaction():
+        db.insert("sequences", sequence_rows(pending, corpus_id, lm.model_id, text), on_conflict="ignore")
+        db.insert("models", model_row, on_conflict="ignore")
+        db.insert("dictionaries", dictionary_row, on_conflict="ignore")
+        db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
+        db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
+        db.insert("features", features)
+        for first in range(0, sae.d_sae, _FEATURE_CHUNK):
+            last = min(first + _FEATURE_CHUNK, sae.d_sae)
+            _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
+                            settings.n_random)
+        db.execute(
+            "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
+            "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "
+            "status = 'done', progress = excluded.progress, finished_at = now()",
+            [run, json.dumps(config), json.dumps({"windows": n_windows, "tokens": state.stats.n_tokens}), featurelens.__version__],
+        )
+    resume.remove_checkpoints(folder)
+
+
+def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
+                    last: int, n_bins: int, n_random: int) -> None:
+    top_seq, top_acts = state.top.seq[first:last].cpu(), state.top.acts[first:last].cpu()
+    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts), on_conflict="error")
+    res_seq, res_acts = state.reservoir.seq[first:last].cpu(), state.reservoir.acts[first:last].cpu()
+    order, bins = quantile_bins(res_acts.amax(dim=2) if res_acts.shape[1] else res_acts.sum(2),
+                                res_seq >= 0, n_bins)
+    db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins))
+    rand_seq, _ = state.pool.choose(first, last, n_random)
+    zeros = torch.zeros((*rand_seq.shape, state.context))
+    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros))

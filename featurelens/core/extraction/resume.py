@@ -1,0 +1,70 @@
+"""Run ids and accumulator checkpoints: how an interrupted extraction resumes exactly.
+
+The accumulator state (tensors, possibly hundreds of MB) lives in a checkpoint file
+next to the store, written to a temporary name and renamed, so a file under its final
+name is always complete. The store's ``runs.progress`` names the checkpoint and the
+number of batches it covers, and is updated in the same transaction that writes that
+shard's sequences. So after a kill at any moment, the store and the newest checkpoint
+it names agree; later checkpoint files the store never acknowledged are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """Stable id of an extraction: the same configuration resumes the same run."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return f"extract-{digest[:16]}"
+
+
+def checkpoint_dir(store_path: Path, run: str) -> Path:
+    """Where the run's checkpoint files live: beside the store, one folder per run."""
+    return store_path.parent / f".{store_path.name}.extract" / run
+
+
+def save_checkpoint(folder: Path, batches_done: int, state: dict[str, Any]) -> str:
+    """Write ``state`` atomically; return the file name to record in the store."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"state-{batches_done:09d}.pt"
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, folder / name)
+    return name
+
+
+def load_checkpoint(folder: Path, name: str, device: torch.device) -> dict[str, Any] | None:
+    """The state in ``name``, or None if the file is gone (the run then starts over)."""
+    path = folder / name
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def prune_checkpoints(folder: Path, keep: str) -> None:
+    """Delete every checkpoint in ``folder`` except ``keep`` (called after the store commits)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete the run's checkpoint folder (and its parent if it is left empty)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,100 @@
+"""Everything extraction accumulates, and how one batch of activations updates it.
+
+A batch's activations are encoded by the dictionary into sparse (feature, value) pairs
+per token; excluded positions (special tokens, attention sinks) are zeroed first.
+The pairs feed the statistics, then are grouped per (feature, window) to give each
+window's maximum, which decides entry into the top-k and the quantile reservoir; only
+groups that enter get their per-token activations materialised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from featurelens.core.dictionary import Dictionary
+from featurelens.core.extraction.accumulators import FeatureStats
+from featurelens.core.extraction.quantile_sampling import reservoir_score
+from featurelens.core.extraction.random_examples import RandomPool
+from featurelens.core.extraction.topk_examples import BestWindows
+
+#: Rows encoded at once; bounds the dense [rows, d_sae] a dense-encoding dictionary makes.
+ENCODE_CHUNK = 4096
+
+
+@dataclass
+class Settings:
+    """The options that shape the accumulated state."""
+
+    top_k: int = 50
+    n_quantile: int = 50
+    quantile_bins: int = 10
+    n_random: int = 50
+    random_pool: int = 400
+    seed: int = 0
+
+
+class ExtractionState:
+    """Statistics, top windows, quantile reservoir and random pool for one dictionary."""
+
+    def __init__(self, n_features: int, context: int, settings: Settings, device: torch.device):
+        self.settings = settings
+        self.context = context
+        self.stats = FeatureStats.empty(n_features, device)
+        self.top = BestWindows(n_features, settings.top_k, context, device)
+        self.reservoir = BestWindows(n_features, settings.n_quantile, context, device)
+        self.pool = RandomPool(settings.random_pool, settings.seed)
+
+    def update(self, dictionary: Dictionary, acts: torch.Tensor, seq_ids: torch.Tensor,
+               excluded: torch.Tensor) -> None:
+        """Fold one batch in: ``acts [B, T, d]``, window ids ``[B]``, ``excluded [B, T]``."""
+        batch, context, width = acts.shape
+        rows = acts.reshape(-1, width)
+        keep = (~excluded).reshape(-1)
+        features_parts, values_parts, token_parts = [], [], []
+        for start in range(0, rows.shape[0], ENCODE_CHUNK):
+            codes = dictionary.encode_sparse(rows[start:start + ENCODE_CHUNK])
+            values = codes.values.float() * keep[start:start + ENCODE_CHUNK, None]
+            token, slot = torch.nonzero(values > 0, as_tuple=True)
+            features_parts.append(codes.indices[token, slot].long())
+            values_parts.append(values[token, slot])
+            token_parts.append(token + start)
+        features = torch.cat(features_parts)
+        values = torch.cat(values_parts)
+        tokens = torch.cat(token_parts)
+        self.stats.update(features, values, int(keep.sum()))
+        window, position = tokens // context, tokens % context
+        group_key = features * batch + window
+        groups, inverse = torch.unique(group_key, return_inverse=True)
+        g_feature, g_window = groups // batch, groups % batch
+        g_max = torch.zeros(groups.numel(), device=values.device).scatter_reduce_(
+            0, inverse, values, reduce="amax", include_self=False)
+        g_seq = seq_ids.to(values.device)[g_window]
+        into_top = g_max > self.top.threshold(g_feature)
+        r_score = reservoir_score(g_seq, g_feature, self.settings.seed)
+        into_res = r_score > self.reservoir.threshold(g_feature)
+        needed = into_top | into_res
+        if bool(needed.any()):
+            index = torch.full((groups.numel(),), -1, dtype=torch.long, device=values.device)
+            index[needed] = torch.arange(int(needed.sum()), device=values.device)
+            pair = index[inverse]
+            selected = pair >= 0
+            g_acts = torch.zeros((int(needed.sum()), context), device=values.device)
+            g_acts[pair[selected], position[selected]] = values[selected]
+            self.top.offer(g_feature[into_top], g_seq[into_top], g_max[into_top],
+                           g_acts[index[into_top]])
+            self.reservoir.offer(g_feature[into_res], g_seq[into_res], r_score[into_res],
+                                 g_acts[index[into_res]])
+        self.pool.offer(seq_ids, g_feature, g_window)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.state(), "top": self.top.state(),
+                "reservoir": self.reservoir.state(), "pool": self.pool.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats = FeatureStats.from_state(state["stats"])
+        self.top.load(state["top"])
+        self.reservoir.load(state["reservoir"])
+        self.pool.load(state["pool"])

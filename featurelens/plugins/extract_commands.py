@@ -1,0 +1,100 @@
+"""CLI commands of the extraction area: ``featurelens extract`` and ``featurelens models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import featurelens
+from featurelens.core.cli_options import store_option
+
+featurelens_api = 1
+
+
+@featurelens.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(extract_command)
+    cli.add_command(models_group)
+
+
+@click.command("extract")
+@click.option("--model", default="smollm2", show_default=True,
+              help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
+@click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
+@click.option("--dictionary", default="identity", show_default=True,
+              help="identity (one feature per neuron) or the path of a saved dictionary.")
+@click.option("--corpus", default="stdlib", show_default=True,
+              help="stdlib (Python's standard library source), a path, or source:location.")
+@click.option("--tokens", type=int, default=20000, show_default=True, help="Tokens to read.")
+@store_option
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
+@click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
+@click.option("--top-k", type=int, default=50, show_default=True, help="Top examples per feature.")
+@click.option("--quantile-examples", type=int, default=50, show_default=True,
+              help="Examples sampled across activation quantiles per feature.")
+@click.option("--quantile-bins", type=int, default=10, show_default=True)
+@click.option("--random-examples", type=int, default=50, show_default=True,
+              help="Random non-activating examples per feature.")
+@click.option("--bos/--no-bos", default=True, show_default=True, help="Start each window with BOS.")
+@click.option("--include-special", is_flag=True, help="Allow BOS/EOS/padding tokens as examples.")
+@click.option("--exclude-outlier-norm", type=float, default=None,
+              help="Exclude positions whose activation norm is above this multiple of the median "
+                   "(attention sinks), e.g. 10.")
+@click.option("--fold-final-norm/--no-fold-final-norm", default=True, show_default=True,
+              help="Fold the final norm's scale into the unembedding for logit effects.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+              show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:0...")
+@click.option("--text-field", default=None, help="JSONL field / Parquet column holding the text.")
+@click.option("--skip-invalid", is_flag=True, help="Skip non-UTF-8 files instead of stopping.")
+@click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
+              help="How often progress is committed (a kill loses at most this much work).")
+@click.option("--checkpoint-every", type=int, default=None, help="Commit progress every N batches instead.")
+def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
+                    store_path: Path | None, batch_size: int, context: int, top_k: int,
+                    quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
+                    include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
+                    dtype: str, device: str, text_field: str | None, skip_invalid: bool,
+                    checkpoint_seconds: float, checkpoint_every: int | None) -> None:
+    """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
+
+    Killed at any moment, the same command resumes where the last checkpoint left off.
+    """
+    from featurelens.core.extraction import extract
+
+    result = extract(
+        model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
+        store=store_path, batch_size=batch_size, context=context, top_k=top_k,
+        n_quantile=quantile_examples, quantile_bins_count=quantile_bins, n_random=random_examples,
+        prepend_bos=bos, include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
+        fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
+        skip_invalid=skip_invalid, checkpoint_seconds=checkpoint_seconds,
+        checkpoint_every=checkpoint_every,
+    )
+    if result.already_done:
+        click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
+        return
+    resumed = f", resumed after {result.resumed_from} batches" if result.resumed_from else ""
+    click.echo(f"Extracted {result.n_tokens} tokens in {result.n_windows} windows into dictionary "
+               f"{result.dictionary_id} (run {result.run_id}{resumed}, {result.seconds:.1f} s).")
+
+
+@click.group("models")
+def models_group() -> None:
+    """Models featurelens can load without network."""
+
+
+@models_group.command("list")
+def models_list() -> None:
+    """Show the embedded models, whether they are converted and cached, and where."""
+    from featurelens.plugins.embedded import embedded_models
+
+    for entry in embedded_models():
+        state = "cached" if entry.cached else ("not yet converted" if entry.gguf else "package missing")
+        click.echo(f"{entry.name}: {entry.description}")
+        click.echo(f"  status: {state}; cache: {entry.cache}")
+        if entry.gguf:
+            click.echo(f"  source: {entry.gguf}")
+    click.echo("Any local transformers folder also works: --model /path/to/model "
+               "(hub ids too, when there is network).")
