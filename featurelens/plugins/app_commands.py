@@ -20,6 +20,7 @@ featurelens_api = 1
 def register_commands(cli: click.Group) -> None:
     cli.add_command(serve_command)
     cli.add_command(export_command)
+    cli.add_command(run_command)
 
 
 @click.command("serve")
@@ -63,3 +64,36 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
     target = output or Path(f"export-{fmt}")
     summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where)
     click.echo(summary)
+
+
+@click.command("run")
+@store_option
+@click.option("--model", default="smollm2", show_default=True, help="Model: the embedded smollm2 or a folder.")
+@click.option("--corpus", default="stdlib", show_default=True, help="Corpus (stdlib, a path, or source:location).")
+@click.option("--layer", default=6, show_default=True, type=click.IntRange(0), help="Residual stream layer to read.")
+@click.option("--expansion", default=4, show_default=True, type=click.IntRange(1),
+              help="Dictionary width as a multiple of the model width.")
+@click.option("--k", default=16, show_default=True, type=click.IntRange(1), help="Active features per token (TopK).")
+@click.option("--train-tokens", default=200_000, show_default=True, type=click.IntRange(1000),
+              help="Tokens to train the dictionary on.")
+@click.option("--extract-tokens", default=50_000, show_default=True, type=click.IntRange(100),
+              help="Tokens to measure feature statistics and examples on.")
+@click.option("--label-features", default=12, show_default=True, type=click.IntRange(0),
+              help="How many features to explain and score.")
+@click.option("--llm", default="local:smollm2", show_default=True,
+              help="LLM that explains and simulates (provider:model).")
+def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
+                train_tokens: int, extract_tokens: int, label_features: int, llm: str) -> None:
+    """The whole job: train a dictionary, extract features, explain and score a sample.
+
+    Rerunning the same command resumes: every stage skips what the store already holds.
+    """
+    from featurelens.core.pipeline import RunOptions, format_summary, run_pipeline, summarize
+    from featurelens.core.store import default_store_path
+
+    path = store_path or default_store_path()
+    options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
+                         train_tokens=train_tokens, extract_tokens=extract_tokens,
+                         label_features=label_features, llm=llm)
+    report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
+    click.echo(format_summary(summarize(path, report.dictionary_id), options))

@@ -1,0 +1,120 @@
+"""The stages of ``featurelens run``, each a thin adapter over another area's public API.
+
+Each stage decides from the store (or the run folder) whether its work is already
+done, calls the area's function otherwise (which shows its own progress bar and
+resumes its own partial work), and returns a one-line :class:`StageResult`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from featurelens.core.pipeline import RunContext, Stage, StageResult, require
+
+
+def _backend(ctx: RunContext) -> Any:
+    """The model, loaded once and shared by training and extraction."""
+    if "backend" not in ctx.values:
+        from featurelens.core.plugins import create
+
+        ctx.values["backend"] = create("model_backend", "hf", ctx.options.model, dtype="float32", device="auto")
+    return ctx.values["backend"]
+
+
+def stage_model(ctx: RunContext) -> StageResult:
+    """Make sure the model is on disk (the embedded GGUF is converted once, then cached)."""
+    from featurelens.plugins.embedded import EMBEDDED_ALIASES, embedded_model_path
+
+    if ctx.options.model in EMBEDDED_ALIASES:
+        path = embedded_model_path()
+        ctx.values["model_path"] = Path(path)
+        return StageResult("model", "done", f"embedded SmolLM2-135M-Instruct at {path}")
+    path = Path(ctx.options.model).expanduser()
+    ctx.values["model_path"] = path
+    return StageResult("model", "done", f"{path}")
+
+
+def dictionary_dir(ctx: RunContext) -> Path:
+    return ctx.workdir / "dictionaries" / ctx.options.dictionary_id
+
+
+def stage_train(ctx: RunContext) -> StageResult:
+    """Train a small TopK dictionary at the run's hookpoint, unless it is already saved."""
+    target = dictionary_dir(ctx)
+    if (target / "cfg.json").is_file() or (target / "config.json").is_file():
+        ctx.values["dictionary_path"] = target
+        return StageResult("train", "skipped", f"dictionary already trained at {target}")
+    train = require("featurelens.core.training", "train_dictionary", "train")
+    o = ctx.options
+    result = train(
+        backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk",
+        expansion=o.expansion, k=o.k, corpus=o.corpus, tokens=o.train_tokens, context=o.context,
+        output=target, seed=o.seed, dictionary_id=o.dictionary_id, progress=True)
+    ctx.values["dictionary_path"] = target
+    return StageResult("train", "done", f"{o.dictionary_id} saved at {target} ({_metrics(result)})")
+
+
+def _metrics(result: Any) -> str:
+    metrics = getattr(result, "metrics", None) or (result if isinstance(result, dict) else {})
+    shown = [f"{k}={v:.3g}" for k, v in metrics.items() if isinstance(v, (int, float))][:4]
+    return ", ".join(shown) or "trained"
+
+
+def stage_extract(ctx: RunContext) -> StageResult:
+    """Statistics and examples of every feature, written to the store (resumes itself)."""
+    from featurelens.core.dictionaries import load_dictionary
+
+    extract = require("featurelens.core.extraction", "extract", "extract")
+    o = ctx.options
+    backend = _backend(ctx)
+    dictionary = load_dictionary(str(ctx.values["dictionary_path"]), backend=backend, hookpoint=o.hookpoint)
+    dictionary.config.setdefault("dictionary_id", o.dictionary_id)
+    # extract() opens the store itself; DuckDB shares one instance per file within a
+    # process, so its writes and ours go to the same database.
+    result = extract(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
+                     store=ctx.store.path, context=o.context, top_k=20, n_quantile=20, n_random=20,
+                     seed=o.seed, model_obj=backend, dictionary_obj=dictionary)
+    ctx.values["dictionary_id"] = result.dictionary_id
+    if result.already_done:
+        return StageResult("extract", "skipped", f"features of {result.dictionary_id} already in the store")
+    return StageResult("extract", "done", f"{result.n_tokens} tokens, {result.n_windows} windows")
+
+
+def _selection(ctx: RunContext) -> dict[str, Any]:
+    """The sample of features to label: ones that fired often enough to have examples."""
+    return {"dictionary_id": ctx.values.get("dictionary_id", ctx.options.dictionary_id),
+            "where": "fire_count >= 5", "limit": ctx.options.label_features}
+
+
+def stage_explain(ctx: RunContext) -> StageResult:
+    """Explain the sample with the local LLM; explained features are skipped on rerun."""
+    from featurelens.labelers.engine import EngineSettings
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+
+    o = ctx.options
+    spec = ExplainSpec(o.llm, o.explainer, **_selection(ctx))
+    stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
+    status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
+    return StageResult("explain", status, f"{stats.succeeded} explained now, {stats.skipped} already, "
+                                          f"{stats.failed} failed")
+
+
+def stage_score(ctx: RunContext) -> StageResult:
+    """Simulation-score those explanations with the local LLM; scored ones are skipped."""
+    from featurelens.labelers.engine import EngineSettings
+
+    score_features = require("featurelens.scorers.score_jobs", "score_features", "score")
+    spec_class = require("featurelens.scorers.score_jobs", "ScoreSpec", "score")
+    o = ctx.options
+    spec = spec_class(o.llm, o.scorer, explainer=o.explainer, explained_by=o.llm, **_selection(ctx))
+    stats = score_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
+    status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
+    return StageResult("score", status, f"{stats.succeeded} scored now, {stats.skipped} already, "
+                                        f"{stats.failed} failed")
+
+
+def default_stages() -> list[tuple[str, Stage]]:
+    return [("model: embedded SmolLM2", stage_model), ("train a TopK dictionary", stage_train),
+            ("extract feature statistics and examples", stage_extract),
+            ("explain a sample of features", stage_explain), ("score the explanations", stage_score)]

@@ -1,0 +1,99 @@
+"""featurelens run: stage orchestration, resume, the runs row and the closing summary,
+on a real store (stages here write synthetic rows; the real stages are exercised by
+the slow end-to-end test in test_run_end_to_end.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import featurelens
+from featurelens.core.pipeline import (RunContext, RunOptions, StageResult, format_summary, run_pipeline,
+                                       summarize, workdir_for)
+from synthetic_store import fill_store
+
+OPTIONS = RunOptions(label_features=5)
+
+
+def _fill(ctx: RunContext) -> StageResult:
+    have = ctx.store.execute("SELECT count(*) FROM features WHERE dictionary_id = ?",
+                             [ctx.options.dictionary_id])[0][0]
+    if have:
+        return StageResult("fill", "skipped", "already there")
+    fill_store(ctx.store, n_features=20, dictionary_id=ctx.options.dictionary_id)
+    return StageResult("fill", "done", "20 features")
+
+
+def test_stages_run_in_order_then_the_summary_shows_the_best(store_path: Path) -> None:
+    lines: list[str] = []
+    order: list[str] = []
+
+    def second(ctx: RunContext) -> StageResult:
+        order.append("second")
+        assert ctx.workdir == workdir_for(store_path) and ctx.workdir.is_dir()
+        return StageResult("second", "done", "ok")
+
+    report = run_pipeline(store_path, OPTIONS, [("fill", lambda c: (order.append("fill"), _fill(c))[1]),
+                                                ("second", second)], echo=lines.append)
+    assert order == ["fill", "second"] and report.complete
+    assert lines[0] == "[1/2] fill" and lines[2] == "[2/2] second" and "done: 20 features" in lines[1]
+    summary = summarize(store_path, report.dictionary_id)
+    with featurelens.open_store(store_path, read_only=True) as store:
+        best = store.sql("SELECT feature, score FROM scores WHERE status = 'ok' "
+                         "ORDER BY score DESC, feature LIMIT 5").to_dicts()
+        run = store.sql("SELECT kind, status, progress FROM runs WHERE kind = 'run'").to_dicts()
+    assert [(b["feature"], b["score"]) for b in summary.best] == [(b["feature"], b["score"]) for b in best]
+    assert summary.n_features == 20 and summary.n_alive == 19 and summary.n_scored == 20
+    assert run == [{"kind": "run", "status": "done", "progress": '{"fill": "done", "second": "done"}'}]
+    text = format_summary(summary, OPTIONS)
+    assert str(store_path.resolve()) in text
+    assert f"featurelens serve --store {store_path}" in text
+    assert "openai:gpt-4o-mini" in text and "--label-features" in text
+    first_best = text.split("Best-scored features")[1].splitlines()[1]
+    assert first_best.strip().startswith(f"#{best[0]['feature']}")
+
+
+def test_an_interrupted_run_is_marked_failed_and_a_rerun_resumes(store_path: Path) -> None:
+    calls: list[str] = []
+
+    def flaky(ctx: RunContext) -> StageResult:
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return StageResult("flaky", "done", "finished")
+
+    stages = [("fill", _fill), ("flaky", flaky)]
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(store_path, OPTIONS, stages, echo=lambda _: None)
+    with featurelens.open_store(store_path, read_only=True) as store:
+        assert store.execute("SELECT status FROM runs WHERE kind = 'run'") == [("failed",)]
+    lines: list[str] = []
+    report = run_pipeline(store_path, OPTIONS, stages, echo=lines.append)
+    assert report.complete and calls == ["flaky", "flaky"]
+    assert "skipped: already there" in lines[1]  # the fill stage found its rows
+    with featurelens.open_store(store_path, read_only=True) as store:
+        assert store.execute("SELECT count(*), min(status) FROM runs WHERE kind = 'run'") == [(1, "done")]
+        assert store.execute("SELECT count(*) FROM features")[0][0] == 20
+
+
+def test_dictionary_id_is_stable_and_follows_the_training_options() -> None:
+    assert RunOptions().dictionary_id == RunOptions(label_features=99, llm="openai:x").dictionary_id
+    assert RunOptions().dictionary_id != RunOptions(train_tokens=1234).dictionary_id
+    assert RunOptions().dictionary_id.startswith("smollm2-l6-topk4x-")
+
+
+def test_summary_without_scores_says_so(store_path: Path) -> None:
+    with featurelens.open_store(store_path) as store:
+        fill_store(store, n_features=5, dictionary_id="d")
+        store.execute("DELETE FROM scores")
+    text = format_summary(summarize(store_path, "d"), OPTIONS)
+    assert "No feature has a score yet." in text and "5 features (4 fired), 4 explained, 0 scored" in text
+
+
+def test_missing_stage_api_is_one_clear_sentence() -> None:
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.pipeline import require
+
+    with pytest.raises(FeaturelensError, match=r"The train stage needs featurelens.core.nothing.fn"):
+        require("featurelens.core.nothing", "fn", "train")
