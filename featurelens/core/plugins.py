@@ -55,6 +55,10 @@ class PluginFailure:
     stage: str  # "import", "api-version", "hooks" or "register"
     builtin: bool = False
 
+    def __post_init__(self) -> None:
+        # pluggy's validation errors span several lines; the report is one line per plugin.
+        object.__setattr__(self, "error", " ".join(self.error.split()).rstrip("."))
+
     def message(self) -> str:
         """One sentence for stderr: which plugin, what went wrong, how to skip it."""
         if self.builtin:
