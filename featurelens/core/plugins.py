@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.scorers",
     "featurelens.plugins.scoring_commands",
     "featurelens.plugins.dictionaries",
+    "featurelens.plugins.formats",
 )
 
 
