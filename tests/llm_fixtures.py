@@ -116,3 +116,67 @@ class ScriptedProvider:
             return LLMResponse(text=result, input_tokens=100, output_tokens=10, cached_input_tokens=20)
         finally:
             self.in_flight -= 1
+
+
+# -- HTTP-level fakes for the real SDKs --------------------------------------------------
+def chat_json(text: str, prompt_tokens: int = 50, completion_tokens: int = 5, cached: int = 0,
+              logprobs: list | None = None) -> dict:
+    """A chat.completion body as OpenAI sends it."""
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "logprobs": {"content": logprobs} if logprobs is not None else None,
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached}}}
+
+
+def message_json(text: str, input_tokens: int = 10, cache_read: int = 0, cache_write: int = 0,
+                 output_tokens: int = 5) -> dict:
+    """A Messages API body as Anthropic sends it."""
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                      "cache_read_input_tokens": cache_read,
+                      "cache_creation_input_tokens": cache_write}}
+
+
+class FakeAPI:
+    """An ``httpx2.MockTransport`` handler: scripted answers, every request recorded.
+
+    ``script`` items are ``(status, json_body, headers)`` tuples, exceptions to raise
+    (transport errors such as ``httpx2.ReadTimeout``), or a callable taking the request.
+    When the script runs out, ``default`` answers.
+    """
+
+    def __init__(self, script: list | None = None, default=None):
+        self.script = list(script or [])
+        self.default = default
+        self.requests: list = []
+        self.times: list[float] = []
+
+    def handler(self, request):
+        import time
+
+        import httpx2
+
+        self.requests.append(request)
+        self.times.append(time.monotonic())
+        item = self.script.pop(0) if self.script else self.default
+        if callable(item) and not isinstance(item, BaseException):
+            item = item(request)
+        if isinstance(item, BaseException):
+            raise item
+        status, body, headers = item
+        return httpx2.Response(status, json=body, headers=headers or {})
+
+    def client(self):
+        import httpx2
+
+        return httpx2.AsyncClient(transport=httpx2.MockTransport(self.handler))
+
+    def bodies(self) -> list[dict]:
+        import json
+
+        return [json.loads(r.content) for r in self.requests]

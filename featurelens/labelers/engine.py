@@ -116,6 +116,7 @@ class Engine:
         self.writer = ResultWriter(store, run_id, flush_rows=self.settings.flush_rows,
                                    flush_seconds=self.settings.flush_seconds)
         self._fatal: BaseException | None = None
+        self._resume_at = 0.0  #: monotonic time before which no request is sent
 
     # -- one call ------------------------------------------------------------------
     def _record_call(self, job: Job, request: LLMRequest, key: str, status: str,
@@ -158,6 +159,8 @@ class Engine:
         policy = self.settings.retry
         reason = "not attempted"
         for attempt in range(policy.max_attempts):
+            while (pause := self._resume_at - time.monotonic()) > 0:  # provider said retry-after
+                await asyncio.sleep(pause)
             await self.limiter.acquire(estimate_tokens(request) + request.max_tokens)
             start = time.perf_counter()
             try:
@@ -177,7 +180,10 @@ class Engine:
                 if not verdict.retryable or attempt + 1 == policy.max_attempts:
                     break
                 self.stats.retries += 1
-                await asyncio.sleep(policy.delay(attempt, verdict.retry_after))
+                delay = policy.delay(attempt, verdict.retry_after)
+                if verdict.retry_after is not None:  # a quota applies to every request, not one
+                    self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                await asyncio.sleep(delay)
                 continue
             latency = time.perf_counter() - start
             self.stats.calls += 1

@@ -34,8 +34,9 @@ def message_params(model: str, request: LLMRequest) -> dict[str, Any]:
             system.append(block)
         else:
             turns.append({"role": message.get("role", "user"), "content": [block]})
+    # No temperature: this SDK's Messages API no longer takes one (answers are near-greedy).
     params: dict[str, Any] = {"model": model, "max_tokens": max(1, request.max_tokens),
-                              "messages": turns, "temperature": request.temperature}
+                              "messages": turns}
     if system:
         params["system"] = system
     if request.shared_prefix and not marked:  # prefix longer than the messages: cache them all
