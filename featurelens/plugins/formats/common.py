@@ -1,0 +1,169 @@
+"""Helpers every dictionary format shares: reading configs and tensors with one-sentence
+errors, checking shapes, rebuilding a built-in architecture, and writing folders
+atomically (a crash mid-save never leaves a half-written checkpoint behind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+
+
+def read_json(path: Path, fmt: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or one sentence saying why it cannot be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint needs it next to its weights.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FeaturelensError(
+            f"{path} is not valid JSON ({error.__class__.__name__}: {error}); "
+            f"restore the {fmt} config file or re-export the dictionary."
+        ) from None
+    if not isinstance(data, dict):
+        raise FeaturelensError(f"{path} holds a JSON {type(data).__name__}, not the object a {fmt} config is.")
+    return data
+
+
+def read_safetensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
+    """Every tensor in a safetensors file, or one sentence if it is missing or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint keeps its weights there.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise FeaturelensError(
+            f"{path} is not a readable safetensors file ({error}); re-download or re-export it."
+        ) from None
+
+
+def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...],
+            source: Path | str, fmt: str) -> torch.Tensor:
+    """``tensors[name]`` if present with ``shape``; otherwise one sentence saying what is wrong."""
+    if name not in tensors:
+        present = ", ".join(sorted(tensors)) or "none"
+        raise FeaturelensError(
+            f"{source} has no tensor {name!r} (it has: {present}), so it is not a complete {fmt} "
+            "checkpoint; re-export it with all of its weights."
+        )
+    tensor = tensors[name]
+    if tuple(tensor.shape) != tuple(shape):
+        raise FeaturelensError(
+            f"{name} in {source} has shape {list(tensor.shape)} but its config implies {list(shape)}; "
+            "the weights and the config are from different dictionaries."
+        )
+    return tensor
+
+
+def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str) -> int:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FeaturelensError(
+            f"{source} needs a non-negative integer {key!r} in its {fmt} config, found {value!r}."
+        )
+    return value
+
+
+def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
+          state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> SparseAutoencoder:
+    """A built-in dictionary with exactly ``state`` as its parameters and buffers."""
+    from featurelens.core.plugins import get_registry
+
+    component = get_registry().get("dictionary_learner", architecture)
+    model = component.create(d_in, d_sae, **options)
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if name not in own:
+                raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
+            target = getattr_path(model, name)
+            if target.shape != tensor.shape:
+                target_shape = list(target.shape)
+                raise FeaturelensError(
+                    f"{name} has shape {list(tensor.shape)}, but a {architecture} dictionary of "
+                    f"d_in={d_in}, d_sae={d_sae} needs {target_shape}; the checkpoint is inconsistent."
+                )
+            target.data = tensor.detach().clone().to(dtype or tensor.dtype)
+    # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def getattr_path(model: torch.nn.Module, name: str) -> torch.Tensor:
+    obj: Any = model
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Write into a temporary sibling folder, then move it to ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            backup = path.with_name(f".{path.name}.old")
+            if backup.exists():
+                shutil.rmtree(backup)
+            os.replace(path, backup)
+            os.replace(tmp, path)
+            shutil.rmtree(backup)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def as_sae(dictionary: Any, fmt: str) -> SparseAutoencoder:
+    if not isinstance(dictionary, SparseAutoencoder):
+        raise FeaturelensError(
+            f"The {fmt} format stores sparse autoencoders and transcoders; "
+            f"a {getattr(dictionary, 'architecture', type(dictionary).__name__)} dictionary cannot be saved in it."
+        )
+    return dictionary
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+
+
+def parse_dtype(value: Any, source: Path | str) -> torch.dtype | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.dtype):
+        return value
+    name = str(value).removeprefix("torch.")
+    if name not in DTYPES:
+        raise FeaturelensError(f"{source} asks for dtype {value!r}; use one of {', '.join(DTYPES)}.")
+    return DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

@@ -1,0 +1,122 @@
+"""saprmarks/dictionary_learning checkpoints: ``ae.pt`` (a state dict) and ``config.json``.
+
+Read-only. ``ae.pt`` is opened with ``torch.load(weights_only=True)``, which refuses
+arbitrary pickled objects, so a checkpoint can never run code on load. The encoding
+rules per ``trainer.dict_class``:
+
+- ``AutoEncoder``: ``relu(encoder(x - bias))``, decoder ``decoder(f) + bias``.
+- ``AutoEncoderTopK``: top-k of ``relu(encoder(x - b_dec))``.
+- ``BatchTopKSAE``: ``relu(encoder(x - b_dec))`` kept above the learned ``threshold``.
+- ``JumpReluAutoEncoder``: ``relu(h * (h > threshold)) * |W_dec row|`` with
+  ``h = x @ W_enc + b_enc``, and decode divides the norms out again. We load it as a
+  JumpReLU with decoder-norm rescaling and thresholds multiplied by those norms,
+  which is the same function.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.formats.common import build, parse_dtype, read_json, require
+
+WEIGHTS = "ae.pt"
+CFG = "config.json"
+_CLASSES = ("AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder")
+
+
+class DictionaryLearningFormat:
+    """Read (only) dictionary_learning's checkpoints."""
+
+    name = "dictionary_learning"
+
+    def detect(self, path: str) -> bool:
+        folder = Path(path)
+        if folder.is_file() and folder.name == WEIGHTS:
+            folder = folder.parent
+        return folder.is_dir() and (folder / WEIGHTS).is_file() and (folder / CFG).is_file()
+
+    def load(self, path: str, *, dtype: Any = None, device: str | None = None, **_: Any) -> SparseAutoencoder:
+        folder = Path(path)
+        if folder.is_file():
+            folder = folder.parent
+        cfg = read_json(folder / CFG, "dictionary_learning")
+        trainer = cfg.get("trainer") if isinstance(cfg.get("trainer"), dict) else {}
+        dict_class = trainer.get("dict_class")
+        if dict_class not in _CLASSES:
+            raise FeaturelensError(
+                f"{folder / CFG} names dict_class {dict_class!r}; featurelens reads "
+                f"{', '.join(_CLASSES)} dictionary_learning checkpoints."
+            )
+        state = _safe_load(folder / WEIGHTS)
+        src = folder / WEIGHTS
+        d_in = trainer.get("activation_dim")
+        d_sae = trainer.get("dict_size")
+        if not isinstance(d_in, int) or not isinstance(d_sae, int):
+            raise FeaturelensError(
+                f"{folder / CFG} needs integer trainer.activation_dim and trainer.dict_size, "
+                f"found {d_in!r} and {d_sae!r}."
+            )
+        fmt = "dictionary_learning"
+        meta = {"hookpoint": None, "model_id": trainer.get("lm_name")}
+        if dict_class == "JumpReluAutoEncoder":
+            w_dec = require(state, "W_dec", (d_sae, d_in), src, fmt).float()
+            norms = w_dec.norm(dim=1)
+            tensors = {
+                "W_enc": require(state, "W_enc", (d_in, d_sae), src, fmt),
+                "b_enc": require(state, "b_enc", (d_sae,), src, fmt),
+                "W_dec": state["W_dec"], "b_dec": require(state, "b_dec", (d_in,), src, fmt),
+                "threshold": require(state, "threshold", (d_sae,), src, fmt) * norms.to(state["threshold"].dtype),
+            }
+            options = {"apply_b_dec_to_input": False, "rescale_acts_by_decoder_norm": True, **meta}
+            architecture = "jumprelu"
+        else:
+            bias_name = "bias" if dict_class == "AutoEncoder" else "b_dec"
+            tensors = {
+                "W_enc": require(state, "encoder.weight", (d_sae, d_in), src, fmt).T,
+                "b_enc": require(state, "encoder.bias", (d_sae,), src, fmt),
+                "W_dec": require(state, "decoder.weight", (d_in, d_sae), src, fmt).T,
+                "b_dec": require(state, bias_name, (d_in,), src, fmt),
+            }
+            options = {"apply_b_dec_to_input": True, **meta}
+            architecture = {"AutoEncoder": "relu", "AutoEncoderTopK": "topk", "BatchTopKSAE": "batchtopk"}[dict_class]
+            if architecture in ("topk", "batchtopk"):
+                k = state.get("k", trainer.get("k"))
+                options["k"] = int(k.item() if isinstance(k, torch.Tensor) else k)
+            if architecture == "batchtopk":
+                tensors["threshold"] = require(state, "threshold", (), src, fmt).float()
+        model = build(architecture, d_in, d_sae, options, tensors, dtype=parse_dtype(dtype, folder))
+        model.format = self.name
+        return model.to(device) if device else model
+
+    def save(self, dictionary: Any, path: str) -> None:
+        raise FeaturelensError(
+            "featurelens reads dictionary_learning checkpoints but does not write them; "
+            "export as saelens, sparsify or featurelens."
+        )
+
+
+def _safe_load(path: Path) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    if not path.is_file():
+        raise FeaturelensError(f"{path} is missing; a dictionary_learning checkpoint keeps its weights there.")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise FeaturelensError(
+            f"{path} contains objects other than tensors ({first[:160]}), and featurelens loads "
+            "checkpoints safely only; save the state_dict alone (torch.save(ae.state_dict(), ...))."
+        ) from None
+    except Exception as error:  # noqa: BLE001 - torch raises many types on a corrupt file
+        raise FeaturelensError(f"{path} is not a readable PyTorch file ({error}); re-download it.") from None
+    if not isinstance(state, dict):
+        raise FeaturelensError(
+            f"{path} holds a {type(state).__name__}, not the state dict dictionary_learning saves."
+        )
+    return state

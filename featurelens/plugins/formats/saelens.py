@@ -1,0 +1,170 @@
+"""SAELens checkpoints: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
+
+Reads SAELens 6 configs (``architecture`` + ``metadata``) and the flat ones written
+before 6.0 (``hook_point`` instead of ``metadata.hook_name``). Encoding follows
+SAELens: ``act((x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc)``, with TopK's
+pre-activations multiplied by the decoder norms when ``rescale_acts_by_decoder_norm``
+is set (read from the file: the default differs between SAELens's training and
+inference configs) and JumpReLU's ``relu(h) * (h > threshold)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import featurelens
+from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.formats.common import (
+    as_sae, atomic_folder, build, config_int, dtype_name, parse_dtype, read_json,
+    read_safetensors, require, save_safetensors, write_json,
+)
+
+CFG = "cfg.json"
+WEIGHTS = "sae_weights.safetensors"
+SPARSITY = "sparsity.safetensors"
+
+#: SAELens architecture -> (our architecture, transcoder activation or None)
+_ARCHITECTURES = {
+    "standard": ("relu", None), "topk": ("topk", None), "jumprelu": ("jumprelu", None),
+    "transcoder": ("transcoder", "relu"), "skip_transcoder": ("transcoder", "relu"),
+    "jumprelu_transcoder": ("transcoder", "jumprelu"),
+}
+
+
+class SAELensFormat:
+    """Read and write SAELens's on-disk format."""
+
+    name = "saelens"
+
+    def detect(self, path: str) -> bool:
+        folder = Path(path)
+        return folder.is_dir() and (folder / CFG).is_file() and (folder / WEIGHTS).is_file()
+
+    def load(self, path: str, *, dtype: Any = None, device: str | None = None, **_: Any) -> SparseAutoencoder:
+        folder = Path(path)
+        cfg = read_json(folder / CFG, "SAELens")
+        if "num_latents" in cfg or "expansion_factor" in cfg:
+            raise FeaturelensError(
+                f"{folder / CFG} is a sparsify config (it has num_latents/expansion_factor), "
+                "yet the folder holds SAELens weights; the folder mixes two formats."
+            )
+        architecture = cfg.get("architecture", "standard")
+        if architecture not in _ARCHITECTURES:
+            raise FeaturelensError(
+                f"{folder} is a SAELens {architecture!r} SAE, which featurelens cannot load; "
+                f"supported: {', '.join(_ARCHITECTURES)}."
+            )
+        norm = cfg.get("normalize_activations") or "none"
+        if norm != "none":
+            raise FeaturelensError(
+                f"{folder} normalises activations with {norm!r} at run time, which featurelens does "
+                "not reproduce; fold the scaling into the weights (SAELens: fold_activation_norm_"
+                "scaling_factor) and save again with normalize_activations='none'."
+            )
+        ours, activation = _ARCHITECTURES[architecture]
+        d_in = config_int(cfg, "d_in", folder / CFG, "SAELens")
+        d_sae = config_int(cfg, "d_sae", folder / CFG, "SAELens")
+        transcoder = ours == "transcoder"
+        d_out = config_int(cfg, "d_out", folder / CFG, "SAELens") if transcoder and "d_out" in cfg else d_in
+        tensors = read_safetensors(folder / WEIGHTS, "SAELens")
+        src = folder / WEIGHTS
+        state = {
+            "W_enc": require(tensors, "W_enc", (d_in, d_sae), src, "SAELens"),
+            "b_enc": require(tensors, "b_enc", (d_sae,), src, "SAELens"),
+            "W_dec": require(tensors, "W_dec", (d_sae, d_out), src, "SAELens"),
+            "b_dec": require(tensors, "b_dec", (d_out,), src, "SAELens"),
+        }
+        apply_b_dec = bool(cfg.get("apply_b_dec_to_input", not transcoder)) and not transcoder
+        options: dict[str, Any] = {"apply_b_dec_to_input": apply_b_dec}
+        if ours == "topk" or activation == "topk":
+            options["k"] = config_int(cfg, "k", folder / CFG, "SAELens")
+            options["rescale_acts_by_decoder_norm"] = bool(cfg.get("rescale_acts_by_decoder_norm", False))
+        if ours == "jumprelu" or activation == "jumprelu":
+            state["threshold"] = require(tensors, "threshold", (d_sae,), src, "SAELens")
+        if transcoder:
+            options.update(activation=activation, d_out=d_out, skip=architecture == "skip_transcoder")
+            if architecture == "skip_transcoder":
+                state["W_skip"] = require(tensors, "W_skip", (d_out, d_in), src, "SAELens")
+        meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else cfg
+        hookpoint = meta.get("hook_name") or cfg.get("hook_point") or cfg.get("hook_name")
+        model_id = meta.get("model_name") or cfg.get("model_name")
+        if transcoder and meta.get("hook_name_out", cfg.get("hook_name_out")):
+            options["hookpoint_out"] = meta.get("hook_name_out", cfg.get("hook_name_out"))
+        options.update(hookpoint=hookpoint, model_id=model_id)
+        want = parse_dtype(dtype, folder) or parse_dtype(cfg.get("dtype"), folder / CFG)
+        model = build(ours, d_in, d_sae, options, state, dtype=want)
+        sparsity = folder / SPARSITY
+        if sparsity.is_file():
+            log_density = read_safetensors(sparsity, "SAELens").get("sparsity")
+            if log_density is not None and tuple(log_density.shape) == (d_sae,):
+                model.log_feature_density = log_density
+        model.format = self.name
+        return model.to(device) if device else model
+
+    def save(self, dictionary: Any, path: str) -> None:
+        sae = as_sae(dictionary, "SAELens")
+        architecture, tensors = _saelens_tensors(sae)
+        cfg: dict[str, Any] = {
+            "architecture": architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
+            "dtype": dtype_name(sae.W_enc.dtype), "device": "cpu",
+            "apply_b_dec_to_input": sae.apply_b_dec_to_input,
+            "normalize_activations": "none", "reshape_activations": "none",
+            "metadata": {
+                "model_name": sae.model_id, "hook_name": sae.hookpoint,
+                "sae_lens_training_version": None, "exported_by": f"featurelens {featurelens.__version__}",
+            },
+        }
+        if architecture == "topk":
+            cfg["k"] = sae.k
+            cfg["rescale_acts_by_decoder_norm"] = sae.rescale_acts_by_decoder_norm
+        if sae.is_transcoder:
+            cfg["d_out"] = sae.d_out
+            cfg["hook_name_out"] = sae.config.get("hookpoint_out") or ""
+        with atomic_folder(Path(path)) as tmp:
+            save_safetensors(tensors, tmp / WEIGHTS)
+            write_json(cfg, tmp / CFG)
+
+
+def _saelens_tensors(sae: SparseAutoencoder) -> tuple[str, dict[str, torch.Tensor]]:
+    """The SAELens architecture name and tensors that encode exactly like ``sae``."""
+    tensors = {"W_enc": sae.W_enc, "b_enc": sae.b_enc, "W_dec": sae.W_dec, "b_dec": sae.b_dec}
+    kind = sae.config.get("activation") if sae.is_transcoder else sae.architecture
+    if sae.is_transcoder:
+        if kind not in ("relu", "jumprelu") or sae.rescale_acts_by_decoder_norm:
+            raise FeaturelensError(
+                f"SAELens has no {kind} transcoder, so this transcoder cannot be saved as SAELens; "
+                "export it as sparsify (TopK transcoders) or featurelens instead."
+            )
+        if sae.W_skip is not None:
+            if kind != "relu":
+                raise FeaturelensError(
+                    "SAELens has no JumpReLU transcoder with a skip connection; export it as featurelens."
+                )
+            tensors["W_skip"] = sae.W_skip
+            return "skip_transcoder", tensors
+        if kind == "jumprelu":
+            tensors["threshold"] = sae.threshold
+            return "jumprelu_transcoder", tensors
+        return "transcoder", tensors
+    if sae.W_skip is not None:
+        raise FeaturelensError("SAELens SAEs have no skip connection; export this one as featurelens.")
+    if kind == "topk":
+        return "topk", tensors
+    if kind == "relu":
+        return "standard", tensors
+    if kind in ("jumprelu", "batchtopk"):
+        # BatchTopK's inference rule is a JumpReLU with one shared threshold.
+        extra = sae.extra_state_for_save()
+        tensors["threshold"] = extra.get("threshold", getattr(sae, "threshold", None))
+        if sae.rescale_acts_by_decoder_norm:
+            raise FeaturelensError(
+                "SAELens's JumpReLU does not rescale by decoder norms; export this dictionary as featurelens."
+            )
+        return "jumprelu", tensors
+    raise FeaturelensError(
+        f"There is no SAELens architecture for a {kind} dictionary; export it as featurelens."
+    )
