@@ -61,8 +61,10 @@ def _completion(body: dict, seq: int) -> dict:
 class StubServer:
     """``await StubServer(latency).start()`` then ``server.base_url``; counts requests."""
 
-    def __init__(self, latency: float = 0.1, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, latency: float = 0.1, host: str = "127.0.0.1", port: int = 0,
+                 report_every: int = 0):
         self.latency = latency
+        self.report_every = report_every
         self.host = host
         self.port = port
         self.requests = 0
@@ -94,6 +96,8 @@ class StubServer:
                         length = int(value.strip())
                 body = json.loads(await reader.readexactly(length)) if length else {}
                 self.requests += 1
+                if self.report_every and self.requests % self.report_every == 0:
+                    print(f"SERVED {self.requests}", flush=True)
                 await asyncio.sleep(self.latency)
                 if method == "POST" and path.endswith("/chat/completions"):
                     status, payload = "200 OK", _chat(body, self.requests)
@@ -111,8 +115,8 @@ class StubServer:
             writer.close()
 
 
-async def _serve(latency: float, port: int) -> None:
-    server = await StubServer(latency, port=port).start()
+async def _serve(latency: float, port: int, report_every: int) -> None:
+    server = await StubServer(latency, port=port, report_every=report_every).start()
     print(f"PORT {server.port}", flush=True)
     await asyncio.Event().wait()
 
@@ -121,9 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--report-every", type=int, default=0,
+                        help="print SERVED <n> after every n-th request (tests wait on it)")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.latency, args.port))
+        asyncio.run(_serve(args.latency, args.port, args.report_every))
     except KeyboardInterrupt:
         sys.exit(0)
 
