@@ -133,7 +133,7 @@ class HFBackend:
         """Activations ``[batch, seq, width]`` at ``hookpoints``; stops after the deepest."""
         sites = {name: self.site(name) for name in hookpoints}
         target = self.model.base_model if hp.in_base_model(sites.values(), self.family) else self.model
-        with torch.inference_mode(), hp.Capture(self.model, sites, stop=True) as capture:
+        with torch.no_grad(), hp.Capture(self.model, sites, stop=True) as capture:
             try:
                 target(input_ids=input_ids.to(self.device), use_cache=False)
             except hp.StopForward:
@@ -148,7 +148,7 @@ class HFBackend:
 
     def run_full(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits of the whole model (for measuring what stopping early saves)."""
-        with torch.inference_mode():
+        with torch.no_grad():
             return self.model(input_ids=input_ids.to(self.device), use_cache=False).logits
 
     def logits_with_patch(self, input_ids: torch.Tensor, hookpoint: str | None,
@@ -157,7 +157,7 @@ class HFBackend:
         if hookpoint is None or patch is None:
             return self.run_full(input_ids)
         sites = {hookpoint: self.site(hookpoint)}
-        with torch.inference_mode(), hp.Capture(self.model, sites, stop=False, patch=patch):
+        with torch.no_grad(), hp.Capture(self.model, sites, stop=False, patch=patch):
             return self.model(input_ids=input_ids.to(self.device), use_cache=False).logits
 
     def unembedding(self, fold_final_norm: bool = False) -> torch.Tensor:

@@ -158,10 +158,11 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                 if index < done_batches:
                     continue
                 ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
-                acts = lm.run(ids, [hookpoint])[hookpoint]
-                excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
-                seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
-                state.update(sae, acts.to(sae_dtype), seq_ids, excluded)
+                with torch.no_grad():
+                    acts = lm.run(ids, [hookpoint])[hookpoint]
+                    excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
+                    seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
+                    state.update(sae, acts.to(sae_dtype), seq_ids, excluded)
                 pending.extend(batch)
                 n_seen += len(batch)
                 bar.update(len(batch) * context)
@@ -213,7 +214,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             text: TokenText, fold_final_norm: bool, n_windows: int) -> None:
     """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
     settings = state.settings
-    logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
+    with torch.no_grad():
+        logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
     features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
