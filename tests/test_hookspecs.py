@@ -48,3 +48,9 @@ def test_hookspec_has_its_own_test(name: str) -> None:
     pattern = re.compile(rf"^\s*(async\s+)?def test_hook_{name}\b", re.MULTILINE)
     owners = [p.name for p in TESTS.rglob("test_*.py") if pattern.search(p.read_text("utf-8"))]
     assert owners, f"hook {name} has no test: add `def test_hook_{name}(...)` under tests/"
+
+
+def test_plugin_guide_lists_exactly_the_hookspecs() -> None:
+    guide = (TESTS.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `(register_\w+)` \|", guide, flags=re.MULTILINE))
+    assert listed == set(_specs()), "docs/plugins.md hooks table is out of date"
