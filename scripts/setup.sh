@@ -11,7 +11,15 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "featurelens needs Python 3.10 or newer as \$PYTHON (now: $PYTHON); run e.g. PYTHON=python3.11 make test" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ] && ! "$PYTHON" -m venv "$VENV"; then
+  echo "Could not create $VENV with '$PYTHON -m venv'; on Debian/Ubuntu install python3-venv, then rerun." >&2
+  rm -rf "$VENV"
+  exit 1
+fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install --upgrade pip
 pip install "torch==2.13.0"
