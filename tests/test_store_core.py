@@ -203,3 +203,27 @@ def test_migration_files_are_named_and_ordered() -> None:
     assert names == sorted(names)
     assert all(len(n) > 5 and n[:4].isdigit() and n[4] == "_" for n in names)
     assert len({n[:4] for n in names}) == len(names), "two migrations share a number"
+
+
+def test_store_whose_migration_record_disagrees_is_refused_unchanged(store_path: Path) -> None:
+    with featurelens.open_store(store_path) as store:
+        store.insert("runs", _runs(1))
+        store.execute("DELETE FROM schema_migrations WHERE name = '0001_initial'")
+    with pytest.raises(StoreError, match="needs migration '0001_initial'"):
+        featurelens.open_store(store_path, read_only=True)
+    with pytest.raises(StoreError, match="Migration 0001_initial failed .* the store is unchanged"):
+        featurelens.open_store(store_path)
+    with _raw(store_path) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(migrations()) - 1
+
+
+def _raw(path: Path):
+    import duckdb
+
+    return duckdb.connect(str(path), read_only=True)
+
+
+def test_unknown_on_conflict_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="on_conflict='skip' is not one of error, ignore, replace"):
+        store.insert("runs", _runs(1), on_conflict="skip")

@@ -138,7 +138,14 @@ class Store:
                 "featurelens_version VARCHAR NOT NULL)"
             )
             for name, sql in pending:
-                self.con.execute(sql)
+                try:
+                    self.con.execute(sql)
+                except duckdb.Error as error:
+                    raise StoreError(
+                        f"Migration {name} failed on the store {self.path} ({_one_line(error)}); "
+                        "the store is unchanged. Its schema_migrations table disagrees with its "
+                        "tables: restore a backup or start a new store."
+                    ) from None
                 self.con.execute(
                     "INSERT INTO schema_migrations (name, featurelens_version) VALUES (?, ?)",
                     [name, featurelens.__version__],
@@ -218,9 +225,10 @@ class Store:
         arrow = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
         if arrow.num_rows == 0:
             return 0
-        verb = {"error": "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}[
-            on_conflict
-        ]
+        verbs = {"error": "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}
+        if on_conflict not in verbs:
+            raise StoreError(f"on_conflict={on_conflict!r} is not one of {', '.join(verbs)}.")
+        verb = verbs[on_conflict]
         view = f"_incoming_{table}"
         self.con.register(view, arrow)
         try:
