@@ -168,3 +168,65 @@ def test_serve_reports_a_busy_port(filled: Path) -> None:
     finally:
         first.server_close()
         first.browser_data.close()
+
+
+def test_search_index_and_sql_fallback_agree(filled: Path) -> None:
+    from featurelens.browser.queries import BrowserData
+
+    data = BrowserData(filled)
+    try:
+        assert not data.search_index.ready
+        cold = {q: [data.search(q, page).rows for page in range(3)] for q in ("dogs", "", "FEATURE 1", "100%_x")}
+        data.warm()
+        assert data.search_index.ready
+        warm = {q: [data.search(q, page).rows for page in range(3)] for q in cold}
+    finally:
+        data.close()
+    assert warm == cold
+    assert len(cold[""][0]) == 50 and len(cold["FEATURE 1"][0]) > 10 and cold["100%_x"][0] == []
+
+
+def test_listing_pages_agree_for_gappy_feature_indices(tmp_path: Path) -> None:
+    """Key-range paging (contiguous indices) and OFFSET paging (gaps) give the same pages."""
+    from featurelens.browser.queries import BrowserData
+
+    path = tmp_path / "gaps.duckdb"
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=75)
+        store.execute("DELETE FROM features WHERE feature IN (10, 11, 60)")
+    data = BrowserData(path)
+    try:
+        pages = [data.features(DID, p, size=20) for p in range(4)]
+        assert [r["feature"] for p in pages for r in p.rows] == [f for f in range(75) if f not in (10, 11, 60)]
+        assert [p.has_next for p in pages] == [True, True, True, False]
+        assert data.neighbours(DID, 12) == (9, 13) and data.neighbours(DID, 74) == (73, None)
+    finally:
+        data.close()
+    data = BrowserData(tmp_path / "gaps.duckdb")
+    with featurelens.open_store(tmp_path / "dense.duckdb") as store:
+        fill_store(store, n_features=75)
+    dense = BrowserData(tmp_path / "dense.duckdb")
+    try:
+        assert [r["feature"] for r in dense.features(DID, 3, size=20).rows] == list(range(60, 75))
+        assert dense.features(DID, 3, size=20).has_next is False and dense.features(DID, 2, size=20).has_next
+        assert dense.neighbours(DID, 0) == (None, 1) and dense.neighbours(DID, 74) == (73, None)
+    finally:
+        dense.close()
+        data.close()
+
+
+def test_chunked_search_scan_equals_a_full_scan() -> None:
+    import pyarrow as pa
+
+    from featurelens.browser.search_index import SearchIndex
+
+    texts = [f"{'Dog' if i % 3 == 0 else 'cat'} number {i}" for i in range(100)]
+    table = pa.table({"dictionary_id": ["d"] * 100, "feature": list(range(100)), "text": texts,
+                      "explainer": ["x"] * 100, "llm": ["l"] * 100, "score": [1 - i / 100 for i in range(100)]})
+    index = SearchIndex()
+    index.build(lambda sql: table)
+    full = [r["feature"] for r in index.search("dog", 0, 1000, chunk=1000)]
+    assert full == list(range(0, 100, 3))
+    for offset, limit in [(0, 5), (5, 5), (30, 10), (40, 5)]:
+        got = [r["feature"] for r in index.search("DOG", offset, limit, chunk=7)]
+        assert got == full[offset:offset + limit]

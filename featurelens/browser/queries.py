@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.store import Store
 
@@ -52,6 +53,22 @@ class FeatureData:
     dictionary: dict[str, Any] = field(default_factory=dict)
 
 
+_DICTIONARIES_SQL = (
+    "SELECT d.dictionary_id, d.model_id, d.hookpoint, d.architecture, d.d_sae, "
+    "coalesce(f.n, 0) AS n_features, coalesce(e.n, 0) AS n_explained "
+    "FROM dictionaries d "
+    "LEFT JOIN (SELECT dictionary_id, count(*) AS n FROM features GROUP BY 1) f USING (dictionary_id) "
+    "LEFT JOIN (SELECT dictionary_id, count(DISTINCT feature) AS n FROM explanations GROUP BY 1) e "
+    "USING (dictionary_id) ORDER BY d.dictionary_id"
+)
+
+
+def _arrow(result: Any) -> Any:
+    """A DuckDB result as an Arrow table (the method was renamed in DuckDB 2)."""
+    fetch = getattr(result, "to_arrow_table", None) or getattr(result, "fetch_arrow_table")
+    return fetch()
+
+
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return text if len(text) < 300 else text[:297] + "..."
@@ -76,9 +93,47 @@ class BrowserData:
         except duckdb.Error as error:
             raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
         self._lock = threading.Lock()
+        self.search_index = SearchIndex()
+        # The store cannot change while it is open read-only here (DuckDB lets no other
+        # process write it), so listings that scan whole tables are computed once.
+        self._dictionaries: list[dict[str, Any]] | None = None
+        self._ranges: dict[str, tuple[int, int, int]] = {}
+        self._warming: tuple[duckdb.DuckDBPyConnection, threading.Thread] | None = None
 
     def close(self) -> None:
+        """Stop any background warm-up, then close the connection."""
+        warming, self._warming = self._warming, None
+        if warming is not None:
+            cursor, thread = warming
+            if thread.is_alive():
+                try:
+                    cursor.interrupt()
+                except duckdb.Error:
+                    pass  # it finished meanwhile
+                thread.join(timeout=30)
         self._con.close()
+
+    def start_warming(self) -> None:
+        """Build the cached listings and the search index in a background thread."""
+        cursor = self._cursor()
+        thread = threading.Thread(target=self.warm, args=(cursor,), name="featurelens-serve-index",
+                                  daemon=True)
+        self._warming = (cursor, thread)
+        thread.start()
+
+    def warm(self, cursor: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Compute the cached listings and the search index (blocking)."""
+        cur = cursor or self._cursor()
+        try:
+            if self._dictionaries is None:
+                result = cur.execute(_DICTIONARIES_SQL)
+                names = [d[0] for d in result.description]
+                self._dictionaries = [dict(zip(names, row)) for row in result.fetchall()]
+            self.search_index.build(lambda sql: _arrow(cur.sql(sql)))
+        except duckdb.Error:
+            pass  # interrupted by close(), or the fallback queries will report the problem
+        finally:
+            cur.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -96,23 +151,39 @@ class BrowserData:
     # -- listings ------------------------------------------------------------------
     def dictionaries(self) -> list[dict[str, Any]]:
         """Every dictionary with its model, hookpoint and how many features are stored."""
-        return self._dicts(
-            "SELECT d.dictionary_id, d.model_id, d.hookpoint, d.architecture, d.d_sae, "
-            "coalesce(f.n, 0) AS n_features, coalesce(e.n, 0) AS n_explained "
-            "FROM dictionaries d "
-            "LEFT JOIN (SELECT dictionary_id, count(*) AS n FROM features GROUP BY 1) f "
-            "  USING (dictionary_id) "
-            "LEFT JOIN (SELECT dictionary_id, count(DISTINCT feature) AS n FROM explanations "
-            "  GROUP BY 1) e USING (dictionary_id) ORDER BY d.dictionary_id", [])
+        if self._dictionaries is None:
+            self._dictionaries = self._list_dictionaries()
+        return [dict(d) for d in self._dictionaries]
+
+    def _list_dictionaries(self) -> list[dict[str, Any]]:
+        return self._dicts(_DICTIONARIES_SQL, [])
+
+    def _range(self, dictionary_id: str) -> tuple[int, int, int]:
+        """``(count, min, max)`` of the dictionary's stored feature indices (cached)."""
+        if dictionary_id not in self._ranges:
+            row = self._dicts("SELECT count(*) AS n, min(feature) AS lo, max(feature) AS hi FROM features "
+                              "WHERE dictionary_id = ?", [dictionary_id])[0]
+            self._ranges[dictionary_id] = (int(row["n"]), int(row["lo"] or 0), int(row["hi"] or -1))
+        return self._ranges[dictionary_id]
 
     def features(self, dictionary_id: str, page: int = 0, size: int = 50) -> Page:
-        """Features of one dictionary in index order, with their best-scored explanation."""
-        rows = self._dicts(
-            "SELECT feature, density, max_activation, fire_count FROM features "
-            "WHERE dictionary_id = ? ORDER BY feature LIMIT ? OFFSET ?",
-            [dictionary_id, size + 1, page * size])
-        has_next = len(rows) > size
-        rows = rows[:size]
+        """Features of one dictionary in index order, with their best-scored explanation.
+
+        When the stored indices are contiguous (the usual case) a page is a key range,
+        read through the zone maps; otherwise it falls back to ``OFFSET``.
+        """
+        count, lo, hi = self._range(dictionary_id)
+        columns = "feature, density, max_activation, fire_count"
+        if count and hi - lo + 1 == count:
+            first = lo + page * size
+            rows = self._dicts(f"SELECT {columns} FROM features WHERE dictionary_id = ? AND feature "
+                               "BETWEEN ? AND ? ORDER BY feature", [dictionary_id, first, first + size - 1])
+            has_next = first + size <= hi
+        else:
+            rows = self._dicts(f"SELECT {columns} FROM features WHERE dictionary_id = ? ORDER BY feature "
+                               "LIMIT ? OFFSET ?", [dictionary_id, size + 1, page * size])
+            has_next = len(rows) > size
+            rows = rows[:size]
         self._attach_best(dictionary_id, rows)
         return Page(rows, page, has_next)
 
@@ -131,13 +202,15 @@ class BrowserData:
     def _attach_best(self, dictionary_id: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        wanted = [int(r["feature"]) for r in rows]
+        wanted = sorted(int(r["feature"]) for r in rows)
+        span = [dictionary_id, wanted[0], wanted[-1], wanted]
         best = {r["feature"]: r for r in self._dicts(
-            "SELECT e.feature, arg_max(e.text, coalesce(s.score, -2)) AS text, "
-            "max(s.score) AS score FROM explanations e "
-            "LEFT JOIN scores s ON s.explanation_id = e.explanation_id AND s.status = 'ok' "
-            "WHERE e.dictionary_id = ? AND list_contains(?, e.feature) GROUP BY e.feature",
-            [dictionary_id, wanted])}
+            "SELECT e.feature, arg_max(e.text, coalesce(s.score, -2)) AS text, max(s.score) AS score "
+            "FROM (SELECT * FROM explanations WHERE dictionary_id = ? AND feature BETWEEN ? AND ? "
+            "      AND list_contains(?, feature)) e "
+            "LEFT JOIN (SELECT explanation_id, score FROM scores WHERE dictionary_id = ? AND feature "
+            "      BETWEEN ? AND ? AND status = 'ok') s ON s.explanation_id = e.explanation_id "
+            "GROUP BY e.feature", span + span[:3])}
         for row in rows:
             hit = best.get(row["feature"], {})
             row["text"] = hit.get("text")
@@ -145,14 +218,12 @@ class BrowserData:
 
     def search(self, text: str, page: int = 0, size: int = 50) -> Page:
         """Explanations containing ``text`` (case-insensitive), best scores first."""
-        rows = self._dicts(
-            "SELECT e.dictionary_id, e.feature, e.text, e.explainer, e.llm, "
-            "max(s.score) AS score FROM explanations e "
-            "LEFT JOIN scores s ON s.explanation_id = e.explanation_id AND s.status = 'ok' "
-            "WHERE contains(lower(e.text), lower(?)) "
-            "GROUP BY ALL ORDER BY score DESC NULLS LAST, e.dictionary_id, e.feature "
-            "LIMIT ? OFFSET ?",
-            [text, size + 1, page * size])
+        if self.search_index.ready:
+            rows = self.search_index.search(text, page * size, size + 1)
+        else:
+            where = "WHERE e.text ILIKE ? ESCAPE '\\'" if text else ""
+            rows = self._dicts(INDEX_SQL.format(where=where) + " LIMIT ? OFFSET ?",
+                               ([like_pattern(text)] if text else []) + [size + 1, page * size])
         return Page(rows[:size], page, len(rows) > size)
 
     def sql(self, query: str, limit: int = SQL_ROW_LIMIT, timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
@@ -225,6 +296,9 @@ class BrowserData:
 
     def neighbours(self, dictionary_id: str, feature: int) -> tuple[int | None, int | None]:
         """The previous and next stored feature indices (for page navigation)."""
+        count, lo, hi = self._range(dictionary_id)
+        if count and hi - lo + 1 == count:  # contiguous: no scan needed
+            return (feature - 1 if feature > lo else None), (feature + 1 if feature < hi else None)
         row = self._dicts(
             "SELECT (SELECT max(feature) FROM features WHERE dictionary_id = ? AND feature < ?) AS prev, "
             "(SELECT min(feature) FROM features WHERE dictionary_id = ? AND feature > ?) AS next",

@@ -140,6 +140,7 @@ def make_server(store_path: str | Path | None, host: str = "127.0.0.1", port: in
             "(or --port 0 for any free one).") from None
     server.daemon_threads = True
     server.browser_data = data  # type: ignore[attr-defined]
+    data.start_warming()
     return server
 
 
