@@ -42,6 +42,14 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, float]:
+    """Top alternatives by text; ids that decode alike (byte fragments) keep the likeliest."""
+    top: dict[str, float] = {}
+    for index, value in zip(indices, values):
+        top.setdefault(decode(index), value)
+    return top
+
+
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``."""
 
@@ -123,7 +131,7 @@ class LocalProvider:
                 chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
                 values, indices = logp.topk(min(k, logp.shape[-1]), dim=-1)
                 for j, token in enumerate(nxt.tolist()):
-                    top = {decode(i): v for i, v in zip(indices[j].tolist(), values[j].tolist())}
+                    top = _top(decode, indices[j].tolist(), values[j].tolist())
                     out.append(TokenLogprobs(decode(token), chosen[j], top))
         return out
 
@@ -153,6 +161,6 @@ class LocalProvider:
             for step, token in enumerate(out_ids):
                 logp = torch.log_softmax(result.scores[step][0].float(), dim=-1)
                 values, indices = logp.topk(request.top_logprobs)
-                top = {decode(i): v for i, v in zip(indices.tolist(), values.tolist())}
+                top = _top(decode, indices.tolist(), values.tolist())
                 logprobs.append(TokenLogprobs(decode(token), float(logp[token]), top))
         return tokenizer.decode(out_ids, skip_special_tokens=True), out_ids, logprobs
