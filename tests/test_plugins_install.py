@@ -82,8 +82,7 @@ def test_example_plugin_installs_lists_works_and_uninstalls(
 
     store = tmp_path / "store.duckdb"
     _fill_store(store)
-    used = env.featurelens("example-label", "--store", str(store), "--dictionary", "d",
-                           "--feature", "3")
+    used = cli("example-label", "--store", store, "--dictionary", "d", "--feature", "3")
     assert used.stdout.strip() == "feature 3: fires on 'dog' (keyword recall 1.00)"
     missing = cli("example-label", "--store", store, "--dictionary", "d", "--feature", "9")
     assert missing.exit_code == 1 and "Feature 9 of dictionary 'd' has no stored" in missing.stderr
@@ -105,11 +104,9 @@ def test_new_plugin_package_installs_and_its_own_test_passes(tmp_path: Path, cli
     pyproject = (package / "pyproject.toml").read_text()
     assert '[project.entry-points.featurelens]\ndemo-scorer = "featurelens_demo_scorer"' in pyproject
 
-    env = make_plugin_env(tmp_path / "env")
-    installed = env.featurelens("plugins", "install", str(package), env=OFFLINE_PIP)
-    assert ("Installed plugin:\ndemo-scorer (featurelens-demo-scorer 0.1.0)\n"
-            "  hooks: register_corpus_sources\n"
-            "  corpus source: demo-scorer-paragraphs") in installed.stdout
+    env = make_plugin_env(tmp_path / "env")  # plain pip here: `plugins install` is tested above
+    env.run("-m", "pip", "install", "-q", "--no-deps", str(package), env=OFFLINE_PIP)
+    assert (env.purelib / "featurelens_demo_scorer" / "__init__.py").is_file()
     own_tests = env.run("-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests"))
     assert "1 passed" in own_tests.stdout
 
