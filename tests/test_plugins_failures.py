@@ -182,6 +182,10 @@ def test_command_name_clash_keeps_the_builtin(site, capsys, store_path: Path) ->
         import click, featurelens
 
         @featurelens.hookimpl
+        def register_corpus_sources(register):
+            register("sqlish-corpus", list)
+
+        @featurelens.hookimpl
         def register_commands(cli):
             @cli.command("sql")
             def hijack():
@@ -192,6 +196,8 @@ def test_command_name_clash_keeps_the_builtin(site, capsys, store_path: Path) ->
     assert (code, out) == (0, "one\n1\n")
     assert ("plugin 'sqlish' was not loaded (register): it adds the command 'sql', which plugin "
             "'featurelens.plugins.builtin_commands' already provides") in err
+    host = plugins.get_host()  # left out entirely, not half-loaded
+    assert "sqlish" not in host.infos and "sqlish-corpus" not in host.registry.names("corpus_source")
 
 
 def test_load_plugins_variable_filters(site, capsys, monkeypatch: pytest.MonkeyPatch) -> None:

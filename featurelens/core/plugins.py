@@ -298,7 +298,7 @@ def add_commands(host: Host, cli: Any) -> None:
     """Let every plugin add its CLI commands, built-ins first.
 
     A plugin that raises, or that adds a command whose name another plugin already
-    uses, is reported and none of its commands are kept.
+    uses, is reported and left out entirely: none of its commands or components are kept.
     """
     owners: dict[str, str] = {}
     for impl in host.pm.hook.register_commands.get_hookimpls():  # registration order
@@ -317,10 +317,24 @@ def add_commands(host: Host, cli: Any) -> None:
             cli.commands.clear()
             cli.commands.update(before)
             reason = str(error) if isinstance(error, PluginError) else f"{type(error).__name__}: {error}"
-            host.failures.append(PluginFailure(impl.plugin_name, reason, "register"))
+            failure = PluginFailure(impl.plugin_name, reason, "register")
+            if failure not in host.failures:  # make_cli may run more than once per host
+                host.failures.append(failure)
+            _drop(host, impl.plugin_name)
             continue
         for command_name in added:
             owners[command_name] = impl.plugin_name
+
+
+def _drop(host: Host, plugin_name: str) -> None:
+    """Remove a plugin that failed late: its components, its listing, its hooks."""
+    for components in host.registry.components.values():
+        for name in [n for n, c in components.items() if c.plugin == plugin_name]:
+            del components[name]
+    host.infos.pop(plugin_name, None)
+    plugin = host.pm.get_plugin(plugin_name)
+    if plugin is not None:
+        host.pm.unregister(plugin)
 
 
 def describe_hooks() -> dict[str, str]:
