@@ -161,13 +161,17 @@ def test_process_killed_mid_write_leaves_the_store_as_it_was(store_path: Path) -
         assert store.sql("SELECT count(*) AS n FROM examples")["n"][0] == 20
 
 
-def test_store_held_by_a_writer_names_the_process(store_path: Path) -> None:
+def test_store_held_by_a_writer_names_the_process(store_path: Path, cli) -> None:
     featurelens.open_store(store_path).close()
     holder = _holder(store_path, "write")
     try:
         for read_only in (False, True):
             with pytest.raises(StoreError, match=rf"in use by process {holder.pid} "):
                 featurelens.open_store(store_path, read_only=read_only)
+        result = cli("sql", "SELECT 1", "--store", store_path)
+        assert result.exit_code == 1 and result.stdout == ""
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"Error: The store {store_path} is in use by process {holder.pid} (")
     finally:
         _stop(holder)
     featurelens.open_store(store_path, read_only=True).close()
@@ -227,3 +231,9 @@ def _raw(path: Path):
 def test_unknown_on_conflict_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="on_conflict='skip' is not one of error, ignore, replace"):
         store.insert("runs", _runs(1), on_conflict="skip")
+
+
+def test_store_in_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="folder .*no-such-dir for the store does not exist"):
+        featurelens.open_store(tmp_path / "no-such-dir" / "s.duckdb")
+    assert not (tmp_path / "no-such-dir").exists()
