@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.scoring_commands",
     "featurelens.plugins.dictionaries",
     "featurelens.plugins.formats",
+    "featurelens.plugins.dictionary_commands",
 )
 
 
