@@ -225,3 +225,21 @@ def test_plugins_list_text_shows_failures(site, capsys) -> None:
     assert code == 0
     assert "broken (not loaded, import): ImportError: boom" in out
     assert err.count("plugin 'broken' was not loaded") == 1
+
+
+def test_two_entry_points_for_one_module(site, capsys) -> None:
+    site("featurelens-twin", "twin", "fl_twin", GOOD.format(component="twin", module="fl_twin"))
+    site("featurelens-alias", "alias", "fl_twin", GOOD.format(component="twin", module="fl_twin"))
+    listing, err = _listing(capsys)
+    [message] = err
+    assert "is already loaded as plugin" in message and "two entry points name the same module" in message
+    assert len(_names(listing) & {"twin", "alias"}) == 1
+
+
+def test_two_packages_with_one_plugin_name(site, capsys) -> None:
+    site("featurelens-twin", "twin", "fl_twin", GOOD.format(component="twin", module="fl_twin"))
+    site("featurelens-clone", "twin", "fl_clone", GOOD.format(component="clone", module="fl_clone"))
+    listing, err = _listing(capsys)
+    [message] = err
+    assert "another plugin is already loaded under the name 'twin' by featurelens-" in message
+    assert "twin" in _names(listing)

@@ -158,10 +158,14 @@ def _add_plugin(host: Host, plugin: object, name: str, info: PluginInfo) -> None
         host.failures.append(PluginFailure(name, str(error), "hooks"))
         return
     except ValueError:  # pluggy: name or object already registered
-        other = host.infos.get(name)
-        by = f" by {other.package}" if other is not None and other.package else ""
-        host.failures.append(PluginFailure(
-            name, f"another plugin is already loaded under the name {name!r}{by}", "import"))
+        if host.pm.is_registered(plugin):
+            reason = (f"its module is already loaded as plugin {host.pm.get_name(plugin)!r}; "
+                      "two entry points name the same module")
+        else:
+            other = host.infos.get(name)
+            by = f" by {other.package}" if other is not None and other.package else ""
+            reason = f"another plugin is already loaded under the name {name!r}{by}"
+        host.failures.append(PluginFailure(name, reason, "import"))
         return
     host.infos[name] = PluginInfo(
         info.name, info.version, info.package, info.builtin, _hook_names(host.pm, plugin)
