@@ -103,7 +103,7 @@ def _already_trained(output: Path) -> TrainResult:
         if fmt.detect(str(output)):
             dictionary = fmt.load(str(output))
             return TrainResult(dictionary, summary.get("metrics", {}), summary.get("steps", 0),
-                               summary.get("tokens", 0), summary.get("steps", 0))
+                               summary.get("tokens", 0), summary.get("steps", 0), already_done=True)
     raise FeaturelensError(f"{output} has a training summary but no dictionary; delete it and train again.")
 
 

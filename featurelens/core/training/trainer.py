@@ -56,6 +56,7 @@ class TrainResult:
     steps: int
     tokens: int
     resumed_from_step: int
+    already_done: bool = False  #: the output existed: nothing was trained this time
 
 
 def _lr_factor(step: int, total_steps: int, warmup: int) -> float:

@@ -1,0 +1,230 @@
+"""CLI of the dictionary area: ``featurelens train`` and
+``featurelens dictionaries list|eval|import|export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+import featurelens
+from featurelens.core.cli_options import store_option
+from featurelens.core.errors import FeaturelensError
+
+featurelens_api = 1
+
+
+@featurelens.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(train_command)
+    cli.add_command(dictionaries_group)
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise FeaturelensError(f"--option {pair!r} is not key=value; write e.g. --option l1_coefficient=5.")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def _backend(model: str, dtype: str, device: str) -> Any:
+    from featurelens.core.plugins import create
+
+    return create("model_backend", "hf", model, dtype=dtype, device=device)
+
+
+@click.command("train")
+@click.option("--model", default="smollm2", show_default=True,
+              help="smollm2 (embedded), a local transformers folder, or a hub id.")
+@click.option("--hookpoint", required=True, help="Where to read the model, e.g. blocks.6.hook_resid_post.")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the trained dictionary (rerun the same command to resume).")
+@click.option("--architecture", default="topk", show_default=True,
+              help="Dictionary learner: topk, batchtopk, relu, jumprelu, transcoder, or a plugin's.")
+@click.option("--expansion", type=int, default=8, show_default=True, help="Features per activation dimension.")
+@click.option("--d-sae", type=int, default=None, help="Number of features (overrides --expansion).")
+@click.option("--k", type=int, default=32, show_default=True, help="Active features per token (TopK-style).")
+@click.option("--hookpoint-out", default=None, help="Transcoders: the hookpoint to predict (e.g. blocks.6.hook_mlp_out).")
+@click.option("--corpus", default="stdlib", show_default=True, help="stdlib, a path, or source:location.")
+@click.option("--tokens", type=int, default=200_000, show_default=True, help="Training tokens.")
+@click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
+@click.option("--batch-size", type=int, default=4096, show_default=True, help="Tokens per step.")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-4 / sqrt(d_sae / 16384)].")
+@click.option("--buffer-rows", type=int, default=32_768, show_default=True, help="Shuffle buffer size in tokens.")
+@click.option("--option", "learner_options", multiple=True, metavar="KEY=VALUE",
+              help="Learner option, e.g. l1_coefficient=5, skip=true (repeatable).")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast for the forward and backward passes.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+              show_default=True, help="Model dtype.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:0...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
+              help="How often the training state is saved (a kill loses at most this much).")
+def train_command(model: str, hookpoint: str, output: Path, architecture: str, expansion: int,
+                  d_sae: int | None, k: int, hookpoint_out: str | None, corpus: str, tokens: int,
+                  context: int, batch_size: int, lr: float | None, buffer_rows: int,
+                  learner_options: tuple[str, ...], bf16: bool, dtype: str, device: str, seed: int,
+                  checkpoint_seconds: float) -> None:
+    """Train a sparse autoencoder or transcoder on a model's activations.
+
+    Killed at any moment, the same command resumes from the last checkpoint.
+    """
+    from featurelens.core.training import train_dictionary
+
+    backend = _backend(model, dtype, device)
+    result = train_dictionary(
+        backend=backend, hookpoint=hookpoint, output=output, architecture=architecture,
+        expansion=expansion, d_sae=d_sae, k=k, corpus=corpus, tokens=tokens, context=context,
+        batch_size=batch_size, lr=lr, buffer_rows=buffer_rows, hookpoint_out=hookpoint_out,
+        options=_parse_options(learner_options), seed=seed, bf16=bf16, device=device,
+        checkpoint_seconds=checkpoint_seconds)
+    shown = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
+    if result.already_done:
+        click.echo(f"Already trained: {output} holds a finished {result.dictionary.architecture} "
+                   f"dictionary ({shown}); choose another --output to train a new one.")
+        return
+    resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
+    click.echo(f"Trained {result.dictionary.architecture} ({result.dictionary.d_sae} features) on "
+               f"{result.tokens} tokens in {result.steps} steps{resumed}: {shown}. Saved to {output}.")
+
+
+@click.group("dictionaries")
+def dictionaries_group() -> None:
+    """List, evaluate, import and export dictionaries (SAEs, transcoders)."""
+
+
+@dictionaries_group.command("list")
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_command(store_path: Path | None, as_json: bool) -> None:
+    """Show the dictionaries in the store with their evaluation metrics."""
+    import polars as pl
+
+    from featurelens.core.store import Store
+
+    with Store.open(store_path, read_only=True) as store:
+        frame = store.sql(
+            "SELECT dictionary_id, model_id, hookpoint, architecture, d_in, d_sae, format, "
+            "json_extract(metrics, '$.l0')::DOUBLE AS l0, json_extract(metrics, '$.fvu')::DOUBLE AS fvu, "
+            "json_extract(metrics, '$.ce_loss_recovered')::DOUBLE AS ce_recovered, "
+            "json_extract(metrics, '$.dead_fraction')::DOUBLE AS dead "
+            "FROM dictionaries ORDER BY created_at")
+    if as_json:
+        click.echo(json.dumps(frame.to_dicts(), default=str, indent=2))
+    elif frame.height == 0:
+        click.echo("No dictionaries in the store yet (featurelens extract or dictionaries import adds them).")
+    else:
+        with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60):
+            click.echo(str(frame))
+
+
+def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str) -> tuple[Any, Any, str]:
+    from featurelens.core.dictionaries import load_dictionary
+
+    backend = _backend(model, dtype, device)
+    probe = _load_any(path)
+    hookpoint = hookpoint or probe.hookpoint
+    if not hookpoint:
+        raise FeaturelensError(f"{path} does not say which hookpoint it reads; pass --hookpoint.")
+    dictionary = load_dictionary(path, backend=backend, hookpoint=hookpoint)
+    return dictionary.to(backend.device), backend, hookpoint
+
+
+def _load_any(path: str, **options: Any) -> Any:
+    """Load ``path`` with whichever registered format recognises it."""
+    from featurelens.core.plugins import get_registry
+
+    registry = get_registry()
+    if not Path(path).exists():
+        raise FeaturelensError(f"{path} does not exist; pass the folder of a saved dictionary.")
+    names = registry.names("dictionary_format")
+    for name in names:
+        fmt = registry.get("dictionary_format", name).create()
+        if fmt.detect(path):
+            return fmt.load(path, **options)
+    raise FeaturelensError(
+        f"No dictionary format recognises {path} (known: {', '.join(names)}); "
+        "pass a SAELens, sparsify, dictionary_learning, Gemma Scope or featurelens folder."
+    )
+
+
+@dictionaries_group.command("import")
+@click.argument("path")
+@click.option("--model", default="smollm2", show_default=True, help="The model the dictionary reads.")
+@click.option("--hookpoint", default=None, help="Where it reads the model [default: from its config].")
+@store_option
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32")
+@click.option("--device", default="auto", show_default=True)
+def import_command(path: str, model: str, hookpoint: str | None, store_path: Path | None,
+                   dtype: str, device: str) -> None:
+    """Record the dictionary at PATH (any supported format) in the store."""
+    from featurelens.core.evaluation import register_dictionary
+    from featurelens.core.store import Store
+
+    dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
+    with Store.open(store_path) as store:
+        dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
+                                            hookpoint=hookpoint, source=str(Path(path).resolve()))
+    click.echo(f"Imported {dictionary.architecture} dictionary ({dictionary.d_sae} features, format "
+               f"{getattr(dictionary, 'format', '?')}) as {dictionary_id}.")
+
+
+@dictionaries_group.command("eval")
+@click.argument("path")
+@click.option("--model", default="smollm2", show_default=True, help="The model the dictionary reads.")
+@click.option("--hookpoint", default=None, help="Where it reads the model [default: from its config].")
+@click.option("--hookpoint-out", default=None, help="Transcoders: the hookpoint they predict.")
+@click.option("--corpus", default="stdlib", show_default=True)
+@click.option("--tokens", type=int, default=4096, show_default=True, help="Evaluation tokens.")
+@click.option("--context", type=int, default=64, show_default=True)
+@store_option
+@click.option("--no-store", is_flag=True, help="Print the metrics without writing them to the store.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: str | None, corpus: str,
+                 tokens: int, context: int, store_path: Path | None, no_store: bool, dtype: str,
+                 device: str, as_json: bool) -> None:
+    """Measure the dictionary at PATH (L0, FVU, CE loss recovered, KL, dead/dense) and store it."""
+    import torch
+
+    from featurelens.core.evaluation import evaluate, register_dictionary, store_metrics
+    from featurelens.core.store import Store
+
+    dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
+    with torch.no_grad():
+        metrics = evaluate(dictionary, backend, hookpoint=hookpoint, corpus=corpus, tokens=tokens,
+                           context=context, hookpoint_out=hookpoint_out)
+    if not no_store:
+        with Store.open(store_path) as store:
+            dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
+                                                hookpoint=hookpoint, source=str(Path(path).resolve()))
+            store_metrics(store, dictionary_id, metrics)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    for key, value in metrics.items():
+        click.echo(f"{key:>22}  {value:.6g}")
+
+
+@dictionaries_group.command("export")
+@click.argument("path")
+@click.option("--to", "fmt", required=True, help="Target format: saelens, sparsify or featurelens.")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+def export_command(path: str, fmt: str, output: Path) -> None:
+    """Convert the dictionary at PATH to another format (it encodes identically after)."""
+    from featurelens.core.plugins import get_registry
+
+    dictionary = _load_any(path)
+    target = get_registry().get("dictionary_format", fmt).create()
+    target.save(dictionary, str(output))
+    click.echo(f"Wrote {dictionary.architecture} dictionary as {fmt} to {output}.")
