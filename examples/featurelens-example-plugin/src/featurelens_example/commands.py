@@ -17,7 +17,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugins import create
 from featurelens.core.protocols import Example, FeatureRecord
 
-_TOP_EXAMPLES = """
+_EXAMPLES = """
 SELECT s.token_strs AS tokens, e.activations, e.kind, e.quantile
 FROM examples e JOIN sequences s USING (corpus_id, sequence_id)
 WHERE e.dictionary_id = ? AND e.feature = ?
@@ -27,7 +27,7 @@ ORDER BY e.kind, e.rank
 
 def load_record(store, dictionary: str, feature: int) -> FeatureRecord:
     """The feature's stored examples and statistics as a FeatureRecord."""
-    rows = store.sql(_TOP_EXAMPLES, [dictionary, feature])
+    rows = store.sql(_EXAMPLES, [dictionary, feature])
     if rows.is_empty():
         raise FeaturelensError(
             f"Feature {feature} of dictionary {dictionary!r} has no stored examples; "
