@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -107,10 +108,9 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             result = scorer.score(record, text, responses, capabilities)  # type: ignore[call-arg]
         except TypeError:
             result = scorer.score(record, text, responses)
-        reasons = result.details.get("parse_failures") if isinstance(result.details, dict) else None
+        reasons = _summary(result.details.get("parse_failures") if isinstance(result.details, dict) else None)
         if result.status == "failed":
-            raise ParseError(f"no answer could be read ({result.n_parse_failures} unreadable): "
-                             f"{'; '.join(reasons or [])[:300]}")
+            raise ParseError(f"no answer could be read ({result.n_parse_failures} unreadable): {reasons}")
         rows: dict[str, list[dict[str, Any]]] = {"scores": [{
             "score_id": sid, "explanation_id": eid, "dictionary_id": record.dictionary_id,
             "feature": record.feature, "scorer": spec.scorer, "llm": spec.llm,
@@ -123,9 +123,15 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
                                  "feature": record.feature,
                                  "reason": f"{result.n_parse_failures} unreadable answer(s) left out of "
-                                           f"score {sid}: {'; '.join(reasons or [])}"[:2000]}]
+                                           f"score {sid}: {reasons}"[:2000]}]
         return rows
     return finish
+
+
+def _summary(reasons: list[str] | None) -> str:
+    """Distinct reasons with their counts, most frequent first: short enough to read."""
+    counts = Counter(reasons or [])
+    return "; ".join(f"{reason} (x{n})" if n > 1 else reason for reason, n in counts.most_common(5))[:600]
 
 
 def _no_examples(record: FeatureRecord) -> Finish:

@@ -174,6 +174,10 @@ class RuleSimulator:
         return found[-1] if found else ""
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        return self.answer(request)
+
+    def answer(self, request: LLMRequest) -> LLMResponse:
+        """The faithful answer to ``request`` (synchronous, for HTTP-level fakes too)."""
         self.calls += 1
         if request.prompt is not None:
             return self._prompt_logprobs(request.prompt)
