@@ -94,13 +94,23 @@ def sparse_dictionary(backend: HFBackend, corpus_dir: Path) -> SparseDictionary:
 
 @pytest.fixture(scope="module")
 def extracted(backend, sparse_dictionary, corpus_dir, tmp_path_factory):
+    from featurelens.core.extraction import pipeline
+
     store_path = tmp_path_factory.mktemp("store") / "s.duckdb"
-    result = extract(hookpoint=HOOK, corpus=str(corpus_dir), tokens=40 * CONTEXT, store=store_path,
-                     batch_size=BATCH, context=CONTEXT, top_k=5, n_quantile=8, quantile_bins_count=4,
-                     n_random=6, progress=False, model_obj=backend, dictionary_obj=sparse_dictionary)
+    chunk, pipeline.FEATURE_CHUNK = pipeline.FEATURE_CHUNK, 10  # examples written in 5 chunks
+    try:
+        result = _extract_sparse(backend, sparse_dictionary, corpus_dir, store_path)
+    finally:
+        pipeline.FEATURE_CHUNK = chunk
     with featurelens.open_store(store_path, read_only=True) as store:
         tables = {t: store.sql(f"SELECT * FROM {t}") for t in ("features", "examples", "sequences", "runs")}
     return result, tables
+
+
+def _extract_sparse(backend, sparse_dictionary, corpus_dir, store_path):
+    return extract(hookpoint=HOOK, corpus=str(corpus_dir), tokens=40 * CONTEXT, store=store_path,
+                     batch_size=BATCH, context=CONTEXT, top_k=5, n_quantile=8, quantile_bins_count=4,
+                     n_random=6, progress=False, model_obj=backend, dictionary_obj=sparse_dictionary)
 
 
 def test_statistics_match_brute_force(extracted, backend, sparse_dictionary, corpus_dir) -> None:

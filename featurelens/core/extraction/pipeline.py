@@ -37,7 +37,8 @@ from featurelens.core.extraction.state import ExtractionState, Settings
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
 from featurelens.core.store import Store
 
-_FEATURE_CHUNK = 4096
+#: Features whose examples are built and written at once (bounds the final write's memory).
+FEATURE_CHUNK = 4096
 
 
 @dataclass
@@ -237,8 +238,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
         db.insert("features", features)
-        for first in range(0, sae.d_sae, _FEATURE_CHUNK):
-            last = min(first + _FEATURE_CHUNK, sae.d_sae)
+        for first in range(0, sae.d_sae, FEATURE_CHUNK):
+            last = min(first + FEATURE_CHUNK, sae.d_sae)
             _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
                             settings.n_random)
         db.execute(
@@ -253,11 +254,13 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
 def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
                     last: int, n_bins: int, n_random: int) -> None:
     top_seq, top_acts = state.top.seq[first:last].cpu(), state.top.acts[first:last].cpu()
-    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts), on_conflict="error")
+    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts,
+                                                first_feature=first))
     res_seq, res_acts = state.reservoir.seq[first:last].cpu(), state.reservoir.acts[first:last].cpu()
     order, bins = quantile_bins(res_acts.amax(dim=2) if res_acts.shape[1] else res_acts.sum(2),
                                 res_seq >= 0, n_bins)
-    db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins))
+    db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
+                                                first_feature=first))
     rand_seq, _ = state.pool.choose(first, last, n_random)
     zeros = torch.zeros((*rand_seq.shape, state.context))
-    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros))
+    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros, first_feature=first))

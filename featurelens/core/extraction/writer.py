@@ -79,10 +79,12 @@ def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels
 
 
 def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor,
-                 order: torch.Tensor | None = None, bins: torch.Tensor | None = None) -> pl.DataFrame:
+                 order: torch.Tensor | None = None, bins: torch.Tensor | None = None,
+                 first_feature: int = 0) -> pl.DataFrame:
     """Rows for ``[F, K]`` window ids and ``[F, K, T]`` activations (slots with id -1 skipped).
 
-    ``order`` permutes each feature's slots before ranking; ``bins`` labels quantiles.
+    Row ``i`` is feature ``first_feature + i``. ``order`` permutes each feature's slots
+    before ranking; ``bins`` labels quantiles.
     """
     if order is not None:
         seq = seq.gather(1, order)
@@ -94,7 +96,7 @@ def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tenso
     maxima = chosen.max(dim=1)
     return pl.DataFrame({
         "dictionary_id": [dictionary_id] * feature.numel(),
-        "feature": feature.int().tolist(),
+        "feature": (feature + first_feature).int().tolist(),
         "kind": [kind] * feature.numel(),
         "rank": rank[feature, slot].int().tolist(),
         "corpus_id": [corpus_id] * feature.numel(),
