@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -102,11 +103,12 @@ def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
               sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
     stage = f"score:{spec.scorer}"
+    takes_capabilities = "capabilities" in inspect.signature(scorer.score).parameters
 
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
-        try:
-            result = scorer.score(record, text, responses, capabilities)  # type: ignore[call-arg]
-        except TypeError:
+        if takes_capabilities:
+            result = scorer.score(record, text, responses, capabilities=capabilities)  # type: ignore[call-arg]
+        else:
             result = scorer.score(record, text, responses)
         reasons = _summary(result.details.get("parse_failures") if isinstance(result.details, dict) else None)
         if result.status == "failed":
