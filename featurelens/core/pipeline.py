@@ -61,7 +61,8 @@ class RunOptions:
     def dictionary_id(self) -> str:
         """Stable id of the dictionary this run trains (same options, same id: resumable)."""
         key = self.fingerprint("model", "corpus", "layer", "context", "expansion", "k", "train_tokens", "seed")
-        return f"{self.model}-l{self.layer}-topk{self.expansion}x-{key}"
+        name = Path(self.model).name.lower() or "model"
+        return f"{name}-l{self.layer}-topk{self.expansion}x-{key}"
 
 
 @dataclass

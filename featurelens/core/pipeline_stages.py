@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featurelens.core.pipeline import RunContext, Stage, StageResult, require
+from featurelens.core.pipeline import RunContext, Stage, StageResult
 
 
 def _backend(ctx: RunContext) -> Any:
@@ -40,19 +40,21 @@ def dictionary_dir(ctx: RunContext) -> Path:
 
 
 def stage_train(ctx: RunContext) -> StageResult:
-    """Train a small TopK dictionary at the run's hookpoint, unless it is already saved."""
+    """Train a small TopK dictionary at the run's hookpoint (resumes; instant once trained)."""
+    from featurelens.core.training import api as training
+
     target = dictionary_dir(ctx)
-    if (target / "cfg.json").is_file() or (target / "config.json").is_file():
-        ctx.values["dictionary_path"] = target
-        return StageResult("train", "skipped", f"dictionary already trained at {target}")
-    train = require("featurelens.core.training", "train_dictionary", "train")
+    already = (target / training.SUMMARY).is_file()
     o = ctx.options
-    result = train(
-        backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk",
-        expansion=o.expansion, k=o.k, corpus=o.corpus, tokens=o.train_tokens, context=o.context,
-        output=target, seed=o.seed, dictionary_id=o.dictionary_id, progress=True)
+    result = training.train_dictionary(
+        backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk", expansion=o.expansion, k=o.k,
+        corpus=o.corpus, tokens=o.train_tokens, context=o.context, output=target, seed=o.seed,
+        buffer_rows=min(32_768, o.train_tokens),  # never read more activations than the budget
+        dictionary_id=o.dictionary_id, progress=True)
     ctx.values["dictionary_path"] = target
-    return StageResult("train", "done", f"{o.dictionary_id} saved at {target} ({_metrics(result)})")
+    if already:
+        return StageResult("train", "skipped", f"{o.dictionary_id} already trained at {target}")
+    return StageResult("train", "done", f"{o.dictionary_id} at {target} ({_metrics(result)})")
 
 
 def _metrics(result: Any) -> str:
@@ -65,7 +67,8 @@ def stage_extract(ctx: RunContext) -> StageResult:
     """Statistics and examples of every feature, written to the store (resumes itself)."""
     from featurelens.core.dictionaries import load_dictionary
 
-    extract = require("featurelens.core.extraction", "extract", "extract")
+    from featurelens.core.extraction import extract
+
     o = ctx.options
     backend = _backend(ctx)
     dictionary = load_dictionary(str(ctx.values["dictionary_path"]), backend=backend, hookpoint=o.hookpoint)
@@ -104,10 +107,13 @@ def stage_score(ctx: RunContext) -> StageResult:
     """Simulation-score those explanations with the local LLM; scored ones are skipped."""
     from featurelens.labelers.engine import EngineSettings
 
-    score_features = require("featurelens.scorers.score_jobs", "score_features", "score")
-    spec_class = require("featurelens.scorers.score_jobs", "ScoreSpec", "score")
+    from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
+
     o = ctx.options
-    spec = spec_class(o.llm, o.scorer, explainer=o.explainer, explained_by=o.llm, **_selection(ctx))
+    spec = ScoreSpec(o.llm, o.scorer, explainer=o.explainer, explained_by=o.llm, **_selection(ctx))
+    if count_explanations(ctx.store, spec) == 0:
+        return StageResult("score", "done", "no explanation to score (every explain attempt failed; "
+                                            "see the failures table)")
     stats = score_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
     return StageResult("score", status, f"{stats.succeeded} scored now, {stats.skipped} already, "
@@ -115,6 +121,6 @@ def stage_score(ctx: RunContext) -> StageResult:
 
 
 def default_stages() -> list[tuple[str, Stage]]:
-    return [("model: embedded SmolLM2", stage_model), ("train a TopK dictionary", stage_train),
+    return [("model", stage_model), ("train a TopK dictionary", stage_train),
             ("extract feature statistics and examples", stage_extract),
             ("explain a sample of features", stage_explain), ("score the explanations", stage_score)]
