@@ -155,3 +155,15 @@ def test_failures_of_one_feature_do_not_stop_the_others(monkeypatch, store):
                              settings=EngineSettings(progress=False, retry=FAST))
     assert (stats.succeeded, stats.failed) == (9, 1)
     assert store.execute("SELECT feature FROM failures")[0][0] == 4
+
+
+def test_a_feature_without_examples_is_a_failure_not_a_crash(monkeypatch, store):
+    use_test_explainer(monkeypatch)
+    fill(store, 5)
+    store.execute("DELETE FROM examples WHERE feature = 3")
+    stats = explain_features(store, ExplainSpec("openai:gpt-4o-mini", "echo"),
+                             provider=ScriptedProvider(),
+                             settings=EngineSettings(progress=False))
+    assert (stats.succeeded, stats.failed, stats.calls) == (4, 1, 4)
+    assert store.execute("SELECT feature, reason FROM failures")[0] == (
+        3, "feature 3 has no stored examples to explain")

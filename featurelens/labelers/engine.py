@@ -213,7 +213,7 @@ class Engine:
             try:
                 rows = job.finish(responses)
             except ParseError as error:
-                self._fail(job, f"unusable answer: {error}")
+                self._fail(job, f"unusable answer: {error}" if job.requests else str(error))
             except Exception as error:  # noqa: BLE001 - one bad feature must not stop a million
                 self._fail(job, f"{type(error).__name__} while reading the answer: {error}")
             else:

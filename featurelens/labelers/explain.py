@@ -98,17 +98,20 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
             eid = ids[(record.dictionary_id, record.feature)]
             if eid in done:
                 continue
-            if not record.examples:
-                yield Job(record.dictionary_id, record.feature, "explain", [],
-                          _no_examples(record))
+            try:
+                if not record.examples:
+                    raise ParseError(f"feature {record.feature} has no stored examples to explain")
+                requests = explainer.requests(record)
+            except ParseError as error:  # recorded as this feature's failure, the run goes on
+                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error))
                 continue
-            yield Job(record.dictionary_id, record.feature, "explain", explainer.requests(record),
+            yield Job(record.dictionary_id, record.feature, "explain", requests,
                       _finisher(explainer, spec, record, eid, run_id))
 
 
-def _no_examples(record: FeatureRecord):
+def _refused(error: ParseError):
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
-        raise ParseError(f"feature {record.feature} has no stored examples to explain")
+        raise error
     return finish
 
 

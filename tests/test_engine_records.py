@@ -1,0 +1,51 @@
+"""Streaming feature records out of the store: selection, pagination, example contents."""
+
+from __future__ import annotations
+
+import pytest
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.labelers.records import Selection, count_features, feature_keys, load_records, stream_records
+from llm_fixtures import WORDS, fill
+
+
+def test_pages_cover_the_selection_once_in_order_across_dictionaries(store):
+    fill(store, 7, dictionary_id="a")
+    fill(store, 5, dictionary_id="b")
+    pages = list(feature_keys(store, Selection(), chunk_size=3))
+    flat = [k for page in pages for k in page]
+    assert flat == [("a", f) for f in range(7)] + [("b", f) for f in range(5)]
+    assert max(len(p) for p in pages) == 3
+    limited = [k for p in feature_keys(store, Selection(where="density > 0.015", limit=4), 3) for k in p]
+    assert limited == [("a", 2), ("a", 3), ("a", 4), ("a", 5)]
+    assert count_features(store, Selection(where="density > 0.015", limit=4)) == 4
+    assert count_features(store, Selection(dictionary_id="b")) == 5
+
+
+def test_records_join_examples_to_their_tokens(store):
+    fill(store, 4, examples_per_feature=3, seq_len=8)
+    record = load_records(store, [("d1", 2)])[0]
+    assert (record.dictionary_id, record.feature, record.max_activation) == ("d1", 2, 3.0)
+    assert [e.kind for e in record.examples] == ["top"] * 3
+    tokens = store.execute("SELECT token_strs FROM sequences WHERE sequence_id = 2")[0][0]
+    first = record.examples[0]
+    assert first.tokens == tokens and len(first.activations) == 8
+    assert first.activations[2] == 3.0 and first.max_activation == 3.0
+    assert all(t in WORDS for t in first.tokens)
+    # examples sharing a sequence get equal but independent token lists
+    both = load_records(store, [("d1", 2), ("d1", 3)])
+    same_seq, other = both[0].examples[1], both[1].examples[0]  # both sequence 3
+    assert other.tokens == same_seq.tokens and other.tokens is not same_seq.tokens
+
+
+def test_streamed_chunks_hold_every_record(store):
+    fill(store, 10)
+    chunks = list(stream_records(store, Selection(), chunk_size=4))
+    assert [len(c) for c in chunks] == [4, 4, 2]
+    assert [r.feature for c in chunks for r in c] == list(range(10))
+
+
+def test_bad_selection_is_one_sentence(store):
+    fill(store, 2)
+    with pytest.raises(FeaturelensError, match="not valid SQL over the features table"):
+        count_features(store, Selection(where="nonsense >"))
