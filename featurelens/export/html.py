@@ -42,7 +42,7 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
                 todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
                 for record in data.feature_batch(did, todo):
                     index = int(record.stats["feature"])
-                    position = features.index(index, start)
+                    position = start + chunk.index(index)  # within the chunk: O(batch), not O(n)
                     prev = features[position - 1] if position > 0 else None
                     nxt = features[position + 1] if position + 1 < len(features) else None
                     staging.write_text(_rel(deep, did, index), feature_page(record, deep, (prev, nxt)))
