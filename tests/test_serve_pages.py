@@ -230,3 +230,27 @@ def test_chunked_search_scan_equals_a_full_scan() -> None:
     for offset, limit in [(0, 5), (5, 5), (30, 10), (40, 5)]:
         got = [r["feature"] for r in index.search("DOG", offset, limit, chunk=7)]
         assert got == full[offset:offset + limit]
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch & co.: ~5-20 s on a busy 2-core machine
+def test_serve_command_runs_until_interrupted(filled: Path) -> None:
+    """The real console script: prints its URL, serves, stops cleanly on Ctrl-C (SIGINT)."""
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("featurelens")
+    process = subprocess.Popen([str(exe), "serve", "--store", str(filled), "--port", "0"],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        line = process.stderr.readline()
+        while line and "Serving" not in line:
+            line = process.stderr.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        status, body = get(match.group(1), "/")
+        assert status == 200 and DID in body
+    finally:
+        process.send_signal(signal.SIGINT)
+        out = process.communicate(timeout=20)[1]
+    assert process.returncode == 0 and "Stopped." in out
