@@ -253,14 +253,13 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
 
 def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
                     last: int, n_bins: int, n_random: int) -> None:
-    top_seq, top_acts = state.top.seq[first:last].cpu(), state.top.acts[first:last].cpu()
-    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts,
-                                                first_feature=first))
-    res_seq, res_acts = state.reservoir.seq[first:last].cpu(), state.reservoir.acts[first:last].cpu()
-    order, bins = quantile_bins(res_acts.amax(dim=2) if res_acts.shape[1] else res_acts.sum(2),
-                                res_seq >= 0, n_bins)
+    top_seq, top_acts, top_order = state.top.ranked(first, last)
+    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
+                                       first_feature=first))
+    res_seq, res_acts, _ = state.reservoir.ranked(first, last)
+    order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins)
     db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
-                                                first_feature=first))
+                                       first_feature=first))
     rand_seq, _ = state.pool.choose(first, last, n_random)
     zeros = torch.zeros((*rand_seq.shape, state.context))
     db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros, first_feature=first))

@@ -1,11 +1,15 @@
 """Per feature, the K windows with the highest score, kept as fixed-size tensors.
 
 Used twice: with score = the window's maximum activation it holds the top examples;
-with score = minus a per-(window, feature) hash it is a uniform reservoir sample for
-quantile examples (see :mod:`quantile_sampling`). State is ``[d_sae, K]`` scores and
-window ids plus ``[d_sae, K, context]`` per-token activations, so the examples' token
-activations never need a second pass over the corpus. Each batch only touches features
-whose candidates beat their current K-th score, which after the first batches is few.
+with score = a per-(window, feature) hash it is a uniform reservoir sample for quantile
+examples (see :mod:`quantile_sampling`). State is ``[d_sae, K]`` scores and window ids
+plus ``[d_sae, K, context]`` per-token activations, so the examples' token activations
+never need a second pass over the corpus.
+
+Slots are unordered: a candidate that makes the top K takes the slot of the entry it
+evicts, so a batch costs a top-k over scores of the touched features plus one copy of
+``context`` floats per entering window; nothing else moves. Order is imposed once, at
+the end (:meth:`ranked`).
 """
 
 from __future__ import annotations
@@ -18,15 +22,22 @@ import torch
 class BestWindows:
     """Top-``k`` windows per feature by a score, with their per-token activations."""
 
+    #: Score of an empty slot. Real scores are positive (an activation, or 1 - a hash in
+    #: [0, 1)), and padding is -inf, so empty < real and padding never displaces anything.
+    EMPTY = -1.0
+
     def __init__(self, n_features: int, k: int, context: int, device: torch.device):
         self.k = k
-        self.score = torch.full((n_features, k), -math.inf, device=device)
+        self.score = torch.full((n_features, k), self.EMPTY, device=device)
         self.seq = torch.full((n_features, k), -1, dtype=torch.long, device=device)
         self.acts = torch.zeros((n_features, k, context), device=device)
+        self.low = torch.full((n_features,), self.EMPTY, device=device)
 
     def threshold(self, features: torch.Tensor) -> torch.Tensor:
-        """The score a candidate of each feature must beat to enter (kept sorted, so the last)."""
-        return self.score[features, -1]
+        """The score a candidate of each feature must beat to enter (the lowest kept)."""
+        if self.k == 0:
+            return torch.full(features.shape, math.inf, device=self.low.device)
+        return self.low[features]
 
     def offer(self, features: torch.Tensor, seqs: torch.Tensor, scores: torch.Tensor,
               acts: torch.Tensor) -> None:
@@ -34,30 +45,39 @@ class BestWindows:
         keep = scores > self.threshold(features)
         if not bool(keep.any()):
             return
-        features, seqs, scores, acts = features[keep], seqs[keep], scores[keep], acts[keep]
+        features, seqs, scores, acts = features[keep], seqs[keep], scores[keep].float(), acts[keep]
         order = torch.argsort(features, stable=True)
         features, seqs, scores, acts = features[order], seqs[order], scores[order], acts[order]
         touched, counts = torch.unique_consecutive(features, return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(features.numel(), device=features.device) - torch.repeat_interleave(starts, counts)
         row = torch.repeat_interleave(torch.arange(touched.numel(), device=features.device), counts)
-        width = int(counts.max())
-        n, k, context = touched.numel(), self.k, self.acts.shape[2]
-        cand_score = torch.full((n, width), -math.inf, device=scores.device)
-        cand_seq = torch.full((n, width), -1, dtype=torch.long, device=scores.device)
-        cand_acts = torch.zeros((n, width, context), device=scores.device)
-        cand_score[row, slot] = scores.float()
-        cand_seq[row, slot] = seqs
-        cand_acts[row, slot] = acts.float()
-        all_score = torch.cat([self.score[touched], cand_score], dim=1)
-        best = all_score.topk(k, dim=1, sorted=True)
-        self.score[touched] = best.values
-        self.seq[touched] = torch.cat([self.seq[touched], cand_seq], dim=1).gather(1, best.indices)
-        all_acts = torch.cat([self.acts[touched], cand_acts], dim=1)
-        self.acts[touched] = all_acts.gather(1, best.indices[:, :, None].expand(n, k, context))
+        column = torch.arange(features.numel(), device=features.device) - starts[row]
+        n, k = touched.numel(), self.k
+        cand_score = torch.full((n, int(counts.max())), -math.inf, device=scores.device)
+        cand_score[row, column] = scores
+        cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=scores.device)
+        cand_index[row, column] = torch.arange(features.numel(), device=features.device)
+        best = torch.cat([self.score[touched], cand_score], dim=1).topk(k, dim=1).indices
+        chosen = torch.zeros((n, k + cand_score.shape[1]), dtype=torch.bool, device=scores.device)
+        chosen.scatter_(1, best, True)
+        evicted_row, evicted_slot = torch.nonzero(~chosen[:, :k], as_tuple=True)
+        entering_row, entering_col = torch.nonzero(chosen[:, k:], as_tuple=True)
+        # both lists are row-major and each row evicts as many as enter: pair them in order
+        source = cand_index[entering_row, entering_col]
+        feature = touched[evicted_row]
+        self.score[feature, evicted_slot] = scores[source]
+        self.seq[feature, evicted_slot] = seqs[source]
+        self.acts[feature, evicted_slot] = acts[source].float()
+        self.low[touched] = self.score[touched].min(dim=1).values
+
+    def ranked(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(seq, acts, order)`` of features ``first..last-1`` on the CPU; ``order`` sorts
+        each feature's slots by descending score, empty slots last."""
+        order = torch.argsort(self.score[first:last], dim=1, descending=True, stable=True)
+        return self.seq[first:last].cpu(), self.acts[first:last].cpu(), order.cpu()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"score": self.score, "seq": self.seq, "acts": self.acts}
+        return {"score": self.score, "seq": self.seq, "acts": self.acts, "low": self.low}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.score, self.seq, self.acts = state["score"], state["seq"], state["acts"]
+        self.score, self.seq, self.acts, self.low = state["score"], state["seq"], state["acts"], state["low"]

@@ -1,18 +1,19 @@
 """Rows for the store: sequences as they stream, features and examples at the end.
 
-Everything is built as columns (polars frames) and written with one bulk insert per
-table; nothing is inserted row by row.
+Everything is built as Arrow columns straight from tensors (list columns from one flat
+buffer plus offsets) and written with one bulk insert per table: a wide dictionary has
+millions of example activations, and Python lists per row would dominate the run.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
-import polars as pl
+import numpy as np
+import pyarrow as pa
 import torch
 
-from featurelens.core.extraction.accumulators import FeatureStats
+from featurelens.core.extraction.accumulators import N_BINS, FeatureStats, bin_edges
 from featurelens.core.extraction.packing import Window
 
 
@@ -31,60 +32,93 @@ class TokenText:
         return [self.cache[i] for i in ids]
 
 
-def sequence_rows(windows: list[Window], corpus_id: str, model_id: str, text: TokenText) -> pl.DataFrame:
-    return pl.DataFrame({
-        "corpus_id": [corpus_id] * len(windows),
-        "sequence_id": [w.sequence_id for w in windows],
-        "model_id": [model_id] * len(windows),
-        "tokens": [w.tokens for w in windows],
-        "token_strs": [text(w.tokens) for w in windows],
-        "document": [w.document for w in windows],
-    }, schema={"corpus_id": pl.Utf8, "sequence_id": pl.Int64, "model_id": pl.Utf8,
-               "tokens": pl.List(pl.Int32), "token_strs": pl.List(pl.Utf8), "document": pl.Utf8})
+def _lists(flat: np.ndarray, lengths: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=value_type))
+
+
+def _fixed_lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    rows, width = matrix.shape
+    return _lists(matrix.reshape(-1), np.full(rows, width), value_type)
+
+
+def sequence_rows(windows: list[Window], corpus_id: str, model_id: str, text: TokenText) -> pa.Table:
+    n = len(windows)
+    return pa.table({
+        "corpus_id": pa.array([corpus_id] * n, pa.string()),
+        "sequence_id": pa.array([w.sequence_id for w in windows], pa.int64()),
+        "model_id": pa.array([model_id] * n, pa.string()),
+        "tokens": pa.array([w.tokens for w in windows], pa.list_(pa.int32())),
+        "token_strs": pa.array([text(w.tokens) for w in windows], pa.list_(pa.string())),
+        "document": pa.array([w.document for w in windows], pa.string()),
+    })
+
+
+def _histograms(stats: FeatureStats) -> tuple[pa.ListArray, pa.ListArray]:
+    """Per feature, the bins from its smallest to its largest value: edges and counts."""
+    hist = stats.hist.view(-1, N_BINS).cpu().numpy()
+    fired = hist.any(axis=1)
+    lo = np.where(fired, (hist != 0).argmax(axis=1), 0)
+    hi = np.where(fired, N_BINS - 1 - (hist[:, ::-1] != 0).argmax(axis=1), -1)
+    bins = np.arange(N_BINS)
+    counts = hist[(bins >= lo[:, None]) & (bins <= hi[:, None])]
+    n_counts = np.where(fired, hi - lo + 1, 0)
+    edge_index = np.arange(N_BINS + 1)
+    edge_mask = (edge_index >= lo[:, None]) & (edge_index <= hi[:, None] + 1) & fired[:, None]
+    edges = np.broadcast_to(bin_edges().numpy(), edge_mask.shape)[edge_mask].copy()
+    n_edges = np.where(fired, n_counts + 1, 0)
+    ends = np.cumsum(n_edges)
+    starts = ends - n_edges
+    minima, maxima = stats.min.double().cpu().numpy(), stats.max.double().cpu().numpy()
+    edges[starts[fired]] = np.minimum(edges[starts[fired]], minima[fired])
+    edges[ends[fired] - 1] = np.maximum(edges[ends[fired] - 1], maxima[fired])
+    return _lists(edges, n_edges, pa.float64()), _lists(counts, n_counts, pa.int64())
 
 
 def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels: Sequence[float],
-                 logits: tuple[torch.Tensor, ...] | None, text: TokenText) -> pl.DataFrame:
-    """One row per feature, features that never fired included (density 0)."""
+                 logits: tuple[torch.Tensor, ...] | None, text: TokenText) -> pa.Table:
+    """One row per feature, features that never fired included (density 0, NULL statistics)."""
     n = stats.fire_count.numel()
-    fire = stats.fire_count.cpu()
-    total = stats.total.cpu()
-    maxima = stats.max.cpu()
-    quantiles = stats.quantiles(tuple(levels))
-    n_tokens = stats.n_tokens
-    edges, counts = zip(*(stats.histogram(f) for f in range(n))) if n else ((), ())
-    frame: dict[str, Any] = {
-        "dictionary_id": [dictionary_id] * n,
-        "feature": list(range(n)),
-        "corpus_id": [corpus_id] * n,
-        "n_tokens": [n_tokens] * n,
-        "fire_count": fire.tolist(),
-        "density": (fire.double() / max(n_tokens, 1)).tolist(),
-        "max_activation": [float(m) if c else None for m, c in zip(maxima.tolist(), fire.tolist())],
-        "mean_activation": [t / c if c else None for t, c in zip(total.tolist(), fire.tolist())],
-        "quantiles": [None if math.isnan(row[0]) else row for row in quantiles.tolist()],
-        "histogram_edges": list(edges),
-        "histogram_counts": list(counts),
+    fire = stats.fire_count.cpu().numpy()
+    fired = fire > 0
+    total = stats.total.cpu().numpy()
+    quantiles = stats.quantiles(tuple(levels)).numpy()
+    edges, counts = _histograms(stats)
+    null = pa.array(~fired)
+    quantile_lists = _fixed_lists(np.nan_to_num(quantiles), pa.float64())
+    columns: dict[str, Any] = {
+        "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
+        "feature": pa.array(np.arange(n, dtype=np.int32)),
+        "corpus_id": pa.array([corpus_id] * n, pa.string()),
+        "n_tokens": pa.array(np.full(n, stats.n_tokens, dtype=np.int64)),
+        "fire_count": pa.array(fire.astype(np.int64)),
+        "density": pa.array(fire / max(stats.n_tokens, 1)),
+        "max_activation": pa.array(stats.max.double().cpu().numpy(), mask=~fired),
+        "mean_activation": pa.array(np.divide(total, np.maximum(fire, 1)), mask=~fired),
+        "quantiles": pa.ListArray.from_arrays(quantile_lists.offsets, quantile_lists.values, mask=null),
+        "histogram_edges": edges,
+        "histogram_counts": counts,
     }
     if logits is not None:
         top_ids, top_vals, bottom_ids, bottom_vals = logits
-        frame["top_logits"] = [text(row) for row in top_ids.tolist()]
-        frame["top_logit_values"] = top_vals.double().tolist()
-        frame["bottom_logits"] = [text(row) for row in bottom_ids.tolist()]
-        frame["bottom_logit_values"] = bottom_vals.double().tolist()
-    schema = {"quantiles": pl.List(pl.Float64), "histogram_edges": pl.List(pl.Float64),
-              "histogram_counts": pl.List(pl.Int64), "max_activation": pl.Float64,
-              "mean_activation": pl.Float64}
-    return pl.DataFrame(frame, schema_overrides=schema)
+        width = top_ids.shape[1]
+        columns["top_logits"] = _lists(np.array(text(top_ids.reshape(-1).tolist()), dtype=object),
+                                       np.full(n, width), pa.string())
+        columns["top_logit_values"] = _fixed_lists(top_vals.double().numpy(), pa.float64())
+        columns["bottom_logits"] = _lists(np.array(text(bottom_ids.reshape(-1).tolist()), dtype=object),
+                                          np.full(n, width), pa.string())
+        columns["bottom_logit_values"] = _fixed_lists(bottom_vals.double().numpy(), pa.float64())
+    return pa.table(columns)
 
 
 def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor,
                  order: torch.Tensor | None = None, bins: torch.Tensor | None = None,
-                 first_feature: int = 0) -> pl.DataFrame:
+                 first_feature: int = 0) -> pa.Table:
     """Rows for ``[F, K]`` window ids and ``[F, K, T]`` activations (slots with id -1 skipped).
 
     Row ``i`` is feature ``first_feature + i``. ``order`` permutes each feature's slots
-    before ranking; ``bins`` labels quantiles.
+    before ranking; ``bins`` labels quantiles (in ordered positions).
     """
     if order is not None:
         seq = seq.gather(1, order)
@@ -92,19 +126,19 @@ def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tenso
     valid = seq >= 0
     rank = torch.cumsum(valid.long(), dim=1) - 1
     feature, slot = torch.nonzero(valid, as_tuple=True)
-    chosen = acts[feature, slot]
-    maxima = chosen.max(dim=1)
-    return pl.DataFrame({
-        "dictionary_id": [dictionary_id] * feature.numel(),
-        "feature": (feature + first_feature).int().tolist(),
-        "kind": [kind] * feature.numel(),
-        "rank": rank[feature, slot].int().tolist(),
-        "corpus_id": [corpus_id] * feature.numel(),
-        "sequence_id": seq[feature, slot].tolist(),
-        "activations": chosen.tolist(),
-        "max_activation": maxima.values.tolist(),
-        "max_position": maxima.indices.int().tolist(),
-        "quantile": bins[feature, slot].int().tolist() if bins is not None else [None] * feature.numel(),
-    }, schema_overrides={"activations": pl.List(pl.Float32), "max_activation": pl.Float32,
-                         "quantile": pl.Int32, "rank": pl.Int32, "feature": pl.Int32,
-                         "max_position": pl.Int32})
+    chosen = acts[feature, slot].float()
+    maxima = chosen.max(dim=1) if chosen.shape[0] else None
+    n = feature.numel()
+    empty = torch.zeros(0)
+    return pa.table({
+        "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
+        "feature": pa.array((feature + first_feature).int().numpy()),
+        "kind": pa.array([kind] * n, pa.string()),
+        "rank": pa.array(rank[feature, slot].int().numpy()),
+        "corpus_id": pa.array([corpus_id] * n, pa.string()),
+        "sequence_id": pa.array(seq[feature, slot].numpy()),
+        "activations": _fixed_lists(chosen.numpy(), pa.float32()),
+        "max_activation": pa.array((maxima.values if maxima else empty).numpy(), pa.float32()),
+        "max_position": pa.array((maxima.indices.int() if maxima else empty.int()).numpy(), pa.int32()),
+        "quantile": pa.array(bins[feature, slot].int().numpy() if bins is not None else [None] * n, pa.int32()),
+    })
