@@ -54,6 +54,8 @@ class ExtractResult:
     resumed_from: int  #: batches already done when this call started (0: fresh)
     already_done: bool
     seconds: float
+    stream_seconds: float = 0.0  #: reading the corpus through model, dictionary and accumulators
+    finish_seconds: float = 0.0  #: logit effects and the final writes
 
 
 def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
@@ -152,7 +154,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
         bar = tqdm(total=n_windows * context, initial=min(done_batches * batch_size, n_windows) * context,
                    unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
-        last_checkpoint = time.monotonic()
+        last_checkpoint = stream_start = time.monotonic()
         n_seen = done_batches * batch_size
         try:
             for index, batch in enumerate(batches):
@@ -179,10 +181,13 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             _undo(db, folder, run, corpus_id, seq_floor)
             raise
         bar.close()
+        finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, hookpoint, dictionary, corpus_id,
                 state, pending, text, fold_final_norm, n_seen)
+        finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
-                         done_batches, False, time.perf_counter() - started)
+                         done_batches, False, time.perf_counter() - started,
+                         finish_start - stream_start, finish_end - finish_start)
 
 
 def _checkpoint(db: Store, folder: Path, run: str, config: dict[str, Any], state: ExtractionState,
