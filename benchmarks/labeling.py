@@ -102,8 +102,9 @@ def prebuilt_requests(path: str, n: int, explainer_name: str = "token-activation
                 for r in explainer.requests(rec)]
 
 
-def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False) -> float:
-    """Requests per second of a plain semaphore loop over the same SDK client.
+def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False) -> tuple[float, float]:
+    """Requests per second, and CPU seconds per request, of a plain semaphore loop over
+    the same SDK client.
 
     ``raw=False`` calls ``chat.completions.create`` as most scripts do; ``raw=True``
     sends through ``client.post`` like the featurelens provider, so the ratio against
@@ -123,11 +124,11 @@ def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False
                 else:
                     await client.chat.completions.create(**chat_body("stub", request))
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one(r) for r in requests))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         await client.close()
-        return len(requests) / elapsed
+        return len(requests) / elapsed, cpu / len(requests)
 
     return asyncio.run(main())
 
@@ -143,10 +144,12 @@ def featurelens_run(path: str, base_url: str, n: int, concurrency: int) -> tuple
         store.execute("DELETE FROM llm_cache")
         store.execute("DELETE FROM llm_calls")
         spec = ExplainSpec("openai:stub", "token-activations", limit=n)
+        cpu = time.process_time()
         stats = explain_features(store, spec, provider_options={"base_url": base_url},
                                  settings=EngineSettings(concurrency=concurrency, progress=False))
+        cpu = time.process_time() - cpu
         assert stats.succeeded == n, stats
-        return stats.succeeded / stats.elapsed_s, stats.as_dict()
+        return stats.succeeded / stats.elapsed_s, {**stats.as_dict(), "cpu_per_feature": cpu / n}
 
 
 def child_scale(path: str, base_url: str, n: int, concurrency: int) -> None:
@@ -210,18 +213,26 @@ def main() -> None:
             n = args.throughput_features
             requests = prebuilt_requests(path, n)
             print(f"\nthroughput, {n:,} features, stub latency {args.latency * 1000:.0f} ms")
-            print("| concurrency | limit c/latency (req/s) | bare loop, create() (req/s) | "
-                  "bare loop, client.post (req/s) | featurelens (feat/s) | ratio vs create() | "
-                  "ratio vs client.post |")
+            print("Throughput is wall-clock; CPU ms/request is this process's CPU time per request,")
+            print("which stays meaningful when other work shares the cores (ratio = bare / ours).")
+            print("| concurrency | limit c/latency (req/s) | bare create() req/s (CPU ms) | "
+                  "bare client.post req/s (CPU ms) | featurelens feat/s (CPU ms) | "
+                  "throughput ratio vs create() / vs post | CPU ratio vs create() / vs post |")
             print("|---|---|---|---|---|---|---|")
             for concurrency in (64, 256):
-                bare = raw = ours = 0.0
+                bare = raw = ours = (0.0, 1e9)
                 for _ in range(args.repeats):  # interleaved, best of each: the cores are shared
-                    bare = max(bare, bare_loop(base_url, requests, concurrency))
-                    raw = max(raw, bare_loop(base_url, requests, concurrency, raw=True))
-                    ours = max(ours, featurelens_run(path, base_url, n, concurrency)[0])
-                print(f"| {concurrency} | {concurrency / args.latency:,.0f} | {bare:,.0f} | {raw:,.0f} | "
-                      f"{ours:,.0f} | {ours / bare:.2f} | {ours / raw:.2f} |", flush=True)
+                    b = bare_loop(base_url, requests, concurrency)
+                    r = bare_loop(base_url, requests, concurrency, raw=True)
+                    rate, stats = featurelens_run(path, base_url, n, concurrency)
+                    bare = (max(bare[0], b[0]), min(bare[1], b[1]))
+                    raw = (max(raw[0], r[0]), min(raw[1], r[1]))
+                    ours = (max(ours[0], rate), min(ours[1], stats["cpu_per_feature"]))
+                print(f"| {concurrency} | {concurrency / args.latency:,.0f} "
+                      f"| {bare[0]:,.0f} ({bare[1] * 1000:.2f}) | {raw[0]:,.0f} ({raw[1] * 1000:.2f}) "
+                      f"| {ours[0]:,.0f} ({ours[1] * 1000:.2f}) "
+                      f"| {ours[0] / bare[0]:.2f} / {ours[0] / raw[0]:.2f} "
+                      f"| {bare[1] / ours[1]:.2f} / {raw[1] / ours[1]:.2f} |", flush=True)
             print("\npeak memory vs number of features (fresh process each, concurrency 256)")
             print("| features | feat/s | peak RSS (MB) |")
             print("|---|---|---|")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -26,10 +25,18 @@ def cache_key(provider: str, model: str, request: LLMRequest) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _logprobs_data(items: list[TokenLogprobs]) -> list[dict[str, Any]]:
+    return [{"token": i.token, "logprob": i.logprob, "top": i.top} for i in items]
+
+
 def response_to_json(response: LLMResponse) -> str:
-    """Serialise a response for the cache (raw provider payload left out: it can be large)."""
-    data = asdict(response)
-    data.pop("raw", None)
+    """Serialise a response for the cache (the raw provider payload is left out: it can be
+    large). Built by hand: ``dataclasses.asdict`` deep-copies and was a hot spot."""
+    data = {"text": response.text, "input_tokens": response.input_tokens,
+            "output_tokens": response.output_tokens,
+            "cached_input_tokens": response.cached_input_tokens,
+            "output_logprobs": _logprobs_data(response.output_logprobs),
+            "prompt_logprobs": _logprobs_data(response.prompt_logprobs)}
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
