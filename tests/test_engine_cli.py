@@ -48,6 +48,7 @@ def test_unknown_price_is_said_not_invented(cli, filled):
     (["--llm", "gpt-4o"], "is not of the form provider:model"),
     (["--llm", "mystery:x"], "No llm provider is called 'mystery'"),
     (["-o", "n_examples"], "is not of the form key=value"),
+    (["-o", "colour=blue"], "does not take the option(s) colour"),
 ])
 def test_bad_input_is_one_sentence_and_leaves_the_store_alone(cli, filled, args, message):
     result = cli("explain", "--dry-run", *args, "--store", filled)

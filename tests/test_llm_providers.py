@@ -134,3 +134,30 @@ def test_timeout_surfaces_as_a_retryable_error(keys):
         run(provider.complete(LLMRequest(messages=[{"role": "user", "content": "x"}])))
     assert classify(caught.value).retryable
     assert len(api.requests) == 1  # the SDK's own retries are off: the engine owns the policy
+
+
+def test_unknown_provider_option_is_one_sentence(keys):
+    with pytest.raises(FeaturelensError, match="does not take the option"):
+        build_provider("openai:gpt-4o-mini", colour="blue")
+
+
+def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store, monkeypatch):
+    from featurelens.labelers.engine import EngineSettings
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+    from featurelens.labelers.retry import RetryPolicy
+    from llm_fixtures import fill, use_test_explainer
+
+    use_test_explainer(monkeypatch)
+    fill(store, 3)
+    ok = (200, message_json("LABEL: from claude"), None)
+    api = FakeAPI([(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                    {"retry-after": "0"}),
+                   (529, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}, None)],
+                  default=lambda r: ok)
+    provider = build_provider("anthropic:claude-haiku-4-5", http_client=api.client())
+    stats = explain_features(store, ExplainSpec("anthropic:claude-haiku-4-5", "echo"), provider=provider,
+                             settings=EngineSettings(concurrency=1, progress=False,
+                                                     retry=RetryPolicy(3, 0.01, 0.05)))
+    assert (stats.succeeded, stats.retries, len(api.requests)) == (3, 2, 5)
+    cost = store.execute("SELECT sum(cost_usd) FROM llm_calls WHERE status = 'ok'")[0][0]
+    assert cost == pytest.approx(3 * (10 * 1.0 + 5 * 5.0) / 1e6)  # claude-haiku-4-5 list price

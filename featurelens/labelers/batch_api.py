@@ -130,13 +130,12 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
 def submit_explain(store: Store, spec: Any, *, provider_options: dict[str, Any] | None = None,
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests."""
-    from featurelens.core.plugins import create
-    from featurelens.labelers.explain import explain_jobs
+    from featurelens.labelers.explain import explain_jobs, make_explainer
     from featurelens.labelers.providers import build_provider
     from featurelens.labelers.records import count_features
     from featurelens.labelers.runs import start_run
 
-    explainer = create("explainer", spec.explainer, **spec.options)
+    explainer = make_explainer(spec)
     count_features(store, spec.selection)
     provider = build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded

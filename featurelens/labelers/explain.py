@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugins import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.store import Store
@@ -64,6 +65,19 @@ class ExplainSpec:
         return cls(config["llm"], config["explainer"],
                    tuple(sorted((config.get("explainer_options") or {}).items())),
                    config.get("where"), config.get("dictionary_id"), config.get("limit"))
+
+
+def make_explainer(spec: ExplainSpec) -> Explainer:
+    """The explainer of ``spec``; an option it does not take is one clear sentence."""
+    try:
+        return create("explainer", spec.explainer, **spec.options)
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise FeaturelensError(
+            f"The explainer {spec.explainer!r} does not take the option(s) "
+            f"{', '.join(sorted(spec.options))} ({error}); see featurelens explain --help "
+            "and the explainer's documentation for its options.") from None
 
 
 def _finisher(explainer: Explainer, spec: ExplainSpec, record: FeatureRecord, eid: str,
@@ -133,7 +147,7 @@ def explain_features(store: Store, spec: ExplainSpec, *, provider: LLMProvider |
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, a client shared with other stages).
     """
-    explainer = create("explainer", spec.explainer, **spec.options)
+    explainer = make_explainer(spec)
     total = count_features(store, spec.selection)
     owned = provider is None
     provider = provider or build_provider(spec.llm, **(provider_options or {}))
@@ -163,7 +177,7 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
     """What :func:`explain_features` would send and cost (``--dry-run``); sends nothing."""
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
-    explainer = create("explainer", spec.explainer, **spec.options)
+    explainer = make_explainer(spec)
     count_features(store, spec.selection)
     skipped: list[int] = []
     result = estimate(store, explain_jobs(store, explainer, spec, on_skip=skipped.append),

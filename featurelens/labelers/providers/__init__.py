@@ -20,7 +20,14 @@ def build_provider(spec: str, **options: Any):
     from featurelens.core.plugins import create
 
     _, model = split_llm_spec(spec)
-    return create("llm_provider", spec, model, **options)
+    try:
+        return create("llm_provider", spec, model, **options)
+    except TypeError as error:
+        if "argument" not in str(error):
+            raise
+        raise FeaturelensError(
+            f"The LLM {spec} does not take the option(s) {', '.join(sorted(options))} ({error}); "
+            "check --provider-option against the provider's documented options.") from None
 
 
 def api_key(env: str, spec: str, *, required: bool = True) -> str | None:
