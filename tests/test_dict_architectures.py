@@ -38,7 +38,12 @@ def test_every_architecture_encodes_decodes_and_trains(name: str) -> None:
     assert model.encode(torch.randn(2, 5, 12)).shape == (2, 5, 48)
 
 
-def test_topk_sparse_training_gradients_equal_the_dense_computation() -> None:
+@pytest.mark.parametrize("chunk_elements", [1 << 23, 64 * 7])
+def test_topk_sparse_training_gradients_equal_the_dense_computation(
+        chunk_elements: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurelens.plugins.dictionaries import topk
+
+    monkeypatch.setattr(topk, "CHUNK_ELEMENTS", chunk_elements)  # 7 rows per block: many blocks
     torch.manual_seed(1)
     model = TopKSAE(16, 64, k=5, skip=True)
     with torch.no_grad():

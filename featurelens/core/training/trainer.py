@@ -171,17 +171,9 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
             dead = since_fired >= dead_after
             for group in optimizer.param_groups:
                 group["lr"] = config.resolved_lr() * _lr_factor(step, total_steps, warmup)
-            with autocast:
-                out = model.loss(x, target, dead_mask=dead)
+            out = train_step(model, optimizer, x, target, dead, autocast,
+                             on_nan=lambda: _nan_message(step, checkpoint_dir, resumed_from or None))
             loss = out["loss"]
-            if not torch.isfinite(loss):
-                raise FeaturelensError(_nan_message(step, checkpoint_dir, resumed_from or None))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            model.project_decoder_grad()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            model.after_step()
             since_fired += x.shape[0]
             since_fired[out["fired"]] = 0
             step += 1
@@ -206,6 +198,25 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
         bar.close()
     model.eval()
     return TrainResult(model, recent, step, tokens_seen, resumed_from)
+
+
+def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor | None,
+               dead: torch.Tensor | None, autocast: Any, on_nan: Callable[[], str] | None = None,
+               ) -> dict[str, torch.Tensor]:
+    """One optimisation step: loss, backward, decoder-gradient projection, clipping,
+    Adam, and the architecture's upkeep (unit norm...). The benchmark times this."""
+    with autocast:
+        out = model.loss(x, target, dead_mask=dead)
+    loss = out["loss"]
+    if on_nan is not None and not torch.isfinite(loss):
+        raise FeaturelensError(on_nan())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    model.project_decoder_grad()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    model.after_step()
+    return out
 
 
 def _nan_message(step: int, folder: Path, resumed_from: int | None) -> str:

@@ -19,6 +19,36 @@ from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode
 
 
+#: Rows of pre-activations computed at once: bounds the transient ``[rows, d_sae]``
+#: block to about 32 MiB, so no full ``[n, d_sae]`` matrix ever exists.
+CHUNK_ELEMENTS = 1 << 23
+
+
+@torch.no_grad()
+def select_topk(sae_in: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, k: int, *,
+                scale: torch.Tensor | None = None, dead: torch.Tensor | None = None, k_aux: int = 0,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Top-``k`` pre-activations (values, indices) per row, and optionally the top-``k_aux``
+    among the ``dead`` feature indices, computed block by block over the rows."""
+    n, d_sae = sae_in.shape[0], w_enc.shape[1]
+    rows = max(1, CHUNK_ELEMENTS // d_sae)
+    values, indices, aux_values, aux_indices = [], [], [], []
+    for start in range(0, n, rows):
+        hidden = sae_in[start:start + rows] @ w_enc + b_enc
+        if scale is not None:
+            hidden = hidden * scale
+        v, i = hidden.topk(k, dim=-1, sorted=False)
+        values.append(v)
+        indices.append(i)
+        if dead is not None and k_aux > 0:
+            av, ai = hidden.index_select(1, dead).topk(k_aux, dim=-1, sorted=False)
+            aux_values.append(av)
+            aux_indices.append(dead[ai])
+    if not aux_values:
+        return torch.cat(values), torch.cat(indices), None, None
+    return torch.cat(values), torch.cat(indices), torch.cat(aux_values), torch.cat(aux_indices)
+
+
 def check_k(architecture: str, k: Any, d_sae: int) -> int:
     """``k`` as an int in ``1..d_sae``, or one clear sentence saying what is wrong."""
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= d_sae:
@@ -46,9 +76,11 @@ class TopKSAE(SparseAutoencoder):
 
     def encode_sparse(self, x: torch.Tensor, max_active: int | None = None) -> SparseActs:
         """The ``k`` selected features per row (zeros where ReLU cut a selected one)."""
-        hidden = self.pre_acts(x.reshape(-1, x.shape[-1]))
+        x = x.reshape(-1, x.shape[-1]).to(self.W_enc.dtype)
+        sae_in = x - self.b_dec if self.apply_b_dec_to_input else x
         k = min(self.k, max_active) if max_active else self.k
-        values, indices = hidden.topk(k, dim=-1, sorted=False)
+        scale = self.decoder_norms() if self.rescale_acts_by_decoder_norm else None
+        values, indices, _, _ = select_topk(sae_in, self.W_enc, self.b_enc, k, scale=scale)
         return SparseActs(torch.relu(values), indices)
 
     def decode_sparse(self, acts: SparseActs) -> torch.Tensor:
@@ -65,9 +97,11 @@ class TopKSAE(SparseAutoencoder):
         target = x if target is None else target
         x = x.to(self.W_enc.dtype)
         sae_in = x - self.b_dec if self.apply_b_dec_to_input else x
-        with torch.no_grad():
-            hidden = sae_in @ self.W_enc + self.b_enc
-            top, indices = hidden.topk(self.k, dim=-1, sorted=False)
+        use_aux = dead_mask is not None and self.aux_coefficient > 0 and bool(dead_mask.any())
+        dead = dead_mask.nonzero().squeeze(1) if use_aux else None
+        k_aux = min(self.aux_k, int(dead.numel())) if dead is not None else 0
+        top, indices, aux_top, aux_idx = select_topk(sae_in.detach(), self.W_enc, self.b_enc, self.k,
+                                                     dead=dead, k_aux=k_aux)
         values = torch.relu(selected_pre_acts(top, sae_in, self.W_enc, self.b_enc, indices))
         recon = sparse_decode(values, self.W_dec, indices) + self.b_dec
         skip = self.skip_out(x)
@@ -77,12 +111,8 @@ class TopKSAE(SparseAutoencoder):
         mse = error.pow(2).sum(dim=-1).mean()
         loss = mse
         out: dict[str, torch.Tensor] = {"mse": mse.detach()}
-        if dead_mask is not None and self.aux_coefficient > 0 and bool(dead_mask.any()):
+        if aux_top is not None:
             residual = error.detach()
-            k_aux = min(self.aux_k, int(dead_mask.sum()))
-            with torch.no_grad():
-                masked = hidden.masked_fill(~dead_mask[None, :], float("-inf"))
-                aux_top, aux_idx = masked.topk(k_aux, dim=-1, sorted=False)
             aux_values = torch.relu(selected_pre_acts(aux_top, sae_in, self.W_enc, self.b_enc, aux_idx))
             predicted = sparse_decode(aux_values, self.W_dec, aux_idx)
             denom = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
