@@ -113,12 +113,15 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"{i}: {SAMPLE_TEXT[i % 4]}" for i in range(80)), encoding="utf-8")
     backend = HFBackend(str(tiny_model_dir), device="cpu")
+    from featurelens.core.extraction import pipeline
+
+    monkeypatch.setattr(pipeline, "SEQUENCE_FLUSH", 3)  # sequences also flushed between checkpoints
     kwargs = dict(hookpoint="blocks.0.hook_resid_post", corpus=str(corpus), tokens=24 * 16,
                   batch_size=2, context=16, top_k=3, n_quantile=4, n_random=3, progress=False,
-                  checkpoint_every=2, model_obj=backend)
+                  checkpoint_every=3, model_obj=backend)
     extract(store=tmp_path / "clean.duckdb", **kwargs)
     original = ExtractionState.update
-    for stop_after in (3, 8):
+    for stop_after in (4, 7):
         calls = {"n": 0}
 
         def update(self, *args, _limit=stop_after, **kw):
@@ -132,7 +135,7 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
             extract(store=tmp_path / "cut.duckdb", **kwargs)
     monkeypatch.setattr(ExtractionState, "update", original)
     result = extract(store=tmp_path / "cut.duckdb", **kwargs)
-    assert result.resumed_from == 10  # 2 from the first cut, 8 more from the second
+    assert result.resumed_from == 9  # 3 from the first cut, up to 9 in the second
     expected, actual = _tables(tmp_path / "clean.duckdb"), _tables(tmp_path / "cut.duckdb")
     for name in TABLES:
         assert actual[name].equals(expected[name]), f"{name} differs after resuming"

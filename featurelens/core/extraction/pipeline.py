@@ -39,6 +39,9 @@ from featurelens.core.store import Store
 
 #: Features whose examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
+#: Windows buffered before their sequences are written even if no checkpoint is due
+#: (harmless for resuming: sequence rows are idempotent and removed by _undo).
+SEQUENCE_FLUSH = 2048
 
 
 @dataclass
@@ -171,6 +174,10 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                 bar.update(len(batch) * context)
                 due = (index + 1) % checkpoint_every == 0 if checkpoint_every else (
                     time.monotonic() - last_checkpoint >= checkpoint_seconds)
+                if not due and len(pending) >= SEQUENCE_FLUSH:  # bound memory between checkpoints
+                    db.insert("sequences", sequence_rows(pending, corpus_id, lm.model_id, text),
+                              on_conflict="ignore")
+                    pending = []
                 if due:
                     _checkpoint(db, folder, run, config, state, index + 1, seq_floor, pending,
                                 corpus_id, lm.model_id, text)
