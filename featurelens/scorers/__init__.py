@@ -1,5 +1,5 @@
 """Built-in scorers: ``simulation`` (OpenAI's method, three modes), ``detection`` and
-``fuzzing`` (delphi's classifiers). Registered through ``register_scorers`` like any
+``fuzzing`` (delphi's classifiers), ``embedding`` (no LLM). Registered through ``register_scorers`` like any
 plugin's. Prompts live in :mod:`.prompts`, metrics in :mod:`.metrics`, the choice of
 test windows in :mod:`.test_windows`."""
 
@@ -8,11 +8,12 @@ from __future__ import annotations
 import featurelens
 from featurelens.core.hookspecs import Register
 from featurelens.scorers.classifier import DetectionScorer, FuzzingScorer
+from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.simulation import SimulationScorer
 
 featurelens_api = 1
 
-__all__ = ["DetectionScorer", "FuzzingScorer", "SimulationScorer"]
+__all__ = ["DetectionScorer", "EmbeddingScorer", "FuzzingScorer", "SimulationScorer"]
 
 
 @featurelens.hookimpl
@@ -23,6 +24,9 @@ def register_scorers(register: Register) -> None:
     register("detection", DetectionScorer,
              description="can the explanation tell activating from non-activating windows "
                          "(delphi); balanced accuracy")
+    register("embedding", EmbeddingScorer,
+             description="AUROC of explanation-window embedding similarity, no LLM "
+                         "(needs featurelens[embedding])")
     register("fuzzing", FuzzingScorer,
              description="are the highlighted tokens the ones the explanation describes "
                          "(delphi); balanced accuracy")

