@@ -210,3 +210,12 @@ def test_bfloat16_dtype_loads(tiny_model_dir: Path) -> None:
     backend = HFBackend(str(tiny_model_dir), dtype="bfloat16", device="cpu")
     acts = backend.run(_ids(backend), ["blocks.0.hook_resid_post"])["blocks.0.hook_resid_post"]
     assert acts.dtype == torch.bfloat16
+
+
+def test_hub_id_without_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurelens.plugins import hf_backend
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_backend, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(FeaturelensError, match="no network, or no such model"):
+        HFBackend("someone/no-such-model")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,6 +35,18 @@ def pick_device(device: str | None) -> torch.device:
         raise FeaturelensError(f"Device {device!r} was asked for, but no CUDA GPU is available; "
                                "use --device cpu or auto.")
     return torch.device(device)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """True if the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _local_id(path: Path) -> str:
@@ -102,7 +115,11 @@ class HFBackend:
 
     @staticmethod
     def _offline(path: str) -> dict[str, Any]:
-        return {"local_files_only": True} if os.environ.get("HF_HUB_OFFLINE") else {}
+        """Hub ids load from the local HF cache when the hub is unreachable, instead of
+        spending a minute on retries before failing."""
+        if Path(path).exists() or os.environ.get("HF_HUB_OFFLINE") or not _hub_reachable():
+            return {"local_files_only": True}
+        return {}
 
     # -- hookpoints ------------------------------------------------------------------
     def hookpoints(self) -> list[str]:
