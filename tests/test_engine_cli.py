@@ -76,7 +76,7 @@ def _start_stub(latency: float) -> tuple[subprocess.Popen, str]:
 
 def test_kill_9_then_rerun_loses_and_duplicates_nothing(store_path, tmp_path):
     with featurelens.open_store(store_path) as store:
-        fill(store, 300)
+        fill(store, 200)
     server, base_url = _start_stub(0.05)
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "",
            "FEATURELENS_LOAD_PLUGINS": ""}
@@ -85,13 +85,13 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(store_path, tmp_path):
     try:
         victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        while server.stdout.readline().strip() != "SERVED 150":  # half-way through
+        while server.stdout.readline().strip() != "SERVED 100":  # half-way through
             assert victim.poll() is None
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         with featurelens.open_store(store_path, read_only=True) as store:
             partial = store.execute("SELECT count(*) FROM explanations")[0][0]
-        assert 0 < partial < 300
+        assert 0 < partial < 200
         finished = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
                                   timeout=120)
         assert finished.returncode == 0, finished.stderr
@@ -99,14 +99,14 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(store_path, tmp_path):
             total, distinct_features, ids = store.execute(
                 "SELECT count(*), count(DISTINCT feature), count(DISTINCT explanation_id) "
                 "FROM explanations")[0]
-            assert (total, distinct_features, ids) == (300, 300, 300)
+            assert (total, distinct_features, ids) == (200, 200, 200)
             assert store.execute("SELECT count(*) FROM failures")[0][0] == 0
             assert store.execute("SELECT count(*) FROM explanations WHERE text = ''")[0][0] == 0
             paid = store.execute("SELECT count(*) FROM llm_calls WHERE status = 'ok'")[0][0]
-        assert f"explained {300 - partial:,} features" in finished.stdout
+        assert f"explained {200 - partial:,} features" in finished.stdout
         assert f"{partial:,} already done" in finished.stdout
         # only what was in flight or not yet flushed (< 1 s, ~80 answers) may be asked twice
-        assert paid <= 300 + 100
+        assert paid <= 200 + 100
     finally:
         server.kill()
         server.wait()
