@@ -9,12 +9,14 @@ explanation and with the other features' explanations (shuffled).
 2. The embedded SmolLM2-135M-Instruct as the simulator (``local:smollm2``, prompt
    log-probabilities, one forward pass per prompt): how well a tiny local model
    separates them, recorded honestly whatever it shows.
+3. The embedding scorer (all-MiniLM-L6-v2, no LLM) on the same features, as a
+   reference for what a small local model can tell apart.
 
 Separation is reported as pairwise accuracy (share of (feature, wrong explanation)
 pairs where the right explanation scores higher) and AUROC over all right vs wrong
 scores, with mean scores for both.
 
-    .venv/bin/python benchmarks/scorer_validation.py [--seeds 2] [--windows 10] [--no-local]
+    .venv/bin/python benchmarks/scorer_validation.py [--seeds 2] [--windows 10] [--parts 1,2,3]
 """
 
 from __future__ import annotations
@@ -85,9 +87,31 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="planted feature sets (3 features each)")
     parser.add_argument("--windows", type=int, default=10, help="activating and random windows each, for SmolLM2")
     parser.add_argument("--top-logprobs", type=int, default=100, help="alternatives read at each position")
-    parser.add_argument("--no-local", action="store_true", help="skip the SmolLM2 part")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run (comma-separated)")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",")}
+    if "1" in parts:
+        rule_part(args)
+    if "2" in parts:
+        local_part(args)
+    if "3" in parts:
+        embedding_part(args)
 
+
+def embedding_part(args: argparse.Namespace) -> None:
+    from featurelens.scorers.embedding import EmbeddingScorer
+
+    windows = 2 * args.windows
+    records = records_for(args.seeds, windows)
+    print(f"\n3. embedding scorer (all-MiniLM-L6-v2, no LLM), {len(records)} features, {windows} + {windows} windows")
+    results, extra = score_all(EmbeddingScorer(n_activating=windows, n_random=windows), records, RuleSimulator(),
+                               frozenset())
+    s = separation(results)
+    print(f"embedding AUROC score: right {s['right']:.3f}, wrong {s['wrong']:.3f}, pairwise accuracy "
+          f"{s['pairwise']:.2f}, AUROC {s['auroc']:.2f}; {extra['seconds'] / len(results):.1f} s per score")
+
+
+def rule_part(args: argparse.Namespace) -> None:
     print("1. faithful rule-based simulator, 50 + 50 windows of 32 tokens per feature")
     print(f"{'scorer':<12}{'mode':<17}{'right':>7}{'wrong':>7}{'pairwise':>10}{'AUROC':>7}")
     records = records_for(args.seeds, 50)
@@ -97,9 +121,9 @@ def main() -> None:
             results, _ = score_all(scorer, records, RuleSimulator(capabilities=caps), caps)
             s = separation(results)
             print(f"{scorer.name:<12}{mode:<17}{s['right']:>7.3f}{s['wrong']:>7.3f}{s['pairwise']:>10.2f}{s['auroc']:>7.2f}")
-    if args.no_local:
-        return
 
+
+def local_part(args: argparse.Namespace) -> None:
     from featurelens.labelers.providers.local_provider import LocalProvider
 
     provider = LocalProvider("smollm2")
