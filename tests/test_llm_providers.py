@@ -161,3 +161,14 @@ def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store
     assert (stats.succeeded, stats.retries, len(api.requests)) == (3, 2, 5)
     cost = store.execute("SELECT sum(cost_usd) FROM llm_calls WHERE status = 'ok'")[0][0]
     assert cost == pytest.approx(3 * (10 * 1.0 + 5 * 5.0) / 1e6)  # claude-haiku-4-5 list price
+
+
+def test_static_capabilities_on_the_factories_match_the_providers():
+    from featurelens.core.plugins import get_registry
+    from featurelens.labelers.providers.anthropic_provider import AnthropicProvider
+    from featurelens.labelers.providers.local_provider import LocalProvider
+
+    registry = get_registry()
+    assert registry.get("llm_provider", "anthropic:x").factory.capabilities == AnthropicProvider.capabilities
+    assert registry.get("llm_provider", "local:x").factory.capabilities == LocalProvider.capabilities
+    assert not hasattr(registry.get("llm_provider", "openai:x").factory, "capabilities")

@@ -27,6 +27,13 @@ def _local(model: str, **options: Any):
     return LocalProvider(model, **options)
 
 
+# Capabilities that do not depend on options, readable without building a client (dry
+# runs plan a scorer's mode from them without needing a key). OpenAI's depend on the
+# base URL, so its factory has none and a dry run builds the provider to ask.
+_anthropic.capabilities = frozenset({"batch_api", "prompt_cache"})  # type: ignore[attr-defined]
+_local.capabilities = frozenset({"output_logprobs", "prompt_logprobs"})  # type: ignore[attr-defined]
+
+
 @featurelens.hookimpl
 def register_llm_providers(register) -> None:
     register("openai", _openai, description="OpenAI or any OpenAI-compatible server "
