@@ -49,3 +49,36 @@ def test_bad_selection_is_one_sentence(store):
     fill(store, 2)
     with pytest.raises(FeaturelensError, match="not valid SQL over the features table"):
         count_features(store, Selection(where="nonsense >"))
+
+
+def test_only_the_windows_asked_for_are_loaded(store):
+    fill(store, 3, examples_per_feature=4)
+    store.execute("UPDATE examples SET kind = 'random' WHERE rank = 3")
+    everything = load_records(store, [("d1", 1)])[0]
+    assert [e.kind for e in everything.examples] == ["random", "top", "top", "top"]
+    two_top = load_records(store, [("d1", 1)], {"top": 2})[0]
+    assert [e.kind for e in two_top.examples] == ["top", "top"]
+    assert two_top.examples[0].activations == everything.examples[1].activations
+    assert [e.kind for e in load_records(store, [("d1", 1)], {"random": None})[0].examples] == ["random"]
+    assert load_records(store, [("d1", 1)], {})[0].examples == []
+
+
+def test_explain_loads_only_what_the_explainer_reads(monkeypatch, store):
+    from featurelens.labelers.engine import EngineSettings
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+    from llm_fixtures import EchoExplainer, ScriptedProvider, use_test_explainer
+
+    seen = []
+    original = EchoExplainer.requests
+
+    def requests(self, record):
+        seen.append(len(record.examples))
+        return original(self, record)
+
+    monkeypatch.setattr(EchoExplainer, "example_kinds", lambda self: {"top": 1}, raising=False)
+    monkeypatch.setattr(EchoExplainer, "requests", requests)
+    use_test_explainer(monkeypatch)
+    fill(store, 4, examples_per_feature=3)
+    stats = explain_features(store, ExplainSpec("openai:gpt-4o-mini", "echo"),
+                             provider=ScriptedProvider(), settings=EngineSettings(progress=False))
+    assert stats.succeeded == 4 and seen == [1, 1, 1, 1]

@@ -187,6 +187,12 @@ class ParseError(ValueError):
 
 @runtime_checkable
 class Explainer(Protocol):
+    """Builds the request(s) that explain one feature and reads the answer.
+
+    Optional: ``example_kinds() -> {kind: most or None}`` (e.g. ``{"top": 10}``) says
+    which stored windows ``requests`` reads, so the engine loads only those.
+    """
+
     name: str
 
     def requests(self, record: FeatureRecord) -> list[LLMRequest]:

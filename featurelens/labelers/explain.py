@@ -101,7 +101,9 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
 
     ``on_skip(n)`` is told how many features of each chunk were already explained.
     """
-    for records in stream_records(store, spec.selection, chunk_size):
+    wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
+    kinds = wanted() if callable(wanted) else wanted
+    for records in stream_records(store, spec.selection, chunk_size, kinds):
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}

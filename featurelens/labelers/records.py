@@ -9,7 +9,7 @@ one query. Memory is bounded by the chunk size, not by the selection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import pyarrow as pa
 
@@ -81,8 +81,29 @@ def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> I
             remaining -= len(page)
 
 
-def load_records(store: Store, keys: list[tuple[str, int]]) -> list[FeatureRecord]:
+def _kinds_condition(kinds: Mapping[str, int | None] | None) -> tuple[str, list[object]]:
+    if kinds is None:
+        return "TRUE", []
+    if not kinds:
+        return "FALSE", []
+    parts, params = [], []
+    for kind, most in sorted(kinds.items()):
+        if most is None:
+            parts.append("e.kind = ?")
+            params.append(kind)
+        else:
+            parts.append("(e.kind = ? AND e.rank < ?)")
+            params += [kind, int(most)]
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def load_records(store: Store, keys: list[tuple[str, int]],
+                 kinds: Mapping[str, int | None] | None = None) -> list[FeatureRecord]:
     """The records of ``keys`` (in that order), examples ordered by kind then rank.
+
+    ``kinds`` limits the examples loaded (``{"top": 10}``: the ten first top windows and
+    nothing else; ``None`` as a count: all of that kind): an explainer reading 10 of a
+    feature's 150 stored windows should not pay to convert the other 140.
 
     Columns come back as Arrow (far cheaper than row tuples for list columns), and each
     sequence's token strings are converted to Python once per chunk, not once per example.
@@ -97,10 +118,12 @@ def load_records(store: Store, keys: list[tuple[str, int]]) -> list[FeatureRecor
             f"SELECT f.dictionary_id, f.feature, f.max_activation, f.density, f.top_logits, "
             f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature)"
         ).to_arrow_table().to_pydict()
+        condition, params = _kinds_condition(kinds)
         examples = store.con.sql(
             f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, e.corpus_id, "
             f"e.sequence_id FROM examples e JOIN {view} k USING (dictionary_id, feature) "
-            f"ORDER BY e.dictionary_id, e.feature, e.kind, e.rank").to_arrow_table()
+            f"WHERE {condition} ORDER BY e.dictionary_id, e.feature, e.kind, e.rank",
+            params=params or None).to_arrow_table()
         store.con.register("_record_seqs", examples.select(["corpus_id", "sequence_id"]))
         try:
             sequences = store.con.sql(
@@ -133,7 +156,8 @@ def load_records(store: Store, keys: list[tuple[str, int]]) -> list[FeatureRecor
     return [by_key[k] for k in keys if k in by_key]
 
 
-def stream_records(store: Store, selection: Selection, chunk_size: int = 256) -> Iterator[list[FeatureRecord]]:
+def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
+                   kinds: Mapping[str, int | None] | None = None) -> Iterator[list[FeatureRecord]]:
     """Chunks of records for the whole selection; memory bounded by ``chunk_size``."""
     for page in feature_keys(store, selection, chunk_size):
-        yield load_records(store, page)
+        yield load_records(store, page, kinds)
