@@ -104,6 +104,7 @@ def test_registered_through_the_hook_with_options():
     ("Let me think.\nThe tokens are numbers.\nExplanation: \"numbers in dates\"", "numbers in dates"),
     ("**Explanation:** This feature fires on closing brackets", "closing brackets"),
     ("the word 'cat'\n", "the word 'cat'"),
+    ("Explanation: a feature that responds to the word 'dog'", "the word 'dog'"),
 ])
 def test_parse_cleans(answer, expected):
     explainer = TokenActivationsExplainer()

@@ -137,3 +137,23 @@ def test_real_local_model_prompt_logprobs_line_up(cli, planted_store, tiny_model
     assert len(rows) == 2 and all(r["n_parse_failures"] == 0 for r in rows)
     metrics = json.loads(rows[0]["metrics"])
     assert metrics["mode"] == "prompt-logprobs" and metrics["n_windows_scored"] == 8
+
+
+@pytest.mark.slow
+def test_label_with_the_embedded_smollm2(cli, store_path):
+    """The whole offline path on the real embedded model: explain, then simulate all at once."""
+    with featurelens.open_store(store_path) as store:
+        write_planted_store(store, planted_records(n_top=4, n_quantile=4, n_random=4))
+    result = cli("label", "--llm", "local:smollm2", "--where", "feature = 0", "-o", "n_examples=4",
+                 "-s", "n_activating=4", "-s", "n_random=4", "--store", store_path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    with featurelens.open_store(store_path, read_only=True) as store:
+        explained = store.sql("SELECT text FROM explanations").to_dicts()
+        failed = store.sql("SELECT reason FROM failures").to_dicts()
+        scored = store.sql("SELECT status, n_parse_failures, metrics FROM scores").to_dicts()
+    print(explained, failed, scored)
+    assert len(explained) + len(failed) >= 1  # an explanation, or a recorded reason why not
+    if explained:
+        assert 0 < len(explained[0]["text"]) <= 200
+        assert len(scored) == 1 and scored[0]["status"] in ("ok", "undefined")
+        assert scored[0]["n_parse_failures"] == 0

@@ -19,7 +19,7 @@ MAX_CHARS = 200
 
 _MARKER = re.compile(r"explanation\s*[:：-]\s*", re.IGNORECASE)
 _LEAD = re.compile(
-    r"^(?:(?:this|the)\s+(?:feature|neuron|latent)\s+(?:mainly\s+|mostly\s+|primarily\s+)?"
+    r"^(?:(?:this|the|a)\s+(?:feature|neuron|latent)\s+(?:that\s+)?(?:mainly\s+|mostly\s+|primarily\s+)?"
     r"(?:fires|activates|responds|is active|detects|represents|tracks|is)\s*(?:on|to|for|when|in)?\s*)",
     re.IGNORECASE,
 )
