@@ -40,12 +40,15 @@ class RunOptions:
     context: int = 64
     expansion: int = 4
     k: int = 16
-    train_tokens: int = 200_000
-    extract_tokens: int = 50_000
-    label_features: int = 12
+    train_tokens: int = 32_768
+    extract_tokens: int = 16_384
+    label_features: int = 6
     llm: str = "local:smollm2"
     explainer: str = "token-activations"
     scorer: str = "simulation"
+    #: Activating (and as many random) windows the simulation scores per feature; the
+    #: scorer's default of 50 + 50 suits an API model, not a local one on 2 cores.
+    score_windows: int = 10
     seed: int = 0
 
     @property

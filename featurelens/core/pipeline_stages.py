@@ -44,16 +44,17 @@ def stage_train(ctx: RunContext) -> StageResult:
     from featurelens.core.training import api as training
 
     target = dictionary_dir(ctx)
-    already = (target / training.SUMMARY).is_file()
     o = ctx.options
+    ctx.values["dictionary_path"] = target
+    if (target / training.SUMMARY).is_file():
+        # The folder name is the dictionary id, which hashes every option that shapes
+        # training, so a finished folder is this run's dictionary: no need to re-verify it.
+        return StageResult("train", "skipped", f"{o.dictionary_id} already trained at {target}")
     result = training.train_dictionary(
         backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk", expansion=o.expansion, k=o.k,
         corpus=o.corpus, tokens=o.train_tokens, context=o.context, output=target, seed=o.seed,
         buffer_rows=min(32_768, o.train_tokens),  # never read more activations than the budget
         dictionary_id=o.dictionary_id, progress=True)
-    ctx.values["dictionary_path"] = target
-    if already:
-        return StageResult("train", "skipped", f"{o.dictionary_id} already trained at {target}")
     return StageResult("train", "done", f"{o.dictionary_id} at {target} ({_metrics(result)})")
 
 
@@ -110,7 +111,9 @@ def stage_score(ctx: RunContext) -> StageResult:
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 
     o = ctx.options
-    spec = ScoreSpec(o.llm, o.scorer, explainer=o.explainer, explained_by=o.llm, **_selection(ctx))
+    options = (("n_activating", o.score_windows), ("n_random", o.score_windows)) if o.scorer == "simulation" else ()
+    spec = ScoreSpec(o.llm, o.scorer, scorer_options=options, explainer=o.explainer, explained_by=o.llm,
+                     **_selection(ctx))
     if count_explanations(ctx.store, spec) == 0:
         return StageResult("score", "done", "no explanation to score (every explain attempt failed; "
                                             "see the failures table)")

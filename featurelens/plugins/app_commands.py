@@ -74,16 +74,19 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
 @click.option("--expansion", default=4, show_default=True, type=click.IntRange(1),
               help="Dictionary width as a multiple of the model width.")
 @click.option("--k", default=16, show_default=True, type=click.IntRange(1), help="Active features per token (TopK).")
-@click.option("--train-tokens", default=200_000, show_default=True, type=click.IntRange(1000),
+@click.option("--train-tokens", default=32_768, show_default=True, type=click.IntRange(1000),
               help="Tokens to train the dictionary on.")
-@click.option("--extract-tokens", default=50_000, show_default=True, type=click.IntRange(100),
+@click.option("--extract-tokens", default=16_384, show_default=True, type=click.IntRange(100),
               help="Tokens to measure feature statistics and examples on.")
-@click.option("--label-features", default=12, show_default=True, type=click.IntRange(0),
+@click.option("--label-features", default=6, show_default=True, type=click.IntRange(0),
               help="How many features to explain and score.")
 @click.option("--llm", default="local:smollm2", show_default=True,
               help="LLM that explains and simulates (provider:model).")
+@click.option("--score-windows", default=10, show_default=True, type=click.IntRange(1),
+              help="Activating (and as many random) windows simulated per feature.")
 def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
-                train_tokens: int, extract_tokens: int, label_features: int, llm: str) -> None:
+                train_tokens: int, extract_tokens: int, label_features: int, llm: str,
+                score_windows: int) -> None:
     """The whole job: train a dictionary, extract features, explain and score a sample.
 
     Rerunning the same command resumes: every stage skips what the store already holds.
@@ -94,6 +97,6 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
     path = store_path or default_store_path()
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
                          train_tokens=train_tokens, extract_tokens=extract_tokens,
-                         label_features=label_features, llm=llm)
+                         label_features=label_features, llm=llm, score_windows=score_windows)
     report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
     click.echo(format_summary(summarize(path, report.dictionary_id), options))
