@@ -123,3 +123,72 @@ def _quiet():
     from featurelens.labelers.engine import EngineSettings
 
     return EngineSettings(progress=False, concurrency=4)
+
+
+class FaithfulBatches(FaithfulServer):
+    """Anthropic Message Batches on top of the faithful answers: ends after one poll."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: dict[str, list[dict]] = {}
+        self.polls: dict[str, int] = {}
+
+    def _status(self, batch_id: str) -> dict:
+        done = self.polls[batch_id] > 1
+        n = len(self.batches[batch_id])
+        return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if done else "in_progress",
+                "request_counts": {"processing": 0 if done else n, "succeeded": n if done else 0,
+                                   "errored": 0, "canceled": 0, "expired": 0},
+                "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
+                "ended_at": "2026-01-01T01:00:00Z" if done else None, "archived_at": None,
+                "cancel_initiated_at": None,
+                "results_url": f"https://api.anthropic.com/v1/messages/batches/{batch_id}/results" if done else None}
+
+    def handle(self, request):
+        path = request.url.path
+        if request.method == "POST" and path == "/v1/messages/batches":
+            batch_id = f"msgbatch_{len(self.batches)}"
+            self.batches[batch_id] = json.loads(request.content)["requests"]
+            self.polls[batch_id] = 0
+            return httpx2.Response(200, json=self._status(batch_id))
+        if request.method == "GET" and path.endswith("/results"):
+            batch_id = path.split("/")[-2]
+            lines = []
+            for item in self.batches[batch_id]:
+                fake = httpx2.Request("POST", "https://api.anthropic.com/v1/messages",
+                                      content=json.dumps(item["params"]).encode())
+                message = json.loads(super().handle(fake).content)
+                lines.append({"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": message}})
+            return httpx2.Response(200, content="\n".join(json.dumps(l) for l in lines).encode(),
+                                   headers={"content-type": "application/binary"})
+        if request.method == "GET" and path.startswith("/v1/messages/batches/"):
+            batch_id = path.rsplit("/", 1)[1]
+            self.polls[batch_id] += 1
+            return httpx2.Response(200, json=self._status(batch_id))
+        return super().handle(request)
+
+
+def test_score_through_a_provider_batch_then_collect(planted, monkeypatch):
+    from featurelens.labelers import batch_api
+    from featurelens.labelers import providers as providers_pkg
+    from featurelens.scorers.score_jobs import register_batch_finisher, submit_score
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    server = FaithfulBatches()
+    original = providers_pkg.build_provider
+    monkeypatch.setattr(providers_pkg, "build_provider", lambda spec, **o: original(
+        spec, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(server.handle)), **o))
+    register_batch_finisher()
+    spec = ScoreSpec("anthropic:claude-haiku-4-5", "detection", (("n_activating", 5), ("n_random", 5)))
+    submission = submit_score(planted, spec)
+    assert submission.features == 9 and submission.requests == 18 and len(submission.batch_ids) == 1
+    assert planted.execute("SELECT purpose FROM batches")[0][0] == "score:detection"
+    assert "not finished yet" in batch_api.collect(planted, progress=False)[0]
+    lines = batch_api.collect(planted, progress=False)
+    assert "wrote 9 results" in lines[-1] and "0 failed" in lines[-1]
+    rows = planted.sql("SELECT s.feature, e.text, s.score FROM scores s JOIN explanations e "
+                       "USING (explanation_id)").to_dicts()
+    names = list(PLANTED)
+    right = [r["score"] for r in rows if PLANTED[names[r["feature"]]][1] == r["text"]]
+    assert len(rows) == 9 and min(right) > 0.9
+    assert submit_score(planted, spec).requests == 0  # nothing left to send
