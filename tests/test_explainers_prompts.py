@@ -122,3 +122,11 @@ def test_reasoning_without_final_line_is_a_parse_error_and_length_is_bounded():
         parse_explanation("I think it is about numbers", reasoning=True)
     long = parse_explanation("Explanation: " + "numbers " * 100)
     assert len(long) <= MAX_CHARS and not long.endswith(" ")
+
+
+def test_feature_without_activating_windows_sends_nothing_and_fails_clearly():
+    silent = FeatureRecord("dict", 3, 0.0, 0.0, [Example([" a"], [0.0], "random")])
+    for explainer in (TokenActivationsExplainer(), HighlightedExplainer()):
+        assert explainer.requests(silent) == []
+        with pytest.raises(ParseError, match="no activating windows"):
+            explainer.parse(silent, [])

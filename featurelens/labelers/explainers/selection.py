@@ -21,8 +21,13 @@ EXPLAIN_TOP = 10
 
 def for_explainer(record: FeatureRecord, n_examples: int = EXPLAIN_TOP,
                   n_quantile: int = 0) -> list[Example]:
-    """The ``n_examples`` strongest windows, then ``n_quantile`` spread across quantiles."""
-    top = sorted(record.of_kind("top"), key=lambda e: -e.max_activation)[:n_examples]
+    """The ``n_examples`` strongest windows, then ``n_quantile`` spread across quantiles.
+
+    A store without top windows lends the strongest quantile windows instead; windows
+    that never fire are never shown as evidence.
+    """
+    top = sorted(record.of_kind("top") or record.of_kind("quantile"), key=lambda e: -e.max_activation)
+    top = [e for e in top if e.max_activation > 0][:n_examples]
     quantile = _spread(record.of_kind("quantile"), n_quantile)
     return top + quantile
 

@@ -62,8 +62,8 @@ class ExplainerBase:
     def requests(self, record: FeatureRecord) -> list[LLMRequest]:
         examples = [crop(e, self.window) for e in
                     for_explainer(record, self.n_examples, self.n_quantile)]
-        if not examples:
-            raise ParseError(f"feature {record.feature} has no top examples to explain")
+        if not examples:  # no request; parse() then records why (the job stream goes on)
+            return []
         block = self.render(examples, feature_scale(record))
         logits_block = _logits_block(record) if self.logits else None
         messages = self.prefix() + [{"role": "user",
@@ -72,6 +72,8 @@ class ExplainerBase:
                            shared_prefix=3, purpose="explain")]
 
     def parse(self, record: FeatureRecord, responses: list[LLMResponse]) -> str:
+        if not responses:
+            raise ParseError(f"feature {record.feature} has no activating windows to explain")
         return parse_explanation(responses[0].text, reasoning=self.reasoning)
 
 
