@@ -45,6 +45,25 @@ def test_openai_chat_success_sends_request_and_reads_usage_and_logprobs(keys):
     assert sent["model"] == "gpt-4o-mini" and sent["max_tokens"] == 7
     assert sent["logprobs"] is True and sent["top_logprobs"] == 2
     assert sent["response_format"] == {"type": "json_object"}
+    assert "prompt_cache_key" not in sent  # no shared prefix declared
+
+
+def test_openai_gets_a_prompt_cache_key_for_the_shared_prefix_but_other_servers_do_not(keys):
+    def request(user):
+        return LLMRequest(messages=[{"role": "system", "content": "rules"},
+                                    {"role": "user", "content": user}], shared_prefix=1)
+
+    api = FakeAPI(default=lambda r: (200, chat_json("x"), None))
+    provider = build_provider("openai:gpt-4o-mini", http_client=api.client())
+    run(provider.complete(request("feature 1")))
+    run(provider.complete(request("feature 2")))
+    first, second = api.bodies()
+    assert first["prompt_cache_key"] == second["prompt_cache_key"]
+    assert first["prompt_cache_key"].startswith("featurelens-")
+    local = FakeAPI(default=lambda r: (200, chat_json("x"), None))
+    vllm = build_provider("openai:m", base_url="http://127.0.0.1:8000/v1", http_client=local.client())
+    run(vllm.complete(request("feature 1")))
+    assert "prompt_cache_key" not in local.bodies()[0]
     assert api.requests[0].headers["authorization"] == f"Bearer {SECRET}"
 
 

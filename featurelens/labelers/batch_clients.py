@@ -49,7 +49,8 @@ class OpenAIBatches:
             return {"custom_id": custom_id, "method": "POST", "url": "/v1/completions",
                     "body": completion_body(self.provider.model, request)}
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-                "body": chat_body(self.provider.model, request)}
+                "body": chat_body(self.provider.model, request,
+                                  getattr(self.provider, "prefix_cache_key", False))}
 
     async def submit(self, lines: list[dict[str, Any]]) -> str:
         endpoint = lines[0]["url"]

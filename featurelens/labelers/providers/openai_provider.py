@@ -9,6 +9,8 @@ custom base URL (or ``prompt_logprobs=True``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
 
@@ -21,10 +23,18 @@ KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = "OPENAI_BASE_URL"
 
 
-def chat_body(model: str, request: LLMRequest) -> dict[str, Any]:
-    """The JSON body of a chat completion (live calls and Batch API lines share it)."""
+def chat_body(model: str, request: LLMRequest, prefix_cache_key: bool = False) -> dict[str, Any]:
+    """The JSON body of a chat completion (live calls and Batch API lines share it).
+
+    ``prefix_cache_key`` adds OpenAI's ``prompt_cache_key`` (a hash of the shared prefix),
+    which routes requests with the same instructions to the same prompt cache; only for
+    api.openai.com, since other servers may refuse fields they do not know.
+    """
     body: dict[str, Any] = {"model": model, "messages": request.messages,
                             "max_tokens": request.max_tokens, "temperature": request.temperature}
+    if prefix_cache_key and request.shared_prefix:
+        shared = json.dumps(request.messages[:request.shared_prefix], sort_keys=True)
+        body["prompt_cache_key"] = "featurelens-" + hashlib.sha256(shared.encode()).hexdigest()[:32]
     if request.top_logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = min(20, request.top_logprobs)
@@ -108,6 +118,7 @@ class OpenAIProvider:
         # Local OpenAI-compatible servers usually need no key; the SDK still wants a string.
         key = api_key(KEY_ENV, f"openai:{model}", required=not custom) or "not-needed"
         self.base_url = base_url
+        self.prefix_cache_key = not custom
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout,
                                          max_retries=0, http_client=http_client)
         caps = {"output_logprobs", "batch_api", "prompt_cache"}
@@ -133,7 +144,7 @@ class OpenAIProvider:
                                                     top_logprobs=request.top_logprobs,
                                                     json_output=request.json_output))
         else:
-            body = chat_body(self.model, request)
+            body = chat_body(self.model, request, self.prefix_cache_key)
         result = await self.client.post("/chat/completions", cast_to=object, body=body)
         return response_from_chat(_json(result))
 
