@@ -58,7 +58,7 @@ def histogram_svg(edges: list[float] | None, counts: list[int] | None,
             f'<rect x="{i * bar_w + 1:.1f}" y="{height - 20 - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
             f'height="{h:.1f}"><title>{fmt(edges[i])} to {fmt(edges[i + 1])}: {count}</title></rect>')
     return (
-        f'<svg class="histogram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'<svg class="histogram" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" '
         f'role="img" aria-label="Histogram of activations">{"".join(bars)}'
         f'<text x="0" y="{height - 4}">{fmt(edges[0])}</text>'
         f'<text x="{width}" y="{height - 4}" text-anchor="end">{fmt(edges[-1])}</text></svg>')
