@@ -195,3 +195,34 @@ def test_export_command_line(cli, filled: Path, tmp_path: Path) -> None:
     bad = cli("export", "--store", filled, "--format", "parquet", "--output", tmp_path / "p",
               "--where", "no_such_column = 1")
     assert bad.exit_code == 1 and bad.output.startswith("Error: --where")
+
+
+def test_dictionary_ids_with_path_characters_export_and_serve(tmp_path: Path) -> None:
+    """Ids like 'runs/sae v2:layer6' become safe folder names and quoted URLs."""
+    import urllib.request
+    from urllib.parse import quote
+
+    from featurelens.browser.links import file_slug
+    from featurelens.browser.server import make_server, start_in_thread, url_of
+
+    odd = "runs/sae v2:layer6"
+    path = tmp_path / "odd.duckdb"
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=4, dictionary_id=odd)
+    export(path, "html", tmp_path / "site")
+    slug = file_slug(odd)
+    assert "/" not in slug and " " not in slug and slug != file_slug("runs_sae_v2_layer6")
+    page = tmp_path / "site" / "features" / slug / "2.html"
+    for href in re.findall(r'href="([^"]+)"', page.read_text(encoding="utf-8")):
+        assert (page.parent / href).resolve().is_file(), href
+    export(path, "neuronpedia", tmp_path / "np")
+    assert [f["dictionaryId"] for f in _lines(tmp_path / "np")] == [odd] * 4
+    server = make_server(path, "127.0.0.1", 0)
+    start_in_thread(server)
+    try:
+        with urllib.request.urlopen(f"{url_of(server)}feature/{quote(odd, safe='')}/2", timeout=10) as response:
+            assert response.status == 200 and explanation_text(2) in response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.browser_data.close()
