@@ -9,12 +9,13 @@ groups that enter get their per-token activations materialised.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary import Dictionary, SparseActs
 from featurelens.core.extraction.accumulators import FeatureStats
 from featurelens.core.extraction.quantile_sampling import reservoir_score
 from featurelens.core.extraction.random_examples import RandomPool
@@ -36,6 +37,30 @@ class Settings:
     seed: int = 0
 
 
+def _encode(dictionary: Dictionary, rows: torch.Tensor) -> list[SparseActs]:
+    return [dictionary.encode_sparse(rows[start:start + ENCODE_CHUNK])
+            for start in range(0, rows.shape[0], ENCODE_CHUNK)]
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run the bookkeeping single-threaded on CPU.
+
+    Its ops are many and small; with several intra-op threads each one pays a thread
+    hand-off that costs more than the work (measured 8x slower with 2 threads on a busy
+    2-core machine). The forward pass and the encode keep all threads.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ExtractionState:
     """Statistics, top windows, quantile reservoir and random pool for one dictionary."""
 
@@ -50,15 +75,19 @@ class ExtractionState:
     def update(self, dictionary: Dictionary, acts: torch.Tensor, seq_ids: torch.Tensor,
                excluded: torch.Tensor) -> None:
         """Fold one batch in: ``acts [B, T, d]``, window ids ``[B]``, ``excluded [B, T]``."""
-        batch, context, width = acts.shape
-        rows = acts.reshape(-1, width)
+        codes = _encode(dictionary, acts.reshape(-1, acts.shape[-1]))
+        with _one_cpu_thread(acts.device):
+            self._accumulate(codes, acts.shape[0], acts.shape[1], seq_ids, excluded)
+
+    def _accumulate(self, codes: list[SparseActs], batch: int, context: int, seq_ids: torch.Tensor,
+                    excluded: torch.Tensor) -> None:
         keep = (~excluded).reshape(-1)
         features_parts, values_parts, token_parts = [], [], []
-        for start in range(0, rows.shape[0], ENCODE_CHUNK):
-            codes = dictionary.encode_sparse(rows[start:start + ENCODE_CHUNK])
-            values = codes.values.float() * keep[start:start + ENCODE_CHUNK, None]
+        for chunk, code in enumerate(codes):
+            start = chunk * ENCODE_CHUNK
+            values = code.values.float() * keep[start:start + ENCODE_CHUNK, None]
             token, slot = torch.nonzero(values > 0, as_tuple=True)
-            features_parts.append(codes.indices[token, slot].long())
+            features_parts.append(code.indices[token, slot].long())
             values_parts.append(values[token, slot])
             token_parts.append(token + start)
         features = torch.cat(features_parts)
@@ -77,16 +106,16 @@ class ExtractionState:
         into_res = r_score > self.reservoir.threshold(g_feature)
         needed = into_top | into_res
         if bool(needed.any()):
-            index = torch.full((groups.numel(),), -1, dtype=torch.long, device=values.device)
-            index[needed] = torch.arange(int(needed.sum()), device=values.device)
-            pair = index[inverse]
+            # one activation row per needed group; both structures index into it
+            row_of = torch.cumsum(needed.long(), 0) - 1
+            pair = torch.where(needed[inverse], row_of[inverse], -1)
             selected = pair >= 0
-            g_acts = torch.zeros((int(needed.sum()), context), device=values.device)
-            g_acts[pair[selected], position[selected]] = values[selected]
-            self.top.offer(g_feature[into_top], g_seq[into_top], g_max[into_top],
-                           g_acts[index[into_top]])
+            table = torch.zeros((int(needed.sum()), context), device=values.device)
+            table[pair[selected], position[selected]] = values[selected]
+            # groups come out of torch.unique sorted by feature, as offer() requires
+            self.top.offer(g_feature[into_top], g_seq[into_top], g_max[into_top], row_of[into_top], table)
             self.reservoir.offer(g_feature[into_res], g_seq[into_res], r_score[into_res],
-                                 g_acts[index[into_res]])
+                                 row_of[into_res], table)
         self.pool.offer(seq_ids, g_feature, g_window)
 
     def state_dict(self) -> dict[str, Any]:

@@ -40,14 +40,17 @@ class BestWindows:
         return self.low[features]
 
     def offer(self, features: torch.Tensor, seqs: torch.Tensor, scores: torch.Tensor,
-              acts: torch.Tensor) -> None:
-        """Merge candidates (one per feature and window; ``acts [C, context]``) into the state."""
-        keep = scores > self.threshold(features)
-        if not bool(keep.any()):
+              rows: torch.Tensor, table: torch.Tensor) -> None:
+        """Merge candidates into the state.
+
+        Candidates are one per (feature, window), sorted by feature, already above
+        :meth:`threshold`; candidate ``i``'s per-token activations are ``table[rows[i]]``
+        (a ``[*, context]`` table shared by both users, so nothing is copied until a
+        candidate actually enters).
+        """
+        if features.numel() == 0:
             return
-        features, seqs, scores, acts = features[keep], seqs[keep], scores[keep].float(), acts[keep]
-        order = torch.argsort(features, stable=True)
-        features, seqs, scores, acts = features[order], seqs[order], scores[order], acts[order]
+        scores = scores.float()
         touched, counts = torch.unique_consecutive(features, return_counts=True)
         starts = torch.cumsum(counts, 0) - counts
         row = torch.repeat_interleave(torch.arange(touched.numel(), device=features.device), counts)
@@ -57,9 +60,11 @@ class BestWindows:
         cand_score[row, column] = scores
         cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=scores.device)
         cand_index[row, column] = torch.arange(features.numel(), device=features.device)
-        best = torch.cat([self.score[touched], cand_score], dim=1).topk(k, dim=1).indices
-        chosen = torch.zeros((n, k + cand_score.shape[1]), dtype=torch.bool, device=scores.device)
-        chosen.scatter_(1, best, True)
+        width = cand_score.shape[1]
+        # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k)
+        lowest = torch.cat([self.score[touched], cand_score], dim=1).topk(width, dim=1, largest=False).indices
+        chosen = torch.ones((n, k + width), dtype=torch.bool, device=scores.device)
+        chosen.scatter_(1, lowest, False)
         evicted_row, evicted_slot = torch.nonzero(~chosen[:, :k], as_tuple=True)
         entering_row, entering_col = torch.nonzero(chosen[:, k:], as_tuple=True)
         # both lists are row-major and each row evicts as many as enter: pair them in order
@@ -67,7 +72,7 @@ class BestWindows:
         feature = touched[evicted_row]
         self.score[feature, evicted_slot] = scores[source]
         self.seq[feature, evicted_slot] = seqs[source]
-        self.acts[feature, evicted_slot] = acts[source].float()
+        self.acts[feature, evicted_slot] = table[rows[source]].float()
         self.low[touched] = self.score[touched].min(dim=1).values
 
     def ranked(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
