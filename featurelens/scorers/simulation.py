@@ -28,7 +28,7 @@ from featurelens.labelers.explainers.formatting import neutralise
 from featurelens.scorers import prompts
 from featurelens.scorers import simulation_parse as read
 from featurelens.scorers.metrics import pearson
-from featurelens.scorers.test_windows import Window, test_windows
+from featurelens.scorers.test_windows import Window, scorer_kinds, test_windows
 
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 
@@ -59,6 +59,10 @@ class SimulationScorer:
         return {"mode": self.mode, "n_activating": self.n_activating, "n_random": self.n_random,
                 "window": self.window, "per_prompt": self.per_prompt,
                 "top_logprobs": self.top_logprobs}
+
+    def example_kinds(self) -> dict[str, int | None]:
+        """The stored windows this scorer reads, so the engine loads only those."""
+        return scorer_kinds(self.n_activating, self.n_random)
 
     def choose_mode(self, capabilities: frozenset[str]) -> str:
         """The configured mode, or the best one the provider's capabilities allow."""

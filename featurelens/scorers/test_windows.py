@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from featurelens.core.protocols import Example, FeatureRecord
 from featurelens.labelers.explainers.formatting import crop
-from featurelens.labelers.explainers.selection import for_scorer
+from featurelens.labelers.explainers.selection import EXPLAIN_TOP, for_scorer
 
 
 @dataclass
@@ -40,3 +40,9 @@ def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width:
     windows = [w for w in windows if w.example.tokens]
     feature_rng(record, salt).shuffle(windows)
     return windows, test.held_out
+
+
+def scorer_kinds(n_activating: int, n_random: int) -> dict[str, int | None]:
+    """The stored windows :func:`test_windows` may read (all quantile windows, the first
+    ``n_random`` random ones, and the top ones a fallback could use)."""
+    return {"quantile": None, "random": n_random, "top": EXPLAIN_TOP + n_activating}

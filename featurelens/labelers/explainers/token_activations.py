@@ -43,6 +43,13 @@ class ExplainerBase:
         return {"n_examples": self.n_examples, "n_quantile": self.n_quantile,
                 "window": self.window, "logits": self.logits, "reasoning": self.reasoning}
 
+    def example_kinds(self) -> dict[str, int | None]:
+        """The stored windows :meth:`requests` reads, so the engine loads only those."""
+        kinds: dict[str, int | None] = {"top": self.n_examples}
+        if self.n_quantile:
+            kinds["quantile"] = None  # all: they are spread across bins
+        return kinds
+
     def prefix(self) -> list[dict[str, str]]:
         """System and few-shot turns: identical for every feature, so cacheable."""
         system = prompts.system_prompt(self.system_text, reasoning=self.reasoning,
