@@ -67,7 +67,9 @@ def test_topk_learns_a_sparse_dictionary(tmp_path: Path) -> None:
     assert not checkpoint_dir_for(tmp_path / "sae").exists()  # cleaned up after the final save
     # running again finds the finished output and does not retrain
     again = train_on_tensors(x, output=tmp_path / "sae", **COMMON)
-    assert torch.equal(again.dictionary.W_enc, loaded.W_enc)
+    assert torch.equal(again.dictionary.W_enc, loaded.W_enc) and again.already_done
+    with pytest.raises(FeaturelensError, match="trained with other options"):
+        train_on_tensors(x, output=tmp_path / "sae", **dict(COMMON, options={"k": 3}))
 
 
 def test_transcoder_with_skip_learns_a_map(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.option("--corpus", default="stdlib", show_default=True, help="stdlib, a path, or source:location.")
 @click.option("--tokens", type=int, default=200_000, show_default=True, help="Training tokens.")
 @click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
-@click.option("--batch-size", type=int, default=4096, show_default=True, help="Tokens per step.")
+@click.option("--batch-size", type=int, default=None,
+              help="Tokens per step [default: tokens / 400, between 256 and 4096].")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-4 / sqrt(d_sae / 16384)].")
 @click.option("--buffer-rows", type=int, default=32_768, show_default=True, help="Shuffle buffer size in tokens.")
 @click.option("--option", "learner_options", multiple=True, metavar="KEY=VALUE",
@@ -71,7 +72,7 @@ def _backend(model: str, dtype: str, device: str) -> Any:
               help="How often the training state is saved (a kill loses at most this much).")
 def train_command(model: str, hookpoint: str, output: Path, architecture: str, expansion: int,
                   d_sae: int | None, k: int, hookpoint_out: str | None, corpus: str, tokens: int,
-                  context: int, batch_size: int, lr: float | None, buffer_rows: int,
+                  context: int, batch_size: int | None, lr: float | None, buffer_rows: int,
                   learner_options: tuple[str, ...], bf16: bool, dtype: str, device: str, seed: int,
                   checkpoint_seconds: float) -> None:
     """Train a sparse autoencoder or transcoder on a model's activations.

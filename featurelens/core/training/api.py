@@ -71,7 +71,7 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
 
     output = Path(output).expanduser()
     if output.exists() and (output / SUMMARY).is_file():
-        return _already_trained(output)
+        return _already_trained(output, config, source)
     if output.exists() and any(output.iterdir()):
         raise FeaturelensError(
             f"{output} already exists and is not a finished training output; choose a new --output "
@@ -93,10 +93,17 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
     return result
 
 
-def _already_trained(output: Path) -> TrainResult:
+def _already_trained(output: Path, config: TrainConfig, source: ActivationSource) -> TrainResult:
     from featurelens.core.plugins import get_registry
 
     summary = json.loads((output / SUMMARY).read_text(encoding="utf-8"))
+    same = json.loads(json.dumps(config.__dict__, default=str)) == summary.get("config") \
+        and summary.get("source") == source.fingerprint()
+    if not same:
+        raise FeaturelensError(
+            f"{output} holds a dictionary trained with other options or activations; choose a new "
+            "--output, or delete it to train again."
+        )
     registry = get_registry()
     for name in registry.names("dictionary_format"):
         fmt = registry.get("dictionary_format", name).create()
@@ -110,7 +117,7 @@ def _already_trained(output: Path) -> TrainResult:
 def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, architecture: str = "topk",
                      expansion: int = 8, d_sae: int | None = None, k: int | None = 32,
                      corpus: str = "stdlib", tokens: int = 200_000, context: int = 64,
-                     batch_size: int = 4096, lr: float | None = None, buffer_rows: int = 32_768,
+                     batch_size: int | None = None, lr: float | None = None, buffer_rows: int = 32_768,
                      hookpoint_out: str | None = None, options: dict[str, Any] | None = None,
                      seed: int = 0, bf16: bool = False, device: str | None = "auto",
                      checkpoint_seconds: float = 60.0, checkpoint_steps: int | None = None,
@@ -118,7 +125,8 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
                      callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train a dictionary on ``backend``'s activations at ``hookpoint`` over ``corpus``.
 
-    ``d_sae`` defaults to ``expansion * width``. ``k`` applies to TopK-style learners
+    ``d_sae`` defaults to ``expansion * width``; ``batch_size`` to ``tokens / 400``
+    within 256..4096, so that small budgets still take a few hundred steps. ``k`` applies to TopK-style learners
     (and transcoders); other learner options go in ``options``. For a transcoder pass
     ``hookpoint_out`` (the MLP output it predicts). Returns a :class:`TrainResult`
     whose ``metrics`` are the last step's loss, MSE, FVU, L0 and dead fraction.
@@ -139,6 +147,8 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
         learner_options.setdefault("k", k)
     if hookpoint_out:
         learner_options.setdefault("hookpoint_out", hookpoint_out)
+    if batch_size is None:
+        batch_size = min(4096, max(256, tokens // 400)) if isinstance(tokens, int) else 4096
     config = TrainConfig(architecture=architecture, d_sae=d_sae, options=learner_options, tokens=tokens,
                          batch_size=batch_size, lr=lr, buffer_rows=buffer_rows, seed=seed, bf16=bf16)
     return train_on_source(source, config, output=output, device=device,
