@@ -51,11 +51,11 @@ def _setup(variant: str, expansion: int, batch: int, device):
     x = torch.randn(batch, D_IN, device=device)
     if variant in ("ours", "ours_auxk"):
         from featurelens.core.plugins import create
-        from featurelens.core.training.trainer import train_step
+        from featurelens.core.training.trainer import make_adam, train_step
 
         model = create("dictionary_learner", "topk", D_IN, d_sae, k=K).to(device)
         model.initialize_from_data(x)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        optimizer = make_adam(list(model.parameters()), 1e-4)
         dead = torch.zeros(d_sae, dtype=torch.bool, device=device)
         if variant == "ours_auxk":
             dead[: d_sae // 10] = True  # AuxK on 10% dead features: the extra work of a real run
@@ -66,7 +66,9 @@ def _setup(variant: str, expansion: int, batch: int, device):
         b_enc = torch.zeros(d_sae, device=device, requires_grad=True)
         w_dec = (torch.randn(d_sae, D_IN, device=device) / D_IN**0.5).requires_grad_()
         b_dec = torch.zeros(D_IN, device=device, requires_grad=True)
-        optimizer = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=1e-4)
+        from featurelens.core.training.trainer import make_adam
+
+        optimizer = make_adam([w_enc, b_enc, w_dec, b_dec], 1e-4)  # same fused Adam as ours
 
         def dense_step() -> None:
             hidden = (x - b_dec) @ w_enc + b_enc
