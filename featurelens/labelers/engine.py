@@ -202,8 +202,11 @@ class Engine:
                                      "reason": reason[:2000]})
 
     async def _run_job(self, job: Job, keys: list[str], hits: dict[str, LLMResponse]) -> None:
-        results = await asyncio.gather(*(self._call(job, r, k, hits.get(k))
-                                         for r, k in zip(job.requests, keys)))
+        if len(job.requests) == 1:  # the common case: no gather, no extra task
+            results = [await self._call(job, job.requests[0], keys[0], hits.get(keys[0]))]
+        else:
+            results = await asyncio.gather(*(self._call(job, r, k, hits.get(k))
+                                             for r, k in zip(job.requests, keys)))
         responses = [r for r, _ in results]
         errors = [e for _, e in results if e]
         self.stats.jobs += 1
