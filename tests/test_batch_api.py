@@ -183,6 +183,10 @@ def test_requests_are_split_to_the_provider_limits(store, service, monkeypatch):
     submission = batch_api.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
     assert len(submission.batch_ids) == 3
     assert store.execute("SELECT list(request_count ORDER BY batch_id) FROM batches")[0][0] == [2, 2, 1]
+    service.polls_before_done = 0
+    lines = batch_api.collect(store, progress=False)
+    assert sum("collected" in line for line in lines) == 3
+    assert store.execute("SELECT count(*) FROM explanations")[0][0] == 4  # feature 2 errored
 
 
 def test_status_and_collect_from_the_cli_in_a_later_process(store_path, service, cli):

@@ -182,16 +182,23 @@ def refresh_status(store: Store) -> dict[str, Any]:
     return states
 
 
-def _download(store: Store, provider: LLMProvider, batch_id: str, requests: dict[str, list[Any]],
+def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[Any]],
               run_id: str | None, prices: PriceTable) -> tuple[int, int]:
-    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors)``."""
+    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors)``.
+
+    A client per batch, opened and closed inside one event loop (an SDK client's
+    connections belong to the loop that opened them)."""
+    from featurelens.labelers.providers import build_provider
+
+    provider = build_provider(spec)
     client = batch_client(provider)
     ok = errors = 0
 
     async def main() -> list[tuple[str, Any, str | None]]:
-        items = [item async for item in client.results(batch_id)]
-        await provider.aclose()
-        return items
+        try:
+            return [item async for item in client.results(batch_id)]
+        finally:
+            await provider.aclose()
 
     items = asyncio.run(main())
     for chunk in batched(items, 2000):
@@ -230,14 +237,13 @@ def collect(store: Store, *, prices: PriceTable | None = None, progress: bool = 
     open_rows = store.execute(
         "SELECT batch_id, provider, model, CAST(requests AS VARCHAR), run_id FROM batches "
         f"WHERE status NOT IN ({','.join('?' * len(CLOSED))})", list(CLOSED))
-    providers = _providers(store, open_rows) if open_rows else {}
     for batch_id, name, model, requests, run_id in open_rows:
         state = states.get(batch_id)
         if state is None or not state.finished:
             lines.append(f"batch {batch_id}: {state.status if state else 'unknown'}, not finished "
                          f"yet ({state.counts if state else ''}).")
             continue
-        ok, errors = _download(store, providers[(name, model)], batch_id, json.loads(requests),
+        ok, errors = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
                                run_id, prices)
         store.execute("UPDATE batches SET status = 'collected', updated_at = current_timestamp "
                       "WHERE batch_id = ?", [batch_id])
