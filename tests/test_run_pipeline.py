@@ -89,11 +89,3 @@ def test_summary_without_scores_says_so(store_path: Path) -> None:
         store.execute("DELETE FROM scores")
     text = format_summary(summarize(store_path, "d"), OPTIONS)
     assert "No feature has a score yet." in text and "5 features (4 fired), 4 explained, 0 scored" in text
-
-
-def test_missing_stage_api_is_one_clear_sentence() -> None:
-    from featurelens.core.errors import FeaturelensError
-    from featurelens.core.pipeline import require
-
-    with pytest.raises(FeaturelensError, match=r"The train stage needs featurelens.core.nothing.fn"):
-        require("featurelens.core.nothing", "fn", "train")

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from featurelens.core.errors import FeaturelensError
 from featurelens.core.store import Store
 
 Echo = Callable[[str], None]
@@ -207,16 +206,3 @@ def format_summary(summary: Summary, options: RunOptions) -> str:
         f"  featurelens sql \"SELECT * FROM scores ORDER BY score DESC LIMIT 20\"{store}",
     ]
     return "\n".join(lines)
-
-
-def require(module: str, name: str, stage: str) -> Any:
-    """A function another area provides; a clear error if this install lacks it."""
-    import importlib
-
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        raise FeaturelensError(
-            f"The {stage} stage needs {module}.{name}, which this featurelens does not have; "
-            "update featurelens, or run the stages you have separately.") from None
-    return found
