@@ -159,7 +159,8 @@ def test_batch_lifecycle_submit_status_collect(store, service, llm):
     assert store.execute("SELECT count(*) FROM explanations")[0][0] == 4
     assert store.execute("SELECT status FROM batches")[0][0] == "collected"
     assert store.execute("SELECT status FROM runs")[0][0] == "done"
-    assert store.execute("SELECT feature FROM failures")[0][0] == 2
+    failed_feature, reason = store.execute("SELECT feature, reason FROM failures")[0]
+    assert failed_feature == 2 and "batch answered with an error" in reason and "too long" in reason
     calls = store.execute("SELECT count(*), sum(cost_usd) > 0, count(batch_id) FROM llm_calls "
                           "WHERE batch_id IS NOT NULL AND status = 'ok'")[0]
     assert calls == (4, True, 4)

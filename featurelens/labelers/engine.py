@@ -152,7 +152,11 @@ class Engine:
             self._record_call(job, request, key, "cached", cached, 0.0, None)
             return cached, None
         if self.settings.cache_only:
-            reason = "no cached response for this request (the provider batch did not answer it)"
+            known = self.store.execute(  # rare: say what the provider said, when it said it
+                "SELECT error FROM llm_calls WHERE cache_key = ? AND status = 'error' "
+                "AND error IS NOT NULL ORDER BY created_at DESC LIMIT 1", [key])
+            reason = (f"the provider batch answered with an error: {known[0][0]}" if known else
+                      "no cached response for this request (the provider batch did not answer it)")
             self.stats.failed_calls += 1
             self._record_call(job, request, key, "error", None, None, reason)
             return None, reason
