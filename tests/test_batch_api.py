@@ -210,3 +210,17 @@ def test_providers_without_a_batch_api_are_refused(monkeypatch, store_path, tiny
     assert "has no batch API; drop --batch-api" in result.output
     with featurelens.open_store(store_path) as store:
         assert store.execute("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_batch_commands_do_not_create_a_store(cli, tmp_path):
+    missing = tmp_path / "typo.duckdb"
+    for command in ("status", "collect"):
+        result = cli("batches", command, "--store", missing)
+        assert result.exit_code == 1 and "There is no feature store at" in result.output
+    assert not missing.exists()
+
+
+def test_status_of_a_store_without_batches(cli, store_path):
+    featurelens.open_store(store_path).close()
+    result = cli("batches", "status", "--store", store_path)
+    assert result.exit_code == 0 and "No provider batches in this store." in result.output

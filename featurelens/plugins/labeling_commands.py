@@ -126,6 +126,17 @@ def batches_group() -> None:
     """Provider batch jobs (OpenAI Batch API, Anthropic Message Batches)."""
 
 
+def _existing_store(store_path: Path | None) -> Path:
+    """Batch commands read an existing store; a mistyped path must not create an empty one."""
+    from featurelens.core.store import ENV_STORE, default_store_path
+
+    path = store_path or default_store_path()
+    if not path.exists():
+        raise FeaturelensError(f"There is no feature store at {path}; point --store or "
+                               f"${ENV_STORE} at the store the batches were submitted from.")
+    return path
+
+
 @batches_group.command("status")
 @click.option("--refresh/--no-refresh", default=True, show_default=True,
               help="Ask the providers for the latest status.")
@@ -134,7 +145,7 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
     """Show the store's provider batches and their status."""
     from featurelens.labelers.batch_api import batch_rows, refresh_status
 
-    with Store.open(store_path, read_only=not refresh) as store:
+    with Store.open(_existing_store(store_path), read_only=not refresh) as store:
         if refresh:
             refresh_status(store)
         rows = batch_rows(store)
@@ -154,6 +165,6 @@ def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | N
     from featurelens.labelers.batch_api import collect
     from featurelens.labelers.pricing import PriceTable
 
-    with Store.open(store_path) as store:
+    with Store.open(_existing_store(store_path)) as store:
         for line in collect(store, prices=PriceTable.load(prices), progress=not no_progress):
             click.echo(line)
