@@ -213,6 +213,14 @@ class ScoreResult:
 
 @runtime_checkable
 class Scorer(Protocol):
+    """Builds the requests that score one explanation and turns the answers into a score.
+
+    Optional, both honoured by ``featurelens score``: ``score`` may take a keyword
+    ``capabilities`` (the provider's, as given to ``requests``) so that reading agrees
+    with the mode the requests were built for; ``example_kinds() -> {kind: most or
+    None}`` says which stored windows the scorer reads, so only those are loaded.
+    """
+
     name: str
 
     def requests(
