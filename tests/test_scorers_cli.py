@@ -157,3 +157,33 @@ def test_label_with_the_embedded_smollm2(cli, store_path):
         assert 0 < len(explained[0]["text"]) <= 200
         assert len(scored) == 1 and scored[0]["status"] in ("ok", "undefined")
         assert scored[0]["n_parse_failures"] == 0
+
+
+def test_crash_mid_run_then_rerun_loses_and_duplicates_nothing(planted_store):
+    """A key revoked half-way stops the run; the rerun scores only what is missing, from the cache where it can."""
+    from featurelens.labelers.engine import EngineSettings
+    from featurelens.scorers.score_jobs import ScoreSpec, score_features
+
+    class Revoked(Exception):
+        status_code = 401
+
+    class FlakyKey(RuleSimulator):
+        async def complete(self, request):
+            if self.calls >= 5:
+                raise Revoked("key revoked")
+            return self.answer(request)
+
+    spec = ScoreSpec("rule:json", "detection", (("n_activating", 5), ("n_random", 5)))
+    settings = EngineSettings(concurrency=1, flush_rows=1, progress=False)
+    with featurelens.open_store(planted_store) as store:
+        with pytest.raises(featurelens.core.errors.FeaturelensError, match="refused the credentials"):
+            score_features(store, spec, provider=FlakyKey("json", CAPS["json"]), settings=settings)
+        partial = store.execute("SELECT count(*) FROM scores")[0][0]
+        assert 0 < partial < 6
+        assert store.execute("SELECT status FROM runs")[0][0] == "failed"
+        healthy = RuleSimulator("json", CAPS["json"])
+        stats = score_features(store, spec, provider=healthy, settings=settings)
+        assert stats.skipped == partial and stats.succeeded == 6 - partial
+        assert store.execute("SELECT count(*), count(DISTINCT explanation_id) FROM scores")[0] == (6, 6)
+        assert healthy.calls < 6 * 2  # answers paid for before the crash came from the cache
+        assert store.execute("SELECT status FROM runs")[0][0] == "done"
