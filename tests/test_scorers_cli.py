@@ -116,6 +116,17 @@ def test_bad_input_is_one_sentence_and_store_untouched(cli, rule_host, planted_s
         assert store.execute("SELECT count(*) FROM runs")[0][0] == 0
 
 
+def test_label_dry_run_plans_both_stages_and_spends_nothing(cli, rule_host, planted_store):
+    result = cli("label", "--llm", "rule:prompt", "--scorer", "simulation", "--scorer", "fuzzing",
+                 "--store", planted_store, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "explain stage:" in result.output and "score stage fuzzing" in result.output
+    assert result.output.count("LLM calls:") == 3
+    with featurelens.open_store(planted_store, read_only=True) as store:
+        assert store.execute("SELECT count(*) FROM llm_calls")[0][0] == 0
+        assert store.execute("SELECT count(*) FROM runs")[0][0] == 0
+
+
 def test_label_explains_then_scores(cli, rule_host, planted_store):
     result = cli("label", "--llm", "rule:prompt", "--explainer", "highlighted", "--scorer", "simulation",
                  "--scorer", "detection", "--store", planted_store, "--no-progress")

@@ -105,7 +105,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.labelers.pricing import PriceTable
     from featurelens.labelers.providers import build_provider
-    from featurelens.scorers.score_jobs import ScoreSpec, score_features
+    from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
                                where, dictionary_id, limit)
@@ -120,8 +120,10 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
             click.echo("explain stage:")
             for line in plan_explain(store, explain_spec, table).lines():
                 click.echo("  " + line)
-            click.echo("score stages run on the explanations written above; estimate them with "
-                       "featurelens score --dry-run once explained.")
+            for spec in score_specs:
+                click.echo(f"score stage {spec.scorer} (one explanation per feature assumed):")
+                for line in plan_score_before_explaining(store, spec, table, popts).lines():
+                    click.echo("  " + line)
             return
         provider = build_provider(llm, **popts)
         stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=settings)

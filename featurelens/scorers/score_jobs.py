@@ -264,6 +264,32 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     return result
 
 
+#: Stands in for explanations not written yet when a ``label --dry-run`` plans scoring.
+PLACEHOLDER_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
+
+
+def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTable | None = None,
+                                 provider_options: dict[str, Any] | None = None):
+    """What scoring would cost once every selected feature has one explanation
+    (``label --dry-run``): the same requests, with a placeholder explanation."""
+    from featurelens.labelers.plan import estimate
+
+    provider, model = split_llm_spec(spec.llm)
+    scorer = build_scorer(spec)
+    caps = provider_capabilities(spec, provider_options)
+    wanted = getattr(scorer, "example_kinds", None)
+    kinds = wanted() if callable(wanted) else wanted
+
+    def jobs() -> Iterator[Job]:
+        for records in stream_records(store, spec.selection, 256, kinds):
+            for record in records:
+                if record.examples:
+                    yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
+                              scorer.requests(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
+
+    return estimate(store, jobs(), provider, model, prices)
+
+
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
     from featurelens.labelers.batch_api import batch_client, submit_jobs
