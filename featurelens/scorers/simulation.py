@@ -126,6 +126,7 @@ class SimulationScorer:
         failures: list[str] = []
         n_failed_requests = 0
         missing_digits = 0
+        n_scored = 0
         kept: list[dict[str, Any]] = []
         for group, response in zip(groups, responses):
             lengths = [len(w.example.tokens) for w in group]
@@ -145,6 +146,7 @@ class SimulationScorer:
                     continue
                 truth.extend(window.example.activations)
                 predicted.extend(values)
+                n_scored += 1
                 if self.keep_values:
                     kept.append({"kind": window.example.kind, "quantile": window.example.quantile,
                                  "tokens": window.example.tokens,
@@ -159,7 +161,7 @@ class SimulationScorer:
             status = "ok"
         n_windows = sum(len(g) for g in groups)
         metrics = {"correlation": correlation, "mode": mode, "n_windows": n_windows,
-                   "n_windows_scored": len(kept) if self.keep_values else n_windows - len(failures),
+                   "n_windows_scored": n_scored,
                    "n_failed_requests": n_failed_requests, "positions_without_digit_probs": missing_digits,
                    "held_out": held_out}
         details = {"parse_failures": failures[:20], "windows": kept if self.keep_values else []}
