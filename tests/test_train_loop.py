@@ -168,3 +168,18 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
     assert got["resumed"] >= 10 and reference.resumed_from_step == 0
     assert got["tokens"] == reference.tokens == 24_000
     assert torch.allclose(got["W_enc"], reference.dictionary.W_enc, atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture, options", [
+    ("batchtopk", {"k": 4}), ("relu", {"l1_coefficient": 0.05}),
+    ("jumprelu", {"l0_coefficient": 0.01, "bandwidth": 0.1, "initial_threshold": 0.05}),
+])
+def test_other_learners_learn(tmp_path: Path, architecture: str, options: dict) -> None:
+    fvus: list[float] = []
+    result = train_on_tensors(sparse_data(), output=tmp_path / architecture,
+                              callback=lambda step, m: fvus.append(m["fvu"]),
+                              **dict(COMMON, architecture=architecture, options=options, tokens=12_000))
+    assert fvus[-1] < 0.5 * fvus[0], (fvus[0], fvus[-1])
+    assert 0 < result.metrics["l0"] < 64
+    if architecture == "batchtopk":
+        assert float(result.dictionary.threshold) > 0
