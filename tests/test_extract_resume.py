@@ -120,20 +120,20 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
                   batch_size=2, context=16, top_k=3, n_quantile=4, n_random=3, progress=False,
                   checkpoint_every=3, model_obj=backend)
     extract(store=tmp_path / "clean.duckdb", **kwargs)
-    original = ExtractionState.update
+    original = ExtractionState.accumulate
     for stop_after in (4, 7):
         calls = {"n": 0}
 
-        def update(self, *args, _limit=stop_after, **kw):
+        def accumulate(self, *args, _limit=stop_after, **kw):
             calls["n"] += 1
             if calls["n"] > _limit:
                 raise KeyboardInterrupt
             return original(self, *args, **kw)
 
-        monkeypatch.setattr(ExtractionState, "update", update)
+        monkeypatch.setattr(ExtractionState, "accumulate", accumulate)
         with pytest.raises(KeyboardInterrupt):
             extract(store=tmp_path / "cut.duckdb", **kwargs)
-    monkeypatch.setattr(ExtractionState, "update", original)
+    monkeypatch.setattr(ExtractionState, "accumulate", original)
     result = extract(store=tmp_path / "cut.duckdb", **kwargs)
     assert result.resumed_from == 9  # 3 from the first cut, up to 9 in the second
     expected, actual = _tables(tmp_path / "clean.duckdb"), _tables(tmp_path / "cut.duckdb")

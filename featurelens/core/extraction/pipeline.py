@@ -33,7 +33,7 @@ from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
-from featurelens.core.extraction.state import ExtractionState, Settings
+from featurelens.core.extraction.state import ExtractionState, Settings, encode
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
 from featurelens.core.store import Store
 
@@ -59,6 +59,7 @@ class ExtractResult:
     seconds: float
     stream_seconds: float = 0.0  #: reading the corpus through model, dictionary and accumulators
     finish_seconds: float = 0.0  #: logit effects and the final writes
+    model_seconds: float = 0.0  #: of stream_seconds, in the forward pass and the dictionary encode
 
 
 def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
@@ -73,6 +74,11 @@ def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return f"{dictionary.architecture}-{digest.hexdigest()[:16]}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
@@ -158,6 +164,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                    unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         last_checkpoint = stream_start = time.monotonic()
+        model_seconds = 0.0
         n_seen = done_batches * batch_size
         try:
             for index, batch in enumerate(batches):
@@ -165,10 +172,14 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                     continue
                 ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
                 with torch.no_grad():
+                    model_start = time.perf_counter()
                     acts = lm.run(ids, [hookpoint])[hookpoint]
+                    codes = encode(sae, acts.to(sae_dtype))
+                    _sync(lm.device)
+                    model_seconds += time.perf_counter() - model_start
                     excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
                     seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
-                    state.update(sae, acts.to(sae_dtype), seq_ids, excluded)
+                    state.accumulate(codes, len(batch), context, seq_ids, excluded)
                 pending.extend(batch)
                 n_seen += len(batch)
                 bar.update(len(batch) * context)
@@ -194,7 +205,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
-                         finish_start - stream_start, finish_end - finish_start)
+                         finish_start - stream_start, finish_end - finish_start, model_seconds)
 
 
 def _checkpoint(db: Store, folder: Path, run: str, config: dict[str, Any], state: ExtractionState,

@@ -37,7 +37,9 @@ class Settings:
     seed: int = 0
 
 
-def _encode(dictionary: Dictionary, rows: torch.Tensor) -> list[SparseActs]:
+def encode(dictionary: Dictionary, acts: torch.Tensor) -> list[SparseActs]:
+    """Sparse codes of ``acts [B, T, d]``, ``ENCODE_CHUNK`` rows at a time."""
+    rows = acts.reshape(-1, acts.shape[-1])
     return [dictionary.encode_sparse(rows[start:start + ENCODE_CHUNK])
             for start in range(0, rows.shape[0], ENCODE_CHUNK)]
 
@@ -75,9 +77,13 @@ class ExtractionState:
     def update(self, dictionary: Dictionary, acts: torch.Tensor, seq_ids: torch.Tensor,
                excluded: torch.Tensor) -> None:
         """Fold one batch in: ``acts [B, T, d]``, window ids ``[B]``, ``excluded [B, T]``."""
-        codes = _encode(dictionary, acts.reshape(-1, acts.shape[-1]))
-        with _one_cpu_thread(acts.device):
-            self._accumulate(codes, acts.shape[0], acts.shape[1], seq_ids, excluded)
+        self.accumulate(encode(dictionary, acts), acts.shape[0], acts.shape[1], seq_ids, excluded)
+
+    def accumulate(self, codes: list[SparseActs], batch: int, context: int, seq_ids: torch.Tensor,
+                   excluded: torch.Tensor) -> None:
+        """Fold in a batch already encoded by :func:`encode` (the part that is not the model)."""
+        with _one_cpu_thread(seq_ids.device):
+            self._accumulate(codes, batch, context, seq_ids, excluded)
 
     def _accumulate(self, codes: list[SparseActs], batch: int, context: int, seq_ids: torch.Tensor,
                     excluded: torch.Tensor) -> None:
