@@ -71,6 +71,14 @@ def stage_extract(ctx: RunContext) -> StageResult:
     from featurelens.core.extraction import extract
 
     o = ctx.options
+    finished = ctx.store.execute(
+        "SELECT count(*) FROM runs WHERE kind = 'extract' AND status = 'done' "
+        "AND json_extract_string(config, '$.dictionary_id') = ? "
+        "AND json_extract(config, '$.windows')::BIGINT * json_extract(config, '$.context')::BIGINT >= ?",
+        [o.dictionary_id, o.extract_tokens])[0][0]
+    if finished:  # checked here so a rerun does not load the dictionary or read the corpus
+        ctx.values["dictionary_id"] = o.dictionary_id
+        return StageResult("extract", "skipped", f"features of {o.dictionary_id} already in the store")
     backend = _backend(ctx)
     dictionary = load_dictionary(str(ctx.values["dictionary_path"]), backend=backend, hookpoint=o.hookpoint)
     dictionary.config.setdefault("dictionary_id", o.dictionary_id)
