@@ -164,7 +164,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                    unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         last_checkpoint = stream_start = time.monotonic()
-        model_seconds = 0.0
+        model_seconds = checkpoint_cost = 0.0
         n_seen = done_batches * batch_size
         try:
             for index, batch in enumerate(batches):
@@ -183,17 +183,20 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                 pending.extend(batch)
                 n_seen += len(batch)
                 bar.update(len(batch) * context)
+                # time-based checkpoints never take more than 5 % of the run
                 due = (index + 1) % checkpoint_every == 0 if checkpoint_every else (
-                    time.monotonic() - last_checkpoint >= checkpoint_seconds)
+                    time.monotonic() - last_checkpoint >= max(checkpoint_seconds, 20 * checkpoint_cost))
                 if not due and len(pending) >= SEQUENCE_FLUSH:  # bound memory between checkpoints
                     db.insert("sequences", sequence_rows(pending, corpus_id, lm.model_id, text),
                               on_conflict="ignore")
                     pending = []
                 if due:
+                    before = time.monotonic()
                     _checkpoint(db, folder, run, config, state, index + 1, seq_floor, pending,
                                 corpus_id, lm.model_id, text)
                     pending = []
                     last_checkpoint = time.monotonic()
+                    checkpoint_cost = last_checkpoint - before
         except FeaturelensError:
             bar.close()
             _undo(db, folder, run, corpus_id, seq_floor)
