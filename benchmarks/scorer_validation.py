@@ -11,6 +11,9 @@ explanation and with the other features' explanations (shuffled).
    separates them, recorded honestly whatever it shows.
 3. The embedding scorer (all-MiniLM-L6-v2, no LLM) on the same features, as a
    reference for what a small local model can tell apart.
+4. SmolLM2 as the explainer: its explanations of the same features, judged by the
+   faithful simulator (simulation) and by the embedding scorer, next to the planted
+   right explanations.
 
 Separation is reported as pairwise accuracy (share of (feature, wrong explanation)
 pairs where the right explanation scores higher) and AUROC over all right vs wrong
@@ -96,6 +99,45 @@ def main() -> None:
         local_part(args)
     if "3" in parts:
         embedding_part(args)
+    if "4" in parts:
+        explainer_part(args)
+
+
+def explainer_part(args: argparse.Namespace) -> None:
+    from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
+    from featurelens.labelers.providers.local_provider import LocalProvider
+    from featurelens.scorers.embedding import EmbeddingScorer
+
+    provider = LocalProvider("smollm2")
+    records = records_for(args.seeds, 20)
+    judge_sim = SimulationScorer(n_activating=20, n_random=20)
+    judge_emb = EmbeddingScorer(n_activating=20, n_random=20)
+    faithful = RuleSimulator(capabilities=frozenset({"prompt_logprobs"}))
+    names = list(PLANTED)
+    print(f"\n4. local:smollm2 as the explainer, {len(records)} features; judged by the faithful simulator "
+          "(correlation) and the embedding scorer (AUROC)")
+    for explainer in (TokenActivationsExplainer(), HighlightedExplainer()):
+        sims, embs, seconds = [], [], 0.0
+        for index, record in enumerate(records):
+            start = time.perf_counter()
+            responses = [asyncio.run(provider.complete(r)) for r in explainer.requests(record)]
+            seconds += time.perf_counter() - start
+            try:
+                text = explainer.parse(record, responses)
+            except ValueError as error:
+                print(f"  {explainer.name} feature {index} ({names[index % 3]}): unusable answer ({error})")
+                sims.append(0.0)
+                embs.append(0.5)
+                continue
+            requests = judge_sim.requests(record, text, faithful.capabilities)
+            sim = judge_sim.score(record, text, [faithful.answer(r) for r in requests], faithful.capabilities)
+            emb = judge_emb.score(record, text, [])
+            sims.append(sim.score or 0.0)
+            embs.append(emb.score if emb.score is not None else 0.5)
+            print(f"  {explainer.name} feature {index} ({names[index % 3]}): {text!r} -> simulation "
+                  f"{sims[-1]:+.2f}, embedding {embs[-1]:.2f}")
+        print(f"{explainer.name}: mean faithful-simulation score {mean(sims):+.3f}, mean embedding AUROC "
+              f"{mean(embs):.3f}; {seconds / len(records):.1f} s per explanation")
 
 
 def embedding_part(args: argparse.Namespace) -> None:

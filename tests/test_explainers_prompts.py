@@ -111,7 +111,8 @@ def test_parse_cleans(answer, expected):
     assert explainer.parse(record(), [LLMResponse(text=answer)]) == expected
 
 
-@pytest.mark.parametrize("answer", ["", "   ", "Explanation:", "Explanation: I cannot tell.", "Explanation: N/A"])
+@pytest.mark.parametrize("answer", ["", "   ", "Explanation:", "Explanation: I cannot tell.", "Explanation: N/A",
+                                    "Explanation: no explanation"])
 def test_unusable_answers_raise_parse_error(answer):
     with pytest.raises(ParseError):
         TokenActivationsExplainer().parse(record(), [LLMResponse(text=answer)])
@@ -130,3 +131,13 @@ def test_feature_without_activating_windows_sends_nothing_and_fails_clearly():
         assert explainer.requests(silent) == []
         with pytest.raises(ParseError, match="no activating windows"):
             explainer.parse(silent, [])
+
+
+def test_a_copied_few_shot_answer_is_refused():
+    """Small models (SmolLM2-135M does) repeat the example answer; that labels nothing."""
+    with pytest.raises(ParseError, match="copied the prompt's example answer"):
+        HighlightedExplainer().parse(record(), [LLMResponse(text="Explanation: negation words (not, n't, never)")])
+    with pytest.raises(ParseError, match="copied"):
+        TokenActivationsExplainer().parse(record(), [LLMResponse(
+            text="Explanation: Units of measurement right after a number (km, kg).")])
+    assert HighlightedExplainer().parse(record(), [LLMResponse(text="Explanation: negation words")]) == "negation words"

@@ -23,7 +23,7 @@ _LEAD = re.compile(
     r"(?:fires|activates|responds|is active|detects|represents|tracks|is)\s*(?:on|to|for|when|in)?\s*)",
     re.IGNORECASE,
 )
-_REFUSAL = re.compile(r"^(?:i\s+(?:can(?:no|')t|am unable|'m unable)|unknown\b|n/?a\b|none\b|sorry)",
+_REFUSAL = re.compile(r"^(?:i\s+(?:can(?:no|')t|am unable|'m unable)|unknown\b|n/?a\b|none\b|sorry|no explanation\b)",
                       re.IGNORECASE)
 _DECORATION = "`*_ \t"
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’"}
@@ -37,8 +37,19 @@ def _unquote(text: str) -> str:
     return text
 
 
-def parse_explanation(text: str, *, reasoning: bool = False) -> str:
-    """The explanation in ``text``; :class:`ParseError` if there is none worth storing."""
+def parse_explanation(text: str, *, reasoning: bool = False, examples: tuple[str, ...] = ()) -> str:
+    """The explanation in ``text``; :class:`ParseError` if there is none worth storing.
+
+    ``examples`` are the few-shot answers of the prompt: small models often copy one
+    verbatim, which says nothing about this feature, so a copy is refused too.
+    """
+    explanation = _parse(text, reasoning)
+    if any(explanation.casefold() == clean(e.split(":", 1)[-1]).casefold() for e in examples):
+        raise ParseError(f"the model copied the prompt's example answer ({explanation!r})")
+    return explanation
+
+
+def _parse(text: str, reasoning: bool) -> str:
     if not text or not text.strip():
         raise ParseError("the answer was empty")
     markers = list(_MARKER.finditer(text))

@@ -81,7 +81,8 @@ class ExplainerBase:
     def parse(self, record: FeatureRecord, responses: list[LLMResponse]) -> str:
         if not responses:
             raise ParseError(f"feature {record.feature} has no activating windows to explain")
-        return parse_explanation(responses[0].text, reasoning=self.reasoning)
+        return parse_explanation(responses[0].text, reasoning=self.reasoning,
+                                 examples=(self.few_shot_answer,))
 
 
 def _logits_block(record: FeatureRecord) -> str:
