@@ -43,7 +43,7 @@ def test_neuronpedia_json_matches_the_store(filled: Path, tmp_path: Path) -> Non
     features = _lines(tmp_path / "np")
     assert [int(f["index"]) for f in features] == list(range(30))
     with featurelens.open_store(filled, read_only=True) as store:
-        stats = store.sql(f"SELECT * FROM features WHERE feature = 2").row(0, named=True)
+        stats = store.sql("SELECT * FROM features WHERE feature = 2").row(0, named=True)
         top = store.sql(
             "SELECT x.activations, x.max_activation, x.max_position, s.token_strs FROM examples x "
             "JOIN sequences s USING (corpus_id, sequence_id) WHERE x.feature = 2 AND x.kind = 'top' "

@@ -65,8 +65,8 @@ _DICTIONARIES_SQL = (
 
 def _arrow(result: Any) -> Any:
     """A DuckDB result as an Arrow table (the method was renamed in DuckDB 2)."""
-    fetch = getattr(result, "to_arrow_table", None) or getattr(result, "fetch_arrow_table")
-    return fetch()
+    fetch = getattr(result, "to_arrow_table", None)
+    return fetch() if fetch is not None else result.fetch_arrow_table()
 
 
 def _one_line(error: BaseException) -> str:
