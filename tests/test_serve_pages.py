@@ -254,3 +254,20 @@ def test_serve_command_runs_until_interrupted(filled: Path) -> None:
         process.send_signal(signal.SIGINT)
         out = process.communicate(timeout=20)[1]
     assert process.returncode == 0 and "Stopped." in out
+
+
+def test_a_runaway_sql_query_is_stopped_with_one_sentence(filled: Path) -> None:
+    import time
+
+    from featurelens.browser.queries import BrowserData
+    from featurelens.core.errors import FeaturelensError
+
+    data = BrowserData(filled)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(FeaturelensError, match=r"ran longer than 0.5 s and was stopped") as error:
+            data.sql("SELECT sum(a.range * b.range) FROM range(100000000) a, range(1000) b", timeout_s=0.5)
+        assert time.perf_counter() - started < 10 and "\n" not in str(error.value)
+        assert data.sql("SELECT 42 AS answer").rows == [(42,)]  # the connection is still usable
+    finally:
+        data.close()
