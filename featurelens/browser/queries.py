@@ -23,6 +23,8 @@ from featurelens.core.store import Store
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500
+#: Random (non-activating) windows shown per feature: they only show what the feature ignores.
+RANDOM_SHOWN = 5
 #: Seconds a SQL-box query may run before it is interrupted.
 SQL_TIMEOUT_S = 10.0
 
@@ -275,7 +277,8 @@ class BrowserData:
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
             "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
             "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
-            "AND x.rank < ? ORDER BY x.feature, x.kind, x.rank", params + [max_examples]):
+            "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? ELSE ? END) "
+            "ORDER BY x.feature, x.kind, x.rank", params + [min(max_examples, RANDOM_SHOWN), max_examples]):
             target = out.get(int(row["feature"]))
             if target is not None:
                 target.examples.setdefault(row["kind"], []).append(row)

@@ -40,7 +40,7 @@ def tokens_html(tokens: list[str], activations: list[float], scale: float) -> st
             parts.append(f'<span class="tok on" style="background-color:rgb({r},{g},{b})" '
                          f'title="{value:.4g}" data-act="{value:.6g}">{shown}</span>')
         else:
-            parts.append(f'<span class="tok" title="0" data-act="0">{shown}</span>')
+            parts.append(f'<span class="tok">{shown}</span>')  # zero: nothing to hover, keep pages small
     return "".join(parts)
 
 
