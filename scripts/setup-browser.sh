@@ -21,5 +21,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 echo "setup-browser: installing chromium and chromium-driver (once)" >&2
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+        --no-install-recommends chromium chromium-driver >/dev/null; }; then
+  echo "setup-browser: apt-get could not install chromium chromium-driver; the browser tests will skip" >&2
+fi
