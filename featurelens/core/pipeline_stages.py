@@ -105,6 +105,8 @@ def stage_explain(ctx: RunContext) -> StageResult:
     from featurelens.labelers.explain import ExplainSpec, explain_features
 
     o = ctx.options
+    if o.label_features == 0:
+        return StageResult("explain", "skipped", "--label-features 0")
     spec = ExplainSpec(o.llm, o.explainer, **_selection(ctx))
     stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
@@ -119,12 +121,14 @@ def stage_score(ctx: RunContext) -> StageResult:
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 
     o = ctx.options
+    if o.label_features == 0:
+        return StageResult("score", "skipped", "--label-features 0")
     options = (("n_activating", o.score_windows), ("n_random", o.score_windows)) if o.scorer == "simulation" else ()
     spec = ScoreSpec(o.llm, o.scorer, scorer_options=options, explainer=o.explainer, explained_by=o.llm,
                      **_selection(ctx))
     if count_explanations(ctx.store, spec) == 0:
-        return StageResult("score", "done", "no explanation to score (every explain attempt failed; "
-                                            "see the failures table)")
+        return StageResult("score", "done", "no stored explanation of the sample to score (explain "
+                                            "attempts that failed are in the failures table)")
     stats = score_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
     return StageResult("score", status, f"{stats.succeeded} scored now, {stats.skipped} already, "
