@@ -47,8 +47,11 @@ def test_streamed_chunks_hold_every_record(store):
 
 def test_bad_selection_is_one_sentence(store):
     fill(store, 2)
-    with pytest.raises(FeaturelensError, match="not valid SQL over the features table"):
+    with pytest.raises(FeaturelensError, match="cannot be parsed|not valid SQL"):
         count_features(store, Selection(where="nonsense >"))
+    with pytest.raises(FeaturelensError, match="more than one SQL statement"):
+        count_features(store, Selection(where="1=1); DROP TABLE features; SELECT (1"))
+    assert "features" in store.tables()
 
 
 def test_only_the_windows_asked_for_are_loaded(store):

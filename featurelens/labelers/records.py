@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
+import duckdb
 import pyarrow as pa
 
 from featurelens.core.errors import FeaturelensError, StoreError
@@ -29,11 +30,24 @@ class Selection:
     def condition(self) -> tuple[str, list[object]]:
         parts, params = ["TRUE"], []
         if self.where:
+            _one_expression(self.where)
             parts.append(f"({self.where})")
         if self.dictionary_id:
             parts.append("dictionary_id = ?")
             params.append(self.dictionary_id)
         return " AND ".join(parts), params
+
+
+def _one_expression(where: str) -> None:
+    """Refuse a condition that smuggles in more statements (``x > 0; DROP TABLE ...``)."""
+    try:
+        statements = duckdb.extract_statements(f"SELECT 1 FROM features WHERE ({where})")
+    except duckdb.Error as error:
+        raise FeaturelensError(f"The --where condition {where!r} cannot be parsed ({error}); "
+                               "write one SQL condition over the features table.") from None
+    if len(statements) != 1:
+        raise FeaturelensError(f"The --where condition {where!r} holds more than one SQL "
+                               "statement; write a single condition, e.g. \"density > 0.001\".")
 
 
 def count_features(store: Store, selection: Selection) -> int:
