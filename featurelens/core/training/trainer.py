@@ -129,7 +129,8 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
 
     def refill() -> None:
         nonlocal chunks_read, exhausted
-        while not exhausted and len(buffer) < buffer.capacity:
+        # Never read (run the model on) more tokens than the budget still needs.
+        while not exhausted and len(buffer) < buffer.capacity and tokens_seen + len(buffer) < config.tokens:
             chunk = next(stream, None)
             if chunk is None:
                 exhausted = True
