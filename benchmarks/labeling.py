@@ -187,12 +187,60 @@ def tokens_per_feature(path: str, n: int = 200) -> dict[str, dict[str, float]]:
     return out
 
 
+def throughput(path: str, base_url: str, args: argparse.Namespace) -> None:
+    n = args.throughput_features
+    requests = prebuilt_requests(path, n)
+    print(f"\nthroughput, {n:,} features, stub latency {args.latency * 1000:.0f} ms")
+    print("Throughput is wall-clock; CPU ms/request is this process's CPU time per request,")
+    print("which stays meaningful when other work shares the cores (ratio = bare / ours).")
+    print("| concurrency | limit c/latency (req/s) | bare create() req/s (CPU ms) | "
+          "bare client.post req/s (CPU ms) | featurelens feat/s (CPU ms) | "
+          "throughput ratio vs create() / vs post | CPU ratio vs create() / vs post |")
+    print("|---|---|---|---|---|---|---|")
+    for concurrency in (64, 256):
+        bare = raw = ours = (0.0, 1e9)
+        for _ in range(args.repeats):  # interleaved, best of each: the cores are shared
+            b = bare_loop(base_url, requests, concurrency)
+            r = bare_loop(base_url, requests, concurrency, raw=True)
+            rate, stats = featurelens_run(path, base_url, n, concurrency)
+            bare = (max(bare[0], b[0]), min(bare[1], b[1]))
+            raw = (max(raw[0], r[0]), min(raw[1], r[1]))
+            ours = (max(ours[0], rate), min(ours[1], stats["cpu_per_feature"]))
+        print(f"| {concurrency} | {concurrency / args.latency:,.0f} "
+              f"| {bare[0]:,.0f} ({bare[1] * 1000:.2f}) | {raw[0]:,.0f} ({raw[1] * 1000:.2f}) "
+              f"| {ours[0]:,.0f} ({ours[1] * 1000:.2f}) "
+              f"| {ours[0] / bare[0]:.2f} / {ours[0] / raw[0]:.2f} "
+              f"| {bare[1] / ours[1]:.2f} / {raw[1] / ours[1]:.2f} |", flush=True)
+
+
+def memory(path: str, base_url: str, features: int) -> None:
+    print("\npeak memory vs number of features (fresh process each, concurrency 256)")
+    print("| features | feat/s | peak RSS (MB) |")
+    print("|---|---|---|")
+    for size in (features // 10, features):
+        row = scale_run(path, base_url, size, 256)
+        assert row["failed"] == 0
+        print(f"| {row['features']:,} | {row['features_per_s']:,.0f} | {row['peak_rss_mb']:,.0f} |",
+              flush=True)
+
+
+def tokens(path: str) -> None:
+    print("\ntokens per feature (SmolLM2 tokenizer, 10 top examples of 32 tokens available)")
+    print("| explainer | input | of which shared prefix (cacheable) | max output |")
+    print("|---|---|---|---|")
+    for name, row in tokens_per_feature(path).items():
+        print(f"| {name} | {row['input_per_feature']:,.0f} | {row['shared_prefix']:,.0f} | "
+              f"{row['max_output_per_feature']:,.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=int, default=100_000, help="features in the scale run")
     parser.add_argument("--throughput-features", type=int, default=4000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parts", default="throughput,memory,tokens",
+                        help="comma-separated subset of throughput, memory, tokens")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -210,43 +258,13 @@ def main() -> None:
             t0 = time.perf_counter()
             build_store(path, args.features)
             print(f"store: {args.features:,} features built in {time.perf_counter() - t0:.0f} s")
-            n = args.throughput_features
-            requests = prebuilt_requests(path, n)
-            print(f"\nthroughput, {n:,} features, stub latency {args.latency * 1000:.0f} ms")
-            print("Throughput is wall-clock; CPU ms/request is this process's CPU time per request,")
-            print("which stays meaningful when other work shares the cores (ratio = bare / ours).")
-            print("| concurrency | limit c/latency (req/s) | bare create() req/s (CPU ms) | "
-                  "bare client.post req/s (CPU ms) | featurelens feat/s (CPU ms) | "
-                  "throughput ratio vs create() / vs post | CPU ratio vs create() / vs post |")
-            print("|---|---|---|---|---|---|---|")
-            for concurrency in (64, 256):
-                bare = raw = ours = (0.0, 1e9)
-                for _ in range(args.repeats):  # interleaved, best of each: the cores are shared
-                    b = bare_loop(base_url, requests, concurrency)
-                    r = bare_loop(base_url, requests, concurrency, raw=True)
-                    rate, stats = featurelens_run(path, base_url, n, concurrency)
-                    bare = (max(bare[0], b[0]), min(bare[1], b[1]))
-                    raw = (max(raw[0], r[0]), min(raw[1], r[1]))
-                    ours = (max(ours[0], rate), min(ours[1], stats["cpu_per_feature"]))
-                print(f"| {concurrency} | {concurrency / args.latency:,.0f} "
-                      f"| {bare[0]:,.0f} ({bare[1] * 1000:.2f}) | {raw[0]:,.0f} ({raw[1] * 1000:.2f}) "
-                      f"| {ours[0]:,.0f} ({ours[1] * 1000:.2f}) "
-                      f"| {ours[0] / bare[0]:.2f} / {ours[0] / raw[0]:.2f} "
-                      f"| {bare[1] / ours[1]:.2f} / {raw[1] / ours[1]:.2f} |", flush=True)
-            print("\npeak memory vs number of features (fresh process each, concurrency 256)")
-            print("| features | feat/s | peak RSS (MB) |")
-            print("|---|---|---|")
-            for size in (args.features // 10, args.features):
-                row = scale_run(path, base_url, size, 256)
-                assert row["failed"] == 0
-                print(f"| {row['features']:,} | {row['features_per_s']:,.0f} | {row['peak_rss_mb']:,.0f} |",
-                      flush=True)
-            print("\ntokens per feature (SmolLM2 tokenizer, 10 top examples of 32 tokens available)")
-            print("| explainer | input | of which shared prefix (cacheable) | max output |")
-            print("|---|---|---|---|")
-            for name, row in tokens_per_feature(path).items():
-                print(f"| {name} | {row['input_per_feature']:,.0f} | {row['shared_prefix']:,.0f} | "
-                      f"{row['max_output_per_feature']:,.0f} |")
+            parts = set(args.parts.split(","))
+            if "throughput" in parts:
+                throughput(path, base_url, args)
+            if "memory" in parts:
+                memory(path, base_url, args.features)
+            if "tokens" in parts:
+                tokens(path)
     finally:
         server.kill()
         server.wait()
