@@ -50,6 +50,16 @@ def test_cache_without_manifest_is_reported(tmp_path: Path, monkeypatch: pytest.
         embedded.embedded_model_path()
 
 
+def test_abandoned_temp_folders_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "smollm2-135m-instruct"
+    dead = tmp_path / ".smollm2-135m-instruct-999999999-abc"
+    alive = tmp_path / f".smollm2-135m-instruct-{os.getpid()}-def"
+    dead.mkdir()
+    alive.mkdir()
+    embedded._remove_abandoned(target)
+    assert not dead.exists() and alive.exists()
+
+
 def test_unknown_embedded_name() -> None:
     with pytest.raises(FeaturelensError, match="not an embedded model"):
         embedded.embedded_model_path("gpt5")
@@ -77,7 +87,9 @@ def test_conversion_is_atomic_and_loads(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (models / "smollm2-135m-instruct").exists()
+    assert list(models.glob(".smollm2-135m-instruct-*"))  # the killed conversion's temp folder
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    assert not list(models.glob(".smollm2-135m-instruct-*"))  # removed by the next conversion
     folder = models / "smollm2-135m-instruct"
     assert (folder / "featurelens-manifest.json").exists()
     from featurelens.plugins.hf_backend import HFBackend

@@ -92,6 +92,18 @@ def _check_cache(folder: Path) -> bool:
     return True
 
 
+def _remove_abandoned(target: Path) -> None:
+    """Delete temporary folders left by conversions whose process was killed."""
+    for folder in target.parent.glob(f".{target.name}-*-*"):
+        try:
+            pid = int(folder.name[len(target.name) + 2:].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
 def _convert(gguf: Path, target: Path) -> None:
     """Convert the GGUF into a transformers folder at ``target``, atomically."""
     import torch
@@ -100,7 +112,8 @@ def _convert(gguf: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"featurelens: converting the embedded model once into {target} (about 20 s)...",
           file=sys.stderr)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    _remove_abandoned(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
