@@ -133,7 +133,9 @@ def test_statistics_match_brute_force(extracted, backend, sparse_dictionary, cor
         assert row["max_activation"] == pytest.approx(float(firing.max()), rel=1e-6)
         assert row["mean_activation"] == pytest.approx(float(firing.mean()), rel=1e-5)
         assert sum(row["histogram_counts"]) == firing.numel()
-        assert row["histogram_edges"][0] <= float(firing.min()) and row["histogram_edges"][-1] >= float(firing.max())
+        assert row["histogram_edges"][0] == pytest.approx(float(firing.min()), rel=1e-6)
+        assert row["histogram_edges"][-1] == pytest.approx(float(firing.max()), rel=1e-6)
+        assert row["histogram_edges"] == sorted(row["histogram_edges"])
         quantiles = row["quantiles"]
         assert quantiles == sorted(quantiles)
         if firing.numel() >= 20:  # histogram quantiles are exact to within one 7.5 % bin

@@ -76,15 +76,15 @@ class FeatureStats:
         return cls(**state)  # type: ignore[arg-type]
 
     def histogram(self, feature: int) -> tuple[list[float], list[int]]:
-        """(edges, counts) of the bins between the feature's smallest and largest value."""
+        """(edges, counts) of the bins between the feature's smallest and largest value; the
+        outer edges are those values themselves."""
         counts = self.hist[feature * N_BINS:(feature + 1) * N_BINS].cpu()
         nonzero = torch.nonzero(counts).flatten()
         if nonzero.numel() == 0:
             return [], []
         lo, hi = int(nonzero[0]), int(nonzero[-1])
         edges = bin_edges()[lo:hi + 2].tolist()
-        edges[0] = min(edges[0], float(self.min[feature]))
-        edges[-1] = max(edges[-1], float(self.max[feature]))
+        edges[0], edges[-1] = float(self.min[feature]), float(self.max[feature])  # tight and exact
         return edges, counts[lo:hi + 1].tolist()
 
     def quantiles(self, levels: tuple[float, ...] = QUANTILE_LEVELS) -> torch.Tensor:

@@ -71,8 +71,8 @@ def _histograms(stats: FeatureStats) -> tuple[pa.ListArray, pa.ListArray]:
     ends = np.cumsum(n_edges)
     starts = ends - n_edges
     minima, maxima = stats.min.double().cpu().numpy(), stats.max.double().cpu().numpy()
-    edges[starts[fired]] = np.minimum(edges[starts[fired]], minima[fired])
-    edges[ends[fired] - 1] = np.maximum(edges[ends[fired] - 1], maxima[fired])
+    edges[starts[fired]] = minima[fired]  # outer edges: the smallest and largest values
+    edges[ends[fired] - 1] = maxima[fired]
     return _lists(edges, n_edges, pa.float64()), _lists(counts, n_counts, pa.int64())
 
 
