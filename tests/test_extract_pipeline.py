@@ -264,3 +264,14 @@ def test_non_utf8_file_mid_corpus_rolls_back_committed_shards(backend, corpus_di
                 batch_size=1, context=CONTEXT, progress=False, model_obj=backend, checkpoint_every=1)
     assert _untouched(store_path)
     assert not (tmp_path / ".mixed.duckdb.extract").exists()
+
+
+def test_skip_invalid_counts_the_files_left_out(backend, corpus_dir, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in sorted(corpus_dir.iterdir())[:3]:
+        (mixed / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (mixed / "doc00b.txt").write_bytes(b"\xff\xfe broken")
+    result = extract(hookpoint=HOOK, corpus=str(mixed), tokens=200 * CONTEXT, store=tmp_path / "s.duckdb",
+                     batch_size=BATCH, context=CONTEXT, progress=False, model_obj=backend, skip_invalid=True)
+    assert result.skipped_files == 1 and 4 < result.n_windows < 200  # the whole corpus was read

@@ -76,6 +76,8 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
         return
     resumed = f", resumed after {result.resumed_from} batches" if result.resumed_from else ""
+    if result.skipped_files:
+        click.echo(f"Skipped {result.skipped_files} file(s) that are not UTF-8 (--skip-invalid).", err=True)
     click.echo(f"Extracted {result.n_tokens} tokens in {result.n_windows} windows into dictionary "
                f"{result.dictionary_id} (run {result.run_id}{resumed}, {result.seconds:.1f} s).")
 

@@ -60,6 +60,7 @@ class ExtractResult:
     stream_seconds: float = 0.0  #: reading the corpus through model, dictionary and accumulators
     finish_seconds: float = 0.0  #: logit effects and the final writes
     model_seconds: float = 0.0  #: of stream_seconds, in the forward pass and the dictionary encode
+    skipped_files: int = 0  #: non-UTF-8 files left out (only with skip_invalid)
 
 
 def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
@@ -208,7 +209,8 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
-                         finish_start - stream_start, finish_end - finish_start, model_seconds)
+                         finish_start - stream_start, finish_end - finish_start, model_seconds,
+                         int(getattr(source, "skipped", 0)))
 
 
 def _checkpoint(db: Store, folder: Path, run: str, config: dict[str, Any], state: ExtractionState,
