@@ -105,3 +105,19 @@ def test_metrics_are_stored_per_dictionary(backend, store_path: Path) -> None:
 def test_wrong_width_is_one_sentence(backend) -> None:
     with pytest.raises(FeaturelensError, match="reads width 7"):
         evaluate(TopKSAE(7, 14, k=2, hookpoint=HOOK), backend, tokens=32, progress=False)
+
+
+def test_transcoder_is_spliced_at_its_output_hookpoint(backend) -> None:
+    torch.manual_seed(0)
+    d = backend.d_model
+    tc = create("dictionary_learner", "transcoder", d, 4 * d, k=8, skip=True,
+                hookpoint="blocks.0.ln2.hook_normalized", hookpoint_out="blocks.0.hook_mlp_out")
+    with torch.no_grad():  # an all-zero transcoder splices zeros: exactly the zero-ablation
+        tc.W_dec.zero_()
+        tc.W_skip.zero_()
+    m = evaluate(tc, backend, tokens=128, context=32, progress=False)
+    assert abs(m["ce_loss_spliced"] - m["ce_loss_zero_ablation"]) < 1e-5
+    assert m["ce_loss_clean"] != m["ce_loss_zero_ablation"]
+    with pytest.raises(FeaturelensError, match="output hookpoint is unknown"):
+        tc.config.pop("hookpoint_out")
+        evaluate(tc, backend, tokens=32, progress=False)

@@ -72,7 +72,17 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
         nonlocal sum_t, sum_t2
         ids = torch.tensor(batch, dtype=torch.long)
         keep = ~special_mask(ids, specials)
-        acts = backend.run(ids, [hookpoint] + ([hookpoint_out] if hookpoint_out else []))
+        if hookpoint_out:
+            acts = backend.run(ids, [hookpoint, hookpoint_out])
+            clean = backend.logits_with_patch(ids, None).float()
+        else:  # the clean forward pass also reads the hookpoint: one pass fewer
+            acts = {}
+
+            def record(act: torch.Tensor) -> torch.Tensor:
+                acts[hookpoint] = act.clone()
+                return act
+
+            clean = backend.logits_with_patch(ids, hookpoint, record).float()
         x_full = acts[hookpoint].to(device, dtype)
         mask = keep.to(device)
         recon_full, l0_sum = _reconstruct(dictionary, x_full, mask, fires)
@@ -91,7 +101,6 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
         def zeroed(act: torch.Tensor) -> torch.Tensor:
             return torch.where(keep.to(act.device)[..., None], torch.zeros_like(act), act)
 
-        clean = backend.logits_with_patch(ids, None).float()
         logits_s = backend.logits_with_patch(ids, out_hp, spliced).float()
         logits_z = backend.logits_with_patch(ids, out_hp, zeroed).float()
         labels = ids[:, 1:].to(clean.device)
