@@ -33,7 +33,7 @@ def backend(tiny_model_dir: Path):
 def test_model_source_is_deterministic_and_skips_special_tokens(backend) -> None:
     source = ModelSource(backend, HOOK, context=32, windows_per_chunk=2)
     chunks = source.chunks(0)
-    first, second, third = next(chunks), next(chunks), next(chunks)
+    first, _second, third = next(chunks), next(chunks), next(chunks)
     assert first.shape == (2 * 31, backend.d_model)  # BOS of each window left out
     assert torch.equal(next(source.chunks(2)), third)
     assert source.fingerprint() == ModelSource(backend, HOOK, context=32, windows_per_chunk=2).fingerprint()

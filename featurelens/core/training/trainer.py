@@ -8,6 +8,7 @@ fired for ``dead_after_tokens`` tokens; dead features get the AuxK loss.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -173,7 +174,7 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
             for group in optimizer.param_groups:
                 group["lr"] = config.resolved_lr() * _lr_factor(step, total_steps, warmup)
             out = train_step(model, optimizer, x, target, dead, autocast,
-                             on_nan=lambda: _nan_message(step, checkpoint_dir, resumed_from or None))
+                             on_nan=functools.partial(_nan_message, step, checkpoint_dir, resumed_from or None))
             loss = out["loss"]
             since_fired += x.shape[0]
             since_fired[out["fired"]] = 0
