@@ -129,7 +129,7 @@ def main() -> None:
     print(f"streaming / limit = {limit / stream:.3f}   (goal >= 0.90)")
     print(f"  of which forward + encode inside the extraction: {inside:.1f} s of {stream:.1f} s "
           f"= {inside / stream:.3f} (bookkeeping share {1 - inside / stream:.3f})")
-    for i, (limit_i, (_, stream_i, _, _)) in enumerate(zip(limits, extractions)):
+    for i, (limit_i, (_, stream_i, _, _)) in enumerate(zip(limits, extractions, strict=True)):
         print(f"  round {i}: limit {n_tokens / limit_i:.1f} tok/s, streaming {n_tokens / stream_i:.1f} tok/s")
     print(f"final phase, once per dictionary (logit effects over the vocabulary, store writes): "
           f"{finish:.1f} s")

@@ -94,8 +94,8 @@ def test_resolve_by_suffix_and_by_prefix(tmp_path: Path) -> None:
 
 
 def test_stdlib_corpus_is_real_deterministic_and_skips_tests() -> None:
-    first = [d for _, d in zip(range(5), StdlibCorpus())]
-    again = [d for _, d in zip(range(5), StdlibCorpus())]
+    first = [d for _, d in zip(range(5), StdlibCorpus(), strict=False)]
+    again = [d for _, d in zip(range(5), StdlibCorpus(), strict=False)]
     assert [d.ref for d in first] == [d.ref for d in again]
     assert all(d.ref.endswith(".py") and "/test/" not in d.ref for d in first)
     assert StdlibCorpus().fingerprint() == StdlibCorpus().fingerprint()

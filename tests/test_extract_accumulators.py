@@ -25,11 +25,11 @@ def test_best_windows_keeps_the_true_top_k_across_batches() -> None:
         window += count
         scores = torch.rand(count, generator=generator) + 0.01
         table = torch.rand(count, context, generator=generator)
-        for f, s, sc in zip(features.tolist(), seqs.tolist(), scores.tolist()):
+        for f, s, sc in zip(features.tolist(), seqs.tolist(), scores.tolist(), strict=True):
             seen[f].append((sc, s))
         keep = scores > best.threshold(features)
         best.offer(features[keep], seqs[keep], scores[keep], torch.arange(count)[keep], table)
-        for f, s, row in zip(features[keep].tolist(), seqs[keep].tolist(), table[keep]):
+        for f, s, row in zip(features[keep].tolist(), seqs[keep].tolist(), table[keep], strict=True):
             slots = (best.seq[f] == s).nonzero()
             if slots.numel():
                 assert torch.equal(best.acts[f, slots[0, 0]], row)
@@ -81,7 +81,7 @@ def test_random_pool_chooses_only_silent_windows() -> None:
         seqs = torch.arange(batch * 4, batch * 4 + 4)
         features = torch.tensor([0, 1, 1, 2])
         windows = torch.tensor([0, 0, 2, 3])
-        for f, w in zip(features.tolist(), windows.tolist()):
+        for f, w in zip(features.tolist(), windows.tolist(), strict=True):
             fired_in.setdefault(f, set()).add(int(seqs[w]))
         pool.offer(seqs, features, windows)
     assert pool.seq.numel() == 6

@@ -124,9 +124,9 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
     for stop_after in (4, 7):
         calls = {"n": 0}
 
-        def accumulate(self, *args, _limit=stop_after, **kw):
-            calls["n"] += 1
-            if calls["n"] > _limit:
+        def accumulate(self, *args, _limit=stop_after, _calls=calls, **kw):
+            _calls["n"] += 1
+            if _calls["n"] > _limit:
                 raise KeyboardInterrupt
             return original(self, *args, **kw)
 

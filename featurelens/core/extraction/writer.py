@@ -27,7 +27,7 @@ class TokenText:
     def __call__(self, ids: Sequence[int]) -> list[str]:
         missing = [i for i in set(ids) if i not in self.cache]
         if missing:
-            for token_id, text in zip(missing, self.tokenizer.batch_decode([[i] for i in missing])):
+            for token_id, text in zip(missing, self.tokenizer.batch_decode([[i] for i in missing]), strict=True):
                 self.cache[token_id] = text
         return [self.cache[i] for i in ids]
 
