@@ -167,3 +167,19 @@ def test_a_feature_without_examples_is_a_failure_not_a_crash(monkeypatch, store)
     assert (stats.succeeded, stats.failed, stats.calls) == (4, 1, 4)
     assert store.execute("SELECT feature, reason FROM failures")[0] == (
         3, "feature 3 has no stored examples to explain")
+
+
+def test_identical_requests_in_flight_are_sent_once(monkeypatch, store):
+    from featurelens.core.protocols import LLMRequest
+    from llm_fixtures import EchoExplainer
+
+    use_test_explainer(monkeypatch)
+    monkeypatch.setattr(EchoExplainer, "requests", lambda self, record: [
+        LLMRequest(messages=[{"role": "user", "content": "the same window"}], max_tokens=8)])
+    fill(store, 6)
+    provider = ScriptedProvider(delay=0.05)
+    stats = explain_features(store, ExplainSpec("openai:gpt-4o-mini", "echo"), provider=provider,
+                             settings=EngineSettings(concurrency=8, progress=False))
+    assert (stats.succeeded, provider.calls, stats.calls, stats.cached_calls) == (6, 1, 1, 5)
+    assert store.execute("SELECT list(status ORDER BY status) FROM llm_calls")[0][0] == \
+        ["cached"] * 5 + ["ok"]

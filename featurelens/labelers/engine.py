@@ -117,6 +117,7 @@ class Engine:
                                    flush_seconds=self.settings.flush_seconds)
         self._fatal: BaseException | None = None
         self._resume_at = 0.0  #: monotonic time before which no request is sent
+        self._inflight: dict[str, asyncio.Future] = {}  #: cache key -> answer on its way
 
     # -- one call ------------------------------------------------------------------
     def _record_call(self, job: Job, request: LLMRequest, key: str, status: str,
@@ -151,6 +152,27 @@ class Engine:
             self.stats.cached_calls += 1
             self._record_call(job, request, key, "cached", cached, 0.0, None)
             return cached, None
+        pending = self._inflight.get(key)
+        if pending is not None:  # the same request is already on its way: share its answer
+            response, reason = await asyncio.shield(pending)
+            if response is not None:
+                self.stats.cached_calls += 1
+                self._record_call(job, request, key, "cached", response, 0.0, None)
+            return response, reason
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._call_provider(job, request, key)
+        except BaseException as error:
+            future.set_result((None, f"{type(error).__name__}: the request was abandoned"))
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(result)
+        return result
+
+    async def _call_provider(self, job: Job, request: LLMRequest,
+                             key: str) -> tuple[LLMResponse | None, str | None]:
         if self.settings.cache_only:
             known = self.store.execute(  # rare: say what the provider said, when it said it
                 "SELECT error FROM llm_calls WHERE cache_key = ? AND status = 'error' "
