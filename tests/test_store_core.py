@@ -132,6 +132,16 @@ def test_conflicting_write_rolls_back_the_whole_batch(store: Store) -> None:
     assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 4
 
 
+def test_conflict_inside_an_outer_transaction_is_a_store_error(store: Store) -> None:
+    store.insert("runs", _runs(2))
+    with pytest.raises(StoreError, match="Writing 1 rows to runs failed"):
+        with store.transaction():
+            store.insert("examples", _examples(10))
+            store.insert("runs", _runs(1, start=1))  # run-1 is taken
+    assert store.sql("SELECT count(*) AS n FROM runs")["n"][0] == 2
+    assert store.sql("SELECT count(*) AS n FROM examples")["n"][0] == 0
+
+
 def test_process_killed_mid_write_leaves_the_store_as_it_was(store_path: Path) -> None:
     with featurelens.open_store(store_path) as store:
         store.insert("examples", _examples(10))

@@ -237,8 +237,16 @@ class Store:
         except duckdb.Error as error:
             raise StoreError(f"Writing {arrow.num_rows} rows to {table} failed: {_one_line(error)}") from None
         finally:
-            self.con.unregister(view)
+            self._unregister(view)
         return arrow.num_rows
+
+    def _unregister(self, view: str) -> None:
+        """Drop a registered Arrow view; inside an aborted outer transaction DuckDB refuses
+        even that, and the view dies with the rollback the caller is about to do."""
+        try:
+            self.con.unregister(view)
+        except duckdb.Error:
+            pass
 
     def tables(self) -> list[str]:
         """Names of the store's tables."""
