@@ -8,7 +8,7 @@ import httpx2
 import pytest
 
 import featurelens
-from featurelens.labelers import batch_api, batch_clients, explain
+from featurelens.labelers import batch_api, batch_clients
 from featurelens.labelers import providers as providers_pkg
 from featurelens.labelers.batch_clients import Limits
 from featurelens.labelers.explain import ExplainSpec
@@ -132,7 +132,6 @@ def service(monkeypatch, store):
         return original(spec, http_client=fake.client(), **options)
 
     monkeypatch.setattr(providers_pkg, "build_provider", build)
-    monkeypatch.setattr(explain, "build_provider", build)
     return fake
 
 

@@ -8,7 +8,6 @@ after a crash only does what is missing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugins import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.store import Store
-from featurelens.labelers.engine import Engine, EngineSettings, Job, RunStats
+from featurelens.labelers.engine import EngineSettings, Job, RunStats
 from featurelens.labelers.plan import Estimate, estimate
 from featurelens.labelers.pricing import PriceTable
-from featurelens.labelers.providers import build_provider
 from featurelens.labelers.records import Selection, count_features, stream_records
-from featurelens.labelers.runs import finish_run, start_run
+from featurelens.labelers.runs import run_labeling
 from featurelens.registry.components import split_llm_spec
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
@@ -150,28 +148,12 @@ def explain_features(store: Store, spec: ExplainSpec, *, provider: LLMProvider |
     ``spec.llm`` (tests, benchmarks, a client shared with other stages).
     """
     explainer = make_explainer(spec)
-    total = count_features(store, spec.selection)
-    owned = provider is None
-    provider = provider or build_provider(spec.llm, **(provider_options or {}))
-    run_id = start_run(store, "explain", spec.config())
-    engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
-    jobs = explain_jobs(store, explainer, spec, run_id, on_skip=engine.skip)
-
-    async def main() -> RunStats:
-        try:
-            return await engine.run(jobs, total=total, desc=f"explain {spec.llm}")
-        finally:
-            close = getattr(provider, "aclose", None)
-            if owned and close is not None:
-                await close()
-
-    stats = None
-    try:
-        stats = asyncio.run(main())
-    finally:
-        finish_run(store, run_id, "done" if stats is not None else "failed",
-                   stats.as_dict() if stats is not None else None)
-    return stats
+    return run_labeling(
+        store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
+        provider_options=provider_options, total=count_features(store, spec.selection),
+        make_jobs=lambda engine, run_id, _provider: explain_jobs(
+            store, explainer, spec, run_id, on_skip=engine.skip),
+        desc=f"explain {spec.llm}", settings=settings, prices=prices)
 
 
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,

@@ -1,4 +1,4 @@
-"""Rows of the ``runs`` table for labeling jobs: one stable id per configuration.
+"""Labeling runs: their rows in the ``runs`` table and their life from start to finish.
 
 The id hashes the job kind and its configuration, so running the same command again
 finds the same run and resumes it rather than starting a new one.
@@ -6,12 +6,18 @@ finds the same run and resumes it rather than starting a new one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import featurelens
 from featurelens.core.store import Store
+
+if TYPE_CHECKING:
+    from featurelens.core.protocols import LLMProvider
+    from featurelens.labelers.engine import EngineSettings, Job, RunStats
+    from featurelens.labelers.pricing import PriceTable
 
 
 def run_id_for(kind: str, config: dict[str, Any]) -> str:
@@ -44,3 +50,40 @@ def run_config(store: Store, run_id: str) -> tuple[str, dict[str, Any]] | None:
     """``(kind, config)`` of a stored run, or ``None``."""
     rows = store.execute("SELECT kind, CAST(config AS VARCHAR) FROM runs WHERE run_id = ?", [run_id])
     return (rows[0][0], json.loads(rows[0][1])) if rows else None
+
+
+def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
+                 provider: "LLMProvider | None", provider_options: dict[str, Any] | None,
+                 make_jobs: Callable[[Any, str, "LLMProvider"], Iterable["Job"]],
+                 total: int, desc: str, settings: "EngineSettings | None",
+                 prices: "PriceTable | None") -> "RunStats":
+    """Start (or resume) a run, stream ``make_jobs(engine, run_id, provider)`` through the
+    engine, and mark the run done or failed, whatever happens.
+
+    ``provider`` is built from ``llm`` when not given, and then closed at the end; one
+    passed in belongs to the caller (``label`` shares one client between its stages).
+    """
+    from featurelens.labelers.engine import Engine
+    from featurelens.labelers.providers import build_provider
+
+    owned = provider is None
+    provider = provider or build_provider(llm, **(provider_options or {}))
+    run_id = start_run(store, kind, config)
+    engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
+    jobs = make_jobs(engine, run_id, provider)
+
+    async def main() -> "RunStats":
+        try:
+            return await engine.run(jobs, total=total, desc=desc)
+        finally:
+            close = getattr(provider, "aclose", None)
+            if owned and close is not None:
+                await close()
+
+    stats = None
+    try:
+        stats = asyncio.run(main())
+    finally:
+        finish_run(store, run_id, "done" if stats is not None else "failed",
+                   stats.as_dict() if stats is not None else None)
+    return stats

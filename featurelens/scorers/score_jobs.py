@@ -11,7 +11,6 @@ and described in ``failures``; an explanation that cannot be scored at all gets 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import json
@@ -23,10 +22,11 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugins import create, get_registry
 from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
 from featurelens.core.store import Store
-from featurelens.labelers.engine import Engine, EngineSettings, Job, RunStats
+from featurelens.labelers.engine import EngineSettings, Job, RunStats
 from featurelens.labelers.pricing import PriceTable
 from featurelens.labelers.records import Selection, count_features, stream_records
-from featurelens.labelers.runs import finish_run, start_run
+from featurelens.labelers import providers
+from featurelens.labelers.runs import run_labeling, start_run
 from featurelens.registry.components import split_llm_spec
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -203,35 +203,18 @@ def score_features(store: Store, spec: ScoreSpec, *, provider: LLMProvider | Non
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
     """
-    from featurelens.labelers.providers import build_provider
-
     scorer = build_scorer(spec)
     total = count_explanations(store, spec)
     if total == 0:
         raise FeaturelensError(
             "No explanations match this selection; run featurelens explain first (or featurelens "
             "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
-    owned = provider is None
-    provider = provider or build_provider(spec.llm, **(provider_options or {}))
-    run_id = start_run(store, "score", spec.config())
-    engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
-    jobs = score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id, on_skip=engine.skip)
-
-    async def main() -> RunStats:
-        try:
-            return await engine.run(jobs, total=total, desc=f"score {spec.scorer} {spec.llm}")
-        finally:
-            close = getattr(provider, "aclose", None)
-            if owned and close is not None:
-                await close()
-
-    stats = None
-    try:
-        stats = asyncio.run(main())
-    finally:
-        finish_run(store, run_id, "done" if stats is not None else "failed",
-                   stats.as_dict() if stats is not None else None)
-    return stats
+    return run_labeling(
+        store, kind="score", config=spec.config(), llm=spec.llm, provider=provider,
+        provider_options=provider_options, total=total,
+        make_jobs=lambda engine, run_id, llm: score_jobs(
+            store, scorer, spec, frozenset(llm.capabilities), run_id, on_skip=engine.skip),
+        desc=f"score {spec.scorer} {spec.llm}", settings=settings, prices=prices)
 
 
 def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
@@ -241,9 +224,8 @@ def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | No
     if isinstance(declared, frozenset):
         return declared
     try:
-        from featurelens.labelers.providers import build_provider
 
-        return frozenset(build_provider(spec.llm, **(provider_options or {})).capabilities)
+        return frozenset(providers.build_provider(spec.llm, **(provider_options or {})).capabilities)
     except FeaturelensError:
         return frozenset()
 
@@ -293,11 +275,9 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
     from featurelens.labelers.batch_api import batch_client, submit_jobs
-    from featurelens.labelers.providers import build_provider
-
     scorer = build_scorer(spec)
     count_explanations(store, spec)
-    provider = build_provider(spec.llm, **(provider_options or {}))
+    provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
     run_id = start_run(store, "score", spec.config())
     return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
