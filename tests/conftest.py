@@ -51,3 +51,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from featurelens.testing import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one torch thread is fastest and keeps results identical across processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tiny_model_dir: Path):
+    """The ``hf`` backend over the tiny Llama, loaded once per session (read-only use)."""
+    from featurelens.core.plugins import create
+
+    return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")

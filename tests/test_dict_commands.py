@@ -14,12 +14,7 @@ from featurelens.plugins.formats.sparsify import SparsifyFormat
 HOOK = "blocks.1.hook_resid_post"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_eval_list_export(cli, tiny_model_dir: Path, tmp_path: Path, store_path: Path) -> None:

@@ -18,17 +18,9 @@ from featurelens.plugins.dictionaries import ReluSAE, TopKSAE
 HOOK = "blocks.0.hook_resid_post"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def backend(tiny_model_dir: Path):
-    return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")
 
 
 def _perfect(d: int) -> ReluSAE:
@@ -43,8 +35,8 @@ def _perfect(d: int) -> ReluSAE:
     return sae
 
 
-def test_a_perfect_dictionary_recovers_everything(backend) -> None:
-    m = evaluate(_perfect(backend.d_model), backend, tokens=256, context=32, progress=False)
+def test_a_perfect_dictionary_recovers_everything(tiny_backend) -> None:
+    m = evaluate(_perfect(tiny_backend.d_model), tiny_backend, tokens=256, context=32, progress=False)
     assert m["fvu"] < 1e-10 and m["mse"] < 1e-10
     assert abs(m["ce_loss_spliced"] - m["ce_loss_clean"]) < 1e-5
     assert m["kl_div"] < 1e-6
@@ -52,30 +44,30 @@ def test_a_perfect_dictionary_recovers_everything(backend) -> None:
     assert m["n_tokens"] > 200  # BOS left out: fewer than 8 windows * 32
 
 
-def test_an_empty_reconstruction_equals_zero_ablation(backend) -> None:
-    sae = TopKSAE(backend.d_model, 64, k=4, hookpoint=HOOK)
+def test_an_empty_reconstruction_equals_zero_ablation(tiny_backend) -> None:
+    sae = TopKSAE(tiny_backend.d_model, 64, k=4, hookpoint=HOOK)
     with torch.no_grad():
         sae.W_dec.zero_()
         sae.b_dec.zero_()
-    m = evaluate(sae, backend, tokens=256, context=32, progress=False)
+    m = evaluate(sae, tiny_backend, tokens=256, context=32, progress=False)
     assert abs(m["ce_loss_spliced"] - m["ce_loss_zero_ablation"]) < 1e-5
     assert abs(m["ce_loss_recovered"]) < 1e-3
 
 
-def test_fvu_l0_dead_dense_match_direct_computation(backend) -> None:
+def test_fvu_l0_dead_dense_match_direct_computation(tiny_backend) -> None:
     from featurelens.core.extraction.packing import pack, special_mask
     from featurelens.plugins.corpus_sources import resolve_corpus
 
     torch.manual_seed(0)
-    d = backend.d_model
+    d = tiny_backend.d_model
     sae = TopKSAE(d, 48, k=5, hookpoint=HOOK)
     with torch.no_grad():
         sae.b_enc[0] = -1e6   # can never be in the top 5 with a positive value: dead
         sae.b_enc[1] = 1e6    # always selected: dense
-    m = evaluate(sae, backend, tokens=128, context=32, windows_per_batch=2, progress=False)
-    windows = list(pack(resolve_corpus("stdlib"), backend.tokenizer, context=32, max_windows=4))
+    m = evaluate(sae, tiny_backend, tokens=128, context=32, windows_per_batch=2, progress=False)
+    windows = list(pack(resolve_corpus("stdlib"), tiny_backend.tokenizer, context=32, max_windows=4))
     ids = torch.tensor([w.tokens for w in windows])
-    x = backend.run(ids, [HOOK])[HOOK][~special_mask(ids, set(backend.tokenizer.all_special_ids))]
+    x = tiny_backend.run(ids, [HOOK])[HOOK][~special_mask(ids, set(tiny_backend.tokenizer.all_special_ids))]
     with torch.no_grad():
         f = sae.encode(x)
         recon = sae.decode(f)
@@ -88,36 +80,36 @@ def test_fvu_l0_dead_dense_match_direct_computation(backend) -> None:
     assert m["dense_fraction"] == pytest.approx(float(((f > 0).float().mean(0) > 0.1).float().mean()))
 
 
-def test_metrics_are_stored_per_dictionary(backend, store_path: Path) -> None:
-    sae = _perfect(backend.d_model)
-    m = evaluate(sae, backend, tokens=64, context=32, progress=False)
+def test_metrics_are_stored_per_dictionary(tiny_backend, store_path: Path) -> None:
+    sae = _perfect(tiny_backend.d_model)
+    m = evaluate(sae, tiny_backend, tokens=64, context=32, progress=False)
     with featurelens.open_store(store_path) as store:
-        dictionary_id = register_dictionary(store, sae, model_id=backend.model_id, hookpoint=HOOK)
+        dictionary_id = register_dictionary(store, sae, model_id=tiny_backend.model_id, hookpoint=HOOK)
         store_metrics(store, dictionary_id, m)
         with pytest.raises(FeaturelensError, match="No dictionary 'nope' in the store"):
             store_metrics(store, "nope", m)
         row = store.execute("SELECT metrics, architecture, d_sae FROM dictionaries WHERE dictionary_id = ?",
                             [dictionary_id])
     stored = json.loads(row[0][0])
-    assert stored["fvu"] == pytest.approx(m["fvu"]) and row[0][1] == "relu" and row[0][2] == 2 * backend.d_model
+    assert stored["fvu"] == pytest.approx(m["fvu"]) and row[0][1] == "relu" and row[0][2] == 2 * tiny_backend.d_model
 
 
-def test_wrong_width_is_one_sentence(backend) -> None:
+def test_wrong_width_is_one_sentence(tiny_backend) -> None:
     with pytest.raises(FeaturelensError, match="reads width 7"):
-        evaluate(TopKSAE(7, 14, k=2, hookpoint=HOOK), backend, tokens=32, progress=False)
+        evaluate(TopKSAE(7, 14, k=2, hookpoint=HOOK), tiny_backend, tokens=32, progress=False)
 
 
-def test_transcoder_is_spliced_at_its_output_hookpoint(backend) -> None:
+def test_transcoder_is_spliced_at_its_output_hookpoint(tiny_backend) -> None:
     torch.manual_seed(0)
-    d = backend.d_model
+    d = tiny_backend.d_model
     tc = create("dictionary_learner", "transcoder", d, 4 * d, k=8, skip=True,
                 hookpoint="blocks.0.ln2.hook_normalized", hookpoint_out="blocks.0.hook_mlp_out")
     with torch.no_grad():  # an all-zero transcoder splices zeros: exactly the zero-ablation
         tc.W_dec.zero_()
         tc.W_skip.zero_()
-    m = evaluate(tc, backend, tokens=128, context=32, progress=False)
+    m = evaluate(tc, tiny_backend, tokens=128, context=32, progress=False)
     assert abs(m["ce_loss_spliced"] - m["ce_loss_zero_ablation"]) < 1e-5
     assert m["ce_loss_clean"] != m["ce_loss_zero_ablation"]
     with pytest.raises(FeaturelensError, match="output hookpoint is unknown"):
         tc.config.pop("hookpoint_out")
-        evaluate(tc, backend, tokens=32, progress=False)
+        evaluate(tc, tiny_backend, tokens=32, progress=False)

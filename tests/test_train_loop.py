@@ -29,13 +29,7 @@ def sparse_data(n: int = 6000, d: int = 16, n_true: int = 48, seed: int = 0) -> 
     return codes @ dirs + 0.02 * torch.randn(n, d, generator=g) + 1.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is fastest and keeps results identical across processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 COMMON = dict(architecture="topk", d_sae=64, options={"k": 4}, tokens=24_000, batch_size=256,

@@ -1,4 +1,4 @@
-"""Training on a real model's activations (a tiny random Llama through the hf backend),
+"""Training on a real model's activations (a tiny random Llama through the hf tiny_backend),
 and the trained dictionary going straight into extraction."""
 
 from __future__ import annotations
@@ -11,70 +11,61 @@ import torch
 import featurelens
 from featurelens.core.dictionaries import load_dictionary
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import create
 from featurelens.core.training import ModelSource, train_dictionary
 
 HOOK = "blocks.0.hook_resid_post"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def backend(tiny_model_dir: Path):
-    return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")
 
 
-def test_model_source_is_deterministic_and_skips_special_tokens(backend) -> None:
-    source = ModelSource(backend, HOOK, context=32, windows_per_chunk=2)
+def test_model_source_is_deterministic_and_skips_special_tokens(tiny_backend) -> None:
+    source = ModelSource(tiny_backend, HOOK, context=32, windows_per_chunk=2)
     chunks = source.chunks(0)
     first, _second, third = next(chunks), next(chunks), next(chunks)
-    assert first.shape == (2 * 31, backend.d_model)  # BOS of each window left out
+    assert first.shape == (2 * 31, tiny_backend.d_model)  # BOS of each window left out
     assert torch.equal(next(source.chunks(2)), third)
-    assert source.fingerprint() == ModelSource(backend, HOOK, context=32, windows_per_chunk=2).fingerprint()
+    assert source.fingerprint() == ModelSource(tiny_backend, HOOK, context=32, windows_per_chunk=2).fingerprint()
 
 
-def test_trained_sae_loads_and_extracts(backend, tmp_path: Path) -> None:
+def test_trained_sae_loads_and_extracts(tiny_backend, tmp_path: Path) -> None:
     fvus: list[float] = []
-    result = train_dictionary(backend=backend, hookpoint=HOOK, output=tmp_path / "sae", expansion=4, k=8,
+    result = train_dictionary(backend=tiny_backend, hookpoint=HOOK, output=tmp_path / "sae", expansion=4, k=8,
                               tokens=12_000, batch_size=256, lr=3e-3, buffer_rows=4096, progress=False,
                               device="cpu", dictionary_id="tiny-topk", callback=lambda s, m: fvus.append(m["fvu"]))
     assert fvus[-1] < 0.5 * fvus[0]
     assert (tmp_path / "sae" / "cfg.json").is_file()  # SAELens layout, what `featurelens run` looks for
-    sae = load_dictionary(str(tmp_path / "sae"), backend=backend, hookpoint=HOOK)
-    assert sae.architecture == "topk" and sae.hookpoint == HOOK and sae.model_id == backend.model_id
-    x = torch.randn(5, backend.d_model)
+    sae = load_dictionary(str(tmp_path / "sae"), backend=tiny_backend, hookpoint=HOOK)
+    assert sae.architecture == "topk" and sae.hookpoint == HOOK and sae.model_id == tiny_backend.model_id
+    x = torch.randn(5, tiny_backend.d_model)
     assert torch.allclose(sae.encode(x), result.dictionary.encode(x), atol=1e-5)
 
     from featurelens.core.extraction import extract
 
     store = tmp_path / "store.duckdb"
-    done = extract(hookpoint=HOOK, model=backend.model_id,
+    done = extract(hookpoint=HOOK, model=tiny_backend.model_id,
                    dictionary=str(tmp_path / "sae"), tokens=256, context=32, store=store, top_k=3,
-                   n_quantile=2, n_random=2, progress=False, model_obj=backend)
+                   n_quantile=2, n_random=2, progress=False, model_obj=tiny_backend)
     with featurelens.open_store(store, read_only=True) as db:
         n = db.execute("SELECT count(*) FROM features WHERE dictionary_id = ?", [done.dictionary_id])[0][0]
-    assert n == 4 * backend.d_model
+    assert n == 4 * tiny_backend.d_model
 
 
-def test_transcoder_on_the_mlp(backend, tmp_path: Path) -> None:
-    result = train_dictionary(backend=backend, hookpoint="blocks.0.ln2.hook_normalized",
+def test_transcoder_on_the_mlp(tiny_backend, tmp_path: Path) -> None:
+    result = train_dictionary(backend=tiny_backend, hookpoint="blocks.0.ln2.hook_normalized",
                               hookpoint_out="blocks.0.hook_mlp_out", architecture="transcoder",
                               output=tmp_path / "tc", expansion=2, k=6, tokens=4096, batch_size=256,
                               lr=3e-3, buffer_rows=2048, progress=False, device="cpu",
                               options={"skip": True})
     tc = result.dictionary
     assert tc.is_transcoder and tc.config["hookpoint_out"] == "blocks.0.hook_mlp_out"
-    loaded = load_dictionary(str(tmp_path / "tc"), backend=backend, hookpoint="blocks.0.ln2.hook_normalized")
-    x = torch.randn(4, backend.d_model)
+    loaded = load_dictionary(str(tmp_path / "tc"), backend=tiny_backend, hookpoint="blocks.0.ln2.hook_normalized")
+    x = torch.randn(4, tiny_backend.d_model)
     assert torch.allclose(loaded(x), tc(x), atol=1e-5)
 
 
-def test_transcoder_needs_an_output_hookpoint(backend, tmp_path: Path) -> None:
+def test_transcoder_needs_an_output_hookpoint(tiny_backend, tmp_path: Path) -> None:
     with pytest.raises(FeaturelensError, match="pass --hookpoint-out"):
-        train_dictionary(backend=backend, hookpoint=HOOK, architecture="transcoder", output=tmp_path / "x")
+        train_dictionary(backend=tiny_backend, hookpoint=HOOK, architecture="transcoder", output=tmp_path / "x")
