@@ -140,4 +140,9 @@ def test_a_copied_few_shot_answer_is_refused():
     with pytest.raises(ParseError, match="copied"):
         TokenActivationsExplainer().parse(record(), [LLMResponse(
             text="Explanation: Units of measurement right after a number (km, kg).")])
+    with pytest.raises(ParseError, match="copied"):  # seen from SmolLM2: a copy with a flourish
+        TokenActivationsExplainer().parse(record(), [LLMResponse(
+            text="Explanation: units of measurement right after a number (km, kg, etc.)")])
+    assert TokenActivationsExplainer().parse(record(), [LLMResponse(
+        text="Explanation: numbers followed by units of time (seconds, minutes, hours)")]).startswith("numbers")
     assert HighlightedExplainer().parse(record(), [LLMResponse(text="Explanation: negation words")]) == "negation words"

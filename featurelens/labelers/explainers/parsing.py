@@ -44,9 +44,20 @@ def parse_explanation(text: str, *, reasoning: bool = False, examples: tuple[str
     verbatim, which says nothing about this feature, so a copy is refused too.
     """
     explanation = _parse(text, reasoning)
-    if any(explanation.casefold() == clean(e.split(":", 1)[-1]).casefold() for e in examples):
+    if any(_is_copy(explanation, clean(e.split(":", 1)[-1])) for e in examples):
         raise ParseError(f"the model copied the prompt's example answer ({explanation!r})")
     return explanation
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def _is_copy(explanation: str, example: str, slack: int = 3) -> bool:
+    """Every word of the example, and at most ``slack`` more: a copy with a flourish
+    ("..., etc.") is still a copy, while a real answer sharing a few words is not."""
+    said, shown = _words(explanation), _words(example)
+    return bool(shown) and set(shown) <= set(said) and len(said) <= len(shown) + slack
 
 
 def _parse(text: str, reasoning: bool) -> str:
