@@ -23,6 +23,7 @@ example, open an instruction, fake a highlight or start a line of its own.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Sequence
 
 from featurelens.core.protocols import Example, FeatureRecord
@@ -48,12 +49,20 @@ def feature_scale(record: FeatureRecord) -> float:
 
 
 def normalise_all(activations: Sequence[float], scale: float) -> list[int]:
-    """:func:`normalise` applied to every token of a window."""
-    return [normalise(a, scale) for a in activations]
+    """:func:`normalise` applied to every token of a window (inlined: a prompt has
+    thousands of tokens, and this runs for every one of millions of features)."""
+    if not scale or scale <= 0:
+        return [0] * len(activations)
+    return [min(10, int(math.floor(10.0 * a / scale))) if 0 < a < math.inf else 0
+            for a in activations]
 
 
+@lru_cache(maxsize=1 << 16)
 def neutralise(token: str) -> str:
-    """``token`` with every delimiter character replaced (module doc); never empty."""
+    """``token`` with every delimiter character replaced (module doc); never empty.
+
+    Cached: tokens come from a fixed vocabulary, so the same few thousand strings are
+    rewritten over and over."""
     shown = token.translate(_NEUTRAL)
     return shown if shown else "∅"
 
