@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 
+import featurelens
 from featurelens.core.store import Store
 
 WORDS = [
@@ -210,3 +214,25 @@ def _write_labels(store: Store, rng: np.random.Generator, dictionary_id: str, n:
         "n_parse_failures": pa.array(np.zeros(m, dtype=np.int32)),
     }))
     return len(features)
+
+
+def filled_store(path: Path, n_features: int) -> Path:
+    """A new store at ``path`` with ``n_features`` synthetic features."""
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=n_features)
+    return path
+
+
+@contextmanager
+def serving(path: Path) -> Iterator[str]:
+    """``featurelens serve`` on ``path`` in a thread on a free loopback port; yields its URL."""
+    from featurelens.browser.server import make_server, start_in_thread, url_of
+
+    server = make_server(path, "127.0.0.1", 0)
+    start_in_thread(server)
+    try:
+        yield url_of(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.browser_data.close()

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import featurelens
 from featurelens.browser.render_feature import highlight_rgb
-from featurelens.browser.server import make_server, start_in_thread, url_of
 from featurelens.export.runner import export
-from synthetic_store import explanation_text, fill_store
+from synthetic_store import explanation_text, filled_store, serving
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -34,20 +32,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("browser") / "store.duckdb"
-    with featurelens.open_store(path) as store:
-        fill_store(store, n_features=24)
-    return path
+    return filled_store(tmp_path_factory.mktemp("browser") / "store.duckdb", 24)
 
 
 @pytest.fixture(scope="module")
 def base(filled: Path):
-    server = make_server(filled, "127.0.0.1", 0)
-    start_in_thread(server)
-    yield url_of(server)
-    server.shutdown()
-    server.server_close()
-    server.browser_data.close()
+    with serving(filled) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

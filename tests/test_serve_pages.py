@@ -12,28 +12,21 @@ import pytest
 
 import featurelens
 from featurelens.browser.render_feature import highlight_rgb
-from featurelens.browser.server import make_server, start_in_thread, url_of
-from synthetic_store import explanation_text, fill_store
+from featurelens.browser.server import make_server
+from synthetic_store import explanation_text, fill_store, filled_store, serving
 
 DID = "smollm2-l6-topk"
 
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("serve") / "store.duckdb"
-    with featurelens.open_store(path) as store:
-        fill_store(store, n_features=120)
-    return path
+    return filled_store(tmp_path_factory.mktemp("serve") / "store.duckdb", 120)
 
 
 @pytest.fixture(scope="module")
 def base(filled: Path):
-    server = make_server(filled, "127.0.0.1", 0)
-    start_in_thread(server)
-    yield url_of(server)
-    server.shutdown()
-    server.server_close()
-    server.browser_data.close()
+    with serving(filled) as url:
+        yield url
 
 
 def get(base: str, path: str) -> tuple[int, str]:

@@ -64,6 +64,19 @@ class ScoreSpec:
                 "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit,
                 "explainer": self.explainer, "explained_by": self.explained_by}
 
+    def explanation_filter(self, alias: str = "") -> tuple[str, list[Any]]:
+        """`` AND ...`` conditions on the explanations table for --explainer and
+        --explained-by, with their parameters (``alias``: the table's alias, if any)."""
+        prefix = f"{alias}." if alias else ""
+        sql, params = "", []
+        if self.explainer:
+            sql += f" AND {prefix}explainer = ?"
+            params.append(self.explainer)
+        if self.explained_by:
+            sql += f" AND {prefix}llm = ?"
+            params.append(self.explained_by)
+        return sql, params
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ScoreSpec":
         return cls(config["llm"], config["scorer"],
@@ -88,13 +101,8 @@ def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -
         return []
     keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
     params: list[Any] = [v for r in records for v in (r.dictionary_id, r.feature)]
-    extra = ""
-    if spec.explainer:
-        extra += " AND explainer = ?"
-        params.append(spec.explainer)
-    if spec.explained_by:
-        extra += " AND llm = ?"
-        params.append(spec.explained_by)
+    extra, extra_params = spec.explanation_filter()
+    params += extra_params
     return store.execute(
         f"SELECT dictionary_id, feature, explanation_id, text FROM explanations WHERE ({keys}){extra} "
         "ORDER BY dictionary_id, feature, explanation_id", params)
@@ -180,13 +188,7 @@ def count_explanations(store: Store, spec: ScoreSpec) -> int:
     count_features(store, spec.selection)
     condition, params = spec.selection.condition()
     limit = f"LIMIT {int(spec.limit)}" if spec.limit is not None else ""
-    extra, extra_params = "", []
-    if spec.explainer:
-        extra += " AND e.explainer = ?"
-        extra_params.append(spec.explainer)
-    if spec.explained_by:
-        extra += " AND e.llm = ?"
-        extra_params.append(spec.explained_by)
+    extra, extra_params = spec.explanation_filter("e")
     return store.execute(
         f"SELECT count(*) FROM explanations e JOIN (SELECT dictionary_id, feature FROM features "
         f"WHERE {condition} ORDER BY dictionary_id, feature {limit}) f USING (dictionary_id, feature) "
