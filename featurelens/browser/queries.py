@@ -20,6 +20,7 @@ import duckdb
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.store import Store
+from featurelens.labelers.records import Selection
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500
@@ -310,15 +311,8 @@ class BrowserData:
 
     def feature_keys(self, where: str | None = None, dictionary_id: str | None = None) -> list[tuple[str, int]]:
         """``(dictionary_id, feature)`` of every feature matching the filters, in order."""
-        clauses, params = [], []
-        if dictionary_id is not None:
-            clauses.append("dictionary_id = ?")
-            params.append(dictionary_id)
-        if where:
-            clauses.append(f"({where})")
-        query = "SELECT dictionary_id, feature FROM features"
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
+        condition, params = Selection(where, dictionary_id).condition()
+        query = f"SELECT dictionary_id, feature FROM features WHERE {condition}"
         cur = self._cursor()
         try:
             return [(d, int(f)) for d, f in cur.execute(query + " ORDER BY 1, 2", params).fetchall()]

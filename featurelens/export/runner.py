@@ -15,6 +15,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.store import Store
 from featurelens.export import html, neuronpedia, parquet
 from featurelens.export.staging import stage
+from featurelens.labelers.records import Selection
 
 FORMATS = ("neuronpedia", "parquet", "html")
 
@@ -64,10 +65,5 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
 def _selection(dictionary_id: str | None, where: str | None) -> tuple[str | None, list[object]]:
     if dictionary_id is None and not where:
         return None, []
-    clauses, params = [], []
-    if dictionary_id is not None:
-        clauses.append("dictionary_id = ?")
-        params.append(dictionary_id)
-    if where:
-        clauses.append(f"({where})")
-    return "SELECT dictionary_id, feature FROM features WHERE " + " AND ".join(clauses), params
+    condition, params = Selection(where, dictionary_id).condition()
+    return f"SELECT dictionary_id, feature FROM features WHERE {condition}", params
