@@ -84,7 +84,7 @@ def build_store(path: str, n_features: int, *, n_top: int = 10, n_random: int = 
 
 
 def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "featurelens.labelers.stub_server",
+    server = subprocess.Popen([sys.executable, "-m", "featurelens.testing.stub_server",
                                "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     return server, f"http://127.0.0.1:{line.split()[1]}/v1"
@@ -93,8 +93,8 @@ def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
 def prebuilt_requests(path: str, n: int, explainer_name: str = "token-activations") -> list:
     """The exact requests featurelens sends for the first ``n`` features."""
     import featurelens
-    from featurelens.core.plugins import create
-    from featurelens.labelers.records import Selection, stream_records
+    from featurelens.core.plugin_host import create
+    from featurelens.core.selection import Selection, stream_records
 
     explainer = create("explainer", explainer_name)
     with featurelens.open_store(path, read_only=True) as store:
@@ -110,7 +110,7 @@ def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False
     sends through ``client.post`` like the featurelens provider, so the ratio against
     it is the engine's own overhead and nothing else.
     """
-    from featurelens.labelers.providers.openai_provider import OpenAIProvider, chat_body
+    from featurelens.llm.providers.openai_provider import OpenAIProvider, chat_body
 
     async def main() -> float:
         provider = OpenAIProvider("stub", base_url=base_url)
@@ -136,7 +136,7 @@ def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False
 def featurelens_run(path: str, base_url: str, n: int, concurrency: int) -> tuple[float, dict]:
     """Features per second of ``explain_features`` on a fresh copy of the work."""
     import featurelens
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
 
     with featurelens.open_store(path) as store:
@@ -170,7 +170,7 @@ def tokens_per_feature(path: str, n: int = 200) -> dict[str, dict[str, float]]:
     """Input tokens (SmolLM2 tokenizer) per feature and the cacheable shared part."""
     from transformers import AutoTokenizer
 
-    from featurelens.plugins.embedded import embedded_model_path
+    from featurelens.core.embedded_model import embedded_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
     out = {}

@@ -1,7 +1,7 @@
 """Do the scorers tell a right explanation from a wrong one?
 
 Planted features of known meaning (fires on digits, on the word 'cat', on closing
-brackets; :mod:`featurelens.scorers.validation`) are scored with their own
+brackets; :mod:`featurelens.testing.planted_features`) are scored with their own
 explanation and with the other features' explanations (shuffled).
 
 1. Faithful simulator (rule-based, every mode and scorer): the method itself must
@@ -30,7 +30,7 @@ import time
 from statistics import mean
 
 from featurelens.scorers import DetectionScorer, FuzzingScorer, SimulationScorer
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 CAPS = {"prompt-logprobs": frozenset({"prompt_logprobs"}), "output-logprobs": frozenset({"output_logprobs"}),
         "json": frozenset()}
@@ -105,7 +105,7 @@ def main() -> None:
 
 def explainer_part(args: argparse.Namespace) -> None:
     from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
-    from featurelens.labelers.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local_provider import LocalProvider
     from featurelens.scorers.embedding import EmbeddingScorer
 
     provider = LocalProvider("smollm2")
@@ -166,7 +166,7 @@ def rule_part(args: argparse.Namespace) -> None:
 
 
 def local_part(args: argparse.Namespace) -> None:
-    from featurelens.labelers.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local_provider import LocalProvider
 
     provider = LocalProvider("smollm2")
     records = records_for(args.seeds, args.windows)

@@ -19,9 +19,9 @@ import sys
 
 from featurelens.core.protocols import LLMRequest
 from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
-from featurelens.plugins.embedded import embedded_model_path
+from featurelens.core.embedded_model import embedded_model_path
 from featurelens.scorers import DetectionScorer, FuzzingScorer, SimulationScorer
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 #: delphi's costs for one feature with its defaults (o200k tokens; ANCHORS.md).
 DELPHI = {"explainer": 2477, "detection": 15623, "fuzzing": 18323, "simulation": 97903}

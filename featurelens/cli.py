@@ -11,7 +11,7 @@ import click
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import Host, add_commands, get_host
+from featurelens.core.plugin_host import Host, add_commands, get_host
 
 
 class FeaturelensGroup(click.Group):

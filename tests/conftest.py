@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import featurelens
-from featurelens.core import plugins
+from featurelens.core import plugin_host as plugins
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,6 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_model_dir: Path):
     """The ``hf`` backend over the tiny Llama, loaded once per session (read-only use)."""
-    from featurelens.core.plugins import create
+    from featurelens.core.plugin_host import create
 
     return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")

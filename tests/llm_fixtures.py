@@ -83,8 +83,8 @@ class _TestPlugin:
 
 
 def use_test_explainer(monkeypatch) -> None:
-    """Make ``echo`` available to :func:`featurelens.core.plugins.create`."""
-    from featurelens.core import plugins
+    """Make ``echo`` available to :func:`featurelens.core.plugin_host.create`."""
+    from featurelens.core import plugin_host as plugins
 
     monkeypatch.setattr(plugins, "_HOST", plugins.build_host(extra_plugins=[("test-llm", _TestPlugin)]))
 

@@ -8,9 +8,10 @@ import httpx2
 import pytest
 
 import featurelens
-from featurelens.labelers import batch_api, batch_clients
-from featurelens.labelers import providers as providers_pkg
-from featurelens.labelers.batch_clients import Limits
+from featurelens.llm import batch_api
+from featurelens.llm import batch_clients
+from featurelens.llm import providers as providers_pkg
+from featurelens.llm.batch_clients import Limits
 from featurelens.labelers.explain import ExplainSpec
 from llm_fixtures import chat_json, fill, message_json, use_test_explainer
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
-from featurelens.labelers import cache
+from featurelens.llm import cache
 
 
 def test_keys_depend_on_provider_model_and_request_only():

@@ -66,7 +66,7 @@ def test_missing_key_is_one_sentence(cli, filled, monkeypatch):
 
 
 def _start_stub(latency: float) -> tuple[subprocess.Popen, str]:
-    server = subprocess.Popen([sys.executable, "-m", "featurelens.labelers.stub_server",
+    server = subprocess.Popen([sys.executable, "-m", "featurelens.testing.stub_server",
                                "--latency", str(latency), "--report-every", "50"],
                               stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.labelers.pricing import ENV_PRICES, PriceTable
+from featurelens.llm.pricing import ENV_PRICES, PriceTable
 
 
 def test_cost_splits_fresh_cached_and_output_tokens():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.labelers.records import Selection, count_features, feature_keys, load_records, stream_records
+from featurelens.core.selection import Selection, count_features, feature_keys, load_records, stream_records
 from llm_fixtures import WORDS, fill
 
 
@@ -67,7 +67,7 @@ def test_only_the_windows_asked_for_are_loaded(store):
 
 
 def test_explain_loads_only_what_the_explainer_reads(monkeypatch, store):
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
     from llm_fixtures import EchoExplainer, ScriptedProvider, use_test_explainer
 

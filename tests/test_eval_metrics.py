@@ -12,7 +12,7 @@ import torch
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.evaluation import evaluate, register_dictionary, store_metrics
-from featurelens.core.plugins import create
+from featurelens.core.plugin_host import create
 from featurelens.plugins.dictionaries import ReluSAE, TopKSAE
 
 HOOK = "blocks.0.hook_resid_post"

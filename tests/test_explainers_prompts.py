@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import create, get_registry
+from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import Example, FeatureRecord, LLMResponse, ParseError
 from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
-from featurelens.labelers.explainers.formatting import (crop, feature_scale, highlight, neutralise,
+from featurelens.llm.window_text import (crop, feature_scale, highlight, neutralise,
                                                          normalise)
 from featurelens.labelers.explainers.parsing import MAX_CHARS, parse_explanation
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.plugins import create
+from featurelens.core.plugin_host import create
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import extract
 from featurelens.core.extraction.packing import pack
@@ -93,7 +93,7 @@ def sparse_dictionary(backend: HFBackend, corpus_dir: Path) -> SparseDictionary:
 
 @pytest.fixture(scope="module")
 def extracted(backend, sparse_dictionary, corpus_dir, tmp_path_factory):
-    from featurelens.core.extraction import pipeline
+    from featurelens.core.extraction import extractor as pipeline
 
     store_path = tmp_path_factory.mktemp("store") / "s.duckdb"
     chunk, pipeline.FEATURE_CHUNK = pipeline.FEATURE_CHUNK, 10  # examples written in 5 chunks

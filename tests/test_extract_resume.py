@@ -17,7 +17,7 @@ from featurelens.core.extraction.state import ExtractionState
 
 SCRIPT = '''
 import sys, torch
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.extraction import extract
 
 class Sparse(Dictionary):
@@ -113,7 +113,7 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"{i}: {SAMPLE_TEXT[i % 4]}" for i in range(80)), encoding="utf-8")
     backend = HFBackend(str(tiny_model_dir), device="cpu")
-    from featurelens.core.extraction import pipeline
+    from featurelens.core.extraction import extractor as pipeline
 
     monkeypatch.setattr(pipeline, "SEQUENCE_FLUSH", 3)  # sequences also flushed between checkpoints
     kwargs = dict(hookpoint="blocks.0.hook_resid_post", corpus=str(corpus), tokens=24 * 16,

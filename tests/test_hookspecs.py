@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from featurelens.core import hookspecs
-from featurelens.core.plugins import describe_hooks
+from featurelens.core.plugin_host import describe_hooks
 from featurelens.registry.components import KINDS
 
 TESTS = Path(__file__).resolve().parent

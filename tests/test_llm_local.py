@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
-from featurelens.labelers.providers import build_provider, local_provider
+from featurelens.llm.providers import build_provider, local_provider
 
 
 def test_prompt_logprobs_match_a_full_forward_pass(tiny_model_dir, monkeypatch):

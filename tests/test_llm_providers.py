@@ -9,7 +9,7 @@ import pytest
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
-from featurelens.labelers.providers import build_provider
+from featurelens.llm.providers import build_provider
 from llm_fixtures import FakeAPI, chat_json, message_json
 
 SECRET = "sk-test-SECRET-0123456789"
@@ -145,7 +145,7 @@ def test_anthropic_refuses_logprob_requests(keys):
 
 
 def test_timeout_surfaces_as_a_retryable_error(keys):
-    from featurelens.labelers.retry import classify
+    from featurelens.llm.retry import classify
 
     api = FakeAPI([httpx2.ReadTimeout("slow")])
     provider = build_provider("openai:gpt-4o-mini", http_client=api.client())
@@ -161,9 +161,9 @@ def test_unknown_provider_option_is_one_sentence(keys):
 
 
 def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store, monkeypatch):
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
-    from featurelens.labelers.retry import RetryPolicy
+    from featurelens.llm.retry import RetryPolicy
     from llm_fixtures import fill, use_test_explainer
 
     use_test_explainer(monkeypatch)
@@ -183,9 +183,9 @@ def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store
 
 
 def test_static_capabilities_on_the_factories_match_the_providers():
-    from featurelens.core.plugins import get_registry
-    from featurelens.labelers.providers.anthropic_provider import AnthropicProvider
-    from featurelens.labelers.providers.local_provider import LocalProvider
+    from featurelens.core.plugin_host import get_registry
+    from featurelens.llm.providers.anthropic_provider import AnthropicProvider
+    from featurelens.llm.providers.local_provider import LocalProvider
 
     registry = get_registry()
     assert registry.get("llm_provider", "anthropic:x").factory.capabilities == AnthropicProvider.capabilities

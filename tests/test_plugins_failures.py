@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from featurelens.cli import main
-from featurelens.core import plugins
+from featurelens.core import plugin_host as plugins
 
 GOOD = """
     import featurelens
@@ -195,7 +195,7 @@ def test_command_name_clash_keeps_the_builtin(site, capsys, store_path: Path) ->
                              "--write", "--format", "csv")
     assert (code, out) == (0, "one\n1\n")
     assert ("plugin 'sqlish' was not loaded (register): it adds the command 'sql', which plugin "
-            "'featurelens.plugins.builtin_commands' already provides") in err
+            "'featurelens.plugins.sql_command' already provides") in err
     host = plugins.get_host()  # left out entirely, not half-loaded
     assert "sqlish" not in host.infos and "sqlish-corpus" not in host.registry.names("corpus_source")
 

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 import featurelens
 from featurelens.cli import make_cli
-from featurelens.core import plugins
-from featurelens.core.dictionary import Dictionary
+from featurelens.core import plugin_host as plugins
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.protocols import (
     CorpusSource,
     DictionaryFormat,

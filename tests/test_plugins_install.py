@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 import featurelens
-from featurelens.core import plugins
+from featurelens.core import plugin_host as plugins
 from featurelens.registry.index import load_index
 from plugin_env import make_plugin_env
 
@@ -163,7 +163,7 @@ def test_install_refuses_planned_and_misplaced_example(cli, tmp_path: Path,
 
 
 def test_uninstall_refuses_builtins_featurelens_and_unknown(cli) -> None:
-    builtin = cli("plugins", "uninstall", "featurelens.plugins.builtin_commands")
+    builtin = cli("plugins", "uninstall", "featurelens.plugins.sql_command")
     assert builtin.exit_code == 1 and "built into featurelens" in builtin.stderr
     itself = cli("plugins", "uninstall", "featurelens")
     assert itself.exit_code == 1 and "pip uninstall featurelens" in itself.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import featurelens
-from featurelens.core.pipeline import (RunContext, RunOptions, StageResult, format_summary, run_pipeline,
+from featurelens.jobs.run_job import (RunContext, RunOptions, StageResult, format_summary, run_pipeline,
                                        summarize, workdir_for)
 from synthetic_store import fill_store
 

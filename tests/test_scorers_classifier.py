@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from featurelens.core.protocols import LLMResponse, ParseError
-from featurelens.core.plugins import get_registry
+from featurelens.core.plugin_host import get_registry
 from featurelens.scorers import DetectionScorer, FuzzingScorer
 from featurelens.scorers.classifier import parse_answers
 from featurelens.scorers.metrics import classification
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 
 def run(scorer, record, explanation):

@@ -1,6 +1,6 @@
 """``featurelens score`` and ``featurelens label`` on the batch engine, against a real store.
 
-The simulator is the faithful rule-based provider from :mod:`featurelens.scorers.validation`
+The simulator is the faithful rule-based provider from :mod:`featurelens.testing.planted_features`
 registered through the plugin hook like any third-party provider; one test drives the
 real ``local`` provider with a tiny random Llama to check prompt log-prob alignment
 on a real tokenizer.
@@ -14,8 +14,8 @@ import types
 import pytest
 
 import featurelens
-from featurelens.core import plugins
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.core import plugin_host as plugins
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
 
 CAPS = {"prompt": frozenset({"prompt_logprobs"}), "output": frozenset({"output_logprobs"}),
         "json": frozenset()}
@@ -172,7 +172,7 @@ def test_label_with_the_embedded_smollm2(cli, store_path):
 
 def test_crash_mid_run_then_rerun_loses_and_duplicates_nothing(planted_store):
     """A key revoked half-way stops the run; the rerun scores only what is missing, from the cache where it can."""
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
     from featurelens.scorers.score_jobs import ScoreSpec, score_features
 
     class Revoked(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from featurelens.scorers.embedding import EmbeddingScorer, auroc
-from featurelens.scorers.validation import PLANTED, planted_records
+from featurelens.testing.planted_features import PLANTED, planted_records
 
 
 def test_auroc_with_ties():

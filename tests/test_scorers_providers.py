@@ -15,9 +15,9 @@ import pytest
 
 import featurelens
 from featurelens.core.protocols import LLMRequest
-from featurelens.labelers.providers import build_provider
+from featurelens.llm.providers import build_provider
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
 
 
 def _logprob_items(items):
@@ -120,7 +120,7 @@ def test_simulation_through_real_sdks(planted, monkeypatch, llm, options, mode):
 
 
 def _quiet():
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
 
     return EngineSettings(progress=False, concurrency=4)
 
@@ -169,8 +169,8 @@ class FaithfulBatches(FaithfulServer):
 
 
 def test_score_through_a_provider_batch_then_collect(planted, monkeypatch):
-    from featurelens.labelers import batch_api
-    from featurelens.labelers import providers as providers_pkg
+    from featurelens.llm import batch_api
+    from featurelens.llm import providers as providers_pkg
     from featurelens.scorers.score_jobs import register_batch_finisher, submit_score
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")

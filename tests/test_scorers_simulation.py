@@ -12,7 +12,7 @@ from featurelens.core.protocols import Example, FeatureRecord, LLMResponse, Toke
 from featurelens.scorers import SimulationScorer
 from featurelens.scorers.metrics import pearson
 from featurelens.scorers.simulation_parse import expected_value, from_json, from_lines
-from featurelens.scorers.validation import PLANTED, RuleSimulator, planted_records
+from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 MODES = {
     "prompt-logprobs": frozenset({"prompt_logprobs", "output_logprobs"}),

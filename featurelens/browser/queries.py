@@ -20,7 +20,7 @@ import duckdb
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.store import Store
-from featurelens.labelers.records import Selection
+from featurelens.core.selection import Selection
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500

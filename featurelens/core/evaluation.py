@@ -159,7 +159,7 @@ def _reconstruct(dictionary: Any, x_full: torch.Tensor, keep: torch.Tensor,
 def register_dictionary(store: Any, dictionary: Any, *, model_id: str, hookpoint: str,
                         source: str | None = None) -> str:
     """Make sure ``dictionary`` has a row in the store's ``dictionaries`` table; its id."""
-    from featurelens.core.extraction.pipeline import dictionary_id_of
+    from featurelens.core.extraction.extractor import dictionary_id_of
 
     dictionary_id = dictionary_id_of(dictionary, model_id, hookpoint)
     row = pl.DataFrame([{

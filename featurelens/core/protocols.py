@@ -4,7 +4,7 @@ These are the contracts between the stages: a model backend feeds activations to
 dictionary, the extraction stage writes :class:`FeatureRecord` rows to the store,
 explainers and scorers turn records into :class:`LLMRequest` objects that an
 :class:`LLMProvider` answers. Plugins implement them structurally (no subclassing
-needed); :class:`featurelens.core.dictionary.Dictionary` is a convenient base for
+needed); :class:`featurelens.core.dictionary_base.Dictionary` is a convenient base for
 dictionaries.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, Sequence, r
 if TYPE_CHECKING:
     import torch
 
-    from featurelens.core.dictionary import Dictionary
+    from featurelens.core.dictionary_base import Dictionary
 
 
 # -- model backends -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.store import Store
 from featurelens.export import html, neuronpedia, parquet
 from featurelens.export.staging import stage
-from featurelens.labelers.records import Selection
+from featurelens.core.selection import Selection
 
 FORMATS = ("neuronpedia", "parquet", "html")
 

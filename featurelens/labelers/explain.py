@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import create, get_registry
+from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.store import Store
-from featurelens.labelers.engine import EngineSettings, Job, RunStats
-from featurelens.labelers.plan import Estimate, estimate
-from featurelens.labelers.pricing import PriceTable
-from featurelens.labelers.records import Selection, count_features, stream_records
-from featurelens.labelers.runs import run_labeling
+from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.plan import Estimate, estimate
+from featurelens.llm.pricing import PriceTable
+from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.llm.runs import run_labeling
 from featurelens.registry.components import split_llm_spec
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.

@@ -1,7 +1,7 @@
 """The application commands: ``serve`` (feature browser), ``export`` and ``run``.
 
 Thin: they parse options, call :mod:`featurelens.browser`, :mod:`featurelens.export`
-and :mod:`featurelens.core.pipeline`, and print.
+and :mod:`featurelens.jobs.run_job`, and print.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
 
     Rerunning the same command resumes: every stage skips what the store already holds.
     """
-    from featurelens.core.pipeline import RunOptions, format_summary, run_pipeline, summarize
+    from featurelens.jobs.run_job import RunOptions, format_summary, run_pipeline, summarize
     from featurelens.core.store import default_store_path
 
     path = store_path or default_store_path()

@@ -239,7 +239,7 @@ class HFDatasetCorpus:
 
 def resolve_corpus(spec: str, **options: Any) -> CorpusSource:
     """``stdlib``, ``source:location`` (any registered source), or a path guessed by suffix."""
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     registry = get_registry()
     if spec in ("stdlib", "default"):

@@ -37,7 +37,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _backend(model: str, dtype: str, device: str) -> Any:
-    from featurelens.core.plugins import create
+    from featurelens.core.plugin_host import create
 
     return create("model_backend", "hf", model, dtype=dtype, device=device)
 
@@ -129,7 +129,7 @@ def list_command(store_path: Path | None, as_json: bool) -> None:
 
 
 def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str) -> tuple[Any, Any, str]:
-    from featurelens.core.dictionaries import load_dictionary
+    from featurelens.core.dictionary_loading import load_dictionary
 
     backend = _backend(model, dtype, device)
     probe = _load_any(path)
@@ -142,7 +142,7 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
 
 def _load_any(path: str, **options: Any) -> Any:
     """Load ``path`` with whichever registered format recognises it."""
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     registry = get_registry()
     if not Path(path).exists():
@@ -223,7 +223,7 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 def export_command(path: str, fmt: str, output: Path) -> None:
     """Convert the dictionary at PATH to another format (it encodes identically after)."""
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     dictionary = _load_any(path)
     target = get_registry().get("dictionary_format", fmt).create()

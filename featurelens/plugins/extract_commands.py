@@ -90,7 +90,7 @@ def models_group() -> None:
 @models_group.command("list")
 def models_list() -> None:
     """Show the embedded models, whether they are converted and cached, and where."""
-    from featurelens.plugins.embedded import embedded_models
+    from featurelens.core.embedded_model import embedded_models
 
     for entry in embedded_models():
         state = "cached" if entry.cached else ("not yet converted" if entry.gguf else "package missing")

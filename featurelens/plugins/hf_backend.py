@@ -20,7 +20,7 @@ import torch
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins import hookpoints as hp
-from featurelens.plugins.embedded import EMBEDDED_ALIASES, embedded_model_path
+from featurelens.core.embedded_model import EMBEDDED_ALIASES, embedded_model_path
 
 featurelens_api = 1
 

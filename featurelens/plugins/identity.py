@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 import featurelens
-from featurelens.core.dictionary import Dictionary, SparseActs
+from featurelens.core.dictionary_base import Dictionary, SparseActs
 from featurelens.core.errors import FeaturelensError
 
 featurelens_api = 1

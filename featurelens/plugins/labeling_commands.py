@@ -61,7 +61,7 @@ def engine_options(function):
 
 
 def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool):
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
 
     return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress)
 
@@ -89,7 +89,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                     store_path: Path | None) -> None:
     """Explain features with an LLM; resumable, cached, and written as results arrive."""
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
-    from featurelens.labelers.pricing import PriceTable
+    from featurelens.llm.pricing import PriceTable
 
     spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
                        where, dictionary_id, limit)
@@ -101,7 +101,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                 click.echo(line)
             return
         if batch_api:
-            from featurelens.labelers.batch_api import submit_explain
+            from featurelens.llm.batch_api import submit_explain
 
             for line in submit_explain(store, spec, provider_options=popts, prices=table).lines():
                 click.echo(line)
@@ -143,7 +143,7 @@ def _existing_store(store_path: Path | None) -> Path:
 @store_option
 def batches_status(refresh: bool, store_path: Path | None) -> None:
     """Show the store's provider batches and their status."""
-    from featurelens.labelers.batch_api import batch_rows, refresh_status
+    from featurelens.llm.batch_api import batch_rows, refresh_status
 
     with Store.open(_existing_store(store_path), read_only=not refresh) as store:
         if refresh:
@@ -162,8 +162,8 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
 @store_option
 def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | None) -> None:
     """Download finished batches, cache their answers and write the runs' results."""
-    from featurelens.labelers.batch_api import collect
-    from featurelens.labelers.pricing import PriceTable
+    from featurelens.llm.batch_api import collect
+    from featurelens.llm.pricing import PriceTable
 
     with Store.open(_existing_store(store_path)) as store:
         for line in collect(store, prices=PriceTable.load(prices), progress=not no_progress):

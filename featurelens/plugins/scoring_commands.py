@@ -60,7 +60,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Score stored explanations: simulation correlation or detection/fuzzing accuracy."""
-    from featurelens.labelers.pricing import PriceTable
+    from featurelens.llm.pricing import PriceTable
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score, score_features, submit_score
 
     spec = ScoreSpec(llm, scorer, tuple(sorted(parse_options(scorer_options, "-o").items())),
@@ -103,8 +103,8 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage."""
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
-    from featurelens.labelers.pricing import PriceTable
-    from featurelens.labelers.providers import build_provider
+    from featurelens.llm.pricing import PriceTable
+    from featurelens.llm.providers import build_provider
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),

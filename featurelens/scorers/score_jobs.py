@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import create, get_registry
+from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
 from featurelens.core.store import Store
-from featurelens.labelers.engine import EngineSettings, Job, RunStats
-from featurelens.labelers.pricing import PriceTable
-from featurelens.labelers.records import Selection, count_features, stream_records
-from featurelens.labelers import providers
-from featurelens.labelers.runs import run_labeling, start_run
+from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.pricing import PriceTable
+from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.llm import providers
+from featurelens.llm.runs import run_labeling, start_run
 from featurelens.registry.components import split_llm_spec
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -235,7 +235,7 @@ def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | No
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
                provider_options: dict[str, Any] | None = None):
     """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
-    from featurelens.labelers.plan import estimate
+    from featurelens.llm.plan import estimate
 
     provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
@@ -256,7 +256,7 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
                                  provider_options: dict[str, Any] | None = None):
     """What scoring would cost once every selected feature has one explanation
     (``label --dry-run``): the same requests, with a placeholder explanation."""
-    from featurelens.labelers.plan import estimate
+    from featurelens.llm.plan import estimate
 
     provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
@@ -276,7 +276,7 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
-    from featurelens.labelers.batch_api import batch_client, submit_jobs
+    from featurelens.llm.batch_api import batch_client, submit_jobs
     scorer = build_scorer(spec)
     count_explanations(store, spec)
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
@@ -293,6 +293,6 @@ def _finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTabl
 
 def register_batch_finisher() -> None:
     """Let ``featurelens batches collect`` complete score runs."""
-    from featurelens.labelers.batch_api import register_finisher
+    from featurelens.llm.batch_api import register_finisher
 
     register_finisher("score", _finish_from_batches)

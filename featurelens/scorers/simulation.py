@@ -24,11 +24,11 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
                                         ScoreResult, batched)
-from featurelens.labelers.explainers.formatting import neutralise
+from featurelens.llm.window_text import neutralise
 from featurelens.scorers import prompts
 from featurelens.scorers import simulation_parse as read
 from featurelens.scorers.metrics import pearson
-from featurelens.scorers.test_windows import Window, scorer_kinds, test_windows
+from featurelens.scorers.scoring_windows import Window, scorer_kinds, test_windows
 
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 

@@ -6,7 +6,7 @@ import asyncio
 
 import torch
 
-from featurelens.core.plugins import build_host
+from featurelens.core.plugin_host import build_host
 from featurelens.core.protocols import (
     CorpusSource,
     Example,

@@ -6,6 +6,6 @@ Modules, in data-flow order: packing (windows), state (per-batch update), accumu
 logit_effects, writer (store rows), resume (run ids and checkpoints), pipeline.
 """
 
-from featurelens.core.extraction.pipeline import ExtractResult, extract
+from featurelens.core.extraction.extractor import ExtractResult, extract
 
 __all__ = ["ExtractResult", "extract"]

@@ -67,7 +67,7 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
                     callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train on ``source``, save to ``output``; rerunning after a kill resumes the run,
     and rerunning after success returns at once with the saved dictionary."""
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     output = Path(output).expanduser()
     if output.exists() and (output / SUMMARY).is_file():
@@ -94,7 +94,7 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
 
 
 def _already_trained(output: Path, config: TrainConfig, source: ActivationSource) -> TrainResult:
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     summary = json.loads((output / SUMMARY).read_text(encoding="utf-8"))
     same = json.loads(json.dumps(config.__dict__, default=str)) == summary.get("config") \

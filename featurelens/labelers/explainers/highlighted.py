@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from featurelens.core.protocols import Example
 from featurelens.labelers.explainers import prompts
-from featurelens.labelers.explainers.formatting import (activating_mask, highlight, neutralise,
+from featurelens.llm.window_text import (activating_mask, highlight, neutralise,
                                                          normalise)
 from featurelens.labelers.explainers.token_activations import ExplainerBase
 

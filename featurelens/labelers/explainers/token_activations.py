@@ -11,10 +11,10 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
                                          ParseError)
 from featurelens.labelers.explainers import prompts
-from featurelens.labelers.explainers.formatting import (crop, feature_scale, neutralise,
+from featurelens.llm.window_text import (crop, feature_scale, neutralise,
                                                          normalise_all, token_table)
 from featurelens.labelers.explainers.parsing import parse_explanation
-from featurelens.labelers.explainers.selection import EXPLAIN_TOP, for_explainer
+from featurelens.llm.example_selection import EXPLAIN_TOP, for_explainer
 
 
 class ExplainerBase:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from featurelens.core.dictionary import SparseActs
+from featurelens.core.dictionary_base import SparseActs
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode

@@ -79,7 +79,7 @@ def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str
 def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
           state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> SparseAutoencoder:
     """A built-in dictionary with exactly ``state`` as its parameters and buffers."""
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     component = get_registry().get("dictionary_learner", architecture)
     model = component.create(d_in, d_sae, **options)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import featurelens
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors, write_json,

@@ -14,7 +14,7 @@ import click
 import featurelens
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugins import create
+from featurelens.core.plugin_host import create
 from featurelens.core.protocols import Example, FeatureRecord
 
 _EXAMPLES = """

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import torch
 
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import (
     Document,

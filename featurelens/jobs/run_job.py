@@ -2,7 +2,7 @@
 
 Stages, each a call into another area's public Python API:
 
-1. model    - the embedded SmolLM2 (:func:`featurelens.plugins.embedded.embedded_model_path`)
+1. model    - the embedded SmolLM2 (:func:`featurelens.core.embedded_model.embedded_model_path`)
 2. train    - a small dictionary at one hookpoint, on the default corpus
 3. extract  - statistics and examples of every feature into the store
 4. explain  - a sample of features, with the local LLM
@@ -104,7 +104,7 @@ class RunReport:
 def run_pipeline(store_path: Path, options: RunOptions, stages: list[tuple[str, Stage]] | None = None,
                  echo: Echo = print) -> RunReport:
     """Run every stage in order; each prints a header, shows its own progress bar and resumes."""
-    from featurelens.core import pipeline_stages
+    from featurelens.jobs import run_stages as pipeline_stages
 
     chosen = stages if stages is not None else pipeline_stages.default_stages()
     workdir = workdir_for(store_path)

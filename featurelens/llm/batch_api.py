@@ -22,11 +22,11 @@ import polars as pl
 
 from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
-from featurelens.labelers import cache
-from featurelens.labelers.batch_clients import batch_client
-from featurelens.labelers.engine import EngineSettings, Job, RunStats
-from featurelens.labelers.pricing import PriceTable
-from featurelens.labelers.runs import run_config
+from featurelens.llm import cache
+from featurelens.llm.batch_clients import batch_client
+from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.pricing import PriceTable
+from featurelens.llm.runs import run_config
 
 #: Statuses after which a batch needs nothing more from the provider.
 CLOSED = ("collected",)
@@ -131,9 +131,9 @@ def submit_explain(store: Store, spec: Any, *, provider_options: dict[str, Any] 
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests."""
     from featurelens.labelers.explain import explain_jobs, make_explainer
-    from featurelens.labelers.providers import build_provider
-    from featurelens.labelers.records import count_features
-    from featurelens.labelers.runs import start_run
+    from featurelens.llm.providers import build_provider
+    from featurelens.core.selection import count_features
+    from featurelens.llm.runs import start_run
 
     explainer = make_explainer(spec)
     count_features(store, spec.selection)
@@ -152,7 +152,7 @@ def batch_rows(store: Store) -> list[dict[str, Any]]:
 
 
 def _providers(store: Store, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], LLMProvider]:
-    from featurelens.labelers.providers import build_provider
+    from featurelens.llm.providers import build_provider
 
     return {(p, m): build_provider(f"{p}:{m}") for p, m in {(r[1], r[2]) for r in rows}}
 
@@ -188,7 +188,7 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
 
     A client per batch, opened and closed inside one event loop (an SDK client's
     connections belong to the loop that opened them)."""
-    from featurelens.labelers.providers import build_provider
+    from featurelens.llm.providers import build_provider
 
     provider = build_provider(spec)
     client = batch_client(provider)

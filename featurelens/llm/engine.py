@@ -5,12 +5,12 @@ callback that turns the responses into store rows. Explaining and every scorer a
 jobs, so they share one engine with
 
 - bounded concurrency (``concurrency`` requests in flight, about twice as many jobs),
-- per-provider request and token rate limits (:mod:`featurelens.labelers.ratelimit`),
-- retries with backoff that honour ``retry-after`` (:mod:`featurelens.labelers.retry`),
-- the response cache (:mod:`featurelens.labelers.cache`): a rerun never pays twice,
+- per-provider request and token rate limits (:mod:`featurelens.llm.ratelimit`),
+- retries with backoff that honour ``retry-after`` (:mod:`featurelens.llm.retry`),
+- the response cache (:mod:`featurelens.llm.cache`): a rerun never pays twice,
 - one ``llm_calls`` row per request with tokens, latency and cost,
 - failures stored with their reasons, never as empty results,
-- buffered transactional writes (:mod:`featurelens.labelers.writer`).
+- buffered transactional writes (:mod:`featurelens.llm.writer`).
 
 Jobs are pulled lazily from an iterator, so memory stays flat in the number of
 features. Use :func:`run_jobs` from synchronous code.
@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
 from featurelens.core.store import Store
-from featurelens.labelers import cache
-from featurelens.labelers.pricing import PriceTable
-from featurelens.labelers.ratelimit import RateLimiter
-from featurelens.labelers.retry import AuthenticationFailed, RetryPolicy, classify
-from featurelens.labelers.writer import ResultWriter
+from featurelens.llm import cache
+from featurelens.llm.pricing import PriceTable
+from featurelens.llm.ratelimit import RateLimiter
+from featurelens.llm.retry import AuthenticationFailed, RetryPolicy, classify
+from featurelens.llm.writer import ResultWriter
 
 #: ``finish(responses) -> {table: [row, ...]}``; ``None`` in responses: that call failed.
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]

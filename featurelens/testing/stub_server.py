@@ -5,7 +5,7 @@ log-probabilities) after sleeping ``latency`` seconds, with a deterministic answ
 usage counted as four characters a token. Written on bare asyncio streams so that the
 server costs little CPU next to the client it measures, and bound to 127.0.0.1 only.
 
-``python -m featurelens.labelers.stub_server --latency 0.1`` prints ``PORT <n>`` and
+``python -m featurelens.testing.stub_server --latency 0.1`` prints ``PORT <n>`` and
 serves until killed.
 """
 

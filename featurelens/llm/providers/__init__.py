@@ -17,7 +17,7 @@ from featurelens.registry.components import split_llm_spec
 
 def build_provider(spec: str, **options: Any):
     """Build the provider for ``provider:model`` (``openai:gpt-4o-mini``, ``local:smollm2``)."""
-    from featurelens.core.plugins import create
+    from featurelens.core.plugin_host import create
 
     _, model = split_llm_spec(spec)
     try:

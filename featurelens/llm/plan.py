@@ -12,9 +12,9 @@ from typing import Iterable
 
 from featurelens.core.protocols import batched
 from featurelens.core.store import Store
-from featurelens.labelers import cache
-from featurelens.labelers.engine import Job, estimate_tokens
-from featurelens.labelers.pricing import PriceTable
+from featurelens.llm import cache
+from featurelens.llm.engine import Job, estimate_tokens
+from featurelens.llm.pricing import PriceTable
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featurelens.core.dictionary import Dictionary
+from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
 
 
@@ -25,7 +25,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
     :param hookpoint: where the dictionary reads the model.
     :param options: passed to the format's ``load``.
     """
-    from featurelens.core.plugins import get_registry
+    from featurelens.core.plugin_host import get_registry
 
     registry = get_registry()
     width = backend.hookpoint_width(hookpoint)

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 import featurelens
-from featurelens.core.dictionaries import check_width, load_dictionary
+from featurelens.core.dictionary_loading import check_width, load_dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
@@ -105,7 +105,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     ``featurelens run`` job, the benchmark) skip loading. Raises
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
-    from featurelens.core.plugins import create
+    from featurelens.core.plugin_host import create
     from featurelens.plugins.corpus_sources import resolve_corpus
 
     started = time.perf_counter()

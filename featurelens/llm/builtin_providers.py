@@ -10,19 +10,19 @@ featurelens_api = 1
 
 
 def _openai(model: str, **options: Any):
-    from featurelens.labelers.providers.openai_provider import OpenAIProvider
+    from featurelens.llm.providers.openai_provider import OpenAIProvider
 
     return OpenAIProvider(model, **options)
 
 
 def _anthropic(model: str, **options: Any):
-    from featurelens.labelers.providers.anthropic_provider import AnthropicProvider
+    from featurelens.llm.providers.anthropic_provider import AnthropicProvider
 
     return AnthropicProvider(model, **options)
 
 
 def _local(model: str, **options: Any):
-    from featurelens.labelers.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local_provider import LocalProvider
 
     return LocalProvider(model, **options)
 

@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 
 from featurelens.core.protocols import LLMRequest, LLMResponse
-from featurelens.labelers.providers import api_key
+from featurelens.llm.providers import api_key
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _EPHEMERAL = {"type": "ephemeral"}

@@ -1,7 +1,7 @@
 """The ``local`` provider: a transformers model in this process, no network, no key.
 
 ``local:smollm2`` is the embedded SmolLM2-135M-Instruct (its converted folder comes
-from :mod:`featurelens.plugins.embedded`); ``local:/path/to/model`` loads any causal
+from :mod:`featurelens.core.embedded_model`); ``local:/path/to/model`` loads any causal
 LM folder. Generation uses the model's chat template. Prompt log-probabilities come
 from ONE forward pass: the top-k next-token log-probabilities at every prompt
 position, computed through the output head in slices so a long prompt does not
@@ -28,7 +28,7 @@ def resolve_model_path(model: str) -> Path:
     """The folder for ``model``: the embedded default or an existing local path."""
     if model == EMBEDDED:
         try:
-            from featurelens.plugins import embedded
+            from featurelens.core import embedded_model as embedded
         except ImportError as error:
             raise FeaturelensError(
                 f"The embedded model is unavailable ({error}); reinstall featurelens with its "

@@ -16,8 +16,8 @@ from featurelens.core.store import Store
 
 if TYPE_CHECKING:
     from featurelens.core.protocols import LLMProvider
-    from featurelens.labelers.engine import EngineSettings, Job, RunStats
-    from featurelens.labelers.pricing import PriceTable
+    from featurelens.llm.engine import EngineSettings, Job, RunStats
+    from featurelens.llm.pricing import PriceTable
 
 
 def run_id_for(kind: str, config: dict[str, Any]) -> str:
@@ -63,8 +63,8 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
     ``provider`` is built from ``llm`` when not given, and then closed at the end; one
     passed in belongs to the caller (``label`` shares one client between its stages).
     """
-    from featurelens.labelers.engine import Engine
-    from featurelens.labelers.providers import build_provider
+    from featurelens.llm.engine import Engine
+    from featurelens.llm.providers import build_provider
 
     owned = provider is None
     provider = provider or build_provider(llm, **(provider_options or {}))

@@ -31,12 +31,12 @@ ENV_LOAD_PLUGINS = "FEATURELENS_LOAD_PLUGINS"
 
 #: Modules that hold the built-in components. Each one is a plugin like any other.
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "featurelens.plugins.builtin_commands",
+    "featurelens.plugins.sql_command",
     "featurelens.plugins.hf_backend",
     "featurelens.plugins.identity",
     "featurelens.plugins.corpus_sources",
     "featurelens.plugins.extract_commands",
-    "featurelens.labelers.builtin_providers",
+    "featurelens.llm.builtin_providers",
     "featurelens.plugins.labeling_commands",
     "featurelens.plugins.app_commands",
     "featurelens.labelers.explainers",

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featurelens.core.pipeline import RunContext, Stage, StageResult
+from featurelens.jobs.run_job import RunContext, Stage, StageResult
 
 
 def _backend(ctx: RunContext) -> Any:
     """The model, loaded once and shared by training and extraction."""
     if "backend" not in ctx.values:
-        from featurelens.core.plugins import create
+        from featurelens.core.plugin_host import create
 
         ctx.values["backend"] = create("model_backend", "hf", ctx.options.model, dtype="float32", device="auto")
     return ctx.values["backend"]
@@ -24,7 +24,7 @@ def _backend(ctx: RunContext) -> Any:
 
 def stage_model(ctx: RunContext) -> StageResult:
     """Make sure the model is on disk (the embedded GGUF is converted once, then cached)."""
-    from featurelens.plugins.embedded import EMBEDDED_ALIASES, embedded_model_path
+    from featurelens.core.embedded_model import EMBEDDED_ALIASES, embedded_model_path
 
     if ctx.options.model in EMBEDDED_ALIASES:
         path = embedded_model_path()
@@ -66,7 +66,7 @@ def _metrics(result: Any) -> str:
 
 def stage_extract(ctx: RunContext) -> StageResult:
     """Statistics and examples of every feature, written to the store (resumes itself)."""
-    from featurelens.core.dictionaries import load_dictionary
+    from featurelens.core.dictionary_loading import load_dictionary
 
     from featurelens.core.extraction import extract
 
@@ -101,7 +101,7 @@ def _selection(ctx: RunContext) -> dict[str, Any]:
 
 def stage_explain(ctx: RunContext) -> StageResult:
     """Explain the sample with the local LLM; explained features are skipped on rerun."""
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
 
     o = ctx.options
@@ -116,7 +116,7 @@ def stage_explain(ctx: RunContext) -> StageResult:
 
 def stage_score(ctx: RunContext) -> StageResult:
     """Simulation-score those explanations with the local LLM; scored ones are skipped."""
-    from featurelens.labelers.engine import EngineSettings
+    from featurelens.llm.engine import EngineSettings
 
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 

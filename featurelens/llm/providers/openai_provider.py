@@ -17,7 +17,7 @@ from typing import Any
 import openai
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
-from featurelens.labelers.providers import api_key
+from featurelens.llm.providers import api_key
 
 KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = "OPENAI_BASE_URL"

@@ -43,7 +43,7 @@ class OpenAIBatches:
         self.client = provider.client  # type: ignore[attr-defined]
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
-        from featurelens.labelers.providers.openai_provider import chat_body, completion_body
+        from featurelens.llm.providers.openai_provider import chat_body, completion_body
 
         if request.prompt_logprobs:
             return {"custom_id": custom_id, "method": "POST", "url": "/v1/completions",
@@ -71,7 +71,7 @@ class OpenAIBatches:
         return BatchState(batch.status, batch.status in self._FINISHED, text)
 
     async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
-        from featurelens.labelers.providers.openai_provider import (response_from_chat,
+        from featurelens.llm.providers.openai_provider import (response_from_chat,
                                                                     response_from_completion)
 
         batch = await self.client.batches.retrieve(batch_id)
@@ -105,7 +105,7 @@ class AnthropicBatches:
         self.client = provider.client  # type: ignore[attr-defined]
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
-        from featurelens.labelers.providers.anthropic_provider import message_params
+        from featurelens.llm.providers.anthropic_provider import message_params
 
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities")
@@ -123,7 +123,7 @@ class AnthropicBatches:
         return BatchState(batch.processing_status, batch.processing_status == "ended", text)
 
     async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
-        from featurelens.labelers.providers.anthropic_provider import response_from_message
+        from featurelens.llm.providers.anthropic_provider import response_from_message
 
         async for entry in await self.client.messages.batches.results(batch_id):
             result = entry.result

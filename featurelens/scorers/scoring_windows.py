@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 
 from featurelens.core.protocols import Example, FeatureRecord
-from featurelens.labelers.explainers.formatting import crop
-from featurelens.labelers.explainers.selection import EXPLAIN_TOP, for_scorer
+from featurelens.llm.window_text import crop
+from featurelens.llm.example_selection import EXPLAIN_TOP, for_scorer
 
 
 @dataclass
