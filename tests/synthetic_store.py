@@ -226,7 +226,9 @@ def filled_store(path: Path, n_features: int) -> Path:
 @contextmanager
 def serving(path: Path) -> Iterator[str]:
     """``featurelens serve`` on ``path`` in a thread on a free loopback port; yields its URL."""
-    from featurelens.browser.server import make_server, start_in_thread, url_of
+    from featurelens.browser.server import make_server, url_of
+    from featurelens.testing.servers import start_in_thread
+
 
     server = make_server(path, "127.0.0.1", 0)
     start_in_thread(server)

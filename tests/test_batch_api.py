@@ -8,8 +8,9 @@ import httpx2
 import pytest
 
 import featurelens
-from featurelens.llm import batch_api
-from featurelens.llm import batch_clients
+from featurelens.jobs.batch_collection import collect_batches
+from featurelens.labelers import explain
+from featurelens.llm.providers import openai_batches
 from featurelens.llm import providers as providers_pkg
 from featurelens.llm.batch_clients import Limits
 from featurelens.labelers.explain import ExplainSpec
@@ -139,21 +140,21 @@ def service(monkeypatch, store):
 @pytest.mark.parametrize("llm", ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5"])
 def test_batch_lifecycle_submit_status_collect(store, service, llm):
     spec = ExplainSpec(llm, "echo")
-    submission = batch_api.submit_explain(store, spec)
+    submission = explain.submit_explain(store, spec)
     assert (submission.requests, len(submission.batch_ids), submission.features) == (5, 1, 5)
     row = store.execute("SELECT provider, status, request_count, CAST(requests AS VARCHAR), run_id "
                         "FROM batches")[0]
     assert row[:3] == (llm.split(":")[0], "submitted", 5)
     assert sorted(f for _, f, _ in json.loads(row[3]).values()) == [0, 1, 2, 3, 4]
     # submitting again sends nothing: every request is already waiting in a batch
-    again = batch_api.submit_explain(store, spec)
+    again = explain.submit_explain(store, spec)
     assert (again.requests, again.already_submitted, again.batch_ids) == (0, 5, [])
 
-    first = batch_api.collect(store, progress=False)  # still in progress
+    first = collect_batches(store, progress=False)  # still in progress
     assert "not finished yet" in first[0]
     assert store.execute("SELECT count(*) FROM explanations")[0][0] == 0
 
-    second = batch_api.collect(store, progress=False)
+    second = collect_batches(store, progress=False)
     assert "collected 4 answers, 1 errors" in second[0]
     assert "wrote 4 results" in second[-1] and "1 failed" in second[-1]
     assert store.execute("SELECT count(*) FROM explanations")[0][0] == 4
@@ -167,32 +168,32 @@ def test_batch_lifecycle_submit_status_collect(store, service, llm):
     errors = store.execute("SELECT error FROM llm_calls WHERE status = 'error' AND batch_id IS NOT NULL")
     assert len(errors) == 1 and ("too long" in errors[0][0])
     # collecting again adds nothing twice
-    assert batch_api.collect(store, progress=False) == []
+    assert collect_batches(store, progress=False) == []
     assert store.execute("SELECT count(*) FROM llm_calls WHERE batch_id IS NOT NULL")[0][0] == 5
 
 
 def test_batch_cost_uses_the_batch_discount(store, service):
-    batch_api.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
+    explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
     service.polls_before_done = 0
-    batch_api.collect(store, progress=False)
+    collect_batches(store, progress=False)
     cost = store.execute("SELECT cost_usd FROM llm_calls WHERE batch_id IS NOT NULL AND status = 'ok' LIMIT 1")[0][0]
     assert cost == pytest.approx(0.5 * (80 * 0.15 + 4 * 0.60) / 1e6)
 
 
 def test_requests_are_split_to_the_provider_limits(store, service, monkeypatch):
-    monkeypatch.setattr(batch_clients.OpenAIBatches, "limits", Limits(2, 10**9))
-    submission = batch_api.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
+    monkeypatch.setattr(openai_batches.OpenAIBatches, "limits", Limits(2, 10**9))
+    submission = explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
     assert len(submission.batch_ids) == 3
     assert store.execute("SELECT list(request_count ORDER BY batch_id) FROM batches")[0][0] == [2, 2, 1]
     service.polls_before_done = 0
-    lines = batch_api.collect(store, progress=False)
+    lines = collect_batches(store, progress=False)
     assert sum("collected" in line for line in lines) == 3
     assert store.execute("SELECT count(*) FROM explanations")[0][0] == 4  # feature 2 errored
 
 
 def test_status_and_collect_from_the_cli_in_a_later_process(store_path, service, cli):
     with featurelens.open_store(store_path) as store:
-        batch_api.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
+        explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
     status = cli("batches", "status", "--store", store_path)
     assert status.exit_code == 0 and "status=in_progress" in status.output
     collected = cli("batches", "collect", "--no-progress", "--store", store_path)

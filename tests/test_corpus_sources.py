@@ -14,7 +14,8 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction.packing import outlier_mask, pack, special_mask
 from featurelens.core.protocols import Document
 from featurelens.plugins.corpus_sources import (
-    HFDatasetCorpus, JsonlCorpus, ParquetCorpus, StdlibCorpus, TextCorpus, resolve_corpus)
+    HFDatasetCorpus, JsonlCorpus, ParquetCorpus, StdlibCorpus, TextCorpus)
+from featurelens.core.corpora import resolve_corpus
 
 
 @pytest.fixture(scope="module")

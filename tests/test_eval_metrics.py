@@ -56,7 +56,7 @@ def test_an_empty_reconstruction_equals_zero_ablation(tiny_backend) -> None:
 
 def test_fvu_l0_dead_dense_match_direct_computation(tiny_backend) -> None:
     from featurelens.core.extraction.packing import pack, special_mask
-    from featurelens.plugins.corpus_sources import resolve_corpus
+    from featurelens.core.corpora import resolve_corpus
 
     torch.manual_seed(0)
     d = tiny_backend.d_model

@@ -203,7 +203,9 @@ def test_dictionary_ids_with_path_characters_export_and_serve(tmp_path: Path) ->
     from urllib.parse import quote
 
     from featurelens.browser.links import file_slug
-    from featurelens.browser.server import make_server, start_in_thread, url_of
+    from featurelens.browser.server import make_server, url_of
+    from featurelens.testing.servers import start_in_thread
+
 
     odd = "runs/sae v2:layer6"
     path = tmp_path / "odd.duckdb"

@@ -169,22 +169,21 @@ class FaithfulBatches(FaithfulServer):
 
 
 def test_score_through_a_provider_batch_then_collect(planted, monkeypatch):
-    from featurelens.llm import batch_api
+    from featurelens.jobs.batch_collection import collect_batches
     from featurelens.llm import providers as providers_pkg
-    from featurelens.scorers.score_jobs import register_batch_finisher, submit_score
+    from featurelens.scorers.score_jobs import submit_score
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     server = FaithfulBatches()
     original = providers_pkg.build_provider
     monkeypatch.setattr(providers_pkg, "build_provider", lambda spec, **o: original(
         spec, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(server.handle)), **o))
-    register_batch_finisher()
     spec = ScoreSpec("anthropic:claude-haiku-4-5", "detection", (("n_activating", 5), ("n_random", 5)))
     submission = submit_score(planted, spec)
     assert submission.features == 9 and submission.requests == 18 and len(submission.batch_ids) == 1
     assert planted.execute("SELECT purpose FROM batches")[0][0] == "score:detection"
-    assert "not finished yet" in batch_api.collect(planted, progress=False)[0]
-    lines = batch_api.collect(planted, progress=False)
+    assert "not finished yet" in collect_batches(planted, progress=False)[0]
+    lines = collect_batches(planted, progress=False)
     assert "wrote 9 results" in lines[-1] and "0 failed" in lines[-1]
     rows = planted.sql("SELECT s.feature, e.text, s.score FROM scores s JOIN explanations e "
                        "USING (explanation_id)").to_dicts()

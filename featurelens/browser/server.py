@@ -9,7 +9,6 @@ browser works offline). Only GET and HEAD exist: nothing can change the store.
 from __future__ import annotations
 
 import ipaddress
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -142,13 +141,6 @@ def make_server(store_path: str | Path | None, host: str = "127.0.0.1", port: in
     server.browser_data = data  # type: ignore[attr-defined]
     data.start_warming()
     return server
-
-
-def start_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
-    """Serve in a daemon thread (tests, notebooks); stop with ``server.shutdown()``."""
-    thread = threading.Thread(target=server.serve_forever, name="featurelens-serve", daemon=True)
-    thread.start()
-    return thread
 
 
 def url_of(server: ThreadingHTTPServer) -> str:

@@ -38,7 +38,7 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
     from tqdm.auto import tqdm
 
     from featurelens.core.extraction.packing import pack, special_mask
-    from featurelens.plugins.corpus_sources import resolve_corpus
+    from featurelens.core.corpora import resolve_corpus
 
     hookpoint = hookpoint or dictionary.hookpoint
     if not hookpoint:

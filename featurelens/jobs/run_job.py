@@ -17,82 +17,16 @@ what to run next.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from featurelens.core.store import Store
-
-Echo = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """The sizes of a run. Defaults finish in under 10 minutes on 2 CPU cores."""
-
-    model: str = "smollm2"
-    corpus: str = "stdlib"
-    layer: int = 6
-    context: int = 64
-    expansion: int = 4
-    k: int = 16
-    train_tokens: int = 32_768
-    extract_tokens: int = 16_384
-    label_features: int = 6
-    llm: str = "local:smollm2"
-    explainer: str = "token-activations"
-    scorer: str = "simulation"
-    #: Activating (and as many random) windows the simulation scores per feature; the
-    #: scorer's default of 50 + 50 suits an API model, not a local one on 2 cores.
-    score_windows: int = 10
-    seed: int = 0
-
-    @property
-    def hookpoint(self) -> str:
-        return f"blocks.{self.layer}.hook_resid_post"
-
-    def fingerprint(self, *names: str) -> str:
-        """A short hash of the named options: stages key their output on what shaped it."""
-        chosen = {name: getattr(self, name) for name in names}
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
-
-    @property
-    def dictionary_id(self) -> str:
-        """Stable id of the dictionary this run trains (same options, same id: resumable)."""
-        key = self.fingerprint("model", "corpus", "layer", "context", "expansion", "k", "train_tokens", "seed")
-        name = Path(self.model).name.lower() or "model"
-        return f"{name}-l{self.layer}-topk{self.expansion}x-{key}"
-
-
-@dataclass
-class StageResult:
-    name: str
-    status: str  #: done, skipped (already in the store) or unavailable
-    detail: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class RunContext:
-    """What stages share: the open store, the options, the run folder, earlier results."""
-
-    store: Store
-    options: RunOptions
-    workdir: Path
-    echo: Echo
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-Stage = Callable[[RunContext], StageResult]
-
-
-def workdir_for(store_path: Path) -> Path:
-    """Files that do not belong in the store (the trained dictionary, checkpoints)."""
-    return store_path.with_name(store_path.stem + ".run")
-
+from featurelens.jobs import run_stages
+from featurelens.jobs.run_types import (Echo, RunContext, RunOptions, Stage, StageResult,  # noqa: F401
+                                        workdir_for)
 
 @dataclass
 class RunReport:
@@ -104,9 +38,7 @@ class RunReport:
 def run_pipeline(store_path: Path, options: RunOptions, stages: list[tuple[str, Stage]] | None = None,
                  echo: Echo = print) -> RunReport:
     """Run every stage in order; each prints a header, shows its own progress bar and resumes."""
-    from featurelens.jobs import run_stages as pipeline_stages
-
-    chosen = stages if stages is not None else pipeline_stages.default_stages()
+    chosen = stages if stages is not None else run_stages.default_stages()
     workdir = workdir_for(store_path)
     workdir.mkdir(parents=True, exist_ok=True)
     results: list[StageResult] = []

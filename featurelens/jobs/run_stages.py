@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from featurelens.jobs.run_job import RunContext, Stage, StageResult
+from featurelens.jobs.run_types import RunContext, Stage, StageResult
 
 
 def _backend(ctx: RunContext) -> Any:

@@ -16,12 +16,15 @@ from typing import Any, Callable, Iterator
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
+from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store import Store
+from featurelens.llm.batch_api import Submission, submit_jobs
+from featurelens.llm.batch_clients import batch_client
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.plan import Estimate, estimate
 from featurelens.llm.pricing import PriceTable
-from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.llm.runs import run_labeling
+from featurelens.llm import providers
+from featurelens.llm.runs import run_labeling, start_run
 from featurelens.registry.components import split_llm_spec
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
@@ -168,3 +171,21 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
                       provider, model, prices, batch)
     result.skipped = sum(skipped)
     return result
+
+
+def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[str, Any] | None = None,
+                   prices: PriceTable | None = None) -> Submission:
+    """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
+    explainer = make_explainer(spec)
+    count_features(store, spec.selection)
+    provider = providers.build_provider(spec.llm, **(provider_options or {}))
+    batch_client(provider)  # refuse before the run is recorded
+    run_id = start_run(store, "explain", spec.config())
+    return submit_jobs(store, provider, explain_jobs(store, explainer, spec, run_id),
+                       run_id=run_id, purpose="explain")
+
+
+def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
+    """Write an explain run whose batch answers are all cached (``batches collect``)."""
+    settings = EngineSettings(cache_only=True, progress=progress)
+    return explain_features(store, ExplainSpec.from_config(config), settings=settings, prices=prices)

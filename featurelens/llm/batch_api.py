@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
 
@@ -31,14 +31,10 @@ from featurelens.llm.runs import run_config
 #: Statuses after which a batch needs nothing more from the provider.
 CLOSED = ("collected",)
 
-#: run kind -> ``finish(store, config, prices, progress) -> RunStats``: rebuilds the run's
-#: jobs and runs them cache-only. Scoring registers its own with :func:`register_finisher`.
-FINISHERS: dict[str, Callable[[Store, dict[str, Any], PriceTable, bool], RunStats]] = {}
-
-
-def register_finisher(kind: str, finish: Callable[[Store, dict[str, Any], PriceTable, bool], RunStats]) -> None:
-    """Let ``batches collect`` complete runs of ``kind`` once their batches are in."""
-    FINISHERS[kind] = finish
+#: Finishes a run whose batch answers are all cached: ``(store, run config, prices,
+#: progress) -> RunStats``. The job that submitted the run provides it (explain and
+#: score live above this layer), keyed by the run's kind.
+Finisher = Callable[[Store, dict[str, Any], PriceTable, bool], RunStats]
 
 
 @dataclass
@@ -127,23 +123,6 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
     return result
 
 
-def submit_explain(store: Store, spec: Any, *, provider_options: dict[str, Any] | None = None,
-                   prices: PriceTable | None = None) -> Submission:
-    """``featurelens explain --batch-api``: submit the explain run's requests."""
-    from featurelens.labelers.explain import explain_jobs, make_explainer
-    from featurelens.llm.providers import build_provider
-    from featurelens.core.selection import count_features
-    from featurelens.llm.runs import start_run
-
-    explainer = make_explainer(spec)
-    count_features(store, spec.selection)
-    provider = build_provider(spec.llm, **(provider_options or {}))
-    batch_client(provider)  # refuse before the run is recorded
-    run_id = start_run(store, "explain", spec.config())
-    return submit_jobs(store, provider, explain_jobs(store, explainer, spec, run_id),
-                       run_id=run_id, purpose="explain")
-
-
 def batch_rows(store: Store) -> list[dict[str, Any]]:
     """Every batch, newest first, without the per-request map."""
     frame = store.sql("SELECT batch_id, provider, model, purpose, status, request_count, run_id, "
@@ -229,8 +208,10 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
     return ok, errors
 
 
-def collect(store: Store, *, prices: PriceTable | None = None, progress: bool = True) -> list[str]:
-    """Download finished batches and finish the runs that were waiting on them."""
+def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTable | None = None,
+            progress: bool = True) -> list[str]:
+    """Download finished batches and finish the runs that were waiting on them with
+    ``finishers[run kind]``."""
     prices = prices or PriceTable.load()
     states = refresh_status(store)
     lines: list[str] = []
@@ -256,20 +237,10 @@ def collect(store: Store, *, prices: PriceTable | None = None, progress: bool = 
         "WHERE r.status = 'running'")}
     for run_id in sorted(finished_runs - waiting_runs):
         found = run_config(store, run_id)
-        if found is None or found[0] not in FINISHERS:
+        if found is None or found[0] not in finishers:
             lines.append(f"run {run_id}: its answers are cached; rerun its command to write them.")
             continue
-        stats = FINISHERS[found[0]](store, found[1], prices, progress)
+        stats = finishers[found[0]](store, found[1], prices, progress)
         lines.append(f"run {run_id}: wrote {stats.succeeded:,} results from the batch answers, "
                      f"{stats.failed:,} failed (see the failures table).")
     return lines
-
-
-def _finish_explain(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
-    from featurelens.labelers.explain import ExplainSpec, explain_features
-
-    settings = EngineSettings(cache_only=True, progress=progress)
-    return explain_features(store, ExplainSpec.from_config(config), settings=settings, prices=prices)
-
-
-register_finisher("explain", _finish_explain)

@@ -101,7 +101,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                 click.echo(line)
             return
         if batch_api:
-            from featurelens.llm.batch_api import submit_explain
+            from featurelens.labelers.explain import submit_explain
 
             for line in submit_explain(store, spec, provider_options=popts, prices=table).lines():
                 click.echo(line)
@@ -162,9 +162,9 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
 @store_option
 def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | None) -> None:
     """Download finished batches, cache their answers and write the runs' results."""
-    from featurelens.llm.batch_api import collect
+    from featurelens.jobs.batch_collection import collect_batches
     from featurelens.llm.pricing import PriceTable
 
     with Store.open(_existing_store(store_path)) as store:
-        for line in collect(store, prices=PriceTable.load(prices), progress=not no_progress):
+        for line in collect_batches(store, prices=PriceTable.load(prices), progress=not no_progress):
             click.echo(line)

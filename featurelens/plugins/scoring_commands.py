@@ -20,9 +20,6 @@ featurelens_api = 1
 
 @featurelens.hookimpl
 def register_commands(cli: click.Group) -> None:
-    from featurelens.scorers.score_jobs import register_batch_finisher
-
-    register_batch_finisher()
     cli.add_command(score_command)
     cli.add_command(label_command)
 

@@ -286,13 +286,7 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
                        run_id=run_id, purpose=f"score:{spec.scorer}")
 
 
-def _finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
+def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
+    """Write a score run whose batch answers are all cached (``batches collect``)."""
     settings = EngineSettings(cache_only=True, progress=progress)
     return score_features(store, ScoreSpec.from_config(config), settings=settings, prices=prices)
-
-
-def register_batch_finisher() -> None:
-    """Let ``featurelens batches collect`` complete score runs."""
-    from featurelens.llm.batch_api import register_finisher
-
-    register_finisher("score", _finish_from_batches)

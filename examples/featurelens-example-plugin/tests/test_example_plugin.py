@@ -6,14 +6,14 @@ import asyncio
 
 import torch
 
-from featurelens.core.plugin_host import build_host
-from featurelens.core.protocols import (
+from featurelens.api import (
     CorpusSource,
     Example,
     Explainer,
     FeatureRecord,
     LLMProvider,
     Scorer,
+    build_host,
 )
 
 

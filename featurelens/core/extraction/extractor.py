@@ -106,7 +106,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
     from featurelens.core.plugin_host import create
-    from featurelens.plugins.corpus_sources import resolve_corpus
+    from featurelens.core.corpora import resolve_corpus
 
     started = time.perf_counter()
     if tokens < 1 or batch_size < 1 or top_k < 0 or n_quantile < 0 or n_random < 0:

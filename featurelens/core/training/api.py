@@ -43,17 +43,16 @@ def checkpoint_dir_for(output: Path) -> Path:
 
 
 def save_dictionary(dictionary: Any, output: Path, summary: dict[str, Any] | None = None) -> str:
-    """Write ``dictionary`` to ``output`` (SAELens when possible, else featurelens)."""
-    from featurelens.plugins.formats.native import save_native
-    from featurelens.plugins.formats.saelens import SAELensFormat
+    """Write ``dictionary`` to ``output`` (SAELens when possible, else featurelens).
+
+    The formats are looked up in the registry, as loading does, so training never
+    depends on which plugin provides them.
+    """
+    from featurelens.core.plugin_host import create
 
     saelens_ok = dictionary.architecture in ("topk", "relu", "jumprelu") and dictionary.W_skip is None
-    if saelens_ok:
-        SAELensFormat().save(dictionary, str(output))
-        fmt = "saelens"
-    else:
-        save_native(dictionary, output)
-        fmt = "featurelens"
+    fmt = "saelens" if saelens_ok else "featurelens"
+    create("dictionary_format", fmt).save(dictionary, str(output))
     if summary is not None:
         (output / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return fmt

@@ -96,7 +96,7 @@ class ModelSource:
             self.backend.check_context(self.context)
 
     def _corpus(self) -> Any:
-        from featurelens.plugins.corpus_sources import resolve_corpus
+        from featurelens.core.corpora import resolve_corpus
 
         return resolve_corpus(self.corpus, **self.corpus_options)
 

@@ -75,6 +75,12 @@ class AnthropicProvider:
         self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout,
                                                max_retries=0, http_client=http_client)
 
+    def batch_client(self) -> Any:
+        """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
+        from featurelens.llm.providers.anthropic_batches import AnthropicBatches
+
+        return AnthropicBatches(self)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "

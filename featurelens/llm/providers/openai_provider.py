@@ -126,6 +126,12 @@ class OpenAIProvider:
             caps.add("prompt_logprobs")
         self.capabilities = frozenset(caps)
 
+    def batch_client(self) -> Any:
+        """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
+        from featurelens.llm.providers.openai_batches import OpenAIBatches
+
+        return OpenAIBatches(self)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         # ``client.post`` is the SDK's own request path (same connection pool, auth, timeouts
         # and typed errors) without the per-call TypedDict transform and pydantic model

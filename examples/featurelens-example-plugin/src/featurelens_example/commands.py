@@ -12,10 +12,7 @@ from pathlib import Path
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
-from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
-from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.api import Example, FeatureRecord, FeaturelensError, create, store_option
 
 _EXAMPLES = """
 SELECT s.token_strs AS tokens, e.activations, e.kind, e.quantile

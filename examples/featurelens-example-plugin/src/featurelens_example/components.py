@@ -10,11 +10,11 @@ from typing import Any, Iterator
 
 import torch
 
-from featurelens.core.dictionary_base import Dictionary
-from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import (
+from featurelens.api import (
+    Dictionary,
     Document,
     FeatureRecord,
+    FeaturelensError,
     LLMRequest,
     LLMResponse,
     ParseError,

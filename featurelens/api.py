@@ -1,0 +1,62 @@
+"""The one module plugin authors import: everything a featurelens plugin needs.
+
+Internal modules move; this one keeps its names. A plugin (and its tests) should
+import only ``featurelens`` and ``featurelens.api``::
+
+    import featurelens
+    from featurelens.api import Dictionary, FeaturelensError, FeatureRecord
+
+Names are loaded on first use, so importing this module (as every plugin does when the
+CLI starts) costs nothing; ``Dictionary`` pulls in torch only when a plugin asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from featurelens import PLUGIN_API_VERSION, hookimpl, open_store
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and readers
+    from featurelens.core.cli_options import store_option
+    from featurelens.core.dictionary_base import Dictionary
+    from featurelens.core.errors import FeaturelensError, PluginError, StoreError, UnknownComponentError
+    from featurelens.core.hookspecs import Register
+    from featurelens.core.plugin_host import build_host, create, get_registry
+    from featurelens.core.protocols import (
+        CorpusSource, DictionaryFormat, Document, Example, Explainer, FeatureRecord, LLMProvider,
+        LLMRequest, LLMResponse, ModelBackend, ParseError, Scorer, ScoreResult, TokenLogprobs)
+    from featurelens.core.store import Store
+
+#: Public name -> the module that defines it.
+_SOURCES: dict[str, str] = {
+    "store_option": "featurelens.core.cli_options",
+    "Dictionary": "featurelens.core.dictionary_base",
+    "FeaturelensError": "featurelens.core.errors",
+    "PluginError": "featurelens.core.errors",
+    "StoreError": "featurelens.core.errors",
+    "UnknownComponentError": "featurelens.core.errors",
+    "Register": "featurelens.core.hookspecs",
+    "build_host": "featurelens.core.plugin_host",
+    "create": "featurelens.core.plugin_host",
+    "get_registry": "featurelens.core.plugin_host",
+    "Store": "featurelens.core.store",
+    **{name: "featurelens.core.protocols" for name in (
+        "CorpusSource", "DictionaryFormat", "Document", "Example", "Explainer", "FeatureRecord",
+        "LLMProvider", "LLMRequest", "LLMResponse", "ModelBackend", "ParseError", "Scorer",
+        "ScoreResult", "TokenLogprobs")},
+}
+
+__all__ = sorted(["PLUGIN_API_VERSION", "hookimpl", "open_store", *_SOURCES])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"featurelens.api has no {name!r}; see docs/plugins.md for what it offers")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,51 @@
+"""Anthropic Message Batches: the requests go in the create call and results stream
+back as JSONL, identified by ``custom_id`` (the request's cache key)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any, AsyncIterator
+
+from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse
+from featurelens.llm.batch_clients import BatchState, Limits
+
+
+class AnthropicBatches:
+    """Anthropic Message Batches."""
+
+    limits = Limits(100_000, 240 * 2**20)
+
+    def __init__(self, provider: LLMProvider):
+        self.provider = provider
+        self.client = provider.client  # type: ignore[attr-defined]
+
+    def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
+        from featurelens.llm.providers.anthropic_provider import message_params
+
+        if request.prompt_logprobs or request.top_logprobs:
+            raise ValueError("Anthropic models return no log-probabilities")
+        return {"custom_id": custom_id, "params": message_params(self.provider.model, request)}
+
+    async def submit(self, lines: list[dict[str, Any]]) -> str:
+        batch = await self.client.messages.batches.create(requests=lines)
+        return batch.id
+
+    async def state(self, batch_id: str) -> BatchState:
+        batch = await self.client.messages.batches.retrieve(batch_id)
+        c = batch.request_counts
+        text = (f"{c.succeeded} succeeded, {c.errored} errored, {c.processing} processing, "
+                f"{c.expired} expired, {c.canceled} canceled")
+        return BatchState(batch.processing_status, batch.processing_status == "ended", text)
+
+    async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
+        from featurelens.llm.providers.anthropic_provider import response_from_message
+
+        async for entry in await self.client.messages.batches.results(batch_id):
+            result = entry.result
+            if result.type == "succeeded":
+                yield entry.custom_id, response_from_message(result.message), None
+            else:
+                error = getattr(result, "error", None)
+                detail = getattr(getattr(error, "error", None), "message", None) or result.type
+                yield entry.custom_id, None, f"batch request {result.type}: {detail}"
