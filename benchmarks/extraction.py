@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from featurelens.core.extraction import extract
+from featurelens.core.extraction import ExtractSpec, extract
 from featurelens.core.extraction.packing import pack
 from featurelens.core.plugin_host import create
 from featurelens.plugins.corpus_sources import StdlibCorpus
@@ -85,8 +85,8 @@ def extraction_pass(backend: HFBackend, sae, tokens: int, batch_size: int, folde
     store = folder / f"bench-{round_}.duckdb"
     _sync(backend.device)
     start = time.perf_counter()
-    result = extract(hookpoint=HOOK, corpus="stdlib", tokens=tokens, store=store, batch_size=batch_size,
-                     context=64, progress=False, model_obj=backend, dictionary_obj=sae)
+    spec = ExtractSpec(hookpoint=HOOK, corpus="stdlib", tokens=tokens, batch_size=batch_size, context=64)
+    result = extract(spec, store=store, progress=False, model_obj=backend, dictionary_obj=sae)
     _sync(backend.device)
     return (time.perf_counter() - start, result.stream_seconds, result.finish_seconds,
             result.model_seconds)

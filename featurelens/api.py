@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from featurelens import PLUGIN_API_VERSION, hookimpl, open_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and readers
+    # ruff: noqa: F401
     from featurelens.core.cli_options import store_option
     from featurelens.core.dictionary_base import Dictionary
     from featurelens.core.errors import FeaturelensError, PluginError, StoreError, UnknownComponentError

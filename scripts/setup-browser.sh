@@ -8,7 +8,7 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup-browser: no apt-get here; install Chromium and its matching chromedriver to run tests/test_browser_*.py" >&2
+  echo "setup-browser: no apt-get here; install Chromium and its matching chromedriver to run tests/browser/test_chromium.py" >&2
   exit 0
 fi
 SUDO=""

@@ -14,7 +14,6 @@ import importlib
 import os
 import re
 from dataclasses import dataclass, field
-from functools import partial
 from importlib import metadata
 from types import ModuleType
 from typing import Any, Iterable

@@ -68,7 +68,7 @@ def stage_extract(ctx: RunContext) -> StageResult:
     """Statistics and examples of every feature, written to the store (resumes itself)."""
     from featurelens.core.dictionary_loading import load_dictionary
 
-    from featurelens.core.extraction import extract
+    from featurelens.core.extraction import ExtractSpec, extract
 
     o = ctx.options
     finished = ctx.store.execute(
@@ -84,9 +84,9 @@ def stage_extract(ctx: RunContext) -> StageResult:
     dictionary.config.setdefault("dictionary_id", o.dictionary_id)
     # extract() opens the store itself; DuckDB shares one instance per file within a
     # process, so its writes and ours go to the same database.
-    result = extract(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
-                     store=ctx.store.path, context=o.context, top_k=20, n_quantile=20, n_random=20,
-                     seed=o.seed, model_obj=backend, dictionary_obj=dictionary)
+    spec = ExtractSpec(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
+                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed)
+    result = extract(spec, store=ctx.store.path, model_obj=backend, dictionary_obj=dictionary)
     ctx.values["dictionary_id"] = result.dictionary_id
     if result.already_done:
         return StageResult("extract", "skipped", f"features of {result.dictionary_id} already in the store")

@@ -24,7 +24,7 @@ from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
 from featurelens.llm.batch_clients import batch_client
-from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_config
 

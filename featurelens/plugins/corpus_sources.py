@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import CorpusSource, Document
+from featurelens.core.protocols import Document
 
 featurelens_api = 1
 

@@ -61,17 +61,18 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
     """
-    from featurelens.core.extraction import extract
+    from featurelens.core.extraction import ExtractSpec, extract
 
-    result = extract(
+    spec = ExtractSpec(
         model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
-        store=store_path, batch_size=batch_size, context=context, top_k=top_k,
-        n_quantile=quantile_examples, quantile_bins_count=quantile_bins, n_random=random_examples,
-        prepend_bos=bos, include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
+        batch_size=batch_size, context=context, top_k=top_k, n_quantile=quantile_examples,
+        quantile_bins_count=quantile_bins, n_random=random_examples, prepend_bos=bos,
+        include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
         fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
-        skip_invalid=skip_invalid, checkpoint_seconds=checkpoint_seconds,
-        checkpoint_every=checkpoint_every,
+        skip_invalid=skip_invalid,
     )
+    result = extract(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
+                     checkpoint_every=checkpoint_every)
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
         return

@@ -90,16 +90,39 @@ def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
         yield batch
 
 
-def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
-            corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
-            batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
-            quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
-            include_special: bool = False, exclude_outlier_norm: float | None = None,
-            fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
-            backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
-            seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
-            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
-    """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
+@dataclass(frozen=True)
+class ExtractSpec:
+    """What to extract: the model, hookpoint, dictionary, corpus and the sizes of the
+    statistics and examples kept per feature. Everything that shapes the store's rows
+    (how the run is executed is passed to :func:`extract` beside it)."""
+
+    hookpoint: str
+    model: str = "smollm2"
+    dictionary: str = "identity"
+    corpus: str = "stdlib"
+    tokens: int = 20000
+    batch_size: int = 16
+    context: int = 64
+    top_k: int = 50
+    n_quantile: int = 50
+    quantile_bins_count: int = 10
+    n_random: int = 50
+    prepend_bos: bool = True
+    include_special: bool = False
+    exclude_outlier_norm: float | None = None
+    fold_final_norm: bool = True
+    dtype: str = "float32"
+    device: str = "auto"
+    backend: str = "hf"
+    text_field: str | None = None
+    skip_invalid: bool = False
+    seed: int = 0
+
+
+def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_seconds: float = 60.0,
+            checkpoint_every: int | None = None, progress: bool = True, model_obj: Any = None,
+            dictionary_obj: Any = None) -> ExtractResult:
+    """Fill the store with the features of ``spec.dictionary`` at ``spec.hookpoint`` of ``spec.model``.
 
     ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
     ``featurelens run`` job, the benchmark) skip loading. Raises
@@ -109,36 +132,36 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     from featurelens.core.corpora import resolve_corpus
 
     started = time.perf_counter()
-    if tokens < 1 or batch_size < 1 or top_k < 0 or n_quantile < 0 or n_random < 0:
+    if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
-    lm = model_obj or create("model_backend", backend, model, dtype=dtype, device=device)
+    lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
     if hasattr(lm, "check_context"):
-        lm.check_context(context)
-    width = lm.hookpoint_width(hookpoint)
-    sae = dictionary_obj or load_dictionary(dictionary, backend=lm, hookpoint=hookpoint)
-    check_width(sae, width, hookpoint, dictionary)
+        lm.check_context(spec.context)
+    width = lm.hookpoint_width(spec.hookpoint)
+    sae = dictionary_obj or load_dictionary(spec.dictionary, backend=lm, hookpoint=spec.hookpoint)
+    check_width(sae, width, spec.hookpoint, spec.dictionary)
     sae = sae.to(lm.device).eval()
     sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
-    source = resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid)
+    source = resolve_corpus(spec.corpus, field=spec.text_field, skip_invalid=spec.skip_invalid)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
-        [source.fingerprint(), lm.model_id, context, prepend_bos]).encode()).hexdigest()[:16]
-    dict_id = dictionary_id_of(sae, lm.model_id, hookpoint)
-    n_windows = math.ceil(tokens / context)
-    settings = Settings(top_k=top_k, n_quantile=n_quantile, quantile_bins=quantile_bins_count,
-                        n_random=n_random, seed=seed)
+        [source.fingerprint(), lm.model_id, spec.context, spec.prepend_bos]).encode()).hexdigest()[:16]
+    dict_id = dictionary_id_of(sae, lm.model_id, spec.hookpoint)
+    n_windows = math.ceil(spec.tokens / spec.context)
+    settings = Settings(top_k=spec.top_k, n_quantile=spec.n_quantile, quantile_bins=spec.quantile_bins_count,
+                        n_random=spec.n_random, seed=spec.seed)
     config = {
-        "model_id": lm.model_id, "hookpoint": hookpoint, "dictionary_id": dict_id,
-        "corpus_id": corpus_id, "corpus": corpus, "windows": n_windows, "context": context,
-        "batch_size": batch_size, "prepend_bos": prepend_bos, "include_special": include_special,
-        "exclude_outlier_norm": exclude_outlier_norm, "fold_final_norm": fold_final_norm,
-        "dtype": dtype, "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
+        "model_id": lm.model_id, "hookpoint": spec.hookpoint, "dictionary_id": dict_id,
+        "corpus_id": corpus_id, "corpus": spec.corpus, "windows": n_windows, "context": spec.context,
+        "batch_size": spec.batch_size, "prepend_bos": spec.prepend_bos, "include_special": spec.include_special,
+        "exclude_outlier_norm": spec.exclude_outlier_norm, "fold_final_norm": spec.fold_final_norm,
+        "dtype": spec.dtype, "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
     run = resume.run_id(config)
-    windows = pack(source, lm.tokenizer, context=context, prepend_bos=prepend_bos, max_windows=n_windows)
-    batches = _batches(windows, batch_size)
+    windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
+    batches = _batches(windows, spec.batch_size)
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
     batches = itertools.chain([first], batches)
-    specials = set() if include_special else set(lm.tokenizer.all_special_ids)
+    specials = set() if spec.include_special else set(lm.tokenizer.all_special_ids)
 
     with Store.open(store) as db:
         folder = resume.checkpoint_dir(db.path, run)
@@ -147,7 +170,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             resume.remove_checkpoints(folder)
             return ExtractResult(run, dict_id, corpus_id, lm.model_id, 0, 0, 0, True,
                                  time.perf_counter() - started)
-        state = ExtractionState(sae.d_sae, context, settings, lm.device)
+        state = ExtractionState(sae.d_sae, spec.context, settings, lm.device)
         progress_state = json.loads(row[0][1]) if row and row[0][1] else None
         done_batches = 0
         if progress_state:
@@ -161,12 +184,12 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
-        bar = tqdm(total=n_windows * context, initial=min(done_batches * batch_size, n_windows) * context,
-                   unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
+        bar = tqdm(total=n_windows * spec.context, initial=min(done_batches * spec.batch_size, n_windows) * spec.context,
+                   unit="tok", unit_scale=True, desc=f"extract {spec.hookpoint}", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         last_checkpoint = stream_start = time.monotonic()
         model_seconds = checkpoint_cost = 0.0
-        n_seen = done_batches * batch_size
+        n_seen = done_batches * spec.batch_size
         try:
             for index, batch in enumerate(batches):
                 if index < done_batches:
@@ -174,16 +197,16 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                 ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
                 with torch.no_grad():
                     model_start = time.perf_counter()
-                    acts = lm.run(ids, [hookpoint])[hookpoint]
+                    acts = lm.run(ids, [spec.hookpoint])[spec.hookpoint]
                     codes = encode(sae, acts.to(sae_dtype))
                     _sync(lm.device)
                     model_seconds += time.perf_counter() - model_start
-                    excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
+                    excluded = special_mask(ids, specials) | outlier_mask(acts, spec.exclude_outlier_norm)
                     seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
-                    state.accumulate(codes, len(batch), context, seq_ids, excluded)
+                    state.accumulate(codes, len(batch), spec.context, seq_ids, excluded)
                 pending.extend(batch)
                 n_seen += len(batch)
-                bar.update(len(batch) * context)
+                bar.update(len(batch) * spec.context)
                 # time-based checkpoints never take more than 5 % of the run
                 due = (index + 1) % checkpoint_every == 0 if checkpoint_every else (
                     time.monotonic() - last_checkpoint >= max(checkpoint_seconds, 20 * checkpoint_cost))
@@ -204,8 +227,8 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             raise
         bar.close()
         finish_start = time.monotonic()
-        _finish(db, folder, run, config, lm, sae, dict_id, hookpoint, dictionary, corpus_id,
-                state, pending, text, fold_final_norm, n_seen)
+        _finish(db, folder, run, config, lm, sae, dict_id, spec.hookpoint, spec.dictionary, corpus_id,
+                state, pending, text, spec.fold_final_norm, n_seen)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,

@@ -3,8 +3,6 @@ back as JSONL, identified by ``custom_id`` (the request's cache key)."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from typing import Any, AsyncIterator
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse

@@ -20,7 +20,7 @@ from featurelens.core import plugin_host as plugins
 from featurelens.registry.index import load_index
 from plugin_env import make_plugin_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "featurelens-example-plugin"
 OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"}
 

@@ -1,6 +1,6 @@
 """One test per hook: a small plugin registers a component through it, then it is used.
 
-tests/test_hookspecs.py requires a ``test_hook_<hookname>`` for every hookspec.
+tests/core/test_hookspecs.py requires a ``test_hook_<hookname>`` for every hookspec.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from featurelens.core import hookspecs
 from featurelens.core.plugin_host import describe_hooks
 from featurelens.registry.components import KINDS
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def _specs() -> dict[str, object]:

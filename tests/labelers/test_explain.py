@@ -8,7 +8,6 @@ import time
 import httpx2
 import pytest
 
-import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain import ExplainSpec, explain_features

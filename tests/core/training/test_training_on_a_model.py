@@ -42,10 +42,10 @@ def test_trained_sae_loads_and_extracts(tiny_backend, tmp_path: Path) -> None:
     x = torch.randn(5, tiny_backend.d_model)
     assert torch.allclose(sae.encode(x), result.dictionary.encode(x), atol=1e-5)
 
-    from featurelens.core.extraction import extract
+    from extract_calls import extract_with
 
     store = tmp_path / "store.duckdb"
-    done = extract(hookpoint=HOOK, model=tiny_backend.model_id,
+    done = extract_with(hookpoint=HOOK, model=tiny_backend.model_id,
                    dictionary=str(tmp_path / "sae"), tokens=256, context=32, store=store, top_k=3,
                    n_quantile=2, n_random=2, progress=False, model_obj=tiny_backend)
     with featurelens.open_store(store, read_only=True) as db:

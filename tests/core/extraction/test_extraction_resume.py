@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import featurelens
-from featurelens.core.extraction import extract
+from extract_calls import extract_with
 from featurelens.core.extraction.state import ExtractionState
 
 SCRIPT = '''
 import sys, torch
 from featurelens.core.dictionary_base import Dictionary
-from featurelens.core.extraction import extract
+from featurelens.core.extraction import ExtractSpec, extract
 
 class Sparse(Dictionary):
     architecture = "testsparse"
@@ -35,9 +35,10 @@ class Sparse(Dictionary):
         return self.W.T.detach()
 
 model, corpus, store = sys.argv[1:4]
-result = extract(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=40 * 16,
-                 store=store, batch_size=1, context=16, top_k=4, n_quantile=6, quantile_bins_count=3,
-                 n_random=5, progress=False, checkpoint_every=1, dictionary_obj=Sparse(), device="cpu")
+spec = ExtractSpec(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=40 * 16,
+                   batch_size=1, context=16, top_k=4, n_quantile=6, quantile_bins_count=3,
+                   n_random=5, device="cpu")
+result = extract(spec, store=store, progress=False, checkpoint_every=1, dictionary_obj=Sparse())
 print("resumed_from", result.resumed_from, "done", result.already_done)
 '''
 
@@ -119,7 +120,7 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
     kwargs = dict(hookpoint="blocks.0.hook_resid_post", corpus=str(corpus), tokens=24 * 16,
                   batch_size=2, context=16, top_k=3, n_quantile=4, n_random=3, progress=False,
                   checkpoint_every=3, model_obj=backend)
-    extract(store=tmp_path / "clean.duckdb", **kwargs)
+    extract_with(store=tmp_path / "clean.duckdb", **kwargs)
     original = ExtractionState.accumulate
     for stop_after in (4, 7):
         calls = {"n": 0}
@@ -132,9 +133,9 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
 
         monkeypatch.setattr(ExtractionState, "accumulate", accumulate)
         with pytest.raises(KeyboardInterrupt):
-            extract(store=tmp_path / "cut.duckdb", **kwargs)
+            extract_with(store=tmp_path / "cut.duckdb", **kwargs)
     monkeypatch.setattr(ExtractionState, "accumulate", original)
-    result = extract(store=tmp_path / "cut.duckdb", **kwargs)
+    result = extract_with(store=tmp_path / "cut.duckdb", **kwargs)
     assert result.resumed_from == 9  # 3 from the first cut, up to 9 in the second
     expected, actual = _tables(tmp_path / "clean.duckdb"), _tables(tmp_path / "cut.duckdb")
     for name in TABLES:

@@ -13,7 +13,6 @@ import json
 import httpx2
 import pytest
 
-import featurelens
 from featurelens.core.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
 from featurelens.scorers.score_jobs import ScoreSpec, score_features

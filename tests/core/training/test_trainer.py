@@ -126,7 +126,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from test_train_loop import COMMON, sparse_data
+    from tests.core.training.test_trainer import COMMON, sparse_data
     from featurelens.core.training import train_on_tensors
     slow = sys.argv[2] == "slow"
     r = train_on_tensors(sparse_data(), output=sys.argv[1], checkpoint_steps=5,
@@ -144,7 +144,7 @@ def _run(script: Path, out: Path, mode: str) -> subprocess.Popen:
 
 def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> None:
     script = tmp_path / "train_script.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).resolve().parents[3])))
     victim = _run(script, tmp_path / "killed", "slow")
     state_file = checkpoint_dir_for(tmp_path / "killed") / checkpoints.FILE
     deadline = time.monotonic() + 120

@@ -16,7 +16,7 @@ from featurelens.core import schema_doc
 from featurelens.core.errors import StoreError
 from featurelens.core.store import Store, migrations
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _runs(n: int, start: int = 0) -> pl.DataFrame:

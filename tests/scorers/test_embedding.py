@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-import pytest
 
 from featurelens.scorers.embedding import EmbeddingScorer, auroc
 from featurelens.testing.planted_features import PLANTED, planted_records

@@ -1,0 +1,16 @@
+"""``extract_with(**options)``: call extract() with spec fields and run options mixed,
+as the extraction tests parametrise them in one dict."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from featurelens.core.extraction import ExtractResult, ExtractSpec, extract
+
+SPEC_FIELDS = {f.name for f in fields(ExtractSpec)}
+
+
+def extract_with(**options: Any) -> ExtractResult:
+    spec = ExtractSpec(**{k: v for k, v in options.items() if k in SPEC_FIELDS})
+    return extract(spec, **{k: v for k, v in options.items() if k not in SPEC_FIELDS})
