@@ -21,16 +21,11 @@ import pyarrow as pa
 
 import featurelens
 from featurelens.core.errors import StoreError
+from featurelens.core.store_location import DEFAULT_STORE, ENV_STORE, default_store_path
 
-DEFAULT_STORE = "featurelens.duckdb"
-ENV_STORE = "FEATURELENS_STORE"
+__all__ = ["DEFAULT_STORE", "ENV_STORE", "Store", "default_store_path", "migrations"]
 
 _LOCK = re.compile(r"Conflicting lock is held in (?P<proc>.*?) \(PID (?P<pid>\d+)\)")
-
-
-def default_store_path() -> Path:
-    """``$FEATURELENS_STORE`` or ``./featurelens.duckdb``."""
-    return Path(os.environ.get(ENV_STORE) or DEFAULT_STORE)
 
 
 def migrations() -> list[tuple[str, str]]:
