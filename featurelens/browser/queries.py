@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from featurelens.browser.feature_list import ListRequest, attach_scores, list_features, scorers_of
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.store import Store
@@ -151,6 +152,10 @@ class BrowserData:
         finally:
             cur.close()
 
+    def query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        """Rows of a parameterised query as dicts (for the page modules' own queries)."""
+        return self._dicts(sql, params)
+
     # -- listings ------------------------------------------------------------------
     def dictionaries(self) -> list[dict[str, Any]]:
         """Every dictionary with its model, hookpoint and how many features are stored."""
@@ -201,6 +206,26 @@ class BrowserData:
             "ORDER BY feature", [dictionary_id, wanted[0], wanted[-1], wanted])
         self._attach_best(dictionary_id, rows)
         return rows
+
+    def feature_list(self, dictionary_id: str, request: ListRequest, page: int = 0, size: int = 50) -> Page:
+        """Features sorted and filtered as ``request`` asks, each with its best explanation
+        and best score per scorer (``row["scores"]``)."""
+        scorers = self.scorers(dictionary_id)
+        if request.is_default:
+            listing = self.features(dictionary_id, page, size)
+            rows, has_next = listing.rows, listing.has_next
+            if rows and scorers:
+                attach_scores(self._dicts, dictionary_id, rows)
+        else:
+            rows, has_next = list_features(self._dicts, dictionary_id, request, scorers, page, size)
+            self._attach_best(dictionary_id, rows)
+        for row in rows:
+            row.setdefault("scores", {})
+        return Page(rows, page, has_next)
+
+    def scorers(self, dictionary_id: str) -> list[str]:
+        """Scorers that scored any of the dictionary's explanations."""
+        return scorers_of(self._dicts, dictionary_id)
 
     def _attach_best(self, dictionary_id: str, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import html
 import math
 from typing import Any, Union
+from urllib.parse import quote
 
+from featurelens.browser.feature_list import SCORE_PREFIX, ListRequest
 from featurelens.browser.links import ServerLinks, StaticLinks
 from featurelens.browser.queries import Page, SqlResult
 
@@ -59,12 +61,13 @@ def index_page(dictionaries: list[dict[str, Any]], links: Links) -> str:
         f"<tr><td><a href=\"{esc(links.dictionary(d['dictionary_id']))}\">{esc(d['dictionary_id'])}</a></td>"
         f"<td>{esc(d['model_id'])}</td><td>{esc(d['hookpoint'])}</td><td>{esc(d['architecture'])}</td>"
         f"<td class=\"num\">{fmt(d['d_sae'])}</td><td class=\"num\">{fmt(d['n_features'])}</td>"
-        f"<td class=\"num\">{fmt(d['n_explained'])}</td></tr>"
+        f"<td class=\"num\">{fmt(d['n_explained'])}</td>"
+        f"<td><a href=\"{esc(links.overview(d['dictionary_id']))}\">overview</a></td></tr>"
         for d in dictionaries)
     body = (
         "<h1>Dictionaries</h1><table class=\"list\"><thead><tr><th>dictionary</th><th>model</th>"
         "<th>hookpoint</th><th>architecture</th><th>width</th><th>features stored</th>"
-        f"<th>explained</th></tr></thead><tbody>{rows}</tbody></table>")
+        f"<th>explained</th><th></th></tr></thead><tbody>{rows}</tbody></table>")
     return layout("Feature browser", body, links)
 
 
@@ -84,22 +87,61 @@ def _pager(page: Page, href: Any) -> str:
     return f'<nav class="pager">{" ".join(parts)}</nav>'
 
 
-def dictionary_page(dictionary: dict[str, Any], page: Page, links: Links) -> str:
-    """One dictionary's features, a page at a time, with their best explanation."""
+def dictionary_page(dictionary: dict[str, Any], page: Page, links: Links,
+                    request: ListRequest | None = None, scorers: list[str] | None = None) -> str:
+    """One dictionary's features, a page at a time, with their best explanation and best
+    score per scorer; live pages sort and filter (``request``), exports list in order."""
     did = dictionary["dictionary_id"]
+    request = request or ListRequest()
+    scorers = scorers or []
+    params = request.params()
     rows = "".join(
         f"<tr><td class=\"num\"><a href=\"{esc(links.feature(did, r['feature']))}\">{r['feature']}</a></td>"
         f"<td class=\"num\">{fmt(r['density'])}</td><td class=\"num\">{fmt(r['max_activation'])}</td>"
+        f"<td class=\"num\">{fmt(r.get('fire_count'))}</td>"
         f"<td>{esc(r.get('text')) or '<span class=muted>not explained</span>'}</td>"
-        f"{_score_cell(r.get('score'))}</tr>"
+        + "".join(_score_cell((r.get("scores") or {}).get(s)) for s in scorers)
+        + (_score_cell(r.get("score")) if not scorers else "") + "</tr>"
         for r in page.rows)
+    columns = [("feature", "feature"), ("density", "density"), ("max_activation", "max act"),
+               ("fire_count", "fire count"), (None, "explanation")]
+    columns += [(f"{SCORE_PREFIX}{s}", f"best {s}") for s in scorers] or [(None, "score")]
+    head = "".join(_sort_header(key, label, request, links, did) for key, label in columns)
+    empty = "" if page.rows else '<p class="empty">No feature matches; loosen the filters.</p>'
     body = (
         f"<h1>{esc(did)}</h1><p class=\"meta\">{esc(dictionary.get('model_id'))} · "
-        f"{esc(dictionary.get('hookpoint'))} · {esc(dictionary.get('architecture'))}</p>"
-        "<table class=\"list\"><thead><tr><th>feature</th><th>density</th><th>max act</th>"
-        f"<th>explanation</th><th>score</th></tr></thead><tbody>{rows}</tbody></table>"
-        + _pager(page, lambda p: links.dictionary(did, p)))
+        f"{esc(dictionary.get('hookpoint'))} · {esc(dictionary.get('architecture'))} · "
+        f"<a href=\"{esc(links.overview(did))}\">overview</a></p>"
+        + (_list_controls(did, request, scorers) if links.live else "")
+        + f"<table class=\"list\"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{empty}"
+        + _pager(page, lambda p: links.dictionary(did, p, params)))
     return layout(did, body, links)
+
+
+def _sort_header(key: str | None, label: str, request: ListRequest, links: Links, did: str) -> str:
+    if key is None or not links.live:
+        return f"<th>{esc(label)}</th>"
+    mark = (" ↓" if request.descending else " ↑") if key == request.sort else ""
+    href = links.dictionary(did, 0, request.sorted_by(key).params())
+    return f'<th><a class="sort" href="{esc(href)}">{esc(label)}{mark}</a></th>'
+
+
+def _list_controls(did: str, request: ListRequest, scorers: list[str]) -> str:
+    """The GET form that sorts and filters the list (values checked again server-side)."""
+    sorts = [("feature", "feature"), ("density", "density"), ("max_activation", "max activation"),
+             ("fire_count", "fire count")] + [(f"{SCORE_PREFIX}{s}", f"best {s} score") for s in scorers]
+
+    def options(pairs: list[tuple[str, str]], chosen: str) -> str:
+        return "".join(f'<option value="{esc(v)}"{" selected" if v == chosen else ""}>{esc(t)}</option>'
+                       for v, t in pairs)
+
+    return (
+        f'<form class="filters" action="/dictionary/{esc(quote(did, safe=""))}" method="get">'
+        f'<label>sort <select name="sort">{options(sorts, request.sort)}</select></label>'
+        f'<label>order <select name="order">{options([("asc", "ascending"), ("desc", "descending")], "desc" if request.descending else "asc")}</select></label>'
+        f'<label>explained <select name="explained">{options([("any", "any"), ("yes", "explained"), ("no", "not yet")], request.explained)}</select></label>'
+        f'<label>text or top token <input type="search" name="q" value="{esc(request.text)}" '
+        'placeholder="explanation text or top token"></label><button type="submit">Apply</button></form>')
 
 
 def search_page(text: str, page: Page, links: Links) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from featurelens.browser.charts import bar_chart_svg
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links, esc, fmt, layout
 
@@ -45,23 +46,16 @@ def tokens_html(tokens: list[str], activations: list[float], scale: float) -> st
 
 
 def histogram_svg(edges: list[float] | None, counts: list[int] | None,
-                  width: int = 420, height: int = 120) -> str:
-    """Bars of the histogram of firing activations, with axis labels, as inline SVG."""
+                  width: int = 420, height: int = 150) -> str:
+    """Bars of the histogram of firing activations, with labelled axes, as inline SVG.
+
+    The stored bins are log-spaced, so the x axis is logarithmic and every bar is as wide."""
     if not edges or not counts or len(edges) != len(counts) + 1 or max(counts) <= 0:
         return '<p class="empty">No activation histogram (the feature never fired).</p>'
-    top = max(counts)
-    bar_w = width / len(counts)
-    bars = []
-    for i, count in enumerate(counts):
-        h = (height - 20) * count / top
-        bars.append(
-            f'<rect x="{i * bar_w + 1:.1f}" y="{height - 20 - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
-            f'height="{h:.1f}"><title>{fmt(edges[i])} to {fmt(edges[i + 1])}: {count}</title></rect>')
-    return (
-        f'<svg class="histogram" viewBox="0 0 {width} {height}" preserveAspectRatio="xMinYMin meet" '
-        f'role="img" aria-label="Histogram of activations">{"".join(bars)}'
-        f'<text x="0" y="{height - 4}">{fmt(edges[0])}</text>'
-        f'<text x="{width}" y="{height - 4}" text-anchor="end">{fmt(edges[-1])}</text></svg>')
+    log_x = edges[0] > 0
+    return bar_chart_svg(edges, counts, x_label="activation" + (" (log scale)" if log_x else ""),
+                         y_label="tokens", aria="Histogram of activations", width=width,
+                         height=height, log_x=log_x)
 
 
 def _logits_table(title: str, tokens: list[str] | None, values: list[float] | None, cls: str) -> str:

@@ -2,7 +2,8 @@
 ``featurelens serve``, with relative links so the folder opens straight from disk
 (or any static host). Layout: ``index.html`` (dictionaries),
 ``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
-``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
+``features/<dictionary>/overview.html`` (counts and histograms of the whole
+dictionary), ``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
 Search and SQL need a server and are left out."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from tqdm import tqdm
 
 from featurelens.browser.links import StaticLinks
+from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page
 from featurelens.browser.render import dictionary_page, index_page
 from featurelens.browser.render_feature import feature_page
@@ -37,6 +39,8 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
             did = d["dictionary_id"]
             features = by_dictionary[did]
             _write_lists(data, staging, d, features, deep)
+            overview = load_overview(data.query, d)
+            staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
             for start in range(0, len(features), BATCH):
                 chunk = features[start:start + BATCH]
                 todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
