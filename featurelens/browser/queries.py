@@ -13,12 +13,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Container
 
 import duckdb
 
 from featurelens.browser.feature_list import ListRequest, attach_scores, list_features, scorers_of
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
+from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.store import Store
 from featurelens.labelers.records import Selection
@@ -55,6 +56,8 @@ class FeatureData:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     explanations: list[dict[str, Any]] = field(default_factory=list)
     dictionary: dict[str, Any] = field(default_factory=dict)
+    #: Tokens hidden in examples unless asked (see browser.special_tokens).
+    special_tokens: Container[str] = field(default_factory=frozenset)
 
 
 _DICTIONARIES_SQL = (
@@ -296,8 +299,9 @@ class BrowserData:
         if not stats:
             return []
         dictionary = self._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
+        special = special_tokens_of(self._dicts, dictionary[0]["model_id"] if dictionary else None)
         out = {int(s["feature"]): FeatureData(s, {"top": [], "quantile": [], "random": []}, [],
-                                              dictionary[0] if dictionary else {}) for s in stats}
+                                              dictionary[0] if dictionary else {}, special) for s in stats}
         for row in self._dicts(
             "SELECT x.feature, x.kind, x.rank, x.quantile, x.activations, x.max_activation, "
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "

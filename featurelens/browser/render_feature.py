@@ -10,7 +10,7 @@ Colours are solid RGB (no alpha) so a screenshot can check them pixel by pixel.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Container
 
 from featurelens.browser.charts import bar_chart_svg
 from featurelens.browser.queries import FeatureData
@@ -30,11 +30,17 @@ def _display(token: str) -> str:
     return token.replace("\n", "↵").replace("\t", "→").replace("\r", "")
 
 
-def tokens_html(tokens: list[str], activations: list[float], scale: float) -> str:
-    """One example as ``<span>`` tokens, coloured by activation / ``scale``."""
+def tokens_html(tokens: list[str], activations: list[float], scale: float,
+                special: Container[str] = (), show_special: bool = False) -> str:
+    """One example as ``<span>`` tokens, coloured by activation / ``scale``; tokens in
+    ``special`` are left out unless ``show_special`` (then shown greyed)."""
     parts = []
     for token, act in zip(tokens, activations):
         value = float(act or 0.0)
+        if token in special:
+            if show_special:
+                parts.append(f'<span class="tok special" title="special token">{esc(_display(token))}</span>')
+            continue
         shown = esc(_display(token)) or "&#8203;"
         if value > 0 and scale > 0:
             r, g, b = highlight_rgb(value / scale)
@@ -84,7 +90,8 @@ def _explanations(items: list[dict[str, Any]]) -> str:
     return f'<ul class="explanations">{"".join(out)}</ul>'
 
 
-def _examples(title: str, kind: str, rows: list[dict[str, Any]], scale: float) -> str:
+def _examples(title: str, kind: str, rows: list[dict[str, Any]], scale: float,
+              special: Container[str] = (), show_special: bool = False) -> str:
     if not rows:
         return f'<section class="examples {kind}"><h2>{title}</h2><p class="empty">none stored</p></section>'
     items = []
@@ -94,13 +101,24 @@ def _examples(title: str, kind: str, rows: list[dict[str, Any]], scale: float) -
             f'<li class="example" data-kind="{kind}" data-rank="{row["rank"]}">'
             f'<span class="label" title="{esc(row.get("document"))}">{esc(label)} '
             f'max {fmt(row["max_activation"])}</span>'
-            f'<span class="window">{tokens_html(row["token_strs"], row["activations"], scale)}</span></li>')
+            f'<span class="window">{tokens_html(row["token_strs"], row["activations"], scale, special, show_special)}</span></li>')
     return (f'<section class="examples {kind}" data-scale="{scale:.6g}"><h2>{title}</h2>'
             f'<ol>{"".join(items)}</ol></section>')
 
 
-def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None)) -> str:
-    """The whole page for one feature."""
+def _has_special(data: FeatureData) -> bool:
+    return any(t in data.special_tokens for rows in data.examples.values() for r in rows for t in r["token_strs"])
+
+
+def _special_toggle(links: Links, did: str, index: int, shown: bool) -> str:
+    href = links.feature(did, index) + ("" if shown else "?special=1")
+    text = "hide special tokens" if shown else "show special tokens (BOS, chat markers)"
+    return f'<p class="meta"><a class="special-toggle" href="{esc(href)}">{text}</a></p>'
+
+
+def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None),
+                 show_special: bool = False) -> str:
+    """The whole page for one feature (special tokens in examples only if ``show_special``)."""
     s = data.stats
     did, index = s["dictionary_id"], int(s["feature"])
     shown = [r["max_activation"] for rows in data.examples.values() for r in rows]
@@ -121,6 +139,7 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
         f'<tr><th>mean activation</th><td>{fmt(s["mean_activation"])}</td></tr>'
         f'<tr><th>quantiles</th><td>{quantiles}</td></tr></table>')
     dictionary = data.dictionary
+    special = data.special_tokens
     body = (
         f'<nav class="neighbours">{nav}</nav>'
         f'<h1>{esc(did)} <span class="index">#{index}</span></h1>'
@@ -132,7 +151,10 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
         f'{_logits_table("promoted", s.get("top_logits"), s.get("top_logit_values"), "pos")}'
         f'{_logits_table("suppressed", s.get("bottom_logits"), s.get("bottom_logit_values"), "neg")}'
         '</div></section></div>'
-        + _examples("Top activations", "top", data.examples.get("top", []), scale)
-        + _examples("Across activation quantiles", "quantile", data.examples.get("quantile", []), scale)
-        + _examples("Random non-activating windows", "random", data.examples.get("random", []), scale))
+        + (_special_toggle(links, did, index, show_special) if links.live and _has_special(data) else "")
+        + _examples("Top activations", "top", data.examples.get("top", []), scale, special, show_special)
+        + _examples("Across activation quantiles", "quantile", data.examples.get("quantile", []), scale,
+                    special, show_special)
+        + _examples("Random non-activating windows", "random", data.examples.get("random", []), scale,
+                    special, show_special))
     return layout(f"{did} #{index}", body, links)

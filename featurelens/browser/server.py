@@ -119,7 +119,8 @@ class BrowserHandler(BaseHTTPRequestHandler):
             data = self.data.feature(did, index)
             if data is None:
                 return self._missing(f"Feature {index} of dictionary {did!r} is not in this store.")
-            page_html = feature_page(data, _LINKS, self.data.neighbours(did, index))
+            show_special = query.get("special", ["0"])[0] == "1"
+            page_html = feature_page(data, _LINKS, self.data.neighbours(did, index), show_special)
             return HTTPStatus.OK, html_type, page_html.encode()
         return self._missing(f"No page at {self.path}; start from the home page.")
 
