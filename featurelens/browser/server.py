@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurelens.browser.feature_list import ListRequest
 from featurelens.browser.links import ServerLinks
+from featurelens.browser.jobs import with_job_banner
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData
 from featurelens.browser.render import (dictionary_page, index_page, not_found_page, search_page,
@@ -66,7 +67,10 @@ class BrowserHandler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
         try:
-            status, ctype, body = self._route(parts, query)
+            with self.data.session():  # one open of the store per page; a waiting job goes next
+                status, ctype, body = self._route(parts, query)
+                if ctype.startswith("text/html") and parts[:1] != ["static"]:
+                    body = with_job_banner(body, self.data.running_jobs())
         except FeaturelensError as error:
             status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", \
                 not_found_page(str(error), _LINKS).encode()

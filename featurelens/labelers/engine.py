@@ -260,7 +260,8 @@ class Engine:
         self.bar.update(n)
 
     def _flush(self) -> None:
-        self.writer.flush(self.stats.as_dict())
+        # total and updated_at let `featurelens serve` show how far a running job is
+        self.writer.flush(self.stats.as_dict() | {"total": self.bar.total, "updated_at": time.time()})
         self.bar.set_postfix(failed=self.stats.failed, cost=f"${self.stats.cost_usd:.4f}",
                              refresh=False)
 
