@@ -98,11 +98,13 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
             backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
             seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
-            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
+            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None,
+            dictionary_name: str | None = None) -> ExtractResult:
     """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
 
     ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
-    ``featurelens run`` job, the benchmark) skip loading. Raises
+    ``featurelens run`` job, the benchmark) skip loading; ``dictionary_name`` is the id
+    to store the features under (default: the one the dictionary declares, or a hash). Raises
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
     from featurelens.core.plugins import create
@@ -117,6 +119,8 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     width = lm.hookpoint_width(hookpoint)
     sae = dictionary_obj or load_dictionary(dictionary, backend=lm, hookpoint=hookpoint)
     check_width(sae, width, hookpoint, dictionary)
+    if dictionary_name:
+        sae.dictionary_id = dictionary_name
     sae = sae.to(lm.device).eval()
     sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
     source = resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid)
