@@ -25,7 +25,7 @@ ENV_LOCK_WAIT = "FEATURELENS_LOCK_WAIT"
 DEFAULT_LOCK_WAIT_S = 3.0  # a labeling job gives a turn after every flush, at least once a second
 #: After giving the file away, how long the holder waits before taking it back, so the
 #: waiting side gets in first (it retries every few milliseconds).
-HANDOVER_S = 0.25
+HANDOVER_S = 0.05
 
 
 def wait_file(store: Path) -> Path:
@@ -73,4 +73,4 @@ def retry_while_locked(store: Path, attempt: Callable[[], T], is_locked: Callabl
                 raise
         ask_for_turn(store)
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 0.1)
+        pause = min(pause * 2, 0.02)  # the holder gives turns for HANDOVER_S: retry within it

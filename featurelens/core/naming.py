@@ -82,10 +82,17 @@ def resolve_stored_name(spec: str, store_path: str | Path | None) -> tuple[str, 
         return spec, None
     with Store.open(store_file, read_only=True) as store:
         rows = store.execute("SELECT dictionary_id, source FROM dictionaries WHERE source IS NOT NULL")
+    return resolve_in(spec, rows)
+
+
+def resolve_in(spec: str, rows: list[tuple[Any, ...]]) -> tuple[str, str | None]:
+    """:func:`resolve_stored_name` over ``(dictionary_id, source)`` rows already read."""
+    if spec == "identity":
+        return spec, None
     path = Path(spec).expanduser()
     if path.exists():
         here = path.resolve()
-        known = [did for did, source in rows if Path(source).expanduser().resolve() == here]
+        known = [row[0] for row in rows if row[1] and Path(row[1]).expanduser().resolve() == here]
         return spec, (known[0] if len(known) == 1 else None)
-    named = [source for did, source in rows if did == spec and Path(source).expanduser().exists()]
+    named = [row[1] for row in rows if row[0] == spec and row[1] and Path(row[1]).expanduser().exists()]
     return (named[0], spec) if named else (spec, None)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.labelers import cache
 from featurelens.labelers.pricing import PriceTable
 from featurelens.labelers.ratelimit import RateLimiter
@@ -312,10 +313,15 @@ class Engine:
         return self.stats
 
 
-def run_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *,
+def run_jobs(store: Store | StoreLike, provider: LLMProvider, jobs: Iterable[Job], *,
              settings: EngineSettings | None = None, run_id: str | None = None,
              prices: PriceTable | None = None, total: int | None = None,
              desc: str = "labeling") -> RunStats:
-    """Run ``jobs`` to completion from synchronous code (see :class:`Engine`)."""
+    """Run ``jobs`` to completion from synchronous code (see :class:`Engine`); ``store``
+    may be an open store or its path."""
+    if not isinstance(store, Store):
+        with using_store(store) as opened:
+            return run_jobs(opened, provider, jobs, settings=settings, run_id=run_id, prices=prices,
+                            total=total, desc=desc)
     engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
     return asyncio.run(engine.run(jobs, total=total, desc=desc))

@@ -36,6 +36,7 @@ from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
 
 #: Features whose examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
@@ -91,7 +92,7 @@ def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
 
 
 def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
-            corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
+            corpus: str = "stdlib", tokens: int = 20000, store: StoreLike = None,
             batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
             quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
             include_special: bool = False, exclude_outlier_norm: float | None = None,
@@ -144,7 +145,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     batches = itertools.chain([first], batches)
     specials = set() if include_special else set(lm.tokenizer.all_special_ids)
 
-    with Store.open(store) as db:
+    with using_store(store) as db:  # a path, or a store the caller holds open
         folder = resume.checkpoint_dir(db.path, run)
         row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [run])
         if row and row[0][0] == "done":
