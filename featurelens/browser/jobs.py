@@ -11,18 +11,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from featurelens.browser.render import esc
+from featurelens.browser.templating import render
 
 #: A running job that has not updated its progress for this long is probably gone.
 STALE_S = 120.0
 
 
 def job_line(job: dict[str, Any], now: float | None = None) -> str:
-    """One sentence of progress for a run marked running."""
+    """One sentence of progress for a run marked running (plain text: the template escapes it)."""
     progress = job.get("progress") or {}
     done = int(progress.get("jobs", 0) or 0) + int(progress.get("skipped", 0) or 0)
     total = progress.get("total")
-    parts = [f"{esc(job['kind'])} run {esc(job['run_id'])}"]
+    parts = [f"{job['kind']} run {job['run_id']}"]
     if total:
         parts.append(f"{done:,} of {int(total):,} features ({100 * done / max(int(total), 1):.0f} %)")
     elif progress:
@@ -45,7 +45,5 @@ def with_job_banner(page: bytes, jobs: list[dict[str, Any]]) -> bytes:
     """``page`` with a progress box for each running job at the top of ``<main>``."""
     if not jobs:
         return page
-    items = "".join(f"<li>{job_line(job)}</li>" for job in jobs)
-    banner = (f'<section class="job" role="status" aria-live="polite"><b>Running</b> (reload to '
-              f"update)<ul>{items}</ul></section>")
-    return page.replace(b"<main>", b"<main>" + banner.encode(), 1)
+    banner = render("jobs.html", lines=[job_line(job) for job in jobs])
+    return page.replace(b"<main>", b"<main>" + banner.strip().encode(), 1)

@@ -9,8 +9,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from featurelens.browser.charts import bar_chart_svg
-from featurelens.browser.render import Links, esc, fmt, layout
+from featurelens.browser.charts import bar_chart
+from featurelens.browser.render import Links
+from featurelens.browser.templating import render
 
 Rows = Callable[[str, list[Any]], list[dict[str, Any]]]
 
@@ -73,35 +74,20 @@ def _density_tick(value: float) -> str:
 
 
 def overview_page(overview: Overview, links: Links) -> str:
-    """The overview page of one dictionary."""
+    """The overview page of one dictionary (templates/overview.html)."""
     d, c = overview.dictionary, overview.counts
-    did = d["dictionary_id"]
-    rows = [("features stored", c["stored"]), ("width (d_sae)", d.get("d_sae")),
-            ("dead (never fired)", c["dead"]), ("explained", c["explained"]),
-            ("scored", c["scored"]), ("score undefined", c["undefined"]),
-            ("with failures", c["failed"])]
-    table = "".join(f"<tr><th>{esc(k)}</th><td class=\"num\">{fmt(v)}</td></tr>" for k, v in rows)
+    counts = [("features stored", c["stored"]), ("width (d_sae)", d.get("d_sae")),
+              ("dead (never fired)", c["dead"]), ("explained", c["explained"]),
+              ("scored", c["scored"]), ("score undefined", c["undefined"]),
+              ("with failures", c["failed"])]
+    density = None
     if overview.density_counts:
-        density = bar_chart_svg(overview.density_edges, overview.density_counts,
-                                x_label="density (fraction of tokens, log scale)", y_label="features",
-                                aria="Histogram of feature densities", log_x=True, tick=_density_tick,
-                                css="chart")
-        if c["dead"]:
-            density += f'<p class="meta">{c["dead"]} dead features (density 0) are not on the log axis.</p>'
-    else:
-        density = '<p class="empty">No feature fired.</p>'
-    score_parts = []
-    for scorer, (edges, counts, n, mean) in sorted(overview.scores.items()):
-        chart = bar_chart_svg(edges, counts, x_label=f"best {scorer} score per feature",
-                              y_label="features", aria=f"Histogram of {scorer} scores",
-                              tick=lambda v: f"{v:g}", css="chart")
-        score_parts.append(f'<section><h3>{esc(scorer)}</h3><p class="meta">{n} features, mean '
-                           f'{fmt(mean)}</p>{chart}</section>')
-    scores = "".join(score_parts) or '<p class="empty">No scores yet.</p>'
-    body = (f'<nav class="neighbours"><a href="{esc(links.dictionary(did))}">← {esc(did)} features</a></nav>'
-            f'<h1>{esc(did)} <span class="index">overview</span></h1>'
-            f'<p class="meta">{esc(d.get("model_id"))} · {esc(d.get("hookpoint"))} · {esc(d.get("architecture"))}</p>'
-            f'<div class="overview-grid"><section><h2>Counts</h2><table class="stats">{table}</table></section>'
-            f'<section><h2>Density</h2>{density}</section></div>'
-            f'<h2>Scores</h2><div class="overview-grid">{scores}</div>')
-    return layout(f"{did} overview", body, links)
+        density = bar_chart(overview.density_edges, overview.density_counts,
+                            x_label="density (fraction of tokens, log scale)", y_label="features",
+                            aria="Histogram of feature densities", log_x=True, tick=_density_tick, css="chart")
+    scores = [(scorer, n, mean, bar_chart(edges, bins, x_label=f"best {scorer} score per feature",
+                                          y_label="features", aria=f"Histogram of {scorer} scores",
+                                          tick=lambda v: f"{v:g}", css="chart"))
+              for scorer, (edges, bins, n, mean) in sorted(overview.scores.items())]
+    return render("overview.html", title=f"{d['dictionary_id']} overview", links=links, did=d["dictionary_id"],
+                  d=d, counts=counts, density=density, dead=c["dead"], scores=scores)

@@ -401,6 +401,15 @@ class BrowserData:
                                ([like_pattern(text)] if text else []) + [size + 1, page * size])
         return Page(rows[:size], page, len(rows) > size)
 
+    def token_matches(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Features whose top examples peak on a token containing ``text`` (strongest first)."""
+        return self._dicts(
+            "SELECT x.dictionary_id, x.feature, s.token_strs[x.max_position + 1] AS token, "
+            "max(x.max_activation) AS max_activation FROM examples x JOIN sequences s "
+            "ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id WHERE x.kind = 'top' "
+            "AND s.token_strs[x.max_position + 1] ILIKE ? ESCAPE '\\' GROUP BY ALL "
+            "ORDER BY max_activation DESC, x.dictionary_id, x.feature LIMIT ?", [like_pattern(text), limit])
+
     def sql(self, query: str, limit: int = SQL_ROW_LIMIT, timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
         """Run a user's query read-only; any failure is one FeaturelensError line."""
         if not query.strip():

@@ -67,10 +67,11 @@ class BrowserHandler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
         try:
-            with self.data.session():  # one open of the store per page; a waiting job goes next
-                status, ctype, body = self._route(parts, query)
-                if ctype.startswith("text/html") and parts[:1] != ["static"]:
-                    body = with_job_banner(body, self.data.running_jobs())
+            # Each query holds the store only while it runs (BrowserData.session), so a job
+            # waiting for its turn gets the file between queries, never during rendering.
+            status, ctype, body = self._route(parts, query)
+            if ctype.startswith("text/html") and parts[:1] != ["static"]:
+                body = with_job_banner(body, self.data.running_jobs())
         except FeaturelensError as error:
             status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", \
                 not_found_page(str(error), _LINKS).encode()
@@ -94,7 +95,8 @@ class BrowserHandler(BaseHTTPRequestHandler):
             return HTTPStatus.OK, _TYPES.get(suffix, "application/octet-stream"), self.assets[parts[1]]
         if head == "search" and len(parts) == 1:
             text = query.get("q", [""])[0].strip()
-            return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS).encode()
+            tokens = self.data.token_matches(text) if text and page == 0 else []
+            return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS, tokens).encode()
         if head == "sql" and len(parts) == 1:
             sql = query.get("q", [""])[0]
             if not sql.strip():
