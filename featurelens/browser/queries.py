@@ -264,7 +264,7 @@ class BrowserData:
                 if self._dictionaries is None:
                     result = cur.execute(_DICTIONARIES_SQL)
                     names = [d[0] for d in result.description]
-                    self._dictionaries = [dict(zip(names, row)) for row in result.fetchall()]
+                    self._dictionaries = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
                 index.build(lambda sql: _arrow(cur.sql(sql)))
             except duckdb.Error:
                 pass  # interrupted by close(), or the fallback queries will report the problem
@@ -284,7 +284,7 @@ class BrowserData:
             try:
                 result = cur.execute(query, params)
                 names = [d[0] for d in result.description]
-                return [dict(zip(names, row)) for row in result.fetchall()]
+                return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
             finally:
                 cur.close()
 

@@ -34,7 +34,7 @@ def window_tokens(tokens: list[str], activations: list[float], scale: float,
     """One example's tokens as the template draws them: text, colour and value when
     active, a flag for special tokens (dropped unless ``show_special``)."""
     out: list[dict[str, Any]] = []
-    for token, act in zip(tokens, activations):
+    for token, act in zip(tokens, activations, strict=False):  # a short activation row: trailing tokens unlit
         value = float(act or 0.0)
         if token in special:
             if show_special:

@@ -8,7 +8,6 @@ Search and SQL need a server and are left out."""
 
 from __future__ import annotations
 
-from tqdm import tqdm
 
 from featurelens.browser.links import StaticLinks
 from featurelens.browser.overview import load_overview, overview_page
@@ -16,6 +15,7 @@ from featurelens.browser.queries import BrowserData, Page
 from featurelens.browser.render import dictionary_page, index_page
 from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
+from featurelens.core.progress import progress
 from featurelens.export.staging import Staging
 
 LIST_PAGE_SIZE = 500
@@ -34,7 +34,7 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
         d["n_features"] = len(by_dictionary[d["dictionary_id"]])
     staging.write_text("index.html", index_page(dictionaries, StaticLinks()))
     deep = StaticLinks().at_depth(2)
-    with tqdm(total=len(keys), desc="export html", unit="feature", disable=None) as bar:
+    with progress(len(keys), desc="export html", unit="feature") as bar:
         for d in dictionaries:
             did = d["dictionary_id"]
             features = by_dictionary[did]

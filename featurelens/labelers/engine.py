@@ -19,15 +19,14 @@ features. Use :func:`run_jobs` from synchronous code.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from tqdm import tqdm
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
+from featurelens.core.progress import progress
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.labelers import cache
@@ -274,8 +273,7 @@ class Engine:
         self.limiter = RateLimiter(self.settings.rpm, self.settings.tpm)
         job_slots = asyncio.Semaphore(max(2 * self.settings.concurrency, 4))
         tasks: set[asyncio.Task[None]] = set()
-        self.bar = tqdm(total=total, unit="feat", desc=desc, file=sys.stderr, dynamic_ncols=True,
-                        disable=not self.settings.progress, smoothing=0.1)
+        self.bar = progress(total, unit="feat", desc=desc, enabled=self.settings.progress, smoothing=0.1)
 
         def done(task: asyncio.Task[None]) -> None:
             tasks.discard(task)

@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any, Iterator
 
 import polars as pl
 import torch
-from tqdm import tqdm
 
 import featurelens
 from featurelens.core.dictionaries import check_width, load_dictionary
@@ -35,6 +33,8 @@ from featurelens.core.extraction.packing import Window, outlier_mask, pack, spec
 from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
+from featurelens.core.progress import phase
+from featurelens.core.progress import progress as show_progress
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 
@@ -166,9 +166,8 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
-        bar = tqdm(total=n_windows * context, initial=min(done_batches * batch_size, n_windows) * context,
-                   unit="tok", unit_scale=True, desc=f"extract {hookpoint}", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
+        bar = show_progress(n_windows * context, initial=min(done_batches * batch_size, n_windows) * context,
+                            unit="tok", unit_scale=True, desc=f"extract {hookpoint}", enabled=progress)
         last_checkpoint = stream_start = time.monotonic()
         model_seconds = checkpoint_cost = 0.0
         n_seen = done_batches * batch_size
@@ -210,7 +209,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
         bar.close()
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, hookpoint, dictionary, corpus_id,
-                state, pending, text, fold_final_norm, n_seen)
+                state, pending, text, fold_final_norm, n_seen, progress)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -245,12 +244,13 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
-            text: TokenText, fold_final_norm: bool, n_windows: int) -> None:
+            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True) -> None:
     """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
     settings = state.settings
-    with torch.no_grad():
+    with phase("extract: logit effects of every feature", enabled=progress), torch.no_grad():
         logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
-    features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
+    with phase("extract: feature statistics", enabled=progress):
+        features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
@@ -274,10 +274,12 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
         db.insert("features", features)
-        for first in range(0, sae.d_sae, FEATURE_CHUNK):
-            last = min(first + FEATURE_CHUNK, sae.d_sae)
-            _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
-                            settings.n_random)
+        with show_progress(sae.d_sae, desc="extract: writing examples", unit="feature", enabled=progress) as bar:
+            for first in range(0, sae.d_sae, FEATURE_CHUNK):
+                last = min(first + FEATURE_CHUNK, sae.d_sae)
+                _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
+                                settings.n_random)
+                bar.update(last - first)
         db.execute(
             "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
             "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "
