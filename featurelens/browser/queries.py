@@ -250,26 +250,32 @@ class BrowserData:
 
     def _warm_and_release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         try:
-            self.warm(cursor)
+            self._build(cursor)  # start_warming counted this thread as a user already
         finally:
-            with self._lock:
+            with self._cond:
                 self._users -= 1
+                if self._users == 0:
+                    if waited_since(self.path, self._opened_at):
+                        self._release()
+                    self._cond.notify_all()
 
-    def warm(self, cursor: duckdb.DuckDBPyConnection | None = None) -> None:
+    def warm(self) -> None:
         """Compute the cached listings and the search index (blocking)."""
         with self.session():
-            cur = cursor or self._cursor()
-            index = self.search_index
-            try:
-                if self._dictionaries is None:
-                    result = cur.execute(_DICTIONARIES_SQL)
-                    names = [d[0] for d in result.description]
-                    self._dictionaries = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
-                index.build(lambda sql: _arrow(cur.sql(sql)))
-            except duckdb.Error:
-                pass  # interrupted by close(), or the fallback queries will report the problem
-            finally:
-                cur.close()
+            self._build(self._cursor())
+
+    def _build(self, cur: duckdb.DuckDBPyConnection) -> None:
+        index = self.search_index
+        try:
+            if self._dictionaries is None:
+                result = cur.execute(_DICTIONARIES_SQL)
+                names = [d[0] for d in result.description]
+                self._dictionaries = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            index.build(lambda sql: _arrow(cur.sql(sql)))
+        except duckdb.Error:
+            pass  # interrupted by close(), or the fallback queries will report the problem
+        finally:
+            cur.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the open file; callers hold a :meth:`session`."""
