@@ -31,4 +31,17 @@ def open_store(path: str | None = None, *, read_only: bool = False) -> "Store":
     return Store.open(path, read_only=read_only)
 
 
-__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", "open_store"]
+#: Notebook helpers, imported on first use so ``import featurelens`` stays light.
+_NOTEBOOK = ("load_model", "load_dictionary", "feature_activations")
+
+
+def __getattr__(name: str):  # PEP 562: featurelens.load_model etc. without importing torch up front
+    if name in _NOTEBOOK:
+        from featurelens import notebook
+
+        return getattr(notebook, name)
+    raise AttributeError(f"module 'featurelens' has no attribute {name!r}")
+
+
+__all__ = ["PLUGIN_API_VERSION", "__version__", "feature_activations", "hookimpl", "load_dictionary",
+           "load_model", "open_store"]

@@ -30,9 +30,13 @@ class ServerLinks:
     def home(self) -> str:
         return "/"
 
-    def dictionary(self, dictionary_id: str, page: int = 0) -> str:
-        query = f"?page={page}" if page else ""
-        return f"/dictionary/{quote(dictionary_id, safe='')}{query}"
+    def dictionary(self, dictionary_id: str, page: int = 0, params: dict[str, str] | None = None) -> str:
+        """The feature list; ``params`` carry its sort and filters (see browser.feature_list)."""
+        query = dict(params or {}) | ({"page": str(page)} if page else {})
+        return f"/dictionary/{quote(dictionary_id, safe='')}" + (f"?{urlencode(query)}" if query else "")
+
+    def overview(self, dictionary_id: str) -> str:
+        return f"/dictionary/{quote(dictionary_id, safe='')}/overview"
 
     def feature(self, dictionary_id: str, feature: int) -> str:
         return f"/feature/{quote(dictionary_id, safe='')}/{feature}"
@@ -61,9 +65,13 @@ class StaticLinks:
     def home(self) -> str:
         return f"{self.root}index.html"
 
-    def dictionary(self, dictionary_id: str, page: int = 0) -> str:
+    def dictionary(self, dictionary_id: str, page: int = 0, params: dict[str, str] | None = None) -> str:
+        """The exported list (in feature order: sorting and filtering need the server)."""
         suffix = f"-{page + 1}" if page else ""
         return f"{self.root}features/{file_slug(dictionary_id)}/index{suffix}.html"
+
+    def overview(self, dictionary_id: str) -> str:
+        return f"{self.root}features/{file_slug(dictionary_id)}/overview.html"
 
     def feature(self, dictionary_id: str, feature: int) -> str:
         return f"{self.root}features/{file_slug(dictionary_id)}/{feature}.html"

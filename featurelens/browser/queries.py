@@ -10,17 +10,23 @@ stores' write order keeps clustered, so pages stay fast on a million features.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Container, Iterator
 
 import duckdb
 
+from featurelens.browser.feature_list import ListRequest, attach_scores, list_features, scorers_of
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
+from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.core.errors import FeaturelensError, StoreError
-from featurelens.core.store import Store
+from featurelens.core.lock_sharing import HANDOVER_S, retry_while_locked, waited_since
 from featurelens.core.selection import Selection
+from featurelens.core.store import Store, is_lock_conflict
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500
@@ -28,6 +34,10 @@ SQL_ROW_LIMIT = 500
 RANDOM_SHOWN = 5
 #: Seconds a SQL-box query may run before it is interrupted.
 SQL_TIMEOUT_S = 10.0
+#: Seconds a page waits for a job writing the store to give the browser a turn.
+BROWSER_WAIT_S = 15.0
+#: How often an idle browser checks whether a job is waiting for the file.
+IDLE_CHECK_S = 0.05
 
 
 @dataclass
@@ -54,6 +64,8 @@ class FeatureData:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     explanations: list[dict[str, Any]] = field(default_factory=list)
     dictionary: dict[str, Any] = field(default_factory=dict)
+    #: Tokens hidden in examples unless asked (see browser.special_tokens).
+    special_tokens: Container[str] = field(default_factory=frozenset)
 
 
 _DICTIONARIES_SQL = (
@@ -64,6 +76,18 @@ _DICTIONARIES_SQL = (
     "LEFT JOIN (SELECT dictionary_id, count(DISTINCT feature) AS n FROM explanations GROUP BY 1) e "
     "USING (dictionary_id) ORDER BY d.dictionary_id"
 )
+
+
+def _fingerprint(path: Path) -> tuple[int, ...]:
+    """Size and modification time of the store and its WAL: changes when a job wrote."""
+    out: list[int] = []
+    for file in (path, path.with_name(path.name + ".wal")):
+        try:
+            stat = file.stat()
+            out += [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            out += [-1, -1]
+    return tuple(out)
 
 
 def _arrow(result: Any) -> Any:
@@ -78,33 +102,127 @@ def _one_line(error: BaseException) -> str:
 
 
 class BrowserData:
-    """A read-only view of one store, safe to share between request threads."""
+    """A read-only view of one store, safe to share between request threads.
 
-    def __init__(self, path: str | Path | None):
+    The file is not held for the life of the server: it is opened for a page (or a
+    batch of pages) and given up as soon as a job asks for it (see
+    :mod:`featurelens.core.lock_sharing`), so ``serve`` can watch ``explain`` write.
+    Cached listings and the search index are rebuilt when the file changed meanwhile.
+    """
+
+    def __init__(self, path: str | Path | None, wait_s: float = BROWSER_WAIT_S):
         store = Store.open(path, read_only=True)  # clear errors: missing, locked, needs migration
         self.path = store.path
         store.close()
-        try:
-            self._con = duckdb.connect(str(self.path), read_only=True)
-            # DuckDB shares one instance per file within a process: a second browser on the
-            # same store finds it already locked down, and must not try to set it again.
-            locked = self._con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]
-            if not locked:
-                self._con.execute("SET enable_progress_bar = false")
-                self._con.execute("SET enable_external_access = false")
-                self._con.execute("SET lock_configuration = true")
-        except duckdb.Error as error:
-            raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
-        self._lock = threading.Lock()
+        self.wait_s = wait_s
+        self._lock = threading.RLock()  # guards the connection and the user count
+        self._cond = threading.Condition(self._lock)
+        self._local = threading.local()  # per thread: how deep in session() it is
+        self._released_at: float | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._opened_at = 0.0
+        self._fingerprint: tuple[int, ...] | None = None
+        self._closed = threading.Event()
+        self._serving = False
         self.search_index = SearchIndex()
-        # The store cannot change while it is open read-only here (DuckDB lets no other
-        # process write it), so listings that scan whole tables are computed once.
         self._dictionaries: list[dict[str, Any]] | None = None
         self._ranges: dict[str, tuple[int, int, int]] = {}
         self._warming: tuple[duckdb.DuckDBPyConnection, threading.Thread] | None = None
+        with self.session():
+            pass  # open once now, so a store the browser cannot lock down fails at start
+        self._watcher = threading.Thread(target=self._give_way_when_idle, name="featurelens-serve-turns",
+                                         daemon=True)
+        self._watcher.start()
+
+    # -- the file: opened per session, given up when a job waits ----------------------
+    def _open(self) -> None:
+        if self._released_at is not None:  # the job we gave the file to gets in first
+            time.sleep(max(0.0, self._released_at + HANDOVER_S - time.time()))
+
+        def connect() -> duckdb.DuckDBPyConnection:
+            return duckdb.connect(str(self.path), read_only=True)
+
+        try:
+            con = retry_while_locked(self.path, connect, is_lock_conflict, self.wait_s)
+        except duckdb.IOException as error:
+            raise StoreError(f"The store {self.path} is being written by another process, which did not "
+                             f"give the browser a turn within {self.wait_s:g} s ({_one_line(error)}); "
+                             "reload the page in a moment.") from None
+        except duckdb.Error as error:
+            raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
+        try:
+            # DuckDB shares one instance per file within a process: a second browser on the
+            # same store finds it already locked down, and must not try to set it again.
+            locked = con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]
+            if not locked:
+                con.execute("SET enable_progress_bar = false")
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+        except duckdb.Error as error:
+            con.close()
+            raise StoreError(f"Cannot open the store {self.path} read-only: {_one_line(error)}") from None
+        self._con, self._opened_at = con, time.time()
+        fingerprint = _fingerprint(self.path)
+        if fingerprint != self._fingerprint:
+            changed = self._fingerprint is not None
+            self._fingerprint = fingerprint
+            if changed:  # a job wrote meanwhile: listings and the index are stale
+                self._dictionaries, self._ranges = None, {}
+                self.search_index = SearchIndex()
+                if self._serving:
+                    self.start_warming()
+
+    def _release(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._released_at = time.time()
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold the file open for a group of queries (a page); nests within a thread.
+
+        When a job waits for the file, new pages wait until the pages in progress end,
+        the file is given away, and the job has had its turn; so a busy browser cannot
+        starve a job."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        with self._cond:
+            if self._con is not None and waited_since(self.path, self._opened_at):
+                self._cond.wait_for(lambda: self._users == 0, timeout=self.wait_s)
+                if self._users == 0:
+                    self._release()
+            if self._con is None:
+                self._open()
+            self._users += 1
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    if waited_since(self.path, self._opened_at):
+                        self._release()
+                    self._cond.notify_all()
+
+    def _give_way_when_idle(self) -> None:
+        """Between pages, give the file to a job that asked for it."""
+        while not self._closed.wait(IDLE_CHECK_S):
+            with self._lock:
+                if self._con is not None and self._users == 0 and waited_since(self.path, self._opened_at):
+                    self._release()
 
     def close(self) -> None:
         """Stop any background warm-up, then close the connection."""
+        self._closed.set()
         warming, self._warming = self._warming, None
         if warming is not None:
             cursor, thread = warming
@@ -114,42 +232,82 @@ class BrowserData:
                 except duckdb.Error:
                     pass  # it finished meanwhile
                 thread.join(timeout=30)
-        self._con.close()
+        with self._lock:
+            self._release()
 
     def start_warming(self) -> None:
         """Build the cached listings and the search index in a background thread."""
-        cursor = self._cursor()
-        thread = threading.Thread(target=self.warm, args=(cursor,), name="featurelens-serve-index",
+        self._serving = True
+        with self._lock:
+            if self._con is None:
+                self._open()
+            cursor = self._con.cursor()  # type: ignore[union-attr]
+            self._users += 1  # the thread holds the file until the index is built
+        thread = threading.Thread(target=self._warm_and_release, args=(cursor,), name="featurelens-serve-index",
                                   daemon=True)
         self._warming = (cursor, thread)
         thread.start()
 
-    def warm(self, cursor: duckdb.DuckDBPyConnection | None = None) -> None:
+    def _warm_and_release(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        try:
+            self._build(cursor)  # start_warming counted this thread as a user already
+        finally:
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    if waited_since(self.path, self._opened_at):
+                        self._release()
+                    self._cond.notify_all()
+
+    def warm(self) -> None:
         """Compute the cached listings and the search index (blocking)."""
-        cur = cursor or self._cursor()
+        with self.session():
+            self._build(self._cursor())
+
+    def _build(self, cur: duckdb.DuckDBPyConnection) -> None:
+        index = self.search_index
         try:
             if self._dictionaries is None:
                 result = cur.execute(_DICTIONARIES_SQL)
                 names = [d[0] for d in result.description]
-                self._dictionaries = [dict(zip(names, row)) for row in result.fetchall()]
-            self.search_index.build(lambda sql: _arrow(cur.sql(sql)))
+                self._dictionaries = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            index.build(lambda sql: _arrow(cur.sql(sql)))
         except duckdb.Error:
             pass  # interrupted by close(), or the fallback queries will report the problem
         finally:
             cur.close()
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the open file; callers hold a :meth:`session`."""
         with self._lock:
-            return self._con.cursor()
+            if self._con is None:
+                self._open()
+            return self._con.cursor()  # type: ignore[union-attr]
 
     def _dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
-        cur = self._cursor()
-        try:
-            result = cur.execute(query, params)
-            names = [d[0] for d in result.description]
-            return [dict(zip(names, row)) for row in result.fetchall()]
-        finally:
-            cur.close()
+        with self.session():
+            cur = self._cursor()
+            try:
+                result = cur.execute(query, params)
+                names = [d[0] for d in result.description]
+                return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            finally:
+                cur.close()
+
+    def query(self, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+        """Rows of a parameterised query as dicts (for the page modules' own queries)."""
+        return self._dicts(sql, params)
+
+    def running_jobs(self) -> list[dict[str, Any]]:
+        """Labeling and extraction runs marked running, with their stored progress."""
+        rows = self._dicts("SELECT run_id, kind, CAST(progress AS VARCHAR) AS progress, started_at FROM runs "
+                           "WHERE status = 'running' ORDER BY started_at", [])
+        for row in rows:
+            try:
+                row["progress"] = json.loads(row["progress"]) if row["progress"] else {}
+            except json.JSONDecodeError:
+                row["progress"] = {}
+        return rows
 
     # -- listings ------------------------------------------------------------------
     def dictionaries(self) -> list[dict[str, Any]]:
@@ -202,6 +360,26 @@ class BrowserData:
         self._attach_best(dictionary_id, rows)
         return rows
 
+    def feature_list(self, dictionary_id: str, request: ListRequest, page: int = 0, size: int = 50) -> Page:
+        """Features sorted and filtered as ``request`` asks, each with its best explanation
+        and best score per scorer (``row["scores"]``)."""
+        scorers = self.scorers(dictionary_id)
+        if request.is_default:
+            listing = self.features(dictionary_id, page, size)
+            rows, has_next = listing.rows, listing.has_next
+            if rows and scorers:
+                attach_scores(self._dicts, dictionary_id, rows)
+        else:
+            rows, has_next = list_features(self._dicts, dictionary_id, request, scorers, page, size)
+            self._attach_best(dictionary_id, rows)
+        for row in rows:
+            row.setdefault("scores", {})
+        return Page(rows, page, has_next)
+
+    def scorers(self, dictionary_id: str) -> list[str]:
+        """Scorers that scored any of the dictionary's explanations."""
+        return scorers_of(self._dicts, dictionary_id)
+
     def _attach_best(self, dictionary_id: str, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -229,29 +407,39 @@ class BrowserData:
                                ([like_pattern(text)] if text else []) + [size + 1, page * size])
         return Page(rows[:size], page, len(rows) > size)
 
+    def token_matches(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Features whose top examples peak on a token containing ``text`` (strongest first)."""
+        return self._dicts(
+            "SELECT x.dictionary_id, x.feature, s.token_strs[x.max_position + 1] AS token, "
+            "max(x.max_activation) AS max_activation FROM examples x JOIN sequences s "
+            "ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id WHERE x.kind = 'top' "
+            "AND s.token_strs[x.max_position + 1] ILIKE ? ESCAPE '\\' GROUP BY ALL "
+            "ORDER BY max_activation DESC, x.dictionary_id, x.feature LIMIT ?", [like_pattern(text), limit])
+
     def sql(self, query: str, limit: int = SQL_ROW_LIMIT, timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
         """Run a user's query read-only; any failure is one FeaturelensError line."""
         if not query.strip():
             raise FeaturelensError("The SQL box is empty; write a query such as SELECT * FROM features LIMIT 10.")
-        cur = self._cursor()
-        timer = threading.Timer(timeout_s, cur.interrupt)
-        timer.start()
-        try:
-            result = cur.execute(query)
-            if result.description is None:
-                return SqlResult([], [], False)
-            columns = [d[0] for d in result.description]
-            rows = result.fetchmany(limit + 1)
-        except duckdb.InterruptException:
-            raise FeaturelensError(
-                f"The query ran longer than {timeout_s:g} s and was stopped; add a LIMIT or a "
-                "WHERE clause, or run it with featurelens sql.") from None
-        except duckdb.Error as error:
-            raise FeaturelensError(f"SQL error: {_one_line(error)}") from None
-        finally:
-            timer.cancel()
-            cur.close()
-        return SqlResult(columns, rows[:limit], len(rows) > limit)
+        with self.session():
+            cur = self._cursor()
+            timer = threading.Timer(timeout_s, cur.interrupt)
+            timer.start()
+            try:
+                result = cur.execute(query)
+                if result.description is None:
+                    return SqlResult([], [], False)
+                columns = [d[0] for d in result.description]
+                rows = result.fetchmany(limit + 1)
+            except duckdb.InterruptException:
+                raise FeaturelensError(
+                    f"The query ran longer than {timeout_s:g} s and was stopped; add a LIMIT or a "
+                    "WHERE clause, or run it with featurelens sql.") from None
+            except duckdb.Error as error:
+                raise FeaturelensError(f"SQL error: {_one_line(error)}") from None
+            finally:
+                timer.cancel()
+                cur.close()
+            return SqlResult(columns, rows[:limit], len(rows) > limit)
 
     # -- features with everything a page shows ---------------------------------------
     def feature(self, dictionary_id: str, feature: int, max_examples: int = 20) -> FeatureData | None:
@@ -271,8 +459,9 @@ class BrowserData:
         if not stats:
             return []
         dictionary = self._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
+        special = special_tokens_of(self._dicts, dictionary[0]["model_id"] if dictionary else None)
         out = {int(s["feature"]): FeatureData(s, {"top": [], "quantile": [], "random": []}, [],
-                                              dictionary[0] if dictionary else {}) for s in stats}
+                                              dictionary[0] if dictionary else {}, special) for s in stats}
         for row in self._dicts(
             "SELECT x.feature, x.kind, x.rank, x.quantile, x.activations, x.max_activation, "
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
@@ -313,12 +502,13 @@ class BrowserData:
         """``(dictionary_id, feature)`` of every feature matching the filters, in order."""
         condition, params = Selection(where, dictionary_id).condition()
         query = f"SELECT dictionary_id, feature FROM features WHERE {condition}"
-        cur = self._cursor()
-        try:
-            return [(d, int(f)) for d, f in cur.execute(query + " ORDER BY 1, 2", params).fetchall()]
-        except duckdb.Error as error:
-            raise FeaturelensError(
-                f"--where {where!r} is not a valid condition on the features table "
-                f"({_one_line(error)}); write e.g. --where 'density < 0.01'.") from None
-        finally:
-            cur.close()
+        with self.session():
+            cur = self._cursor()
+            try:
+                return [(d, int(f)) for d, f in cur.execute(query + " ORDER BY 1, 2", params).fetchall()]
+            except duckdb.Error as error:
+                raise FeaturelensError(
+                    f"--where {where!r} is not a valid condition on the features table "
+                    f"({_one_line(error)}); write e.g. --where 'density < 0.01'.") from None
+            finally:
+                cur.close()

@@ -1,6 +1,7 @@
 """The local feature browser: a standard-library HTTP server over a read-only store.
 
-Routes: ``/`` (dictionaries), ``/dictionary/<id>?page=N`` (its features),
+Routes: ``/`` (dictionaries), ``/dictionary/<id>?page=N&sort=..&order=..&explained=..&q=..``
+(its features, sorted and filtered), ``/dictionary/<id>/overview`` (counts and histograms),
 ``/feature/<id>/<n>``, ``/search?q=...&page=N`` (explanation text), ``/sql?q=...``
 (read-only SQL), ``/static/<file>`` (the stylesheet; served from the package, so the
 browser works offline). Only GET and HEAD exist: nothing can change the store.
@@ -16,7 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from featurelens.browser.feature_list import ListRequest
 from featurelens.browser.links import ServerLinks
+from featurelens.browser.jobs import with_job_banner
+from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData
 from featurelens.browser.render import (dictionary_page, index_page, not_found_page, search_page,
                                         sql_page)
@@ -62,7 +66,11 @@ class BrowserHandler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in url.path.split("/") if p]
         query = parse_qs(url.query)
         try:
+            # Each query holds the store only while it runs (BrowserData.session), so a job
+            # waiting for its turn gets the file between queries, never during rendering.
             status, ctype, body = self._route(parts, query)
+            if ctype.startswith("text/html") and parts[:1] != ["static"]:
+                body = with_job_banner(body, self.data.running_jobs())
         except FeaturelensError as error:
             status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", \
                 not_found_page(str(error), _LINKS).encode()
@@ -86,7 +94,8 @@ class BrowserHandler(BaseHTTPRequestHandler):
             return HTTPStatus.OK, _TYPES.get(suffix, "application/octet-stream"), self.assets[parts[1]]
         if head == "search" and len(parts) == 1:
             text = query.get("q", [""])[0].strip()
-            return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS).encode()
+            tokens = self.data.token_matches(text) if text and page == 0 else []
+            return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS, tokens).encode()
         if head == "sql" and len(parts) == 1:
             sql = query.get("q", [""])[0]
             if not sql.strip():
@@ -97,18 +106,26 @@ class BrowserHandler(BaseHTTPRequestHandler):
                 result, error = None, str(failure)
             status = HTTPStatus.OK if error is None else HTTPStatus.BAD_REQUEST
             return status, html_type, sql_page(sql, result, error, _LINKS).encode()
-        if head == "dictionary" and len(parts) == 2:
+        if head == "dictionary" and len(parts) in (2, 3):
             found = [d for d in self.data.dictionaries() if d["dictionary_id"] == parts[1]]
-            if found:
-                listing = self.data.features(parts[1], page)
-                return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS).encode()
-            return self._missing(f"There is no dictionary {parts[1]!r} in this store.")
+            if not found:
+                return self._missing(f"There is no dictionary {parts[1]!r} in this store.")
+            if len(parts) == 3 and parts[2] == "overview":
+                overview = load_overview(self.data.query, found[0])
+                return HTTPStatus.OK, html_type, overview_page(overview, _LINKS).encode()
+            if len(parts) == 2:
+                scorers = self.data.scorers(parts[1])
+                request = ListRequest.from_query(query, scorers)
+                listing = self.data.feature_list(parts[1], request, page)
+                return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS, request,
+                                                                 scorers).encode()
         if head == "feature" and len(parts) == 3 and parts[2].isdigit():
             did, index = parts[1], int(parts[2])
             data = self.data.feature(did, index)
             if data is None:
                 return self._missing(f"Feature {index} of dictionary {did!r} is not in this store.")
-            page_html = feature_page(data, _LINKS, self.data.neighbours(did, index))
+            show_special = query.get("special", ["0"])[0] == "1"
+            page_html = feature_page(data, _LINKS, self.data.neighbours(did, index), show_special)
             return HTTPStatus.OK, html_type, page_html.encode()
         return self._missing(f"No page at {self.path}; start from the home page.")
 

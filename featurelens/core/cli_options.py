@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from featurelens.core.store import ENV_STORE, default_store_path
+from featurelens.core.store_location import ENV_STORE, default_store_path
 
 F = Callable[..., Any]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.naming import trained_name
 
 
 def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) -> Dictionary:
@@ -49,6 +50,9 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
             check_width(dictionary, width, hookpoint, str(path))
             if dictionary.hookpoint is None:
                 dictionary.hookpoint = hookpoint
+            name = None if getattr(dictionary, "dictionary_id", None) else trained_name(path)
+            if name:  # `featurelens train --name` (or its generated name) travels with the folder
+                dictionary.dictionary_id = name
             return dictionary
     raise FeaturelensError(
         f"No dictionary format recognises {path} (known formats: {', '.join(formats) or 'none'}); "

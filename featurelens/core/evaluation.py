@@ -20,7 +20,6 @@ dictionary was not trained on them, and their huge norms would dominate the loss
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import polars as pl
@@ -35,7 +34,7 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
              hookpoint_out: str | None = None, dense_threshold: float = 0.1,
              progress: bool = True) -> dict[str, float]:
     """Evaluate ``dictionary`` on ``tokens`` tokens of ``corpus`` read by ``backend``."""
-    from tqdm.auto import tqdm
+    from featurelens.core.progress import progress as show_progress
 
     from featurelens.core.extraction.packing import pack, special_mask
     from featurelens.core.corpora import resolve_corpus
@@ -65,7 +64,7 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
     fires = torch.zeros(dictionary.d_sae, dtype=torch.long)
     sum_t = sum_t2 = None
     out_hp = hookpoint_out or hookpoint
-    bar = tqdm(total=n_windows * context, unit="tok", desc="eval", file=sys.stderr, disable=not progress)
+    bar = show_progress(n_windows * context, unit="tok", desc="eval", enabled=progress)
     batch: list[list[int]] = []
 
     def flush(batch: list[list[int]]) -> None:

@@ -31,8 +31,7 @@ ENV_LOAD_PLUGINS = "FEATURELENS_LOAD_PLUGINS"
 #: Modules that hold the built-in components. Each one is a plugin like any other.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.sql_command",
-    "featurelens.plugins.hf_backend",
-    "featurelens.plugins.identity",
+    "featurelens.plugins.model_backends",
     "featurelens.plugins.corpus_sources",
     "featurelens.plugins.extract_commands",
     "featurelens.llm.builtin_providers",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -21,16 +22,13 @@ import pyarrow as pa
 
 import featurelens
 from featurelens.core.errors import StoreError
+from featurelens.core.lock_sharing import (ENV_LOCK_WAIT, HANDOVER_S, lock_wait_seconds, retry_while_locked,
+                                          waited_since)
+from featurelens.core.store_location import DEFAULT_STORE, ENV_STORE, default_store_path
 
-DEFAULT_STORE = "featurelens.duckdb"
-ENV_STORE = "FEATURELENS_STORE"
+__all__ = ["DEFAULT_STORE", "ENV_STORE", "Store", "default_store_path", "migrations"]
 
 _LOCK = re.compile(r"Conflicting lock is held in (?P<proc>.*?) \(PID (?P<pid>\d+)\)")
-
-
-def default_store_path() -> Path:
-    """``$FEATURELENS_STORE`` or ``./featurelens.duckdb``."""
-    return Path(os.environ.get(ENV_STORE) or DEFAULT_STORE)
 
 
 def migrations() -> list[tuple[str, str]]:
@@ -40,17 +38,26 @@ def migrations() -> list[tuple[str, str]]:
     return [(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open the file, turning DuckDB's lock and format errors into one clear sentence."""
+def is_lock_conflict(error: BaseException) -> bool:
+    """True when DuckDB refused a file because another process holds it."""
+    return isinstance(error, duckdb.IOException) and bool(_LOCK.search(str(error)))
+
+
+def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open the file, turning DuckDB's lock and format errors into one clear sentence.
+
+    While another process holds the file, keep asking it for a turn for ``wait_s``
+    seconds (see :mod:`featurelens.core.lock_sharing`) before reporting it as in use."""
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return retry_while_locked(path, lambda: duckdb.connect(str(path), read_only=read_only),
+                                  is_lock_conflict, wait_s)
     except duckdb.IOException as error:
         match = _LOCK.search(str(error))
         if match:
             raise StoreError(
-                f"The store {path} is in use by process {match['pid']} ({match['proc']}); "
-                "wait for it to finish or stop it, then try again (read-only queries can run "
-                "alongside other readers, not alongside a writer)."
+                f"The store {path} is in use by process {match['pid']} ({match['proc']}), which did "
+                f"not give it up within {wait_s:g} s; wait for it to finish or stop it, then try "
+                f"again (labeling jobs and serve take turns; set {ENV_LOCK_WAIT} to wait longer)."
             ) from None
         if "not a valid DuckDB database" not in str(error):
             raise StoreError(f"Cannot open the store {path} ({_one_line(error)}); check the "
@@ -76,10 +83,33 @@ class Store:
     """An open feature store. Use :func:`featurelens.open_store` to get one."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
-        self.con = con
+        self._con: duckdb.DuckDBPyConnection | None = con
         self.path = path
         self.read_only = read_only
         self._depth = 0
+        self._opened_at = time.time()
+        self._released_at: float | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, reopened if :meth:`give_turn` closed it."""
+        if self._con is None:
+            if self._released_at is not None:  # let the process we gave the file to get in
+                time.sleep(max(0.0, self._released_at + HANDOVER_S - time.time()))
+            self._con = _connect(self.path, self.read_only, wait_s=max(lock_wait_seconds(), 60.0))
+            self._opened_at = time.time()
+        return self._con
+
+    def give_turn(self) -> bool:
+        """Close the file if another process has asked for it since this one opened it,
+        so a browser can read while a job writes; the next use reopens it. Only between
+        transactions. Returns whether the file was given away."""
+        if self._con is None or self._depth or not waited_since(self.path, self._opened_at):
+            return False
+        self._con.close()
+        self._con = None
+        self._released_at = time.time()
+        return True
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -96,7 +126,7 @@ class Store:
                 f"The folder {resolved.parent} for the store does not exist; create it or "
                 "choose another --store path."
             )
-        store = cls(_connect(resolved, read_only), resolved, read_only)
+        store = cls(_connect(resolved, read_only, wait_s=lock_wait_seconds()), resolved, read_only)
         try:
             store._check_and_migrate()
         except BaseException:
@@ -153,7 +183,9 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (and release the file lock)."""
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def __enter__(self) -> "Store":
         return self

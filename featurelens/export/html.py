@@ -2,18 +2,20 @@
 ``featurelens serve``, with relative links so the folder opens straight from disk
 (or any static host). Layout: ``index.html`` (dictionaries),
 ``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
-``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
+``features/<dictionary>/overview.html`` (counts and histograms of the whole
+dictionary), ``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
 Search and SQL need a server and are left out."""
 
 from __future__ import annotations
 
-from tqdm import tqdm
 
 from featurelens.browser.links import StaticLinks
+from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page
 from featurelens.browser.render import dictionary_page, index_page
 from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
+from featurelens.core.progress import progress
 from featurelens.export.staging import Staging
 
 LIST_PAGE_SIZE = 500
@@ -32,11 +34,13 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
         d["n_features"] = len(by_dictionary[d["dictionary_id"]])
     staging.write_text("index.html", index_page(dictionaries, StaticLinks()))
     deep = StaticLinks().at_depth(2)
-    with tqdm(total=len(keys), desc="export html", unit="feature", disable=None) as bar:
+    with progress(len(keys), desc="export html", unit="feature") as bar:
         for d in dictionaries:
             did = d["dictionary_id"]
             features = by_dictionary[did]
             _write_lists(data, staging, d, features, deep)
+            overview = load_overview(data.query, d)
+            staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
             for start in range(0, len(features), BATCH):
                 chunk = features[start:start + BATCH]
                 todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]

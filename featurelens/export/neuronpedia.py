@@ -25,10 +25,9 @@ import math
 import re
 from typing import Any, Iterable
 
-from tqdm import tqdm
-
 from featurelens.browser.links import file_slug
 from featurelens.browser.queries import BrowserData, FeatureData
+from featurelens.core.progress import progress
 from featurelens.export.staging import Staging
 
 
@@ -99,7 +98,7 @@ def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int,
 def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int = 1000) -> int:
     """Write every feature in ``keys``; returns the number of batch files."""
     files = 0
-    with tqdm(total=len(keys), desc="export neuronpedia", unit="feature", disable=None) as bar:
+    with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
         for dictionary_id, n, features in _batches(keys, batch_size):
             name = f"{file_slug(dictionary_id)}/batch-{n:05d}.jsonl.gz"
             files += 1

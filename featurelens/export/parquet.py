@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tqdm import tqdm
+from featurelens.core.progress import progress
 
 from featurelens.core.store import Store
 from featurelens.export.staging import Staging
@@ -42,10 +42,12 @@ def write(store: Store, staging: Staging, selection_sql: str | None, params: lis
         store.con.execute(f"CREATE TEMP TABLE _selected AS {selection_sql}", params)
     names = []
     tables = [t for t in store.tables() if t not in _SKIP and not t.startswith("_")]
-    for table in tqdm(tables, desc="export parquet", unit="table", disable=None):
+    bar = progress(len(tables), desc="export parquet", unit="table")
+    for table in tables:
         name = f"{table}.parquet"
         names.append(name)
         if staging.done(name):
+            bar.update(1)
             continue
         columns = {r[0] for r in store.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT internal", [table])}
@@ -55,6 +57,8 @@ def write(store: Store, staging: Staging, selection_sql: str | None, params: lis
         store.con.execute(f"COPY (SELECT * FROM {table}{where}) TO '{_quote(str(tmp))}' "
                           "(FORMAT parquet, COMPRESSION zstd)")
         os.replace(tmp, target)
+        bar.update(1)
+    bar.close()
     return names
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.jobs import run_stages
 from featurelens.jobs.run_types import (Echo, RunContext, RunOptions, Stage, StageResult,  # noqa: F401
                                         workdir_for)
@@ -93,9 +94,9 @@ class Summary:
     best: list[dict[str, Any]]
 
 
-def summarize(store_path: Path, dictionary_id: str, top: int = 5) -> Summary:
-    """Counts and the best-scored features of ``dictionary_id``, read-only."""
-    with Store.open(store_path, read_only=True) as store:
+def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summary:
+    """Counts and the best-scored features of ``dictionary_id``, read-only (a path or an open store)."""
+    with using_store(store_path, read_only=True) as store:
         counts = store.execute(
             "SELECT (SELECT count(*) FROM features WHERE dictionary_id = ?), "
             "(SELECT count(*) FROM features WHERE dictionary_id = ? AND fire_count > 0), "
@@ -108,7 +109,7 @@ def summarize(store_path: Path, dictionary_id: str, top: int = 5) -> Summary:
             "JOIN features f ON f.dictionary_id = s.dictionary_id AND f.feature = s.feature "
             "WHERE s.dictionary_id = ? AND s.status = 'ok' ORDER BY s.score DESC, s.feature LIMIT ?",
             [dictionary_id, top]).to_dicts()
-    return Summary(store_path, dictionary_id, *counts, best)
+    return Summary(store.path, dictionary_id, *counts, best)
 
 
 def format_summary(summary: Summary, options: RunOptions) -> str:

@@ -18,12 +18,13 @@ from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.llm import providers
 from featurelens.llm.batch_api import Submission, submit_jobs
 from featurelens.llm.batch_clients import batch_client
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.plan import Estimate, estimate
 from featurelens.llm.pricing import PriceTable
-from featurelens.llm import providers
 from featurelens.llm.runs import run_labeling, start_run
 from featurelens.registry.components import split_llm_spec
 
@@ -140,7 +141,7 @@ def _existing(store: Store, ids: list[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def explain_features(store: Store, spec: ExplainSpec, *, provider: LLMProvider | None = None,
+def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: LLMProvider | None = None,
                      provider_options: dict[str, Any] | None = None,
                      settings: EngineSettings | None = None,
                      prices: PriceTable | None = None) -> RunStats:
@@ -148,8 +149,13 @@ def explain_features(store: Store, spec: ExplainSpec, *, provider: LLMProvider |
 
     Writes ``explanations`` (and ``llm_calls``, ``llm_cache``, ``failures``) as results
     arrive; returns the run's counters. ``provider`` overrides building one from
-    ``spec.llm`` (tests, benchmarks, a client shared with other stages).
+    ``spec.llm`` (tests, benchmarks, a client shared with other stages). ``store`` may
+    be an open store or its path.
     """
+    if not isinstance(store, Store):
+        with using_store(store) as opened:
+            return explain_features(opened, spec, provider=provider, provider_options=provider_options,
+                                    settings=settings, prices=prices)
     explainer = make_explainer(spec)
     return run_labeling(
         store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,

@@ -19,16 +19,16 @@ features. Use :func:`run_jobs` from synchronous code.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from tqdm import tqdm
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
+from featurelens.core.progress import progress
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.llm import cache
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.ratelimit import RateLimiter
@@ -260,7 +260,8 @@ class Engine:
         self.bar.update(n)
 
     def _flush(self) -> None:
-        self.writer.flush(self.stats.as_dict())
+        # total and updated_at let `featurelens serve` show how far a running job is
+        self.writer.flush(self.stats.as_dict() | {"total": self.bar.total, "updated_at": time.time()})
         self.bar.set_postfix(failed=self.stats.failed, cost=f"${self.stats.cost_usd:.4f}",
                              refresh=False)
 
@@ -272,8 +273,7 @@ class Engine:
         self.limiter = RateLimiter(self.settings.rpm, self.settings.tpm)
         job_slots = asyncio.Semaphore(max(2 * self.settings.concurrency, 4))
         tasks: set[asyncio.Task[None]] = set()
-        self.bar = tqdm(total=total, unit="feat", desc=desc, file=sys.stderr, dynamic_ncols=True,
-                        disable=not self.settings.progress, smoothing=0.1)
+        self.bar = progress(total, unit="feat", desc=desc, enabled=self.settings.progress, smoothing=0.1)
 
         def done(task: asyncio.Task[None]) -> None:
             tasks.discard(task)
@@ -311,10 +311,15 @@ class Engine:
         return self.stats
 
 
-def run_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *,
+def run_jobs(store: Store | StoreLike, provider: LLMProvider, jobs: Iterable[Job], *,
              settings: EngineSettings | None = None, run_id: str | None = None,
              prices: PriceTable | None = None, total: int | None = None,
              desc: str = "labeling") -> RunStats:
-    """Run ``jobs`` to completion from synchronous code (see :class:`Engine`)."""
+    """Run ``jobs`` to completion from synchronous code (see :class:`Engine`); ``store``
+    may be an open store or its path."""
+    if not isinstance(store, Store):
+        with using_store(store) as opened:
+            return run_jobs(opened, provider, jobs, settings=settings, run_id=run_id, prices=prices,
+                            total=total, desc=desc)
     engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
     return asyncio.run(engine.run(jobs, total=total, desc=desc))

@@ -66,3 +66,4 @@ class ResultWriter:
             if progress is not None and self.run_id is not None:
                 self.store.execute("UPDATE runs SET progress = ? WHERE run_id = ?",
                                    [json.dumps(progress), self.run_id])
+        self.store.give_turn()  # a browser (featurelens serve) waiting for the file gets it now

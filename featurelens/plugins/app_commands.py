@@ -30,7 +30,10 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port (0 picks a free one).")
 def serve_command(store_path: Path | None, host: str, port: int) -> None:
-    """Browse the feature store in a local web page (read-only; works offline)."""
+    """Browse the feature store in a local web page (read-only; works offline).
+
+    Labeling jobs (explain, score, label) can write the store while it runs; pages show
+    their progress."""
     from featurelens.browser.server import is_loopback, make_server, url_of
 
     server = make_server(store_path, host, port)

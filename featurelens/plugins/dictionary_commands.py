@@ -48,6 +48,8 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.option("--hookpoint", required=True, help="Where to read the model, e.g. blocks.6.hook_resid_post.")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the trained dictionary (rerun the same command to resume).")
+@click.option("--name", default=None,
+              help="Dictionary id in the store [default: generated, e.g. smollm2-l6-topk8x-1a2b3c4d].")
 @click.option("--architecture", default="topk", show_default=True,
               help="Dictionary learner: topk, batchtopk, relu, jumprelu, transcoder, or a plugin's.")
 @click.option("--expansion", type=int, default=8, show_default=True, help="Features per activation dimension.")
@@ -70,7 +72,7 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
               help="How often the training state is saved (a kill loses at most this much).")
-def train_command(model: str, hookpoint: str, output: Path, architecture: str, expansion: int,
+def train_command(model: str, hookpoint: str, output: Path, name: str | None, architecture: str, expansion: int,
                   d_sae: int | None, k: int, hookpoint_out: str | None, corpus: str, tokens: int,
                   context: int, batch_size: int | None, lr: float | None, buffer_rows: int,
                   learner_options: tuple[str, ...], bf16: bool, dtype: str, device: str, seed: int,
@@ -79,15 +81,24 @@ def train_command(model: str, hookpoint: str, output: Path, architecture: str, e
 
     Killed at any moment, the same command resumes from the last checkpoint.
     """
+    from featurelens.core.naming import check_name, readable_name, settings_key
     from featurelens.core.training import train_dictionary
 
+    options = _parse_options(learner_options)
+    if name is None:
+        width = f"{d_sae}" if d_sae else f"{expansion}x"
+        name = readable_name(model, hookpoint, architecture, width, settings_key({
+            "model": model, "hookpoint": hookpoint, "hookpoint_out": hookpoint_out, "architecture": architecture,
+            "expansion": expansion, "d_sae": d_sae, "k": k, "corpus": corpus, "tokens": tokens,
+            "context": context, "lr": lr, "options": options, "seed": seed}))
+    check_name(name)
     backend = _backend(model, dtype, device)
     result = train_dictionary(
         backend=backend, hookpoint=hookpoint, output=output, architecture=architecture,
         expansion=expansion, d_sae=d_sae, k=k, corpus=corpus, tokens=tokens, context=context,
         batch_size=batch_size, lr=lr, buffer_rows=buffer_rows, hookpoint_out=hookpoint_out,
-        options=_parse_options(learner_options), seed=seed, bf16=bf16, device=device,
-        checkpoint_seconds=checkpoint_seconds)
+        options=options, seed=seed, bf16=bf16, device=device,
+        checkpoint_seconds=checkpoint_seconds, dictionary_id=name)
     shown = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
     if result.already_done:
         click.echo(f"Already trained: {output} holds a finished {result.dictionary.architecture} "
@@ -95,7 +106,8 @@ def train_command(model: str, hookpoint: str, output: Path, architecture: str, e
         return
     resumed = f", resumed at step {result.resumed_from_step}" if result.resumed_from_step else ""
     click.echo(f"Trained {result.dictionary.architecture} ({result.dictionary.d_sae} features) on "
-               f"{result.tokens} tokens in {result.steps} steps{resumed}: {shown}. Saved to {output}.")
+               f"{result.tokens} tokens in {result.steps} steps{resumed}: {shown}. Saved to {output} "
+               f"as {name}.")
 
 
 @click.group("dictionaries")
@@ -162,16 +174,28 @@ def _load_any(path: str, **options: Any) -> Any:
 @click.argument("path")
 @click.option("--model", default="smollm2", show_default=True, help="The model the dictionary reads.")
 @click.option("--hookpoint", default=None, help="Where it reads the model [default: from its config].")
+@click.option("--name", default=None,
+              help="Dictionary id in the store [default: its training name, or generated, e.g. "
+                   "smollm2-l6-topk-16384-1a2b3c4d].")
 @store_option
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32")
 @click.option("--device", default="auto", show_default=True)
-def import_command(path: str, model: str, hookpoint: str | None, store_path: Path | None,
+def import_command(path: str, model: str, hookpoint: str | None, name: str | None, store_path: Path | None,
                    dtype: str, device: str) -> None:
-    """Record the dictionary at PATH (any supported format) in the store."""
+    """Record the dictionary at PATH (any supported format) in the store.
+
+    `featurelens extract --dictionary NAME` then finds it by its name."""
     from featurelens.core.evaluation import register_dictionary
+    from featurelens.core.extraction.extractor import dictionary_id_of
+    from featurelens.core.naming import check_name, readable_name
     from featurelens.core.store import Store
 
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
+    if name is None:
+        name = getattr(dictionary, "dictionary_id", None) or readable_name(
+            model, hookpoint, dictionary.architecture, f"-{dictionary.d_sae}",
+            dictionary_id_of(dictionary, backend.model_id, hookpoint).rsplit("-", 1)[-1])
+    dictionary.dictionary_id = check_name(name)
     with Store.open(store_path) as store:
         dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
                                             hookpoint=hookpoint, source=str(Path(path).resolve()))

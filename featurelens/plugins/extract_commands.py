@@ -23,7 +23,8 @@ def register_commands(cli: click.Group) -> None:
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
 @click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
 @click.option("--dictionary", default="identity", show_default=True,
-              help="identity (one feature per neuron) or the path of a saved dictionary.")
+              help="identity (one feature per neuron), the path of a saved dictionary, or the name "
+                   "of one recorded in the store (dictionaries import).")
 @click.option("--corpus", default="stdlib", show_default=True,
               help="stdlib (Python's standard library source), a path, or source:location.")
 @click.option("--tokens", type=int, default=20000, show_default=True, help="Tokens to read.")
@@ -62,8 +63,11 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
     Killed at any moment, the same command resumes where the last checkpoint left off.
     """
     from featurelens.core.extraction import ExtractSpec, extract
+    from featurelens.core.naming import resolve_stored_name
 
+    dictionary, name = resolve_stored_name(dictionary, store_path)
     spec = ExtractSpec(
+        dictionary_name=name,
         model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
         batch_size=batch_size, context=context, top_k=top_k, n_quantile=quantile_examples,
         quantile_bins_count=quantile_bins, n_random=random_examples, prepend_bos=bos,

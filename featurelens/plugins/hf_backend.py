@@ -17,12 +17,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins import hookpoints as hp
 from featurelens.core.embedded_model import EMBEDDED_ALIASES, embedded_model_path
 
-featurelens_api = 1
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -192,8 +190,3 @@ class HFBackend:
                 scale = 1.0 + scale
             w_u = scale[:, None] * w_u
         return w_u
-
-
-@featurelens.hookimpl
-def register_model_backends(register: Any) -> None:
-    register("hf", HFBackend, description="Any transformers causal LM (local folder, hub id, or smollm2)")

@@ -12,11 +12,8 @@ from typing import Any
 
 import torch
 
-import featurelens
 from featurelens.core.dictionary_base import Dictionary, SparseActs
 from featurelens.core.errors import FeaturelensError
-
-featurelens_api = 1
 
 
 class IdentityDictionary(Dictionary):
@@ -52,9 +49,3 @@ class IdentityDictionary(Dictionary):
         """Reconstruction error of relu(x) (the identity has nothing to learn)."""
         target = x if target is None else target
         return {"loss": (self.decode(self.encode(x)) - target).pow(2).mean()}
-
-
-@featurelens.hookimpl
-def register_dictionary_learners(register: Any) -> None:
-    register("identity", IdentityDictionary,
-             description="One feature per neuron of the hookpoint (positive part); no training")

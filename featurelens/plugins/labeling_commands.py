@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 import featurelens
+from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
 
 featurelens_api = 1
 
@@ -66,13 +66,13 @@ def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_p
     return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress)
 
 
-@click.command("explain")
+@click.command("explain", cls=OptionShorthandCommand)
 @click.option("--llm", default="local:smollm2", show_default=True,
               help="provider:model, e.g. openai:gpt-4o-mini, anthropic:claude-haiku-4-5.")
 @click.option("--explainer", default="token-activations", show_default=True,
               help="Explainer name (featurelens plugins list --all shows them).")
-@click.option("--option", "-o", "explainer_options", multiple=True, metavar="KEY=VALUE",
-              help="Explainer option, repeatable (e.g. -o n_examples=20).")
+@click.option("--option", "explainer_options", multiple=True, metavar="KEY=VALUE",
+              help="Explainer option, repeatable (e.g. --option n_examples=20).")
 @click.option("--where", default=None, help='SQL condition over the features table, e.g. "density > 0.001".')
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
@@ -88,10 +88,11 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                     provider_options: tuple[str, ...], no_progress: bool,
                     store_path: Path | None) -> None:
     """Explain features with an LLM; resumable, cached, and written as results arrive."""
+    from featurelens.core.store import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.llm.pricing import PriceTable
 
-    spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
+    spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
                        where, dictionary_id, limit)
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
@@ -143,6 +144,7 @@ def _existing_store(store_path: Path | None) -> Path:
 @store_option
 def batches_status(refresh: bool, store_path: Path | None) -> None:
     """Show the store's provider batches and their status."""
+    from featurelens.core.store import Store
     from featurelens.llm.batch_api import batch_rows, refresh_status
 
     with Store.open(_existing_store(store_path), read_only=not refresh) as store:
@@ -162,6 +164,7 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
 @store_option
 def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | None) -> None:
     """Download finished batches, cache their answers and write the runs' results."""
+    from featurelens.core.store import Store
     from featurelens.jobs.batch_collection import collect_batches
     from featurelens.llm.pricing import PriceTable
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 import featurelens
+from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
-from featurelens.core.store import Store
 from featurelens.plugins.labeling_commands import engine_options, engine_settings, parse_options, summary
 
 featurelens_api = 1
@@ -36,13 +36,13 @@ def _selection_options(function):
     return function
 
 
-@click.command("score")
+@click.command("score", cls=OptionShorthandCommand)
 @click.option("--scorer", default="simulation", show_default=True,
               help="Scorer name: simulation, detection, fuzzing or a plugin's.")
 @click.option("--llm", default="local:smollm2", show_default=True,
               help="Simulator provider:model, e.g. local:smollm2, openai:gpt-4o-mini.")
-@click.option("--option", "-o", "scorer_options", multiple=True, metavar="KEY=VALUE",
-              help="Scorer option, repeatable (e.g. -o n_random=20 -o mode=json).")
+@click.option("--option", "scorer_options", multiple=True, metavar="KEY=VALUE",
+              help="Scorer option, repeatable (e.g. --option n_random=20 --option mode=json).")
 @click.option("--explainer", default=None, help="Only explanations written by this explainer.")
 @click.option("--explained-by", default=None, metavar="PROVIDER:MODEL",
               help="Only explanations written by this LLM.")
@@ -57,10 +57,11 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Score stored explanations: simulation correlation or detection/fuzzing accuracy."""
+    from featurelens.core.store import Store
     from featurelens.llm.pricing import PriceTable
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score, score_features, submit_score
 
-    spec = ScoreSpec(llm, scorer, tuple(sorted(parse_options(scorer_options, "-o").items())),
+    spec = ScoreSpec(llm, scorer, tuple(sorted(parse_options(scorer_options, "--option").items())),
                      where, dictionary_id, limit, explainer, explained_by)
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
@@ -78,12 +79,12 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
     click.echo(summary(stats, f"scored ({scorer})"))
 
 
-@click.command("label")
+@click.command("label", cls=OptionShorthandCommand)
 @click.option("--llm", default="local:smollm2", show_default=True,
               help="provider:model that writes the explanations.")
 @click.option("--explainer", default="token-activations", show_default=True, help="Explainer name.")
-@click.option("--option", "-o", "explainer_options", multiple=True, metavar="KEY=VALUE",
-              help="Explainer option, repeatable (e.g. -o n_examples=20).")
+@click.option("--option", "explainer_options", multiple=True, metavar="KEY=VALUE",
+              help="Explainer option, repeatable (e.g. --option n_examples=20).")
 @click.option("--scorer", "scorers", multiple=True, default=("simulation",), show_default=True,
               help="Scorer, repeatable (--scorer simulation --scorer detection).")
 @click.option("--score-llm", default=None, metavar="PROVIDER:MODEL",
@@ -99,12 +100,13 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage."""
+    from featurelens.core.store import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
 
-    explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
+    explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
                                where, dictionary_id, limit)
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
     score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, llm)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import polars as pl
 
 import featurelens
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
 from featurelens.plugins.plugin_commands import plugins_group
+
+if TYPE_CHECKING:
+    import polars as pl
 
 featurelens_api = 1
 
@@ -40,6 +42,8 @@ def sql_command(query: str, store_path: Path | None, fmt: str, output: Path | No
     """Run a SQL QUERY against the feature store and print the result."""
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise FeaturelensError("Parquet is binary; pass --output FILE.parquet or redirect stdout.")
+    from featurelens.core.store import Store  # imported here: `featurelens --help` needs no DuckDB
+
     with Store.open(store_path, read_only=not write) as store:
         frame = store.sql(query)
     _emit(frame, fmt, output)
@@ -57,6 +61,8 @@ def _emit(frame: pl.DataFrame, fmt: str, output: Path | None) -> None:
     elif fmt == "json":
         text = json.dumps(frame.to_dicts(), default=str, indent=None) + "\n"
     else:
+        import polars as pl
+
         with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_hide_dataframe_shape=False):
             text = str(frame) + "\n"
     if output is not None:

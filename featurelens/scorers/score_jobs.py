@@ -22,10 +22,11 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
 from featurelens.core.store import Store
+from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.llm import providers
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.pricing import PriceTable
-from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.llm import providers
 from featurelens.llm.runs import run_labeling, start_run
 from featurelens.registry.components import split_llm_spec
 
@@ -195,7 +196,7 @@ def count_explanations(store: Store, spec: ScoreSpec) -> int:
         f"WHERE TRUE{extra}", params + extra_params)[0][0]
 
 
-def score_features(store: Store, spec: ScoreSpec, *, provider: LLMProvider | None = None,
+def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMProvider | None = None,
                    provider_options: dict[str, Any] | None = None,
                    settings: EngineSettings | None = None,
                    prices: PriceTable | None = None) -> RunStats:
@@ -205,6 +206,10 @@ def score_features(store: Store, spec: ScoreSpec, *, provider: LLMProvider | Non
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
     """
+    if not isinstance(store, Store):  # a path: open it for the run
+        with using_store(store) as opened:
+            return score_features(opened, spec, provider=provider, provider_options=provider_options,
+                                  settings=settings, prices=prices)
     scorer = build_scorer(spec)
     total = count_explanations(store, spec)
     if total == 0:

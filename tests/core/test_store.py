@@ -171,7 +171,8 @@ def test_process_killed_mid_write_leaves_the_store_as_it_was(store_path: Path) -
         assert store.sql("SELECT count(*) AS n FROM examples")["n"][0] == 20
 
 
-def test_store_held_by_a_writer_names_the_process(store_path: Path, cli) -> None:
+def test_store_held_by_a_writer_names_the_process(store_path: Path, cli, monkeypatch) -> None:
+    monkeypatch.setenv("FEATURELENS_LOCK_WAIT", "0.3")  # the holder never gives a turn: fail soon
     featurelens.open_store(store_path).close()
     holder = _holder(store_path, "write")
     try:

@@ -113,7 +113,7 @@ def test_html_report_links_resolve_and_text_is_escaped(filled: Path, tmp_path: P
     export(filled, "html", tmp_path / "site")
     site = tmp_path / "site"
     pages = list(site.rglob("*.html"))
-    assert len(pages) == 30 + 2  # features, the dictionary list, the home page
+    assert len(pages) == 30 + 3  # features, the dictionary list and overview, the home page
     for page in pages:
         body = page.read_text(encoding="utf-8")
         assert "<script" not in body

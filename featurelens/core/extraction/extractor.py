@@ -15,7 +15,6 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any, Iterator
 
 import polars as pl
 import torch
-from tqdm import tqdm
 
 import featurelens
 from featurelens.core.dictionary_loading import check_width, load_dictionary
@@ -35,7 +33,10 @@ from featurelens.core.extraction.packing import Window, outlier_mask, pack, spec
 from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
+from featurelens.core.progress import phase
+from featurelens.core.progress import progress as show_progress
 from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
 
 #: Features whose examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
@@ -117,15 +118,18 @@ class ExtractSpec:
     text_field: str | None = None
     skip_invalid: bool = False
     seed: int = 0
+    #: The name the store keeps the dictionary under (``--name``); None keeps its id.
+    dictionary_name: str | None = None
 
 
-def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_seconds: float = 60.0,
+def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
             checkpoint_every: int | None = None, progress: bool = True, model_obj: Any = None,
             dictionary_obj: Any = None) -> ExtractResult:
     """Fill the store with the features of ``spec.dictionary`` at ``spec.hookpoint`` of ``spec.model``.
 
     ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
-    ``featurelens run`` job, the benchmark) skip loading. Raises
+    ``featurelens run`` job, the benchmark) skip loading; ``dictionary_name`` is the id
+    to store the features under (default: the one the dictionary declares, or a hash). Raises
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
     from featurelens.core.plugin_host import create
@@ -140,6 +144,8 @@ def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_se
     width = lm.hookpoint_width(spec.hookpoint)
     sae = dictionary_obj or load_dictionary(spec.dictionary, backend=lm, hookpoint=spec.hookpoint)
     check_width(sae, width, spec.hookpoint, spec.dictionary)
+    if spec.dictionary_name:
+        sae.dictionary_id = spec.dictionary_name
     sae = sae.to(lm.device).eval()
     sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
     source = resolve_corpus(spec.corpus, field=spec.text_field, skip_invalid=spec.skip_invalid)
@@ -163,7 +169,7 @@ def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_se
     batches = itertools.chain([first], batches)
     specials = set() if spec.include_special else set(lm.tokenizer.all_special_ids)
 
-    with Store.open(store) as db:
+    with using_store(store) as db:  # a path, or a store the caller holds open
         folder = resume.checkpoint_dir(db.path, run)
         row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [run])
         if row and row[0][0] == "done":
@@ -184,9 +190,9 @@ def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_se
             seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
-        bar = tqdm(total=n_windows * spec.context, initial=min(done_batches * spec.batch_size, n_windows) * spec.context,
-                   unit="tok", unit_scale=True, desc=f"extract {spec.hookpoint}", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
+        bar = show_progress(n_windows * spec.context,
+                            initial=min(done_batches * spec.batch_size, n_windows) * spec.context,
+                            unit="tok", unit_scale=True, desc=f"extract {spec.hookpoint}", enabled=progress)
         last_checkpoint = stream_start = time.monotonic()
         model_seconds = checkpoint_cost = 0.0
         n_seen = done_batches * spec.batch_size
@@ -228,7 +234,7 @@ def extract(spec: ExtractSpec, *, store: str | Path | None = None, checkpoint_se
         bar.close()
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, spec.hookpoint, spec.dictionary, corpus_id,
-                state, pending, text, spec.fold_final_norm, n_seen)
+                state, pending, text, spec.fold_final_norm, n_seen, progress)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -263,18 +269,22 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
-            text: TokenText, fold_final_norm: bool, n_windows: int) -> None:
+            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True) -> None:
     """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
     settings = state.settings
-    with torch.no_grad():
+    with phase("extract: logit effects of every feature", enabled=progress), torch.no_grad():
         logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
-    features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
+    with phase("extract: feature statistics", enabled=progress):
+        features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
         "vocab_size": getattr(lm, "vocab_size", None),
         "config": json.dumps({"dtype": getattr(lm, "dtype", None),
-                              "family": getattr(getattr(lm, "family", None), "name", None)}),
+                              "family": getattr(getattr(lm, "family", None), "name", None),
+                              # the browser hides these in examples unless asked
+                              "special_tokens": sorted(getattr(lm.tokenizer, "all_special_tokens", []))},
+                             default=str),
     }])
     dictionary_row = pl.DataFrame([{
         "dictionary_id": dict_id, "model_id": lm.model_id, "hookpoint": hookpoint,
@@ -289,10 +299,12 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
         db.insert("features", features)
-        for first in range(0, sae.d_sae, FEATURE_CHUNK):
-            last = min(first + FEATURE_CHUNK, sae.d_sae)
-            _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
-                            settings.n_random)
+        with show_progress(sae.d_sae, desc="extract: writing examples", unit="feature", enabled=progress) as bar:
+            for first in range(0, sae.d_sae, FEATURE_CHUNK):
+                last = min(first + FEATURE_CHUNK, sae.d_sae)
+                _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
+                                settings.n_random)
+                bar.update(last - first)
         db.execute(
             "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
             "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "

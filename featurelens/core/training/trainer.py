@@ -12,7 +12,6 @@ import functools
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +137,8 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
                 return
             buffer.add(chunk)
             chunks_read += 1
+            if step == 0:  # the first fill runs the model for a while before any update: say so
+                bar.set_postfix_str(f"reading activations: {len(buffer):,}/{buffer.capacity:,} buffer rows")
 
     def snapshot() -> None:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -163,6 +164,7 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
                     )
                 break  # the corpus ran out before the token budget: train on what there was
             if not initialised:
+                bar.set_postfix_str("initialising from the first activations (geometric median of b_dec)")
                 sample = buffer.rows[: min(len(buffer), 8192)]
                 model.initialize_from_data(sample[:, : source.d_in],
                                            sample[:, source.d_in:] if source.d_out else None)
@@ -241,7 +243,6 @@ def _nan_message(step: int, folder: Path, resumed_from: int | None) -> str:
 
 
 def _progress(total: int, done: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
+    from featurelens.core.progress import progress
 
-    return tqdm(total=total, initial=done, unit="tok", unit_scale=True, desc="train",
-                file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+    return progress(total, initial=done, unit="tok", unit_scale=True, desc="train", enabled=enabled)

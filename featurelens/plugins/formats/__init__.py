@@ -1,25 +1,33 @@
 """Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope and
-featurelens's own), registered through the same hook as plugins' formats."""
+featurelens's own), registered through the same hook as plugins' formats.
+
+Registration imports nothing heavy: a format's module (and torch) is imported the first
+time the format is built (see :mod:`featurelens.core.lazy`)."""
 
 from __future__ import annotations
 
 import featurelens
 from featurelens.core.hookspecs import Register
-from featurelens.plugins.formats.dictionary_learning import DictionaryLearningFormat
-from featurelens.plugins.formats.gemma_scope import GemmaScopeFormat
-from featurelens.plugins.formats.native import NativeFormat
-from featurelens.plugins.formats.saelens import SAELensFormat
-from featurelens.plugins.formats.sparsify import SparsifyFormat
+from featurelens.core.lazy import LazyFactory, lazy_exports
 
 featurelens_api = 1
 
-__all__ = ["DictionaryLearningFormat", "GemmaScopeFormat", "NativeFormat", "SAELensFormat", "SparsifyFormat"]
+_HERE = "featurelens.plugins.formats"
+_EXPORTS = {"DictionaryLearningFormat": f"{_HERE}.dictionary_learning", "GemmaScopeFormat": f"{_HERE}.gemma_scope",
+            "NativeFormat": f"{_HERE}.native", "SAELensFormat": f"{_HERE}.saelens",
+            "SparsifyFormat": f"{_HERE}.sparsify"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def _lazy(name: str) -> LazyFactory:
+    return LazyFactory(f"{_EXPORTS[name]}:{name}")
 
 
 @featurelens.hookimpl
 def register_dictionary_formats(register: Register) -> None:
-    register("featurelens", NativeFormat, description="featurelens's own folder: any learner, exactly (read/write)")
-    register("saelens", SAELensFormat, description="SAELens cfg.json + sae_weights.safetensors (read/write)")
-    register("sparsify", SparsifyFormat, description="EleutherAI sparsify, a folder per hookpoint (read/write)")
-    register("dictionary_learning", DictionaryLearningFormat, description="saprmarks/dictionary_learning ae.pt + config.json (read, safe loading)")
-    register("gemma_scope", GemmaScopeFormat, description="Gemma Scope params.npz JumpReLU (read)")
+    register("featurelens", _lazy("NativeFormat"), description="featurelens's own folder: any learner, exactly (read/write)")
+    register("saelens", _lazy("SAELensFormat"), description="SAELens cfg.json + sae_weights.safetensors (read/write)")
+    register("sparsify", _lazy("SparsifyFormat"), description="EleutherAI sparsify, a folder per hookpoint (read/write)")
+    register("dictionary_learning", _lazy("DictionaryLearningFormat"), description="saprmarks/dictionary_learning ae.pt + config.json (read, safe loading)")
+    register("gemma_scope", _lazy("GemmaScopeFormat"), description="Gemma Scope params.npz JumpReLU (read)")
