@@ -16,6 +16,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.formats.headers import SafetensorsFile, check_finite, shape_of
 
 
 def read_json(path: Path, fmt: str) -> dict[str, Any]:
@@ -34,19 +35,13 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
     return data
 
 
-def read_safetensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """Every tensor in a safetensors file, or one sentence if it is missing or corrupt."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def read_safetensors(path: Path, fmt: str) -> Mapping[str, torch.Tensor]:
+    """A safetensors file's tensors by name: shapes and dtypes come from its (checked)
+    header at once, each tensor's data is read only when it is used, so shapes are
+    compared with the config before anything large is allocated."""
     if not path.is_file():
         raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint keeps its weights there.")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise FeaturelensError(
-            f"{path} is not a readable safetensors file ({error}); re-download or re-export it."
-        ) from None
+    return SafetensorsFile(path)
 
 
 def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...],
@@ -58,13 +53,13 @@ def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ..
             f"{source} has no tensor {name!r} (it has: {present}), so it is not a complete {fmt} "
             "checkpoint; re-export it with all of its weights."
         )
-    tensor = tensors[name]
-    if tuple(tensor.shape) != tuple(shape):
+    found = shape_of(tensors, name)
+    if found != tuple(shape):
         raise FeaturelensError(
-            f"{name} in {source} has shape {list(tensor.shape)} but its config implies {list(shape)}; "
+            f"{name} in {source} has shape {list(found)} but its config implies {list(shape)}; "
             "the weights and the config are from different dictionaries."
         )
-    return tensor
+    return tensors[name]
 
 
 def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str) -> int:
@@ -77,24 +72,38 @@ def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str
 
 
 def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
-          state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> SparseAutoencoder:
-    """A built-in dictionary with exactly ``state`` as its parameters and buffers."""
+          state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,
+          source: Path | str = "the checkpoint") -> SparseAutoencoder:
+    """A built-in dictionary with exactly ``state`` as its parameters and buffers.
+
+    The dictionary is first built on the ``meta`` device (shapes, no memory) and every
+    tensor's shape compared with it, so a config claiming a huge width is refused before
+    anything is allocated; NaN or infinite weights are refused too.
+    """
     from featurelens.core.plugin_host import get_registry
 
     component = get_registry().get("dictionary_learner", architecture)
+    for key, value in (("d_in", d_in), ("d_sae", d_sae)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise FeaturelensError(f"{source} gives {key}={value!r}; it must be a positive integer.")
+    with torch.device("meta"):
+        probe = component.create(d_in, d_sae, **options)
+    own = probe.state_dict()
+    for name in state:
+        if name not in own:
+            raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
+        found, needed = shape_of(state, name), tuple(own[name].shape)
+        if found != needed:
+            raise FeaturelensError(
+                f"{name} has shape {list(found)}, but a {architecture} dictionary of "
+                f"d_in={d_in}, d_sae={d_sae} needs {list(needed)}; the checkpoint is inconsistent."
+            )
+    del probe, own
     model = component.create(d_in, d_sae, **options)
-    own = model.state_dict()
     with torch.no_grad():
         for name, tensor in state.items():
-            if name not in own:
-                raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
+            check_finite(tensor, name, source)
             target = getattr_path(model, name)
-            if target.shape != tensor.shape:
-                target_shape = list(target.shape)
-                raise FeaturelensError(
-                    f"{name} has shape {list(tensor.shape)}, but a {architecture} dictionary of "
-                    f"d_in={d_in}, d_sae={d_sae} needs {target_shape}; the checkpoint is inconsistent."
-                )
             target.data = tensor.detach().clone().to(dtype or tensor.dtype)
     # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
     model.requires_grad_(False)
