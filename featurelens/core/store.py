@@ -21,6 +21,7 @@ import pyarrow as pa
 
 import featurelens
 from featurelens.core.errors import StoreError
+from featurelens.core.redaction import redact_columns
 
 DEFAULT_STORE = "featurelens.duckdb"
 ENV_STORE = "FEATURELENS_STORE"
@@ -225,6 +226,7 @@ class Store:
         arrow = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
         if arrow.num_rows == 0:
             return 0
+        arrow = redact_columns(table, arrow)  # provider text may echo a key: never store it
         verbs = {"error": "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}
         if on_conflict not in verbs:
             raise StoreError(f"on_conflict={on_conflict!r} is not one of {', '.join(verbs)}.")
