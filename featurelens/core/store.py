@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 import featurelens
+from featurelens.core.disk_errors import disk_full_sentence, is_disk_full
 from featurelens.core.errors import StoreError
 from featurelens.core.redaction import redact_columns
 
@@ -173,7 +174,7 @@ class Store:
             relation = self.con.sql(query, params=params)
             result = _to_arrow(relation) if relation is not None else None
         except duckdb.Error as error:
-            raise StoreError(_query_error(error, self.read_only)) from None
+            raise StoreError(_query_error(error, self.read_only, self.path)) from None
         if result is None:
             return pl.DataFrame()
         frame = pl.from_arrow(result)
@@ -185,7 +186,7 @@ class Store:
             cursor = self.con.execute(query, params or [])
             return cursor.fetchall() if cursor.description else []
         except duckdb.Error as error:
-            raise StoreError(_query_error(error, self.read_only)) from None
+            raise StoreError(_query_error(error, self.read_only, self.path)) from None
 
     # -- writing -----------------------------------------------------------------
     @contextmanager
@@ -207,7 +208,17 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self._depth = 0
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as error:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # DuckDB already ended the failed transaction
+            if is_disk_full(error):
+                raise StoreError(disk_full_sentence(self.path)) from None
+            raise StoreError(f"Saving to the store {self.path} failed ({_one_line(error)}); "
+                             "nothing of this step was saved, run the same command again.") from None
 
     def insert(
         self,
@@ -237,6 +248,8 @@ class Store:
             with self.transaction():
                 self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM {view}")
         except duckdb.Error as error:
+            if is_disk_full(error):
+                raise StoreError(disk_full_sentence(self.path)) from None
             raise StoreError(f"Writing {arrow.num_rows} rows to {table} failed: {_one_line(error)}") from None
         finally:
             self._unregister(view)
@@ -261,9 +274,13 @@ def _to_arrow(source: Any) -> pa.Table:
     return fetch()
 
 
-def _query_error(error: BaseException, read_only: bool) -> str:
+def _query_error(error: BaseException, read_only: bool, path: Path | None = None) -> str:
     """DuckDB's complaint about a query as one sentence that says what to do."""
     text = _one_line(error)
+    if is_disk_full(text):
+        return disk_full_sentence(path) if path is not None else (
+            "The disk is full (or a file-size or quota limit was reached), so nothing was saved; "
+            "free some space and run the same command again.")
     if read_only and "read-only mode" in text:
         return ("This statement changes the store, which is opened read-only; "
                 "pass --write (Python: open_store(path)) to allow writes.")
