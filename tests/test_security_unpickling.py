@@ -113,3 +113,33 @@ def test_real_checkpoint_round_trips_with_weights_only(tmp_path: Path):
     again.load_state_dict(loaded)
     assert again.stats.n_tokens == state.stats.n_tokens
     assert torch.equal(again.top.score, state.top.score)
+
+
+def test_rerun_of_extract_with_a_hostile_runs_row(tmp_path: Path, tiny_model_dir: Path):
+    """The reported attack end to end: runs.progress names a pickle; rerunning extract
+    refuses it in one sentence and nothing runs."""
+    import json
+
+    from featurelens.core.extraction import extract
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat on the mat. " * 100, encoding="utf-8")
+    store = tmp_path / "s.duckdb"
+    kwargs = dict(model=str(tiny_model_dir), hookpoint="blocks.1.hook_resid_post", corpus=str(corpus),
+                  tokens=64, context=16, batch_size=2, store=store, progress=False, device="cpu")
+    result = extract(**kwargs)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"stats": _Payload(marker)}, handle)
+    folder = resume.checkpoint_dir(store, result.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state-000000001.pt").write_bytes(evil.read_bytes())
+    for name, message in ((str(evil), "not a featurelens checkpoint file name"),
+                          ("state-000000001.pt", "holds something other than tensors")):
+        with featurelens.open_store(store) as db:
+            db.execute("UPDATE runs SET status = 'running', progress = ? WHERE run_id = ?",
+                       [json.dumps({"batches_done": 1, "checkpoint": name, "seq_floor": 0}), result.run_id])
+        with pytest.raises(FeaturelensError, match=message):
+            extract(**kwargs)
+        assert not marker.exists()
