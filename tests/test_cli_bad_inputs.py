@@ -124,7 +124,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "native config d_in='eight'": (
         lambda t, m, s: _extract(t, m, _native(t, d_in="eight")), "d_in='eight'; it must be a positive integer"),
     "native config d_sae=30000000 over small weights": (
-        lambda t, m, s: _extract(t, m, _native(t, d_sae=30_000_000)), "the checkpoint is inconsistent"),
+        lambda t, m, s: _extract(t, m, _native(t, d_sae=30_000_000)), "needs at least 960000000 weights"),
     "NaN weights": (lambda t, m, s: _extract(t, m, _nan_saelens(t)), "NaN or infinite values"),
     "junk parquet corpus": (
         lambda t, m, s: _extract(t, m, "identity", _junk_parquet(t)), "is not a readable Parquet file"),

@@ -5,6 +5,7 @@ atomically (a crash mid-save never leaves a half-written checkpoint behind)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -76,9 +77,11 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
           source: Path | str = "the checkpoint") -> SparseAutoencoder:
     """A built-in dictionary with exactly ``state`` as its parameters and buffers.
 
-    The dictionary is first built on the ``meta`` device (shapes, no memory) and every
-    tensor's shape compared with it, so a config claiming a huge width is refused before
-    anything is allocated; NaN or infinite weights are refused too.
+    Before anything is allocated, the sizes are checked against the weights the file
+    holds (shapes from its header): a dictionary of ``d_in x d_sae`` needs at least that
+    many weights, so a config claiming a huge width over a small file is refused at
+    once, and what is built is never much larger than the file. NaN or infinite weights
+    are refused too.
     """
     from featurelens.core.plugin_host import get_registry
 
@@ -86,24 +89,30 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
     for key, value in (("d_in", d_in), ("d_sae", d_sae)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise FeaturelensError(f"{source} gives {key}={value!r}; it must be a positive integer.")
-    with torch.device("meta"):
-        probe = component.create(d_in, d_sae, **options)
-    own = probe.state_dict()
     for name in state:
-        if name not in own:
-            raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
-        found, needed = shape_of(state, name), tuple(own[name].shape)
-        if found != needed:
-            raise FeaturelensError(
-                f"{name} has shape {list(found)}, but a {architecture} dictionary of "
-                f"d_in={d_in}, d_sae={d_sae} needs {list(needed)}; the checkpoint is inconsistent."
-            )
-    del probe, own
+        if not isinstance(state, SafetensorsFile) and not state[name].is_floating_point():
+            raise FeaturelensError(f"{name} in {source} holds {state[name].dtype} values; dictionary "
+                                   "weights must be floating point, so re-export them as float32.")
+    held = sum(math.prod(shape_of(state, name)) for name in state)
+    if d_in * d_sae > held:
+        raise FeaturelensError(
+            f"{source} describes a dictionary of d_in={d_in}, d_sae={d_sae}, which needs at least "
+            f"{d_in * d_sae} weights, but its weights hold {held}; the weights and the config are "
+            "from different dictionaries.")
     model = component.create(d_in, d_sae, **options)
+    own = model.state_dict()
     with torch.no_grad():
-        for name, tensor in state.items():
-            check_finite(tensor, name, source)
+        for name in state:
+            if name not in own:
+                raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
             target = getattr_path(model, name)
+            if tuple(target.shape) != shape_of(state, name):
+                raise FeaturelensError(
+                    f"{name} has shape {list(shape_of(state, name))}, but a {architecture} dictionary of "
+                    f"d_in={d_in}, d_sae={d_sae} needs {list(target.shape)}; the checkpoint is inconsistent."
+                )
+            tensor = state[name]
+            check_finite(tensor, name, source)
             target.data = tensor.detach().clone().to(dtype or tensor.dtype)
     # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
     model.requires_grad_(False)
