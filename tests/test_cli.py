@@ -23,7 +23,7 @@ import torch
 from click.testing import CliRunner
 
 import featurelens
-from featurelens.core import plugins
+from featurelens.core import plugin_host as plugins
 from featurelens.plugins.formats.native import MANIFEST, save_native
 from llm_fixtures import fill
 
@@ -70,7 +70,7 @@ def _gemma_huge_header(tmp: Path) -> Path:
 
 
 def _native(tmp: Path, **changes: object) -> Path:
-    from featurelens.core.plugins import create
+    from featurelens.core.plugin_host import create
 
     folder = tmp / "native"
     save_native(create("dictionary_learner", "topk", D_MODEL, 64, k=4), folder)

@@ -120,14 +120,14 @@ def test_rerun_of_extract_with_a_hostile_runs_row(tmp_path: Path, tiny_model_dir
     refuses it in one sentence and nothing runs."""
     import json
 
-    from featurelens.core.extraction import extract
+    from extract_calls import extract_with
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("The cat sat on the mat. " * 100, encoding="utf-8")
     store = tmp_path / "s.duckdb"
     kwargs = dict(model=str(tiny_model_dir), hookpoint="blocks.1.hook_resid_post", corpus=str(corpus),
                   tokens=64, context=16, batch_size=2, store=store, progress=False, device="cpu")
-    result = extract(**kwargs)
+    result = extract_with(**kwargs)
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     with open(evil, "wb") as handle:
@@ -141,5 +141,5 @@ def test_rerun_of_extract_with_a_hostile_runs_row(tmp_path: Path, tiny_model_dir
             db.execute("UPDATE runs SET status = 'running', progress = ? WHERE run_id = ?",
                        [json.dumps({"batches_done": 1, "checkpoint": name, "seq_floor": 0}), result.run_id])
         with pytest.raises(FeaturelensError, match=message):
-            extract(**kwargs)
+            extract_with(**kwargs)
         assert not marker.exists()

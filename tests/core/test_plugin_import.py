@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from featurelens.cli import main
-from featurelens.core import plugins
+from featurelens.core import plugin_host as plugins
 
 GOOD = """
     import featurelens

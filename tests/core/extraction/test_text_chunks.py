@@ -67,13 +67,13 @@ def test_pack_stops_reading_once_it_has_its_windows():
 
 PROBE = """
 import json, resource, sys, time
-from featurelens.core.extraction import extract
+from featurelens.core.extraction import ExtractSpec, extract
 import transformers.models.llama.modeling_llama, transformers.models.auto.tokenization_auto  # imports,
 from transformers import AutoTokenizer, LlamaForCausalLM  # not reading the document, are not timed
 model, corpus, store = sys.argv[1:4]
 started = time.perf_counter()
-result = extract(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=128,
-                 store=store, context=64, batch_size=2, progress=False, device="cpu")
+result = extract(ExtractSpec(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=128,
+                             context=64, batch_size=2, device="cpu"), store=store, progress=False)
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "windows": result.n_windows if hasattr(result, "n_windows") else None,
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -11,10 +11,10 @@ import pytest
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.redaction import MASK, install_log_redaction, redact
-from featurelens.labelers.engine import EngineSettings
+from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain import ExplainSpec, explain_features
-from featurelens.labelers.providers import build_provider
-from featurelens.labelers.retry import RetryPolicy
+from featurelens.llm.providers import build_provider
+from featurelens.llm.retry import RetryPolicy
 from llm_fixtures import FakeAPI, fill, use_test_explainer
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
