@@ -12,6 +12,7 @@ import click
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugin_host import Host, add_commands, get_host
+from featurelens.core.redaction import install_log_redaction, redact
 
 
 class FeaturelensGroup(click.Group):
@@ -21,7 +22,7 @@ class FeaturelensGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FeaturelensError as error:
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {redact(str(error))}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to resume.", err=True)
@@ -42,10 +43,11 @@ def make_cli(host: Host) -> click.Group:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    install_log_redaction()
     host = get_host()
     cli = make_cli(host)
     for failure in host.failures:
-        click.echo(failure.message(), err=True)
+        click.echo(redact(failure.message()), err=True)
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="featurelens")
 
 

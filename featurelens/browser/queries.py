@@ -291,6 +291,14 @@ class BrowserData:
                 result = cur.execute(query, params)
                 names = [d[0] for d in result.description]
                 return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+            except duckdb.PermissionException as error:
+                raise StoreError(
+                    f"The store {self.path} has a table replaced by a view that reads files "
+                    f"({_one_line(error)}); the browser and exports read only the store itself, so "
+                    "turn that view back into a table (CREATE TABLE ... AS SELECT ...).") from None
+            except duckdb.Error as error:
+                raise StoreError(f"Reading the store {self.path} failed ({_one_line(error)}); "
+                                 "check that its tables are the ones featurelens wrote.") from None
             finally:
                 cur.close()
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurelens.browser.feature_list import ListRequest
+from featurelens.browser import request_guard
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.jobs import with_job_banner
 from featurelens.browser.overview import load_overview, overview_page
@@ -39,10 +40,7 @@ def static_files() -> dict[str, bytes]:
 
 
 def _page_number(query: dict[str, list[str]]) -> int:
-    try:
-        return max(0, int(query.get("page", ["0"])[0]))
-    except ValueError:
-        return 0
+    return request_guard.page_number(query.get("page"))
 
 
 class BrowserHandler(BaseHTTPRequestHandler):
@@ -50,6 +48,8 @@ class BrowserHandler(BaseHTTPRequestHandler):
 
     data: BrowserData  # set on the subclass made by make_server
     assets: dict[str, bytes]
+    hosts: frozenset[str] = frozenset()  # Host header values answered (set by make_server)
+    any_ip_literal = False
     server_version = "featurelens"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -62,18 +62,28 @@ class BrowserHandler(BaseHTTPRequestHandler):
         self._dispatch(head=False)
 
     def _dispatch(self, head: bool) -> None:
-        url = urlsplit(self.path)
-        parts = [unquote(p) for p in url.path.split("/") if p]
-        query = parse_qs(url.query)
-        try:
-            # Each query holds the store only while it runs (BrowserData.session), so a job
-            # waiting for its turn gets the file between queries, never during rendering.
-            status, ctype, body = self._route(parts, query)
-            if ctype.startswith("text/html") and parts[:1] != ["static"]:
-                body = with_job_banner(body, self.data.running_jobs())
-        except FeaturelensError as error:
-            status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8", \
-                not_found_page(str(error), _LINKS).encode()
+        html_type = "text/html; charset=utf-8"
+        if not request_guard.host_allowed(self.headers.get("Host"), self.hosts, self.any_ip_literal):
+            status, ctype, body = HTTPStatus.BAD_REQUEST, html_type, not_found_page(
+                "This server answers only requests addressed to it by the name it was started "
+                f"with ({', '.join(sorted(self.hosts))}); open one of those URLs.", _LINKS).encode()
+        else:
+            try:
+                url = urlsplit(self.path)
+                parts = [unquote(p) for p in url.path.split("/") if p]
+                query = parse_qs(url.query)
+                # Each query holds the store only while it runs (BrowserData.session), so a job
+                # waiting for its turn gets the file between queries, never during rendering.
+                status, ctype, body = self._route(parts, query)
+                if ctype.startswith("text/html") and parts[:1] != ["static"]:
+                    body = with_job_banner(body, self.data.running_jobs())
+            except FeaturelensError as error:
+                status, ctype, body = HTTPStatus.INTERNAL_SERVER_ERROR, html_type, \
+                    not_found_page(str(error), _LINKS).encode()
+            except Exception as error:  # noqa: BLE001 - a bad URL must get a page, not a dropped connection
+                status, ctype, body = HTTPStatus.BAD_REQUEST, html_type, not_found_page(
+                    f"This URL could not be read ({type(error).__name__}); start from the home page.",
+                    _LINKS).encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -119,7 +129,7 @@ class BrowserHandler(BaseHTTPRequestHandler):
                 listing = self.data.feature_list(parts[1], request, page)
                 return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS, request,
                                                                  scorers).encode()
-        if head == "feature" and len(parts) == 3 and parts[2].isdigit():
+        if head == "feature" and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             did, index = parts[1], int(parts[2])
             data = self.data.feature(did, index)
             if data is None:
@@ -155,6 +165,8 @@ def make_server(store_path: str | Path | None, host: str = "127.0.0.1", port: in
             f"Cannot listen on {host}:{port} ({error.strerror or error}); pick another --port "
             "(or --port 0 for any free one).") from None
     server.daemon_threads = True
+    handler.hosts = request_guard.allowed_hosts(host, server.server_address[1])
+    handler.any_ip_literal = host in ("0.0.0.0", "::", "")
     server.browser_data = data  # type: ignore[attr-defined]
     data.start_warming()
     return server

@@ -22,6 +22,7 @@ import pluggy
 
 import featurelens
 from featurelens.core import hookspecs
+from featurelens.core.plugin_import import load_entry_point
 from featurelens.core.errors import FeaturelensError, PluginError
 from featurelens.registry.components import KINDS, Registry, split_llm_spec
 
@@ -52,7 +53,7 @@ class PluginFailure:
 
     name: str
     error: str
-    stage: str  # "import", "api-version", "hooks" or "register"
+    stage: str  # "import", "api-version", "hooks", "register" or "select" (an unknown wanted name)
     builtin: bool = False
 
     def __post_init__(self) -> None:
@@ -64,6 +65,9 @@ class PluginFailure:
         if self.builtin:
             return (f"featurelens: built-in plugin {self.name!r} was not loaded ({self.stage}): "
                     f"{self.error}. This is a bug in featurelens; the rest works without it.")
+        if self.stage == "select":
+            return (f"featurelens: {ENV_LOAD_PLUGINS} names {self.name!r}, but {self.error}; "
+                    "fix the name (see featurelens plugins list) or install that plugin.")
         return (
             f"featurelens: plugin {self.name!r} was not loaded ({self.stage}): {self.error}. "
             f"To skip it, set {ENV_LOAD_PLUGINS} to a comma-separated list of the plugins "
@@ -176,23 +180,25 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
 
 def _load_entry_points(host: Host) -> None:
     wanted = _wanted()
+    installed: set[str] = set()
     for entry_point in _entry_points():
         dist = getattr(entry_point, "dist", None)
         package = dist.name if dist is not None else None
-        if wanted is not None and _normalise(entry_point.name) not in wanted and (
-            package is None or _normalise(package) not in wanted
-        ):
+        names = {_normalise(entry_point.name)} | ({_normalise(package)} if package else set())
+        installed |= names
+        if wanted is not None and not names & wanted:
             continue
-        try:
-            plugin = entry_point.load()
-        except Exception as error:  # noqa: BLE001 - any import error must not take the CLI down
-            host.failures.append(
-                PluginFailure(entry_point.name, f"{type(error).__name__}: {error}", "import")
-            )
+        plugin, reason = load_entry_point(entry_point)
+        if reason is not None:
+            host.failures.append(PluginFailure(entry_point.name, reason, "import"))
             continue
         version = dist.version if dist is not None else None
         info = PluginInfo(entry_point.name, version, package, False, [])
         _add_plugin(host, plugin, entry_point.name, info)
+    for name in sorted((wanted or set()) - installed):
+        known = ", ".join(sorted(installed)) or "none"
+        host.failures.append(PluginFailure(name, f"no installed plugin or package has that name "
+                                                 f"(installed: {known})", "select"))
 
 
 def _fill_registry(host: Host) -> None:

@@ -21,10 +21,12 @@ import polars as pl
 import pyarrow as pa
 
 import featurelens
+from featurelens.core.disk_errors import disk_full_sentence, is_disk_full
 from featurelens.core.errors import StoreError
 from featurelens.core.lock_sharing import (ENV_LOCK_WAIT, HANDOVER_S, lock_wait_seconds, retry_while_locked,
                                           waited_since)
 from featurelens.core.store_location import DEFAULT_STORE, ENV_STORE, default_store_path
+from featurelens.core.redaction import redact_columns
 
 __all__ = ["DEFAULT_STORE", "ENV_STORE", "Store", "default_store_path", "migrations"]
 
@@ -204,7 +206,7 @@ class Store:
             relation = self.con.sql(query, params=params)
             result = _to_arrow(relation) if relation is not None else None
         except duckdb.Error as error:
-            raise StoreError(_query_error(error, self.read_only)) from None
+            raise StoreError(_query_error(error, self.read_only, self.path)) from None
         if result is None:
             return pl.DataFrame()
         frame = pl.from_arrow(result)
@@ -216,7 +218,7 @@ class Store:
             cursor = self.con.execute(query, params or [])
             return cursor.fetchall() if cursor.description else []
         except duckdb.Error as error:
-            raise StoreError(_query_error(error, self.read_only)) from None
+            raise StoreError(_query_error(error, self.read_only, self.path)) from None
 
     # -- writing -----------------------------------------------------------------
     @contextmanager
@@ -238,7 +240,17 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
         self._depth = 0
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except duckdb.Error as error:
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # DuckDB already ended the failed transaction
+            if is_disk_full(error):
+                raise StoreError(disk_full_sentence(self.path)) from None
+            raise StoreError(f"Saving to the store {self.path} failed ({_one_line(error)}); "
+                             "nothing of this step was saved, run the same command again.") from None
 
     def insert(
         self,
@@ -257,6 +269,7 @@ class Store:
         arrow = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
         if arrow.num_rows == 0:
             return 0
+        arrow = redact_columns(table, arrow)  # provider text may echo a key: never store it
         verbs = {"error": "INSERT", "ignore": "INSERT OR IGNORE", "replace": "INSERT OR REPLACE"}
         if on_conflict not in verbs:
             raise StoreError(f"on_conflict={on_conflict!r} is not one of {', '.join(verbs)}.")
@@ -267,6 +280,8 @@ class Store:
             with self.transaction():
                 self.con.execute(f"{verb} INTO {table} BY NAME SELECT * FROM {view}")
         except duckdb.Error as error:
+            if is_disk_full(error):
+                raise StoreError(disk_full_sentence(self.path)) from None
             raise StoreError(f"Writing {arrow.num_rows} rows to {table} failed: {_one_line(error)}") from None
         finally:
             self._unregister(view)
@@ -291,9 +306,13 @@ def _to_arrow(source: Any) -> pa.Table:
     return fetch()
 
 
-def _query_error(error: BaseException, read_only: bool) -> str:
+def _query_error(error: BaseException, read_only: bool, path: Path | None = None) -> str:
     """DuckDB's complaint about a query as one sentence that says what to do."""
     text = _one_line(error)
+    if is_disk_full(text):
+        return disk_full_sentence(path) if path is not None else (
+            "The disk is full (or a file-size or quota limit was reached), so nothing was saved; "
+            "free some space and run the same command again.")
     if read_only and "read-only mode" in text:
         return ("This statement changes the store, which is opened read-only; "
                 "pass --write (Python: open_store(path)) to allow writes.")

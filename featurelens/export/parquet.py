@@ -14,6 +14,7 @@ from typing import Any
 
 from featurelens.core.progress import progress
 
+from featurelens.core.redaction import sql_replace_clause
 from featurelens.core.store import Store
 from featurelens.export.staging import Staging
 
@@ -54,7 +55,8 @@ def write(store: Store, staging: Staging, selection_sql: str | None, params: lis
         target = staging.path(name)
         tmp = target.with_name(f".{name}.tmp")
         where = _filter(table, columns, selected)
-        store.con.execute(f"COPY (SELECT * FROM {table}{where}) TO '{_quote(str(tmp))}' "
+        replace = sql_replace_clause(store.con, table, columns)
+        store.con.execute(f"COPY (SELECT *{replace} FROM {table}{where}) TO '{_quote(str(tmp))}' "
                           "(FORMAT parquet, COMPRESSION zstd)")
         os.replace(tmp, target)
         bar.update(1)

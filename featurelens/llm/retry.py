@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.redaction import redact
 
 _RETRY_STATUS = {408, 409, 425, 429}
 
@@ -85,7 +86,7 @@ def _status(error: BaseException) -> int | None:
 
 
 def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = redact(" ".join(str(error).split())) or type(error).__name__
     return f"{type(error).__name__}: {text[:300]}"
 
 

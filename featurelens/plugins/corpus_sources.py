@@ -150,19 +150,43 @@ class ParquetCorpus:
     def __iter__(self) -> Iterator[Document]:
         import pyarrow.parquet as pq
 
+        import pyarrow as pa
+
         for path in _files(self.root, (".parquet",)):
-            handle = pq.ParquetFile(path)
+            try:
+                handle = pq.ParquetFile(path)
+            except (pa.ArrowException, OSError) as error:
+                raise FeaturelensError(
+                    f"{path} is not a readable Parquet file ({' '.join(str(error).split())[:200]}); "
+                    "re-write it, or point --corpus at the text instead.") from None
             if self.field not in handle.schema_arrow.names:
                 raise FeaturelensError(
                     f"{path} has no column {self.field!r} (it has {', '.join(handle.schema_arrow.names)}); "
                     "name the text column with --text-field."
                 )
             row = 0
-            for batch in handle.iter_batches(columns=[self.field], batch_size=1024):
+            for batch in _batches(handle, self.field, path):
                 for text in batch.column(0).to_pylist():
                     if isinstance(text, str) and text.strip():
                         yield Document(text, f"{path}#{row}")
                     row += 1
+
+
+def _batches(handle: Any, field: str, path: Path) -> Iterator[Any]:
+    """Record batches of one column; a corrupt page is one sentence, not an Arrow traceback."""
+    import pyarrow as pa
+
+    batches = handle.iter_batches(columns=[field], batch_size=1024)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as error:
+            raise FeaturelensError(
+                f"{path} is damaged: its column {field!r} cannot be read "
+                f"({' '.join(str(error).split())[:200]}); re-write the file.") from None
+        yield batch
 
 
 class HFDatasetCorpus:

@@ -37,14 +37,24 @@ def register_commands(cli: click.Group) -> None:
               help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of stdout.")
-@click.option("--write", is_flag=True, help="Open the store for writing (the default is read-only).")
+@click.option("--write", is_flag=True, help="Open the store for writing and allow statements that write "
+              "files (the default reads only, and writes nothing anywhere).")
 def sql_command(query: str, store_path: Path | None, fmt: str, output: Path | None, write: bool) -> None:
-    """Run a SQL QUERY against the feature store and print the result."""
+    """Run a SQL QUERY against the feature store and print the result.
+
+    Without --write nothing is written anywhere: queries may read the store and local
+    files (read_csv, read_parquet, ATTACH ... (READ_ONLY)); COPY, EXPORT DATABASE, a
+    writable ATTACH, INSTALL, SET and every statement that changes something are refused.
+    """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise FeaturelensError("Parquet is binary; pass --output FILE.parquet or redirect stdout.")
-    from featurelens.core.store import Store  # imported here: `featurelens --help` needs no DuckDB
+    from featurelens.core import sql_guard  # imported here: `featurelens --help` needs no DuckDB
+    from featurelens.core.store import Store
 
     with Store.open(store_path, read_only=not write) as store:
+        if not write:
+            sql_guard.lock_down(store.con)
+            sql_guard.check_read_only(store.con, query)
         frame = store.sql(query)
     _emit(frame, fmt, output)
 

@@ -8,12 +8,14 @@ already processed and every window id means the same text on every run.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.extraction.text_chunks import tokenize_in_chunks
 from featurelens.core.protocols import Document
 
 
@@ -42,23 +44,26 @@ def pack(documents: Iterable[Document], tokenizer: Any, *, context: int, prepend
     refs: list[tuple[int, str]] = []  # (offset in buffer where a document starts, its ref)
     produced = 0
     for document in documents:
-        ids = tokenizer(document.text, add_special_tokens=False)["input_ids"]
-        if not ids:
-            continue
-        refs.append((len(buffer), document.ref))
-        buffer.extend(ids)
-        buffer.extend(separator)
-        while len(buffer) >= body:
-            ref = [r for offset, r in refs if offset <= 0][-1]
-            yield Window(produced, ([bos] if bos is not None else []) + buffer[:body], ref)
-            produced += 1
-            if max_windows is not None and produced >= max_windows:
-                return
-            del buffer[:body]
-            refs = [(offset - body, r) for offset, r in refs]
-            first = max(i for i, (offset, _) in enumerate(refs) if offset <= 0) if any(
-                offset <= 0 for offset, _ in refs) else 0
-            refs = refs[first:]
+        started = False
+        # a long document is tokenised piece by piece, and left as soon as enough windows exist
+        for ids in itertools.chain(tokenize_in_chunks(document.text, tokenizer), [separator]):
+            if not ids or (ids is separator and not started):
+                continue
+            if not started:
+                refs.append((len(buffer), document.ref))
+                started = True
+            buffer.extend(ids)
+            while len(buffer) >= body:
+                ref = [r for offset, r in refs if offset <= 0][-1]
+                yield Window(produced, ([bos] if bos is not None else []) + buffer[:body], ref)
+                produced += 1
+                if max_windows is not None and produced >= max_windows:
+                    return
+                del buffer[:body]
+                refs = [(offset - body, r) for offset, r in refs]
+                first = max(i for i, (offset, _) in enumerate(refs) if offset <= 0) if any(
+                    offset <= 0 for offset, _ in refs) else 0
+                refs = refs[first:]
     if produced == 0:
         raise FeaturelensError(
             f"The corpus gives fewer than {body} tokens, not enough for one window of {context}; "

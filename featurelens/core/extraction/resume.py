@@ -13,11 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from featurelens.core.errors import FeaturelensError
+
+#: The only names a checkpoint can have: what :func:`save_checkpoint` writes.
+CHECKPOINT_NAME = re.compile(r"state-\d{9}\.pt")
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -45,11 +51,29 @@ def save_checkpoint(folder: Path, batches_done: int, state: dict[str, Any]) -> s
 
 
 def load_checkpoint(folder: Path, name: str, device: torch.device) -> dict[str, Any] | None:
-    """The state in ``name``, or None if the file is gone (the run then starts over)."""
+    """The state in ``name``, or None if the file is gone (the run then starts over).
+
+    ``name`` comes from the store, which anyone can edit: it must be a plain checkpoint
+    file name (no folder, no absolute path), and the file is read with
+    ``weights_only=True``, so tensors and plain containers load and code never runs.
+    """
+    if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
+        raise FeaturelensError(
+            f"The store's progress for this extraction names the checkpoint {str(name)[:80]!r}, which "
+            "is not a featurelens checkpoint file name (state-NNNNNNNNN.pt in the run folder); "
+            "the runs table was edited by hand: delete that runs row to start the extraction over."
+        )
     path = folder / name
     if not path.is_file():
         return None
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a foreign file
+        first = (str(error).strip().splitlines() or ["unreadable"])[0][:160]
+        raise FeaturelensError(
+            f"The extraction checkpoint {path} holds something other than tensors ({first}); "
+            "delete it and rerun to start the extraction over."
+        ) from None
 
 
 def prune_checkpoints(folder: Path, keep: str) -> None:

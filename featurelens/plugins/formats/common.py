@@ -5,6 +5,7 @@ atomically (a crash mid-save never leaves a half-written checkpoint behind)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.formats.headers import SafetensorsFile, check_finite, shape_of
 
 
 def read_json(path: Path, fmt: str) -> dict[str, Any]:
@@ -34,19 +36,13 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
     return data
 
 
-def read_safetensors(path: Path, fmt: str) -> dict[str, torch.Tensor]:
-    """Every tensor in a safetensors file, or one sentence if it is missing or corrupt."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def read_safetensors(path: Path, fmt: str) -> Mapping[str, torch.Tensor]:
+    """A safetensors file's tensors by name: shapes and dtypes come from its (checked)
+    header at once, each tensor's data is read only when it is used, so shapes are
+    compared with the config before anything large is allocated."""
     if not path.is_file():
         raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint keeps its weights there.")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise FeaturelensError(
-            f"{path} is not a readable safetensors file ({error}); re-download or re-export it."
-        ) from None
+    return SafetensorsFile(path)
 
 
 def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...],
@@ -58,13 +54,13 @@ def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ..
             f"{source} has no tensor {name!r} (it has: {present}), so it is not a complete {fmt} "
             "checkpoint; re-export it with all of its weights."
         )
-    tensor = tensors[name]
-    if tuple(tensor.shape) != tuple(shape):
+    found = shape_of(tensors, name)
+    if found != tuple(shape):
         raise FeaturelensError(
-            f"{name} in {source} has shape {list(tensor.shape)} but its config implies {list(shape)}; "
+            f"{name} in {source} has shape {list(found)} but its config implies {list(shape)}; "
             "the weights and the config are from different dictionaries."
         )
-    return tensor
+    return tensors[name]
 
 
 def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str) -> int:
@@ -77,24 +73,46 @@ def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str
 
 
 def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
-          state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None) -> SparseAutoencoder:
-    """A built-in dictionary with exactly ``state`` as its parameters and buffers."""
+          state: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None,
+          source: Path | str = "the checkpoint") -> SparseAutoencoder:
+    """A built-in dictionary with exactly ``state`` as its parameters and buffers.
+
+    Before anything is allocated, the sizes are checked against the weights the file
+    holds (shapes from its header): a dictionary of ``d_in x d_sae`` needs at least that
+    many weights, so a config claiming a huge width over a small file is refused at
+    once, and what is built is never much larger than the file. NaN or infinite weights
+    are refused too.
+    """
     from featurelens.core.plugin_host import get_registry
 
     component = get_registry().get("dictionary_learner", architecture)
+    for key, value in (("d_in", d_in), ("d_sae", d_sae)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise FeaturelensError(f"{source} gives {key}={value!r}; it must be a positive integer.")
+    for name in state:
+        if not isinstance(state, SafetensorsFile) and not state[name].is_floating_point():
+            raise FeaturelensError(f"{name} in {source} holds {state[name].dtype} values; dictionary "
+                                   "weights must be floating point, so re-export them as float32.")
+    held = sum(math.prod(shape_of(state, name)) for name in state)
+    if d_in * d_sae > held:
+        raise FeaturelensError(
+            f"{source} describes a dictionary of d_in={d_in}, d_sae={d_sae}, which needs at least "
+            f"{d_in * d_sae} weights, but its weights hold {held}; the weights and the config are "
+            "from different dictionaries.")
     model = component.create(d_in, d_sae, **options)
     own = model.state_dict()
     with torch.no_grad():
-        for name, tensor in state.items():
+        for name in state:
             if name not in own:
                 raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
             target = getattr_path(model, name)
-            if target.shape != tensor.shape:
-                target_shape = list(target.shape)
+            if tuple(target.shape) != shape_of(state, name):
                 raise FeaturelensError(
-                    f"{name} has shape {list(tensor.shape)}, but a {architecture} dictionary of "
-                    f"d_in={d_in}, d_sae={d_sae} needs {target_shape}; the checkpoint is inconsistent."
+                    f"{name} has shape {list(shape_of(state, name))}, but a {architecture} dictionary of "
+                    f"d_in={d_in}, d_sae={d_sae} needs {list(target.shape)}; the checkpoint is inconsistent."
                 )
+            tensor = state[name]
+            check_finite(tensor, name, source)
             target.data = tensor.detach().clone().to(dtype or tensor.dtype)
     # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
     model.requires_grad_(False)

@@ -86,11 +86,11 @@ class DictionaryLearningFormat:
             options = {"apply_b_dec_to_input": True, **meta}
             architecture = {"AutoEncoder": "relu", "AutoEncoderTopK": "topk", "BatchTopKSAE": "batchtopk"}[dict_class]
             if architecture in ("topk", "batchtopk"):
-                k = state.get("k", trainer.get("k"))
-                options["k"] = int(k.item() if isinstance(k, torch.Tensor) else k)
+                options["k"] = _k(state, trainer, folder)
             if architecture == "batchtopk":
                 tensors["threshold"] = require(state, "threshold", (), src, fmt).float()
-        model = build(architecture, d_in, d_sae, options, tensors, dtype=parse_dtype(dtype, folder))
+        model = build(architecture, d_in, d_sae, options, tensors, dtype=parse_dtype(dtype, folder),
+                      source=folder)
         model.format = self.name
         return model.to(device) if device else model
 
@@ -99,6 +99,18 @@ class DictionaryLearningFormat:
             "featurelens reads dictionary_learning checkpoints but does not write them; "
             "export as saelens, sparsify or featurelens."
         )
+
+
+def _k(state: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Path) -> int:
+    """TopK's k from the weights (a 0-d tensor) or the config, as a positive int."""
+    k = state.get("k", trainer.get("k"))
+    if isinstance(k, torch.Tensor) and k.numel() == 1 and not k.is_floating_point():
+        k = int(k.item())
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise FeaturelensError(
+            f"{folder} is a TopK dictionary_learning checkpoint without a positive integer k "
+            f"(found {k!r} in ae.pt and config.json trainer.k); set trainer.k in {CFG}.")
+    return k
 
 
 def _safe_load(path: Path) -> dict[str, torch.Tensor]:

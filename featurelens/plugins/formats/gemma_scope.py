@@ -14,12 +14,27 @@ import torch
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.formats.common import build, parse_dtype, require
+from featurelens.plugins.formats.headers import npz_header
 
 PARAMS = "params.npz"
 
 
 def _params_file(path: Path) -> Path:
     return path if path.is_file() else path / PARAMS
+
+
+def _check_shape(shapes: dict[str, tuple[int, ...]], name: str, shape: tuple[int, ...],
+                 file: Path, fmt: str) -> None:
+    """``require`` on header shapes: the same sentences, before any array is read."""
+    require({k: _Shape(v) for k, v in shapes.items()},
+            name, shape, file, fmt)
+
+
+class _Shape:
+    """Stands in for a tensor where only its ``shape`` is needed."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
 
 
 class GemmaScopeFormat:
@@ -33,28 +48,31 @@ class GemmaScopeFormat:
 
     def load(self, path: str, *, dtype: Any = None, device: str | None = None, **_: Any) -> SparseAutoencoder:
         file = _params_file(Path(path))
+        fmt = "Gemma Scope"
+        try:
+            header = npz_header(file)  # shapes and dtypes first: nothing is read or allocated yet
+        except (zipfile.BadZipFile, OSError) as error:
+            raise FeaturelensError(
+                f"{file} is not a readable .npz archive of arrays ({error}); re-download it."
+            ) from None
+        shapes = {name: shape for name, (shape, _) in header.items()}
+        if "W_enc" not in shapes:
+            _check_shape(shapes, "W_enc", (0, 0), file, fmt)
+        if len(shapes["W_enc"]) != 2:
+            raise FeaturelensError(f"W_enc in {file} must be a matrix [d_in, d_sae], not {list(shapes['W_enc'])}.")
+        d_in, d_sae = shapes["W_enc"]
+        expected = {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": (d_sae,)}
+        for name, shape in expected.items():
+            _check_shape(shapes, name, shape, file, fmt)
         try:
             with np.load(str(file), allow_pickle=False) as npz:
-                arrays = {name: torch.from_numpy(np.array(npz[name])) for name in npz.files}
+                state = {name: torch.from_numpy(np.array(npz[name])) for name in ("W_enc", *expected)}
         except (zipfile.BadZipFile, ValueError, OSError) as error:
             raise FeaturelensError(
                 f"{file} is not a readable .npz archive of arrays ({error}); re-download it."
             ) from None
-        if "W_enc" not in arrays:
-            require(arrays, "W_enc", (0, 0), file, "Gemma Scope")
-        if arrays["W_enc"].dim() != 2:
-            raise FeaturelensError(f"W_enc in {file} must be a matrix [d_in, d_sae], not {list(arrays['W_enc'].shape)}.")
-        d_in, d_sae = arrays["W_enc"].shape
-        fmt = "Gemma Scope"
-        state = {
-            "W_enc": arrays["W_enc"],
-            "b_enc": require(arrays, "b_enc", (d_sae,), file, fmt),
-            "W_dec": require(arrays, "W_dec", (d_sae, d_in), file, fmt),
-            "b_dec": require(arrays, "b_dec", (d_in,), file, fmt),
-            "threshold": require(arrays, "threshold", (d_sae,), file, fmt),
-        }
         model = build("jumprelu", d_in, d_sae, {"apply_b_dec_to_input": False}, state,
-                      dtype=parse_dtype(dtype, file))
+                      dtype=parse_dtype(dtype, file), source=file)
         model.format = self.name
         return model.to(device) if device else model
 

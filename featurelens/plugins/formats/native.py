@@ -35,11 +35,14 @@ class NativeFormat:
             raise FeaturelensError(
                 f"{folder / MANIFEST} lacks {', '.join(missing)}; it was not written by featurelens."
             )
+        if not isinstance(manifest["config"], dict):
+            raise FeaturelensError(f"{folder / MANIFEST} has a config that is not a JSON object; "
+                                   "it was not written by featurelens.")
         state = read_safetensors(folder / WEIGHTS, "featurelens")
         options = dict(manifest["config"])
         options.update(hookpoint=manifest.get("hookpoint"), model_id=manifest.get("model_id"))
-        model = build(manifest["architecture"], int(manifest["d_in"]), int(manifest["d_sae"]),
-                      options, state, dtype=parse_dtype(dtype, folder))
+        model = build(manifest["architecture"], manifest["d_in"], manifest["d_sae"],
+                      options, state, dtype=parse_dtype(dtype, folder), source=folder / MANIFEST)
         expected = set(model.state_dict())
         if expected - set(state):
             raise FeaturelensError(

@@ -96,7 +96,7 @@ class SAELensFormat:
             options["hookpoint_out"] = meta.get("hook_name_out", cfg.get("hook_name_out"))
         options.update(hookpoint=hookpoint, model_id=model_id)
         want = parse_dtype(dtype, folder) or parse_dtype(cfg.get("dtype"), folder / CFG)
-        model = build(ours, d_in, d_sae, options, state, dtype=want)
+        model = build(ours, d_in, d_sae, options, state, dtype=want, source=folder)
         sparsity = folder / SPARSITY
         if sparsity.is_file():
             log_density = read_safetensors(sparsity, "SAELens").get("sparsity")

@@ -19,6 +19,7 @@ from featurelens.plugins.formats.common import (
     as_sae, atomic_folder, build, config_int, parse_dtype, read_json, read_safetensors, require,
     save_safetensors, write_json,
 )
+from featurelens.plugins.formats.headers import shape_of
 
 CFG = "cfg.json"
 WEIGHTS = "sae.safetensors"
@@ -100,7 +101,10 @@ class SparsifyFormat:
         src = folder / WEIGHTS
         if "encoder.weight" not in tensors:
             require(tensors, "encoder.weight", (0, 0), src, "sparsify")
-        n_latents, d_in = tensors["encoder.weight"].shape
+        if len(shape_of(tensors, "encoder.weight")) != 2:
+            raise FeaturelensError(f"encoder.weight in {src} must be a matrix [num_latents, d_in], "
+                                   f"not {list(shape_of(tensors, 'encoder.weight'))}.")
+        n_latents, d_in = shape_of(tensors, "encoder.weight")
         if "d_in" in cfg and config_int(cfg, "d_in", folder / CFG, "sparsify") != d_in:
             raise FeaturelensError(
                 f"{folder / CFG} says d_in={cfg['d_in']}, but encoder.weight reads vectors of width "
@@ -122,7 +126,8 @@ class SparsifyFormat:
             )
         transcode = bool(cfg.get("transcode", False))
         skip = bool(cfg.get("skip_connection", False))
-        d_out = tensors["W_dec"].shape[-1] if "W_dec" in tensors and tensors["W_dec"].dim() == 2 else d_in
+        w_dec_shape = shape_of(tensors, "W_dec") if "W_dec" in tensors else ()
+        d_out = w_dec_shape[-1] if len(w_dec_shape) == 2 else d_in
         state = {
             "W_enc": require(tensors, "encoder.weight", (n_latents, d_in), src, "sparsify").T,
             "b_enc": require(tensors, "encoder.bias", (n_latents,), src, "sparsify"),
@@ -141,7 +146,7 @@ class SparsifyFormat:
         if transcode:
             options.update(activation="topk", d_out=d_out)
         model = build("transcoder" if transcode else "topk", d_in, n_latents, options, state,
-                      dtype=parse_dtype(dtype, folder))
+                      dtype=parse_dtype(dtype, folder), source=folder)
         model.format = self.name
         model.config["sparsify_hookpoint"] = folder.name
         return model.to(device) if device else model

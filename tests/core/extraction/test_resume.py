@@ -1,0 +1,145 @@
+"""No featurelens code unpickles: a store or a checkpoint can never run code.
+
+The source scan fails if anyone reintroduces an unpickling call; the checkpoint tests
+show a hostile resume file and a path-escaping checkpoint name are refused in one
+sentence without running anything.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import featurelens
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.extraction import resume
+from featurelens.core.extraction.state import ExtractionState, Settings
+
+ROOT = Path(featurelens.__file__).resolve().parent.parent
+#: Calls that turn bytes into arbitrary objects (and so can run code).
+FORBIDDEN = [
+    re.compile(r"weights_only\s*=\s*False"),
+    re.compile(r"\bpickle\.loads?\s*\("),
+    re.compile(r"\b(?:c?Pickle|_pickle)\.Unpickler\b|\bUnpickler\s*\("),
+    re.compile(r"allow_pickle\s*=\s*True"),
+    re.compile(r"\bread_pickle\s*\("),
+    re.compile(r"^\s*(?:import|from)\s+(?:dill|cloudpickle|joblib)\b", re.M),
+    re.compile(r"\bmarshal\.loads?\s*\("),
+]
+TORCH_LOAD = re.compile(r"torch\.load\s*\(")
+
+
+def _call_args(text: str, start: int) -> str:
+    """The argument text of the call whose "(" ends at ``start`` (balanced parentheses)."""
+    depth, index = 1, start
+    while depth and index < len(text):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        index += 1
+    return text[start:index - 1]
+
+
+def _sources() -> list[Path]:
+    folders = [ROOT / "featurelens", ROOT / "benchmarks", ROOT / "scripts", ROOT / "examples"]
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.rglob("*.py"))
+
+
+def test_no_source_file_unpickles():
+    offenders = []
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        for pattern in FORBIDDEN:
+            offenders += [f"{path.relative_to(ROOT)}: {m.group(0).strip()}" for m in pattern.finditer(text)]
+        for match in TORCH_LOAD.finditer(text):
+            args = _call_args(text, match.end())
+            if "weights_only=True" not in args.replace(" ", ""):
+                offenders.append(f"{path.relative_to(ROOT)}: torch.load({args})")
+    assert len(_sources()) > 50  # the scan really looked at the package
+    assert offenders == []
+
+
+def test_scan_catches_each_forbidden_call():
+    """The patterns match the calls they exist for (a scan that matches nothing proves nothing)."""
+    samples = ["torch.load(f, weights_only=False)", "pickle.load(handle)", "pickle.loads(b)",
+               "np.load(p, allow_pickle=True)", "pd.read_pickle(p)", "import dill", "marshal.loads(b)"]
+    for sample in samples:
+        assert any(p.search(sample) for p in FORBIDDEN), sample
+    call = "torch.load(str(path), map_location='cpu')"
+    assert "weights_only" not in _call_args(call, TORCH_LOAD.search(call).end())
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_checkpoint_is_refused_without_running(tmp_path: Path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    with open(folder / "state-000000001.pt", "wb") as handle:
+        pickle.dump({"stats": _Payload(marker)}, handle)
+    with pytest.raises(FeaturelensError) as caught:
+        resume.load_checkpoint(folder, "state-000000001.pt", torch.device("cpu"))
+    assert not marker.exists()
+    assert "holds something other than tensors" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../state-000000001.pt", "state-000000001.pt/../x",
+                                  "other.pt", "", "state-1.pt"])
+def test_checkpoint_names_stay_in_the_run_folder(tmp_path: Path, name: str):
+    outside = tmp_path / "state-000000001.pt"
+    torch.save({"x": torch.zeros(1)}, outside)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(FeaturelensError, match="not a featurelens checkpoint file name"):
+        resume.load_checkpoint(folder, name, torch.device("cpu"))
+
+
+def test_real_checkpoint_round_trips_with_weights_only(tmp_path: Path):
+    state = ExtractionState(12, 8, Settings(), torch.device("cpu"))
+    name = resume.save_checkpoint(tmp_path, 3, state.state_dict())
+    loaded = resume.load_checkpoint(tmp_path, name, torch.device("cpu"))
+    again = ExtractionState(12, 8, Settings(), torch.device("cpu"))
+    again.load_state_dict(loaded)
+    assert again.stats.n_tokens == state.stats.n_tokens
+    assert torch.equal(again.top.score, state.top.score)
+
+
+def test_rerun_of_extract_with_a_hostile_runs_row(tmp_path: Path, tiny_model_dir: Path):
+    """The reported attack end to end: runs.progress names a pickle; rerunning extract
+    refuses it in one sentence and nothing runs."""
+    import json
+
+    from extract_calls import extract_with
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat on the mat. " * 100, encoding="utf-8")
+    store = tmp_path / "s.duckdb"
+    kwargs = dict(model=str(tiny_model_dir), hookpoint="blocks.1.hook_resid_post", corpus=str(corpus),
+                  tokens=64, context=16, batch_size=2, store=store, progress=False, device="cpu")
+    result = extract_with(**kwargs)
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"stats": _Payload(marker)}, handle)
+    folder = resume.checkpoint_dir(store, result.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state-000000001.pt").write_bytes(evil.read_bytes())
+    for name, message in ((str(evil), "not a featurelens checkpoint file name"),
+                          ("state-000000001.pt", "holds something other than tensors")):
+        with featurelens.open_store(store) as db:
+            db.execute("UPDATE runs SET status = 'running', progress = ? WHERE run_id = ?",
+                       [json.dumps({"batches_done": 1, "checkpoint": name, "seq_floor": 0}), result.run_id])
+        with pytest.raises(FeaturelensError, match=message):
+            extract_with(**kwargs)
+        assert not marker.exists()
