@@ -99,15 +99,17 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage."""
-    from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
+    from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
+    from featurelens.llm.offline import effective_llm
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
                                where, dictionary_id, limit)
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
-    score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, llm)
+    written_by = effective_llm(make_explainer(explain_spec), llm)  # offline:none for token-lookup
+    score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, written_by)
                    for name in scorers]
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")

@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
@@ -27,6 +27,7 @@ from featurelens.llm.pricing import PriceTable
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.llm import providers
 from featurelens.llm.runs import run_labeling, start_run
+from featurelens.llm.offline import effective_llm
 from featurelens.registry.components import split_llm_spec
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -206,6 +207,7 @@ def score_features(store: Store, spec: ScoreSpec, *, provider: LLMProvider | Non
     ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
     """
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
     total = count_explanations(store, spec)
     if total == 0:
         raise FeaturelensError(
@@ -237,8 +239,9 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
     from featurelens.llm.plan import estimate
 
-    provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
+    provider, model = split_llm_spec(spec.llm)
     count_explanations(store, spec)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
