@@ -102,8 +102,8 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
-    from featurelens.llm.offline import effective_llm
-    from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
+    from featurelens.llm.offline import effective_llm, needs_llm
+    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "-o").items())),
                                where, dictionary_id, limit)
@@ -124,10 +124,13 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                 for line in plan_score_before_explaining(store, spec, table, popts).lines():
                     click.echo("  " + line)
             return
-        provider = build_provider(llm, **popts)
+        # Offline explainers and scorers (token-lookup, token-check) get no client at all.
+        provider = build_provider(written_by, **popts)
         stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=settings)
         click.echo(summary(stats, "explained"))
-        simulator = provider if (score_llm or llm) == llm else build_provider(score_llm, **popts)
+        simulator = None
+        if any(needs_llm(build_scorer(spec)) for spec in score_specs):
+            simulator = provider if (score_llm or llm) == written_by else build_provider(score_llm or llm, **popts)
         for spec in score_specs:
             stats = score_features(store, spec, provider=simulator, prices=table, settings=settings)
             click.echo(summary(stats, f"scored ({spec.scorer})"))

@@ -25,9 +25,6 @@ def register_scorers(register: Register) -> None:
     register("detection", DetectionScorer,
              description="can the explanation tell activating from non-activating windows "
                          "(delphi); balanced accuracy")
-    register("token-check", TokenCheckScorer,
-             description="do the label's tokens pick out activating windows from random ones, "
-                         "no LLM; balanced accuracy")
     register("embedding", EmbeddingScorer,
              description="AUROC of explanation-window embedding similarity, no LLM "
                          "(needs featurelens[embedding])")

@@ -261,8 +261,9 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     (``label --dry-run``): the same requests, with a placeholder explanation."""
     from featurelens.llm.plan import estimate
 
-    provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
+    provider, model = split_llm_spec(spec.llm)
     caps = provider_capabilities(spec, provider_options)
     wanted = getattr(scorer, "example_kinds", None)
     kinds = wanted() if callable(wanted) else wanted
