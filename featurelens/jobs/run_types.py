@@ -35,6 +35,8 @@ class RunOptions:
     #: Activating (and as many random) windows the simulation scores per feature; the
     #: scorer's default of 50 + 50 suits an API model, not a local one on 2 cores.
     score_windows: int = 10
+    #: Activating (and as many random) windows each offline scorer tests every label on.
+    offline_windows: int = 20
     seed: int = 0
 
     @property
