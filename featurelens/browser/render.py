@@ -9,6 +9,7 @@ import html
 import math
 from typing import Any, Union
 
+from featurelens.browser.explainer_badge import explainer_badge
 from featurelens.browser.links import ServerLinks, StaticLinks
 from featurelens.browser.queries import Page, SqlResult
 
@@ -90,7 +91,8 @@ def dictionary_page(dictionary: dict[str, Any], page: Page, links: Links) -> str
     rows = "".join(
         f"<tr><td class=\"num\"><a href=\"{esc(links.feature(did, r['feature']))}\">{r['feature']}</a></td>"
         f"<td class=\"num\">{fmt(r['density'])}</td><td class=\"num\">{fmt(r['max_activation'])}</td>"
-        f"<td>{esc(r.get('text')) or '<span class=muted>not explained</span>'}</td>"
+        f"<td>{explainer_badge(r.get('explainer'), r.get('llm'))} "
+        f"{esc(r.get('text')) or '<span class=muted>not explained</span>'}</td>"
         f"{_score_cell(r.get('score'))}</tr>"
         for r in page.rows)
     body = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from featurelens.browser.explainer_badge import explainer_badge
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links, esc, fmt, layout
 
@@ -85,7 +86,7 @@ def _explanations(items: list[dict[str, Any]]) -> str:
             + "</li>" for s in e["scores"])
         out.append(
             f'<li class="explanation"><p class="text">{esc(e["text"])}</p>'
-            f'<p class="meta">{esc(e["explainer"])} · {esc(e["llm"])}</p>'
+            f'<p class="meta">{explainer_badge(e["explainer"], e["llm"])}</p>'
             f'<ul class="scores">{scores or "<li class=muted>not scored</li>"}</ul></li>')
     return f'<ul class="explanations">{"".join(out)}</ul>'
 

@@ -4,9 +4,10 @@ Two stages and a summary section:
 
 - :func:`stage_lookup` labels every feature that fired with the ``token-lookup``
   explainer (no model; thousands of features a second);
-- :func:`stage_offline_scores` scores every label of the dictionary (token lookup's and
-  the LLM sample's alike) with the scorers that need no LLM: ``token-check`` always,
-  ``embedding`` when its MiniLM package is installed;
+- :func:`stage_offline_scores` scores the labels of the dictionary (token lookup's and
+  the LLM sample's alike) with the scorers that need no LLM: ``token-check`` every one,
+  ``embedding`` (when its MiniLM package is installed) those of a first sample of
+  features, since it costs about a second a feature on 2 cores;
 - :func:`best_labels` / :func:`format_labels` pick the best-scored token-lookup labels
   and show each with a top example, the firing token marked ``«»``, so a reader can
   check the label against the evidence.
@@ -57,19 +58,27 @@ def offline_scorers() -> tuple[list[str], str]:
     return ["token-check", "embedding"], ""
 
 
-def score_offline(ctx: RunContext, explained_by: str | None = None, limit: int | None = None) -> list[str]:
-    """Score the dictionary's explanations (or those written by ``explained_by``) with every
-    offline scorer; one ``name: counts`` line each."""
+def score_offline(ctx: RunContext, explained_by: str | None = None) -> list[str]:
+    """Score the dictionary's explanations (or those written by ``explained_by``) offline;
+    one ``name: counts`` line per scorer.
+
+    ``token-check`` is cheap and scores every label. ``embedding`` runs MiniLM over every
+    test window (about a second a feature on 2 busy cores), so it scores the first
+    ``embedding_features`` features that fired at least 5 times, which hold the LLM sample:
+    there both explainers' labels get both scores.
+    """
     from featurelens.llm.engine import EngineSettings
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 
+    o = ctx.options
     names, note = offline_scorers()
-    windows = ctx.options.offline_windows
-    options = (("n_activating", windows), ("n_random", windows))
+    plans = {"token-check": (FIRED, None, o.offline_windows),
+             "embedding": ("fire_count >= 5", max(o.embedding_features, o.label_features), o.embedding_windows)}
     done = []
     for name in names:
-        spec = ScoreSpec("offline:none", name, options, where=FIRED, dictionary_id=_dictionary(ctx),
-                         limit=limit, explained_by=explained_by)
+        where, limit, windows = plans[name]
+        spec = ScoreSpec("offline:none", name, (("n_activating", windows), ("n_random", windows)),
+                         where=where, dictionary_id=_dictionary(ctx), limit=limit, explained_by=explained_by)
         if count_explanations(ctx.store, spec) == 0:
             continue
         stats = score_features(ctx.store, spec, settings=EngineSettings(concurrency=64))
