@@ -64,14 +64,16 @@ def score_offline(ctx: RunContext, explained_by: str | None = None) -> list[str]
 
     ``token-check`` is cheap and scores every label. ``embedding`` runs MiniLM over every
     test window (about a second a feature on 2 busy cores), so it scores the first
-    ``embedding_features`` features that fired at least 5 times, which hold the LLM sample:
-    there both explainers' labels get both scores.
+    ``embedding_features`` features that fired at least 5 times (at least the LLM sample,
+    so there both explainers' labels get both scores); 0 leaves it out.
     """
     from featurelens.llm.engine import EngineSettings
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 
     o = ctx.options
     names, note = offline_scorers()
+    if not o.embedding_features and "embedding" in names:  # --embedding-features 0: left out
+        names.remove("embedding")
     plans = {"token-check": (FIRED, None, o.offline_windows),
              "embedding": ("fire_count >= 5", max(o.embedding_features, o.label_features), o.embedding_windows)}
     done = []
