@@ -84,3 +84,16 @@ def test_label_cli_with_offline_explainer_and_scorer(store_path, cli):
     assert "3 scored" in result.output or "scored (token-check)" in result.output
     with featurelens.open_store(store_path, read_only=True) as store:
         assert store.execute("SELECT count(*) FROM scores WHERE scorer = 'token-check'")[0][0] == 3
+
+
+def test_offline_work_has_nothing_to_submit_and_costs_nothing(store_path, cli):
+    import featurelens
+
+    with featurelens.open_store(store_path) as store:
+        write_planted_store(store, planted_records(n_top=4, n_quantile=4, n_random=4))
+    for args in (("explain", "--explainer", "token-lookup"), ("score", "--scorer", "token-check")):
+        result = cli(*args, "--batch-api", "--llm", "openai:gpt-4o-mini", "--store", store_path)
+        assert result.exit_code != 0 and "needs no LLM, so there is nothing to submit" in result.output
+        assert "Traceback" not in result.output
+    plan = cli("explain", "--explainer", "token-lookup", "--dry-run", "--store", store_path)
+    assert "LLM calls:           0" in plan.output and "$0.00" in plan.output

@@ -190,6 +190,9 @@ def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[st
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
     explainer = make_explainer(spec)
+    if effective_llm(explainer, spec.llm) != spec.llm:
+        raise FeaturelensError(f"The {spec.explainer} explainer needs no LLM, so there is nothing to "
+                               "submit; run featurelens explain without --batch-api.")
     count_features(store, spec.selection)
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded

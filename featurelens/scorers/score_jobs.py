@@ -282,6 +282,9 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
     from featurelens.llm.batch_api import batch_client, submit_jobs
     scorer = build_scorer(spec)
+    if effective_llm(scorer, spec.llm) != spec.llm:
+        raise FeaturelensError(f"The {spec.scorer} scorer needs no LLM, so there is nothing to submit; "
+                               "run featurelens score without --batch-api.")
     count_explanations(store, spec)
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
