@@ -137,8 +137,7 @@ class TokenLookupExplainer:
 
     def _label(self, singles: dict[str, _Tally], pairs: dict[tuple[str, str], _Tally],
                previous_forms: dict[tuple[str, str], dict[str, float]], total: float) -> Label:
-        ranked = sorted(singles,
-                        key=lambda k: (-singles[k].mass, k))
+        ranked = sorted(singles, key=lambda k: (-singles[k].mass, k))
         best_pair: dict[str, tuple[str, str]] = {}
         for pair, tally in pairs.items():
             current = best_pair.get(pair[1])
