@@ -65,3 +65,15 @@ def test_local_generation_stops_at_the_end_of_the_first_line(tiny_model_dir, one
                          max_tokens=24, stop_at_newline=True)
     response = asyncio.run(provider.complete(request))
     assert "\n" not in response.text
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Explanation: the `def` statement. It returns the value of the `next` function", "the `def` statement"),
+    ('Explanation: a feature that responds to the "run" command. The feature is a feature that is',
+     'the "run" command'),
+    ("Explanation: units, e.g. Km and kg", "units, e.g. Km and kg"),
+    ("Explanation: version numbers like 3.11 in imports", "version numbers like 3.11 in imports"),
+])
+def test_a_label_is_its_first_sentence(answer, expected):
+    record = planted_records(seed=0)[1]
+    assert TokenActivationsExplainer().parse(record, [LLMResponse(text=answer)]) == expected
