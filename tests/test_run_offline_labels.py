@@ -32,7 +32,8 @@ def test_lookup_and_offline_scores_then_a_checkable_summary(store_path: Path, tm
         assert [(r[0], r[1]) for r in rows] == [("embedding", 2), ("token-check", 3)]
         assert rows[1][2] > 0.9  # planted tokens: the labels pick out the activating windows
         again = stage_lookup(ctx), stage_offline_scores(ctx)
-        assert again[0].status == "skipped" and "token-check: 0 now, 3 already" in again[1].detail
+        assert again[0].status == again[1].status == "skipped"
+        assert "token-check: 0 now, 3 already" in again[1].detail
     text = format_summary(summarize(store_path, "planted"), OPTIONS)
     assert "3 explained, 5 scored" in text
     section = text.split("Best token-lookup labels")[1]

@@ -91,7 +91,8 @@ def score_offline(ctx: RunContext, explained_by: str | None = None) -> list[str]
 def stage_offline_scores(ctx: RunContext) -> StageResult:
     """Score every stored label with the scorers that need no LLM."""
     lines = score_offline(ctx)
-    return StageResult("score offline", "done", "; ".join(lines) or "nothing to score")
+    fresh = any(": 0 now," not in line for line in lines if " now, " in line)
+    return StageResult("score offline", "done" if fresh else "skipped", "; ".join(lines) or "nothing to score")
 
 
 def best_labels(store: Store, dictionary_id: str, top: int = 5) -> list[dict[str, Any]]:
