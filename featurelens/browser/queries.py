@@ -394,7 +394,8 @@ class BrowserData:
         wanted = sorted(int(r["feature"]) for r in rows)
         span = [dictionary_id, wanted[0], wanted[-1], wanted]
         best = {r["feature"]: r for r in self._dicts(
-            "SELECT e.feature, arg_max(e.text, coalesce(s.score, -2)) AS text, max(s.score) AS score "
+            "SELECT e.feature, arg_max(e.text, coalesce(s.score, -2)) AS text, max(s.score) AS score, "
+            "arg_max(e.explainer, coalesce(s.score, -2)) AS explainer, arg_max(e.llm, coalesce(s.score, -2)) AS llm "
             "FROM (SELECT * FROM explanations WHERE dictionary_id = ? AND feature BETWEEN ? AND ? "
             "      AND list_contains(?, feature)) e "
             "LEFT JOIN (SELECT explanation_id, score FROM scores WHERE dictionary_id = ? AND feature "
@@ -404,6 +405,7 @@ class BrowserData:
             hit = best.get(row["feature"], {})
             row["text"] = hit.get("text")
             row["score"] = hit.get("score")
+            row["explainer"], row["llm"] = hit.get("explainer"), hit.get("llm")
 
     def search(self, text: str, page: int = 0, size: int = 50) -> Page:
         """Explanations containing ``text`` (case-insensitive), best scores first."""

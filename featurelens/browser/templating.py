@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from featurelens.browser.explainer_badge import explainer_badge
+
 #: Longest SQL-box cell shown in full.
 CELL_CHARS = 300
 
@@ -44,7 +46,7 @@ def cell(value: Any) -> str:
 ENV = Environment(loader=PackageLoader("featurelens.browser", "templates"), autoescape=True,
                   undefined=StrictUndefined, keep_trailing_newline=True, auto_reload=False)
 ENV.filters.update(fmt=fmt, display=display_token, cell=cell)
-ENV.globals.update(zip=zip, zwsp="\u200b")  # zwsp: an empty token still gets a box
+ENV.globals.update(zip=zip, zwsp="\u200b", explainer_badge=explainer_badge)  # zwsp: an empty token still gets a box
 
 
 def render(template: str, **context: Any) -> str:

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.corpus_sources",
     "featurelens.plugins.extract_commands",
     "featurelens.llm.builtin_providers",
+    "featurelens.llm.offline",
     "featurelens.plugins.labeling_commands",
     "featurelens.plugins.app_commands",
     "featurelens.labelers.explainers",

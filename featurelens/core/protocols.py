@@ -135,6 +135,9 @@ class LLMRequest:
     prompt_logprobs: int = 0  #: log-probabilities of every prompt position (0: none)
     json_output: bool = False
     purpose: str = "explain"  #: recorded in llm_calls (explain, score:simulation...)
+    #: Stop at the first line break after some text: a one-line answer ends there, so a
+    #: small model cannot ramble on (honoured by local and OpenAI-compatible providers).
+    stop_at_newline: bool = False
 
     def cache_material(self) -> dict[str, Any]:
         """What the response depends on; hashed, with provider and model, as the cache key."""
@@ -142,7 +145,7 @@ class LLMRequest:
             "messages": self.messages, "prompt": self.prompt, "max_tokens": self.max_tokens,
             "temperature": self.temperature, "top_logprobs": self.top_logprobs,
             "prompt_logprobs": self.prompt_logprobs, "json_output": self.json_output,
-        }
+        } | ({"stop_at_newline": True} if self.stop_at_newline else {})  # old keys stay valid
 
 
 @dataclass

@@ -5,21 +5,23 @@ Stages, each a call into another area's public Python API:
 1. model    - the embedded SmolLM2 (:func:`featurelens.core.embedded_model.embedded_model_path`)
 2. train    - a small dictionary at one hookpoint, on the default corpus
 3. extract  - statistics and examples of every feature into the store
-4. explain  - a sample of features, with the local LLM
-5. score    - simulation scoring of those explanations, with the local LLM
+4. label    - every feature that fired, with the token-lookup explainer (no LLM)
+5. offline  - every label scored without an LLM (token-check, embedding)
+6. explain  - a sample of features, with the local LLM (or ``--llm``)
+7. score    - simulation scoring of that sample with the LLM, and offline scores for it
 
 Every stage is idempotent against the store (and the run folder next to it): it
 skips what is already there, and the stages it calls resume their own partial work,
 so rerunning ``featurelens run`` after a kill continues instead of starting over.
-The run ends with :func:`summary`: the best-scored features, where the store is, and
-what to run next.
+The run ends with :func:`summary`: the best token-lookup labels with a top example to
+check them against, the LLM sample's best, where the store is, and what to run next.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +94,18 @@ class Summary:
     n_scored: int
     n_failures: int
     best: list[dict[str, Any]]
+    #: Best token-lookup labels with their offline scores and a top example (pipeline_labels).
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    #: The token-lookup label of each feature in ``best``, shown beside the LLM's.
+    lookup: dict[int, str] = field(default_factory=dict)
 
 
 def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summary:
-    """Counts and the best-scored features of ``dictionary_id``, read-only (a path or an open store)."""
+    """Counts, the best token-lookup labels and the best LLM-scored features, read-only
+    (a path or an open store)."""
+    from featurelens.jobs import run_labels
+    from featurelens.llm.offline import OFFLINE_LLM
+
     with using_store(store_path, read_only=True) as store:
         counts = store.execute(
             "SELECT (SELECT count(*) FROM features WHERE dictionary_id = ?), "
@@ -107,9 +117,12 @@ def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summar
             "SELECT s.feature, s.score, s.scorer, e.text, f.density FROM scores s "
             "JOIN explanations e USING (explanation_id) "
             "JOIN features f ON f.dictionary_id = s.dictionary_id AND f.feature = s.feature "
-            "WHERE s.dictionary_id = ? AND s.status = 'ok' ORDER BY s.score DESC, s.feature LIMIT ?",
-            [dictionary_id, top]).to_dicts()
-    return Summary(store.path, dictionary_id, *counts, best)
+            "WHERE s.dictionary_id = ? AND s.status = 'ok' AND s.llm <> ? AND e.llm <> ? "
+            "ORDER BY s.score DESC, s.feature LIMIT ?",
+            [dictionary_id, OFFLINE_LLM, OFFLINE_LLM, top]).to_dicts()
+        labels = run_labels.best_labels(store, dictionary_id, top)
+        lookup = run_labels.lookup_labels(store, dictionary_id, [b["feature"] for b in best])
+    return Summary(store.path, dictionary_id, *counts, best, labels, lookup)
 
 
 def format_summary(summary: Summary, options: RunOptions) -> str:
@@ -121,11 +134,16 @@ def format_summary(summary: Summary, options: RunOptions) -> str:
         f"({summary.n_alive} fired), {summary.n_explained} explained, {summary.n_scored} scored"
         + (f", {summary.n_failures} failures (see the failures table)" if summary.n_failures else "") + ".",
     ]
+    from featurelens.jobs.run_labels import format_labels
+
+    lines += format_labels(summary.labels)
     if summary.best:
         lines.append(f"Best-scored features ({options.scorer} score, {options.llm}):")
         for row in summary.best:
             lines.append(f"  #{row['feature']:<6} {row['score']:+.2f}  {row['text']}")
-    else:
+            if summary.lookup.get(row["feature"]):
+                lines.append(f"          token lookup: {summary.lookup[row['feature']]}")
+    elif not summary.labels:
         lines.append("No feature has a score yet.")
     store = f" --store {summary.store}" if summary.store.name != "featurelens.duckdb" else ""
     lines += [

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.jobs.run_types import RunContext, Stage, StageResult
+from featurelens.jobs.run_labels import stage_lookup, stage_offline_scores
 
 
 def _backend(ctx: RunContext) -> Any:
@@ -118,6 +119,7 @@ def stage_score(ctx: RunContext) -> StageResult:
     """Simulation-score those explanations with the local LLM; scored ones are skipped."""
     from featurelens.llm.engine import EngineSettings
 
+    from featurelens.jobs.run_labels import score_offline
     from featurelens.scorers.score_jobs import ScoreSpec, count_explanations, score_features
 
     o = ctx.options
@@ -131,11 +133,16 @@ def stage_score(ctx: RunContext) -> StageResult:
                                             "attempts that failed are in the failures table)")
     stats = score_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
+    # The sample's labels also get the offline scores, to compare them with token lookup's.
+    offline = score_offline(ctx, explained_by=o.llm)
     return StageResult("score", status, f"{stats.succeeded} scored now, {stats.skipped} already, "
-                                        f"{stats.failed} failed")
+                                        f"{stats.failed} failed" + "".join(f"; {line}" for line in offline))
 
 
 def default_stages() -> list[tuple[str, Stage]]:
     return [("model", stage_model), ("train a TopK dictionary", stage_train),
             ("extract feature statistics and examples", stage_extract),
-            ("explain a sample of features", stage_explain), ("score the explanations", stage_score)]
+            ("label every feature that fired (token lookup, no LLM)", stage_lookup),
+            ("score every label offline (token check, embedding)", stage_offline_scores),
+            ("explain a sample of features with the LLM", stage_explain),
+            ("score the sample (simulation with the LLM, and offline)", stage_score)]

@@ -35,6 +35,12 @@ class RunOptions:
     #: Activating (and as many random) windows the simulation scores per feature; the
     #: scorer's default of 50 + 50 suits an API model, not a local one on 2 cores.
     score_windows: int = 10
+    #: Activating (and as many random) windows token-check tests every label on.
+    offline_windows: int = 20
+    #: The embedding scorer (MiniLM, ~1 s a feature on 2 cores) scores this many features'
+    #: labels, on this many activating (and as many random) windows each.
+    embedding_features: int = 24
+    embedding_windows: int = 10
     seed: int = 0
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
@@ -26,6 +26,7 @@ from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.plan import Estimate, estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_labeling, start_run
+from featurelens.llm.offline import effective_llm
 from featurelens.registry.components import split_llm_spec
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
@@ -69,6 +70,11 @@ class ExplainSpec:
                    config.get("where"), config.get("dictionary_id"), config.get("limit"))
 
 
+def offline_spec(explainer: Explainer, spec: ExplainSpec) -> ExplainSpec:
+    """``spec`` recorded under the offline LLM when the explainer needs none (token-lookup)."""
+    return replace(spec, llm=effective_llm(explainer, spec.llm))
+
+
 def make_explainer(spec: ExplainSpec) -> Explainer:
     """The explainer of ``spec``; an option it does not take is one clear sentence."""
     try:
@@ -86,13 +92,17 @@ def _finisher(explainer: Explainer, spec: ExplainSpec, record: FeatureRecord, ei
               run_id: str | None):
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         text = explainer.parse(record, [r for r in responses if r is not None])
+        # An explainer may return a str carrying ``evidence`` (token-lookup's coverage and
+        # precision); it is stored beside the options that shaped the explanation.
+        evidence = getattr(text, "evidence", None) or {}
         text = " ".join((text or "").split())
         if not text:
             raise ParseError("the explanation is empty")
         return {"explanations": [{
             "explanation_id": eid, "dictionary_id": record.dictionary_id, "feature": record.feature,
             "explainer": spec.explainer, "llm": spec.llm, "text": text[:MAX_EXPLANATION_CHARS],
-            "options": json.dumps(spec.options, sort_keys=True, default=str), "run_id": run_id,
+            "options": json.dumps({**spec.options, **evidence}, sort_keys=True, default=str),
+            "run_id": run_id,
         }]}
     return finish
 
@@ -157,6 +167,7 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
             return explain_features(opened, spec, provider=provider, provider_options=provider_options,
                                     settings=settings, prices=prices)
     explainer = make_explainer(spec)
+    spec = offline_spec(explainer, spec)
     return run_labeling(
         store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
         provider_options=provider_options, total=count_features(store, spec.selection),
@@ -171,6 +182,8 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
     explainer = make_explainer(spec)
+    spec = offline_spec(explainer, spec)
+    provider, model = split_llm_spec(spec.llm)
     count_features(store, spec.selection)
     skipped: list[int] = []
     result = estimate(store, explain_jobs(store, explainer, spec, on_skip=skipped.append),
@@ -183,6 +196,9 @@ def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[st
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
     explainer = make_explainer(spec)
+    if effective_llm(explainer, spec.llm) != spec.llm:
+        raise FeaturelensError(f"The {spec.explainer} explainer needs no LLM, so there is nothing to "
+                               "submit; run featurelens explain without --batch-api.")
     count_features(store, spec.selection)
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded

@@ -50,7 +50,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "anthropic:claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08),
 }
 
-FREE_PROVIDERS = {"local"}
+FREE_PROVIDERS = {"local", "offline"}
 
 
 class PriceTable:

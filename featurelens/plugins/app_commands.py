@@ -82,15 +82,19 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
 @click.option("--extract-tokens", default=16_384, show_default=True, type=click.IntRange(100),
               help="Tokens to measure feature statistics and examples on.")
 @click.option("--label-features", default=6, show_default=True, type=click.IntRange(0),
-              help="How many features to explain and score.")
+              help="How many features the LLM explains and simulation-scores (every feature that "
+                   "fired gets a token-lookup label and offline scores regardless).")
 @click.option("--llm", default="local:smollm2", show_default=True,
               help="LLM that explains and simulates (provider:model).")
 @click.option("--score-windows", default=10, show_default=True, type=click.IntRange(1),
               help="Activating (and as many random) windows simulated per feature.")
+@click.option("--embedding-features", default=24, show_default=True, type=click.IntRange(0),
+              help="Features whose labels the embedding scorer (MiniLM, ~1 s each) also scores.")
 def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
                 train_tokens: int, extract_tokens: int, label_features: int, llm: str,
-                score_windows: int) -> None:
-    """The whole job: train a dictionary, extract features, explain and score a sample.
+                score_windows: int, embedding_features: int) -> None:
+    """The whole job: train a dictionary, extract features, label every feature that fired
+    without an LLM, score the labels offline, explain and score a sample with the LLM.
 
     Rerunning the same command resumes: every stage skips what the store already holds.
     """
@@ -100,6 +104,7 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
     path = store_path or default_store_path()
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
                          train_tokens=train_tokens, extract_tokens=extract_tokens,
-                         label_features=label_features, llm=llm, score_windows=score_windows)
+                         label_features=label_features, llm=llm, score_windows=score_windows,
+                         embedding_features=embedding_features)
     report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
     click.echo(format_summary(summarize(path, report.dictionary_id), options))

@@ -101,15 +101,17 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage."""
     from featurelens.core.store import Store
-    from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
+    from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
-    from featurelens.scorers.score_jobs import ScoreSpec, plan_score_before_explaining, score_features
+    from featurelens.llm.offline import effective_llm, needs_llm
+    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
                                where, dictionary_id, limit)
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
-    score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, llm)
+    written_by = effective_llm(make_explainer(explain_spec), llm)  # offline:none for token-lookup
+    score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, written_by)
                    for name in scorers]
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
@@ -124,10 +126,13 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                 for line in plan_score_before_explaining(store, spec, table, popts).lines():
                     click.echo("  " + line)
             return
-        provider = build_provider(llm, **popts)
+        # Offline explainers and scorers (token-lookup, token-check) get no client at all.
+        provider = build_provider(written_by, **popts)
         stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=settings)
         click.echo(summary(stats, "explained"))
-        simulator = provider if (score_llm or llm) == llm else build_provider(score_llm, **popts)
+        simulator = None
+        if any(needs_llm(build_scorer(spec)) for spec in score_specs):
+            simulator = provider if (score_llm or llm) == written_by else build_provider(score_llm or llm, **popts)
         for spec in score_specs:
             stats = score_features(store, spec, provider=simulator, prices=table, settings=settings)
             click.echo(summary(stats, f"scored ({spec.scorer})"))

@@ -1,5 +1,5 @@
 """Built-in scorers: ``simulation`` (OpenAI's method, three modes), ``detection`` and
-``fuzzing`` (delphi's classifiers), ``embedding`` (no LLM). Registered through ``register_scorers`` like any
+``fuzzing`` (delphi's classifiers), ``embedding`` and ``token-check`` (no LLM). Registered through ``register_scorers`` like any
 plugin's. Prompts live in :mod:`.prompts`, metrics in :mod:`.metrics`, the choice of
 test windows in :mod:`.test_windows`."""
 
@@ -10,10 +10,11 @@ from featurelens.core.hookspecs import Register
 from featurelens.scorers.classifier import DetectionScorer, FuzzingScorer
 from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.simulation import SimulationScorer
+from featurelens.scorers.token_check import TokenCheckScorer
 
 featurelens_api = 1
 
-__all__ = ["DetectionScorer", "EmbeddingScorer", "FuzzingScorer", "SimulationScorer"]
+__all__ = ["DetectionScorer", "EmbeddingScorer", "FuzzingScorer", "SimulationScorer", "TokenCheckScorer"]
 
 
 @featurelens.hookimpl
@@ -30,3 +31,6 @@ def register_scorers(register: Register) -> None:
     register("fuzzing", FuzzingScorer,
              description="are the highlighted tokens the ones the explanation describes "
                          "(delphi); balanced accuracy")
+    register("token-check", TokenCheckScorer,
+             description="do the label's tokens pick out activating windows from random ones, "
+                         "no LLM; balanced accuracy")

@@ -80,6 +80,10 @@ class EmbeddingScorer:
     """AUROC of explanation-window cosine similarity; no LLM calls."""
 
     name = "embedding"
+    needs_llm = False
+    #: Window embeddings kept by text: features share windows (random ones above all), so
+    #: scoring every feature of a dictionary embeds each distinct window once.
+    cache_size = 20_000
 
     def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
                  model: str | None = None):
@@ -88,6 +92,7 @@ class EmbeddingScorer:
                                    "window >= 2; fix the scorer options.")
         self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
         self.model = str(Path(model).expanduser()) if model else None
+        self._vectors: dict[str, Any] = {}
 
     def options(self) -> dict[str, Any]:
         return {"n_activating": self.n_activating, "n_random": self.n_random, "window": self.window,
@@ -106,7 +111,7 @@ class EmbeddingScorer:
         windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
         path = self.model or str(default_model_path())
         texts = [plain(w.example.tokens) for w in windows]
-        vectors = embed([explanation] + texts, path)
+        vectors = self._embed([explanation] + texts, path)
         similarity = (vectors[1:] @ vectors[0]).tolist()
         positive = [s for s, w in zip(similarity, windows) if w.activating]
         negative = [s for s, w in zip(similarity, windows) if not w.activating]
@@ -117,3 +122,14 @@ class EmbeddingScorer:
         return ScoreResult(value, "ok" if value is not None else "undefined", metrics,
                            {"similarities": [round(s, 4) for s in similarity],
                             "labels": [int(w.activating) for w in windows]})
+
+    def _embed(self, texts: list[str], path: str) -> Any:
+        """:func:`embed`, reading and filling the per-scorer cache of window vectors."""
+        import torch
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            if len(self._vectors) + len(missing) > self.cache_size:
+                self._vectors.clear()
+            self._vectors.update(zip(missing, embed(missing, path)))
+        return torch.stack([self._vectors[t] for t in texts])

@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
@@ -28,6 +28,7 @@ from featurelens.llm import providers
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_labeling, start_run
+from featurelens.llm.offline import effective_llm
 from featurelens.registry.components import split_llm_spec
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -211,6 +212,7 @@ def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMPr
             return score_features(opened, spec, provider=provider, provider_options=provider_options,
                                   settings=settings, prices=prices)
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
     total = count_explanations(store, spec)
     if total == 0:
         raise FeaturelensError(
@@ -242,8 +244,9 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
     from featurelens.llm.plan import estimate
 
-    provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
+    provider, model = split_llm_spec(spec.llm)
     count_explanations(store, spec)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
@@ -263,8 +266,9 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     (``label --dry-run``): the same requests, with a placeholder explanation."""
     from featurelens.llm.plan import estimate
 
-    provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
+    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
+    provider, model = split_llm_spec(spec.llm)
     caps = provider_capabilities(spec, provider_options)
     wanted = getattr(scorer, "example_kinds", None)
     kinds = wanted() if callable(wanted) else wanted
@@ -283,6 +287,9 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
     from featurelens.llm.batch_api import batch_client, submit_jobs
     scorer = build_scorer(spec)
+    if effective_llm(scorer, spec.llm) != spec.llm:
+        raise FeaturelensError(f"The {spec.scorer} scorer needs no LLM, so there is nothing to submit; "
+                               "run featurelens score without --batch-api.")
     count_explanations(store, spec)
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded

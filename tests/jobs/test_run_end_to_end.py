@@ -39,7 +39,7 @@ def test_run_on_a_tiny_model_then_rerun_resumes(cli, tiny_model_dir: Path, tmp_p
             "--layer", "1", "--expansion", "2", "--k", "4", "--train-tokens", "2048",
             "--extract-tokens", "512", "--label-features", "2")
     output = _run(cli, store, *args)
-    for stage in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+    for stage in ("[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"):
         assert stage in output
     assert f"Store: {store.resolve()}" in output and "featurelens serve --store" in output
     first = _counts(store)

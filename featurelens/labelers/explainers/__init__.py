@@ -1,4 +1,5 @@
-"""Built-in explainers: ``token-activations`` (OpenAI style) and ``highlighted`` (delphi style).
+"""Built-in explainers: ``token-activations`` (OpenAI style), ``highlighted`` (delphi
+style) and ``token-lookup`` (no LLM).
 
 Registered through the ``register_explainers`` hook like any plugin's. Prompts live in
 :mod:`.prompts`; how tokens and activations are written (and the single 0-10
@@ -11,10 +12,11 @@ import featurelens
 from featurelens.core.hookspecs import Register
 from featurelens.labelers.explainers.highlighted import HighlightedExplainer
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
+from featurelens.labelers.explainers.token_lookup import TokenLookupExplainer
 
 featurelens_api = 1
 
-__all__ = ["HighlightedExplainer", "TokenActivationsExplainer"]
+__all__ = ["HighlightedExplainer", "TokenActivationsExplainer", "TokenLookupExplainer"]
 
 
 @featurelens.hookimpl
@@ -23,3 +25,6 @@ def register_explainers(register: Register) -> None:
              description="token<TAB>activation tables, 0-10 (OpenAI automated-interpretability style)")
     register("highlighted", HighlightedExplainer,
              description="firing tokens wrapped in <<>> in their text (delphi style)")
+    register("token-lookup", TokenLookupExplainer,
+             description="no LLM: the tokens (and contexts) carrying most activation mass, "
+                         "with coverage and precision")

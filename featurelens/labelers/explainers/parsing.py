@@ -2,8 +2,8 @@
 
 Small models wander: they add reasoning, quotes, markdown, "This feature fires on...",
 or nothing usable at all. An explanation is what follows the last ``Explanation:``
-(or, without one, the last non-empty line when no reasoning was asked for), cleaned
-of decoration and cut at a word boundary to :data:`MAX_CHARS`. An empty or refusing
+(or, without one, the last non-empty line when no reasoning was asked for), cut to its
+first sentence, cleaned of decoration and cut at a word boundary to :data:`MAX_CHARS`. An empty or refusing
 answer raises :class:`ParseError`, so the engine records a failure instead of an
 empty label.
 """
@@ -74,9 +74,23 @@ def _parse(text: str, reasoning: bool) -> str:
     return clean(candidate)
 
 
+#: A sentence ends at ". " before a capital letter, unless the dot closes an abbreviation.
+_SENTENCE_END = re.compile(r"(\S+)\.\s+(?=[A-Z])")
+_ABBREVIATIONS = {"e.g", "i.e", "etc", "vs", "cf", "mr", "dr", "no"}
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence: a label is one phrase, and small models run on after it
+    ("the `def` statement. It returns the value of ..."), so what follows is dropped."""
+    for match in _SENTENCE_END.finditer(text):
+        if match.group(1).casefold().strip("(\"'`") not in _ABBREVIATIONS:
+            return text[:match.start(1) + len(match.group(1))]
+    return text
+
+
 def clean(candidate: str) -> str:
-    """Strip decoration and boilerplate, collapse whitespace, bound the length."""
-    text = _unquote(" ".join(candidate.split()))
+    """Strip decoration and boilerplate, keep the first sentence, bound the length."""
+    text = _unquote(first_sentence(" ".join(candidate.split())))
     text = _unquote(re.sub(r"^[-•>#]+\s*", "", text))
     text = _unquote(_LEAD.sub("", text).rstrip(" .;,"))
     if not text:

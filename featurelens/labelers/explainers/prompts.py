@@ -16,8 +16,9 @@ DATA_RULE = (
 )
 
 ANSWER_RULE = (
-    "Answer with one line that starts with 'Explanation:' followed by a short phrase (at most "
-    "about 15 words) saying what the feature responds to. Do not start with 'This feature'."
+    "Answer with one line: 'Explanation:' followed by one short phrase (at most 10 words) "
+    "naming what the feature responds to, then stop. Describe the feature you are asked about; "
+    "never repeat the example answer. Do not start with 'This feature'."
 )
 
 REASONING_RULE = (

@@ -36,7 +36,8 @@ class ExplainerBase:
         self.window = int(window)
         self.logits = bool(logits)
         self.reasoning = bool(reasoning)
-        self.max_tokens = int(max_tokens or (400 if reasoning else 60))
+        # One short phrase fits in 32 tokens; the cap stops a small model that rambles.
+        self.max_tokens = int(max_tokens or (400 if reasoning else 32))
 
     def options(self) -> dict[str, object]:
         """What changes the prompt; stored with the explanation to reproduce it."""
@@ -76,7 +77,7 @@ class ExplainerBase:
         messages = self.prefix() + [{"role": "user",
                                      "content": prompts.feature_turn(block, logits_block)}]
         return [LLMRequest(messages=messages, max_tokens=self.max_tokens, temperature=0.0,
-                           shared_prefix=3, purpose="explain")]
+                           shared_prefix=3, purpose="explain", stop_at_newline=not self.reasoning)]
 
     def parse(self, record: FeatureRecord, responses: list[LLMResponse]) -> str:
         if not responses:

@@ -149,6 +149,8 @@ class LocalProvider:
             kwargs["temperature"] = request.temperature
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if request.stop_at_newline:
+            kwargs["stopping_criteria"] = _stop_at_line(tokenizer, ids.shape[1])
         with torch.inference_mode():
             result = model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
                                     **kwargs)
@@ -163,4 +165,21 @@ class LocalProvider:
                 values, indices = logp.topk(request.top_logprobs)
                 top = _top(decode, indices.tolist(), values.tolist())
                 logprobs.append(TokenLogprobs(decode(token), float(logp[token]), top))
-        return tokenizer.decode(out_ids, skip_special_tokens=True), out_ids, logprobs
+        text = tokenizer.decode(out_ids, skip_special_tokens=True)
+        if request.stop_at_newline:
+            text = text.lstrip().partition("\n")[0]
+        return text, out_ids, logprobs
+
+
+def _stop_at_line(tokenizer: Any, start: int) -> Any:
+    """Generation stops once the new text holds a line break after some non-space text."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopAtLine(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            text = tokenizer.decode(input_ids[0, start:], skip_special_tokens=True)
+            done = "\n" in text.lstrip()
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopAtLine()])

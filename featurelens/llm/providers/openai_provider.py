@@ -40,6 +40,8 @@ def chat_body(model: str, request: LLMRequest, prefix_cache_key: bool = False) -
         body["top_logprobs"] = min(20, request.top_logprobs)
     if request.json_output:
         body["response_format"] = {"type": "json_object"}
+    if request.stop_at_newline:
+        body["stop"] = ["\n"]
     return body
 
 

@@ -1,0 +1,61 @@
+"""Labeling without an LLM: the ``offline`` provider and which LLM a job is recorded under.
+
+Explainers and scorers that need no model (``token-lookup``, ``token-check``,
+``embedding``) declare ``needs_llm = False``. Their jobs still run on the batch engine
+(resume, failures, one transaction per feature), which wants a provider; they get
+:class:`OfflineProvider`, which refuses every request, and their rows record
+``llm = 'offline:none'`` whatever ``--llm`` said, so a label is never credited to a
+model that did not write it and reruns with another ``--llm`` find the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import featurelens
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import LLMRequest, LLMResponse
+
+featurelens_api = 1
+
+#: The ``provider:model`` recorded for work done without an LLM.
+OFFLINE_LLM = "offline:none"
+
+
+def needs_llm(component: Any) -> bool:
+    """Whether an explainer or scorer sends requests to an LLM (the default: yes)."""
+    return bool(getattr(component, "needs_llm", True))
+
+
+def effective_llm(component: Any, llm: str) -> str:
+    """The LLM a job of ``component`` is recorded under: ``llm``, or offline when it needs none."""
+    return llm if needs_llm(component) else OFFLINE_LLM
+
+
+class OfflineProvider:
+    """A provider for jobs that make no requests; asked anyway, it says what to do."""
+
+    name = "offline"
+    key_env = None
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, model: str = "none", **options: Any):
+        self.model = model
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise FeaturelensError(
+            f"offline:{self.model} answers no LLM requests, and this {request.purpose} step needs "
+            "one; pass --llm provider:model (local:smollm2, openai:gpt-4o-mini...).")
+
+
+def _offline(model: str, **options: Any) -> OfflineProvider:
+    return OfflineProvider(model, **options)
+
+
+_offline.capabilities = frozenset()  # type: ignore[attr-defined]
+
+
+@featurelens.hookimpl
+def register_llm_providers(register) -> None:
+    register("offline", _offline, description="no LLM: for explainers and scorers that need none "
+             "(token-lookup, token-check, embedding); refuses any request")

@@ -1,0 +1,100 @@
+"""The ``token-check`` scorer: do the label's tokens pick out activating windows? No LLM.
+
+Detection and fuzzing without a model: the same held-out test set the LLM
+classifiers use (activating windows across quantiles, plus random windows where the
+feature never fired, see :mod:`.test_windows`), and a literal reader of the label in
+place of the LLM. A window is predicted activating when it contains a token the label
+names (after the named previous token, when the label gives one; tokens compared by
+:func:`~featurelens.llm.token_labels.token_key`). The score is the
+balanced accuracy of those predictions (0.5 is chance), as for detection; ``metrics``
+add precision, recall and F1, and, fuzzing-style, how many of the tokens that fire
+(>= 0.3 x their window's peak) the label names (``token_recall``) and how many named
+tokens in activating windows fire (``token_precision``).
+
+Labels that quote tokens (``" self" after "("``: token-lookup's, or an LLM's that quotes)
+are read exactly; other labels by their content words, a rough reading that lets this
+scorer compare any explainer with token-lookup. A label with nothing to look for gets
+``status='undefined'`` (score NULL), never a 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
+from featurelens.llm.window_text import HIGHLIGHT_FRACTION
+from featurelens.llm.token_labels import label_keywords, parse_elements, token_key
+from featurelens.scorers.metrics import classification
+from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
+
+
+class LabelMatcher:
+    """Which positions of a window a label names."""
+
+    def __init__(self, label: str):
+        elements = parse_elements(label)
+        self.quoted = bool(elements)
+        self.singles = {e.keys[0] for e in elements if e.previous is None}
+        self.pairs = {e.keys for e in elements if e.previous is not None}
+        if not elements:
+            self.singles = label_keywords(label)
+
+    def __bool__(self) -> bool:
+        return bool(self.singles or self.pairs)
+
+    def positions(self, tokens: list[str]) -> list[bool]:
+        keys = [token_key(t) for t in tokens]
+        return [k in self.singles or (i > 0 and (k, keys[i - 1]) in self.pairs)
+                for i, k in enumerate(keys)]
+
+
+class TokenCheckScorer:
+    """Balanced accuracy of "the window holds a named token" on held-out windows."""
+
+    name = "token-check"
+    needs_llm = False
+
+    def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32):
+        if int(n_activating) < 1 or int(n_random) < 1 or int(window) < 2:
+            raise FeaturelensError("The token-check scorer needs n_activating >= 1, n_random >= 1 and "
+                                   "window >= 2; fix the scorer options.")
+        self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
+
+    def options(self) -> dict[str, Any]:
+        return {"n_activating": self.n_activating, "n_random": self.n_random, "window": self.window}
+
+    def example_kinds(self) -> dict[str, int | None]:
+        return scorer_kinds(self.n_activating, self.n_random)
+
+    def requests(self, record: FeatureRecord, explanation: str,
+                 capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
+        return []
+
+    def score(self, record: FeatureRecord, explanation: str, responses: list[LLMResponse | None],
+              capabilities: frozenset[str] | None = None) -> ScoreResult:
+        matcher = LabelMatcher(explanation)
+        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
+        if not matcher:
+            return ScoreResult(None, "undefined", {"n_windows": len(windows), "held_out": held_out,
+                                                   "reason": "the label names no token or content word"})
+        labels, predictions = [], []
+        named_firing = firing = named = named_and_firing = 0
+        for w in windows:
+            hits = matcher.positions(w.example.tokens)
+            labels.append(int(w.activating))
+            predictions.append(int(any(hits)))
+            if w.activating:
+                peak = w.example.max_activation
+                fires = [a > 0 and a >= HIGHLIGHT_FRACTION * peak for a in w.example.activations]
+                firing += sum(fires)
+                named_firing += sum(1 for h, f in zip(hits, fires) if h and f)
+                named += sum(hits)
+                named_and_firing += sum(1 for h, a in zip(hits, w.example.activations) if h and a > 0)
+        metrics: dict[str, Any] = classification(labels, predictions)
+        metrics.update(n_windows=len(windows), held_out=held_out, quoted=matcher.quoted,
+                       token_recall=named_firing / firing if firing else None,
+                       token_precision=named_and_firing / named if named else None)
+        value = metrics["balanced_accuracy"]
+        return ScoreResult(value, "ok" if value is not None else "undefined", metrics,
+                           {"labels": labels, "predictions": predictions})
