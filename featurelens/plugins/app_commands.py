@@ -50,7 +50,7 @@ def serve_command(store_path: Path | None, host: str, port: int) -> None:
 @click.command("export")
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html"]), required=True,
-              help="neuronpedia: feature JSON; parquet: one file per table; html: static report.")
+              help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per table; html: static report.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
