@@ -132,7 +132,7 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
     from featurelens.core.dictionaries import load_dictionary
 
     backend = _backend(model, dtype, device)
-    probe = _load_any(path)
+    probe = _load_any(path, hookpoint=hookpoint)
     hookpoint = hookpoint or probe.hookpoint
     if not hookpoint:
         raise FeaturelensError(f"{path} does not say which hookpoint it reads; pass --hookpoint.")
@@ -140,18 +140,30 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
     return dictionary.to(backend.device), backend, hookpoint
 
 
+def _source_of(spec: str) -> str:
+    """What the store records as a dictionary's source: the name for hf:/saelens: specs."""
+    from featurelens.core.pretrained import is_named
+
+    return spec if is_named(spec) else str(Path(spec).resolve())
+
+
 def _load_any(path: str, **options: Any) -> Any:
     """Load ``path`` with whichever registered format recognises it."""
     from featurelens.core.plugins import get_registry
 
+    from featurelens.core.dictionaries import with_hookpoint
+    from featurelens.core.pretrained import resolve
+
     registry = get_registry()
+    hookpoint = options.pop("hookpoint", None)
+    path, _ = resolve(path)
     if not Path(path).exists():
         raise FeaturelensError(f"{path} does not exist; pass the folder of a saved dictionary.")
     names = registry.names("dictionary_format")
     for name in names:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(path):
-            return fmt.load(path, **options)
+            return fmt.load(path, **with_hookpoint(fmt, options, hookpoint))
     raise FeaturelensError(
         f"No dictionary format recognises {path} (known: {', '.join(names)}); "
         "pass a SAELens, sparsify, dictionary_learning, Gemma Scope or featurelens folder."
@@ -159,7 +171,7 @@ def _load_any(path: str, **options: Any) -> Any:
 
 
 @dictionaries_group.command("import")
-@click.argument("path")
+@click.argument("path", metavar="PATH_OR_NAME")
 @click.option("--model", default="smollm2", show_default=True, help="The model the dictionary reads.")
 @click.option("--hookpoint", default=None, help="Where it reads the model [default: from its config].")
 @store_option
@@ -174,7 +186,7 @@ def import_command(path: str, model: str, hookpoint: str | None, store_path: Pat
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
     with Store.open(store_path) as store:
         dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
-                                            hookpoint=hookpoint, source=str(Path(path).resolve()))
+                                            hookpoint=hookpoint, source=_source_of(path))
     click.echo(f"Imported {dictionary.architecture} dictionary ({dictionary.d_sae} features, format "
                f"{getattr(dictionary, 'format', '?')}) as {dictionary_id}.")
 
@@ -208,7 +220,7 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
     if not no_store:
         with Store.open(store_path) as store:
             dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
-                                                hookpoint=hookpoint, source=str(Path(path).resolve()))
+                                                hookpoint=hookpoint, source=_source_of(path))
             store_metrics(store, dictionary_id, metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))

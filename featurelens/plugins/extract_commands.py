@@ -23,7 +23,8 @@ def register_commands(cli: click.Group) -> None:
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
 @click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
 @click.option("--dictionary", default="identity", show_default=True,
-              help="identity (one feature per neuron) or the path of a saved dictionary.")
+              help="identity (one feature per neuron), the path of a saved dictionary, "
+                   "hf:<repo>[/<subfolder>] or saelens:<release>/<sae_id>.")
 @click.option("--corpus", default="stdlib", show_default=True,
               help="stdlib (Python's standard library source), a path, or source:location.")
 @click.option("--tokens", type=int, default=20000, show_default=True, help="Tokens to read.")
