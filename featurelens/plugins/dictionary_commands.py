@@ -204,9 +204,14 @@ def import_command(path: str, model: str, hookpoint: str | None, store_path: Pat
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--splice", type=click.Choice(["non-special", "all"]), default="non-special", show_default=True,
+              help="Positions replaced for CE loss recovered and KL: all but BOS/EOS/padding, or every one "
+                   "(as SAELens does).")
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="Corpus documents to measure on: held out from training, the training ones, or all.")
 def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: str | None, corpus: str,
                  tokens: int, context: int, store_path: Path | None, no_store: bool, dtype: str,
-                 device: str, as_json: bool) -> None:
+                 device: str, as_json: bool, splice: str, split: str) -> None:
     """Measure the dictionary at PATH (L0, FVU, CE loss recovered, KL, dead/dense) and store it."""
     import torch
 
@@ -216,7 +221,8 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
     with torch.no_grad():
         metrics = evaluate(dictionary, backend, hookpoint=hookpoint, corpus=corpus, tokens=tokens,
-                           context=context, hookpoint_out=hookpoint_out)
+                           context=context, hookpoint_out=hookpoint_out, splice=splice,
+                           split=split)
     if not no_store:
         with Store.open(store_path) as store:
             dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
@@ -226,7 +232,7 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
         click.echo(json.dumps(metrics, indent=2))
         return
     for key, value in metrics.items():
-        click.echo(f"{key:>22}  {value:.6g}")
+        click.echo(f"{key:>22}  {value:.6g}" if isinstance(value, float) else f"{key:>22}  {value}")
 
 
 @dictionaries_group.command("export")

@@ -28,6 +28,9 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--corpus", default="stdlib", show_default=True,
               help="stdlib (Python's standard library source), a path, or source:location.")
 @click.option("--tokens", type=int, default=20000, show_default=True, help="Tokens to read.")
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="Corpus documents to read: held out from training (shuffled), the training ones, "
+                   "or all in corpus order.")
 @store_option
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
@@ -57,7 +60,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
-                    checkpoint_seconds: float, checkpoint_every: int | None) -> None:
+                    checkpoint_seconds: float, checkpoint_every: int | None, split: str) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
@@ -71,7 +74,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         prepend_bos=bos, include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
         fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
         skip_invalid=skip_invalid, checkpoint_seconds=checkpoint_seconds,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, split=split,
     )
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")

@@ -98,13 +98,17 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
             backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
             seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
-            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
+            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None,
+            split: str = "heldout") -> ExtractResult:
     """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
 
+    ``split`` picks the corpus documents read (:mod:`featurelens.core.corpus_split`): by
+    default the held-out ones, which no dictionary trained here has seen.
     ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
     ``featurelens run`` job, the benchmark) skip loading. Raises
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
+    from featurelens.core.corpus_split import split_corpus
     from featurelens.core.plugins import create
     from featurelens.plugins.corpus_sources import resolve_corpus
 
@@ -119,7 +123,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     check_width(sae, width, hookpoint, dictionary)
     sae = sae.to(lm.device).eval()
     sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
-    source = resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid)
+    source = split_corpus(resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid), split)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
         [source.fingerprint(), lm.model_id, context, prepend_bos]).encode()).hexdigest()[:16]
     dict_id = dictionary_id_of(sae, lm.model_id, hookpoint)
@@ -128,7 +132,8 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
                         n_random=n_random, seed=seed)
     config = {
         "model_id": lm.model_id, "hookpoint": hookpoint, "dictionary_id": dict_id,
-        "corpus_id": corpus_id, "corpus": corpus, "windows": n_windows, "context": context,
+        "corpus_id": corpus_id, "corpus": corpus, "split": source.describe(), "windows": n_windows,
+        "context": context,
         "batch_size": batch_size, "prepend_bos": prepend_bos, "include_special": include_special,
         "exclude_outlier_norm": exclude_outlier_norm, "fold_final_norm": fold_final_norm,
         "dtype": dtype, "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),

@@ -85,8 +85,13 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
     dictionary = result.dictionary.cpu()
     if dictionary_id:
         dictionary.config["dictionary_id"] = dictionary_id
+    dictionary.config["lr"] = config.resolved_lr()  # the rate used, also when derived from d_sae
+    data = source.describe() if hasattr(source, "describe") else None
+    if data is not None:
+        dictionary.config["training_data"] = data
     summary = {"steps": result.steps, "tokens": result.tokens, "metrics": result.metrics,
-               "config": config.__dict__, "source": source.fingerprint(), "hookpoint": hookpoint,
+               "config": config.__dict__, "lr": config.resolved_lr(), "data": data,
+               "source": source.fingerprint(), "hookpoint": hookpoint,
                "model_id": model_id, "dictionary_id": dictionary_id}
     save_dictionary(dictionary, output, summary)
     remove_checkpoint(folder)
