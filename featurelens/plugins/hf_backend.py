@@ -20,7 +20,7 @@ import torch
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins import hookpoints as hp
-from featurelens.plugins.embedded import EMBEDDED_ALIASES, embedded_model_path
+from featurelens.plugins.embedded import EMBEDDED_ALIASES, WEIGHTS_NOTE, embedded_model_path
 
 featurelens_api = 1
 
@@ -69,6 +69,8 @@ class HFBackend:
         self.device = pick_device(device)
         self.dtype = dtype
         path, self.model_id, self.source = self._locate(model)
+        #: Recorded in the store's models row (the embedded model's weights are dequantised).
+        self.provenance = {"weights": WEIGHTS_NOTE} if model in EMBEDDED_ALIASES else {}
         kwargs = {"dtype": DTYPES[dtype], **options}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **self._offline(path))

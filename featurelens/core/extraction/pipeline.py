@@ -256,7 +256,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
         "vocab_size": getattr(lm, "vocab_size", None),
         "config": json.dumps({"dtype": getattr(lm, "dtype", None),
-                              "family": getattr(getattr(lm, "family", None), "name", None)}),
+                              "family": getattr(getattr(lm, "family", None), "name", None),
+                              **getattr(lm, "provenance", {})}, default=str),
     }])
     dictionary_row = pl.DataFrame([{
         "dictionary_id": dict_id, "model_id": lm.model_id, "hookpoint": hookpoint,
