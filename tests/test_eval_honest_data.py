@@ -143,3 +143,5 @@ def test_eval_command_stores_the_convention(cli, tiny_model_dir: Path, tmp_path:
     with featurelens.open_store(store, read_only=True) as db:
         metrics = json.loads(db.execute("SELECT metrics FROM dictionaries")[0][0])
     assert metrics["splice"] == "all" and metrics["split"] == "heldout"
+    listed = json.loads(cli("dictionaries", "list", "--store", store, "--json").output)
+    assert (listed[0]["splice"], listed[0]["split"]) == ("all", "heldout")

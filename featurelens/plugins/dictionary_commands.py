@@ -117,7 +117,8 @@ def list_command(store_path: Path | None, as_json: bool) -> None:
             "SELECT dictionary_id, model_id, hookpoint, architecture, d_in, d_sae, format, "
             "json_extract(metrics, '$.l0')::DOUBLE AS l0, json_extract(metrics, '$.fvu')::DOUBLE AS fvu, "
             "json_extract(metrics, '$.ce_loss_recovered')::DOUBLE AS ce_recovered, "
-            "json_extract(metrics, '$.dead_fraction')::DOUBLE AS dead "
+            "json_extract(metrics, '$.dead_fraction')::DOUBLE AS dead, "
+            "json_extract_string(metrics, '$.splice') AS splice, json_extract_string(metrics, '$.split') AS split "
             "FROM dictionaries ORDER BY created_at")
     if as_json:
         click.echo(json.dumps(frame.to_dicts(), default=str, indent=2))
