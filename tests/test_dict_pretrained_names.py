@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import featurelens
 from featurelens.core.errors import FeaturelensError

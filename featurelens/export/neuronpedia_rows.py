@@ -106,7 +106,7 @@ def neuron_row(src: Source, stats: dict[str, Any], hookpoint: str | None) -> dic
         "pos_values": [_num(v, 0.0) for v in stats.get("top_logit_values") or []],
         "neg_str": list(stats.get("bottom_logits") or []),
         "neg_values": [_num(v, 0.0) for v in stats.get("bottom_logit_values") or []],
-        "freq_hist_data_bar_values": [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:])],
+        "freq_hist_data_bar_values": [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:], strict=False)],
         "freq_hist_data_bar_heights": [float(c) for c in counts],
     }
 
