@@ -53,6 +53,7 @@ def stage_train(ctx: RunContext) -> StageResult:
     result = training.train_dictionary(
         backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk", expansion=o.expansion, k=o.k,
         corpus=o.corpus, tokens=o.train_tokens, context=o.context, output=target, seed=o.seed,
+        split="train" if o.split == "heldout" else "all",
         buffer_rows=min(32_768, o.train_tokens),  # never read more activations than the budget
         dictionary_id=o.dictionary_id, progress=True)
     return StageResult("train", "done", f"{o.dictionary_id} at {target} ({_metrics(result)})")
@@ -86,7 +87,7 @@ def stage_extract(ctx: RunContext) -> StageResult:
     # process, so its writes and ours go to the same database.
     result = extract(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
                      store=ctx.store.path, context=o.context, top_k=20, n_quantile=20, n_random=20,
-                     seed=o.seed, model_obj=backend, dictionary_obj=dictionary)
+                     seed=o.seed, model_obj=backend, dictionary_obj=dictionary, split=o.split)
     ctx.values["dictionary_id"] = result.dictionary_id
     if result.already_done:
         return StageResult("extract", "skipped", f"features of {result.dictionary_id} already in the store")

@@ -84,9 +84,12 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
               help="LLM that explains and simulates (provider:model).")
 @click.option("--score-windows", default=10, show_default=True, type=click.IntRange(1),
               help="Activating (and as many random) windows simulated per feature.")
+@click.option("--split", type=click.Choice(["heldout", "all"]), default="heldout", show_default=True,
+              help="heldout: train on the training documents, extract on the held-out ones; "
+                   "all: both on the whole corpus (for a corpus of a few documents).")
 def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
                 train_tokens: int, extract_tokens: int, label_features: int, llm: str,
-                score_windows: int) -> None:
+                score_windows: int, split: str) -> None:
     """The whole job: train a dictionary, extract features, explain and score a sample.
 
     Rerunning the same command resumes: every stage skips what the store already holds.
@@ -97,6 +100,6 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
     path = store_path or default_store_path()
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
                          train_tokens=train_tokens, extract_tokens=extract_tokens,
-                         label_features=label_features, llm=llm, score_windows=score_windows)
+                         label_features=label_features, llm=llm, score_windows=score_windows, split=split)
     report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
     click.echo(format_summary(summarize(path, report.dictionary_id), options))
