@@ -12,6 +12,7 @@ test: setup
 	.venv/bin/python -m pytest -q
 
 test-slow: setup
+	@bash scripts/reference_libs.sh || echo "sparsify/sae_lens reference checks will skip"
 	.venv/bin/python -m pytest -q -m slow
 
 schema-doc: setup

@@ -19,8 +19,9 @@ from featurelens.core.naming import trained_name
 def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) -> Dictionary:
     """The dictionary named by ``spec`` (``identity`` or a path), checked against ``hookpoint``.
 
-    :param spec: ``identity``, or a file or folder that a registered dictionary format
-        detects.
+    :param spec: ``identity``, a file or folder that a registered dictionary format
+        detects, or a name: ``hf:<repo>[/<subfolder>]``, ``saelens:<release>/<sae_id>``
+        (see :mod:`featurelens.core.pretrained`).
     :param backend: a loaded :class:`~featurelens.core.protocols.ModelBackend`; gives the
         hookpoint's width.
     :param hookpoint: where the dictionary reads the model.
@@ -34,7 +35,10 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
         dictionary = registry.get("dictionary_learner", "identity").create(
             width, hookpoint=hookpoint, model_id=backend.model_id)
         return dictionary
-    path = Path(spec).expanduser()
+    from featurelens.core.pretrained import resolve
+
+    local, provenance = resolve(spec)
+    path = Path(local).expanduser()
     if not path.exists():
         raise FeaturelensError(
             f"--dictionary {spec!r} is neither 'identity' nor an existing file or folder; "
@@ -44,9 +48,10 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
     for name in formats:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(str(path)):
-            dictionary = fmt.load(str(path), **options)
+            dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, hookpoint))
             if not getattr(dictionary, "format", None):
                 dictionary.format = name
+            dictionary.config.update(provenance)
             check_width(dictionary, width, hookpoint, str(path))
             if dictionary.hookpoint is None:
                 dictionary.hookpoint = hookpoint
@@ -67,3 +72,16 @@ def check_width(dictionary: Dictionary, width: int, hookpoint: str, source: str)
             f"The dictionary {source} reads vectors of width {dictionary.d_in}, but {hookpoint} "
             f"of this model has width {width}; pick the hookpoint and model it was trained on."
         )
+
+
+def with_hookpoint(fmt: Any, options: dict[str, Any], hookpoint: str | None) -> dict[str, Any]:
+    """``options`` plus ``hookpoint`` when the format's ``load`` takes it (a folder holding
+    several hookpoints, like a sparsify root, picks the one asked for)."""
+    import inspect
+
+    if hookpoint is None or "hookpoint" in options:
+        return options
+    params = inspect.signature(fmt.load).parameters
+    if "hookpoint" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return {**options, "hookpoint": hookpoint}
+    return options

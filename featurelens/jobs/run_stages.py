@@ -54,6 +54,7 @@ def stage_train(ctx: RunContext) -> StageResult:
     result = training.train_dictionary(
         backend=_backend(ctx), hookpoint=o.hookpoint, architecture="topk", expansion=o.expansion, k=o.k,
         corpus=o.corpus, tokens=o.train_tokens, context=o.context, output=target, seed=o.seed,
+        split="train" if o.split == "heldout" else "all",
         buffer_rows=min(32_768, o.train_tokens),  # never read more activations than the budget
         dictionary_id=o.dictionary_id, progress=True)
     return StageResult("train", "done", f"{o.dictionary_id} at {target} ({_metrics(result)})")
@@ -86,7 +87,7 @@ def stage_extract(ctx: RunContext) -> StageResult:
     # extract() opens the store itself; DuckDB shares one instance per file within a
     # process, so its writes and ours go to the same database.
     spec = ExtractSpec(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
-                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed)
+                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed, split=o.split)
     result = extract(spec, store=ctx.store.path, model_obj=backend, dictionary_obj=dictionary)
     ctx.values["dictionary_id"] = result.dictionary_id
     if result.already_done:

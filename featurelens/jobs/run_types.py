@@ -42,6 +42,9 @@ class RunOptions:
     embedding_features: int = 24
     embedding_windows: int = 10
     seed: int = 0
+    #: heldout: train on the corpus's training documents, extract on the held-out ones;
+    #: all: both on every document (see featurelens.core.corpus_split).
+    split: str = "heldout"
 
     @property
     def hookpoint(self) -> str:
@@ -55,7 +58,10 @@ class RunOptions:
     @property
     def dictionary_id(self) -> str:
         """Stable id of the dictionary this run trains (same options, same id: resumable)."""
-        key = self.fingerprint("model", "corpus", "layer", "context", "expansion", "k", "train_tokens", "seed")
+        names = ["model", "corpus", "layer", "context", "expansion", "k", "train_tokens", "seed"]
+        # The split shapes the training data; heldout ids also differ from those of runs
+        # made before the split existed, whose dictionaries trained on every document.
+        key = self.fingerprint(*names, "split")
         name = Path(self.model).name.lower() or "model"
         return f"{name}-l{self.layer}-topk{self.expansion}x-{key}"
 

@@ -53,7 +53,7 @@ def serve_command(store_path: Path | None, host: str, port: int) -> None:
 @click.command("export")
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html"]), required=True,
-              help="neuronpedia: feature JSON; parquet: one file per table; html: static report.")
+              help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per table; html: static report.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
@@ -90,9 +90,12 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
               help="Activating (and as many random) windows simulated per feature.")
 @click.option("--embedding-features", default=24, show_default=True, type=click.IntRange(0),
               help="Features whose labels the embedding scorer (MiniLM, ~1 s each) also scores.")
+@click.option("--split", type=click.Choice(["heldout", "all"]), default="heldout", show_default=True,
+              help="heldout: train on the training documents, extract on the held-out ones; "
+                   "all: both on the whole corpus (for a corpus of a few documents).")
 def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
                 train_tokens: int, extract_tokens: int, label_features: int, llm: str,
-                score_windows: int, embedding_features: int) -> None:
+                score_windows: int, embedding_features: int, split: str) -> None:
     """The whole job: train a dictionary, extract features, label every feature that fired
     without an LLM, score the labels offline, explain and score a sample with the LLM.
 
@@ -105,6 +108,6 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
                          train_tokens=train_tokens, extract_tokens=extract_tokens,
                          label_features=label_features, llm=llm, score_windows=score_windows,
-                         embedding_features=embedding_features)
+                         embedding_features=embedding_features, split=split)
     report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
     click.echo(format_summary(summarize(path, report.dictionary_id), options))

@@ -129,7 +129,8 @@ def list_command(store_path: Path | None, as_json: bool) -> None:
             "SELECT dictionary_id, model_id, hookpoint, architecture, d_in, d_sae, format, "
             "json_extract(metrics, '$.l0')::DOUBLE AS l0, json_extract(metrics, '$.fvu')::DOUBLE AS fvu, "
             "json_extract(metrics, '$.ce_loss_recovered')::DOUBLE AS ce_recovered, "
-            "json_extract(metrics, '$.dead_fraction')::DOUBLE AS dead "
+            "json_extract(metrics, '$.dead_fraction')::DOUBLE AS dead, "
+            "json_extract_string(metrics, '$.splice') AS splice, json_extract_string(metrics, '$.split') AS split "
             "FROM dictionaries ORDER BY created_at")
     if as_json:
         click.echo(json.dumps(frame.to_dicts(), default=str, indent=2))
@@ -144,7 +145,7 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
     from featurelens.core.dictionary_loading import load_dictionary
 
     backend = _backend(model, dtype, device)
-    probe = _load_any(path)
+    probe = _load_any(path, hookpoint=hookpoint)
     hookpoint = hookpoint or probe.hookpoint
     if not hookpoint:
         raise FeaturelensError(f"{path} does not say which hookpoint it reads; pass --hookpoint.")
@@ -152,18 +153,30 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
     return dictionary.to(backend.device), backend, hookpoint
 
 
+def _source_of(spec: str) -> str:
+    """What the store records as a dictionary's source: the name for hf:/saelens: specs."""
+    from featurelens.core.pretrained import is_named
+
+    return spec if is_named(spec) else str(Path(spec).resolve())
+
+
 def _load_any(path: str, **options: Any) -> Any:
     """Load ``path`` with whichever registered format recognises it."""
     from featurelens.core.plugin_host import get_registry
 
+    from featurelens.core.dictionary_loading import with_hookpoint
+    from featurelens.core.pretrained import resolve
+
     registry = get_registry()
+    hookpoint = options.pop("hookpoint", None)
+    path, _ = resolve(path)
     if not Path(path).exists():
         raise FeaturelensError(f"{path} does not exist; pass the folder of a saved dictionary.")
     names = registry.names("dictionary_format")
     for name in names:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(path):
-            return fmt.load(path, **options)
+            return fmt.load(path, **with_hookpoint(fmt, options, hookpoint))
     raise FeaturelensError(
         f"No dictionary format recognises {path} (known: {', '.join(names)}); "
         "pass a SAELens, sparsify, dictionary_learning, Gemma Scope or featurelens folder."
@@ -171,7 +184,7 @@ def _load_any(path: str, **options: Any) -> Any:
 
 
 @dictionaries_group.command("import")
-@click.argument("path")
+@click.argument("path", metavar="PATH_OR_NAME")
 @click.option("--model", default="smollm2", show_default=True, help="The model the dictionary reads.")
 @click.option("--hookpoint", default=None, help="Where it reads the model [default: from its config].")
 @click.option("--name", default=None,
@@ -198,7 +211,7 @@ def import_command(path: str, model: str, hookpoint: str | None, name: str | Non
     dictionary.dictionary_id = check_name(name)
     with Store.open(store_path) as store:
         dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
-                                            hookpoint=hookpoint, source=str(Path(path).resolve()))
+                                            hookpoint=hookpoint, source=_source_of(path))
     click.echo(f"Imported {dictionary.architecture} dictionary ({dictionary.d_sae} features, format "
                f"{getattr(dictionary, 'format', '?')}) as {dictionary_id}.")
 
@@ -216,9 +229,14 @@ def import_command(path: str, model: str, hookpoint: str | None, name: str | Non
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--splice", type=click.Choice(["non-special", "all"]), default="non-special", show_default=True,
+              help="Positions replaced for CE loss recovered and KL: all but BOS/EOS/padding, or every one "
+                   "(as SAELens does).")
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="Corpus documents to measure on: held out from training, the training ones, or all.")
 def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: str | None, corpus: str,
                  tokens: int, context: int, store_path: Path | None, no_store: bool, dtype: str,
-                 device: str, as_json: bool) -> None:
+                 device: str, as_json: bool, splice: str, split: str) -> None:
     """Measure the dictionary at PATH (L0, FVU, CE loss recovered, KL, dead/dense) and store it."""
     import torch
 
@@ -228,17 +246,18 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
     with torch.no_grad():
         metrics = evaluate(dictionary, backend, hookpoint=hookpoint, corpus=corpus, tokens=tokens,
-                           context=context, hookpoint_out=hookpoint_out)
+                           context=context, hookpoint_out=hookpoint_out, splice=splice,
+                           split=split)
     if not no_store:
         with Store.open(store_path) as store:
             dictionary_id = register_dictionary(store, dictionary, model_id=backend.model_id,
-                                                hookpoint=hookpoint, source=str(Path(path).resolve()))
+                                                hookpoint=hookpoint, source=_source_of(path))
             store_metrics(store, dictionary_id, metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
     for key, value in metrics.items():
-        click.echo(f"{key:>22}  {value:.6g}")
+        click.echo(f"{key:>22}  {value:.6g}" if isinstance(value, float) else f"{key:>22}  {value}")
 
 
 @dictionaries_group.command("export")

@@ -23,11 +23,15 @@ def register_commands(cli: click.Group) -> None:
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
 @click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
 @click.option("--dictionary", default="identity", show_default=True,
-              help="identity (one feature per neuron), the path of a saved dictionary, or the name "
-                   "of one recorded in the store (dictionaries import).")
+              help="identity (one feature per neuron), the path of a saved dictionary, the name "
+                   "of one recorded in the store (dictionaries import), hf:<repo>[/<subfolder>] or "
+                   "saelens:<release>/<sae_id>.")
 @click.option("--corpus", default="stdlib", show_default=True,
               help="stdlib (Python's standard library source), a path, or source:location.")
 @click.option("--tokens", type=int, default=20000, show_default=True, help="Tokens to read.")
+@click.option("--split", type=click.Choice(["heldout", "train", "all"]), default="heldout", show_default=True,
+              help="Corpus documents to read: held out from training (shuffled), the training ones, "
+                   "or all in corpus order.")
 @store_option
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Windows per forward pass.")
 @click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
@@ -57,7 +61,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
-                    checkpoint_seconds: float, checkpoint_every: int | None) -> None:
+                    checkpoint_seconds: float, checkpoint_every: int | None, split: str) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
@@ -73,7 +77,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         quantile_bins_count=quantile_bins, n_random=random_examples, prepend_bos=bos,
         include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
         fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
-        skip_invalid=skip_invalid,
+        skip_invalid=skip_invalid, split=split,
     )
     result = extract(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
                      checkpoint_every=checkpoint_every)

@@ -19,7 +19,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins import hookpoints as hp
-from featurelens.core.embedded_model import EMBEDDED_ALIASES, embedded_model_path
+from featurelens.core.embedded_model import EMBEDDED_ALIASES, WEIGHTS_NOTE, embedded_model_path
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,6 +67,8 @@ class HFBackend:
         self.device = pick_device(device)
         self.dtype = dtype
         path, self.model_id, self.source = self._locate(model)
+        #: Recorded in the store's models row (the embedded model's weights are dequantised).
+        self.provenance = {"weights": WEIGHTS_NOTE} if model in EMBEDDED_ALIASES else {}
         kwargs = {"dtype": DTYPES[dtype], **options}
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, **self._offline(path))

@@ -65,7 +65,11 @@ def test_fvu_l0_dead_dense_match_direct_computation(tiny_backend) -> None:
         sae.b_enc[0] = -1e6   # can never be in the top 5 with a positive value: dead
         sae.b_enc[1] = 1e6    # always selected: dense
     m = evaluate(sae, tiny_backend, tokens=128, context=32, windows_per_batch=2, progress=False)
-    windows = list(pack(resolve_corpus("stdlib"), tiny_backend.tokenizer, context=32, max_windows=4))
+    from featurelens.core.corpus_split import split_corpus
+
+    # evaluate reads the held-out documents (shuffled), never the training ones
+    windows = list(pack(split_corpus(resolve_corpus("stdlib"), "heldout"), tiny_backend.tokenizer,
+                        context=32, max_windows=4))
     ids = torch.tensor([w.tokens for w in windows])
     x = tiny_backend.run(ids, [HOOK])[HOOK][~special_mask(ids, set(tiny_backend.tokenizer.all_special_ids))]
     with torch.no_grad():

@@ -42,7 +42,7 @@ def corpus(tmp_path: Path) -> Path:
 def _extract(cli, model: Path, dictionary: str, corpus: Path, store: Path):
     return cli("extract", "--model", model, "--hookpoint", HOOK, "--dictionary", dictionary, "--corpus", corpus,
                "--tokens", 128, "--context", 16, "--batch-size", 4, "--top-k", 2, "--quantile-examples", 2,
-               "--random-examples", 2, "--store", store, "--device", "cpu")
+               "--random-examples", 2, "--store", store, "--device", "cpu", "--split", "all")
 
 
 def _train(cli, model: Path, out: Path, *extra: str):

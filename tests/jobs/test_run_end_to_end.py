@@ -37,7 +37,8 @@ def test_run_on_a_tiny_model_then_rerun_resumes(cli, tiny_model_dir: Path, tmp_p
     corpus.write_text("\n".join(SAMPLE_TEXT * 40), encoding="utf-8")
     args = ("--model", str(tiny_model_dir), "--llm", f"local:{tiny_model_dir}", "--corpus", str(corpus),
             "--layer", "1", "--expansion", "2", "--k", "4", "--train-tokens", "2048",
-            "--extract-tokens", "512", "--label-features", "2")
+            "--extract-tokens", "512", "--label-features", "2",
+            "--split", "all")  # one document: it cannot be split into train and held-out
     output = _run(cli, store, *args)
     for stage in ("[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"):
         assert stage in output

@@ -35,7 +35,8 @@ def test_extract_with_a_saved_dictionary_then_rerun(cli, tiny_model_dir: Path, c
     store = tmp_path / "s.duckdb"
     args = ["extract", "--model", tiny_model_dir, "--hookpoint", "blocks.1.hook_resid_post",
             "--dictionary", _saved_topk(tmp_path, 32), "--corpus", corpus, "--text-field", "body",
-            "--tokens", 320, "--context", 16, "--batch-size", 4, "--top-k", 5, "--store", store]
+            "--tokens", 320, "--context", 16, "--batch-size", 4, "--top-k", 5, "--store", store,
+            "--split", "all"]  # the whole small corpus: 20 windows (its held-out tenth has fewer)
     result = cli(*args)
     assert result.exit_code == 0, result.output
     # 20 windows of 16 = 320 positions; BOS and document separators are not counted

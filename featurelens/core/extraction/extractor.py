@@ -120,6 +120,8 @@ class ExtractSpec:
     seed: int = 0
     #: The name the store keeps the dictionary under (``--name``); None keeps its id.
     dictionary_name: str | None = None
+    #: Which corpus documents to read: ``heldout`` (never trained on), ``train`` or ``all``.
+    split: str = "heldout"
 
 
 def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
@@ -127,13 +129,16 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             dictionary_obj: Any = None) -> ExtractResult:
     """Fill the store with the features of ``spec.dictionary`` at ``spec.hookpoint`` of ``spec.model``.
 
+    ``split`` picks the corpus documents read (:mod:`featurelens.core.corpus_split`): by
+    default the held-out ones, which no dictionary trained here has seen.
     ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
     ``featurelens run`` job, the benchmark) skip loading; ``dictionary_name`` is the id
     to store the features under (default: the one the dictionary declares, or a hash). Raises
     :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
     """
-    from featurelens.core.plugin_host import create
     from featurelens.core.corpora import resolve_corpus
+    from featurelens.core.corpus_split import split_corpus
+    from featurelens.core.plugin_host import create
 
     started = time.perf_counter()
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
@@ -148,7 +153,8 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         sae.dictionary_id = spec.dictionary_name
     sae = sae.to(lm.device).eval()
     sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
-    source = resolve_corpus(spec.corpus, field=spec.text_field, skip_invalid=spec.skip_invalid)
+    source = split_corpus(resolve_corpus(spec.corpus, field=spec.text_field, skip_invalid=spec.skip_invalid),
+                          spec.split)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
         [source.fingerprint(), lm.model_id, spec.context, spec.prepend_bos]).encode()).hexdigest()[:16]
     dict_id = dictionary_id_of(sae, lm.model_id, spec.hookpoint)
@@ -157,10 +163,11 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
                         n_random=spec.n_random, seed=spec.seed)
     config = {
         "model_id": lm.model_id, "hookpoint": spec.hookpoint, "dictionary_id": dict_id,
-        "corpus_id": corpus_id, "corpus": spec.corpus, "windows": n_windows, "context": spec.context,
-        "batch_size": spec.batch_size, "prepend_bos": spec.prepend_bos, "include_special": spec.include_special,
-        "exclude_outlier_norm": spec.exclude_outlier_norm, "fold_final_norm": spec.fold_final_norm,
-        "dtype": spec.dtype, "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
+        "corpus_id": corpus_id, "corpus": spec.corpus, "split": source.describe(), "windows": n_windows,
+        "context": spec.context, "batch_size": spec.batch_size, "prepend_bos": spec.prepend_bos,
+        "include_special": spec.include_special, "exclude_outlier_norm": spec.exclude_outlier_norm,
+        "fold_final_norm": spec.fold_final_norm, "dtype": spec.dtype,
+        "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
     run = resume.run_id(config)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
@@ -283,7 +290,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         "config": json.dumps({"dtype": getattr(lm, "dtype", None),
                               "family": getattr(getattr(lm, "family", None), "name", None),
                               # the browser hides these in examples unless asked
-                              "special_tokens": sorted(getattr(lm.tokenizer, "all_special_tokens", []))},
+                              "special_tokens": sorted(getattr(lm.tokenizer, "all_special_tokens", [])),
+                              **getattr(lm, "provenance", {})},
                              default=str),
     }])
     dictionary_row = pl.DataFrame([{

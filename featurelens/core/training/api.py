@@ -84,8 +84,13 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
     dictionary = result.dictionary.cpu()
     if dictionary_id:
         dictionary.config["dictionary_id"] = dictionary_id
+    dictionary.config["lr"] = config.resolved_lr()  # the rate used, also when derived from d_sae
+    data = source.describe() if hasattr(source, "describe") else None
+    if data is not None:
+        dictionary.config["training_data"] = data
     summary = {"steps": result.steps, "tokens": result.tokens, "metrics": result.metrics,
-               "config": config.__dict__, "source": source.fingerprint(), "hookpoint": hookpoint,
+               "config": config.__dict__, "lr": config.resolved_lr(), "data": data,
+               "source": source.fingerprint(), "hookpoint": hookpoint,
                "model_id": model_id, "dictionary_id": dictionary_id}
     save_dictionary(dictionary, output, summary)
     remove_checkpoint(folder)
@@ -121,8 +126,10 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
                      seed: int = 0, bf16: bool = False, device: str | None = "auto",
                      checkpoint_seconds: float = 60.0, checkpoint_steps: int | None = None,
                      dictionary_id: str | None = None, progress: bool = True,
-                     callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train a dictionary on ``backend``'s activations at ``hookpoint`` over ``corpus``.
+                     callback: Callable[[int, dict[str, float]], None] | None = None,
+                     split: str = "train") -> TrainResult:
+    """Train a dictionary on ``backend``'s activations at ``hookpoint`` over ``corpus``
+    (its ``train`` documents by default, see :mod:`featurelens.core.corpus_split`).
 
     ``d_sae`` defaults to ``expansion * width``; ``batch_size`` to ``tokens / 400``
     within 256..4096, so that small budgets still take a few hundred steps. ``k`` applies to TopK-style learners
@@ -135,7 +142,8 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
             "A transcoder predicts one hookpoint from another; pass --hookpoint-out (e.g. "
             "blocks.6.hook_mlp_out with --hookpoint blocks.6.ln2.hook_normalized)."
         )
-    source = ModelSource(backend, hookpoint, corpus=corpus, context=context, hookpoint_out=hookpoint_out)
+    source = ModelSource(backend, hookpoint, corpus=corpus, context=context, hookpoint_out=hookpoint_out,
+                         split=split)
     width = source.d_in
     if d_sae is None:
         if not isinstance(expansion, int) or expansion < 1:

@@ -86,6 +86,7 @@ class ModelSource:
     hookpoint_out: str | None = None
     prepend_bos: bool = True
     corpus_options: dict[str, Any] = field(default_factory=dict)
+    split: str = "train"  #: the corpus's training documents; held-out ones are for evaluation
     d_in: int = field(init=False)
     d_out: int = field(init=False)
 
@@ -97,8 +98,13 @@ class ModelSource:
 
     def _corpus(self) -> Any:
         from featurelens.core.corpora import resolve_corpus
+        from featurelens.core.corpus_split import split_corpus
 
-        return resolve_corpus(self.corpus, **self.corpus_options)
+        return split_corpus(resolve_corpus(self.corpus, **self.corpus_options), self.split)
+
+    def describe(self) -> dict[str, Any]:
+        """The corpus and split trained on (recorded in the training summary)."""
+        return {"corpus": self.corpus, **self._corpus().describe()}
 
     def fingerprint(self) -> str:
         key = [self._corpus().fingerprint(), self.backend.model_id, self.hookpoint,

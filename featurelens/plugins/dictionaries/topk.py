@@ -15,7 +15,7 @@ import torch
 
 from featurelens.core.dictionary_base import SparseActs
 from featurelens.core.errors import FeaturelensError
-from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.dictionaries.sae import SparseAutoencoder, encoder_matmul
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode
 
 
@@ -27,14 +27,16 @@ CHUNK_ELEMENTS = 1 << 23
 @torch.no_grad()
 def select_topk(sae_in: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, k: int, *,
                 scale: torch.Tensor | None = None, dead: torch.Tensor | None = None, k_aux: int = 0,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                fused_bias: bool = False, relu_first: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Top-``k`` pre-activations (values, indices) per row, and optionally the top-``k_aux``
     among the ``dead`` feature indices, computed block by block over the rows."""
     n, d_sae = sae_in.shape[0], w_enc.shape[1]
     rows = max(1, CHUNK_ELEMENTS // d_sae)
     values, indices, aux_values, aux_indices = [], [], [], []
     for start in range(0, n, rows):
-        hidden = sae_in[start:start + rows] @ w_enc + b_enc
+        hidden = encoder_matmul(sae_in[start:start + rows], w_enc, b_enc, fused_bias)
+        if relu_first:  # sparsify ranks relu(pre-acts): ties at zero and at the k-th value break as it does
+            hidden = torch.relu(hidden)
         if scale is not None:
             hidden = hidden * scale
         v, i = hidden.topk(k, dim=-1, sorted=False)
@@ -71,6 +73,8 @@ class TopKSAE(SparseAutoencoder):
         self.k = k
 
     def activate(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.config.get("relu_first"):
+            hidden = torch.relu(hidden)
         values, indices = hidden.topk(self.k, dim=-1, sorted=False)
         return torch.zeros_like(hidden).scatter_(-1, indices, torch.relu(values))
 
@@ -80,7 +84,9 @@ class TopKSAE(SparseAutoencoder):
         sae_in = x - self.b_dec if self.apply_b_dec_to_input else x
         k = min(self.k, max_active) if max_active else self.k
         scale = self.decoder_norms() if self.rescale_acts_by_decoder_norm else None
-        values, indices, _, _ = select_topk(sae_in, self.W_enc, self.b_enc, k, scale=scale)
+        values, indices, _, _ = select_topk(sae_in, self.W_enc, self.b_enc, k, scale=scale,
+                                            fused_bias=bool(self.config.get("fused_bias")),
+                                            relu_first=bool(self.config.get("relu_first")))
         return SparseActs(torch.relu(values), indices)
 
     def decode_sparse(self, acts: SparseActs) -> torch.Tensor:

@@ -103,6 +103,8 @@ class SAELensFormat:
             if log_density is not None and tuple(log_density.shape) == (d_sae,):
                 model.log_feature_density = log_density
         model.format = self.name
+        if isinstance(meta.get("featurelens_training"), dict):
+            model.config.update(meta["featurelens_training"])
         return model.to(device) if device else model
 
     def save(self, dictionary: Any, path: str) -> None:
@@ -118,6 +120,9 @@ class SAELensFormat:
                 "sae_lens_training_version": None, "exported_by": f"featurelens {featurelens.__version__}",
             },
         }
+        training = {k: sae.config[k] for k in ("lr", "training_data") if k in sae.config}
+        if training:  # how featurelens trained it (SAELens readers ignore unknown metadata)
+            cfg["metadata"]["featurelens_training"] = training
         if architecture == "topk":
             cfg["k"] = sae.k
             cfg["rescale_acts_by_decoder_norm"] = sae.rescale_acts_by_decoder_norm

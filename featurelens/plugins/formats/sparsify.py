@@ -2,9 +2,10 @@
 ``sae.safetensors`` (``encoder.weight [n, d_in]``, ``encoder.bias``, ``W_dec [n, d_in]``,
 ``b_dec``, optional ``W_skip``).
 
-sparsify encodes as ``topk(relu(encoder(x - b_dec)), k)`` (no ``b_dec`` subtraction
-for transcoders) in the weights' own dtype, often bfloat16; we keep that dtype unless
-``dtype=`` asks otherwise, so codes match sparsify's bit for bit.
+sparsify encodes as ``topk(relu(F.linear(x - b_dec, W, b)), k)`` (no ``b_dec``
+subtraction for transcoders) in the weights' own dtype, often bfloat16; we keep that
+dtype unless ``dtype=`` asks otherwise and compute the same way (bias inside the
+matmul, ReLU before the top-k), so codes match sparsify's bit for bit.
 """
 
 from __future__ import annotations
@@ -62,6 +63,26 @@ def from_transformerlens(hookpoint: str | None) -> str:
     return f"layers.{layer}" if kind == "hook_resid_post" else f"layers.{layer}.mlp"
 
 
+def pick_hookpoint_dir(root: Path, folders: list[Path], hookpoint: str | None) -> Path:
+    """The folder of a multi-hookpoint sparsify root that reads ``hookpoint`` (given in
+    TransformerLens or sparsify naming), or one sentence listing what the root holds."""
+    names = [f.name for f in folders]
+    if hookpoint:
+        wanted = {hookpoint, from_transformerlens(hookpoint), hookpoint.removeprefix("model.")}
+        chosen = [f for f in folders if f.name in wanted or to_transformerlens(f.name, False) == hookpoint
+                  or to_transformerlens(f.name, True) == hookpoint]
+        if len(chosen) == 1:
+            return chosen[0]
+        raise FeaturelensError(
+            f"{root} holds sparsify dictionaries for {', '.join(names)}, none of which reads {hookpoint}; "
+            f"pass --hookpoint {to_transformerlens(names[0], False) or names[0]} (or another of those), "
+            "or the folder of the one you want.")
+    raise FeaturelensError(
+        f"{root} holds sparsify dictionaries for {len(names)} hookpoints ({', '.join(names)}); "
+        f"pass --hookpoint to pick one (e.g. --hookpoint {to_transformerlens(names[0], False) or names[0]}) "
+        f"or the folder of the one you want, e.g. {folders[0]}.")
+
+
 class SparsifyFormat:
     """Read and write EleutherAI sparsify's on-disk format."""
 
@@ -75,15 +96,7 @@ class SparsifyFormat:
         root = Path(path)
         folders = hookpoint_dirs(root)
         if len(folders) > 1:
-            names = [f.name for f in folders]
-            wanted = from_transformerlens(hookpoint) if hookpoint else None
-            chosen = [f for f in folders if wanted and f.name in (wanted, hookpoint)]
-            if not chosen:
-                raise FeaturelensError(
-                    f"{root} holds sparsify dictionaries for {len(names)} hookpoints "
-                    f"({', '.join(names)}); pass the folder of the one you want, e.g. {folders[0]}."
-                )
-            folders = chosen
+            folders = [pick_hookpoint_dir(root, folders, hookpoint)]
         folder = folders[0]
         cfg = read_json(folder / CFG, "sparsify")
         if "architecture" in cfg and "d_sae" in cfg:
@@ -149,6 +162,8 @@ class SparsifyFormat:
                       dtype=parse_dtype(dtype, folder), source=folder)
         model.format = self.name
         model.config["sparsify_hookpoint"] = folder.name
+        # Encode as sparsify does: F.linear (see encoder_matmul), then top-k of relu(pre-acts).
+        model.config.update(fused_bias=True, relu_first=True)
         return model.to(device) if device else model
 
     def save(self, dictionary: Any, path: str) -> None:

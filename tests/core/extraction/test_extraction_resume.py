@@ -35,9 +35,9 @@ class Sparse(Dictionary):
         return self.W.T.detach()
 
 model, corpus, store = sys.argv[1:4]
-spec = ExtractSpec(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=40 * 16,
-                   batch_size=1, context=16, top_k=4, n_quantile=6, quantile_bins_count=3,
-                   n_random=5, device="cpu")
+spec = ExtractSpec(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, split="all",
+                   tokens=40 * 16, batch_size=1, context=16, top_k=4, n_quantile=6,
+                   quantile_bins_count=3, n_random=5, device="cpu")
 result = extract(spec, store=store, progress=False, checkpoint_every=1, dictionary_obj=Sparse())
 print("resumed_from", result.resumed_from, "done", result.already_done)
 '''
@@ -117,7 +117,7 @@ def test_interrupted_in_process_resumes_to_the_same_store(tiny_model_dir: Path, 
     from featurelens.core.extraction import extractor as pipeline
 
     monkeypatch.setattr(pipeline, "SEQUENCE_FLUSH", 3)  # sequences also flushed between checkpoints
-    kwargs = dict(hookpoint="blocks.0.hook_resid_post", corpus=str(corpus), tokens=24 * 16,
+    kwargs = dict(hookpoint="blocks.0.hook_resid_post", corpus=str(corpus), split="all", tokens=24 * 16,
                   batch_size=2, context=16, top_k=3, n_quantile=4, n_random=3, progress=False,
                   checkpoint_every=3, model_obj=backend)
     extract_with(store=tmp_path / "clean.duckdb", **kwargs)

@@ -24,4 +24,7 @@ def test_extract_smollm2_identity_on_stdlib(cli, tmp_path: Path) -> None:
         top = db.execute("SELECT top_logits FROM features WHERE feature = 0")[0][0]
         assert len(top) == 10 and all(isinstance(t, str) for t in top)
         sinks = db.execute("SELECT min(n_tokens) FROM features")[0][0]
-        assert sinks < 32 * 63  # some attention-sink positions were excluded as well as BOS
+        # BOS never counts. These 32 held-out windows all lie inside one module (no document
+        # boundary, where SmolLM2's extra attention sinks sit in path order), so none may
+        # be excluded beyond BOS; the outlier rule itself is tested in test_extract_pipeline.
+        assert sinks <= 32 * 63

@@ -107,7 +107,7 @@ def extracted(backend, sparse_dictionary, corpus_dir, tmp_path_factory):
 
 
 def _extract_sparse(backend, sparse_dictionary, corpus_dir, store_path):
-    return extract_with(hookpoint=HOOK, corpus=str(corpus_dir), tokens=40 * CONTEXT, store=store_path,
+    return extract_with(hookpoint=HOOK, corpus=str(corpus_dir), split="all", tokens=40 * CONTEXT, store=store_path,
                      batch_size=BATCH, context=CONTEXT, top_k=5, n_quantile=8, quantile_bins_count=4,
                      n_random=6, progress=False, model_obj=backend, dictionary_obj=sparse_dictionary)
 
@@ -204,7 +204,7 @@ def test_logit_effects_and_stored_sequences(extracted, backend, sparse_dictionar
 
 def test_identity_dictionary_and_rerun_is_a_no_op(backend, corpus_dir, tmp_path: Path) -> None:
     store_path = tmp_path / "id.duckdb"
-    kwargs = dict(hookpoint="blocks.0.hook_mlp_out", corpus=str(corpus_dir), tokens=8 * CONTEXT,
+    kwargs = dict(hookpoint="blocks.0.hook_mlp_out", corpus=str(corpus_dir), split="all", tokens=8 * CONTEXT,
                   store=store_path, batch_size=BATCH, context=CONTEXT, progress=False, model_obj=backend)
     first = extract_with(**kwargs)
     assert first.dictionary_id == f"identity:{backend.model_id}:blocks.0.hook_mlp_out"
@@ -218,7 +218,7 @@ def test_identity_dictionary_and_rerun_is_a_no_op(backend, corpus_dir, tmp_path:
 
 
 def test_outlier_positions_are_excluded(backend, corpus_dir, tmp_path: Path) -> None:
-    kwargs = dict(hookpoint=HOOK, corpus=str(corpus_dir), tokens=8 * CONTEXT, batch_size=BATCH,
+    kwargs = dict(hookpoint=HOOK, corpus=str(corpus_dir), split="all", tokens=8 * CONTEXT, batch_size=BATCH,
                   context=CONTEXT, progress=False, model_obj=backend, include_special=True)
     with_all = extract_with(store=tmp_path / "a.duckdb", **kwargs)
     excluded = extract_with(store=tmp_path / "b.duckdb", exclude_outlier_norm=1.05, **kwargs)
@@ -235,7 +235,7 @@ def _untouched(store_path: Path) -> bool:
 
 def test_bad_input_leaves_the_store_untouched(backend, corpus_dir, tmp_path: Path) -> None:
     store_path = tmp_path / "bad.duckdb"
-    base = dict(hookpoint=HOOK, corpus=str(corpus_dir), tokens=8 * CONTEXT, store=store_path,
+    base = dict(hookpoint=HOOK, corpus=str(corpus_dir), split="all", tokens=8 * CONTEXT, store=store_path,
                 batch_size=BATCH, context=CONTEXT, progress=False, model_obj=backend)
     wrong = SparseDictionary(backend.d_model + 1, 4, torch.zeros(4))
     with pytest.raises(FeaturelensError, match="width 33, but blocks.1.hook_resid_post of this model has width 32"):
@@ -259,7 +259,7 @@ def test_non_utf8_file_mid_corpus_rolls_back_committed_shards(backend, corpus_di
     store_path = tmp_path / "mixed.duckdb"
     featurelens.open_store(store_path).close()
     with pytest.raises(FeaturelensError, match="zz.txt is not UTF-8"):
-        extract_with(hookpoint=HOOK, corpus=str(mixed), tokens=200 * CONTEXT, store=store_path,
+        extract_with(hookpoint=HOOK, corpus=str(mixed), split="all", tokens=200 * CONTEXT, store=store_path,
                 batch_size=1, context=CONTEXT, progress=False, model_obj=backend, checkpoint_every=1)
     assert _untouched(store_path)
     assert not (tmp_path / ".mixed.duckdb.extract").exists()
@@ -271,6 +271,6 @@ def test_skip_invalid_counts_the_files_left_out(backend, corpus_dir, tmp_path: P
     for path in sorted(corpus_dir.iterdir())[:3]:
         (mixed / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     (mixed / "doc00b.txt").write_bytes(b"\xff\xfe broken")
-    result = extract_with(hookpoint=HOOK, corpus=str(mixed), tokens=200 * CONTEXT, store=tmp_path / "s.duckdb",
+    result = extract_with(hookpoint=HOOK, corpus=str(mixed), split="all", tokens=200 * CONTEXT, store=tmp_path / "s.duckdb",
                      batch_size=BATCH, context=CONTEXT, progress=False, model_obj=backend, skip_invalid=True)
     assert result.skipped_files == 1 and 4 < result.n_windows < 200  # the whole corpus was read
