@@ -54,6 +54,12 @@ class ExplainSpec:
     def selection(self) -> Selection:
         return Selection(self.where, self.dictionary_id, self.limit)
 
+    @property
+    def method(self) -> str:
+        """failures.method of this spec's work: explainer, LLM and options."""
+        options = f" {json.dumps(self.options, sort_keys=True, default=str)}" if self.options else ""
+        return f"{self.explainer} by {self.llm}{options}"
+
     def config(self) -> dict[str, Any]:
         return {"llm": self.llm, "explainer": self.explainer, "explainer_options": self.options,
                 "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit}
@@ -117,10 +123,11 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                     raise ParseError(f"feature {record.feature} has no stored examples to explain")
                 requests = explainer.requests(record)
             except ParseError as error:  # recorded as this feature's failure, the run goes on
-                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error))
+                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
+                          method=spec.method)
                 continue
             yield Job(record.dictionary_id, record.feature, "explain", requests,
-                      _finisher(explainer, spec, record, eid, run_id))
+                      _finisher(explainer, spec, record, eid, run_id), method=spec.method)
 
 
 def _refused(error: ParseError):

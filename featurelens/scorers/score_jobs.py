@@ -59,6 +59,11 @@ class ScoreSpec:
     def selection(self) -> Selection:
         return Selection(self.where, self.dictionary_id, self.limit)
 
+    def method(self, explanation_id: str) -> str:
+        """failures.method of scoring one explanation: scorer, LLM, options, explanation."""
+        options = f" {json.dumps(self.options, sort_keys=True, default=str)}" if self.options else ""
+        return f"{self.scorer} by {self.llm}{options} of explanation {explanation_id}"
+
     def config(self) -> dict[str, Any]:
         return {"llm": self.llm, "scorer": self.scorer, "scorer_options": self.options,
                 "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit,
@@ -131,7 +136,8 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             "n_parse_failures": int(result.n_parse_failures), "run_id": run_id}]}
         if result.n_parse_failures:
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
-                                 "feature": record.feature,
+                                 "feature": record.feature, "method": spec.method(eid) + " (windows)",
+                                 "resolved": True,  # the score is stored; this row is its caveat
                                  "reason": f"{result.n_parse_failures} unreadable answer(s) left out of "
                                            f"score {sid}: {reasons}"[:2000]}]
         return rows
@@ -170,10 +176,11 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             record = by_key[(dictionary_id, feature)]
             stage = f"score:{spec.scorer}"
             if not record.examples:
-                yield Job(dictionary_id, feature, stage, [], _no_examples(record))
+                yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
                 continue
             yield Job(dictionary_id, feature, stage, scorer.requests(record, text, capabilities),
-                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id))
+                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
+                      method=spec.method(eid))
 
 
 def _existing(store: Store, ids: list[str]) -> set[str]:
