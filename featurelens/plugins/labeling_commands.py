@@ -54,16 +54,36 @@ def engine_options(function):
         click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                      help="Provider option, e.g. base_url=http://localhost:8000/v1 or timeout=60."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        click.option("--max-attempts", type=click.IntRange(1, 100), default=6, show_default=True,
+                     help="Requests per call before it fails (1: no retries)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool):
+def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool,
+                    max_attempts: int = 6):
     from featurelens.labelers.engine import EngineSettings
+    from featurelens.labelers.retry import RetryPolicy
 
-    return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress)
+    return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress,
+                          retry=RetryPolicy(max_attempts=max_attempts))
+
+
+def finish_job(store: Store, stages: list[tuple[str, Any]]) -> None:
+    """Print each stage's failure summary and the status line, then exit with the job's
+    status (see :mod:`featurelens.labelers.outcome`)."""
+    from featurelens.labelers.outcome import closing_line, exit_status, status_line
+
+    for stage, stats in stages:
+        click.echo(closing_line(store, stage, stats))
+    code = exit_status(s for _, s in stages)
+    line = status_line(code, [s for _, s in stages])
+    if line:
+        click.echo(line, err=True)
+    if code:
+        raise SystemExit(code)
 
 
 @click.command("explain")
@@ -85,9 +105,12 @@ def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_p
 def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...], where: str | None,
                     dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool,
                     concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
-                    provider_options: tuple[str, ...], no_progress: bool,
+                    provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
                     store_path: Path | None) -> None:
-    """Explain features with an LLM; resumable, cached, and written as results arrive."""
+    """Explain features with an LLM; resumable, cached, and written as results arrive.
+
+    Exit status: 0 all done, 3 some features failed, 4 none succeeded (see the failures table).
+    """
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.labelers.pricing import PriceTable
 
@@ -107,8 +130,10 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                 click.echo(line)
             return
         stats = explain_features(store, spec, provider_options=popts, prices=table,
-                                 settings=engine_settings(concurrency, rpm, tpm, no_progress))
-    click.echo(summary(stats, "explained"))
+                                 settings=engine_settings(concurrency, rpm, tpm, no_progress,
+                                                          max_attempts))
+        click.echo(summary(stats, "explained"))
+        finish_job(store, [("explain", stats)])
 
 
 def summary(stats: Any, verb: str) -> str:
