@@ -164,14 +164,21 @@ def explain_features(store: Store, spec: ExplainSpec, *, provider: LLMProvider |
 
 
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,
-                 batch: bool = False) -> Estimate:
-    """What :func:`explain_features` would send and cost (``--dry-run``); sends nothing."""
+                 batch: bool = False, settings: EngineSettings | None = None) -> Estimate:
+    """What :func:`explain_features` would send, cost and take (``--dry-run``); sends
+    nothing. Large selections are planned on a sample (:mod:`.plan_sample`)."""
+    from dataclasses import replace
+
+    from featurelens.labelers.plan_sample import sample_selection
+
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
     explainer = make_explainer(spec)
-    count_features(store, spec.selection)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
-    result = estimate(store, explain_jobs(store, explainer, spec, on_skip=skipped.append),
-                      provider, model, prices, batch)
-    result.skipped = sum(skipped)
+    result = estimate(store, explain_jobs(store, explainer, replace(spec, where=sample.where, limit=sample.limit),
+                                          on_skip=skipped.append),
+                      provider, model, prices, batch, scale=scale, settings=settings,
+                      sampled=(planned, total) if scale != 1.0 else None)
+    result.skipped = round(sum(skipped) * scale)
     return result

@@ -120,7 +120,8 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         if dry_run:
-            for line in plan_explain(store, spec, table, batch=batch_api).lines():
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            for line in plan_explain(store, spec, table, batch=batch_api, settings=settings).lines():
                 click.echo(line)
             return
         if batch_api:

@@ -74,7 +74,9 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         if dry_run:
-            for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts).lines():
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts,
+                                   settings=settings).lines():
                 click.echo(line)
             return
         if batch_api:
@@ -129,11 +131,11 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     with Store.open(store_path) as store:
         if dry_run:
             click.echo("explain stage:")
-            for line in plan_explain(store, explain_spec, table).lines():
+            for line in plan_explain(store, explain_spec, table, settings=settings).lines():
                 click.echo("  " + line)
             for spec in score_specs:
                 click.echo(f"score stage {spec.scorer} (one explanation per feature assumed):")
-                for line in plan_score_before_explaining(store, spec, table, popts).lines():
+                for line in plan_score_before_explaining(store, spec, table, popts, settings).lines():
                     click.echo("  " + line)
             return
         provider = build_provider(llm, **popts)

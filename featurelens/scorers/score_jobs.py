@@ -240,18 +240,25 @@ def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | No
 
 
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
-               provider_options: dict[str, Any] | None = None):
-    """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
+               provider_options: dict[str, Any] | None = None, settings: EngineSettings | None = None):
+    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing.
+    Large selections are planned on a sample (:mod:`featurelens.labelers.plan_sample`)."""
+    from dataclasses import replace
+
     from featurelens.labelers.plan import estimate
+    from featurelens.labelers.plan_sample import sample_selection
 
     provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
     count_explanations(store, spec)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
-    result = estimate(store, score_jobs(store, scorer, spec, caps, on_skip=skipped.append),
-                      provider, model, prices, batch)
-    result.skipped = sum(skipped)
+    sampled_spec = replace(spec, where=sample.where, limit=sample.limit)
+    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append),
+                      provider, model, prices, batch, scale=scale, settings=settings,
+                      sampled=(planned, total) if scale != 1.0 else None)
+    result.skipped = round(sum(skipped) * scale)
     return result
 
 
@@ -260,25 +267,29 @@ PLACEHOLDER_EXPLANATION = "a typical explanation of about ten words describing w
 
 
 def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTable | None = None,
-                                 provider_options: dict[str, Any] | None = None):
+                                 provider_options: dict[str, Any] | None = None,
+                                 settings: EngineSettings | None = None):
     """What scoring would cost once every selected feature has one explanation
     (``label --dry-run``): the same requests, with a placeholder explanation."""
     from featurelens.labelers.plan import estimate
+    from featurelens.labelers.plan_sample import sample_selection
 
     provider, model = split_llm_spec(spec.llm)
     scorer = build_scorer(spec)
     caps = provider_capabilities(spec, provider_options)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     wanted = getattr(scorer, "example_kinds", None)
     kinds = wanted() if callable(wanted) else wanted
 
     def jobs() -> Iterator[Job]:
-        for records in stream_records(store, spec.selection, 256, kinds):
+        for records in stream_records(store, sample, 256, kinds):
             for record in records:
                 if record.examples:
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
                               scorer.requests(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
-    return estimate(store, jobs(), provider, model, prices)
+    return estimate(store, jobs(), provider, model, prices, scale=scale, settings=settings,
+                    sampled=(planned, total) if scale != 1.0 else None)
 
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
