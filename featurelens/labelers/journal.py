@@ -89,9 +89,12 @@ class ResponseJournal:
         self._fd = fd
 
     def close(self) -> None:
+        """Close; an empty journal (everything committed) is removed, so none lingers."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            if self.path is not None and self.path.exists() and self.path.stat().st_size == 0:
+                self.path.unlink()
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
