@@ -280,13 +280,16 @@ class Engine:
                                      "answer": answer[:ANSWER_CHARS] if answer is not None else None})
 
     def _unreadable(self, job: Job, keys: list[str], responses: list[LLMResponse | None],
-                    reason: str) -> None:
-        """The answers could not be used: a failure that shows them, and out of the cache."""
+                    reason: str, reject: bool = True) -> None:
+        """The answers could not be used: a failure that shows them and, when the answer
+        itself is at fault (``reject``), out of the cache so that a rerun asks again. An
+        error of the reading code keeps the cache: the answer may be fine, and was paid."""
         answer = next((r.text for r in responses if r is not None and r.text), None)
         if answer is not None:
             reason = f"{reason} (the answer began {answer[:60]!r})"
         self._fail(job, reason, answer)
-        self.writer.reject([k for k, r in zip(keys, responses) if r is not None])
+        if reject:
+            self.writer.reject([k for k, r in zip(keys, responses) if r is not None])
 
     async def _run_job(self, job: Job, keys: list[str], hits: dict[str, LLMResponse]) -> None:
         if len(job.requests) == 1:  # the common case: no gather, no extra task
@@ -309,7 +312,8 @@ class Engine:
                     self._fail(job, str(error))
             except Exception as error:  # noqa: BLE001 - one bad feature must not stop a million
                 self._unreadable(job, keys, responses,
-                                 f"{type(error).__name__} while reading the answer: {error}")
+                                 f"{type(error).__name__} while reading the answer: {error}",
+                                 reject=False)
             else:
                 self.stats.succeeded += 1
                 self.writer.succeeded(job.work)
