@@ -9,9 +9,9 @@ run is reproducible whatever the order of arrival.
 
 It keeps the books a researcher would keep against a provider's dashboard: requests
 seen, HTTP 200 answers sent, prompts that were answered well and asked *again* (paid
-twice). :meth:`FaultServer.kill_after` makes it stop answering after the n-th answer
-and ``kill -9`` the client a moment later: the answers sent before the freeze have
-reached the client, so anything it then asks again was paid twice.
+twice). :meth:`FaultServer.kill_after` makes it stop answering after the n-th answer,
+waits until the client has read everything sent to it (however loaded the machine),
+then ``kill -9``s it after a random grace: any prompt it then asks again was paid twice.
 
 Runs on its own thread and event loop, bound to 127.0.0.1 only.
 """
@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 TOPICS = ["numbers", "closing brackets", "the word the", "animals", "code keywords",
           "punctuation", "verbs of motion", "years"]
@@ -224,8 +225,30 @@ class FaultServer:
             self._frozen = True
             _, pid, grace = self._kill
             self._kill = None
-            self._loop.call_later(grace, self._sigkill, pid)
+            threading.Thread(target=self._kill_when_idle, args=(pid, grace), daemon=True).start()
         self._write(writer, "200 OK", payload)
+
+    def _kill_when_idle(self, pid: int, grace: float) -> None:
+        """Wait until the client has read everything it was sent (asleep, with no context
+        switch for 100 ms: blocked on sockets that have nothing more to give), then let
+        ``grace`` pass (its flush timer may fire meanwhile) and kill it."""
+        def probe() -> tuple[str, str] | None:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                return None
+            switches = [line for line in status.splitlines() if "ctxt_switches" in line]
+            return stat.rsplit(")", 1)[1].split()[0], " ".join(switches)
+
+        last, stable, deadline = probe(), 0, time.monotonic() + 30
+        while last is not None and stable < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            now = probe()
+            stable = stable + 1 if now == last and now is not None and now[0] == "S" else 0
+            last = now
+        time.sleep(grace)
+        self._sigkill(pid)
 
     def _sigkill(self, pid: int) -> None:
         try:
