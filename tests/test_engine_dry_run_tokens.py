@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import featurelens
 from featurelens.core.plugins import create
 from featurelens.labelers.engine import EngineSettings
 from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain

@@ -289,7 +289,7 @@ class Engine:
             reason = f"{reason} (the answer began {answer[:60]!r})"
         self._fail(job, reason, answer)
         if reject:
-            self.writer.reject([k for k, r in zip(keys, responses) if r is not None])
+            self.writer.reject([k for k, r in zip(keys, responses, strict=True) if r is not None])
 
     async def _run_job(self, job: Job, keys: list[str], hits: dict[str, LLMResponse]) -> None:
         if len(job.requests) == 1:  # the common case: no gather, no extra task
