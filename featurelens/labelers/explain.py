@@ -59,6 +59,12 @@ class ExplainSpec:
     def selection(self) -> Selection:
         return Selection(self.where, self.dictionary_id, self.limit)
 
+    @property
+    def method(self) -> str:
+        """failures.method of this spec's work: explainer, LLM and options."""
+        options = f" {json.dumps(self.options, sort_keys=True, default=str)}" if self.options else ""
+        return f"{self.explainer} by {self.llm}{options}"
+
     def config(self) -> dict[str, Any]:
         return {"llm": self.llm, "explainer": self.explainer, "explainer_options": self.options,
                 "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit}
@@ -131,10 +137,11 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                     raise ParseError(f"feature {record.feature} has no stored examples to explain")
                 requests = explainer.requests(record)
             except ParseError as error:  # recorded as this feature's failure, the run goes on
-                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error))
+                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
+                          method=spec.method)
                 continue
             yield Job(record.dictionary_id, record.feature, "explain", requests,
-                      _finisher(explainer, spec, record, eid, run_id))
+                      _finisher(explainer, spec, record, eid, run_id), method=spec.method)
 
 
 def _refused(error: ParseError):
@@ -177,18 +184,25 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
 
 
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,
-                 batch: bool = False) -> Estimate:
-    """What :func:`explain_features` would send and cost (``--dry-run``); sends nothing."""
+                 batch: bool = False, settings: EngineSettings | None = None) -> Estimate:
+    """What :func:`explain_features` would send, cost and take (``--dry-run``); sends
+    nothing. Large selections are planned on a sample (:mod:`.plan_sample`)."""
+    from dataclasses import replace
+
+    from featurelens.llm.plan_sample import sample_selection
+
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
     explainer = make_explainer(spec)
     spec = offline_spec(explainer, spec)
     provider, model = split_llm_spec(spec.llm)
-    count_features(store, spec.selection)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
-    result = estimate(store, explain_jobs(store, explainer, spec, on_skip=skipped.append),
-                      provider, model, prices, batch)
-    result.skipped = sum(skipped)
+    result = estimate(store, explain_jobs(store, explainer, replace(spec, where=sample.where, limit=sample.limit),
+                                          on_skip=skipped.append),
+                      provider, model, prices, batch, scale=scale, settings=settings,
+                      sampled=(planned, total) if scale != 1.0 else None)
+    result.skipped = round(sum(skipped) * scale)
     return result
 
 

@@ -8,8 +8,12 @@ jobs, so they share one engine with
 - per-provider request and token rate limits (:mod:`featurelens.llm.ratelimit`),
 - retries with backoff that honour ``retry-after`` (:mod:`featurelens.llm.retry`),
 - the response cache (:mod:`featurelens.llm.cache`): a rerun never pays twice,
-- one ``llm_calls`` row per request with tokens, latency and cost,
-- failures stored with their reasons, never as empty results,
+- one ``llm_calls`` row per request with tokens, latency and cost, and one
+  ``llm_attempts`` row per request actually sent (retries included),
+- every answer durable the moment it arrives (:mod:`featurelens.llm.journal`),
+- failures stored with their reasons, never as empty results; an answer that cannot be
+  read is a failure and leaves the cache, so a rerun asks again
+  (:mod:`featurelens.llm.failure_log`),
 - buffered transactional writes (:mod:`featurelens.llm.writer`).
 
 Jobs are pulled lazily from an iterator, so memory stays flat in the number of
@@ -29,11 +33,14 @@ from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, Par
 from featurelens.core.progress import progress
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
-from featurelens.llm import cache
+from featurelens.llm import cache, journal
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.ratelimit import RateLimiter
-from featurelens.llm.retry import AuthenticationFailed, RetryPolicy, classify
+from featurelens.llm.retry import AuthenticationFailed, RetryPolicy, classify, http_status
 from featurelens.llm.writer import ResultWriter
+
+#: Characters of an unreadable answer kept in ``failures.answer``.
+ANSWER_CHARS = 500
 
 #: ``finish(responses) -> {table: [row, ...]}``; ``None`` in responses: that call failed.
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -55,6 +62,12 @@ class Job:
     requests: list[LLMRequest]
     finish: Finish
     require_all: bool = True
+    method: str | None = None  #: failures.method: which explainer/scorer, LLM and options
+
+    @property
+    def work(self) -> tuple[str, str | None, int | None, str | None]:
+        """What a failure row is kept per: (stage, dictionary, feature, method)."""
+        return (self.stage, self.dictionary_id, self.feature, self.method)
 
 
 @dataclass
@@ -80,6 +93,7 @@ class RunStats:
     succeeded: int = 0
     failed: int = 0
     calls: int = 0
+    attempts: int = 0  #: requests sent (calls answered or failed, retries included)
     cached_calls: int = 0
     failed_calls: int = 0
     retries: int = 0
@@ -89,6 +103,7 @@ class RunStats:
     cost_usd: float = 0.0
     unpriced_calls: int = 0
     skipped: int = 0  #: already done before this run (resumed)
+    resolved: int = 0  #: earlier failures this run's successes resolved
     elapsed_s: float = 0.0
     run_id: str | None = None
 
@@ -113,15 +128,18 @@ class Engine:
         self.run_id = run_id
         self.prices = prices or PriceTable.load()
         self.stats = RunStats(run_id=run_id)
+        journal.replay(store)  # what a killed run received but did not commit
+        self.journal = journal.ResponseJournal(journal.journal_path(store))
         self.writer = ResultWriter(store, run_id, flush_rows=self.settings.flush_rows,
-                                   flush_seconds=self.settings.flush_seconds)
+                                   flush_seconds=self.settings.flush_seconds, journal=self.journal)
         self._fatal: BaseException | None = None
         self._resume_at = 0.0  #: monotonic time before which no request is sent
         self._inflight: dict[str, asyncio.Future] = {}  #: cache key -> answer on its way
 
     # -- one call ------------------------------------------------------------------
     def _record_call(self, job: Job, request: LLMRequest, key: str, status: str,
-                     response: LLMResponse | None, latency: float | None, error: str | None) -> None:
+                     response: LLMResponse | None, latency: float | None, error: str | None,
+                     call_id: str | None = None, attempts: int = 0) -> dict[str, Any]:
         cost = None
         if response is not None and status == "ok":
             cost = self.prices.cost(self.provider.name, self.provider.model, response.input_tokens,
@@ -135,8 +153,8 @@ class Engine:
             self.stats.output_tokens += response.output_tokens
         elif status == "cached":
             cost = 0.0
-        self.writer.add("llm_calls", {
-            "call_id": uuid.uuid4().hex, "cache_key": key, "provider": self.provider.name,
+        row = {
+            "call_id": call_id or uuid.uuid4().hex, "cache_key": key, "provider": self.provider.name,
             "model": self.provider.model, "purpose": request.purpose or job.stage,
             "dictionary_id": job.dictionary_id, "feature": job.feature, "status": status,
             "error": error,
@@ -144,7 +162,18 @@ class Engine:
             "cached_input_tokens": response.cached_input_tokens if response is not None else None,
             "output_tokens": response.output_tokens if response is not None else None,
             "cost_usd": cost, "latency_s": latency, "batch_id": None, "run_id": self.run_id,
-        })
+            "attempts": attempts,
+        }
+        self.writer.add("llm_calls", row)
+        return row
+
+    def _attempt_row(self, job: Job, request: LLMRequest, key: str, call_id: str,
+                     attempt: int) -> dict[str, Any]:
+        return {"attempt_id": f"{call_id}-{attempt}", "call_id": call_id, "attempt": attempt,
+                "cache_key": key, "provider": self.provider.name, "model": self.provider.model,
+                "purpose": request.purpose or job.stage, "dictionary_id": job.dictionary_id,
+                "feature": job.feature, "outcome": "sent", "http_status": None, "error": None,
+                "latency_s": None, "run_id": self.run_id}
 
     async def _call(self, job: Job, request: LLMRequest, key: str,
                     cached: LLMResponse | None) -> tuple[LLMResponse | None, str | None]:
@@ -184,6 +213,8 @@ class Engine:
             return None, reason
         policy = self.settings.retry
         reason = "not attempted"
+        call_id = uuid.uuid4().hex
+        sent = 0
         for attempt in range(policy.max_attempts):
             while (pause := self._resume_at - time.monotonic()) > 0:  # provider said retry-after
                 await asyncio.sleep(pause)
@@ -191,12 +222,27 @@ class Engine:
             start = time.perf_counter()
             try:
                 async with self.slots:
+                    sent += 1
+                    self.stats.attempts += 1
+                    tried = self._attempt_row(job, request, key, call_id, sent)
+                    self.journal.sent(tried)
+                    start = time.perf_counter()
                     response = await self.provider.complete(request)
             except asyncio.CancelledError:
+                if sent and tried["outcome"] == "sent":
+                    tried.update(outcome="interrupted", error="cancelled before an answer arrived",
+                                 latency_s=time.perf_counter() - start)
+                    self.writer.add("llm_attempts", tried)
+                    self.journal.ended({"llm_attempts": [tried]})
                 raise
             except Exception as error:  # noqa: BLE001 - classified below, never swallowed silently
                 verdict = classify(error)
                 reason = verdict.reason
+                last = not verdict.retryable or attempt + 1 == policy.max_attempts
+                tried.update(outcome="failed" if last else "retried", http_status=http_status(error),
+                             error=reason[:2000], latency_s=time.perf_counter() - start)
+                self.writer.add("llm_attempts", tried)
+                self.journal.ended({"llm_attempts": [tried]})
                 if reason.startswith("authentication failed"):
                     env = getattr(self.provider, "key_env", None)
                     hint = f"set a valid key in ${env}" if env else "check the provider's credentials"
@@ -213,19 +259,37 @@ class Engine:
                 continue
             latency = time.perf_counter() - start
             self.stats.calls += 1
-            self.writer.add("llm_cache", {"cache_key": key, "response": cache.response_to_json(response)})
-            self._record_call(job, request, key, "ok", response, latency, None)
+            entry = {"cache_key": key, "response": cache.response_to_json(response)}
+            self.writer.add("llm_cache", entry)
+            tried.update(outcome="ok", latency_s=latency)
+            self.writer.add("llm_attempts", tried)
+            call = self._record_call(job, request, key, "ok", response, latency, None, call_id, sent)
+            self.journal.ended({"llm_cache": [entry], "llm_calls": [call], "llm_attempts": [tried]})
             return response, None
         self.stats.failed_calls += 1
-        self._record_call(job, request, key, "error", None, None, reason)
+        call = self._record_call(job, request, key, "error", None, None, reason, call_id, sent)
+        self.journal.ended({"llm_calls": [call]})
         return None, reason
 
     # -- one job -------------------------------------------------------------------
-    def _fail(self, job: Job, reason: str) -> None:
+    def _fail(self, job: Job, reason: str, answer: str | None = None) -> None:
         self.stats.failed += 1
         self.writer.add("failures", {"run_id": self.run_id, "stage": job.stage,
                                      "dictionary_id": job.dictionary_id, "feature": job.feature,
-                                     "reason": reason[:2000]})
+                                     "method": job.method, "reason": reason[:2000],
+                                     "answer": answer[:ANSWER_CHARS] if answer is not None else None})
+
+    def _unreadable(self, job: Job, keys: list[str], responses: list[LLMResponse | None],
+                    reason: str, reject: bool = True) -> None:
+        """The answers could not be used: a failure that shows them and, when the answer
+        itself is at fault (``reject``), out of the cache so that a rerun asks again. An
+        error of the reading code keeps the cache: the answer may be fine, and was paid."""
+        answer = next((r.text for r in responses if r is not None and r.text), None)
+        if answer is not None:
+            reason = f"{reason} (the answer began {answer[:60]!r})"
+        self._fail(job, reason, answer)
+        if reject:
+            self.writer.reject([k for k, r in zip(keys, responses, strict=True) if r is not None])
 
     async def _run_job(self, job: Job, keys: list[str], hits: dict[str, LLMResponse]) -> None:
         if len(job.requests) == 1:  # the common case: no gather, no extra task
@@ -242,11 +306,17 @@ class Engine:
             try:
                 rows = job.finish(responses)
             except ParseError as error:
-                self._fail(job, f"unusable answer: {error}" if job.requests else str(error))
+                if job.requests:
+                    self._unreadable(job, keys, responses, f"unusable answer: {error}")
+                else:
+                    self._fail(job, str(error))
             except Exception as error:  # noqa: BLE001 - one bad feature must not stop a million
-                self._fail(job, f"{type(error).__name__} while reading the answer: {error}")
+                self._unreadable(job, keys, responses,
+                                 f"{type(error).__name__} while reading the answer: {error}",
+                                 reject=False)
             else:
                 self.stats.succeeded += 1
+                self.writer.succeeded(job.work)
                 for table, table_rows in rows.items():
                     for row in table_rows:
                         self.writer.add(table, row)
@@ -262,6 +332,7 @@ class Engine:
     def _flush(self) -> None:
         # total and updated_at let `featurelens serve` show how far a running job is
         self.writer.flush(self.stats.as_dict() | {"total": self.bar.total, "updated_at": time.time()})
+        self.stats.resolved = self.writer.resolved_count
         self.bar.set_postfix(failed=self.stats.failed, cost=f"${self.stats.cost_usd:.4f}",
                              refresh=False)
 
@@ -307,6 +378,7 @@ class Engine:
                 await asyncio.gather(*tasks, return_exceptions=True)
             self.stats.elapsed_s += time.perf_counter() - started
             self._flush()
+            self.journal.close()
             self.bar.close()
         return self.stats
 

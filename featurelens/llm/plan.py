@@ -1,8 +1,12 @@
-"""``--dry-run``: what a labeling job would send and cost, before anything is spent.
+"""``--dry-run``: what a labeling job would send, cost and take, before anything is spent.
 
 Walks the same jobs the engine would run (so resumed work and cached responses are
-left out exactly as they would be), counts calls and estimated input tokens, bounds the
-output by each request's ``max_tokens``, and prices both with the price table.
+left out exactly as they would be), counts input tokens with the provider's tokenizer
+(:mod:`featurelens.llm.token_count`), bounds the output by each request's
+``max_tokens``, prices both with the price table, and turns calls and tokens into an
+expected wall time from the concurrency, the rate limits and the provider's latency
+(the median in this store's ``llm_calls``, or an assumed one). Large selections are
+planned from a sample (:mod:`featurelens.llm.plan_sample`).
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from typing import Iterable
 from featurelens.core.protocols import batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
-from featurelens.llm.engine import Job, estimate_tokens
+from featurelens.llm.engine import Job
 from featurelens.llm.pricing import PriceTable
+from featurelens.llm.token_count import TokenCounter, counter_for
+
+#: Seconds a call is assumed to take when the store has no call to this model yet.
+ASSUMED_LATENCY_S = 2.0
 
 
 @dataclass
 class Estimate:
-    """The dry-run's answer; token counts are estimates (about 4 characters a token)."""
+    """The dry-run's answer (see the module docstring for how each number is had)."""
 
     llm: str
     features: int = 0
@@ -29,25 +37,72 @@ class Estimate:
     input_tokens: int = 0
     max_output_tokens: int = 0
     cost_usd: float | None = 0.0
+    input_cost_usd: float | None = 0.0
+    counted_with: str = ""
+    sampled: tuple[int, int] | None = None  #: (features planned, features selected)
+    concurrency: int = 32
+    rpm: float | None = None
+    tpm: float | None = None
+    latency_s: float = ASSUMED_LATENCY_S
+    latency_source: str = "assumed"
+
+    def wall_seconds(self) -> float:
+        """Expected wall time: the slowest of concurrency / latency and the rate limits."""
+        seconds = self.calls * self.latency_s / max(self.concurrency, 1)
+        if self.rpm:
+            seconds = max(seconds, self.calls / self.rpm * 60)
+        if self.tpm:
+            seconds = max(seconds, (self.input_tokens + self.max_output_tokens) / self.tpm * 60)
+        return seconds
 
     def lines(self) -> list[str]:
-        cost = ("unknown (no price for this model; add one with --prices)" if self.cost_usd is None
-                else f"at most ${self.cost_usd:,.4f}")
+        if self.cost_usd is None:
+            cost = "unknown (no price for this model; add one with --prices)"
+        else:
+            cost = (f"${self.cost_usd:,.4f} (${self.input_cost_usd:,.4f} input + at most "
+                    f"${self.cost_usd - self.input_cost_usd:,.4f} output)")
         per = f" ({self.input_tokens // max(self.features, 1):,} per feature)" if self.features else ""
+        how = self.counted_with
+        if self.sampled is not None:
+            how += f"; planned on {self.sampled[0]:,} of {self.sampled[1]:,} features and scaled"
+        limits = "".join(f", {name} {value:,.0f}" for name, value in (("rpm", self.rpm), ("tpm", self.tpm))
+                         if value)
         return [
             f"features to label:   {self.features:,} ({self.skipped:,} already done)",
             f"LLM calls:           {self.calls:,} ({self.cached_calls:,} more answered from the cache)",
-            f"input tokens:        ~{self.input_tokens:,}{per}",
+            f"input tokens:        {self.input_tokens:,}{per}, counted with {how}",
             f"output tokens:       at most {self.max_output_tokens:,}",
             f"estimated cost:      {cost} on {self.llm}",
+            f"expected wall time:  {_duration(self.wall_seconds())} at concurrency "
+            f"{self.concurrency}{limits}, {self.latency_s:.2f} s a call ({self.latency_source})",
         ]
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def typical_latency(store: Store, provider: str, model: str) -> tuple[float, str]:
+    """Median seconds of this model's answered calls in the store, else the assumption."""
+    row = store.execute("SELECT median(latency_s), count(*) FROM llm_calls WHERE provider = ? "
+                        "AND model = ? AND status = 'ok' AND latency_s IS NOT NULL", [provider, model])
+    if row and row[0][1]:
+        return float(row[0][0]), f"median of {row[0][1]:,} calls in this store"
+    return ASSUMED_LATENCY_S, "assumed: no call to this model in this store yet"
+
+
 def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
-             prices: PriceTable | None = None, batch: bool = False) -> Estimate:
-    """Count what running ``jobs`` on ``provider:model`` would send (nothing is sent)."""
+             prices: PriceTable | None = None, batch: bool = False, *,
+             counter: TokenCounter | None = None, scale: float = 1.0,
+             sampled: tuple[int, int] | None = None, settings=None) -> Estimate:
+    """Count what running ``jobs`` on ``provider:model`` would send (nothing is sent);
+    ``scale`` multiplies the counts when ``jobs`` are a sample of the selection."""
     prices = prices or PriceTable.load()
-    result = Estimate(f"{provider}:{model}")
+    counter = counter or counter_for(provider, model)
+    result = Estimate(f"{provider}:{model}", counted_with=counter.method, sampled=sampled)
     for chunk in batched(jobs, 256):
         keys = [[cache.cache_key(provider, model, r) for r in job.requests] for job in chunk]
         hits = cache.lookup(store, (k for ks in keys for k in ks))
@@ -58,9 +113,18 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
                     result.cached_calls += 1
                     continue
                 result.calls += 1
-                result.input_tokens += estimate_tokens(request)
+                result.input_tokens += counter.count(request)
                 result.max_output_tokens += request.max_tokens
+    if scale != 1.0:
+        for name in ("features", "calls", "cached_calls", "input_tokens", "max_output_tokens"):
+            setattr(result, name, round(getattr(result, name) * scale))
+    if settings is not None:
+        result.concurrency, result.rpm, result.tpm = settings.concurrency, settings.rpm, settings.tpm
+    result.latency_s, result.latency_source = typical_latency(store, provider, model)
     price = prices.price(provider, model)
-    result.cost_usd = None if price is None else price.cost(
-        result.input_tokens, result.max_output_tokens, batch=batch)
+    if price is None:
+        result.cost_usd = result.input_cost_usd = None
+    else:
+        result.input_cost_usd = price.cost(result.input_tokens, 0, batch=batch)
+        result.cost_usd = price.cost(result.input_tokens, result.max_output_tokens, batch=batch)
     return result

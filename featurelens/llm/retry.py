@@ -85,6 +85,11 @@ def _status(error: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status an SDK error carries, ``None`` for transport errors."""
+    return _status(error)
+
+
 def _short(error: BaseException) -> str:
     text = redact(" ".join(str(error).split())) or type(error).__name__
     return f"{type(error).__name__}: {text[:300]}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,6 +15,9 @@ import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
+
+if TYPE_CHECKING:  # the store stack loads only when a command runs
+    from featurelens.core.store import Store
 
 featurelens_api = 1
 
@@ -54,16 +57,36 @@ def engine_options(function):
         click.option("--provider-option", "provider_options", multiple=True, metavar="KEY=VALUE",
                      help="Provider option, e.g. base_url=http://localhost:8000/v1 or timeout=60."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+        click.option("--max-attempts", type=click.IntRange(1, 100), default=6, show_default=True,
+                     help="Requests per call before it fails (1: no retries)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool):
+def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool,
+                    max_attempts: int = 6):
     from featurelens.llm.engine import EngineSettings
+    from featurelens.llm.retry import RetryPolicy
 
-    return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress)
+    return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress,
+                          retry=RetryPolicy(max_attempts=max_attempts))
+
+
+def finish_job(store: Store, stages: list[tuple[str, Any]]) -> None:
+    """Print each stage's failure summary and the status line, then exit with the job's
+    status (see :mod:`featurelens.llm.outcome`)."""
+    from featurelens.llm.outcome import closing_line, exit_status, status_line
+
+    for stage, stats in stages:
+        click.echo(closing_line(store, stage, stats))
+    code = exit_status(s for _, s in stages)
+    line = status_line(code, [s for _, s in stages])
+    if line:
+        click.echo(line, err=True)
+    if code:
+        raise SystemExit(code)
 
 
 @click.command("explain", cls=OptionShorthandCommand)
@@ -85,9 +108,12 @@ def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_p
 def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...], where: str | None,
                     dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool,
                     concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
-                    provider_options: tuple[str, ...], no_progress: bool,
+                    provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
                     store_path: Path | None) -> None:
-    """Explain features with an LLM; resumable, cached, and written as results arrive."""
+    """Explain features with an LLM; resumable, cached, and written as results arrive.
+
+    Exit status: 0 all done, 3 some features failed, 4 none succeeded (see the failures table).
+    """
     from featurelens.core.store import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.llm.pricing import PriceTable
@@ -98,7 +124,8 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         if dry_run:
-            for line in plan_explain(store, spec, table, batch=batch_api).lines():
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            for line in plan_explain(store, spec, table, batch=batch_api, settings=settings).lines():
                 click.echo(line)
             return
         if batch_api:
@@ -108,8 +135,10 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                 click.echo(line)
             return
         stats = explain_features(store, spec, provider_options=popts, prices=table,
-                                 settings=engine_settings(concurrency, rpm, tpm, no_progress))
-    click.echo(summary(stats, "explained"))
+                                 settings=engine_settings(concurrency, rpm, tpm, no_progress,
+                                                          max_attempts))
+        click.echo(summary(stats, "explained"))
+        finish_job(store, [("explain", stats)])
 
 
 def summary(stats: Any, verb: str) -> str:

@@ -13,7 +13,8 @@ import click
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
-from featurelens.plugins.labeling_commands import engine_options, engine_settings, parse_options, summary
+from featurelens.plugins.labeling_commands import (engine_options, engine_settings, finish_job,
+                                                   parse_options, summary)
 
 featurelens_api = 1
 
@@ -55,8 +56,12 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                   explained_by: str | None, where: str | None, dictionary_id: str | None,
                   limit: int | None, dry_run: bool, batch_api: bool, concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
-                  provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
-    """Score stored explanations: simulation correlation or detection/fuzzing accuracy."""
+                  provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
+                  store_path: Path | None) -> None:
+    """Score stored explanations: simulation correlation or detection/fuzzing accuracy.
+
+    Exit status: 0 all done, 3 some failed, 4 none succeeded (see the failures table).
+    """
     from featurelens.core.store import Store
     from featurelens.llm.pricing import PriceTable
     from featurelens.scorers.score_jobs import ScoreSpec, plan_score, score_features, submit_score
@@ -67,7 +72,9 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         if dry_run:
-            for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts).lines():
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts,
+                                   settings=settings).lines():
                 click.echo(line)
             return
         if batch_api:
@@ -75,8 +82,10 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                 click.echo(line)
             return
         stats = score_features(store, spec, provider_options=popts, prices=table,
-                               settings=engine_settings(concurrency, rpm, tpm, no_progress))
-    click.echo(summary(stats, f"scored ({scorer})"))
+                               settings=engine_settings(concurrency, rpm, tpm, no_progress,
+                                                        max_attempts))
+        click.echo(summary(stats, f"scored ({scorer})"))
+        finish_job(store, [(f"score:{scorer}", stats)])
 
 
 @click.command("label", cls=OptionShorthandCommand)
@@ -98,13 +107,17 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   score_llm: str | None, scorer_options: tuple[str, ...], where: str | None,
                   dictionary_id: str | None, limit: int | None, dry_run: bool, concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
-                  provider_options: tuple[str, ...], no_progress: bool, store_path: Path | None) -> None:
-    """Explain features, then score the new explanations; rerun to resume either stage."""
+                  provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
+                  store_path: Path | None) -> None:
+    """Explain features, then score the new explanations; rerun to resume either stage.
+
+    Exit status over both stages: 0 all done, 3 some failed, 4 none succeeded.
+    """
     from featurelens.core.store import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
+    from featurelens.llm.offline import effective_llm, needs_llm
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
-    from featurelens.llm.offline import effective_llm, needs_llm
     from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, plan_score_before_explaining, score_features
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
@@ -115,24 +128,27 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                    for name in scorers]
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
-    settings = engine_settings(concurrency, rpm, tpm, no_progress)
+    settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
     with Store.open(store_path) as store:
         if dry_run:
             click.echo("explain stage:")
-            for line in plan_explain(store, explain_spec, table).lines():
+            for line in plan_explain(store, explain_spec, table, settings=settings).lines():
                 click.echo("  " + line)
             for spec in score_specs:
                 click.echo(f"score stage {spec.scorer} (one explanation per feature assumed):")
-                for line in plan_score_before_explaining(store, spec, table, popts).lines():
+                for line in plan_score_before_explaining(store, spec, table, popts, settings).lines():
                     click.echo("  " + line)
             return
         # Offline explainers and scorers (token-lookup, token-check) get no client at all.
         provider = build_provider(written_by, **popts)
         stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=settings)
         click.echo(summary(stats, "explained"))
+        stages = [("explain", stats)]
         simulator = None
         if any(needs_llm(build_scorer(spec)) for spec in score_specs):
             simulator = provider if (score_llm or llm) == written_by else build_provider(score_llm or llm, **popts)
         for spec in score_specs:
             stats = score_features(store, spec, provider=simulator, prices=table, settings=settings)
             click.echo(summary(stats, f"scored ({spec.scorer})"))
+            stages.append((f"score:{spec.scorer}", stats))
+        finish_job(store, stages)

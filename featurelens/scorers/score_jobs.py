@@ -61,6 +61,11 @@ class ScoreSpec:
     def selection(self) -> Selection:
         return Selection(self.where, self.dictionary_id, self.limit)
 
+    def method(self, explanation_id: str) -> str:
+        """failures.method of scoring one explanation: scorer, LLM, options, explanation."""
+        options = f" {json.dumps(self.options, sort_keys=True, default=str)}" if self.options else ""
+        return f"{self.scorer} by {self.llm}{options} of explanation {explanation_id}"
+
     def config(self) -> dict[str, Any]:
         return {"llm": self.llm, "scorer": self.scorer, "scorer_options": self.options,
                 "where": self.where, "dictionary_id": self.dictionary_id, "limit": self.limit,
@@ -133,7 +138,8 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             "n_parse_failures": int(result.n_parse_failures), "run_id": run_id}]}
         if result.n_parse_failures:
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
-                                 "feature": record.feature,
+                                 "feature": record.feature, "method": spec.method(eid) + " (windows)",
+                                 "resolved": True,  # the score is stored; this row is its caveat
                                  "reason": f"{result.n_parse_failures} unreadable answer(s) left out of "
                                            f"score {sid}: {reasons}"[:2000]}]
         return rows
@@ -172,10 +178,11 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             record = by_key[(dictionary_id, feature)]
             stage = f"score:{spec.scorer}"
             if not record.examples:
-                yield Job(dictionary_id, feature, stage, [], _no_examples(record))
+                yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
                 continue
             yield Job(dictionary_id, feature, stage, scorer.requests(record, text, capabilities),
-                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id))
+                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
+                      method=spec.method(eid))
 
 
 def _existing(store: Store, ids: list[str]) -> set[str]:
@@ -240,19 +247,26 @@ def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | No
 
 
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
-               provider_options: dict[str, Any] | None = None):
-    """What :func:`score_features` would send and cost (``--dry-run``); sends nothing."""
+               provider_options: dict[str, Any] | None = None, settings: EngineSettings | None = None):
+    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing.
+    Large selections are planned on a sample (:mod:`featurelens.llm.plan_sample`)."""
+    from dataclasses import replace
+
     from featurelens.llm.plan import estimate
+    from featurelens.llm.plan_sample import sample_selection
 
     scorer = build_scorer(spec)
     spec = replace(spec, llm=effective_llm(scorer, spec.llm))
     provider, model = split_llm_spec(spec.llm)
     count_explanations(store, spec)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
-    result = estimate(store, score_jobs(store, scorer, spec, caps, on_skip=skipped.append),
-                      provider, model, prices, batch)
-    result.skipped = sum(skipped)
+    sampled_spec = replace(spec, where=sample.where, limit=sample.limit)
+    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append),
+                      provider, model, prices, batch, scale=scale, settings=settings,
+                      sampled=(planned, total) if scale != 1.0 else None)
+    result.skipped = round(sum(skipped) * scale)
     return result
 
 
@@ -261,26 +275,30 @@ PLACEHOLDER_EXPLANATION = "a typical explanation of about ten words describing w
 
 
 def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTable | None = None,
-                                 provider_options: dict[str, Any] | None = None):
+                                 provider_options: dict[str, Any] | None = None,
+                                 settings: EngineSettings | None = None):
     """What scoring would cost once every selected feature has one explanation
     (``label --dry-run``): the same requests, with a placeholder explanation."""
     from featurelens.llm.plan import estimate
+    from featurelens.llm.plan_sample import sample_selection
 
     scorer = build_scorer(spec)
     spec = replace(spec, llm=effective_llm(scorer, spec.llm))
     provider, model = split_llm_spec(spec.llm)
     caps = provider_capabilities(spec, provider_options)
+    sample, scale, planned, total = sample_selection(store, spec.selection)
     wanted = getattr(scorer, "example_kinds", None)
     kinds = wanted() if callable(wanted) else wanted
 
     def jobs() -> Iterator[Job]:
-        for records in stream_records(store, spec.selection, 256, kinds):
+        for records in stream_records(store, sample, 256, kinds):
             for record in records:
                 if record.examples:
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
                               scorer.requests(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
-    return estimate(store, jobs(), provider, model, prices)
+    return estimate(store, jobs(), provider, model, prices, scale=scale, settings=settings,
+                    sampled=(planned, total) if scale != 1.0 else None)
 
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):

@@ -49,9 +49,16 @@ def test_run_on_a_tiny_model_then_rerun_resumes(cli, tiny_model_dir: Path, tmp_p
     with featurelens.open_store(store, read_only=True) as db:
         runs = db.sql("SELECT kind, status FROM runs WHERE kind = 'run'").to_dicts()
     assert runs == [{"kind": "run", "status": "done"}]
+    with featurelens.open_store(store, read_only=True) as db:
+        unreadable = db.execute("SELECT count(*) FROM failures WHERE resolved_at IS NULL "
+                                "AND reason LIKE 'unusable answer%'")[0][0]
     again = _run(cli, store, *args)
     assert len(re.findall(r"skipped", again)) >= 2  # training and extraction found their results
-    assert _counts(store) == first  # nothing duplicated, nothing redone
+    second = _counts(store)
+    # nothing duplicated, nothing redone, except that unreadable answers are asked again
+    # (they are not served from the cache); their failure rows are kept, one per feature
+    assert {**second, "llm_calls": 0} == {**first, "llm_calls": 0}
+    assert second["llm_calls"] - first["llm_calls"] == unreadable
 
 
 @pytest.mark.slow
@@ -62,5 +69,10 @@ def test_run_on_the_embedded_model_with_small_sizes(cli, tmp_path: Path) -> None
     counts = _counts(store)
     assert counts["features"] == 576 * 4 and counts["explanations"] >= 1
     assert "Best-scored features" in output or "No feature has a score yet." in output
+    with featurelens.open_store(store, read_only=True) as db:
+        unreadable = db.execute("SELECT count(*) FROM failures WHERE resolved_at IS NULL "
+                                "AND reason LIKE 'unusable answer%'")[0][0]
     again = _run(cli, store, *args)
-    assert _counts(store) == counts and again.count("skipped") >= 4
+    second = _counts(store)  # unreadable answers are asked again, nothing else is redone
+    assert {**second, "llm_calls": 0} == {**counts, "llm_calls": 0} and again.count("skipped") >= 4
+    assert second["llm_calls"] >= counts["llm_calls"] and (unreadable or second == counts)

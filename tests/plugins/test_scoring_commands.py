@@ -97,7 +97,7 @@ def test_unreadable_answers_become_failures_not_scores(cli, rule_host, planted_s
     monkeypatch.setattr(RuleSimulator, "complete", mumble)
     result = cli("score", "--scorer", "detection", "--llm", "rule:json", "--store", planted_store,
                  "--no-progress")
-    assert result.exit_code == 0 and "0 features, 6 failed" in result.output
+    assert result.exit_code == 4 and "0 features, 6 failed" in result.output  # nothing succeeded
     assert scores(planted_store, "detection") == []
     with featurelens.open_store(planted_store, read_only=True) as store:
         reasons = store.sql("SELECT reason FROM failures WHERE stage = 'score:detection'")["reason"].to_list()

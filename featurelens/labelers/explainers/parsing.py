@@ -5,7 +5,8 @@ or nothing usable at all. An explanation is what follows the last ``Explanation:
 (or, without one, the last non-empty line when no reasoning was asked for), cut to its
 first sentence, cleaned of decoration and cut at a word boundary to :data:`MAX_CHARS`. An empty or refusing
 answer raises :class:`ParseError`, so the engine records a failure instead of an
-empty label.
+empty label; so does garbage (:mod:`.answer_shape`): control characters, bracket runs,
+symbol soup.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 from featurelens.core.protocols import ParseError
+from featurelens.labelers.explainers.answer_shape import check_answer, check_phrase
 
 #: Longest explanation kept (characters); longer answers are cut at a word boundary.
 MAX_CHARS = 200
@@ -43,7 +45,10 @@ def parse_explanation(text: str, *, reasoning: bool = False, examples: tuple[str
     ``examples`` are the few-shot answers of the prompt: small models often copy one
     verbatim, which says nothing about this feature, so a copy is refused too.
     """
+    if text:
+        check_answer(text)
     explanation = _parse(text, reasoning)
+    check_phrase(explanation)
     if any(_is_copy(explanation, clean(e.split(":", 1)[-1])) for e in examples):
         raise ParseError(f"the model copied the prompt's example answer ({explanation!r})")
     return explanation
