@@ -135,6 +135,7 @@ class LLMRequest:
     prompt_logprobs: int = 0  #: log-probabilities of every prompt position (0: none)
     json_output: bool = False
     purpose: str = "explain"  #: recorded in llm_calls (explain, score:simulation...)
+    shared_prompt_chars: int = 0  #: leading characters of ``prompt`` identical across features
 
     def cache_material(self) -> dict[str, Any]:
         """What the response depends on; hashed, with provider and model, as the cache key."""

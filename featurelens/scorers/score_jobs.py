@@ -128,7 +128,8 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             "metrics": json.dumps(result.metrics, default=str),
             "details": json.dumps(result.details, default=str),
             "options": json.dumps(spec.options, sort_keys=True, default=str),
-            "n_parse_failures": int(result.n_parse_failures), "run_id": run_id}]}
+            "n_parse_failures": int(result.n_parse_failures), "run_id": run_id,
+            **window_columns(result.metrics)}]}
         if result.n_parse_failures:
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
                                  "feature": record.feature,
@@ -136,6 +137,25 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
                                            f"score {sid}: {reasons}"[:2000]}]
         return rows
     return finish
+
+
+def window_columns(metrics: Any) -> dict[str, Any]:
+    """``n_windows``, ``ci_low``, ``ci_high`` of a score, from its metrics when the scorer
+    reports them (built-ins do; a plugin's score without them stores NULLs)."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    interval = metrics.get("interval")
+    n = metrics.get("n_windows_scored")
+    low, high = (interval if isinstance(interval, (list, tuple)) and len(interval) == 2 else (None, None))
+    return {"n_windows": int(n) if isinstance(n, int) else None,
+            "ci_low": None if low is None else float(low), "ci_high": None if high is None else float(high)}
+
+
+def _follow_up(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str]):
+    """The engine's ``follow_up`` for scorers that score in rounds (``more_requests``)."""
+    more = getattr(scorer, "more_requests", None)
+    if not callable(more):
+        return None
+    return lambda responses: more(record, text, responses, capabilities)
 
 
 def _summary(reasons: list[str] | None) -> str:
@@ -152,8 +172,10 @@ def _no_examples(record: FeatureRecord) -> Finish:
 
 def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
                run_id: str | None = None, chunk_size: int = 256,
-               on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
-    """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk."""
+               on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+    """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk.
+
+    ``every_round``: jobs carry all rounds of an adaptive scorer at once (batch submission)."""
     options = {**spec.options}
     wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
@@ -172,8 +194,11 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             if not record.examples:
                 yield Job(dictionary_id, feature, stage, [], _no_examples(record))
                 continue
-            yield Job(dictionary_id, feature, stage, scorer.requests(record, text, capabilities),
-                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id))
+            build = getattr(scorer, "all_requests", None) if every_round else None
+            requests = (build or scorer.requests)(record, text, capabilities)
+            yield Job(dictionary_id, feature, stage, requests,
+                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
+                      follow_up=None if every_round else _follow_up(scorer, record, text, capabilities))
 
 
 def _existing(store: Store, ids: list[str]) -> set[str]:
@@ -282,7 +307,8 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
     run_id = start_run(store, "score", spec.config())
-    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
+    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id,
+                                                  every_round=True),
                        run_id=run_id, purpose=f"score:{spec.scorer}")
 
 
