@@ -139,3 +139,18 @@ def test_bad_adaptive_options_are_one_sentence(cli, planted, store_path):
     result = cli("score", "--store", str(store_path), "--llm", "local:smollm2", "-o", "ci_width=-1",
                  "--dry-run")
     assert result.exit_code != 0 and "ci_width" in result.output and "Traceback" not in result.output
+
+
+def test_noisy_oracle_is_exact_without_noise_and_degrades_with_it():
+    records = planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=7)
+    record = records[1]
+    scorer = SimulationScorer(window=16)
+    scores = {}
+    for quality, noise in ((1.0, 0.0), (0.5, 2.0), (0.0, 2.0)):
+        oracle = NoisyOracle(records, {"x": Planted("planted", 1, quality)}, noise=noise)
+        responses = [asyncio.run(oracle.complete(r)) for r in scorer.requests(record, "x", CAPS)]
+        result = scorer.score(record, "x", responses, CAPS)
+        assert result.n_parse_failures == 0
+        scores[quality] = result.score
+    assert scores[1.0] == pytest.approx(1.0)
+    assert scores[1.0] > scores[0.5] > 0.2 > abs(scores[0.0])

@@ -48,12 +48,18 @@ class NoisyOracle:
         self.model = model
         self.noise = float(noise)
         self.explanations = dict(explanations)
-        self.examples: dict[tuple[str, int], list[tuple[list[str], list[float]]]] = {}
+        #: (feature key, first two tokens) -> [(tokens, values, start)]: windows are found by
+        #: their opening tokens, then checked whole (a test window is a cropped example)
+        self.index: dict[tuple[str, int, str, str], list[tuple[list[str], list[float], int]]] = {}
         for record in records:
             peak = record.max_activation or 1.0
-            self.examples[(record.dictionary_id, record.feature)] = [
-                ([neutralise(t) for t in e.tokens], [10 * max(0.0, a) / peak for a in e.activations])
-                for e in record.examples]
+            key = (record.dictionary_id, record.feature)
+            for example in record.examples:
+                shown = [neutralise(t) for t in example.tokens]
+                values = [10 * max(0.0, a) / peak for a in example.activations]
+                for start in range(len(shown)):
+                    pair = (shown[start], shown[start + 1] if start + 1 < len(shown) else "")
+                    self.index.setdefault((*key, *pair), []).append((shown, values, start))
         self.calls = 0
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -61,10 +67,12 @@ class NoisyOracle:
 
     def _truth(self, key: tuple[str, int], tokens: list[str]) -> list[float]:
         n = len(tokens)
-        for shown, values in self.examples.get(key, []):
-            for start in range(len(shown) - n + 1):
-                if shown[start:start + n] == tokens:
-                    return values[start:start + n]
+        pair = (tokens[0], tokens[1] if n > 1 else "") if tokens else ("", "")
+        for shown, values, start in self.index.get((*key, *pair), []):
+            if n == 1 and start + 1 < len(shown) and pair[1] == "":
+                continue
+            if shown[start:start + n] == tokens:
+                return values[start:start + n]
         return [0.0] * n
 
     def answer(self, request: LLMRequest) -> LLMResponse:
