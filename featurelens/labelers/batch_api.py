@@ -262,6 +262,7 @@ def collect(store: Store, *, prices: PriceTable | None = None, progress: bool = 
         stats = FINISHERS[found[0]](store, found[1], prices, progress)
         lines.append(f"run {run_id}: wrote {stats.succeeded:,} results from the batch answers, "
                      f"{stats.failed:,} failed (see the failures table).")
+        lines.extend(getattr(stats, "notes", None) or [])  # a chained run says what comes next
     return lines
 
 
