@@ -17,6 +17,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugins import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.store import Store
+from featurelens.labelers import explain_grouped as grouped
 from featurelens.labelers.engine import EngineSettings, Job, RunStats
 from featurelens.labelers.plan import Estimate, estimate
 from featurelens.labelers.pricing import PriceTable
@@ -67,8 +68,11 @@ class ExplainSpec:
 
 def make_explainer(spec: ExplainSpec) -> Explainer:
     """The explainer of ``spec``; an option it does not take is one clear sentence."""
+    options = {k: v for k, v in spec.options.items() if k != grouped.OPTION}  # the job's, not the explainer's
     try:
-        return create("explainer", spec.explainer, **spec.options)
+        explainer = create("explainer", spec.explainer, **options)
+        grouped.per_request(spec.options, getattr(explainer, "max_tokens", None))
+        return explainer
     except TypeError as error:
         if "argument" not in str(error):
             raise
@@ -101,7 +105,9 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     """
     wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
+    per_request = grouped.per_request(spec.options)
     for records in stream_records(store, spec.selection, chunk_size, kinds):
+        pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}
@@ -119,8 +125,13 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
             except ParseError as error:  # recorded as this feature's failure, the run goes on
                 yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error))
                 continue
+            if per_request > 1 and requests:
+                pending.append((record, eid))
+                continue
             yield Job(record.dictionary_id, record.feature, "explain", requests,
                       _finisher(explainer, spec, record, eid, run_id))
+        yield from grouped.group_jobs(iter(pending), explainer, spec, per_request, run_id,
+                                      MAX_EXPLANATION_CHARS)
 
 
 def _refused(error: ParseError):
