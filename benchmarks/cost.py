@@ -26,7 +26,6 @@ explanation's output is the faithful explainer's answer counted with o200k.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import random
 import subprocess
@@ -130,7 +129,7 @@ def spearman(a: list[float], b: list[float]) -> float:
         return out
     ra, rb = ranks(a), ranks(b)
     ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
     return cov / math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
 
 

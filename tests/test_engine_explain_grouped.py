@@ -30,7 +30,7 @@ class GroupedExplainer:
         if self.fail:
             raise ValueError("400 bad request")
         blocks = re.split(r"^Feature (\d+):\n", request.messages[-1]["content"], flags=re.M)[1:]
-        lines = [f"{n}: {explain_from_evidence(body)}" for n, body in zip(blocks[::2], blocks[1::2])
+        lines = [f"{n}: {explain_from_evidence(body)}" for n, body in zip(blocks[::2], blocks[1::2], strict=True)
                  if int(n) not in self.skip]
         return LLMResponse(text="\n".join(lines), input_tokens=100, output_tokens=10)
 
@@ -55,7 +55,7 @@ def test_one_request_explains_several_features_each_parsed_on_its_own(planted):
     texts = dict(((d, f), t) for d, f, t in store.execute("SELECT dictionary_id, feature, text FROM explanations"))
     names = list(PLANTED)
     assert len(texts) == 7  # groups of 4, 4 and 1: the second feature of the first two got no line
-    for (dictionary_id, feature), text in texts.items():
+    for (_, feature), text in texts.items():
         assert text == PLANTED[names[feature]][1]
     failures = store.execute("SELECT feature, reason FROM failures ORDER BY dictionary_id, feature")
     assert len(failures) == 2 and all("no line '2: ...'" in reason for _, reason in failures)

@@ -270,7 +270,7 @@ class Engine:
             keys = [cache.cache_key(self.provider.name, self.provider.model, r) for r in more]
             hits = cache.lookup(self.store, keys)
             results += await asyncio.gather(*(self._call(job, r, k, hits.get(k))
-                                              for r, k in zip(more, keys)))
+                                              for r, k in zip(more, keys, strict=True)))
         return results
 
     # -- the loop ------------------------------------------------------------------

@@ -85,7 +85,7 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
         rows: dict[str, list[dict[str, Any]]] = {"explanations": [], "failures": []}
         response = responses[0] if responses else None
         lines = split_answer(response.text, len(records)) if response is not None else {}
-        for number, (record, eid) in enumerate(zip(records, ids), 1):
+        for number, (record, eid) in enumerate(zip(records, ids, strict=True), 1):
             try:
                 if response is None:
                     raise ParseError("the grouped request failed (see llm_calls for the reason)")

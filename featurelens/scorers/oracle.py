@@ -92,7 +92,7 @@ class NoisyOracle:
                 continue
             if window:
                 tops = self._window(planted, [lines[i].partition("\t")[0] for i in window], explanation)
-                guesses.update(zip(window, tops))
+                guesses.update(zip(window, tops, strict=True))
                 window = []
         pieces: list[TokenLogprobs] = []
         for index, line in enumerate(lines):
