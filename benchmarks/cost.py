@@ -102,6 +102,32 @@ class Simulators:
         return (self.oracle if explanation in self.oracle.explanations else self.rule).answer(request)
 
 
+def prompt_kinds(counter: Counter) -> None:
+    """Cacheable fraction per prompt kind: shared-prefix share, and what each provider caches."""
+    from featurelens.labelers.explainers import HighlightedExplainer
+    from featurelens.scorers import DetectionScorer, FuzzingScorer, SimulationScorer
+
+    record = planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=3)[0]
+    explanation = PLANTED["digits"][1]
+    modes = {"prompt-logprobs": frozenset({"prompt_logprobs"}), "output-logprobs": frozenset({"output_logprobs"}),
+             "json": frozenset()}
+    kinds = [("explain token-activations", TokenActivationsExplainer().requests(record)),
+             ("explain token-activations 4/req", [grouped_request(TokenActivationsExplainer(), [record] * 4)]),
+             ("explain highlighted", HighlightedExplainer().requests(record))]
+    kinds += [(f"simulation {mode}", SimulationScorer(adaptive=False).requests(record, explanation, caps))
+              for mode, caps in modes.items()]
+    kinds += [(scorer.name, scorer.requests(record, explanation)) for scorer in (DetectionScorer(), FuzzingScorer())]
+    print(f"{'prompt kind':<34}{'calls':>6}{'input':>8}{'prefix':>8}{'share':>7}  cached: "
+          + "  ".join(f"{llm}" for llm in LLMS))
+    for label, requests in kinds:
+        counted = [counter.request(r) for r in requests]
+        total, prefix = sum(c.total for c in counted), sum(c.prefix for c in counted)
+        cached = [sum(cached_tokens(*llm.split(":", 1), c) for c in counted) for llm in LLMS]
+        print(f"{label:<34}{len(requests):>6}{total:>8,}{prefix:>8,}{prefix / total:>7.0%}  "
+              + "  ".join(f"{c / total:>{len(llm)}.0%}" for c, llm in zip(cached, LLMS, strict=True)))
+    print("(cached: share of input a provider's prompt cache serves, its minimum prefix applied)\n")
+
+
 def real_store(path: Path | None, workdir: Path, tokens: int) -> Path:
     if path is not None:
         return path
@@ -145,10 +171,14 @@ def main() -> None:
     parser.add_argument("--real-features", type=int, default=120)
     parser.add_argument("--planted-seeds", type=int, default=20)
     parser.add_argument("--noise", type=float, default=2.0, help="oracle noise (sd on the 0-10 scale)")
+    parser.add_argument("--prompt-kinds-only", action="store_true", help="only the cacheable-fraction table")
     args = parser.parse_args()
     counter = Counter()
     if not counter.exact:
         sys.exit("o200k is unavailable: put o200k_base.tiktoken in $TIKTOKEN_CACHE_DIR (see ANCHORS.md).")
+    prompt_kinds(counter)
+    if args.prompt_kinds_only:
+        return
     started = time.perf_counter()
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
