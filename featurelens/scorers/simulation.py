@@ -42,8 +42,8 @@ class SimulationScorer:
 
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
                  window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
-                 keep_values: bool = True, adaptive: bool | str = False, ci_width: float = 0.2,
-                 round_windows: int = 20, confidence: float = 0.95):
+                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.2,
+                 round_windows: int = 10, confidence: float = 0.95):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(
                 f"Simulation mode {mode!r} is unknown; use auto or one of {', '.join(MODES)}.")
