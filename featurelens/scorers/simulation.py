@@ -15,6 +15,10 @@ Modes (``mode='auto'`` picks the first the provider can do):
 - ``output-logprobs``: the model writes one line of integers per window; the
   log-probabilities of each written digit turn it into an expected value.
 - ``json``: the model writes the integers as JSON (providers without log-probs).
+
+By default the windows go out in rounds (:mod:`featurelens.scorers.adaptive`): scoring
+stops once the bootstrap interval of the correlation is narrower than ``ci_width``;
+``adaptive=false`` sends every window at once. Every score reports its interval.
 """
 
 from __future__ import annotations
