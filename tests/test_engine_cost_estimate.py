@@ -90,7 +90,7 @@ def test_estimate_prints_tokens_dollars_and_wall_time(cli, planted_store, store_
     assert "score:simulation (output-logprobs)" in out and "score:simulation (json)" in out
     assert "through the batch API" in out and "per million features" in out and "wall time live" in out
     data = json.loads(cli("estimate", "--store", str(store_path), "--json", "--llm", "openai:gpt-4o-mini",
-                          "--scorer", "simulation", "-s", "mode=prompt-logprobs").output)
+                          "--scorer", "simulation", "-s", "mode=prompt-logprobs", "-s", "adaptive=false").output)
     est = data["estimates"][0]
     assert est["features"] == est["sampled"] == 3
     explain, simulation = est["stages"]
@@ -104,7 +104,7 @@ def test_estimate_prints_tokens_dollars_and_wall_time(cli, planted_store, store_
     expected = 3 * (tokens["input"] * 0.15 + tokens["output"] * 0.60) / 1e6
     assert live == pytest.approx(expected)
     million = json.loads(cli("estimate", "--store", str(store_path), "--json", "--llm", "openai:gpt-4o-mini",
-                             "--scorer", "simulation", "-s", "mode=prompt-logprobs",
+                             "--scorer", "simulation", "-s", "mode=prompt-logprobs", "-s", "adaptive=false",
                              "--features", "1000000").output)["estimates"][0]
     assert million["usd_live"][0] == pytest.approx(live / 3 * 1e6)
 
