@@ -64,8 +64,9 @@ def test_clear_explanations_stop_after_the_first_round_noisy_ones_use_every_wind
     assert len(responses) == 1 and result.metrics["n_windows_scored"] == 20
     low, high = result.metrics["interval"]
     assert high - low < 0.2 and low <= result.score <= high
-    full = SimulationScorer().score(record, right, [asyncio.run(RuleSimulator().complete(r)) for r in
-                                                    SimulationScorer().requests(record, right, CAPS)], CAPS)
+    fixed = SimulationScorer(adaptive=False)
+    full = fixed.score(record, right, [asyncio.run(RuleSimulator().complete(r)) for r in
+                                       fixed.requests(record, right, CAPS)], CAPS)
     assert full.metrics["n_windows_scored"] == 100 and abs(full.score - result.score) < 0.1
     # a weak simulator never pins the score down to +-0.025: rounds continue to the hard maximum
     oracle = NoisyOracle(records, {"vague": Planted("planted", 0, 0.3)}, noise=3.0)
@@ -102,7 +103,7 @@ def test_adaptive_scores_store_windows_and_interval_and_cost_fewer_calls(planted
                                                           ("round_windows", 20)))
     stats = score_features(planted, adaptive, provider=RuleSimulator(), settings=_quiet())
     assert (stats.succeeded, stats.failed) == (9, 0)
-    full = ScoreSpec("rule:keywords", "simulation")
+    full = ScoreSpec("rule:keywords", "simulation", (("adaptive", False),))
     full_stats = score_features(planted, full, provider=RuleSimulator(), settings=_quiet())
     assert stats.calls < full_stats.calls == 9 * 4
     rows = planted.sql("SELECT s.feature, e.text, s.score, s.n_windows, s.ci_low, s.ci_high, s.options "
