@@ -155,3 +155,12 @@ def test_noisy_oracle_is_exact_without_noise_and_degrades_with_it():
         scores[quality] = result.score
     assert scores[1.0] == pytest.approx(1.0)
     assert scores[1.0] > scores[0.5] > 0.2 > abs(scores[0.0])
+
+
+def test_dry_run_counts_every_round_as_the_upper_bound(planted):
+    from featurelens.scorers.score_jobs import plan_score
+
+    adaptive = plan_score(planted, ScoreSpec("local:smollm2", "simulation"))
+    fixed = plan_score(planted, ScoreSpec("local:smollm2", "simulation", (("adaptive", False),)))
+    assert adaptive.calls == 9 * 10 and fixed.calls == 9 * 4  # rounds of 10 windows vs 25 per prompt
+    assert adaptive.input_tokens > fixed.input_tokens  # each round repeats the prefix

@@ -267,7 +267,8 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     count_explanations(store, spec)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
-    result = estimate(store, score_jobs(store, scorer, spec, caps, on_skip=skipped.append),
+    # every round of an adaptive scorer: the dry run is an upper bound (estimate gives the range)
+    result = estimate(store, score_jobs(store, scorer, spec, caps, on_skip=skipped.append, every_round=True),
                       provider, model, prices, batch)
     result.skipped = sum(skipped)
     return result
@@ -293,8 +294,9 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
         for records in stream_records(store, spec.selection, 256, kinds):
             for record in records:
                 if record.examples:
+                    build = getattr(scorer, "all_requests", None) or scorer.requests  # every round
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
-                              scorer.requests(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
+                              build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
     return estimate(store, jobs(), provider, model, prices)
 
