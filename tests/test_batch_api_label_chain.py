@@ -51,14 +51,14 @@ def service(monkeypatch, store):
 def test_label_batch_api_chains_explanation_then_scoring_across_collections(store_path, store, service, cli):
     store.close()
     submitted = cli("label", "--store", str(store_path), "--llm", "openai:gpt-4o-mini", "--explainer", "echo",
-                    "--scorer", "detection", "-s", "adaptive=true", "-s", "round_windows=5", "--batch-api")
+                    "--scorer", "detection", "-s", "adaptive=true", "-s", "round_windows=20", "-s", "ci_width=1.5", "--batch-api")
     assert submitted.exit_code == 0, submitted.output
     assert "submitted 5 requests for 5 features" in submitted.output
     assert "Scoring is submitted by the first featurelens batches collect" in submitted.output
     first = cli("batches", "collect", "--no-progress", "--store", str(store_path))
     assert first.exit_code == 0, first.output
     assert "collected 4 answers, 1 errors" in first.output  # feature 2's explanation is refused
-    assert "detection: submitted" in first.output and "collect again" in first.output
+    assert "detection: submitted the next round" in first.output and "collect again" in first.output
     with featurelens.open_store(store_path, read_only=True) as db:
         assert db.execute("SELECT count(*) FROM explanations")[0][0] == 4
         assert db.execute("SELECT count(*) FROM scores")[0][0] == 0
@@ -103,3 +103,43 @@ def test_explain_above_the_threshold_submits_a_batch_and_says_why(store_path, st
                "--batch-threshold", "3", "--no-batch-api", "--no-progress")
     assert live.exit_code == 0, live.output
     assert "explained" in live.output and "batch-threshold" not in live.output
+
+
+@pytest.fixture
+def planted_service(monkeypatch, store):
+    import polars as pl
+
+    from featurelens.scorers.validation import PLANTED, planted_records, write_planted_store
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    write_planted_store(store, planted_records(seed=3))
+    store.insert("explanations", pl.DataFrame([
+        {"explanation_id": f"e{f}", "dictionary_id": "planted", "feature": f, "explainer": "manual",
+         "llm": "human:test", "text": text} for f, (_, (_, text)) in enumerate(PLANTED.items())]))
+    fake = ScoringBatchService(polls_before_done=0, fail_feature=None)
+    original = providers_pkg.build_provider
+    monkeypatch.setattr(providers_pkg, "build_provider",
+                        lambda spec, **options: original(spec, http_client=fake.client(), **options))
+    return fake
+
+
+def test_adaptive_rounds_advance_one_batch_per_collection_and_stop_early(store_path, store, planted_service, cli):
+    store.close()
+    options = ["-o", "adaptive=true", "-o", "round_windows=20", "-o", "ci_width=0.12"]
+    submitted = cli("score", "--store", str(store_path), "--llm", "openai:gpt-4o-mini", "--scorer", "detection",
+                    *options, "--batch-api")
+    assert submitted.exit_code == 0, submitted.output
+    assert "submitted 12 requests for 3 features" in submitted.output  # first round: 20 windows, 5 a prompt
+    # every answer says "fires": balanced accuracy 0.5, its interval narrows to < 0.12 at 60 windows
+    outputs = [cli("batches", "collect", "--no-progress", "--store", str(store_path)).output for _ in range(3)]
+    assert "detection: submitted the next round, 12 requests for 3 explanations" in outputs[0]
+    assert "detection: submitted the next round" in outputs[1]
+    assert "wrote 3 results" in outputs[2] and "submitted" not in outputs[2]
+    with featurelens.open_store(store_path, read_only=True) as db:
+        rows = db.execute("SELECT n_windows, score, ci_high - ci_low FROM scores")
+        assert [r[0] for r in rows] == [60, 60, 60] and all(r[1] == 0.5 and r[2] < 0.12 for r in rows)
+        sent = db.execute("SELECT sum(request_count) FROM batches")[0][0]
+        assert sent == 3 * 12  # every round would have been 3 x 16 (80 windows)
+        assert db.execute("SELECT status FROM runs WHERE kind = 'score'")[0][0] == "done"
+        assert db.execute("SELECT count(*) FROM failures")[0][0] == 0

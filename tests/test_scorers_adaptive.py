@@ -123,7 +123,7 @@ def test_adaptive_scores_store_windows_and_interval_and_cost_fewer_calls(planted
     assert again.calls == 0 and again.skipped == 9
 
 
-def test_batch_submission_carries_every_round(planted):
+def test_live_jobs_ask_round_by_round_dry_run_jobs_carry_every_round(planted):
     spec = ScoreSpec("rule:keywords", "simulation", (("adaptive", True), ("round_windows", 20)))
     scorer = build_scorer(spec)
     live = list(score_jobs(planted, scorer, spec, CAPS))

@@ -1,15 +1,16 @@
 """``featurelens label --batch-api``: explanation and scoring batches chained across collections.
 
-Scoring needs the explanations, so a label job through a batch API is two waits:
+Scoring needs the explanations, so a label job through a batch API is two waits or more:
 
 1. ``label --batch-api`` records a ``label`` run and submits the explanation requests
    as provider batches under it.
 2. A later ``batches collect``, once those batches are in, finishes the label run's
    current stage: it writes the explanations from the cached answers (exactly as
    ``explain`` would), then submits every scorer's requests for the new explanations
-   as batches under the same run (adaptive scorers submit every round; the cache-only
-   finish stops at the round a live run would).
-3. The next ``batches collect`` writes the scores and marks the run done.
+   as batches under the same run (adaptive scorers: their first round).
+3. Each next ``batches collect`` submits the next round of adaptive scorers that need one
+   (:mod:`featurelens.scorers.batch_rounds`); once none does, it writes the scores and
+   marks the run done.
 
 Each step is idempotent: requests already cached or waiting in a batch are never sent
 twice, and the run stays ``running`` while any of its batches is out.
@@ -67,6 +68,7 @@ def _finish_label(store: Store, config: dict[str, Any], prices: PriceTable, prog
     """Write what the collected batches answered, then submit the next stage's batches."""
     from featurelens.labelers.explain import ExplainSpec, explain_features
     from featurelens.labelers.providers import build_provider
+    from featurelens.scorers.batch_rounds import advance
     from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, count_explanations, score_features, score_jobs
 
     run_id = run_id_for("label", config)
@@ -83,14 +85,12 @@ def _finish_label(store: Store, config: dict[str, Any], prices: PriceTable, prog
             total.notes.append(f"  {spec.scorer}: no explanations to score (see the failures table).")
             continue
         provider = build_provider(spec.llm, **config.get("provider_options", {}))
-        scorer = build_scorer(spec)
-        submission = submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities),
-                                                             run_id, every_round=True),
-                                 run_id=run_id, purpose=f"score:{spec.scorer}")
-        if submission.requests or submission.already_submitted:
+        jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
+        pending = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}",
+                          label=spec.scorer)
+        if pending is not None:
             waiting += 1
-            total.notes.append(f"  {spec.scorer}: submitted {submission.requests:,} scoring requests in "
-                               f"{len(submission.batch_ids)} batch(es); collect again when they are done.")
+            total.notes.extend(pending.notes)
             continue
         _add(total, score_features(store, spec, settings=settings, prices=prices))
     if waiting == 0:

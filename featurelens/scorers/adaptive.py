@@ -11,8 +11,8 @@ when the interval is narrower than ``ci_width`` or every window (the hard maximu
 Windows are shuffled once per feature (:mod:`featurelens.scorers.test_windows`), so
 every prefix of rounds is an unbiased sample of the full test set, and a rerun sends
 byte-identical rounds (the cache answers them). The engine asks for each next round
-through a job's ``follow_up``; the batch API submits every round up front, and the
-cache-only finish then stops at the same round a live run would.
+through a job's ``follow_up``; through a batch API each ``batches collect`` submits the
+next round (:mod:`featurelens.scorers.batch_rounds`), so both savings add up.
 """
 
 from __future__ import annotations

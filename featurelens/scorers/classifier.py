@@ -110,7 +110,7 @@ class ClassifierScorer:
 
     def all_requests(self, record: FeatureRecord, explanation: str,
                      capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
-        """Every request up to the hard maximum of windows (what a batch submits)."""
+        """Every request up to the hard maximum of windows (the rounds, in order)."""
         items, _ = self.items(record)
         prefix = self._prefix()
         return [LLMRequest(messages=prefix + [{"role": "user", "content": _turn(

@@ -175,7 +175,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
     """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk.
 
-    ``every_round``: jobs carry all rounds of an adaptive scorer at once (batch submission)."""
+    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound)."""
     options = {**spec.options}
     wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
@@ -309,14 +309,25 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
     run_id = start_run(store, "score", spec.config())
-    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id,
-                                                  every_round=True),
+    # adaptive scorers: the first round only; each batches collect submits the next (batch_rounds)
+    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
                        run_id=run_id, purpose=f"score:{spec.scorer}")
 
 
 def _finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
+    """Submit the next round of adaptive jobs if any needs one, else write every score."""
+    from featurelens.labelers.runs import run_id_for
+    from featurelens.scorers.batch_rounds import advance
+
+    spec = ScoreSpec.from_config(config)
+    provider = providers.build_provider(spec.llm)
+    run_id = run_id_for("score", spec.config())
+    jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
+    waiting = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}", label=spec.scorer)
+    if waiting is not None:
+        return waiting
     settings = EngineSettings(cache_only=True, progress=progress)
-    return score_features(store, ScoreSpec.from_config(config), settings=settings, prices=prices)
+    return score_features(store, spec, settings=settings, prices=prices)
 
 
 def register_batch_finisher() -> None:

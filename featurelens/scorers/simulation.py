@@ -114,7 +114,7 @@ class SimulationScorer:
 
     def all_requests(self, record: FeatureRecord, explanation: str,
                      capabilities: frozenset[str]) -> list[LLMRequest]:
-        """Every request up to the hard maximum of windows (what a batch submits)."""
+        """Every request up to the hard maximum of windows (the rounds, in order)."""
         mode = self.choose_mode(capabilities)
         groups, _ = self._groups(record, mode)
         if mode == "prompt-logprobs":
