@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.labelers.explainers",
     "featurelens.scorers",
     "featurelens.plugins.scoring_commands",
+    "featurelens.plugins.estimate_command",
     "featurelens.plugins.dictionaries",
     "featurelens.plugins.formats",
     "featurelens.plugins.dictionary_commands",

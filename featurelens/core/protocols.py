@@ -138,6 +138,7 @@ class LLMRequest:
     #: Stop at the first line break after some text: a one-line answer ends there, so a
     #: small model cannot ramble on (honoured by local and OpenAI-compatible providers).
     stop_at_newline: bool = False
+    shared_prompt_chars: int = 0  #: leading characters of ``prompt`` identical across features
 
     def cache_material(self) -> dict[str, Any]:
         """What the response depends on; hashed, with provider and model, as the cache key."""

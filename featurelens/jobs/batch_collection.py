@@ -8,6 +8,7 @@ This module names the finisher of each run kind, so the LLM layer never imports 
 from __future__ import annotations
 
 from featurelens.core.store import Store
+from featurelens.jobs import label_batches
 from featurelens.labelers import explain
 from featurelens.llm import batch_api
 from featurelens.llm.pricing import PriceTable
@@ -17,6 +18,7 @@ from featurelens.scorers import score_jobs
 FINISHERS: dict[str, batch_api.Finisher] = {
     "explain": explain.finish_from_batches,
     "score": score_jobs.finish_from_batches,
+    "label": label_batches.finish_label,
 }
 
 

@@ -19,14 +19,15 @@ from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LL
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.labelers import explain_grouped as grouped
 from featurelens.llm import providers
 from featurelens.llm.batch_api import Submission, submit_jobs
 from featurelens.llm.batch_clients import batch_client
 from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.offline import effective_llm
 from featurelens.llm.plan import Estimate, estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_labeling, start_run
-from featurelens.llm.offline import effective_llm
 from featurelens.registry.components import split_llm_spec
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
@@ -83,8 +84,11 @@ def offline_spec(explainer: Explainer, spec: ExplainSpec) -> ExplainSpec:
 
 def make_explainer(spec: ExplainSpec) -> Explainer:
     """The explainer of ``spec``; an option it does not take is one clear sentence."""
+    options = {k: v for k, v in spec.options.items() if k != grouped.OPTION}  # the job's, not the explainer's
     try:
-        return create("explainer", spec.explainer, **spec.options)
+        explainer = create("explainer", spec.explainer, **options)
+        grouped.per_request(spec.options, getattr(explainer, "max_tokens", None))
+        return explainer
     except TypeError as error:
         if "argument" not in str(error):
             raise
@@ -121,7 +125,9 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     """
     wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
+    per_request = grouped.per_request(spec.options)
     for records in stream_records(store, spec.selection, chunk_size, kinds):
+        pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}
@@ -140,8 +146,13 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                 yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
                           method=spec.method)
                 continue
+            if per_request > 1 and requests:
+                pending.append((record, eid))
+                continue
             yield Job(record.dictionary_id, record.feature, "explain", requests,
                       _finisher(explainer, spec, record, eid, run_id), method=spec.method)
+        yield from grouped.group_jobs(iter(pending), explainer, spec, per_request, run_id,
+                                      MAX_EXPLANATION_CHARS)
 
 
 def _refused(error: ParseError):

@@ -243,4 +243,5 @@ def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTab
         stats = finishers[found[0]](store, found[1], prices, progress)
         lines.append(f"run {run_id}: wrote {stats.succeeded:,} results from the batch answers, "
                      f"{stats.failed:,} failed (see the failures table).")
+        lines.extend(getattr(stats, "notes", None) or [])  # a chained run says what comes next
     return lines

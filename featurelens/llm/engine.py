@@ -63,6 +63,8 @@ class Job:
     finish: Finish
     require_all: bool = True
     method: str | None = None  #: failures.method: which explainer/scorer, LLM and options
+    #: Adaptive jobs: ``follow_up(responses so far) -> next requests`` (``[]``: done).
+    follow_up: Callable[[list["LLMResponse | None"]], list[LLMRequest]] | None = None
 
     @property
     def work(self) -> tuple[str, str | None, int | None, str | None]:
@@ -297,6 +299,8 @@ class Engine:
         else:
             results = await asyncio.gather(*(self._call(job, r, k, hits.get(k))
                                              for r, k in zip(job.requests, keys)))
+        if job.follow_up is not None:
+            results = await self._follow_up(job, list(results))
         responses = [r for r, _ in results]
         errors = [e for _, e in results if e]
         self.stats.jobs += 1
@@ -322,6 +326,22 @@ class Engine:
                         self.writer.add(table, row)
         self.writer.job_done()
         self.bar.update(1)
+
+    async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]]
+                         ) -> list[tuple[LLMResponse | None, str | None]]:
+        """Rounds of an adaptive job: ask for more until its ``follow_up`` says done."""
+        while not (job.require_all and any(e for _, e in results)):
+            try:
+                more = job.follow_up([r for r, _ in results])
+            except Exception as error:  # noqa: BLE001 - reported as the job's failure below
+                return results + [(None, f"{type(error).__name__} while planning the next round: {error}")]
+            if not more:
+                break
+            keys = [cache.cache_key(self.provider.name, self.provider.model, r) for r in more]
+            hits = cache.lookup(self.store, keys)
+            results += await asyncio.gather(*(self._call(job, r, k, hits.get(k))
+                                              for r, k in zip(more, keys, strict=True)))
+        return results
 
     # -- the loop ------------------------------------------------------------------
     def skip(self, n: int) -> None:

@@ -65,6 +65,33 @@ def engine_options(function):
     return function
 
 
+def batch_options(function):
+    """``--batch-api/--no-batch-api`` and ``--batch-threshold`` (explain, score, label)."""
+    from featurelens.llm.batch_choice import DEFAULT_THRESHOLD
+
+    options = [
+        click.option("--batch-api/--no-batch-api", default=None,
+                     help="Submit through the provider's batch API (half price, up to 24 h; collect with "
+                          "featurelens batches collect) [default: from --batch-threshold items on]."),
+        click.option("--batch-threshold", type=click.IntRange(min=1), default=DEFAULT_THRESHOLD,
+                     show_default=True, help="Items from which the batch API is used unless --no-batch-api."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def batch_choice(flag: bool | None, items: int, threshold: int, llm: str,
+                 provider_options: dict[str, Any]) -> bool:
+    """Whether to use the batch API; prints why when the job size decided it."""
+    from featurelens.llm.batch_choice import choose_batch
+
+    use, note = choose_batch(flag, items, threshold, llm, provider_options)
+    if note:
+        click.echo(note, err=True)
+    return use
+
+
 def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool,
                     max_attempts: int = 6):
     from featurelens.llm.engine import EngineSettings
@@ -100,20 +127,19 @@ def finish_job(store: Store, stages: list[tuple[str, Any]]) -> None:
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and estimated cost; send nothing.")
-@click.option("--batch-api", is_flag=True,
-              help="Submit through the provider's batch API (half price, up to 24 h); "
-                   "collect with featurelens batches collect.")
+@batch_options
 @engine_options
 @store_option
 def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...], where: str | None,
-                    dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool,
-                    concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
-                    provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
-                    store_path: Path | None) -> None:
+                    dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool | None,
+                    batch_threshold: int, concurrency: int, rpm: float | None, tpm: float | None,
+                    prices: Path | None, provider_options: tuple[str, ...], no_progress: bool,
+                    max_attempts: int, store_path: Path | None) -> None:
     """Explain features with an LLM; resumable, cached, and written as results arrive.
 
     Exit status: 0 all done, 3 some features failed, 4 none succeeded (see the failures table).
     """
+    from featurelens.core.selection import count_features
     from featurelens.core.store import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.llm.pricing import PriceTable
@@ -123,6 +149,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
+        batch_api = batch_choice(batch_api, count_features(store, spec.selection), batch_threshold, llm, popts)
         if dry_run:
             settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
             for line in plan_explain(store, spec, table, batch=batch_api, settings=settings).lines():

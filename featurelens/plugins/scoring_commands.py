@@ -13,7 +13,8 @@ import click
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
-from featurelens.plugins.labeling_commands import (engine_options, engine_settings, finish_job,
+from featurelens.plugins.labeling_commands import (batch_choice, batch_options, engine_options, engine_settings,
+                                                   finish_job,
                                                    parse_options, summary)
 
 featurelens_api = 1
@@ -48,13 +49,13 @@ def _selection_options(function):
 @click.option("--explained-by", default=None, metavar="PROVIDER:MODEL",
               help="Only explanations written by this LLM.")
 @_selection_options
-@click.option("--batch-api", is_flag=True,
-              help="Submit through the provider's batch API; collect with featurelens batches collect.")
+@batch_options
 @engine_options
 @store_option
 def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explainer: str | None,
                   explained_by: str | None, where: str | None, dictionary_id: str | None,
-                  limit: int | None, dry_run: bool, batch_api: bool, concurrency: int,
+                  limit: int | None, dry_run: bool, batch_api: bool | None, batch_threshold: int,
+                  concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
                   store_path: Path | None) -> None:
@@ -64,13 +65,15 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
     """
     from featurelens.core.store import Store
     from featurelens.llm.pricing import PriceTable
-    from featurelens.scorers.score_jobs import ScoreSpec, plan_score, score_features, submit_score
+    from featurelens.scorers.score_jobs import (ScoreSpec, count_explanations, plan_score, score_features,
+                                                submit_score)
 
     spec = ScoreSpec(llm, scorer, tuple(sorted(parse_options(scorer_options, "--option").items())),
                      where, dictionary_id, limit, explainer, explained_by)
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
+        batch_api = batch_choice(batch_api, count_explanations(store, spec), batch_threshold, llm, popts)
         if dry_run:
             settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
             for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts,
@@ -101,11 +104,13 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
 @click.option("--scorer-option", "-s", "scorer_options", multiple=True, metavar="KEY=VALUE",
               help="Option for every scorer, repeatable (e.g. -s n_random=20).")
 @_selection_options
+@batch_options
 @engine_options
 @store_option
 def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], scorers: tuple[str, ...],
                   score_llm: str | None, scorer_options: tuple[str, ...], where: str | None,
-                  dictionary_id: str | None, limit: int | None, dry_run: bool, concurrency: int,
+                  dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool | None,
+                  batch_threshold: int, concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
                   store_path: Path | None) -> None:
@@ -130,9 +135,20 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     popts = parse_options(provider_options, "--provider-option")
     settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
     with Store.open(store_path) as store:
+        from featurelens.core.selection import count_features
+
+        batch_api = batch_choice(batch_api, count_features(store, explain_spec.selection), batch_threshold,
+                                 llm, popts)
+        if batch_api and not dry_run:
+            from featurelens.jobs.label_batches import submit_label
+
+            for line in submit_label(store, explain_spec, score_specs, provider_options=popts).lines():
+                click.echo(line)
+            click.echo("Scoring is submitted by the first featurelens batches collect after these are done.")
+            return
         if dry_run:
             click.echo("explain stage:")
-            for line in plan_explain(store, explain_spec, table, settings=settings).lines():
+            for line in plan_explain(store, explain_spec, table, batch=batch_api, settings=settings).lines():
                 click.echo("  " + line)
             for spec in score_specs:
                 click.echo(f"score stage {spec.scorer} (one explanation per feature assumed):")

@@ -24,6 +24,8 @@ from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, 
                                         ScoreResult, batched)
 from featurelens.llm.window_text import activating_mask, highlight, plain
 from featurelens.scorers import prompts
+from featurelens.scorers.adaptive import rounds_from_options
+from featurelens.scorers.intervals import wilson
 from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
 
@@ -57,7 +59,8 @@ class ClassifierScorer:
     rules = ""
 
     def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
-                 per_prompt: int = 5, keep_values: bool = True):
+                 per_prompt: int = 5, keep_values: bool = True, adaptive: bool | str = False,
+                 ci_width: float = 0.2, round_windows: int = 20, confidence: float = 0.95):
         if n_activating < 1 or n_random < 1 or window < 2 or per_prompt < 1:
             raise FeaturelensError(
                 f"The {self.name} scorer needs n_activating >= 1, n_random >= 1, window >= 2 and "
@@ -65,11 +68,12 @@ class ClassifierScorer:
         self.n_activating, self.n_random = int(n_activating), int(n_random)
         self.window, self.per_prompt = int(window), int(per_prompt)
         self.keep_values = bool(keep_values)
+        self.rounds = rounds_from_options(adaptive, ci_width, round_windows, confidence)
 
     def options(self) -> dict[str, Any]:
         """What changes the requests; stored with the score to reproduce it."""
         return {"n_activating": self.n_activating, "n_random": self.n_random,
-                "window": self.window, "per_prompt": self.per_prompt}
+                "window": self.window, "per_prompt": self.per_prompt, **self.rounds.options()}
 
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
@@ -91,6 +95,22 @@ class ClassifierScorer:
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
+        """The first round's requests (every request when not adaptive)."""
+        return self.rounds.first(self.all_requests(record, explanation, capabilities), self.per_prompt)
+
+    def more_requests(self, record: FeatureRecord, explanation: str,
+                      responses: list[LLMResponse | None],
+                      capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
+        """The next round given the answers so far, or ``[]`` when the score is stable."""
+        if not self.rounds.enabled:
+            return []
+        interval = self.score(record, explanation, responses).metrics.get("interval")
+        return self.rounds.next(self.all_requests(record, explanation, capabilities), len(responses),
+                                self.per_prompt, interval)
+
+    def all_requests(self, record: FeatureRecord, explanation: str,
+                     capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
+        """Every request up to the hard maximum of windows (the rounds, in order)."""
         items, _ = self.items(record)
         prefix = self._prefix()
         return [LLMRequest(messages=prefix + [{"role": "user", "content": _turn(
@@ -123,7 +143,10 @@ class ClassifierScorer:
                     kept.append({"text": text, "kind": window.example.kind,
                                  "quantile": window.example.quantile, "label": label, "answer": answer})
         metrics: dict[str, Any] = classification(labels, answers)
-        metrics.update({"n_windows": len(items), "n_windows_scored": len(labels),
+        metrics.update({"n_windows": min(len(items), self.per_prompt * len(responses)),
+                        "n_windows_max": len(items), "n_windows_scored": len(labels),
+                        "interval": balanced_interval(labels, answers, self.rounds.confidence),
+                        "confidence": self.rounds.confidence,
                         "n_prompts": -(-len(items) // self.per_prompt),
                         "n_failed_requests": failed_requests, "held_out": held_out})
         balanced = metrics["balanced_accuracy"]
@@ -172,6 +195,18 @@ class FuzzingScorer(ClassifierScorer):
                 mask = [j in chosen for j in range(len(tokens))]
             out.append((highlight(tokens, mask), int(window.activating), window))
         return out, held_out
+
+
+def balanced_interval(labels: list[int], answers: list[int],
+                      confidence: float) -> tuple[float, float] | None:
+    """An interval for balanced accuracy: the mean of the Wilson bounds of recall and
+    specificity (each a proportion); conservative, since both bounds are taken at once."""
+    positives = [a for y, a in zip(labels, answers) if y]
+    negatives = [1 - a for y, a in zip(labels, answers) if not y]
+    tpr, tnr = wilson(sum(positives), len(positives), confidence), wilson(sum(negatives), len(negatives), confidence)
+    if tpr is None or tnr is None:
+        return None
+    return (tpr[0] + tnr[0]) / 2, (tpr[1] + tnr[1]) / 2
 
 
 def _turn(explanation: str, texts: list[str]) -> str:

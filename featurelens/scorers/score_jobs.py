@@ -135,7 +135,8 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             "metrics": json.dumps(result.metrics, default=str),
             "details": json.dumps(result.details, default=str),
             "options": json.dumps(spec.options, sort_keys=True, default=str),
-            "n_parse_failures": int(result.n_parse_failures), "run_id": run_id}]}
+            "n_parse_failures": int(result.n_parse_failures), "run_id": run_id,
+            **window_columns(result.metrics)}]}
         if result.n_parse_failures:
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
                                  "feature": record.feature, "method": spec.method(eid) + " (windows)",
@@ -144,6 +145,25 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
                                            f"score {sid}: {reasons}"[:2000]}]
         return rows
     return finish
+
+
+def window_columns(metrics: Any) -> dict[str, Any]:
+    """``n_windows``, ``ci_low``, ``ci_high`` of a score, from its metrics when the scorer
+    reports them (built-ins do; a plugin's score without them stores NULLs)."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    interval = metrics.get("interval")
+    n = metrics.get("n_windows_scored")
+    low, high = (interval if isinstance(interval, (list, tuple)) and len(interval) == 2 else (None, None))
+    return {"n_windows": int(n) if isinstance(n, int) else None,
+            "ci_low": None if low is None else float(low), "ci_high": None if high is None else float(high)}
+
+
+def _follow_up(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str]):
+    """The engine's ``follow_up`` for scorers that score in rounds (``more_requests``)."""
+    more = getattr(scorer, "more_requests", None)
+    if not callable(more):
+        return None
+    return lambda responses: more(record, text, responses, capabilities)
 
 
 def _summary(reasons: list[str] | None) -> str:
@@ -160,8 +180,10 @@ def _no_examples(record: FeatureRecord) -> Finish:
 
 def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
                run_id: str | None = None, chunk_size: int = 256,
-               on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
-    """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk."""
+               on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+    """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk.
+
+    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound)."""
     options = {**spec.options}
     wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
@@ -180,9 +202,12 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             if not record.examples:
                 yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
                 continue
-            yield Job(dictionary_id, feature, stage, scorer.requests(record, text, capabilities),
+            build = getattr(scorer, "all_requests", None) if every_round else None
+            requests = (build or scorer.requests)(record, text, capabilities)
+            yield Job(dictionary_id, feature, stage, requests,
                       _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
-                      method=spec.method(eid))
+                      method=spec.method(eid),
+                      follow_up=None if every_round else _follow_up(scorer, record, text, capabilities))
 
 
 def _existing(store: Store, ids: list[str]) -> set[str]:
@@ -262,8 +287,10 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
     caps = provider_capabilities(spec, provider_options)
+    # every round of an adaptive scorer: the dry run is an upper bound (estimate gives the range)
     sampled_spec = replace(spec, where=sample.where, limit=sample.limit)
-    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append),
+    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append,
+                                        every_round=True),
                       provider, model, prices, batch, scale=scale, settings=settings,
                       sampled=(planned, total) if scale != 1.0 else None)
     result.skipped = round(sum(skipped) * scale)
@@ -294,8 +321,9 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
         for records in stream_records(store, sample, 256, kinds):
             for record in records:
                 if record.examples:
+                    build = getattr(scorer, "all_requests", None) or scorer.requests  # every round
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
-                              scorer.requests(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
+                              build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
     return estimate(store, jobs(), provider, model, prices, scale=scale, settings=settings,
                     sampled=(planned, total) if scale != 1.0 else None)
@@ -312,11 +340,23 @@ def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, A
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
     run_id = start_run(store, "score", spec.config())
+    # adaptive scorers: the first round only; each batches collect submits the next (batch_rounds)
     return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
                        run_id=run_id, purpose=f"score:{spec.scorer}")
 
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
-    """Write a score run whose batch answers are all cached (``batches collect``)."""
+    """Write a score run whose batch answers are all cached (``batches collect``): submit the
+    next round of adaptive jobs if any needs one, else write every score."""
+    from featurelens.llm.runs import run_id_for
+    from featurelens.scorers.batch_rounds import advance
+
+    spec = ScoreSpec.from_config(config)
+    provider = providers.build_provider(spec.llm)
+    run_id = run_id_for("score", spec.config())
+    jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
+    waiting = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}", label=spec.scorer)
+    if waiting is not None:
+        return waiting
     settings = EngineSettings(cache_only=True, progress=progress)
-    return score_features(store, ScoreSpec.from_config(config), settings=settings, prices=prices)
+    return score_features(store, spec, settings=settings, prices=prices)

@@ -15,6 +15,10 @@ Modes (``mode='auto'`` picks the first the provider can do):
 - ``output-logprobs``: the model writes one line of integers per window; the
   log-probabilities of each written digit turn it into an expected value.
 - ``json``: the model writes the integers as JSON (providers without log-probs).
+
+By default the windows go out in rounds (:mod:`featurelens.scorers.adaptive`): scoring
+stops once the bootstrap interval of the correlation is narrower than ``ci_width``;
+``adaptive=false`` sends every window at once. Every score reports its interval.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from featurelens.llm.window_text import neutralise
 from featurelens.scorers import prompts
 from featurelens.scorers import simulation_parse as read
 from featurelens.scorers.metrics import pearson
-from featurelens.scorers.scoring_windows import Window, scorer_kinds, test_windows
+from featurelens.scorers.adaptive import rounds_from_options
+from featurelens.scorers.intervals import bootstrap_correlation
+from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
 
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 
@@ -40,7 +46,8 @@ class SimulationScorer:
 
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
                  window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
-                 keep_values: bool = True):
+                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.2,
+                 round_windows: int = 10, confidence: float = 0.95):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(
                 f"Simulation mode {mode!r} is unknown; use auto or one of {', '.join(MODES)}.")
@@ -53,12 +60,13 @@ class SimulationScorer:
         self.per_prompt = per_prompt
         self.top_logprobs = int(top_logprobs)
         self.keep_values = bool(keep_values)
+        self.rounds = rounds_from_options(adaptive, ci_width, round_windows, confidence)
 
     def options(self) -> dict[str, Any]:
         """What changes the requests; stored with the score to reproduce it."""
         return {"mode": self.mode, "n_activating": self.n_activating, "n_random": self.n_random,
                 "window": self.window, "per_prompt": self.per_prompt,
-                "top_logprobs": self.top_logprobs}
+                "top_logprobs": self.top_logprobs, **self.rounds.options()}
 
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
@@ -76,12 +84,37 @@ class SimulationScorer:
 
     def _groups(self, record: FeatureRecord, mode: str) -> tuple[list[list[Window]], bool]:
         windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
-        size = self.per_prompt or (25 if mode == "prompt-logprobs" else 5)
-        return list(batched(windows, size)), held_out
+        return list(batched(windows, self._per_request(mode))), held_out
+
+    def _per_request(self, mode: str) -> int:
+        if self.per_prompt:
+            return self.per_prompt
+        if mode != "prompt-logprobs":
+            return 5
+        return min(25, self.rounds.round_windows) if self.rounds.enabled else 25
 
     # -- requests -------------------------------------------------------------------
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str]) -> list[LLMRequest]:
+        """The first round's requests (every request when not adaptive)."""
+        mode = self.choose_mode(capabilities)
+        return self.rounds.first(self.all_requests(record, explanation, capabilities),
+                                 self._per_request(mode))
+
+    def more_requests(self, record: FeatureRecord, explanation: str,
+                      responses: list[LLMResponse | None],
+                      capabilities: frozenset[str]) -> list[LLMRequest]:
+        """The next round given the answers so far, or ``[]`` when the score is stable."""
+        if not self.rounds.enabled:
+            return []
+        mode = self.choose_mode(capabilities)
+        result = self.score(record, explanation, responses, capabilities)
+        return self.rounds.next(self.all_requests(record, explanation, capabilities), len(responses),
+                                self._per_request(mode), result.metrics.get("interval"))
+
+    def all_requests(self, record: FeatureRecord, explanation: str,
+                     capabilities: frozenset[str]) -> list[LLMRequest]:
+        """Every request up to the hard maximum of windows (the rounds, in order)."""
         mode = self.choose_mode(capabilities)
         groups, _ = self._groups(record, mode)
         if mode == "prompt-logprobs":
@@ -91,14 +124,16 @@ class SimulationScorer:
     def _all_at_once(self, explanation: str, group: list[Window]) -> LLMRequest:
         tokens, values = prompts.SIMULATION_SHOT
         shot = "\n".join(f"{neutralise(t)}\t{v}" for t, v in zip(tokens, values))
-        parts = [prompts.ALL_AT_ONCE_INTRO, "",
-                 prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
-                 f"<example>\n{shot}\n</example>", "", prompts.explanation_line(explanation)]
+        shared = "\n".join([prompts.ALL_AT_ONCE_INTRO, "",
+                            prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
+                            f"<example>\n{shot}\n</example>", "", ""])
+        parts = [prompts.explanation_line(explanation)]
         for window in group:
             lines = "\n".join(f"{neutralise(t)}\t{prompts.UNKNOWN}" for t in window.example.tokens)
             parts.append(f"<example>\n{lines}\n</example>")
-        return LLMRequest(prompt="\n".join(parts), max_tokens=0, temperature=0.0,
-                          prompt_logprobs=self.top_logprobs, purpose="score:simulation")
+        return LLMRequest(prompt=shared + "\n".join(parts), max_tokens=0, temperature=0.0,
+                          prompt_logprobs=self.top_logprobs, purpose="score:simulation",
+                          shared_prompt_chars=len(shared))
 
     def _chat(self, explanation: str, group: list[Window], mode: str) -> LLMRequest:
         answer_rule = prompts.JSON_ANSWER if mode == "json" else prompts.LINES_ANSWER
@@ -128,6 +163,7 @@ class SimulationScorer:
         missing_digits = 0
         n_scored = 0
         kept: list[dict[str, Any]] = []
+        pairs: list[tuple[list[float], list[float]]] = []
         for group, response in zip(groups, responses):
             lengths = [len(w.example.tokens) for w in group]
             if response is None:
@@ -146,6 +182,7 @@ class SimulationScorer:
                     continue
                 truth.extend(window.example.activations)
                 predicted.extend(values)
+                pairs.append((window.example.activations, values))
                 n_scored += 1
                 if self.keep_values:
                     kept.append({"kind": window.example.kind, "quantile": window.example.quantile,
@@ -159,9 +196,12 @@ class SimulationScorer:
             status = "undefined"
         else:
             status = "ok"
-        n_windows = sum(len(g) for g in groups)
+        n_windows = sum(len(g) for g in groups[:len(responses)])
+        interval = bootstrap_correlation(pairs, feature_rng(record, self.name).getrandbits(32),
+                                         self.rounds.confidence) if status == "ok" else None
         metrics = {"correlation": correlation, "mode": mode, "n_windows": n_windows,
-                   "n_windows_scored": n_scored,
+                   "n_windows_scored": n_scored, "n_windows_max": sum(len(g) for g in groups),
+                   "interval": interval, "confidence": self.rounds.confidence,
                    "n_failed_requests": n_failed_requests, "positions_without_digit_probs": missing_digits,
                    "held_out": held_out}
         details = {"parse_failures": failures[:20], "windows": kept if self.keep_values else []}

@@ -1,0 +1,91 @@
+"""``featurelens estimate``: calls, tokens, dollars and wall time before anything is spent.
+
+Thin: options are parsed here; the counting is :mod:`featurelens.jobs.cost_estimate`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import featurelens
+from featurelens.core.cli_options import store_option
+from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.labeling_commands import parse_options
+
+featurelens_api = 1
+
+DEFAULT_LLMS = ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
+
+
+@featurelens.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(estimate_command)
+
+
+@click.command("estimate")
+@click.option("--llm", "llms", multiple=True, metavar="PROVIDER:MODEL",
+              help=f"Provider:model to price, repeatable [default: {', '.join(DEFAULT_LLMS)}].")
+@click.option("--explainer", default="token-activations", show_default=True,
+              help="Explainer whose requests are counted; 'none' to count scoring only.")
+@click.option("--option", "explainer_options", multiple=True, metavar="KEY=VALUE",
+              help="Explainer option, repeatable (e.g. -o window=16).")
+@click.option("--scorer", "scorers", multiple=True, default=("simulation",), show_default=True,
+              help="Scorer, repeatable; 'none' to count explaining only.")
+@click.option("--scorer-option", "-s", "scorer_options", multiple=True, metavar="KEY=VALUE",
+              help="Option for every scorer, repeatable (e.g. -s adaptive=true -s window=16).")
+@click.option("--where", default=None, help='SQL condition over the features table, e.g. "density > 0.001".')
+@click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
+@click.option("--features", type=click.IntRange(min=1), default=None,
+              help="Price this many features like the selected ones (e.g. 1000000).")
+@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Selected features whose requests are built and counted.")
+@click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Requests in flight at once (for the wall time).")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Requests-per-minute limit of your provider tier.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Tokens-per-minute limit of your provider tier.")
+@click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON price table overriding the built-in one (also $FEATURELENS_PRICES).")
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+@store_option
+def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: tuple[str, ...],
+                     scorers: tuple[str, ...], scorer_options: tuple[str, ...], where: str | None,
+                     dictionary_id: str | None, limit: int | None, features: int | None, sample: int,
+                     concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
+                     as_json: bool, store_path: Path | None) -> None:
+    """Estimate calls, o200k tokens (input, cached, output), dollars with and without the
+    batch API, and wall time for labeling a selection; sends nothing, needs no key."""
+    from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
+    from featurelens.labelers.explain import ExplainSpec, make_explainer
+    from featurelens.llm.pricing import PriceTable
+    from featurelens.core.selection import Selection
+    from featurelens.llm.request_tokens import Counter
+    from featurelens.registry.components import split_llm_spec
+    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer
+
+    llms = llms or DEFAULT_LLMS
+    for llm in llms:
+        if ":" not in llm or not all(split_llm_spec(llm)):
+            raise FeaturelensError(f"--llm {llm!r} is not provider:model; write e.g. --llm openai:gpt-4o-mini.")
+    table = PriceTable.load(prices)
+    chosen = None if explainer == "none" else make_explainer(
+        ExplainSpec("none:none", explainer, tuple(sorted(parse_options(explainer_options, "--option").items()))))
+    sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
+    built = [build_scorer(ScoreSpec("none:none", name, sopts)) for name in scorers if name != "none"]
+    counter = Counter()
+    from featurelens.core.store import Store  # here: `featurelens --help` loads no DuckDB
+
+    with Store.open(store_path, read_only=True) as store:
+        estimates = estimate_costs(store, Selection(where, dictionary_id, limit), llms, chosen, built,
+                                   features=features, sample=sample, prices=table, counter=counter)
+    if as_json:
+        click.echo(json.dumps({"tokenizer": counter.name,
+                               "estimates": as_dict(estimates, concurrency, rpm, tpm)}, indent=2))
+        return
+    for line in report_lines(estimates, counter, concurrency=concurrency, rpm=rpm, tpm=tpm):
+        click.echo(line)
