@@ -18,6 +18,7 @@ from featurelens.browser.charts import Chart, bar_chart
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links
 from featurelens.browser.templating import display_token, fmt, render
+from featurelens.browser.token_runs import merge_unlit
 
 #: RGB of a token at the feature's maximum activation.
 HIGHLIGHT_RGB = (255, 140, 0)
@@ -63,8 +64,8 @@ def _rows(kind: str, rows: list[dict[str, Any]], scale: float, special: Containe
     out = []
     for row in rows:
         label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
-        out.append({**row, "label": label, "tokens": window_tokens(row["token_strs"], row["activations"], scale,
-                                                                  special, show_special)})
+        tokens = window_tokens(row["token_strs"], row["activations"], scale, special, show_special)
+        out.append({**row, "label": label, "tokens": merge_unlit(tokens)})
     return out
 
 
