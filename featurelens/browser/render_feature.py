@@ -70,8 +70,9 @@ def _rows(kind: str, rows: list[dict[str, Any]], scale: float, special: Containe
 
 
 def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None),
-                 show_special: bool = False) -> str:
-    """The whole page for one feature (special tokens in examples only if ``show_special``)."""
+                 show_special: bool = False, note: str | None = None) -> str:
+    """The whole page for one feature (special tokens in examples only if ``show_special``;
+    ``note``, a sentence shown above the examples, says what a static report left out)."""
     s = data.stats
     did, index = s["dictionary_id"], int(s["feature"])
     shown = [r["max_activation"] for rows in data.examples.values() for r in rows]
@@ -86,6 +87,6 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
     kinds = {kind: _rows(kind, data.examples.get(kind, []), scale, special, show_special)
              for kind in ("top", "quantile", "random")}
     return render("feature.html", title=f"{did} #{index}", links=links, data=data, s=s, did=did, index=index,
-                  prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle,
+                  prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle, note=note,
                   quantiles=", ".join(fmt(q) for q in (s.get("quantiles") or [])) or "-",
                   histogram=histogram_chart(s.get("histogram_edges"), s.get("histogram_counts")), **kinds)
