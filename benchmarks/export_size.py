@@ -26,12 +26,12 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import featurelens  # noqa: E402
-import featurelens.browser.render_feature as render_feature  # noqa: E402
-import featurelens.export.html as html_export  # noqa: E402
-from featurelens.export.runner import export  # noqa: E402
+from synthetic_store import fill_store
 
-from synthetic_store import fill_store  # noqa: E402
+import featurelens
+import featurelens.export.html as html_export
+from featurelens.browser import render_feature
+from featurelens.export.runner import export
 
 
 def synthetic(path: Path, n: int) -> None:

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import html
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
 import pytest
+from synthetic_store import fill_store
 
 import featurelens
 from featurelens.browser.queries import BrowserData
 from featurelens.export.html_windows import AFTER, BEFORE, RANDOM, TOP, cut_window, note
 from featurelens.export.runner import export
-from synthetic_store import fill_store
 
 DID = "smollm2-l6-topk"
 N = 40
@@ -65,7 +66,7 @@ def test_unlit_tokens_are_runs_not_spans(site: Path, run_like: Path) -> None:
     for fragment in _windows(page, "top"):
         pieces = re.findall(r'<span class="(tok[^"]*)"[^>]*>', fragment)
         # runs alternate with lit tokens: never two plain runs side by side
-        assert not any(a == b == "tok" for a, b in zip(pieces, pieces[1:])), pieces
+        assert not any(a == b == "tok" for a, b in pairwise(pieces)), pieces
         assert len(pieces) <= 2 * fragment.count('class="tok on"') + 1
 
 
