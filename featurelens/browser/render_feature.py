@@ -18,6 +18,7 @@ from featurelens.browser.charts import Chart, bar_chart
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links
 from featurelens.browser.templating import display_token, fmt, render
+from featurelens.browser.token_runs import merge_unlit
 
 #: RGB of a token at the feature's maximum activation.
 HIGHLIGHT_RGB = (255, 140, 0)
@@ -63,14 +64,15 @@ def _rows(kind: str, rows: list[dict[str, Any]], scale: float, special: Containe
     out = []
     for row in rows:
         label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
-        out.append({**row, "label": label, "tokens": window_tokens(row["token_strs"], row["activations"], scale,
-                                                                  special, show_special)})
+        tokens = window_tokens(row["token_strs"], row["activations"], scale, special, show_special)
+        out.append({**row, "label": label, "tokens": merge_unlit(tokens)})
     return out
 
 
 def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None),
-                 show_special: bool = False) -> str:
-    """The whole page for one feature (special tokens in examples only if ``show_special``)."""
+                 show_special: bool = False, note: str | None = None) -> str:
+    """The whole page for one feature (special tokens in examples only if ``show_special``;
+    ``note``, a sentence shown above the examples, says what a static report left out)."""
     s = data.stats
     did, index = s["dictionary_id"], int(s["feature"])
     shown = [r["max_activation"] for rows in data.examples.values() for r in rows]
@@ -85,6 +87,6 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
     kinds = {kind: _rows(kind, data.examples.get(kind, []), scale, special, show_special)
              for kind in ("top", "quantile", "random")}
     return render("feature.html", title=f"{did} #{index}", links=links, data=data, s=s, did=did, index=index,
-                  prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle,
+                  prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle, note=note,
                   quantiles=", ".join(fmt(q) for q in (s.get("quantiles") or [])) or "-",
                   histogram=histogram_chart(s.get("histogram_edges"), s.get("histogram_counts")), **kinds)

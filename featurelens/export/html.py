@@ -3,7 +3,9 @@
 (or any static host). Layout: ``index.html`` (dictionaries),
 ``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
 ``features/<dictionary>/overview.html`` (counts and histograms of the whole
-dictionary), ``features/<dictionary>/<n>.html`` (one per feature) and ``static/`` (the stylesheet).
+dictionary), ``features/<dictionary>/<n>.html`` (one per feature, example windows cut
+around their peak: see :mod:`featurelens.export.html_windows`) and ``static/`` (the
+stylesheet, shared by every page).
 Search and SQL need a server and are left out."""
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from featurelens.browser.render import dictionary_page, index_page
 from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
 from featurelens.core.progress import progress
+from featurelens.export.html_windows import note, report_examples
 from featurelens.export.staging import Staging
 
 LIST_PAGE_SIZE = 500
@@ -49,7 +52,8 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
                     position = start + chunk.index(index)  # within the chunk: O(batch), not O(n)
                     prev = features[position - 1] if position > 0 else None
                     nxt = features[position + 1] if position + 1 < len(features) else None
-                    staging.write_text(_rel(deep, did, index), feature_page(record, deep, (prev, nxt)))
+                    page = feature_page(report_examples(record), deep, (prev, nxt), note=note())
+                    staging.write_text(_rel(deep, did, index), page)
                 bar.update(len(chunk))
     return len(keys)
 

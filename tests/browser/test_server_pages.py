@@ -70,7 +70,8 @@ def test_feature_page_shows_everything_escaped(base: str, filled: Path) -> None:
                         "AND feature = 1 AND kind = 'top' ORDER BY rank").to_dicts()
     # highlighted tokens: exact value on hover, colour from activation / feature max
     top_section = body.split('class="examples top"')[1].split("</section>")[0]
-    on = re.findall(r'style="background-color:rgb\((\d+),(\d+),(\d+)\)" title="([^"]+)"', top_section)
+    on = [(int(h[:2], 16), int(h[2:4], 16), int(h[4:], 16), title) for h, title in
+          re.findall(r'style="background:#([0-9a-f]{6})" title="([^"]+)"', top_section)]
     assert len(on) == sum(sum(1 for a in t["activations"] if a > 0) for t in top)
     first_peak = max(top[0]["activations"])
     expected = highlight_rgb(first_peak / stats["max_activation"])

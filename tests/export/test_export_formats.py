@@ -100,14 +100,17 @@ def test_html_report_links_resolve_and_text_is_escaped(filled: Path, tmp_path: P
 
 
 def test_html_uses_the_same_renderer_as_serve(filled: Path, tmp_path: Path) -> None:
-    """The report's feature page equals the live page, links aside."""
+    """The report's feature page equals the live page, links aside, once the live page
+    shows the report's selection of windows (export/html_windows.py)."""
     from featurelens.browser.links import ServerLinks
     from featurelens.browser.render_feature import feature_page
+    from featurelens.export.html_windows import note, report_examples
 
     export(filled, "html", tmp_path / "site")
     data = BrowserData(filled)
     try:
-        live = feature_page(data.feature(DID, 5), ServerLinks(), data.neighbours(DID, 5))
+        live = feature_page(report_examples(data.feature(DID, 5)), ServerLinks(), data.neighbours(DID, 5),
+                            note=note())
     finally:
         data.close()
     static = (tmp_path / "site" / "features" / DID / "5.html").read_text(encoding="utf-8")
