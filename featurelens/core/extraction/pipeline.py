@@ -90,25 +90,67 @@ def _batches(windows: Iterator[Window], size: int) -> Iterator[list[Window]]:
         yield batch
 
 
-def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
-            corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
-            batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
-            quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
-            include_special: bool = False, exclude_outlier_norm: float | None = None,
-            fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
-            backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
-            seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
-            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
-    """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
+@dataclass
+class BatchReducer:
+    """The per-batch work of an extraction: model, hookpoint, dictionary and what to exclude.
 
-    ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
-    ``featurelens run`` job, the benchmark) skip loading. Raises
-    :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
+    The in-process loop and every Ray worker (featurelens.scale) call the same object, so
+    a sharded run folds exactly the same batches in exactly the same way.
     """
+
+    lm: Any
+    sae: Any
+    hookpoint: str
+    context: int
+    specials: set[int]
+    exclude_outlier_norm: float | None
+
+    def __call__(self, state: ExtractionState, batch: list[Window]) -> float:
+        """Fold one batch of windows into ``state``; return the seconds in model + encode."""
+        lm = self.lm
+        sae_dtype = next((p.dtype for p in self.sae.parameters()), torch.float32)
+        ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
+        with torch.no_grad():
+            model_start = time.perf_counter()
+            acts = lm.run(ids, [self.hookpoint])[self.hookpoint]
+            codes = encode(self.sae, acts.to(sae_dtype))
+            _sync(lm.device)
+            seconds = time.perf_counter() - model_start
+            excluded = special_mask(ids, self.specials) | outlier_mask(acts, self.exclude_outlier_norm)
+            seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
+            state.accumulate(codes, len(batch), self.context, seq_ids, excluded)
+        return seconds
+
+
+@dataclass
+class Plan:
+    """Everything an extraction decides before it opens the store (shared with featurelens.scale)."""
+
+    lm: Any
+    sae: Any
+    source: Any
+    corpus_id: str
+    dict_id: str
+    n_windows: int
+    settings: Settings
+    config: dict[str, Any]
+    run: str
+    batches: Iterator[list[Window]]
+    reduce: BatchReducer
+
+
+def prepare(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
+            corpus: str = "stdlib", tokens: int = 20000, batch_size: int = 16, context: int = 64,
+            top_k: int = 50, n_quantile: int = 50, quantile_bins_count: int = 10, n_random: int = 50,
+            prepend_bos: bool = True, include_special: bool = False,
+            exclude_outlier_norm: float | None = None, fold_final_norm: bool = True,
+            dtype: str = "float32", device: str = "auto", backend: str = "hf",
+            text_field: str | None = None, skip_invalid: bool = False, seed: int = 0,
+            model_obj: Any = None, dictionary_obj: Any = None) -> Plan:
+    """Load and check model, dictionary and corpus; derive the run id. The store is not touched."""
     from featurelens.core.plugins import create
     from featurelens.plugins.corpus_sources import resolve_corpus
 
-    started = time.perf_counter()
     if tokens < 1 or batch_size < 1 or top_k < 0 or n_quantile < 0 or n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", backend, model, dtype=dtype, device=device)
@@ -118,7 +160,6 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     sae = dictionary_obj or load_dictionary(dictionary, backend=lm, hookpoint=hookpoint)
     check_width(sae, width, hookpoint, dictionary)
     sae = sae.to(lm.device).eval()
-    sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
     source = resolve_corpus(corpus, field=text_field, skip_invalid=skip_invalid)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
         [source.fingerprint(), lm.model_id, context, prepend_bos]).encode()).hexdigest()[:16]
@@ -139,6 +180,37 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
     batches = itertools.chain([first], batches)
     specials = set() if include_special else set(lm.tokenizer.all_special_ids)
+    reducer = BatchReducer(lm, sae, hookpoint, context, specials, exclude_outlier_norm)
+    return Plan(lm, sae, source, corpus_id, dict_id, n_windows, settings, config, run, batches, reducer)
+
+
+def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
+            corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
+            batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
+            quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
+            include_special: bool = False, exclude_outlier_norm: float | None = None,
+            fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
+            backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
+            seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
+            progress: bool = True, model_obj: Any = None, dictionary_obj: Any = None) -> ExtractResult:
+    """Fill the store with the features of ``dictionary`` at ``hookpoint`` of ``model``.
+
+    ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
+    ``featurelens run`` job, the benchmark) skip loading. Raises
+    :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
+    """
+    started = time.perf_counter()
+    plan = prepare(hookpoint=hookpoint, model=model, dictionary=dictionary, corpus=corpus,
+                   tokens=tokens, batch_size=batch_size, context=context, top_k=top_k,
+                   n_quantile=n_quantile, quantile_bins_count=quantile_bins_count, n_random=n_random,
+                   prepend_bos=prepend_bos, include_special=include_special,
+                   exclude_outlier_norm=exclude_outlier_norm, fold_final_norm=fold_final_norm,
+                   dtype=dtype, device=device, backend=backend, text_field=text_field,
+                   skip_invalid=skip_invalid, seed=seed, model_obj=model_obj,
+                   dictionary_obj=dictionary_obj)
+    lm, sae, source, corpus_id, dict_id = plan.lm, plan.sae, plan.source, plan.corpus_id, plan.dict_id
+    n_windows, settings, config, run, batches = (plan.n_windows, plan.settings, plan.config, plan.run,
+                                                 plan.batches)
 
     with Store.open(store) as db:
         folder = resume.checkpoint_dir(db.path, run)
@@ -171,16 +243,7 @@ def extract(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identi
             for index, batch in enumerate(batches):
                 if index < done_batches:
                     continue
-                ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
-                with torch.no_grad():
-                    model_start = time.perf_counter()
-                    acts = lm.run(ids, [hookpoint])[hookpoint]
-                    codes = encode(sae, acts.to(sae_dtype))
-                    _sync(lm.device)
-                    model_seconds += time.perf_counter() - model_start
-                    excluded = special_mask(ids, specials) | outlier_mask(acts, exclude_outlier_norm)
-                    seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
-                    state.accumulate(codes, len(batch), context, seq_ids, excluded)
+                model_seconds += plan.reduce(state, batch)
                 pending.extend(batch)
                 n_seen += len(batch)
                 bar.update(len(batch) * context)

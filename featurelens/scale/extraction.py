@@ -1,0 +1,246 @@
+"""Sharded extraction on Ray, into one store identical to an in-process run's.
+
+The driver does what :func:`featurelens.core.extraction.extract` does before and after
+the stream (the same :func:`prepare`, run id, resume rule, checkpoint files and final
+transaction), so the two executors are interchangeable: a run started in-process can
+be resumed on Ray and the other way round. Only the stream differs:
+
+- the driver packs windows and cuts them into shards of ``shard_batches`` whole
+  batches (so per-batch rules like the outlier median see the same batches);
+- each Ray actor (:class:`ShardReducer`, one per GPU or per ``threads`` CPUs) reduces a
+  shard into a partial state and returns it as bytes through the object store;
+- the driver merges partials in shard order (core.extraction.merge) and commits a
+  checkpoint of the merged prefix, so a killed driver resumes from its last commit and
+  a killed worker costs only its in-flight shard, which Ray reruns.
+
+Only the driver opens the DuckDB file: DuckDB allows one writing process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.extraction import resume
+from featurelens.core.extraction.merge import merge_states
+from featurelens.core.extraction.packing import Window
+from featurelens.core.extraction.pipeline import (SEQUENCE_FLUSH, ExtractResult, _checkpoint, _finish,
+                                                  _undo, prepare)
+from featurelens.core.extraction.state import ExtractionState
+from featurelens.core.extraction.writer import TokenText, sequence_rows
+from featurelens.core.store import Store
+from featurelens.scale.cluster import connected
+from featurelens.scale.extract_worker import ShardReducer
+from featurelens.scale.partial import from_bytes
+
+#: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
+IN_FLIGHT_PER_WORKER = 2
+
+
+def _shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[tuple[int, list[Window]]]:
+    """``(batches in shard, windows)`` for consecutive shards after the first ``skip`` batches."""
+    remaining = itertools.islice(batches, skip, None)
+    while True:
+        group = list(itertools.islice(remaining, size))
+        if not group:
+            return
+        yield len(group), [window for batch in group for window in batch]
+
+
+def _failure(error: BaseException, shard: int) -> FeaturelensError:
+    """One sentence for a shard that failed for good (after Ray's retries)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, FeaturelensError):
+        return cause
+    text = str(cause or error).strip().splitlines()
+    detail = text[-1] if text else type(error).__name__
+    return FeaturelensError(f"A Ray worker failed on shard {shard} after its retries ({detail}); "
+                            "check the worker logs (ray logs) and rerun the same command to resume.")
+
+
+def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
+                   corpus: str = "stdlib", tokens: int = 20000, store: str | Path | None = None,
+                   batch_size: int = 16, context: int = 64, top_k: int = 50, n_quantile: int = 50,
+                   quantile_bins_count: int = 10, n_random: int = 50, prepend_bos: bool = True,
+                   include_special: bool = False, exclude_outlier_norm: float | None = None,
+                   fold_final_norm: bool = True, dtype: str = "float32", device: str = "auto",
+                   backend: str = "hf", text_field: str | None = None, skip_invalid: bool = False,
+                   seed: int = 0, checkpoint_seconds: float = 60.0, checkpoint_every: int | None = None,
+                   progress: bool = True, workers: int = 2, address: str | None = None,
+                   threads: int = 1, gpus: float | None = None, shard_batches: int = 8,
+                   max_retries: int = 3) -> ExtractResult:
+    """:func:`featurelens.core.extraction.extract` with the stream spread over Ray actors.
+
+    ``workers`` actors of ``threads`` CPUs each (``gpus`` GPUs each: default one when
+    the cluster has GPUs) reduce shards of ``shard_batches`` batches. ``address`` joins
+    an existing cluster (``auto``, ``HOST:PORT``); without it a local one is started and
+    stopped. ``model`` and ``dictionary`` must be loadable on every node (same paths).
+    ``checkpoint_every`` counts batches, as in-process; commits fall on shard boundaries.
+    """
+    if workers < 1 or threads < 1 or shard_batches < 1 or max_retries < 0:
+        raise FeaturelensError("--workers, threads and shard size must be at least 1; fix the option.")
+    started = time.perf_counter()
+    plan = prepare(hookpoint=hookpoint, model=model, dictionary=dictionary, corpus=corpus,
+                   tokens=tokens, batch_size=batch_size, context=context, top_k=top_k,
+                   n_quantile=n_quantile, quantile_bins_count=quantile_bins_count, n_random=n_random,
+                   prepend_bos=prepend_bos, include_special=include_special,
+                   exclude_outlier_norm=exclude_outlier_norm, fold_final_norm=fold_final_norm,
+                   dtype=dtype, device=device, backend=backend, text_field=text_field,
+                   skip_invalid=skip_invalid, seed=seed)
+    lm, sae = plan.lm, plan.sae
+    spec = {"model": model, "backend": backend, "dtype": dtype, "device": device,
+            "dictionary": dictionary, "hookpoint": hookpoint, "context": context,
+            "batch_size": batch_size, "specials": sorted(plan.reduce.specials),
+            "exclude_outlier_norm": exclude_outlier_norm, "settings": asdict(plan.settings)}
+
+    with Store.open(store) as db:
+        folder = resume.checkpoint_dir(db.path, plan.run)
+        row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [plan.run])
+        if row and row[0][0] == "done":
+            resume.remove_checkpoints(folder)
+            return ExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
+                                 time.perf_counter() - started)
+        state = ExtractionState(sae.d_sae, context, plan.settings, lm.device)
+        saved_progress = json.loads(row[0][1]) if row and row[0][1] else None
+        done_batches = 0
+        if saved_progress:
+            saved = resume.load_checkpoint(folder, saved_progress["checkpoint"], lm.device)
+            if saved is not None:
+                state.load_state_dict(saved)
+                done_batches = int(saved_progress["batches_done"])
+            seq_floor = int(saved_progress["seq_floor"])
+        else:
+            existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?",
+                                  [plan.corpus_id])
+            seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+        text = TokenText(lm.tokenizer)
+        bar = tqdm(total=plan.n_windows * context,
+                   initial=min(done_batches * batch_size, plan.n_windows) * context, unit="tok",
+                   unit_scale=True, desc=f"extract {hookpoint} (ray x{workers})", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        stream_start = time.monotonic()
+        try:
+            with connected(address, workers * threads) as ray:
+                n_seen, model_seconds, pending = _stream(
+                    ray, db, plan, spec, state, folder, seq_floor, done_batches, text, bar, workers,
+                    threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every)
+        except FeaturelensError:
+            bar.close()
+            _undo(db, folder, plan.run, plan.corpus_id, seq_floor)
+            raise
+        bar.close()
+        finish_start = time.monotonic()
+        _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, hookpoint, dictionary,
+                plan.corpus_id, state, pending, text, fold_final_norm, n_seen)
+        finish_end = time.monotonic()
+    return ExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, n_seen,
+                         state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
+                         finish_start - stream_start, finish_end - finish_start, model_seconds,
+                         int(getattr(plan.source, "skipped", 0)))
+
+
+def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
+            seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
+            gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
+            checkpoint_every: int | None) -> tuple[int, float, list[Window]]:
+    """Dispatch shards, merge them in shard order, commit checkpoints.
+
+    Returns (windows seen, seconds the workers spent in model + encode, windows whose
+    sequences are not yet written).
+    """
+    lm, context = plan.lm, spec["context"]
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    actor_class = ray.remote(ShardReducer).options(
+        num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=max_retries)
+    actors = [actor_class.remote(spec, threads) for _ in range(workers)]
+    try:
+        return _dispatch(ray, actors, db, plan, spec, state, folder, seq_floor, done_batches, text, bar,
+                         shard_batches, checkpoint_seconds, checkpoint_every)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
+              state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
+              bar: tqdm, shard_batches: int, checkpoint_seconds: float,
+              checkpoint_every: int | None) -> tuple[int, float, list[Window]]:
+    lm, context, workers = plan.lm, spec["context"], len(actors)
+    try:
+        for model_id, dict_id, _ in ray.get([actor.identity.remote() for actor in actors]):
+            if (model_id, dict_id) != (lm.model_id, plan.dict_id):
+                raise FeaturelensError(
+                    f"A Ray worker loaded {model_id} / {dict_id}, not the driver's {lm.model_id} / "
+                    f"{plan.dict_id}; give every node the same model and dictionary files.")
+    except FeaturelensError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
+        raise _failure(error, 0) from None
+    shards = _shards(plan.batches, done_batches, shard_batches)
+    in_flight: dict[Any, tuple[int, int, list[Window]]] = {}
+    ready_results: dict[int, tuple[bytes, int, list[Window]]] = {}
+    queue = deque(range(workers))
+    next_index = next_merge = 0
+    batches_done, batches_at_commit = done_batches, done_batches
+    n_seen = done_batches * spec["batch_size"]
+    pending: list[Window] = []
+    model_seconds = checkpoint_cost = 0.0
+    last_checkpoint = time.monotonic()
+    exhausted = False
+    while True:
+        while not exhausted and len(in_flight) < IN_FLIGHT_PER_WORKER * workers:
+            shard = next(shards, None)
+            if shard is None:
+                exhausted = True
+                break
+            n_batches, windows = shard
+            tokens = np.asarray([w.tokens for w in windows], dtype=np.int64)
+            seq_ids = np.asarray([w.sequence_id for w in windows], dtype=np.int64)
+            actor = actors[queue[0]]
+            queue.rotate(-1)
+            in_flight[actor.reduce_shard.remote(tokens, seq_ids)] = (next_index, n_batches, windows)
+            next_index += 1
+        if not in_flight:
+            break
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done:
+            index, n_batches, windows = in_flight.pop(ref)
+            try:
+                data, seconds = ray.get(ref)
+            except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
+                raise _failure(error, index) from None
+            model_seconds += seconds
+            ready_results[index] = (data, n_batches, windows)
+        while next_merge in ready_results:
+            data, n_batches, windows = ready_results.pop(next_merge)
+            merge_states(state, from_bytes(data, plan.sae.d_sae, context, plan.settings, lm.device))
+            next_merge += 1
+            batches_done += n_batches
+            n_seen += len(windows)
+            pending.extend(windows)
+            bar.update(len(windows) * context)
+            due = (batches_done - batches_at_commit >= checkpoint_every if checkpoint_every else
+                   time.monotonic() - last_checkpoint >= max(checkpoint_seconds, 20 * checkpoint_cost))
+            if not due and len(pending) >= SEQUENCE_FLUSH:
+                db.insert("sequences", sequence_rows(pending, plan.corpus_id, lm.model_id, text),
+                          on_conflict="ignore")
+                pending = []
+            if due:
+                before = time.monotonic()
+                _checkpoint(db, folder, plan.run, plan.config, state, batches_done, seq_floor, pending,
+                            plan.corpus_id, lm.model_id, text)
+                pending, batches_at_commit = [], batches_done
+                last_checkpoint = time.monotonic()
+                checkpoint_cost = last_checkpoint - before
+    return n_seen, model_seconds, pending
