@@ -11,9 +11,9 @@ an exact merge:
   are the K best by score over the union: the same set as one pass over all windows;
 - the random pool keeps the smallest window keys over both pools.
 
-Merging is therefore associative and, for disjoint shards, commutative, up to exact
-ties in score (two windows with bit-equal maxima for one feature), where either pass
-may keep either window.
+Equal scores are decided by window id (the earlier window is kept and ranked first)
+in a batch, in a merge and in the final ranking alike, so merging disjoint shards is
+associative and commutative and gives the same windows as one pass.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def absorb(into: BestWindows, feature: torch.Tensor, seq: torch.Tensor, score: t
         return
     device = into.score.device
     feature, seq, score = feature.to(device), seq.to(device), score.to(device)
-    above = score > into.threshold(feature)  # the same strict rule a batch uses
+    # ties with the lowest kept window enter too: offer() then keeps the earlier window,
+    # whichever side it came from, so merging is order-independent
+    above = score >= into.threshold(feature)
     rows = torch.nonzero(above).flatten()
     into.offer(feature[rows], seq[rows], score[rows], torch.arange(rows.numel(), device=device),
                acts.to(device)[rows])

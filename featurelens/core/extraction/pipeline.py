@@ -348,7 +348,7 @@ def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionSt
     db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
                                        first_feature=first))
     res_seq, res_acts, _ = state.reservoir.ranked(first, last)
-    order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins)
+    order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins, tiebreak=res_seq)
     db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
                                        first_feature=first))
     rand_seq, _ = state.pool.choose(first, last, n_random)
