@@ -51,18 +51,34 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
               help="How often progress is committed (a kill loses at most this much work).")
 @click.option("--checkpoint-every", type=int, default=None, help="Commit progress every N batches instead.")
+@click.option("--executor", type=click.Choice(["inprocess", "ray"]), default="inprocess", show_default=True,
+              help="ray: shard the corpus over Ray workers (pip install 'featurelens[ray]'); same store.")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, HOST:PORT); default: start a local one. Only with --executor ray.")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Ray workers (one GPU each when the cluster has GPUs). Only with --executor ray.")
+@click.option("--worker-threads", type=int, default=1, show_default=True,
+              help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
-                    checkpoint_seconds: float, checkpoint_every: int | None) -> None:
+                    checkpoint_seconds: float, checkpoint_every: int | None, executor: str,
+                    address: str | None, workers: int, worker_threads: int) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
     """
     from featurelens.core.extraction import extract
 
+    scale: dict = {}
+    if executor == "ray":
+        from featurelens.scale import extract_on_ray as extract  # noqa: F811 - same options, sharded
+
+        scale = {"address": address, "workers": workers, "threads": worker_threads}
+    elif address is not None:
+        raise click.UsageError("--address needs --executor ray.")
     result = extract(
         model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
         store=store_path, batch_size=batch_size, context=context, top_k=top_k,
@@ -70,7 +86,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         prepend_bos=bos, include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,
         fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
         skip_invalid=skip_invalid, checkpoint_seconds=checkpoint_seconds,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, **scale,
     )
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
