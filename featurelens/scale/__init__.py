@@ -4,6 +4,6 @@ Nothing here imports Ray at module level; :func:`featurelens.scale.cluster.requi
 does, when a Ray executor is actually asked for, so the default path never loads it.
 """
 
-from featurelens.scale.extraction import extract_on_ray
+from featurelens.scale.extraction import RayExtractResult, extract_on_ray
 
-__all__ = ["extract_on_ray"]
+__all__ = ["RayExtractResult", "extract_on_ray"]

@@ -39,9 +39,12 @@ class ShardReducer:
         self.settings = Settings(**spec["settings"])
         self.batch_size = int(spec["batch_size"])
 
-    def identity(self) -> tuple[str, str, int]:
-        """(model id, dictionary id, process id): the driver checks they match its own."""
-        return self.ids[0], self.ids[1], os.getpid()
+    def identity(self) -> tuple[str, str, int, str]:
+        """(model id, dictionary id, process id, Ray node id): the driver checks the ids
+        match its own; tests use the others to kill a worker or count nodes."""
+        import ray  # only ever called inside a Ray worker
+
+        return self.ids[0], self.ids[1], os.getpid(), ray.get_runtime_context().get_node_id()
 
     def reduce_shard(self, tokens: np.ndarray, seq_ids: np.ndarray) -> tuple[bytes, float]:
         """Reduce windows ``tokens [n, context]`` (ids ``seq_ids``) batch by batch."""

@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,6 +42,14 @@ from featurelens.core.store import Store
 from featurelens.scale.cluster import connected
 from featurelens.scale.extract_worker import ShardReducer
 from featurelens.scale.partial import from_bytes
+
+@dataclass
+class RayExtractResult(ExtractResult):
+    """What a sharded extraction did, plus where its workers ran."""
+
+    worker_nodes: list[str] = field(default_factory=list)  #: Ray node id of each worker, at start
+    shards: int = 0  #: shards reduced and merged by this call
+
 
 #: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
@@ -108,8 +116,8 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
         row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [plan.run])
         if row and row[0][0] == "done":
             resume.remove_checkpoints(folder)
-            return ExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
-                                 time.perf_counter() - started)
+            return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
+                                    time.perf_counter() - started)
         state = ExtractionState(sae.d_sae, context, plan.settings, lm.device)
         saved_progress = json.loads(row[0][1]) if row and row[0][1] else None
         done_batches = 0
@@ -131,7 +139,7 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
         stream_start = time.monotonic()
         try:
             with connected(address, workers * threads) as ray:
-                n_seen, model_seconds, pending = _stream(
+                n_seen, model_seconds, pending, nodes, n_shards = _stream(
                     ray, db, plan, spec, state, folder, seq_floor, done_batches, text, bar, workers,
                     threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every)
         except FeaturelensError:
@@ -143,22 +151,21 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, hookpoint, dictionary,
                 plan.corpus_id, state, pending, text, fold_final_norm, n_seen)
         finish_end = time.monotonic()
-    return ExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, n_seen,
-                         state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
-                         finish_start - stream_start, finish_end - finish_start, model_seconds,
-                         int(getattr(plan.source, "skipped", 0)))
+    return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, n_seen,
+                            state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
+                            finish_start - stream_start, finish_end - finish_start, model_seconds,
+                            int(getattr(plan.source, "skipped", 0)), nodes, n_shards)
 
 
 def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
             seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
             gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
-            checkpoint_every: int | None) -> tuple[int, float, list[Window]]:
+            checkpoint_every: int | None) -> tuple[int, float, list[Window], list[str], int]:
     """Dispatch shards, merge them in shard order, commit checkpoints.
 
     Returns (windows seen, seconds the workers spent in model + encode, windows whose
-    sequences are not yet written).
+    sequences are not yet written, the workers' node ids, shards merged).
     """
-    lm, context = plan.lm, spec["context"]
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     actor_class = ray.remote(ShardReducer).options(
@@ -175,10 +182,11 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
 def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
               state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
               bar: tqdm, shard_batches: int, checkpoint_seconds: float,
-              checkpoint_every: int | None) -> tuple[int, float, list[Window]]:
+              checkpoint_every: int | None) -> tuple[int, float, list[Window], list[str], int]:
     lm, context, workers = plan.lm, spec["context"], len(actors)
     try:
-        for model_id, dict_id, _ in ray.get([actor.identity.remote() for actor in actors]):
+        identities = ray.get([actor.identity.remote() for actor in actors])
+        for model_id, dict_id, _, _ in identities:
             if (model_id, dict_id) != (lm.model_id, plan.dict_id):
                 raise FeaturelensError(
                     f"A Ray worker loaded {model_id} / {dict_id}, not the driver's {lm.model_id} / "
@@ -243,4 +251,4 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
                 pending, batches_at_commit = [], batches_done
                 last_checkpoint = time.monotonic()
                 checkpoint_cost = last_checkpoint - before
-    return n_seen, model_seconds, pending
+    return n_seen, model_seconds, pending, [node for *_, node in identities], next_merge
