@@ -10,7 +10,7 @@ import torch
 from featurelens.core.extraction.merge import merge_states
 from featurelens.core.extraction.state import ExtractionState, Settings
 from featurelens.core.extraction.topk_examples import rank_key
-from featurelens.scale.partial import from_bytes, to_bytes
+from featurelens.scale.partial import from_bytes, merge_bytes, to_bytes
 
 N_FEATURES, CONTEXT, BATCH = 24, 8, 3
 SETTINGS = Settings(top_k=4, n_quantile=5, quantile_bins=3, n_random=4, random_pool=9, seed=3)
@@ -89,6 +89,15 @@ def test_shards_merged_in_any_order_equal_one_pass(duplicates: bool) -> None:
             merged = merge_states(left, right) if rng.random() < 0.5 else merge_states(right, left)
             states[i:i + 2] = [merged]
         _assert_same(states[0], expected)
+
+
+def test_merging_bytes_directly_equals_merging_states() -> None:
+    batches = _batches(40, True)
+    expected = _reduce(batches)
+    merged = ExtractionState(N_FEATURES, CONTEXT, SETTINGS, CPU)
+    for start in range(0, len(batches), 3):
+        merge_bytes(merged, to_bytes(_reduce(batches[start:start + 3])))
+    _assert_same(merged, expected)
 
 
 def test_empty_partial_round_trips_and_merges_as_identity() -> None:

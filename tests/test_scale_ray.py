@@ -52,7 +52,7 @@ def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, j
     from featurelens.scale import extraction
 
     store = tmp_path / "cut.duckdb"
-    real_merge = extraction.merge_states
+    real_merge = extraction.merge_partial
     merges = {"n": 0}
 
     def merge_then_die(into, other):
@@ -61,13 +61,13 @@ def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, j
             raise KeyboardInterrupt  # the driver dies between merges
         return real_merge(into, other)
 
-    monkeypatch.setattr(extraction, "merge_states", merge_then_die)
+    monkeypatch.setattr(extraction, "merge_partial", merge_then_die)
     with pytest.raises(KeyboardInterrupt):
         extraction.extract_on_ray(store=store, workers=2, shard_batches=2, checkpoint_every=4, **job)
     with featurelens.open_store(store, read_only=True) as db:
         assert db.execute("SELECT status FROM runs")[0][0] == "running"
         assert db.execute("SELECT count(*) FROM features")[0][0] == 0
-    monkeypatch.setattr(extraction, "merge_states", real_merge)
+    monkeypatch.setattr(extraction, "merge_partial", real_merge)
     result = extraction.extract_on_ray(store=store, workers=2, shard_batches=2, **job)
     assert result.resumed_from == 8  # 5 merges of 2 batches, committed every 4 batches
     assert_same_store(store, expected)

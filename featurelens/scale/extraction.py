@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import resume
-from featurelens.core.extraction.merge import merge_states
 from featurelens.core.extraction.packing import Window
 from featurelens.core.extraction.pipeline import (SEQUENCE_FLUSH, ExtractResult, _checkpoint, _finish,
                                                   _undo, prepare)
@@ -41,7 +40,7 @@ from featurelens.core.extraction.writer import TokenText, sequence_rows
 from featurelens.core.store import Store
 from featurelens.scale.cluster import connected
 from featurelens.scale.extract_worker import ShardReducer
-from featurelens.scale.partial import from_bytes
+from featurelens.scale.partial import merge_bytes
 
 @dataclass
 class RayExtractResult(ExtractResult):
@@ -49,7 +48,22 @@ class RayExtractResult(ExtractResult):
 
     worker_nodes: list[str] = field(default_factory=list)  #: Ray node id of each worker, at start
     shards: int = 0  #: shards reduced and merged by this call
+    startup_seconds: float = 0.0  #: of stream_seconds, joining Ray and the workers loading their models
 
+
+@dataclass
+class _Streamed:
+    n_seen: int
+    model_seconds: float
+    pending: list[Window]  #: windows whose sequences are not written yet
+    nodes: list[str]
+    shards: int
+    startup_seconds: float
+
+
+#: How the driver folds a worker's bytes into its state (a module attribute, so a test can
+#: interrupt the driver between merges).
+merge_partial = merge_bytes
 
 #: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
@@ -139,9 +153,9 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
         stream_start = time.monotonic()
         try:
             with connected(address, workers * threads) as ray:
-                n_seen, model_seconds, pending, nodes, n_shards = _stream(
+                streamed = _stream(
                     ray, db, plan, spec, state, folder, seq_floor, done_batches, text, bar, workers,
-                    threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every)
+                    threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every, stream_start)
         except FeaturelensError:
             bar.close()
             _undo(db, folder, plan.run, plan.corpus_id, seq_floor)
@@ -149,23 +163,20 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
         bar.close()
         finish_start = time.monotonic()
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, hookpoint, dictionary,
-                plan.corpus_id, state, pending, text, fold_final_norm, n_seen)
+                plan.corpus_id, state, streamed.pending, text, fold_final_norm, streamed.n_seen)
         finish_end = time.monotonic()
-    return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, n_seen,
+    return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,
                             state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
-                            finish_start - stream_start, finish_end - finish_start, model_seconds,
-                            int(getattr(plan.source, "skipped", 0)), nodes, n_shards)
+                            finish_start - stream_start, finish_end - finish_start,
+                            streamed.model_seconds, int(getattr(plan.source, "skipped", 0)),
+                            streamed.nodes, streamed.shards, streamed.startup_seconds)
 
 
 def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
             seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
             gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
-            checkpoint_every: int | None) -> tuple[int, float, list[Window], list[str], int]:
-    """Dispatch shards, merge them in shard order, commit checkpoints.
-
-    Returns (windows seen, seconds the workers spent in model + encode, windows whose
-    sequences are not yet written, the workers' node ids, shards merged).
-    """
+            checkpoint_every: int | None, started: float) -> _Streamed:
+    """Start the workers, dispatch shards, merge them in shard order, commit checkpoints."""
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     actor_class = ray.remote(ShardReducer).options(
@@ -173,7 +184,7 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
     actors = [actor_class.remote(spec, threads) for _ in range(workers)]
     try:
         return _dispatch(ray, actors, db, plan, spec, state, folder, seq_floor, done_batches, text, bar,
-                         shard_batches, checkpoint_seconds, checkpoint_every)
+                         shard_batches, checkpoint_seconds, checkpoint_every, started)
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -182,7 +193,7 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
 def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
               state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
               bar: tqdm, shard_batches: int, checkpoint_seconds: float,
-              checkpoint_every: int | None) -> tuple[int, float, list[Window], list[str], int]:
+              checkpoint_every: int | None, started: float) -> _Streamed:
     lm, context, workers = plan.lm, spec["context"], len(actors)
     try:
         identities = ray.get([actor.identity.remote() for actor in actors])
@@ -195,6 +206,7 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
         raise
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _failure(error, 0) from None
+    startup = time.monotonic() - started
     shards = _shards(plan.batches, done_batches, shard_batches)
     in_flight: dict[Any, tuple[int, int, list[Window]]] = {}
     ready_results: dict[int, tuple[bytes, int, list[Window]]] = {}
@@ -232,7 +244,7 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
             ready_results[index] = (data, n_batches, windows)
         while next_merge in ready_results:
             data, n_batches, windows = ready_results.pop(next_merge)
-            merge_states(state, from_bytes(data, plan.sae.d_sae, context, plan.settings, lm.device))
+            merge_partial(state, data)
             next_merge += 1
             batches_done += n_batches
             n_seen += len(windows)
@@ -251,4 +263,4 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
                 pending, batches_at_commit = [], batches_done
                 last_checkpoint = time.monotonic()
                 checkpoint_cost = last_checkpoint - before
-    return n_seen, model_seconds, pending, [node for *_, node in identities], next_merge
+    return _Streamed(n_seen, model_seconds, pending, [node for *_, node in identities], next_merge, startup)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load, save
 
-from featurelens.core.extraction.merge import occupied
+from featurelens.core.extraction.merge import absorb, merge_pool, occupied
+from featurelens.core.extraction.random_examples import RandomPool
 from featurelens.core.extraction.state import ExtractionState, Settings
 from featurelens.core.extraction.topk_examples import BestWindows
 
@@ -66,3 +67,25 @@ def from_bytes(data: bytes, n_features: int, context: int, settings: Settings,
     _fill(state.reservoir, tensors, "reservoir")
     state.pool.load({field: tensors[f"pool.{field}"] for field in ("seq", "key", "firing", "lengths")})
     return state
+
+
+def merge_bytes(into: ExtractionState, data: bytes) -> None:
+    """Merge a partial written by :func:`to_bytes` straight into ``into``.
+
+    The same result as ``merge_states(into, from_bytes(...))`` without building a dense
+    ``[d_sae, K, context]`` state per shard (hundreds of MB for wide dictionaries).
+    """
+    tensors = load(data)
+    stats, device = into.stats, into.stats.fire_count.device
+    stats.n_tokens += int(tensors["n_tokens"][0])
+    fired = tensors["stats.feature"].to(device)
+    stats.fire_count.index_add_(0, fired, tensors["stats.fire_count"].to(device))
+    stats.total.index_add_(0, fired, tensors["stats.total"].to(device))
+    stats.max[fired] = torch.maximum(stats.max[fired], tensors["stats.max"].to(device))
+    stats.min[fired] = torch.minimum(stats.min[fired], tensors["stats.min"].to(device))
+    stats.hist.index_add_(0, tensors["hist.index"].to(device), tensors["hist.count"].to(device))
+    for name, best in (("top", into.top), ("reservoir", into.reservoir)):
+        absorb(best, *(tensors[f"{name}.{field}"] for field in ("feature", "seq", "score", "acts")))
+    pool = RandomPool(into.pool.size, into.pool.seed)
+    pool.load({field: tensors[f"pool.{field}"] for field in ("seq", "key", "firing", "lengths")})
+    merge_pool(into.pool, pool)
