@@ -86,9 +86,8 @@ def run_case(case: str, tokens: int, dictionary: str, shard_batches: int) -> dic
 def merge_cost(width: int, n_partials: int) -> dict:
     """Deserialise and merge ``n_partials`` partial states, each one shard (2 batches of 16x64
     tokens, k=32 codes per token), as the driver does."""
-    from featurelens.core.extraction.merge import merge_states
     from featurelens.core.extraction.state import ExtractionState, Settings
-    from featurelens.scale.partial import from_bytes, to_bytes
+    from featurelens.scale.partial import merge_bytes, to_bytes
 
     class Codes:
         def __init__(self, values: torch.Tensor, indices: torch.Tensor):
@@ -109,7 +108,7 @@ def merge_cost(width: int, n_partials: int) -> dict:
     start = time.perf_counter()
     merged = ExtractionState(width, context, settings, cpu)
     for data in partials:
-        merge_states(merged, from_bytes(data, width, context, settings, cpu))
+        merge_bytes(merged, data)  # what the driver does with each worker's bytes
     seconds = time.perf_counter() - start
     return {"width": width, "partials": n_partials, "seconds": seconds,
             "per_partial_ms": 1000 * seconds / n_partials,
@@ -132,11 +131,15 @@ def main() -> None:
     parser.add_argument("--memory-tokens", type=int, default=2048)
     parser.add_argument("--shard-batches", type=int, default=4, help="batches of 16 x 64 tokens per shard")
     parser.add_argument("--width", type=int, default=9216)
+    parser.add_argument("--merge-only", action="store_true", help="print only the merge figures")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--dictionary", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args.tokens, args.dictionary, args.shard_batches)))
+        return
+    if args.merge_only:
+        _print_merges(args.width)
         return
     with tempfile.TemporaryDirectory() as folder:
         one = _save_dictionary(Path(folder), args.width)
@@ -159,11 +162,14 @@ def main() -> None:
           f"end to end {x1['end_to_end_tok_s'] / base['end_to_end_tok_s']:.3f}  (target >= 0.9)")
     print(f"ray x2 / ray x1:     stream {x2['stream_tok_s'] / x1['stream_tok_s']:.3f}, "
           f"end to end {x2['end_to_end_tok_s'] / x1['end_to_end_tok_s']:.3f}  (target >= 1.7)")
-    for width in (args.width, 4 * args.width):
-        m = merge_cost(width, 16)
-        print(f"merge {m['partials']} partial states of {width} latents: {m['seconds']:.2f} s, "
-              f"{m['per_partial_ms']:.1f} ms each, {m['partial_mib']:.1f} MiB each on the wire")
+    _print_merges(args.width)
 
+
+def _print_merges(width: int) -> None:
+    for latents in (width, 4 * width):
+        m = merge_cost(latents, 16)
+        print(f"merge {m['partials']} partial states of {latents} latents: {m['seconds']:.2f} s, "
+              f"{m['per_partial_ms']:.1f} ms each, {m['partial_mib']:.1f} MiB each on the wire", flush=True)
 
 if __name__ == "__main__":
     main()

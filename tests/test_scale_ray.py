@@ -27,8 +27,13 @@ from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixt
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+    try:
+        ray.init(**options)
+    except Exception:  # noqa: BLE001 - Ray's 30 s node start-up wait can expire on saturated cores; once more
+        ray.shutdown()
+        ray.init(**options)
     yield ray
     ray.shutdown()
 
