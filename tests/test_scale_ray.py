@@ -51,10 +51,15 @@ def test_two_workers_give_the_in_process_store_table_by_table(ray_cluster, job: 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("failure", ["killed", "worker failed for good"])
 def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, job: dict, expected: Path,
-                                                                  tmp_path: Path,
+                                                                  tmp_path: Path, failure: str,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed, or stopped by a shard that failed after its retries: committed merges stay."""
     from featurelens.scale import extraction
+    from featurelens.scale.cluster import ClusterError
+
+    error = KeyboardInterrupt if failure == "killed" else ClusterError
 
     store = tmp_path / "cut.duckdb"
     real_merge = extraction.merge_partial
@@ -63,11 +68,11 @@ def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, j
     def merge_then_die(into, other):
         merges["n"] += 1
         if merges["n"] > 5:
-            raise KeyboardInterrupt  # the driver dies between merges
+            raise error("stopped between merges")
         return real_merge(into, other)
 
     monkeypatch.setattr(extraction, "merge_partial", merge_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(error):
         extraction.extract_on_ray(store=store, workers=2, shard_batches=2, checkpoint_every=4, **job)
     with featurelens.open_store(store, read_only=True) as db:
         assert db.execute("SELECT status FROM runs")[0][0] == "running"

@@ -16,6 +16,10 @@ from featurelens.core.errors import FeaturelensError
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 
 
+class ClusterError(FeaturelensError):
+    """The cluster, not the input, failed: what was committed stays, a rerun resumes."""
+
+
 def require_ray() -> Any:
     """The ``ray`` module, or a one-sentence error saying how to install it."""
     try:
@@ -48,7 +52,7 @@ def connected(address: str | None, num_cpus: int) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at --address {address}" if address else "locally"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FeaturelensError(
+        raise ClusterError(
             f"Could not connect to a Ray cluster {where} ({first}); start one with "
             "`ray start --head` or leave out --address to start a local one.") from None
     try:

@@ -38,7 +38,7 @@ from featurelens.core.extraction.pipeline import (SEQUENCE_FLUSH, ExtractResult,
 from featurelens.core.extraction.state import ExtractionState
 from featurelens.core.extraction.writer import TokenText, sequence_rows
 from featurelens.core.store import Store
-from featurelens.scale.cluster import connected
+from featurelens.scale.cluster import ClusterError, connected
 from featurelens.scale.extract_worker import ShardReducer
 from featurelens.scale.partial import merge_bytes
 
@@ -79,15 +79,15 @@ def _shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[t
         yield len(group), [window for batch in group for window in batch]
 
 
-def _failure(error: BaseException, shard: int) -> FeaturelensError:
-    """One sentence for a shard that failed for good (after Ray's retries)."""
+def _failure(error: BaseException, shard: int) -> ClusterError:
+    """One sentence for a worker that failed for good (after Ray's retries)."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, FeaturelensError):
-        return cause
+        return ClusterError(f"A Ray worker failed: {cause}")
     text = str(cause or error).strip().splitlines()
     detail = text[-1] if text else type(error).__name__
-    return FeaturelensError(f"A Ray worker failed on shard {shard} after its retries ({detail}); "
-                            "check the worker logs (ray logs) and rerun the same command to resume.")
+    return ClusterError(f"A Ray worker failed on shard {shard} after its retries ({detail}); "
+                        "check the worker logs (ray logs) and rerun the same command to resume.")
 
 
 def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = "identity",
@@ -156,8 +156,11 @@ def extract_on_ray(*, hookpoint: str, model: str = "smollm2", dictionary: str = 
                 streamed = _stream(
                     ray, db, plan, spec, state, folder, seq_floor, done_batches, text, bar, workers,
                     threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every, stream_start)
+        except ClusterError:
+            bar.close()  # what was committed stays: the same command resumes from it
+            raise
         except FeaturelensError:
-            bar.close()
+            bar.close()  # bad input found mid-stream: leave the store as it was
             _undo(db, folder, plan.run, plan.corpus_id, seq_floor)
             raise
         bar.close()
@@ -199,10 +202,10 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
         identities = ray.get([actor.identity.remote() for actor in actors])
         for model_id, dict_id, _, _ in identities:
             if (model_id, dict_id) != (lm.model_id, plan.dict_id):
-                raise FeaturelensError(
+                raise ClusterError(
                     f"A Ray worker loaded {model_id} / {dict_id}, not the driver's {lm.model_id} / "
                     f"{plan.dict_id}; give every node the same model and dictionary files.")
-    except FeaturelensError:
+    except ClusterError:
         raise
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _failure(error, 0) from None
