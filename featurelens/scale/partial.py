@@ -12,7 +12,7 @@ from safetensors.torch import load, save
 
 from featurelens.core.extraction.merge import absorb, merge_pool, occupied
 from featurelens.core.extraction.random_examples import RandomPool
-from featurelens.core.extraction.state import ExtractionState, Settings
+from featurelens.core.extraction.state import ExtractionState, Settings, _one_cpu_thread
 from featurelens.core.extraction.topk_examples import BestWindows
 
 
@@ -75,7 +75,11 @@ def merge_bytes(into: ExtractionState, data: bytes) -> None:
     The same result as ``merge_states(into, from_bytes(...))`` without building a dense
     ``[d_sae, K, context]`` state per shard (hundreds of MB for wide dictionaries).
     """
-    tensors = load(data)
+    with _one_cpu_thread(into.stats.fire_count.device):  # many small ops: see state.py
+        _merge_tensors(into, load(data))
+
+
+def _merge_tensors(into: ExtractionState, tensors: dict[str, torch.Tensor]) -> None:
     stats, device = into.stats, into.stats.fire_count.device
     stats.n_tokens += int(tensors["n_tokens"][0])
     fired = tensors["stats.feature"].to(device)
