@@ -56,12 +56,21 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
               help="How often progress is committed (a kill loses at most this much work).")
 @click.option("--checkpoint-every", type=int, default=None, help="Commit progress every N batches instead.")
+@click.option("--executor", type=click.Choice(["inprocess", "ray"]), default="inprocess", show_default=True,
+              help="ray: shard the corpus over Ray workers (pip install 'featurelens[ray]'); same store.")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, HOST:PORT); default: start a local one. Only with --executor ray.")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Ray workers (one GPU each when the cluster has GPUs). Only with --executor ray.")
+@click.option("--worker-threads", type=int, default=1, show_default=True,
+              help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
-                    checkpoint_seconds: float, checkpoint_every: int | None, split: str) -> None:
+                    checkpoint_seconds: float, checkpoint_every: int | None, split: str, executor: str,
+                    address: str | None, workers: int, worker_threads: int) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
@@ -69,6 +78,8 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
     from featurelens.core.extraction import ExtractSpec, extract
     from featurelens.core.naming import resolve_stored_name
 
+    if address is not None and executor != "ray":
+        raise click.UsageError("--address needs --executor ray.")
     dictionary, name = resolve_stored_name(dictionary, store_path)
     spec = ExtractSpec(
         dictionary_name=name,
@@ -79,8 +90,15 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         fold_final_norm=fold_final_norm, dtype=dtype, device=device, text_field=text_field,
         skip_invalid=skip_invalid, split=split,
     )
-    result = extract(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
-                     checkpoint_every=checkpoint_every)
+    if executor == "ray":
+        from featurelens.scale import extract_on_ray  # same spec and store, the stream sharded
+
+        result = extract_on_ray(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
+                                checkpoint_every=checkpoint_every, address=address, workers=workers,
+                                threads=worker_threads)
+    else:
+        result = extract(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
+                         checkpoint_every=checkpoint_every)
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
         return

@@ -124,23 +124,65 @@ class ExtractSpec:
     split: str = "heldout"
 
 
-def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
-            checkpoint_every: int | None = None, progress: bool = True, model_obj: Any = None,
-            dictionary_obj: Any = None) -> ExtractResult:
-    """Fill the store with the features of ``spec.dictionary`` at ``spec.hookpoint`` of ``spec.model``.
+@dataclass
+class BatchReducer:
+    """The per-batch work of an extraction: model, hookpoint, dictionary and what to exclude.
 
-    ``split`` picks the corpus documents read (:mod:`featurelens.core.corpus_split`): by
-    default the held-out ones, which no dictionary trained here has seen.
-    ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
-    ``featurelens run`` job, the benchmark) skip loading; ``dictionary_name`` is the id
-    to store the features under (default: the one the dictionary declares, or a hash). Raises
-    :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
+    The in-process loop and every Ray worker (featurelens.scale) call the same object, so
+    a sharded run folds exactly the same batches in exactly the same way.
+    """
+
+    lm: Any
+    sae: Any
+    hookpoint: str
+    context: int
+    specials: set[int]
+    exclude_outlier_norm: float | None
+
+    def __call__(self, state: ExtractionState, batch: list[Window]) -> float:
+        """Fold one batch of windows into ``state``; return the seconds in model + encode."""
+        lm = self.lm
+        sae_dtype = next((p.dtype for p in self.sae.parameters()), torch.float32)
+        ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
+        with torch.no_grad():
+            model_start = time.perf_counter()
+            acts = lm.run(ids, [self.hookpoint])[self.hookpoint]
+            codes = encode(self.sae, acts.to(sae_dtype))
+            _sync(lm.device)
+            seconds = time.perf_counter() - model_start
+            excluded = special_mask(ids, self.specials) | outlier_mask(acts, self.exclude_outlier_norm)
+            seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
+            state.accumulate(codes, len(batch), self.context, seq_ids, excluded)
+        return seconds
+
+
+@dataclass
+class Plan:
+    """Everything an extraction decides before it opens the store (shared with featurelens.scale)."""
+
+    lm: Any
+    sae: Any
+    source: Any
+    corpus_id: str
+    dict_id: str
+    n_windows: int
+    settings: Settings
+    config: dict[str, Any]
+    run: str
+    batches: Iterator[list[Window]]
+    reduce: BatchReducer
+
+
+def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = None) -> Plan:
+    """Load and check model, dictionary and corpus; derive the run id. The store is not touched.
+
+    ``spec.split`` picks the corpus documents read (:mod:`featurelens.core.corpus_split`):
+    by default the held-out ones, which no dictionary trained here has seen.
     """
     from featurelens.core.corpora import resolve_corpus
     from featurelens.core.corpus_split import split_corpus
     from featurelens.core.plugin_host import create
 
-    started = time.perf_counter()
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
@@ -152,7 +194,6 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
     if spec.dictionary_name:
         sae.dictionary_id = spec.dictionary_name
     sae = sae.to(lm.device).eval()
-    sae_dtype = next((p.dtype for p in sae.parameters()), torch.float32)
     source = split_corpus(resolve_corpus(spec.corpus, field=spec.text_field, skip_invalid=spec.skip_invalid),
                           spec.split)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
@@ -175,6 +216,24 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
     batches = itertools.chain([first], batches)
     specials = set() if spec.include_special else set(lm.tokenizer.all_special_ids)
+    reducer = BatchReducer(lm, sae, spec.hookpoint, spec.context, specials, spec.exclude_outlier_norm)
+    return Plan(lm, sae, source, corpus_id, dict_id, n_windows, settings, config, run, batches, reducer)
+
+
+def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
+            checkpoint_every: int | None = None, progress: bool = True, model_obj: Any = None,
+            dictionary_obj: Any = None) -> ExtractResult:
+    """Fill the store with the features of ``spec.dictionary`` at ``spec.hookpoint`` of ``spec.model``.
+
+    ``model_obj``/``dictionary_obj`` let a caller that already loaded them (the
+    ``featurelens run`` job, the benchmark) skip loading. Raises
+    :class:`FeaturelensError` with one sentence on bad input, with the store untouched.
+    """
+    started = time.perf_counter()
+    plan = prepare(spec, model_obj=model_obj, dictionary_obj=dictionary_obj)
+    lm, sae, source, corpus_id, dict_id = plan.lm, plan.sae, plan.source, plan.corpus_id, plan.dict_id
+    n_windows, settings, config, run, batches = (plan.n_windows, plan.settings, plan.config, plan.run,
+                                                 plan.batches)
 
     with using_store(store) as db:  # a path, or a store the caller holds open
         folder = resume.checkpoint_dir(db.path, run)
@@ -207,16 +266,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             for index, batch in enumerate(batches):
                 if index < done_batches:
                     continue
-                ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
-                with torch.no_grad():
-                    model_start = time.perf_counter()
-                    acts = lm.run(ids, [spec.hookpoint])[spec.hookpoint]
-                    codes = encode(sae, acts.to(sae_dtype))
-                    _sync(lm.device)
-                    model_seconds += time.perf_counter() - model_start
-                    excluded = special_mask(ids, specials) | outlier_mask(acts, spec.exclude_outlier_norm)
-                    seq_ids = torch.tensor([w.sequence_id for w in batch], dtype=torch.long, device=lm.device)
-                    state.accumulate(codes, len(batch), spec.context, seq_ids, excluded)
+                model_seconds += plan.reduce(state, batch)
                 pending.extend(batch)
                 n_seen += len(batch)
                 bar.update(len(batch) * spec.context)
@@ -328,7 +378,7 @@ def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionSt
     db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
                                        first_feature=first))
     res_seq, res_acts, _ = state.reservoir.ranked(first, last)
-    order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins)
+    order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins, tiebreak=res_seq)
     db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
                                        first_feature=first))
     rand_seq, _ = state.pool.choose(first, last, n_random)

@@ -35,16 +35,21 @@ def reservoir_score(seqs: torch.Tensor, features: torch.Tensor, seed: int) -> to
     return (1.0 - uniform_key(seqs, features, seed)).float()
 
 
-def quantile_bins(window_max: torch.Tensor, valid: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def quantile_bins(window_max: torch.Tensor, valid: torch.Tensor, n_bins: int,
+                  tiebreak: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Order each feature's sampled windows by activation and label equal-count bins.
 
     :param window_max: ``[F, R]`` maximum activation of each sampled window.
     :param valid: ``[F, R]`` which slots hold a window.
+    :param tiebreak: ``[F, R]`` window ids: equal maxima are ordered by them, so the order
+        does not depend on slot layout (which differs between a resumed or sharded run).
     :return: ``order [F, R]`` (ascending activation, invalid last) and ``bins [F, R]``
         (bin of the window at each ordered position, 0 = weakest; -1 for invalid).
     """
     keyed = torch.where(valid, window_max, torch.inf)
-    order = torch.argsort(keyed, dim=1, stable=True)
+    first = (torch.argsort(tiebreak, dim=1, stable=True) if tiebreak is not None
+             else torch.arange(keyed.shape[1], device=keyed.device).expand_as(keyed))
+    order = first.gather(1, torch.argsort(keyed.gather(1, first), dim=1, stable=True))
     count = valid.sum(dim=1, keepdim=True)
     rank = torch.arange(window_max.shape[1], device=window_max.device)[None, :]
     bins = torch.div(rank * n_bins, count.clamp_min(1), rounding_mode="floor")

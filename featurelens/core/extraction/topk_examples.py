@@ -19,6 +19,18 @@ import math
 import torch
 
 
+def rank_key(score: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordered like (float32 score ascending, window id descending).
+
+    The float's bits, made monotone for negatives (empty slots, padding), fill the high
+    32 bits; the low 31 hold ``2**31 - 1 - seq``, so of two equal scores the later
+    window is the lower key. Window ids must be below 2**31.
+    """
+    bits = score.float().contiguous().view(torch.int32).long()
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return bits * (1 << 32) + ((1 << 31) - 1 - seq.clamp_min(0))
+
+
 class BestWindows:
     """Top-``k`` windows per feature by a score, with their per-token activations."""
 
@@ -60,9 +72,15 @@ class BestWindows:
         cand_score[row, column] = scores
         cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=scores.device)
         cand_index[row, column] = torch.arange(features.numel(), device=features.device)
+        cand_seq = torch.zeros(cand_score.shape, dtype=torch.long, device=scores.device)
+        cand_seq[row, column] = seqs
         width = cand_score.shape[1]
-        # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k)
-        lowest = torch.cat([self.score[touched], cand_score], dim=1).topk(width, dim=1, largest=False).indices
+        # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k);
+        # equal scores evict the later window, so which windows are kept never depends on
+        # batching, resuming or the order shards are merged in
+        keys = rank_key(torch.cat([self.score[touched], cand_score], dim=1),
+                        torch.cat([self.seq[touched], cand_seq], dim=1))
+        lowest = keys.topk(width, dim=1, largest=False).indices
         chosen = torch.ones((n, k + width), dtype=torch.bool, device=scores.device)
         chosen.scatter_(1, lowest, False)
         evicted_row, evicted_slot = torch.nonzero(~chosen[:, :k], as_tuple=True)
@@ -77,8 +95,11 @@ class BestWindows:
 
     def ranked(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(seq, acts, order)`` of features ``first..last-1`` on the CPU; ``order`` sorts
-        each feature's slots by descending score, empty slots last."""
-        order = torch.argsort(self.score[first:last], dim=1, descending=True, stable=True)
+        each feature's slots by descending score, empty slots last, equal scores by window
+        id (so the order never depends on which slot a window happened to land in)."""
+        by_seq = torch.argsort(self.seq[first:last], dim=1, stable=True)
+        by_score = torch.argsort(self.score[first:last].gather(1, by_seq), dim=1, descending=True, stable=True)
+        order = by_seq.gather(1, by_score)
         return self.seq[first:last].cpu(), self.acts[first:last].cpu(), order.cpu()
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -1,0 +1,261 @@
+"""Sharded extraction on Ray, into one store identical to an in-process run's.
+
+The driver does what :func:`featurelens.core.extraction.extract` does before and after
+the stream (the same :func:`prepare`, run id, resume rule, checkpoint files and final
+transaction), so the two executors are interchangeable: a run started in-process can
+be resumed on Ray and the other way round. Only the stream differs:
+
+- the driver packs windows and cuts them into shards of ``shard_batches`` whole
+  batches (so per-batch rules like the outlier median see the same batches);
+- each Ray actor (:class:`ShardReducer`, one per GPU or per ``threads`` CPUs) reduces a
+  shard into a partial state and returns it as bytes through the object store;
+- the driver merges partials in shard order (core.extraction.merge) and commits a
+  checkpoint of the merged prefix, so a killed driver resumes from its last commit and
+  a killed worker costs only its in-flight shard, which Ray reruns.
+
+Only the driver opens the DuckDB file: DuckDB allows one writing process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.extraction import resume
+from featurelens.core.extraction.packing import Window
+from featurelens.core.extraction.extractor import (SEQUENCE_FLUSH, ExtractResult, ExtractSpec, _checkpoint,
+                                                  _finish,
+                                                  _undo, prepare)
+from featurelens.core.extraction.state import ExtractionState
+from featurelens.core.extraction.writer import TokenText, sequence_rows
+from featurelens.core.store import Store
+from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.scale.cluster import ClusterError, connected, require_ray
+from featurelens.scale.extract_worker import ShardReducer
+from featurelens.scale.partial import merge_bytes
+
+@dataclass
+class RayExtractResult(ExtractResult):
+    """What a sharded extraction did, plus where its workers ran."""
+
+    worker_nodes: list[str] = field(default_factory=list)  #: Ray node id of each worker, at start
+    shards: int = 0  #: shards reduced and merged by this call
+    startup_seconds: float = 0.0  #: of stream_seconds, joining Ray and the workers loading their models
+
+
+@dataclass
+class _Streamed:
+    n_seen: int
+    model_seconds: float
+    pending: list[Window]  #: windows whose sequences are not written yet
+    nodes: list[str]
+    shards: int
+    startup_seconds: float
+
+
+#: How the driver folds a worker's bytes into its state (a module attribute, so a test can
+#: interrupt the driver between merges).
+merge_partial = merge_bytes
+
+#: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
+IN_FLIGHT_PER_WORKER = 2
+
+
+def _shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[tuple[int, list[Window]]]:
+    """``(batches in shard, windows)`` for consecutive shards after the first ``skip`` batches."""
+    remaining = itertools.islice(batches, skip, None)
+    while True:
+        group = list(itertools.islice(remaining, size))
+        if not group:
+            return
+        yield len(group), [window for batch in group for window in batch]
+
+
+def _failure(error: BaseException, shard: int) -> ClusterError:
+    """One sentence for a worker that failed for good (after Ray's retries)."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, FeaturelensError):
+        return ClusterError(f"A Ray worker failed: {cause}")
+    text = str(cause or error).strip().splitlines()
+    detail = text[-1] if text else type(error).__name__
+    return ClusterError(f"A Ray worker failed on shard {shard} after its retries ({detail}); "
+                        "check the worker logs (ray logs) and rerun the same command to resume.")
+
+
+def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
+                   checkpoint_every: int | None = None, progress: bool = True, workers: int = 2,
+                   address: str | None = None, threads: int = 1, gpus: float | None = None,
+                   shard_batches: int = 8, max_retries: int = 3) -> ExtractResult:
+    """:func:`featurelens.core.extraction.extract` with the stream spread over Ray actors.
+
+    ``workers`` actors of ``threads`` CPUs each (``gpus`` GPUs each: default one when
+    the cluster has GPUs) reduce shards of ``shard_batches`` batches. ``address`` joins
+    an existing cluster (``auto``, ``HOST:PORT``); without it a local one is started and
+    stopped. ``spec.model`` and ``spec.dictionary`` must be loadable on every node (same
+    paths). ``checkpoint_every`` counts batches, as in-process; commits fall on shard
+    boundaries.
+    """
+    if workers < 1 or threads < 1 or shard_batches < 1 or max_retries < 0:
+        raise FeaturelensError("--workers, threads and shard size must be at least 1; fix the option.")
+    require_ray()  # before the model loads: a missing extra is one sentence, at once
+    started = time.perf_counter()
+    plan = prepare(spec)
+    lm, sae = plan.lm, plan.sae
+    worker_spec = {"model": spec.model, "backend": spec.backend, "dtype": spec.dtype, "device": spec.device,
+                   "dictionary": spec.dictionary, "dictionary_name": spec.dictionary_name,
+                   "hookpoint": spec.hookpoint, "context": spec.context, "batch_size": spec.batch_size,
+                   "specials": sorted(plan.reduce.specials),
+                   "exclude_outlier_norm": spec.exclude_outlier_norm, "settings": asdict(plan.settings)}
+
+    with using_store(store) as db:  # a path, or a store the caller holds open
+        folder = resume.checkpoint_dir(db.path, plan.run)
+        row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [plan.run])
+        if row and row[0][0] == "done":
+            resume.remove_checkpoints(folder)
+            return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
+                                    time.perf_counter() - started)
+        state = ExtractionState(sae.d_sae, spec.context, plan.settings, lm.device)
+        saved_progress = json.loads(row[0][1]) if row and row[0][1] else None
+        done_batches = 0
+        if saved_progress:
+            saved = resume.load_checkpoint(folder, saved_progress["checkpoint"], lm.device)
+            if saved is not None:
+                state.load_state_dict(saved)
+                done_batches = int(saved_progress["batches_done"])
+            seq_floor = int(saved_progress["seq_floor"])
+        else:
+            existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?",
+                                  [plan.corpus_id])
+            seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+        text = TokenText(lm.tokenizer)
+        bar = tqdm(total=plan.n_windows * spec.context,
+                   initial=min(done_batches * spec.batch_size, plan.n_windows) * spec.context, unit="tok",
+                   unit_scale=True, desc=f"extract {spec.hookpoint} (ray x{workers})", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        stream_start = time.monotonic()
+        try:
+            with connected(address, workers * threads) as ray:
+                streamed = _stream(
+                    ray, db, plan, worker_spec, state, folder, seq_floor, done_batches, text, bar, workers,
+                    threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every, stream_start)
+        except ClusterError:
+            bar.close()  # what was committed stays: the same command resumes from it
+            raise
+        except FeaturelensError:
+            bar.close()  # bad input found mid-stream: leave the store as it was
+            _undo(db, folder, plan.run, plan.corpus_id, seq_floor)
+            raise
+        bar.close()
+        finish_start = time.monotonic()
+        _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, spec.hookpoint, spec.dictionary,
+                plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress)
+        finish_end = time.monotonic()
+    return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,
+                            state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
+                            finish_start - stream_start, finish_end - finish_start,
+                            streamed.model_seconds, int(getattr(plan.source, "skipped", 0)),
+                            streamed.nodes, streamed.shards, streamed.startup_seconds)
+
+
+def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
+            seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
+            gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
+            checkpoint_every: int | None, started: float) -> _Streamed:
+    """Start the workers, dispatch shards, merge them in shard order, commit checkpoints."""
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    actor_class = ray.remote(ShardReducer).options(
+        num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=max_retries)
+    actors = [actor_class.remote(spec, threads) for _ in range(workers)]
+    try:
+        return _dispatch(ray, actors, db, plan, spec, state, folder, seq_floor, done_batches, text, bar,
+                         shard_batches, checkpoint_seconds, checkpoint_every, started)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
+              state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
+              bar: tqdm, shard_batches: int, checkpoint_seconds: float,
+              checkpoint_every: int | None, started: float) -> _Streamed:
+    lm, context, workers = plan.lm, spec["context"], len(actors)
+    try:
+        identities = ray.get([actor.identity.remote() for actor in actors])
+        for model_id, dict_id, _, _ in identities:
+            if (model_id, dict_id) != (lm.model_id, plan.dict_id):
+                raise ClusterError(
+                    f"A Ray worker loaded {model_id} / {dict_id}, not the driver's {lm.model_id} / "
+                    f"{plan.dict_id}; give every node the same model and dictionary files.")
+    except ClusterError:
+        raise
+    except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
+        raise _failure(error, 0) from None
+    startup = time.monotonic() - started
+    shards = _shards(plan.batches, done_batches, shard_batches)
+    in_flight: dict[Any, tuple[int, int, list[Window]]] = {}
+    ready_results: dict[int, tuple[bytes, int, list[Window]]] = {}
+    queue = deque(range(workers))
+    next_index = next_merge = 0
+    batches_done, batches_at_commit = done_batches, done_batches
+    n_seen = done_batches * spec["batch_size"]
+    pending: list[Window] = []
+    model_seconds = checkpoint_cost = 0.0
+    last_checkpoint = time.monotonic()
+    exhausted = False
+    while True:
+        while not exhausted and len(in_flight) < IN_FLIGHT_PER_WORKER * workers:
+            shard = next(shards, None)
+            if shard is None:
+                exhausted = True
+                break
+            n_batches, windows = shard
+            tokens = np.asarray([w.tokens for w in windows], dtype=np.int64)
+            seq_ids = np.asarray([w.sequence_id for w in windows], dtype=np.int64)
+            actor = actors[queue[0]]
+            queue.rotate(-1)
+            in_flight[actor.reduce_shard.remote(tokens, seq_ids)] = (next_index, n_batches, windows)
+            next_index += 1
+        if not in_flight:
+            break
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done:
+            index, n_batches, windows = in_flight.pop(ref)
+            try:
+                data, seconds = ray.get(ref)
+            except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
+                raise _failure(error, index) from None
+            model_seconds += seconds
+            ready_results[index] = (data, n_batches, windows)
+        while next_merge in ready_results:
+            data, n_batches, windows = ready_results.pop(next_merge)
+            merge_partial(state, data)
+            next_merge += 1
+            batches_done += n_batches
+            n_seen += len(windows)
+            pending.extend(windows)
+            bar.update(len(windows) * context)
+            due = (batches_done - batches_at_commit >= checkpoint_every if checkpoint_every else
+                   time.monotonic() - last_checkpoint >= max(checkpoint_seconds, 20 * checkpoint_cost))
+            if not due and len(pending) >= SEQUENCE_FLUSH:
+                db.insert("sequences", sequence_rows(pending, plan.corpus_id, lm.model_id, text),
+                          on_conflict="ignore")
+                pending = []
+            if due:
+                before = time.monotonic()
+                _checkpoint(db, folder, plan.run, plan.config, state, batches_done, seq_floor, pending,
+                            plan.corpus_id, lm.model_id, text)
+                pending, batches_at_commit = [], batches_done
+                last_checkpoint = time.monotonic()
+                checkpoint_cost = last_checkpoint - before
+    return _Streamed(n_seen, model_seconds, pending, [node for *_, node in identities], next_merge, startup)

@@ -1,0 +1,207 @@
+# ruff: noqa: F811 - fixtures imported from scale_fixtures are redefined as test arguments
+"""Sharded extraction on a real local Ray cluster: the store equals an in-process run's.
+
+Ray is optional (``featurelens[ray]``, installed by the test extra); these tests skip
+where it is missing. Clusters are small (2 CPUs) and shut down in teardown. The fast
+suite runs the table-by-table comparison; resume, CLI and the killed worker are slow
+(each starts fresh actors, 15-40 s on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import featurelens
+from featurelens.core.errors import FeaturelensError
+from extract_calls import extract_with, ray_extract_with
+from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
+    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
+                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+    try:
+        ray.init(**options)
+    except Exception:  # noqa: BLE001 - Ray's 30 s node start-up wait can expire on saturated cores; once more
+        ray.shutdown()
+        ray.init(**options)
+    yield ray
+    ray.shutdown()
+
+
+def test_two_workers_give_the_in_process_store_table_by_table(ray_cluster, job: dict, expected: Path,
+                                                               tmp_path: Path) -> None:
+
+    result = ray_extract_with(store=tmp_path / "ray.duckdb", workers=2, shard_batches=3,
+                            checkpoint_every=5, **job)
+    assert result.shards == 8 and len(result.worker_nodes) == 2
+    assert_same_store(tmp_path / "ray.duckdb", expected)
+    again = ray_extract_with(store=tmp_path / "ray.duckdb", workers=2, **job)
+    assert again.already_done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["killed", "worker failed for good"])
+def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, job: dict, expected: Path,
+                                                                  tmp_path: Path, failure: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed, or stopped by a shard that failed after its retries: committed merges stay."""
+    from featurelens.scale import extraction
+    from featurelens.scale.cluster import ClusterError
+
+    error = KeyboardInterrupt if failure == "killed" else ClusterError
+
+    store = tmp_path / "cut.duckdb"
+    real_merge = extraction.merge_partial
+    merges = {"n": 0}
+
+    def merge_then_die(into, other):
+        merges["n"] += 1
+        if merges["n"] > 5:
+            raise error("stopped between merges")
+        return real_merge(into, other)
+
+    monkeypatch.setattr(extraction, "merge_partial", merge_then_die)
+    with pytest.raises(error):
+        ray_extract_with(store=store, workers=2, shard_batches=2, checkpoint_every=4, **job)
+    with featurelens.open_store(store, read_only=True) as db:
+        assert db.execute("SELECT status FROM runs")[0][0] == "running"
+        assert db.execute("SELECT count(*) FROM features")[0][0] == 0
+    monkeypatch.setattr(extraction, "merge_partial", real_merge)
+    result = ray_extract_with(store=store, workers=2, shard_batches=2, **job)
+    assert result.resumed_from == 8  # 5 merges of 2 batches, committed every 4 batches
+    assert_same_store(store, expected)
+
+
+@pytest.mark.slow
+def test_in_process_run_resumes_on_ray(ray_cluster, job: dict, expected: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same run id, same checkpoint files: either executor finishes the other's run."""
+    from featurelens.core.extraction.state import ExtractionState
+
+    original = ExtractionState.accumulate
+    calls = {"n": 0}
+
+    def accumulate(self, *args, **kw):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise KeyboardInterrupt
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(ExtractionState, "accumulate", accumulate)
+    with pytest.raises(KeyboardInterrupt):
+        extract_with(store=tmp_path / "mixed.duckdb", checkpoint_every=3, **job)
+    monkeypatch.setattr(ExtractionState, "accumulate", original)
+    result = ray_extract_with(store=tmp_path / "mixed.duckdb", workers=2, shard_batches=4, **job)
+    assert result.resumed_from == 6
+    assert_same_store(tmp_path / "mixed.duckdb", expected)
+
+
+def _reducer_pids() -> list[int]:
+    """Processes of Ray actors running ShardReducer (Ray titles them ``ray::ShardReducer...``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if title.startswith(b"ray::ShardReducer"):
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_only_its_shard(ray_cluster, job: dict, expected: Path,
+                                                      tmp_path: Path) -> None:
+
+    store = tmp_path / "killed.duckdb"
+    folder = tmp_path / ".killed.duckdb.extract"
+    killed: list[int] = []
+
+    def kill_one_worker_after_first_commit() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if folder.exists() and any(folder.glob("*/state-*.pt")):
+                pids = _reducer_pids()
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_worker_after_first_commit)
+    killer.start()
+    result = ray_extract_with(store=store, workers=2, shard_batches=1, checkpoint_every=1, **job)
+    killer.join()
+    assert killed, "no worker was killed"
+    assert result.shards == 24  # every shard merged once, the lost one rerun by Ray
+    assert_same_store(store, expected)
+
+
+@pytest.mark.slow
+def test_cli_executor_ray(ray_cluster, cli, job: dict, expected: Path, tmp_path: Path) -> None:
+    store = tmp_path / "cli.duckdb"
+    args = ["extract", "--model", job["model"], "--hookpoint", job["hookpoint"], "--dictionary",
+            job["dictionary"], "--corpus", job["corpus"], "--tokens", job["tokens"], "--batch-size", 2,
+            "--context", 16, "--top-k", 4, "--quantile-examples", 6, "--quantile-bins", 3,
+            "--random-examples", 5, "--device", "cpu", "--store", store]
+    result = cli(*args, "--executor", "ray", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    assert "Extracted 720 tokens in 48 windows" in result.output
+    assert_same_store(store, expected)
+
+
+def test_missing_ray_is_one_sentence(cli, job: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    from featurelens.scale.cluster import require_ray
+
+    with pytest.raises(FeaturelensError, match=r"pip install 'featurelens\[ray\]'"):
+        require_ray()
+    result = cli("extract", "--model", job["model"], "--hookpoint", job["hookpoint"], "--corpus",
+                 job["corpus"], "--tokens", 64, "--context", 16, "--device", "cpu",
+                 "--store", tmp_path / "s.duckdb", "--executor", "ray")
+    assert result.exit_code != 0
+    assert "needs Ray" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.duckdb").exists() or tables_empty(tmp_path / "s.duckdb")
+
+
+def tables_empty(store: Path) -> bool:
+    with featurelens.open_store(store, read_only=True) as db:
+        return db.execute("SELECT count(*) FROM runs")[0][0] == 0
+
+
+def test_address_needs_the_ray_executor(cli, job: dict, tmp_path: Path) -> None:
+    result = cli("extract", "--model", job["model"], "--hookpoint", job["hookpoint"], "--corpus", job["corpus"],
+                 "--store", tmp_path / "s.duckdb", "--address", "auto")
+    assert result.exit_code != 0 and "--address needs --executor ray" in result.output
+
+
+def test_the_default_path_never_imports_ray(tiny_model_dir: Path, job: dict, tmp_path: Path) -> None:
+    """CLI built, plugins loaded, an in-process extraction run: ray stays out of sys.modules."""
+    script = (
+        "import sys\n"
+        "from featurelens.cli import make_cli\n"
+        "from featurelens.core import plugin_host as plugins\n"
+        "from featurelens.core.extraction import ExtractSpec, extract\n"
+        "make_cli(plugins.get_host())\n"
+        f"extract(ExtractSpec(model={job['model']!r}, hookpoint={job['hookpoint']!r}, corpus={job['corpus']!r},\n"
+        f"        tokens=64, context=16, device='cpu', split='all'), progress=False,\n"
+        f"        store={str(tmp_path / 's.duckdb')!r})\n"
+        "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
+        "assert not loaded, loaded\n"
+        "print('no ray')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no ray" in done.stdout
