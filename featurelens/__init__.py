@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -31,4 +31,12 @@ def open_store(path: str | None = None, *, read_only: bool = False) -> "Store":
     return Store.open(path, read_only=read_only)
 
 
-__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", "open_store"]
+def steering(model: Any, dictionary: Any, edits: Any, **options: Any) -> Any:
+    """Edit dictionary features while a ``with`` block runs: ``with featurelens.steering(model,
+    dictionary, {123: 8.0}): ...`` (see :func:`featurelens.interventions.hooks.steering`)."""
+    from featurelens.interventions.hooks import steering as _steering
+
+    return _steering(model, dictionary, edits, **options)
+
+
+__all__ = ["PLUGIN_API_VERSION", "__version__", "hookimpl", "open_store", "steering"]
