@@ -51,12 +51,14 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
               help="How often progress is committed (a kill loses at most this much work).")
 @click.option("--checkpoint-every", type=int, default=None, help="Commit progress every N batches instead.")
+@click.option("--effects", is_flag=True,
+              help="Then measure each feature's ablation effect (see featurelens effects).")
 def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
-                    checkpoint_seconds: float, checkpoint_every: int | None) -> None:
+                    checkpoint_seconds: float, checkpoint_every: int | None, effects: bool) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
@@ -72,6 +74,14 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         skip_invalid=skip_invalid, checkpoint_seconds=checkpoint_seconds,
         checkpoint_every=checkpoint_every,
     )
+    if effects:
+        from featurelens.interventions.effects import compute_effects
+        from featurelens.interventions.targets import load_target
+
+        target = load_target(dictionary, model=model, hookpoint=hookpoint, dtype=dtype, device=device)
+        measured = compute_effects(store_path, target)
+        click.echo(f"Measured ablation effects of {measured.measured} feature(s) "
+                   f"({measured.skipped} already stored).", err=True)
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
         return
