@@ -54,6 +54,7 @@ class FeatureData:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     explanations: list[dict[str, Any]] = field(default_factory=list)
     dictionary: dict[str, Any] = field(default_factory=dict)
+    effects: dict[str, Any] | None = None  #: feature_effects row (featurelens effects)
 
 
 _DICTIONARIES_SQL = (
@@ -296,6 +297,8 @@ class BrowserData:
             target = out.get(int(e["feature"]))
             if target is not None:
                 target.explanations.append(e)
+        from featurelens.interventions.browser_panel import attach_effects
+        attach_effects(self._dicts, dictionary_id, wanted, out)
         return [out[f] for f in wanted if f in out]
 
     def neighbours(self, dictionary_id: str, feature: int) -> tuple[int | None, int | None]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links, esc, fmt, layout
+from featurelens.interventions.browser_panel import effects_section, steering_panel
 
 #: RGB of a token at the feature's maximum activation.
 HIGHLIGHT_RGB = (255, 140, 0)
@@ -137,7 +138,8 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
         f'<section><h2>Logit effects</h2><div class="logit-pair">'
         f'{_logits_table("promoted", s.get("top_logits"), s.get("top_logit_values"), "pos")}'
         f'{_logits_table("suppressed", s.get("bottom_logits"), s.get("bottom_logit_values"), "neg")}'
-        '</div></section></div>'
+        '</div></section>' + effects_section(data.effects) + '</div>'
+        + steering_panel(did, index, links)
         + _examples("Top activations", "top", data.examples.get("top", []), scale)
         + _examples("Across activation quantiles", "quantile", data.examples.get("quantile", []), scale)
         + _examples("Random non-activating windows", "random", data.examples.get("random", []), scale))

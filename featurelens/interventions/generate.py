@@ -39,13 +39,19 @@ def encode_prompt(backend: Any, prompt: str) -> torch.Tensor:
 
 
 def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, seed: int,
-                 temperature: float = 0.7, top_p: float = 0.95, samples: int = 1) -> torch.Tensor:
-    """``[samples, max_tokens]`` new token ids (greedy when ``temperature`` is 0)."""
+                 temperature: float = 0.7, top_p: float = 0.95, samples: int = 1,
+                 stop_at_eos: bool = False) -> torch.Tensor:
+    """``[samples, n]`` new token ids (greedy when ``temperature`` is 0).
+
+    ``n`` is ``max_tokens`` unless ``stop_at_eos`` lets every row end early at EOS (rows
+    that ended are padded, after their EOS, with the pad token)."""
     tokenizer = backend.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = prompt_ids.expand(samples, -1)
-    kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "min_new_tokens": max_tokens,
-                              "pad_token_id": pad, "attention_mask": torch.ones_like(ids)}
+    kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": pad,
+                              "attention_mask": torch.ones_like(ids)}
+    if not stop_at_eos:
+        kwargs["min_new_tokens"] = max_tokens
     if temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:

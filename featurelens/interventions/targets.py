@@ -43,25 +43,36 @@ def stored_dictionary(store_path: str | Path | None, dictionary: str) -> dict[st
     if not path.exists():
         return None
     with Store.open(path, read_only=True) as store:
-        rows = store.execute(
-            "SELECT d.hookpoint, d.source, d.model_id, m.source FROM dictionaries d "
-            "LEFT JOIN models m USING (model_id) WHERE d.dictionary_id = ?", [dictionary])
-    if not rows:
-        return None
-    hookpoint, source, model_id, model_source = rows[0]
+        rows = store.execute(DICTIONARY_ROW_SQL, [dictionary])
+    return dictionary_row(rows[0]) if rows else None
+
+
+#: A stored dictionary's hookpoint, file and model (parameter: the dictionary id).
+DICTIONARY_ROW_SQL = ("SELECT d.hookpoint, d.source, d.model_id, m.source AS model_source FROM dictionaries d "
+                      "LEFT JOIN models m USING (model_id) WHERE d.dictionary_id = ?")
+
+
+def dictionary_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    """A :data:`DICTIONARY_ROW_SQL` result as :func:`load_target` takes it."""
+    hookpoint, source, model_id, model_source = values
     return {"hookpoint": hookpoint, "spec": source or "identity", "model_id": model_id,
             "model": model_spec_from_source(model_source, model_id)}
 
 
 def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | None = None,
                 store_path: str | Path | None = None, dtype: str = "float32", device: str = "auto",
-                backend: Any = None) -> Target:
-    """Load the model and dictionary named on the command line (module docstring)."""
+                backend: Any = None, row: dict[str, Any] | None = None) -> Target:
+    """Load the model and dictionary named on the command line (module docstring).
+
+    ``backend`` reuses a loaded model; ``row`` is the stored dictionary's
+    :func:`stored_dictionary` row when the caller already read it (the browser).
+    """
     from featurelens.core.dictionaries import load_dictionary
     from featurelens.core.extraction.pipeline import dictionary_id_of
     from featurelens.core.plugins import create
 
-    row = stored_dictionary(store_path, dictionary)
+    if row is None:
+        row = stored_dictionary(store_path, dictionary)
     if row is not None:
         spec, hookpoint = row["spec"], hookpoint or row["hookpoint"]
         model = model or row["model"]
