@@ -86,11 +86,14 @@ class _Terms:
             rescale = bool(getattr(dictionary, "rescale_acts_by_decoder_norm", False))
             norms = w_dec.norm(dim=1)
             self.feature_rows = w_dec / norms[:, None] if rescale else w_dec
-            self.gain = (w_dec * w_enc.T).sum(dim=1)
-            b_dec = dictionary.b_dec.detach().to(device, dtype) \
-                if getattr(dictionary, "apply_b_dec_to_input", False) else None
-            b_enc = dictionary.b_enc.detach()[index.to(dictionary.b_enc.device)].to(device, dtype)
-            self.encoder = (w_enc, b_enc, b_dec, norms if rescale else None)
+            # Same space in and out: a clamp is solved so that re-encoding reads the target.
+            # A transcoder writes elsewhere, so its clamp sets the decoded contribution instead.
+            if not getattr(dictionary, "is_transcoder", False):
+                self.gain = (w_dec * w_enc.T).sum(dim=1)
+                b_dec = dictionary.b_dec.detach().to(device, dtype) \
+                    if getattr(dictionary, "apply_b_dec_to_input", False) else None
+                b_enc = dictionary.b_enc.detach()[index.to(dictionary.b_enc.device)].to(device, dtype)
+                self.encoder = (w_enc, b_enc, b_dec, norms if rescale else None)
         mode = [e.mode for e in edits]
         self.add_mask = torch.tensor([m == "add" for m in mode], device=device)
         self.set_mask = ~self.add_mask
