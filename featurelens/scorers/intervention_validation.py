@@ -24,11 +24,12 @@ from featurelens.scorers.embedding import auroc
 
 
 def planted_tokens(tokenizer: Any, count: int) -> list[str]:
-    """``count`` distinct alphabetic vocabulary tokens of 3+ letters, none inside another."""
+    """``count`` alphabetic vocabulary tokens of 3+ letters, none inside another (any case)."""
     words: list[str] = []
     for token_id in range(len(tokenizer)):
         text = tokenizer.decode([token_id]).strip()
-        if len(text) >= 3 and text.isalpha() and not any(text in w or w in text for w in words):
+        low = text.lower()
+        if len(text) >= 3 and text.isalpha() and not any(low in w.lower() or w.lower() in low for w in words):
             words.append(text)
         if len(words) == count:
             return words
@@ -44,6 +45,18 @@ def sharpen_unembedding(backend: Any, factor: float = 40.0) -> None:
     """
     with torch.no_grad():
         backend.model.get_output_embeddings().weight.mul_(factor)
+
+
+def sharpen_saved_model(folder: Path, factor: float = 40.0) -> Path:
+    """:func:`sharpen_unembedding` applied to a saved random model, written back in place
+    (so processes that load the folder, like ``featurelens score``, see the same model)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(factor)
+    model.save_pretrained(folder)
+    return folder
 
 
 def planted_output_dictionary(backend: Any, output: Path, count: int = 4) -> tuple[Path, str, list[str]]:
