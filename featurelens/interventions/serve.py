@@ -89,7 +89,7 @@ class SteeringService:
             if isinstance(feature, bool) or not isinstance(feature, int):
                 raise FeaturelensError(f'"feature" must be an integer, not {feature!r}.')
             grouped.setdefault(str(item["dictionary"]), []).append(Edit(feature, mode, value))
-        return [FeatureEditor(self.backend, self.target(d), edits, positions=positions)
+        return [FeatureEditor(self.backend, self.target(d).dictionary, edits, positions=positions)
                 for d, edits in grouped.items()]
 
 
@@ -220,6 +220,10 @@ class SteeringHandler(BrowserHandler):
             answer = complete(self.service, body, routes[path])
         except FeaturelensError as error:
             return self._json(HTTPStatus.BAD_REQUEST, _error(str(error)))
+        except Exception as error:  # noqa: BLE001 - the server answers, it does not die
+            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": {
+                "message": f"featurelens failed on this request ({type(error).__name__}); please report it.",
+                "type": "server_error"}})
         self._json(HTTPStatus.OK, answer)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
