@@ -78,7 +78,8 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
         from featurelens.interventions.effects import compute_effects
         from featurelens.interventions.targets import load_target
 
-        target = load_target(dictionary, model=model, hookpoint=hookpoint, dtype=dtype, device=device)
+        target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
+                             dtype=dtype, device=device)
         measured = compute_effects(store_path, target)
         click.echo(f"Measured ablation effects of {measured.measured} feature(s) "
                    f"({measured.skipped} already stored).", err=True)
