@@ -172,3 +172,18 @@ def test_bad_edits_are_one_sentence(tiny_backend) -> None:
         FeatureEditor(tiny_backend, dictionary, {3: 1.0}, positions="middle")
     with pytest.raises(FeaturelensError, match="Unknown hookpoint"):
         FeatureEditor(tiny_backend, dictionary, {3: 1.0}, hookpoint="blocks.1.hook_nothing")
+
+
+def test_effects_do_not_depend_on_tokens_after_the_last_firing(tiny_backend, one_thread) -> None:
+    """measure_feature cuts windows after the last firing position: tokens there change nothing."""
+    from featurelens.interventions.effects import measure_feature
+    from featurelens.interventions.targets import Target
+
+    dictionary = KINDS["identity"]
+    target = Target(tiny_backend, dictionary, "identity-test", HOOK)
+    window = _ids(tiny_backend)[0].tolist()
+    acts = [1.0, 0.0, 2.0, 0.5] + [0.0] * (len(window) - 4)
+    short = measure_feature(target, 3, [window], [acts])
+    longer = measure_feature(target, 3, [window + [5, 6, 7]], [acts + [0.0] * 3])
+    assert short == longer and short["n_positions"] == 3 and short["mean_kl"] > 0
+    assert measure_feature(target, 3, [window], [[0.0] * len(window)]) is None

@@ -40,7 +40,10 @@ def measure_feature(target: Target, feature: int, windows: list[list[int]],
     fired = torch.tensor([[float(a or 0.0) > 0 for a in row] for row in activations])
     if not bool(fired.any()):
         return None
-    ids = torch.tensor(windows, dtype=torch.long, device=backend.device)
+    # Later positions cannot change the next-token distribution at a firing position.
+    end = int(fired.any(dim=0).nonzero().max()) + 1
+    fired = fired[:, :end]
+    ids = torch.tensor([row[:end] for row in windows], dtype=torch.long, device=backend.device)
     editor = FeatureEditor(backend, target.dictionary, {feature: "ablate"})
     with torch.no_grad():
         clean = torch.log_softmax(backend.run_full(ids).float(), dim=-1)
