@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -43,5 +43,13 @@ def __getattr__(name: str):  # PEP 562: featurelens.load_model etc. without impo
     raise AttributeError(f"module 'featurelens' has no attribute {name!r}")
 
 
+def steering(model: Any, dictionary: Any, edits: Any, **options: Any) -> Any:
+    """Edit dictionary features while a ``with`` block runs: ``with featurelens.steering(model,
+    dictionary, {123: 8.0}): ...`` (see :func:`featurelens.interventions.hooks.steering`)."""
+    from featurelens.interventions.hooks import steering as _steering
+
+    return _steering(model, dictionary, edits, **options)
+
+
 __all__ = ["PLUGIN_API_VERSION", "__version__", "feature_activations", "hookimpl", "load_dictionary",
-           "load_model", "open_store"]
+           "load_model", "open_store", "steering"]

@@ -66,6 +66,7 @@ class FeatureData:
     dictionary: dict[str, Any] = field(default_factory=dict)
     #: Tokens hidden in examples unless asked (see browser.special_tokens).
     special_tokens: Container[str] = field(default_factory=frozenset)
+    effects: dict[str, Any] | None = None  #: feature_effects row (featurelens effects)
 
 
 _DICTIONARIES_SQL = (
@@ -495,6 +496,8 @@ class BrowserData:
             target = out.get(int(e["feature"]))
             if target is not None:
                 target.explanations.append(e)
+        from featurelens.browser.steering_panel import attach_effects
+        attach_effects(self._dicts, dictionary_id, wanted, out)
         return [out[f] for f in wanted if f in out]
 
     def neighbours(self, dictionary_id: str, feature: int) -> tuple[int | None, int | None]:

@@ -17,6 +17,7 @@ from typing import Any, Container
 from featurelens.browser.charts import Chart, bar_chart
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links
+from featurelens.browser.steering_panel import steer_url
 from featurelens.browser.templating import display_token, fmt, render
 from featurelens.browser.token_runs import merge_unlit
 
@@ -86,7 +87,10 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
                   "text": "hide special tokens" if show_special else "show special tokens (BOS, chat markers)"}
     kinds = {kind: _rows(kind, data.examples.get(kind, []), scale, special, show_special)
              for kind in ("top", "quantile", "random")}
+    model = getattr(links, "steering_model", None)  # set by `serve --model` (browser.steering_server)
+    steer_href = steer_url(did, index) if links.live and model else None
     return render("feature.html", title=f"{did} #{index}", links=links, data=data, s=s, did=did, index=index,
                   prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle, note=note,
+                  steer_href=steer_href, steering_model=model,
                   quantiles=", ".join(fmt(q) for q in (s.get("quantiles") or [])) or "-",
                   histogram=histogram_chart(s.get("histogram_edges"), s.get("histogram_counts")), **kinds)

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.dictionaries",
     "featurelens.plugins.formats",
     "featurelens.plugins.dictionary_commands",
+    "featurelens.plugins.steering_commands",
 )
 
 

@@ -29,18 +29,32 @@ def register_commands(cli: click.Group) -> None:
               help="Address to listen on; keep the loopback default unless you mean to share it.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port (0 picks a free one).")
-def serve_command(store_path: Path | None, host: str, port: int) -> None:
+@click.option("--model", default=None,
+              help="Load this model (smollm2, a folder) so feature pages can steer it.")
+@click.option("--api", is_flag=True,
+              help="With --model: also serve OpenAI-compatible /v1/completions and /v1/chat/completions "
+                   "with a \"steering\" body field.")
+def serve_command(store_path: Path | None, host: str, port: int, model: str | None, api: bool) -> None:
     """Browse the feature store in a local web page (read-only; works offline).
 
     Labeling jobs (explain, score, label) can write the store while it runs; pages show
     their progress."""
     from featurelens.browser.server import is_loopback, make_server, url_of
 
-    server = make_server(store_path, host, port)
+    if api and not model:
+        raise click.UsageError("--api needs --model: the endpoint runs that model.")
+    if model:
+        from featurelens.browser.steering_server import make_steering_server
+
+        server = make_steering_server(store_path, host, port, model=model, api=api)
+    else:
+        server = make_server(store_path, host, port)
     if not is_loopback(host):
         click.echo(f"Warning: listening on {host}: anyone who can reach this machine can read the store.",
                    err=True)
     click.echo(f"Serving {server.browser_data.path} at {url_of(server)}  (Ctrl-C to stop)", err=True)  # type: ignore[attr-defined]
+    if api:
+        click.echo(f"OpenAI-compatible steering API at {url_of(server)}v1 (model {model})", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

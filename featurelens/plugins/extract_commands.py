@@ -64,13 +64,15 @@ def register_commands(cli: click.Group) -> None:
               help="Ray workers (one GPU each when the cluster has GPUs). Only with --executor ray.")
 @click.option("--worker-threads", type=int, default=1, show_default=True,
               help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
+@click.option("--effects", is_flag=True,
+              help="Then measure each feature's ablation effect (see featurelens effects).")
 def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
                     dtype: str, device: str, text_field: str | None, skip_invalid: bool,
                     checkpoint_seconds: float, checkpoint_every: int | None, split: str, executor: str,
-                    address: str | None, workers: int, worker_threads: int) -> None:
+                    address: str | None, workers: int, worker_threads: int, effects: bool) -> None:
     """Read a model at a hookpoint over a corpus and store every feature's statistics and examples.
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
@@ -99,6 +101,15 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
     else:
         result = extract(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
                          checkpoint_every=checkpoint_every)
+    if effects:
+        from featurelens.interventions.effects import compute_effects
+        from featurelens.interventions.targets import load_target
+
+        target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
+                             dtype=dtype, device=device)
+        measured = compute_effects(store_path, target)
+        click.echo(f"Measured ablation effects of {measured.measured} feature(s) "
+                   f"({measured.skipped} already stored).", err=True)
     if result.already_done:
         click.echo(f"Already extracted (run {result.run_id}); dictionary {result.dictionary_id}.")
         return

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.plugins import hookpoints as hp
+from featurelens.core import hookpoints as hp
 from featurelens.core.embedded_model import EMBEDDED_ALIASES, WEIGHTS_NOTE, embedded_model_path
 
 

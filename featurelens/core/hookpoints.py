@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.module_outputs import first_tensor
 
 #: TransformerLens hook names inside a block, in the order they run.
 BLOCK_HOOKS = (
@@ -140,17 +141,7 @@ class StopForward(Exception):
     """Raised from a hook once every requested activation is read: ends the forward pass."""
 
 
-def _first_tensor(value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    if hasattr(value, "last_hidden_state"):
-        return value.last_hidden_state
-    raise FeaturelensError(
-        f"The module output at this hookpoint is a {type(value).__name__}, not an activation "
-        "tensor; pick a module that outputs hidden states."
-    )
+_first_tensor = first_tensor  # the name the backend has always used
 
 
 class Capture:

@@ -1,0 +1,265 @@
+"""``featurelens serve --model M [--api]``: the browser with a model to steer.
+
+The handler extends the read-only browser with ``GET /steer/<dictionary>/<feature>``
+(the feature page's steering panel: baseline and steered text side by side) and, with
+``--api``, an OpenAI-compatible endpoint: ``POST /v1/completions`` and
+``POST /v1/chat/completions`` run the local model, with feature edits in a
+``"steering"`` field of the body::
+
+    {"prompt": "I think", "max_tokens": 20,
+     "steering": [{"dictionary": "<dictionary id>", "feature": 123, "strength": 8}]}
+
+(``"mode"``: add (default), clamp or ablate; ``"positions"``: all, prompt, generated.)
+The store stays read-only; one model call runs at a time (a lock), and dictionaries
+are loaded once, on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from featurelens.browser.links import ServerLinks
+from featurelens.browser.server import BrowserHandler, make_server
+from featurelens.core.errors import FeaturelensError
+from featurelens.browser.steering_panel import steer_result_page
+from featurelens.interventions.edits import Edit
+
+#: The most tokens one request may generate (a browser click or an API call).
+MAX_TOKENS = 512
+_BODY_LIMIT = 1 << 20
+
+
+class SteeringLinks(ServerLinks):
+    """Live links that also tell the feature page which model can steer."""
+
+    def __init__(self, model_id: str):
+        self.steering_model = model_id
+
+
+class SteeringService:
+    """The serve process's model, its dictionaries by store id, and a lock around them."""
+
+    def __init__(self, backend: Any, data: Any):
+        self.backend = backend
+        self.data = data
+        self.lock = threading.Lock()
+        self._targets: dict[str, Any] = {}
+
+    def target(self, dictionary_id: str) -> Any:
+        from featurelens.interventions.targets import DICTIONARY_ROW_SQL, dictionary_row, load_target
+
+        if dictionary_id not in self._targets:
+            rows = self.data._dicts(DICTIONARY_ROW_SQL, [dictionary_id])
+            if not rows:
+                raise FeaturelensError(f"There is no dictionary {dictionary_id!r} in this store; use an id "
+                                       "from the home page.")
+            row = dictionary_row(tuple(rows[0].values()))
+            if row["model_id"] != self.backend.model_id:
+                raise FeaturelensError(
+                    f"Dictionary {dictionary_id} reads {row['model_id']}, but this server loaded "
+                    f"{self.backend.model_id}; restart serve with that --model.")
+            self._targets[dictionary_id] = load_target(dictionary_id, backend=self.backend, row=row)
+        return self._targets[dictionary_id]
+
+    def editors(self, steering: Any, positions: str = "all") -> list[Any]:
+        """FeatureEditors for an API ``steering`` list (one per dictionary)."""
+        from featurelens.interventions.hooks import FeatureEditor
+
+        if steering is None:
+            return []
+        if not isinstance(steering, list):
+            raise FeaturelensError('"steering" must be a list of {"dictionary", "feature", "strength"} objects.')
+        grouped: dict[str, list[Edit]] = {}
+        for item in steering:
+            if not isinstance(item, dict) or "dictionary" not in item or "feature" not in item:
+                raise FeaturelensError('Each "steering" item needs "dictionary" and "feature" (and "strength" '
+                                       'unless "mode" is "ablate").')
+            mode = str(item.get("mode", "add"))
+            value = item.get("strength", 0.0 if mode == "ablate" else None)
+            if value is None:
+                raise FeaturelensError(f'The edit of feature {item["feature"]} has no "strength"; add a number.')
+            feature = item["feature"]
+            if isinstance(feature, bool) or not isinstance(feature, int):
+                raise FeaturelensError(f'"feature" must be an integer, not {feature!r}.')
+            grouped.setdefault(str(item["dictionary"]), []).append(Edit(feature, mode, value))
+        return [FeatureEditor(self.backend, self.target(d).dictionary, edits, positions=positions)
+                for d, edits in grouped.items()]
+
+
+def _chat_prompt(tokenizer: Any, messages: Any) -> str:
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        raise FeaturelensError('"messages" must be a non-empty list of {"role", "content"} objects.')
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in messages) + "assistant:"
+
+
+def complete(service: SteeringService, body: dict[str, Any], chat: bool) -> dict[str, Any]:
+    """Answer one OpenAI-style request body (module docstring)."""
+    from featurelens.interventions.generate import generate_ids
+
+    if body.get("stream"):
+        raise FeaturelensError("Streaming is not supported; send the request without \"stream\": true.")
+    backend = service.backend
+    prompt = _chat_prompt(backend.tokenizer, body.get("messages")) if chat else body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise FeaturelensError('"prompt" must be a non-empty string.')
+    try:
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+        temperature = float(body.get("temperature", 1.0))
+        top_p = float(body.get("top_p", 1.0))
+        n = int(body.get("n", 1))
+        seed = int(body.get("seed", 0))
+    except (TypeError, ValueError):
+        raise FeaturelensError("max_tokens, n and seed must be integers and temperature, top_p numbers.") from None
+    if not 1 <= max_tokens <= MAX_TOKENS or not 1 <= n <= 16 or temperature < 0:
+        raise FeaturelensError(f"max_tokens must be 1-{MAX_TOKENS}, n 1-16 and temperature >= 0.")
+    positions = str(body.get("steering_positions", "all"))
+    ids = backend.tokenizer(prompt, return_tensors="pt", add_special_tokens=not chat).input_ids.to(backend.device)
+    if ids.shape[1] == 0:
+        raise FeaturelensError('"prompt" has no tokens.')
+    eos = backend.tokenizer.eos_token_id
+    with service.lock:
+        editors = service.editors(body.get("steering"), positions)
+        with ExitStack() as stack:
+            for editor in editors:
+                stack.enter_context(editor)
+            new = generate_ids(backend, ids, max_tokens=max_tokens, seed=seed, temperature=temperature,
+                               top_p=top_p, samples=n, stop_at_eos=True)
+    choices, completion_tokens = [], 0
+    for index, row in enumerate(new.tolist()):
+        finish = "length"
+        if eos is not None and eos in row:
+            row, finish = row[:row.index(eos)], "stop"
+        completion_tokens += len(row)
+        text = backend.tokenizer.decode(row, skip_special_tokens=True)
+        choices.append({"index": index, "finish_reason": finish,
+                        **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})})
+    return {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+            "model": backend.model_id, "choices": choices,
+            "usage": {"prompt_tokens": int(ids.shape[1]), "completion_tokens": completion_tokens,
+                      "total_tokens": int(ids.shape[1]) + completion_tokens}}
+
+
+class SteeringHandler(BrowserHandler):
+    """The browser's routes, plus /steer/... and (with ``api``) the /v1 endpoints."""
+
+    service: SteeringService
+    links: SteeringLinks
+    api: bool = False
+
+    def _route(self, parts: list[str], query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        from featurelens.browser.render_feature import feature_page
+
+        html_type = "text/html; charset=utf-8"
+        if parts[:1] == ["feature"] and len(parts) == 3 and parts[2].isdigit():
+            data = self.data.feature(parts[1], int(parts[2]))
+            if data is not None:
+                page = feature_page(data, self.links, self.data.neighbours(parts[1], int(parts[2])))
+                return HTTPStatus.OK, html_type, page.encode()
+        if parts[:1] == ["steer"] and len(parts) == 3 and parts[2].isdigit():
+            return self._steer(parts[1], int(parts[2]), query)
+        return super()._route(parts, query)
+
+    def _steer(self, dictionary_id: str, feature: int, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        from featurelens.interventions.edits import parse_edit
+        from featurelens.interventions.generate import steer_compare
+
+        def arg(name: str, default: str) -> str:
+            return query.get(name, [default])[0].strip()
+
+        html_type = "text/html; charset=utf-8"
+        try:
+            mode = arg("mode", "add")
+            strength = arg("strength", "8")
+            spec = f"{feature}=ablate" if mode == "ablate" else f"{feature}={mode}:{strength}"
+            if mode not in ("add", "clamp", "ablate"):
+                raise FeaturelensError(f"Unknown mode {mode!r}; use add, clamp or ablate.")
+            edit = parse_edit(spec)
+            try:
+                tokens, seed = int(arg("tokens", "30")), int(arg("seed", "0"))
+            except ValueError:
+                raise FeaturelensError("tokens and seed must be whole numbers.") from None
+            if not 1 <= tokens <= MAX_TOKENS:
+                raise FeaturelensError(f"tokens must be between 1 and {MAX_TOKENS}.")
+            with self.service.lock:
+                target = self.service.target(dictionary_id)
+                result = steer_compare(target.backend, target.dictionary, [edit], arg("prompt", "I think"),
+                                       max_tokens=tokens, seed=seed, samples=1)
+        except FeaturelensError as error:
+            page = steer_result_page(dictionary_id, feature, self.links, error=str(error))
+            return HTTPStatus.BAD_REQUEST, html_type, page.encode()
+        page = steer_result_page(dictionary_id, feature, self.links, result=result)
+        return HTTPStatus.OK, html_type, page.encode()
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        path = self.path.split("?", 1)[0].rstrip("/")
+        routes = {"/v1/completions": False, "/v1/chat/completions": True}
+        if not self.api or path not in routes:
+            return self._json(HTTPStatus.NOT_FOUND, _error(
+                "No such endpoint; start serve with --api for /v1/completions and /v1/chat/completions."))
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _BODY_LIMIT:
+            return self._json(HTTPStatus.BAD_REQUEST, _error("Send a JSON body (at most 1 MiB)."))
+        try:
+            body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict):
+                raise ValueError
+        except ValueError:
+            return self._json(HTTPStatus.BAD_REQUEST, _error("The body is not a JSON object."))
+        try:
+            answer = complete(self.service, body, routes[path])
+        except FeaturelensError as error:
+            return self._json(HTTPStatus.BAD_REQUEST, _error(str(error)))
+        except Exception as error:  # noqa: BLE001 - the server answers, it does not die
+            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": {
+                "message": f"featurelens failed on this request ({type(error).__name__}); please report it.",
+                "type": "server_error"}})
+        self._json(HTTPStatus.OK, answer)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self.api and self.path.rstrip("/") == "/v1/models":
+            model = self.service.backend.model_id
+            return self._json(HTTPStatus.OK, {"object": "list", "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "featurelens"}]})
+        super().do_GET()
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+def make_steering_server(store_path: str | Path | None, host: str, port: int, *, model: str,
+                         api: bool = False, dtype: str = "float32", device: str = "auto",
+                         backend: Any = None) -> Any:
+    """The browser server with ``model`` loaded for steering (and the /v1 API if ``api``)."""
+    from featurelens.core.plugin_host import create
+
+    lm = backend or create("model_backend", "hf", model, dtype=dtype, device=device)
+    server = make_server(store_path, host, port)
+    service = SteeringService(lm, server.browser_data)  # type: ignore[attr-defined]
+    base = server.RequestHandlerClass
+    server.RequestHandlerClass = type("SteeringServerHandler", (SteeringHandler,), {
+        "data": base.data, "assets": base.assets, "service": service,  # type: ignore[attr-defined]
+        "links": SteeringLinks(lm.model_id), "api": bool(api),
+        # the same Host guard as the plain browser: only the names it was started with
+        "hosts": base.hosts, "any_ip_literal": base.any_ip_literal})  # type: ignore[attr-defined]
+    server.steering_service = service  # type: ignore[attr-defined]
+    return server

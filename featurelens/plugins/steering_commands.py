@@ -1,0 +1,105 @@
+"""Intervention commands: ``featurelens steer`` and ``featurelens effects``, and the
+``intervention`` scorer, registered through the ordinary plugin hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+import featurelens
+from featurelens.core.cli_options import store_option
+from featurelens.core.hookspecs import Register
+
+featurelens_api = 1
+
+
+@featurelens.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(steer_command)
+    cli.add_command(effects_command)
+
+
+@featurelens.hookimpl
+def register_scorers(register: Register) -> None:
+    from featurelens.scorers.intervention import InterventionScorer
+
+    register("intervention", InterventionScorer,
+             description="can the explanation tell steered from unsteered continuations "
+                         "(strength set for a fixed KL, arXiv 2410.13928); accuracy")
+
+
+def _model_options(function):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--dictionary", required=True,
+                     help="A dictionary id in the store, identity, or a saved dictionary's path."),
+        click.option("--model", default=None,
+                     help="Model [default: the one the stored dictionary was extracted from, else smollm2]."),
+        click.option("--hookpoint", default=None,
+                     help="Where the dictionary reads [default: the stored dictionary's]."),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+                     show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda:0..."),
+    ]):
+        function = option(function)
+    return function
+
+
+@click.command("steer")
+@_model_options
+@click.option("--feature", "features", multiple=True,
+              help="FEATURE=VALUE, repeatable: 123=+8 adds 8 x its decoder direction, 40=0 ablates, "
+                   "7=clamp:3 clamps.")
+@click.option("--prompt", required=True, help="Text to continue.")
+@click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same output.")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Continuations per side.")
+@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(0.0),
+              help="0 for greedy decoding.")
+@click.option("--positions", type=click.Choice(["all", "prompt", "generated"]), default="all",
+              show_default=True, help="Which token positions are edited.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@store_option
+def steer_command(dictionary: str, model: str | None, hookpoint: str | None, dtype: str, device: str,
+                  features: tuple[str, ...], prompt: str, max_tokens: int, seed: int, samples: int,
+                  temperature: float, positions: str, as_json: bool, store_path: Path | None) -> None:
+    """Continue a prompt with and without feature edits, side by side."""
+    from dataclasses import asdict
+
+    from featurelens.interventions.edits import normalize_edits
+    from featurelens.interventions.generate import format_side_by_side, steer_compare
+    from featurelens.interventions.targets import load_target
+
+    edits = normalize_edits(list(features))  # bad edits fail before the model loads
+    target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
+                         dtype=dtype, device=device)
+    result = steer_compare(target.backend, target.dictionary, edits, prompt, max_tokens=max_tokens,
+                           seed=seed, samples=samples, temperature=temperature, positions=positions)
+    click.echo(json.dumps(asdict(result), indent=2) if as_json else format_side_by_side(result))
+
+
+@click.command("effects")
+@_model_options
+@store_option
+@click.option("--where", default=None, help="SQL condition on the features table, e.g. \"density > 0.001\".")
+@click.option("--limit", default=None, type=click.IntRange(1), help="At most this many features.")
+@click.option("--windows", default=8, show_default=True, type=click.IntRange(1),
+              help="Top-activating windows ablated per feature.")
+@click.option("--tokens", default=10, show_default=True, type=click.IntRange(1),
+              help="Most changed output tokens kept per feature.")
+def effects_command(dictionary: str, model: str | None, hookpoint: str | None, dtype: str, device: str,
+                    store_path: Path | None, where: str | None, limit: int | None, windows: int,
+                    tokens: int) -> None:
+    """Measure what ablating each feature does to the next-token distribution (feature_effects)."""
+    from featurelens.interventions.effects import compute_effects
+    from featurelens.interventions.targets import load_target
+
+    target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
+                         dtype=dtype, device=device)
+    result = compute_effects(store_path, target, where=where, limit=limit, n_windows=windows,
+                             n_tokens=tokens)
+    click.echo(f"Measured ablation effects of {result.measured} feature(s) of {target.dictionary_id} "
+               f"in {result.seconds:.1f} s ({result.skipped} already stored, "
+               f"{result.without_examples} without top windows).")
