@@ -146,9 +146,17 @@ def run_torchrun_rank(job: dict[str, Any], source: Any) -> dict[str, Any] | None
     """This process as one rank of a torchrun launch (RANK, WORLD_SIZE, MASTER_ADDR...)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise FeaturelensError(
-            "--executor torchrun runs under torchrun; start it as `torchrun --nproc-per-node N -m "
+            "--executor torchrun runs under torchrun; start it as `torchrun --standalone --nproc-per-node N -m "
             "featurelens train ... --executor torchrun`.")
     return train_rank(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), "env://", job, source)
+
+
+def rank_device(device: str) -> str:
+    """Under torchrun, a CUDA device means this rank's GPU (``cuda:LOCAL_RANK``)."""
+    local = os.environ.get("LOCAL_RANK")
+    if local is None or device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    return f"cuda:{int(local) % torch.cuda.device_count()}"
 
 
 def free_port() -> int:
