@@ -74,12 +74,12 @@ def run_on_ray(job: dict[str, Any], workers: int, address: str | None) -> dict[s
         try:
             results = ray.get(runs)
         except ray.exceptions.RayTaskError as error:
-            cause = error.as_instanceof_cause()
+            cause = getattr(error, "cause", None)
             if isinstance(cause, FeaturelensError):
-                raise FeaturelensError(str(cause).strip().splitlines()[-1]) from None
+                raise FeaturelensError(str(cause.args[0]) if cause.args else str(cause)) from None
             raise FeaturelensError(
-                f"A Ray training worker failed ({type(cause).__name__}); run the same command again "
-                "to resume from the last checkpoint.") from None
+                f"A Ray training worker failed ({type(cause).__name__ if cause else 'error'}); run the same "
+                "command again to resume from the last checkpoint.") from None
         except ray.exceptions.RayError as error:
             raise FeaturelensError(
                 f"A Ray training worker was lost ({type(error).__name__}); run the same command again "

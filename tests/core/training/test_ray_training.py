@@ -64,6 +64,22 @@ def test_ray_two_workers_match_in_process(in_process: Path, tiny_model_dir: Path
 
 
 @pytest.mark.slow
+def test_ray_worker_error_is_one_sentence(tmp_path: Path) -> None:
+    """An option only the workers check (k above d_sae) comes back as its sentence."""
+    pytest.importorskip("ray")
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.training import TensorSource, TrainConfig
+    from featurelens.core.training.data_parallel import DataParallelRunner
+
+    bad = TrainConfig(architecture="topk", d_sae=16, options={"k": 99}, tokens=128, batch_size=64)
+    with pytest.raises(FeaturelensError) as caught:
+        DataParallelRunner(2, "ray")(TensorSource(torch.randn(256, 8)), bad, checkpoint_dir=tmp_path / "x",
+                                     progress=False)
+    message = str(caught.value)
+    assert "k" in message and "Traceback" not in message and "\n" not in message
+
+
+@pytest.mark.slow
 def test_processes_resume_a_killed_run(in_process: Path, tiny_model_dir: Path, tiny_backend,
                                        tmp_path: Path) -> None:
     """The 2-process run resumes from an in-process checkpoint (taken at step 4 of 12 by a
