@@ -81,7 +81,9 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
         )
     get_registry().get("dictionary_learner", config.architecture)  # unknown name: one sentence
     folder = checkpoint_dir_for(output)
-    result = (runner or run_training)(source, config, checkpoint_dir=folder, device=pick_device(device),
+    # A runner's workers pick their own device ("auto" on a cluster means the workers' GPUs).
+    chosen = pick_device(device) if runner is None else (device or "auto")
+    result = (runner or run_training)(source, config, checkpoint_dir=folder, device=chosen,
                           checkpoint_seconds=checkpoint_seconds, checkpoint_steps=checkpoint_steps,
                           progress=progress, hookpoint=hookpoint, model_id=model_id, callback=callback)
     dictionary = result.dictionary.cpu()

@@ -111,11 +111,12 @@ def train_rank(rank: int, world: int, init_method: str, job: dict[str, Any],
     """One worker's whole life: join the group, train, leave; rank 0 returns the result."""
     import torch.distributed as dist
 
+    from featurelens.core.training.api import pick_device
     from featurelens.core.training.distributed import DataParallel
     from featurelens.core.training.trainer import run_training
 
     torch.set_num_threads(int(job["threads"]))
-    device = torch.device(job["device"])
+    device = pick_device(job["device"])
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", rank if torch.cuda.device_count() > 1 else 0))
         device = torch.device("cuda", local % max(1, torch.cuda.device_count()))

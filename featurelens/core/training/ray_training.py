@@ -65,7 +65,9 @@ def run_on_ray(job: dict[str, Any], workers: int, address: str | None) -> dict[s
                 "or leave out --address to start a local one.") from None
         started = True
     try:
-        gpu = job["device"].startswith("cuda")
+        gpu = job["device"].startswith("cuda") or (
+            job["device"] == "auto" and ray.cluster_resources().get("GPU", 0) >= 1)
+        job = {**job, "device": "cuda" if gpu else "cpu"}
         actor = ray.remote(num_cpus=threads, num_gpus=1 if gpu else 0, max_restarts=0)(TrainWorker)
         actors = [actor.remote() for _ in range(workers)]
         host, port = ray.get(actors[0].address.remote())
