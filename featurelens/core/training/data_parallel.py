@@ -177,8 +177,10 @@ def _process_main(rank: int, world: int, init_method: str, job_text: str) -> Non
         (folder / f"error-{rank}.txt").write_text(str(error), encoding="utf-8")
         raise SystemExit(1) from None
     except BaseException:  # noqa: BLE001 - recorded for the driver, then the process fails
+        last = traceback.format_exc().strip().splitlines()[-1]
         (folder / f"error-{rank}.txt").write_text(
-            "A training worker failed: " + traceback.format_exc().strip().splitlines()[-1], encoding="utf-8")
+            f"A training worker failed ({last}); run the same command again to resume from the last "
+            "checkpoint.", encoding="utf-8")
         raise SystemExit(1) from None
     if summary is not None:
         (folder / RESULT).write_bytes(summary.pop("weights"))
@@ -200,6 +202,13 @@ def _run_processes(job: dict[str, Any], workers: int) -> dict[str, Any]:
     for proc in procs:
         proc.join()
     errors = sorted(folder.glob("error-*.txt"))
+    killed = [rank for rank, proc in enumerate(procs) if proc.exitcode is not None and proc.exitcode < 0]
+    if killed:  # the others then fail on a closed connection; the kill is the news
+        for path in errors:
+            path.unlink()
+        raise FeaturelensError(
+            f"Training worker {killed[0]} was killed (signal {-procs[killed[0]].exitcode}); run the same "
+            "command again to resume from the last checkpoint.")
     if errors:
         message = errors[0].read_text(encoding="utf-8")
         for path in errors:

@@ -117,3 +117,57 @@ def test_worker_error_reaches_the_driver(tmp_path: Path) -> None:
         DataParallelRunner(2, "processes")(TensorSource(data()), bad, checkpoint_dir=tmp_path / "x",
                                            progress=False)
     assert "Traceback" not in str(caught.value) and "k" in str(caught.value)
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.training import TensorSource, TrainConfig
+from featurelens.core.training.data_parallel import DataParallelRunner
+data = torch.randn(768, 8, generator=torch.Generator().manual_seed(3))
+config = TrainConfig(architecture="topk", d_sae=256, options={"k": 2}, tokens=96 * 400, batch_size=96,
+                     buffer_rows=384, seed=1, lr=3e-3)
+try:
+    result = DataParallelRunner(2, "processes")(TensorSource(data, chunk_rows=64), config,
+                                        checkpoint_dir=Path(sys.argv[1]), progress=False, checkpoint_steps=2)
+except FeaturelensError as error:
+    print("ERROR:", error)
+    raise SystemExit(3)
+print("DONE", result.resumed_from_step)
+"""
+
+
+@pytest.mark.slow
+def test_killed_worker_is_one_sentence_and_the_rerun_resumes(tmp_path: Path) -> None:
+    """SIGKILL to a worker mid-run: the driver says so in one sentence, and the same
+    command resumes from rank 0's last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "ckpt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3]), "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (folder / "state.pt").is_file():
+        assert driver.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    children = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(driver.pid)], capture_output=True,
+                              text=True)
+    workers = [int(line.split()[0]) for line in children.stdout.splitlines() if "spawn_main" in line]
+    assert workers, "no worker processes found"
+    os.kill(workers[-1], signal.SIGKILL)
+    out, err = driver.communicate(timeout=240)
+    assert driver.returncode == 3, err[-2000:]
+    line = out.strip().splitlines()[-1]
+    assert "was killed (signal 9)" in line and "run the same command again" in line
+    rerun = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(folder)], env=env, capture_output=True,
+                           text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    done, resumed = rerun.stdout.strip().splitlines()[-1].split()
+    assert done == "DONE" and int(resumed) >= 2  # from rank 0's checkpoint, not from scratch
