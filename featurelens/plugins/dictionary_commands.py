@@ -72,11 +72,19 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-seconds", type=float, default=60.0, show_default=True,
               help="How often the training state is saved (a kill loses at most this much).")
+@click.option("--executor", type=click.Choice(["inprocess", "processes", "ray", "torchrun"]), default="inprocess",
+              show_default=True, help="Data-parallel training: local processes, Ray actors (pip install "
+              "'featurelens[ray]'), or the ranks torchrun started; same result as one worker.")
+@click.option("--workers", type=int, default=2, show_default=True,
+              help="Data-parallel workers (one GPU each on GPUs); with processes or ray.")
+@click.option("--address", default=None, help="Ray cluster to join (auto, HOST:PORT); default: a local one.")
+@click.option("--worker-threads", type=int, default=1, show_default=True, help="Torch threads per worker.")
 def train_command(model: str, hookpoint: str, output: Path, name: str | None, architecture: str, expansion: int,
                   d_sae: int | None, k: int, hookpoint_out: str | None, corpus: str, tokens: int,
                   context: int, batch_size: int | None, lr: float | None, buffer_rows: int,
                   learner_options: tuple[str, ...], bf16: bool, dtype: str, device: str, seed: int,
-                  checkpoint_seconds: float) -> None:
+                  checkpoint_seconds: float, executor: str, workers: int, address: str | None,
+                  worker_threads: int) -> None:
     """Train a sparse autoencoder or transcoder on a model's activations.
 
     Killed at any moment, the same command resumes from the last checkpoint.
@@ -92,13 +100,24 @@ def train_command(model: str, hookpoint: str, output: Path, name: str | None, ar
             "expansion": expansion, "d_sae": d_sae, "k": k, "corpus": corpus, "tokens": tokens,
             "context": context, "lr": lr, "options": options, "seed": seed}))
     check_name(name)
+    runner = None
+    if executor != "inprocess":
+        from featurelens.core.training.data_parallel import DataParallelRunner, rank_device
+
+        device = rank_device(device) if executor == "torchrun" else device
+        runner = DataParallelRunner(workers, executor, address=address, threads=worker_threads,
+                                    model={"model": model, "dtype": dtype, "device": device})
+    elif address is not None:
+        raise click.UsageError("--address needs --executor ray.")
     backend = _backend(model, dtype, device)
-    result = train_dictionary(
+    result = _train_or_done(train_dictionary, runner,
         backend=backend, hookpoint=hookpoint, output=output, architecture=architecture,
         expansion=expansion, d_sae=d_sae, k=k, corpus=corpus, tokens=tokens, context=context,
         batch_size=batch_size, lr=lr, buffer_rows=buffer_rows, hookpoint_out=hookpoint_out,
         options=options, seed=seed, bf16=bf16, device=device,
         checkpoint_seconds=checkpoint_seconds, dictionary_id=name)
+    if result is None:
+        return  # a torchrun rank other than 0: rank 0 saved the dictionary and reports
     shown = ", ".join(f"{key}={value:.4g}" for key, value in result.metrics.items())
     if result.already_done:
         click.echo(f"Already trained: {output} holds a finished {result.dictionary.architecture} "
@@ -108,6 +127,18 @@ def train_command(model: str, hookpoint: str, output: Path, name: str | None, ar
     click.echo(f"Trained {result.dictionary.architecture} ({result.dictionary.d_sae} features) on "
                f"{result.tokens} tokens in {result.steps} steps{resumed}: {shown}. Saved to {output} "
                f"as {name}.")
+
+
+def _train_or_done(train: Any, runner: Any, **kwargs: Any) -> Any:
+    """``train(**kwargs)``; ``None`` on torchrun ranks other than 0, which save nothing."""
+    if runner is None:
+        return train(**kwargs)
+    from featurelens.core.training.data_parallel import WorkerDone
+
+    try:
+        return train(runner=runner, **kwargs)
+    except WorkerDone:
+        return None
 
 
 @click.group("dictionaries")

@@ -63,9 +63,12 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
                     checkpoint_steps: int | None = None, progress: bool = True,
                     hookpoint: str | None = None, model_id: str | None = None,
                     dictionary_id: str | None = None,
-                    callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+                    callback: Callable[[int, dict[str, float]], None] | None = None,
+                    runner: Callable[..., TrainResult] | None = None) -> TrainResult:
     """Train on ``source``, save to ``output``; rerunning after a kill resumes the run,
-    and rerunning after success returns at once with the saved dictionary."""
+    and rerunning after success returns at once with the saved dictionary. ``runner``
+    replaces ``run_training`` (e.g. a data-parallel
+    :class:`~featurelens.core.training.data_parallel.DataParallelRunner`)."""
     from featurelens.core.plugin_host import get_registry
 
     output = Path(output).expanduser()
@@ -78,7 +81,9 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
         )
     get_registry().get("dictionary_learner", config.architecture)  # unknown name: one sentence
     folder = checkpoint_dir_for(output)
-    result = run_training(source, config, checkpoint_dir=folder, device=pick_device(device),
+    # A runner's workers pick their own device ("auto" on a cluster means the workers' GPUs).
+    chosen = pick_device(device) if runner is None else (device or "auto")
+    result = (runner or run_training)(source, config, checkpoint_dir=folder, device=chosen,
                           checkpoint_seconds=checkpoint_seconds, checkpoint_steps=checkpoint_steps,
                           progress=progress, hookpoint=hookpoint, model_id=model_id, callback=callback)
     dictionary = result.dictionary.cpu()
@@ -127,7 +132,7 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
                      checkpoint_seconds: float = 60.0, checkpoint_steps: int | None = None,
                      dictionary_id: str | None = None, progress: bool = True,
                      callback: Callable[[int, dict[str, float]], None] | None = None,
-                     split: str = "train") -> TrainResult:
+                     split: str = "train", runner: Callable[..., TrainResult] | None = None) -> TrainResult:
     """Train a dictionary on ``backend``'s activations at ``hookpoint`` over ``corpus``
     (its ``train`` documents by default, see :mod:`featurelens.core.corpus_split`).
 
@@ -161,7 +166,7 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
     return train_on_source(source, config, output=output, device=device,
                            checkpoint_seconds=checkpoint_seconds, checkpoint_steps=checkpoint_steps,
                            progress=progress, hookpoint=hookpoint, model_id=backend.model_id,
-                           dictionary_id=dictionary_id, callback=callback)
+                           dictionary_id=dictionary_id, callback=callback, runner=runner)
 
 
 def train_on_tensors(inputs: torch.Tensor, *, output: str | Path, targets: torch.Tensor | None = None,

@@ -61,15 +61,16 @@ class TensorSource:
                 digest.update(t[:: max(1, t.shape[0] // 64)].float().contiguous().numpy().tobytes())
         return "tensor-" + digest.hexdigest()[:16]
 
-    def chunks(self, start: int = 0) -> Iterator[torch.Tensor]:
-        """Endless: the rows are repeated epoch after epoch (the buffer reshuffles them)."""
+    def chunks(self, start: int = 0, stride: int = 1) -> Iterator[torch.Tensor]:
+        """Endless: the rows are repeated epoch after epoch (the buffer reshuffles them).
+        ``stride`` > 1 yields every stride-th chunk (one data-parallel worker's share)."""
         rows = self.inputs if self.targets is None else torch.cat([self.inputs, self.targets], dim=1)
         per_epoch = -(-rows.shape[0] // self.chunk_rows)
         index = start
         while True:
             begin = (index % per_epoch) * self.chunk_rows
             yield rows[begin:begin + self.chunk_rows].float()
-            index += 1
+            index += stride
 
 
 @dataclass
@@ -111,7 +112,8 @@ class ModelSource:
                self.hookpoint_out, self.context, self.windows_per_chunk, self.prepend_bos]
         return "model-" + hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
-    def chunks(self, start: int = 0) -> Iterator[torch.Tensor]:
+    def chunks(self, start: int = 0, stride: int = 1) -> Iterator[torch.Tensor]:
+        """Chunks ``start, start + stride, ...``; the model runs only on those."""
         from featurelens.core.extraction.packing import pack, special_mask
 
         tokenizer = self.backend.tokenizer
@@ -124,11 +126,11 @@ class ModelSource:
             batch.append(window.tokens)
             if len(batch) < self.windows_per_chunk:
                 continue
-            if index >= start:
+            if index >= start and (index - start) % stride == 0:
                 yield self._activations(batch, hookpoints, specials, special_mask)
             index += 1
             batch = []
-        if batch and index >= start:
+        if batch and index >= start and (index - start) % stride == 0:
             yield self._activations(batch, hookpoints, specials, special_mask)
 
     def _activations(self, batch: list[list[int]], hookpoints: list[str], specials: set[int],

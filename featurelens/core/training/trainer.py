@@ -81,8 +81,13 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
                  device: torch.device | str = "cpu", checkpoint_seconds: float = 60.0,
                  checkpoint_steps: int | None = None, progress: bool = True,
                  hookpoint: str | None = None, model_id: str | None = None,
-                 callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+                 callback: Callable[[int, dict[str, float]], None] | None = None,
+                 parallel: Any = None) -> TrainResult:
     """Train a dictionary on ``source`` and return it; resumes from ``checkpoint_dir``.
+
+    ``parallel`` (a :class:`~featurelens.core.training.distributed.DataParallel`) makes
+    this process one worker of a data-parallel run: it reads its share of the chunks,
+    encodes its slice of each batch, and only rank 0 writes checkpoints and reports.
 
     A checkpoint is written every ``checkpoint_seconds`` (or ``checkpoint_steps``) and
     the folder is left in place until the caller saves the final dictionary, so a
@@ -98,6 +103,10 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
         options.setdefault("d_out", source.d_out)
     model = create("dictionary_learner", config.architecture, source.d_in, config.d_sae,
                    hookpoint=hookpoint, model_id=model_id, **options).to(device)
+    if parallel is not None:
+        parallel.broadcast_parameters(model)
+        progress = progress and parallel.leader
+        callback = callback if parallel.leader else None
     optimizer = make_adam(list(model.parameters()), config.resolved_lr())
     total_steps = max(1, math.ceil(config.tokens / config.batch_size))
     warmup = config.warmup_steps if config.warmup_steps is not None else max(1, total_steps // 20)
@@ -124,7 +133,8 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
         initialised = True
     resumed_from = step
 
-    stream = source.chunks(chunks_read)
+    stream = source.chunks(chunks_read) if parallel is None else parallel.chunks(source, chunks_read)
+    step_fn = train_step if parallel is None else parallel.train_step
     exhausted = False
 
     def refill() -> None:
@@ -143,6 +153,8 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
     def snapshot() -> None:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise FeaturelensError(_nan_message(step, checkpoint_dir, resumed_from or None))
+        if parallel is not None and not parallel.leader:
+            return  # every worker holds the same state; rank 0 writes it
         checkpoints.save(checkpoint_dir, {
             "key": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "buffer": buffer.state(), "since_fired": since_fired.cpu(), "step": step,
@@ -175,7 +187,7 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
             dead = since_fired >= dead_after
             for group in optimizer.param_groups:
                 group["lr"] = config.resolved_lr() * _lr_factor(step, total_steps, warmup)
-            out = train_step(model, optimizer, x, target, dead, autocast,
+            out = step_fn(model, optimizer, x, target, dead, autocast,
                              on_nan=functools.partial(_nan_message, step, checkpoint_dir, resumed_from or None))
             loss = out["loss"]
             since_fired += x.shape[0]

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from featurelens.core.training.distributed import current
 from featurelens.plugins.dictionaries.topk import check_k
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 
@@ -37,6 +38,12 @@ class BatchTopKSAE(SparseAutoencoder):
 
     def train_acts(self, hidden: torch.Tensor) -> torch.Tensor:
         acts = torch.relu(hidden)
+        parallel = current()
+        if parallel is not None:  # data-parallel: the k * n largest of the global batch
+            cut, smallest = parallel.batch_topk_cut(acts.detach(), self.k)
+            if smallest is not None:
+                self._update_threshold(smallest.reshape(1))
+            return acts * (acts >= cut)
         flat = acts.reshape(-1)
         n_keep = min(self.k * hidden.shape[0], flat.numel())
         values, indices = flat.topk(n_keep, sorted=False)

@@ -16,6 +16,7 @@ import torch
 
 from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.training.distributed import batch_variance
 
 
 def encoder_matmul(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, fused_bias: bool) -> torch.Tensor:
@@ -213,7 +214,7 @@ class SparseAutoencoder(Dictionary):
         if self.rescale_acts_by_decoder_norm:
             values = values / self.decoder_norms()[indices]
         predicted = torch.einsum("nk,nkd->nd", values, rows)
-        denom = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
+        denom = batch_variance(residual).clamp_min(1e-12)  # whole global batch when data-parallel
         return (predicted - residual).pow(2).sum(dim=-1).mean() / denom
 
     @torch.no_grad()

@@ -15,6 +15,7 @@ import torch
 
 from featurelens.core.dictionary_base import SparseActs
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.training.distributed import batch_variance
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder, encoder_matmul
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode
 
@@ -121,7 +122,7 @@ class TopKSAE(SparseAutoencoder):
             residual = error.detach()
             aux_values = torch.relu(selected_pre_acts(aux_top, sae_in, self.W_enc, self.b_enc, aux_idx))
             predicted = sparse_decode(aux_values, self.W_dec, aux_idx)
-            denom = (residual - residual.mean(dim=0)).pow(2).sum(dim=-1).mean().clamp_min(1e-12)
+            denom = batch_variance(residual).clamp_min(1e-12)  # whole global batch when data-parallel
             aux = (predicted - residual).pow(2).sum(dim=-1).mean() / denom
             loss = loss + self.aux_coefficient * aux
             out["aux"] = aux.detach()
