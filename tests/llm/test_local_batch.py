@@ -39,7 +39,21 @@ def _same(batched, alone, tol=1e-4):
                 assert g.top[token] == pytest.approx(value, abs=tol)
 
 
-def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thread):
+def _spy_prefix(monkeypatch) -> list[int]:
+    shared: list[int] = []
+    real = local_batch._prefix_cache
+
+    def spy(model, rows):
+        found = real(model, rows)
+        shared.append(found[2])
+        return found
+
+    monkeypatch.setattr(local_batch, "_prefix_cache", spy)
+    return shared
+
+
+def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thread, monkeypatch):
+    shared = _spy_prefix(monkeypatch)
     requests = [LLMRequest(messages=[{"role": "system", "content": SHARED},
                                      {"role": "user", "content": data}],
                            max_tokens=cap, top_logprobs=top, stop_at_newline=stop)
@@ -49,6 +63,7 @@ def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thr
     provider = build_provider(f"local:{tiny_model_dir}", batch=8)
     batched = _answer_all(provider, requests)
     assert max(provider._batcher.batch_sizes) > 1  # concurrent requests were answered together
+    assert max(shared) > 0  # the instructions were run once for the batch
     for request, b, a in zip(requests, batched, alone):
         _same(b, a)
         assert 0 < b.output_tokens <= request.max_tokens
@@ -59,12 +74,14 @@ def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thr
 
 def test_batched_prompt_logprobs_are_the_same_as_one_at_a_time(tiny_model_dir, one_thread, monkeypatch):
     monkeypatch.setattr(local_batch, "_SLICE", 5)  # several slices through the output head
+    shared = _spy_prefix(monkeypatch)
     prompts = [SHARED + data + "\tunknown\n" for data in DATA]
     requests = [LLMRequest(prompt=p, max_tokens=0, prompt_logprobs=k) for p, k in zip(prompts, (4, 6, 4, 2, 4, 8))]
     alone = _answer_all(build_provider(f"local:{tiny_model_dir}", batch=1), requests)
     provider = build_provider(f"local:{tiny_model_dir}", batch=4)
     batched = _answer_all(provider, requests)
     assert provider._batcher.batch_sizes and max(provider._batcher.batch_sizes) > 1
+    assert max(shared) > 0
     for b, a in zip(batched, alone):
         assert b.output_tokens == 0 and b.text == ""
         _same(b, a)
@@ -74,6 +91,14 @@ def test_common_prefix_is_computed_once_and_rows_keep_a_token_of_their_own():
     assert local_batch.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
     assert local_batch.common_prefix([[1, 2], [1, 2, 3]]) == 1  # the shorter row keeps its last token
     assert local_batch.common_prefix([[1, 2, 3]]) == 0
+
+
+def test_a_short_shared_prefix_is_not_worth_its_masked_attention(tiny_model_dir, one_thread):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    assert local_batch._prefix_cache(model, [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11, 12, 13]])[2] == 3
+    assert local_batch._prefix_cache(model, [[5, 6, 7, 8, 9, 10, 11], [5, 6, 9, 11, 12, 13, 14]])[2] == 0
 
 
 def test_passes_bound_padded_tokens_and_keep_every_request():
