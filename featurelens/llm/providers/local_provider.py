@@ -5,11 +5,12 @@ from :mod:`featurelens.core.embedded_model`); ``local:/path/to/model`` loads any
 LM folder. Generation uses the model's chat template. Prompt log-probabilities come
 from ONE forward pass: the top-k next-token log-probabilities at every prompt
 position, computed through the output head in slices so a long prompt does not
-materialise a ``[tokens, vocab]`` matrix at once. Requests sent concurrently are
-gathered into batches (:mod:`.local_microbatcher`) and answered in one pass each
-(:mod:`.local_batch`: the shared prompt prefix once, decode steps shared), in a worker
-thread so the event loop (and the store writer) keeps going; ``batch=1`` answers one
-at a time as before. Greedy answers are the same either way.
+materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
+thread, so the event loop (and the store writer) keeps going. With ``batch=N`` (opt-in)
+requests sent concurrently are gathered into batches (:mod:`.local_microbatcher`) and
+answered together (:mod:`.local_batch`: a long shared prefix once, decode steps
+shared), with the same greedy answers; on 2 CPU cores it measured slower than one at a
+time (BENCHMARKS.md, benchmarks/local_batching.py), so it is off by default.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
-    requests per pass, 1: one at a time), ``batch_tokens`` (most padded tokens per pass)."""
+    requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch)."""
 
     name = "local"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = 8, batch_tokens: int | str = 16384):
+                 batch: int | str = 1, batch_tokens: int | str = 16384):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
