@@ -6,7 +6,11 @@ LM folder. Generation uses the model's chat template. Prompt log-probabilities c
 from ONE forward pass: the top-k next-token log-probabilities at every prompt
 position, computed through the output head in slices so a long prompt does not
 materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
-thread, so the event loop (and the store writer) keeps going.
+thread, so the event loop (and the store writer) keeps going. With ``batch=N`` (opt-in)
+requests sent concurrently are gathered into batches (:mod:`.local_microbatcher`) and
+answered together (:mod:`.local_batch`: a long shared prefix once, decode steps
+shared), with the same greedy answers; on 2 CPU cores it measured slower than one at a
+time (BENCHMARKS.md, benchmarks/local_batching.py), so it is off by default.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.llm.providers.local_batch_dispatch import answer_batch
+from featurelens.llm.providers.local_microbatcher import MicroBatcher
 
 EMBEDDED = "smollm2"
 _SLICE = 256  # prompt positions per pass through the output head
@@ -42,6 +48,17 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+def _positive(name: str, value: int | str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise FeaturelensError(f"The local provider's {name} option must be a whole number >= 1, "
+                               f"not {value!r}; pass e.g. --provider-option {name}=8.")
+    return number
+
+
 def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, float]:
     """Top alternatives by text; ids that decode alike (byte fragments) keep the likeliest."""
     top: dict[str, float] = {}
@@ -51,19 +68,23 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 
 
 class LocalProvider:
-    """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``."""
+    """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
+    requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch)."""
 
     name = "local"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
-    def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None):
+    def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
+                 batch: int | str = 1, batch_tokens: int | str = 16384):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
         self.dtype = dtype
+        self.batch, self.batch_tokens = _positive("batch", batch), _positive("batch_tokens", batch_tokens)
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
+        self._batcher: MicroBatcher | None = None
 
     # -- loading -------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:
@@ -80,20 +101,34 @@ class LocalProvider:
         return self._loaded
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        return await asyncio.to_thread(self._complete, request)
+        if self.batch == 1:
+            return await asyncio.to_thread(self._complete, request)
+        if self._batcher is None:
+            self._batcher = MicroBatcher(self._complete_batch, max_batch=self.batch)
+        return await self._batcher.submit(request)
+
+    def _complete_batch(self, requests: list[LLMRequest]) -> list[LLMResponse | BaseException]:
+        with self._lock:
+            tokenizer, model = self._load()
+            return answer_batch(tokenizer, model, requests, batch_tokens=self.batch_tokens,
+                                prompt_ids=lambda r: self._prompt_ids(tokenizer, r)[0].tolist(),
+                                one=self._complete_unlocked)
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         with self._lock:
-            tokenizer, model = self._load()
-            decode = lru_cache(maxsize=65536)(lambda i: tokenizer.decode([i]))
-            ids = self._prompt_ids(tokenizer, request)
-            prompt_lp = self._prompt_logprobs(model, ids, request.prompt_logprobs, decode) \
-                if request.prompt_logprobs else []
-            text, out_ids, out_lp = "", [], []
-            if request.max_tokens > 0:
-                text, out_ids, out_lp = self._generate(tokenizer, model, ids, request, decode)
-            return LLMResponse(text=text, input_tokens=int(ids.shape[1]), output_tokens=len(out_ids),
-                               output_logprobs=out_lp, prompt_logprobs=prompt_lp)
+            return self._complete_unlocked(request)
+
+    def _complete_unlocked(self, request: LLMRequest) -> LLMResponse:
+        tokenizer, model = self._load()
+        decode = lru_cache(maxsize=65536)(lambda i: tokenizer.decode([i]))
+        ids = self._prompt_ids(tokenizer, request)
+        prompt_lp = self._prompt_logprobs(model, ids, request.prompt_logprobs, decode) \
+            if request.prompt_logprobs else []
+        text, out_ids, out_lp = "", [], []
+        if request.max_tokens > 0:
+            text, out_ids, out_lp = self._generate(tokenizer, model, ids, request, decode)
+        return LLMResponse(text=text, input_tokens=int(ids.shape[1]), output_tokens=len(out_ids),
+                           output_logprobs=out_lp, prompt_logprobs=prompt_lp)
 
     # -- helpers -------------------------------------------------------------------
     def _prompt_ids(self, tokenizer: Any, request: LLMRequest) -> Any:
