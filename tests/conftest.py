@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,27 @@ def tiny_backend(tiny_model_dir: Path):
     from featurelens.core.plugin_host import create
 
     return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``install(package, entry_name, module, source)``: a real plugin distribution on
+    sys.path, found by entry-point discovery like an installed one."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv(plugins.ENV_LOAD_PLUGINS, raising=False)
+    modules: list[str] = []
+
+    def install(package: str, entry_name: str, module: str, source: str) -> None:
+        (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        info = root / f"{package.replace('-', '_')}-0.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.3\n")
+        (info / "entry_points.txt").write_text(f"[featurelens]\n{entry_name} = {module}\n")
+        modules.append(module)
+        importlib.invalidate_caches()
+
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -28,29 +24,6 @@ GOOD = """
     def register_scorers(register):
         register("good-score", Scorer, description="good")
 """
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``install(package, entry_name, module, source)``: a real distribution on sys.path."""
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv(plugins.ENV_LOAD_PLUGINS, raising=False)
-    modules: list[str] = []
-
-    def install(package: str, entry_name: str, module: str, source: str) -> None:
-        (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        info = root / f"{package.replace('-', '_')}-0.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.3\n")
-        (info / "entry_points.txt").write_text(f"[featurelens]\n{entry_name} = {module}\n")
-        modules.append(module)
-        importlib.invalidate_caches()
-
-    yield install
-    for module in modules:
-        sys.modules.pop(module, None)
 
 
 def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, list[str]]:

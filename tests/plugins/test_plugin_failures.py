@@ -7,9 +7,7 @@ goes through ``importlib.metadata`` exactly as for a pip-installed package.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import textwrap
 from pathlib import Path
 
@@ -32,29 +30,6 @@ GOOD = """
     def register_scorers(register):
         register("{component}", Scorer, description="from {module}")
 """
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``install(package, entry_name, module, source)`` writes one plugin distribution."""
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv(plugins.ENV_LOAD_PLUGINS, raising=False)
-    modules: list[str] = []
-
-    def install(package: str, entry_name: str, module: str, source: str) -> None:
-        (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        info = root / f"{package.replace('-', '_')}-0.3.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.3\n")
-        (info / "entry_points.txt").write_text(f"[featurelens]\n{entry_name} = {module}\n")
-        modules.append(module)
-        importlib.invalidate_caches()
-
-    yield install
-    for module in modules:
-        sys.modules.pop(module, None)
 
 
 def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
