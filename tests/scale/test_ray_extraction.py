@@ -154,7 +154,7 @@ def test_cli_executor_ray(ray_cluster, cli, job: dict, expected: Path, tmp_path:
     args = ["extract", "--model", job["model"], "--hookpoint", job["hookpoint"], "--dictionary",
             job["dictionary"], "--corpus", job["corpus"], "--tokens", job["tokens"], "--batch-size", 2,
             "--context", 16, "--top-k", 4, "--quantile-examples", 6, "--quantile-bins", 3,
-            "--random-examples", 5, "--device", "cpu", "--store", store]
+            "--random-examples", 5, "--device", "cpu", "--split", "all", "--store", store]
     result = cli(*args, "--executor", "ray", "--workers", 2)
     assert result.exit_code == 0, result.output
     assert "Extracted 720 tokens in 48 windows" in result.output

@@ -51,9 +51,15 @@ def two_nodes():
 
 DRIVER = """
 import json, sys
+from dataclasses import fields
+from featurelens.core.extraction import ExtractSpec
 from featurelens.scale import extract_on_ray
 job = json.loads(sys.argv[1])
-result = ray_extract_with(store=sys.argv[2], address=sys.argv[3], workers=2, threads=1, shard_batches=2, **job)
+names = {f.name for f in fields(ExtractSpec)}
+spec = ExtractSpec(**{k: v for k, v in job.items() if k in names})
+rest = {k: v for k, v in job.items() if k not in names}
+result = extract_on_ray(spec, store=sys.argv[2], address=sys.argv[3], workers=2, threads=1, shard_batches=2,
+                        **rest)
 print(json.dumps(result.worker_nodes))
 """
 

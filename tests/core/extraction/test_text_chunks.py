@@ -73,7 +73,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM  # not reading the docu
 model, corpus, store = sys.argv[1:4]
 started = time.perf_counter()
 result = extract(ExtractSpec(model=model, hookpoint="blocks.1.hook_resid_post", corpus=corpus, tokens=128,
-                             context=64, batch_size=2, device="cpu"), store=store, progress=False)
+                             context=64, batch_size=2, device="cpu", split="all"), store=store, progress=False)
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "windows": result.n_windows if hasattr(result, "n_windows") else None,
                   "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
