@@ -60,6 +60,15 @@ def sql_command(query: str, store_path: Path | None, fmt: str, output: Path | No
 
 
 def _emit(frame: pl.DataFrame, fmt: str, output: Path | None) -> None:
+    import polars as pl
+
+    from featurelens.core.redaction import redact
+
+    # text read back from a store written before redaction existed may hold a key
+    text_columns = [name for name, dtype in frame.schema.items() if dtype == pl.Utf8]
+    if text_columns:
+        frame = frame.with_columns(pl.col(name).map_elements(redact, return_dtype=pl.Utf8)
+                                   for name in text_columns)
     if fmt == "parquet":
         if output is not None:
             frame.write_parquet(output)
