@@ -57,7 +57,10 @@ def plugins_list(as_json: bool, show_all: bool) -> None:
     """Show installed plugins, the hooks they implement and the components they added."""
     host = get_host()
     rows = _plugin_rows(host, show_all)
-    failures = [{"name": f.name, "stage": f.stage, "error": f.error} for f in host.failures]
+    from featurelens.core.redaction import redact
+
+    # a plugin's error text can quote its environment; keys never reach the terminal
+    failures = [{"name": f.name, "stage": f.stage, "error": redact(f.error)} for f in host.failures]
     if as_json:
         click.echo(json.dumps({"plugins": rows, "failures": failures}, indent=2))
         return
