@@ -14,8 +14,8 @@ import click
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
-from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
 from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
 
 if TYPE_CHECKING:  # the store stack loads only when a command runs
     from featurelens.core.store import Store
