@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.engine import estimate_tokens
-from featurelens.scale.cluster import connected
+from featurelens.scale.cluster import ClusterError, connected
 from featurelens.scale.limiter import SharedRateLimiter, shared_limiter
 
 
@@ -59,11 +60,11 @@ class ProviderHost:
 class RayProvider:
     """Looks like the wrapped provider to the engine; its calls run on the actors."""
 
-    def __init__(self, llm: str, actors: list[Any], capabilities: frozenset[str], key_env: str | None):
-        self.name, _, self.model = llm.partition(":")
+    def __init__(self, wrapped: Any, actors: list[Any]):
+        self.name, self.model = wrapped.name, wrapped.model  # the same cache keys as in process
+        self.capabilities = frozenset(wrapped.capabilities)
+        self.key_env = getattr(wrapped, "key_env", None)
         self.actors = actors
-        self.capabilities = capabilities
-        self.key_env = key_env
         self.in_flight = [0] * len(actors)
         self.answered = [0] * len(actors)
 
@@ -72,6 +73,11 @@ class RayProvider:
         self.in_flight[index] += 1
         try:
             answer = await self.actors[index].complete.remote(json.dumps(asdict(request)))
+        except Exception as error:
+            cause = getattr(error, "cause", None)  # the provider's own error, so the engine's
+            if isinstance(cause, Exception):      # retry rules read its HTTP status as usual
+                raise cause from None
+            raise
         finally:
             self.in_flight[index] -= 1
         self.answered[index] += 1
@@ -93,12 +99,24 @@ def ray_provider(llm: str, provider_options: dict[str, Any] | None = None, *, wo
     with connected(address, num_cpus=workers) as ray:
         gpus = ray.cluster_resources().get("GPU", 0) >= 1
         limiter = shared_limiter(ray, llm, rpm, tpm) if (rpm or tpm) else None
-        host = ray.remote(**({"num_gpus": 1} if gpus else {"num_cpus": 1}), max_concurrency=1000)(ProviderHost)
+        # A worker that dies is restarted and its in-flight requests sent again: answers are
+        # only written by the driver, so a repeated request cannot duplicate a result.
+        host = ray.remote(**({"num_gpus": 1} if gpus else {"num_cpus": 1}), max_concurrency=1000,
+                          max_restarts=3, max_task_retries=3)(ProviderHost)
         actors = [host.remote(llm, json.dumps(provider_options or {}, default=str), limiter)
                   for _ in range(workers)]
-        ray.get([actor.describe.remote() for actor in actors])  # started, or a clear failure now
         try:
-            yield RayProvider(llm, actors, frozenset(local.capabilities), getattr(local, "key_env", None))
+            ray.get([actor.describe.remote() for actor in actors])  # started, or a clear failure now
+        except Exception as error:  # noqa: BLE001 - reported as one sentence, not Ray's traceback
+            for actor in actors:
+                ray.kill(actor)
+            first = str(getattr(error, "cause", None) or error).strip().splitlines()
+            raise ClusterError(
+                f"The Ray workers could not start {llm} ({first[-1] if first else type(error).__name__}); "
+                "check that every node can read the model and has the provider's packages, "
+                "then run the same command again.") from None
+        try:
+            yield RayProvider(local, actors)
         finally:
             for actor in actors:
                 ray.kill(actor)

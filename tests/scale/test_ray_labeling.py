@@ -144,3 +144,18 @@ def test_address_without_ray_executor_is_one_sentence(cli, store_path: Path) -> 
     assert result.exit_code != 0
     assert "--address only applies with --executor ray" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--executor", "ray", "--batch-api"), "--executor ray sends requests from Ray workers"),
+    (("--executor", "ray", "--llm", "local:/no/such/model"), "is neither the embedded model"),
+])
+def test_bad_ray_labeling_options_are_one_sentence(cli, expected: Path, tmp_path: Path, args: tuple,
+                                                   message: str) -> None:
+    store = tmp_path / "store.duckdb"
+    shutil.copy(expected, store)
+    before = _results(store)
+    result = cli("explain", "--store", store, *args)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    after = _results(store)
+    assert all(after[name].equals(before[name]) for name in RESULTS)  # nothing half-written
