@@ -25,7 +25,8 @@ def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
     options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
                    namespace="featurelens-tests",
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path),
+                                             "OPENAI_API_KEY": "sk-test-only"}})
     try:
         ray.init(**options)
     except Exception:  # noqa: BLE001 - Ray's node start-up wait can expire on saturated cores; once more
@@ -159,3 +160,58 @@ def test_bad_ray_labeling_options_are_one_sentence(cli, expected: Path, tmp_path
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     after = _results(store)
     assert all(after[name].equals(before[name]) for name in RESULTS)  # nothing half-written
+
+
+@pytest.fixture
+def chat_server():
+    """A real HTTP server on localhost answering OpenAI chat completions: the workers are other
+    processes, so the SDK must be faked on the wire, not inside this process."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from llm_fixtures import chat_json
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            payload = json.dumps(chat_json("numbers followed by a colon")).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    server.shutdown()
+
+
+def test_api_provider_on_workers_with_a_shared_limit_writes_once(ray_cluster, cli, expected: Path,
+                                                                  chat_server, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    url, seen = chat_server
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only")
+    alone, sharded = tmp_path / "alone.duckdb", tmp_path / "ray.duckdb"
+    shutil.copy(expected, alone)
+    shutil.copy(expected, sharded)
+    common = ("explain", "--llm", "openai:gpt-4o-mini", "--limit", "4", "--no-progress", "--no-batch-api",
+              "--provider-option", f"base_url={url}", "--rpm", "600")
+    assert cli(*common, "--store", alone).exit_code == 0
+    in_process = len(seen)
+    result = cli(*common, "--store", sharded, "--executor", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert in_process == 4 and len(seen) == 8  # every request sent once, from the workers
+    want, got = _results(alone), _results(sharded)
+    for name in ("explanations", "llm_cache", "llm_calls", "failures"):
+        assert got[name].equals(want[name]), f"{name} differs from the in-process run"
+    assert want["explanations"].height == 4
+    with featurelens.open_store(sharded, read_only=True) as db:
+        assert "sk-test-only" not in str(db.sql("SELECT * FROM llm_calls").to_dicts())
