@@ -15,6 +15,7 @@ import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
 
 if TYPE_CHECKING:  # the store stack loads only when a command runs
     from featurelens.core.store import Store
@@ -129,12 +130,14 @@ def finish_job(store: Store, stages: list[tuple[str, Any]]) -> None:
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and estimated cost; send nothing.")
 @batch_options
 @engine_options
+@executor_options
 @store_option
 def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...], where: str | None,
                     dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool | None,
                     batch_threshold: int, concurrency: int, rpm: float | None, tpm: float | None,
                     prices: Path | None, provider_options: tuple[str, ...], no_progress: bool,
-                    max_attempts: int, store_path: Path | None) -> None:
+                    max_attempts: int, executor: str, workers: int, address: str | None,
+                    store_path: Path | None) -> None:
     """Explain features with an LLM; resumable, cached, and written as results arrive.
 
     Exit status: 0 all done, 3 some features failed, 4 none succeeded (see the failures table).
@@ -150,6 +153,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         batch_api = batch_choice(batch_api, count_features(store, spec.selection), batch_threshold, llm, popts)
+        check_executor(executor, address, batch_api)
         if dry_run:
             settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
             for line in plan_explain(store, spec, table, batch=batch_api, settings=settings).lines():
@@ -161,9 +165,12 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
             for line in submit_explain(store, spec, provider_options=popts, prices=table).lines():
                 click.echo(line)
             return
-        stats = explain_features(store, spec, provider_options=popts, prices=table,
-                                 settings=engine_settings(concurrency, rpm, tpm, no_progress,
-                                                          max_attempts))
+        with labeling_provider(executor, llm, popts, workers=workers, address=address, rpm=rpm,
+                               tpm=tpm) as remote:  # on Ray the limiter actor holds rpm/tpm
+            stats = explain_features(store, spec, provider=remote, provider_options=popts, prices=table,
+                                     settings=engine_settings(concurrency, None if remote else rpm,
+                                                              None if remote else tpm, no_progress,
+                                                              max_attempts))
         click.echo(summary(stats, "explained"))
         finish_job(store, [("explain", stats)])
 

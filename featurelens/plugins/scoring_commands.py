@@ -13,6 +13,7 @@ import click
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
 from featurelens.core.cli_options import store_option
+from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
 from featurelens.plugins.labeling_commands import (batch_choice, batch_options, engine_options, engine_settings,
                                                    finish_job,
                                                    parse_options, summary)
@@ -51,6 +52,7 @@ def _selection_options(function):
 @_selection_options
 @batch_options
 @engine_options
+@executor_options
 @store_option
 def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explainer: str | None,
                   explained_by: str | None, where: str | None, dictionary_id: str | None,
@@ -58,7 +60,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                   concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
-                  store_path: Path | None) -> None:
+                  executor: str, workers: int, address: str | None, store_path: Path | None) -> None:
     """Score stored explanations: simulation correlation or detection/fuzzing accuracy.
 
     Exit status: 0 all done, 3 some failed, 4 none succeeded (see the failures table).
@@ -74,6 +76,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
     popts = parse_options(provider_options, "--provider-option")
     with Store.open(store_path) as store:
         batch_api = batch_choice(batch_api, count_explanations(store, spec), batch_threshold, llm, popts)
+        check_executor(executor, address, batch_api)
         if dry_run:
             settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
             for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts,
@@ -84,9 +87,12 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
             for line in submit_score(store, spec, provider_options=popts).lines():
                 click.echo(line)
             return
-        stats = score_features(store, spec, provider_options=popts, prices=table,
-                               settings=engine_settings(concurrency, rpm, tpm, no_progress,
-                                                        max_attempts))
+        with labeling_provider(executor, llm, popts, workers=workers, address=address, rpm=rpm,
+                               tpm=tpm) as remote:  # on Ray the limiter actor holds rpm/tpm
+            stats = score_features(store, spec, provider=remote, provider_options=popts, prices=table,
+                                   settings=engine_settings(concurrency, None if remote else rpm,
+                                                            None if remote else tpm, no_progress,
+                                                            max_attempts))
         click.echo(summary(stats, f"scored ({scorer})"))
         finish_job(store, [(f"score:{scorer}", stats)])
 
