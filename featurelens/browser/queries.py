@@ -208,12 +208,16 @@ class BrowserData:
             yield
         finally:
             self._local.depth = 0
-            with self._cond:
-                self._users -= 1
-                if self._users == 0:
-                    if waited_since(self.path, self._opened_at):
-                        self._release()
-                    self._cond.notify_all()
+            self._leave()
+
+    def _leave(self) -> None:
+        """One user is done; the last one gives the file to a job that asked for it."""
+        with self._cond:
+            self._users -= 1
+            if self._users == 0:
+                if waited_since(self.path, self._opened_at):
+                    self._release()
+                self._cond.notify_all()
 
     def _give_way_when_idle(self) -> None:
         """Between pages, give the file to a job that asked for it."""
@@ -254,12 +258,7 @@ class BrowserData:
         try:
             self._build(cursor)  # start_warming counted this thread as a user already
         finally:
-            with self._cond:
-                self._users -= 1
-                if self._users == 0:
-                    if waited_since(self.path, self._opened_at):
-                        self._release()
-                    self._cond.notify_all()
+            self._leave()
 
     def warm(self) -> None:
         """Compute the cached listings and the search index (blocking)."""
