@@ -30,6 +30,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from featurelens.testing.stub_server import read_request
+
 TOPICS = ["numbers", "closing brackets", "the word the", "animals", "code keywords",
           "punctuation", "verbs of motion", "years"]
 GARBAGE = ["\x00 lorem {{{ [[ not an answer", "#@!$%^&* ~~~ ::::", "\ufffd\ufffd\x07 ]]] {{{"]
@@ -133,15 +135,7 @@ class FaultServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                _, path, _ = lines[0].split(" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                body = json.loads(await reader.readexactly(length)) if length else {}
+                _, path, body = await read_request(reader)
                 if not await self._answer(path, body, reader, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):

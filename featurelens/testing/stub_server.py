@@ -22,6 +22,19 @@ TOPICS = ["numbers", "closing brackets", "the word 'the'", "animals", "code keyw
           "punctuation", "verbs of motion", "years"]
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict]:
+    """One HTTP/1.1 request from ``reader``: method, path and the JSON body ({} if none)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    return method, path, json.loads(await reader.readexactly(length)) if length else {}
+
+
 def answer_for(content: str) -> str:
     """A deterministic explanation for a prompt (so tests can predict it)."""
     digest = hashlib.blake2s(content.encode("utf-8"), digest_size=2).digest()
@@ -86,15 +99,7 @@ class StubServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value.strip())
-                body = json.loads(await reader.readexactly(length)) if length else {}
+                method, path, body = await read_request(reader)
                 self.requests += 1
                 if self.report_every and self.requests % self.report_every == 0:
                     print(f"SERVED {self.requests}", flush=True)
