@@ -18,8 +18,8 @@ COMPACT_SYSTEM = (
     "its strongest). Newlines show as ↵, tabs as ⇥, angle brackets in the text as ‹ ›."
 )
 
-COMPACT_LOGITS_NOTE = ("'Promoted' and 'Suppressed' list output tokens the feature makes more "
-                       "and less likely; use them if they agree with the examples.")
+COMPACT_LOGITS_NOTE = ("Promoted and suppressed outputs are the tokens the feature makes more and "
+                       "less likely; use them if they agree with the examples.")
 
 COMPACT_ANSWER_RULE = (
     "Answer with one line, 'Explanation:' and a phrase of at most 10 words saying what the "
