@@ -263,3 +263,12 @@ def test_real_vllm_answers_like_the_local_provider(tiny_model_dir: Path) -> None
     assert [p.token for p in got.prompt_logprobs] == [p.token for p in want.prompt_logprobs]
     for mine, theirs in zip(got.prompt_logprobs[1:], want.prompt_logprobs[1:]):
         assert mine.logprob == pytest.approx(theirs.logprob, abs=2e-2)
+
+
+def test_vllm_with_the_ray_executor_is_one_sentence(cli, expected: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store.duckdb"
+    shutil.copy(expected, store)
+    result = cli("explain", "--llm", "vllm:Qwen/Qwen2.5-0.5B-Instruct", "--executor", "ray", "--no-batch-api",
+                 "--no-progress", "--store", store)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "leave out --executor ray" in result.output and "concurrency=N" in result.output
