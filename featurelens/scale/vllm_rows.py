@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.llm.providers.chat_text import chat_prompt_text
 
 #: vLLM's default ``max_logprobs``: the most alternatives a position may ask for.
 MAX_LOGPROBS = 20
@@ -27,15 +28,7 @@ def prompt_ids(tokenizer: Any, request: LLMRequest) -> list[int]:
     if request.prompt is not None:
         ids = tokenizer(request.prompt).input_ids
     else:
-        assistant_last = bool(request.messages) and request.messages[-1].get("role") == "assistant"
-        if getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(
-                request.messages, tokenize=False, add_generation_prompt=not assistant_last,
-                continue_final_message=assistant_last)
-        else:
-            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in request.messages)
-            text += "" if assistant_last else "\n\nassistant:"
-        ids = tokenizer(text, add_special_tokens=False).input_ids
+        ids = tokenizer(chat_prompt_text(tokenizer, request.messages), add_special_tokens=False).input_ids
     return list(ids) or [tokenizer.bos_token_id or 0]
 
 

@@ -8,32 +8,15 @@ it is missing. The cluster is small (2 CPUs) and shut down in teardown.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import featurelens
+from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-                   namespace="featurelens-tests",
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path),
-                                             "OPENAI_API_KEY": "sk-test-only"}})
-    try:
-        ray.init(**options)
-    except Exception:  # noqa: BLE001 - Ray's node start-up wait can expire on saturated cores; once more
-        ray.shutdown()
-        ray.init(**options)
-    yield ray
-    ray.shutdown()
 
 
 RESULTS = {  # what the labeling runs wrote; ids, times and run ids aside

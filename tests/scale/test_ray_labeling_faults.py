@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import featurelens
+from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 
 RESULTS = {
@@ -28,22 +28,6 @@ RESULTS = {
                     "ORDER BY ALL",
 }
 LIMIT = 16
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    if ray.is_initialized():
-        ray.shutdown()
-    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
-    try:
-        ray.init(**options)
-    except Exception:  # noqa: BLE001 - Ray's node start-up wait can expire on saturated cores; once more
-        ray.shutdown()
-        ray.init(**options)
-    yield ray
-    ray.shutdown()
 
 
 def _results(store: Path) -> dict:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import pytest
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
+from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 
 
@@ -99,23 +98,6 @@ def tiny_processor(source: str, settings: dict[str, Any]):
     return processor
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
-    if ray.is_initialized():
-        ray.shutdown()
-    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}})
-    try:
-        ray.init(**options)
-    except Exception:  # noqa: BLE001 - Ray's node start-up wait can expire on saturated cores; once more
-        ray.shutdown()
-        ray.init(**options)
-    yield ray
-    ray.shutdown()
-
-
 def _provider(model: Path, **options: Any):
     from featurelens.llm.providers import build_provider
 
@@ -123,6 +105,7 @@ def _provider(model: Path, **options: Any):
 
 
 def test_answers_equal_the_local_providers_with_errors_per_row(ray_cluster, tiny_model_dir: Path) -> None:
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
     from featurelens.llm.providers import build_provider
     from featurelens.scale.vllm_rows import RowError
 
@@ -202,6 +185,7 @@ def _results(store: Path) -> dict:
 
 def test_explain_and_simulation_write_what_the_local_provider_writes_once(
         ray_cluster, expected: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
     alone, vllm = _seeded(expected, tmp_path / "local.duckdb"), _seeded(expected, tmp_path / "vllm.duckdb")
     _label(alone, f"local:{tiny_model_dir}", {})
     _label(vllm, f"vllm:{tiny_model_dir}", {"processor_factory": tiny_processor})
