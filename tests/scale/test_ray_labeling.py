@@ -17,6 +17,7 @@ import pytest
 import featurelens
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
+from seeded_store import seeded
 
 
 RESULTS = {  # what the labeling runs wrote; ids, times and run ids aside
@@ -35,19 +36,6 @@ def _results(store: Path) -> dict:
         return {name: db.sql(query) for name, query in RESULTS.items()}
 
 
-def _seeded(expected: Path, path: Path) -> Path:
-    """The extracted store plus three hand-written explanations, so scoring has work (the tiny
-    random model's own explanations are unreadable: they land in failures, also compared)."""
-    import duckdb
-
-    shutil.copy(expected, path)
-    with duckdb.connect(str(path)) as db:
-        db.execute("INSERT INTO explanations (explanation_id, dictionary_id, feature, explainer, llm, text, "
-                   "created_at) SELECT 'seed-' || feature, dictionary_id, feature, 'seed', 'seed:model', "
-                   "'numbers and colons', now() FROM features ORDER BY feature LIMIT 3")
-    return path
-
-
 def _label(cli, store: Path, llm: str, *executor: str) -> None:
     for command in (("explain", "--limit", "3"), ("score", "--scorer", "simulation", "--explainer", "seed")):
         result = cli(*command, "--llm", llm, "--no-progress", "--store", store, *executor)
@@ -58,7 +46,7 @@ def _label(cli, store: Path, llm: str, *executor: str) -> None:
 def test_two_workers_write_the_in_process_results_once(ray_cluster, cli, expected: Path, tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
     llm = f"local:{tiny_model_dir}"
-    alone, sharded = _seeded(expected, tmp_path / "alone.duckdb"), _seeded(expected, tmp_path / "ray.duckdb")
+    alone, sharded = seeded(expected, tmp_path / "alone.duckdb"), seeded(expected, tmp_path / "ray.duckdb")
     _label(cli, alone, llm)
     _label(cli, sharded, llm, "--executor", "ray", "--workers", "2")
     want, got = _results(alone), _results(sharded)

@@ -25,6 +25,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
+from seeded_store import seeded
 
 
 class TinyEngine:
@@ -155,18 +156,6 @@ RESULTS = {  # what a labeling run wrote, the provider's name aside
 }
 
 
-def _seeded(expected: Path, path: Path) -> Path:
-    """The extracted store plus three hand-written explanations for the simulation scorer."""
-    import duckdb
-
-    shutil.copy(expected, path)
-    with duckdb.connect(str(path)) as db:
-        db.execute("INSERT INTO explanations (explanation_id, dictionary_id, feature, explainer, llm, text, "
-                   "created_at) SELECT 'seed-' || feature, dictionary_id, feature, 'seed', 'seed:model', "
-                   "'numbers and colons', now() FROM features ORDER BY feature LIMIT 3")
-    return path
-
-
 def _label(store: Path, llm: str, options: dict[str, Any]) -> None:
     from featurelens.labelers.explain import ExplainSpec, explain_features
     from featurelens.llm.engine import EngineSettings
@@ -186,7 +175,7 @@ def _results(store: Path) -> dict:
 def test_explain_and_simulation_write_what_the_local_provider_writes_once(
         ray_cluster, expected: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
-    alone, vllm = _seeded(expected, tmp_path / "local.duckdb"), _seeded(expected, tmp_path / "vllm.duckdb")
+    alone, vllm = seeded(expected, tmp_path / "local.duckdb"), seeded(expected, tmp_path / "vllm.duckdb")
     _label(alone, f"local:{tiny_model_dir}", {})
     _label(vllm, f"vllm:{tiny_model_dir}", {"processor_factory": tiny_processor})
     want, got = _results(alone), _results(vllm)
