@@ -61,6 +61,17 @@ def _fraction(name: str, value: Any) -> float | None:
     return number
 
 
+def _seconds(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0 <= number <= 60:
+        raise FeaturelensError(f"The vllm provider's {name} option must be seconds between 0 and 60, "
+                               f"not {value!r}; pass e.g. --provider-option {name}=1.")
+    return number
+
+
 def model_source(model: str) -> str:
     """``smollm2`` is the embedded model's folder; anything else goes to vLLM as given."""
     from featurelens.llm.providers.local_provider import EMBEDDED, resolve_model_path
@@ -92,16 +103,20 @@ class VllmProvider:
     """``vllm:<model>``; options: ``concurrency`` (engine replicas, a GPU each),
     ``tensor_parallel_size``, ``batch`` (most requests per Dataset), ``batch_size`` (rows per
     engine call), ``max_model_len``, ``gpu_memory_utilization``, ``dtype``, ``address``
-    (a Ray cluster to join; default: the current one or a new local one)."""
+    (a Ray cluster to join; default: the current one or a new local one), ``gather_s``.
+
+    Every batch is one Dataset execution, which starts its engine replicas (loading the
+    model) afresh, so batches are large (4096 requests, gathered while more arrive within
+    ``gather_s``) and ``--concurrency`` should be as large to fill them."""
 
     name = "vllm"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str, *, concurrency: int | str = 1, tensor_parallel_size: int | str = 1,
-                 batch: int | str = 256, batch_size: int | str = 64, max_model_len: int | str | None = None,
+                 batch: int | str = 4096, batch_size: int | str = 64, max_model_len: int | str | None = None,
                  gpu_memory_utilization: float | str | None = None, dtype: str | None = None,
-                 address: str | None = None, gather_s: float | str = 0.2,
+                 address: str | None = None, gather_s: float | str = 1.0,
                  processor_factory: ProcessorFactory | None = None):
         if processor_factory is None and not (importlib.util.find_spec("vllm") and _has_ray_llm()):
             raise FeaturelensError(f"vllm:{model} cannot run here: {INSTALL}")
@@ -118,7 +133,7 @@ class VllmProvider:
         }
         self.factory = processor_factory or vllm_processor
         self.batcher: MicroBatcher = MicroBatcher(self._answer_batch, max_batch=_whole("batch", batch),
-                                                  gather_s=float(gather_s))
+                                                  gather_s=_seconds("gather_s", gather_s))
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self._processor: Callable[[Any], Any] | None = None

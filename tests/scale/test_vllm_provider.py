@@ -202,7 +202,7 @@ def test_without_vllm_the_provider_says_how_to_install(cli, expected: Path, tmp_
 
 
 @pytest.mark.parametrize(("option", "value"), [("concurrency", "0"), ("gpu_memory_utilization", "1.5"),
-                                               ("batch", "many")])
+                                               ("batch", "many"), ("gather_s", "soon")])
 def test_bad_options_are_one_sentence(tiny_model_dir: Path, option: str, value: str) -> None:
     with pytest.raises(FeaturelensError, match=f"vllm provider's {option} option"):
         _provider(tiny_model_dir, **{option: value})
