@@ -172,6 +172,7 @@ def _results(store: Path) -> dict:
         return {name: db.sql(query) for name, query in RESULTS.items()}
 
 
+@pytest.mark.slow
 def test_explain_and_simulation_write_what_the_local_provider_writes_once(
         ray_cluster, expected: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
