@@ -76,6 +76,18 @@ def _acts(tensors: dict[str, torch.Tensor], name: str, context: int, device: tor
     return acts.view(n, context)
 
 
+def _place(best: BestWindows, feature: torch.Tensor, seq: torch.Tensor, score: torch.Tensor,
+           acts: torch.Tensor) -> None:
+    """Put windows of features that hold none into their first slots (``feature`` sorted)."""
+    counts = torch.bincount(feature, minlength=best.score.shape[0])
+    slot = torch.arange(feature.numel(), device=feature.device) - (torch.cumsum(counts, 0) - counts)[feature]
+    best.score[feature, slot] = score
+    best.seq[feature, slot] = seq
+    best.acts[feature, slot] = acts
+    touched = torch.unique_consecutive(feature)
+    best.low[touched] = best.score[touched].min(dim=1).values
+
+
 def _fill(best: BestWindows, tensors: dict[str, torch.Tensor], name: str) -> None:
     """Put a partial's windows back into an empty ``best`` (slots in arrival order)."""
     feature = tensors[f"{name}.feature"]
@@ -132,10 +144,17 @@ def _merge_tensors(into: ExtractionState, tensors: dict[str, torch.Tensor]) -> N
         feature, score = tensors[f"{name}.feature"].to(device), tensors[f"{name}.score"].to(device)
         if best.k == 0 or feature.numel() == 0:
             continue
-        # only windows that can enter are made dense (absorb's own rule: ties enter too)
-        rows = torch.nonzero(score >= best.threshold(feature)).flatten()
+        seq = tensors[f"{name}.seq"].to(device)
+        # features the driver holds nothing of yet take the partial's windows as they are
+        # (at most K each: they come from a state of K slots); no top-k needed
+        vacant = ~(best.seq >= 0).any(dim=1)[feature]
+        rows = torch.nonzero(vacant).flatten()
+        if rows.numel():
+            _place(best, feature[rows], seq[rows], score[rows], _acts(tensors, name, into.context, device, rows))
+        # the others: only windows that can enter are made dense (absorb's own rule: ties enter too)
+        rows = torch.nonzero(~vacant & (score >= best.threshold(feature))).flatten()
         acts = _acts(tensors, name, into.context, device, rows)
-        absorb(best, feature[rows], tensors[f"{name}.seq"].to(device)[rows], score[rows], acts)
+        absorb(best, feature[rows], seq[rows], score[rows], acts)
     pool = RandomPool(into.pool.size, into.pool.seed)
     pool.load({field: tensors[f"pool.{field}"] for field in ("seq", "key", "firing", "lengths")})
     merge_pool(into.pool, pool)
