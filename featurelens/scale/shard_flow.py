@@ -200,7 +200,7 @@ class _Driver:
                 return
             n_batches, windows = shard
             self.batches += n_batches
-            self.records[self.sent] = Shard(np.asarray([w.tokens for w in windows], dtype=np.int64),
+            self.records[self.sent] = Shard(np.asarray([w.tokens for w in windows], dtype=np.int32),
                                             np.asarray([w.sequence_id for w in windows], dtype=np.int64),
                                             self.batches, len(windows))
             self._send(worker, "carry", self.sent)
@@ -263,7 +263,9 @@ class _Driver:
         data, seconds = result
         self.model_seconds += seconds
         self.bar.update(self.records[call.shard].n_windows * self.context)
-        if call.kind == "carry":
+        if call.kind == "carry" and not worker.alive:  # it answered after being given up: never flushed
+            self._lose([call.shard])
+        elif call.kind == "carry":
             worker.acked.append(call.shard)
         else:
             self._merge(data, [call.shard])
@@ -305,5 +307,7 @@ class _Driver:
         _checkpoint(run.db, run.folder, run.plan.run, run.plan.config, self.state,
                     self.records[prefix - 1].batches_through, run.seq_floor, self.pending, run.plan.corpus_id,
                     run.plan.lm.model_id, run.text)
+        for shard in [shard for shard in self.records if shard < prefix - 1]:  # merged, committed: done with
+            del self.records[shard]
         self.pending, self.committed = [], prefix
         self.checkpoint_cost = time.monotonic() - before
