@@ -147,7 +147,7 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
             seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
             gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
             checkpoint_every: int | None, started: float) -> _Streamed:
-    """Start the workers, dispatch shards, merge them in shard order, commit checkpoints."""
+    """Start the workers, stream shards through them (shard_flow), merge and commit prefixes."""
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     # the driver, not Ray, redoes the shards a dead worker carried (shard_flow), so no task retries
