@@ -1,6 +1,6 @@
 """Sharded extraction on Ray against in-process, and what a merge costs.
 
-Run: .venv/bin/python benchmarks/scale.py [--tokens 16384] [--memory-tokens 2048] [--width 9216]
+Run: .venv/bin/python benchmarks/scale.py [--tokens 16384] [--memory-tokens 2048] [--width 9216] [--rounds 2]
 
 On SmolLM2-135M (embedded) at blocks.6.hook_resid_post with a random TopK dictionary
 (k=32; speed does not depend on the weights), each case runs in a fresh process:
@@ -11,6 +11,11 @@ On SmolLM2-135M (embedded) at blocks.6.hook_resid_post with a random TopK dictio
 - in-process and ray x2 at 4x the width (the state of four such dictionaries at once),
   over ``--memory-tokens`` only: these rows are for memory, and their finish phase
   (logit effects of 36,864 latents) is long.
+
+The three speed cases run interleaved, ``--rounds`` times (in-process, x1, x2, in-process,
+...), and each ratio is the median of the ratios within a round, so load from other
+processes on a shared machine falls on the compared cases alike; the load average is
+printed with every case.
 
 It prints tokens/s of the streaming phase (model + dictionary + accumulators + merges
 + checkpoints, the part that scales; for Ray from the moment every worker has loaded
@@ -23,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -134,6 +141,7 @@ def main() -> None:
     parser.add_argument("--memory-tokens", type=int, default=2048)
     parser.add_argument("--shard-batches", type=int, default=4, help="batches of 16 x 64 tokens per shard")
     parser.add_argument("--width", type=int, default=9216)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the three speed cases")
     parser.add_argument("--merge-only", action="store_true", help="print only the merge figures")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--dictionary", help=argparse.SUPPRESS)
@@ -144,28 +152,47 @@ def main() -> None:
     if args.merge_only:
         _print_merges(args.width)
         return
+    print(f"load average at start: {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         one = _save_dictionary(Path(folder), args.width)
         four = _save_dictionary(Path(folder), 4 * args.width)
-        rows = {}
-        cases = (("in-process", "inprocess", one, args.tokens), ("ray x1", "rayx1", one, args.tokens),
-                 ("ray x2", "rayx2", one, args.tokens), ("in-process 4x", "inprocess", four, args.memory_tokens),
-                 ("ray x2 4x", "rayx2", four, args.memory_tokens))
-        for label, case, dictionary, tokens in cases:
-            done = subprocess.run([sys.executable, __file__, "--case", case, "--tokens", str(tokens),
-                                   "--dictionary", dictionary, "--shard-batches", str(args.shard_batches)],
-                                  capture_output=True, text=True, check=True)
-            rows[label] = json.loads(done.stdout.strip().splitlines()[-1])
-            r = rows[label]
-            print(f"{label:>14} ({tokens} tokens): stream {r['stream_tok_s']:7.1f} tok/s, end to end {r['end_to_end_tok_s']:7.1f} "
-                  f"tok/s ({r['seconds']:.1f} s, of which Ray start {r['startup_s']:.1f} s) | peak RSS driver {r['driver_peak_mib']:.0f} MiB, "
-                  f"workers {r['worker_peak_mib']} MiB", flush=True)
-    base, x1, x2 = rows["in-process"], rows["ray x1"], rows["ray x2"]
-    print(f"ray x1 / in-process: stream {x1['stream_tok_s'] / base['stream_tok_s']:.3f}, "
-          f"end to end {x1['end_to_end_tok_s'] / base['end_to_end_tok_s']:.3f}  (target >= 0.9)")
-    print(f"ray x2 / ray x1:     stream {x2['stream_tok_s'] / x1['stream_tok_s']:.3f}, "
-          f"end to end {x2['end_to_end_tok_s'] / x1['end_to_end_tok_s']:.3f}  (target >= 1.7)")
+        speed = (("in-process", "inprocess"), ("ray x1", "rayx1"), ("ray x2", "rayx2"))
+        runs: dict[str, list[dict]] = {label: [] for label, _ in speed}
+        # interleaved: each round runs every case once, so a change in the machine's load
+        # (other people's jobs) falls on all cases alike; ratios are taken within a round
+        for _ in range(args.rounds):
+            for label, case in speed:
+                runs[label].append(_run(label, case, one, args.tokens, args.shard_batches))
+        for label, case, dictionary, tokens in (("in-process 4x", "inprocess", four, args.memory_tokens),
+                                                ("ray x2 4x", "rayx2", four, args.memory_tokens)):
+            _run(label, case, dictionary, tokens, args.shard_batches)
+    for name, key in (("stream", "stream_tok_s"), ("end to end", "end_to_end_tok_s")):
+        x1 = [r1[key] / r0[key] for r0, r1 in zip(runs["in-process"], runs["ray x1"], strict=True)]
+        x2 = [r2[key] / r1[key] for r1, r2 in zip(runs["ray x1"], runs["ray x2"], strict=True)]
+        print(f"{name:>10}: ray x1 / in-process {statistics.median(x1):.3f} (rounds {_fmt(x1)}, target >= 0.9); "
+              f"ray x2 / ray x1 {statistics.median(x2):.3f} (rounds {_fmt(x2)}, target >= 1.7)")
+    print(f"load average at end: {_load()}", flush=True)
     _print_merges(args.width)
+
+
+def _run(label: str, case: str, dictionary: str, tokens: int, shard_batches: int) -> dict:
+    """One case in a fresh process; prints and returns its figures."""
+    done = subprocess.run([sys.executable, __file__, "--case", case, "--tokens", str(tokens),
+                           "--dictionary", dictionary, "--shard-batches", str(shard_batches)],
+                          capture_output=True, text=True, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{label:>14} ({tokens} tokens): stream {r['stream_tok_s']:7.1f} tok/s, end to end {r['end_to_end_tok_s']:7.1f} "
+          f"tok/s ({r['seconds']:.1f} s, of which Ray start {r['startup_s']:.1f} s) | peak RSS driver "
+          f"{r['driver_peak_mib']:.0f} MiB, workers {r['worker_peak_mib']} MiB | load {_load()}", flush=True)
+    return r
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 def _print_merges(width: int) -> None:

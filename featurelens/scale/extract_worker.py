@@ -1,9 +1,11 @@
 """The Ray actor of a sharded extraction: load model and dictionary once, reduce shards.
 
 A plain class (Ray is applied by the driver with ``ray.remote``), so this module never
-imports Ray. Each call reduces one shard of windows into a partial state with the same
-:class:`BatchReducer` the in-process loop uses, and returns it as bytes; a shard is a
-pure function of its windows, so Ray may rerun it after a worker dies.
+imports Ray. Shards are reduced with the same :class:`BatchReducer` the in-process loop
+uses, into one state carried across shards (:mod:`featurelens.scale.carried`); the
+driver asks for a partial with :meth:`ShardReducer.flush` when it wants to commit and
+at the end. A shard the driver must redo (its worker died before flushing it) is
+reduced alone and returned at once as bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from featurelens.core.extraction.packing import Window
 from featurelens.core.extraction.extractor import BatchReducer, dictionary_id_of
 from featurelens.core.extraction.state import ExtractionState, Settings
+from featurelens.scale.carried import CarriedState
 from featurelens.scale.partial import to_bytes
 
 
@@ -40,6 +43,8 @@ class ShardReducer:
                                    spec["exclude_outlier_norm"])
         self.settings = Settings(**spec["settings"])
         self.batch_size = int(spec["batch_size"])
+        self.carried = CarriedState(sae.d_sae, self.reduce.context, self.settings, lm.device)
+        self.held: list[int] = []  #: shards folded into ``carried`` since the last flush
 
     def identity(self) -> tuple[str, str, int, str]:
         """(model id, dictionary id, process id, Ray node id): the driver checks the ids
@@ -48,12 +53,27 @@ class ShardReducer:
 
         return self.ids[0], self.ids[1], os.getpid(), ray.get_runtime_context().get_node_id()
 
-    def reduce_shard(self, tokens: np.ndarray, seq_ids: np.ndarray) -> tuple[bytes, float]:
-        """Reduce windows ``tokens [n, context]`` (ids ``seq_ids``) batch by batch."""
+    def reduce_shard(self, tokens: np.ndarray, seq_ids: np.ndarray, index: int = -1,
+                     carry: bool = False) -> tuple[bytes | None, float]:
+        """Reduce windows ``tokens [n, context]`` (ids ``seq_ids``) batch by batch.
+
+        ``carry`` folds them into the carried state as shard ``index`` and returns no
+        bytes; otherwise they are reduced in a state of their own, returned as bytes.
+        Either way the second value is the seconds in model + encode.
+        """
         lm, sae = self.reduce.lm, self.reduce.sae
-        state = ExtractionState(sae.d_sae, self.reduce.context, self.settings, lm.device)
+        state = (self.carried.state if carry else
+                 ExtractionState(sae.d_sae, self.reduce.context, self.settings, lm.device))
         windows = [Window(int(seq), row.tolist(), "") for seq, row in zip(seq_ids, tokens, strict=True)]
         seconds = 0.0
         for start in range(0, len(windows), self.batch_size):
             seconds += self.reduce(state, windows[start:start + self.batch_size])
+        if carry:
+            self.held.append(index)
+            return None, seconds
         return to_bytes(state), seconds
+
+    def flush(self) -> tuple[bytes, list[int]]:
+        """The partial of the carried shards since the last flush, and their indices."""
+        held, self.held = self.held, []
+        return self.carried.ship(), held

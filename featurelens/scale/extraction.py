@@ -7,42 +7,41 @@ be resumed on Ray and the other way round. Only the stream differs:
 
 - the driver packs windows and cuts them into shards of ``shard_batches`` whole
   batches (so per-batch rules like the outlier median see the same batches);
-- each Ray actor (:class:`ShardReducer`, one per GPU or per ``threads`` CPUs) reduces a
-  shard into a partial state and returns it as bytes through the object store;
-- the driver merges partials in shard order (core.extraction.merge) and commits a
-  checkpoint of the merged prefix, so a killed driver resumes from its last commit and
-  a killed worker costs only its in-flight shard, which Ray reruns.
+- each Ray actor (:class:`ShardReducer`, one per GPU or per ``threads`` CPUs) folds its
+  shards into one state it carries, and sends a partial as bytes through the object
+  store when the driver asks: when a checkpoint is due and at the end;
+- the driver merges the partials (core.extraction.merge) and commits a checkpoint of
+  the merged prefix of shards (:mod:`featurelens.scale.shard_flow`), so a killed
+  driver resumes from its last commit and a killed worker costs only the shards it
+  carried since its last partial, which the driver has reduced again.
 
 Only the driver opens the DuckDB file: DuckDB allows one writing process.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.extractor import (SEQUENCE_FLUSH, ExtractResult, ExtractSpec, _checkpoint,
-                                                  _finish,
-                                                  _undo, prepare)
+from featurelens.core.extraction.extractor import ExtractResult, ExtractSpec, _finish, _undo, prepare
 from featurelens.core.extraction.state import ExtractionState
-from featurelens.core.extraction.writer import TokenText, sequence_rows
+from featurelens.core.extraction.writer import TokenText
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.scale import shard_flow
 from featurelens.scale.cluster import ClusterError, connected, require_ray
 from featurelens.scale.extract_worker import ShardReducer
 from featurelens.scale.partial import merge_bytes
+from featurelens.scale.shard_flow import failure as _failure
 
 @dataclass
 class RayExtractResult(ExtractResult):
@@ -51,6 +50,7 @@ class RayExtractResult(ExtractResult):
     worker_nodes: list[str] = field(default_factory=list)  #: Ray node id of each worker, at start
     shards: int = 0  #: shards reduced and merged by this call
     startup_seconds: float = 0.0  #: of stream_seconds, joining Ray and the workers loading their models
+    redone_shards: int = 0  #: shards reduced again because the worker carrying them died
 
 
 @dataclass
@@ -61,36 +61,12 @@ class _Streamed:
     nodes: list[str]
     shards: int
     startup_seconds: float
+    redone: int
 
 
 #: How the driver folds a worker's bytes into its state (a module attribute, so a test can
 #: interrupt the driver between merges).
 merge_partial = merge_bytes
-
-#: Shards in flight per worker: one running, one queued, so a worker never waits on the driver.
-IN_FLIGHT_PER_WORKER = 2
-
-
-def _shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[tuple[int, list[Window]]]:
-    """``(batches in shard, windows)`` for consecutive shards after the first ``skip`` batches."""
-    remaining = itertools.islice(batches, skip, None)
-    while True:
-        group = list(itertools.islice(remaining, size))
-        if not group:
-            return
-        yield len(group), [window for batch in group for window in batch]
-
-
-def _failure(error: BaseException, shard: int) -> ClusterError:
-    """One sentence for a worker that failed for good (after Ray's retries)."""
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, FeaturelensError):
-        return ClusterError(f"A Ray worker failed: {cause}")
-    text = str(cause or error).strip().splitlines()
-    detail = text[-1] if text else type(error).__name__
-    return ClusterError(f"A Ray worker failed on shard {shard} after its retries ({detail}); "
-                        "check the worker logs (ray logs) and rerun the same command to resume.")
-
 
 def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
                    checkpoint_every: int | None = None, progress: bool = True, workers: int = 2,
@@ -164,22 +140,23 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
                             state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
                             finish_start - stream_start, finish_end - finish_start,
                             streamed.model_seconds, int(getattr(plan.source, "skipped", 0)),
-                            streamed.nodes, streamed.shards, streamed.startup_seconds)
+                            streamed.nodes, streamed.shards, streamed.startup_seconds, streamed.redone)
 
 
 def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
             seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
             gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
             checkpoint_every: int | None, started: float) -> _Streamed:
-    """Start the workers, dispatch shards, merge them in shard order, commit checkpoints."""
+    """Start the workers, stream shards through them (shard_flow), merge and commit prefixes."""
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    # the driver, not Ray, redoes the shards a dead worker carried (shard_flow), so no task retries
     actor_class = ray.remote(ShardReducer).options(
-        num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=max_retries)
+        num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=0)
     actors = [actor_class.remote(spec, threads) for _ in range(workers)]
     try:
         return _dispatch(ray, actors, db, plan, spec, state, folder, seq_floor, done_batches, text, bar,
-                         shard_batches, checkpoint_seconds, checkpoint_every, started)
+                         shard_batches, checkpoint_seconds, checkpoint_every, started, max_retries)
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -188,8 +165,8 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
 def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
               state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
               bar: tqdm, shard_batches: int, checkpoint_seconds: float,
-              checkpoint_every: int | None, started: float) -> _Streamed:
-    lm, context, workers = plan.lm, spec["context"], len(actors)
+              checkpoint_every: int | None, started: float, max_retries: int) -> _Streamed:
+    lm = plan.lm
     try:
         identities = ray.get([actor.identity.remote() for actor in actors])
         for model_id, dict_id, _, _ in identities:
@@ -202,60 +179,10 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
         raise _failure(error, 0) from None
     startup = time.monotonic() - started
-    shards = _shards(plan.batches, done_batches, shard_batches)
-    in_flight: dict[Any, tuple[int, int, list[Window]]] = {}
-    ready_results: dict[int, tuple[bytes, int, list[Window]]] = {}
-    queue = deque(range(workers))
-    next_index = next_merge = 0
-    batches_done, batches_at_commit = done_batches, done_batches
-    n_seen = done_batches * spec["batch_size"]
-    pending: list[Window] = []
-    model_seconds = checkpoint_cost = 0.0
-    last_checkpoint = time.monotonic()
-    exhausted = False
-    while True:
-        while not exhausted and len(in_flight) < IN_FLIGHT_PER_WORKER * workers:
-            shard = next(shards, None)
-            if shard is None:
-                exhausted = True
-                break
-            n_batches, windows = shard
-            tokens = np.asarray([w.tokens for w in windows], dtype=np.int64)
-            seq_ids = np.asarray([w.sequence_id for w in windows], dtype=np.int64)
-            actor = actors[queue[0]]
-            queue.rotate(-1)
-            in_flight[actor.reduce_shard.remote(tokens, seq_ids)] = (next_index, n_batches, windows)
-            next_index += 1
-        if not in_flight:
-            break
-        done, _ = ray.wait(list(in_flight), num_returns=1)
-        for ref in done:
-            index, n_batches, windows = in_flight.pop(ref)
-            try:
-                data, seconds = ray.get(ref)
-            except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
-                raise _failure(error, index) from None
-            model_seconds += seconds
-            ready_results[index] = (data, n_batches, windows)
-        while next_merge in ready_results:
-            data, n_batches, windows = ready_results.pop(next_merge)
-            merge_partial(state, data)
-            next_merge += 1
-            batches_done += n_batches
-            n_seen += len(windows)
-            pending.extend(windows)
-            bar.update(len(windows) * context)
-            due = (batches_done - batches_at_commit >= checkpoint_every if checkpoint_every else
-                   time.monotonic() - last_checkpoint >= max(checkpoint_seconds, 20 * checkpoint_cost))
-            if not due and len(pending) >= SEQUENCE_FLUSH:
-                db.insert("sequences", sequence_rows(pending, plan.corpus_id, lm.model_id, text),
-                          on_conflict="ignore")
-                pending = []
-            if due:
-                before = time.monotonic()
-                _checkpoint(db, folder, plan.run, plan.config, state, batches_done, seq_floor, pending,
-                            plan.corpus_id, lm.model_id, text)
-                pending, batches_at_commit = [], batches_done
-                last_checkpoint = time.monotonic()
-                checkpoint_cost = last_checkpoint - before
-    return _Streamed(n_seen, model_seconds, pending, [node for *_, node in identities], next_merge, startup)
+    run = shard_flow.Run(db, plan, folder, seq_floor, text, checkpoint_seconds, checkpoint_every)
+    flow = shard_flow.stream(ray, actors, run, state,
+                             shard_flow.cut_shards(plan.batches, done_batches, shard_batches), done_batches,
+                             spec["batch_size"], bar, max_retries,
+                             lambda into, data: merge_partial(into, data))  # looked up per call: tests patch it
+    return _Streamed(flow.n_seen, flow.model_seconds, flow.pending, [node for *_, node in identities],
+                     flow.shards, startup, flow.redone)
