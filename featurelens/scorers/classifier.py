@@ -31,6 +31,10 @@ from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kind
 
 _LIST = re.compile(r"\[([^\[\]]*)\]")
 
+#: Adaptive defaults: the cheapest setting that stayed faithful to the full 100-window score
+#: for both scorers in ``benchmarks/cost_classifiers.py`` (BENCHMARKS.md, "Detection and fuzzing").
+ADAPTIVE, CI_WIDTH, ROUND_WINDOWS = True, 0.3, 10
+
 
 def parse_answers(text: str, expected: int) -> list[int]:
     """The last ``[...]`` list of 0/1 in ``text``; :class:`ParseError` unless it has ``expected`` items."""
@@ -59,8 +63,8 @@ class ClassifierScorer:
     rules = ""
 
     def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
-                 per_prompt: int = 5, keep_values: bool = True, adaptive: bool | str = False,
-                 ci_width: float = 0.2, round_windows: int = 20, confidence: float = 0.95):
+                 per_prompt: int = 5, keep_values: bool = True, adaptive: bool | str = ADAPTIVE,
+                 ci_width: float = CI_WIDTH, round_windows: int = ROUND_WINDOWS, confidence: float = 0.95):
         if n_activating < 1 or n_random < 1 or window < 2 or per_prompt < 1:
             raise FeaturelensError(
                 f"The {self.name} scorer needs n_activating >= 1, n_random >= 1, window >= 2 and "
