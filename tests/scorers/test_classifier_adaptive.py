@@ -65,3 +65,31 @@ def test_the_noisy_judge_is_right_at_its_quality_and_deterministic():
     # an explanation it was not given, or a window it does not know, is a coin flip, still a list
     answer = asyncio.run(judge.complete(scorers[0].all_requests(records[1], "unregistered")[0]))
     assert answer.text.startswith("[") and answer.text.count(",") == 4
+
+
+class _Mumbler:
+    """Answers every request with a list of the wrong length."""
+
+    name, model, capabilities = "mumble", "m", frozenset()
+
+    async def complete(self, request):
+        from featurelens.core.protocols import LLMResponse
+        return LLMResponse(text="Maybe [1, 0]?")
+
+
+def test_unusable_answers_over_several_rounds_fail_the_feature_not_the_run(store):
+    import polars as pl
+
+    from featurelens.llm.engine import EngineSettings
+    from featurelens.scorers.score_jobs import score_features
+    from featurelens.testing.planted_features import write_planted_store
+
+    write_planted_store(store, planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=9))
+    store.insert("explanations", pl.DataFrame([{"explanation_id": "e0", "dictionary_id": "planted", "feature": 0,
+                                                "explainer": "manual", "llm": "human:test", "text": "digits"}]))
+    stats = score_features(store, ScoreSpec("mumble:m", "detection"), provider=_Mumbler(),
+                           settings=EngineSettings(progress=False, concurrency=2))
+    assert (stats.succeeded, stats.failed, stats.calls) == (0, 1, 20)  # every round asked, then one failure
+    reason = store.execute("SELECT reason FROM failures WHERE stage = 'score:detection'")[0][0]
+    assert "lists 2 values for 5 examples" in reason
+    assert store.execute("SELECT count(*) FROM llm_cache")[0][0] == 0  # every round's answers rejected
