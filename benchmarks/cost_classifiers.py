@@ -164,9 +164,9 @@ def main() -> None:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Path(tmp) / "bench.duckdb")
-        for seed in range(seeds):
-            write_planted_store(store, planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=seed,
-                                                      dictionary_id=f"planted-{seed}"))
+        # one write: sequence ids are numbered per call, so separate calls would share them
+        write_planted_store(store, [r for seed in range(seeds) for r in planted_records(
+            length=32, n_top=10, n_quantile=50, n_random=50, seed=seed, dictionary_id=f"planted-{seed}")])
         records = [r for chunk in stream_records(store, Selection(None, None, None), 256) for r in chunk]
         store.close()
     texts = [text for _, text in PLANTED.values()]
@@ -194,6 +194,13 @@ def main() -> None:
             results[name] = [(s, run_setting(cls(**dict(s.options)), records, explanations, judges, bar))
                              for s in SETTINGS]
 
+    for name, rows in results.items():
+        full = rows[0][1].scores
+        means = {tag: [v for eid, v in full.items() if eid.endswith("/" + tag) and v is not None]
+                 for tag in ("rule-right", "rule-wrong", "noisy-right", "noisy-wrong")}
+        print(f"{name} full score, mean by explanation kind: "
+              + ", ".join(f"{tag} {sum(v) / len(v):.3f}" for tag, v in means.items() if v))
+    print()
     header = (f"{'scorer':<10}{'setting':<20}{'win':>6}{'calls':>6}{'in tok':>8}{'mini $/M':>9}{'batch':>7}"
               f"{'haiku $/M':>10}{'batch':>7}{'spearman':>9}{'MAD':>7}{'AUROC':>7}  {'AUROC diff 95% CI':<18}fidelity")
     print(header)
