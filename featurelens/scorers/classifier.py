@@ -33,7 +33,7 @@ _LIST = re.compile(r"\[([^\[\]]*)\]")
 
 #: Adaptive defaults: the cheapest setting that stayed faithful to the full 100-window score
 #: for both scorers in ``benchmarks/cost_classifiers.py`` (BENCHMARKS.md, "Detection and fuzzing").
-ADAPTIVE, CI_WIDTH, ROUND_WINDOWS = True, 0.3, 10
+ADAPTIVE, CI_WIDTH, ROUND_WINDOWS = True, 0.4, 20
 
 
 def parse_answers(text: str, expected: int) -> list[int]:

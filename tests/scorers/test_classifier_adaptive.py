@@ -26,11 +26,11 @@ def _rounds(scorer, record, explanation, judge):
 @pytest.mark.parametrize("name", ["detection", "fuzzing"])
 def test_the_scorers_use_the_measured_defaults(name):
     # the values BENCHMARKS.md ("Detection and fuzzing: adaptive default") reports as cheapest faithful
-    assert (ADAPTIVE, CI_WIDTH, ROUND_WINDOWS) == (True, 0.3, 10)
+    assert (ADAPTIVE, CI_WIDTH, ROUND_WINDOWS) == (True, 0.4, 20)
     scorer = build_scorer(ScoreSpec("rule:json", name))
-    assert scorer.rounds == Rounds(True, 0.3, 10)
+    assert scorer.rounds == Rounds(True, 0.4, 20)
     assert scorer.options() == {"n_activating": 50, "n_random": 50, "window": 32, "per_prompt": 5,
-                                     "adaptive": True, "ci_width": 0.3, "round_windows": 10, "confidence": 0.95}
+                                     "adaptive": True, "ci_width": 0.4, "round_windows": 20, "confidence": 0.95}
     assert build_scorer(ScoreSpec("rule:json", name, (("adaptive", "false"),))).rounds.enabled is False
 
 
@@ -39,13 +39,13 @@ def test_adaptive_detection_stops_early_when_clear_cut_and_uses_every_window_whe
     scorer = DetectionScorer()
     responses, clear = _rounds(scorer, record, PLANTED["digits"][1], RuleSimulator(capabilities=frozenset()))
     assert clear.score == 1.0 and clear.metrics["n_windows_max"] == 100
-    assert clear.metrics["n_windows"] <= 30 and len(responses) == clear.metrics["n_windows"] // 5
+    assert clear.metrics["n_windows"] == ROUND_WINDOWS and len(responses) == ROUND_WINDOWS // 5  # one round
     low, high = clear.metrics["interval"]
     assert high - low < CI_WIDTH
-    # a judge that guesses: its interval stays wide, so rounds go on far longer
+    # a judge that guesses: its interval is at its widest, so rounds go on (at width 0.4, to 40-60)
     judge = NoisyJudge([record], {"vague": Planted("planted", 0, 0.0)}, [scorer])
     _, guessed = _rounds(scorer, record, "vague", judge)
-    assert guessed.metrics["n_windows"] >= 70 and abs(guessed.score - 0.5) < 0.2
+    assert guessed.metrics["n_windows"] >= 2 * ROUND_WINDOWS and abs(guessed.score - 0.5) < 0.2
     # and with a tighter width it never settles: every window up to the hard maximum
     strict = DetectionScorer(ci_width=0.2)
     responses, ambiguous = _rounds(strict, record, "vague", judge)
