@@ -300,7 +300,8 @@ class Engine:
             results = await asyncio.gather(*(self._call(job, r, k, hits.get(k))
                                              for r, k in zip(job.requests, keys)))
         if job.follow_up is not None:
-            results = await self._follow_up(job, list(results))
+            keys = list(keys)  # grows with each round, so a rejected answer's key is found
+            results = await self._follow_up(job, list(results), keys)
         responses = [r for r, _ in results]
         errors = [e for _, e in results if e]
         self.stats.jobs += 1
@@ -327,9 +328,10 @@ class Engine:
         self.writer.job_done()
         self.bar.update(1)
 
-    async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]]
-                         ) -> list[tuple[LLMResponse | None, str | None]]:
-        """Rounds of an adaptive job: ask for more until its ``follow_up`` says done."""
+    async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]],
+                         keys: list[str]) -> list[tuple[LLMResponse | None, str | None]]:
+        """Rounds of an adaptive job: ask for more until its ``follow_up`` says done;
+        each round's cache keys are appended to ``keys``."""
         while not (job.require_all and any(e for _, e in results)):
             try:
                 more = job.follow_up([r for r, _ in results])
@@ -337,10 +339,11 @@ class Engine:
                 return results + [(None, f"{type(error).__name__} while planning the next round: {error}")]
             if not more:
                 break
-            keys = [cache.cache_key(self.provider.name, self.provider.model, r) for r in more]
-            hits = cache.lookup(self.store, keys)
+            more_keys = [cache.cache_key(self.provider.name, self.provider.model, r) for r in more]
+            keys += more_keys
+            hits = cache.lookup(self.store, more_keys)
             results += await asyncio.gather(*(self._call(job, r, k, hits.get(k))
-                                              for r, k in zip(more, keys, strict=True)))
+                                              for r, k in zip(more, more_keys, strict=True)))
         return results
 
     # -- the loop ------------------------------------------------------------------

@@ -12,6 +12,11 @@ of 0/1 answers such as ``[1,0,0,1,1]``.
 A list of the wrong length, or no list, is a parse failure: its windows are left out
 and counted, never scored as 0. The headline score is balanced accuracy; precision,
 recall, F1 and the raw counts go in ``metrics``.
+
+Windows go out in rounds by default (:mod:`featurelens.scorers.adaptive`: 20 windows a
+round, stop once the balanced-accuracy interval is narrower than 0.35): the widest width at
+which both scores stayed faithful to the full 100 windows in ``benchmarks/cost_classifiers.py``
+with rounds of 10 and of 20 alike (at 0.4 fuzzing passed only with rounds of 20).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
 
 _LIST = re.compile(r"\[([^\[\]]*)\]")
+
+#: Adaptive defaults: the cheapest setting that stayed faithful to the full 100-window score
+#: for both scorers in ``benchmarks/cost_classifiers.py`` (BENCHMARKS.md, "Detection and fuzzing").
+ADAPTIVE, CI_WIDTH, ROUND_WINDOWS = True, 0.35, 20
 
 
 def parse_answers(text: str, expected: int) -> list[int]:
@@ -59,8 +68,8 @@ class ClassifierScorer:
     rules = ""
 
     def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
-                 per_prompt: int = 5, keep_values: bool = True, adaptive: bool | str = False,
-                 ci_width: float = 0.2, round_windows: int = 20, confidence: float = 0.95):
+                 per_prompt: int = 5, keep_values: bool = True, adaptive: bool | str = ADAPTIVE,
+                 ci_width: float = CI_WIDTH, round_windows: int = ROUND_WINDOWS, confidence: float = 0.95):
         if n_activating < 1 or n_random < 1 or window < 2 or per_prompt < 1:
             raise FeaturelensError(
                 f"The {self.name} scorer needs n_activating >= 1, n_random >= 1, window >= 2 and "
