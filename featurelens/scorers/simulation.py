@@ -9,9 +9,10 @@ make it undefined (``status='undefined'``, score NULL).
 Modes (``mode='auto'`` picks the first the provider can do):
 
 - ``prompt-logprobs``: many windows per plain-text prompt, every token followed by
-  ``<TAB>unknown``; one forward pass gives the distribution over "0".."10" at each
-  ``unknown`` and its expected value is the prediction. The shared instructions and
-  few-shot feature come first, so the per-feature cost is mostly the windows.
+  ``<TAB>?`` (``line_format``, :mod:`featurelens.scorers.simulation_lines`); one
+  forward pass gives the distribution over "0".."10" after each tab and its expected
+  value is the prediction. The shared instructions and few-shot feature come first,
+  so the per-feature cost is mostly the windows.
 - ``output-logprobs``: the model writes one line of integers per window; the
   log-probabilities of each written digit turn it into an expected value.
 - ``json``: the model writes the integers as JSON (providers without log-probs).
@@ -19,6 +20,7 @@ Modes (``mode='auto'`` picks the first the provider can do):
 By default the windows go out in rounds (:mod:`featurelens.scorers.adaptive`): scoring
 stops once the bootstrap interval of the correlation is narrower than ``ci_width``;
 ``adaptive=false`` sends every window at once. Every score reports its interval.
+``random_window`` crops the random (mostly silent) windows shorter than ``window``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from featurelens.scorers.metrics import pearson
 from featurelens.scorers.adaptive import rounds_from_options
 from featurelens.scorers.intervals import bootstrap_correlation
 from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.simulation_lines import line_format as _line_format
 
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 
@@ -47,26 +50,31 @@ class SimulationScorer:
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
                  window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
                  keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.2,
-                 round_windows: int = 10, confidence: float = 0.95):
+                 round_windows: int = 10, confidence: float = 0.95, line_format: str = "dense",
+                 random_window: int | None = None):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(
                 f"Simulation mode {mode!r} is unknown; use auto or one of {', '.join(MODES)}.")
-        if n_activating < 1 or n_random < 0 or window < 2 or (per_prompt is not None and per_prompt < 1):
+        if (n_activating < 1 or n_random < 0 or window < 2 or (per_prompt is not None and per_prompt < 1)
+                or (random_window is not None and int(random_window) < 2)):
             raise FeaturelensError(
-                "Simulation needs n_activating >= 1, n_random >= 0, window >= 2 and per_prompt >= 1; "
-                "fix the scorer options.")
+                "Simulation needs n_activating >= 1, n_random >= 0, window >= 2, random_window >= 2 "
+                "and per_prompt >= 1; fix the scorer options.")
         self.mode = mode
         self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
         self.per_prompt = per_prompt
         self.top_logprobs = int(top_logprobs)
         self.keep_values = bool(keep_values)
         self.rounds = rounds_from_options(adaptive, ci_width, round_windows, confidence)
+        self.lines = _line_format(line_format)
+        self.random_window = min(self.window, int(random_window)) if random_window is not None else self.window
 
     def options(self) -> dict[str, Any]:
         """What changes the requests; stored with the score to reproduce it."""
         return {"mode": self.mode, "n_activating": self.n_activating, "n_random": self.n_random,
                 "window": self.window, "per_prompt": self.per_prompt,
-                "top_logprobs": self.top_logprobs, **self.rounds.options()}
+                "top_logprobs": self.top_logprobs, "line_format": self.lines.name,
+                "random_window": self.random_window, **self.rounds.options()}
 
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
@@ -83,7 +91,8 @@ class SimulationScorer:
         return "json"
 
     def _groups(self, record: FeatureRecord, mode: str) -> tuple[list[list[Window]], bool]:
-        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
+        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name,
+                                         random_width=self.random_window)
         return list(batched(windows, self._per_request(mode))), held_out
 
     def _per_request(self, mode: str) -> int:
@@ -122,18 +131,10 @@ class SimulationScorer:
         return [self._chat(explanation, group, mode) for group in groups]
 
     def _all_at_once(self, explanation: str, group: list[Window]) -> LLMRequest:
-        tokens, values = prompts.SIMULATION_SHOT
-        shot = "\n".join(f"{neutralise(t)}\t{v}" for t, v in zip(tokens, values))
-        shared = "\n".join([prompts.ALL_AT_ONCE_INTRO, "",
-                            prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
-                            f"<example>\n{shot}\n</example>", "", ""])
-        parts = [prompts.explanation_line(explanation)]
-        for window in group:
-            lines = "\n".join(f"{neutralise(t)}\t{prompts.UNKNOWN}" for t in window.example.tokens)
-            parts.append(f"<example>\n{lines}\n</example>")
-        return LLMRequest(prompt=shared + "\n".join(parts), max_tokens=0, temperature=0.0,
+        prompt, shared = self.lines.prompt(explanation, [w.example.tokens for w in group])
+        return LLMRequest(prompt=prompt, max_tokens=0, temperature=0.0,
                           prompt_logprobs=self.top_logprobs, purpose="score:simulation",
-                          shared_prompt_chars=len(shared))
+                          shared_prompt_chars=shared)
 
     def _chat(self, explanation: str, group: list[Window], mode: str) -> LLMRequest:
         answer_rule = prompts.JSON_ANSWER if mode == "json" else prompts.LINES_ANSWER
@@ -170,7 +171,7 @@ class SimulationScorer:
                 n_failed_requests += 1
                 continue
             if mode == "prompt-logprobs":
-                predictions, missing = read.from_prompt_logprobs(response, lengths)
+                predictions, missing = read.from_prompt_logprobs(response, lengths, self.lines.placeholder)
                 missing_digits += missing
             elif mode == "output-logprobs":
                 predictions = read.from_lines(response, lengths)

@@ -65,7 +65,7 @@ def test_all_at_once_packs_many_windows_per_prompt_with_a_shared_prefix():
     assert all(r.prompt_logprobs and r.max_tokens == 0 for r in requests)
     intro = requests[0].prompt.split("Feature explanation: digits")[0]
     assert all(r.prompt.startswith(intro) for r in requests)
-    assert sum(r.prompt.count("\tunknown") for r in requests) == sum(
+    assert sum(r.prompt.count("\t?") for r in requests) == sum(
         len(e.tokens) for e in record.examples if e.kind in ("quantile", "random"))
     # deterministic: a rerun sends identical prompts, so the response cache hits
     assert [r.prompt for r in scorer.requests(record, "digits", MODES["prompt-logprobs"])] == \
