@@ -166,3 +166,31 @@ def test_random_windows_can_be_cropped_shorter_than_activating_ones():
     assert scorer.options()["random_window"] == 8 and scorer.options()["line_format"] == "dense"
     # larger than the window: the window wins
     assert SimulationScorer(window=16, random_window=32).random_window == 16
+
+
+def test_a_larger_first_round_goes_out_as_one_request_then_rounds_of_round_windows():
+    records = planted_records(seed=8)
+    record = records[list(PLANTED).index("digits")]
+    oracle = NoisyOracle(records, {"q": Planted(record.dictionary_id, record.feature, 0.3)}, noise=3.0)
+    scorer = SimulationScorer(first_round=20, round_windows=10, ci_width=0.05)
+    first = scorer.requests(record, "q", LOGPROBS)
+    assert len(first) == 1 and first[0].prompt.count("\t?") == sum(
+        len(w.example.tokens) for w in scorer._groups(record, "prompt-logprobs")[0][0])
+    assert len(scorer._groups(record, "prompt-logprobs")[0][0]) == 20
+    responses = [oracle.answer(r) for r in first]
+    sizes = [20]
+    while more := scorer.more_requests(record, "q", responses, LOGPROBS):
+        assert len(more) == 1
+        sizes.append(len(scorer._groups(record, "prompt-logprobs")[0][len(responses)]))
+        responses += [oracle.answer(r) for r in more]
+    result = scorer.score(record, "q", responses, LOGPROBS)
+    # a noisy explanation and a narrow width: every window is used, 20 first and then tens
+    assert sizes[1:-1] == [10] * (len(sizes) - 2) and sum(sizes) == result.metrics["n_windows_max"]
+    assert result.metrics["n_windows"] == result.metrics["n_windows_max"] and result.n_parse_failures == 0
+    assert scorer.options()["first_round"] == 20
+    # the same windows in the same order as with equal rounds: only the request boundaries move
+    plain = SimulationScorer(round_windows=10)._groups(record, "prompt-logprobs")[0]
+    assert [w.example.tokens for g in plain for w in g] == \
+        [w.example.tokens for g in scorer._groups(record, "prompt-logprobs")[0] for w in g]
+    with pytest.raises(FeaturelensError, match="first_round >= 1"):
+        SimulationScorer(first_round=0)
