@@ -41,6 +41,7 @@ from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.core.store import Store
 from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain_grouped import grouped_request
+from featurelens.labelers.explain_grouped import per_request as grouped_per_request
 from featurelens.labelers.explainers import TokenActivationsExplainer
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens
@@ -60,20 +61,49 @@ class Setting:
     options: tuple[tuple[str, object], ...]
 
 
-def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
-    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window))
+OPENAI = (("line_format", "openai"),)  #: the all-at-once layout before the dense one
 
+
+def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
+    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
+            *OPENAI)
+
+
+def _dense(width: float, window: int, round_windows: int = 10, **more: object) -> tuple[tuple[str, object], ...]:
+    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
+            ("line_format", "dense"), *more.items())
+
+
+def _default_explain() -> tuple[int, int, int]:
+    """The explainer's own defaults: (window, n_examples, features per request)."""
+    explainer = TokenActivationsExplainer()
+    return explainer.window, explainer.n_examples, grouped_per_request({})
+
+
+SHORT = (16, 6, 4)  #: the cheapest explainer setting measured before: 6 windows of 16 tokens, 4 per request
 
 SETTINGS = [
-    Setting("today: 100 x 32 tok", (32, 10, 1), (("adaptive", False),)),
-    Setting("new defaults (ci<.2 r10 32)", (32, 10, 1), ()),
-    Setting("100 x 16 tok", (16, 10, 1), (("adaptive", False), ("window", 16))),
+    Setting("today: 100 x 32 tok", (32, 10, 1), (("adaptive", False), *OPENAI)),
+    Setting("old defaults (ci<.2 r10 32)", (32, 10, 1), (("adaptive", True), ("ci_width", 0.2),
+                                                         ("round_windows", 10), ("window", 32), *OPENAI)),
+    Setting("100 x 16 tok", (16, 10, 1), (("adaptive", False), ("window", 16), *OPENAI)),
     Setting("adapt ci<.15 r10, 32 tok", (32, 10, 1), _adaptive(0.15, 32)),
     Setting("adapt ci<.1 r10, 32 tok", (32, 10, 1), _adaptive(0.1, 32)),
     Setting("adapt ci<.2 r20, 32 tok", (32, 10, 1), _adaptive(0.2, 32, 20)),
     Setting("adapt ci<.2 r10, 16 tok", (16, 10, 1), _adaptive(0.2, 16)),
     Setting("ci<.15 r10 32, expl 4/req", (32, 10, 4), _adaptive(0.15, 32)),
-    Setting("ci<.2 r10 16, expl 6x16 4/req", (16, 6, 4), _adaptive(0.2, 16)),
+    Setting("ci<.2 r10 16, expl 6x16 4/req", SHORT, _adaptive(0.2, 16)),
+    # the dense line format (tok<TAB>?), with the short explainer setting
+    Setting("dense ci<.2 r10 16", SHORT, _dense(0.2, 16)),
+    Setting("dense ci<.2 r10 12", SHORT, _dense(0.2, 12)),
+    Setting("dense ci<.2 r10 8", SHORT, _dense(0.2, 8)),
+    Setting("dense ci<.25 r10 16", SHORT, _dense(0.25, 16)),
+    Setting("dense ci<.25 r10 12", SHORT, _dense(0.25, 12)),
+    Setting("dense ci<.25 r10 8", SHORT, _dense(0.25, 8)),
+    Setting("dense ci<.2 r5 12", SHORT, _dense(0.2, 12, 5)),
+    Setting("dense ci<.2 first20 r10 12", SHORT, _dense(0.2, 12, first_round=20)),
+    Setting("dense ci<.2 r10 12 rand8", SHORT, _dense(0.2, 12, random_window=8)),
+    Setting("new defaults", _default_explain(), ()),
 ]
 
 
@@ -116,6 +146,8 @@ def prompt_kinds(counter: Counter) -> None:
              ("explain highlighted", HighlightedExplainer().requests(record))]
     kinds += [(f"simulation {mode}", SimulationScorer(adaptive=False).requests(record, explanation, caps))
               for mode, caps in modes.items()]
+    kinds.insert(4, ("simulation prompt-logprobs openai", SimulationScorer(adaptive=False, line_format="openai")
+                     .requests(record, explanation, modes["prompt-logprobs"])))
     kinds += [(scorer.name, scorer.requests(record, explanation)) for scorer in (DetectionScorer(), FuzzingScorer())]
     print(f"{'prompt kind':<34}{'calls':>6}{'input':>8}{'prefix':>8}{'share':>7}  cached: "
           + "  ".join(f"{llm}" for llm in LLMS))
