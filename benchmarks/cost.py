@@ -18,7 +18,10 @@ prices, live and through the batch API.
 
 Prices use the prompt-log-prob (all-at-once) simulation prompt, as the cost figures in
 the issue do, with one output token per call (a completion endpoint needs one); the
-explanation's output is the faithful explainer's answer counted with o200k.
+explanation's output is the faithful explainer's answer counted with o200k. Rows before
+the dense ones use OpenAI's ``tok<TAB>unknown`` layout they were first measured with;
+the offline simulators read both layouts alike, so the table measures what fewer or
+shorter windows do to fidelity, not what the denser layout does to a real LLM.
 
     TIKTOKEN_CACHE_DIR=... .venv/bin/python benchmarks/cost.py [--real-store PATH]
 """

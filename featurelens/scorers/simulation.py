@@ -50,8 +50,8 @@ class SimulationScorer:
     name = "simulation"
 
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
-                 window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
-                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.2,
+                 window: int = 16, per_prompt: int | None = None, top_logprobs: int = 20,
+                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.25,
                  round_windows: int = 10, confidence: float = 0.95, line_format: str = "dense",
                  random_window: int | None = None, first_round: int | None = None):
         if mode != "auto" and mode not in MODES:
