@@ -106,7 +106,9 @@ SETTINGS = [
     Setting("dense ci<.2 r5 12", SHORT, _dense(0.2, 12, 5)),
     Setting("dense ci<.2 first20 r10 12", SHORT, _dense(0.2, 12, first_round=20)),
     Setting("dense ci<.2 r10 12 rand8", SHORT, _dense(0.2, 12, random_window=8)),
+    Setting("dense ci<.3 r10 16", SHORT, _dense(0.3, 16)),
     Setting("new defaults", _default_explain(), ()),
+    Setting("new defaults, expl 6x16 4/req", SHORT, ()),
 ]
 
 

@@ -147,10 +147,10 @@ class SimulationScorer:
         return [self._chat(explanation, group, mode) for group in groups]
 
     def _all_at_once(self, explanation: str, group: list[Window]) -> LLMRequest:
-        prompt, shared = self.lines.prompt(explanation, [w.example.tokens for w in group])
-        return LLMRequest(prompt=prompt, max_tokens=0, temperature=0.0,
+        shared, parts = self.lines.parts(explanation, [w.example.tokens for w in group])
+        return LLMRequest(prompt=shared + "\n".join(parts), max_tokens=0, temperature=0.0,
                           prompt_logprobs=self.top_logprobs, purpose="score:simulation",
-                          shared_prompt_chars=shared)
+                          shared_prompt_chars=len(shared))
 
     def _chat(self, explanation: str, group: list[Window], mode: str) -> LLMRequest:
         answer_rule = prompts.JSON_ANSWER if mode == "json" else prompts.LINES_ANSWER

@@ -44,14 +44,15 @@ class LineFormat:
         """Windows (each a list of ``token<TAB>value`` lines) in this format's separators."""
         return self.open + self.between.join("\n".join(lines) for lines in windows) + self.close
 
-    def prompt(self, explanation: str, windows: list[list[str]]) -> tuple[str, int]:
-        """The whole prompt for ``windows`` of tokens, and the length of its shared prefix."""
+    def parts(self, explanation: str, windows: list[list[str]]) -> tuple[str, list[str]]:
+        """The shared prefix (identical for every feature) and the lines after it, to join
+        with newlines: the prompt for ``windows`` of tokens is ``shared + "\\n".join(rest)``."""
         tokens, values = prompts.SIMULATION_SHOT
         shot = [f"{neutralise(t)}{READ_MARKER}{v}" for t, v in zip(tokens, values)]
         shared = "\n".join([self.intro, "", prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
                             self.block([shot]), "", ""])
         target = [[f"{neutralise(t)}{READ_MARKER}{self.placeholder}" for t in window] for window in windows]
-        return shared + prompts.explanation_line(explanation) + "\n" + self.block(target), len(shared)
+        return shared, [prompts.explanation_line(explanation), self.block(target)]
 
 
 FORMATS = {
