@@ -86,7 +86,7 @@ def _default_explain() -> tuple[int, int, int]:
 SHORT = (16, 6, 4)  #: the cheapest explainer setting measured before: 6 windows of 16 tokens, 4 per request
 
 SETTINGS = [
-    Setting("today: 100 x 32 tok", (32, 10, 1), (("adaptive", False), *OPENAI)),
+    Setting("today: 100 x 32 tok", (32, 10, 1), (("adaptive", False), ("window", 32), *OPENAI)),
     Setting("old defaults (ci<.2 r10 32)", (32, 10, 1), (("adaptive", True), ("ci_width", 0.2),
                                                          ("round_windows", 10), ("window", 32), *OPENAI)),
     Setting("100 x 16 tok", (16, 10, 1), (("adaptive", False), ("window", 16), *OPENAI)),
@@ -365,6 +365,11 @@ def main() -> None:
               f"(explanation + simulation, gpt-4o-mini batch); target $100: "
               f"{'met' if cheapest[4] <= 100 else f'NOT met ({cheapest[4] / 100:.1f}x over)'}; "
               f"today ${verdicts[0][4]:,.0f}, ratio today/cheapest = {verdicts[0][4] / cheapest[4]:.2f}x")
+        for v in verdicts:
+            if v[0].label.startswith("new defaults"):
+                print(f"{v[0].label}: {v[5]:,.0f} o200k input tokens and ${v[4]:,.0f} per million features at "
+                      f"gpt-4o-mini batch; target $100: "
+                      f"{'met' if v[4] <= 100 else f'NOT met ({v[4] / 100:.2f}x over)'}")
         print(f"total {time.perf_counter() - started:.0f} s")
         store.close()
 
