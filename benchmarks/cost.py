@@ -18,7 +18,10 @@ prices, live and through the batch API.
 
 Prices use the prompt-log-prob (all-at-once) simulation prompt, as the cost figures in
 the issue do, with one output token per call (a completion endpoint needs one); the
-explanation's output is the faithful explainer's answer counted with o200k.
+explanation's output is the faithful explainer's answer counted with o200k. Rows before
+the dense ones use OpenAI's ``tok<TAB>unknown`` layout they were first measured with;
+the offline simulators read both layouts alike, so the table measures what fewer or
+shorter windows do to fidelity, not what the denser layout does to a real LLM.
 
     TIKTOKEN_CACHE_DIR=... .venv/bin/python benchmarks/cost.py [--real-store PATH]
 """
@@ -41,6 +44,7 @@ from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.core.store import Store
 from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain_grouped import grouped_request
+from featurelens.labelers.explain_grouped import per_request as grouped_per_request
 from featurelens.labelers.explainers import TokenActivationsExplainer
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens
@@ -56,24 +60,58 @@ LLMS = ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
 @dataclass(frozen=True)
 class Setting:
     label: str
-    explain: tuple[int, int, int]  #: explainer (window, n_examples, features per request)
+    explain: tuple[int, int, int, str]  #: explainer (window, n_examples, features per request, style)
     options: tuple[tuple[str, object], ...]
 
 
-def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
-    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window))
+OPENAI = (("line_format", "openai"),)  #: the all-at-once layout before the dense one
 
+
+def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
+    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
+            *OPENAI)
+
+
+def _dense(width: float, window: int, round_windows: int = 10, **more: object) -> tuple[tuple[str, object], ...]:
+    return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
+            ("line_format", "dense"), *more.items())
+
+
+def _default_explain() -> tuple[int, int, int, str]:
+    """The explainer's own defaults: (window, n_examples, features per request, style)."""
+    explainer = TokenActivationsExplainer()
+    return explainer.window, explainer.n_examples, grouped_per_request({}), explainer.style
+
+
+#: the cheapest explainer setting measured before: 6 windows of 16 tokens, 4 per request
+OLD_SHORT = (16, 6, 4, "table")  #: in the token table the first rows were measured with
+SHORT = (16, 6, 4, "compact")  #: in the compact prompt (the explainer's default style)
 
 SETTINGS = [
-    Setting("today: 100 x 32 tok", (32, 10, 1), (("adaptive", False),)),
-    Setting("new defaults (ci<.2 r10 32)", (32, 10, 1), ()),
-    Setting("100 x 16 tok", (16, 10, 1), (("adaptive", False), ("window", 16))),
-    Setting("adapt ci<.15 r10, 32 tok", (32, 10, 1), _adaptive(0.15, 32)),
-    Setting("adapt ci<.1 r10, 32 tok", (32, 10, 1), _adaptive(0.1, 32)),
-    Setting("adapt ci<.2 r20, 32 tok", (32, 10, 1), _adaptive(0.2, 32, 20)),
-    Setting("adapt ci<.2 r10, 16 tok", (16, 10, 1), _adaptive(0.2, 16)),
-    Setting("ci<.15 r10 32, expl 4/req", (32, 10, 4), _adaptive(0.15, 32)),
-    Setting("ci<.2 r10 16, expl 6x16 4/req", (16, 6, 4), _adaptive(0.2, 16)),
+    Setting("today: 100 x 32 tok", (32, 10, 1, "table"), (("adaptive", False), ("window", 32), *OPENAI)),
+    Setting("old defaults (ci<.2 r10 32)", (32, 10, 1, "table"), (("adaptive", True), ("ci_width", 0.2),
+                                                         ("round_windows", 10), ("window", 32), *OPENAI)),
+    Setting("100 x 16 tok", (16, 10, 1, "table"), (("adaptive", False), ("window", 16), *OPENAI)),
+    Setting("adapt ci<.15 r10, 32 tok", (32, 10, 1, "table"), _adaptive(0.15, 32)),
+    Setting("adapt ci<.1 r10, 32 tok", (32, 10, 1, "table"), _adaptive(0.1, 32)),
+    Setting("adapt ci<.2 r20, 32 tok", (32, 10, 1, "table"), _adaptive(0.2, 32, 20)),
+    Setting("adapt ci<.2 r10, 16 tok", (16, 10, 1, "table"), _adaptive(0.2, 16)),
+    Setting("ci<.15 r10 32, expl 4/req", (32, 10, 4, "table"), _adaptive(0.15, 32)),
+    Setting("ci<.2 r10 16, expl 6x16 4/req", OLD_SHORT, _adaptive(0.2, 16)),
+    # the dense line format (tok<TAB>?), with the short explainer setting in the compact prompt
+    Setting("dense ci<.2 r10 16", SHORT, _dense(0.2, 16)),
+    Setting("dense ci<.2 r10 12", SHORT, _dense(0.2, 12)),
+    Setting("dense ci<.2 r10 8", SHORT, _dense(0.2, 8)),
+    Setting("dense ci<.25 r10 16", SHORT, _dense(0.25, 16)),
+    Setting("dense ci<.25 r10 12", SHORT, _dense(0.25, 12)),
+    Setting("dense ci<.25 r10 8", SHORT, _dense(0.25, 8)),
+    Setting("dense ci<.2 r5 12", SHORT, _dense(0.2, 12, 5)),
+    Setting("dense ci<.2 first20 r10 12", SHORT, _dense(0.2, 12, first_round=20)),
+    Setting("dense ci<.2 r10 12 rand8", SHORT, _dense(0.2, 12, random_window=8)),
+    Setting("dense ci<.3 r10 16", SHORT, _dense(0.3, 16)),
+    Setting("new defaults", _default_explain(), ()),
+    Setting("new defaults, expl 6x16 4/req", SHORT, ()),
+    Setting("new defaults, expl 10x16 4/req", (16, 10, 4, "compact"), ()),
 ]
 
 
@@ -112,10 +150,13 @@ def prompt_kinds(counter: Counter) -> None:
     modes = {"prompt-logprobs": frozenset({"prompt_logprobs"}), "output-logprobs": frozenset({"output_logprobs"}),
              "json": frozenset()}
     kinds = [("explain token-activations", TokenActivationsExplainer().requests(record)),
+             ("explain token-activations table", TokenActivationsExplainer(style="table").requests(record)),
              ("explain token-activations 4/req", [grouped_request(TokenActivationsExplainer(), [record] * 4)]),
              ("explain highlighted", HighlightedExplainer().requests(record))]
     kinds += [(f"simulation {mode}", SimulationScorer(adaptive=False).requests(record, explanation, caps))
               for mode, caps in modes.items()]
+    kinds.insert(5, ("simulation prompt-logprobs openai", SimulationScorer(adaptive=False, line_format="openai")
+                     .requests(record, explanation, modes["prompt-logprobs"])))
     kinds += [(scorer.name, scorer.requests(record, explanation)) for scorer in (DetectionScorer(), FuzzingScorer())]
     print(f"{'prompt kind':<34}{'calls':>6}{'input':>8}{'prefix':>8}{'share':>7}  cached: "
           + "  ".join(f"{llm}" for llm in LLMS))
@@ -232,9 +273,9 @@ def main() -> None:
               f"(right and wrong); oracle noise {args.noise}; tokens counted with {counter.name}\n")
 
         # explanation cost per setting's window: o200k of the explainer's requests, faithful answer's output
-        explain_cost: dict[tuple[int, int, int], tuple[float, float, float, dict[str, float], int]] = {}
-        for window, n_examples, per_request in sorted({s.explain for s in SETTINGS}):
-            explainer = TokenActivationsExplainer(window=window, n_examples=n_examples)
+        explain_cost: dict[tuple[int, int, int, str], tuple[float, float, float, dict[str, float], int]] = {}
+        for window, n_examples, per_request, style in sorted({s.explain for s in SETTINGS}):
+            explainer = TokenActivationsExplainer(window=window, n_examples=n_examples, style=style)
             total = prefix = out = 0
             cached = {llm: 0 for llm in LLMS}
             recovered = 0
@@ -253,7 +294,7 @@ def main() -> None:
                 total, prefix = total + tokens.total, prefix + tokens.prefix
                 for llm in LLMS:
                     cached[llm] += cached_tokens(*llm.split(":", 1), tokens)
-            explain_cost[(window, n_examples, per_request)] = (total / n_features, prefix / n_features, out / n_features,
+            explain_cost[(window, n_examples, per_request, style)] = (total / n_features, prefix / n_features, out / n_features,
                                     {llm: c / n_features for llm, c in cached.items()}, recovered)
 
         results = []
@@ -328,6 +369,11 @@ def main() -> None:
               f"(explanation + simulation, gpt-4o-mini batch); target $100: "
               f"{'met' if cheapest[4] <= 100 else f'NOT met ({cheapest[4] / 100:.1f}x over)'}; "
               f"today ${verdicts[0][4]:,.0f}, ratio today/cheapest = {verdicts[0][4] / cheapest[4]:.2f}x")
+        for v in verdicts:
+            if v[0].label.startswith("new defaults"):
+                print(f"{v[0].label}: {v[5]:,.0f} o200k input tokens and ${v[4]:,.0f} per million features at "
+                      f"gpt-4o-mini batch; target $100: "
+                      f"{'met' if v[4] <= 100 else f'NOT met ({v[4] / 100:.2f}x over)'}")
         print(f"total {time.perf_counter() - started:.0f} s")
         store.close()
 

@@ -32,11 +32,14 @@ def feature_rng(record: FeatureRecord, salt: str) -> random.Random:
 
 
 def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width: int,
-                 salt: str) -> tuple[list[Window], bool]:
-    """Shuffled, cropped test windows, and whether they were held out from the explainer."""
+                 salt: str, random_width: int | None = None) -> tuple[list[Window], bool]:
+    """Shuffled, cropped test windows, and whether they were held out from the explainer.
+
+    ``random_width`` crops the random windows (mostly silent) to fewer tokens than ``width``.
+    """
     test = for_scorer(record, n_activating, n_random)
     windows = [Window(crop(e, width), True) for e in test.activating]
-    windows += [Window(crop(e, width), e.max_activation > 0) for e in test.random]
+    windows += [Window(crop(e, random_width or width), e.max_activation > 0) for e in test.random]
     windows = [w for w in windows if w.example.tokens]
     feature_rng(record, salt).shuffle(windows)
     return windows, test.held_out

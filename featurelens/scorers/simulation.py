@@ -9,9 +9,10 @@ make it undefined (``status='undefined'``, score NULL).
 Modes (``mode='auto'`` picks the first the provider can do):
 
 - ``prompt-logprobs``: many windows per plain-text prompt, every token followed by
-  ``<TAB>unknown``; one forward pass gives the distribution over "0".."10" at each
-  ``unknown`` and its expected value is the prediction. The shared instructions and
-  few-shot feature come first, so the per-feature cost is mostly the windows.
+  ``<TAB>?`` (``line_format``, :mod:`featurelens.scorers.simulation_lines`); one
+  forward pass gives the distribution over "0".."10" after each tab and its expected
+  value is the prediction. The shared instructions and few-shot feature come first,
+  so the per-feature cost is mostly the windows.
 - ``output-logprobs``: the model writes one line of integers per window; the
   log-probabilities of each written digit turn it into an expected value.
 - ``json``: the model writes the integers as JSON (providers without log-probs).
@@ -19,6 +20,9 @@ Modes (``mode='auto'`` picks the first the provider can do):
 By default the windows go out in rounds (:mod:`featurelens.scorers.adaptive`): scoring
 stops once the bootstrap interval of the correlation is narrower than ``ci_width``;
 ``adaptive=false`` sends every window at once. Every score reports its interval.
+``random_window`` crops the random (mostly silent) windows shorter than ``window``;
+``first_round`` makes the first round larger than the next ones, so a feature that needs
+two rounds pays the shared prefix and the explanation once instead of twice.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from featurelens.scorers.metrics import pearson
 from featurelens.scorers.adaptive import rounds_from_options
 from featurelens.scorers.intervals import bootstrap_correlation
 from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.simulation_lines import line_format as _line_format
 
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 
@@ -45,28 +50,36 @@ class SimulationScorer:
     name = "simulation"
 
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
-                 window: int = 32, per_prompt: int | None = None, top_logprobs: int = 20,
-                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.2,
-                 round_windows: int = 10, confidence: float = 0.95):
+                 window: int = 16, per_prompt: int | None = None, top_logprobs: int = 20,
+                 keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.25,
+                 round_windows: int = 10, confidence: float = 0.95, line_format: str = "dense",
+                 random_window: int | None = None, first_round: int | None = None):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(
                 f"Simulation mode {mode!r} is unknown; use auto or one of {', '.join(MODES)}.")
-        if n_activating < 1 or n_random < 0 or window < 2 or (per_prompt is not None and per_prompt < 1):
+        if (n_activating < 1 or n_random < 0 or window < 2 or (per_prompt is not None and per_prompt < 1)
+                or (random_window is not None and int(random_window) < 2)
+                or (first_round is not None and int(first_round) < 1)):
             raise FeaturelensError(
-                "Simulation needs n_activating >= 1, n_random >= 0, window >= 2 and per_prompt >= 1; "
-                "fix the scorer options.")
+                "Simulation needs n_activating >= 1, n_random >= 0, window >= 2, random_window >= 2, "
+                "first_round >= 1 and per_prompt >= 1; fix the scorer options.")
         self.mode = mode
         self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
         self.per_prompt = per_prompt
         self.top_logprobs = int(top_logprobs)
         self.keep_values = bool(keep_values)
         self.rounds = rounds_from_options(adaptive, ci_width, round_windows, confidence)
+        self.lines = _line_format(line_format)
+        self.random_window = min(self.window, int(random_window)) if random_window is not None else self.window
+        self.first_round = int(first_round) if first_round is not None else self.rounds.round_windows
 
     def options(self) -> dict[str, Any]:
         """What changes the requests; stored with the score to reproduce it."""
         return {"mode": self.mode, "n_activating": self.n_activating, "n_random": self.n_random,
                 "window": self.window, "per_prompt": self.per_prompt,
-                "top_logprobs": self.top_logprobs, **self.rounds.options()}
+                "top_logprobs": self.top_logprobs, "line_format": self.lines.name,
+                "random_window": self.random_window, **self.rounds.options(),
+                **({"first_round": self.first_round} if self.rounds.enabled else {})}
 
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
@@ -83,23 +96,35 @@ class SimulationScorer:
         return "json"
 
     def _groups(self, record: FeatureRecord, mode: str) -> tuple[list[list[Window]], bool]:
-        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
-        return list(batched(windows, self._per_request(mode))), held_out
+        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name,
+                                         random_width=self.random_window)
+        size = self._per_request(mode)
+        if not self.rounds.enabled or self.first_round == self.rounds.round_windows:
+            return list(batched(windows, size)), held_out
+        first = windows[:self.first_round]
+        return (list(batched(first, self._per_request(mode, self.first_round)))
+                + list(batched(windows[len(first):], size))), held_out
 
-    def _per_request(self, mode: str) -> int:
+    def _first_requests(self, mode: str) -> int:
+        """Requests in the first round."""
+        if self.first_round == self.rounds.round_windows:
+            return self.rounds.per_round(self._per_request(mode))
+        return -(-self.first_round // self._per_request(mode, self.first_round))
+
+    def _per_request(self, mode: str, round_windows: int | None = None) -> int:
         if self.per_prompt:
             return self.per_prompt
         if mode != "prompt-logprobs":
             return 5
-        return min(25, self.rounds.round_windows) if self.rounds.enabled else 25
+        return min(25, round_windows or self.rounds.round_windows) if self.rounds.enabled else 25
 
     # -- requests -------------------------------------------------------------------
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str]) -> list[LLMRequest]:
         """The first round's requests (every request when not adaptive)."""
         mode = self.choose_mode(capabilities)
-        return self.rounds.first(self.all_requests(record, explanation, capabilities),
-                                 self._per_request(mode))
+        every = self.all_requests(record, explanation, capabilities)
+        return every[:self._first_requests(mode)] if self.rounds.enabled else every
 
     def more_requests(self, record: FeatureRecord, explanation: str,
                       responses: list[LLMResponse | None],
@@ -122,15 +147,7 @@ class SimulationScorer:
         return [self._chat(explanation, group, mode) for group in groups]
 
     def _all_at_once(self, explanation: str, group: list[Window]) -> LLMRequest:
-        tokens, values = prompts.SIMULATION_SHOT
-        shot = "\n".join(f"{neutralise(t)}\t{v}" for t, v in zip(tokens, values))
-        shared = "\n".join([prompts.ALL_AT_ONCE_INTRO, "",
-                            prompts.explanation_line(prompts.SIMULATION_SHOT_EXPLANATION),
-                            f"<example>\n{shot}\n</example>", "", ""])
-        parts = [prompts.explanation_line(explanation)]
-        for window in group:
-            lines = "\n".join(f"{neutralise(t)}\t{prompts.UNKNOWN}" for t in window.example.tokens)
-            parts.append(f"<example>\n{lines}\n</example>")
+        shared, parts = self.lines.parts(explanation, [w.example.tokens for w in group])
         return LLMRequest(prompt=shared + "\n".join(parts), max_tokens=0, temperature=0.0,
                           prompt_logprobs=self.top_logprobs, purpose="score:simulation",
                           shared_prompt_chars=len(shared))
@@ -170,7 +187,7 @@ class SimulationScorer:
                 n_failed_requests += 1
                 continue
             if mode == "prompt-logprobs":
-                predictions, missing = read.from_prompt_logprobs(response, lengths)
+                predictions, missing = read.from_prompt_logprobs(response, lengths, self.lines.placeholder)
                 missing_digits += missing
             elif mode == "output-logprobs":
                 predictions = read.from_lines(response, lengths)

@@ -1,7 +1,7 @@
 """Reading a simulator's predictions out of the three kinds of answer.
 
 - prompt log-probabilities (all at once): the expected value over "0".."10" at each
-  ``unknown`` that follows a tab, in prompt order;
+  placeholder (``?``, or ``unknown`` in OpenAI's layout) that follows a tab, in prompt order;
 - output log-probabilities: the integers the model wrote, one line per example, each
   replaced by the expected value of the digits at its position when available;
 - JSON: the integers the model wrote.
@@ -36,16 +36,17 @@ def expected_value(top: dict[str, float]) -> float | None:
     return total / mass if mass > 0 else None
 
 
-def target_positions(tokens: list[TokenLogprobs]) -> list[int]:
-    """Indices whose distribution predicts the value after each ``<TAB>unknown``.
+def target_positions(tokens: list[TokenLogprobs], placeholder: str = UNKNOWN) -> list[int]:
+    """Indices whose distribution predicts the value after each ``<TAB>placeholder``.
 
     Found by walking the tokens, not by character offsets: byte-level tokens of a
     multi-byte character do not decode one by one, so offsets drift, but a tab is one
     ASCII byte and only our separators contain one (corpus tabs are neutralised). After
     a token that ends with the tab, the next token starts the value; a token that
-    merges the tab with the start of ``unknown`` is itself the position (its
-    alternatives then carry the tab, which :func:`expected_value` strips). ``unknown``
-    may be split into several tokens; only its first position matters.
+    merges the tab with the start of the placeholder is itself the position (its
+    alternatives then carry the tab, which :func:`expected_value` strips). The
+    placeholder may be split into several tokens, or merged with the newline after it
+    (``?\n``); only its first position matters.
     """
     positions = []
     n = len(tokens)
@@ -56,21 +57,22 @@ def target_positions(tokens: list[TokenLogprobs]) -> list[int]:
             continue
         rest = text[tab + 1:]
         if rest:
-            if UNKNOWN.startswith(rest) or rest.startswith(UNKNOWN):
-                following = rest + "".join(t.token for t in tokens[i + 1:i + 1 + len(UNKNOWN)])
-                if following.startswith(UNKNOWN):
+            if placeholder.startswith(rest) or rest.startswith(placeholder):
+                following = rest + "".join(t.token for t in tokens[i + 1:i + 1 + len(placeholder)])
+                if following.startswith(placeholder):
                     positions.append(i)
             continue
-        following = "".join(t.token for t in tokens[i + 1:i + 1 + len(UNKNOWN)])
-        if i + 1 < n and following.startswith(UNKNOWN):
+        following = "".join(t.token for t in tokens[i + 1:i + 1 + len(placeholder)])
+        if i + 1 < n and following.startswith(placeholder):
             positions.append(i + 1)
     return positions
 
 
-def from_prompt_logprobs(response: LLMResponse, lengths: list[int]) -> tuple[Predictions, int]:
+def from_prompt_logprobs(response: LLMResponse, lengths: list[int],
+                         placeholder: str = UNKNOWN) -> tuple[Predictions, int]:
     """Expected values at every target position; also how many positions had no digits."""
     tokens = response.prompt_logprobs
-    positions = target_positions(tokens)
+    positions = target_positions(tokens, placeholder)
     expected = sum(lengths)
     if len(positions) != expected:
         error = ParseError(f"the prompt log-probs hold {len(positions)} target positions, not {expected}")

@@ -25,6 +25,7 @@ from typing import Iterable
 
 from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.window_text import neutralise
+from featurelens.scorers.simulation_lines import PLACEHOLDERS
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class NoisyOracle:
         return [0.0] * n
 
     def answer(self, request: LLMRequest) -> LLMResponse:
-        """Prompt log-probabilities for every ``unknown`` of an all-at-once prompt."""
+        """Prompt log-probabilities for every placeholder (``?``, ``unknown``) of an all-at-once prompt."""
         self.calls += 1
         prompt = request.prompt or ""
         found = re.findall(r"Feature explanation: (.*)", prompt)
@@ -87,7 +88,7 @@ class NoisyOracle:
         window: list[int] = []
         for index, line in enumerate(lines + [""]):
             token, tab, value = line.partition("\t")
-            if tab and value == "unknown":
+            if tab and value in PLACEHOLDERS:
                 window.append(index)
                 continue
             if window:
@@ -97,9 +98,9 @@ class NoisyOracle:
         pieces: list[TokenLogprobs] = []
         for index, line in enumerate(lines):
             if index in guesses:
-                token = line.partition("\t")[0]
+                token, _, placeholder = line.partition("\t")
                 pieces += [TokenLogprobs(token, None), TokenLogprobs("\t", None),
-                           TokenLogprobs("unknown", -5.0, guesses[index])]
+                           TokenLogprobs(placeholder, -5.0, guesses[index])]
             else:
                 pieces.append(TokenLogprobs(line, None))
             pieces.append(TokenLogprobs("\n", None))

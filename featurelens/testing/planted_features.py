@@ -29,6 +29,7 @@ import polars as pl
 from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
                                         TokenLogprobs)
 from featurelens.core.store import Store
+from featurelens.scorers.simulation_lines import PLACEHOLDERS
 
 Rule = Callable[[str], bool]
 
@@ -219,10 +220,10 @@ class RuleSimulator:
         pieces: list[TokenLogprobs] = []
         for line in prompt.split("\n"):
             token, tab, value = line.partition("\t")
-            if tab and value == "unknown":
+            if tab and value in PLACEHOLDERS:
                 hit = rule(token)
                 top = {"10": math.log(0.9), "0": math.log(0.1)} if hit else {"0": math.log(0.98), "1": math.log(0.02)}
-                pieces += [TokenLogprobs(token, None), TokenLogprobs("\t", None), TokenLogprobs("unknown", -5.0, top)]
+                pieces += [TokenLogprobs(token, None), TokenLogprobs("\t", None), TokenLogprobs(value, -5.0, top)]
             else:
                 pieces.append(TokenLogprobs(line, None))
             pieces.append(TokenLogprobs("\n", None))

@@ -59,13 +59,13 @@ def test_faithful_simulator_ranks_right_explanation_far_above_wrong(mode):
 
 def test_all_at_once_packs_many_windows_per_prompt_with_a_shared_prefix():
     record = planted_records()[0]
-    scorer = SimulationScorer(adaptive=False)  # packing of the full test set
+    scorer = SimulationScorer(adaptive=False, window=32)  # packing of the full, uncropped test set
     requests = scorer.requests(record, "digits", MODES["prompt-logprobs"])
     assert len(requests) == 4  # 100 windows, 25 per prompt
     assert all(r.prompt_logprobs and r.max_tokens == 0 for r in requests)
     intro = requests[0].prompt.split("Feature explanation: digits")[0]
     assert all(r.prompt.startswith(intro) for r in requests)
-    assert sum(r.prompt.count("\tunknown") for r in requests) == sum(
+    assert sum(r.prompt.count("\t?") for r in requests) == sum(
         len(e.tokens) for e in record.examples if e.kind in ("quantile", "random"))
     # deterministic: a rerun sends identical prompts, so the response cache hits
     assert [r.prompt for r in scorer.requests(record, "digits", MODES["prompt-logprobs"])] == \
