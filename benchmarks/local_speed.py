@@ -7,8 +7,9 @@ tokens, two prompts). Planted features stand in for a dictionary's.
 
 - old: 4cae3c2's behaviour: one request at a time, every prompt run whole, log-probs at
   every prompt position (``prefix_cache=0``, requests without ``prompt_logprobs_after``);
-- new: the default: the shared prefix run once per run (the LRU is emptied before each
-  run, so every run pays for its own prefixes), log-probs only after the tab.
+- new: the default: log-probs only after the tab; with ``--prefix-cache N`` also the
+  shared prefix run once per run (the LRU is emptied before each run, so every run
+  pays for its own prefixes).
 
 Each path has its own copy of the weights. Runs go old, new, new, old and the times are
 summed, so load drift on a shared machine hits both; wall time and this process's CPU
@@ -16,7 +17,7 @@ time are both reported. Answers are compared: explanations must be the same text
 simulation scores the same to 1e-4 (and the log-probs the simulation reads are shown).
 ``--bf16`` adds one run of the new path in bfloat16 and says how far its answers move.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16]
+    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16] [--prefix-cache 4]
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=3)
     parser.add_argument("--windows", type=int, default=10, help="activating (and random) windows simulated")
     parser.add_argument("--bf16", action="store_true", help="also one run of the new path in bfloat16")
+    parser.add_argument("--prefix-cache", type=int, default=0, help="the new path's prefix_cache option")
     args = parser.parse_args()
 
     records, seed = [], 0
@@ -135,7 +137,8 @@ def main() -> None:
     scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                               per_prompt=args.windows)  # two prompts per feature
     old = Pipeline(LocalProvider("smollm2", prefix_cache=0), True, records, explainer, scorer)
-    new = Pipeline(LocalProvider("smollm2"), False, records, explainer, scorer)
+    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache), False, records, explainer,
+                   scorer)
     old.provider._load(), new.provider._load()
     print(f"local:smollm2 on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
           f"{len(records)} features, explanation + simulation ({args.windows} + {args.windows} windows); "
@@ -168,7 +171,8 @@ def main() -> None:
     assert same_text == len(records), "explanations differ"
     assert score_diff < 1e-4, f"simulation scores differ by {score_diff}"
     if args.bf16:
-        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16"), False, records, explainer, scorer)
+        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache), False,
+                        records, explainer, scorer)
         with tqdm(total=3 * len(records), desc="bf16 requests", unit="req") as bar:
             h = half.run(bar)
         b_wall = (b[0]["explain"][0] + b[0]["simulate"][0] + b[1]["explain"][0] + b[1]["simulate"][0]) / 2

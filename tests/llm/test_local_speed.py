@@ -1,8 +1,9 @@
 """The local provider's fast default path gives today's answers, on the tiny random Llama.
 
 Today's path: every prompt run whole, log-probs at every prompt position
-(``prefix_cache=0`` and no ``prompt_logprobs_after``). The default: a declared shared
-prefix run once and continued from its cache, log-probs only where they are read.
+(``prefix_cache=0`` and no ``prompt_logprobs_after``). The fast path: log-probs only
+where they are read (the default) and, opt-in, a declared shared prefix run once and
+continued from its cache.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def test_sparse_prompt_logprobs_equal_the_full_pass_where_read(tiny_model_dir, o
 def test_simulation_scores_are_unchanged_by_the_fast_path(tiny_model_dir, one_thread):
     """Scorer requests through the default provider and through today's path."""
     old = build_provider(f"local:{tiny_model_dir}", prefix_cache=0)
-    new = build_provider(f"local:{tiny_model_dir}")
+    new = build_provider(f"local:{tiny_model_dir}", prefix_cache=4)
     scorer = SimulationScorer(n_activating=2, n_random=1, window=8, adaptive=False)
     record = planted_records(length=8, seed=3)[0]
     requests = scorer.requests(record, "numbers", new.capabilities)
@@ -112,7 +113,7 @@ def test_generation_after_a_cached_prefix_is_token_for_token_the_same(tiny_model
 
 def test_prompt_logprobs_after_a_cached_prefix_match_the_whole_prompt(tiny_model_dir, one_thread):
     old = build_provider(f"local:{tiny_model_dir}", prefix_cache=0)
-    new = build_provider(f"local:{tiny_model_dir}")
+    new = build_provider(f"local:{tiny_model_dir}", prefix_cache=4)
     for data in DATA:
         request = LLMRequest(prompt=SHARED + data, max_tokens=0, prompt_logprobs=4,
                              shared_prompt_chars=len(SHARED))

@@ -6,10 +6,11 @@ LM folder. Generation uses the model's chat template. Prompt log-probabilities c
 from ONE forward pass: the top-k next-token log-probabilities at every prompt
 position, computed through the output head in slices so a long prompt does not
 materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
-thread, so the event loop (and the store writer) keeps going. By default a request's
-declared shared prefix is run once and kept (:mod:`.local_prefix`, ``prefix_cache``
-prefixes), and prompt log-probs are computed only where ``prompt_logprobs_after`` says
-they are read (:mod:`.local_logprobs`). With ``batch=N`` (opt-in)
+thread, so the event loop (and the store writer) keeps going. Prompt log-probs are
+computed only where ``prompt_logprobs_after`` says they are read
+(:mod:`.local_logprobs`); with ``prefix_cache=N`` (opt-in: it did not measure faster
+on 2 shared CPU cores, BENCHMARKS.md) a request's declared shared prefix is run once
+and kept (:mod:`.local_prefix`). With ``batch=N`` (opt-in)
 requests sent concurrently are gathered into batches (:mod:`.local_microbatcher`) and
 answered together (:mod:`.local_batch`: a long shared prefix once, decode steps
 shared), with the same greedy answers; on 2 CPU cores it measured slower than one at a
@@ -74,14 +75,14 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
     requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
-    ``prefix_cache`` (shared prefixes kept run, 0: run every prompt whole)."""
+    ``prefix_cache`` (shared prefixes kept run; 0, the default: run every prompt whole)."""
 
     name = "local"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = 1, batch_tokens: int | str = 16384, prefix_cache: int | str = 4):
+                 batch: int | str = 1, batch_tokens: int | str = 16384, prefix_cache: int | str = 0):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
