@@ -139,6 +139,11 @@ class LLMRequest:
     #: small model cannot ramble on (honoured by local and OpenAI-compatible providers).
     stop_at_newline: bool = False
     shared_prompt_chars: int = 0  #: leading characters of ``prompt`` identical across features
+    #: Prompt log-probs are needed only at positions whose token text ends with this
+    #: string (or, where the tokenizer merged it into the next token, at that token);
+    #: elsewhere a provider may return empty alternatives and no log-prob. Not part of the
+    #: cache key: the answer at the positions read is unchanged.
+    prompt_logprobs_after: str | None = None
 
     def cache_material(self) -> dict[str, Any]:
         """What the response depends on; hashed, with provider and model, as the cache key."""

@@ -150,7 +150,7 @@ class SimulationScorer:
         shared, parts = self.lines.parts(explanation, [w.example.tokens for w in group])
         return LLMRequest(prompt=shared + "\n".join(parts), max_tokens=0, temperature=0.0,
                           prompt_logprobs=self.top_logprobs, purpose="score:simulation",
-                          shared_prompt_chars=len(shared))
+                          shared_prompt_chars=len(shared), prompt_logprobs_after="\t")
 
     def _chat(self, explanation: str, group: list[Window], mode: str) -> LLMRequest:
         answer_rule = prompts.JSON_ANSWER if mode == "json" else prompts.LINES_ANSWER

@@ -10,11 +10,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
-from featurelens.llm.providers import build_provider, local_provider
+from featurelens.llm.providers import build_provider, local_logprobs, local_provider
 
 
 def test_prompt_logprobs_match_a_full_forward_pass(tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(local_provider, "_SLICE", 3)  # several slices through the output head
+    monkeypatch.setattr(local_logprobs, "_SLICE", 3)  # several slices through the output head
     provider = build_provider(f"local:{tiny_model_dir}")
     prompt = "The quick brown fox jumps over 123 times."
     response = asyncio.run(provider.complete(LLMRequest(prompt=prompt, max_tokens=0, prompt_logprobs=4)))

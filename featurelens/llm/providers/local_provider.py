@@ -6,7 +6,11 @@ LM folder. Generation uses the model's chat template. Prompt log-probabilities c
 from ONE forward pass: the top-k next-token log-probabilities at every prompt
 position, computed through the output head in slices so a long prompt does not
 materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
-thread, so the event loop (and the store writer) keeps going. With ``batch=N`` (opt-in)
+thread, so the event loop (and the store writer) keeps going. Prompt log-probs are
+computed only where ``prompt_logprobs_after`` says they are read
+(:mod:`.local_logprobs`); with ``prefix_cache=N`` (opt-in: it did not measure faster
+on 2 shared CPU cores, BENCHMARKS.md) a request's declared shared prefix is run once
+and kept (:mod:`.local_prefix`). With ``batch=N`` (opt-in)
 requests sent concurrently are gathered into batches (:mod:`.local_microbatcher`) and
 answered together (:mod:`.local_batch`: a long shared prefix once, decode steps
 shared), with the same greedy answers; on 2 CPU cores it measured slower than one at a
@@ -17,18 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.llm.providers import local_logprobs, local_prefix
 from featurelens.llm.providers.chat_text import chat_prompt_text
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
 
 EMBEDDED = "smollm2"
-_SLICE = 256  # prompt positions per pass through the output head
 
 
 def resolve_model_path(model: str) -> Path:
@@ -49,13 +54,13 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
-def _positive(name: str, value: int | str) -> int:
+def _positive(name: str, value: int | str, least: int = 1) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise FeaturelensError(f"The local provider's {name} option must be a whole number >= 1, "
+        number = least - 1
+    if number < least:
+        raise FeaturelensError(f"The local provider's {name} option must be a whole number >= {least}, "
                                f"not {value!r}; pass e.g. --provider-option {name}=8.")
     return number
 
@@ -70,14 +75,15 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
-    requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch)."""
+    requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
+    ``prefix_cache`` (shared prefixes kept run; 0, the default: run every prompt whole)."""
 
     name = "local"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = 1, batch_tokens: int | str = 16384):
+                 batch: int | str = 1, batch_tokens: int | str = 16384, prefix_cache: int | str = 0):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
@@ -86,6 +92,8 @@ class LocalProvider:
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
         self._batcher: MicroBatcher | None = None
+        size = _positive("prefix_cache", prefix_cache, least=0)
+        self.prefixes = local_prefix.PrefixCache(size) if size else None
 
     # -- loading -------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:
@@ -98,6 +106,8 @@ class LocalProvider:
                 torch.bfloat16 if device.startswith("cuda") else torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(self.path)
             model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(device).eval()
+            if self.prefixes is not None and not local_prefix.install(model):
+                self.prefixes = None  # no prefix-aware attention there: whole prompts are faster
             self._loaded = (tokenizer, model)
         return self._loaded
 
@@ -123,11 +133,12 @@ class LocalProvider:
         tokenizer, model = self._load()
         decode = lru_cache(maxsize=65536)(lambda i: tokenizer.decode([i]))
         ids = self._prompt_ids(tokenizer, request)
-        prompt_lp = self._prompt_logprobs(model, ids, request.prompt_logprobs, decode) \
+        prefix = self._prefix(tokenizer, model, request, ids)
+        prompt_lp = self._prompt_logprobs(model, ids, request, decode, prefix) \
             if request.prompt_logprobs else []
         text, out_ids, out_lp = "", [], []
         if request.max_tokens > 0:
-            text, out_ids, out_lp = self._generate(tokenizer, model, ids, request, decode)
+            text, out_ids, out_lp = self._generate(tokenizer, model, ids, request, decode, prefix)
         return LLMResponse(text=text, input_tokens=int(ids.shape[1]), output_tokens=len(out_ids),
                            output_logprobs=out_lp, prompt_logprobs=prompt_lp)
 
@@ -144,28 +155,51 @@ class LocalProvider:
             ids = torch.tensor([[tokenizer.bos_token_id or 0]])
         return ids
 
-    def _prompt_logprobs(self, model: Any, ids: Any, k: int, decode: Any) -> list[TokenLogprobs]:
+    def _shared_ids(self, tokenizer: Any, request: LLMRequest) -> list[int]:
+        """Token ids of the part of the prompt the request declares shared across features."""
+        if request.prompt is not None:
+            if request.shared_prompt_chars <= 0:
+                return []
+            return tokenizer(request.prompt[:request.shared_prompt_chars]).input_ids
+        shared = request.messages[:request.shared_prefix]
+        if not shared:
+            return []
+        if getattr(tokenizer, "chat_template", None):
+            text = tokenizer.apply_chat_template(shared, tokenize=False)
+        else:  # as _prompt_ids renders a bare model's turns
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in shared)
+        return tokenizer(text, add_special_tokens=False).input_ids
+
+    def _prefix(self, tokenizer: Any, model: Any, request: LLMRequest,
+                ids: Any) -> local_prefix.Prefix | None:
+        """The stored run of the request's shared prefix (run now if new), or None when
+        there is none worth keeping. Only ids equal to the prompt's own are used, so a
+        boundary the tokenizer merges differently only shortens the prefix."""
+        if self.prefixes is None:
+            return None
+        row = ids[0].tolist()
+        n = min(local_prefix.common_length(self._shared_ids(tokenizer, request), row), len(row) - 1)
+        if n < local_prefix.MIN_PREFIX:
+            return None
+        return self.prefixes.get(model, row[:n])
+
+    def _prompt_logprobs(self, model: Any, ids: Any, request: LLMRequest, decode: Any,
+                         prefix: local_prefix.Prefix | None = None) -> list[TokenLogprobs]:
         import torch
 
-        device = next(model.parameters()).device
-        ids = ids.to(device)
+        row = ids[0].tolist()
         with torch.inference_mode():
-            hidden = model.base_model(input_ids=ids).last_hidden_state[0]  # [T, d]
-            head = model.get_output_embeddings()
-            out = [TokenLogprobs(decode(int(ids[0, 0])), None, {})]
-            for start in range(0, hidden.shape[0] - 1, _SLICE):
-                stop = min(start + _SLICE, hidden.shape[0] - 1)
-                logp = torch.log_softmax(head(hidden[start:stop]).float(), dim=-1)
-                nxt = ids[0, start + 1:stop + 1]
-                chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
-                values, indices = logp.topk(min(k, logp.shape[-1]), dim=-1)
-                for j, token in enumerate(nxt.tolist()):
-                    top = _top(decode, indices[j].tolist(), values[j].tolist())
-                    out.append(TokenLogprobs(decode(token), chosen[j], top))
-        return out
+            if prefix is None:
+                hidden = model.base_model(input_ids=ids.to(next(model.parameters()).device)
+                                          ).last_hidden_state[0]  # [T, d]
+            else:
+                hidden = local_prefix.continue_hidden(model, prefix, row)
+            return local_logprobs.prompt_logprobs(model.get_output_embeddings(), hidden, row,
+                                                  request.prompt_logprobs, decode,
+                                                  request.prompt_logprobs_after)
 
-    def _generate(self, tokenizer: Any, model: Any, ids: Any, request: LLMRequest,
-                  decode: Any) -> tuple[str, list[int], list[TokenLogprobs]]:
+    def _generate(self, tokenizer: Any, model: Any, ids: Any, request: LLMRequest, decode: Any,
+                  prefix: local_prefix.Prefix | None = None) -> tuple[str, list[int], list[TokenLogprobs]]:
         import torch
 
         device = next(model.parameters()).device
@@ -180,7 +214,9 @@ class LocalProvider:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if request.stop_at_newline:
             kwargs["stopping_criteria"] = _stop_at_line(tokenizer, ids.shape[1])
-        with torch.inference_mode():
+        if prefix is not None:  # generation continues the prefix's cache: only the rest is prefilled
+            kwargs[local_prefix.cache_keyword(model)] = local_prefix.fresh_cache(prefix)
+        with torch.inference_mode(), (local_prefix.continuing() if prefix is not None else nullcontext()):
             result = model.generate(ids.to(device), attention_mask=torch.ones_like(ids).to(device),
                                     **kwargs)
         out_ids = result.sequences[0, ids.shape[1]:].tolist()
