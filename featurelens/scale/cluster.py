@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.ray_address import check_address
 
 #: Object store of a local cluster: partial states are a few MB, so keep /dev/shm small.
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
@@ -44,6 +45,7 @@ def connected(address: str | None, num_cpus: int) -> Iterator[Any]:
         return
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                                "log_to_driver": False}
+    check_address(address)  # nothing there: one sentence in seconds, not ray.init's long wait
     try:
         if address:
             ray.init(address=address, **options)
