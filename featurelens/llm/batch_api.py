@@ -24,6 +24,7 @@ from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
 from featurelens.llm.batch_clients import batch_client
+from featurelens.llm.batch_results import sort_results, unanswered_reason
 from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_config
@@ -162,8 +163,9 @@ def refresh_status(store: Store) -> dict[str, Any]:
 
 
 def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[Any]],
-              run_id: str | None, prices: PriceTable) -> tuple[int, int]:
-    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors)``.
+              run_id: str | None, prices: PriceTable, state: Any = None) -> tuple[int, int, str]:
+    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors, note)``,
+    the note saying what was set aside (:mod:`featurelens.llm.batch_results`).
 
     A client per batch, opened and closed inside one event loop (an SDK client's
     connections belong to the loop that opened them)."""
@@ -179,7 +181,9 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
         finally:
             await provider.aclose()
 
-    items = asyncio.run(main())
+    found = sort_results(asyncio.run(main()), requests)
+    reason = unanswered_reason(getattr(state, "status", "finished"), getattr(state, "reason", ""), found)
+    items = [(custom_id, *found.answers.get(custom_id, (None, reason))) for custom_id in requests]
     for chunk in batched(items, 2000):
         cache_rows, call_rows = [], []
         for custom_id, response, error in chunk:
@@ -205,7 +209,7 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
             store.insert("llm_cache", pl.DataFrame(cache_rows), on_conflict="ignore")
             store.insert("llm_calls", pl.DataFrame(call_rows, infer_schema_length=None),
                          on_conflict="ignore")
-    return ok, errors
+    return ok, errors, found.note()
 
 
 def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTable | None = None,
@@ -224,11 +228,13 @@ def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTab
             lines.append(f"batch {batch_id}: {state.status if state else 'unknown'}, not finished "
                          f"yet ({state.counts if state else ''}).")
             continue
-        ok, errors = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
-                               run_id, prices)
+        ok, errors, note = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
+                                     run_id, prices, state)
         store.execute("UPDATE batches SET status = 'collected', updated_at = current_timestamp "
                       "WHERE batch_id = ?", [batch_id])
-        lines.append(f"batch {batch_id}: collected {ok:,} answers, {errors:,} errors.")
+        ended = f" (the batch ended '{state.status}': {state.reason})" if state.reason else ""
+        lines.append(f"batch {batch_id}: collected {ok:,} answers, {errors:,} errors{ended}"
+                     + (f"; {note}." if note else "."))
     waiting_runs = {r[0] for r in store.execute(
         f"SELECT DISTINCT run_id FROM batches WHERE status NOT IN ({','.join('?' * len(CLOSED))})",
         list(CLOSED))}
