@@ -24,6 +24,7 @@ from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
 from featurelens.llm.batch_clients import batch_client
+from featurelens.llm.batch_errors import batch_failure
 from featurelens.llm.batch_results import sort_results, unanswered_reason
 from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
@@ -120,7 +121,10 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
             if close is not None:
                 await close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, provider, "submitting a batch") from None
     return result
 
 
@@ -154,7 +158,10 @@ def refresh_status(store: Store) -> dict[str, Any]:
             await provider.aclose()
         return states
 
-    states = asyncio.run(main())
+    try:
+        states = asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, next(iter(providers.values())), "asking for batch status") from None
     with store.transaction():
         for batch_id, state in states.items():
             store.execute("UPDATE batches SET status = ?, updated_at = current_timestamp "
@@ -181,7 +188,11 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
         finally:
             await provider.aclose()
 
-    found = sort_results(asyncio.run(main()), requests)
+    try:
+        downloaded = asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, provider, f"downloading batch {batch_id}") from None
+    found = sort_results(downloaded, requests)
     reason = unanswered_reason(getattr(state, "status", "finished"), getattr(state, "reason", ""), found)
     items = [(custom_id, *found.answers.get(custom_id, (None, reason))) for custom_id in requests]
     for chunk in batched(items, 2000):
