@@ -83,7 +83,8 @@ def check_workers(workers: Any, threads: Any = 1, *, local: bool = True) -> None
     cores = os.cpu_count() or 1
     if local and workers * threads > LOCAL_WORKERS_PER_CORE * cores:
         raise FeaturelensError(
-            f"--workers {workers} x --worker-threads {threads} is more workers than this machine's {cores} "
+            f"--workers {workers}{f' x --worker-threads {threads}' if threads > 1 else ''} is more workers than "
+            f"this machine's {cores} "
             f"CPU core(s) can run (at most {LOCAL_WORKERS_PER_CORE * cores}); ask for fewer workers, or join "
             "a larger Ray cluster with --executor ray --address HOST:PORT.")
 
