@@ -140,6 +140,8 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     written_by = effective_llm(make_explainer(explain_spec), llm)  # offline:none for token-lookup
     score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, written_by)
                    for name in scorers]
+    for spec in score_specs:
+        build_scorer(spec)  # a bad scorer option is refused now, not after the explain stage ran
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
     settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
