@@ -297,3 +297,46 @@ def test_estimate_refuses_stores_it_cannot_read(cli, labeled_store, tmp_path) ->
     before = _snapshot(newer)
     _refused(cli("estimate", "--store", newer), "newer featurelens")
     assert _snapshot(newer) == before
+
+
+@pytest.mark.parametrize("command", ["estimate", "explain", "score", "label"])
+@pytest.mark.parametrize(("flag", "value"), [("--rpm", "nan"), ("--tpm", "nan"), ("--rpm", "inf"), ("--rpm", "0")])
+def test_rate_limits_must_be_finite_and_positive(cli, labeled_store, command, flag, value) -> None:
+    before = _snapshot(labeled_store)
+    result = cli(command, "--store", labeled_store, flag, value)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"Invalid value for '{flag}'" in result.output
+    assert _snapshot(labeled_store) == before
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b'{"openai:gpt-4o-mini": {"input": "nan", "output": 0.6}}', "finite and not negative"),
+    (b'{"openai:gpt-4o-mini": {"input": NaN, "output": 0.6}}', "finite and not negative"),
+    (b'{"openai:gpt-4o-mini": {"input": -0.15, "output": 0.6}}', "finite and not negative"),
+    (b'{"openai:gpt-4o-mini": {"input": 0.15, "output": 0.6, "batch_discount": 5}}', "(0 to 1)"),
+    (b'{"openai:gpt-4o-mini": [0.15, 0.6]}', "needs numbers"),
+    (b"\xff\xfe\x00garbage\x80", "not UTF-8"),
+])
+def test_estimate_refuses_price_tables_it_cannot_use(cli, labeled_store, tmp_path, content, needle) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_bytes(content)
+    before = _snapshot(labeled_store)
+    _refused(cli("estimate", "--store", labeled_store, "--llm", "openai:gpt-4o-mini", "--prices", prices), needle)
+    assert _snapshot(labeled_store) == before
+
+
+@pytest.mark.parametrize("command", ["explain", "score", "label"])
+def test_batch_api_without_a_key_is_one_sentence(cli, labeled_store, command, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = _snapshot(labeled_store)
+    result = cli(command, "--llm", "openai:gpt-4o-mini", "--batch-api", "--store", labeled_store)
+    _refused(result, "OPENAI_API_KEY")
+    assert _snapshot(labeled_store) == before
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5"])
+def test_batch_threshold_must_be_a_positive_whole_number(cli, labeled_store, value) -> None:
+    before = _snapshot(labeled_store)
+    result = cli("explain", "--llm", "openai:gpt-4o-mini", "--batch-threshold", value, "--store", labeled_store)
+    assert result.exit_code == 2 and "Invalid value for '--batch-threshold'" in result.output
+    assert _snapshot(labeled_store) == before

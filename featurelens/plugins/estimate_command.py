@@ -12,6 +12,7 @@ import click
 
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
+from featurelens.core.cli_numbers import PositiveRate
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.labeling_commands import parse_options
@@ -46,9 +47,9 @@ def register_commands(cli: click.Group) -> None:
               help="Selected features whose requests are built and counted.")
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Requests in flight at once (for the wall time).")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--rpm", type=PositiveRate(), default=None,
               help="Requests-per-minute limit of your provider tier.")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--tpm", type=PositiveRate(), default=None,
               help="Tokens-per-minute limit of your provider tier.")
 @click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON price table overriding the built-in one (also $FEATURELENS_PRICES).")
