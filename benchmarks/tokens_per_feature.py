@@ -63,11 +63,13 @@ def main() -> None:
             out += count(response.text) if request.max_tokens else 0
         rows.append((label, len(requests), total, fresh, out))
 
-    for explainer in (TokenActivationsExplainer(), HighlightedExplainer(), HighlightedExplainer(activation_list=True)):
+    for explainer in (TokenActivationsExplainer(), TokenActivationsExplainer(style="table"), HighlightedExplainer(),
+                      HighlightedExplainer(activation_list=True)):
         requests = explainer.requests(record)
         for request in requests:
             request.purpose = "explain"
         name = explainer.name + (" +activations" if getattr(explainer, "activation_list", False) else "")
+        name += " table" if getattr(explainer, "style", None) == "table" else ""
         measure(f"explain {name}", requests, frozenset())
     for mode, caps in CAPS.items():
         measure(f"simulation {mode}", SimulationScorer().requests(record, explanation, caps), caps)

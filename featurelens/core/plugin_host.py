@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.extract_commands",
     "featurelens.llm.builtin_providers",
     "featurelens.llm.offline",
+    "featurelens.plugins.vllm_registration",
     "featurelens.plugins.labeling_commands",
     "featurelens.plugins.app_commands",
     "featurelens.labelers.explainers",

@@ -46,6 +46,9 @@ def check_executor(executor: str, address: str | None, batch_api: bool) -> None:
 def labeling_provider(executor: str, llm: str, provider_options: dict[str, Any], *, workers: int,
                       address: str | None, rpm: float | None, tpm: float | None) -> Iterator[Any]:
     """None in process (the command builds its provider as before), else a RayProvider."""
+    if executor == "ray" and llm.startswith("vllm:"):
+        raise FeaturelensError(f"{llm} already runs on Ray through ray.data.llm; leave out --executor ray "
+                               "and set its replicas with --provider-option concurrency=N.")
     if executor != "ray":
         with nullcontext(None) as nothing:
             yield nothing

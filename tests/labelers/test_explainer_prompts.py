@@ -40,7 +40,7 @@ def test_neutralise_removes_every_delimiter_character():
 
 def test_corpus_text_cannot_close_the_examples_or_add_instructions():
     hostile = record(tokens=[" the", INJECTION, " sat", " 42", ")"])
-    for explainer in (TokenActivationsExplainer(), HighlightedExplainer(activation_list=True)):
+    for explainer in (TokenActivationsExplainer(style="table"), HighlightedExplainer(activation_list=True)):
         benign_messages = explainer.requests(record())[0].messages
         messages = explainer.requests(hostile)[0].messages
         assert messages[:3] == benign_messages[:3]  # instructions untouched
@@ -70,13 +70,13 @@ def test_shared_prefix_is_identical_across_features_and_first():
 
 
 def test_token_table_shows_normalised_activations_and_options_change_prompt():
-    explainer = TokenActivationsExplainer(n_examples=2, logits=True)
+    explainer = TokenActivationsExplainer(style="table", n_examples=2, logits=True)
     request = explainer.requests(record())[0]
     turn = request.messages[-1]["content"]
     assert " 42\t10" in turn and ")\t5" in turn and " cat\t1" in turn
     assert turn.count("<example ") == 2
     assert "Promoted outputs:  1,  2" in turn
-    reasoning = TokenActivationsExplainer(reasoning=True).requests(record())[0]
+    reasoning = TokenActivationsExplainer(style="table", reasoning=True).requests(record())[0]
     assert reasoning.max_tokens > request.max_tokens
     assert "think briefly" in reasoning.messages[0]["content"]
 

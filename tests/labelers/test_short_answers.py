@@ -16,10 +16,10 @@ from featurelens.testing.planted_features import planted_records
 
 def test_explain_requests_ask_for_one_short_line_and_cap_tokens():
     record = planted_records(seed=0)[1]
-    request = TokenActivationsExplainer().requests(record)[0]
+    request = TokenActivationsExplainer(style="table").requests(record)[0]
     assert request.stop_at_newline and request.max_tokens <= 32
     assert "one short phrase (at most 10 words)" in request.messages[0]["content"]
-    reasoning = TokenActivationsExplainer(reasoning=True).requests(record)[0]
+    reasoning = TokenActivationsExplainer(style="table", reasoning=True).requests(record)[0]
     assert not reasoning.stop_at_newline  # reasoning needs several lines before its answer
     assert prompts.ANSWER_RULE.split(". ", 1)[1] in reasoning.messages[0]["content"]
 

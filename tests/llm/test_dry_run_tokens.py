@@ -44,10 +44,11 @@ def o200k(tmp_path, monkeypatch):
 
 def test_openai_count_is_o200k_plus_chat_framing_and_four_characters_was_far_off(store, o200k):
     fill(store, 40, n_sequences=128)
-    explainer = create("explainer", "token-activations")
+    # the token tables (style=table) are where four characters a token was furthest off
+    explainer = create("explainer", "token-activations", style="table")
     requests = [r for page in stream_records(store, Selection()) for rec in page for r in explainer.requests(rec)]
     expected = sum(sum(len(o200k.encode_ordinary(m["content"])) + 3 for m in r.messages) + 3 for r in requests)
-    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini"))
+    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini", explainer_options=(("style", "table"),)))
     assert plan.input_tokens == expected
     assert "tiktoken o200k_base" in "\n".join(plan.lines())
     characters = sum(len(m["content"]) // 4 + 4 for r in requests for m in r.messages)

@@ -8,32 +8,16 @@ it is missing. The cluster is small (2 CPUs) and shut down in teardown.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import featurelens
+from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-                   namespace="featurelens-tests",
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path),
-                                             "OPENAI_API_KEY": "sk-test-only"}})
-    try:
-        ray.init(**options)
-    except Exception:  # noqa: BLE001 - Ray's node start-up wait can expire on saturated cores; once more
-        ray.shutdown()
-        ray.init(**options)
-    yield ray
-    ray.shutdown()
+from seeded_store import seeded
 
 
 RESULTS = {  # what the labeling runs wrote; ids, times and run ids aside
@@ -52,19 +36,6 @@ def _results(store: Path) -> dict:
         return {name: db.sql(query) for name, query in RESULTS.items()}
 
 
-def _seeded(expected: Path, path: Path) -> Path:
-    """The extracted store plus three hand-written explanations, so scoring has work (the tiny
-    random model's own explanations are unreadable: they land in failures, also compared)."""
-    import duckdb
-
-    shutil.copy(expected, path)
-    with duckdb.connect(str(path)) as db:
-        db.execute("INSERT INTO explanations (explanation_id, dictionary_id, feature, explainer, llm, text, "
-                   "created_at) SELECT 'seed-' || feature, dictionary_id, feature, 'seed', 'seed:model', "
-                   "'numbers and colons', now() FROM features ORDER BY feature LIMIT 3")
-    return path
-
-
 def _label(cli, store: Path, llm: str, *executor: str) -> None:
     for command in (("explain", "--limit", "3"), ("score", "--scorer", "simulation", "--explainer", "seed")):
         result = cli(*command, "--llm", llm, "--no-progress", "--store", store, *executor)
@@ -75,7 +46,7 @@ def _label(cli, store: Path, llm: str, *executor: str) -> None:
 def test_two_workers_write_the_in_process_results_once(ray_cluster, cli, expected: Path, tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
     llm = f"local:{tiny_model_dir}"
-    alone, sharded = _seeded(expected, tmp_path / "alone.duckdb"), _seeded(expected, tmp_path / "ray.duckdb")
+    alone, sharded = seeded(expected, tmp_path / "alone.duckdb"), seeded(expected, tmp_path / "ray.duckdb")
     _label(cli, alone, llm)
     _label(cli, sharded, llm, "--executor", "ray", "--workers", "2")
     want, got = _results(alone), _results(sharded)

@@ -48,9 +48,9 @@ class DataParallelRunner:
         if executor != "torchrun":  # before the model loads or a checkpoint folder appears
             check_workers(workers, max(1, int(threads)), local=address is None)
         if executor == "ray":
-            from featurelens.core.training.ray_training import _ray
+            from featurelens.core.ray_runtime import require_ray
 
-            _ray()
+            require_ray()
             check_address(address)
         self.workers, self.executor, self.model = workers, executor, model
         self.address, self.threads = address, max(1, int(threads))

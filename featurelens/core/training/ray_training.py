@@ -8,24 +8,11 @@ safetensors bytes.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.ray_address import check_fits
-
-#: A local cluster's object store: only the trained weights pass through it.
-LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise FeaturelensError(
-            "--executor ray needs Ray, which is not installed; install it with "
-            "pip install 'featurelens[ray]'.") from None
-    return ray
+from featurelens.core.ray_runtime import connect
 
 
 class TrainWorker:
@@ -47,24 +34,10 @@ class TrainWorker:
 
 def run_on_ray(job: dict[str, Any], workers: int, address: str | None) -> dict[str, Any]:
     """Train with ``workers`` actors on the cluster at ``address`` (default: a local one)."""
-    ray = _ray()
     threads = int(job["threads"])
-    started = False
-    if not ray.is_initialized():
-        options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
-                                   "log_to_driver": bool(job["progress"])}
-        try:
-            if address:
-                ray.init(address=address, **options)
-            else:
-                ray.init(num_cpus=workers * threads, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            where = f"at --address {address}" if address else "locally"
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise FeaturelensError(
-                f"Could not connect to a Ray cluster {where} ({first}); start one with `ray start --head` "
-                "or leave out --address to start a local one.") from None
-        started = True
+    started = connect(address, workers * threads, log_to_driver=bool(job["progress"]))
+    import ray
+
     try:
         gpu = job["device"].startswith("cuda") or (
             job["device"] == "auto" and ray.cluster_resources().get("GPU", 0) >= 1)

@@ -22,7 +22,8 @@ __all__ = ["HighlightedExplainer", "TokenActivationsExplainer", "TokenLookupExpl
 @featurelens.hookimpl
 def register_explainers(register: Register) -> None:
     register("token-activations", TokenActivationsExplainer,
-             description="token<TAB>activation tables, 0-10 (OpenAI automated-interpretability style)")
+             description="firing tokens marked with their 0-10 strength in one line per window; "
+                         "style=table: token<TAB>activation tables (OpenAI style)")
     register("highlighted", HighlightedExplainer,
              description="firing tokens wrapped in <<>> in their text (delphi style)")
     register("token-lookup", TokenLookupExplainer,

@@ -1,8 +1,10 @@
 """The ``token-activations`` explainer: OpenAI automated-interpretability style.
 
-Each window is shown one token per line as ``token<TAB>activation``, the activation
-normalised to 0-10 by :func:`.formatting.normalise`. Tables make exact strengths
-visible at the cost of more tokens than the highlighted style.
+By default (``style="compact"``) each window is one line of text with the firing tokens
+marked and their 0-10 strength shown once (:mod:`.compact_format`), under a short prompt
+(:mod:`.compact_prompts`): about a third of the tokens of the table. ``style="table"``
+keeps the original format, one token per line as ``token<TAB>activation`` with every
+token's activation normalised to 0-10 by :func:`featurelens.llm.window_text.normalise`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
                                          ParseError)
-from featurelens.labelers.explainers import prompts
+from featurelens.labelers.explainers import compact_prompts, prompts
+from featurelens.labelers.explainers.compact_format import compact_block
 from featurelens.llm.window_text import (crop, feature_scale, neutralise,
                                                          normalise_all, token_table)
 from featurelens.labelers.explainers.parsing import parse_explanation
@@ -51,13 +54,21 @@ class ExplainerBase:
             kinds["quantile"] = None  # all: they are spread across bins
         return kinds
 
+    def system_message(self) -> str:
+        """The instructions for this explainer's options."""
+        return prompts.system_prompt(self.system_text, reasoning=self.reasoning, logits=self.logits,
+                                     activation_list=getattr(self, "activation_list", False))
+
+    def feature_turn(self, examples_block: str, logits_block: str | None) -> str:
+        """The user turn holding one feature's evidence."""
+        return prompts.feature_turn(examples_block, logits_block)
+
+    few_shot_logits = prompts.FEW_SHOT_LOGITS
+
     def prefix(self) -> list[dict[str, str]]:
         """System and few-shot turns: identical for every feature, so cacheable."""
-        system = prompts.system_prompt(self.system_text, reasoning=self.reasoning,
-                                       logits=self.logits,
-                                       activation_list=getattr(self, "activation_list", False))
-        user = prompts.feature_turn(self.few_shot_user,
-                                    prompts.FEW_SHOT_LOGITS if self.logits else None)
+        system = self.system_message()
+        user = self.feature_turn(self.few_shot_user, self.few_shot_logits if self.logits else None)
         answer = self.few_shot_answer
         if self.reasoning:
             answer = "The strongest tokens share one property.\n" + answer
@@ -75,7 +86,7 @@ class ExplainerBase:
         block = self.render(examples, feature_scale(record))
         logits_block = _logits_block(record) if self.logits else None
         messages = self.prefix() + [{"role": "user",
-                                     "content": prompts.feature_turn(block, logits_block)}]
+                                     "content": self.feature_turn(block, logits_block)}]
         return [LLMRequest(messages=messages, max_tokens=self.max_tokens, temperature=0.0,
                            shared_prefix=3, purpose="explain", stop_at_newline=not self.reasoning)]
 
@@ -92,15 +103,45 @@ def _logits_block(record: FeatureRecord) -> str:
     return f"Promoted outputs: {promoted}\nSuppressed outputs: {suppressed}"
 
 
+#: ``style`` values of the token-activations explainer, and the window each shows by default.
+STYLES = {"compact": 16, "table": 32}
+
+
 class TokenActivationsExplainer(ExplainerBase):
-    """Windows as ``token<TAB>activation`` tables."""
+    """Windows as compact marked lines (default) or ``token<TAB>activation`` tables."""
 
     name = "token-activations"
     system_text = prompts.TOKEN_ACTIVATIONS_SYSTEM
     few_shot_user = prompts.FEW_SHOT_TOKEN_TABLE
     few_shot_answer = prompts.FEW_SHOT_TOKEN_ANSWER
 
+    def __init__(self, *, style: str = "compact", window: int | None = None, **options: object):
+        if style not in STYLES:
+            raise FeaturelensError(f"Explainer option style={style!r} is not one of "
+                                   f"{', '.join(STYLES)}; use -o style=compact or -o style=table.")
+        super().__init__(window=STYLES[style] if window is None else window, **options)  # type: ignore[arg-type]
+        self.style = style
+        if style == "compact":
+            self.few_shot_user = compact_prompts.FEW_SHOT_COMPACT
+            self.few_shot_answer = compact_prompts.FEW_SHOT_COMPACT_ANSWER
+            self.few_shot_logits = compact_prompts.FEW_SHOT_COMPACT_LOGITS
+
+    def options(self) -> dict[str, object]:
+        return {**super().options(), "style": self.style}
+
+    def system_message(self) -> str:
+        if self.style == "compact":
+            return compact_prompts.compact_system_prompt(reasoning=self.reasoning, logits=self.logits)
+        return super().system_message()
+
+    def feature_turn(self, examples_block: str, logits_block: str | None) -> str:
+        if self.style == "compact":
+            return compact_prompts.compact_turn(examples_block, logits_block)
+        return super().feature_turn(examples_block, logits_block)
+
     def render(self, examples: list[Example], scale: float) -> str:
+        if self.style == "compact":
+            return compact_block(examples, scale)
         body = [
             f"<example {i}>\n{token_table(e.tokens, normalise_all(e.activations, scale))}\n</example {i}>"
             for i, e in enumerate(examples, 1)

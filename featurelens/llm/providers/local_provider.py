@@ -23,6 +23,7 @@ from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.llm.providers.chat_text import chat_prompt_text
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
 
@@ -137,14 +138,7 @@ class LocalProvider:
         if request.prompt is not None:
             ids = tokenizer(request.prompt, return_tensors="pt").input_ids
         else:
-            assistant_last = bool(request.messages) and request.messages[-1].get("role") == "assistant"
-            if getattr(tokenizer, "chat_template", None):
-                text = tokenizer.apply_chat_template(
-                    request.messages, tokenize=False, add_generation_prompt=not assistant_last,
-                    continue_final_message=assistant_last)
-            else:  # a bare model without a template: plain turns
-                text = "\n\n".join(f"{m['role']}: {m['content']}" for m in request.messages)
-                text += "" if assistant_last else "\n\nassistant:"
+            text = chat_prompt_text(tokenizer, request.messages)
             ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
         if ids.shape[1] == 0:
             ids = torch.tensor([[tokenizer.bos_token_id or 0]])
