@@ -5,9 +5,7 @@ workers, the store written once by this process, the same rows as an in-process 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 import featurelens
 from llm_fixtures import chat_json
+from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 
 RESULTS = {
@@ -51,22 +50,6 @@ def chat_server():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/v1", seen
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'featurelens[ray]')")
-    options = dict(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 2**20,
-                   namespace="featurelens-label-tests",
-                   runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path),
-                                             "OPENAI_API_KEY": "sk-test-only"}})
-    try:
-        ray.init(**options)
-    except Exception:  # noqa: BLE001 - the node start-up wait can expire on saturated cores; once more
-        ray.shutdown()
-        ray.init(**options)
-    yield ray
-    ray.shutdown()
 
 
 def _results(store: Path) -> dict:
