@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.ray_address import check_address
 
 #: Object store of a local cluster: partial states and trained weights are a few MB,
 #: so keep /dev/shm small.
@@ -46,6 +47,7 @@ def connect(address: str | None, num_cpus: int, *, log_to_driver: bool = False) 
         return False
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR,
                                "log_to_driver": log_to_driver}
+    check_address(address)  # nothing there: one sentence in seconds, not ray.init's long wait
     try:
         if address:
             ray.init(address=address, **options)

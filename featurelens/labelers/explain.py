@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.option_errors import bad_value, unknown_option
 from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
 from featurelens.core.selection import Selection, count_features, stream_records
@@ -89,9 +90,9 @@ def make_explainer(spec: ExplainSpec) -> Explainer:
         explainer = create("explainer", spec.explainer, **options)
         grouped.per_request(spec.options, getattr(explainer, "max_tokens", None))
         return explainer
-    except TypeError as error:
-        if "argument" not in str(error):
-            raise
+    except (TypeError, ValueError) as error:
+        if not unknown_option(error):
+            raise bad_value("explainer", spec.explainer, options, error) from None
         raise FeaturelensError(
             f"The explainer {spec.explainer!r} does not take the option(s) "
             f"{', '.join(sorted(spec.options))} ({error}); see featurelens explain --help "

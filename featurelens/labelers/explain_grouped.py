@@ -39,12 +39,12 @@ def per_request(options: dict[str, Any], explainer_max_tokens: int | None = None
     """The ``features_per_request`` option, checked (1 when absent)."""
     value = options.get(OPTION, 1)
     try:
-        k = int(value)
-    except (TypeError, ValueError):
+        k = int(value) if not isinstance(value, bool) and float(value) == int(value) else 0  # 2.5 is not 2
+    except (TypeError, ValueError, OverflowError):
         k = 0
     if k < 1 or k > 64:
         raise FeaturelensError(f"Explainer option {OPTION}={value!r} must be a whole number from 1 to 64; "
-                               f"fix -o {OPTION}=N.")
+                               f"fix --option {OPTION}=N.")
     if explainer_max_tokens and k * explainer_max_tokens > MAX_OUTPUT_TOKENS:
         raise FeaturelensError(
             f"{OPTION}={k} needs up to {k * explainer_max_tokens:,} output tokens ({explainer_max_tokens} "

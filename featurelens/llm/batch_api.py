@@ -24,6 +24,8 @@ from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
 from featurelens.llm.batch_clients import batch_client
+from featurelens.llm.batch_errors import batch_failure
+from featurelens.llm.batch_results import sort_results, unanswered_reason
 from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_config
@@ -119,7 +121,10 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
             if close is not None:
                 await close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, provider, "submitting a batch") from None
     return result
 
 
@@ -153,7 +158,10 @@ def refresh_status(store: Store) -> dict[str, Any]:
             await provider.aclose()
         return states
 
-    states = asyncio.run(main())
+    try:
+        states = asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, next(iter(providers.values())), "asking for batch status") from None
     with store.transaction():
         for batch_id, state in states.items():
             store.execute("UPDATE batches SET status = ?, updated_at = current_timestamp "
@@ -162,8 +170,9 @@ def refresh_status(store: Store) -> dict[str, Any]:
 
 
 def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[Any]],
-              run_id: str | None, prices: PriceTable) -> tuple[int, int]:
-    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors)``.
+              run_id: str | None, prices: PriceTable, state: Any = None) -> tuple[int, int, str]:
+    """Results of one finished batch into llm_cache and llm_calls; ``(ok, errors, note)``,
+    the note saying what was set aside (:mod:`featurelens.llm.batch_results`).
 
     A client per batch, opened and closed inside one event loop (an SDK client's
     connections belong to the loop that opened them)."""
@@ -179,7 +188,13 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
         finally:
             await provider.aclose()
 
-    items = asyncio.run(main())
+    try:
+        downloaded = asyncio.run(main())
+    except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
+        raise batch_failure(error, provider, f"downloading batch {batch_id}") from None
+    found = sort_results(downloaded, requests)
+    reason = unanswered_reason(getattr(state, "status", "finished"), getattr(state, "reason", ""), found)
+    items = [(custom_id, *found.answers.get(custom_id, (None, reason))) for custom_id in requests]
     for chunk in batched(items, 2000):
         cache_rows, call_rows = [], []
         for custom_id, response, error in chunk:
@@ -205,7 +220,7 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
             store.insert("llm_cache", pl.DataFrame(cache_rows), on_conflict="ignore")
             store.insert("llm_calls", pl.DataFrame(call_rows, infer_schema_length=None),
                          on_conflict="ignore")
-    return ok, errors
+    return ok, errors, found.note()
 
 
 def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTable | None = None,
@@ -224,11 +239,13 @@ def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTab
             lines.append(f"batch {batch_id}: {state.status if state else 'unknown'}, not finished "
                          f"yet ({state.counts if state else ''}).")
             continue
-        ok, errors = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
-                               run_id, prices)
+        ok, errors, note = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
+                                     run_id, prices, state)
         store.execute("UPDATE batches SET status = 'collected', updated_at = current_timestamp "
                       "WHERE batch_id = ?", [batch_id])
-        lines.append(f"batch {batch_id}: collected {ok:,} answers, {errors:,} errors.")
+        ended = f" (the batch ended '{state.status}': {state.reason})" if state.reason else ""
+        lines.append(f"batch {batch_id}: collected {ok:,} answers, {errors:,} errors{ended}"
+                     + (f"; {note}." if note else "."))
     waiting_runs = {r[0] for r in store.execute(
         f"SELECT DISTINCT run_id FROM batches WHERE status NOT IN ({','.join('?' * len(CLOSED))})",
         list(CLOSED))}

@@ -33,6 +33,7 @@ class BatchState:
     status: str  #: the provider's own word (in_progress, completed, ended...)
     finished: bool  #: results (possibly partial) can be collected
     counts: str = ""
+    reason: str = ""  #: why the provider ended the batch early (a failed batch's errors)
 
 
 def batch_client(provider: LLMProvider) -> Any:

@@ -10,6 +10,7 @@ warning, never a made-up number; ``local:*`` is free.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,16 +92,23 @@ def _read(path: Path) -> dict[str, Price]:
     except json.JSONDecodeError as error:
         raise FeaturelensError(f"The price file {path} is not valid JSON ({error.msg} at line "
                                f"{error.lineno}); fix it or unset ${ENV_PRICES}.") from None
+    except UnicodeDecodeError:
+        raise FeaturelensError(f"The price file {path} is not UTF-8 text, so not JSON; point --prices or "
+                               f"${ENV_PRICES} at a JSON price table.") from None
     out: dict[str, Price] = {}
     for name, entry in (data.items() if isinstance(data, dict) else []):
         try:
             out[name] = Price(float(entry["input"]), float(entry["output"]),
                               None if entry.get("cached_input") is None else float(entry["cached_input"]),
                               float(entry.get("batch_discount", 0.5)))
-        except (TypeError, KeyError, ValueError):
+            values = [out[name].input, out[name].output, out[name].cached_input or 0.0]
+            if not all(0 <= v < math.inf for v in values) or not 0 <= out[name].batch_discount <= 1:
+                raise ValueError("prices must be finite and not negative, the discount between 0 and 1")
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise FeaturelensError(
                 f"The price file {path} entry {name!r} needs numbers 'input' and 'output' (USD "
-                "per million tokens), optionally 'cached_input' and 'batch_discount'.") from None
+                "per million tokens, finite and not negative), optionally 'cached_input' and "
+                "'batch_discount' (0 to 1).") from None
     if not isinstance(data, dict):
         raise FeaturelensError(f"The price file {path} must hold a JSON object of "
                                '"provider:model": {"input": ..., "output": ...} entries.')

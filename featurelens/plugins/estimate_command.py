@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 import featurelens
+from featurelens.core.cli_compat import OptionShorthandCommand
+from featurelens.core.cli_numbers import PositiveRate
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.labeling_commands import parse_options
@@ -25,13 +27,13 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(estimate_command)
 
 
-@click.command("estimate")
+@click.command("estimate", cls=OptionShorthandCommand)
 @click.option("--llm", "llms", multiple=True, metavar="PROVIDER:MODEL",
               help=f"Provider:model to price, repeatable [default: {', '.join(DEFAULT_LLMS)}].")
 @click.option("--explainer", default="token-activations", show_default=True,
               help="Explainer whose requests are counted; 'none' to count scoring only.")
 @click.option("--option", "explainer_options", multiple=True, metavar="KEY=VALUE",
-              help="Explainer option, repeatable (e.g. -o window=16).")
+              help="Explainer option, repeatable (e.g. --option window=16).")
 @click.option("--scorer", "scorers", multiple=True, default=("simulation",), show_default=True,
               help="Scorer, repeatable; 'none' to count explaining only.")
 @click.option("--scorer-option", "-s", "scorer_options", multiple=True, metavar="KEY=VALUE",
@@ -45,9 +47,9 @@ def register_commands(cli: click.Group) -> None:
               help="Selected features whose requests are built and counted.")
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Requests in flight at once (for the wall time).")
-@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--rpm", type=PositiveRate(), default=None,
               help="Requests-per-minute limit of your provider tier.")
-@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--tpm", type=PositiveRate(), default=None,
               help="Tokens-per-minute limit of your provider tier.")
 @click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="JSON price table overriding the built-in one (also $FEATURELENS_PRICES).")
@@ -63,7 +65,8 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
     from featurelens.labelers.explain import ExplainSpec, make_explainer
     from featurelens.llm.pricing import PriceTable
-    from featurelens.core.selection import Selection
+    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.selection import Selection, count_features
     from featurelens.llm.request_tokens import Counter
     from featurelens.registry.components import split_llm_spec
     from featurelens.scorers.score_jobs import ScoreSpec, build_scorer
@@ -72,6 +75,7 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     for llm in llms:
         if ":" not in llm or not all(split_llm_spec(llm)):
             raise FeaturelensError(f"--llm {llm!r} is not provider:model; write e.g. --llm openai:gpt-4o-mini.")
+        get_registry().get("llm_provider", llm)  # an unknown provider is one sentence naming the known ones
     table = PriceTable.load(prices)
     chosen = None if explainer == "none" else make_explainer(
         ExplainSpec("none:none", explainer, tuple(sorted(parse_options(explainer_options, "--option").items()))))
@@ -81,6 +85,9 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     from featurelens.core.store import Store  # here: `featurelens --help` loads no DuckDB
 
     with Store.open(store_path, read_only=True) as store:
+        if not count_features(store, Selection(where, dictionary_id, limit)):
+            raise FeaturelensError("No features match the selection, so there is nothing to estimate; loosen "
+                                   "--where/--dictionary, or extract features into this store first.")
         estimates = estimate_costs(store, Selection(where, dictionary_id, limit), llms, chosen, built,
                                    features=features, sample=sample, prices=table, counter=counter)
     if as_json:

@@ -13,6 +13,7 @@ import click
 
 import featurelens
 from featurelens.core.cli_compat import OptionShorthandCommand
+from featurelens.core.cli_numbers import PositiveRate
 from featurelens.core.cli_options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
@@ -49,9 +50,9 @@ def engine_options(function):
     options = [
         click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
                      help="Requests in flight at once."),
-        click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--rpm", type=PositiveRate(), default=None,
                      help="Requests-per-minute limit of your provider tier."),
-        click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--tpm", type=PositiveRate(), default=None,
                      help="Tokens-per-minute limit of your provider tier."),
         click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="JSON price table overriding the built-in one (also $FEATURELENS_PRICES)."),

@@ -6,7 +6,9 @@ and :mod:`featurelens.labelers.explain`, both on the labelers' batch engine.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -112,6 +114,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
 @_selection_options
 @batch_options
 @engine_options
+@executor_options
 @store_option
 def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], scorers: tuple[str, ...],
                   score_llm: str | None, scorer_options: tuple[str, ...], where: str | None,
@@ -119,7 +122,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   batch_threshold: int, concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
-                  store_path: Path | None) -> None:
+                  executor: str, workers: int, address: str | None, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage.
 
     Exit status over both stages: 0 all done, 3 some failed, 4 none succeeded.
@@ -137,6 +140,8 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     written_by = effective_llm(make_explainer(explain_spec), llm)  # offline:none for token-lookup
     score_specs = [ScoreSpec(score_llm or llm, name, sopts, where, dictionary_id, limit, explainer, written_by)
                    for name in scorers]
+    for spec in score_specs:
+        build_scorer(spec)  # a bad scorer option is refused now, not after the explain stage ran
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
     settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
@@ -145,6 +150,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
 
         batch_api = batch_choice(batch_api, count_features(store, explain_spec.selection), batch_threshold,
                                  llm, popts)
+        check_executor(executor, address, batch_api)
         if batch_api and not dry_run:
             from featurelens.jobs.label_batches import submit_label
 
@@ -161,16 +167,29 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                 for line in plan_score_before_explaining(store, spec, table, popts, settings).lines():
                     click.echo("  " + line)
             return
-        # Offline explainers and scorers (token-lookup, token-check) get no client at all.
-        provider = build_provider(written_by, **popts)
-        stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=settings)
-        click.echo(summary(stats, "explained"))
-        stages = [("explain", stats)]
-        simulator = None
-        if any(needs_llm(build_scorer(spec)) for spec in score_specs):
-            simulator = provider if (score_llm or llm) == written_by else build_provider(score_llm or llm, **popts)
-        for spec in score_specs:
-            stats = score_features(store, spec, provider=simulator, prices=table, settings=settings)
-            click.echo(summary(stats, f"scored ({spec.scorer})"))
-            stages.append((f"score:{spec.scorer}", stats))
+        with ExitStack() as pools:  # --executor ray: each LLM answered on a pool of Ray workers
+            def provider_for(spec_llm: str) -> tuple[Any, Any]:
+                """The provider and its engine settings (on Ray the limiter actor holds rpm/tpm)."""
+                if executor != "ray" or spec_llm.startswith("offline:"):
+                    return build_provider(spec_llm, **popts), settings
+                return pools.enter_context(labeling_provider(executor, spec_llm, popts, workers=workers,
+                                                             address=address, rpm=rpm, tpm=tpm)), \
+                    engine_settings(concurrency, None, None, no_progress, max_attempts)
+
+            # Offline explainers and scorers (token-lookup, token-check) get no client at all.
+            provider, explain_settings = provider_for(written_by)
+            stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=explain_settings)
+            click.echo(summary(stats, "explained"))
+            stages = [("explain", stats)]
+            simulator, score_settings = None, settings
+            if any(needs_llm(build_scorer(spec)) for spec in score_specs):
+                if (score_llm or llm) == written_by:
+                    simulator, score_settings = provider, explain_settings
+                else:
+                    pools.close()  # the explainer's workers hand their CPUs/GPUs to the simulator's
+                    simulator, score_settings = provider_for(score_llm or llm)
+            for spec in score_specs:
+                stats = score_features(store, spec, provider=simulator, prices=table, settings=score_settings)
+                click.echo(summary(stats, f"scored ({spec.scorer})"))
+                stages.append((f"score:{spec.scorer}", stats))
         finish_job(store, stages)

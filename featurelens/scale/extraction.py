@@ -30,6 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.ray_address import check_address, check_fits, check_workers
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.packing import Window
 from featurelens.core.extraction.extractor import ExtractResult, ExtractSpec, _finish, _undo, prepare
@@ -83,7 +84,9 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
     """
     if workers < 1 or threads < 1 or shard_batches < 1 or max_retries < 0:
         raise FeaturelensError("--workers, threads and shard size must be at least 1; fix the option.")
+    check_workers(workers, threads, local=address is None)
     require_ray()  # before the model loads: a missing extra is one sentence, at once
+    check_address(address)  # nothing there: one sentence in seconds, not ray.init's long wait
     started = time.perf_counter()
     plan = prepare(spec)
     lm, sae = plan.lm, plan.sae
@@ -150,6 +153,7 @@ def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: Extract
     """Start the workers, stream shards through them (shard_flow), merge and commit prefixes."""
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    check_fits(ray.cluster_resources(), workers, threads, gpus)
     # the driver, not Ray, redoes the shards a dead worker carried (shard_flow), so no task retries
     actor_class = ray.remote(ShardReducer).options(
         num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=0)

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from collections.abc import Iterator
 from typing import Any
 
+from featurelens.core.ray_address import check_fits, check_workers
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.engine import estimate_tokens
 from featurelens.scale.cluster import ClusterError, connected
@@ -95,9 +96,11 @@ def ray_provider(llm: str, provider_options: dict[str, Any] | None = None, *, wo
     """
     from featurelens.llm.providers import build_provider
 
+    check_workers(workers, local=address is None)
     local = build_provider(llm, **(provider_options or {}))
     with connected(address, num_cpus=workers) as ray:
         gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        check_fits(ray.cluster_resources(), workers, 0 if gpus else 1, 1 if gpus else 0)
         limiter = shared_limiter(ray, llm, rpm, tpm) if (rpm or tpm) else None
         # A worker that dies is restarted and its in-flight requests sent again: answers are
         # only written by the driver, so a repeated request cannot duplicate a result.

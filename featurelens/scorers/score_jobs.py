@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.option_errors import bad_value, unknown_option
 from featurelens.core.plugin_host import create, get_registry
 from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
 from featurelens.core.store import Store
@@ -96,7 +97,9 @@ def build_scorer(spec: ScoreSpec) -> Scorer:
     """The scorer with its options; an unknown option is one clear sentence."""
     try:
         return create("scorer", spec.scorer, **spec.options)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
+        if not unknown_option(error):
+            raise bad_value("scorer", spec.scorer, dict(spec.options), error) from None
         raise FeaturelensError(
             f"Scorer {spec.scorer!r} does not take the options {sorted(spec.options)} ({error}); "
             "check the -o KEY=VALUE names in its docstring.") from None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.ray_address import check_address, check_workers
 from featurelens.core.training.trainer import TrainConfig, TrainResult
 
 EXECUTORS = ("processes", "ray", "torchrun")
@@ -44,6 +45,13 @@ class DataParallelRunner:
             raise FeaturelensError(f"--workers must be a positive integer, got {workers!r}.")
         if address is not None and executor != "ray":
             raise FeaturelensError("--address names a Ray cluster; use it with --executor ray.")
+        if executor != "torchrun":  # before the model loads or a checkpoint folder appears
+            check_workers(workers, max(1, int(threads)), local=address is None)
+        if executor == "ray":
+            from featurelens.core.ray_runtime import require_ray
+
+            require_ray()
+            check_address(address)
         self.workers, self.executor, self.model = workers, executor, model
         self.address, self.threads = address, max(1, int(threads))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.ray_address import check_fits
 from featurelens.core.ray_runtime import connect
 
 
@@ -41,6 +42,7 @@ def run_on_ray(job: dict[str, Any], workers: int, address: str | None) -> dict[s
         gpu = job["device"].startswith("cuda") or (
             job["device"] == "auto" and ray.cluster_resources().get("GPU", 0) >= 1)
         job = {**job, "device": "cuda" if gpu else "cpu"}
+        check_fits(ray.cluster_resources(), workers, threads, 1 if gpu else 0)  # else they wait forever
         actor = ray.remote(num_cpus=threads, num_gpus=1 if gpu else 0, max_restarts=0)(TrainWorker)
         actors = [actor.remote() for _ in range(workers)]
         host, port = ray.get(actors[0].address.remote())

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse
+from featurelens.llm.batch_results import UNREADABLE
 from featurelens.llm.batch_clients import BatchState, Limits
 
 
@@ -39,11 +40,27 @@ class AnthropicBatches:
     async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
         from featurelens.llm.providers.anthropic_provider import response_from_message
 
-        async for entry in await self.client.messages.batches.results(batch_id):
-            result = entry.result
-            if result.type == "succeeded":
-                yield entry.custom_id, response_from_message(result.message), None
-            else:
+        entries = (await self.client.messages.batches.results(batch_id)).__aiter__()
+        while True:
+            try:
+                entry = await entries.__anext__()
+            except StopAsyncIteration:
+                return
+            except ValueError as error:  # a line that is not JSON ends the SDK's decoding
+                yield UNREADABLE, None, f"the result file could not be read past a line ({type(error).__name__})"
+                return
+            custom_id = getattr(entry, "custom_id", None)
+            if not isinstance(custom_id, str) or not custom_id:
+                yield UNREADABLE, None, "a result line names no custom_id"
+                continue
+            try:
+                result = entry.result
+                if result.type == "succeeded":
+                    yield custom_id, response_from_message(result.message), None
+                    continue
                 error = getattr(result, "error", None)
                 detail = getattr(getattr(error, "error", None), "message", None) or result.type
-                yield entry.custom_id, None, f"batch request {result.type}: {detail}"
+                answer: tuple[LLMResponse | None, str | None] = (None, f"batch request {result.type}: {detail}")
+            except Exception as problem:  # noqa: BLE001 - a malformed answer fails only its request
+                answer = (None, f"its answer could not be read ({type(problem).__name__})")
+            yield custom_id, *answer

@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse
 from featurelens.llm.batch_clients import BatchState, Limits
+from featurelens.llm.batch_results import read_jsonl
 
 
 class OpenAIBatches:
@@ -49,28 +50,30 @@ class OpenAIBatches:
         batch = await self.client.batches.retrieve(batch_id)
         counts = batch.request_counts
         text = f"{counts.completed}/{counts.total} done, {counts.failed} failed" if counts else ""
-        return BatchState(batch.status, batch.status in self._FINISHED, text)
+        errors = getattr(getattr(batch, "errors", None), "data", None) or []
+        reason = "; ".join(str(getattr(e, "message", None) or getattr(e, "code", "")) for e in errors[:3])
+        return BatchState(batch.status, batch.status in self._FINISHED, text, reason)
 
     async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
-        from featurelens.llm.providers.openai_provider import (response_from_chat,
-                                                                    response_from_completion)
-
         batch = await self.client.batches.retrieve(batch_id)
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
             content = await self.client.files.content(file_id)
-            for raw in content.text.splitlines():
-                if not raw.strip():
-                    continue
-                item = json.loads(raw)
-                response = item.get("response") or {}
-                body = response.get("body") or {}
-                if item.get("error") or response.get("status_code") != 200:
-                    error = item.get("error") or body.get("error") or {}
-                    yield item["custom_id"], None, (
-                        f"HTTP {response.get('status_code')}: {error.get('message', error)}")
-                elif body.get("object") == "text_completion":
-                    yield item["custom_id"], response_from_completion(body), None
-                else:
-                    yield item["custom_id"], response_from_chat(body), None
+            for result in read_jsonl(content.text, _answer):
+                yield result
+
+
+def _answer(item: dict[str, Any]) -> tuple[LLMResponse | None, str | None]:
+    """One result line's answer, or the error the batch gave for it."""
+    from featurelens.llm.providers.openai_provider import response_from_chat, response_from_completion
+
+    response = item.get("response") or {}
+    body = response.get("body") or {}
+    if item.get("error") or response.get("status_code") != 200:
+        error = item.get("error") or body.get("error") or {}
+        message = error.get("message", error) if isinstance(error, dict) else error
+        return None, f"HTTP {response.get('status_code')}: {message}"
+    if body.get("object") == "text_completion":
+        return response_from_completion(body), None
+    return response_from_chat(body), None
