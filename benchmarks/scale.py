@@ -125,7 +125,8 @@ def merge_cost(width: int, n_partials: int) -> dict:
             "partial_mib": sum(len(p) for p in partials) / n_partials / 2**20}
 
 
-def _save_dictionary(folder: Path, width: int) -> str:
+def save_random_dictionary(folder: Path, width: int) -> str:
+    """A random TopK dictionary of ``width`` latents for SmolLM2's 576-wide stream (k=32)."""
     from featurelens.core.plugin_host import create
     from featurelens.core.training.api import save_dictionary
 
@@ -154,8 +155,8 @@ def main() -> None:
         return
     print(f"load average at start: {_load()}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
-        one = _save_dictionary(Path(folder), args.width)
-        four = _save_dictionary(Path(folder), 4 * args.width)
+        one = save_random_dictionary(Path(folder), args.width)
+        four = save_random_dictionary(Path(folder), 4 * args.width)
         speed = (("in-process", "inprocess"), ("ray x1", "rayx1"), ("ray x2", "rayx2"))
         runs: dict[str, list[dict]] = {label: [] for label, _ in speed}
         # interleaved: each round runs every case once, so a change in the machine's load

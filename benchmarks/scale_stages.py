@@ -31,18 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scale import save_random_dictionary  # benchmarks/scale.py, beside this script
 
 HOOK = "blocks.6.hook_resid_post"
-
-
-def _save_dictionary(folder: Path, width: int) -> str:
-    from featurelens.core.plugin_host import create
-    from featurelens.core.training.api import save_dictionary
-
-    torch.manual_seed(0)
-    output = folder / f"topk-{width}"
-    save_dictionary(create("dictionary_learner", "topk", 576, width, k=32), output)
-    return str(output)
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
     from featurelens.scale.partial import merge_bytes
 
     with tempfile.TemporaryDirectory() as folder:
-        dictionary = _save_dictionary(Path(folder), args.width)
+        dictionary = save_random_dictionary(Path(folder), args.width)
         spec = ExtractSpec(model="smollm2", hookpoint=HOOK, dictionary=dictionary, corpus="stdlib",
                            tokens=args.tokens, batch_size=16, context=64, device="cpu")
         plan = prepare(spec)

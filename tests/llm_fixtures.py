@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -180,3 +181,35 @@ class FakeAPI:
         import json
 
         return [json.loads(r.content) for r in self.requests]
+
+
+def serve_chat(answer: Callable[[dict], str]):
+    """OpenAI chat completions on a real localhost server, answering each request body with
+    ``answer(body)``: Ray workers are other processes, so the SDK is faked on the wire.
+    A generator for fixtures: yields ``(base_url, bodies seen)``, then shuts the server down."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            payload = json.dumps(chat_json(answer(body))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    finally:
+        server.shutdown()

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
+from featurelens.llm.providers.provider_options import whole_option
 from featurelens.scale.vllm_rows import INDEX, MAX_LOGPROBS, request_row, response_from_row
 
 #: ``factory(model_source, settings) -> processor``; a processor maps a Dataset to a Dataset.
@@ -38,14 +39,7 @@ INSTALL = ("the vllm provider needs vLLM and Ray Data LLM on a machine with an N
 
 
 def _whole(name: str, value: Any, least: int = 1) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = least - 1
-    if number < least:
-        raise FeaturelensError(f"The vllm provider's {name} option must be a whole number >= {least}, "
-                               f"not {value!r}; pass e.g. --provider-option {name}=1.")
-    return number
+    return whole_option("vllm", name, value, least, example=1)
 
 
 def _fraction(name: str, value: Any) -> float | None:

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - fixtures imported from scale_fixtures are redefined as test arguments
+
 """``featurelens label --executor ray``: explanation and scoring requests answered on Ray
 workers, the store written once by this process, the same rows as an in-process label."""
 
@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 import featurelens
-from llm_fixtures import chat_json
+from llm_fixtures import serve_chat
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 
@@ -28,28 +26,11 @@ RESULTS = {
 @pytest.fixture
 def chat_server():
     """OpenAI chat completions on localhost: a label for explain, a 0/1 list for detection."""
-    seen: list[dict] = []
+    def answer(body: dict) -> str:
+        text = json.dumps(body["messages"])
+        return "[1, 0, 1, 0, 1]" if "Example 5" in text or "[1,0" in text else "numbers followed by a colon"
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            text = json.dumps(body["messages"])
-            answer = "[1, 0, 1, 0, 1]" if "Example 5" in text or "[1,0" in text else "numbers followed by a colon"
-            payload = json.dumps(chat_json(answer)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1", seen
-    server.shutdown()
+    yield from serve_chat(answer)
 
 
 def _results(store: Path) -> dict:

@@ -137,32 +137,9 @@ def test_bad_ray_labeling_options_are_one_sentence(cli, expected: Path, tmp_path
 def chat_server():
     """A real HTTP server on localhost answering OpenAI chat completions: the workers are other
     processes, so the SDK must be faked on the wire, not inside this process."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from llm_fixtures import serve_chat
 
-    from llm_fixtures import chat_json
-
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            payload = json.dumps(chat_json("numbers followed by a colon")).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1", seen
-    server.shutdown()
+    yield from serve_chat(lambda body: "numbers followed by a colon")
 
 
 def test_api_provider_on_workers_with_a_shared_limit_writes_once(ray_cluster, cli, expected: Path,

@@ -30,6 +30,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers import local_logprobs, local_prefix
 from featurelens.llm.providers.chat_text import chat_prompt_text
+from featurelens.llm.providers.provider_options import whole_option
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
 
@@ -55,14 +56,7 @@ def resolve_model_path(model: str) -> Path:
 
 
 def _positive(name: str, value: int | str, least: int = 1) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = least - 1
-    if number < least:
-        raise FeaturelensError(f"The local provider's {name} option must be a whole number >= {least}, "
-                               f"not {value!r}; pass e.g. --provider-option {name}=8.")
-    return number
+    return whole_option("local", name, value, least)
 
 
 def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, float]:
