@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.llm.providers.answer_line import first_line
 from featurelens.llm.providers.chat_text import chat_prompt_text
 
 #: vLLM's default ``max_logprobs``: the most alternatives a position may ask for.
@@ -101,8 +102,8 @@ def response_from_row(row: dict[str, Any], request: LLMRequest,
         k = min(MAX_LOGPROBS, request.top_logprobs)
         output_lp = [_logprobs_at(position, token, k, decode)
                      for position, token in zip(row.get("logprobs") or [], generated)]
-    if request.stop_at_newline:  # the local provider's rule: the first line with some text
-        text = text.lstrip().partition("\n")[0]
+    if request.stop_at_newline:  # the local provider's rule (answer_line.first_line)
+        text = first_line(text)[0]
     return LLMResponse(text=text, input_tokens=int(row.get("num_input_tokens") or len(ids)),
                        output_tokens=int(row.get("num_generated_tokens") or len(generated)),
                        output_logprobs=output_lp, prompt_logprobs=prompt_lp)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from featurelens.core.protocols import LLMRequest, TokenLogprobs
+from featurelens.llm.providers.answer_line import first_line
 
 Decode = Callable[[int], str]
 _SLICE = 256  # positions per pass through the output head
@@ -183,7 +184,7 @@ def generate_greedy(tokenizer: Any, model: Any, rows: list[list[int]], requests:
                                                      _top(decode, indices.tolist(), values.tolist())))
                 done = (token in eos_ids or len(outs[b]) >= request.max_tokens or
                         (request.stop_at_newline and
-                         "\n" in tokenizer.decode(outs[b], skip_special_tokens=True).lstrip()))
+                         first_line(tokenizer.decode(outs[b], skip_special_tokens=True))[1]))
                 if not done:
                     keep.append(j)
             if not keep:
@@ -206,6 +207,6 @@ def generate_greedy(tokenizer: Any, model: Any, rows: list[list[int]], requests:
             ids = ids[:ids.index(eos)]
         text = tokenizer.decode(ids, skip_special_tokens=True)
         if request.stop_at_newline:
-            text = text.lstrip().partition("\n")[0]
+            text = first_line(text)[0]
         results.append((text, ids, logprobs[b][:len(ids)] if request.top_logprobs else []))
     return results

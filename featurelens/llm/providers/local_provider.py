@@ -29,6 +29,7 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers import local_logprobs, local_prefix
+from featurelens.llm.providers.answer_line import first_line
 from featurelens.llm.providers.chat_text import chat_prompt_text
 from featurelens.llm.providers.provider_options import whole_option
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
@@ -226,19 +227,19 @@ class LocalProvider:
                 logprobs.append(TokenLogprobs(decode(token), float(logp[token]), top))
         text = tokenizer.decode(out_ids, skip_special_tokens=True)
         if request.stop_at_newline:
-            text = text.lstrip().partition("\n")[0]
+            text = first_line(text)[0]
         return text, out_ids, logprobs
 
 
 def _stop_at_line(tokenizer: Any, start: int) -> Any:
-    """Generation stops once the new text holds a line break after some non-space text."""
+    """Generation stops once the new text holds a whole answer line (:mod:`.answer_line`)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class StopAtLine(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             text = tokenizer.decode(input_ids[0, start:], skip_special_tokens=True)
-            done = "\n" in text.lstrip()
+            done = first_line(text)[1]
             return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([StopAtLine()])
