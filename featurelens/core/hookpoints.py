@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.module_outputs import first_tensor
+from featurelens.core.module_outputs import first_tensor, with_first_tensor
 
 #: TransformerLens hook names inside a block, in the order they run.
 BLOCK_HOOKS = (
@@ -200,13 +200,7 @@ class Capture:
         def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
             tensor = _first_tensor(output)
             new = self._record(name, tensor)
-            if new is tensor:
-                return None
-            if isinstance(output, tuple):
-                return (new, *output[1:])
-            if isinstance(output, list):
-                return [new, *output[1:]]
-            return new
+            return None if new is tensor else with_first_tensor(output, new)
         return hook
 
 

@@ -26,3 +26,16 @@ def first_tensor(value: Any) -> torch.Tensor:
         f"The module output at this hookpoint is a {type(value).__name__}, not an activation "
         "tensor; pick a module that outputs hidden states."
     )
+
+
+def with_first_tensor(output: Any, new: torch.Tensor) -> Any:
+    """``output`` with the tensor :func:`first_tensor` found replaced by ``new``, in the
+    same container, so a forward hook can hand back an edited output of any shape."""
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    if isinstance(output, list):
+        return [new, *output[1:]]
+    if not isinstance(output, torch.Tensor) and hasattr(output, "last_hidden_state"):
+        output.last_hidden_state = new
+        return output
+    return new

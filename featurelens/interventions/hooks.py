@@ -25,7 +25,7 @@ import torch
 from featurelens.core.errors import FeaturelensError
 from featurelens.interventions.edits import Edit, check_positions, normalize_edits
 from featurelens.core import hookpoints as hp
-from featurelens.core.module_outputs import first_tensor
+from featurelens.core.module_outputs import first_tensor, with_first_tensor
 
 
 def _model_and_resolver(model: Any) -> tuple[torch.nn.Module, Callable[[str], hp.HookSite]]:
@@ -260,16 +260,7 @@ class FeatureEditor:
             def post(module: torch.nn.Module, args: tuple, output: Any) -> Any:
                 tensor = first_tensor(output)
                 new = fn(tensor)
-                if new is tensor:
-                    return None
-                if isinstance(output, tuple):
-                    return (new, *output[1:])
-                if isinstance(output, list):
-                    return [new, *output[1:]]
-                if hasattr(output, "last_hidden_state"):
-                    output.last_hidden_state = new
-                    return output
-                return new
+                return None if new is tensor else with_first_tensor(output, new)
             self._handles.append(module.register_forward_hook(post))
 
     def __enter__(self) -> "FeatureEditor":
