@@ -20,7 +20,6 @@ Only the driver opens the DuckDB file: DuckDB allows one writing process.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,18 +103,8 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
             return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
                                     time.perf_counter() - started)
         state = ExtractionState(sae.d_sae, spec.context, plan.settings, lm.device)
-        saved_progress = json.loads(row[0][1]) if row and row[0][1] else None
-        done_batches = 0
-        if saved_progress:
-            saved = resume.load_checkpoint(folder, saved_progress["checkpoint"], lm.device)
-            if saved is not None:
-                state.load_state_dict(saved)
-                done_batches = int(saved_progress["batches_done"])
-            seq_floor = int(saved_progress["seq_floor"])
-        else:
-            existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?",
-                                  [plan.corpus_id])
-            seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+        done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
+                                                 plan.corpus_id, lm.device)
         text = TokenText(lm.tokenizer)
         bar = tqdm(total=plan.n_windows * spec.context,
                    initial=min(done_batches * spec.batch_size, plan.n_windows) * spec.context, unit="tok",

@@ -243,17 +243,8 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             return ExtractResult(run, dict_id, corpus_id, lm.model_id, 0, 0, 0, True,
                                  time.perf_counter() - started)
         state = ExtractionState(sae.d_sae, spec.context, settings, lm.device)
-        progress_state = json.loads(row[0][1]) if row and row[0][1] else None
-        done_batches = 0
-        if progress_state:
-            saved = resume.load_checkpoint(folder, progress_state["checkpoint"], lm.device)
-            if saved is not None:
-                state.load_state_dict(saved)
-                done_batches = int(progress_state["batches_done"])
-            seq_floor = int(progress_state["seq_floor"])
-        else:
-            existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?", [corpus_id])
-            seq_floor = (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+        done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
+                                                 corpus_id, lm.device)
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
         bar = show_progress(n_windows * spec.context,

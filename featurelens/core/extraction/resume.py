@@ -92,3 +92,21 @@ def remove_checkpoints(folder: Path) -> None:
         folder.parent.rmdir()
     except OSError:
         pass
+
+
+def restore(db: Any, folder: Path, progress_json: str | None, state: Any, corpus_id: str,
+            device: torch.device) -> tuple[int, int]:
+    """Load a run's last checkpoint into ``state``; returns (batches done, first sequence id).
+
+    Both executors resume the same way: from the checkpoint named in the run's progress
+    JSON, or, for a new run, after the corpus's last stored sequence."""
+    progress = json.loads(progress_json) if progress_json else None
+    if not progress:
+        existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?", [corpus_id])
+        return 0, (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
+    done_batches = 0
+    saved = load_checkpoint(folder, progress["checkpoint"], device)
+    if saved is not None:
+        state.load_state_dict(saved)
+        done_batches = int(progress["batches_done"])
+    return done_batches, int(progress["seq_floor"])
