@@ -28,6 +28,9 @@ from featurelens.export.neuronpedia_json import finite
 #: the user every row of a local instance's public datasets belongs to.
 DEFAULT_CREATOR_ID = "clkht01d40000jv08hvalcvly"
 
+#: Longest name :func:`slug` writes (a source id adds the layer and a dash to it).
+MAX_NAME = 100
+
 #: featurelens explainers that Neuronpedia already has as explanation types.
 EXPLANATION_TYPES = {"token-activations": "oai_token-act-pair", "highlighted": "eleuther_acts_top20"}
 
@@ -36,8 +39,9 @@ def slug(text: str) -> str:
     """Lower-case letters, digits and dashes (Neuronpedia's model and source-set names);
     a short hash keeps two different inputs apart when characters had to be replaced."""
     clean = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-    if clean != text.lower():
-        clean = f"{clean}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    if clean != text.lower() or len(clean) > MAX_NAME:
+        # Model ids are at most 128 characters (schema.prisma's zod rule); stay well under.
+        clean = f"{clean[:MAX_NAME - 7].rstrip('-')}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
     return clean
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,21 @@ def test_large_batches_are_cut_into_files_the_importer_can_hold(tmp_path: Path,
                 for table, rows in load_source_folder(folder).items()}
 
     assert canonical(cut) == canonical(whole)
+
+
+def test_long_and_unicode_names_fit_neuronpedias_id_rules(tmp_path: Path) -> None:
+    """Model ids match ``^[a-zA-Z0-9-_]+$`` with at most 128 characters (schema.prisma's
+    zod rule); the source id stays ``<layer>-<sourceSetName>`` without the ``__`` delimiter."""
+    path = tmp_path / "s.duckdb"
+    long_model = "org/" + "very-long-model-name_" * 20
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=3, dictionary_id="données__" + "ü" * 200)
+        store.execute("UPDATE models SET model_id = ?", [long_model])
+        store.execute("UPDATE dictionaries SET model_id = ?", [long_model])
+        store.execute("UPDATE sequences SET model_id = ?", [long_model])
+    export(path, "neuronpedia", tmp_path / "np")
+    [model_dir] = [p for p in (tmp_path / "np").iterdir() if p.is_dir()]
+    [folder] = list(model_dir.iterdir())
+    assert re.fullmatch(r"[a-z0-9_-]{1,128}", model_dir.name)
+    assert len(folder.name) <= 128 and "__" not in folder.name
+    assert validate(folder, NEURONPEDIA_TYPES) == []
