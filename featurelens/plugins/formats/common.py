@@ -104,7 +104,8 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
     with torch.no_grad():
         for name in state:
             if name not in own:
-                raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
+                raise FeaturelensError(f"{source} holds tensor {name!r}, which a {architecture} dictionary does "
+                                       "not have; the weights and the config disagree, so re-export it.")
             target = getattr_path(model, name)
             if tuple(target.shape) != shape_of(state, name):
                 raise FeaturelensError(
