@@ -1,0 +1,26 @@
+"""Hostile ``featurelens steer`` arguments: one sentence, exit status 1, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HOOK = "blocks.0.hook_resid_post"
+
+
+@pytest.mark.parametrize("feature,prompt,needle", [
+    ("0=+1e308", "The quick", "use a smaller strength"),
+    ("0=clamp:1e308", "The quick", "use a smaller strength"),
+    ("9" * 5000 + "=+1", "The quick", "is not a feature number"),
+    ("1=" + "9" * 5000, "The quick", "is not a number"),
+    ("0=+8", "a" * 100_000, "but the model reads at most"),
+])
+def test_hostile_steer_arguments(cli, tiny_model_dir: Path, tmp_path: Path, one_thread,
+                                 feature: str, prompt: str, needle: str) -> None:
+    result = cli("steer", "--model", tiny_model_dir, "--dictionary", "identity", "--hookpoint", HOOK,
+                 "--store", tmp_path / "s.duckdb", "--device", "cpu", "--max-tokens", 3, "--temperature", 0,
+                 "--feature", feature, "--prompt", prompt)
+    assert result.exit_code == 1, result.output[-500:]
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and needle in error and len(error) < 400
