@@ -33,7 +33,8 @@ def register_scorers(register: Register) -> None:
 def _model_options(function):  # type: ignore[no-untyped-def]
     for option in reversed([
         click.option("--dictionary", required=True,
-                     help="A dictionary id in the store, identity, or a saved dictionary's path."),
+                     help="A dictionary id in the store, identity, a saved dictionary's path, "
+                          "or a name: hf:<repo>[/<folder>], saelens:<release>/<sae_id>."),
         click.option("--model", default=None,
                      help="Model [default: the one the stored dictionary was extracted from, else smollm2]."),
         click.option("--hookpoint", default=None,
