@@ -187,6 +187,8 @@ class SteeringHandler(BrowserHandler):
                 raise FeaturelensError("tokens and seed must be whole numbers.") from None
             if not 1 <= tokens <= MAX_TOKENS:
                 raise FeaturelensError(f"tokens must be between 1 and {MAX_TOKENS}.")
+            if not -(2**63) <= seed < 2**64:
+                raise FeaturelensError("seed must be a 64-bit whole number.")
             with self.service.lock:
                 target = self.service.target(dictionary_id)
                 result = steer_compare(target.backend, target.dictionary, [edit], arg("prompt", "I think"),

@@ -24,3 +24,14 @@ def test_hostile_steer_arguments(cli, tiny_model_dir: Path, tmp_path: Path, one_
     assert result.exit_code == 1, result.output[-500:]
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: ") and needle in error and len(error) < 400
+
+
+@pytest.mark.parametrize("option,value", [("--seed", str(10**25)), ("--temperature", "nan"),
+                                          ("--temperature", "1e309")])
+def test_seed_and_temperature_out_of_range_are_usage_errors(cli, tiny_model_dir: Path, tmp_path: Path,
+                                                            option: str, value: str) -> None:
+    """click's FloatRange lets nan and inf through, and torch.manual_seed overflows past 64 bits."""
+    result = cli("steer", "--model", tiny_model_dir, "--dictionary", "identity", "--hookpoint", HOOK,
+                 "--store", tmp_path / "s.duckdb", "--device", "cpu", "--max-tokens", 2,
+                 "--feature", "0=+1", "--prompt", "The quick", option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output

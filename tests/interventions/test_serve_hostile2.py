@@ -163,3 +163,12 @@ def test_concurrent_requests_all_answered(server, one_thread) -> None:
         t.join(120)
     assert results == [200] * 6
     assert request(port, "GET", "/")[0] == 200
+
+
+def test_the_steering_panel_refuses_a_seed_past_64_bits(server) -> None:
+    from urllib.parse import quote, urlencode
+
+    port, did, calls = server
+    query = urlencode({"prompt": "The quick", "strength": "4", "tokens": "2", "seed": str(10**25)})
+    got, headers, raw = request(port, "GET", f"/steer/{quote(did, safe='')}/1?{query}")
+    assert (got, calls["n"]) == (400, 0) and b"seed must be a 64-bit whole number" in raw
