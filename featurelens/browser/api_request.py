@@ -43,7 +43,13 @@ def read_json_body(headers: Mapping[str, str], stream: BinaryIO) -> dict[str, An
     if not 0 < length <= BODY_LIMIT:
         raise ApiError(HTTPStatus.BAD_REQUEST if length == 0 else HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                        f"Send a JSON body of 1 to {BODY_LIMIT} bytes.")
-    raw = stream.read(length)
+    try:
+        raw = stream.read(length)
+    except OSError:  # the socket timed out (a client that never sends its body) or was reset
+        raise ApiError(HTTPStatus.REQUEST_TIMEOUT, "The body did not arrive in time; send it with the request.") \
+            from None
+    if len(raw) < length:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"The body ended after {len(raw)} of {length} bytes; send all of it.")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):

@@ -152,6 +152,8 @@ class SteeringHandler(BrowserHandler):
     service: SteeringService
     links: SteeringLinks
     api: bool = False
+    #: Seconds a connection may sit idle (a body announced and never sent holds a thread, not the model).
+    timeout = 60
 
     def _route(self, parts: list[str], query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         from featurelens.browser.render_feature import feature_page

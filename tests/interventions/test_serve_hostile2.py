@@ -172,3 +172,25 @@ def test_the_steering_panel_refuses_a_seed_past_64_bits(server) -> None:
     query = urlencode({"prompt": "The quick", "strength": "4", "tokens": "2", "seed": str(10**25)})
     got, headers, raw = request(port, "GET", f"/steer/{quote(did, safe='')}/1?{query}")
     assert (got, calls["n"]) == (400, 0) and b"seed must be a 64-bit whole number" in raw
+
+
+def test_a_body_that_never_arrives_times_out_in_json(server, store, tiny_backend) -> None:
+    import socket
+
+    port, _, calls = server
+    from featurelens.browser.steering_server import SteeringHandler
+
+    handler_timeout = SteeringHandler.timeout
+    SteeringHandler.timeout = 1
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"pro".encode())
+            chunks = []
+            while chunk := sock.recv(65536):  # the server closes the connection after answering
+                chunks.append(chunk)
+            answer = b"".join(chunks).decode()
+    finally:
+        SteeringHandler.timeout = handler_timeout
+    assert answer.startswith("HTTP/1.0 408") and 'did not arrive in time' in answer and calls["n"] == 0
+    assert request(port, "GET", "/")[0] == 200
