@@ -169,3 +169,23 @@ def test_pickle_files_are_refused_by_name(cli, tmp_path: Path, tiny_model_dir: P
     assert result.exit_code == 1
     assert "featurelens never unpickles a checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_corrupt_compressed_params_npz_is_one_sentence(tmp_path: Path) -> None:
+    """A damaged deflate stream raises zlib.error, which is neither BadZipFile nor OSError."""
+    import numpy as np
+
+    from featurelens.plugins.formats.gemma_scope import GemmaScopeFormat
+
+    folder = tmp_path / "gs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez_compressed(folder / "params.npz", W_enc=rng.standard_normal((D_IN, D_SAE)).astype("f4"),
+                        W_dec=rng.standard_normal((D_SAE, D_IN)).astype("f4"), b_enc=np.zeros(D_SAE, "f4"),
+                        b_dec=np.zeros(D_IN, "f4"), threshold=np.zeros(D_SAE, "f4"))
+    data = bytearray((folder / "params.npz").read_bytes())
+    for i in range(120, 200):
+        data[i] ^= 0x5A
+    (folder / "params.npz").write_bytes(bytes(data))
+    with pytest.raises(FeaturelensError, match="is not a readable .npz archive of arrays"):
+        GemmaScopeFormat().load(str(folder))
