@@ -189,3 +189,18 @@ def test_a_corrupt_compressed_params_npz_is_one_sentence(tmp_path: Path) -> None
     (folder / "params.npz").write_bytes(bytes(data))
     with pytest.raises(FeaturelensError, match="is not a readable .npz archive of arrays"):
         GemmaScopeFormat().load(str(folder))
+
+
+def test_deeply_nested_json_in_a_header_or_config_is_one_sentence(tmp_path: Path) -> None:
+    """Python's json raises RecursionError (not JSONDecodeError) past ~1000 levels."""
+    import struct
+
+    folder = saelens(tmp_path / "d")
+    deep = b"[" * 200_000 + b"]" * 200_000
+    weights = folder / "sae_weights.safetensors"
+    weights.write_bytes(struct.pack("<Q", len(deep)) + deep + b"\0" * 64)
+    with pytest.raises(FeaturelensError, match="has a header that is not JSON"):
+        SAELensFormat().load(str(folder))
+    (folder / "cfg.json").write_bytes(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    with pytest.raises(FeaturelensError, match="is not valid JSON"):
+        SAELensFormat().load(str(folder))

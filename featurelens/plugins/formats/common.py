@@ -26,9 +26,9 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint needs it next to its weights.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FeaturelensError(
-            f"{path} is not valid JSON ({error.__class__.__name__}: {error}); "
+            f"{path} is not valid JSON ({error.__class__.__name__}: {str(error)[:120]}); "
             f"restore the {fmt} config file or re-export the dictionary."
         ) from None
     if not isinstance(data, dict):
