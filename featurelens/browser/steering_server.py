@@ -25,15 +25,17 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from featurelens.browser import request_guard
+from featurelens.browser.api_request import ApiError, completion_params, read_json_body
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.server import BrowserHandler, make_server
 from featurelens.core.errors import FeaturelensError
 from featurelens.browser.steering_panel import steer_result_page
 from featurelens.interventions.edits import Edit
+from featurelens.interventions.limits import check_length
 
 #: The most tokens one request may generate (a browser click or an API call).
 MAX_TOKENS = 512
-_BODY_LIMIT = 1 << 20
 
 
 class SteeringLinks(ServerLinks):
@@ -112,20 +114,14 @@ def complete(service: SteeringService, body: dict[str, Any], chat: bool) -> dict
     prompt = _chat_prompt(backend.tokenizer, body.get("messages")) if chat else body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise FeaturelensError('"prompt" must be a non-empty string.')
-    try:
-        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
-        temperature = float(body.get("temperature", 1.0))
-        top_p = float(body.get("top_p", 1.0))
-        n = int(body.get("n", 1))
-        seed = int(body.get("seed", 0))
-    except (TypeError, ValueError):
-        raise FeaturelensError("max_tokens, n and seed must be integers and temperature, top_p numbers.") from None
-    if not 1 <= max_tokens <= MAX_TOKENS or not 1 <= n <= 16 or temperature < 0:
-        raise FeaturelensError(f"max_tokens must be 1-{MAX_TOKENS}, n 1-16 and temperature >= 0.")
+    params = completion_params(body, MAX_TOKENS)
+    max_tokens, temperature, top_p, n, seed = (params.max_tokens, params.temperature, params.top_p,
+                                               params.n, params.seed)
     positions = str(body.get("steering_positions", "all"))
     ids = backend.tokenizer(prompt, return_tensors="pt", add_special_tokens=not chat).input_ids.to(backend.device)
     if ids.shape[1] == 0:
         raise FeaturelensError('"prompt" has no tokens.')
+    check_length(backend, int(ids.shape[1]), max_tokens)
     eos = backend.tokenizer.eos_token_id
     with service.lock:
         editors = service.editors(body.get("steering"), positions)
@@ -156,17 +152,19 @@ class SteeringHandler(BrowserHandler):
     service: SteeringService
     links: SteeringLinks
     api: bool = False
+    #: Seconds a connection may sit idle (a body announced and never sent holds a thread, not the model).
+    timeout = 60
 
     def _route(self, parts: list[str], query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         from featurelens.browser.render_feature import feature_page
 
         html_type = "text/html; charset=utf-8"
-        if parts[:1] == ["feature"] and len(parts) == 3 and parts[2].isdigit():
+        if parts[:1] == ["feature"] and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             data = self.data.feature(parts[1], int(parts[2]))
             if data is not None:
                 page = feature_page(data, self.links, self.data.neighbours(parts[1], int(parts[2])))
                 return HTTPStatus.OK, html_type, page.encode()
-        if parts[:1] == ["steer"] and len(parts) == 3 and parts[2].isdigit():
+        if parts[:1] == ["steer"] and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             return self._steer(parts[1], int(parts[2]), query)
         return super()._route(parts, query)
 
@@ -191,6 +189,8 @@ class SteeringHandler(BrowserHandler):
                 raise FeaturelensError("tokens and seed must be whole numbers.") from None
             if not 1 <= tokens <= MAX_TOKENS:
                 raise FeaturelensError(f"tokens must be between 1 and {MAX_TOKENS}.")
+            if not -(2**63) <= seed < 2**64:
+                raise FeaturelensError("seed must be a 64-bit whole number.")
             with self.service.lock:
                 target = self.service.target(dictionary_id)
                 result = steer_compare(target.backend, target.dictionary, [edit], arg("prompt", "I think"),
@@ -204,20 +204,17 @@ class SteeringHandler(BrowserHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0].rstrip("/")
         routes = {"/v1/completions": False, "/v1/chat/completions": True}
+        if not self._host_ok():
+            return None
         if not self.api or path not in routes:
             return self._json(HTTPStatus.NOT_FOUND, _error(
                 "No such endpoint; start serve with --api for /v1/completions and /v1/chat/completions."))
-        length = int(self.headers.get("Content-Length") or 0)
-        if length <= 0 or length > _BODY_LIMIT:
-            return self._json(HTTPStatus.BAD_REQUEST, _error("Send a JSON body (at most 1 MiB)."))
         try:
-            body = json.loads(self.rfile.read(length))
-            if not isinstance(body, dict):
-                raise ValueError
-        except ValueError:
-            return self._json(HTTPStatus.BAD_REQUEST, _error("The body is not a JSON object."))
-        try:
+            body = read_json_body(self.headers, self.rfile)
             answer = complete(self.service, body, routes[path])
+        except ApiError as error:
+            self.close_connection = True  # an unread body must not be taken for the next request
+            return self._json(error.status, _error(error.message))
         except FeaturelensError as error:
             return self._json(HTTPStatus.BAD_REQUEST, _error(str(error)))
         except Exception as error:  # noqa: BLE001 - the server answers, it does not die
@@ -226,8 +223,20 @@ class SteeringHandler(BrowserHandler):
                 "type": "server_error"}})
         self._json(HTTPStatus.OK, answer)
 
+    def _host_ok(self) -> bool:
+        """The browser's DNS-rebinding guard, for the API too: a JSON 400 to any other Host."""
+        if request_guard.host_allowed(self.headers.get("Host"), self.hosts, self.any_ip_literal):
+            return True
+        self.close_connection = True
+        self._json(HTTPStatus.BAD_REQUEST, _error(
+            "This server answers only requests addressed to it by the name it was started with "
+            f"({', '.join(sorted(self.hosts))})."))
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self.api and self.path.rstrip("/") == "/v1/models":
+            if not self._host_ok():
+                return None
             model = self.service.backend.model_id
             return self._json(HTTPStatus.OK, {"object": "list", "data": [
                 {"id": model, "object": "model", "created": 0, "owned_by": "featurelens"}]})

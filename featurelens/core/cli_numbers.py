@@ -22,3 +22,17 @@ class PositiveRate(click.FloatRange):
             self.fail(f"{value!r} is not a finite number; give a limit such as 500, or leave the option out "
                       "for no limit.", param, ctx)
         return number
+
+
+class FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses ``nan`` and ``inf`` (``steer --temperature``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+#: Seeds torch.manual_seed takes (a 64-bit integer, signed or not).
+SEED = click.IntRange(-(2**63), 2**64 - 1)

@@ -15,6 +15,10 @@ from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.naming import trained_name
 
+#: Files that hold pickles: refused by name (dictionary_learning's ae.pt is read by its
+#: format, from its folder, with torch's tensors-only loader).
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
 
 def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) -> Dictionary:
     """The dictionary named by ``spec`` (``identity`` or a path), checked against ``hookpoint``.
@@ -59,10 +63,20 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
             if name:  # `featurelens train --name` (or its generated name) travels with the folder
                 dictionary.dictionary_id = name
             return dictionary
+    refuse_pickle(path)
     raise FeaturelensError(
         f"No dictionary format recognises {path} (known formats: {', '.join(formats) or 'none'}); "
         "pass a SAELens/sparsify/... checkpoint folder, or install the plugin for its format."
     )
+
+
+def refuse_pickle(path: Path) -> None:
+    """One sentence for a pickle file no format took: it is refused by name, never opened."""
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        raise FeaturelensError(
+            f"{path} is a pickle file, and featurelens never unpickles a checkpoint (it could run code); "
+            "save the weights as safetensors (SAELens, sparsify or featurelens format), or pass the folder "
+            "of a dictionary_learning ae.pt with its config.json.")
 
 
 def check_width(dictionary: Dictionary, width: int, hookpoint: str, source: str) -> None:

@@ -49,7 +49,19 @@ def split_hf(name: str) -> tuple[str, str | None]:
         raise FeaturelensError(
             f"--dictionary hf:{name} does not name a repository; write hf:<org>/<repo>[/<subfolder>], "
             "e.g. hf:EleutherAI/sae-SmolLM2-135M-64x/layers.6.")
-    return "/".join(parts[:2]), ("/".join(parts[2:]) or None)
+    repo, sub = "/".join(parts[:2]), parts[2:]
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise FeaturelensError(
+            f"--dictionary hf:{name} names {repo!r}, which is not a Hugging Face repository id (letters, "
+            "digits, '-', '_' and '.', at most 96 characters, no '--' or '..'); check the name.") from None
+    if any(part in (".", "..") for part in sub):
+        raise FeaturelensError(
+            f"--dictionary hf:{name} climbs out of the repository with '..'; name a folder inside {repo}.")
+    return repo, ("/".join(sub) or None)
 
 
 def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
@@ -123,6 +135,10 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
                 f"--dictionary {spec} needs both parts: saelens:<release>/<sae_id>, "
                 "e.g. saelens:gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical.")
         release, sae_id = name.split("/", 1)
+        if not release.strip() or not sae_id.strip("/ "):
+            raise FeaturelensError(
+                f"--dictionary {spec} needs both parts: saelens:<release>/<sae_id>, "
+                "e.g. saelens:gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical.")
         repo, sub = saelens_location(release, sae_id, spec)
         return str(hf_folder(repo, sub, spec)), {"saelens_release": release, "saelens_sae_id": sae_id,
                                                  "hf_repo": repo, **({"hf_folder": sub} if sub else {})}

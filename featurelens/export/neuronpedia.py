@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from typing import Any, Iterable
 
 from featurelens.core.progress import progress
 from featurelens.browser.queries import BrowserData
+from featurelens.export import neuronpedia_json as npjson
 from featurelens.export import neuronpedia_rows as rows
 from featurelens.export.staging import Staging
 
@@ -35,13 +35,13 @@ BATCH_SIZE = 1000
 
 
 def _jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines)
+    return npjson.lines(lines)
 
 
-def _gzip(lines: list[dict[str, Any]]) -> bytes:
+def _gzip(data: bytes) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-        gz.write(_jsonl(lines))
+        gz.write(data)
     return buffer.getvalue()
 
 
@@ -92,12 +92,15 @@ def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictiona
         e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations)
         explanations += e_rows
         scores += s_rows
-    # An empty file would stop the importer (it parses the first line for the columns).
+    # An empty file would stop the importer (it parses the first line for the columns);
+    # a large batch is cut into several files the importer can hold (neuronpedia_json).
+    stem = name.removesuffix(".jsonl.gz")
     for kind, lines in (("activations", activations), ("explanations", explanations),
                         ("explanation_scores", scores)):
-        if lines:
-            staging.write_bytes(f"{folder}/{kind}/{name}", _gzip(lines))
-    staging.write_bytes(f"{folder}/features/{name}", _gzip(neurons))
+        for part, data in enumerate(npjson.by_size(lines)):
+            piece = name if part == 0 else f"{stem}-{part:03d}.jsonl.gz"
+            staging.write_bytes(f"{folder}/{kind}/{piece}", _gzip(data))
+    staging.write_bytes(f"{folder}/features/{name}", _gzip(_jsonl(neurons)))
 
 
 def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],

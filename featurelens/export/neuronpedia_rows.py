@@ -22,9 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from featurelens.export.neuronpedia_json import finite
+
 #: Neuronpedia's default creator (``DEFAULT_CREATOR_USER_ID`` in its ``lib/env.ts``):
 #: the user every row of a local instance's public datasets belongs to.
 DEFAULT_CREATOR_ID = "clkht01d40000jv08hvalcvly"
+
+#: Longest name :func:`slug` writes (a source id adds the layer and a dash to it).
+MAX_NAME = 100
 
 #: featurelens explainers that Neuronpedia already has as explanation types.
 EXPLANATION_TYPES = {"token-activations": "oai_token-act-pair", "highlighted": "eleuther_acts_top20"}
@@ -34,8 +39,9 @@ def slug(text: str) -> str:
     """Lower-case letters, digits and dashes (Neuronpedia's model and source-set names);
     a short hash keeps two different inputs apart when characters had to be replaced."""
     clean = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
-    if clean != text.lower():
-        clean = f"{clean}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    if clean != text.lower() or len(clean) > MAX_NAME:
+        # Model ids are at most 128 characters (schema.prisma's zod rule); stay well under.
+        clean = f"{clean[:MAX_NAME - 7].rstrip('-')}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
     return clean
 
 
@@ -44,10 +50,9 @@ def row_id(*parts: Any) -> str:
     return "c" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
 
 
-def _num(value: Any, default: float | None = None) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return default
-    return round(float(value), 4)
+def _num(value: Any, default: float = 0.0) -> float:
+    """A finite number for a Float column (JSON has no NaN or Infinity: see neuronpedia_json)."""
+    return round(finite(value, default), 4)
 
 
 def layer_number(hookpoint: str | None) -> str:
@@ -106,8 +111,8 @@ def neuron_row(src: Source, stats: dict[str, Any], hookpoint: str | None) -> dic
         "pos_values": [_num(v, 0.0) for v in stats.get("top_logit_values") or []],
         "neg_str": list(stats.get("bottom_logits") or []),
         "neg_values": [_num(v, 0.0) for v in stats.get("bottom_logit_values") or []],
-        "freq_hist_data_bar_values": [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:], strict=False)],
-        "freq_hist_data_bar_heights": [float(c) for c in counts],
+        "freq_hist_data_bar_values": [_num((finite(a) + finite(b)) / 2) for a, b in zip(edges, edges[1:], strict=False)],
+        "freq_hist_data_bar_heights": [_num(c) for c in counts],
     }
 
 
@@ -119,11 +124,11 @@ def activation_rows(src: Source, feature: int, examples: dict[str, list[dict[str
     quantile = examples.get("quantile", [])
     bins: dict[int, list[float]] = {}
     for row in quantile:
-        bins.setdefault(int(row["quantile"] or 0), []).append(float(row["max_activation"]))
+        bins.setdefault(int(row["quantile"] or 0), []).append(finite(row["max_activation"]))
     out = []
     for kind in ("top", "quantile"):
         for row in examples.get(kind, []):
-            values = [round(float(v), 4) for v in row["activations"]]
+            values = [_num(v) for v in row["activations"]]
             if kind == "top":
                 low, high, share = -1.0, _num(max_activation, 0.0), -1.0
             else:
@@ -154,7 +159,7 @@ def explanation_rows(src: Source, feature: int, explanations: list[dict[str, Any
             "notes": f"featurelens explainer {e['explainer']} with {e['llm']}",
         })
         for s in e["scores"]:
-            if s["score"] is None or s["status"] != "ok":
+            if s["score"] is None or not math.isfinite(float(s["score"])) or s["status"] != "ok":
                 continue  # ExplanationScore.value is NOT NULL: an undefined score has no place
             scores.append({
                 "id": row_id("score", e["explanation_id"], s["scorer"], s["llm"]),

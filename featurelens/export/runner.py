@@ -27,7 +27,21 @@ def _store_state(data: BrowserData) -> list[object]:
 
 def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
            where: str | None = None) -> str:
-    """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line."""
+    """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line.
+
+    A write that fails (disk full, no permission) is one sentence; the files already
+    finished stay in ``<output>.partial`` and the same command resumes from them."""
+    try:
+        return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where)
+    except OSError as error:
+        where_ = f" at {error.filename}" if error.filename else ""
+        raise FeaturelensError(
+            f"Writing the export failed{where_} ({error.strerror or error}); free space or fix permissions, "
+            "then run the same command again to resume.") from None
+
+
+def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
+            where: str | None = None) -> str:
     if fmt not in FORMATS:
         raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     data = BrowserData(store_path)

@@ -86,6 +86,8 @@ def stage(output: Path, request: dict[str, Any], store_state: list[Any]) -> Stag
             "choose an empty or new folder so nothing of yours is replaced.")
     if not output.parent.exists():
         raise FeaturelensError(f"The folder {output.parent} for --output does not exist; create it first.")
+    if not output.parent.is_dir():
+        raise FeaturelensError(f"{output.parent} is a file, not a folder; give --output a path inside a folder.")
     digest = fingerprint(request, store_state)
     work = output.with_name(output.name + ".partial")
     resumed = False
@@ -96,6 +98,11 @@ def stage(output: Path, request: dict[str, Any], store_state: list[Any]) -> Stag
         else:
             shutil.rmtree(work)
     if not resumed:
-        work.mkdir(parents=True)
-        (work / ".fingerprint").write_text(digest)
+        try:
+            work.mkdir(parents=True)
+            (work / ".fingerprint").write_text(digest)
+        except OSError as error:
+            shutil.rmtree(work, ignore_errors=True)
+            raise FeaturelensError(f"Cannot write the export next to {output} ({error.strerror or error}); "
+                                   "choose a folder you can write to.") from None
     return Staging(output, work, digest, resumed)

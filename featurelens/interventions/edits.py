@@ -69,8 +69,9 @@ def _number(text: str, feature: str) -> float:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value):
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
         raise FeaturelensError(
-            f"The strength {text!r} of feature {feature} is not a number; write e.g. {feature}=+8, "
+            f"The strength {shown!r} of feature {feature} is not a number; write e.g. {feature}=+8, "
             f"{feature}=0 (ablate) or {feature}=clamp:3.")
     return value
 
@@ -79,11 +80,14 @@ def parse_edit(spec: str) -> Edit:
     """``FEATURE=VALUE`` as typed on the command line (module docstring) -> :class:`Edit`."""
     feature, sep, value = str(spec).partition("=")
     feature, value = feature.strip(), value.strip()
+    if len(str(spec)) > 80:  # echo a short head, not a 10,000-character argument
+        spec = f"{str(spec)[:40]}..."
+        feature = feature if len(feature) <= 18 else f"{feature[:18]}..."
     if not sep or not feature or not value:
         raise FeaturelensError(
             f"Cannot read the edit {spec!r}; write FEATURE=VALUE, e.g. 123=+8 (add), 40=0 (ablate) "
             "or 7=clamp:3.")
-    if not feature.isdigit():
+    if not (feature.isascii() and feature.isdigit()) or len(feature) > 18:
         raise FeaturelensError(f"In the edit {spec!r}, {feature!r} is not a feature number; "
                                "write e.g. 123=+8.")
     index = int(feature)

@@ -13,6 +13,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.interventions.hooks import FeatureEditor
+from featurelens.interventions.limits import check_length
 
 
 @dataclass
@@ -84,6 +85,7 @@ def steer_compare(backend: Any, dictionary: Any, edits: Any, prompt: str, *, max
     if max_tokens < 1 or samples < 1:
         raise FeaturelensError("--max-tokens and --samples must be at least 1; raise them.")
     prompt_ids = encode_prompt(backend, prompt)
+    check_length(backend, prompt_ids.shape[1], max_tokens)
     editor = FeatureEditor(backend, dictionary, edits, positions=positions)
     baseline = generate_ids(backend, prompt_ids, max_tokens=max_tokens, seed=seed,
                             temperature=temperature, samples=samples)

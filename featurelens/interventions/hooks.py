@@ -228,7 +228,14 @@ class FeatureEditor:
             return x
         assert self.terms is not None
         delta = self.terms.delta(coef.reshape(-1, coef.shape[-1])).reshape(*x.shape[:-1], -1)
-        return x + delta.to(x.dtype)
+        edited = x + delta.to(x.dtype)
+        if not bool(torch.isfinite(edited).all()):
+            # Sampling would fail on NaN probabilities, and greedy decoding would silently
+            # pick token 0: say what happened instead.
+            raise FeaturelensError(
+                f"The edit ({', '.join(e.describe() for e in self.edits)}) pushes the activations past "
+                f"what {str(x.dtype).removeprefix('torch.')} can hold (inf or NaN); use a smaller strength.")
+        return edited
 
     def _read_then_write(self, x: torch.Tensor) -> torch.Tensor:
         return self._apply(x, self._coefficients(x))

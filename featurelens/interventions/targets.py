@@ -77,11 +77,13 @@ def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | N
         spec, hookpoint = row["spec"], hookpoint or row["hookpoint"]
         model = model or row["model"]
     else:
-        if dictionary != "identity" and not Path(dictionary).expanduser().exists():
+        from featurelens.core.pretrained import is_named
+
+        if dictionary != "identity" and not is_named(dictionary) and not Path(dictionary).expanduser().exists():
             raise FeaturelensError(
-                f"Unknown dictionary {dictionary!r}: it is not a dictionary id in the store, 'identity' "
-                "or a saved dictionary's path; see featurelens sql \"SELECT dictionary_id FROM "
-                "dictionaries\" or pass a path.")
+                f"Unknown dictionary {dictionary!r}: it is not a dictionary id in the store, 'identity', "
+                "a name (hf:<repo>[/<folder>], saelens:<release>/<sae_id>) or a saved dictionary's path; see "
+                "featurelens sql \"SELECT dictionary_id FROM dictionaries\" or pass a path.")
         if not hookpoint:
             raise FeaturelensError(
                 f"--hookpoint is needed with --dictionary {dictionary} (it is not in the store); "

@@ -98,6 +98,8 @@ class Summary:
     labels: list[dict[str, Any]] = field(default_factory=list)
     #: The token-lookup label of each feature in ``best``, shown beside the LLM's.
     lookup: dict[int, str] = field(default_factory=dict)
+    #: Scores stored without a value (status undefined), e.g. nothing to compare with.
+    n_undefined: int = 0
 
 
 def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summary:
@@ -122,7 +124,9 @@ def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summar
             [dictionary_id, OFFLINE_LLM, OFFLINE_LLM, top]).to_dicts()
         labels = run_labels.best_labels(store, dictionary_id, top)
         lookup = run_labels.lookup_labels(store, dictionary_id, [b["feature"] for b in best])
-    return Summary(store.path, dictionary_id, *counts, best, labels, lookup)
+        undefined = store.execute("SELECT count(*) FROM scores WHERE dictionary_id = ? AND status = 'undefined'",
+                                  [dictionary_id])[0][0]
+    return Summary(store.path, dictionary_id, *counts, best, labels, lookup, n_undefined=undefined)
 
 
 def format_summary(summary: Summary, options: RunOptions) -> str:
@@ -135,6 +139,7 @@ def format_summary(summary: Summary, options: RunOptions) -> str:
         + (f", {summary.n_failures} failures (see the failures table)" if summary.n_failures else "") + ".",
     ]
     from featurelens.jobs.run_labels import format_labels
+    from featurelens.jobs.run_notes import no_ranking
 
     lines += format_labels(summary.labels)
     if summary.best:
@@ -144,7 +149,7 @@ def format_summary(summary: Summary, options: RunOptions) -> str:
             if summary.lookup.get(row["feature"]):
                 lines.append(f"          token lookup: {summary.lookup[row['feature']]}")
     elif not summary.labels:
-        lines.append("No feature has a score yet.")
+        lines.append(no_ranking(summary, options.extract_tokens))
     store = f" --store {summary.store}" if summary.store.name != "featurelens.duckdb" else ""
     lines += [
         "",

@@ -37,6 +37,12 @@ def stage_lookup(ctx: RunContext) -> StageResult:
     from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
 
+    fired = ctx.store.execute(f"SELECT count(*) FROM features WHERE dictionary_id = ? AND {FIRED}",
+                              [_dictionary(ctx)])[0][0]
+    if not fired:
+        from featurelens.jobs.run_notes import nothing_fired
+
+        return StageResult("label", "done", nothing_fired(ctx.options.extract_tokens))
     spec = ExplainSpec("offline:none", LOOKUP, where=FIRED, dictionary_id=_dictionary(ctx))
     stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=64))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"

@@ -195,7 +195,7 @@ def _load_any(path: str, **options: Any) -> Any:
     """Load ``path`` with whichever registered format recognises it."""
     from featurelens.core.plugin_host import get_registry
 
-    from featurelens.core.dictionary_loading import with_hookpoint
+    from featurelens.core.dictionary_loading import refuse_pickle, with_hookpoint
     from featurelens.core.pretrained import resolve
 
     registry = get_registry()
@@ -208,6 +208,7 @@ def _load_any(path: str, **options: Any) -> Any:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(path):
             return fmt.load(path, **with_hookpoint(fmt, options, hookpoint))
+    refuse_pickle(Path(path))
     raise FeaturelensError(
         f"No dictionary format recognises {path} (known: {', '.join(names)}); "
         "pass a SAELens, sparsify, dictionary_learning, Gemma Scope or featurelens folder."

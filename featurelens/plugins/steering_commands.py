@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 import featurelens
+from featurelens.core.cli_numbers import SEED, FiniteRange
 from featurelens.core.cli_options import store_option
 from featurelens.core.hookspecs import Register
 
@@ -33,7 +34,8 @@ def register_scorers(register: Register) -> None:
 def _model_options(function):  # type: ignore[no-untyped-def]
     for option in reversed([
         click.option("--dictionary", required=True,
-                     help="A dictionary id in the store, identity, or a saved dictionary's path."),
+                     help="A dictionary id in the store, identity, a saved dictionary's path, "
+                          "or a name: hf:<repo>[/<folder>], saelens:<release>/<sae_id>."),
         click.option("--model", default=None,
                      help="Model [default: the one the stored dictionary was extracted from, else smollm2]."),
         click.option("--hookpoint", default=None,
@@ -53,10 +55,10 @@ def _model_options(function):  # type: ignore[no-untyped-def]
                    "7=clamp:3 clamps.")
 @click.option("--prompt", required=True, help="Text to continue.")
 @click.option("--max-tokens", default=40, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same output.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed, same output.")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Continuations per side.")
-@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(0.0),
+@click.option("--temperature", default=0.7, show_default=True, type=FiniteRange(0.0),
               help="0 for greedy decoding.")
 @click.option("--positions", type=click.Choice(["all", "prompt", "generated"]), default="all",
               show_default=True, help="Which token positions are edited.")

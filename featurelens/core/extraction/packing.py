@@ -64,10 +64,14 @@ def pack(documents: Iterable[Document], tokenizer: Any, *, context: int, prepend
                 first = max(i for i, (offset, _) in enumerate(refs) if offset <= 0) if any(
                     offset <= 0 for offset, _ in refs) else 0
                 refs = refs[first:]
+    if produced == 0 and not refs:
+        raise FeaturelensError(
+            "The corpus holds no text to tokenize (its documents are empty or whitespace); "
+            "point --corpus at files with text.")
     if produced == 0:
         raise FeaturelensError(
             f"The corpus gives fewer than {body} tokens, not enough for one window of {context}; "
-            "give it more text or pass a smaller --context."
+            "give it more text (or, where the command takes one, a smaller --context)."
         )
 
 

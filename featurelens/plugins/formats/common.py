@@ -26,9 +26,9 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FeaturelensError(f"{path} is missing; a {fmt} checkpoint needs it next to its weights.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FeaturelensError(
-            f"{path} is not valid JSON ({error.__class__.__name__}: {error}); "
+            f"{path} is not valid JSON ({error.__class__.__name__}: {str(error)[:120]}); "
             f"restore the {fmt} config file or re-export the dictionary."
         ) from None
     if not isinstance(data, dict):
@@ -104,7 +104,8 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
     with torch.no_grad():
         for name in state:
             if name not in own:
-                raise FeaturelensError(f"Internal: {architecture} has no tensor {name!r} to load.")
+                raise FeaturelensError(f"{source} holds tensor {name!r}, which a {architecture} dictionary does "
+                                       "not have; the weights and the config disagree, so re-export it.")
             target = getattr_path(model, name)
             if tuple(target.shape) != shape_of(state, name):
                 raise FeaturelensError(

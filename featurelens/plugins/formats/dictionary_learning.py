@@ -24,6 +24,7 @@ import torch
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.formats.common import build, parse_dtype, read_json, require
+from featurelens.plugins.formats.strict import config_str
 
 WEIGHTS = "ae.pt"
 CFG = "config.json"
@@ -57,13 +58,13 @@ class DictionaryLearningFormat:
         src = folder / WEIGHTS
         d_in = trainer.get("activation_dim")
         d_sae = trainer.get("dict_size")
-        if not isinstance(d_in, int) or not isinstance(d_sae, int):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (d_in, d_sae)):
             raise FeaturelensError(
-                f"{folder / CFG} needs integer trainer.activation_dim and trainer.dict_size, "
+                f"{folder / CFG} needs positive integer trainer.activation_dim and trainer.dict_size, "
                 f"found {d_in!r} and {d_sae!r}."
             )
         fmt = "dictionary_learning"
-        meta = {"hookpoint": None, "model_id": trainer.get("lm_name")}
+        meta = {"hookpoint": None, "model_id": config_str(trainer.get("lm_name"), "trainer.lm_name", folder / CFG)}
         if dict_class == "JumpReluAutoEncoder":
             w_dec = require(state, "W_dec", (d_sae, d_in), src, fmt).float()
             norms = w_dec.norm(dim=1)
@@ -120,15 +121,23 @@ def _safe_load(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch's message starts with advice to turn weights_only off; keep only what it refused.
+        first = next((line for line in lines if "unsupported" in line.lower()), "unsafe content")
         raise FeaturelensError(
-            f"{path} contains objects other than tensors ({first[:160]}), and featurelens loads "
+            f"{path} contains objects other than tensors ({first[:160].rstrip('.')}), and featurelens loads "
             "checkpoints safely only; save the state_dict alone (torch.save(ae.state_dict(), ...))."
         ) from None
     except Exception as error:  # noqa: BLE001 - torch raises many types on a corrupt file
-        raise FeaturelensError(f"{path} is not a readable PyTorch file ({error}); re-download it.") from None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
+        raise FeaturelensError(f"{path} is not a readable PyTorch file ({first}); re-download it.") from None
     if not isinstance(state, dict):
         raise FeaturelensError(
             f"{path} holds a {type(state).__name__}, not the state dict dictionary_learning saves."
         )
+    odd = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if odd:
+        raise FeaturelensError(
+            f"{path} maps {', '.join(map(repr, odd[:5]))} to values that are not tensors; "
+            "it is not the state dict dictionary_learning saves, so save ae.state_dict() again.")
     return state

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class GemmaScopeFormat:
         fmt = "Gemma Scope"
         try:
             header = npz_header(file)  # shapes and dtypes first: nothing is read or allocated yet
-        except (zipfile.BadZipFile, OSError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
             raise FeaturelensError(
                 f"{file} is not a readable .npz archive of arrays ({error}); re-download it."
             ) from None
@@ -67,7 +68,7 @@ class GemmaScopeFormat:
         try:
             with np.load(str(file), allow_pickle=False) as npz:
                 state = {name: torch.from_numpy(np.array(npz[name])) for name in ("W_enc", *expected)}
-        except (zipfile.BadZipFile, ValueError, OSError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as error:
             raise FeaturelensError(
                 f"{file} is not a readable .npz archive of arrays ({error}); re-download it."
             ) from None

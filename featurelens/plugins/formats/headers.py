@@ -45,7 +45,7 @@ def safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
             raise _refuse(path, f"has a header length ({length} bytes) its size ({size} bytes) cannot hold")
         try:
             header = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise _refuse(path, "has a header that is not JSON") from None
     if not isinstance(header, dict):
         raise _refuse(path, "has a header that is not a JSON object")

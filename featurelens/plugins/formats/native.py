@@ -13,6 +13,7 @@ from typing import Any
 import featurelens
 from featurelens.core.dictionary_base import Dictionary
 from featurelens.core.errors import FeaturelensError
+from featurelens.plugins.formats.strict import config_str
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors, write_json,
 )
@@ -38,9 +39,13 @@ class NativeFormat:
         if not isinstance(manifest["config"], dict):
             raise FeaturelensError(f"{folder / MANIFEST} has a config that is not a JSON object; "
                                    "it was not written by featurelens.")
+        if not isinstance(manifest["architecture"], str):
+            raise FeaturelensError(f"{folder / MANIFEST} gives architecture={manifest['architecture']!r}; "
+                                   "it must be a dictionary learner's name such as topk.")
         state = read_safetensors(folder / WEIGHTS, "featurelens")
         options = dict(manifest["config"])
-        options.update(hookpoint=manifest.get("hookpoint"), model_id=manifest.get("model_id"))
+        options.update(hookpoint=config_str(manifest.get("hookpoint"), "hookpoint", folder / MANIFEST),
+                       model_id=config_str(manifest.get("model_id"), "model_id", folder / MANIFEST))
         model = build(manifest["architecture"], manifest["d_in"], manifest["d_sae"],
                       options, state, dtype=parse_dtype(dtype, folder), source=folder / MANIFEST)
         expected = set(model.state_dict())

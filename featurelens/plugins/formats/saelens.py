@@ -22,6 +22,7 @@ from featurelens.plugins.formats.common import (
     as_sae, atomic_folder, build, config_int, dtype_name, parse_dtype, read_json,
     read_safetensors, require, save_safetensors, write_json,
 )
+from featurelens.plugins.formats.strict import config_bool, config_name, config_str, refuse_unknown_tensors
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -53,11 +54,12 @@ class SAELensFormat:
                 "yet the folder holds SAELens weights; the folder mixes two formats."
             )
         architecture = cfg.get("architecture", "standard")
-        if architecture not in _ARCHITECTURES:
+        if isinstance(architecture, str) and architecture not in _ARCHITECTURES:
             raise FeaturelensError(
                 f"{folder} is a SAELens {architecture!r} SAE, which featurelens cannot load; "
                 f"supported: {', '.join(_ARCHITECTURES)}."
             )
+        config_name(architecture, "architecture", _ARCHITECTURES, folder / CFG)
         norm = cfg.get("normalize_activations") or "none"
         if norm != "none":
             raise FeaturelensError(
@@ -78,20 +80,23 @@ class SAELensFormat:
             "W_dec": require(tensors, "W_dec", (d_sae, d_out), src, "SAELens"),
             "b_dec": require(tensors, "b_dec", (d_out,), src, "SAELens"),
         }
-        apply_b_dec = bool(cfg.get("apply_b_dec_to_input", not transcoder)) and not transcoder
+        apply_b_dec = config_bool(cfg, "apply_b_dec_to_input", not transcoder, folder / CFG) and not transcoder
         options: dict[str, Any] = {"apply_b_dec_to_input": apply_b_dec}
         if ours == "topk" or activation == "topk":
             options["k"] = config_int(cfg, "k", folder / CFG, "SAELens")
-            options["rescale_acts_by_decoder_norm"] = bool(cfg.get("rescale_acts_by_decoder_norm", False))
+            options["rescale_acts_by_decoder_norm"] = config_bool(cfg, "rescale_acts_by_decoder_norm", False,
+                                                                  folder / CFG)
         if ours == "jumprelu" or activation == "jumprelu":
             state["threshold"] = require(tensors, "threshold", (d_sae,), src, "SAELens")
         if transcoder:
             options.update(activation=activation, d_out=d_out, skip=architecture == "skip_transcoder")
             if architecture == "skip_transcoder":
                 state["W_skip"] = require(tensors, "W_skip", (d_out, d_in), src, "SAELens")
+        refuse_unknown_tensors(tensors, state, src, "SAELens")
         meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else cfg
-        hookpoint = meta.get("hook_name") or cfg.get("hook_point") or cfg.get("hook_name")
-        model_id = meta.get("model_name") or cfg.get("model_name")
+        hookpoint = config_str(meta.get("hook_name") or cfg.get("hook_point") or cfg.get("hook_name"),
+                               "hook_name", folder / CFG)
+        model_id = config_str(meta.get("model_name") or cfg.get("model_name"), "model_name", folder / CFG)
         if transcoder and meta.get("hook_name_out", cfg.get("hook_name_out")):
             options["hookpoint_out"] = meta.get("hook_name_out", cfg.get("hook_name_out"))
         options.update(hookpoint=hookpoint, model_id=model_id)

@@ -20,6 +20,7 @@ from featurelens.plugins.formats.common import (
     as_sae, atomic_folder, build, config_int, parse_dtype, read_json, read_safetensors, require,
     save_safetensors, write_json,
 )
+from featurelens.plugins.formats.strict import config_bool, positive_factor, refuse_unknown_tensors
 from featurelens.plugins.formats.headers import shape_of
 
 CFG = "cfg.json"
@@ -126,19 +127,19 @@ class SparsifyFormat:
         declared = config_int(cfg, "num_latents", folder / CFG, "sparsify") if "num_latents" in cfg else 0
         if declared == 0:
             factor = cfg.get("expansion_factor")
-            if not isinstance(factor, (int, float)) or factor <= 0:
+            if factor is None:
                 raise FeaturelensError(
                     f"{folder / CFG} has num_latents 0 and no positive expansion_factor, so its "
                     "width is unknown; set num_latents."
                 )
-            declared = int(d_in * factor)
+            declared = int(d_in * positive_factor(factor, "expansion_factor", folder / CFG))
         if declared != n_latents:
             raise FeaturelensError(
                 f"{folder / CFG} implies {declared} latents, but encoder.weight has {n_latents}; "
                 "the weights and the config are from different dictionaries."
             )
-        transcode = bool(cfg.get("transcode", False))
-        skip = bool(cfg.get("skip_connection", False))
+        transcode = config_bool(cfg, "transcode", False, folder / CFG)
+        skip = config_bool(cfg, "skip_connection", False, folder / CFG)
         w_dec_shape = shape_of(tensors, "W_dec") if "W_dec" in tensors else ()
         d_out = w_dec_shape[-1] if len(w_dec_shape) == 2 else d_in
         state = {
@@ -149,6 +150,8 @@ class SparsifyFormat:
         }
         if skip:
             state["W_skip"] = require(tensors, "W_skip", (d_out, d_in), src, "sparsify")
+        refuse_unknown_tensors(tensors, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"]
+                               + (["W_skip"] if skip else []), src, "sparsify")
         options: dict[str, Any] = {
             "k": config_int(cfg, "k", folder / CFG, "sparsify"),
             "hookpoint": to_transformerlens(folder.name, transcode),
