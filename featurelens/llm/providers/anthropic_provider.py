@@ -14,6 +14,7 @@ import anthropic
 
 from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.llm.providers import api_key
+from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _EPHEMERAL = {"type": "ephemeral"}
@@ -72,8 +73,14 @@ class AnthropicProvider:
                  http_client: Any = None):
         self.model = model
         key = api_key(KEY_ENV, f"anthropic:{model}")
-        self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout,
-                                               max_retries=0, http_client=http_client)
+        self._clients = LoopClient(lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
+            fixed=http_client is not None)
+
+    @property
+    def client(self) -> Any:
+        """The SDK client for the running event loop (see :mod:`.loop_client`)."""
+        return self._clients.get()
 
     def batch_client(self) -> Any:
         """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""

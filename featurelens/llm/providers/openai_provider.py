@@ -18,6 +18,7 @@ import openai
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers import api_key
+from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = "OPENAI_BASE_URL"
@@ -121,12 +122,18 @@ class OpenAIProvider:
         key = api_key(KEY_ENV, f"openai:{model}", required=not custom) or "not-needed"
         self.base_url = base_url
         self.prefix_cache_key = not custom
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout,
-                                         max_retries=0, http_client=http_client)
+        self._clients = LoopClient(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
+            fixed=http_client is not None)
         caps = {"output_logprobs", "batch_api", "prompt_cache"}
         if prompt_logprobs if prompt_logprobs is not None else custom:
             caps.add("prompt_logprobs")
         self.capabilities = frozenset(caps)
+
+    @property
+    def client(self) -> Any:
+        """The SDK client for the running event loop (see :mod:`.loop_client`)."""
+        return self._clients.get()
 
     def batch_client(self) -> Any:
         """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
