@@ -249,6 +249,9 @@ class Engine:
                 self.writer.add("llm_attempts", tried)
                 self.journal.ended({"llm_attempts": [tried]})
                 if reason.startswith("authentication failed"):
+                    self.stats.failed_calls += 1
+                    call = self._record_call(job, request, key, "error", None, None, reason, call_id, sent)
+                    self.journal.ended({"llm_calls": [call]})
                     env = getattr(self.provider, "key_env", None)
                     hint = f"set a valid key in ${env}" if env else "check the provider's credentials"
                     raise AuthenticationFailed(

@@ -93,6 +93,8 @@ class AnthropicProvider:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "
                              "variant that asks for numbers as text")
         message = await self.client.messages.create(**message_params(self.model, request))
+        if not isinstance(_get(message, "content"), list):  # an HTML page or an event stream
+            raise ValueError(f"the server answered without a message: {str(message)[:200]!r}")
         return response_from_message(message)
 
     async def aclose(self) -> None:
