@@ -14,6 +14,7 @@ import anthropic
 
 from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.llm.providers import api_key
+from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -72,6 +73,7 @@ class AnthropicProvider:
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  http_client: Any = None):
         self.model = model
+        self.timeout = timeout
         key = api_key(KEY_ENV, f"anthropic:{model}")
         self._clients = LoopClient(lambda: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
@@ -92,7 +94,7 @@ class AnthropicProvider:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "
                              "variant that asks for numbers as text")
-        message = await self.client.messages.create(**message_params(self.model, request))
+        message = await within(self.timeout, self.client.messages.create(**message_params(self.model, request)))
         if not isinstance(_get(message, "content"), list):  # an HTML page or an event stream
             raise ValueError(f"the server answered without a message: {str(message)[:200]!r}")
         return response_from_message(message)
