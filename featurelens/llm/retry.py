@@ -43,14 +43,15 @@ class RetryPolicy:
     max_attempts: int = 6
     base_s: float = 1.0
     cap_s: float = 60.0
+    max_retry_after_s: float = 60.0  #: a longer retry-after is not believed
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0).
 
-        A ``retry_after`` is honoured up to ``cap_s``; beyond it (``1e9``, a date years
-        ahead) the computed backoff is used, as the OpenAI SDK does, so a broken header
-        cannot stall a run forever."""
-        if retry_after is not None and 0.0 <= retry_after <= self.cap_s:
+        A ``retry_after`` is honoured up to ``max_retry_after_s``; beyond it (``1e9``, a
+        date years ahead) the computed backoff is used, as the OpenAI SDK does, so a broken
+        header cannot stall a run forever."""
+        if retry_after is not None and 0.0 <= retry_after <= self.max_retry_after_s:
             return retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
         return random.uniform(0, min(self.cap_s, self.base_s * (2 ** attempt)))
 

@@ -36,7 +36,7 @@ def test_an_absurd_retry_after_waits_at_most_the_cap_and_is_retried(header, valu
     assert verdict.retryable
     policy = RetryPolicy(base_s=0.5, cap_s=30.0)
     waits = [policy.delay(attempt, verdict.retry_after) for attempt in range(6)]
-    assert all(0.0 <= w <= 30.0 for w in waits), waits
+    assert all(0.0 <= w <= 30.0 for w in waits), waits  # the backoff, never the header's ages
 
 
 def test_a_sane_retry_after_is_still_honoured():
