@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 import featurelens
+from featurelens.core.damaged_store import damaged_sentence, is_damaged_store
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.plugin_host import Host, add_commands, get_host
 from featurelens.core.redaction import install_log_redaction, redact
@@ -23,6 +24,11 @@ class FeaturelensGroup(click.Group):
             return super().invoke(ctx)
         except FeaturelensError as error:
             click.echo(f"Error: {redact(str(error))}", err=True)
+            ctx.exit(1)
+        except Exception as error:
+            if not is_damaged_store(error):
+                raise
+            click.echo(f"Error: {redact(damaged_sentence(None, error))}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; run the same command again to resume.", err=True)

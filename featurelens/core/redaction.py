@@ -18,9 +18,12 @@ and raised (the retry policy's reasons).
 
 from __future__ import annotations
 
+import base64
+import functools
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,7 +35,7 @@ _MIN_SECRET = 8
 #: Stored text columns that can carry provider or transport text.
 REDACTED_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "llm_calls": ("error",),
-    "failures": ("reason",),
+    "failures": ("reason", "answer"),
 }
 
 _PATTERNS = [
@@ -48,11 +51,44 @@ _PATTERNS = [
 
 
 def configured_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the key variables set now, longest first (so overlapping keys mask whole)."""
+    """Values of the key variables set now, and the forms a server may echo them in
+    (the value without surrounding blanks, as the providers send it; base64 and URL
+    encodings), longest first (so overlapping keys mask whole)."""
     env = os.environ if environ is None else environ
     values = {value for name, value in env.items()
-              if (name in KEY_VARIABLES or _SECRET_NAME.search(name)) and value and len(value) >= _MIN_SECRET}
-    return sorted(values, key=len, reverse=True)
+              if (name in KEY_VARIABLES or _SECRET_NAME.search(name)) and value and len(value.strip()) >= _MIN_SECRET}
+    forms = {form for value in values for form in _echoed_forms(value)}
+    return sorted(forms, key=len, reverse=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _echoed_forms(value: str) -> tuple[str, ...]:
+    """``value`` as a server could echo it: stripped, URL-quoted, and base64 (standard and
+    URL-safe) at each of the three byte alignments it can have inside a longer encoded text
+    (``user:KEY`` in a Basic header), keeping only the characters the value alone decides."""
+    plain = value.strip()
+    forms = {value, plain, urllib.parse.quote(plain, safe="")}
+    data = plain.encode("utf-8")
+    for pad in range(3):
+        total = pad + len(data)
+        first = -(-8 * pad // 6)  # the first character whose 6 bits are all the value's
+        last = (8 * total) // 6  # one past the last such character
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            middle = encode(b"\0" * pad + data).decode("ascii")[first:last]
+            if len(middle) >= _MIN_SECRET:
+                forms.add(middle)
+    return tuple(f for f in forms if len(f) >= _MIN_SECRET)
+
+
+def redact_values(text: Any, secrets: Iterable[str]) -> Any:
+    """``text`` with only the given secret values masked (no patterns): for a model's
+    answer, where words like "Bearer tokens" are content, not credentials."""
+    if not isinstance(text, str) or not text:
+        return text
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def redact(text: Any, secrets: Iterable[str] | None = None) -> Any:

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 import featurelens
+from featurelens.core.damaged_store import damaged_sentence, is_damaged_store
 from featurelens.core.disk_errors import disk_full_sentence, is_disk_full
 from featurelens.core.errors import StoreError
 from featurelens.core.lock_sharing import (ENV_LOCK_WAIT, HANDOVER_S, lock_wait_seconds, retry_while_locked,
@@ -61,6 +62,8 @@ def _connect(path: Path, read_only: bool, wait_s: float = 0.0) -> duckdb.DuckDBP
                 f"not give it up within {wait_s:g} s; wait for it to finish or stop it, then try "
                 f"again (labeling jobs and serve take turns; set {ENV_LOCK_WAIT} to wait longer)."
             ) from None
+        if is_damaged_store(error):
+            raise StoreError(damaged_sentence(path, error)) from None
         if "not a valid DuckDB database" not in str(error):
             raise StoreError(f"Cannot open the store {path} ({_one_line(error)}); check the "
                              "path and its permissions.") from None
@@ -131,6 +134,11 @@ class Store:
         store = cls(_connect(resolved, read_only, wait_s=lock_wait_seconds()), resolved, read_only)
         try:
             store._check_and_migrate()
+        except duckdb.Error as error:  # a file cut short or damaged past its header
+            store.close()
+            if is_disk_full(error):
+                raise StoreError(disk_full_sentence(resolved)) from None
+            raise StoreError(damaged_sentence(resolved, error)) from None
         except BaseException:
             store.close()
             raise
@@ -313,6 +321,8 @@ def _query_error(error: BaseException, read_only: bool, path: Path | None = None
         return disk_full_sentence(path) if path is not None else (
             "The disk is full (or a file-size or quota limit was reached), so nothing was saved; "
             "free some space and run the same command again.")
+    if is_damaged_store(error):
+        return damaged_sentence(path, error)
     if read_only and "read-only mode" in text:
         return ("This statement changes the store, which is opened read-only; "
                 "pass --write (Python: open_store(path)) to allow writes.")

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
 from featurelens.core.store import Store
 from featurelens.llm import prompt_cache
+from featurelens.llm.plan import output_bound
 from featurelens.llm.pricing import Price, PriceTable
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.llm.request_tokens import Counter
@@ -141,7 +142,7 @@ def _tally(requests: list[LLMRequest], counter: Counter, provider: str, model: s
         tally.cached += prompt_cache.cached_tokens(provider, model, tokens)
         known = outputs.get(request.purpose)
         measured = measured and known is not None
-        tally.output += round(known) if known is not None else request.max_tokens
+        tally.output += round(known) if known is not None else output_bound(provider, request)
     return tally, measured
 
 

@@ -22,7 +22,9 @@ import polars as pl
 
 from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
+from featurelens.core.redaction import configured_secrets
 from featurelens.llm import cache
+from featurelens.llm.answer_secrets import scrub
 from featurelens.llm.batch_clients import batch_client
 from featurelens.llm.batch_errors import batch_failure
 from featurelens.llm.batch_results import sort_results, unanswered_reason
@@ -192,6 +194,9 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
         downloaded = asyncio.run(main())
     except Exception as error:  # noqa: BLE001 - the SDK's error, as one sentence without the key
         raise batch_failure(error, provider, f"downloading batch {batch_id}") from None
+    secrets = configured_secrets()
+    downloaded = [(custom_id, None if response is None else scrub(response, secrets), error)
+                  for custom_id, response, error in downloaded]
     found = sort_results(downloaded, requests)
     reason = unanswered_reason(getattr(state, "status", "finished"), getattr(state, "reason", ""), found)
     items = [(custom_id, *found.answers.get(custom_id, (None, reason))) for custom_id in requests]

@@ -34,6 +34,8 @@ from featurelens.core.progress import progress
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.llm import cache, journal
+from featurelens.llm.answer_secrets import scrub
+from featurelens.core.redaction import configured_secrets
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.ratelimit import RateLimiter
 from featurelens.llm.retry import AuthenticationFailed, RetryPolicy, classify, http_status
@@ -137,6 +139,7 @@ class Engine:
         self._fatal: BaseException | None = None
         self._resume_at = 0.0  #: monotonic time before which no request is sent
         self._inflight: dict[str, asyncio.Future] = {}  #: cache key -> answer on its way
+        self._secrets = configured_secrets()  #: key values an answer must not carry into the store
 
     # -- one call ------------------------------------------------------------------
     def _record_call(self, job: Job, request: LLMRequest, key: str, status: str,
@@ -229,7 +232,7 @@ class Engine:
                     tried = self._attempt_row(job, request, key, call_id, sent)
                     self.journal.sent(tried)
                     start = time.perf_counter()
-                    response = await self.provider.complete(request)
+                    response = scrub(await self.provider.complete(request), self._secrets)
             except asyncio.CancelledError:
                 if sent and tried["outcome"] == "sent":
                     tried.update(outcome="interrupted", error="cancelled before an answer arrived",
@@ -246,6 +249,9 @@ class Engine:
                 self.writer.add("llm_attempts", tried)
                 self.journal.ended({"llm_attempts": [tried]})
                 if reason.startswith("authentication failed"):
+                    self.stats.failed_calls += 1
+                    call = self._record_call(job, request, key, "error", None, None, reason, call_id, sent)
+                    self.journal.ended({"llm_calls": [call]})
                     env = getattr(self.provider, "key_env", None)
                     hint = f"set a valid key in ${env}" if env else "check the provider's credentials"
                     raise AuthenticationFailed(

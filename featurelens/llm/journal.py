@@ -25,6 +25,8 @@ from typing import Any
 
 import polars as pl
 
+from featurelens.core.disk_errors import is_disk_full
+from featurelens.core.errors import StoreError
 from featurelens.core.store import Store
 
 #: Money tables a journal line can hold, with their deterministic keys.
@@ -97,16 +99,47 @@ class ResponseJournal:
                 self.path.unlink()
 
 
+def _damaged(path: Path, line: int | None, problem: str) -> StoreError:
+    where = f"line {line}: " if line else ""
+    return StoreError(
+        f"The response journal {path} cannot be replayed ({where}{problem}); it holds the "
+        "answers a killed run received and featurelens writes it alone. Move it aside "
+        f"(mv {path} {path}.bad) and run the same command again to go on without those answers.")
+
+
+def _checked(path: Path, line: int, record: Any) -> dict[str, Any]:
+    """``record`` when it has the shape :class:`ResponseJournal` writes, else a clear error."""
+    def keyed(row: Any, key: str) -> bool:
+        return isinstance(row, dict) and isinstance(row.get(key), str)
+
+    if not isinstance(record, dict):
+        raise _damaged(path, line, "not a journal record")
+    if "sent" in record and not keyed(record["sent"], "attempt_id"):
+        raise _damaged(path, line, "a sent attempt without its attempt_id")
+    if "rows" in record:
+        rows = record["rows"]
+        if not isinstance(rows, dict) or not all(isinstance(v, list) for v in rows.values()):
+            raise _damaged(path, line, "rows that are not lists per table")
+        for table, key in KEYS.items():
+            if not all(keyed(row, key) for row in rows.get(table, ())):
+                raise _damaged(path, line, f"a {table} row without its {key}")
+    if "rejected" in record and not (isinstance(record["rejected"], list)
+                                     and all(isinstance(k, str) for k in record["rejected"])):
+        raise _damaged(path, line, "rejected cache keys that are not a list of strings")
+    return record
+
+
 def _read(path: Path) -> list[dict[str, Any]]:
     records = []
     with open(path, "rb") as handle:
-        for raw in handle:
+        for line, raw in enumerate(handle, 1):
             if not raw.endswith(b"\n"):
                 break  # a line cut short by the kill: its answer was not yet counted
             try:
-                records.append(json.loads(raw))
-            except ValueError:
-                break
+                record = json.loads(raw)
+            except ValueError:  # whole lines are written at once: a complete bad one is damage
+                raise _damaged(path, line, "not JSON") from None
+            records.append(_checked(path, line, record))
     return records
 
 
@@ -139,14 +172,19 @@ def replay(store: Store) -> int:
         tables["llm_attempts"].append({**attempt, "outcome": "interrupted",
                                        "error": "the process stopped before an answer arrived"})
     tables["llm_cache"] = [r for r in tables["llm_cache"] if r["cache_key"] not in rejected]
-    with store.transaction():
-        for table, rows in tables.items():
-            if rows:
-                frame = pl.DataFrame(rows, infer_schema_length=None).unique(
-                    subset=KEYS[table], keep="last", maintain_order=True)
-                store.insert(table, frame, on_conflict="ignore")
-        if rejected:
-            keys = sorted(rejected)
-            store.execute(f"DELETE FROM llm_cache WHERE cache_key IN ({','.join('?' * len(keys))})", keys)
+    try:
+        with store.transaction():
+            for table, rows in tables.items():
+                if rows:
+                    frame = pl.DataFrame(rows, infer_schema_length=None).unique(
+                        subset=KEYS[table], keep="last", maintain_order=True)
+                    store.insert(table, frame, on_conflict="ignore")
+            if rejected:
+                keys = sorted(rejected)
+                store.execute(f"DELETE FROM llm_cache WHERE cache_key IN ({','.join('?' * len(keys))})", keys)
+    except (StoreError, pl.exceptions.PolarsError, TypeError, ValueError) as error:
+        if is_disk_full(error):
+            raise
+        raise _damaged(path, None, " ".join(str(error).split())[:200]) from None
     path.unlink()
     return len(tables["llm_cache"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from featurelens.core.protocols import batched
+from featurelens.core.protocols import LLMRequest, batched
 from featurelens.core.store import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job
@@ -94,6 +94,16 @@ def typical_latency(store: Store, provider: str, model: str) -> tuple[float, str
     return ASSUMED_LATENCY_S, "assumed: no call to this model in this store yet"
 
 
+#: Providers that ask for at least one output token whatever ``max_tokens`` says (their APIs
+#: refuse 0: a prompt log-prob pass is sent with ``max_tokens=1`` and bills that token).
+AT_LEAST_ONE_TOKEN = frozenset({"openai", "anthropic"})
+
+
+def output_bound(provider: str, request: LLMRequest) -> int:
+    """The most output tokens ``request`` can bill on ``provider``."""
+    return max(1, request.max_tokens) if provider in AT_LEAST_ONE_TOKEN else request.max_tokens
+
+
 def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
              prices: PriceTable | None = None, batch: bool = False, *,
              counter: TokenCounter | None = None, scale: float = 1.0,
@@ -114,7 +124,7 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
                     continue
                 result.calls += 1
                 result.input_tokens += counter.count(request)
-                result.max_output_tokens += request.max_tokens
+                result.max_output_tokens += output_bound(provider, request)
     if scale != 1.0:
         for name in ("features", "calls", "cached_calls", "input_tokens", "max_output_tokens"):
             setattr(result, name, round(getattr(result, name) * scale))

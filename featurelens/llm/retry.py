@@ -9,7 +9,9 @@ way); other 4xx answers fail only the request that caused them.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -41,11 +43,16 @@ class RetryPolicy:
     max_attempts: int = 6
     base_s: float = 1.0
     cap_s: float = 60.0
+    max_retry_after_s: float = 60.0  #: a longer retry-after is not believed
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0)."""
-        if retry_after is not None:
-            return max(0.0, retry_after) + random.uniform(0, 0.1 * max(retry_after, 0.1))
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0).
+
+        A ``retry_after`` is honoured up to ``max_retry_after_s``; beyond it (``1e9``, a
+        date years ahead) the computed backoff is used, as the OpenAI SDK does, so a broken
+        header cannot stall a run forever."""
+        if retry_after is not None and 0.0 <= retry_after <= self.max_retry_after_s:
+            return retry_after + random.uniform(0, 0.1 * max(retry_after, 0.1))
         return random.uniform(0, min(self.cap_s, self.base_s * (2 ** attempt)))
 
 
@@ -60,22 +67,36 @@ def _header(error: BaseException, name: str) -> str | None:
         return None
 
 
+def _seconds(value: float) -> float | None:
+    """A wait that means something: finite and not negative (``-1``, ``nan``, ``inf``: none)."""
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def retry_after_seconds(error: BaseException) -> float | None:
-    """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date) from the error's response."""
+    """``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date) from the error's
+    response; ``None`` when absent or unreadable (``soon``, ``-1``, ``nan``)."""
     value = _header(error, "retry-after-ms")
     if value:
         try:
-            return float(value) / 1000.0
+            seconds = _seconds(float(value) / 1000.0)
         except ValueError:
-            pass
+            seconds = None
+        if seconds is not None:
+            return seconds
     value = _header(error, "retry-after")
     if not value:
         return None
     try:
-        return float(value)
+        return _seconds(float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is read as such
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _status(error: BaseException) -> int | None:

@@ -66,8 +66,11 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
     from featurelens.llm.engine import Engine
     from featurelens.llm.providers import build_provider
 
+    from featurelens.llm import journal
+
     owned = provider is None
     provider = provider or build_provider(llm, **(provider_options or {}))
+    journal.replay(store)  # before the run is recorded: a damaged journal leaves no run behind
     run_id = start_run(store, kind, config)
     engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)
     jobs = make_jobs(engine, run_id, provider)

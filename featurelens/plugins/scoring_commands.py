@@ -132,7 +132,8 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     from featurelens.llm.offline import effective_llm, needs_llm
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
-    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, plan_score_before_explaining, score_features
+    from featurelens.scorers.score_jobs import (ScoreSpec, build_scorer, count_explanations,
+                                                plan_score_before_explaining, score_features)
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
                                where, dictionary_id, limit)
@@ -181,6 +182,9 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
             stats = explain_features(store, explain_spec, provider=provider, prices=table, settings=explain_settings)
             click.echo(summary(stats, "explained"))
             stages = [("explain", stats)]
+            # Every explanation failed (a closed port, HTTP 500s): nothing to score, and the
+            # explain stage's line and exit status (4) say why, not "run explain first".
+            score_specs = [spec for spec in score_specs if count_explanations(store, spec)]
             simulator, score_settings = None, settings
             if any(needs_llm(build_scorer(spec)) for spec in score_specs):
                 if (score_llm or llm) == written_by:

@@ -14,6 +14,8 @@ import anthropic
 
 from featurelens.core.protocols import LLMRequest, LLMResponse
 from featurelens.llm.providers import api_key
+from featurelens.llm.providers.deadline import within
+from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _EPHEMERAL = {"type": "ephemeral"}
@@ -71,9 +73,16 @@ class AnthropicProvider:
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  http_client: Any = None):
         self.model = model
+        self.timeout = timeout
         key = api_key(KEY_ENV, f"anthropic:{model}")
-        self.client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, timeout=timeout,
-                                               max_retries=0, http_client=http_client)
+        self._clients = LoopClient(lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
+            fixed=http_client is not None)
+
+    @property
+    def client(self) -> Any:
+        """The SDK client for the running event loop (see :mod:`.loop_client`)."""
+        return self._clients.get()
 
     def batch_client(self) -> Any:
         """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
@@ -85,7 +94,9 @@ class AnthropicProvider:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "
                              "variant that asks for numbers as text")
-        message = await self.client.messages.create(**message_params(self.model, request))
+        message = await within(self.timeout, self.client.messages.create(**message_params(self.model, request)))
+        if not isinstance(_get(message, "content"), list):  # an HTML page or an event stream
+            raise ValueError(f"the server answered without a message: {str(message)[:200]!r}")
         return response_from_message(message)
 
     async def aclose(self) -> None:

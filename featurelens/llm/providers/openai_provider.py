@@ -18,6 +18,8 @@ import openai
 
 from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers import api_key
+from featurelens.llm.providers.deadline import within
+from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = "OPENAI_BASE_URL"
@@ -115,18 +117,25 @@ class OpenAIProvider:
                  prompt_logprobs: bool | None = None, http_client: Any = None,
                  max_connections: int | None = None):
         self.model = model
+        self.timeout = timeout
         base_url = base_url or os.environ.get(BASE_ENV) or None
         custom = base_url is not None and "api.openai.com" not in base_url
         # Local OpenAI-compatible servers usually need no key; the SDK still wants a string.
         key = api_key(KEY_ENV, f"openai:{model}", required=not custom) or "not-needed"
         self.base_url = base_url
         self.prefix_cache_key = not custom
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout,
-                                         max_retries=0, http_client=http_client)
+        self._clients = LoopClient(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
+            fixed=http_client is not None)
         caps = {"output_logprobs", "batch_api", "prompt_cache"}
         if prompt_logprobs if prompt_logprobs is not None else custom:
             caps.add("prompt_logprobs")
         self.capabilities = frozenset(caps)
+
+    @property
+    def client(self) -> Any:
+        """The SDK client for the running event loop (see :mod:`.loop_client`)."""
+        return self._clients.get()
 
     def batch_client(self) -> Any:
         """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
@@ -141,8 +150,8 @@ class OpenAIProvider:
         # CPU than the rest of the call: at hundreds of requests a second on a laptop the
         # client, not the network, is the bottleneck (benchmarks/labeling.py measures it).
         if request.prompt_logprobs:
-            result = await self.client.post("/completions", cast_to=object,
-                                            body=completion_body(self.model, request))
+            result = await within(self.timeout, self.client.post(
+                "/completions", cast_to=object, body=completion_body(self.model, request)))
             return response_from_completion(_json(result))
         if request.prompt is not None and not request.messages:
             request_messages = [{"role": "user", "content": request.prompt}]
@@ -153,7 +162,7 @@ class OpenAIProvider:
                                                     json_output=request.json_output))
         else:
             body = chat_body(self.model, request, self.prefix_cache_key)
-        result = await self.client.post("/chat/completions", cast_to=object, body=body)
+        result = await within(self.timeout, self.client.post("/chat/completions", cast_to=object, body=body))
         return response_from_chat(_json(result))
 
     async def aclose(self) -> None:
