@@ -22,6 +22,7 @@ Only the driver opens the DuckDB file: DuckDB allows one writing process.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -156,6 +157,11 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
                             prepared, pool.start_seconds)
 
 
+def _shards_left(n_windows: int, batch_size: int, done_batches: int, shard_batches: int) -> int:
+    """At most how many shards this call cuts (fewer if the corpus runs out first)."""
+    return max(0, math.ceil((math.ceil(n_windows / batch_size) - done_batches) / shard_batches))
+
+
 def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, state: ExtractionState, folder: Path,
               seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, shard_batches: int,
               checkpoint_seconds: float, checkpoint_every: int | None, started: float,
@@ -181,6 +187,7 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, state: Extracti
     flow = shard_flow.stream(ray, actors, run, state,
                              shard_flow.cut_shards(plan.batches, done_batches, shard_batches), done_batches,
                              plan.config["batch_size"], bar, max_retries,
-                             lambda into, data: merge_partial(into, data))  # looked up per call: tests patch it
+                             lambda into, data: merge_partial(into, data),  # looked up per call: tests patch it
+                             _shards_left(plan.n_windows, plan.config["batch_size"], done_batches, shard_batches))
     return _Streamed(flow.n_seen, flow.model_seconds, flow.pending, [node for *_, node in identities],
                      flow.shards, startup, flow.redone)

@@ -120,15 +120,36 @@ class Run:
 
 def stream(ray: Any, actors: list[Any], run: Run, state: ExtractionState, shards: Iterator[tuple[int, list[Window]]],
            done_batches: int, batch_size: int, bar: tqdm, max_retries: int,
-           merge: Callable[[ExtractionState, bytes], None]) -> Flow:
-    """Reduce ``shards`` on ``actors`` into ``state``, committing prefixes as checkpoints."""
-    return _Driver(ray, actors, run, state, shards, done_batches, batch_size, bar, max_retries, merge).run()
+           merge: Callable[[ExtractionState, bytes], None], total_shards: int | None = None) -> Flow:
+    """Reduce ``shards`` on ``actors`` into ``state``, committing prefixes as checkpoints.
+
+    ``total_shards`` (at most how many ``shards`` holds) lets the driver ask for the
+    partials once before the end (:func:`early_round_at`), so it merges their bulk while
+    the workers reduce their last shards instead of after.
+    """
+    return _Driver(ray, actors, run, state, shards, done_batches, batch_size, bar, max_retries, merge,
+                   total_shards).run()
+
+
+def early_round_at(total_shards: int | None, workers: int) -> int | None:
+    """After how many shards sent the driver asks every worker for its partial once more
+    before the last round (no commit): when about one shard per worker is left to send.
+
+    Without it the last partials, everything since the last checkpoint, are serialised,
+    shipped and merged one after the other once the last shard is done: with two workers
+    at 9216 latents about 0.5 s on the critical path of a 16,384-token run. After it the
+    last partials hold only the windows the last shards brought in.
+    """
+    if total_shards is None or total_shards - workers < 1:
+        return None
+    return total_shards - workers
 
 
 class _Driver:
     def __init__(self, ray: Any, actors: list[Any], run: Run, state: ExtractionState,
                  shards: Iterator[tuple[int, list[Window]]], done_batches: int, batch_size: int, bar: tqdm,
-                 max_retries: int, merge: Callable[[ExtractionState, bytes], None]):
+                 max_retries: int, merge: Callable[[ExtractionState, bytes], None],
+                 total_shards: int | None = None):
         self.ray, self.run_, self.state, self.source, self.bar = ray, run, state, shards, bar
         self.workers = [Worker(actor) for actor in actors]
         self.max_retries, self.merge_bytes = max_retries, merge
@@ -147,6 +168,7 @@ class _Driver:
         self.redone = 0
         self.since_round = 0  #: batches sent since the last round
         self.last_round = time.monotonic()
+        self.early_round = early_round_at(total_shards, len(actors))
 
     # -- sending ------------------------------------------------------------------------
     def _live(self) -> list[Worker]:
@@ -210,6 +232,8 @@ class _Driver:
             self.since_round += n_batches
             if self._due():
                 self._round()
+            elif self.sent == self.early_round:  # the bulk merged while the last shards run
+                self._round(commit=False)
 
     def _sequences(self, windows: list[Window]) -> None:
         """Sequence rows are idempotent: written as shards are cut, not when merged."""
