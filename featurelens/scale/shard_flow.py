@@ -42,6 +42,10 @@ from featurelens.scale.cluster import ClusterError
 #: Shards sent to a worker and not yet acknowledged: one running, one queued, so a
 #: worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
+#: A restarting actor (Ray refuses its calls until it is back) is asked again after this.
+RESTART_POLL_S = 1.0
+#: ... and given up after being unavailable this long (its node is gone for good).
+RESTART_GIVE_UP_S = 600.0
 
 
 def cut_shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[tuple[int, list[Window]]]:
@@ -89,6 +93,8 @@ class Worker:
     acked: list[int] = field(default_factory=list)  #: carried shards acknowledged since the last flush
     deaths: int = 0
     alive: bool = True
+    back_at: float = 0.0  #: restarting: no calls before this (time.monotonic())
+    unavailable_since: float | None = None  #: when its calls started to be refused, if they are
 
     def reducing(self) -> int:
         return sum(call.kind != "flush" for call in self.calls)
@@ -204,7 +210,8 @@ class _Driver:
     def _fill(self) -> None:
         """Send redone shards first, then new ones, while some worker has room."""
         while True:
-            live = [w for w in self._live() if w.reducing() < IN_FLIGHT_PER_WORKER]
+            now = time.monotonic()
+            live = [w for w in self._live() if w.reducing() < IN_FLIGHT_PER_WORKER and w.back_at <= now]
             if not live:
                 return
             worker = min(live, key=Worker.reducing)
@@ -250,10 +257,11 @@ class _Driver:
             self._fill()
             refs = [call.ref for worker in self.workers for call in worker.calls]
             if not refs:
-                if self.redo:
+                if self.redo:  # every worker that could take it is restarting
+                    time.sleep(self._until_back() or 0.0)
                     continue
                 break
-            self.ray.wait(refs, num_returns=1)
+            self.ray.wait(refs, num_returns=1, timeout=self._until_back())
             # everything ready now: results are taken per worker in the order sent
             ready_ids = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0])
             for worker in self.workers:
@@ -265,15 +273,19 @@ class _Driver:
         return Flow(self.n_seen, self.model_seconds, self.pending, len(self.merged), self.redone)
 
     def _receive(self, worker: Worker, call: Call) -> None:
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
         try:
             result = self.ray.get(call.ref)
+        except ActorUnavailableError:
+            self._unavailable(worker, call)
+            return
         except RayActorError:
             self._died(worker, call)
             return
         except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
             raise failure(error, call.shard) from None
+        worker.unavailable_since = None
         if call.kind == "flush":
             data, held = result
             lost = set(worker.acked) - set(held)
@@ -293,6 +305,27 @@ class _Driver:
             worker.acked.append(call.shard)
         else:
             self._merge(data, [call.shard])
+
+    def _until_back(self) -> float | None:
+        """Seconds until the next restarting worker may be asked again (None: none is)."""
+        now = time.monotonic()
+        waits = [w.back_at - now for w in self.workers if w.alive and w.back_at > now]
+        return max(0.0, min(waits)) if waits else None
+
+    def _unavailable(self, worker: Worker, call: Call) -> None:
+        """Ray refused the call: the actor is restarting after a death already seen (or
+        about to be seen by its in-flight calls). Nothing ran, so no death and no shard
+        failure is counted; what the call held is redone and the worker rests a moment."""
+        now = time.monotonic()
+        worker.unavailable_since = worker.unavailable_since or now
+        worker.back_at = now + RESTART_POLL_S
+        if now - worker.unavailable_since > RESTART_GIVE_UP_S:
+            worker.alive = False
+        if call.kind == "flush" or not worker.alive:
+            self._lose(worker.acked)
+            worker.acked = []
+        if call.kind != "flush":
+            self.redo.append(call.shard)
 
     def _died(self, worker: Worker, call: Call) -> None:
         """A call failed because its worker died: redo what the worker lost."""
