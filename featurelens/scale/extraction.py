@@ -58,6 +58,7 @@ class RayExtractResult(ExtractResult):
     redone_shards: int = 0  #: shards reduced again because the worker carrying them died
     prepare_seconds: float = 0.0  #: the driver loading model, dictionary and corpus (Ray started meanwhile)
     ray_start_seconds: float = 0.0  #: starting or joining Ray and creating the actors, beside prepare
+    ray_stop_seconds: float = 0.0  #: Ray's shutdown, beside the finish phase (0 on a joined cluster)
 
 
 @dataclass
@@ -114,7 +115,6 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
          checkpoint_seconds: float, checkpoint_every: int | None, progress: bool, workers: int,
          shard_batches: int, max_retries: int) -> RayExtractResult:
     lm, sae = plan.lm, plan.sae
-    prepared = time.perf_counter() - started
     with using_store(store) as db:  # a path, or a store the caller holds open
         folder = resume.checkpoint_dir(db.path, plan.run)
         row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [plan.run])
@@ -154,7 +154,7 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
                             finish_start - stream_start, finish_end - finish_start,
                             streamed.model_seconds, int(getattr(plan.source, "skipped", 0)),
                             streamed.nodes, streamed.shards, streamed.startup_seconds, streamed.redone,
-                            prepared, pool.start_seconds)
+                            pool.prepare_seconds, pool.start_seconds, pool.stop_seconds)
 
 
 def _shards_left(n_windows: int, batch_size: int, done_batches: int, shard_batches: int) -> int:

@@ -41,6 +41,8 @@ class WorkerPool:
     owns_connection: bool  #: this run started (or joined) Ray, so it shuts the connection down
     actors: list[Any] = field(default_factory=list)
     start_seconds: float = 0.0  #: connecting and creating the actors (not their model loading)
+    prepare_seconds: float = 0.0  #: the driver's prepare, in its thread beside the start
+    stop_seconds: float = 0.0  #: Ray's shutdown (in a thread beside the finish phase, after a normal run)
     _closer: threading.Thread | None = None
     _closed: bool = False
 
@@ -55,9 +57,13 @@ class WorkerPool:
             return
         self._kill()
         if self.owns_connection:
-            self._closer = threading.Thread(target=self.ray.shutdown, name="featurelens-ray-shutdown",
-                                            daemon=True)
+            self._closer = threading.Thread(target=self._shutdown, name="featurelens-ray-shutdown", daemon=True)
             self._closer.start()
+
+    def _shutdown(self) -> None:
+        began = time.perf_counter()
+        self.ray.shutdown()
+        self.stop_seconds = time.perf_counter() - began
 
     def close(self) -> None:
         """Kill the actors and shut down the connection this run made; idempotent."""
@@ -71,7 +77,7 @@ class WorkerPool:
             self._kill()
         finally:
             if self.owns_connection:
-                self.ray.shutdown()
+                self._shutdown()
 
 
 def start_while_preparing(prepare: Callable[[], T], *, address: str | None, workers: int, threads: int,
@@ -86,10 +92,12 @@ def start_while_preparing(prepare: Callable[[], T], *, address: str | None, work
     outcome: dict[str, Any] = {}
 
     def run() -> None:
+        began = time.perf_counter()
         try:
             outcome["plan"] = prepare()
         except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
             outcome["error"] = error
+        outcome["seconds"] = time.perf_counter() - began
 
     preparing = threading.Thread(target=run, name="featurelens-prepare", daemon=True)
     preparing.start()
@@ -118,4 +126,5 @@ def start_while_preparing(prepare: Callable[[], T], *, address: str | None, work
     if "error" in outcome:
         pool.close()
         raise outcome["error"]
+    pool.prepare_seconds = outcome["seconds"]
     return outcome["plan"], pool

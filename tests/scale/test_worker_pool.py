@@ -80,7 +80,7 @@ def test_ray_starts_while_the_driver_prepares_and_stops_while_it_finishes(
     monkeypatch.setattr(worker_pool.WorkerPool, "close_in_background", close_in_background)
     result = ray_extract_with(store=tmp_path / "ray.duckdb", workers=2, shard_batches=3, **job)
     assert events == ["prepare saw Ray", "workers killed, Ray shutting down", "finish"]
-    assert result.prepare_seconds > 0 and result.ray_start_seconds > 0
+    assert result.prepare_seconds > 0 and result.ray_start_seconds > 0 and result.ray_stop_seconds > 0
     assert result.stream_seconds + result.finish_seconds <= result.seconds
     assert_same_store(tmp_path / "ray.duckdb", expected)
     _no_ray_left(ray)
