@@ -115,21 +115,26 @@ def main() -> None:
             _log(event="merge", t0=start, t1=time.time(), pid=os.getpid())
 
         extraction.merge_partial = timed_merge
-        began = time.time()
+        real_dispatch = extraction._dispatch
+
+        def timed_dispatch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            _log(event="stream", t=time.time(), pid=os.getpid())  # the driver is ready: its stream starts
+            return real_dispatch(*args, **kwargs)
+
+        extraction._dispatch = timed_dispatch
         result = extraction.extract_on_ray(spec, store=Path(folder) / "ray.duckdb", workers=args.workers,
                                            threads=1, shard_batches=args.shard_batches, progress=False,
                                            checkpoint_seconds=1e9)
         returned = time.time()
         events = [json.loads(line) for line in Path(os.environ[LOG_ENV]).read_text().splitlines()]
-        # the driver's stream starts about here (both sides of the start joined)
-        ready = began + max(result.prepare_seconds, result.ray_start_seconds)
+        ready = next(e["t"] for e in events if e["event"] == "stream")
         stream_end = ready + result.stream_seconds
         print(f"ray x{args.workers}: prepare {result.prepare_seconds:.2f} s (Ray start {result.ray_start_seconds:.2f} s "
               f"beside it), then {result.startup_seconds:.2f} s waiting for workers, stream "
               f"{result.stream_seconds - result.startup_seconds:.2f} s, finish {result.finish_seconds:.2f} s, "
               f"returned {returned - stream_end - result.finish_seconds:.2f} s after the finish; Ray's shutdown "
               f"{result.ray_stop_seconds:.2f} s, beside the finish | load {_load()}")
-        print("  timeline (s from the driver being ready):")
+        print("  timeline (s from the driver's stream start: prepare done, store opened):")
         for event in sorted(events, key=lambda e: e.get("t0", e.get("t", 0))):
             t0 = event.get("t0", event.get("t"))
             line = f"    {t0 - ready:7.2f}  {event['event']:<10} pid {event['pid']}"
