@@ -142,9 +142,9 @@ def early_round_at(total_shards: int | None, workers: int) -> int | None:
     before the last round (no commit): when about one shard per worker is left to send.
 
     Without it the last partials, everything since the last checkpoint, are serialised,
-    shipped and merged one after the other once the last shard is done: with two workers
-    at 9216 latents about 0.5 s on the critical path of a 16,384-token run. After it the
-    last partials hold only the windows the last shards brought in.
+    shipped and merged one after the other once the last shard is done (at 9216 latents
+    about 0.5 s per run, BENCHMARKS.md). After it the last partials hold only the windows
+    the last shards brought in.
     """
     if total_shards is None or total_shards - workers < 1:
         return None
