@@ -19,8 +19,10 @@ printed with every case.
 
 It prints tokens/s of the streaming phase (model + dictionary + accumulators + merges
 + checkpoints, the part that scales; for Ray from the moment every worker has loaded
-its model) and end to end (which adds Ray start, each worker loading the model, and
-the finish phase: logit effects and the final writes, the same in both), peak RSS of the driver and of each worker (VmHWM, polled),
+its model to the last partial merged, Ray's shutdown excluded: it overlaps the finish
+phase) and end to end (which adds the driver's prepare, with Ray's start and the workers'
+model loading beside it, and the finish phase: logit effects and the final writes, the
+same in both), peak RSS of the driver and of each worker (VmHWM, polled),
 and the time to deserialise and merge N partial states of one shard each.
 """
 
@@ -71,7 +73,8 @@ def run_case(case: str, tokens: int, dictionary: str, shard_batches: int) -> dic
     peaks: dict[int, int] = {}
     stop = threading.Event()
     poller = threading.Thread(target=_worker_peaks, args=(stop, peaks), daemon=True)
-    poller.start()
+    if case != "inprocess":  # in-process has no workers: no /proc scans sharing its GIL and core
+        poller.start()
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder) / "store.duckdb"
         if case == "inprocess":
@@ -84,10 +87,12 @@ def run_case(case: str, tokens: int, dictionary: str, shard_batches: int) -> dic
             result = extract_on_ray(spec, store=store, workers=int(case.split("x")[1]), threads=1,
                                     shard_batches=shard_batches, **run_options)
     stop.set()
-    poller.join()
-    startup = getattr(result, "startup_seconds", 0.0)  # Ray: joining and workers loading the model
+    if poller.is_alive():
+        poller.join()
+    startup = getattr(result, "startup_seconds", 0.0)  # Ray: waiting for workers still loading the model
     return {"case": case, "tokens": result.n_tokens, "stream_tok_s": tokens / (result.stream_seconds - startup),
-            "startup_s": startup,
+            "startup_s": startup, "prepare_s": getattr(result, "prepare_seconds", 0.0),
+            "ray_start_s": getattr(result, "ray_start_seconds", 0.0),
             "end_to_end_tok_s": tokens / result.seconds, "seconds": result.seconds,
             "driver_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "worker_peak_mib": sorted(round(v / 1024) for v in peaks.values())}
@@ -183,9 +188,17 @@ def _run(label: str, case: str, dictionary: str, tokens: int, shard_batches: int
                           capture_output=True, text=True, check=True)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"{label:>14} ({tokens} tokens): stream {r['stream_tok_s']:7.1f} tok/s, end to end {r['end_to_end_tok_s']:7.1f} "
-          f"tok/s ({r['seconds']:.1f} s, of which Ray start {r['startup_s']:.1f} s) | peak RSS driver "
+          f"tok/s ({r['seconds']:.1f} s{_start(r)}) | peak RSS driver "
           f"{r['driver_peak_mib']:.0f} MiB, workers {r['worker_peak_mib']} MiB | load {_load()}", flush=True)
     return r
+
+
+def _start(r: dict) -> str:
+    """Ray's start beside the driver's prepare, and what was left to wait for after it."""
+    if not r["ray_start_s"]:
+        return ""
+    return (f"; prepare {r['prepare_s']:.1f} s, Ray start {r['ray_start_s']:.1f} s beside it, then "
+            f"{r['startup_s']:.1f} s waiting for workers")
 
 
 def _load() -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.extractor import BatchReducer, dictionary_id_of
+from featurelens.core.extraction.extractor import BatchReducer, dictionary_id_of, special_ids
 from featurelens.core.extraction.state import ExtractionState, Settings
 from featurelens.scale.carried import CarriedState
 from featurelens.scale.partial import to_bytes
@@ -39,7 +39,11 @@ class ShardReducer:
             sae.dictionary_id = spec["dictionary_name"]
         sae = sae.to(lm.device).eval()
         self.ids = (lm.model_id, dictionary_id_of(sae, lm.model_id, spec["hookpoint"]))
-        self.reduce = BatchReducer(lm, sae, spec["hookpoint"], spec["context"], set(spec["specials"]),
+        # a worker started before the driver has its tokenizer finds the excluded ids itself;
+        # the driver checks they are its own (special_ids())
+        specials = (set(spec["specials"]) if "specials" in spec
+                    else special_ids(bool(spec["include_special"]), lm.tokenizer))
+        self.reduce = BatchReducer(lm, sae, spec["hookpoint"], spec["context"], specials,
                                    spec["exclude_outlier_norm"])
         self.settings = Settings(**spec["settings"])
         self.batch_size = int(spec["batch_size"])
@@ -52,6 +56,10 @@ class ShardReducer:
         import ray  # only ever called inside a Ray worker
 
         return self.ids[0], self.ids[1], os.getpid(), ray.get_runtime_context().get_node_id()
+
+    def special_ids(self) -> list[int]:
+        """The token ids this worker excludes, for the driver to compare with its own."""
+        return sorted(self.reduce.specials)
 
     def reduce_shard(self, tokens: np.ndarray, seq_ids: np.ndarray, index: int = -1,
                      carry: bool = False) -> tuple[bytes | None, float]:

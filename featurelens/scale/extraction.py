@@ -5,6 +5,8 @@ the stream (the same :func:`prepare`, run id, resume rule, checkpoint files and 
 transaction), so the two executors are interchangeable: a run started in-process can
 be resumed on Ray and the other way round. Only the stream differs:
 
+- Ray and the workers start while the driver loads its model, and Ray shuts down while
+  the driver finishes (:mod:`featurelens.scale.worker_pool`);
 - the driver packs windows and cuts them into shards of ``shard_batches`` whole
   batches (so per-batch rules like the outlier median see the same batches);
 - each Ray actor (:class:`ShardReducer`, one per GPU or per ``threads`` CPUs) folds its
@@ -20,6 +22,7 @@ Only the driver opens the DuckDB file: DuckDB allows one writing process.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,19 +32,20 @@ from typing import Any
 from tqdm import tqdm
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_address, check_fits, check_workers
+from featurelens.core.ray_address import check_address, check_workers
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.extractor import ExtractResult, ExtractSpec, _finish, _undo, prepare
+from featurelens.core.extraction.extractor import (ExtractResult, ExtractSpec, _finish, _undo, prepare,
+                                                   settings_of)
 from featurelens.core.extraction.state import ExtractionState
 from featurelens.core.extraction.writer import TokenText
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.scale import shard_flow
-from featurelens.scale.cluster import ClusterError, connected, require_ray
-from featurelens.scale.extract_worker import ShardReducer
+from featurelens.scale.cluster import ClusterError, require_ray
 from featurelens.scale.partial import merge_bytes
 from featurelens.scale.shard_flow import failure as _failure
+from featurelens.scale.worker_pool import WorkerPool, start_while_preparing
 
 @dataclass
 class RayExtractResult(ExtractResult):
@@ -49,8 +53,12 @@ class RayExtractResult(ExtractResult):
 
     worker_nodes: list[str] = field(default_factory=list)  #: Ray node id of each worker, at start
     shards: int = 0  #: shards reduced and merged by this call
-    startup_seconds: float = 0.0  #: of stream_seconds, joining Ray and the workers loading their models
+    #: of stream_seconds, waiting for workers still loading their models when the driver was ready
+    startup_seconds: float = 0.0
     redone_shards: int = 0  #: shards reduced again because the worker carrying them died
+    prepare_seconds: float = 0.0  #: the driver loading model, dictionary and corpus (Ray started meanwhile)
+    ray_start_seconds: float = 0.0  #: starting or joining Ray and creating the actors, beside prepare
+    ray_stop_seconds: float = 0.0  #: Ray's shutdown, beside the finish phase (0 on a joined cluster)
 
 
 @dataclass
@@ -87,14 +95,26 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
     require_ray()  # before the model loads: a missing extra is one sentence, at once
     check_address(address)  # nothing there: one sentence in seconds, not ray.init's long wait
     started = time.perf_counter()
-    plan = prepare(spec)
-    lm, sae = plan.lm, plan.sae
     worker_spec = {"model": spec.model, "backend": spec.backend, "dtype": spec.dtype, "device": spec.device,
                    "dictionary": spec.dictionary, "dictionary_name": spec.dictionary_name,
                    "hookpoint": spec.hookpoint, "context": spec.context, "batch_size": spec.batch_size,
-                   "specials": sorted(plan.reduce.specials),
-                   "exclude_outlier_norm": spec.exclude_outlier_norm, "settings": asdict(plan.settings)}
+                   "include_special": spec.include_special,
+                   "exclude_outlier_norm": spec.exclude_outlier_norm, "settings": asdict(settings_of(spec))}
+    # Ray starts and the workers load their models while the driver loads its own (worker_pool)
+    plan, pool = start_while_preparing(lambda: prepare(spec), address=address, workers=workers,
+                                       threads=threads, gpus=gpus, worker_spec=worker_spec,
+                                       max_retries=max_retries)
+    try:
+        return _run(spec, plan, pool, store, started, checkpoint_seconds, checkpoint_every, progress, workers,
+                    shard_batches, max_retries)
+    finally:
+        pool.close()  # after a normal run: waits for the shutdown begun before the finish phase
 
+
+def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, started: float,
+         checkpoint_seconds: float, checkpoint_every: int | None, progress: bool, workers: int,
+         shard_batches: int, max_retries: int) -> RayExtractResult:
+    lm, sae = plan.lm, plan.sae
     with using_store(store) as db:  # a path, or a store the caller holds open
         folder = resume.checkpoint_dir(db.path, plan.run)
         row = db.execute("SELECT status, progress FROM runs WHERE run_id = ?", [plan.run])
@@ -112,10 +132,9 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
                    disable=not progress, dynamic_ncols=True)
         stream_start = time.monotonic()
         try:
-            with connected(address, workers * threads) as ray:
-                streamed = _stream(
-                    ray, db, plan, worker_spec, state, folder, seq_floor, done_batches, text, bar, workers,
-                    threads, gpus, shard_batches, max_retries, checkpoint_seconds, checkpoint_every, stream_start)
+            streamed = _dispatch(pool.ray, pool.actors, db, plan, state, folder, seq_floor, done_batches, text,
+                                 bar, shard_batches, checkpoint_seconds, checkpoint_every, stream_start,
+                                 max_retries)
         except ClusterError:
             bar.close()  # what was committed stays: the same command resumes from it
             raise
@@ -124,41 +143,30 @@ def extract_on_ray(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_sec
             _undo(db, folder, plan.run, plan.corpus_id, seq_floor)
             raise
         bar.close()
-        finish_start = time.monotonic()
+        finish_start = time.monotonic()  # the stream ends with the last merge, before Ray's teardown
+        pool.close_in_background()  # workers gone now, Ray's shutdown overlaps the finish phase
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, spec.hookpoint, spec.dictionary,
                 plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress)
         finish_end = time.monotonic()
+    pool.close()
     return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,
                             state.stats.n_tokens, done_batches, False, time.perf_counter() - started,
                             finish_start - stream_start, finish_end - finish_start,
                             streamed.model_seconds, int(getattr(plan.source, "skipped", 0)),
-                            streamed.nodes, streamed.shards, streamed.startup_seconds, streamed.redone)
+                            streamed.nodes, streamed.shards, streamed.startup_seconds, streamed.redone,
+                            pool.prepare_seconds, pool.start_seconds, pool.stop_seconds)
 
 
-def _stream(ray: Any, db: Store, plan: Any, spec: dict[str, Any], state: ExtractionState, folder: Path,
-            seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, workers: int, threads: int,
-            gpus: float | None, shard_batches: int, max_retries: int, checkpoint_seconds: float,
-            checkpoint_every: int | None, started: float) -> _Streamed:
-    """Start the workers, stream shards through them (shard_flow), merge and commit prefixes."""
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-    check_fits(ray.cluster_resources(), workers, threads, gpus)
-    # the driver, not Ray, redoes the shards a dead worker carried (shard_flow), so no task retries
-    actor_class = ray.remote(ShardReducer).options(
-        num_cpus=threads, num_gpus=gpus, max_restarts=max_retries, max_task_retries=0)
-    actors = [actor_class.remote(spec, threads) for _ in range(workers)]
-    try:
-        return _dispatch(ray, actors, db, plan, spec, state, folder, seq_floor, done_batches, text, bar,
-                         shard_batches, checkpoint_seconds, checkpoint_every, started, max_retries)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
+def _shards_left(n_windows: int, batch_size: int, done_batches: int, shard_batches: int) -> int:
+    """At most how many shards this call cuts (fewer if the corpus runs out first)."""
+    return max(0, math.ceil((math.ceil(n_windows / batch_size) - done_batches) / shard_batches))
 
 
-def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str, Any],
-              state: ExtractionState, folder: Path, seq_floor: int, done_batches: int, text: TokenText,
-              bar: tqdm, shard_batches: int, checkpoint_seconds: float,
-              checkpoint_every: int | None, started: float, max_retries: int) -> _Streamed:
+def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, state: ExtractionState, folder: Path,
+              seq_floor: int, done_batches: int, text: TokenText, bar: tqdm, shard_batches: int,
+              checkpoint_seconds: float, checkpoint_every: int | None, started: float,
+              max_retries: int) -> _Streamed:
+    """Check the workers match the driver, then stream shards through them (shard_flow)."""
     lm = plan.lm
     try:
         identities = ray.get([actor.identity.remote() for actor in actors])
@@ -167,6 +175,9 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
                 raise ClusterError(
                     f"A Ray worker loaded {model_id} / {dict_id}, not the driver's {lm.model_id} / "
                     f"{plan.dict_id}; give every node the same model and dictionary files.")
+        if any(ids != sorted(plan.reduce.specials) for ids in ray.get([a.special_ids.remote() for a in actors])):
+            raise ClusterError(f"A Ray worker's tokenizer has other special tokens than the driver's for "
+                               f"{lm.model_id}; give every node the same model files.")
     except ClusterError:
         raise
     except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
@@ -175,7 +186,8 @@ def _dispatch(ray: Any, actors: list[Any], db: Store, plan: Any, spec: dict[str,
     run = shard_flow.Run(db, plan, folder, seq_floor, text, checkpoint_seconds, checkpoint_every)
     flow = shard_flow.stream(ray, actors, run, state,
                              shard_flow.cut_shards(plan.batches, done_batches, shard_batches), done_batches,
-                             spec["batch_size"], bar, max_retries,
-                             lambda into, data: merge_partial(into, data))  # looked up per call: tests patch it
+                             plan.config["batch_size"], bar, max_retries,
+                             lambda into, data: merge_partial(into, data),  # looked up per call: tests patch it
+                             _shards_left(plan.n_windows, plan.config["batch_size"], done_batches, shard_batches))
     return _Streamed(flow.n_seen, flow.model_seconds, flow.pending, [node for *_, node in identities],
                      flow.shards, startup, flow.redone)

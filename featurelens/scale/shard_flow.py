@@ -42,6 +42,10 @@ from featurelens.scale.cluster import ClusterError
 #: Shards sent to a worker and not yet acknowledged: one running, one queued, so a
 #: worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
+#: A restarting actor (Ray refuses its calls until it is back) is asked again after this.
+RESTART_POLL_S = 1.0
+#: ... and given up after being unavailable this long (its node is gone for good).
+RESTART_GIVE_UP_S = 600.0
 
 
 def cut_shards(batches: Iterator[list[Window]], skip: int, size: int) -> Iterator[tuple[int, list[Window]]]:
@@ -89,6 +93,8 @@ class Worker:
     acked: list[int] = field(default_factory=list)  #: carried shards acknowledged since the last flush
     deaths: int = 0
     alive: bool = True
+    back_at: float = 0.0  #: restarting: no calls before this (time.monotonic())
+    unavailable_since: float | None = None  #: when its calls started to be refused, if they are
 
     def reducing(self) -> int:
         return sum(call.kind != "flush" for call in self.calls)
@@ -120,15 +126,36 @@ class Run:
 
 def stream(ray: Any, actors: list[Any], run: Run, state: ExtractionState, shards: Iterator[tuple[int, list[Window]]],
            done_batches: int, batch_size: int, bar: tqdm, max_retries: int,
-           merge: Callable[[ExtractionState, bytes], None]) -> Flow:
-    """Reduce ``shards`` on ``actors`` into ``state``, committing prefixes as checkpoints."""
-    return _Driver(ray, actors, run, state, shards, done_batches, batch_size, bar, max_retries, merge).run()
+           merge: Callable[[ExtractionState, bytes], None], total_shards: int | None = None) -> Flow:
+    """Reduce ``shards`` on ``actors`` into ``state``, committing prefixes as checkpoints.
+
+    ``total_shards`` (at most how many ``shards`` holds) lets the driver ask for the
+    partials once before the end (:func:`early_round_at`), so it merges their bulk while
+    the workers reduce their last shards instead of after.
+    """
+    return _Driver(ray, actors, run, state, shards, done_batches, batch_size, bar, max_retries, merge,
+                   total_shards).run()
+
+
+def early_round_at(total_shards: int | None, workers: int) -> int | None:
+    """After how many shards sent the driver asks every worker for its partial once more
+    before the last round (no commit): when about one shard per worker is left to send.
+
+    Without it the last partials, everything since the last checkpoint, are serialised,
+    shipped and merged one after the other once the last shard is done (at 9216 latents
+    about 0.5 s per run, BENCHMARKS.md). After it the last partials hold only the windows
+    the last shards brought in.
+    """
+    if total_shards is None or total_shards - workers < 1:
+        return None
+    return total_shards - workers
 
 
 class _Driver:
     def __init__(self, ray: Any, actors: list[Any], run: Run, state: ExtractionState,
                  shards: Iterator[tuple[int, list[Window]]], done_batches: int, batch_size: int, bar: tqdm,
-                 max_retries: int, merge: Callable[[ExtractionState, bytes], None]):
+                 max_retries: int, merge: Callable[[ExtractionState, bytes], None],
+                 total_shards: int | None = None):
         self.ray, self.run_, self.state, self.source, self.bar = ray, run, state, shards, bar
         self.workers = [Worker(actor) for actor in actors]
         self.max_retries, self.merge_bytes = max_retries, merge
@@ -147,6 +174,7 @@ class _Driver:
         self.redone = 0
         self.since_round = 0  #: batches sent since the last round
         self.last_round = time.monotonic()
+        self.early_round = early_round_at(total_shards, len(actors))
 
     # -- sending ------------------------------------------------------------------------
     def _live(self) -> list[Worker]:
@@ -182,7 +210,8 @@ class _Driver:
     def _fill(self) -> None:
         """Send redone shards first, then new ones, while some worker has room."""
         while True:
-            live = [w for w in self._live() if w.reducing() < IN_FLIGHT_PER_WORKER]
+            now = time.monotonic()
+            live = [w for w in self._live() if w.reducing() < IN_FLIGHT_PER_WORKER and w.back_at <= now]
             if not live:
                 return
             worker = min(live, key=Worker.reducing)
@@ -210,6 +239,8 @@ class _Driver:
             self.since_round += n_batches
             if self._due():
                 self._round()
+            elif self.sent == self.early_round:  # the bulk merged while the last shards run
+                self._round(commit=False)
 
     def _sequences(self, windows: list[Window]) -> None:
         """Sequence rows are idempotent: written as shards are cut, not when merged."""
@@ -226,10 +257,11 @@ class _Driver:
             self._fill()
             refs = [call.ref for worker in self.workers for call in worker.calls]
             if not refs:
-                if self.redo:
+                if self.redo:  # every worker that could take it is restarting
+                    time.sleep(self._until_back() or 0.0)
                     continue
                 break
-            self.ray.wait(refs, num_returns=1)
+            self.ray.wait(refs, num_returns=1, timeout=self._until_back())
             # everything ready now: results are taken per worker in the order sent
             ready_ids = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0])
             for worker in self.workers:
@@ -241,15 +273,19 @@ class _Driver:
         return Flow(self.n_seen, self.model_seconds, self.pending, len(self.merged), self.redone)
 
     def _receive(self, worker: Worker, call: Call) -> None:
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError
 
         try:
             result = self.ray.get(call.ref)
+        except ActorUnavailableError:
+            self._unavailable(worker, call)
+            return
         except RayActorError:
             self._died(worker, call)
             return
         except Exception as error:  # noqa: BLE001 - Ray wraps whatever the worker raised
             raise failure(error, call.shard) from None
+        worker.unavailable_since = None
         if call.kind == "flush":
             data, held = result
             lost = set(worker.acked) - set(held)
@@ -269,6 +305,27 @@ class _Driver:
             worker.acked.append(call.shard)
         else:
             self._merge(data, [call.shard])
+
+    def _until_back(self) -> float | None:
+        """Seconds until the next restarting worker may be asked again (None: none is)."""
+        now = time.monotonic()
+        waits = [w.back_at - now for w in self.workers if w.alive and w.back_at > now]
+        return max(0.0, min(waits)) if waits else None
+
+    def _unavailable(self, worker: Worker, call: Call) -> None:
+        """Ray refused the call: the actor is restarting after a death already seen (or
+        about to be seen by its in-flight calls). Nothing ran, so no death and no shard
+        failure is counted; what the call held is redone and the worker rests a moment."""
+        now = time.monotonic()
+        worker.unavailable_since = worker.unavailable_since or now
+        worker.back_at = now + RESTART_POLL_S
+        if now - worker.unavailable_since > RESTART_GIVE_UP_S:
+            worker.alive = False
+        if call.kind == "flush" or not worker.alive:
+            self._lose(worker.acked)
+            worker.acked = []
+        if call.kind != "flush":
+            self.redo.append(call.shard)
 
     def _died(self, worker: Worker, call: Call) -> None:
         """A call failed because its worker died: redo what the worker lost."""

@@ -173,6 +173,18 @@ class Plan:
     reduce: BatchReducer
 
 
+def settings_of(spec: ExtractSpec) -> Settings:
+    """The accumulators' sizes for ``spec``: a function, so a Ray worker started before
+    the driver's :func:`prepare` builds the very same state."""
+    return Settings(top_k=spec.top_k, n_quantile=spec.n_quantile, quantile_bins=spec.quantile_bins_count,
+                    n_random=spec.n_random, seed=spec.seed)
+
+
+def special_ids(include_special: bool, tokenizer: Any) -> set[int]:
+    """Token ids whose positions are excluded (the tokenizer's special tokens, unless kept)."""
+    return set() if include_special else set(tokenizer.all_special_ids)
+
+
 def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = None) -> Plan:
     """Load and check model, dictionary and corpus; derive the run id. The store is not touched.
 
@@ -200,8 +212,7 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
         [source.fingerprint(), lm.model_id, spec.context, spec.prepend_bos]).encode()).hexdigest()[:16]
     dict_id = dictionary_id_of(sae, lm.model_id, spec.hookpoint)
     n_windows = math.ceil(spec.tokens / spec.context)
-    settings = Settings(top_k=spec.top_k, n_quantile=spec.n_quantile, quantile_bins=spec.quantile_bins_count,
-                        n_random=spec.n_random, seed=spec.seed)
+    settings = settings_of(spec)
     config = {
         "model_id": lm.model_id, "hookpoint": spec.hookpoint, "dictionary_id": dict_id,
         "corpus_id": corpus_id, "corpus": spec.corpus, "split": source.describe(), "windows": n_windows,
@@ -215,8 +226,8 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     batches = _batches(windows, spec.batch_size)
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
     batches = itertools.chain([first], batches)
-    specials = set() if spec.include_special else set(lm.tokenizer.all_special_ids)
-    reducer = BatchReducer(lm, sae, spec.hookpoint, spec.context, specials, spec.exclude_outlier_norm)
+    reducer = BatchReducer(lm, sae, spec.hookpoint, spec.context, special_ids(spec.include_special, lm.tokenizer),
+                           spec.exclude_outlier_norm)
     return Plan(lm, sae, source, corpus_id, dict_id, n_windows, settings, config, run, batches, reducer)
 
 
