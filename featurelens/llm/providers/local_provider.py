@@ -118,7 +118,8 @@ class LocalProvider:
             tokenizer, model = self._load()
             return answer_batch(tokenizer, model, requests, batch_tokens=self.batch_tokens,
                                 prompt_ids=lambda r: self._prompt_ids(tokenizer, r)[0].tolist(),
-                                one=self._complete_unlocked)
+                                one=self._complete_unlocked,
+                                prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         with self._lock:
@@ -229,6 +230,12 @@ class LocalProvider:
         if request.stop_at_newline:
             text = first_line(text)[0]
         return text, out_ids, logprobs
+
+
+def _as_ids(row: list[int]) -> Any:
+    import torch
+
+    return torch.tensor([row])
 
 
 def _stop_at_line(tokenizer: Any, start: int) -> Any:
