@@ -154,7 +154,7 @@ def main() -> None:
         old_explainer = TokenActivationsExplainer(style="table")
         old_scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                                       per_prompt=args.windows, window=32, line_format="openai")
-    old = Pipeline(LocalProvider("smollm2", prefix_cache=0), True, records, old_explainer, old_scorer)
+    old = Pipeline(LocalProvider("smollm2", prefix_cache=0, batch=1), True, records, old_explainer, old_scorer)
     new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache, batch=args.batch), False, records,
                    explainer, scorer)
     old.provider._load(), new.provider._load()
@@ -195,7 +195,8 @@ def main() -> None:
         assert same_text == len(records), "explanations differ"
         assert score_diff < 1e-4, f"simulation scores differ by {score_diff}"
     if args.bf16:
-        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache), False,
+        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache,
+                                      batch=args.batch), False,
                         records, explainer, scorer)
         with tqdm(total=3 * len(records), desc="bf16 requests", unit="req") as bar:
             h = half.run(bar)
