@@ -9,9 +9,11 @@ answered by ``local:smollm2`` with ``batch=1`` (today's path: one at a time) and
 phases are interleaved (explain alone, explain batched, simulate alone, simulate
 batched) and each is run in the order alone, batched, batched, alone (times summed), so
 a change in machine load hits both. Answers are compared: explanations
-must be the same text, simulation scores the same to 1e-4.
+must be the same text, simulation scores the same to 1e-4. ``--direct`` also times the
+batched explanations called in this thread (no micro-batcher thread, no event loop), to
+tell the batcher's thread apart from the batched computation.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/local_batching.py [--features 8] [--batch 8]
+    PYTHONPATH=. .venv/bin/python benchmarks/local_batching.py [--features 8] [--batch 8] [--direct]
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=8)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--windows", type=int, default=10, help="activating (and random) windows simulated")
+    parser.add_argument("--direct", action="store_true",
+                        help="also time the batched explanations called in this thread")
     args = parser.parse_args()
 
     records = []
@@ -79,6 +83,16 @@ def main() -> None:
             texts.append(explainer.parse(record, [a]))
         except ParseError:
             texts.append(a.text or "the feature")
+    if args.direct:  # this thread, the batcher's, the batcher's, this thread
+        t_direct = t_thread = 0.0
+        for where in ("direct", "thread", "thread", "direct"):
+            start = time.perf_counter()
+            got = batched._complete_batch(explain) if where == "direct" else answer(batched, explain)[0]
+            took = time.perf_counter() - start
+            assert [a.text for a in got] == [a.text for a in ex_alone]
+            t_direct, t_thread = (t_direct + took, t_thread) if where == "direct" else (t_direct, t_thread + took)
+        print(f"  explain : batched in this thread {t_direct:7.1f} s, through the batcher's thread "
+              f"{t_thread:7.1f} s; ratio {t_direct / t_thread:.2f}")
     print(f"  explain : alone {t_ex_alone:7.1f} s, batched {t_ex_batched:7.1f} s "
           f"(batches {batched._batcher.batch_sizes}); ratio {t_ex_alone / t_ex_batched:.2f}; "
           f"identical explanations {len(texts)}/{len(records)}")

@@ -9,7 +9,8 @@ tokens, two prompts). Planted features stand in for a dictionary's.
   every prompt position (``prefix_cache=0``, requests without ``prompt_logprobs_after``);
 - new: the default: log-probs only after the tab; with ``--prefix-cache N`` also the
   shared prefix run once per run (the LRU is emptied before each run, so every run
-  pays for its own prefixes).
+  pays for its own prefixes); with ``--batch N`` requests are sent at once and up to N
+  explanations decode together (benchmarks/local_decode_steps.py).
 
 Each path has its own copy of the weights. Runs go old, new, new, old and the times are
 summed, so load drift on a shared machine hits both; wall time and this process's CPU
@@ -22,7 +23,7 @@ over 32-token windows) and the new path today's defaults (compact explanation, d
 lines over 16-token windows): what a user of ``featurelens run`` sees per feature. The
 prompts differ, so the answers are not compared then.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16] [--prefix-cache 4] [--old-prompts]
+    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16] [--prefix-cache 4] [--batch 8] [--old-prompts]
 """
 
 from __future__ import annotations
@@ -51,12 +52,15 @@ def _cpu() -> float:
 
 
 def _answer(provider: LocalProvider, requests: list[LLMRequest], bar: tqdm) -> list:
+    async def one(request: LLMRequest):
+        answer = await provider.complete(request)
+        bar.update(1)
+        return answer
+
     async def go():
-        out = []
-        for request in requests:  # one at a time, as the provider answers them
-            out.append(await provider.complete(request))
-            bar.update(1)
-        return out
+        if provider.batch > 1:  # all sent at once, as the engine does with concurrency >= batch
+            return await asyncio.gather(*map(one, requests))
+        return [await one(request) for request in requests]  # one at a time
 
     return asyncio.run(go())
 
@@ -131,6 +135,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=10, help="activating (and random) windows simulated")
     parser.add_argument("--bf16", action="store_true", help="also one run of the new path in bfloat16")
     parser.add_argument("--prefix-cache", type=int, default=0, help="the new path's prefix_cache option")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="the new path's batch option (requests then sent at once)")
     parser.add_argument("--old-prompts", action="store_true",
                         help="the old path also sends 4cae3c2's prompts (answers then not compared)")
     args = parser.parse_args()
@@ -148,9 +154,9 @@ def main() -> None:
         old_explainer = TokenActivationsExplainer(style="table")
         old_scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                                       per_prompt=args.windows, window=32, line_format="openai")
-    old = Pipeline(LocalProvider("smollm2", prefix_cache=0), True, records, old_explainer, old_scorer)
-    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache), False, records, explainer,
-                   scorer)
+    old = Pipeline(LocalProvider("smollm2", prefix_cache=0, batch=1), True, records, old_explainer, old_scorer)
+    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache, batch=args.batch), False, records,
+                   explainer, scorer)
     old.provider._load(), new.provider._load()
     print(f"local:smollm2 on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
           f"{len(records)} features, explanation + simulation ({args.windows} + {args.windows} windows); "
@@ -189,7 +195,8 @@ def main() -> None:
         assert same_text == len(records), "explanations differ"
         assert score_diff < 1e-4, f"simulation scores differ by {score_diff}"
     if args.bf16:
-        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache), False,
+        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache,
+                                      batch=args.batch), False,
                         records, explainer, scorer)
         with tqdm(total=3 * len(records), desc="bf16 requests", unit="req") as bar:
             h = half.run(bar)

@@ -13,6 +13,9 @@ from typing import Any
 from featurelens.jobs.run_types import RunContext, Stage, StageResult
 from featurelens.jobs.run_labels import stage_lookup, stage_offline_scores
 
+#: explanations in flight in `run`: the local provider's default batch, decoded together
+EXPLAIN_CONCURRENCY = 8
+
 
 def _backend(ctx: RunContext) -> Any:
     """The model, loaded once and shared by training and extraction."""
@@ -110,7 +113,8 @@ def stage_explain(ctx: RunContext) -> StageResult:
     if o.label_features == 0:
         return StageResult("explain", "skipped", "--label-features 0")
     spec = ExplainSpec(o.llm, o.explainer, **_selection(ctx))
-    stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=1))
+    # Several in flight, so a local model decodes their answers together (local_decode.py).
+    stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=EXPLAIN_CONCURRENCY))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
     return StageResult("explain", status, f"{stats.succeeded} explained now, {stats.skipped} already, "
                                           f"{stats.failed} failed")

@@ -8,7 +8,7 @@ import pytest
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
-from featurelens.llm.providers import build_provider, local_batch
+from featurelens.llm.providers import build_provider, local_decode
 from featurelens.llm.providers.local_batch_dispatch import passes
 
 SHARED = "Label the feature from its examples. Answer with one short phrase.\n\n"
@@ -39,21 +39,7 @@ def _same(batched, alone, tol=1e-4):
                 assert g.top[token] == pytest.approx(value, abs=tol)
 
 
-def _spy_prefix(monkeypatch) -> list[int]:
-    shared: list[int] = []
-    real = local_batch._prefix_cache
-
-    def spy(model, rows):
-        found = real(model, rows)
-        shared.append(found[2])
-        return found
-
-    monkeypatch.setattr(local_batch, "_prefix_cache", spy)
-    return shared
-
-
-def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thread, monkeypatch):
-    shared = _spy_prefix(monkeypatch)
+def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thread):
     requests = [LLMRequest(messages=[{"role": "system", "content": SHARED},
                                      {"role": "user", "content": data}],
                            max_tokens=cap, top_logprobs=top, stop_at_newline=stop)
@@ -63,7 +49,6 @@ def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thr
     provider = build_provider(f"local:{tiny_model_dir}", batch=8)
     batched = _answer_all(provider, requests)
     assert max(provider._batcher.batch_sizes) > 1  # concurrent requests were answered together
-    assert max(shared) > 0  # the instructions were run once for the batch
     for request, b, a in zip(requests, batched, alone):
         _same(b, a)
         assert 0 < b.output_tokens <= request.max_tokens
@@ -72,33 +57,16 @@ def test_batched_generation_is_the_same_as_one_at_a_time(tiny_model_dir, one_thr
     assert len({r.text for r in batched}) > 1  # rows did not leak into each other
 
 
-def test_batched_prompt_logprobs_are_the_same_as_one_at_a_time(tiny_model_dir, one_thread, monkeypatch):
-    monkeypatch.setattr(local_batch, "_SLICE", 5)  # several slices through the output head
-    shared = _spy_prefix(monkeypatch)
+def test_batched_prompt_logprobs_are_the_same_as_one_at_a_time(tiny_model_dir, one_thread):
     prompts = [SHARED + data + "\tunknown\n" for data in DATA]
     requests = [LLMRequest(prompt=p, max_tokens=0, prompt_logprobs=k) for p, k in zip(prompts, (4, 6, 4, 2, 4, 8))]
     alone = _answer_all(build_provider(f"local:{tiny_model_dir}", batch=1), requests)
     provider = build_provider(f"local:{tiny_model_dir}", batch=4)
     batched = _answer_all(provider, requests)
     assert provider._batcher.batch_sizes and max(provider._batcher.batch_sizes) > 1
-    assert max(shared) > 0
     for b, a in zip(batched, alone):
         assert b.output_tokens == 0 and b.text == ""
         _same(b, a)
-
-
-def test_common_prefix_is_computed_once_and_rows_keep_a_token_of_their_own():
-    assert local_batch.common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
-    assert local_batch.common_prefix([[1, 2], [1, 2, 3]]) == 1  # the shorter row keeps its last token
-    assert local_batch.common_prefix([[1, 2, 3]]) == 0
-
-
-def test_a_short_shared_prefix_is_not_worth_its_masked_attention(tiny_model_dir, one_thread):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    assert local_batch._prefix_cache(model, [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11, 12, 13]])[2] == 3
-    assert local_batch._prefix_cache(model, [[5, 6, 7, 8, 9, 10, 11], [5, 6, 9, 11, 12, 13, 14]])[2] == 0
 
 
 def test_passes_bound_padded_tokens_and_keep_every_request():
@@ -116,19 +84,22 @@ def test_a_mixed_batch_answers_prompt_logprobs_and_generation_and_fails_alone(ti
     both = LLMRequest(prompt=SHARED + "digits 1 2 3", max_tokens=4, prompt_logprobs=3)
     broken = LLMRequest(messages=[{"role": "user"}])  # no content: its prompt cannot be built
     plain = LLMRequest(prompt=SHARED + "the lazy dog", max_tokens=0, prompt_logprobs=3)
-    alone = _answer_all(build_provider(f"local:{tiny_model_dir}", batch=1), [both, plain])
-    results = asyncio.run(_gather_settled(provider, [both, broken, plain]))
+    gen = LLMRequest(prompt=SHARED + "fox", max_tokens=5)
+    alone = _answer_all(build_provider(f"local:{tiny_model_dir}", batch=1), [both, plain, gen])
+    results = asyncio.run(_gather_settled(provider, [both, broken, plain, gen]))
     _same(results[0], alone[0])
     _same(results[2], alone[1])
+    _same(results[3], alone[2])
     assert isinstance(results[1], KeyError)
 
     def fail(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(local_batch, "generate_greedy", fail)  # a failing pass fails its own requests
-    results = asyncio.run(_gather_settled(provider, [both, plain]))
+    monkeypatch.setattr(local_decode, "greedy", fail)  # a failing pass fails its own requests
+    results = asyncio.run(_gather_settled(provider, [gen, both, plain]))
     assert isinstance(results[0], RuntimeError)
-    _same(results[1], alone[1])
+    _same(results[1], alone[0])
+    _same(results[2], alone[1])
 
 
 async def _gather_settled(provider, requests):

@@ -1,11 +1,15 @@
-"""Split a batch of local requests into passes the model can run together.
+"""Split a batch of local requests into the ones decoded together and the ones answered alone.
 
-Prompt log-probabilities and greedy generation are batched separately (a request that
-asks for both takes part in both); sampled requests (temperature > 0) are answered one
-at a time, since a batch would draw different random numbers than the request alone.
-Prompts are sorted by length so rows of similar length share a pass, and a pass holds
-at most ``batch_tokens`` padded tokens, which bounds its memory. A pass that fails
-fails only its own requests.
+Greedy generation (temperature 0, no prompt log-probs) is what gains from a batch: its
+decode steps are memory-bound, so rows of similar length are decoded together
+(:mod:`.local_decode`), each prompt still run alone. Everything else is answered by the
+one-at-a-time path, which is then the same computation as without a batch: prompt
+log-probs (a compute-bound pass over the prompt, which a batch could only pad or mask:
+profiled slower on a CPU), sampled requests (a batch would draw other random numbers),
+and models whose greedy ``generate`` applies logits processors. Prompts are sorted by
+length so rows of similar length share a pass, and a pass holds at most
+``batch_tokens`` prompt tokens (rows x longest row), which bounds its cache. A pass that
+fails fails only its own requests.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable
 
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
-from featurelens.llm.providers import local_batch
+from featurelens.core.protocols import LLMRequest, LLMResponse
+from featurelens.llm.providers import local_decode
+from featurelens.llm.providers.local_prefix import Prefix
 
 
 def passes(lengths: dict[int, int], batch_tokens: int) -> list[list[int]]:
@@ -30,56 +35,39 @@ def passes(lengths: dict[int, int], batch_tokens: int) -> list[list[int]]:
     return groups
 
 
-def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
-    """The tokens generation stops at: the generation config's, as ``generate`` does."""
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = set(configured if isinstance(configured, (list, tuple)) else [configured])
-    ids.add(tokenizer.eos_token_id)
-    return {int(i) for i in ids if i is not None}
+def decoded_together(request: LLMRequest) -> bool:
+    """Whether a request is greedy generation alone, the kind a batch decodes together."""
+    return request.max_tokens > 0 and request.temperature <= 0 and not request.prompt_logprobs
 
 
 def answer_batch(tokenizer: Any, model: Any, requests: list[LLMRequest], *, batch_tokens: int,
                  prompt_ids: Callable[[LLMRequest], list[int]],
-                 one: Callable[[LLMRequest], LLMResponse]) -> list[Any]:
-    """One answer (a response, or the exception it failed with) per request, in order."""
+                 one: Callable[[LLMRequest], LLMResponse],
+                 prefix: Callable[[LLMRequest, list[int]], Prefix | None] | None = None) -> list[Any]:
+    """One answer (a response, or the exception it failed with) per request, in order.
+    ``prefix`` gives a request's stored shared prefix, as the one-at-a-time path uses it."""
     decode = lru_cache(maxsize=65536)(lambda i: tokenizer.decode([i]))
     answers: list[Any] = [None] * len(requests)
     rows: dict[int, list[int]] = {}
+    together = local_decode.plain_greedy(model)
     for i, request in enumerate(requests):
         try:
-            if request.temperature > 0 and request.max_tokens > 0:
-                answers[i] = one(request)
-            else:
+            if together and decoded_together(request):
                 rows[i] = prompt_ids(request)
+            else:
+                answers[i] = one(request)
         except Exception as error:  # noqa: BLE001 - the engine classifies it per request
             answers[i] = error
-    logprobs: dict[int, list[TokenLogprobs]] = {}
-    wanted = {i: len(rows[i]) for i in rows if requests[i].prompt_logprobs}
-    for group in passes(wanted, batch_tokens):
+    for group in passes({i: len(rows[i]) for i in rows}, batch_tokens):
         try:
-            found = local_batch.prompt_logprobs(model, [rows[i] for i in group],
-                                                [requests[i].prompt_logprobs for i in group], decode)
+            prefixes = [prefix(requests[i], rows[i]) for i in group] if prefix is not None else None
+            found = local_decode.greedy(tokenizer, model, [rows[i] for i in group],
+                                        [requests[i] for i in group], decode, prefixes)
         except Exception as error:  # noqa: BLE001
             for i in group:
                 answers[i] = error
         else:
-            logprobs.update(zip(group, found))
-    generated: dict[int, tuple[str, list[int], list[TokenLogprobs]]] = {}
-    wanted = {i: len(rows[i]) for i in rows if requests[i].max_tokens > 0 and answers[i] is None}
-    eos = _eos_ids(tokenizer, model)
-    for group in passes(wanted, batch_tokens):
-        try:
-            found = local_batch.generate_greedy(tokenizer, model, [rows[i] for i in group],
-                                                [requests[i] for i in group], decode, eos)
-        except Exception as error:  # noqa: BLE001
-            for i in group:
-                answers[i] = error
-        else:
-            generated.update(zip(group, found))
-    for i in rows:
-        if answers[i] is not None:
-            continue
-        text, out_ids, out_lp = generated.get(i, ("", [], []))
-        answers[i] = LLMResponse(text=text, input_tokens=len(rows[i]), output_tokens=len(out_ids),
-                                 output_logprobs=out_lp, prompt_logprobs=logprobs.get(i, []))
+            for i, (text, out_ids, out_lp) in zip(group, found):
+                answers[i] = LLMResponse(text=text, input_tokens=len(rows[i]), output_tokens=len(out_ids),
+                                         output_logprobs=out_lp, prompt_logprobs=[])
     return answers

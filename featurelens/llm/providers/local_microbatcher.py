@@ -1,8 +1,8 @@
 """Gather the requests an event loop sends concurrently into batches for one worker thread.
 
 The engine keeps ``concurrency`` requests in flight; a local model answering them one
-at a time leaves the shared prompt prefix and the decode steps to be computed once per
-request. :class:`MicroBatcher` queues every request, and one worker thread takes all
+at a time reads every weight once per request and decode step, where one read could
+serve every request decoding (:mod:`.local_decode`). :class:`MicroBatcher` queues every request, and one worker thread takes all
 that are waiting (up to ``max_batch``, after a short wait for stragglers sent in the
 same tick) and answers them with one call of ``run_batch``. While it works, new
 requests queue up for the next batch, so a steady stream keeps batches full without a

@@ -10,11 +10,12 @@ thread, so the event loop (and the store writer) keeps going. Prompt log-probs a
 computed only where ``prompt_logprobs_after`` says they are read
 (:mod:`.local_logprobs`); with ``prefix_cache=N`` (opt-in: it did not measure faster
 on 2 shared CPU cores, BENCHMARKS.md) a request's declared shared prefix is run once
-and kept (:mod:`.local_prefix`). With ``batch=N`` (opt-in)
-requests sent concurrently are gathered into batches (:mod:`.local_microbatcher`) and
-answered together (:mod:`.local_batch`: a long shared prefix once, decode steps
-shared), with the same greedy answers; on 2 CPU cores it measured slower than one at a
-time (BENCHMARKS.md, benchmarks/local_batching.py), so it is off by default.
+and kept (:mod:`.local_prefix`). Requests sent concurrently are gathered into batches of
+up to ``batch`` (8 by default; :mod:`.local_microbatcher`): greedy explanations are
+each prompted alone and then decode their answers together (:mod:`.local_decode`, the
+same tokens as one at a time), everything else is answered one at a time
+(BENCHMARKS.md "Local models in batches, decode steps shared"; ``batch=1`` restores
+``generate`` one request at a time).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
 
 EMBEDDED = "smollm2"
+BATCH = 8  #: requests gathered per batch by default (explanations decoded together)
 
 
 def resolve_model_path(model: str) -> Path:
@@ -70,7 +72,7 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
-    requests per pass, 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
+    requests per pass, 8; 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
     ``prefix_cache`` (shared prefixes kept run; 0, the default: run every prompt whole)."""
 
     name = "local"
@@ -78,7 +80,7 @@ class LocalProvider:
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = 1, batch_tokens: int | str = 16384, prefix_cache: int | str = 0):
+                 batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = 0):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
@@ -118,7 +120,8 @@ class LocalProvider:
             tokenizer, model = self._load()
             return answer_batch(tokenizer, model, requests, batch_tokens=self.batch_tokens,
                                 prompt_ids=lambda r: self._prompt_ids(tokenizer, r)[0].tolist(),
-                                one=self._complete_unlocked)
+                                one=self._complete_unlocked,
+                                prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         with self._lock:
@@ -229,6 +232,12 @@ class LocalProvider:
         if request.stop_at_newline:
             text = first_line(text)[0]
         return text, out_ids, logprobs
+
+
+def _as_ids(row: list[int]) -> Any:
+    import torch
+
+    return torch.tensor([row])
 
 
 def _stop_at_line(tokenizer: Any, start: int) -> Any:
