@@ -104,7 +104,8 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
                 "run_id": run_id})
         return rows
 
-    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=False)
+    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=False,
+               features=len(records))
 
 
 def group_jobs(jobs: Iterator[tuple[FeatureRecord, str]], explainer: Explainer, spec: Any, k: int,

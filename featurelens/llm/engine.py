@@ -65,6 +65,9 @@ class Job:
     method: str | None = None  #: failures.method: which explainer/scorer, LLM and options
     #: Adaptive jobs: ``follow_up(responses so far) -> next requests`` (``[]``: done).
     follow_up: Callable[[list["LLMResponse | None"]], list[LLMRequest]] | None = None
+    #: Features this job does (several for a grouped explanation request): counted and shown per
+    #: feature, its ``failures`` rows being the features that failed inside it.
+    features: int = 1
 
     @property
     def work(self) -> tuple[str, str | None, int | None, str | None]:
@@ -321,12 +324,17 @@ class Engine:
                                  reject=False)
             else:
                 self.stats.succeeded += 1
+                if job.features > 1:
+                    failed_inside = len(rows.get("failures", ()))
+                    self.stats.jobs += job.features - 1
+                    self.stats.succeeded += job.features - 1 - failed_inside
+                    self.stats.failed += failed_inside
                 self.writer.succeeded(job.work)
                 for table, table_rows in rows.items():
                     for row in table_rows:
                         self.writer.add(table, row)
         self.writer.job_done()
-        self.bar.update(1)
+        self.bar.update(job.features)
 
     async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]],
                          keys: list[str]) -> list[tuple[LLMResponse | None, str | None]]:
