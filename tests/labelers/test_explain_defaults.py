@@ -106,7 +106,8 @@ def test_estimate_and_the_dry_run_price_the_same_grouped_requests(planted, cli, 
     openai, local = (e["stages"][0] for e in out)
     assert openai["features_per_request"] == 4 and local["features_per_request"] == 1
     assert openai["per_feature_high"]["calls"] == pytest.approx(3 / 9)
-    assert openai["per_feature_high"]["input"] * 9 == plan.input_tokens  # o200k of the same 3 requests
+    # o200k of the same 3 requests (the two counters frame chat messages a few tokens apart)
+    assert openai["per_feature_high"]["input"] * 9 == pytest.approx(plan.input_tokens, rel=0.01)
     assert local["per_feature_high"]["calls"] == 1
     assert openai["per_feature_high"]["input"] < 0.8 * local["per_feature_high"]["input"]
     text = cli("estimate", "--store", str(store_path), "--scorer", "none", "--llm", "openai:gpt-4o-mini").output
