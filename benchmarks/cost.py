@@ -129,6 +129,9 @@ SETTINGS = [
     Setting("strat ci<.3 r10 16, expl 6x16 4/req", SHORT, _dense(0.3, 16, order="stratified")),
     Setting("new defaults, local (expl 1/req)", _default_explain(), ()),
     Setting("new defaults, API (expl 4/req)", _api_explain(), ()),
+    # levers left on the explanation side: shorter explainer windows, larger groups
+    Setting("new defaults, API, expl 12-tok windows", (12, 10, 4, "compact"), ()),
+    Setting("new defaults, API, expl 8/req", (16, 10, 8, "compact"), ()),
 ]
 
 

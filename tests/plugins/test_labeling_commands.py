@@ -29,7 +29,7 @@ def test_dry_run_prints_calls_tokens_and_cost_and_sends_nothing(cli, filled, mon
                  "--limit", "12", "--dry-run", "--store", filled)
     assert result.exit_code == 0, result.output
     assert "features to label:   12 (0 already done)" in result.output
-    assert "LLM calls:           12" in result.output
+    assert "LLM calls:           3 " in result.output  # an API model gets 4 features a request
     assert "estimated cost:      $" in result.output
     with featurelens.open_store(filled) as store:
         assert store.execute("SELECT count(*) FROM llm_calls")[0][0] == 0

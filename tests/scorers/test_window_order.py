@@ -69,9 +69,9 @@ def test_the_full_score_does_not_depend_on_the_order():
     assert full[0][0] == pytest.approx(full[1][0], abs=1e-9)
 
 
-def test_the_default_is_stratified_at_width_0_3_and_a_bad_order_is_one_sentence():
+def test_the_default_is_stratified_at_width_0_25_and_a_bad_order_is_one_sentence():
     scorer = SimulationScorer()
-    assert scorer.options()["order"] == "stratified" and scorer.options()["ci_width"] == 0.3
+    assert scorer.options()["order"] == "stratified" and scorer.options()["ci_width"] == 0.25
     assert SimulationScorer(order="Shuffled").options()["order"] == "shuffled"
     with pytest.raises(FeaturelensError, match=r"order='random' is unknown; use shuffled or stratified"):
         SimulationScorer(order="random")
