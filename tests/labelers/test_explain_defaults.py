@@ -115,3 +115,24 @@ def test_estimate_and_the_dry_run_price_the_same_grouped_requests(planted, cli, 
     single = json.loads(cli("estimate", "--store", str(store_path), "--json", "--scorer", "none", "--llm",
                             "openai:gpt-4o-mini", "--option", "features_per_request=1").output)["estimates"][0]
     assert single["stages"][0]["features_per_request"] == 1 and single["stages"][0]["per_feature_high"]["calls"] == 1
+
+
+def test_a_grouped_answer_with_no_usable_line_is_not_cached_and_the_rerun_resolves_every_feature(
+        planted, monkeypatch):
+    store, _ = planted
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    garbage = FakeAPI(default=lambda r: (200, chat_json("#@!$ not an answer"), None))
+    stats = explain_features(store, ExplainSpec("openai:gpt-4o-mini"),
+                             provider=build_provider("openai:gpt-4o-mini", http_client=garbage.client()),
+                             settings=EngineSettings(progress=False))
+    assert (stats.jobs, stats.succeeded, stats.failed) == (9, 0, 9)
+    assert store.execute("SELECT count(*) FROM llm_cache")[0][0] == 0  # asked again next run
+    rows = store.execute("SELECT feature, method, reason FROM failures WHERE resolved_at IS NULL")
+    assert len(rows) == 9 and all("features_per_request" in m and "no 'N: explanation' line" in r
+                                  for _, m, r in rows)
+    good = FakeAPI(default=grouped_answer)
+    again = explain_features(store, ExplainSpec("openai:gpt-4o-mini"),
+                             provider=build_provider("openai:gpt-4o-mini", http_client=good.client()),
+                             settings=EngineSettings(progress=False))
+    assert len(good.requests) == 3 and (again.succeeded, again.failed) == (9, 0)
+    assert store.execute("SELECT count(*) FROM failures WHERE resolved_at IS NULL")[0][0] == 0

@@ -81,6 +81,7 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(store_path, tmp_path):
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "",
            "FEATURELENS_LOAD_PLUGINS": ""}
     command = [sys.executable, "-m", "featurelens.cli", "explain", "--llm", "openai:stub",
+               "--option", "features_per_request=1",  # 200 requests, so "SERVED 100" is half-way
                "--concurrency", "4", "--no-progress", "--store", str(store_path)]
     try:
         victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
