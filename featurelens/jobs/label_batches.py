@@ -45,9 +45,8 @@ def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
     from featurelens.labelers.explain import explain_jobs, make_explainer
     from featurelens.llm.providers import build_provider
     from featurelens.core.selection import count_features
-    from featurelens.scorers.score_jobs import build_scorer
-
     from featurelens.labelers.explain_defaults import resolve_spec
+    from featurelens.scorers.score_jobs import build_scorer
 
     explainer = make_explainer(explain_spec)
     explain_spec = resolve_spec(explain_spec, explainer)  # the config records the resolved default
