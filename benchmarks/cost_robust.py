@@ -53,7 +53,7 @@ from featurelens.testing.oracle import NoisyOracle, Planted
 from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cost import auroc, auroc_difference, spearman  # noqa: E402  (the same statistics as cost.py)
+from cost import auroc, auroc_difference, spearman  # the same statistics as cost.py
 
 CAPS = frozenset({"prompt_logprobs"})
 #: today's full score: every window (100), 32 tokens, OpenAI's layout
@@ -229,7 +229,7 @@ def main() -> None:
         # test-retest: the full score again with an independent noise draw, the most any score can agree
         retest_draw = Draw(draw.records, draw.explanations, replace_oracle(draw.oracle, noise))
         retest = score_draw(retest_draw, FULL, counter)
-        rho_retest, delta_retest, _, _ = compare(full.scores, retest.scores, truth)
+        rho_retest, _, _, _ = compare(full.scores, retest.scores, truth)
         full_rows.append({"auroc": full_area, "windows": full.windows, "tokens": full.tokens,
                           "rho_retest": rho_retest, "noise": noise})
         line = [f"noise {noise:g} draw {seed}: full AUROC {full_area:.3f}, retest rho {rho_retest:.3f}"]

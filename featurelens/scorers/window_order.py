@@ -18,7 +18,8 @@ The result is still a fixed, seeded permutation of the same windows: the full sc
 from __future__ import annotations
 
 import random
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from featurelens.core.errors import FeaturelensError
 

@@ -54,13 +54,13 @@ def planted(store):
 def grouped_answer(request) -> tuple[int, dict, None]:
     """OpenAI's wire answer to a grouped explanation request: 'N: explanation' per feature."""
     content = json.loads(request.content)["messages"][-1]["content"]
-    blocks = re.split(r"^Feature (\d+):\n", content, flags=re.M)[1:]
+    blocks = re.split(r"^Feature (\d+):\n", content, flags=re.MULTILINE)[1:]
     lines = [f"{n}: {explain_from_evidence(body)}" for n, body in zip(blocks[::2], blocks[1::2], strict=True)]
     return 200, chat_json("\n".join(lines) or "Explanation: " + explain_from_evidence(content)), None
 
 
 def test_explaining_with_openai_sends_four_features_a_request_and_counts_features(planted, monkeypatch):
-    store, records = planted
+    store, _ = planted
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     api = FakeAPI(default=grouped_answer)
     provider = build_provider("openai:gpt-4o-mini", http_client=api.client())
@@ -96,7 +96,8 @@ def test_a_grouped_request_that_answers_only_some_features_counts_the_rest_as_fa
     assert store.execute("SELECT count(*) FROM failures")[0][0] == 6
 
 
-def test_estimate_and_the_dry_run_price_the_same_grouped_requests(planted, cli, store_path, o200k):
+@pytest.mark.usefixtures("o200k")
+def test_estimate_and_the_dry_run_price_the_same_grouped_requests(planted, cli, store_path):
     store, _ = planted
     plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini"))
     assert (plan.features, plan.calls) == (9, 3)

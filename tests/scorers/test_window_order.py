@@ -39,7 +39,9 @@ def test_stratified_windows_are_the_same_windows_and_every_round_holds_both_kind
     record = planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=4)[0]
     shuffled, _ = windows_for(record, 50, 50, 16, "simulation")
     stratified, _ = windows_for(record, 50, 50, 16, "simulation", order="stratified")
-    key = lambda w: (w.example.kind, tuple(w.example.tokens))  # noqa: E731
+    def key(w):
+        return w.example.kind, tuple(w.example.tokens)
+
     assert sorted(map(key, shuffled)) == sorted(map(key, stratified))
     assert [key(w) for w in stratified] == [key(w) for w in windows_for(
         record, 50, 50, 16, "simulation", order="stratified")[0]]  # seeded: a rerun sends the same rounds
