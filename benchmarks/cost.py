@@ -45,6 +45,7 @@ from featurelens.core.store import Store
 from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.labelers.explain_grouped import per_request as grouped_per_request
+from featurelens.labelers.explain_defaults import default_per_request
 from featurelens.labelers.explainers import TokenActivationsExplainer
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens
@@ -64,7 +65,8 @@ class Setting:
     options: tuple[tuple[str, object], ...]
 
 
-OPENAI = (("line_format", "openai"),)  #: the all-at-once layout before the dense one
+#: the all-at-once layout before the dense one, in the window order before stratified rounds
+OPENAI = (("line_format", "openai"), ("order", "shuffled"))
 
 
 def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
@@ -73,8 +75,16 @@ def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple
 
 
 def _dense(width: float, window: int, round_windows: int = 10, **more: object) -> tuple[tuple[str, object], ...]:
+    more = {"order": "shuffled", **more}  # the rows measured before stratified rounds keep their order
     return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
             ("line_format", "dense"), *more.items())
+
+
+def _api_explain() -> tuple[int, int, int, str]:
+    """What explain/label send an API model by default: the explainer's defaults, grouped."""
+    explainer = TokenActivationsExplainer()
+    return (explainer.window, explainer.n_examples, default_per_request("openai:gpt-4o-mini", explainer),
+            explainer.style)
 
 
 def _default_explain() -> tuple[int, int, int, str]:
@@ -109,9 +119,19 @@ SETTINGS = [
     Setting("dense ci<.2 first20 r10 12", SHORT, _dense(0.2, 12, first_round=20)),
     Setting("dense ci<.2 r10 12 rand8", SHORT, _dense(0.2, 12, random_window=8)),
     Setting("dense ci<.3 r10 16", SHORT, _dense(0.3, 16)),
-    Setting("new defaults", _default_explain(), ()),
-    Setting("new defaults, expl 6x16 4/req", SHORT, ()),
-    Setting("new defaults, expl 10x16 4/req", (16, 10, 4, "compact"), ()),
+    # the defaults of the section before (dense, shuffled, width 0.25), pinned
+    Setting("previous defaults", _default_explain(), _dense(0.25, 16)),
+    Setting("previous defaults, expl 6x16 4/req", SHORT, _dense(0.25, 16)),
+    Setting("previous defaults, expl 10x16 4/req", (16, 10, 4, "compact"), _dense(0.25, 16)),
+    # stratified rounds (order=stratified) and provider-aware explanation grouping
+    Setting("strat ci<.25 r10 16, expl 4/req", _api_explain(), _dense(0.25, 16, order="stratified")),
+    Setting("strat ci<.3 r10 16, expl 4/req", _api_explain(), _dense(0.3, 16, order="stratified")),
+    Setting("strat ci<.3 r10 16, expl 6x16 4/req", SHORT, _dense(0.3, 16, order="stratified")),
+    Setting("new defaults, local (expl 1/req)", _default_explain(), ()),
+    Setting("new defaults, API (expl 4/req)", _api_explain(), ()),
+    # levers left on the explanation side: shorter explainer windows, larger groups
+    Setting("new defaults, API, expl 12-tok windows", (12, 10, 4, "compact"), ()),
+    Setting("new defaults, API, expl 8/req", (16, 10, 8, "compact"), ()),
 ]
 
 
@@ -229,7 +249,11 @@ def main() -> None:
     parser.add_argument("--planted-seeds", type=int, default=20)
     parser.add_argument("--noise", type=float, default=2.0, help="oracle noise (sd on the 0-10 scale)")
     parser.add_argument("--prompt-kinds-only", action="store_true", help="only the cacheable-fraction table")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="only the settings whose label starts with these (the full score always runs)")
     args = parser.parse_args()
+    if args.only:
+        SETTINGS[1:] = [s for s in SETTINGS[1:] if any(s.label.startswith(o) for o in args.only)]
     counter = Counter()
     if not counter.exact:
         sys.exit("o200k is unavailable: put o200k_base.tiktoken in $TIKTOKEN_CACHE_DIR (see ANCHORS.md).")
@@ -370,7 +394,7 @@ def main() -> None:
               f"{'met' if cheapest[4] <= 100 else f'NOT met ({cheapest[4] / 100:.1f}x over)'}; "
               f"today ${verdicts[0][4]:,.0f}, ratio today/cheapest = {verdicts[0][4] / cheapest[4]:.2f}x")
         for v in verdicts:
-            if v[0].label.startswith("new defaults"):
+            if v[0].label.startswith(("new defaults", "previous defaults")):
                 print(f"{v[0].label}: {v[5]:,.0f} o200k input tokens and ${v[4]:,.0f} per million features at "
                       f"gpt-4o-mini batch; target $100: "
                       f"{'met' if v[4] <= 100 else f'NOT met ({v[4] / 100:.2f}x over)'}")

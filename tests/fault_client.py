@@ -26,7 +26,11 @@ def child(command: dict) -> None:
                               retry=RetryPolicy(max_attempts=4, base_s=0.01, cap_s=0.05))
     with Store.open(command["store"]) as store:
         provider = build_provider(command["llm"], base_url=command["url"], timeout=2.0)
-        stats = explain_features(store, ExplainSpec(command["llm"], limit=command.get("limit")),
+        # one request a feature unless told: the kill points are counted in answers (API models
+        # otherwise get four features a request, and a run would end before most of them)
+        options = (("features_per_request", command.get("features_per_request", 1)),)
+        stats = explain_features(store, ExplainSpec(command["llm"], explainer_options=options,
+                                                    limit=command.get("limit")),
                                  provider=provider, settings=settings)
     print("STATS " + json.dumps(stats.as_dict()), flush=True)
 

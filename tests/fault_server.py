@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import os
 import random
 import signal
@@ -58,7 +59,12 @@ class Faults:
         return "ok"
 
 
-def good_answer(digest: str) -> str:
+def good_answer(digest: str, messages: list | None = None) -> str:
+    """One ``Explanation:`` line, or ``N: ...`` per ``Feature N:`` block of a grouped request."""
+    last = str(messages[-1].get("content", "")) if messages else ""
+    numbers = re.findall(r"^Feature (\d+):$", last, flags=re.M)
+    if numbers:
+        return "\n".join(f"{n}: {TOPICS[(int(digest[:4], 16) + int(n)) % len(TOPICS)]}" for n in numbers)
     return f"Explanation: {TOPICS[int(digest[:4], 16) % len(TOPICS)]}"
 
 
@@ -185,7 +191,7 @@ class FaultServer:
             self._write(writer, status, payload, extra)
             await writer.drain()
             return True
-        text = GARBAGE[nth % len(GARBAGE)] if fault == "garbage" else good_answer(digest)
+        text = GARBAGE[nth % len(GARBAGE)] if fault == "garbage" else good_answer(digest, messages)
         n_in = max(1, len(content) // 4)
         if anthropic:
             payload = {"id": f"msg_{digest[:12]}", "type": "message", "role": "assistant",

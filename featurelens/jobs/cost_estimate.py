@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from featurelens.core.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
 from featurelens.core.store import Store
+from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.llm import prompt_cache
 from featurelens.llm.plan import output_bound
 from featurelens.llm.pricing import Price, PriceTable
@@ -68,6 +69,7 @@ class StageEstimate:
     high: Tally = field(default_factory=Tally)  #: every round (the hard maximum)
     output_measured: bool = False
     mode: str | None = None
+    per_request: int = 1  #: features a request (grouped explanation requests)
 
 
 @dataclass
@@ -172,10 +174,27 @@ def _explanations(store: Store, records: list[FeatureRecord]) -> dict[tuple[str,
     return {(d, f): text for d, f, text in rows}
 
 
+def _explain_requests(explainer: Explainer, records: list[FeatureRecord],
+                      per_request: int) -> Iterable[list[LLMRequest]]:
+    """The explainer's requests for ``records``, grouped ``per_request`` features to one as
+    ``explain`` groups them (features with no request are left out of the groups)."""
+    if per_request <= 1:
+        for record in records:
+            yield explainer.requests(record)
+        return
+    explainable = [r for r in records if r.examples and explainer.requests(r)]
+    for start in range(0, len(explainable), per_request):
+        yield [grouped_request(explainer, explainable[start:start + per_request])]
+
+
 def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], explainer: Explainer | None,
                    scorers: Iterable[Scorer], *, features: int | None = None, sample: int = 200,
-                   prices: PriceTable | None = None, counter: Counter | None = None) -> list[LLMEstimate]:
-    """Per provider:model estimates for explaining and scoring the selection (nothing is sent)."""
+                   prices: PriceTable | None = None, counter: Counter | None = None,
+                   features_per_request: int = 1) -> list[LLMEstimate]:
+    """Per provider:model estimates for explaining and scoring the selection (nothing is sent).
+
+    ``features_per_request`` > 1 counts the explainer's requests grouped as ``explain`` sends
+    them (:mod:`featurelens.labelers.explain_grouped`)."""
     prices = prices or PriceTable.load()
     counter = counter or Counter()
     scorers = list(scorers)
@@ -193,10 +212,10 @@ def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], expl
         outputs = _measured_output(store, provider, model)
         stages: list[StageEstimate] = []
         if explainer is not None:
-            stage = StageEstimate("explain")
+            stage = StageEstimate("explain", per_request=features_per_request)
             measured = True
-            for record in records:
-                tally, ok = _tally(explainer.requests(record), counter, provider, model, outputs)
+            for requests in _explain_requests(explainer, records, features_per_request):
+                tally, ok = _tally(requests, counter, provider, model, outputs)
                 stage.low.add(tally)
                 stage.high.add(tally)
                 measured = measured and ok
@@ -275,7 +294,8 @@ def report_lines(estimates: list[LLMEstimate], counter: Counter, *, concurrency:
         n = max(1, est.sampled)
         for stage in est.stages:
             lo, hi = stage.low.scaled(1 / n), stage.high.scaled(1 / n)
-            name = stage.stage + (f" ({stage.mode})" if stage.mode else "")
+            name = stage.stage + (f" ({stage.mode})" if stage.mode else "") + (
+                f" ({stage.per_request} features a request)" if stage.per_request > 1 else "")
             output = _range(lo["output"], hi["output"], "{:,.0f}") + ("" if stage.output_measured else " max")
             share = hi["prefix"] / hi["input"] if hi["input"] else 0.0
             below = minimum is not None and hi["prefix"] and not hi["cached"]
@@ -315,6 +335,7 @@ def as_dict(estimates: list[LLMEstimate], concurrency: int, rpm: float | None,
         out.append({
             "llm": est.llm, "features": est.features, "sampled": est.sampled,
             "stages": [{"stage": s.stage, "mode": s.mode, "output_measured": s.output_measured,
+                        "features_per_request": s.per_request,
                         "per_feature_low": s.low.scaled(1 / n), "per_feature_high": s.high.scaled(1 / n)}
                        for s in est.stages],
             "usd_live": [est.dollars("low", False), est.dollars("high", False)],

@@ -45,9 +45,11 @@ def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
     from featurelens.labelers.explain import explain_jobs, make_explainer
     from featurelens.llm.providers import build_provider
     from featurelens.core.selection import count_features
+    from featurelens.labelers.explain_defaults import resolve_spec
     from featurelens.scorers.score_jobs import build_scorer
 
     explainer = make_explainer(explain_spec)
+    explain_spec = resolve_spec(explain_spec, explainer)  # the config records the resolved default
     for spec in score_specs:
         build_scorer(spec)  # an unknown scorer option is refused now, not a day later
         if spec.llm != explain_spec.llm:
@@ -77,7 +79,7 @@ def finish_label(store: Store, config: dict[str, Any], prices: PriceTable, progr
     total = LabelStats(run_id=run_id)
     total.notes = []
     explained = explain_features(store, ExplainSpec.from_config(config["explain"]), settings=settings,
-                                 prices=prices)
+                                 prices=prices, provider_defaults=False)
     _add(total, explained)
     waiting = 0
     for entry in config["scores"]:

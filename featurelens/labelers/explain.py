@@ -21,6 +21,7 @@ from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.labelers import explain_grouped as grouped
+from featurelens.labelers.explain_defaults import resolve_spec
 from featurelens.llm import providers
 from featurelens.llm.batch_api import Submission, submit_jobs
 from featurelens.llm.batch_clients import batch_client
@@ -173,19 +174,23 @@ def _existing(store: Store, ids: list[str]) -> set[str]:
 def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: LLMProvider | None = None,
                      provider_options: dict[str, Any] | None = None,
                      settings: EngineSettings | None = None,
-                     prices: PriceTable | None = None) -> RunStats:
+                     prices: PriceTable | None = None, provider_defaults: bool = True) -> RunStats:
     """Explain the selected features with ``spec.explainer`` on ``spec.llm``.
 
     Writes ``explanations`` (and ``llm_calls``, ``llm_cache``, ``failures``) as results
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, a client shared with other stages). ``store`` may
-    be an open store or its path.
+    be an open store or its path. ``provider_defaults``: fill in the provider's
+    ``features_per_request`` when the spec does not say (:mod:`.explain_defaults`);
+    finishing a recorded run passes False, so it rebuilds exactly what was submitted.
     """
     if not isinstance(store, Store):
         with using_store(store) as opened:
             return explain_features(opened, spec, provider=provider, provider_options=provider_options,
-                                    settings=settings, prices=prices)
+                                    settings=settings, prices=prices, provider_defaults=provider_defaults)
     explainer = make_explainer(spec)
+    if provider_defaults:
+        spec = resolve_spec(spec, explainer)
     spec = offline_spec(explainer, spec)
     return run_labeling(
         store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
@@ -206,7 +211,7 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
     explainer = make_explainer(spec)
-    spec = offline_spec(explainer, spec)
+    spec = offline_spec(explainer, resolve_spec(spec, explainer))
     provider, model = split_llm_spec(spec.llm)
     sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
@@ -222,6 +227,7 @@ def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[st
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
     explainer = make_explainer(spec)
+    spec = resolve_spec(spec, explainer)
     if effective_llm(explainer, spec.llm) != spec.llm:
         raise FeaturelensError(f"The {spec.explainer} explainer needs no LLM, so there is nothing to "
                                "submit; run featurelens explain without --batch-api.")
@@ -236,4 +242,5 @@ def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[st
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
     """Write an explain run whose batch answers are all cached (``batches collect``)."""
     settings = EngineSettings(cache_only=True, progress=progress)
-    return explain_features(store, ExplainSpec.from_config(config), settings=settings, prices=prices)
+    return explain_features(store, ExplainSpec.from_config(config), settings=settings, prices=prices,
+                            provider_defaults=False)

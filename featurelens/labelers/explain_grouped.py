@@ -85,6 +85,9 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
         rows: dict[str, list[dict[str, Any]]] = {"explanations": [], "failures": []}
         response = responses[0] if responses else None
         lines = split_answer(response.text, len(records)) if response is not None else {}
+        if response is not None and not lines:  # not one usable line: the answer is at fault,
+            raise ParseError(  # so the engine fails every feature and asks again next run
+                f"the answer has no 'N: explanation' line for any of its {len(records)} features")
         for number, (record, eid) in enumerate(zip(records, ids, strict=True), 1):
             try:
                 if response is None:
@@ -96,7 +99,8 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
                     raise ParseError("the explanation is empty")
             except ParseError as error:
                 rows["failures"].append({"run_id": run_id, "stage": "explain", "dictionary_id": record.dictionary_id,
-                                         "feature": record.feature, "reason": f"unusable answer: {error}"[:2000]})
+                                         "feature": record.feature, "method": spec.method,
+                                         "reason": f"unusable answer: {error}"[:2000]})
                 continue
             rows["explanations"].append({
                 "explanation_id": eid, "dictionary_id": record.dictionary_id, "feature": record.feature,
@@ -104,7 +108,9 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
                 "run_id": run_id})
         return rows
 
-    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=False)
+    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=False,
+               method=spec.method, features=len(records),
+               members=tuple((r.dictionary_id, r.feature) for r in records))
 
 
 def group_jobs(jobs: Iterator[tuple[FeatureRecord, str]], explainer: Explainer, spec: Any, k: int,

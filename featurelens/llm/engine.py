@@ -67,6 +67,12 @@ class Job:
     method: str | None = None  #: failures.method: which explainer/scorer, LLM and options
     #: Adaptive jobs: ``follow_up(responses so far) -> next requests`` (``[]``: done).
     follow_up: Callable[[list["LLMResponse | None"]], list[LLMRequest]] | None = None
+    #: Features this job does (several for a grouped explanation request): counted and shown per
+    #: feature, its ``failures`` rows being the features that failed inside it.
+    features: int = 1
+    #: ``(dictionary_id, feature)`` of each of those features: a failure of the whole job is
+    #: recorded, and a success resolves earlier failures, for each of them.
+    members: tuple[tuple[str, int], ...] = ()
 
     @property
     def work(self) -> tuple[str, str | None, int | None, str | None]:
@@ -281,11 +287,14 @@ class Engine:
 
     # -- one job -------------------------------------------------------------------
     def _fail(self, job: Job, reason: str, answer: str | None = None) -> None:
-        self.stats.failed += 1
-        self.writer.add("failures", {"run_id": self.run_id, "stage": job.stage,
-                                     "dictionary_id": job.dictionary_id, "feature": job.feature,
-                                     "method": job.method, "reason": reason[:2000],
-                                     "answer": answer[:ANSWER_CHARS] if answer is not None else None})
+        members = job.members or ((job.dictionary_id, job.feature),)
+        self.stats.failed += len(members)
+        self.stats.jobs += len(members) - 1
+        for dictionary_id, feature in members:
+            self.writer.add("failures", {"run_id": self.run_id, "stage": job.stage,
+                                         "dictionary_id": dictionary_id, "feature": feature,
+                                         "method": job.method, "reason": reason[:2000],
+                                         "answer": answer[:ANSWER_CHARS] if answer is not None else None})
 
     def _unreadable(self, job: Job, keys: list[str], responses: list[LLMResponse | None],
                     reason: str, reject: bool = True) -> None:
@@ -327,12 +336,21 @@ class Engine:
                                  reject=False)
             else:
                 self.stats.succeeded += 1
-                self.writer.succeeded(job.work)
+                if job.features > 1:
+                    failed_inside = {(r["dictionary_id"], r["feature"]) for r in rows.get("failures", ())}
+                    self.stats.jobs += job.features - 1
+                    self.stats.succeeded += job.features - 1 - len(failed_inside)
+                    self.stats.failed += len(failed_inside)
+                    for dictionary_id, feature in job.members:
+                        if (dictionary_id, feature) not in failed_inside:
+                            self.writer.succeeded((job.stage, dictionary_id, feature, job.method))
+                else:
+                    self.writer.succeeded(job.work)
                 for table, table_rows in rows.items():
                     for row in table_rows:
                         self.writer.add(table, row)
         self.writer.job_done()
-        self.bar.update(1)
+        self.bar.update(job.features)
 
     async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]],
                          keys: list[str]) -> list[tuple[LLMResponse | None, str | None]]:

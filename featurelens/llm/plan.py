@@ -117,7 +117,7 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
         keys = [[cache.cache_key(provider, model, r) for r in job.requests] for job in chunk]
         hits = cache.lookup(store, (k for ks in keys for k in ks))
         for job, job_keys in zip(chunk, keys):
-            result.features += 1
+            result.features += job.features
             for request, key in zip(job.requests, job_keys):
                 if key in hits:
                     result.cached_calls += 1

@@ -64,6 +64,8 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     batch API, and wall time for labeling a selection; sends nothing, needs no key."""
     from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
     from featurelens.labelers.explain import ExplainSpec, make_explainer
+    from featurelens.labelers.explain_defaults import resolve_spec
+    from featurelens.labelers.explain_grouped import per_request as per_request_for
     from featurelens.llm.pricing import PriceTable
     from featurelens.core.plugin_host import get_registry
     from featurelens.core.selection import Selection, count_features
@@ -77,8 +79,8 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
             raise FeaturelensError(f"--llm {llm!r} is not provider:model; write e.g. --llm openai:gpt-4o-mini.")
         get_registry().get("llm_provider", llm)  # an unknown provider is one sentence naming the known ones
     table = PriceTable.load(prices)
-    chosen = None if explainer == "none" else make_explainer(
-        ExplainSpec("none:none", explainer, tuple(sorted(parse_options(explainer_options, "--option").items()))))
+    explain_options = tuple(sorted(parse_options(explainer_options, "--option").items()))
+    chosen = None if explainer == "none" else make_explainer(ExplainSpec("none:none", explainer, explain_options))
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
     built = [build_scorer(ScoreSpec("none:none", name, sopts)) for name in scorers if name != "none"]
     counter = Counter()
@@ -88,8 +90,13 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
         if not count_features(store, Selection(where, dictionary_id, limit)):
             raise FeaturelensError("No features match the selection, so there is nothing to estimate; loosen "
                                    "--where/--dictionary, or extract features into this store first.")
-        estimates = estimate_costs(store, Selection(where, dictionary_id, limit), llms, chosen, built,
-                                   features=features, sample=sample, prices=table, counter=counter)
+        estimates = []
+        for llm in llms:  # each LLM with its own explainer defaults, as explain and label resolve them
+            per_request = 1 if chosen is None else per_request_for(
+                resolve_spec(ExplainSpec(llm, explainer, explain_options), chosen).options)
+            estimates += estimate_costs(store, Selection(where, dictionary_id, limit), [llm], chosen, built,
+                                        features=features, sample=sample, prices=table, counter=counter,
+                                        features_per_request=per_request)
     if as_json:
         click.echo(json.dumps({"tokenizer": counter.name,
                                "estimates": as_dict(estimates, concurrency, rpm, tpm)}, indent=2))

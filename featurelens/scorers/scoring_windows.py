@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from featurelens.core.protocols import Example, FeatureRecord
 from featurelens.llm.window_text import crop
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_scorer
+from featurelens.scorers.window_order import by_quantile, interleave
 
 
 @dataclass
@@ -32,16 +33,25 @@ def feature_rng(record: FeatureRecord, salt: str) -> random.Random:
 
 
 def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width: int,
-                 salt: str, random_width: int | None = None) -> tuple[list[Window], bool]:
+                 salt: str, random_width: int | None = None,
+                 order: str = "shuffled") -> tuple[list[Window], bool]:
     """Shuffled, cropped test windows, and whether they were held out from the explainer.
 
-    ``random_width`` crops the random windows (mostly silent) to fewer tokens than ``width``.
+    ``random_width`` crops the random windows (mostly silent) to fewer tokens than ``width``;
+    ``order="stratified"`` deals them out so every prefix looks like the whole set
+    (:mod:`featurelens.scorers.window_order`).
     """
     test = for_scorer(record, n_activating, n_random)
-    windows = [Window(crop(e, width), True) for e in test.activating]
-    windows += [Window(crop(e, random_width or width), e.max_activation > 0) for e in test.random]
-    windows = [w for w in windows if w.example.tokens]
-    feature_rng(record, salt).shuffle(windows)
+    activating = [w for w in (Window(crop(e, width), True) for e in test.activating) if w.example.tokens]
+    randoms = [w for w in (Window(crop(e, random_width or width), e.max_activation > 0) for e in test.random)
+               if w.example.tokens]
+    rng = feature_rng(record, salt)
+    if order == "stratified":
+        activating = by_quantile(activating, [w.example.quantile for w in activating], rng)
+        rng.shuffle(randoms)
+        return interleave(activating, randoms), test.held_out
+    windows = activating + randoms
+    rng.shuffle(windows)
     return windows, test.held_out
 
 

@@ -45,9 +45,10 @@ class NoisyOracle:
     capabilities = frozenset({"prompt_logprobs"})
 
     def __init__(self, records: Iterable[FeatureRecord], explanations: dict[str, Planted],
-                 noise: float = 2.0, model: str = "noisy"):
+                 noise: float = 2.0, model: str = "noisy", salt: str = ""):
         self.model = model
         self.noise = float(noise)
+        self.salt = salt  #: another salt is another, independent noise draw for the same prompts
         self.explanations = dict(explanations)
         #: (feature key, first two tokens) -> [(tokens, values, start)]: windows are found by
         #: their opening tokens, then checked whole (a test window is a cropped example)
@@ -111,7 +112,7 @@ class NoisyOracle:
         truth = (self._truth((planted.dictionary_id, planted.feature), tokens) if planted
                  else [0.0] * len(tokens))
         quality = planted.quality if planted else 0.0
-        seed = hashlib.sha256(("\0".join([explanation, *tokens])).encode()).digest()
+        seed = hashlib.sha256(("\0".join([explanation, *tokens]) + self.salt).encode()).digest()
         rng = random.Random(int.from_bytes(seed[:8], "big"))
         out: list[dict[str, float]] = []
         for value in truth:

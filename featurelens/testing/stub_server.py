@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import re
 import json
 import sys
 import time
@@ -41,10 +42,22 @@ def answer_for(content: str) -> str:
     return f"Explanation: {TOPICS[int.from_bytes(digest, 'big') % len(TOPICS)]}"
 
 
+def _answer_chat(messages: list) -> str:
+    """One ``Explanation:`` line, or one ``N: ...`` line per ``Feature N:`` block of a grouped
+    explanation request (API models get several features a request by default)."""
+    content = "".join(str(m.get("content", "")) for m in messages)
+    last = str(messages[-1].get("content", "")) if messages else ""
+    blocks = re.split(r"^Feature (\d+):\n", last, flags=re.M)[1:]
+    if not blocks:
+        return answer_for(content)
+    return "\n".join(f"{n}: {answer_for(body).removeprefix('Explanation: ')}"
+                     for n, body in zip(blocks[::2], blocks[1::2]))
+
+
 def _chat(body: dict, seq: int) -> dict:
     messages = body.get("messages") or []
     content = "".join(str(m.get("content", "")) for m in messages)
-    text = answer_for(content)
+    text = _answer_chat(messages)
     prompt_tokens = max(1, len(content) // 4)
     return {"id": f"chatcmpl-{seq}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "stub"),

@@ -117,6 +117,7 @@ def test_adaptive_scorers_report_a_range_and_measured_outputs_replace_the_bound(
         for i in range(4)]))
     planted_store.close()
     result = cli("estimate", "--store", str(store_path), "--llm", "openai:gpt-4o-mini",
+                 "--option", "features_per_request=1",  # one call a feature: the measured 12 a call
                  "-s", "adaptive=true", "-s", "round_windows=20", "--concurrency", "8")
     assert result.exit_code == 0, result.output
     explain_line = next(line for line in result.output.splitlines() if line.strip().startswith("explain "))

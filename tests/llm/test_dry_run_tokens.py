@@ -48,7 +48,8 @@ def test_openai_count_is_o200k_plus_chat_framing_and_four_characters_was_far_off
     explainer = create("explainer", "token-activations", style="table")
     requests = [r for page in stream_records(store, Selection()) for rec in page for r in explainer.requests(rec)]
     expected = sum(sum(len(o200k.encode_ordinary(m["content"])) + 3 for m in r.messages) + 3 for r in requests)
-    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini", explainer_options=(("style", "table"),)))
+    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini", explainer_options=(
+        ("features_per_request", 1), ("style", "table"))))  # one request a feature, as counted above
     assert plan.input_tokens == expected
     assert "tiktoken o200k_base" in "\n".join(plan.lines())
     characters = sum(len(m["content"]) // 4 + 4 for r in requests for m in r.messages)
@@ -92,9 +93,11 @@ def test_a_large_selection_is_planned_on_a_sample_within_ten_percent(store, o200
 
 def test_dry_run_prints_expected_wall_time_from_concurrency_and_rate_limits(store, o200k):
     fill(store, 30, n_sequences=64)
-    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini"), settings=EngineSettings(concurrency=3))
+    single = (("features_per_request", 1),)  # one call a feature (API models group 4 by default)
+    plan = plan_explain(store, ExplainSpec("openai:gpt-4o-mini", explainer_options=single),
+                        settings=EngineSettings(concurrency=3))
     assert plan.wall_seconds() == pytest.approx(30 * 2.0 / 3)
-    limited = plan_explain(store, ExplainSpec("openai:gpt-4o-mini"),
+    limited = plan_explain(store, ExplainSpec("openai:gpt-4o-mini", explainer_options=single),
                            settings=EngineSettings(concurrency=30, rpm=60))
     assert limited.wall_seconds() == pytest.approx(30.0)
     assert any(x.startswith("expected wall time:  30 s at concurrency 30, rpm 60") for x in limited.lines())

@@ -30,7 +30,9 @@ def server():
 
 
 def explain(cli, store_path, url, *extra):
-    return cli("explain", "--llm", "openai:fault", "--provider-option", f"base_url={url}",
+    # one request a feature: these tests count calls and attempts per feature
+    return cli("explain", "--llm", "openai:fault", "--option", "features_per_request=1",
+               "--provider-option", f"base_url={url}",
                "--provider-option", "timeout=5", "--concurrency", "4", "--no-progress",
                "--store", store_path, *extra)
 

@@ -29,7 +29,7 @@ def test_dry_run_prints_calls_tokens_and_cost_and_sends_nothing(cli, filled, mon
                  "--limit", "12", "--dry-run", "--store", filled)
     assert result.exit_code == 0, result.output
     assert "features to label:   12 (0 already done)" in result.output
-    assert "LLM calls:           12" in result.output
+    assert "LLM calls:           3 " in result.output  # an API model gets 4 features a request
     assert "estimated cost:      $" in result.output
     with featurelens.open_store(filled) as store:
         assert store.execute("SELECT count(*) FROM llm_calls")[0][0] == 0
@@ -81,6 +81,7 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(store_path, tmp_path):
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "",
            "FEATURELENS_LOAD_PLUGINS": ""}
     command = [sys.executable, "-m", "featurelens.cli", "explain", "--llm", "openai:stub",
+               "--option", "features_per_request=1",  # 200 requests, so "SERVED 100" is half-way
                "--concurrency", "4", "--no-progress", "--store", str(store_path)]
     try:
         victim = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,

@@ -47,7 +47,8 @@ def test_label_on_ray_workers_writes_the_in_process_rows_once(ray_cluster, cli, 
     shutil.copy(expected, alone)
     shutil.copy(expected, sharded)
     common = ("label", "--llm", "openai:gpt-4o-mini", "--scorer", "detection", "--limit", "3", "--no-progress",
-              "--no-batch-api", "--provider-option", f"base_url={url}", "--rpm", "6000")
+              "--no-batch-api", "--option", "features_per_request=1",  # the server answers one label a request
+              "--provider-option", f"base_url={url}", "--rpm", "6000")
     first = cli(*common, "--store", alone)
     assert first.exit_code in (0, 3), first.output
     in_process = len(seen)

@@ -151,6 +151,7 @@ def test_api_provider_on_workers_with_a_shared_limit_writes_once(ray_cluster, cl
     shutil.copy(expected, alone)
     shutil.copy(expected, sharded)
     common = ("explain", "--llm", "openai:gpt-4o-mini", "--limit", "4", "--no-progress", "--no-batch-api",
+              "--option", "features_per_request=1",  # four requests, one a feature
               "--provider-option", f"base_url={url}", "--rpm", "600")
     assert cli(*common, "--store", alone).exit_code == 0
     in_process = len(seen)

@@ -24,6 +24,8 @@ class ExplainerBase:
     """Options every built-in explainer shares, and the request/parse scaffolding."""
 
     name = "explainer"
+    #: one chat request per feature: API models get several features a request by default
+    groups_features = True
     system_text = ""
     few_shot_user = ""
     few_shot_answer = ""

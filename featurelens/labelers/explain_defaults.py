@@ -1,0 +1,61 @@
+"""Explainer defaults that depend on who answers: several features a request for API models.
+
+Every explanation request repeats the explainer's instructions and few-shot turns (the
+compact prompt's ~180 tokens), a third of what explaining a feature costs. Hosted
+models read four features in one request without trouble, and that pays the prefix
+once for four (:mod:`featurelens.labelers.explain_grouped`); a 135M local model
+cannot keep four features apart, so ``local:`` and every other provider keep one
+feature a request. The default applies only where grouping fits: an explainer that
+sends one chat request per feature (the built-in ones, ``groups_features = True``),
+without ``reasoning`` (its answer is several lines), and when four answers fit the
+output a request may ask for.
+
+``explain``, ``label``, ``run`` and ``estimate`` resolve the same default here, so an
+estimate prices the requests a run sends. An explicit ``features_per_request`` always
+wins; the resolved value is written into the spec's options, so it is recorded with
+every explanation and a rerun finds the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from featurelens.core.protocols import Explainer
+from featurelens.labelers import explain_grouped as grouped
+from featurelens.llm.offline import needs_llm
+from featurelens.registry.components import split_llm_spec
+
+#: Providers whose models get grouped explanation requests by default, and how many a request.
+GROUPED_PROVIDERS = {"openai": 4, "anthropic": 4}
+
+
+def default_per_request(llm: str, explainer: Explainer) -> int:
+    """Features per explanation request when the user did not say: 4 for API models, else 1."""
+    provider, _ = split_llm_spec(llm)
+    k = GROUPED_PROVIDERS.get(provider or "", 1)
+    if k == 1 or not needs_llm(explainer) or not getattr(explainer, "groups_features", False):
+        return 1
+    if getattr(explainer, "reasoning", False):
+        return 1
+    max_tokens = int(getattr(explainer, "max_tokens", 0) or 0)
+    if max_tokens and k * max_tokens > grouped.MAX_OUTPUT_TOKENS:
+        return max(1, grouped.MAX_OUTPUT_TOKENS // max_tokens)
+    return k
+
+
+def with_provider_defaults(options: dict[str, Any], llm: str, explainer: Explainer) -> dict[str, Any]:
+    """``options`` with ``features_per_request`` filled in for ``llm`` when absent (1 is left out,
+    so one-feature requests keep the options, and the explanation ids, they always had)."""
+    if grouped.OPTION in options:
+        return options
+    k = default_per_request(llm, explainer)
+    return {**options, grouped.OPTION: k} if k > 1 else options
+
+
+def resolve_spec(spec: Any, explainer: Explainer) -> Any:
+    """An ``ExplainSpec`` with the provider's default filled in (the same spec when nothing changes)."""
+    options = with_provider_defaults(spec.options, spec.llm, explainer)
+    if options is spec.options or options == spec.options:
+        return spec
+    return replace(spec, explainer_options=tuple(sorted(options.items())))
