@@ -26,7 +26,7 @@ def test_the_dry_run_output_bound_covers_the_tokens_the_requests_ask_for(cli, st
     try:
         common = ["--llm", "openai:gpt-4o-mini", "--provider-option", f"base_url={server.openai_url}",
                   "--no-progress", "--store", store_path]
-        assert cli("explain", *common).exit_code == 0
+        assert cli("explain", "--option", "features_per_request=1", *common).exit_code == 0
         dry = cli("score", "--scorer", "simulation", "--option", "adaptive=false", "--dry-run", *common)
         bodies.clear()
         cli("score", "--scorer", "simulation", "--option", "adaptive=false", *common)

@@ -50,7 +50,7 @@ def test_an_echoed_key_reaches_neither_the_store_nor_the_output(cli, store_path,
     server = HostileServer(lambda n, path, headers, request: BODIES[body](path)).start()
     try:
         url = server.openai_url if provider == "openai" else server.anthropic_url
-        result = cli("explain", "--llm", f"{provider}:hostile", "--provider-option", f"base_url={url}",
+        result = cli("explain", "--option", "features_per_request=1", "--llm", f"{provider}:hostile", "--provider-option", f"base_url={url}",
                      "--max-attempts", "2", "--no-progress", "--store", store_path)
     finally:
         server.stop()

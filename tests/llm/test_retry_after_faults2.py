@@ -65,7 +65,7 @@ def test_explain_finishes_against_a_server_sending_absurd_retry_after(tmp_path):
     started = time.monotonic()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "featurelens", "explain", "--llm", "openai:hostile", "--provider-option",
+            [sys.executable, "-m", "featurelens", "explain", "--option", "features_per_request=1", "--llm", "openai:hostile", "--provider-option",
              f"base_url={server.openai_url}", "--concurrency", "1", "--no-progress", "--store", str(store_path)],
             capture_output=True, text=True, env=env, timeout=90)
     finally:

@@ -74,7 +74,7 @@ def test_a_trickled_body_times_out_after_the_timeout_option(cli, store_path, mon
     url = f"http://127.0.0.1:{server.port}" + ("/v1" if provider == "openai" else "")
     started = time.monotonic()
     try:
-        result = cli("explain", "--llm", f"{provider}:trickle", "--provider-option", f"base_url={url}",
+        result = cli("explain", "--option", "features_per_request=1", "--llm", f"{provider}:trickle", "--provider-option", f"base_url={url}",
                      "--provider-option", "timeout=1.5", "--max-attempts", "2", "--no-progress",
                      "--store", store_path)
     finally:

@@ -45,7 +45,7 @@ def test_a_broken_body_is_a_failed_call_on_record(cli, store_path, monkeypatch, 
     server = HostileServer(lambda n, path, headers, request: BODIES[body](path)).start()
     try:
         url = server.openai_url if provider == "openai" else server.anthropic_url
-        result = cli("explain", "--llm", f"{provider}:hostile", "--provider-option", f"base_url={url}",
+        result = cli("explain", "--option", "features_per_request=1", "--llm", f"{provider}:hostile", "--provider-option", f"base_url={url}",
                      "--provider-option", "timeout=5", "--max-attempts", "2", "--concurrency", "1",
                      "--no-progress", "--store", store_path)
     finally:

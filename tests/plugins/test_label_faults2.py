@@ -40,7 +40,7 @@ def test_label_records_every_answer_the_server_sent_in_both_stages(cli, store_pa
     with featurelens.open_store(store_path) as store:
         fill(store, 12, n_sequences=64, examples_per_feature=10)
     url = server.openai_url if provider == "openai" else server.anthropic_url
-    result = cli("label", "--llm", f"{provider}:counted", "--scorer", "detection", "--provider-option",
+    result = cli("label", "--option", "features_per_request=1", "--llm", f"{provider}:counted", "--scorer", "detection", "--provider-option",
                  f"base_url={url}", "--provider-option", "timeout=5", "--concurrency", "8",
                  "--no-progress", "--store", store_path)
     with featurelens.open_store(store_path, read_only=True) as store:
@@ -56,7 +56,7 @@ def test_label_records_every_answer_the_server_sent_in_both_stages(cli, store_pa
 
 
 def _label(cli, store_path, url, *extra):
-    return cli("label", "--llm", "openai:counted", "--scorer", "detection", "--provider-option",
+    return cli("label", "--option", "features_per_request=1", "--llm", "openai:counted", "--scorer", "detection", "--provider-option",
                f"base_url={url}", "--provider-option", "timeout=5", "--max-attempts", "1",
                "--concurrency", "4", "--no-progress", "--store", store_path, *extra)
 
