@@ -94,10 +94,20 @@ def drop(store: Store, placeholder: str) -> None:
         store.execute("DELETE FROM batches WHERE batch_id = ? AND status = ?", [placeholder, SUBMITTING])
 
 
+def not_created(error: BaseException) -> BaseException:
+    """Mark ``error`` as raised before any create call left (a batch client's own step,
+    such as OpenAI's file upload), so the submission is dropped at once."""
+    setattr(error, "featurelens_batch_not_created", True)
+    return error
+
+
 def surely_not_created(error: BaseException) -> bool:
-    """Whether a failed create call certainly made no batch: the provider answered with a
-    4xx refusal. Without an answer (a dropped connection, a timeout, a kill) or with a 5xx,
-    the batch may exist, so the row stays for reconciliation to decide."""
+    """Whether a failed submission certainly made no batch: it failed before the create
+    call, or the provider answered the create with a 4xx refusal. Without an answer (a
+    dropped connection, a timeout, a kill) or with a 5xx the batch may exist, so the row
+    stays for reconciliation to decide."""
+    if getattr(error, "featurelens_batch_not_created", False):
+        return True
     status = http_status(error)
     return status is not None and 400 <= status < 500
 

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse
 from featurelens.llm.batch_clients import BatchState, Limits
-from featurelens.llm.batch_intent import METADATA_KEY
+from featurelens.llm.batch_intent import METADATA_KEY, not_created
 from featurelens.llm.batch_results import read_jsonl
 
 
@@ -43,8 +43,11 @@ class OpenAIBatches:
             for line in lines:
                 handle.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
             handle.seek(0)
-            uploaded = await self.client.files.create(file=(f"{label or 'featurelens-batch'}.jsonl", handle),
-                                                      purpose="batch")
+            try:
+                uploaded = await self.client.files.create(
+                    file=(f"{label or 'featurelens-batch'}.jsonl", handle), purpose="batch")
+            except Exception as error:
+                raise not_created(error)  # no batch can exist without its input file
         extra = {"metadata": {METADATA_KEY: label}} if label else {}
         batch = await self.client.batches.create(input_file_id=uploaded.id, endpoint=endpoint,
                                                  completion_window="24h", **extra)
