@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
@@ -148,13 +149,13 @@ def settle(store: Store, pending: list[Intent], found: dict[str, list[str]]) -> 
     """Adopt or drop every submission whose fate is clear; one sentence refusing the
     first ambiguous one (after the clear ones are settled). Returns what was done."""
     lines: list[str] = []
-    taken: set[str] = set()
+    # a batch that could be either of two submissions of the same size settles neither
+    claims = Counter(c for ids in found.values() for c in ids)
     ambiguous: list[tuple[Intent, list[str]]] = []
     for intent in pending:
-        candidates = [c for c in found.get(intent.placeholder, []) if c not in taken]
-        if len(candidates) == 1:
+        candidates = found.get(intent.placeholder, [])
+        if len(candidates) == 1 and claims[candidates[0]] == 1:
             confirm(store, intent.placeholder, candidates[0])
-            taken.add(candidates[0])
             lines.append(f"batch submission {intent.placeholder} had reached {intent.spec} as batch "
                          f"{candidates[0]}; recorded it (nothing sent again).")
         elif not candidates:
@@ -165,10 +166,13 @@ def settle(store: Store, pending: list[Intent], found: dict[str, list[str]]) -> 
             ambiguous.append((intent, candidates))
     if ambiguous:
         intent, candidates = ambiguous[0]
+        which = (f"may be any of the provider's batches {', '.join(candidates)}" if len(candidates) > 1
+                 else f"may be the provider's batch {candidates[0]}, which another pending submission "
+                      "of the same size may be too")
         raise FeaturelensError(
             f"Batch submission {intent.placeholder} ({intent.request_count:,} requests to {intent.spec}, "
-            f"recorded {intent.created_at:%Y-%m-%d %H:%M:%S} UTC) may be any of the provider's batches "
-            f"{', '.join(candidates)}, so nothing was sent again: check them in the provider's console, "
+            f"recorded {intent.created_at:%Y-%m-%d %H:%M:%S} UTC) {which}, so nothing was sent again: "
+            "check them in the provider's console, "
             f"then run `featurelens batches adopt {intent.placeholder} BATCH_ID` for the one it is, or "
             f"`featurelens batches forget {intent.placeholder}` if it is none of them.")
     return lines

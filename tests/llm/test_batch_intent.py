@@ -178,3 +178,22 @@ def test_provider_down_during_reconcile_keeps_the_row_and_sends_nothing(cli, ser
     result = explain(cli, filled, LLMS[kind])
     assert result.exit_code == 0 and "submitted 0 requests" in result.output, result.output
     assert server.creates == 1
+
+
+def test_one_batch_that_two_pending_submissions_could_be_settles_neither(cli, server, filled):
+    from featurelens.llm import batch_intent
+    from featurelens.llm.providers import build_provider
+
+    provider = build_provider(LLMS["anthropic"])
+    with featurelens.open_store(filled) as store:
+        first, second = (batch_intent.record_intent(store, provider, purpose="explain", run_id="r",
+                                                    request_count=N, requests={f"k{i}": ["d1", i, "explain"]})
+                         for i in range(2))
+    only = server.add_anthropic(N)
+    output = _one_sentence(cli("batches", "status", "--store", filled))
+    assert first in output and only in output and "another pending submission of the same size" in output
+    assert sorted(r[1] for r in rows(filled)) == ["submitting", "submitting"]
+    assert cli("batches", "forget", second, "--store", filled).exit_code == 0
+    result = cli("batches", "status", "--store", filled)
+    assert result.exit_code == 0, result.output
+    assert rows(filled) == [(only, "ended", N)]
