@@ -23,7 +23,7 @@ import polars as pl
 from featurelens.core.protocols import LLMProvider, batched
 from featurelens.core.store import Store
 from featurelens.core.redaction import configured_secrets
-from featurelens.llm import cache
+from featurelens.llm import batch_intent, cache
 from featurelens.llm.answer_secrets import scrub
 from featurelens.llm.batch_clients import batch_client
 from featurelens.llm.batch_errors import batch_failure
@@ -49,9 +49,10 @@ class Submission:
     cached: int = 0
     already_submitted: int = 0
     features: int = 0
+    notes: list[str] = field(default_factory=list)  #: what reconciling earlier submissions did
 
     def lines(self) -> list[str]:
-        out = [f"submitted {self.requests:,} requests for {self.features:,} features in "
+        out = list(self.notes) + [f"submitted {self.requests:,} requests for {self.features:,} features in "
                f"{len(self.batch_ids)} batch(es) (run {self.run_id}); {self.cached:,} were "
                f"cached and {self.already_submitted:,} already waiting in earlier batches."]
         out += [f"  batch {b}" for b in self.batch_ids]
@@ -73,7 +74,7 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
     client = batch_client(provider)
     limits = client.limits
     result = Submission(run_id)
-    waiting = _waiting_keys(store, provider)
+    waiting: set[str] = set()
     part: list[dict[str, Any]] = []
     meta: dict[str, list[Any]] = {}
     size = 0
@@ -82,19 +83,25 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
         nonlocal part, meta, size
         if not part:
             return
-        batch_id = await client.submit(part)
-        with store.transaction():
-            store.insert("batches", pl.DataFrame([{
-                "batch_id": batch_id, "provider": provider.name, "model": provider.model,
-                "purpose": purpose, "status": "submitted", "request_count": len(part),
-                "requests": json.dumps(meta), "run_id": run_id}]))
+        # recorded before the provider is asked, so a crash in between never pays twice
+        placeholder = batch_intent.record_intent(store, provider, purpose=purpose, run_id=run_id,
+                                                 request_count=len(part), requests=meta)
+        try:
+            batch_id = await client.submit(part, placeholder)
+        except Exception as error:
+            if batch_intent.surely_not_created(error):
+                batch_intent.drop(store, placeholder)
+            raise
+        batch_intent.confirm(store, placeholder, batch_id)
         result.batch_ids.append(batch_id)
         result.requests += len(part)
         part, meta, size = [], {}, 0
 
     async def main() -> None:
-        nonlocal size
+        nonlocal size, waiting
         try:
+            result.notes = await batch_intent.reconcile_with(store, provider)
+            waiting = _waiting_keys(store, provider)
             for chunk in batched(jobs, 256):
                 keys = [[cache.cache_key(provider.name, provider.model, r) for r in job.requests]
                         for job in chunk]
@@ -144,10 +151,12 @@ def _providers(store: Store, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str
 
 
 def refresh_status(store: Store) -> dict[str, Any]:
-    """Ask the providers about every open batch and store what they say."""
+    """Settle interrupted submissions, then ask the providers about every open batch and
+    store what they say."""
+    batch_intent.reconcile(store)
     rows = store.execute(
-        f"SELECT batch_id, provider, model FROM batches WHERE status NOT IN ({','.join('?' * len(CLOSED))})",
-        list(CLOSED))
+        f"SELECT batch_id, provider, model FROM batches WHERE status NOT IN ({','.join('?' * len(CLOSED))}) "
+        "AND status <> ?", [*CLOSED, batch_intent.SUBMITTING])
     if not rows:
         return {}
     providers = _providers(store, rows)
@@ -233,8 +242,8 @@ def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTab
     """Download finished batches and finish the runs that were waiting on them with
     ``finishers[run kind]``."""
     prices = prices or PriceTable.load()
+    lines: list[str] = batch_intent.reconcile(store)
     states = refresh_status(store)
-    lines: list[str] = []
     open_rows = store.execute(
         "SELECT batch_id, provider, model, CAST(requests AS VARCHAR), run_id FROM batches "
         f"WHERE status NOT IN ({','.join('?' * len(CLOSED))})", list(CLOSED))

@@ -9,6 +9,10 @@ OpenAI: requests are written as JSONL to a temporary file, uploaded (purpose
 an error file). Anthropic: Message Batches take the requests in the create call and
 stream results back as JSONL. Both identify requests by ``custom_id``, which here is
 the request's cache key, so results land straight in the response cache.
+
+A client offers ``line(custom_id, request)``, ``submit(lines, label)``, ``state(id)``,
+``results(id)`` and ``find(label, since, request_count)``: the last finds again a batch
+whose create call may have succeeded unseen (:mod:`featurelens.llm.batch_intent`).
 """
 
 from __future__ import annotations

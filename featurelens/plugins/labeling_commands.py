@@ -27,6 +27,10 @@ featurelens_api = 1
 @featurelens.hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(explain_command)
+    from featurelens.plugins.batch_intent_commands import adopt_command, forget_command
+
+    batches_group.add_command(adopt_command)
+    batches_group.add_command(forget_command)
     cli.add_command(batches_group)
 
 

@@ -26,9 +26,23 @@ class AnthropicBatches:
             raise ValueError("Anthropic models return no log-probabilities")
         return {"custom_id": custom_id, "params": message_params(self.provider.model, request)}
 
-    async def submit(self, lines: list[dict[str, Any]]) -> str:
+    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+        """Create a batch of ``lines``; Message Batches keep no metadata, so ``label`` (the
+        store's placeholder) cannot travel and :meth:`find` matches by time and size."""
         batch = await self.client.messages.batches.create(requests=lines)
         return batch.id
+
+    async def find(self, label: str, since: float, request_count: int) -> list[str]:
+        """Batches created at or after ``since`` (epoch seconds) holding ``request_count``
+        requests, paging newest first."""
+        found = []
+        async for batch in self.client.messages.batches.list(limit=100):
+            if batch.created_at.timestamp() < since:
+                break
+            c = batch.request_counts
+            if c.processing + c.succeeded + c.errored + c.canceled + c.expired == request_count:
+                found.append(batch.id)
+        return found
 
     async def state(self, batch_id: str) -> BatchState:
         batch = await self.client.messages.batches.retrieve(batch_id)

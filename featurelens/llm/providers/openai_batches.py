@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 
 from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse
 from featurelens.llm.batch_clients import BatchState, Limits
+from featurelens.llm.batch_intent import METADATA_KEY, not_created
 from featurelens.llm.batch_results import read_jsonl
 
 
@@ -34,17 +35,34 @@ class OpenAIBatches:
                 "body": chat_body(self.provider.model, request,
                                   getattr(self.provider, "prefix_cache_key", False))}
 
-    async def submit(self, lines: list[dict[str, Any]]) -> str:
+    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+        """Upload ``lines`` and create a batch over them; ``label`` (the store's placeholder
+        for this submission) names the file and rides in the batch's metadata."""
         endpoint = lines[0]["url"]
         with tempfile.TemporaryFile("w+b") as handle:
             for line in lines:
                 handle.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
             handle.seek(0)
-            uploaded = await self.client.files.create(file=("featurelens-batch.jsonl", handle),
-                                                      purpose="batch")
+            try:
+                uploaded = await self.client.files.create(
+                    file=(f"{label or 'featurelens-batch'}.jsonl", handle), purpose="batch")
+            except Exception as error:
+                raise not_created(error)  # no batch can exist without its input file
+        extra = {"metadata": {METADATA_KEY: label}} if label else {}
         batch = await self.client.batches.create(input_file_id=uploaded.id, endpoint=endpoint,
-                                                 completion_window="24h")
+                                                 completion_window="24h", **extra)
         return batch.id
+
+    async def find(self, label: str, since: float, request_count: int) -> list[str]:
+        """Batches whose metadata carries ``label``, paging newest first until batches
+        created before ``since`` (epoch seconds)."""
+        found = []
+        async for batch in self.client.batches.list(limit=100):
+            if batch.created_at < since:
+                break
+            if (batch.metadata or {}).get(METADATA_KEY) == label:
+                found.append(batch.id)
+        return found
 
     async def state(self, batch_id: str) -> BatchState:
         batch = await self.client.batches.retrieve(batch_id)
