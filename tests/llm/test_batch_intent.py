@@ -40,7 +40,7 @@ def killed_submit(server: BatchServer, store_path: Path, llm: str, at: str) -> N
     """Run ``explain --batch-api`` as a subprocess that the server kills at ``at``."""
     server.kill_at = at
     env = {**os.environ, **server.env(), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "featurelens", "explain", "--llm", llm, "--batch-api",
+    proc = subprocess.Popen([sys.executable, "-m", "featurelens", "explain", "--option", "features_per_request=1", "--llm", llm, "--batch-api",
                              "--store", str(store_path)], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     server.pid = proc.pid
@@ -55,7 +55,7 @@ def rows(store_path: Path) -> list[tuple]:
 
 
 def explain(cli, store_path: Path, llm: str):
-    return cli("explain", "--llm", llm, "--batch-api", "--store", store_path)
+    return cli("explain", "--option", "features_per_request=1", "--llm", llm, "--batch-api", "--store", store_path)
 
 
 def assert_collected_once(cli, store_path: Path, batch_id: str) -> None:
@@ -121,7 +121,7 @@ def test_ambiguous_anthropic_candidates_are_refused_then_adopted_or_forgotten(cl
     other = server.add_anthropic(N)  # someone else's batch of the same size, created meanwhile
     [(placeholder, _, _)] = rows(filled)
 
-    for command in (["explain", "--llm", LLMS["anthropic"], "--batch-api"], ["batches", "collect"],
+    for command in (["explain", "--option", "features_per_request=1", "--llm", LLMS["anthropic"], "--batch-api"], ["batches", "collect"],
                     ["batches", "status"]):
         output = _one_sentence(cli(*command, "--store", filled))
         assert placeholder in output and ours in output and other in output, output
@@ -168,7 +168,7 @@ def test_provider_down_during_reconcile_keeps_the_row_and_sends_nothing(cli, ser
     killed_submit(server, filled, LLMS[kind], "create")
     [(placeholder, _, _)] = rows(filled)
     server.down = True
-    for command in (["explain", "--llm", LLMS[kind], "--batch-api"], ["batches", "status"],
+    for command in (["explain", "--option", "features_per_request=1", "--llm", LLMS[kind], "--batch-api"], ["batches", "status"],
                     ["batches", "collect"]):
         output = _one_sentence(cli(*command, "--store", filled))
         assert f"whether batch submission {placeholder} ({N} requests) reached it" in output, output
