@@ -47,7 +47,7 @@ def test_explain_writes_while_serve_reads_and_pages_show_progress(store_path: Pa
         did = store.execute("SELECT min(dictionary_id) FROM features")[0][0]
     stub, base_url = _start_stub(0.1)
     env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "", "FEATURELENS_LOAD_PLUGINS": ""}
-    command = [sys.executable, "-m", "featurelens.cli", "explain", "--llm", "openai:stub",
+    command = [sys.executable, "-m", "featurelens.cli", "explain", "--llm", "openai:stub", "--option", "features_per_request=1",
                "--concurrency", "2", "--no-progress", "--store", str(store_path)]
     pages: list[tuple[int, str]] = []
     try:
