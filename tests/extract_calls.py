@@ -33,3 +33,16 @@ def ray_extract_with(**options: Any) -> ExtractResult:
     options.setdefault("split", "all")
     spec, rest = split_options(options)
     return extraction.extract_on_ray(spec, **rest)
+
+
+def tiny_identity_store(model_dir: Any, folder: Any, hook: str = "blocks.0.hook_resid_post") -> tuple[Any, str]:
+    """A store extracted from the tiny model with the identity dictionary over SAMPLE_TEXT:
+    the small real store the steering and serve tests share. Returns (path, dictionary id)."""
+    from featurelens.testing import SAMPLE_TEXT
+
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(SAMPLE_TEXT * 4))
+    result = extract_with(model=str(model_dir), hookpoint=hook, dictionary="identity", corpus=str(corpus),
+                          tokens=128, context=16, batch_size=4, top_k=3, store=folder / "s.duckdb",
+                          device="cpu", progress=False)
+    return folder / "s.duckdb", result.dictionary_id

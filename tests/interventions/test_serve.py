@@ -11,22 +11,15 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from featurelens.testing import SAMPLE_TEXT
 
 HOOK = "blocks.0.hook_resid_post"
 
 
 @pytest.fixture(scope="module")
 def store(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    from extract_calls import extract_with
+    from extract_calls import tiny_identity_store
 
-    folder = tmp_path_factory.mktemp("serve-steer")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(SAMPLE_TEXT * 4))
-    result = extract_with(model=str(tiny_model_dir), hookpoint=HOOK, dictionary="identity", corpus=str(corpus),
-                     tokens=128, context=16, batch_size=4, top_k=3, store=folder / "s.duckdb",
-                     device="cpu", progress=False)
-    return folder / "s.duckdb", result.dictionary_id
+    return tiny_identity_store(tiny_model_dir, tmp_path_factory.mktemp("serve-steer"), HOOK)
 
 
 @pytest.fixture
