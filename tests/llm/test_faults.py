@@ -87,7 +87,8 @@ def books(path: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("provider,n_kills", [
-    ("openai", 10), pytest.param("anthropic", 4, marks=pytest.mark.slow)])
+    ("openai", 5), pytest.param("openai", 10, marks=pytest.mark.slow),
+    pytest.param("anthropic", 4, marks=pytest.mark.slow)])
 def test_kill9_at_random_points_never_pays_twice_and_every_attempt_is_on_record(tmp_path, client, provider,
                                                                                n_kills):
     """The kill lands a random number of answers into a run, a random 0-1.2 s after the
