@@ -71,7 +71,7 @@ def test_kill9_label_at_random_points_never_pays_twice(tmp_path, provider):
     url = server.openai_url if provider == "openai" else server.anthropic_url
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "OPENAI_API_KEY": "sk-label-kill-test-0123",
            "ANTHROPIC_API_KEY": "sk-ant-label-kill-test-0123", "FEATURELENS_LOAD_PLUGINS": ""}
-    command = [sys.executable, "-m", "featurelens", "label", "--llm", f"{provider}:fault", "--scorer",
+    command = [sys.executable, "-m", "featurelens", "label", "--option", "features_per_request=1", "--llm", f"{provider}:fault", "--scorer",
                "detection", "--provider-option", f"base_url={url}", "--provider-option", "timeout=2",
                "--concurrency", "8", "--no-progress", "--store", str(path)]
     rng = random.Random(5)
