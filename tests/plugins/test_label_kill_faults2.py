@@ -37,10 +37,10 @@ class ScoringFaultServer(FaultServer):
     def start(self) -> "ScoringFaultServer":
         self._explanation = fault_server.good_answer
 
-        def answer(digest: str) -> str:
+        def answer(digest: str, messages: list | None = None) -> str:
             n = self.shown.get(digest, 0)
             if not n:
-                return self._explanation(digest)
+                return self._explanation(digest, messages)
             return "[" + ",".join("1" if int(digest[i], 16) % 2 else "0" for i in range(n)) + "]"
 
         fault_server.good_answer = answer
@@ -71,6 +71,7 @@ def test_kill9_label_at_random_points_never_pays_twice(tmp_path, provider):
     url = server.openai_url if provider == "openai" else server.anthropic_url
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent), "OPENAI_API_KEY": "sk-label-kill-test-0123",
            "ANTHROPIC_API_KEY": "sk-ant-label-kill-test-0123", "FEATURELENS_LOAD_PLUGINS": ""}
+    # one request a feature: the kills land a counted number of answers into the run
     command = [sys.executable, "-m", "featurelens", "label", "--option", "features_per_request=1", "--llm", f"{provider}:fault", "--scorer",
                "detection", "--provider-option", f"base_url={url}", "--provider-option", "timeout=2",
                "--concurrency", "8", "--no-progress", "--store", str(path)]
