@@ -34,7 +34,7 @@ from featurelens.labelers.explainers.token_activations import TokenActivationsEx
 from featurelens.llm.providers.local_decode import greedy, prefill
 from featurelens.llm.providers.local_provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
-from featurelens.testing.planted_features import planted_records
+from local_speed import first_planted
 
 
 def _cpu() -> float:
@@ -54,11 +54,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=10, help="activating (and random) windows simulated")
     args = parser.parse_args()
 
-    records, seed = [], 0
-    while len(records) < args.features:
-        records += planted_records(length=32, seed=seed)
-        seed += 1
-    records = records[:args.features]
+    records = first_planted(args.features)
     provider = LocalProvider("smollm2")
     tokenizer, model = provider._load()
     explain = [r for record in records for r in TokenActivationsExplainer().requests(record)]

@@ -129,6 +129,16 @@ def _worker_threads() -> int:
     return found[0]
 
 
+def first_planted(n: int) -> list:
+    """The first ``n`` planted features of seeds 0, 1, ... (32-token windows): the same
+    features in every local-model benchmark."""
+    records, seed = [], 0
+    while len(records) < n:
+        records += planted_records(length=32, seed=seed)
+        seed += 1
+    return records[:n]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", type=int, default=3)
@@ -141,11 +151,7 @@ def main() -> None:
                         help="the old path also sends 4cae3c2's prompts (answers then not compared)")
     args = parser.parse_args()
 
-    records, seed = [], 0
-    while len(records) < args.features:
-        records += planted_records(length=32, seed=seed)
-        seed += 1
-    records = records[:args.features]
+    records = first_planted(args.features)
     explainer = TokenActivationsExplainer()
     scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                               per_prompt=args.windows)  # two prompts per feature
