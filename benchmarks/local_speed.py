@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--prefix-cache", type=int, default=0, help="the new path's prefix_cache option")
     parser.add_argument("--batch", type=int, default=1,
                         help="the new path's batch option (requests then sent at once)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the new path's workers option (default: the provider's, one per core)")
     parser.add_argument("--old-prompts", action="store_true",
                         help="the old path also sends 4cae3c2's prompts (answers then not compared)")
     args = parser.parse_args()
@@ -161,12 +163,15 @@ def main() -> None:
         old_scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                                       per_prompt=args.windows, window=32, line_format="openai")
     old = Pipeline(LocalProvider("smollm2", prefix_cache=0, batch=1), True, records, old_explainer, old_scorer)
-    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache, batch=args.batch), False, records,
+    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache, batch=args.batch,
+                                 workers=args.workers), False, records,
                    explainer, scorer)
     old.provider._load(), new.provider._load()
     print(f"local:smollm2 on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
           f"{len(records)} features, explanation + simulation ({args.windows} + {args.windows} windows); "
-          f"torch threads: main {torch.get_num_threads()}, worker thread {_worker_threads()}")
+          f"torch threads: main {torch.get_num_threads()}, worker thread {_worker_threads()}; "
+          f"new path: batch {new.provider.batch}, workers {new.provider.workers}, "
+          f"prefix_cache {new.provider.prefixes.size if new.provider.prefixes else 0}")
     order = [old, new, new, old]
     runs: dict[int, list[dict]] = {id(old): [], id(new): []}
     with tqdm(total=len(order) * 3 * len(records), desc="requests", unit="req") as bar:

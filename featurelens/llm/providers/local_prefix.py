@@ -18,6 +18,7 @@ transformers' own SDPA attention unchanged.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -114,15 +115,21 @@ def cache_keyword(module: Any) -> str:
 
 
 class PrefixCache:
-    """The last ``size`` prefixes run, most recently used kept."""
+    """The last ``size`` prefixes run, most recently used kept. Safe to share between the
+    provider's worker threads: one runs a missing prefix while the others wait for it."""
 
     def __init__(self, size: int):
         self.size = size
         self._entries: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()
         self.hits = 0  #: requests that reused a stored prefix (tests, benchmarks)
+        self._lock = threading.Lock()
 
     def get(self, model: Any, ids: list[int]) -> Prefix:
         """The prefix ``ids`` run through ``model`` (from the LRU when it is there)."""
+        with self._lock:
+            return self._get(model, ids)
+
+    def _get(self, model: Any, ids: list[int]) -> Prefix:
         import torch
         from transformers import DynamicCache
 
