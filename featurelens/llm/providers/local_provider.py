@@ -8,10 +8,9 @@ position, computed through the output head in slices so a long prompt does not
 materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
 thread, so the event loop (and the store writer) keeps going. Prompt log-probs are
 computed only where ``prompt_logprobs_after`` says they are read
-(:mod:`.local_logprobs`); with ``prefix_cache=N`` (opt-in: it did not measure faster
-on 2 shared CPU cores, BENCHMARKS.md) a request's declared shared prefix is run once
-and kept (:mod:`.local_prefix`). Requests sent concurrently are gathered into batches of
-up to ``batch`` (8 by default; :mod:`.local_microbatcher`): greedy explanations are
+(:mod:`.local_logprobs`); a request's declared shared prefix is run once and kept
+(:mod:`.local_prefix`; ``prefix_cache=0`` runs every prompt whole). Requests sent
+concurrently are gathered into batches of up to ``batch`` (8 by default; :mod:`.local_microbatcher`): greedy explanations are
 each prompted alone and then decode their answers together (:mod:`.local_decode`, the
 same tokens as one at a time), everything else is answered one at a time
 (BENCHMARKS.md "Local models in batches, decode steps shared"; ``batch=1`` restores
@@ -41,6 +40,7 @@ from featurelens.llm.providers.local_workers import ModelWorkers, default_worker
 
 EMBEDDED = "smollm2"
 BATCH = 8  #: requests gathered per batch by default (explanations decoded together)
+PREFIXES = 8  #: shared prefixes kept run by default (BENCHMARKS.md "Local models: one core per request")
 
 
 def resolve_model_path(model: str) -> Path:
@@ -76,7 +76,7 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
     requests per pass, 8; 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
-    ``prefix_cache`` (shared prefixes kept run; 0, the default: run every prompt whole),
+    ``prefix_cache`` (shared prefixes kept run, 8 by default; 0: run every prompt whole),
     ``workers`` (threads a batch is split across, each on one core; default one per core
     on the CPU)."""
 
@@ -85,7 +85,7 @@ class LocalProvider:
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = 0,
+                 batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = PREFIXES,
                  workers: int | str | None = None):
         self.model = model
         self.path = resolve_model_path(model)
