@@ -1,5 +1,6 @@
-"""A local batch split across one-core workers gives the answers of one request at a time
-(tiny random Llama): explanations token for token, prompt log-probs to 1e-5."""
+"""A local batch split across one-core workers, with the shared prefix run once (the
+defaults), gives the answers of one request at a time with every prompt run whole (tiny
+random Llama): explanations token for token, log-probs to 1e-5, simulation scores to 1e-5."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
+from featurelens.llm.providers.local_provider import PREFIXES
 from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, shards
+from featurelens.scorers.simulation import SimulationScorer
+from featurelens.testing.planted_features import planted_records
 
 SHARED = ("Label the feature from its examples. Answer with one short phrase that names the "
           "tokens it fires on, the words around them, or the topic they share.\n\n")
@@ -51,19 +55,50 @@ def _mixed_requests() -> list[LLMRequest]:
     return explain + simulate
 
 
-@pytest.mark.parametrize("prefix_cache", [0, 4])
-def test_workers_answer_as_one_request_at_a_time(tiny_model_dir, prefix_cache):
+def _before(model_dir):
+    """The path before one-core workers and a default prefix: one request at a time, prompts whole."""
+    return build_provider(f"local:{model_dir}", batch=1, prefix_cache=0, workers=1)
+
+
+@pytest.mark.parametrize("options", [{"workers": 3, "prefix_cache": 0}, {"workers": 3, "prefix_cache": 4}, {}],
+                         ids=["workers", "workers+prefix", "defaults"])
+def test_workers_answer_as_one_request_at_a_time(tiny_model_dir, options):
     requests = _mixed_requests()
-    alone = _answer_all(build_provider(f"local:{tiny_model_dir}", batch=1, prefix_cache=0), requests)
-    provider = build_provider(f"local:{tiny_model_dir}", batch=8, workers=3, prefix_cache=prefix_cache)
+    alone = _answer_all(_before(tiny_model_dir), requests)
+    provider = build_provider(f"local:{tiny_model_dir}", **options)
     split = _answer_all(provider, requests)
     assert max(provider._batcher.batch_sizes) > 3  # batches were big enough to be split
-    assert provider._workers is not None and provider._workers.threads() == [1, 1, 1]
+    if provider.workers > 1:
+        assert provider._workers is not None and provider._workers.threads() == [1] * provider.workers
     for got, want in zip(split, alone):
         _same(got, want)
-    if prefix_cache:
+    if options.get("prefix_cache", 1):
         assert provider.prefixes.hits > 0  # the shared prefixes were reused across workers
+    else:
+        assert provider.prefixes is None
     assert len({r.text for r in split[:len(DATA)]}) > 1  # rows did not leak into each other
+
+
+def test_simulation_scores_through_the_defaults_match_the_path_before(tiny_model_dir):
+    scorer = SimulationScorer(n_activating=4, n_random=4, window=8, adaptive=False, per_prompt=4)
+    records = planted_records(length=8, seed=5)[:3]
+    before, now = _before(tiny_model_dir), build_provider(f"local:{tiny_model_dir}")
+    assert now.prefixes is not None and now.prefixes.size == PREFIXES and now.batch == 8
+    per_feature = [scorer.requests(record, "numbers", now.capabilities) for record in records]
+    flat = [r for requests in per_feature for r in requests]
+    got_all, want_all = _answer_all(now, flat), _answer_all(before, flat)
+    assert now.prefixes.hits > 0
+    at = 0
+    for record, requests in zip(records, per_feature):
+        got = scorer.score(record, "numbers", got_all[at:at + len(requests)], now.capabilities)
+        want = scorer.score(record, "numbers", want_all[at:at + len(requests)], before.capabilities)
+        at += len(requests)
+        assert got.status == want.status and want.score is not None
+        # the random model's guesses are near uniform, so the correlation magnifies rounding
+        # (SmolLM2: 2e-8, benchmarks/local_workers.py asserts 1e-6)
+        assert got.score == pytest.approx(want.score, abs=1e-5)
+    for got, want in zip(got_all, want_all):
+        _same(got, want)
 
 
 def test_workers_one_core_each_leave_the_callers_threads_alone():
