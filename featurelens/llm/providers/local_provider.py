@@ -97,6 +97,7 @@ class LocalProvider:
         self._batcher: MicroBatcher | None = None
         size = _positive("prefix_cache", prefix_cache, least=0)
         self.prefixes = local_prefix.PrefixCache(size) if size else None
+        self._default_workers = workers is None
         self.workers = default_workers(device) if workers is None else _positive("workers", workers)
         self._workers: ModelWorkers | None = None
 
@@ -133,8 +134,8 @@ class LocalProvider:
                                     one=self._complete_unlocked,
                                     prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
 
-            if self.workers == 1:
-                return answer(requests)
+            if self.workers == 1 or (self._default_workers and next(model.parameters()).device.type != "cpu"):
+                return answer(requests)  # a GPU found without device=: one thread feeds it
             if self._workers is None:
                 self._workers = ModelWorkers(self.workers)
             return self._workers.map(answer, requests)
