@@ -26,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from local_speed import Pipeline, _read_diff, _score_diff, first_planted  # noqa: E402
+from local_speed import Pipeline, _read_diff, _score_diff, first_planted
 
-from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer  # noqa: E402
-from featurelens.llm.providers.local_provider import LocalProvider  # noqa: E402
-from featurelens.scorers.simulation import SimulationScorer  # noqa: E402
+from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
+from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.scorers.simulation import SimulationScorer
 
 
 def _size(provider: LocalProvider) -> int:

@@ -18,8 +18,9 @@ simulation's two prompts) stay in one worker, one after the other.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 
