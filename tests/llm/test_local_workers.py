@@ -13,7 +13,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
 from featurelens.llm.providers.local_provider import PREFIXES
-from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, shards
+from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, shards, split_batches
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.testing.planted_features import planted_records
 
@@ -143,6 +143,13 @@ def test_workers_default_to_one_per_core_on_the_cpu_and_one_elsewhere(tiny_model
     assert default_workers(None) >= 1
     assert build_provider(f"local:{tiny_model_dir}").workers == default_workers(None)
     assert build_provider(f"local:{tiny_model_dir}", workers="1").workers == 1
+
+
+def test_batches_are_split_on_the_cpu_or_when_workers_are_chosen():
+    assert split_batches(2, chosen=False, device_type="cpu")
+    assert not split_batches(2, chosen=False, device_type="cuda")  # a GPU found without device=
+    assert split_batches(2, chosen=True, device_type="cuda")
+    assert not split_batches(1, chosen=True, device_type="cpu")
 
 
 def test_workers_must_be_a_positive_whole_number(tiny_model_dir):

@@ -36,7 +36,7 @@ from featurelens.llm.providers.chat_text import chat_prompt_text
 from featurelens.llm.providers.provider_options import whole_option
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
-from featurelens.llm.providers.local_workers import ModelWorkers, default_workers
+from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, split_batches
 
 EMBEDDED = "smollm2"
 BATCH = 8  #: requests gathered per batch by default (explanations decoded together)
@@ -134,8 +134,8 @@ class LocalProvider:
                                     one=self._complete_unlocked,
                                     prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
 
-            if self.workers == 1 or (self._default_workers and next(model.parameters()).device.type != "cpu"):
-                return answer(requests)  # a GPU found without device=: one thread feeds it
+            if not split_batches(self.workers, not self._default_workers, next(model.parameters()).device.type):
+                return answer(requests)
             if self._workers is None:
                 self._workers = ModelWorkers(self.workers)
             return self._workers.map(answer, requests)

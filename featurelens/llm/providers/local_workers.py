@@ -36,6 +36,12 @@ def default_workers(device: str | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def split_batches(workers: int, chosen: bool, device_type: str) -> bool:
+    """Whether a batch is split across workers: when there are several, and not on a GPU the
+    model was put on without ``device=`` (a worker count left to the default is for CPUs)."""
+    return workers > 1 and (chosen or device_type == "cpu")
+
+
 def shards(items: list[Item], n: int) -> list[list[Item]]:
     """``items`` cut into at most ``n`` contiguous, non-empty runs whose sizes differ by at most one."""
     n = max(1, min(n, len(items)))
