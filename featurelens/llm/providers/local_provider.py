@@ -10,9 +10,10 @@ thread, so the event loop (and the store writer) keeps going. Prompt log-probs a
 computed only where ``prompt_logprobs_after`` says they are read
 (:mod:`.local_logprobs`); a request's declared shared prefix is run once and kept
 (:mod:`.local_prefix`; ``prefix_cache=0`` runs every prompt whole). Requests sent
-concurrently are gathered into batches of up to ``batch`` (8 by default; :mod:`.local_microbatcher`): greedy explanations are
-each prompted alone and then decode their answers together (:mod:`.local_decode`, the
-same tokens as one at a time), everything else is answered one at a time
+concurrently are gathered into batches of up to ``batch`` (8 by default;
+:mod:`.local_microbatcher`): greedy explanations are each prompted alone and then
+decode their answers together (:mod:`.local_decode`, the same tokens as one at a time),
+everything else is answered one at a time
 (BENCHMARKS.md "Local models in batches, decode steps shared"; ``batch=1`` restores
 ``generate`` one request at a time). On the CPU a batch is split across ``workers``
 threads (one per core by default), each running torch on one core
