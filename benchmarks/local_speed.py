@@ -7,10 +7,12 @@ tokens, two prompts). Planted features stand in for a dictionary's.
 
 - old: 4cae3c2's behaviour: one request at a time, every prompt run whole, log-probs at
   every prompt position (``prefix_cache=0``, requests without ``prompt_logprobs_after``);
-- new: the default: log-probs only after the tab; with ``--prefix-cache N`` also the
-  shared prefix run once per run (the LRU is emptied before each run, so every run
-  pays for its own prefixes); with ``--batch N`` requests are sent at once and up to N
-  explanations decode together (benchmarks/local_decode_steps.py).
+- new: the provider's defaults: log-probs only after the tab, the shared prefix run once
+  per run (the LRU is emptied before each run, so every run pays for its own prefixes;
+  ``--prefix-cache 0`` turns it off), and with ``--batch N`` requests sent at once, up
+  to N explanations decoded together (benchmarks/local_decode_steps.py) and each batch
+  split across one-core workers (``--workers``, default one per core;
+  benchmarks/local_workers.py).
 
 Each path has its own copy of the weights. Runs go old, new, new, old and the times are
 summed, so load drift on a shared machine hits both; wall time and this process's CPU
@@ -23,7 +25,7 @@ over 32-token windows) and the new path today's defaults (compact explanation, d
 lines over 16-token windows): what a user of ``featurelens run`` sees per feature. The
 prompts differ, so the answers are not compared then.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16] [--prefix-cache 4] [--batch 8] [--old-prompts]
+    PYTHONPATH=. .venv/bin/python benchmarks/local_speed.py [--features 3] [--bf16] [--prefix-cache 8] [--batch 8] [--workers 2] [--old-prompts]
 """
 
 from __future__ import annotations
@@ -144,9 +146,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=3)
     parser.add_argument("--windows", type=int, default=10, help="activating (and random) windows simulated")
     parser.add_argument("--bf16", action="store_true", help="also one run of the new path in bfloat16")
-    parser.add_argument("--prefix-cache", type=int, default=0, help="the new path's prefix_cache option")
+    parser.add_argument("--prefix-cache", type=int, default=None,
+                        help="the new path's prefix_cache option (default: the provider's)")
     parser.add_argument("--batch", type=int, default=1,
                         help="the new path's batch option (requests then sent at once)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="the new path's workers option (default: the provider's, one per core)")
     parser.add_argument("--old-prompts", action="store_true",
                         help="the old path also sends 4cae3c2's prompts (answers then not compared)")
     args = parser.parse_args()
@@ -160,13 +165,16 @@ def main() -> None:
         old_explainer = TokenActivationsExplainer(style="table")
         old_scorer = SimulationScorer(n_activating=args.windows, n_random=args.windows, adaptive=False,
                                       per_prompt=args.windows, window=32, line_format="openai")
-    old = Pipeline(LocalProvider("smollm2", prefix_cache=0, batch=1), True, records, old_explainer, old_scorer)
-    new = Pipeline(LocalProvider("smollm2", prefix_cache=args.prefix_cache, batch=args.batch), False, records,
+    old = Pipeline(LocalProvider("smollm2", prefix_cache=0, batch=1, workers=1), True, records, old_explainer, old_scorer)
+    options = {k: v for k, v in (("prefix_cache", args.prefix_cache), ("workers", args.workers)) if v is not None}
+    new = Pipeline(LocalProvider("smollm2", batch=args.batch, **options), False, records,
                    explainer, scorer)
     old.provider._load(), new.provider._load()
     print(f"local:smollm2 on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), "
           f"{len(records)} features, explanation + simulation ({args.windows} + {args.windows} windows); "
-          f"torch threads: main {torch.get_num_threads()}, worker thread {_worker_threads()}")
+          f"torch threads: main {torch.get_num_threads()}, worker thread {_worker_threads()}; "
+          f"new path: batch {new.provider.batch}, workers {new.provider.workers}, "
+          f"prefix_cache {new.provider.prefixes.size if new.provider.prefixes else 0}")
     order = [old, new, new, old]
     runs: dict[int, list[dict]] = {id(old): [], id(new): []}
     with tqdm(total=len(order) * 3 * len(records), desc="requests", unit="req") as bar:
@@ -201,8 +209,7 @@ def main() -> None:
         assert same_text == len(records), "explanations differ"
         assert score_diff < 1e-4, f"simulation scores differ by {score_diff}"
     if args.bf16:
-        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", prefix_cache=args.prefix_cache,
-                                      batch=args.batch), False,
+        half = Pipeline(LocalProvider("smollm2", dtype="bfloat16", batch=args.batch, **options), False,
                         records, explainer, scorer)
         with tqdm(total=3 * len(records), desc="bf16 requests", unit="req") as bar:
             h = half.run(bar)

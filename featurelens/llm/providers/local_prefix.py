@@ -1,10 +1,13 @@
 """Run a prompt's shared prefix once and continue every request from its key/value cache.
 
 Why: explanation and simulation prompts start with the same instructions and few-shot
-turns (12-16 % of their tokens with SmolLM2). A request that declares that prefix
+turns (with today's prompts and SmolLM2, 196 of an explanation prompt's ~600 tokens
+and 139 of a simulation prompt's ~820). A request that declares that prefix
 (``shared_prefix`` messages or ``shared_prompt_chars`` characters) gets it from a small
 LRU of prefixes already run, keyed by the prefix's token ids, and only its own suffix is
-prefilled.
+prefilled. It saves less than the prefix's share of tokens (BENCHMARKS.md "Local models:
+one core per request"): the prefix's tokens are the cheapest ones to attend from, and
+the output head at the positions a simulation reads is the same work either way.
 
 Why the attention is replaced: transformers gives a query that continues a cache an
 explicit mask, and on a CPU masked attention falls off the fused causal kernel; that
@@ -18,6 +21,7 @@ transformers' own SDPA attention unchanged.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -114,15 +118,21 @@ def cache_keyword(module: Any) -> str:
 
 
 class PrefixCache:
-    """The last ``size`` prefixes run, most recently used kept."""
+    """The last ``size`` prefixes run, most recently used kept. Safe to share between the
+    provider's worker threads: one runs a missing prefix while the others wait for it."""
 
     def __init__(self, size: int):
         self.size = size
         self._entries: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()
         self.hits = 0  #: requests that reused a stored prefix (tests, benchmarks)
+        self._lock = threading.Lock()
 
     def get(self, model: Any, ids: list[int]) -> Prefix:
         """The prefix ``ids`` run through ``model`` (from the LRU when it is there)."""
+        with self._lock:
+            return self._get(model, ids)
+
+    def _get(self, model: Any, ids: list[int]) -> Prefix:
         import torch
         from transformers import DynamicCache
 

@@ -8,14 +8,16 @@ position, computed through the output head in slices so a long prompt does not
 materialise a ``[tokens, vocab]`` matrix at once. Calls run one at a time in a worker
 thread, so the event loop (and the store writer) keeps going. Prompt log-probs are
 computed only where ``prompt_logprobs_after`` says they are read
-(:mod:`.local_logprobs`); with ``prefix_cache=N`` (opt-in: it did not measure faster
-on 2 shared CPU cores, BENCHMARKS.md) a request's declared shared prefix is run once
-and kept (:mod:`.local_prefix`). Requests sent concurrently are gathered into batches of
-up to ``batch`` (8 by default; :mod:`.local_microbatcher`): greedy explanations are
-each prompted alone and then decode their answers together (:mod:`.local_decode`, the
-same tokens as one at a time), everything else is answered one at a time
+(:mod:`.local_logprobs`); a request's declared shared prefix is run once and kept
+(:mod:`.local_prefix`; ``prefix_cache=0`` runs every prompt whole). Requests sent
+concurrently are gathered into batches of up to ``batch`` (8 by default;
+:mod:`.local_microbatcher`): greedy explanations are each prompted alone and then
+decode their answers together (:mod:`.local_decode`, the same tokens as one at a time),
+everything else is answered one at a time
 (BENCHMARKS.md "Local models in batches, decode steps shared"; ``batch=1`` restores
-``generate`` one request at a time).
+``generate`` one request at a time). On the CPU a batch is split across ``workers``
+threads (one per core by default), each running torch on one core
+(:mod:`.local_workers`; ``workers=1``: the whole batch in one thread on torch's threads).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from featurelens.llm.providers.chat_text import chat_prompt_text
 from featurelens.llm.providers.provider_options import whole_option
 from featurelens.llm.providers.local_batch_dispatch import answer_batch
 from featurelens.llm.providers.local_microbatcher import MicroBatcher
+from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, split_batches
 
 EMBEDDED = "smollm2"
 BATCH = 8  #: requests gathered per batch by default (explanations decoded together)
+PREFIXES = 8  #: shared prefixes kept run by default (BENCHMARKS.md "Local models: one core per request")
 
 
 def resolve_model_path(model: str) -> Path:
@@ -73,14 +77,17 @@ def _top(decode: Any, indices: list[int], values: list[float]) -> dict[str, floa
 class LocalProvider:
     """``local:<smollm2|path>``; options: ``device`` (cpu, cuda), ``dtype``, ``batch`` (most
     requests per pass, 8; 1: one at a time), ``batch_tokens`` (most prompt tokens per batch),
-    ``prefix_cache`` (shared prefixes kept run; 0, the default: run every prompt whole)."""
+    ``prefix_cache`` (shared prefixes kept run, 8 by default; 0: run every prompt whole),
+    ``workers`` (threads a batch is split across, each on one core; default one per core
+    on the CPU)."""
 
     name = "local"
     key_env = None
     capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
-                 batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = 0):
+                 batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = PREFIXES,
+                 workers: int | str | None = None):
         self.model = model
         self.path = resolve_model_path(model)
         self.device = device
@@ -91,6 +98,9 @@ class LocalProvider:
         self._batcher: MicroBatcher | None = None
         size = _positive("prefix_cache", prefix_cache, least=0)
         self.prefixes = local_prefix.PrefixCache(size) if size else None
+        self._default_workers = workers is None
+        self.workers = default_workers(device) if workers is None else _positive("workers", workers)
+        self._workers: ModelWorkers | None = None
 
     # -- loading -------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:
@@ -118,10 +128,18 @@ class LocalProvider:
     def _complete_batch(self, requests: list[LLMRequest]) -> list[LLMResponse | BaseException]:
         with self._lock:
             tokenizer, model = self._load()
-            return answer_batch(tokenizer, model, requests, batch_tokens=self.batch_tokens,
-                                prompt_ids=lambda r: self._prompt_ids(tokenizer, r)[0].tolist(),
-                                one=self._complete_unlocked,
-                                prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
+
+            def answer(part: list[LLMRequest]) -> list[LLMResponse | BaseException]:
+                return answer_batch(tokenizer, model, part, batch_tokens=self.batch_tokens,
+                                    prompt_ids=lambda r: self._prompt_ids(tokenizer, r)[0].tolist(),
+                                    one=self._complete_unlocked,
+                                    prefix=lambda r, row: self._prefix(tokenizer, model, r, _as_ids(row)))
+
+            if not split_batches(self.workers, not self._default_workers, next(model.parameters()).device.type):
+                return answer(requests)
+            if self._workers is None:
+                self._workers = ModelWorkers(self.workers)
+            return self._workers.map(answer, requests)
 
     def _complete(self, request: LLMRequest) -> LLMResponse:
         with self._lock:
