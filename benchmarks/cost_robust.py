@@ -67,18 +67,26 @@ class Candidate:
     options: dict[str, Any]
 
 
-SHUFFLED = {"order": "shuffled"}  #: the order before stratified rounds
+SHUFFLED = {"order": "shuffled", "bootstrap": "pooled"}  #: the order before stratified rounds
+POOLED = {"bootstrap": "pooled"}  #: the interval before the stratified bootstrap
+STRAT = {"order": "stratified", **POOLED}
 
 CANDIDATES = [
     Candidate("old defaults (ci<.25 r10 16)", {**SHUFFLED, "ci_width": 0.25}),
     Candidate("ci<.3 r10 16", {**SHUFFLED, "ci_width": 0.3}),
     Candidate("ci<.25 r10 8", {**SHUFFLED, "ci_width": 0.25, "window": 8}),
     Candidate("ci<.25 r10 12", {**SHUFFLED, "ci_width": 0.25, "window": 12}),
-    Candidate("strat ci<.25 r10 16", {"order": "stratified", "ci_width": 0.25}),
-    Candidate("strat ci<.3 r10 16", {"order": "stratified", "ci_width": 0.3}),
-    Candidate("strat ci<.25 r10 12", {"order": "stratified", "ci_width": 0.25, "window": 12}),
-    Candidate("strat ci<.3 r10 12", {"order": "stratified", "window": 12, "ci_width": 0.3}),
-    Candidate("strat ci<.35 r10 16", {"order": "stratified", "ci_width": 0.35}),
+    Candidate("strat ci<.25 r10 16", {**STRAT, "ci_width": 0.25}),
+    Candidate("strat ci<.3 r10 16", {**STRAT, "ci_width": 0.3}),
+    Candidate("strat ci<.25 r10 12", {**STRAT, "ci_width": 0.25, "window": 12}),
+    Candidate("strat ci<.3 r10 12", {**STRAT, "window": 12, "ci_width": 0.3}),
+    Candidate("strat ci<.35 r10 16", {**STRAT, "ci_width": 0.35}),
+    Candidate("previous defaults (pooled boot)", {**POOLED}),
+    Candidate("strat boot ci<.25 r10 16", {"bootstrap": "stratified", "ci_width": 0.25}),
+    Candidate("strat boot ci<.2 r10 16", {"bootstrap": "stratified", "ci_width": 0.2}),
+    Candidate("sized min4 (pooled boot)", {**POOLED, "round_size": "sized"}),
+    Candidate("sized min2 (pooled boot)", {**POOLED, "round_size": "sized", "min_round": 2}),
+    Candidate("sized min4 strat boot", {"bootstrap": "stratified", "round_size": "sized"}),
     Candidate("new defaults", {}),
 ]
 
