@@ -65,7 +65,7 @@ class SimulationScorer:
     def __init__(self, mode: str = "auto", n_activating: int = 50, n_random: int = 50,
                  window: int = 16, per_prompt: int | None = None, top_logprobs: int = 20,
                  keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.25,
-                 round_windows: int = 10, confidence: float = 0.95, line_format: str = "dense",
+                 round_windows: int = 10, confidence: float = 0.95, line_format: str = "terse",
                  random_window: int | None = None, first_round: int | None = None,
                  order: str = "stratified", bootstrap: str = "stratified", round_size: str = "fixed",
                  min_round: int = 4):
