@@ -30,6 +30,11 @@ The interval resamples windows within their stratum (``bootstrap=stratified``,
 ``bootstrap=pooled`` resamples all windows together, the interval before.
 A width of 0.3 saves a fifth of the simulation tokens but does not pass that benchmark's
 rule, so it stays an option.
+Later rounds are sized from the interval (``round_size=sized``, :mod:`.sized_rounds`):
+a feature that misses the width by a little gets a few more windows (at least
+``min_round``), not another full round; over 18 draws that cuts simulation tokens about
+3 % and passes ``cost_robust.py``'s rule. ``round_size=fixed`` is every round
+``round_windows``, the behaviour before.
 ``random_window`` crops the random (mostly silent) windows shorter than ``window``;
 ``first_round`` makes the first round larger than the next ones, so a feature that needs
 two rounds pays the shared prefix and the explanation once instead of twice.
@@ -67,7 +72,7 @@ class SimulationScorer:
                  keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.25,
                  round_windows: int = 10, confidence: float = 0.95, line_format: str = "terse",
                  random_window: int | None = None, first_round: int | None = None,
-                 order: str = "stratified", bootstrap: str = "stratified", round_size: str = "fixed",
+                 order: str = "stratified", bootstrap: str = "stratified", round_size: str = "sized",
                  min_round: int = 4):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(
@@ -100,7 +105,8 @@ class SimulationScorer:
                 "random_window": self.random_window, **self.rounds.options(),
                 **({"first_round": self.first_round} if self.rounds.enabled else {}),
                 "order": self.order, "bootstrap": self.bootstrap,
-                **({"round_size": self.round_size, "min_round": self.min_round} if self._sized() else {})}
+                **({"round_size": self.round_size} if self.rounds.enabled else {}),
+                **({"min_round": self.min_round} if self._sized() else {})}
 
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
@@ -140,7 +146,7 @@ class SimulationScorer:
             metrics = self._score_groups(record, groups, held_out, responses[:len(groups)], mode).metrics
             return metrics["interval"], metrics["n_windows_scored"]
 
-        return plan(windows, self.first_round, len(responses),
+        return plan(windows, self.first_round, self.rounds.round_windows, len(responses),
                     lambda part: list(batched(part, self._per_request(mode, len(part)))),
                     state, self.rounds.narrow,
                     lambda n, interval: next_size(n, interval, self.rounds.ci_width, self.min_round,

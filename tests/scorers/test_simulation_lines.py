@@ -172,7 +172,7 @@ def test_a_larger_first_round_goes_out_as_one_request_then_rounds_of_round_windo
     records = planted_records(seed=8)
     record = records[list(PLANTED).index("digits")]
     oracle = NoisyOracle(records, {"q": Planted(record.dictionary_id, record.feature, 0.3)}, noise=3.0)
-    scorer = SimulationScorer(first_round=20, round_windows=10, ci_width=0.05)
+    scorer = SimulationScorer(first_round=20, round_windows=10, ci_width=0.05, round_size="fixed")
     first = scorer.requests(record, "q", LOGPROBS)
     assert len(first) == 1 and first[0].prompt.count("\t?") == sum(
         len(w.example.tokens) for w in scorer._groups(record, "prompt-logprobs")[0][0])

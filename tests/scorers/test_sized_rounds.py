@@ -40,7 +40,7 @@ def test_plan_sizes_each_round_from_the_answers_so_far():
         return [list(part)] if part else []
 
     def sizes(answered):
-        return plan(windows, 10, answered, batch, state, lambda iv: iv[1] - iv[0] < 0.25,
+        return plan(windows, 10, 10, answered, batch, state, lambda iv: iv[1] - iv[0] < 0.25,
                     lambda n, iv: next_size(n, iv, 0.25, 4, 10))
 
     groups, following = sizes(0)
@@ -49,7 +49,7 @@ def test_plan_sizes_each_round_from_the_answers_so_far():
     assert [len(g) for g in groups[:2]] == [10, 8] and following == 1
     groups, following = sizes(2)  # 0.27 after 18: ceil(18 * (1.1664 * 1.2 - 1)) = 8 -> 8
     assert [len(g) for g in groups[:3]] == [10, 8, 8] and following == 1
-    assert sum(len(g) for g in groups) == 30  # the rest follows: a dry run's upper bound
+    assert [len(g) for g in groups] == [10, 8, 8, 4]  # the rest follows in full rounds (a dry run's plan)
     widths[26] = 0.2
     groups, following = sizes(3)  # narrow after 26: settled
     assert following == 0 and sum(len(g) for g in groups) == 30
@@ -87,9 +87,10 @@ def test_sized_rounds_add_fewer_windows_and_rescore_the_same_rounds():
     assert seen_partial
 
 
-def test_fixed_rounds_are_the_default_and_sized_is_part_of_the_options():
-    assert "round_size" not in SimulationScorer().options()
-    assert SimulationScorer(round_size="sized").options()["round_size"] == "sized"
+def test_sized_rounds_are_the_default_fixed_ones_reachable_and_both_part_of_the_options():
+    assert SimulationScorer().options()["round_size"] == "sized"
+    assert SimulationScorer().options()["min_round"] == 4
+    assert SimulationScorer(round_size="fixed").options()["round_size"] == "fixed"
     assert SimulationScorer(round_size="sized", min_round=2).options()["min_round"] == 2
     # without rounds there is nothing to size
     assert "round_size" not in SimulationScorer(round_size="sized", adaptive=False).options()
