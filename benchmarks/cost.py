@@ -67,7 +67,7 @@ class Setting:
 
 #: the all-at-once layout before the dense one, in the window order before stratified rounds,
 #: with the pooled bootstrap interval every row before the stratified bootstrap used
-OPENAI = (("line_format", "openai"), ("order", "shuffled"), ("bootstrap", "pooled"))
+OPENAI = (("line_format", "openai"), ("order", "shuffled"), ("bootstrap", "pooled"), ("round_size", "fixed"))
 
 
 def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
@@ -78,7 +78,7 @@ def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple
 def _dense(width: float, window: int, round_windows: int = 10, **more: object) -> tuple[tuple[str, object], ...]:
     # the rows measured before stratified rounds keep their order, and all before the
     # stratified bootstrap its pooled interval
-    more = {"order": "shuffled", "bootstrap": "pooled", **more}
+    more = {"order": "shuffled", "bootstrap": "pooled", "round_size": "fixed", **more}
     return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
             ("line_format", "dense"), *more.items())
 
@@ -108,7 +108,7 @@ GROUPED10 = (16, 10, 4, "compact")
 STRAT_DENSE = _dense(0.25, 16, order="stratified")
 #: the same with the terse instruction (the bootstrap last, so rows can swap it)
 TERSE = (("adaptive", True), ("ci_width", 0.25), ("round_windows", 10), ("window", 16),
-         ("line_format", "terse"), ("order", "stratified"), ("bootstrap", "pooled"))
+         ("line_format", "terse"), ("order", "stratified"), ("round_size", "fixed"), ("bootstrap", "pooled"))
 
 SETTINGS = [
     Setting("today: 100 x 32 tok", (32, 10, 1, "table"), (("adaptive", False), ("window", 32), *OPENAI)),
@@ -149,9 +149,9 @@ SETTINGS = [
     Setting("earlier defaults, API (expl 10x16 4/req)", GROUPED10, STRAT_DENSE),
     Setting("+ terse prefix", GROUPED10, TERSE),
     Setting("+ terse, strat bootstrap", GROUPED10, (*TERSE[:-1], ("bootstrap", "stratified"))),
-    Setting("+ terse, sized rounds", GROUPED10, (*TERSE, ("round_size", "sized"))),
+    Setting("+ terse, sized rounds", GROUPED10, (*TERSE[:-2], ("round_size", "sized"), TERSE[-1])),
     Setting("+ terse, expl 6x16 4/req", SHORT, TERSE),
-    Setting("+ terse, expl 6x16, sized rounds", SHORT, (*TERSE, ("round_size", "sized"))),
+    Setting("+ terse, expl 6x16, sized rounds", SHORT, (*TERSE[:-2], ("round_size", "sized"), TERSE[-1])),
     Setting("new defaults, local (expl 1/req)", _default_explain(), ()),
     Setting("new defaults, API (expl 4/req)", _api_explain(), ()),
 ]

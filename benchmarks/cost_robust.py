@@ -67,8 +67,8 @@ class Candidate:
     options: dict[str, Any]
 
 
-SHUFFLED = {"order": "shuffled", "bootstrap": "pooled"}  #: the order before stratified rounds
-POOLED = {"bootstrap": "pooled"}  #: the interval before the stratified bootstrap
+SHUFFLED = {"order": "shuffled", "bootstrap": "pooled", "round_size": "fixed"}  #: the order before stratified rounds
+POOLED = {"bootstrap": "pooled", "round_size": "fixed"}  #: the interval and rounds before this change
 STRAT = {"order": "stratified", **POOLED}
 
 CANDIDATES = [
@@ -82,8 +82,8 @@ CANDIDATES = [
     Candidate("strat ci<.3 r10 12", {**STRAT, "window": 12, "ci_width": 0.3}),
     Candidate("strat ci<.35 r10 16", {**STRAT, "ci_width": 0.35}),
     Candidate("previous defaults (pooled boot)", {**POOLED}),
-    Candidate("strat boot ci<.25 r10 16", {"bootstrap": "stratified", "ci_width": 0.25}),
-    Candidate("strat boot ci<.2 r10 16", {"bootstrap": "stratified", "ci_width": 0.2}),
+    Candidate("strat boot ci<.25 r10 16", {"bootstrap": "stratified", "round_size": "fixed", "ci_width": 0.25}),
+    Candidate("strat boot ci<.2 r10 16", {"bootstrap": "stratified", "round_size": "fixed", "ci_width": 0.2}),
     Candidate("sized min4 (pooled boot)", {**POOLED, "round_size": "sized"}),
     Candidate("sized min2 (pooled boot)", {**POOLED, "round_size": "sized", "min_round": 2}),
     Candidate("sized min4 strat boot", {"bootstrap": "stratified", "round_size": "sized"}),

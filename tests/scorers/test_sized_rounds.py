@@ -105,3 +105,17 @@ def test_bad_round_size_options_are_one_sentence():
         SimulationScorer(round_size="tiny")
     with pytest.raises(FeaturelensError, match=r"min_round=11 must be between 1 and round_windows \(10\)"):
         SimulationScorer(round_size="sized", min_round=11)
+
+
+def test_a_larger_first_round_then_sized_rounds_and_a_dry_run_prices_full_rounds():
+    records = planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=8)
+    record = records[0]
+    oracle = NoisyOracle(records, {"q": Planted(record.dictionary_id, record.feature, 0.3)}, noise=3.0)
+    scorer = SimulationScorer(first_round=20, ci_width=0.05)
+    sent, _, result = _rounds(scorer, record, "q", oracle)
+    sizes = [sum(r.prompt.split("<texts>")[-1].count("\n\n") + 1 for r in batch) for batch in sent]
+    assert sizes[0] == 20 and all(4 <= s <= 10 for s in sizes[1:]) and sum(sizes) == 100
+    assert result.metrics["n_windows"] == 100
+    # no answers yet: the first round, then full rounds of round_windows (what --dry-run prices)
+    every = scorer.all_requests(record, "q", CAPS)
+    assert [r.prompt.split("<texts>")[-1].count("\n\n") + 1 for r in every] == [20] + [10] * 8
