@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     args = parser.parse_args()
     rng = random.Random(0)
-    scorers = {b: SimulationScorer(adaptive=True, round_windows=10, bootstrap=b) for b in ("pooled", "stratified")}
+    scorers = {b: SimulationScorer(adaptive=True, round_windows=10, round_size="fixed", bootstrap=b)
+               for b in ("pooled", "stratified")}
     widths: dict[tuple[str, int], list[float]] = {}
     differ = {n: 0 for n in (10, 20, 30)}
     cases = 0
@@ -43,7 +44,8 @@ def main() -> None:
         oracle = NoisyOracle(records, registry, noise=args.noise)
         for record in records:
             text = f"e{seed}-{record.feature}"
-            requests = SimulationScorer(adaptive=True, round_windows=10).all_requests(record, text, CAPS)
+            requests = SimulationScorer(adaptive=True, round_windows=10,
+                                        round_size="fixed").all_requests(record, text, CAPS)
             responses = [asyncio.run(oracle.complete(r)) for r in requests[:3]]
             cases += 1
             for n in (10, 20, 30):
