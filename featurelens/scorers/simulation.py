@@ -25,9 +25,10 @@ holds activating and random windows in their overall proportion, activating ones
 the quantile bins, so an early stop has seen a fair sample. Over independent draws and
 noise levels (``benchmarks/cost_robust.py``) that keeps the AUROC closer to the full
 score's than shuffled rounds at the same cost; ``order=shuffled`` is the order before.
-The interval resamples windows within their stratum (``bootstrap=stratified``,
-:mod:`featurelens.scorers.bootstrap_strata`), as the test set was drawn;
-``bootstrap=pooled`` resamples all windows together, the interval before.
+The interval resamples all windows together (``bootstrap=pooled``);
+``bootstrap=stratified`` (:mod:`featurelens.scorers.bootstrap_strata`) resamples them
+within their stratum, as the test set was drawn: narrower on sparse features, an option
+until a benchmark shows it both saves windows and keeps fidelity (BENCHMARKS.md).
 A width of 0.3 saves a fifth of the simulation tokens but does not pass that benchmark's
 rule, so it stays an option.
 Later rounds are sized from the interval (``round_size=sized``, :mod:`.sized_rounds`):
@@ -72,7 +73,7 @@ class SimulationScorer:
                  keep_values: bool = True, adaptive: bool | str = True, ci_width: float = 0.25,
                  round_windows: int = 10, confidence: float = 0.95, line_format: str = "terse",
                  random_window: int | None = None, first_round: int | None = None,
-                 order: str = "stratified", bootstrap: str = "stratified", round_size: str = "sized",
+                 order: str = "stratified", bootstrap: str = "pooled", round_size: str = "sized",
                  min_round: int = 4):
         if mode != "auto" and mode not in MODES:
             raise FeaturelensError(

@@ -60,7 +60,7 @@ def test_random_windows_are_one_stratum_and_activating_kinds_the_other():
     assert window_stratum("quantile") == window_stratum("top") == "activating"
 
 
-def test_the_scorer_reports_the_stratified_interval_by_default_and_pooled_on_request():
+def test_the_scorer_reports_the_pooled_interval_by_default_and_stratified_on_request():
     record = planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=3)[0]
     right = PLANTED["digits"][1]
     results = {}
@@ -72,7 +72,10 @@ def test_the_scorer_reports_the_stratified_interval_by_default_and_pooled_on_req
     assert results["stratified"].score == results["pooled"].score
     assert results["pooled"].metrics["interval"] == results[" Pooled "].metrics["interval"]
     assert results["stratified"].metrics["interval"] != results["pooled"].metrics["interval"]
-    assert SimulationScorer().options()["bootstrap"] == "stratified"
+    assert SimulationScorer().options()["bootstrap"] == "pooled"
+    default = SimulationScorer(adaptive=False)
+    responses = [asyncio.run(RuleSimulator().complete(r)) for r in default.requests(record, right, CAPS)]
+    assert default.score(record, right, responses, CAPS).metrics["interval"] == results["pooled"].metrics["interval"]
 
 
 def test_an_unknown_bootstrap_is_one_sentence():
