@@ -45,7 +45,7 @@ from featurelens.core.store import Store
 from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.labelers.explain_grouped import per_request as grouped_per_request
-from featurelens.labelers.explain_defaults import default_per_request
+from featurelens.labelers.explain_defaults import with_provider_defaults
 from featurelens.labelers.explainers import TokenActivationsExplainer
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens
@@ -65,8 +65,9 @@ class Setting:
     options: tuple[tuple[str, object], ...]
 
 
-#: the all-at-once layout before the dense one, in the window order before stratified rounds
-OPENAI = (("line_format", "openai"), ("order", "shuffled"))
+#: the all-at-once layout before the dense one, in the window order before stratified rounds,
+#: with the pooled bootstrap interval every row before the stratified bootstrap used
+OPENAI = (("line_format", "openai"), ("order", "shuffled"), ("bootstrap", "pooled"), ("round_size", "fixed"))
 
 
 def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple[str, object], ...]:
@@ -75,16 +76,20 @@ def _adaptive(width: float, window: int, round_windows: int = 10) -> tuple[tuple
 
 
 def _dense(width: float, window: int, round_windows: int = 10, **more: object) -> tuple[tuple[str, object], ...]:
-    more = {"order": "shuffled", **more}  # the rows measured before stratified rounds keep their order
+    # the rows measured before stratified rounds keep their order, and all before the
+    # stratified bootstrap its pooled interval
+    more = {"order": "shuffled", "bootstrap": "pooled", "round_size": "fixed", **more}
     return (("adaptive", True), ("ci_width", width), ("round_windows", round_windows), ("window", window),
             ("line_format", "dense"), *more.items())
 
 
 def _api_explain() -> tuple[int, int, int, str]:
-    """What explain/label send an API model by default: the explainer's defaults, grouped."""
+    """What explain/label send an API model by default: the explainer's defaults, grouped,
+    with the windows a grouped default request shows (:mod:`featurelens.labelers.explain_defaults`)."""
     explainer = TokenActivationsExplainer()
-    return (explainer.window, explainer.n_examples, default_per_request("openai:gpt-4o-mini", explainer),
-            explainer.style)
+    options = with_provider_defaults({}, "openai:gpt-4o-mini", explainer)
+    return (explainer.window, int(options.get("n_examples", explainer.n_examples)),
+            int(options.get("features_per_request", 1)), explainer.style)
 
 
 def _default_explain() -> tuple[int, int, int, str]:
@@ -96,6 +101,14 @@ def _default_explain() -> tuple[int, int, int, str]:
 #: the cheapest explainer setting measured before: 6 windows of 16 tokens, 4 per request
 OLD_SHORT = (16, 6, 4, "table")  #: in the token table the first rows were measured with
 SHORT = (16, 6, 4, "compact")  #: in the compact prompt (the explainer's default style)
+
+#: the API explanation default before grouped requests showed 6 windows: 10 of 16 tokens, 4 a request
+GROUPED10 = (16, 10, 4, "compact")
+#: the simulation defaults before this section's levers: dense lines, stratified rounds, pooled interval
+STRAT_DENSE = _dense(0.25, 16, order="stratified")
+#: the same with the terse instruction (the bootstrap last, so rows can swap it)
+TERSE = (("adaptive", True), ("ci_width", 0.25), ("round_windows", 10), ("window", 16),
+         ("line_format", "terse"), ("order", "stratified"), ("round_size", "fixed"), ("bootstrap", "pooled"))
 
 SETTINGS = [
     Setting("today: 100 x 32 tok", (32, 10, 1, "table"), (("adaptive", False), ("window", 32), *OPENAI)),
@@ -124,14 +137,23 @@ SETTINGS = [
     Setting("previous defaults, expl 6x16 4/req", SHORT, _dense(0.25, 16)),
     Setting("previous defaults, expl 10x16 4/req", (16, 10, 4, "compact"), _dense(0.25, 16)),
     # stratified rounds (order=stratified) and provider-aware explanation grouping
-    Setting("strat ci<.25 r10 16, expl 4/req", _api_explain(), _dense(0.25, 16, order="stratified")),
-    Setting("strat ci<.3 r10 16, expl 4/req", _api_explain(), _dense(0.3, 16, order="stratified")),
+    Setting("strat ci<.25 r10 16, expl 4/req", GROUPED10, _dense(0.25, 16, order="stratified")),
+    Setting("strat ci<.3 r10 16, expl 4/req", GROUPED10, _dense(0.3, 16, order="stratified")),
     Setting("strat ci<.3 r10 16, expl 6x16 4/req", SHORT, _dense(0.3, 16, order="stratified")),
+    # levers left then on the explanation side: shorter explainer windows, larger groups
+    Setting("earlier defaults, API, expl 12-tok windows", (12, 10, 4, "compact"), STRAT_DENSE),
+    Setting("earlier defaults, API, expl 8/req", (16, 10, 8, "compact"), STRAT_DENSE),
+    # the defaults before this section (dense lines, stratified rounds, pooled interval,
+    # fixed rounds; API models 10 explainer windows 4 a request), pinned, then each lever
+    Setting("earlier defaults, local (expl 1/req)", _default_explain(), STRAT_DENSE),
+    Setting("earlier defaults, API (expl 10x16 4/req)", GROUPED10, STRAT_DENSE),
+    Setting("+ terse prefix", GROUPED10, TERSE),
+    Setting("+ terse, strat bootstrap", GROUPED10, (*TERSE[:-1], ("bootstrap", "stratified"))),
+    Setting("+ terse, sized rounds", GROUPED10, (*TERSE[:-2], ("round_size", "sized"), TERSE[-1])),
+    Setting("+ terse, expl 6x16 4/req", SHORT, TERSE),
+    Setting("+ terse, expl 6x16, sized rounds", SHORT, (*TERSE[:-2], ("round_size", "sized"), TERSE[-1])),
     Setting("new defaults, local (expl 1/req)", _default_explain(), ()),
     Setting("new defaults, API (expl 4/req)", _api_explain(), ()),
-    # levers left on the explanation side: shorter explainer windows, larger groups
-    Setting("new defaults, API, expl 12-tok windows", (12, 10, 4, "compact"), ()),
-    Setting("new defaults, API, expl 8/req", (16, 10, 8, "compact"), ()),
 ]
 
 
@@ -394,7 +416,7 @@ def main() -> None:
               f"{'met' if cheapest[4] <= 100 else f'NOT met ({cheapest[4] / 100:.1f}x over)'}; "
               f"today ${verdicts[0][4]:,.0f}, ratio today/cheapest = {verdicts[0][4] / cheapest[4]:.2f}x")
         for v in verdicts:
-            if v[0].label.startswith(("new defaults", "previous defaults")):
+            if v[0].label.startswith(("new defaults", "previous defaults", "earlier defaults", "+ ")):
                 print(f"{v[0].label}: {v[5]:,.0f} o200k input tokens and ${v[4]:,.0f} per million features at "
                       f"gpt-4o-mini batch; target $100: "
                       f"{'met' if v[4] <= 100 else f'NOT met ({v[4] / 100:.2f}x over)'}")

@@ -67,18 +67,26 @@ class Candidate:
     options: dict[str, Any]
 
 
-SHUFFLED = {"order": "shuffled"}  #: the order before stratified rounds
+SHUFFLED = {"order": "shuffled", "bootstrap": "pooled", "round_size": "fixed"}  #: the order before stratified rounds
+POOLED = {"bootstrap": "pooled", "round_size": "fixed"}  #: the interval and rounds before this change
+STRAT = {"order": "stratified", **POOLED}
 
 CANDIDATES = [
     Candidate("old defaults (ci<.25 r10 16)", {**SHUFFLED, "ci_width": 0.25}),
     Candidate("ci<.3 r10 16", {**SHUFFLED, "ci_width": 0.3}),
     Candidate("ci<.25 r10 8", {**SHUFFLED, "ci_width": 0.25, "window": 8}),
     Candidate("ci<.25 r10 12", {**SHUFFLED, "ci_width": 0.25, "window": 12}),
-    Candidate("strat ci<.25 r10 16", {"order": "stratified", "ci_width": 0.25}),
-    Candidate("strat ci<.3 r10 16", {"order": "stratified", "ci_width": 0.3}),
-    Candidate("strat ci<.25 r10 12", {"order": "stratified", "ci_width": 0.25, "window": 12}),
-    Candidate("strat ci<.3 r10 12", {"order": "stratified", "window": 12, "ci_width": 0.3}),
-    Candidate("strat ci<.35 r10 16", {"order": "stratified", "ci_width": 0.35}),
+    Candidate("strat ci<.25 r10 16", {**STRAT, "ci_width": 0.25}),
+    Candidate("strat ci<.3 r10 16", {**STRAT, "ci_width": 0.3}),
+    Candidate("strat ci<.25 r10 12", {**STRAT, "ci_width": 0.25, "window": 12}),
+    Candidate("strat ci<.3 r10 12", {**STRAT, "window": 12, "ci_width": 0.3}),
+    Candidate("strat ci<.35 r10 16", {**STRAT, "ci_width": 0.35}),
+    Candidate("previous defaults (pooled boot)", {**POOLED}),
+    Candidate("strat boot ci<.25 r10 16", {"bootstrap": "stratified", "round_size": "fixed", "ci_width": 0.25}),
+    Candidate("strat boot ci<.2 r10 16", {"bootstrap": "stratified", "round_size": "fixed", "ci_width": 0.2}),
+    Candidate("sized min4 (pooled boot)", {**POOLED, "round_size": "sized"}),
+    Candidate("sized min2 (pooled boot)", {**POOLED, "round_size": "sized", "min_round": 2}),
+    Candidate("sized min4 strat boot", {"bootstrap": "stratified", "round_size": "sized"}),
     Candidate("new defaults", {}),
 ]
 
@@ -111,7 +119,8 @@ def replace_oracle(oracle: NoisyOracle, noise: float) -> NoisyOracle:
     return fresh
 
 
-def make_draw(seed: int, noise: float, real: list[FeatureRecord], planted_seeds: int) -> Draw:
+def make_draw(seed: int, noise: float, real: list[FeatureRecord], planted_seeds: int,
+              planted_oracle: bool = False) -> Draw:
     rng = random.Random(10_000 + seed)
     planted = [r for i in range(planted_seeds) for r in planted_records(
         length=32, n_top=10, n_quantile=50, n_random=50, seed=1_000 * seed + i, dictionary_id=f"planted-{seed}-{i}")]
@@ -119,13 +128,15 @@ def make_draw(seed: int, noise: float, real: list[FeatureRecord], planted_seeds:
     texts = [text for _, text in PLANTED.values()]
     explanations: dict[str, tuple[FeatureRecord, str, bool]] = {}
     registry: dict[str, Planted] = {}
-    for record in planted:
+    for record in planted if not planted_oracle else []:
         explanations[f"{record.dictionary_id}/{record.feature}/right"] = (record, texts[record.feature], True)
         explanations[f"{record.dictionary_id}/{record.feature}/wrong"] = (
             record, texts[(record.feature + 1) % len(texts)], False)
-    for record in renamed:
+    real_ids = {r.dictionary_id for r in renamed}
+    for record in renamed + (planted if planted_oracle else []):
         for tag, quality in (("right", rng.uniform(0.1, 1.0)), ("wrong", rng.uniform(0.0, 0.3))):
-            text = f"real feature {record.feature} explanation {tag} draw {seed}"
+            text = (f"real feature {record.feature} explanation {tag} draw {seed}" if record.dictionary_id in real_ids
+                    else f"planted feature {record.dictionary_id}/{record.feature} explanation {tag}")
             registry[text] = Planted(record.dictionary_id, record.feature, quality)
             explanations[f"{record.dictionary_id}/{record.feature}/{tag}"] = (record, text, tag == "right")
     return Draw(planted + renamed, explanations, NoisyOracle(planted + renamed, registry, noise=noise))
@@ -203,6 +214,10 @@ def main() -> None:
     parser.add_argument("--rule-noise", type=float, default=2.0,
                         help="the spearman >= 0.95 rule applies to draws up to this noise (2: cost.py's level)")
     parser.add_argument("--only", nargs="*", default=None, help="only candidates whose label starts with these")
+    parser.add_argument("--planted-oracle", action="store_true",
+                        help="score planted features' explanations with the noisy oracle too (qualities "
+                             "drawn as for real ones): sparse features, 50 activating + 50 random windows, "
+                             "where the identity dictionary's real features are dense (few random windows)")
     args = parser.parse_args()
     counter = Counter()
     if not counter.exact:
@@ -221,7 +236,7 @@ def main() -> None:
           f"{counter.name}\n")
     for noise, seed in draws:
         t0 = time.perf_counter()
-        draw = make_draw(seed, noise, real, args.planted_seeds)
+        draw = make_draw(seed, noise, real, args.planted_seeds, args.planted_oracle)
         truth = {eid: right for eid, (_, _, right) in draw.explanations.items()}
         full = score_draw(draw, FULL, counter)
         ids = [i for i, s in full.scores.items() if s is not None]

@@ -45,11 +45,11 @@ def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
     from featurelens.labelers.explain import explain_jobs, make_explainer
     from featurelens.llm.providers import build_provider
     from featurelens.core.selection import count_features
-    from featurelens.labelers.explain_defaults import resolve_spec
+    from featurelens.labelers.explain_defaults import resolve
     from featurelens.scorers.score_jobs import build_scorer
 
-    explainer = make_explainer(explain_spec)
-    explain_spec = resolve_spec(explain_spec, explainer)  # the config records the resolved default
+    # the config records the resolved default; the explainer is rebuilt if it changed its options
+    explain_spec, explainer = resolve(explain_spec, make_explainer(explain_spec), make_explainer)
     for spec in score_specs:
         build_scorer(spec)  # an unknown scorer option is refused now, not a day later
         if spec.llm != explain_spec.llm:

@@ -21,7 +21,7 @@ from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 from featurelens.labelers import explain_grouped as grouped
-from featurelens.labelers.explain_defaults import resolve_spec
+from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm import providers
 from featurelens.llm.batch_api import Submission, submit_jobs
 from featurelens.llm.batch_clients import batch_client
@@ -190,7 +190,7 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
                                     settings=settings, prices=prices, provider_defaults=provider_defaults)
     explainer = make_explainer(spec)
     if provider_defaults:
-        spec = resolve_spec(spec, explainer)
+        spec, explainer = resolve(spec, explainer, make_explainer)
     spec = offline_spec(explainer, spec)
     return run_labeling(
         store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
@@ -211,7 +211,8 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
     provider, model = split_llm_spec(spec.llm)
     get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
     explainer = make_explainer(spec)
-    spec = offline_spec(explainer, resolve_spec(spec, explainer))
+    spec, explainer = resolve(spec, explainer, make_explainer)
+    spec = offline_spec(explainer, spec)
     provider, model = split_llm_spec(spec.llm)
     sample, scale, planned, total = sample_selection(store, spec.selection)
     skipped: list[int] = []
@@ -226,8 +227,7 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
 def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[str, Any] | None = None,
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
-    explainer = make_explainer(spec)
-    spec = resolve_spec(spec, explainer)
+    spec, explainer = resolve(spec, make_explainer(spec), make_explainer)
     if effective_llm(explainer, spec.llm) != spec.llm:
         raise FeaturelensError(f"The {spec.explainer} explainer needs no LLM, so there is nothing to "
                                "submit; run featurelens explain without --batch-api.")

@@ -13,13 +13,14 @@ output a request may ask for.
 ``explain``, ``label``, ``run`` and ``estimate`` resolve the same default here, so an
 estimate prices the requests a run sends. An explicit ``features_per_request`` always
 wins; the resolved value is written into the spec's options, so it is recorded with
-every explanation and a rerun finds the same ids.
+every explanation and a rerun finds the same ids. Grouped default requests also show 6
+top windows a feature instead of 10 (``GROUPED_EXAMPLES``) unless ``n_examples`` is given.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from featurelens.core.protocols import Explainer
 from featurelens.labelers import explain_grouped as grouped
@@ -28,6 +29,10 @@ from featurelens.registry.components import split_llm_spec
 
 #: Providers whose models get grouped explanation requests by default, and how many a request.
 GROUPED_PROVIDERS = {"openai": 4, "anthropic": 4}
+#: Top-activating windows a feature shows in a grouped default request (the explainer's own
+#: default is 10). OpenAI's explainer showed a hosted model 5 top-activating windows; 6 of
+#: 16 tokens cost about 130 o200k tokens a feature less than 10 (benchmarks/cost.py).
+GROUPED_EXAMPLES = 6
 
 
 def default_per_request(llm: str, explainer: Explainer) -> int:
@@ -50,7 +55,11 @@ def with_provider_defaults(options: dict[str, Any], llm: str, explainer: Explain
     if grouped.OPTION in options:
         return options
     k = default_per_request(llm, explainer)
-    return {**options, grouped.OPTION: k} if k > 1 else options
+    if k <= 1:
+        return options
+    fewer = {} if "n_examples" in options or not hasattr(explainer, "n_examples") else {
+        "n_examples": GROUPED_EXAMPLES}
+    return {**options, grouped.OPTION: k, **fewer}
 
 
 def resolve_spec(spec: Any, explainer: Explainer) -> Any:
@@ -59,3 +68,11 @@ def resolve_spec(spec: Any, explainer: Explainer) -> Any:
     if options is spec.options or options == spec.options:
         return spec
     return replace(spec, explainer_options=tuple(sorted(options.items())))
+
+
+def resolve(spec: Any, explainer: Explainer, build: Callable[[Any], Explainer]) -> tuple[Any, Explainer]:
+    """The resolved spec and its explainer, rebuilt with ``build`` when the defaults set one of
+    the explainer's own options (``n_examples``), so the requests match the recorded options."""
+    resolved = resolve_spec(spec, explainer)
+    changed = {k for k, v in resolved.options.items() if k != grouped.OPTION and spec.options.get(k) != v}
+    return resolved, (build(resolved) if changed else explainer)

@@ -64,7 +64,7 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     batch API, and wall time for labeling a selection; sends nothing, needs no key."""
     from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
     from featurelens.labelers.explain import ExplainSpec, make_explainer
-    from featurelens.labelers.explain_defaults import resolve_spec
+    from featurelens.labelers.explain_defaults import resolve
     from featurelens.labelers.explain_grouped import per_request as per_request_for
     from featurelens.llm.pricing import PriceTable
     from featurelens.core.plugin_host import get_registry
@@ -92,9 +92,12 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
                                    "--where/--dictionary, or extract features into this store first.")
         estimates = []
         for llm in llms:  # each LLM with its own explainer defaults, as explain and label resolve them
-            per_request = 1 if chosen is None else per_request_for(
-                resolve_spec(ExplainSpec(llm, explainer, explain_options), chosen).options)
-            estimates += estimate_costs(store, Selection(where, dictionary_id, limit), [llm], chosen, built,
+            llm_explainer, per_request = chosen, 1
+            if chosen is not None:
+                resolved, llm_explainer = resolve(ExplainSpec(llm, explainer, explain_options), chosen,
+                                                  make_explainer)
+                per_request = per_request_for(resolved.options)
+            estimates += estimate_costs(store, Selection(where, dictionary_id, limit), [llm], llm_explainer, built,
                                         features=features, sample=sample, prices=table, counter=counter,
                                         features_per_request=per_request)
     if as_json:

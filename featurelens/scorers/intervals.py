@@ -48,16 +48,33 @@ def bootstrap_correlation(windows: Sequence[tuple[Sequence[float], Sequence[floa
 
     if len(windows) < 2:
         return None
-    stats = np.zeros((len(windows), 6))
-    for i, (truth, predicted) in enumerate(windows):
-        t = np.asarray(truth, dtype=np.float64)
-        p = np.asarray(predicted, dtype=np.float64)
-        stats[i] = (len(t), t.sum(), p.sum(), (t * t).sum(), (p * p).sum(), (t * p).sum())
     rng = np.random.default_rng(seed)
     k = len(windows)
     draws = rng.integers(0, k, size=(resamples, k))
     counts = np.zeros((resamples, k))
     np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
+    return percentile_interval(window_stats(windows), counts, confidence)
+
+
+def window_stats(windows: Sequence[tuple[Sequence[float], Sequence[float]]]):
+    """Per-window sums (n, sum t, sum p, sum t², sum p², sum tp): a resample's pooled
+    correlation is its window counts times these, so no resample copies any tokens."""
+    import numpy as np
+
+    stats = np.zeros((len(windows), 6))
+    for i, (truth, predicted) in enumerate(windows):
+        t = np.asarray(truth, dtype=np.float64)
+        p = np.asarray(predicted, dtype=np.float64)
+        stats[i] = (len(t), t.sum(), p.sum(), (t * t).sum(), (p * p).sum(), (t * p).sum())
+    return stats
+
+
+def percentile_interval(stats, counts, confidence: float) -> tuple[float, float] | None:
+    """Percentile interval of the pooled correlation over resamples (``counts``: one row
+    of window multiplicities per resample); ``None`` when most resamples are undefined."""
+    import numpy as np
+
+    resamples = counts.shape[0]
     n, st, sp, stt, spp, stp = (counts @ stats).T
     var_t = stt - st * st / n
     var_p = spp - sp * sp / n

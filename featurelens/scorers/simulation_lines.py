@@ -5,11 +5,15 @@ simulator's prediction is read from the prompt log-probabilities at the position
 the tab. The placeholder and the window separators are most of the bill, so the layout
 is an option (``line_format``):
 
-- ``dense`` (default): ``tok<TAB>?`` lines, windows separated by a blank line, all of a
+- ``dense``: ``tok<TAB>?`` lines, windows separated by a blank line, all of a
   prompt's windows inside one ``<texts>`` block. ``<TAB>?<NL>`` is two tokens in o200k,
   cl100k, Llama 3 and Qwen 3 (``?\\n`` and ``?\\n\\n`` are single tokens), so a window
   token costs three tokens instead of four and a window boundary costs nothing.
   SmolLM2's tokenizer keeps ``\\t``, ``?`` and ``\\n`` apart, as it did for ``unknown``.
+- ``terse`` (default): ``dense`` lines under a shorter instruction
+  (``prompts.ALL_AT_ONCE_TERSE_INTRO``): the shared prefix is 106 o200k tokens instead
+  of 127, paid once a round. ``dense`` keeps its own instruction so its scores and cached
+  answers stay reproducible (the cache keys on the prompt text, so the two never mix).
 - ``openai``: OpenAI's original layout, ``tok<TAB>unknown`` lines with every window in
   its own ``<example>`` tags, byte for byte what featurelens sent before ``dense``; kept
   so earlier scores and cached answers can be reproduced.
@@ -56,6 +60,8 @@ class LineFormat:
 
 
 FORMATS = {
+    "terse": LineFormat("terse", prompts.ALL_AT_ONCE_TERSE_INTRO, prompts.PLACEHOLDER,
+                        "<texts>\n", "\n\n", "\n</texts>"),
     "dense": LineFormat("dense", prompts.ALL_AT_ONCE_DENSE_INTRO, prompts.PLACEHOLDER,
                         "<texts>\n", "\n\n", "\n</texts>"),
     "openai": LineFormat("openai", prompts.ALL_AT_ONCE_INTRO, prompts.UNKNOWN,
@@ -71,5 +77,5 @@ def line_format(name: str) -> LineFormat:
     found = FORMATS.get(str(name).strip().lower())
     if found is None:
         raise FeaturelensError(f"Simulation line_format {name!r} is unknown; use "
-                               f"{' or '.join(FORMATS)} (-o line_format=dense).")
+                               f"{' or '.join(FORMATS)} (-o line_format=terse).")
     return found

@@ -39,7 +39,7 @@ def test_an_explicit_choice_wins_and_one_feature_keeps_the_options_unchanged():
     assert with_provider_defaults({"features_per_request": 1}, "openai:gpt-4o-mini", explainer()) == {
         "features_per_request": 1}
     assert with_provider_defaults({"window": 12}, "openai:gpt-4o-mini", explainer()) == {
-        "window": 12, "features_per_request": 4}
+        "window": 12, "features_per_request": 4, "n_examples": 6}
     local = ExplainSpec("local:smollm2", explainer_options=(("window", 12),))
     assert resolve_spec(local, explainer()) is local  # the same options, so the same explanation ids
 

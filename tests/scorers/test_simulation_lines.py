@@ -54,7 +54,7 @@ def test_dense_is_the_default_and_openai_layout_is_byte_identical_to_before():
 
 
 def test_bad_line_format_is_one_sentence():
-    with pytest.raises(FeaturelensError, match=r"line_format 'tsv' is unknown; use dense or openai"):
+    with pytest.raises(FeaturelensError, match=r"line_format 'tsv' is unknown; use terse or dense or openai"):
         SimulationScorer(line_format="tsv")
     assert line_format(" Dense ") is FORMATS["dense"]
     with pytest.raises(FeaturelensError, match="random_window >= 2"):
@@ -163,7 +163,7 @@ def test_random_windows_can_be_cropped_shorter_than_activating_ones():
     for w in windows:
         lengths[w.example.kind].add(len(w.example.tokens))
     assert lengths["random"] == {8} and lengths["quantile"] == {16}
-    assert scorer.options()["random_window"] == 8 and scorer.options()["line_format"] == "dense"
+    assert scorer.options()["random_window"] == 8 and scorer.options()["line_format"] == "terse"
     # larger than the window: the window wins
     assert SimulationScorer(window=16, random_window=32).random_window == 16
 
@@ -172,7 +172,7 @@ def test_a_larger_first_round_goes_out_as_one_request_then_rounds_of_round_windo
     records = planted_records(seed=8)
     record = records[list(PLANTED).index("digits")]
     oracle = NoisyOracle(records, {"q": Planted(record.dictionary_id, record.feature, 0.3)}, noise=3.0)
-    scorer = SimulationScorer(first_round=20, round_windows=10, ci_width=0.05)
+    scorer = SimulationScorer(first_round=20, round_windows=10, ci_width=0.05, round_size="fixed")
     first = scorer.requests(record, "q", LOGPROBS)
     assert len(first) == 1 and first[0].prompt.count("\t?") == sum(
         len(w.example.tokens) for w in scorer._groups(record, "prompt-logprobs")[0][0])
