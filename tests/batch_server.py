@@ -5,7 +5,8 @@ client mid-submission: the real SDKs talk to it over HTTP (a CLI subprocess incl
 provider made the batch; the client never heard); ``"create-lost"`` SIGKILLs without
 recording (the create never arrived); ``"upload"`` SIGKILLs at OpenAI's file upload.
 ``down`` answers 503 to every list call (a provider that cannot be asked). Batches are
-finished as soon as they exist; every answer is a plain explanation.
+finished as soon as they exist; every answer is :meth:`BatchServer.answer` of the request
+(a plain explanation here; subclasses answer scoring prompts too).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class BatchServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
     def port(self) -> int:
@@ -70,6 +71,10 @@ class BatchServer:
                                       "requests": [{"custom_id": f"other-{i}", "params": {}}
                                                    for i in range(requests)]}
         return batch_id
+
+    def answer(self, request: dict[str, Any]) -> str:
+        """The text answered to one request (an OpenAI chat body or Anthropic params)."""
+        return ANSWER
 
     # -- routing ---------------------------------------------------------------------
     def _route(self, h: BaseHTTPRequestHandler, method: str) -> None:
@@ -178,7 +183,7 @@ class BatchServer:
             "status_code": 200, "request_id": "r", "body": {
                 "id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": ANSWER}}],
+                             "message": {"role": "assistant", "content": self.answer(line["body"])}}],
                 "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}}}}
             for line in self.files[self.batches[batch_id]["input"]]]
         self._raw(h, "\n".join(json.dumps(l) for l in lines).encode(), "application/octet-stream")
@@ -186,7 +191,7 @@ class BatchServer:
     def _anthropic_results(self, h: BaseHTTPRequestHandler, batch_id: str) -> None:
         lines = [{"custom_id": item["custom_id"], "result": {"type": "succeeded", "message": {
             "id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-            "content": [{"type": "text", "text": ANSWER}], "stop_reason": "end_turn", "stop_sequence": None,
+            "content": [{"type": "text", "text": self.answer(item["params"])}], "stop_reason": "end_turn", "stop_sequence": None,
             "usage": {"input_tokens": 50, "output_tokens": 5}}}}
             for item in self.batches[batch_id]["requests"]]
         self._raw(h, "\n".join(json.dumps(l) for l in lines).encode(), "application/binary")

@@ -78,15 +78,23 @@ def http_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 
-@pytest.fixture
-def labeled_store(store_path: Path) -> Path:
-    with featurelens.open_store(store_path) as store:
+@pytest.fixture(scope="module")
+def labeled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("labeled") / "store.duckdb"
+    with featurelens.open_store(path) as store:
         write_planted_store(store, planted_records(length=32, n_top=10, n_quantile=50, n_random=50, seed=2))
+    return path
+
+
+@pytest.fixture
+def labeled_store(labeled_template: Path, store_path: Path) -> Path:
+    """A planted store of this test's own (a copy: the tests check it is left untouched)."""
+    shutil.copyfile(labeled_template, store_path)
     return store_path
 
 

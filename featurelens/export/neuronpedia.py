@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 from typing import Any, Iterable
 
 from featurelens.core.progress import progress
 from featurelens.browser.queries import BrowserData
 from featurelens.export import neuronpedia_json as npjson
+from featurelens.export import neuronpedia_listing as listing
 from featurelens.export import neuronpedia_rows as rows
 from featurelens.export.staging import Staging
 
@@ -45,13 +47,16 @@ def _gzip(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int, list[int]]]:
+def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int, list[int], int]]:
+    """(dictionary, batch number, features, files each kind may use in this batch)."""
     by_dictionary: dict[str, list[int]] = {}
     for dictionary_id, feature in keys:
         by_dictionary.setdefault(dictionary_id, []).append(feature)
     for dictionary_id, features in by_dictionary.items():
-        for n, start in enumerate(range(0, len(features), size)):
-            yield dictionary_id, n, features[start:start + size]
+        per_batch = listing.batch_size(len(features), size)  # <= LIST_LIMIT feature files
+        most = listing.files_per_batch(math.ceil(len(features) / per_batch))
+        for n, start in enumerate(range(0, len(features), per_batch)):
+            yield dictionary_id, n, features[start:start + per_batch], most
 
 
 def _source(data: BrowserData, dictionary_id: str, creator_id: str) -> tuple[rows.Source, dict, dict]:
@@ -60,13 +65,16 @@ def _source(data: BrowserData, dictionary_id: str, creator_id: str) -> tuple[row
     return rows.Source.of(dictionary, creator_id), dictionary, (model[0] if model else {})
 
 
-def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int = BATCH_SIZE,
+def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int | None = None,
           creator_id: str = rows.DEFAULT_CREATOR_ID) -> int:
-    """Write every feature in ``keys``; returns the number of feature batch files."""
+    """Write every feature in ``keys``; returns the number of feature batch files.
+
+    No folder gets more files than the importer lists (:mod:`.neuronpedia_listing`)."""
+    batch_size = BATCH_SIZE if batch_size is None else batch_size
     files = 0
     sources: dict[str, tuple[rows.Source, dict, dict]] = {}
     with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
-        for dictionary_id, n, features in _batches(keys, batch_size):
+        for dictionary_id, n, features, most in _batches(keys, batch_size):
             if dictionary_id not in sources:
                 sources[dictionary_id] = _source(data, dictionary_id, creator_id)
             src, dictionary, _ = sources[dictionary_id]
@@ -74,7 +82,7 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batc
             name = f"batch-{n:05d}.jsonl.gz"
             files += 1
             if not staging.done(f"{folder}/features/{name}"):
-                _write_batch(data, staging, src, dictionary, features, folder, name)
+                _write_batch(data, staging, src, dictionary, features, folder, name, most)
             bar.update(len(features))
     for dictionary_id, (src, dictionary, model) in sources.items():
         _write_metadata(data, staging, src, dictionary, model,
@@ -83,7 +91,7 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batc
 
 
 def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
-                 features: list[int], folder: str, name: str) -> None:
+                 features: list[int], folder: str, name: str, most: int) -> None:
     neurons, activations, explanations, scores = [], [], [], []
     for record in data.feature_batch(dictionary["dictionary_id"], features):
         feature = int(record.stats["feature"])
@@ -93,11 +101,12 @@ def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictiona
         explanations += e_rows
         scores += s_rows
     # An empty file would stop the importer (it parses the first line for the columns);
-    # a large batch is cut into several files the importer can hold (neuronpedia_json).
+    # a large batch is cut into several files the importer can hold (neuronpedia_json),
+    # at most ``most`` of them so the folder stays within one listing (neuronpedia_listing).
     stem = name.removesuffix(".jsonl.gz")
     for kind, lines in (("activations", activations), ("explanations", explanations),
                         ("explanation_scores", scores)):
-        for part, data in enumerate(npjson.by_size(lines)):
+        for part, data in enumerate(listing.pieces(lines, most, what=f"{folder}/{kind}/{name}")):
             piece = name if part == 0 else f"{stem}-{part:03d}.jsonl.gz"
             staging.write_bytes(f"{folder}/{kind}/{piece}", _gzip(data))
     staging.write_bytes(f"{folder}/features/{name}", _gzip(_jsonl(neurons)))

@@ -14,6 +14,7 @@ from featurelens.core.ray_runtime import ClusterError, connect, require_ray
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # tests/scale/test_no_ray_by_default.py checks this path in the fast suite
 def test_importing_the_runtime_and_its_users_does_not_import_ray() -> None:
     code = ("import sys, featurelens.core.ray_runtime, featurelens.core.training.ray_training, "
             "featurelens.scale.cluster; print('ray' in sys.modules)")

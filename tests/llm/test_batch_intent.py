@@ -148,7 +148,15 @@ def test_ambiguous_anthropic_candidates_are_refused_then_adopted_or_forgotten(cl
 
 
 def test_adopt_and_forget_refuse_bad_input_in_one_sentence(cli, server, filled):
-    killed_submit(server, filled, LLMS["anthropic"], "create")
+    # a pending submission and the batch it became, as a kill at the create leaves them
+    # (the kill itself is tested above; here only the commands' input is)
+    from featurelens.llm import batch_intent
+    from featurelens.llm.providers import build_provider
+
+    with featurelens.open_store(filled) as store:
+        batch_intent.record_intent(store, build_provider(LLMS["anthropic"]), purpose="explain", run_id="r",
+                                   request_count=N, requests={f"k{i}": ["d1", i, "explain"] for i in range(N)})
+    server.add_anthropic(N)
     [(placeholder, _, _)] = rows(filled)
     before = rows(filled)
     unknown = _one_sentence(cli("batches", "adopt", placeholder, "msgbatch_nope", "--store", filled))

@@ -14,9 +14,11 @@ import featurelens
 from featurelens.core.redaction import MASK, configured_secrets, redact
 from hostile_server import HostileServer, answer, error
 from llm_fixtures import fill
+from quick_retries import quick_retries  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 KEY = "hostile-Secret-Value-0123456789"  # not shaped like sk-..., so no pattern catches it
-
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()

@@ -14,7 +14,9 @@ import pytest
 import featurelens
 from hostile_server import HostileServer, chat, message
 from llm_fixtures import fill
+from quick_retries import quick_retries  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.usefixtures("quick_retries")
 N = 3
 
 

@@ -191,6 +191,7 @@ def test_address_needs_the_ray_executor(cli, job: dict, tmp_path: Path) -> None:
     assert result.exit_code != 0 and "--address needs --executor ray" in result.output
 
 
+@pytest.mark.slow  # tests/scale/test_no_ray_by_default.py checks this path in the fast suite
 def test_the_default_path_never_imports_ray(tiny_model_dir: Path, job: dict, tmp_path: Path) -> None:
     """CLI built, plugins loaded, an in-process extraction run: ray stays out of sys.modules."""
     script = (

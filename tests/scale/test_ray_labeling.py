@@ -43,6 +43,10 @@ def _label(cli, store: Path, llm: str, *executor: str) -> None:
         assert "Traceback" not in result.output
 
 
+# The fast suite keeps test_api_provider_on_workers_with_a_shared_limit_writes_once (the same
+# two-worker run writing the in-process rows once) and test_requests_are_spread_over_the_workers
+# (the local model answering on both workers); this one adds the score stage on a local model.
+@pytest.mark.slow
 def test_two_workers_write_the_in_process_results_once(ray_cluster, cli, expected: Path, tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
     llm = f"local:{tiny_model_dir}"

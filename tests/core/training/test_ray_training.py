@@ -129,6 +129,7 @@ def test_executor_options_are_one_sentence(tiny_model_dir: Path, tmp_path: Path)
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # tests/scale/test_no_ray_by_default.py checks this path in the fast suite
 def test_default_and_local_paths_never_import_ray(tiny_model_dir: Path, tmp_path: Path) -> None:
     """An in-process CLI training and the data-parallel modules leave Ray unloaded."""
     code = (
