@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from featurelens.core.errors import FeaturelensError
 from featurelens.scorers.intervals import RESAMPLES, percentile_interval, window_stats
+from featurelens.scorers.option_choices import one_of
 
 #: ``bootstrap`` option values.
 BOOTSTRAPS = ("stratified", "pooled")
@@ -31,11 +31,7 @@ BOOTSTRAPS = ("stratified", "pooled")
 
 def check_bootstrap(value: str) -> str:
     """``value`` normalised, or one sentence naming the choices."""
-    name = str(value).strip().lower()
-    if name not in BOOTSTRAPS:
-        raise FeaturelensError(f"Scorer option bootstrap={value!r} is unknown; use "
-                               f"{' or '.join(BOOTSTRAPS)} (-o bootstrap=stratified).")
-    return name
+    return one_of("bootstrap", value, BOOTSTRAPS)
 
 
 def stratified_bootstrap_correlation(windows: Sequence[tuple[Sequence[float], Sequence[float]]],

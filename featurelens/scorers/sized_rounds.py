@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.scorers.option_choices import one_of
 
 T = TypeVar("T")
 
@@ -38,10 +39,7 @@ MARGIN = 1.2
 
 def check_round_size(value: str, min_round: int, round_windows: int) -> str:
     """``value`` normalised, or one sentence naming the choices; checks ``min_round`` too."""
-    name = str(value).strip().lower()
-    if name not in ROUND_SIZES:
-        raise FeaturelensError(f"Scorer option round_size={value!r} is unknown; use "
-                               f"{' or '.join(ROUND_SIZES)} (-o round_size=fixed).")
+    name = one_of("round_size", value, ROUND_SIZES)
     if not 1 <= int(min_round) <= int(round_windows):
         raise FeaturelensError(f"Scorer option min_round={min_round} must be between 1 and "
                                f"round_windows ({round_windows}); fix -o min_round.")

@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from typing import TypeVar
 
-from featurelens.core.errors import FeaturelensError
+from featurelens.scorers.option_choices import one_of
 
 T = TypeVar("T")
 
@@ -31,11 +31,7 @@ ORDERS = ("shuffled", "stratified")
 
 def check_order(order: str) -> str:
     """``order`` normalised, or one sentence naming the choices."""
-    value = str(order).strip().lower()
-    if value not in ORDERS:
-        raise FeaturelensError(f"Scorer option order={order!r} is unknown; use "
-                               f"{' or '.join(ORDERS)} (-o order=stratified).")
-    return value
+    return one_of("order", order, ORDERS, example="stratified")
 
 
 def by_quantile(windows: Sequence[T], quantiles: Sequence[int | None], rng: random.Random) -> list[T]:

@@ -2,9 +2,9 @@
 """Ray stays out of every default path, checked in one fresh interpreter: importing the
 runtime and its users, building the CLI with every plugin, an in-process extraction, and a
 CLI training with the data-parallel modules imported. One subprocess for what three tests
-(tests/core/test_ray_runtime.py, tests/scale/test_ray_extraction.py,
-tests/core/training/test_ray_training.py, now with the slow tests) each paid a Python,
-torch and transformers start-up for."""
+in tests/core/test_ray_runtime.py, tests/scale/test_ray_extraction.py and
+tests/core/training/test_ray_training.py each paid a Python, torch and transformers
+start-up for; they were subsets of this one and are gone."""
 
 from __future__ import annotations
 

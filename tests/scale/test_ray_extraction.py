@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -191,23 +190,3 @@ def test_address_needs_the_ray_executor(cli, job: dict, tmp_path: Path) -> None:
     assert result.exit_code != 0 and "--address needs --executor ray" in result.output
 
 
-@pytest.mark.slow  # tests/scale/test_no_ray_by_default.py checks this path in the fast suite
-def test_the_default_path_never_imports_ray(tiny_model_dir: Path, job: dict, tmp_path: Path) -> None:
-    """CLI built, plugins loaded, an in-process extraction run: ray stays out of sys.modules."""
-    script = (
-        "import sys\n"
-        "from featurelens.cli import make_cli\n"
-        "from featurelens.core import plugin_host as plugins\n"
-        "from featurelens.core.extraction import ExtractSpec, extract\n"
-        "make_cli(plugins.get_host())\n"
-        f"extract(ExtractSpec(model={job['model']!r}, hookpoint={job['hookpoint']!r}, corpus={job['corpus']!r},\n"
-        f"        tokens=64, context=16, device='cpu', split='all'), progress=False,\n"
-        f"        store={str(tmp_path / 's.duckdb')!r})\n"
-        "loaded = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
-        "assert not loaded, loaded\n"
-        "print('no ray')\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "no ray" in done.stdout

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +17,6 @@ from featurelens.testing.oracle import NoisyOracle, Planted
 from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 
 LOGPROBS = frozenset({"prompt_logprobs"})
-VOCABS = [Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "o200k_base.tiktoken",
-          Path("/work/shared/data/o200k_base.tiktoken")]
 
 
 def _old_prompt(explanation: str, windows: list[list[str]]) -> str:
@@ -102,20 +98,6 @@ def test_parser_reads_the_dense_placeholder_merged_with_newlines_and_tabs():
     short, _ = from_prompt_logprobs(LLMResponse("", prompt_logprobs=tokens), [2, 2], "?")
     assert all(isinstance(v, ValueError) for v in short)
 
-
-@pytest.fixture
-def o200k(tmp_path, monkeypatch):
-    import featurelens.llm.request_tokens as request_tokens
-
-    source = next((p for p in VOCABS if p.is_file()), None)
-    if source is None:
-        pytest.skip("the o200k vocabulary (shared/data/o200k_base.tiktoken) is not on this machine")
-    (tmp_path / "tiktoken").mkdir()
-    shutil.copy(source, tmp_path / "tiktoken" / "fb374d419588a4632f3f557e76b4b70aebbca790")
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
-    request_tokens._encoding.cache_clear()
-    yield request_tokens._encoding()
-    request_tokens._encoding.cache_clear()
 
 
 def test_dense_lines_cost_three_o200k_tokens_a_window_token_and_parse_back(o200k):

@@ -129,19 +129,3 @@ def test_executor_options_are_one_sentence(tiny_model_dir: Path, tmp_path: Path)
     assert "Traceback" not in result.output
 
 
-@pytest.mark.slow  # tests/scale/test_no_ray_by_default.py checks this path in the fast suite
-def test_default_and_local_paths_never_import_ray(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """An in-process CLI training and the data-parallel modules leave Ray unloaded."""
-    code = (
-        "import sys\n"
-        "import featurelens.core.training.data_parallel, featurelens.core.training.distributed\n"
-        "from featurelens.cli import main\n"
-        "try:\n"
-        f"    main({args(tiny_model_dir, tmp_path / 'sae', '--tokens', '256')!r})\n"
-        "except SystemExit as done:\n"
-        "    assert not done.code, done.code\n"
-        "print('ray' in sys.modules)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "False"
