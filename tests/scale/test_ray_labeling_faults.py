@@ -56,7 +56,10 @@ def test_a_killed_worker_is_restarted_and_each_result_is_written_once(ray_cluste
     _explain(alone, llm)
 
     killed: dict = {}
-    with ray_provider(llm, workers=2) as provider:
+    # one request a pass (batch=1), so answers come one by one and a kill after two of them
+    # finds the victim still holding requests; with the default batch of 8 each actor's share
+    # of 16 features could be answered in one pass, and the victim hold nothing when killed
+    with ray_provider(llm, {"batch": 1}, workers=2) as provider:
         victim = provider.actors[0]
         pid = ray.get(victim.describe.remote())["pid"]
 
