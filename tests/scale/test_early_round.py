@@ -8,8 +8,6 @@ the early round was sent (it then loses only what it carried since that partial)
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from extract_calls import ray_extract_with
 from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
 
-from .test_ray_extraction import _reducer_pids, ray_cluster  # noqa: F401 - fixture
+from .test_ray_extraction import kill_a_reducer_at_shard, ray_cluster  # noqa: F401 - fixture
 
 
 def test_the_early_round_leaves_about_one_shard_per_worker() -> None:
@@ -57,21 +55,7 @@ def test_two_workers_send_an_early_partial_each_and_the_store_is_identical(
 @pytest.mark.slow
 def test_a_worker_killed_after_the_early_round_loses_only_what_it_carried_since(
         ray_cluster, job: dict, expected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from featurelens.scale import shard_flow
-
-    real_cut = shard_flow.cut_shards
-    killed: list[int] = []
-
-    def cut_and_kill(*args):
-        for index, shard in enumerate(real_cut(*args)):
-            if index == 23:  # the early round went out once 22 shards were sent
-                pids = _reducer_pids()
-                assert len(pids) == 2
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            yield shard
-
-    monkeypatch.setattr(shard_flow, "cut_shards", cut_and_kill)
+    killed = kill_a_reducer_at_shard(monkeypatch, 23)  # the early round went out once 22 shards were sent
     store = tmp_path / "killed-late.duckdb"
     result = ray_extract_with(store=store, workers=2, shard_batches=1, checkpoint_seconds=1e9, **job)
     assert killed

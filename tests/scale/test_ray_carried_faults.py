@@ -8,8 +8,6 @@ not name them) and reduce them again, and the store must still equal in-process.
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,27 +15,13 @@ import pytest
 from extract_calls import ray_extract_with
 from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
 
-from .test_ray_extraction import _reducer_pids, ray_cluster  # noqa: F401 - fixture
+from .test_ray_extraction import kill_a_reducer_at_shard, ray_cluster  # noqa: F401 - fixture
 
 
 @pytest.mark.slow
 def test_a_worker_killed_before_its_only_partial_loses_what_it_carried_and_nothing_else(
         ray_cluster, job: dict, expected: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from featurelens.scale import shard_flow
-
-    real_cut = shard_flow.cut_shards
-    killed: list[int] = []
-
-    def cut_and_kill(*args):
-        for index, shard in enumerate(real_cut(*args)):
-            if index == 12:  # both workers hold carried shards by now, none flushed yet
-                pids = _reducer_pids()
-                assert len(pids) == 2
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            yield shard
-
-    monkeypatch.setattr(shard_flow, "cut_shards", cut_and_kill)
+    killed = kill_a_reducer_at_shard(monkeypatch, 12)  # both workers hold carried shards by now, none flushed yet
     store = tmp_path / "killed.duckdb"
     # no checkpoint is due before the end: each worker sends one partial, at the end
     result = ray_extract_with(store=store, workers=2, shard_batches=1, checkpoint_seconds=1e9, **job)

@@ -124,6 +124,27 @@ def _reducer_pids() -> list[int]:
     return pids
 
 
+def kill_a_reducer_at_shard(monkeypatch: pytest.MonkeyPatch, index: int) -> list[int]:
+    """SIGKILL one of the two workers when the driver cuts shard ``index``; the returned list
+    gets the killed pid."""
+    from featurelens.scale import shard_flow
+
+    real_cut = shard_flow.cut_shards
+    killed: list[int] = []
+
+    def cut_and_kill(*args):
+        for n, shard in enumerate(real_cut(*args)):
+            if n == index:
+                pids = _reducer_pids()
+                assert len(pids) == 2
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            yield shard
+
+    monkeypatch.setattr(shard_flow, "cut_shards", cut_and_kill)
+    return killed
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_only_its_shard(ray_cluster, job: dict, expected: Path,
                                                       tmp_path: Path) -> None:
