@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 from functools import lru_cache
 
@@ -34,12 +33,7 @@ from featurelens.labelers.explainers.token_activations import TokenActivationsEx
 from featurelens.llm.providers.local_decode import greedy, prefill
 from featurelens.llm.providers.local_provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
-from local_speed import first_planted
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from local_speed import _cpu, first_planted
 
 
 def _timed(fn):

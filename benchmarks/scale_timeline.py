@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from scale import HOOK, save_random_dictionary  # benchmarks/scale.py, beside this script
+from scale import HOOK, _load, save_random_dictionary  # benchmarks/scale.py, beside this script
 
 LOG_ENV = "FEATURELENS_TIMELINE_LOG"
 
@@ -164,10 +164,6 @@ def main() -> None:
 
 def _fmt(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
-
-
-def _load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -20,10 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from featurelens.testing.servers import start_in_thread
+
+from provider_urls import ProviderURLs
+
 ANSWER = "Explanation: mentions of small animals"
 
 
-class BatchServer:
+class BatchServer(ProviderURLs):
     def __init__(self) -> None:
         self.files: dict[str, list[dict]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -48,7 +52,7 @@ class BatchServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        start_in_thread(self.httpd)
 
     @property
     def port(self) -> int:
@@ -56,8 +60,7 @@ class BatchServer:
 
     def env(self) -> dict[str, str]:
         return {"OPENAI_API_KEY": "sk-test-intent", "ANTHROPIC_API_KEY": "sk-ant-test-intent",
-                "OPENAI_BASE_URL": f"http://127.0.0.1:{self.port}/v1",
-                "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{self.port}"}
+                "OPENAI_BASE_URL": self.openai_url, "ANTHROPIC_BASE_URL": self.anthropic_url}
 
     def stop(self) -> None:
         self.httpd.shutdown()

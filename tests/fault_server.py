@@ -33,6 +33,8 @@ from pathlib import Path
 
 from featurelens.testing.stub_server import read_request
 
+from provider_urls import ProviderURLs
+
 TOPICS = ["numbers", "closing brackets", "the word the", "animals", "code keywords",
           "punctuation", "verbs of motion", "years"]
 GARBAGE = ["\x00 lorem {{{ [[ not an answer", "#@!$%^&* ~~~ ::::", "\ufffd\ufffd\x07 ]]] {{{"]
@@ -68,7 +70,7 @@ def good_answer(digest: str, messages: list | None = None) -> str:
     return f"Explanation: {TOPICS[int(digest[:4], 16) % len(TOPICS)]}"
 
 
-class FaultServer:
+class FaultServer(ProviderURLs):
     """``FaultServer(Faults(...)).start()``; ``openai_url`` / ``anthropic_url``; counters."""
 
     def __init__(self, faults: Faults | None = None, latency: float = 0.005):
@@ -115,14 +117,6 @@ class FaultServer:
         for task in asyncio.all_tasks(self._loop):
             self._loop.call_soon_threadsafe(task.cancel)
         self._thread.join(5)
-
-    @property
-    def openai_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def anthropic_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def kill_after(self, n_ok: int, pid: int, grace: float) -> None:
         """After ``n_ok`` more 200 answers, answer nothing more and SIGKILL ``pid`` after

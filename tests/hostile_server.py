@@ -21,6 +21,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from featurelens.testing.servers import start_in_thread
+
+from provider_urls import ProviderURLs
+
 Behaviour = Callable[[int, str, dict[str, str], dict], tuple]
 
 
@@ -60,7 +64,7 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # a client that hung up (timeout, kill) is part of the test, not news
 
 
-class HostileServer:
+class HostileServer(ProviderURLs):
     """See the module docstring."""
 
     def __init__(self, behave: Behaviour):
@@ -129,10 +133,9 @@ class HostileServer:
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def start(self) -> "HostileServer":
-        self._thread.start()
+        start_in_thread(self._server)
         return self
 
     def stop(self) -> None:
@@ -143,10 +146,3 @@ class HostileServer:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    @property
-    def openai_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def anthropic_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
