@@ -25,7 +25,7 @@ from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_patter
 from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.lock_sharing import HANDOVER_S, retry_while_locked, waited_since
-from featurelens.core.redaction import redact
+from featurelens.core.redaction import configured_secrets, redact
 from featurelens.core.selection import Selection
 from featurelens.core.store import Store, is_lock_conflict
 
@@ -451,7 +451,8 @@ class BrowserData:
                 timer.cancel()
                 cur.close()
             # a store written before redaction existed may hold a key in an error text
-            shown = [tuple(redact(value) for value in row) for row in rows[:limit]]
+            secrets = configured_secrets()  # once for the page, not once per cell
+            shown = [tuple(redact(value, secrets) for value in row) for row in rows[:limit]]
             return SqlResult(columns, shown, len(rows) > limit)
 
     # -- features with everything a page shows ---------------------------------------

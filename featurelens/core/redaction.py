@@ -95,9 +95,7 @@ def redact(text: Any, secrets: Iterable[str] | None = None) -> Any:
     """``text`` with every secret replaced by ``[REDACTED]``; non-strings pass unchanged."""
     if not isinstance(text, str) or not text:
         return text
-    for secret in configured_secrets() if secrets is None else secrets:
-        if secret and secret in text:
-            text = text.replace(secret, MASK)
+    text = redact_values(text, configured_secrets() if secrets is None else secrets)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: f"{m['name']}{m['sep']}{MASK}" if m["value"] != MASK else m[0], text)
     return text
