@@ -126,12 +126,15 @@ class SimulationScorer:
     def _sized(self) -> bool:
         return self.rounds.enabled and self.round_size == "sized"
 
-    def _groups(self, record: FeatureRecord, mode: str,
-                responses: list[LLMResponse | None] | None = None) -> tuple[list[list[Window]], bool]:
-        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name,
-                                         random_width=self.random_window, order=self.order)
+    def _test_windows(self, record: FeatureRecord) -> tuple[list[Window], bool]:
+        return test_windows(record, self.n_activating, self.n_random, self.window, self.name,
+                            random_width=self.random_window, order=self.order)
+
+    def _groups(self, record: FeatureRecord, mode: str, responses: list[LLMResponse | None] | None = None,
+                parsed: dict[int, Any] | None = None) -> tuple[list[list[Window]], bool]:
+        windows, held_out = self._test_windows(record)
         if self._sized():
-            return self._sized_plan(record, mode, windows, held_out, responses or [])[0], held_out
+            return self._sized_plan(record, mode, windows, held_out, responses or [], parsed)[0], held_out
         size = self._per_request(mode)
         if not self.rounds.enabled or self.first_round == self.rounds.round_windows:
             return list(batched(windows, size)), held_out
@@ -140,11 +143,17 @@ class SimulationScorer:
                 + list(batched(windows[len(first):], size))), held_out
 
     def _sized_plan(self, record: FeatureRecord, mode: str, windows: list[Window], held_out: bool,
-                    responses: list[LLMResponse | None]) -> tuple[list[list[Window]], int]:
+                    responses: list[LLMResponse | None],
+                    parsed: dict[int, Any] | None = None) -> tuple[list[list[Window]], int]:
         """Groups with later rounds sized from the interval (:mod:`.sized_rounds`), and the
-        number of requests in the next round."""
+        number of requests in the next round. ``parsed`` keeps each answer's predictions
+        across the rounds' intervals (a planned group never changes), so every answer is
+        read once, not once per later round."""
+        parsed = {} if parsed is None else parsed
+
         def state(groups: list[list[Window]]):
-            metrics = self._score_groups(record, groups, held_out, responses[:len(groups)], mode).metrics
+            metrics = self._score_groups(record, groups, held_out, responses[:len(groups)], mode,
+                                         parsed).metrics
             return metrics["interval"], metrics["n_windows_scored"]
 
         return plan(windows, self.first_round, self.rounds.round_windows, len(responses),
@@ -182,8 +191,7 @@ class SimulationScorer:
             return []
         mode = self.choose_mode(capabilities)
         if self._sized():
-            windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name,
-                                             random_width=self.random_window, order=self.order)
+            windows, held_out = self._test_windows(record)
             groups, following = self._sized_plan(record, mode, windows, held_out, responses)
             return self._requests_for(explanation, groups[len(responses):len(responses) + following], mode)
         result = self.score(record, explanation, responses, capabilities)
@@ -228,11 +236,22 @@ class SimulationScorer:
     def score(self, record: FeatureRecord, explanation: str,
               responses: list[LLMResponse | None], capabilities: frozenset[str] | None = None) -> ScoreResult:
         mode = self._mode_of(responses, capabilities)
-        groups, held_out = self._groups(record, mode, responses)
-        return self._score_groups(record, groups, held_out, responses, mode)
+        parsed: dict[int, Any] = {}
+        groups, held_out = self._groups(record, mode, responses, parsed)
+        return self._score_groups(record, groups, held_out, responses, mode, parsed)
+
+    def _predictions(self, group: list[Window], response: LLMResponse, mode: str) -> tuple[list, int]:
+        """Per-window predictions read from ``response`` and the digits it left missing."""
+        lengths = [len(w.example.tokens) for w in group]
+        if mode == "prompt-logprobs":
+            return read.from_prompt_logprobs(response, lengths, self.lines.placeholder)
+        if mode == "output-logprobs":
+            return read.from_lines(response, lengths), 0
+        return read.from_json(response, lengths), 0
 
     def _score_groups(self, record: FeatureRecord, groups: list[list[Window]], held_out: bool,
-                      responses: list[LLMResponse | None], mode: str) -> ScoreResult:
+                      responses: list[LLMResponse | None], mode: str,
+                      parsed: dict[int, Any] | None = None) -> ScoreResult:
         truth: list[float] = []
         predicted: list[float] = []
         failures: list[str] = []
@@ -242,18 +261,15 @@ class SimulationScorer:
         kept: list[dict[str, Any]] = []
         pairs: list[tuple[list[float], list[float]]] = []
         strata: list[str] = []
-        for group, response in zip(groups, responses):
-            lengths = [len(w.example.tokens) for w in group]
+        parsed = {} if parsed is None else parsed  # group index -> (predictions, missing digits)
+        for i, (group, response) in enumerate(zip(groups, responses)):
             if response is None:
                 n_failed_requests += 1
                 continue
-            if mode == "prompt-logprobs":
-                predictions, missing = read.from_prompt_logprobs(response, lengths, self.lines.placeholder)
-                missing_digits += missing
-            elif mode == "output-logprobs":
-                predictions = read.from_lines(response, lengths)
-            else:
-                predictions = read.from_json(response, lengths)
+            if i not in parsed:
+                parsed[i] = self._predictions(group, response, mode)
+            predictions, missing = parsed[i]
+            missing_digits += missing
             for window, values in zip(group, predictions):
                 if isinstance(values, ParseError):
                     failures.append(str(values))
