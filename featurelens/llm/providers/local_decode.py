@@ -107,9 +107,10 @@ def greedy(tokenizer: Any, model: Any, rows: list[list[int]], requests: list[LLM
             keyword = local_prefix.cache_keyword(model)
             while active:
                 chosen = logits.argmax(dim=-1)
+                tokens = chosen.tolist()  # one read of the step's tokens, not one per row (a sync each on a GPU)
                 keep = []
                 for j, b in enumerate(active):
-                    token = int(chosen[j])
+                    token = tokens[j]
                     outs[b].append(token)
                     request = requests[b]
                     if request.top_logprobs:
