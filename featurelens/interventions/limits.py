@@ -1,8 +1,9 @@
 """How long a steered generation may be: the model's context, checked before it runs.
 
-Past ``max_position_embeddings`` a model has no positions left: transformers only warns,
-then every further token costs a forward over an ever longer prompt (a 100,000-character
-prompt held ``steer`` and the serve lock for minutes), and rotary models drift into noise.
+Past its context (the backend's ``max_context``, read from the model's config) a model has
+no positions left: transformers only warns, then every further token costs a forward over
+an ever longer prompt (a 100,000-character prompt held ``steer`` and the serve lock for
+minutes), and rotary models drift into noise.
 """
 
 from __future__ import annotations
@@ -12,16 +13,9 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 
 
-def context_limit(backend: Any) -> int | None:
-    """The most positions the backend's model reads, when its config says."""
-    config = getattr(getattr(backend, "model", None), "config", None)
-    limit = getattr(config, "max_position_embeddings", None)
-    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
-
-
 def check_length(backend: Any, prompt_tokens: int, max_tokens: int) -> None:
     """One sentence when the prompt plus the tokens to generate do not fit the model."""
-    limit = context_limit(backend)
+    limit = getattr(backend, "max_context", None)  # the backend read it from the model's config
     if limit is not None and prompt_tokens + max_tokens > limit:
         raise FeaturelensError(
             f"The prompt is {prompt_tokens} tokens and {max_tokens} more are asked for, but the model "
