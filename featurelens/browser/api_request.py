@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Mapping
 
 #: The most bytes one request body may hold.
 BODY_LIMIT = 1 << 20
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  #: what torch.manual_seed accepts
 
 
 class ApiError(Exception):
@@ -100,5 +101,5 @@ def completion_params(body: Mapping[str, Any], max_tokens_limit: int) -> Complet
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0, low_open=True),
         n=_integer(body, "n", 1, 1, 16),
-        seed=_integer(body, "seed", 0, -(2**63), 2**64 - 1),
+        seed=_integer(body, "seed", 0, SEED_MIN, SEED_MAX),
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.browser import request_guard
-from featurelens.browser.api_request import ApiError, completion_params, read_json_body
+from featurelens.browser.api_request import SEED_MAX, SEED_MIN, ApiError, completion_params, read_json_body
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.server import BrowserHandler, make_server
 from featurelens.core.errors import FeaturelensError
@@ -189,7 +189,7 @@ class SteeringHandler(BrowserHandler):
                 raise FeaturelensError("tokens and seed must be whole numbers.") from None
             if not 1 <= tokens <= MAX_TOKENS:
                 raise FeaturelensError(f"tokens must be between 1 and {MAX_TOKENS}.")
-            if not -(2**63) <= seed < 2**64:
+            if not SEED_MIN <= seed <= SEED_MAX:
                 raise FeaturelensError("seed must be a 64-bit whole number.")
             with self.service.lock:
                 target = self.service.target(dictionary_id)
