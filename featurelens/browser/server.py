@@ -61,12 +61,19 @@ class BrowserHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self._dispatch(head=False)
 
+    def host_refusal(self) -> str | None:
+        """The DNS-rebinding guard: ``None`` for a Host this server answers, else why not."""
+        if request_guard.host_allowed(self.headers.get("Host"), self.hosts, self.any_ip_literal):
+            return None
+        return ("This server answers only requests addressed to it by the name it was started "
+                f"with ({', '.join(sorted(self.hosts))})")
+
     def _dispatch(self, head: bool) -> None:
         html_type = "text/html; charset=utf-8"
-        if not request_guard.host_allowed(self.headers.get("Host"), self.hosts, self.any_ip_literal):
+        refusal = self.host_refusal()
+        if refusal is not None:
             status, ctype, body = HTTPStatus.BAD_REQUEST, html_type, not_found_page(
-                "This server answers only requests addressed to it by the name it was started "
-                f"with ({', '.join(sorted(self.hosts))}); open one of those URLs.", _LINKS).encode()
+                f"{refusal}; open one of those URLs.", _LINKS).encode()
         else:
             try:
                 url = urlsplit(self.path)

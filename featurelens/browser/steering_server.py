@@ -225,12 +225,11 @@ class SteeringHandler(BrowserHandler):
 
     def _host_ok(self) -> bool:
         """The browser's DNS-rebinding guard, for the API too: a JSON 400 to any other Host."""
-        if request_guard.host_allowed(self.headers.get("Host"), self.hosts, self.any_ip_literal):
+        refusal = self.host_refusal()
+        if refusal is None:
             return True
         self.close_connection = True
-        self._json(HTTPStatus.BAD_REQUEST, _error(
-            "This server answers only requests addressed to it by the name it was started with "
-            f"({', '.join(sorted(self.hosts))})."))
+        self._json(HTTPStatus.BAD_REQUEST, _error(f"{refusal}."))
         return False
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
