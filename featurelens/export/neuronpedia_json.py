@@ -49,18 +49,17 @@ def lines(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(line(row) for row in rows)
 
 
-def by_size(rows: list[dict[str, Any]], limit: int | None = None) -> Iterator[bytes]:
-    """The rows as JSON Lines, cut into pieces of at most ``limit`` bytes (default
-    :data:`MAX_FILE_BYTES`; a single longer line is a piece of its own)."""
+def by_size(encoded: Iterable[bytes], limit: int | None = None) -> Iterator[bytes]:
+    """JSON Lines already encoded (:func:`line`), cut into pieces of at most ``limit`` bytes
+    (default :data:`MAX_FILE_BYTES`; a single longer line is a piece of its own)."""
     limit = MAX_FILE_BYTES if limit is None else limit
     piece: list[bytes] = []
     size = 0
-    for row in rows:
-        encoded = line(row)
-        if piece and size + len(encoded) > limit:
+    for text in encoded:
+        if piece and size + len(text) > limit:
             yield b"".join(piece)
             piece, size = [], 0
-        piece.append(encoded)
-        size += len(encoded)
+        piece.append(text)
+        size += len(text)
     if piece:
         yield b"".join(piece)

@@ -50,10 +50,10 @@ def pieces(rows: list[dict[str, Any]], most: int, *, what: str) -> list[bytes]:
     """``rows`` as JSON Lines in at most ``most`` files, each under the usual size limit
     (:data:`~featurelens.export.neuronpedia_json.MAX_FILE_BYTES`) when that fits, else
     cut evenly; refused when a file would pass :data:`MOST_FILE_BYTES`."""
-    usual = list(npjson.by_size(rows))
+    lines = [npjson.line(row) for row in rows]  # encoded once, for either cut
+    usual = list(npjson.by_size(lines))
     if len(usual) <= most:
         return usual
-    lines = [npjson.line(row) for row in rows]
     total = sum(len(line) for line in lines)
     parts: list[list[bytes]] = [[] for _ in range(most)]
     offset = 0
