@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, BinaryIO, Mapping
 
+from featurelens.core.cli_numbers import SEED_MAX, SEED_MIN
+
 #: The most bytes one request body may hold.
 BODY_LIMIT = 1 << 20
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  #: what torch.manual_seed accepts
 
 
 class ApiError(Exception):

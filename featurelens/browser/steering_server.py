@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.browser import request_guard
-from featurelens.browser.api_request import SEED_MAX, SEED_MIN, ApiError, completion_params, read_json_body
+from featurelens.browser.api_request import ApiError, completion_params, read_json_body
+from featurelens.core.cli_numbers import SEED_MAX, SEED_MIN
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.server import BrowserHandler, make_server
 from featurelens.core.errors import FeaturelensError

@@ -129,12 +129,7 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
         repo, sub = split_hf(spec[3:])
         return str(hf_folder(repo, sub, spec)), {"hf_repo": repo, **({"hf_folder": sub} if sub else {})}
     if spec.startswith("saelens:"):
-        name = spec[len("saelens:"):]
-        if "/" not in name:
-            raise FeaturelensError(
-                f"--dictionary {spec} needs both parts: saelens:<release>/<sae_id>, "
-                "e.g. saelens:gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical.")
-        release, sae_id = name.split("/", 1)
+        release, _, sae_id = spec[len("saelens:"):].partition("/")
         if not release.strip() or not sae_id.strip("/ "):
             raise FeaturelensError(
                 f"--dictionary {spec} needs both parts: saelens:<release>/<sae_id>, "
