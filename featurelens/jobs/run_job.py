@@ -114,7 +114,10 @@ def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summar
             "(SELECT count(*) FROM features WHERE dictionary_id = ? AND fire_count > 0), "
             "(SELECT count(DISTINCT feature) FROM explanations WHERE dictionary_id = ?), "
             "(SELECT count(*) FROM scores WHERE dictionary_id = ? AND status = 'ok'), "
-            "(SELECT count(*) FROM failures WHERE dictionary_id = ?)", [dictionary_id] * 5)[0]
+            "(SELECT count(*) FROM failures WHERE dictionary_id = ?), "
+            "(SELECT count(*) FROM scores WHERE dictionary_id = ? AND status = 'undefined')",
+            [dictionary_id] * 6)[0]
+        *counts, undefined = counts
         best = store.sql(
             "SELECT s.feature, s.score, s.scorer, e.text, f.density FROM scores s "
             "JOIN explanations e USING (explanation_id) "
@@ -124,8 +127,6 @@ def summarize(store_path: StoreLike, dictionary_id: str, top: int = 5) -> Summar
             [dictionary_id, OFFLINE_LLM, OFFLINE_LLM, top]).to_dicts()
         labels = run_labels.best_labels(store, dictionary_id, top)
         lookup = run_labels.lookup_labels(store, dictionary_id, [b["feature"] for b in best])
-        undefined = store.execute("SELECT count(*) FROM scores WHERE dictionary_id = ? AND status = 'undefined'",
-                                  [dictionary_id])[0][0]
     return Summary(store.path, dictionary_id, *counts, best, labels, lookup, n_undefined=undefined)
 
 
