@@ -37,7 +37,7 @@ from featurelens.core.extraction import resume
 from featurelens.core.extraction.packing import Window
 from featurelens.core.extraction.extractor import (ExtractResult, ExtractSpec, _finish, _undo, prepare,
                                                    settings_of)
-from featurelens.core.extraction.state import ExtractionState
+from featurelens.core.extraction.state import ExtractionState, state_device
 from featurelens.core.extraction.writer import TokenText
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
@@ -122,9 +122,10 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
             resume.remove_checkpoints(folder)
             return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
                                     time.perf_counter() - started)
-        state = ExtractionState(sae.d_sae, spec.context, plan.settings, lm.device)
+        state = ExtractionState(sae.d_sae, spec.context, plan.settings,
+                                state_device(sae.d_sae, plan.settings, lm.device))
         done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
-                                                 plan.corpus_id, lm.device)
+                                                 plan.corpus_id, state.device)
         text = TokenText(lm.tokenizer)
         bar = tqdm(total=plan.n_windows * spec.context,
                    initial=min(done_batches * spec.batch_size, plan.n_windows) * spec.context, unit="tok",

@@ -31,14 +31,14 @@ from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
-from featurelens.core.extraction.state import ExtractionState, Settings, encode
+from featurelens.core.extraction.state import ExtractionState, Settings, encode, state_device
 from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
 from featurelens.core.progress import phase
 from featurelens.core.progress import progress as show_progress
 from featurelens.core.store import Store
 from featurelens.core.store_arg import StoreLike, using_store
 
-#: Features whose examples are built and written at once (bounds the final write's memory).
+#: Features whose rows and examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
 #: Windows buffered before their sequences are written even if no checkpoint is due
 #: (harmless for resuming: sequence rows are idempotent and removed by _undo).
@@ -253,9 +253,9 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             resume.remove_checkpoints(folder)
             return ExtractResult(run, dict_id, corpus_id, lm.model_id, 0, 0, 0, True,
                                  time.perf_counter() - started)
-        state = ExtractionState(sae.d_sae, spec.context, settings, lm.device)
+        state = ExtractionState(sae.d_sae, spec.context, settings, state_device(sae.d_sae, settings, lm.device))
         done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
-                                                 corpus_id, lm.device)
+                                                 corpus_id, state.device)
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
         bar = show_progress(n_windows * spec.context,
@@ -333,8 +333,6 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
     settings = state.settings
     with phase("extract: logit effects of every feature", enabled=progress), torch.no_grad():
         logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
-    with phase("extract: feature statistics", enabled=progress):
-        features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
@@ -358,10 +356,13 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.insert("dictionaries", dictionary_row, on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
-        db.insert("features", features)
-        with show_progress(sae.d_sae, desc="extract: writing examples", unit="feature", enabled=progress) as bar:
+        with show_progress(sae.d_sae, desc="extract: writing features and examples", unit="feature",
+                           enabled=progress) as bar:
             for first in range(0, sae.d_sae, FEATURE_CHUNK):
                 last = min(first + FEATURE_CHUNK, sae.d_sae)
+                chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
+                db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, chunk_logits,
+                                                   text, first, last))
                 _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
                                 settings.n_random)
                 bar.update(last - first)
