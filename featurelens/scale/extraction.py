@@ -147,7 +147,8 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
         finish_start = time.monotonic()  # the stream ends with the last merge, before Ray's teardown
         pool.close_in_background()  # workers gone now, Ray's shutdown overlaps the finish phase
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, spec.hookpoint, spec.dictionary,
-                plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress)
+                plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress,
+                spec.logit_effects)
         finish_end = time.monotonic()
     pool.close()
     return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,

@@ -40,6 +40,8 @@ from featurelens.core.store_arg import StoreLike, using_store
 
 #: Features whose rows and examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
+#: The choices of ``ExtractSpec.logit_effects`` (see :mod:`logit_effects`).
+LOGIT_EFFECTS = ("all", "fired", "none")
 #: Windows buffered before their sequences are written even if no checkpoint is due
 #: (harmless for resuming: sequence rows are idempotent and removed by _undo).
 SEQUENCE_FLUSH = 2048
@@ -122,6 +124,8 @@ class ExtractSpec:
     dictionary_name: str | None = None
     #: Which corpus documents to read: ``heldout`` (never trained on), ``train`` or ``all``.
     split: str = "heldout"
+    #: Which features get logit effects: ``all``, ``fired`` (those that fired here) or ``none``.
+    logit_effects: str = "all"
 
 
 @dataclass
@@ -195,6 +199,9 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     from featurelens.core.corpus_split import split_corpus
     from featurelens.core.plugin_host import create
 
+    if spec.logit_effects not in LOGIT_EFFECTS:
+        raise FeaturelensError(f"--logit-effects must be one of {', '.join(LOGIT_EFFECTS)}, not "
+                               f"{spec.logit_effects!r}; pick one of those.")
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
@@ -221,6 +228,8 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
         "fold_final_norm": spec.fold_final_norm, "dtype": spec.dtype,
         "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
+    if spec.logit_effects != "all":  # only then: runs of the default keep their ids
+        config["logit_effects"] = spec.logit_effects
     run = resume.run_id(config)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
     batches = _batches(windows, spec.batch_size)
@@ -293,7 +302,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         bar.close()
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, spec.hookpoint, spec.dictionary, corpus_id,
-                state, pending, text, spec.fold_final_norm, n_seen, progress)
+                state, pending, text, spec.fold_final_norm, n_seen, progress, spec.logit_effects)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -328,11 +337,17 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
-            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True) -> None:
+            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True,
+            logit_mode: str = "all") -> None:
     """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
     settings = state.settings
-    with phase("extract: logit effects of every feature", enabled=progress), torch.no_grad():
-        logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
+    logits = None
+    if logit_mode != "none":
+        fired = (None if logit_mode == "all"
+                 else torch.nonzero(state.stats.fire_count > 0).flatten().cpu())
+        which = "every feature" if fired is None else f"the {fired.numel()} features that fired"
+        with phase(f"extract: logit effects of {which}", enabled=progress), torch.no_grad():
+            logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm, features=fired)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,

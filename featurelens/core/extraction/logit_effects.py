@@ -11,6 +11,11 @@ that costs, and nothing else may: the top and bottom ``n`` of each row are found
 blocks (:func:`extremes`), which reads each logit once instead of running two full
 top-k selections over the vocabulary, and float32 is kept (bf16 matmul has no fast path
 on CPUs without bf16 instructions, and would change the stored values).
+
+How many features get effects is the extraction's choice (``--logit-effects``): all of
+them (the default: pages, exports and the explainers' logit lines then have them for
+every feature), only the features that fired (a wide dictionary over a short corpus is
+mostly features that never fired, whose pages are empty anyway), or none.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ BLOCK = 256
 
 
 def extremes(logits: torch.Tensor, n: int, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(values, indices)`` of the ``n`` largest (or smallest) of each row, sorted, exactly
-    as :meth:`torch.Tensor.topk` gives them.
+    """``(values, indices)`` of the ``n`` largest (or smallest) of each row, sorted: the
+    values :meth:`torch.Tensor.topk` gives (of equal logits, another token may be named).
 
     The vocabulary is cut into blocks of :data:`BLOCK`; the ``n`` extreme values of a row
     lie in the ``n`` blocks with the most extreme maxima (minima): any other block's best
@@ -53,7 +58,7 @@ def extremes(logits: torch.Tensor, n: int, largest: bool) -> tuple[torch.Tensor,
 
 
 def logit_effects(dictionary: Any, backend: Any, *, n: int = 10, fold_final_norm: bool = True,
-                  chunk: int | None = None,
+                  chunk: int | None = None, features: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """``(top_ids, top_values, bottom_ids, bottom_values)``, each ``[d_sae, n]`` on the CPU;
     None if undefined.
@@ -61,6 +66,8 @@ def logit_effects(dictionary: Any, backend: Any, *, n: int = 10, fold_final_norm
     Undefined when the dictionary writes to a space other than the residual stream
     (its output width is not d_model) or cannot give decoder directions. ``chunk``
     (features at once) defaults to what keeps a chunk's logits near :data:`CHUNK_BYTES`.
+    ``features`` (ascending ids) limits the work to those rows; the others get ids -1
+    and NaN values.
     """
     try:
         directions = dictionary.decoder_directions()
@@ -73,15 +80,17 @@ def logit_effects(dictionary: Any, backend: Any, *, n: int = 10, fold_final_norm
     n = min(n, vocab)
     d_sae = directions.shape[0]
     chunk = chunk or max(1, CHUNK_BYTES // (4 * vocab))
-    top_ids = torch.empty((d_sae, n), dtype=torch.long)
-    top_vals = torch.empty((d_sae, n), dtype=torch.float32)
-    bottom_ids = torch.empty((d_sae, n), dtype=torch.long)
-    bottom_vals = torch.empty((d_sae, n), dtype=torch.float32)
-    for start in range(0, d_sae, chunk):
-        stop = min(start + chunk, d_sae)
-        logits = directions[start:stop].to(w_u.device, torch.float32) @ w_u
+    top_ids = torch.full((d_sae, n), -1, dtype=torch.long)
+    top_vals = torch.full((d_sae, n), torch.nan, dtype=torch.float32)
+    bottom_ids, bottom_vals = top_ids.clone(), top_vals.clone()
+    rows = torch.arange(d_sae) if features is None else features.cpu().long()
+    for start in range(0, rows.numel(), chunk):
+        part = rows[start:start + chunk]
+        block = (directions[int(part[0]):int(part[-1]) + 1] if features is None
+                 else directions[part.to(directions.device)])
+        logits = block.to(w_u.device, torch.float32) @ w_u
         values, ids = extremes(logits, n, largest=True)
-        top_vals[start:stop], top_ids[start:stop] = values.cpu(), ids.cpu()
+        top_vals[part], top_ids[part] = values.cpu(), ids.cpu()
         values, ids = extremes(logits, n, largest=False)
-        bottom_vals[start:stop], bottom_ids[start:stop] = values.cpu(), ids.cpu()
+        bottom_vals[part], bottom_ids[part] = values.cpu(), ids.cpu()
     return top_ids, top_vals, bottom_ids, bottom_vals

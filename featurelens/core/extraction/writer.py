@@ -105,15 +105,17 @@ def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels
         "histogram_edges": edges,
         "histogram_counts": counts,
     }
-    if logits is not None:
+    if logits is not None:  # rows whose ids are -1 had no effects computed: NULL
         top_ids, top_vals, bottom_ids, bottom_vals = logits
         width = top_ids.shape[1]
-        columns["top_logits"] = _lists(np.array(text(top_ids.reshape(-1).tolist()), dtype=object),
-                                       np.full(n, width), pa.string())
-        columns["top_logit_values"] = _fixed_lists(top_vals.double().numpy(), pa.float64())
-        columns["bottom_logits"] = _lists(np.array(text(bottom_ids.reshape(-1).tolist()), dtype=object),
-                                          np.full(n, width), pa.string())
-        columns["bottom_logit_values"] = _fixed_lists(bottom_vals.double().numpy(), pa.float64())
+        missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
+        for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
+            names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
+                           np.full(n, width), pa.string())
+            values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
+            columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
+            columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
+                                                                       mask=missing)
     return pa.table(columns)
 
 
