@@ -46,16 +46,31 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
-                                        ScoreResult, batched)
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+    ScoreResult,
+    batched,
+)
 from featurelens.llm.window_text import neutralise
 from featurelens.scorers import prompts
 from featurelens.scorers import simulation_parse as read
-from featurelens.scorers.metrics import pearson
 from featurelens.scorers.adaptive import rounds_from_options
-from featurelens.scorers.bootstrap_strata import check_bootstrap, stratified_bootstrap_correlation, window_stratum
+from featurelens.scorers.bootstrap_strata import (
+    check_bootstrap,
+    stratified_bootstrap_correlation,
+    window_stratum,
+)
 from featurelens.scorers.intervals import bootstrap_correlation
-from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.metrics import pearson
+from featurelens.scorers.scoring_windows import (
+    Window,
+    feature_rng,
+    scorer_kinds,
+    test_windows,
+)
 from featurelens.scorers.simulation_lines import line_format as _line_format
 from featurelens.scorers.sized_rounds import check_round_size, next_size, plan
 from featurelens.scorers.window_order import check_order

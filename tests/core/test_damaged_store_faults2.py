@@ -6,9 +6,9 @@ only when a job's query reaches a missing block; all three are probed."""
 from __future__ import annotations
 
 import pytest
+from llm_fixtures import fill
 
 import featurelens
-from llm_fixtures import fill
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from featurelens.core.dictionaries.pretrained import resolve
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.pretrained import resolve
 
 
 @pytest.fixture(autouse=True)

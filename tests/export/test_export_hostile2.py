@@ -7,12 +7,12 @@ import errno
 from pathlib import Path
 
 import pytest
+from synthetic_store import fill_store
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.export import staging
 from featurelens.export.runner import export
-from synthetic_store import fill_store
 
 
 @pytest.fixture(scope="module")

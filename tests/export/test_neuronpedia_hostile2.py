@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import featurelens
-from featurelens.export import neuronpedia_json
-from featurelens.export.runner import export
 from neuronpedia_schema import load_source_folder, validate
 from synthetic_store import fill_store
+
+import featurelens
+from featurelens.export.neuronpedia import json_lines as neuronpedia_json
+from featurelens.export.runner import export
 
 FOLDER = Path("smollm2-135m") / "6-smollm2-l6-topk"
 NEURONPEDIA_TYPES = {"oai_token-act-pair", "eleuther_acts_top20"}

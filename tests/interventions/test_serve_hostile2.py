@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-
 HOOK = "blocks.0.hook_resid_post"
 
 

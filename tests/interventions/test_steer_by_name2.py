@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.formats.sparsify import SparsifyFormat
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import featurelens
-from featurelens.jobs.run_job import format_summary, summarize
-from featurelens.jobs.run_labels import stage_lookup, stage_offline_scores
-from featurelens.jobs.run_types import RunContext, RunOptions
+from featurelens.jobs.run.context import RunContext, RunOptions
+from featurelens.jobs.run.job import format_summary, summarize
+from featurelens.jobs.run.labels import stage_lookup, stage_offline_scores
 from featurelens.testing.planted_features import planted_records, write_planted_store
 
 OPTIONS = RunOptions(label_features=0, embedding_features=0, offline_windows=8, extract_tokens=4096)

@@ -9,13 +9,13 @@ import json
 
 import httpx2
 import pytest
+from llm_fixtures import fill, use_test_explainer
 
 from featurelens.core.redaction import MASK
 from featurelens.jobs.batch_collection import collect_batches
 from featurelens.labelers import explain
 from featurelens.labelers.explain import ExplainSpec
 from featurelens.llm import providers as providers_pkg
-from llm_fixtures import fill, use_test_explainer
 from tests.llm.test_batch_api import FakeBatchService
 
 KEY = "batch-Echoed-Secret-0123456789"

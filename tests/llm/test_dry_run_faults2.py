@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-import featurelens
 from hostile_server import HostileServer, answer
 from llm_fixtures import fill
+
+import featurelens
 
 
 def test_the_dry_run_output_bound_covers_the_tokens_the_requests_ask_for(cli, store_path, monkeypatch):

@@ -7,9 +7,9 @@ AttributeError or TypeError tracebacks, or to delete a journal whose lines were 
 from __future__ import annotations
 
 import pytest
+from llm_fixtures import fill
 
 import featurelens
-from llm_fixtures import fill
 
 JOURNALS = {
     "sent-without-id": '{"sent": {}}\n',

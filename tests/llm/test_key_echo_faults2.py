@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 
 import pytest
-
-import featurelens
-from featurelens.core.redaction import MASK, configured_secrets, redact
 from hostile_server import HostileServer, answer, error
 from llm_fixtures import fill
 from quick_retries import quick_retries  # noqa: F401 - fixture
+
+import featurelens
+from featurelens.core.redaction import MASK, configured_secrets, redact
 
 pytestmark = pytest.mark.usefixtures("quick_retries")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from hostile_server import HostileServer, answer, error
+from llm_fixtures import fill
 
 import featurelens
 from featurelens.llm.retry import RetryPolicy, classify
-from hostile_server import HostileServer, answer, error
-from llm_fixtures import fill
 
 TESTS = Path(__file__).resolve().parents[1]
 

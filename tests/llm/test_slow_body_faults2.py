@@ -9,11 +9,12 @@ import json
 import socket
 import threading
 import time
-import pytest
 
-import featurelens
+import pytest
 from hostile_server import chat, message
 from llm_fixtures import fill
+
+import featurelens
 
 
 class Trickle:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-import featurelens
 from hostile_server import HostileServer, chat, message
 from llm_fixtures import fill
 from quick_retries import quick_retries  # noqa: F401 - fixture
+
+import featurelens
 
 pytestmark = pytest.mark.usefixtures("quick_retries")
 N = 3

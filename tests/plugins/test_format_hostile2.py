@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.formats.dictionary_learning import DictionaryLearningFormat
 from featurelens.plugins.formats.native import MANIFEST, NativeFormat, save_native
 from featurelens.plugins.formats.saelens import SAELensFormat

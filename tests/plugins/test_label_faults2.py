@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
-import featurelens
 from hostile_server import HostileServer, answer
 from llm_fixtures import fill
+
+import featurelens
 
 
 def _answer_everything(n: int, path: str, headers: dict, body: dict) -> tuple:

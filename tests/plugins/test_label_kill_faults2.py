@@ -15,12 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-import featurelens
 import fault_server
+import pytest
 from fault_server import Faults, FaultServer
 from llm_fixtures import fill
+
+import featurelens
 
 TESTS = Path(__file__).resolve().parents[1]
 
