@@ -99,9 +99,9 @@ def child(dictionary: str, tokens: int, store: str, threads: int) -> None:
     import torch
 
     import featurelens.core.extraction.extractor as extractor
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
     from featurelens.core.extraction import ExtractSpec
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     if threads:
         torch.set_num_threads(threads)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import featurelens.core.extraction.topk_examples as topk_examples
-from featurelens.core.dictionary_base import SparseActs
+from featurelens.core.dictionaries.base import SparseActs
 from featurelens.core.extraction.accumulators import HIST_INT32_TOKENS, FeatureStats
 from featurelens.core.extraction.merge import merge_stats
 from featurelens.core.extraction.state import ExtractionState, Settings, state_device
