@@ -73,20 +73,21 @@ def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
         handle.write(struct.pack("<Q", len(raw)) + raw)
         handle.truncate(8 + len(raw) + offset)
     base = 8 + len(raw)
-    w_dec = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base, shape=(width, D_MODEL))
-    w_enc = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base + header["W_enc"]["data_offsets"][0],
-                      shape=(D_MODEL, width))
     generator = torch.Generator().manual_seed(seed)
     step = 16384
     for start in range(0, width, step):
         rows = torch.randn(min(step, width - start), D_MODEL, generator=generator)
         rows /= rows.norm(dim=1, keepdim=True)
+        # mapped afresh per chunk, so the written pages leave this process's memory at once
+        w_dec = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base, shape=(width, D_MODEL))
+        w_enc = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base + header["W_enc"]["data_offsets"][0],
+                          shape=(D_MODEL, width))
         w_dec[start:start + rows.shape[0]] = rows.numpy()
         w_enc[:, start:start + rows.shape[0]] = rows.T.numpy()
         w_dec.flush()
         w_enc.flush()
-    del w_dec, w_enc  # biases stay zero (the file was extended with zeros)
-    os.replace(tmp, weights)
+        del w_dec, w_enc
+    os.replace(tmp, weights)  # biases stay zero (the file was extended with zeros)
     (path / "cfg.json").write_text(json.dumps({
         "architecture": "topk", "d_in": D_MODEL, "d_sae": width, "k": k, "dtype": "float32",
         "apply_b_dec_to_input": True, "hook_name": HOOK, "model_name": "smollm2",
@@ -94,7 +95,7 @@ def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
     return path
 
 
-def child(dictionary: str, tokens: int, store: str, threads: int) -> None:
+def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: str) -> None:
     """One measured extraction; prints one JSON line."""
     import torch
 
@@ -112,10 +113,12 @@ def child(dictionary: str, tokens: int, store: str, threads: int) -> None:
     sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)
     marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
     state_bytes: list[int] = []
+    fired: list[int] = []
     real_finish, real_logits = extractor._finish, extractor.logit_effects
 
     def finish(*args, **kwargs):  # the stream ends where the final phase begins
         state_bytes.append(args[10].nbytes())
+        fired.append(int((args[10].stats.fire_count > 0).sum()))
         peaks["stream"] = rss()[1]
         return real_finish(*args, **kwargs)
 
@@ -126,12 +129,15 @@ def child(dictionary: str, tokens: int, store: str, threads: int) -> None:
         return out
 
     extractor._finish, extractor.logit_effects = finish, logits
-    spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib")
+    spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib",
+                       logit_effects=logit_mode)
     result = extractor.extract(spec, store=store, progress=False, model_obj=lm, dictionary_obj=sae)
     marks["stream"] = result.stream_seconds
+    marks.setdefault("logit effects", 0.0)  # --logit-effects none
+    peaks.setdefault("logit effects", peaks["stream"])
     marks["write"] = result.finish_seconds - marks["logit effects"]
     peaks["write"] = rss()[1]
-    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "seconds": marks, "peak_gb": peaks,
+    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "seconds": marks, "peak_gb": peaks,
                       "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
 
 
@@ -141,6 +147,8 @@ def main() -> None:
                         help="comma-separated dictionary widths, each run in its own process, one at a time")
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--k", type=int, default=32, help="active latents per token")
+    parser.add_argument("--logit-effects", choices=["all", "fired", "none"], default="all",
+                        help="extract's --logit-effects: which features get the decoder x unembedding product")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "featurelens-width",
                         help="where the random dictionaries are kept between runs")
@@ -148,7 +156,7 @@ def main() -> None:
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tokens, args.store, args.threads)
+        child(args.child, args.tokens, args.store, args.threads, args.logit_effects)
         return
     for width in (int(w) for w in args.widths.split(",")):
         made = time.perf_counter()
@@ -156,13 +164,16 @@ def main() -> None:
         made = time.perf_counter() - made
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run([sys.executable, __file__, "--child", str(dictionary), "--tokens", str(args.tokens),
-                                  "--store", str(Path(tmp) / "width.duckdb"), "--threads", str(args.threads)],
+                                  "--store", str(Path(tmp) / "width.duckdb"), "--threads", str(args.threads),
+                                  "--logit-effects", args.logit_effects],
                                  check=True, capture_output=True, text=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"width {row['width']:,} (TopK k={args.k}, SAELens format, {HOOK}), {row['tokens']:,} tokens; "
+        print(f"width {row['width']:,} (TopK k={args.k}, SAELens format, {HOOK}), {row['tokens']:,} tokens, "
+              f"logit effects of {args.logit_effects} features; "
               f"dictionary written in {made:.0f} s (0 if it was there)")
         for phase in ("load", "stream", "logit effects", "write"):
             print(f"  {phase:14s} {row['seconds'][phase]:8.1f} s   peak RSS so far {row['peak_gb'][phase]:6.2f} GB")
+        print(f"  features that fired: {row['fired']:,} of {row['width']:,}")
         print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
               f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")
         print(f"  peak RSS {max(row['peak_gb'].values()):.2f} GB, total {row['total_seconds']:.0f} s", flush=True)
