@@ -95,7 +95,18 @@ def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
     return path
 
 
-def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: str) -> None:
+def _two_topk(sae, lm, count: int, chunk: int = 256) -> None:
+    """The previous rule, for comparison: 256 features at a time, two full top-k passes."""
+    w_u = lm.unembedding(fold_final_norm=True)
+    directions = sae.decoder_directions()
+    for start in range(0, count, chunk):
+        logits = directions[start:min(start + chunk, count)].float() @ w_u
+        logits.topk(10, dim=1)
+        logits.topk(10, dim=1, largest=False)
+
+
+def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: str,
+          sample_features: int) -> None:
     """One measured extraction; prints one JSON line."""
     import torch
 
@@ -137,7 +148,17 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
     peaks.setdefault("logit effects", peaks["stream"])
     marks["write"] = result.finish_seconds - marks["logit effects"]
     peaks["write"] = rss()[1]
-    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "seconds": marks, "peak_gb": peaks,
+    sample = {}
+    if sample_features:  # the product's cost per feature, and the two-top-k rule it replaced, same rows
+        rows = torch.arange(min(sample_features, sae.d_sae))
+        with torch.no_grad():
+            begun = time.perf_counter()
+            real_logits(sae, lm, features=rows)
+            sample["blocks"] = (time.perf_counter() - begun) / rows.numel()
+            begun = time.perf_counter()
+            _two_topk(sae, lm, rows.numel())
+            sample["two_topk"] = (time.perf_counter() - begun) / rows.numel()
+    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
                       "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
 
 
@@ -149,6 +170,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=32, help="active latents per token")
     parser.add_argument("--logit-effects", choices=["all", "fired", "none"], default="all",
                         help="extract's --logit-effects: which features get the decoder x unembedding product")
+    parser.add_argument("--logit-sample", type=int, default=0,
+                        help="after the extraction, time the logit-effects product on this many features, "
+                             "and the two-full-top-k rule it replaced on the same ones (ms per feature)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "featurelens-width",
                         help="where the random dictionaries are kept between runs")
@@ -156,7 +180,7 @@ def main() -> None:
     parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tokens, args.store, args.threads, args.logit_effects)
+        child(args.child, args.tokens, args.store, args.threads, args.logit_effects, args.logit_sample)
         return
     for width in (int(w) for w in args.widths.split(",")):
         made = time.perf_counter()
@@ -165,7 +189,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = subprocess.run([sys.executable, __file__, "--child", str(dictionary), "--tokens", str(args.tokens),
                                   "--store", str(Path(tmp) / "width.duckdb"), "--threads", str(args.threads),
-                                  "--logit-effects", args.logit_effects],
+                                  "--logit-effects", args.logit_effects, "--logit-sample", str(args.logit_sample)],
                                  check=True, capture_output=True, text=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"width {row['width']:,} (TopK k={args.k}, SAELens format, {HOOK}), {row['tokens']:,} tokens, "
@@ -177,6 +201,11 @@ def main() -> None:
         print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
               f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")
         print(f"  peak RSS {max(row['peak_gb'].values()):.2f} GB, total {row['total_seconds']:.0f} s", flush=True)
+        if row["sample"]:
+            blocks, old = row["sample"]["blocks"], row["sample"]["two_topk"]
+            print(f"  logit effects on {args.logit_sample:,} features: {blocks * 1e3:.3f} ms/feature "
+                  f"(two full top-k, 256 at a time: {old * 1e3:.3f}; ratio {old / blocks:.2f}x); "
+                  f"all {row['width']:,} features at this rate: {blocks * row['width'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

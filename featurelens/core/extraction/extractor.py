@@ -45,6 +45,8 @@ from featurelens.core.store.database import Store
 
 #: Features whose rows and examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
+#: DuckDB's memory while the final rows are written (its buffer pool otherwise grows with them).
+WRITE_MEMORY = "1GB"
 #: The choices of ``ExtractSpec.logit_effects`` (see :mod:`logit_effects`).
 LOGIT_EFFECTS = ("all", "fired", "none")
 #: Windows buffered before their sequences are written even if no checkpoint is due
@@ -344,7 +346,7 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
             text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True,
             logit_mode: str = "all") -> None:
-    """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
+    """Write features, examples, model and dictionary rows, then mark the run done."""
     settings = state.settings
     logits = None
     if logit_mode != "none":
@@ -376,16 +378,28 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.insert("dictionaries", dictionary_row, on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
+    # one transaction per chunk: DuckDB holds a transaction's new rows in memory until it
+    # commits (about 12 KB a feature, its 50 random windows alone), which a million
+    # features cannot afford. The run is marked done only after the last chunk, so a kill
+    # in between resumes from the checkpoint and rewrites the dictionary's rows from scratch.
+    # and DuckDB's buffer pool would otherwise keep every written block (up to 80 % of RAM)
+    previous = db.execute("SELECT current_setting('memory_limit')")[0][0]
+    db.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
+    try:
         with show_progress(sae.d_sae, desc="extract: writing features and examples", unit="feature",
                            enabled=progress) as bar:
             for first in range(0, sae.d_sae, FEATURE_CHUNK):
                 last = min(first + FEATURE_CHUNK, sae.d_sae)
                 chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
-                db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, chunk_logits,
-                                                   text, first, last))
-                _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
-                                settings.n_random)
+                with db.transaction():
+                    db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS,
+                                                       chunk_logits, text, first, last))
+                    _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
+                                    settings.n_random)
                 bar.update(last - first)
+    finally:
+        db.execute(f"SET memory_limit = '{previous}'")
+    with db.transaction():
         db.execute(
             "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
             "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "
