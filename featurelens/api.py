@@ -19,6 +19,7 @@ from featurelens import PLUGIN_API_VERSION, hookimpl, open_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and readers
     # ruff: noqa: F401
+    from featurelens.core.causal_lm import CausalLM
     from featurelens.core.cli_options import store_option
     from featurelens.core.dictionary_base import Dictionary
     from featurelens.core.errors import FeaturelensError, PluginError, StoreError, UnknownComponentError
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 #: Public name -> the module that defines it.
 _SOURCES: dict[str, str] = {
+    "CausalLM": "featurelens.core.causal_lm",
     "store_option": "featurelens.core.cli_options",
     "Dictionary": "featurelens.core.dictionary_base",
     "FeaturelensError": "featurelens.core.errors",
