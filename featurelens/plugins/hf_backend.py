@@ -13,14 +13,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from featurelens.core import hookpoints as hp
-from featurelens.core.causal_lm import CausalLM
+from featurelens.core.model import hookpoints as hp
+from featurelens.core.model.causal_lm import CausalLM
 from featurelens.core.errors import FeaturelensError
 
 
 class HFBackend(CausalLM):
-    """A transformers causal LM behind :class:`featurelens.core.protocols.ModelBackend`:
-    :class:`~featurelens.core.causal_lm.CausalLM` (loading, ids, hookpoint map) read with
+    """A transformers causal LM behind :class:`featurelens.core.host.protocols.ModelBackend`:
+    :class:`~featurelens.core.model.causal_lm.CausalLM` (loading, ids, hookpoint map) read with
     forward hooks."""
 
     backend_name = "hf"
