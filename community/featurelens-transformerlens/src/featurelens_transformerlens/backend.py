@@ -16,6 +16,7 @@ norm and ``ln2.hook_normalized`` is before the norm's weight, and its per-head h
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import sys
 import tempfile
@@ -86,7 +87,10 @@ def hooked_transformer(loaded: CausalLM) -> Any:
         if cfg.positional_embedding_type == "rotary" and theta is not None:
             cfg.rotary_base = theta
         state = loading.get_pretrained_state_dict(str(folder), cfg, hf, dtype=hf.dtype)
-    model = HookedTransformer(cfg, loaded.tokenizer, move_to_device=False, default_padding_side="right")
+    # TransformerLens may change the tokenizer it is given (padding side, stand-in special
+    # tokens); windows are cut with featurelens's own, exactly as the hf backend cuts them.
+    model = HookedTransformer(cfg, copy.deepcopy(loaded.tokenizer), move_to_device=False,
+                              default_padding_side="right")
     model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
                                       center_unembed=False, fold_value_biases=False,
                                       refactor_factored_attn_matrices=False)
