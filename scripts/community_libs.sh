@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET="${FEATURELENS_COMMUNITY_LIBS:-.community-libs}"
 PYTHON="${PYTHON:-python3}"
-if [ -x "$TARGET/bin/python" ] && "$TARGET/bin/python" -c "import transformer_lens, nnsight" 2>/dev/null; then
+FOUND='import importlib.util as u, sys; sys.exit(not (u.find_spec("transformer_lens") and u.find_spec("nnsight")))'
+if [ -x "$TARGET/bin/python" ] && "$TARGET/bin/python" -c "$FOUND" 2>/dev/null; then
   exit 0
 fi
 "$PYTHON" -m venv "$TARGET"
