@@ -87,13 +87,52 @@ model.save_pretrained(path)
 """
 
 
+COMPARE = """
+import sys, torch
+from torch.testing import assert_close
+from featurelens.api import create
+
+model, names = sys.argv[1], sys.argv[2:]
+hf = create("model_backend", "hf", model, dtype="float32", device="cpu")
+ids = torch.randint(0, hf.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+shared = ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_resid_mid",
+          "blocks.0.mlp.hook_post", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post"]
+want = hf.run(ids, shared)
+half = lambda act: act * 0.5
+for name in names:
+    other = create("model_backend", name, model, dtype="float32", device="cpu")
+    assert (other.model_id, other.backend_name) == (hf.model_id, name)
+    got = other.run(ids, shared)
+    for hookpoint in shared:
+        assert_close(got[hookpoint], want[hookpoint], rtol=1e-4, atol=1e-5)
+        assert other.hookpoint_width(hookpoint) == hf.hookpoint_width(hookpoint)
+    assert_close(other.logits_with_patch(ids, None), hf.logits_with_patch(ids, None), rtol=1e-4, atol=1e-5)
+    for hookpoint in ("blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.0.hook_mlp_out"):
+        patched = hf.logits_with_patch(ids, hookpoint, half)
+        assert not torch.allclose(patched, hf.logits_with_patch(ids, None))  # the patch matters
+        assert_close(other.logits_with_patch(ids, hookpoint, half), patched, rtol=1e-4, atol=1e-5)
+    for fold in (False, True):
+        assert_close(other.unembedding(fold), hf.unembedding(fold))
+    print(name, "agrees with hf")
+"""
+
+
 @pytest.fixture(scope="module")
-def community_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
+def community_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[PluginEnv, Path, dict[str, str]]:
+    """The throwaway environment with featurelens and both plugins installed (what `plugins
+    install` printed for each), and a tiny Llama made there."""
     if not (LIBS / "bin" / "python").exists():
         pytest.skip(f"TransformerLens and nnsight are not installed in {LIBS}; run scripts/community_libs.sh")
-    env = make_plugin_env(tmp_path_factory.mktemp("community") / "env", base=LIBS)
+    root = tmp_path_factory.mktemp("community")
+    env = make_plugin_env(root / "env", base=LIBS)
     env.run("-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT), env=OFFLINE_PIP)
-    return env
+    printed = {}
+    for name, package in BACKENDS.items():
+        source = shutil.copytree(COMMUNITY / package, root / package)  # pip builds in-tree
+        printed[name] = env.featurelens("plugins", "install", str(source), env=OFFLINE_PIP, timeout=600).stdout
+    model = root / "tiny-llama"
+    env.run("-c", MAKE_MODEL, str(model))
+    return env, model, printed
 
 
 def _features(store: Path) -> tuple[pl.DataFrame, list[str]]:
@@ -104,16 +143,12 @@ def _features(store: Path) -> tuple[pl.DataFrame, list[str]]:
 
 
 @pytest.mark.slow
-def test_community_backends_give_the_hf_features_table(community_env: PluginEnv, tmp_path: Path) -> None:
-    env = community_env
+def test_community_backends_give_the_hf_features_table(community_env, tmp_path: Path) -> None:
+    env, model, printed = community_env
     for name, package in BACKENDS.items():
-        source = shutil.copytree(COMMUNITY / package, tmp_path / package)  # pip builds in-tree
-        installed = env.featurelens("plugins", "install", str(source), env=OFFLINE_PIP, timeout=600)
-        assert f"Installed plugin:\n{name} ({package} 0.1.0)" in installed.stdout
-        assert f"model backend: {name}" in installed.stdout
+        assert f"Installed plugin:\n{name} ({package} 0.1.0)" in printed[name]
+        assert f"model backend: {name}" in printed[name]
 
-    model = tmp_path / "tiny-llama"
-    env.run("-c", MAKE_MODEL, str(model))
     tables = {}
     for backend in ("hf", *BACKENDS):
         store = tmp_path / f"{backend}.duckdb"
@@ -140,3 +175,13 @@ def test_community_backends_give_the_hf_features_table(community_env: PluginEnv,
     for mine, theirs in zip(converted["histogram_counts"], expected["histogram_counts"]):
         mine, theirs = np.cumsum(mine.to_numpy()), np.cumsum(theirs.to_numpy())
         assert mine[-1] == theirs[-1] and np.abs(mine - theirs).max() <= 1
+
+
+@pytest.mark.slow
+def test_community_backends_read_patch_and_unembed_as_hf_does(community_env) -> None:
+    """The members extraction uses lightly (or evaluation uses) at more hookpoints:
+    activations, widths, logits plain and patched, and the unembedding with and without the
+    final norm folded in, each backend built through the installed plugin's registration."""
+    env, model, _ = community_env
+    compared = env.run("-c", COMPARE, str(model), *BACKENDS, timeout=600)
+    assert compared.stdout.split("\n")[-3:] == ["transformerlens agrees with hf", "nnsight agrees with hf", ""]
