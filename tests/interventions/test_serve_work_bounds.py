@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.interventions.test_serve_hostile2 import GOOD, _error, post, request
-from tests.interventions.test_serve_hostile2 import store as store  # noqa: F401 - fixture
+from tests.interventions.test_serve_api_hostile_requests import GOOD, _error, post, request
+from tests.interventions.test_serve_api_hostile_requests import store as store  # noqa: F401 - fixture
 
 
 @pytest.fixture
