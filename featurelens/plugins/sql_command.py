@@ -104,59 +104,90 @@ def _check_output(output: Path, store: Path | None) -> None:
                                    "overwrite; name another file for the result.")
 
 
-#: Column types polars cannot hold (or holds only inside a narrower range than DuckDB's):
-#: when the result does not convert, these are shown as DuckDB's text for them.
-_AS_TEXT = ("INTERVAL", "UNION", "DATE", "TIMESTAMP", "TIME", "BIT", "VARINT", "BIGNUM")
+#: DuckDB types polars cannot hold at all: always shown as DuckDB's text for them.
+_AS_TEXT = ("INTERVAL", "UNION", "BIT", "VARINT", "BIGNUM")
+#: Seconds from 1970 that polars (chrono) can show: about year -262000 to 262000.
+_CHRONO_SECONDS = 262_000 * 365.25 * 86_400
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
 def _result(store: Any, query: str) -> pl.DataFrame:
-    """The query's rows as a frame; a column polars cannot convert (an INTERVAL, a UNION,
-    an infinite TIMESTAMP, a DATE beyond year 262143) comes back as DuckDB's text for it."""
+    """The query's rows as a frame. A single query (SELECT, WITH, ...) is fetched as Arrow
+    first, and a column polars cannot hold (an INTERVAL, a UNION, an infinite TIMESTAMP, a
+    DATE beyond year 262000) is fetched again as DuckDB's text for it; other statements run
+    once, through the store."""
     import duckdb
     import polars as pl
 
     from featurelens.core.errors import StoreError
 
     try:
-        relation = store.con.sql(query)
+        statements = store.con.extract_statements(query)
     except duckdb.Error:
-        return store.sql(query)  # the same failure, as Store words it
-    if relation is None:
-        return pl.DataFrame()
+        return store.sql(query)  # the parse error, as the store words it
+    if len(statements) != 1 or str(statements[0].type).rsplit(".", 1)[-1] != "SELECT":
+        return store.sql(query)
     try:
-        return _frame(relation)
-    except duckdb.Error as error:
-        raise StoreError(" ".join(str(error).split())) from None
-    except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError, BaseException) as error:
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
-    names = [str(t) for t in relation.types]
-    columns = ", ".join(
-        f'CAST("{c.replace(chr(34), chr(34) * 2)}" AS VARCHAR) AS "{c.replace(chr(34), chr(34) * 2)}"'
-        if any(t.upper().startswith(k) for k in _AS_TEXT) else f'"{c.replace(chr(34), chr(34) * 2)}"'
-        for c, t in zip(relation.columns, names))
-    try:
-        return _frame(relation.project(columns))
-    except duckdb.Error as error:
-        raise StoreError(" ".join(str(error).split())) from None
-    except BaseException as error:  # noqa: BLE001 - a Rust panic is a BaseException
-        if isinstance(error, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise FeaturelensError(
-            f"The result has a column featurelens cannot show ({type(error).__name__}: "
-            f"{' '.join(str(error).split())[:200]}); cast it in the query, "
-            "for example CAST(column AS VARCHAR).") from None
+        relation = store.con.sql(query)
+        table = _arrow(relation)
+    except duckdb.Error:
+        return store.sql(query)  # a query only reads: run again for the store's own wording
+    as_text = [i for i, (field, kind) in enumerate(zip(table.schema, relation.types))
+               if any(str(kind).upper().startswith(k) for k in _AS_TEXT) or _beyond_chrono(table, field.name, i)]
+    if as_text:
+        def quoted(name: str) -> str:
+            return '"' + name.replace('"', '""') + '"'
+
+        columns = ", ".join(f"CAST(#{i + 1} AS VARCHAR) AS {quoted(c)}" if i in as_text
+                            else f"#{i + 1} AS {quoted(c)}" for i, c in enumerate(relation.columns))
+        try:
+            table = _arrow(relation.project(columns))
+        except duckdb.Error as error:
+            raise StoreError(" ".join(str(error).split())) from None
+    frame = pl.from_arrow(table.rename_columns(_unique(table.column_names)))
+    return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
 
 
-def _frame(relation: Any) -> pl.DataFrame:
-    import polars as pl
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique (a frame needs that, SQL does not): ``a``, ``a_2``, ..."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
 
+
+def _arrow(relation: Any) -> Any:
     fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
-    frame = pl.from_arrow(fetch())
-    frame = frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
-    frame.rechunk()  # conversion errors of lazily converted columns surface here, not later
-    str(frame.head(1))
-    return frame
+    return fetch()
+
+
+def _beyond_chrono(table: Any, name: str, index: int) -> bool:
+    """Whether a date or timestamp column holds a value polars cannot show (infinity, or a
+    year beyond about 262000), read from the Arrow integers without converting any."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(index)
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        limit = _CHRONO_SECONDS * _PER_SECOND[kind.unit]
+        integers = column.cast(pa.int64())
+    elif pa.types.is_date32(kind):
+        limit, integers = _CHRONO_SECONDS / 86_400, column.cast(pa.int32())
+    elif pa.types.is_date64(kind):
+        limit, integers = _CHRONO_SECONDS * 1000, column.cast(pa.int64())
+    else:
+        return False
+    if len(integers) == integers.null_count:
+        return False
+    bounds = pc.min_max(integers)
+    return max(abs(bounds["min"].as_py()), abs(bounds["max"].as_py())) > limit
 
 
 def _emit(frame: pl.DataFrame, fmt: str, output: Path | None) -> None:
