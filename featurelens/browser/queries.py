@@ -466,8 +466,11 @@ class BrowserData:
         found = self.feature_batch(dictionary_id, [feature], max_examples)
         return found[0] if found else None
 
-    def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20) -> list[FeatureData]:
-        """:meth:`feature` for many features of one dictionary in four queries (exports)."""
+    def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20,
+                      max_quantile: int | None = None) -> list[FeatureData]:
+        """:meth:`feature` for many features of one dictionary in four queries (exports);
+        ``max_quantile`` quantile examples per feature (default ``max_examples``: the
+        Neuronpedia export asks for all of them, since ranks run weakest to strongest)."""
         if not features:
             return []
         wanted = sorted({int(f) for f in features})
@@ -486,8 +489,10 @@ class BrowserData:
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
             "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
             "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
-            "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? ELSE ? END) "
-            "ORDER BY x.feature, x.kind, x.rank", params + [min(max_examples, RANDOM_SHOWN), max_examples]):
+            "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? WHEN x.kind = 'quantile' THEN ? ELSE ? END) "
+            "ORDER BY x.feature, x.kind, x.rank",
+            params + [min(max_examples, RANDOM_SHOWN), max_examples if max_quantile is None else max_quantile,
+                      max_examples]):
             target = out.get(int(row["feature"]))
             if target is not None:
                 target.examples.setdefault(row["kind"], []).append(row)

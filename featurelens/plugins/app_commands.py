@@ -66,21 +66,49 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 
 @click.command("export")
 @store_option
-@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html"]), required=True,
-              help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per table; html: static report.")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "neuronpedia-upload", "parquet", "html"]),
+              required=True,
+              help="neuronpedia: the bucket Neuronpedia's admin import reads; neuronpedia-upload: "
+                   "payloads for neuronpedia.org's /api/feature/upload-batch; parquet: one file per table; "
+                   "html: static report.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
 @click.option("--where", default=None,
               help="SQL condition on the features table, e.g. \"density < 0.01\".")
+@click.option("--visibility", type=click.Choice(["PUBLIC", "UNLISTED", "PRIVATE"]), default="PUBLIC",
+              show_default=True, help="Neuronpedia visibility of the model, release, source set and source rows.")
+@click.option("--embeddings", type=click.Choice(["openai"]), default=None,
+              help="neuronpedia: add each explanation's text-embedding-3-large (256) vector, which "
+                   "Neuronpedia's explanation search reads (key from OPENAI_API_KEY).")
+@click.option("--send", "send_url", default=None, metavar="URL",
+              help="neuronpedia-upload: POST the payloads to URL (e.g. https://www.neuronpedia.org), "
+                   "key from NEURONPEDIA_API_KEY.")
+@click.option("--dry-run", is_flag=True, help="With --send: print what would be sent, send nothing.")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
-                   where: str | None) -> None:
-    """Export features as Neuronpedia JSON, Parquet tables or a static HTML report."""
+                   where: str | None, visibility: str, embeddings: str | None, send_url: str | None,
+                   dry_run: bool) -> None:
+    """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report."""
+    from featurelens.core.errors import FeaturelensError
     from featurelens.export.runner import export
 
+    if (send_url or dry_run) and fmt != "neuronpedia-upload":
+        raise FeaturelensError("--send and --dry-run go with --format neuronpedia-upload; drop them or change --format.")
+    if dry_run and not send_url:
+        raise FeaturelensError("--dry-run shows what --send would do; add --send URL.")
     target = output or Path(f"export-{fmt}")
-    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where)
+    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where,
+                     visibility=visibility, embeddings=embeddings)
     click.echo(summary)
+    if send_url:
+        from featurelens.export.neuronpedia import upload
+
+        if dry_run:
+            click.echo(upload.describe(target, send_url))
+        else:
+            sent, skipped = upload.send(target, send_url)
+            click.echo(f"Sent {sent} payload(s) to {send_url.rstrip('/')}{upload.ROUTE}"
+                       f"{f' ({skipped} sent before, skipped)' if skipped else ''}.")
 
 
 @click.command("run")

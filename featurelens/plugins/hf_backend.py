@@ -24,6 +24,7 @@ from featurelens.core.model.embedded import (
     WEIGHTS_NOTE,
     embedded_model_path,
 )
+from featurelens.core.model.quiet import quiet_loading
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -74,8 +75,9 @@ class HFBackend:
         self.provenance = {"weights": WEIGHTS_NOTE} if model in EMBEDDED_ALIASES else {}
         kwargs = {"dtype": DTYPES[dtype], **options}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, **self._offline(path))
-            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **self._offline(path))
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(path, **self._offline(path))
+                self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **self._offline(path))
         except FeaturelensError:
             raise
         except (OSError, ValueError) as error:

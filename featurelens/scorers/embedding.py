@@ -44,7 +44,10 @@ def default_model_path() -> Path:
 def _load(path: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    from featurelens.core.model.quiet import quiet_loading
+
+    with quiet_loading():
+        return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
 
 def embed(texts: list[str], path: str, batch_size: int = 64) -> Any:
