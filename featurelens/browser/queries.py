@@ -423,6 +423,27 @@ class BrowserData:
                                ([like_pattern(text)] if text else []) + [size + 1, page * size])
         return Page(rows[:size], page, len(rows) > size)
 
+    def search_meaning(self, text: str, page: int = 0, size: int = 50) -> tuple[Page, str | None]:
+        """Explanations closest in meaning to ``text`` (stored embeddings, cosine similarity),
+        and a note when none can be shown (no explanation embedded yet: the browser reads the
+        store without writing, so ``featurelens search`` embeds them)."""
+        from featurelens.core.store import explanation_search
+
+        try:
+            embedded = self._dicts("SELECT count(*) AS n FROM explanation_embeddings", [])[0]["n"]
+        except FeaturelensError:  # a store older than the table, opened read-only
+            embedded = 0
+        if not embedded:
+            return Page([], page, False), ("No explanation is embedded for search by meaning yet; run "
+                                           "featurelens search \"...\" once on this store (it embeds them), "
+                                           "then search here again.")
+
+        def rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+            return [tuple(r.values()) for r in self._dicts(sql, params)]
+
+        found = explanation_search.search(rows, text, limit=size + 1, offset=page * size)
+        return Page(found[:size], page, len(found) > size), None
+
     def token_matches(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
         """Features whose top examples peak on a token containing ``text`` (strongest first)."""
         return self._dicts(

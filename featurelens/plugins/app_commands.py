@@ -21,6 +21,7 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(serve_command)
     cli.add_command(export_command)
     cli.add_command(run_command)
+    cli.add_command(search_command)
 
 
 @click.command("serve")
@@ -109,6 +110,42 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
             sent, skipped = upload.send(target, send_url)
             click.echo(f"Sent {sent} payload(s) to {send_url.rstrip('/')}{upload.ROUTE}"
                        f"{f' ({skipped} sent before, skipped)' if skipped else ''}.")
+
+
+@click.command("search")
+@click.argument("text")
+@store_option
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="How many explanations to list.")
+@click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON lines.")
+def search_command(text: str, store_path: Path | None, limit: int, dictionary_id: str | None, as_json: bool) -> None:
+    """Find features by what their explanations mean (cosine similarity of sentence embeddings).
+
+    Explanations not embedded yet are embedded first (all-MiniLM-L6-v2, stored in
+    explanation_embeddings), so the first search of a large store takes longer."""
+    import json
+
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store import explanation_search
+    from featurelens.core.store.database import Store, default_store_path
+
+    path = store_path or default_store_path()
+    if not path.exists():
+        raise FeaturelensError(f"There is no feature store at {path}; run featurelens run first, or point "
+                               "--store / $FEATURELENS_STORE at an existing store.")
+    with Store.open(path) as store:
+        added = explanation_search.embed_missing(store)
+        rows = explanation_search.search(store.execute, text, limit=limit, dictionary_id=dictionary_id)
+    if added:
+        click.echo(f"Embedded {added} explanation(s) for search.", err=True)
+    if not rows:
+        click.echo("No explanations to search; run featurelens explain (or run) first.")
+        return
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps({**row, "similarity": round(float(row["similarity"]), 4)}))
+        else:
+            click.echo(f"{row['similarity']:.3f}  {row['dictionary_id']} #{row['feature']}  {row['text']}")
 
 
 @click.command("run")
