@@ -19,7 +19,8 @@ SAELens's own format (no conversion), Gemma Scope ``params.npz`` folders (``gemm
 (``dictionary_learning_1``) are read by the registered formats; the other families are
 refused in one sentence before anything is downloaded (:data:`SAELENS_FAMILIES`). Its
 ``config_overrides`` are honoured or refused (:func:`overrides_of`):
-``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`).
+``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`), and
+Gemma Scope embedding SAEs are rescaled by sqrt(d_in) as SAELens loads them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ SAELENS_REFUSED = {
     "llama_scope_r1_distill": "Llama Scope checkpoints with per-SAE activation norm scaling",
     "mwhanna_transcoder": "single-file transcoders whose config lives in the repository's wandb YAML",
     "mntss_clt_layer_transcoder": "one layer of a cross-layer transcoder",
+    "goodfire": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "qwen_scope": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "gemma_3": "Gemma Scope 2 checkpoints",
+    "temporal": "temporal SAEs that read earlier positions",
 }
 
 #: File endings that mark a SAELens entry whose path is a file, not a folder.
@@ -245,7 +250,10 @@ def saelens_entry(release: str, sae_id: str, spec: str) -> tuple[str, str | None
             f"it reads {', '.join(SAELENS_FAMILIES.values())}, so load this one with SAELens and save it as a "
             "SAELens folder (sae.save_model(path)), then pass that path.")
     path = str(saes[sae_id]).strip("/") or None
-    return entry.repo_id, path, dict(getattr(entry, "config_overrides", None) or {})
+    overrides = dict(getattr(entry, "config_overrides", None) or {})
+    if family == "gemma_2" and path and "embedding" in path:
+        overrides[EMBEDDING_SCALE] = True  # what SAELens's gemma_2 loader does for these
+    return entry.repo_id, path, overrides
 
 
 def overrides_of(config_overrides: dict[str, Any], spec: str) -> dict[str, Any]:
@@ -254,6 +262,9 @@ def overrides_of(config_overrides: dict[str, Any], spec: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config_overrides.items():
         if key in METADATA_OVERRIDES:
+            continue
+        if key == EMBEDDING_SCALE:
+            out[EMBEDDING_SCALE] = bool(value)
             continue
         if key == "model_from_pretrained_kwargs" and isinstance(value, dict):
             for name, setting in value.items():
@@ -328,6 +339,11 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
 #: Provenance key carrying the options :func:`overrides_of` derived (applied, then dropped).
 OVERRIDES_KEY = "_saelens_overrides"
 
+#: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)
+#: scaling; SAELens's gemma_2 loader divides W_enc and multiplies W_dec by sqrt(d_in) so
+#: they read the scaled ones, and featurelens loads them the same way.
+EMBEDDING_SCALE = "gemma_embedding_scale"
+
 
 def apply_overrides(dictionary: Any, provenance: dict[str, Any], spec: str) -> dict[str, Any]:
     """Apply what :func:`resolve` derived from SAELens's overrides to the loaded dictionary;
@@ -335,4 +351,12 @@ def apply_overrides(dictionary: Any, provenance: dict[str, Any], spec: str) -> d
     options = provenance.get(OVERRIDES_KEY) or {}
     if options.get("center_input"):
         fold_input_centering(dictionary, spec)
+    if options.get(EMBEDDING_SCALE):
+        import torch
+
+        scale = float(dictionary.d_in) ** 0.5
+        with torch.no_grad():
+            dictionary.W_enc.div_(scale)
+            dictionary.W_dec.mul_(scale)
+        dictionary.config[EMBEDDING_SCALE] = scale
     return {k: v for k, v in provenance.items() if k != OVERRIDES_KEY}
