@@ -79,21 +79,27 @@ def embed_missing(store: Any, *, path: str | None = None, page: int = PAGE, show
     return done
 
 
-def query_vector(text: str, path: str | None = None) -> list[float]:
-    """The query's embedding, as a list DuckDB takes for a ``FLOAT[384]`` parameter."""
+def query_vectors(texts: list[str], path: str | None = None) -> list[list[float]]:
+    """The queries' embeddings (one batch), as lists DuckDB takes for ``FLOAT[384]`` parameters."""
     from featurelens.core.model.sentence_embedding import embed
 
-    if not text.strip():
+    if not texts or any(not text.strip() for text in texts):
         raise FeaturelensError("The search text is empty; describe what the feature should do, "
                                "e.g. featurelens search \"closing brackets in code\".")
-    return [float(v) for v in embed([text], path or model_path())[0].tolist()]
+    return [[float(v) for v in row] for row in embed(texts, path or model_path()).tolist()]
+
+
+def query_vector(text: str, path: str | None = None) -> list[float]:
+    """One query's embedding (:func:`query_vectors`)."""
+    return query_vectors([text], path)[0]
 
 
 def search(execute: Any, text: str, *, limit: int = 20, offset: int = 0, dictionary_id: str | None = None,
-           path: str | None = None) -> list[dict[str, Any]]:
+           path: str | None = None, vector: list[float] | None = None) -> list[dict[str, Any]]:
     """Explanations closest in meaning to ``text``, most similar first, from the stored
-    vectors; ``execute(sql, params) -> rows`` runs on any handle (read-only included)."""
-    vector = query_vector(text, path)
+    vectors; ``execute(sql, params) -> rows`` runs on any handle (read-only included).
+    ``vector``: ``text``'s embedding when the caller has it already (a batch of queries)."""
+    vector = vector if vector is not None else query_vector(text, path)
     where = "AND e.dictionary_id = ?" if dictionary_id else ""
     params: list[Any] = [vector, MODEL_NAME] + ([dictionary_id] if dictionary_id else []) + [limit, offset]
     rows = execute(SEARCH_SQL.format(where=where), params)
