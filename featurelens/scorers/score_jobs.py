@@ -28,6 +28,7 @@ from featurelens.core.host.protocols import (
     ParseError,
     Scorer,
 )
+from featurelens.core.never_fired import clear_never_fired_failures, split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
@@ -192,11 +193,13 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
     """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk.
 
-    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound)."""
+    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound).
+    Features that never fired are left out (:mod:`featurelens.core.never_fired`)."""
     options = {**spec.options}
     wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
-    for records in stream_records(store, spec.selection, chunk_size, kinds):
+    to_do = split_never_fired(store, spec.selection).to_do
+    for records in stream_records(store, to_do, chunk_size, kinds):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
@@ -255,16 +258,26 @@ def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMPr
     scorer = build_scorer(spec)
     spec = replace(spec, llm=effective_llm(scorer, spec.llm))
     total = count_explanations(store, spec)
+    split = split_never_fired(store, spec.selection)
+    if total == 0 and split.never_fired and not split.fired:
+        return RunStats(never_fired=split.never_fired)  # nothing can be scored; not a failure
     if total == 0:
         raise FeaturelensError(
             "No explanations match this selection; run featurelens explain first (or featurelens "
             "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
-    return run_labeling(
+    cleared = clear_never_fired_failures(store, spec.selection, f"score:{spec.scorer}",
+                                         f"{spec.scorer} by {spec.llm}")
+
+    def make_jobs(engine, run_id, llm):
+        engine.stats.never_fired = split.never_fired
+        return score_jobs(store, scorer, spec, frozenset(llm.capabilities), run_id, on_skip=engine.skip)
+
+    stats = run_labeling(
         store, kind="score", config=spec.config(), llm=spec.llm, provider=provider,
-        provider_options=provider_options, total=total,
-        make_jobs=lambda engine, run_id, llm: score_jobs(
-            store, scorer, spec, frozenset(llm.capabilities), run_id, on_skip=engine.skip),
+        provider_options=provider_options, total=total, make_jobs=make_jobs,
         desc=f"score {spec.scorer} {spec.llm}", settings=settings, prices=prices)
+    stats.resolved += cleared
+    return stats
 
 
 def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
