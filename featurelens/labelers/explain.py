@@ -142,7 +142,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}
-        done = _existing(store, list(ids.values()))
+        done = _existing(store, list(ids.values()), [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
         for record in records:
@@ -172,11 +172,14 @@ def _refused(error: ParseError):
     return finish
 
 
-def _existing(store: Store, ids: list[str]) -> set[str]:
+def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
+    """The ``ids`` already explained; bounded by the chunk's feature range so the lookup
+    reads those rows' blocks, not every explanation of the dictionary."""
     if not ids:
         return set()
     placeholders = ",".join("?" * len(ids))
-    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE explanation_id IN ({placeholders})", ids)
+    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE feature BETWEEN {min(features)} "
+                         f"AND {max(features)} AND explanation_id IN ({placeholders})", ids)
     return {r[0] for r in rows}
 
 

@@ -113,16 +113,25 @@ def build_scorer(spec: ScoreSpec) -> Scorer:
 
 
 def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -> list[tuple[str, int, str, str]]:
-    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations."""
+    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations: one
+    join bounded by the chunk's feature range, so DuckDB reads only those rows' blocks."""
     if not records:
         return []
-    keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
-    params: list[Any] = [v for r in records for v in (r.dictionary_id, r.feature)]
-    extra, extra_params = spec.explanation_filter()
-    params += extra_params
-    return store.execute(
-        f"SELECT dictionary_id, feature, explanation_id, text FROM explanations WHERE ({keys}){extra} "
-        "ORDER BY dictionary_id, feature, explanation_id", params)
+    import pyarrow as pa
+
+    features = [r.feature for r in records]
+    extra, extra_params = spec.explanation_filter("x")
+    view = "_score_keys"
+    store.con.register(view, pa.table({"dictionary_id": [r.dictionary_id for r in records],
+                                       "feature": pa.array(features, pa.int32())}))
+    try:
+        return store.execute(
+            f"SELECT x.dictionary_id, x.feature, x.explanation_id, x.text FROM explanations x "
+            f"JOIN {view} k USING (dictionary_id, feature) "
+            f"WHERE x.feature BETWEEN {min(features)} AND {max(features)}{extra} "
+            "ORDER BY x.dictionary_id, x.feature, x.explanation_id", extra_params)
+    finally:
+        store.con.unregister(view)
 
 
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
@@ -203,7 +212,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
-        done = _existing(store, ids)
+        done = _existing(store, ids, [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
@@ -222,10 +231,13 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                       follow_up=None if every_round else _follow_up(scorer, record, text, capabilities))
 
 
-def _existing(store: Store, ids: list[str]) -> set[str]:
+def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
+    """The ``ids`` already scored; bounded by the chunk's feature range so the lookup reads
+    those rows' blocks, not every score of the dictionary."""
     if not ids:
         return set()
-    rows = store.execute(f"SELECT score_id FROM scores WHERE score_id IN ({','.join('?' * len(ids))})", ids)
+    rows = store.execute(f"SELECT score_id FROM scores WHERE feature BETWEEN {min(features)} AND "
+                         f"{max(features)} AND score_id IN ({','.join('?' * len(ids))})", ids)
     return {r[0] for r in rows}
 
 

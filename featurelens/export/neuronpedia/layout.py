@@ -118,12 +118,14 @@ def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dicti
                          [dictionary["dictionary_id"]])
     for table, row in rows.metadata_rows(src, dictionary, model, corpus[0]["c"] if corpus else None).items():
         staging.write_bytes(f"{folder}/{table}.jsonl", _jsonl([row]))
+    # A semi-join on the exported features: linear in the rows, where list_contains over a
+    # list of every exported feature would be rows x features (10^12 at a million).
     params = [dictionary["dictionary_id"], features]
     explained = data._dicts("SELECT DISTINCT explainer, llm FROM explanations WHERE dictionary_id = ? "
-                            "AND list_contains(?, feature) ORDER BY ALL", params)
+                            "AND feature IN (SELECT unnest(?::INTEGER[])) ORDER BY ALL", params)
     scored = data._dicts("SELECT DISTINCT scorer, llm FROM scores WHERE dictionary_id = ? "
-                         "AND list_contains(?, feature) AND status = 'ok' AND score IS NOT NULL ORDER BY ALL",
-                         params)
+                         "AND feature IN (SELECT unnest(?::INTEGER[])) AND status = 'ok' "
+                         "AND score IS NOT NULL ORDER BY ALL", params)
     config = rows.config_rows(
         [{"typeName": rows.explanation_type(e["explainer"]), "explanationModelName": rows.model_name(e["llm"])}
          for e in explained],
