@@ -134,10 +134,24 @@ def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -
         store.con.unregister(view)
 
 
+def _takes_capabilities(scorer: Scorer) -> bool:
+    """Whether ``scorer.score`` takes ``capabilities`` (asked once a scorer class: reading a
+    signature costs more than scoring a feature offline)."""
+    if "score" in getattr(scorer, "__dict__", {}):  # set on the instance: ask it
+        return "capabilities" in inspect.signature(scorer.score).parameters
+    cls = type(scorer)
+    if cls not in _TAKES_CAPABILITIES:
+        _TAKES_CAPABILITIES[cls] = "capabilities" in inspect.signature(scorer.score).parameters
+    return _TAKES_CAPABILITIES[cls]
+
+
+_TAKES_CAPABILITIES: dict[type, bool] = {}
+
+
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
               sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
     stage = f"score:{spec.scorer}"
-    takes_capabilities = "capabilities" in inspect.signature(scorer.score).parameters
+    takes_capabilities = _takes_capabilities(scorer)
 
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         if takes_capabilities:

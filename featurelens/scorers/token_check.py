@@ -50,6 +50,9 @@ class LabelMatcher:
 
     def positions(self, tokens: list[str]) -> list[bool]:
         keys = token_keys(tokens)
+        if not self.pairs:  # most labels: one membership test a token
+            singles = self.singles
+            return [k in singles for k in keys]
         return [k in self.singles or (i > 0 and (k, keys[i - 1]) in self.pairs)
                 for i, k in enumerate(keys)]
 
