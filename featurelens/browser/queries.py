@@ -290,6 +290,21 @@ class BrowserData:
                 self._open()
             return self._con.cursor()  # type: ignore[union-attr]
 
+    def _column_dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+        """:meth:`_dicts` for plain columns (numbers, strings, their lists), converted column
+        by column through Arrow: half the cost of row tuples for the list columns of
+        examples, which an export of a million features reads twenty million of."""
+        with self.session():
+            cur = self._cursor()
+            try:
+                table = cur.sql(query, params=params).to_arrow_table()
+            except duckdb.Error:
+                return self._dicts(query, params)  # the row path says in one sentence what is wrong
+            finally:
+                cur.close()
+        columns = [table.column(name).to_pylist() for name in table.column_names]
+        return [dict(zip(table.column_names, values)) for values in zip(*columns)]
+
     def _dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         with self.session():
             cur = self._cursor()
@@ -505,7 +520,7 @@ class BrowserData:
         special = special_tokens_of(self._dicts, dictionary[0]["model_id"] if dictionary else None)
         out = {int(s["feature"]): FeatureData(s, {"top": [], "quantile": [], "random": []}, [],
                                               dictionary[0] if dictionary else {}, special) for s in stats}
-        for row in self._dicts(
+        for row in self._column_dicts(
             "SELECT x.feature, x.kind, x.rank, x.quantile, x.activations, x.max_activation, "
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
             "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "

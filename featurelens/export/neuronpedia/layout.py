@@ -52,7 +52,8 @@ def _jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 def _gzip(data: bytes) -> bytes:
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+    # zlib's default level: level 9 (gzip's default) took as long as building the rows
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz:
         gz.write(data)
     return buffer.getvalue()
 
@@ -145,12 +146,14 @@ def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dicti
                          [dictionary["dictionary_id"]])
     for table, row in rows.metadata_rows(src, dictionary, model, corpus[0]["c"] if corpus else None).items():
         staging.write_bytes(f"{folder}/{table}.jsonl", _jsonl([row]))
+    # A semi-join on the exported features: linear in the rows, where list_contains over a
+    # list of every exported feature would be rows x features (10^12 at a million).
     params = [dictionary["dictionary_id"], features]
     explained = data._dicts("SELECT DISTINCT explainer, llm FROM explanations WHERE dictionary_id = ? "
-                            "AND list_contains(?, feature) ORDER BY ALL", params)
+                            "AND feature IN (SELECT unnest(?::INTEGER[])) ORDER BY ALL", params)
     scored = data._dicts("SELECT DISTINCT scorer, llm FROM scores WHERE dictionary_id = ? "
-                         "AND list_contains(?, feature) AND status = 'ok' AND score IS NOT NULL ORDER BY ALL",
-                         params)
+                         "AND feature IN (SELECT unnest(?::INTEGER[])) AND status = 'ok' "
+                         "AND score IS NOT NULL ORDER BY ALL", params)
     return rows.config_rows(
         [{"typeName": rows.explanation_type(e["explainer"]),
           "explanationModelName": rows.model_name(e["llm"], e["explainer"])} for e in explained],
