@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-import pytest
 from hostile_server import HostileServer, chat
 from llm_fixtures import fill
 
