@@ -86,7 +86,7 @@ def test_a_list_column_in_csv_is_json_text(cli, made):
 @pytest.mark.parametrize("query", ["", "   ", "\n-- nothing\n", "/* nothing */"])
 def test_an_empty_query_is_refused(cli, made, query):
     result = cli("sql", query, "--store", made)
-    assert result.exit_code == 1 and "no statement" in result.output or "empty" in result.output, result.output
+    assert result.exit_code == 1 and ("no statement" in result.output or "empty" in result.output), result.output
 
 
 def test_output_into_a_missing_folder_is_one_sentence(cli, made):
