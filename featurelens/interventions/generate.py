@@ -41,11 +41,12 @@ def encode_prompt(backend: Any, prompt: str) -> torch.Tensor:
 
 def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, seed: int,
                  temperature: float = 0.7, top_p: float = 0.95, samples: int = 1,
-                 stop_at_eos: bool = False) -> torch.Tensor:
+                 stop_at_eos: bool = False, max_time: float | None = None) -> torch.Tensor:
     """``[samples, n]`` new token ids (greedy when ``temperature`` is 0).
 
     ``n`` is ``max_tokens`` unless ``stop_at_eos`` lets every row end early at EOS (rows
-    that ended are padded, after their EOS, with the pad token)."""
+    that ended are padded, after their EOS, with the pad token), or ``max_time`` seconds
+    pass first (generation stops there: a deadline for a server's request)."""
     tokenizer = backend.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = prompt_ids.expand(samples, -1)
@@ -53,6 +54,8 @@ def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, see
                               "attention_mask": torch.ones_like(ids)}
     if not stop_at_eos:
         kwargs["min_new_tokens"] = max_tokens
+    if max_time is not None:
+        kwargs["max_time"] = max_time
     if temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:
@@ -61,6 +64,11 @@ def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, see
     with torch.no_grad():
         out = backend.model.generate(ids, **kwargs)
     return out[:, prompt_ids.shape[1]:]
+
+
+#: The smallest probability change listed: half the last digit :func:`format_side_by_side`
+#: prints, so a listed change never reads ``+0.0000``.
+SMALLEST_SHOWN = 0.00005
 
 
 def most_changed(backend: Any, editor: FeatureEditor, ids: torch.Tensor, start: int,
@@ -72,7 +80,8 @@ def most_changed(backend: Any, editor: FeatureEditor, ids: torch.Tensor, start: 
         with editor:
             steered = torch.softmax(backend.run_full(ids).float(), dim=-1)[0, start - 1:-1]
     delta = (steered - clean).mean(dim=0)
-    order = delta.abs().argsort(descending=True)[:n].tolist()
+    order = [t for t in delta.abs().argsort(descending=True)[:n].tolist()
+             if abs(float(delta[t])) >= SMALLEST_SHOWN]
     base_mean, steer_mean = clean.mean(dim=0), steered.mean(dim=0)
     return [{"token": backend.tokenizer.decode([t]), "token_id": t, "p_baseline": float(base_mean[t]),
              "p_steered": float(steer_mean[t]), "delta": float(delta[t])} for t in order]
@@ -118,6 +127,11 @@ def format_side_by_side(result: SteerResult, width: int = 48) -> str:
             b = right[j] if j < len(right) else ""
             lines.append(f"{a:<{width}} | {b}")
         lines.append("")
+    if result.edits and not result.changed:
+        same = result.baseline == result.steered
+        lines.append("no change: the edits moved no next-token probability by 0.0001 or more"
+                     + (" and every steered continuation equals its baseline." if same
+                        else "; the continuations differ through smaller changes."))
     if result.changed:
         lines.append("most changed next-token probabilities (mean over the baseline continuation):")
         for row in result.changed:
