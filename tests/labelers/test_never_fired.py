@@ -97,3 +97,26 @@ def test_clearing_touches_only_the_stage_and_method_asked(wide):
                                           "token-check by offline:none") == 1
         left = store.execute("SELECT method FROM failures WHERE resolved_at IS NULL")
     assert left == [("b by x",)]
+
+
+def test_batch_submission_skips_dead_features_and_says_so(store_path, monkeypatch):
+    from batch_server import BatchServer
+
+    from featurelens.labelers.explain import ExplainSpec, submit_explain
+
+    server = BatchServer()
+    try:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        with featurelens.open_store(store_path) as store:
+            fill_store(store, n_features=6)
+            submission = submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "token-activations",
+                                                           (("features_per_request", 1),)))
+            asked = store.execute("SELECT CAST(requests AS VARCHAR) FROM batches")[0][0]
+    finally:
+        server.stop()
+    assert "1 never fired: skipped" in submission.lines()
+    import json
+
+    assert submission.features == 5
+    assert sorted(feature for _, feature, _ in json.loads(asked).values()) == [0, 1, 2, 4, 5]
