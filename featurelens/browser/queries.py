@@ -438,6 +438,27 @@ class BrowserData:
                                ([like_pattern(text)] if text else []) + [size + 1, page * size])
         return Page(rows[:size], page, len(rows) > size)
 
+    def search_meaning(self, text: str, page: int = 0, size: int = 50) -> tuple[Page, str | None]:
+        """Explanations closest in meaning to ``text`` (stored embeddings, cosine similarity),
+        and a note when none can be shown (no explanation embedded yet: the browser reads the
+        store without writing, so ``featurelens search`` embeds them)."""
+        from featurelens.core.store import explanation_search
+
+        try:
+            embedded = self._dicts("SELECT count(*) AS n FROM explanation_embeddings", [])[0]["n"]
+        except FeaturelensError:  # a store older than the table, opened read-only
+            embedded = 0
+        if not embedded:
+            return Page([], page, False), ("No explanation is embedded for search by meaning yet; run "
+                                           "featurelens search \"...\" once on this store (it embeds them), "
+                                           "then search here again.")
+
+        def rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+            return [tuple(r.values()) for r in self._dicts(sql, params)]
+
+        found = explanation_search.search(rows, text, limit=size + 1, offset=page * size)
+        return Page(found[:size], page, len(found) > size), None
+
     def token_matches(self, text: str, limit: int = 50) -> list[dict[str, Any]]:
         """Features whose top examples peak on a token containing ``text`` (strongest first)."""
         return self._dicts(
@@ -481,8 +502,11 @@ class BrowserData:
         found = self.feature_batch(dictionary_id, [feature], max_examples)
         return found[0] if found else None
 
-    def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20) -> list[FeatureData]:
-        """:meth:`feature` for many features of one dictionary in four queries (exports)."""
+    def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20,
+                      max_quantile: int | None = None) -> list[FeatureData]:
+        """:meth:`feature` for many features of one dictionary in four queries (exports);
+        ``max_quantile`` quantile examples per feature (default ``max_examples``: the
+        Neuronpedia export asks for all of them, since ranks run weakest to strongest)."""
         if not features:
             return []
         wanted = sorted({int(f) for f in features})
@@ -501,8 +525,10 @@ class BrowserData:
             "x.max_position, x.sequence_id, s.token_strs, s.document FROM examples x "
             "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
             "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
-            "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? ELSE ? END) "
-            "ORDER BY x.feature, x.kind, x.rank", params + [min(max_examples, RANDOM_SHOWN), max_examples]):
+            "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? WHEN x.kind = 'quantile' THEN ? ELSE ? END) "
+            "ORDER BY x.feature, x.kind, x.rank",
+            params + [min(max_examples, RANDOM_SHOWN), max_examples if max_quantile is None else max_quantile,
+                      max_examples]):
             target = out.get(int(row["feature"]))
             if target is not None:
                 target.examples.setdefault(row["kind"], []).append(row)

@@ -211,6 +211,13 @@ def _no_examples(record: FeatureRecord) -> Finish:
     return finish
 
 
+def attach_store(scorer: Scorer, store: Store) -> None:
+    """Give a scorer that reads more of the store (optional ``use_store``) the open store."""
+    use_store = getattr(scorer, "use_store", None)
+    if callable(use_store):
+        use_store(store)
+
+
 def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
                run_id: str | None = None, chunk_size: int = 256,
                on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
@@ -219,6 +226,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound).
     Features that never fired are left out (:mod:`featurelens.core.never_fired`)."""
     options = {**spec.options}
+    attach_store(scorer, store)
     wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
     to_do = split_never_fired(store, spec.selection).to_do
@@ -362,6 +370,7 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     provider, model = split_llm_spec(spec.llm)
     caps = provider_capabilities(spec, provider_options)
     sample, scale, planned, total = sample_selection(store, spec.selection)
+    attach_store(scorer, store)
     wanted = getattr(scorer, "example_kinds", None)
     kinds = wanted() if callable(wanted) else wanted
 
