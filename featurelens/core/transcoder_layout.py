@@ -30,11 +30,15 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from featurelens.core.errors import FeaturelensError
 
+#: featurelens's set folder: this file names each layer's transcoder (a folder or a name).
+MANIFEST = "transcoder_set.json"
 #: The key of the layout in a dictionary's config.
 CONFIG_KEY = "transcoder_set"
 #: ``dictionaries.architecture`` of a set.
@@ -219,3 +223,19 @@ def layer_list(spec: str | Sequence[int], n_layers: int) -> list[int]:
         raise FeaturelensError(f"--layers {spec!r} names layers outside 0..{n_layers - 1} of this model "
                                "(or none); pick layers the model has.")
     return sorted(set(chosen))
+
+
+def write_manifest(folder: Path, layers: Mapping[int, str], *, input_hook: str = "ln2.hook_normalized",
+                   output_hook: str = "hook_mlp_out", model_id: str | None = None,
+                   dictionary_id: str | None = None) -> None:
+    """``transcoder_set.json`` (layer -> folder or name, the hooks the set reads and writes),
+    written to a temporary name and renamed, so a set folder is complete or has no manifest."""
+    data: dict[str, Any] = {"layers": {str(l): spec for l, spec in sorted(layers.items())},
+                            "input_hook": input_hook, "output_hook": output_hook}
+    if model_id:
+        data["model_id"] = model_id
+    if dictionary_id:
+        data["dictionary_id"] = dictionary_id
+    tmp = Path(folder) / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, Path(folder) / MANIFEST)

@@ -25,15 +25,14 @@ from typing import Any, Mapping
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.transcoder_layout import SetLayout
+from featurelens.core.transcoder_layout import MANIFEST, write_manifest
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.dictionaries.transcoder_set import TranscoderSet
 from featurelens.plugins.formats.common import (
-    atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors, write_json,
+    atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors,
 )
 from featurelens.plugins.formats.headers import SafetensorsFile, shape_of
 
-MANIFEST = "transcoder_set.json"
 CROSS = "cross_decoders.safetensors"
 CT_CONFIG = "config.yaml"
 
@@ -118,25 +117,11 @@ def save_set(dictionary: TranscoderSet, path: Path) -> None:
             save_native(dictionary.transcoder(layer), tmp / f"layer_{layer}")
         if dictionary.cross:
             save_safetensors({str(s): getattr(dictionary, n) for s, n in dictionary.cross.items()}, tmp / CROSS)
-        write_manifest(tmp, {l: f"layer_{l}" for l in dictionary.layout.layers}, dictionary.layout,
-                       model_id=dictionary.model_id,
+        layout = dictionary.layout
+        write_manifest(tmp, {l: f"layer_{l}" for l in layout.layers}, input_hook=layout.input_hook,
+                       output_hook=layout.output_hook, model_id=dictionary.model_id,
                        dictionary_id=getattr(dictionary, "dictionary_id", None)
                        or dictionary.config.get("dictionary_id"))
-
-
-def write_manifest(folder: Path, layers: Mapping[int, str], layout: SetLayout | None = None, *,
-                   input_hook: str = "ln2.hook_normalized", output_hook: str = "hook_mlp_out",
-                   model_id: str | None = None, dictionary_id: str | None = None) -> None:
-    """``transcoder_set.json``: layer -> folder or name, and the hooks the set reads and writes."""
-    if layout is not None:
-        input_hook, output_hook = layout.input_hook, layout.output_hook
-    data: dict[str, Any] = {"layers": {str(l): spec for l, spec in sorted(layers.items())},
-                            "input_hook": input_hook, "output_hook": output_hook}
-    if model_id:
-        data["model_id"] = model_id
-    if dictionary_id:
-        data["dictionary_id"] = dictionary_id
-    write_json(data, folder / MANIFEST)
 
 
 def _read_cross(path: Path, dtype: Any) -> dict[int, torch.Tensor]:
