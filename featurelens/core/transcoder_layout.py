@@ -1,29 +1,26 @@
 """Where each layer's features sit in a transcoder set: one dictionary, one feature index.
 
 A transcoder set (one transcoder per layer, or a cross-layer transcoder) is ONE
-dictionary in the store. Its features are numbered globally, layer after layer:
+dictionary in the store (:mod:`featurelens.core.transcoder_set`). Its features are
+numbered globally, layer after layer:
 
-    global feature index = offset[layer] + local index within that layer's transcoder
-    offset[layers[0]] = 0,  offset[layers[i + 1]] = offset[layers[i]] + d_sae[layers[i]]
+    global feature index = feature_offset[layer] + local index within that layer's transcoder
+    feature_offset[layers[0]] = 0,  feature_offset[layers[i + 1]] = feature_offset[layers[i]] + d_sae[layers[i]]
 
 so ``features.feature``, ``examples.feature``, ``explanations.feature`` and
 ``graph_nodes.feature`` all hold the global index, and every per-feature table works
-for a set unchanged. The layout is recorded in the dictionary's ``config`` JSON
-(``dictionaries.config``) under the key ``"transcoder_set"``::
+for a set unchanged. The store's ``transcoder_layers`` table holds one row per layer
+(see :data:`LAYER_SQL`); the dictionary's ``config`` JSON repeats the layout for code
+holding only a config::
 
-    {"transcoder_set": {
-        "kind": "per_layer" | "cross_layer",
-        "input_hook": "ln2.hook_normalized",   # TransformerLens name inside a block
-        "output_hook": "hook_mlp_out",
-        "skip": false,                          # any layer has a W_skip path
-        "layers": [{"layer": 0, "offset": 0, "d_sae": 128}, {"layer": 1, "offset": 128, "d_sae": 128}, ...]}}
+    {"layers": [{"layer": 0, "feature_offset": 0, "d_sae": 128}, {"layer": 1, "feature_offset": 128, ...}],
+     "transcoder_set": {"kind": "per_layer" | "cross_layer", "input_hook": "ln2.hook_normalized",
+                        "output_hook": "hook_mlp_out", "skip": false}}
 
 The store's ``dictionaries.hookpoint`` of a set is ``blocks.*.<input_hook>`` (``*`` for
 every layer of the set), its ``architecture`` is ``transcoder_set``, ``d_sae`` the total
-number of features. A feature's layer is one SQL join away (see :data:`LAYER_SQL`), and
-:class:`SetLayout` answers the same questions in Python for code holding a config.
-For a cross-layer transcoder a feature's ``layer`` is the layer it reads (encodes at);
-it writes to that layer's output and every later one.
+number of features. For a cross-layer transcoder a feature's ``layer`` is the layer it
+reads (encodes at); it writes to that layer's output and every later one.
 """
 
 from __future__ import annotations
@@ -45,22 +42,15 @@ CONFIG_KEY = "transcoder_set"
 ARCHITECTURE = "transcoder_set"
 KINDS = ("per_layer", "cross_layer")
 
-#: A query giving ``(dictionary_id, layer, offset, d_sae)`` for every layer of every set
-#: in the store; join it to ``features`` with ``feature >= offset AND feature < offset + d_sae``
-#: (``feature - offset`` is the index inside the layer's transcoder).
-LAYER_SQL = """
-SELECT d.dictionary_id, l.layer, l."offset", l.d_sae
-FROM dictionaries d,
-     unnest(from_json(d.config->'transcoder_set'->'layers',
-                      '[{"layer": "INTEGER", "offset": "BIGINT", "d_sae": "BIGINT"}]')) AS t(l)
-WHERE d.architecture = 'transcoder_set'
-""".strip()
+#: ``(dictionary_id, layer, feature_offset, d_sae)`` for every layer of every set in the store;
+#: a feature ``f`` of the set is feature ``f - feature_offset`` of the layer whose range holds it.
+LAYER_SQL = "SELECT dictionary_id, layer, feature_offset, d_sae FROM transcoder_layers"
 
-#: Every feature of every set with its layer and local index.
-FEATURE_LAYER_SQL = f"""
-SELECT f.dictionary_id, f.feature, s.layer, f.feature - s."offset" AS local_feature
-FROM features f JOIN ({LAYER_SQL}) s
-  ON f.dictionary_id = s.dictionary_id AND f.feature >= s."offset" AND f.feature < s."offset" + s.d_sae
+#: Every stored feature of every set with its layer and local index.
+FEATURE_LAYER_SQL = """
+SELECT f.dictionary_id, f.feature, t.layer, f.feature - t.feature_offset AS local_feature
+FROM features f JOIN transcoder_layers t
+  ON f.dictionary_id = t.dictionary_id AND f.feature BETWEEN t.feature_offset AND t.feature_offset + t.d_sae - 1
 """.strip()
 
 
@@ -106,18 +96,19 @@ class SetLayout:
         (layers out of order, offsets with gaps or overlaps)."""
         if isinstance(config, str):
             config = json.loads(config)
-        block = (config or {}).get(CONFIG_KEY)
-        if not isinstance(block, Mapping) or not isinstance(block.get("layers"), list):
+        config = config or {}
+        block = config.get(CONFIG_KEY)
+        if not isinstance(block, Mapping) or not isinstance(config.get("layers"), list):
             raise FeaturelensError("This dictionary is not a transcoder set (its config has no "
                                    f"{CONFIG_KEY!r} layout); pass a set made by `featurelens train "
                                    "--architecture transcoder --layers ...` or loaded from a set's folder.")
         slots = []
-        for entry in block["layers"]:
+        for entry in config["layers"]:
             try:
-                slots.append(LayerSlot(int(entry["layer"]), int(entry["offset"]), int(entry["d_sae"])))
+                slots.append(LayerSlot(int(entry["layer"]), int(entry["feature_offset"]), int(entry["d_sae"])))
             except (KeyError, TypeError, ValueError):
                 raise FeaturelensError(f"A layer entry {entry!r} of a transcoder set's config lacks "
-                                       "layer, offset or d_sae; re-save the set.") from None
+                                       "layer, feature_offset or d_sae; re-save the set.") from None
         layout = cls(tuple(slots), kind=str(block.get("kind", "per_layer")),
                      input_hook=str(block.get("input_hook", "ln2.hook_normalized")),
                      output_hook=str(block.get("output_hook", "hook_mlp_out")),
@@ -142,10 +133,10 @@ class SetLayout:
             previous = slot.layer
 
     def to_config(self) -> dict[str, Any]:
-        """The JSON block stored under ``config["transcoder_set"]``."""
-        return {"kind": self.kind, "input_hook": self.input_hook, "output_hook": self.output_hook,
-                "skip": self.skip,
-                "layers": [{"layer": s.layer, "offset": s.offset, "d_sae": s.d_sae} for s in self.slots]}
+        """The keys a set adds to its dictionary's config (``layers`` and ``transcoder_set``)."""
+        return {"layers": [{"layer": s.layer, "feature_offset": s.offset, "d_sae": s.d_sae} for s in self.slots],
+                CONFIG_KEY: {"kind": self.kind, "input_hook": self.input_hook, "output_hook": self.output_hook,
+                             "skip": self.skip}}
 
     @property
     def layers(self) -> list[int]:

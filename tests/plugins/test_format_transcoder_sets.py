@@ -64,7 +64,9 @@ def test_circuit_tracer_per_layer_set_encodes_like_its_files(tmp_path: Path) -> 
     codes = tset.encode_sparse_layers({h: x for h in tset.hookpoints})
     dense = codes.to_dense(tset.d_sae)
     torch.testing.assert_close(dense[:, D_T:2 * D_T], _reference_encode(files[1], x))
-    assert tset.layout.to_local(D_T + 4) == (1, 4)
+    assert tset.layout.to_local(D_T + 4) == (1, 4) == tset.locate(D_T + 4)
+    assert tset.layers == [0, 1, 2] and tset.offsets == [0, D_T, 2 * D_T] and tset.d_model == D_MODEL
+    assert [r["feature_offset"] for r in tset.layer_rows("s")] == tset.offsets
 
 
 def test_gemma_scope_2_files_are_read_by_their_names(tmp_path: Path) -> None:
@@ -145,7 +147,7 @@ def test_files_outside_the_folder_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_layout_with_a_gap_is_refused() -> None:
-    config = {"transcoder_set": {"layers": [{"layer": 0, "offset": 0, "d_sae": 4},
-                                            {"layer": 1, "offset": 5, "d_sae": 4}]}}
+    config = {"transcoder_set": {"kind": "per_layer"}, "layers": [{"layer": 0, "feature_offset": 0, "d_sae": 4},
+                                                                  {"layer": 1, "feature_offset": 5, "d_sae": 4}]}
     with pytest.raises(FeaturelensError, match="layout is inconsistent"):
         SetLayout.from_config(config)

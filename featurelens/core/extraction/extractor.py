@@ -382,6 +382,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.insert("sequences", sequence_rows(pending, corpus_id, lm.model_id, text), on_conflict="ignore")
         db.insert("models", model_row, on_conflict="ignore")
         db.insert("dictionaries", dictionary_row, on_conflict="ignore")
+        if hasattr(sae, "layer_rows"):  # a transcoder set: its layers, queryable in SQL
+            db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
         db.insert("features", features)

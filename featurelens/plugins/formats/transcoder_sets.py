@@ -27,7 +27,7 @@ import torch
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.transcoder_layout import MANIFEST, write_manifest
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
-from featurelens.plugins.dictionaries.transcoder_set import TranscoderSet
+from featurelens.core.transcoder_set import TranscoderSet
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors,
 )
