@@ -66,20 +66,27 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 
 @click.command("export")
 @store_option
-@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html"]), required=True,
-              help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per table; html: static report.")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html", "neuronpedia-graph"]),
+              required=True, help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per "
+              "table; html: static report; neuronpedia-graph: one attribution graph (--graph) for Neuronpedia's "
+              "graph viewer, with its features' detail files.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
 @click.option("--where", default=None,
               help="SQL condition on the features table, e.g. \"density < 0.01\".")
+@click.option("--graph", "graph_id", default=None, help="neuronpedia-graph: the graph to export (graphs.graph_id).")
+@click.option("--feature-base-url", default=None,
+              help="neuronpedia-graph: where the viewer will fetch features/<n>.json [default: features].")
+@click.option("--all-nodes", is_flag=True, help="neuronpedia-graph: also the nodes and edges pruning removed.")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
-                   where: str | None) -> None:
+                   where: str | None, graph_id: str | None, feature_base_url: str | None, all_nodes: bool) -> None:
     """Export features as Neuronpedia JSON, Parquet tables or a static HTML report."""
     from featurelens.export.runner import export
 
     target = output or Path(f"export-{fmt}")
-    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where)
+    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where, graph_id=graph_id,
+                     feature_base_url=feature_base_url, all_nodes=all_nodes)
     click.echo(summary)
 
 
