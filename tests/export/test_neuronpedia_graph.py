@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
-from tests.neuronpedia_graph_schema import feature_errors, graph_errors
+from graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
+from neuronpedia_graph_schema import feature_errors, graph_errors
 
 
 def test_graph_export_is_valid_and_complete(cli, graph_store: GraphStore, tmp_path: Path) -> None:  # noqa: F811
