@@ -87,6 +87,10 @@ class TranscoderSet(Dictionary):
         self.layout = layout
         self.layers: list[int] = layers
         self.d_model = d_model
+        for layer in layers:  # each layer reads and writes its own hookpoints (steering edits it alone)
+            own = transcoders[layer]
+            own.hookpoint = own.hookpoint or layout.hookpoint_in(layer)
+            own.config["hookpoint_out"] = own.config.get("hookpoint_out") or layout.hookpoint_out(layer)
         self.transcoders = torch.nn.ModuleList([transcoders[layer] for layer in layers])
         self.offsets: list[int] = [slot.offset for slot in layout.slots]
         self.dictionary_id = dictionary_id

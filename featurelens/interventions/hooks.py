@@ -151,12 +151,13 @@ class FeatureEditor:
     :param dictionary: a loaded :class:`~featurelens.core.dictionary_base.Dictionary`.
     :param edits: ``{feature: strength}`` (add), or see
         :func:`~featurelens.interventions.edits.normalize_edits`.
-    :param positions: ``all``, ``prompt`` or ``generated``.
+    :param positions: ``all``, ``prompt``, ``generated``, or a tuple of token positions
+        (counted along the sequence, as ``position_ids`` are).
     :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
     """
 
     def __init__(self, model: Any, dictionary: Any, edits: Mapping[int, Any] | Any, *,
-                 positions: str = "all", prompt_length: int | None = None,
+                 positions: str | tuple[int, ...] = "all", prompt_length: int | None = None,
                  hookpoint: str | None = None):
         self.module, resolve = _model_and_resolver(model)
         self.dictionary = dictionary
@@ -206,8 +207,10 @@ class FeatureEditor:
         positions = self._positions
         if positions is None or tuple(positions.shape) != (batch, length):
             positions = torch.arange(length, device=device).expand(batch, -1)
-        cut = self.prompt_length if self.prompt_length is not None else length
         positions = positions.to(device)
+        if isinstance(self.positions, tuple):
+            return torch.isin(positions, torch.tensor(self.positions, device=device))
+        cut = self.prompt_length if self.prompt_length is not None else length
         return positions < cut if self.positions == "prompt" else positions >= cut
 
     # -- the edit --------------------------------------------------------------------------

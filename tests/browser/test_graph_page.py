@@ -183,3 +183,39 @@ def test_click_opens_the_feature_page(driver, base: str, graph_store: GraphStore
     driver.find_element(By.CSS_SELECTOR, f"svg .node[data-id='{first['node_id']}']").click()
     WebDriverWait(driver, 10).until(ec.url_contains(f"/feature/tiny-set/{first['feature']}"))
     assert driver.find_element(By.TAG_NAME, "h1").text
+
+
+@pytest.fixture(scope="module")
+def model_base(graph_store: GraphStore, tiny_model_dir: Path):  # noqa: F811
+    from featurelens.browser.server import url_of
+    from featurelens.browser.steering_server import make_steering_server
+    from featurelens.testing.servers import start_in_thread
+
+    server = make_steering_server(graph_store.path, "127.0.0.1", 0, model=str(tiny_model_dir), device="cpu")
+    start_in_thread(server)
+    try:
+        yield url_of(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.browser_data.close()
+
+
+@needs_chromium
+def test_pinned_nodes_are_ablated_from_the_page(driver, model_base: str, graph_store: GraphStore) -> None:  # noqa: F811
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _open(driver, f"{model_base}graph/graph-test-1")
+    first = graph_store.feature_nodes[0]["node_id"]
+    node = driver.find_element(By.CSS_SELECTOR, f"svg .node[data-id='{first}']")
+    ActionChains(driver).key_down(Keys.SHIFT).click(node).key_up(Keys.SHIFT).perform()
+    driver.find_element(By.CSS_SELECTOR, "#intervene button").click()
+    WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, "#intervene-result table")))
+    result = driver.find_element(By.ID, "intervene-result")
+    assert f"{first}=ablate" in result.text
+    assert len(result.find_elements(By.CSS_SELECTOR, "tr.target")) == len(graph_store.target_ids)
+    assert len(result.find_elements(By.CSS_SELECTOR, "tr.changed")) == 10

@@ -1,0 +1,128 @@
+"""Interventions chosen on a graph: a node's edit is exactly its feature's change times its
+decoder row, added to its layer's MLP output at its position only; from the CLI and from the
+graph page's server route."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.interventions.graph_edits import edited_logits, parse_node_edits, prompt_ids, resolve_edits
+from graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def loaded(graph_store: GraphStore):  # noqa: F811
+    import featurelens
+    from featurelens.interventions.targets import load_target
+
+    store = featurelens.open_store(graph_store.path, read_only=True)
+    query = lambda sql, params: store.sql(sql, params).to_dicts()  # noqa: E731
+    target = load_target(graph_store.dictionary_id, store_path=graph_store.path, device="cpu")
+    graph = query("SELECT graph_id, prompt, prompt_tokens FROM graphs WHERE graph_id = ?", [graph_store.graph_id])[0]
+    yield query, target, graph
+    store.close()
+
+
+def _manual(backend, layer: int, position: int, change: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Logits with ``change`` added to layer ``layer``'s MLP output at ``position``, by hand."""
+    mlp = backend.model.model.layers[layer].mlp
+
+    def hook(module, args, output):
+        output = output.clone()
+        output[0, position] += change
+        return output
+
+    handle = mlp.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return backend.run_full(ids)[0].float()
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("spec, factor", [({"ablate": ["{node}"]}, 0.0), ({"steer": ["{node}=x2"]}, 2.0)])
+def test_a_node_edit_is_its_decoder_row_at_its_position(loaded, graph_store: GraphStore, spec, factor) -> None:  # noqa: F811
+    query, target, graph = loaded
+    tset, backend = target.dictionary, target.backend
+    node = min((f for f in graph_store.feature_nodes if f["layer"] == 0), key=lambda f: f["position"])
+    edits = parse_node_edits(**{k: [v[0].format(node=node["node_id"])] for k, v in spec.items()})
+    resolved = resolve_edits(query, graph_store.graph_id, edits, tset)
+    ids = prompt_ids(backend, {**graph, "graph_id": graph_store.graph_id})
+    clean, edited = edited_logits(backend, tset, resolved, ids)
+    layer, local = tset.locate(node["feature"])
+    change = (factor - 1.0) * node["activation"] * tset.transcoder(layer).W_dec[local].detach()
+    expected = _manual(backend, layer, node["position"], change, ids)
+    torch.testing.assert_close(edited, expected, rtol=1e-4, atol=1e-4)
+    p = node["position"]
+    assert torch.equal(edited[:p], clean[:p])  # earlier positions cannot see the edit
+    assert not torch.allclose(edited[p:], clean[p:])
+
+
+def test_cli_reports_the_targets_moving(cli, graph_store: GraphStore) -> None:  # noqa: F811
+    nodes = ",".join(f["node_id"] for f in graph_store.feature_nodes[:3])
+    result = cli("intervene", graph_store.graph_id, "--ablate", nodes, "--store", graph_store.path,
+                 "--device", "cpu", "--json", "--top", "4")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output[result.output.index("{"):])
+    assert [r["token_id"] for r in body["targets"]] == graph_store.target_ids
+    assert len(body["changed"]) == 4 and not ({r["token_id"] for r in body["changed"]} & set(graph_store.target_ids))
+    assert any(abs(r["p_after"] - r["p_before"]) > 1e-6 for r in body["targets"])
+    assert len(body["edits"]) == 3 and body["edits"][0].endswith("=ablate")
+    table = cli("intervene", graph_store.graph_id, "--steer", f"{graph_store.feature_nodes[0]['node_id']}=x3",
+                "--store", graph_store.path, "--device", "cpu")
+    assert table.exit_code == 0 and "p before" in table.output and "=x3" in table.output
+
+
+def test_bad_edits_are_one_sentence(cli, graph_store: GraphStore) -> None:  # noqa: F811
+    embed = next(i for i in graph_store.kept_ids if i.startswith("E_"))
+    for args, words in [(("--ablate", embed), "is an embedding node"),
+                        (("--ablate", "0_999_1"), "has no node '0_999_1'"),
+                        (("--steer", "0_1_2=lots"), "is not a number"),
+                        ((), "No edit given")]:
+        result = cli("intervene", graph_store.graph_id, *args, "--store", graph_store.path, "--device", "cpu")
+        assert result.exit_code != 0 and words in result.output, result.output
+    missing = cli("intervene", "nope", "--ablate", "0_1_2", "--store", graph_store.path, "--device", "cpu")
+    assert missing.exit_code != 0 and "There is no graph 'nope'" in missing.output
+    with pytest.raises(FeaturelensError, match="edited twice"):
+        parse_node_edits(["0_1_2", "0_1_2"])
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_page_server_runs_edits(graph_store: GraphStore, tiny_model_dir: Path) -> None:  # noqa: F811
+    from featurelens.browser.server import url_of
+    from featurelens.browser.steering_server import make_steering_server
+    from featurelens.testing.servers import start_in_thread
+
+    server = make_steering_server(graph_store.path, "127.0.0.1", 0, model=str(tiny_model_dir), device="cpu")
+    start_in_thread(server)
+    try:
+        base = url_of(server)
+        status, data = _get(f"{base}graph/{graph_store.graph_id}/data.json")
+        assert status == 200 and data["intervene"] == f"/graph/{graph_store.graph_id}/intervene"
+        node = graph_store.feature_nodes[0]["node_id"]
+        status, body = _get(f"{base}graph/{graph_store.graph_id}/intervene?ablate={node}")
+        assert status == 200 and body["edits"] == [f"{node}=ablate"] and len(body["targets"]) == 2
+        status, body = _get(f"{base}graph/{graph_store.graph_id}/intervene?steer={node}%3Dx2")
+        assert status == 200 and body["edits"] == [f"{node}=x2"]
+        status, body = _get(f"{base}graph/{graph_store.graph_id}/intervene?ablate=nope")
+        assert status == 400 and "has no node 'nope'" in body["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.browser_data.close()
