@@ -351,3 +351,50 @@ def export_command(path: str, fmt: str, output: Path) -> None:
     target = get_registry().get("dictionary_format", fmt).create()
     target.save(dictionary, str(output))
     click.echo(f"Wrote {dictionary.architecture} dictionary as {fmt} to {output}.")
+
+
+@dictionaries_group.command("make-set")
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--layer", "layers", multiple=True, required=True, metavar="L=SPEC",
+              help="Layer L's transcoder: a folder, hf:<repo>[/<folder>] or saelens:<release>/<sae_id> (repeatable).")
+@click.option("--input-hook", default="ln2.hook_normalized", show_default=True,
+              help="Where every layer's transcoder reads, inside its block.")
+@click.option("--output-hook", default="hook_mlp_out", show_default=True,
+              help="What every layer's transcoder predicts, inside its block.")
+@click.option("--name", default=None, help="Dictionary id of the set in the store [default: generated on import].")
+def make_set_command(output: Path, layers: tuple[str, ...], input_hook: str, output_hook: str,
+                     name: str | None) -> None:
+    """Gather per-layer transcoders (e.g. SAELens or Gemma Scope ones) into one transcoder set.
+
+    The set folder names each layer's transcoder; extract, import or graph it as one dictionary."""
+    from featurelens.core.naming import check_name
+    from featurelens.core.pretrained import is_named
+    from featurelens.core.transcoder_layout import MANIFEST, write_manifest
+    from featurelens.core.transcoder_set import TranscoderSet
+
+    chosen: dict[int, str] = {}
+    for pair in layers:
+        key, sep, spec = pair.partition("=")
+        if not sep or not key.strip().isdigit() or not spec.strip():
+            raise FeaturelensError(f"--layer {pair!r} is not L=SPEC; write e.g. --layer 3=saelens:<release>/<sae_id>.")
+        layer = int(key)
+        if layer in chosen:
+            raise FeaturelensError(f"Layer {layer} is given twice; give each layer one transcoder.")
+        spec = spec.strip()
+        chosen[layer] = spec if is_named(spec) else str(Path(spec).expanduser().resolve())
+    if name:
+        check_name(name)
+    loaded = {}
+    for layer, spec in chosen.items():
+        dictionary = _load_any(spec)
+        if not getattr(dictionary, "is_transcoder", False):
+            raise FeaturelensError(f"{spec} (layer {layer}) is a {dictionary.architecture} dictionary that "
+                                   "reads and writes one hookpoint, not a transcoder; a set holds transcoders.")
+        loaded[layer] = dictionary
+    tset = TranscoderSet(loaded, input_hook=input_hook, output_hook=output_hook)  # widths checked here
+    if output.exists() and any(output.iterdir()) and not (output / MANIFEST).is_file():
+        raise FeaturelensError(f"{output} already holds other files; choose a new folder for the set.")
+    output.mkdir(parents=True, exist_ok=True)
+    write_manifest(output, chosen, input_hook=input_hook, output_hook=output_hook, dictionary_id=name)
+    click.echo(f"Wrote a transcoder set of layers {', '.join(map(str, tset.layers))} ({tset.d_sae} features) "
+               f"to {output}.")

@@ -151,3 +151,81 @@ def test_a_layout_with_a_gap_is_refused() -> None:
                                                                   {"layer": 1, "feature_offset": 5, "d_sae": 4}]}
     with pytest.raises(FeaturelensError, match="layout is inconsistent"):
         SetLayout.from_config(config)
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _cache_repo(cache: Path, repo: str) -> Path:
+    """An empty repository snapshot in huggingface_hub's cache layout."""
+    base = cache / f"models--{repo.replace('/', '--')}"
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(COMMIT)
+    snapshot = base / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    return snapshot
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def test_a_circuit_tracer_repo_loads_by_hf_name(hf_cache: Path) -> None:
+    from featurelens.core.dictionary_loading import load_dictionary
+
+    gen = torch.Generator().manual_seed(6)
+    snapshot = _cache_repo(hf_cache, "someone/tiny-transcoders")
+    _write_ct_set(snapshot, [_ct_layer(gen), _ct_layer(gen)])
+
+    class Backend:  # the widths load_dictionary checks every layer against
+        model_id = "tiny"
+
+        def hookpoint_width(self, name: str) -> int:
+            return D_MODEL
+
+    tset = load_dictionary("hf:someone/tiny-transcoders", backend=Backend(), hookpoint=None)
+    assert tset.layers == [0, 1] and tset.config["hf_repo"] == "someone/tiny-transcoders"
+
+
+def test_make_set_from_saelens_names(cli, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SAELens transcoders named saelens:<release>/<sae_id> (its table stood in by a module of
+    the same shape), gathered into one set that loads and encodes like its parts."""
+    import sys
+    import types
+
+    from featurelens.plugins.dictionaries.transcoder import make_transcoder
+    from featurelens.plugins.formats.saelens import SAELensFormat
+
+    snapshot = _cache_repo(hf_cache, "someone/tiny-transcoders")
+    parts = {}
+    for layer in (0, 1):
+        torch.manual_seed(layer)
+        t = make_transcoder(D_MODEL, D_T, activation="relu" if layer else "jumprelu", skip=layer == 1,
+                            hookpoint_out=f"blocks.{layer}.hook_mlp_out")
+        t.hookpoint = f"blocks.{layer}.ln2.hook_normalized"
+        SAELensFormat().save(t, str(snapshot / f"layer_{layer}"))
+        parts[layer] = t
+    entry = types.SimpleNamespace(repo_id="someone/tiny-transcoders",
+                                  saes_map={f"layer_{l}": f"layer_{l}" for l in (0, 1)})
+    module = types.ModuleType("sae_lens.loading.pretrained_saes_directory")
+    module.get_pretrained_saes_directory = lambda: {"tiny-tc": entry}
+    for name in ("sae_lens", "sae_lens.loading"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "sae_lens.loading.pretrained_saes_directory", module)
+    out = tmp_path / "set"
+    result = cli("dictionaries", "make-set", out, "--layer", "0=saelens:tiny-tc/layer_0",
+                 "--layer", "1=saelens:tiny-tc/layer_1", "--name", "tiny-tc-set")
+    assert result.exit_code == 0, result.output
+    assert f"layers 0, 1 ({2 * D_T} features)" in result.output
+    tset = TranscoderSetFormat().load(str(out))
+    assert tset.dictionary_id == "tiny-tc-set" and tset.layout.skip
+    x = torch.randn(5, D_MODEL)
+    for layer, part in parts.items():
+        torch.testing.assert_close(tset.transcoder(layer)(x), part(x))
+    sae = cli("dictionaries", "make-set", tmp_path / "bad", "--layer", "0=nothing-here")
+    assert sae.exit_code != 0 and "does not exist" in sae.output
