@@ -54,8 +54,8 @@ class GraphStore:
 
 def build_graph_store(store_path: Path, model_dir: Path, work: Path) -> GraphStore:
     from featurelens.core.extraction import ExtractSpec, extract
-    from featurelens.core.plugin_host import create
-    from featurelens.core.store import Store
+    from featurelens.core.host.manager import create
+    from featurelens.core.store.database import Store
     from featurelens.plugins.formats.transcoder_sets import CircuitTracerFormat
 
     set_dir = write_ct_set(work / "ct")

@@ -84,9 +84,9 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
 
 def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | None,
                   feature_base_url: str | None, all_nodes: bool) -> str:
-    """One attribution graph for Neuronpedia's graph viewer (see export/neuronpedia_graph.py)."""
+    """One attribution graph for Neuronpedia's graph viewer (see export/neuronpedia/graph.py)."""
     from featurelens.browser.graph_data import list_graphs, load_graph
-    from featurelens.export import neuronpedia_graph
+    from featurelens.export.neuronpedia import graph as neuronpedia_graph
 
     data = BrowserData(store_path)
     try:

@@ -157,7 +157,7 @@ def train_command(model: str, hookpoint: str | None, output: Path, layers: str |
 def _train_set(*, model: str, hookpoint: str | None, hookpoint_out: str | None, output: Path, layers: str,
                name: str | None, dtype: str, device: str, **options: Any) -> None:
     """``train --architecture transcoder --layers ...``: one transcoder per layer, one set."""
-    from featurelens.core.naming import check_name, readable_name, settings_key
+    from featurelens.core.dictionaries.naming import check_name, readable_name, settings_key
     from featurelens.core.training.transcoder_sets import train_transcoder_set
 
     input_hook = hookpoint or "ln2.hook_normalized"
@@ -377,10 +377,10 @@ def make_set_command(output: Path, layers: tuple[str, ...], input_hook: str, out
     """Gather per-layer transcoders (e.g. SAELens or Gemma Scope ones) into one transcoder set.
 
     The set folder names each layer's transcoder; extract, import or graph it as one dictionary."""
-    from featurelens.core.naming import check_name
-    from featurelens.core.pretrained import is_named
-    from featurelens.core.transcoder_layout import MANIFEST, write_manifest
-    from featurelens.core.transcoder_set import TranscoderSet
+    from featurelens.core.dictionaries.naming import check_name
+    from featurelens.core.dictionaries.pretrained import is_named
+    from featurelens.core.dictionaries.transcoder_layout import MANIFEST, write_manifest
+    from featurelens.core.dictionaries.transcoder_set import TranscoderSet
 
     chosen: dict[int, str] = {}
     for pair in layers:

@@ -127,7 +127,7 @@ def intervene_command(graph_id: str, ablate: tuple[str, ...], steer: tuple[str, 
     from dataclasses import asdict
 
     from featurelens.core.errors import FeaturelensError
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
     from featurelens.interventions.graph_edits import format_intervention, graph_row, intervene, parse_node_edits
     from featurelens.interventions.targets import DICTIONARY_ROW_SQL, dictionary_row, load_target
 

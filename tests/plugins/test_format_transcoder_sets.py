@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.transcoder_layout import SetLayout
+from featurelens.core.dictionaries.transcoder_layout import SetLayout
 from featurelens.plugins.formats.transcoder_sets import CircuitTracerFormat, TranscoderSetFormat
 
 D_MODEL, D_T, LAYERS = 8, 6, 3
@@ -176,7 +176,7 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_circuit_tracer_repo_loads_by_hf_name(hf_cache: Path) -> None:
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
 
     gen = torch.Generator().manual_seed(6)
     snapshot = _cache_repo(hf_cache, "someone/tiny-transcoders")

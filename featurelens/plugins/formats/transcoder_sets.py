@@ -25,9 +25,9 @@ from typing import Any, Mapping
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.transcoder_layout import MANIFEST, write_manifest
+from featurelens.core.dictionaries.transcoder_layout import MANIFEST, write_manifest
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
-from featurelens.core.transcoder_set import TranscoderSet
+from featurelens.core.dictionaries.transcoder_set import TranscoderSet
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors,
 )
@@ -46,8 +46,8 @@ OUR_TO_CT = {"ln2.hook_normalized": "mlp.hook_in", "hook_mlp_in": "mlp.hook_in",
 
 def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
     """A dictionary from a folder (relative to ``base``) or a name, by the registered formats."""
-    from featurelens.core.plugin_host import get_registry
-    from featurelens.core.pretrained import is_named, resolve
+    from featurelens.core.host.manager import get_registry
+    from featurelens.core.dictionaries.pretrained import is_named, resolve
 
     path = Path(resolve(spec)[0]) if is_named(spec) else (base / spec)
     if not path.exists():
