@@ -229,3 +229,49 @@ def test_make_set_from_saelens_names(cli, hf_cache: Path, tmp_path: Path, monkey
         torch.testing.assert_close(tset.transcoder(layer)(x), part(x))
     sae = cli("dictionaries", "make-set", tmp_path / "bad", "--layer", "0=nothing-here")
     assert sae.exit_code != 0 and "does not exist" in sae.output
+
+
+def test_a_config_naming_another_repositorys_files(hf_cache: Path) -> None:
+    """circuit-tracer's Gemma Scope 2 configs live in one repository and name each layer's
+    params.safetensors in Google's: both come from the Hugging Face cache."""
+    from featurelens.core.dictionaries.loading import load_dictionary
+    from safetensors.torch import save_file as save
+
+    gen = torch.Generator().manual_seed(7)
+    weights = _cache_repo(hf_cache, "google/tiny-scope-2")
+    originals = []
+    for layer in range(2):
+        ct = _ct_layer(gen, threshold=True)
+        originals.append(ct)
+        (weights / f"transcoder/layer_{layer}").mkdir(parents=True)
+        save({"w_enc": ct["W_enc"].T.contiguous(), "w_dec": ct["W_dec"], "b_enc": ct["b_enc"], "b_dec": ct["b_dec"],
+              "threshold": ct["activation_function.threshold"]}, str(weights / f"transcoder/layer_{layer}/params.safetensors"))
+    configs = _cache_repo(hf_cache, "someone/scope-2-for-ct")
+    (configs / "width_tiny").mkdir()
+    (configs / "width_tiny" / "config.yaml").write_text(yaml.safe_dump({
+        "model_kind": "transcoder_set", "feature_input_hook": "mlp.hook_in", "feature_output_hook": "hook_mlp_out",
+        "transcoders": [f"hf://google/tiny-scope-2/transcoder/layer_{l}/params.safetensors" for l in range(2)]}))
+
+    class Backend:
+        model_id = "tiny"
+
+        def hookpoint_width(self, name: str) -> int:
+            return D_MODEL
+
+    tset = load_dictionary("hf:someone/scope-2-for-ct/width_tiny", backend=Backend(), hookpoint=None)
+    x = torch.randn(4, D_MODEL, generator=gen)
+    for layer, ct in enumerate(originals):
+        torch.testing.assert_close(tset.transcoder(layer).encode(x), _reference_encode(ct, x))
+    (configs / "width_tiny" / "config.yaml").write_text(yaml.safe_dump({
+        "model_kind": "transcoder_set", "transcoders": ["hf://google/not-cached/layer_0.safetensors"]}))
+    with pytest.raises(FeaturelensError, match="not in the Hugging Face cache .* HF_HUB_OFFLINE is set"):
+        load_dictionary("hf:someone/scope-2-for-ct/width_tiny", backend=Backend(), hookpoint=None)
+
+
+def test_layer_files_without_a_list(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(8)
+    _write_ct_set(tmp_path / "ct", [_ct_layer(gen), _ct_layer(gen), _ct_layer(gen)])
+    config = yaml.safe_load((tmp_path / "ct" / "config.yaml").read_text())
+    del config["transcoders"]
+    (tmp_path / "ct" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert CircuitTracerFormat().load(str(tmp_path / "ct")).layers == [0, 1, 2]

@@ -208,12 +208,8 @@ class CircuitTracerFormat:
                                        f"map to a hookpoint; supported: {', '.join(CT_HOOKS)}.")
             hooks[key] = CT_HOOKS[value]
         if kind == "transcoder_set":
-            files = config.get("transcoders")
-            if not isinstance(files, list) or not files:
-                raise FeaturelensError(f"{folder / CT_CONFIG} lists no 'transcoders' files; a per-layer set "
-                                       "names one safetensors file per layer.")
-            layers = {layer: per_layer_file(_local_file(folder, name, config), config, dtype=dtype)
-                      for layer, name in enumerate(files)}
+            layers = {layer: per_layer_file(path, config, dtype=dtype)
+                      for layer, path in enumerate(_layer_files(folder, config))}
             cross = None
         elif kind == "cross_layer_transcoder":
             layers, cross = _load_clt(folder, dtype)
@@ -244,23 +240,51 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _local_file(folder: Path, name: Any, config: Mapping[str, Any]) -> Path:
-    """A transcoder file named in config.yaml, inside ``folder`` (``hf://repo/path`` -> ``path``)."""
+    """A transcoder file named in config.yaml: a path inside ``folder``, or ``hf://repo/file``
+    (inside ``folder`` when it is that repository's snapshot, else from the Hugging Face cache,
+    downloaded if missing: circuit-tracer's Gemma Scope 2 configs name Google's files)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from featurelens.core.dictionaries.pretrained import hf_file
+
     if not isinstance(name, str):
         raise FeaturelensError(f"{folder / CT_CONFIG} lists {name!r} as a transcoder file; it must be a path.")
-    relative = name
     if name.startswith("hf://"):
-        parts = name[len("hf://"):].split("/")
-        relative = "/".join(parts[2:])
-        sub = config.get("subfolder")
-        if sub and relative.startswith(f"{sub}/"):
-            relative = relative[len(sub) + 1:]
-    path = (folder / relative).resolve()
+        url = urlsplit(name)
+        parts = url.path.lstrip("/").split("/", 1)
+        if len(parts) != 2 or not parts[1]:
+            raise FeaturelensError(f"{folder / CT_CONFIG} lists {name!r}; write hf://<org>/<repo>/<file>.")
+        repo, filename = f"{url.netloc}/{parts[0]}", parts[1]
+        for relative in (filename, filename.removeprefix(f"{config.get('subfolder')}/")):
+            inside = (folder / relative).resolve()
+            if folder.resolve() in inside.parents and inside.is_file():
+                return inside
+        revision = parse_qs(url.query).get("revision", [None])[0]
+        return hf_file(repo, filename, revision, str(folder / CT_CONFIG))
+    path = (folder / name).resolve()
     if folder.resolve() not in path.parents:
         raise FeaturelensError(f"{folder / CT_CONFIG} names {name!r}, outside its folder; keep the transcoder "
                                "files inside the set's folder.")
     if not path.is_file():
         raise FeaturelensError(f"{path}, listed in {folder / CT_CONFIG}, is missing; download every layer's file.")
     return path
+
+
+def _layer_files(folder: Path, config: Mapping[str, Any]) -> list[Path]:
+    """The per-layer files: config.yaml's ``transcoders`` list, else ``layer_<i>.safetensors`` from 0."""
+    files = config.get("transcoders")
+    if files is None:
+        found = []
+        while (folder / f"layer_{len(found)}.safetensors").is_file():
+            found.append(folder / f"layer_{len(found)}.safetensors")
+        if not found:
+            raise FeaturelensError(f"{folder / CT_CONFIG} lists no 'transcoders' and the folder has no "
+                                   "layer_0.safetensors; a per-layer set names one safetensors file per layer.")
+        return found
+    if not isinstance(files, list) or not files:
+        raise FeaturelensError(f"{folder / CT_CONFIG} lists no 'transcoders' files; a per-layer set "
+                               "names one safetensors file per layer.")
+    return [_local_file(folder, name, config) for name in files]
 
 
 def _load_clt(folder: Path, dtype: Any) -> tuple[dict[int, SparseAutoencoder], dict[int, torch.Tensor]]:
