@@ -153,6 +153,9 @@ class FeatureEditor:
         :func:`~featurelens.interventions.edits.normalize_edits`.
     :param positions: ``all``, ``prompt``, ``generated``, or a tuple of token positions
         (counted along the sequence, as ``position_ids`` are).
+
+    A transcoder set (:mod:`featurelens.core.dictionaries.transcoder_set`) is edited through one
+    editor per layer its edited features belong to.
     :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
     """
 
@@ -170,6 +173,14 @@ class FeatureEditor:
                 raise FeaturelensError(
                     f"Feature {edit.feature} is out of range: the dictionary has {dictionary.d_sae} "
                     f"features (0-{dictionary.d_sae - 1}); pick one in that range.")
+        self._positions: torch.Tensor | None = None
+        self._pending: torch.Tensor | None = None  # transcoders: coefficients read at the input
+        self._handles: list[Any] = []
+        self.parts: list[FeatureEditor] = []
+        if hasattr(dictionary, "encode_sparse_layers"):  # a transcoder set: one editor per layer edited
+            self.parts = _set_parts(model, dictionary, self.edits, self.positions, prompt_length)
+            self.terms = None
+            return
         self.read_hookpoint, self.write_hookpoint = output_hookpoint(dictionary, hookpoint)
         self.read_site = resolve(self.read_hookpoint)
         self.write_site = resolve(self.write_hookpoint)
@@ -177,9 +188,6 @@ class FeatureEditor:
         self.terms = _Terms(dictionary, self.edits, device) if self.edits else None
         if self.terms is not None and self.terms.needs_reading and not self.terms.identity:
             dictionary.to(device)
-        self._positions: torch.Tensor | None = None
-        self._pending: torch.Tensor | None = None  # transcoders: coefficients read at the input
-        self._handles: list[Any] = []
 
     # -- positions ----------------------------------------------------------------------
     def _track(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
@@ -274,6 +282,8 @@ class FeatureEditor:
             self._handles.append(module.register_forward_hook(post))
 
     def __enter__(self) -> "FeatureEditor":
+        for part in self.parts:
+            part.__enter__()
         if self.terms is None:
             return self  # an empty edit touches nothing: outputs stay bit-identical
         base = getattr(self.module, "base_model", None) or self.module
@@ -289,12 +299,30 @@ class FeatureEditor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for part in reversed(self.parts):
+            part.__exit__(*exc)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._positions = None
         self._pending = None
         self.prompt_length = self.fixed_prompt_length
+
+
+def _set_parts(model: Any, tset: Any, edits: list[Edit], positions: str | tuple[int, ...],
+               prompt_length: int | None) -> list["FeatureEditor"]:
+    """A transcoder set's edits as one editor per layer: feature ``offset(L) + i`` of the set is
+    feature ``i`` of layer ``L``'s transcoder, read at its MLP input, written to its MLP output."""
+    if getattr(tset, "cross", None):
+        raise FeaturelensError("This transcoder set is cross-layer: its features write to every later layer, "
+                               "which a per-layer edit does not carry; steer a per-layer set.")
+    by_layer: dict[int, list[Edit]] = {}
+    for edit in edits:
+        layer, local = tset.locate(edit.feature)
+        by_layer.setdefault(layer, []).append(Edit(local, edit.mode, edit.value))
+    return [FeatureEditor(model, tset.transcoder(layer), local_edits, positions=positions,
+                          prompt_length=prompt_length, hookpoint=tset.layout.hookpoint_in(layer))
+            for layer, local_edits in sorted(by_layer.items())]
 
 
 @contextmanager

@@ -126,3 +126,29 @@ def test_the_page_server_runs_edits(graph_store: GraphStore, tiny_model_dir: Pat
         server.shutdown()
         server.server_close()
         server.browser_data.close()
+
+
+def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: GraphStore, cli) -> None:  # noqa: F811
+    """`steer` and every FeatureEditor user take a set's global feature index: the same edit as
+    the layer's transcoder with its local index."""
+    from featurelens.interventions.hooks import FeatureEditor
+
+    query, target, graph = loaded
+    tset, backend = target.dictionary, target.backend
+    feature = next(f for f in graph_store.feature_nodes if f["layer"] == 1)["feature"]
+    layer, local = tset.locate(feature)
+    ids = prompt_ids(backend, {**graph, "graph_id": graph_store.graph_id})
+    with torch.no_grad(), FeatureEditor(backend, tset, {feature: 6.0}):
+        through_set = backend.run_full(ids)[0]
+    with torch.no_grad(), FeatureEditor(backend, tset.transcoder(layer), {local: 6.0},
+                                        hookpoint=tset.layout.hookpoint_in(layer)):
+        direct = backend.run_full(ids)[0]
+    with torch.no_grad():
+        clean = backend.run_full(ids)[0]
+    torch.testing.assert_close(through_set, direct)
+    assert not torch.allclose(through_set, clean)
+    result = cli("steer", "--dictionary", graph_store.dictionary_id, "--feature", f"{feature}=+6", "--prompt",
+                 "def f(x):", "--max-tokens", "4", "--temperature", "0", "--store", graph_store.path,
+                 "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["edits"] == [f"{feature}=+6"]

@@ -8,31 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from safetensors.torch import save_file
 
 import featurelens
 from featurelens.core.dictionaries.transcoder_layout import FEATURE_LAYER_SQL, SetLayout
+from graph_store import D_T, write_ct_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-D_T = 24
-
-
-def write_ct_set(folder: Path, d_model: int = 32, n_layers: int = 2, seed: int = 0) -> Path:
-    """A random circuit-tracer per-layer set for the tiny model (ReLU, biased to fire often)."""
-    gen = torch.Generator().manual_seed(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for layer in range(n_layers):
-        save_file({"W_enc": torch.randn(D_T, d_model, generator=gen) / d_model**0.5,
-                   "b_enc": torch.full((D_T,), 0.05), "W_dec": torch.randn(D_T, d_model, generator=gen) * 0.1,
-                   "b_dec": torch.zeros(d_model)}, str(folder / f"layer_{layer}.safetensors"))
-        names.append(f"layer_{layer}.safetensors")
-    (folder / "config.yaml").write_text(yaml.safe_dump({
-        "model_kind": "transcoder_set", "feature_input_hook": "mlp.hook_in",
-        "feature_output_hook": "hook_mlp_out", "transcoders": names}))
-    return folder
 
 
 def test_a_set_is_one_dictionary_with_layers_in_sql(cli, tiny_model_dir: Path, tmp_path: Path,
@@ -74,3 +55,19 @@ def test_a_single_dictionary_still_needs_a_hookpoint(cli, tiny_model_dir: Path, 
     result = cli("extract", "--model", tiny_model_dir, "--store", store_path, "--tokens", "64",
                  "--device", "cpu")
     assert result.exit_code != 0 and "pass --hookpoint" in result.output
+
+
+def test_import_records_the_layers(cli, tiny_model_dir: Path, tmp_path: Path, store_path: Path) -> None:
+    folder = write_ct_set(tmp_path / "ct")
+    result = cli("dictionaries", "import", folder, "--model", tiny_model_dir, "--store", store_path,
+                 "--device", "cpu", "--name", "imported-set")
+    assert result.exit_code == 0, result.output
+    with featurelens.open_store(store_path, read_only=True) as store:
+        rows = store.sql("SELECT layer, feature_offset, d_sae, hookpoint, hookpoint_out FROM transcoder_layers "
+                         "WHERE dictionary_id = 'imported-set' ORDER BY layer").to_dicts()
+        architecture = store.sql("SELECT architecture FROM dictionaries").item()
+    assert architecture == "transcoder_set"
+    assert rows == [{"layer": 0, "feature_offset": 0, "d_sae": D_T, "hookpoint": "blocks.0.ln2.hook_normalized",
+                     "hookpoint_out": "blocks.0.hook_mlp_out"},
+                    {"layer": 1, "feature_offset": D_T, "d_sae": D_T, "hookpoint": "blocks.1.ln2.hook_normalized",
+                     "hookpoint_out": "blocks.1.hook_mlp_out"}]
