@@ -177,13 +177,26 @@ def edited_logits(backend: Any, tset: Any, resolved: list[ResolvedEdit],
     return clean, edited
 
 
-def prompt_ids(backend: Any, graph: dict[str, Any]) -> torch.Tensor:
-    """The graph's prompt tokenised as it was (its token count checked against the graph's)."""
+def prompt_ids(query: Query, backend: Any, graph: dict[str, Any]) -> torch.Tensor:
+    """``[1, n]``: the token ids the graph was built on, read from its embedding nodes
+    (``E_<token id>_<position>``, one per position), so the prompt runs exactly as it was
+    attributed whatever special token the graph builder put first; a graph without them
+    has its prompt tokenised here, its length checked against the graph's."""
+    n = len(graph["prompt_tokens"])
+    rows = query("SELECT node_id, position FROM graph_nodes WHERE graph_id = ? AND kind = 'embedding'",
+                 [graph["graph_id"]])
+    by_position = {}
+    for row in rows:
+        token = row["node_id"].split("_")[1] if row["node_id"].count("_") >= 2 else ""
+        if token.isdigit():
+            by_position[int(row["position"])] = int(token)
+    if sorted(by_position) == list(range(n)):
+        return torch.tensor([[by_position[p] for p in range(n)]], device=backend.device)
     ids = backend.tokenizer(graph["prompt"], return_tensors="pt").input_ids.to(backend.device)
-    if ids.shape[1] != len(graph["prompt_tokens"]):
+    if ids.shape[1] != n:
         raise FeaturelensError(f"The prompt of graph {graph['graph_id']} tokenises to {ids.shape[1]} tokens here "
-                               f"but the graph has {len(graph['prompt_tokens'])}; load the model and tokenizer "
-                               "the graph was built with.")
+                               f"but the graph has {n}, and its embedding nodes do not give every position's "
+                               "token; load the model and tokenizer the graph was built with.")
     return ids
 
 
@@ -196,7 +209,7 @@ def intervene(query: Query, graph_id: str, edits: list[NodeEdit], *, backend: An
         raise FeaturelensError(f"Graph {graph_id} was built on {graph['model_id']}, but the loaded model is "
                                f"{backend.model_id}; load that model.")
     resolved = resolve_edits(query, graph_id, edits, tset)
-    ids = prompt_ids(backend, graph)
+    ids = prompt_ids(query, backend, graph)
     clean, edited = edited_logits(backend, tset, resolved, ids)
     before, after = clean[-1], edited[-1]
     p_before, p_after = torch.softmax(before, dim=-1), torch.softmax(after, dim=-1)

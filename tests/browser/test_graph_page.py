@@ -153,6 +153,11 @@ def test_slider_prunes_and_pins_survive(driver, base: str, graph_store: GraphSto
     def features() -> set[str]:
         return {n.get_attribute("data-id") for n in driver.find_elements(By.CSS_SELECTOR, "svg .node.feature")}
 
+    # at the graph's own threshold (the page's start): exactly what its pruning kept
+    kept_features = {f["node_id"] for f in graph_store.feature_nodes} - {graph_store.pruned_id}
+    assert features() == kept_features
+    assert not [e for e in driver.find_elements(By.CSS_SELECTOR, "svg .edge")
+                if graph_store.pruned_id in (e.get_attribute("data-source"), e.get_attribute("data-target"))]
     _slide(driver, 1.0)
     everything = features()
     assert graph_store.pruned_id in everything and len(everything) == len(graph_store.feature_nodes)

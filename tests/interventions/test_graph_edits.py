@@ -56,7 +56,7 @@ def test_a_node_edit_is_its_decoder_row_at_its_position(loaded, graph_store: Gra
     node = min((f for f in graph_store.feature_nodes if f["layer"] == 0), key=lambda f: f["position"])
     edits = parse_node_edits(**{k: [v[0].format(node=node["node_id"])] for k, v in spec.items()})
     resolved = resolve_edits(query, graph_store.graph_id, edits, tset)
-    ids = prompt_ids(backend, {**graph, "graph_id": graph_store.graph_id})
+    ids = prompt_ids(query, backend, {**graph, "graph_id": graph_store.graph_id})
     clean, edited = edited_logits(backend, tset, resolved, ids)
     layer, local = tset.locate(node["feature"])
     change = (factor - 1.0) * node["activation"] * tset.transcoder(layer).W_dec[local].detach()
@@ -137,7 +137,7 @@ def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: Graph
     tset, backend = target.dictionary, target.backend
     feature = next(f for f in graph_store.feature_nodes if f["layer"] == 1)["feature"]
     layer, local = tset.locate(feature)
-    ids = prompt_ids(backend, {**graph, "graph_id": graph_store.graph_id})
+    ids = prompt_ids(query, backend, {**graph, "graph_id": graph_store.graph_id})
     with torch.no_grad(), FeatureEditor(backend, tset, {feature: 6.0}):
         through_set = backend.run_full(ids)[0]
     with torch.no_grad(), FeatureEditor(backend, tset.transcoder(layer), {local: 6.0},

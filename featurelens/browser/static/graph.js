@@ -42,28 +42,46 @@
     return Number(x).toPrecision(digits || 3);
   }
 
-  // Nodes kept at a cumulative-influence threshold: feature and error nodes by influence,
-  // largest first, until their running sum reaches threshold x total. Embeddings, logits
-  // and pinned nodes are always drawn.
-  function visibleIds(threshold) {
-    const ranked = data.nodes.filter((n) => n.kind === "feature" || n.kind === "error")
-      .sort((a, b) => (b.influence || 0) - (a.influence || 0));
+  // The nodes drawn at slider value t. At the graph's own node threshold: exactly the nodes
+  // its pruning kept. Below it: the kept feature and error nodes holding t / threshold of the
+  // kept nodes' influence, largest first. Above it: every kept node, plus the pruned ones
+  // holding (t - threshold) / (1 - threshold) of the pruned nodes' influence (all at 1).
+  // Embeddings, logits and pinned nodes are always drawn.
+  function prefix(nodes, fraction) {
+    const ranked = nodes.slice().sort((a, b) => (b.influence || 0) - (a.influence || 0));
     const total = ranked.reduce((s, n) => s + Math.max(0, n.influence || 0), 0);
-    const shown = new Set(data.nodes.filter((n) => n.kind === "embedding" || n.kind === "logit").map((n) => n.id));
+    const out = [];
     let sum = 0;
     for (const n of ranked) {
-      if (total > 0 && sum >= threshold * total - 1e-12) break;
-      shown.add(n.id);
+      if (fraction < 1 && total > 0 && sum >= fraction * total - 1e-12) break;
+      if (fraction <= 0) break;
+      out.push(n.id);
       sum += Math.max(0, n.influence || 0);
+    }
+    return out;
+  }
+
+  function visibleIds(t) {
+    const threshold = data.node_threshold || 0.8;
+    const prunable = data.nodes.filter((n) => n.kind === "feature" || n.kind === "error");
+    const kept = prunable.filter((n) => n.kept), rest = prunable.filter((n) => !n.kept);
+    const shown = new Set(data.nodes.filter((n) => n.kind === "embedding" || n.kind === "logit").map((n) => n.id));
+    if (t <= threshold + 1e-9) {
+      for (const id of prefix(kept, Math.abs(t - threshold) < 1e-9 ? 1 : t / threshold)) shown.add(id);
+    } else {
+      for (const n of kept) shown.add(n.id);
+      for (const id of prefix(rest, threshold >= 1 ? 1 : (t - threshold) / (1 - threshold))) shown.add(id);
     }
     for (const id of pinned) if (byId.has(id)) shown.add(id);
     return shown;
   }
 
+  // Columns are as wide as their busiest row needs (a prompt's nodes crowd its last
+  // positions), stretched to fill the box when they need less.
   function layout(shown, width) {
     const nPos = data.prompt_tokens.length;
     const rows = data.n_layers + 2; // embeddings, layers 0..n-1, logits
-    const rowH = 70, top = 30, left = 10, colW = Math.max(70, (width - left * 2) / Math.max(1, nPos));
+    const rowH = 70, top = 30, left = 10, minW = 36;
     const cells = new Map();
     for (const n of data.nodes) {
       if (!shown.has(n.id)) continue;
@@ -72,17 +90,31 @@
       if (!cells.has(key)) cells.set(key, []);
       cells.get(key).push(n);
     }
+    const busiest = new Array(nPos).fill(0);
+    for (const [key, group] of cells) {
+      const pos = Number(key.split(":")[1]);
+      busiest[pos] = Math.max(busiest[pos], group.length);
+    }
+    // as much room per node as fits the box, between 10 and 24 pixels
+    const crowd = busiest.reduce((a, b) => a + b, 0) || 1;
+    const perNode = Math.min(24, Math.max(10, (width - 2 * left - minW * nPos) / crowd));
+    let widths = busiest.map((c) => minW + perNode * c);
+    const need = widths.reduce((a, b) => a + b, 0), room = width - 2 * left;
+    if (need < room) widths = widths.map((w) => w * room / need);
+    const starts = [];
+    widths.reduce((x, w) => { starts.push(x); return x + w; }, left);
     positions = new Map();
     for (const [key, group] of cells) {
       const [row, pos] = key.split(":").map(Number);
       group.sort((a, b) => (b.influence || 0) - (a.influence || 0) || (a.id < b.id ? -1 : 1));
       group.forEach((n, i) => {
-        const x = left + pos * colW + colW * (i + 1) / (group.length + 1);
+        const x = starts[pos] + widths[pos] * (i + 1) / (group.length + 1);
         const y = top + (rows - 1 - row) * rowH;
         positions.set(n.id, { x, y });
       });
     }
-    return { height: top * 2 + (rows - 1) * rowH + 30, width: left * 2 + nPos * colW, colW, rowH, rows, left, top };
+    const total = widths.reduce((a, b) => a + b, 0);
+    return { height: top * 2 + (rows - 1) * rowH + 30, width: left * 2 + total, widths, starts, rowH, rows, left, top };
   }
 
   function draw() {
@@ -101,10 +133,15 @@
       svg.appendChild(el("svg:line", { class: "row-line", x1: "0", x2: String(width), y1: String(y), y2: String(y) }));
     }
     data.prompt_tokens.forEach((tok, pos) => {
-      svg.appendChild(el("svg:text", { class: "token-label", "text-anchor": "middle",
-        x: String(geo.left + pos * geo.colW + geo.colW / 2), y: String(geo.height - 8) }, tok));
+      const label = el("svg:text", { class: "token-label", "text-anchor": "middle",
+        x: String(geo.starts[pos] + geo.widths[pos] / 2), y: String(geo.height - 8) },
+        tok.length > 8 ? tok.slice(0, 7) + "…" : tok);
+      label.appendChild(el("svg:title", {}, `${pos}: ${tok}`));
+      svg.appendChild(label);
     });
-    const edges = data.edges.filter((e) => positions.has(e.source) && positions.has(e.target));
+    // the graph's kept edges; above its threshold also those pruning removed
+    const beyond = threshold > (data.node_threshold || 0.8) + 1e-9;
+    const edges = data.edges.filter((e) => positions.has(e.source) && positions.has(e.target) && (e.kept || beyond));
     const maxW = edges.reduce((m, e) => Math.max(m, Math.abs(e.weight)), 0) || 1;
     const edgeGroup = el("svg:g", { class: "edges" });
     for (const e of edges) {
@@ -138,7 +175,9 @@
       nodeGroup.appendChild(node);
     }
     svg.appendChild(nodeGroup);
+    const first = !root.querySelector("svg");
     root.replaceChildren(svg);
+    if (first) root.scrollLeft = root.scrollWidth; // the targets are at the prompt's end
     root.dataset.shown = String(positions.size);
     root.dataset.edges = String(edges.length);
   }
