@@ -71,3 +71,32 @@ def test_import_records_the_layers(cli, tiny_model_dir: Path, tmp_path: Path, st
                      "hookpoint_out": "blocks.0.hook_mlp_out"},
                     {"layer": 1, "feature_offset": D_T, "d_sae": D_T, "hookpoint": "blocks.1.ln2.hook_normalized",
                      "hookpoint_out": "blocks.1.hook_mlp_out"}]
+
+
+def test_a_ray_worker_reads_a_set_as_the_driver_does(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The sharded path's worker (a plain class; no Ray needed here) names the set and reduces
+    a batch exactly as the in-process plan does."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from featurelens.core.extraction.extractor import ExtractSpec, prepare, settings_of
+    from featurelens.core.extraction.state import ExtractionState
+    from featurelens.scale.extract_worker import ShardReducer
+
+    folder = write_ct_set(tmp_path / "ct")
+    spec = ExtractSpec(hookpoint=None, model=str(tiny_model_dir), dictionary=str(folder), tokens=256, context=32,
+                       batch_size=4, device="cpu", split="all")
+    plan = prepare(spec)
+    worker = ShardReducer({"model": spec.model, "backend": spec.backend, "dtype": spec.dtype, "device": "cpu",
+                           "dictionary": spec.dictionary, "dictionary_name": None, "hookpoint": spec.hookpoint,
+                           "context": spec.context, "batch_size": spec.batch_size, "include_special": False,
+                           "exclude_outlier_norm": None, "settings": asdict(settings_of(spec))}, 1)
+    assert worker.ids == (plan.lm.model_id, plan.dict_id) and worker.reduce.hookpoint == plan.hookpoint
+    batch = next(plan.batches)
+    mine = ExtractionState(plan.sae.d_sae, spec.context, plan.settings, plan.lm.device)
+    plan.reduce(mine, batch)
+    worker.reduce_shard(np.array([w.tokens for w in batch]), np.array([w.sequence_id for w in batch]),
+                        index=0, carry=True)
+    theirs = worker.carried.state
+    assert torch.equal(mine.stats.fire_count, theirs.stats.fire_count) and int(mine.stats.fire_count.sum()) > 0
