@@ -152,3 +152,19 @@ def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: Graph
                  "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.index("{"):])["edits"] == [f"{feature}=+6"]
+
+
+def test_effects_of_set_features(cli, graph_store: GraphStore, tmp_path: Path) -> None:  # noqa: F811
+    """`effects` on a set ablates each feature in its own layer (a copy of the store is written)."""
+    import shutil
+
+    import featurelens
+
+    store = tmp_path / "copy.duckdb"
+    shutil.copy(graph_store.path, store)
+    result = cli("effects", "--dictionary", graph_store.dictionary_id, "--store", store, "--limit", "2",
+                 "--windows", "2", "--device", "cpu", "--where", f"feature >= {graph_store.feature_nodes[0]['feature']}")
+    assert result.exit_code == 0, result.output
+    with featurelens.open_store(store, read_only=True) as s:
+        rows = s.sql("SELECT feature, n_positions, mean_kl FROM feature_effects").to_dicts()
+    assert len(rows) == 2 and all(r["n_positions"] > 0 and r["mean_kl"] >= 0 for r in rows)
