@@ -47,6 +47,11 @@ def test_graph_list_page_and_data(base: str, graph_store: GraphStore) -> None:  
     status, _, script = _get(f"{base}static/graph.js")
     assert status == 200 and b"innerHTML" not in script  # store text is only ever textContent
     assert _get(f"{base}graph/nope")[0] == 404
+    status, _, feature_page = _get(f"{base}{first['href'].lstrip('/')}")
+    layer1 = next(f for f in graph_store.feature_nodes if f["layer"] == 1)
+    _, _, other = _get(f"{base}feature/tiny-set/{layer1['feature']}")
+    assert status == 200 and b"layer 0 transcoder, feature " in feature_page
+    assert f"layer 1 transcoder, feature {layer1['feature'] - 24}: reads blocks.1.ln2.hook_normalized".encode() in other
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
