@@ -102,6 +102,12 @@ def test_cross_layer_transcoder_folder(tmp_path: Path) -> None:
     codes = {l: torch.rand(2, D_T, generator=gen) for l in range(3)}
     expected = sum(codes[s] @ decs[s][:, 2 - s] for s in range(3)) + tset.transcoder(2).b_dec
     torch.testing.assert_close(tset.reconstruct(2, codes), expected)
+    TranscoderSetFormat().save(tset, str(tmp_path / "own"))
+    again = TranscoderSetFormat().load(str(tmp_path / "own"))
+    assert again.layout.kind == "cross_layer"
+    torch.testing.assert_close(again.reconstruct(2, codes), expected)
+    with pytest.raises(FeaturelensError, match="per-layer transcoder sets only"):
+        CircuitTracerFormat().save(tset, str(tmp_path / "ct-out"))
 
 
 def test_own_set_folder_round_trips_and_names_layers(tmp_path: Path) -> None:
