@@ -366,7 +366,8 @@ def export_command(path: str, fmt: str, output: Path) -> None:
 @dictionaries_group.command("make-set")
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--layer", "layers", multiple=True, required=True, metavar="L=SPEC",
-              help="Layer L's transcoder: a folder, hf:<repo>[/<folder>] or saelens:<release>/<sae_id> (repeatable).")
+              help="Layer L's transcoder: a folder (any format, or Gemma Scope 2's params.safetensors), a "
+                   "circuit-tracer layer file, hf:<repo>[/<folder>] or saelens:<release>/<sae_id> (repeatable).")
 @click.option("--input-hook", default="ln2.hook_normalized", show_default=True,
               help="Where every layer's transcoder reads, inside its block.")
 @click.option("--output-hook", default="hook_mlp_out", show_default=True,
@@ -394,9 +395,11 @@ def make_set_command(output: Path, layers: tuple[str, ...], input_hook: str, out
         chosen[layer] = spec if is_named(spec) else str(Path(spec).expanduser().resolve())
     if name:
         check_name(name)
+    from featurelens.plugins.formats.transcoder_sets import load_any
+
     loaded = {}
     for layer, spec in chosen.items():
-        dictionary = _load_any(spec)
+        dictionary = load_any(spec, base=Path.cwd())
         if not getattr(dictionary, "is_transcoder", False):
             raise FeaturelensError(f"{spec} (layer {layer}) is a {dictionary.architecture} dictionary that "
                                    "reads and writes one hookpoint, not a transcoder; a set holds transcoders.")

@@ -281,3 +281,24 @@ def test_layer_files_without_a_list(tmp_path: Path) -> None:
     del config["transcoders"]
     (tmp_path / "ct" / "config.yaml").write_text(yaml.safe_dump(config))
     assert CircuitTracerFormat().load(str(tmp_path / "ct")).layers == [0, 1, 2]
+
+
+def test_make_set_from_gemma_scope_2_folders(cli, tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(9)
+    originals = []
+    for layer in range(2):
+        ct = _ct_layer(gen, threshold=True, skip=True)
+        originals.append(ct)
+        folder = tmp_path / "gs2" / f"layer_{layer}_width_tiny"
+        folder.mkdir(parents=True)
+        save_file({"w_enc": ct["W_enc"].T.contiguous(), "w_dec": ct["W_dec"], "b_enc": ct["b_enc"],
+                   "b_dec": ct["b_dec"], "threshold": ct["activation_function.threshold"],
+                   "affine_skip_connection": ct["W_skip"].T.contiguous()}, str(folder / "params.safetensors"))
+    result = cli("dictionaries", "make-set", tmp_path / "set", *[
+        a for layer in range(2) for a in ("--layer", f"{layer}={tmp_path / 'gs2' / f'layer_{layer}_width_tiny'}")])
+    assert result.exit_code == 0, result.output
+    tset = TranscoderSetFormat().load(str(tmp_path / "set"))
+    x = torch.randn(3, D_MODEL, generator=gen)
+    for layer, ct in enumerate(originals):
+        expected = _reference_encode(ct, x) @ ct["W_dec"] + ct["b_dec"] + x @ ct["W_skip"].T
+        torch.testing.assert_close(tset.transcoder(layer)(x), expected)

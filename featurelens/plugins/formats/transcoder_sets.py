@@ -44,15 +44,21 @@ OUR_TO_CT = {"ln2.hook_normalized": "mlp.hook_in", "hook_mlp_in": "mlp.hook_in",
              "hook_mlp_out": "hook_mlp_out", "hook_resid_pre": "hook_resid_pre"}
 
 
+#: Gemma Scope 2 keeps each transcoder as one file in its own folder.
+GS2_PARAMS = "params.safetensors"
+
+
 def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
-    """A dictionary from a folder (relative to ``base``) or a name, by the registered formats."""
+    """One layer's transcoder from a folder or file (relative to ``base``) or a name: whatever a
+    registered format reads, a Gemma Scope 2 folder (``params.safetensors``), or a
+    circuit-tracer per-layer file."""
     from featurelens.core.host.manager import get_registry
     from featurelens.core.dictionaries.pretrained import is_named, resolve
 
     path = Path(resolve(spec)[0]) if is_named(spec) else (base / spec)
     if not path.exists():
-        raise FeaturelensError(f"{base / MANIFEST} names {spec!r} for a layer, which does not exist; "
-                               "restore the layer's folder or fix the name.")
+        raise FeaturelensError(f"The layer transcoder {spec!r} does not exist (looked for {path}); restore "
+                               "the layer's folder or fix the name.")
     registry = get_registry()
     for name in registry.names("dictionary_format"):
         if name in ("transcoder_set", "circuit_tracer"):
@@ -60,9 +66,11 @@ def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(str(path)):
             return fmt.load(str(path), dtype=dtype)
+    if path.is_dir() and (path / GS2_PARAMS).is_file():
+        path = path / GS2_PARAMS
     if path.is_file() and path.suffix == ".safetensors":
         return per_layer_file(path, {}, dtype=dtype)
-    raise FeaturelensError(f"No dictionary format recognises {path}, named for a layer in {base / MANIFEST}; "
+    raise FeaturelensError(f"No dictionary format recognises {path}, named for a layer of a transcoder set; "
                            "point it at a saved transcoder.")
 
 
