@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
@@ -141,9 +140,3 @@ def build_graph_store(store_path: Path, model_dir: Path, work: Path) -> GraphSto
     return GraphStore(store_path, result.dictionary_id, GRAPH_ID, features, kept, pruned, logit_ids,
                       top.indices.tolist())
 
-
-@pytest.fixture(scope="session")
-def graph_store(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> GraphStore:
-    """One graph store per test session (tests only read it)."""
-    work = tmp_path_factory.mktemp("graph-store")
-    return build_graph_store(work / "store.duckdb", tiny_model_dir, work)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
+from graph_store import GraphStore
 from synthetic_store import serving
 
 
 @pytest.fixture(scope="module")
-def base(graph_store: GraphStore):  # noqa: F811
+def base(graph_store: GraphStore):
     with serving(graph_store.path) as url:
         yield url
 
@@ -29,7 +29,7 @@ def _get(url: str) -> tuple[int, str, bytes]:
         return error.code, error.headers["Content-Type"], error.read()
 
 
-def test_graph_list_page_and_data(base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_graph_list_page_and_data(base: str, graph_store: GraphStore) -> None:
     status, _, body = _get(f"{base}graphs")
     assert status == 200 and b"graph-test-1" in body and b"def add" in body
     status, _, page = _get(f"{base}graph/graph-test-1")
@@ -100,7 +100,7 @@ def _slide(driver, value: float) -> None:
 
 
 @needs_chromium
-def test_nodes_are_laid_out_by_layer_and_position(driver, base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_nodes_are_laid_out_by_layer_and_position(driver, base: str, graph_store: GraphStore) -> None:
     from selenium.webdriver.common.by import By
 
     _open(driver, f"{base}graph/graph-test-1")
@@ -130,7 +130,7 @@ def test_nodes_are_laid_out_by_layer_and_position(driver, base: str, graph_store
 
 
 @needs_chromium
-def test_hover_shows_the_label_as_text_and_top_examples(driver, base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_hover_shows_the_label_as_text_and_top_examples(driver, base: str, graph_store: GraphStore) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -148,7 +148,7 @@ def test_hover_shows_the_label_as_text_and_top_examples(driver, base: str, graph
 
 
 @needs_chromium
-def test_slider_prunes_and_pins_survive(driver, base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_slider_prunes_and_pins_survive(driver, base: str, graph_store: GraphStore) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -183,7 +183,7 @@ def test_slider_prunes_and_pins_survive(driver, base: str, graph_store: GraphSto
 
 
 @needs_chromium
-def test_click_opens_the_feature_page(driver, base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_click_opens_the_feature_page(driver, base: str, graph_store: GraphStore) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -196,7 +196,7 @@ def test_click_opens_the_feature_page(driver, base: str, graph_store: GraphStore
 
 
 @pytest.fixture(scope="module")
-def model_base(graph_store: GraphStore, tiny_model_dir: Path):  # noqa: F811
+def model_base(graph_store: GraphStore, tiny_model_dir: Path):
     from featurelens.browser.server import url_of
     from featurelens.browser.steering_server import make_steering_server
     from featurelens.testing.servers import start_in_thread
@@ -212,7 +212,7 @@ def model_base(graph_store: GraphStore, tiny_model_dir: Path):  # noqa: F811
 
 
 @needs_chromium
-def test_pinned_nodes_are_ablated_from_the_page(driver, model_base: str, graph_store: GraphStore) -> None:  # noqa: F811
+def test_pinned_nodes_are_ablated_from_the_page(driver, model_base: str, graph_store: GraphStore) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
+from graph_store import GraphStore
 from neuronpedia_graph_schema import feature_errors, graph_errors
 
 
-def test_graph_export_is_valid_and_complete(cli, graph_store: GraphStore, tmp_path: Path) -> None:  # noqa: F811
+def test_graph_export_is_valid_and_complete(cli, graph_store: GraphStore, tmp_path: Path) -> None:
     out = tmp_path / "np"
     result = cli("export", "--store", graph_store.path, "--format", "neuronpedia-graph", "--graph",
                  graph_store.graph_id, "--output", out, "--feature-base-url", "https://example.org/f")
@@ -47,7 +47,7 @@ def test_graph_export_is_valid_and_complete(cli, graph_store: GraphStore, tmp_pa
         assert detail["top_logits"]
 
 
-def test_all_nodes_and_bad_requests(cli, graph_store: GraphStore, tmp_path: Path) -> None:  # noqa: F811
+def test_all_nodes_and_bad_requests(cli, graph_store: GraphStore, tmp_path: Path) -> None:
     out = tmp_path / "all"
     result = cli("export", "--store", graph_store.path, "--format", "neuronpedia-graph", "--graph",
                  graph_store.graph_id, "--output", out, "--all-nodes")

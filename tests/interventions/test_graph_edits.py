@@ -14,13 +14,13 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.interventions.graph_edits import edited_logits, parse_node_edits, prompt_ids, resolve_edits
-from graph_store import GraphStore, graph_store  # noqa: F401 - the fixture
+from graph_store import GraphStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def loaded(graph_store: GraphStore):  # noqa: F811
+def loaded(graph_store: GraphStore):
     import featurelens
     from featurelens.interventions.targets import load_target
 
@@ -50,7 +50,7 @@ def _manual(backend, layer: int, position: int, change: torch.Tensor, ids: torch
 
 
 @pytest.mark.parametrize("spec, factor", [({"ablate": ["{node}"]}, 0.0), ({"steer": ["{node}=x2"]}, 2.0)])
-def test_a_node_edit_is_its_decoder_row_at_its_position(loaded, graph_store: GraphStore, spec, factor) -> None:  # noqa: F811
+def test_a_node_edit_is_its_decoder_row_at_its_position(loaded, graph_store: GraphStore, spec, factor) -> None:
     query, target, graph = loaded
     tset, backend = target.dictionary, target.backend
     node = min((f for f in graph_store.feature_nodes if f["layer"] == 0), key=lambda f: f["position"])
@@ -67,7 +67,7 @@ def test_a_node_edit_is_its_decoder_row_at_its_position(loaded, graph_store: Gra
     assert not torch.allclose(edited[p:], clean[p:])
 
 
-def test_cli_reports_the_targets_moving(cli, graph_store: GraphStore) -> None:  # noqa: F811
+def test_cli_reports_the_targets_moving(cli, graph_store: GraphStore) -> None:
     nodes = ",".join(f["node_id"] for f in graph_store.feature_nodes[:3])
     result = cli("intervene", graph_store.graph_id, "--ablate", nodes, "--store", graph_store.path,
                  "--device", "cpu", "--json", "--top", "4")
@@ -82,7 +82,7 @@ def test_cli_reports_the_targets_moving(cli, graph_store: GraphStore) -> None:  
     assert table.exit_code == 0 and "p before" in table.output and "=x3" in table.output
 
 
-def test_bad_edits_are_one_sentence(cli, graph_store: GraphStore) -> None:  # noqa: F811
+def test_bad_edits_are_one_sentence(cli, graph_store: GraphStore) -> None:
     embed = next(i for i in graph_store.kept_ids if i.startswith("E_"))
     for args, words in [(("--ablate", embed), "is an embedding node"),
                         (("--ablate", "0_999_1"), "has no node '0_999_1'"),
@@ -104,7 +104,7 @@ def _get(url: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_the_page_server_runs_edits(graph_store: GraphStore, tiny_model_dir: Path) -> None:  # noqa: F811
+def test_the_page_server_runs_edits(graph_store: GraphStore, tiny_model_dir: Path) -> None:
     from featurelens.browser.server import url_of
     from featurelens.browser.steering_server import make_steering_server
     from featurelens.testing.servers import start_in_thread
@@ -128,7 +128,7 @@ def test_the_page_server_runs_edits(graph_store: GraphStore, tiny_model_dir: Pat
         server.browser_data.close()
 
 
-def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: GraphStore, cli) -> None:  # noqa: F811
+def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: GraphStore, cli) -> None:
     """`steer` and every FeatureEditor user take a set's global feature index: the same edit as
     the layer's transcoder with its local index."""
     from featurelens.interventions.hooks import FeatureEditor
@@ -154,7 +154,7 @@ def test_steering_a_set_feature_is_steering_its_layer(loaded, graph_store: Graph
     assert json.loads(result.output[result.output.index("{"):])["edits"] == [f"{feature}=+6"]
 
 
-def test_effects_of_set_features(cli, graph_store: GraphStore, tmp_path: Path) -> None:  # noqa: F811
+def test_effects_of_set_features(cli, graph_store: GraphStore, tmp_path: Path) -> None:
     """`effects` on a set ablates each feature in its own layer (a copy of the store is written)."""
     import shutil
 

@@ -31,7 +31,7 @@ from featurelens.core.dictionaries.transcoder_set import TranscoderSet
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors,
 )
-from featurelens.plugins.formats.headers import SafetensorsFile, shape_of
+from featurelens.plugins.formats.headers import shape_of
 
 CROSS = "cross_decoders.safetensors"
 CT_CONFIG = "config.yaml"
