@@ -5,8 +5,10 @@ our own script, served from ``/static`` like the stylesheet (no CDN, no network)
 reads the graph from ``/graph/<id>/data.json``: every stored node with its label and a
 few top windows for the hover card, every stored edge, and the feature page URL of each
 feature node. Nodes are laid out by layer (rows, embeddings at the bottom, logits at the
-top) and prompt position (columns). The page's controls: a pruning slider (cumulative
-influence, starting at the graph's node threshold), shift-click to pin a node (pins are
+top) and prompt position (columns, as wide as their busiest row). The page's controls: a
+pruning slider that starts at the graph's node threshold, where it shows exactly the nodes
+and edges the graph's pruning kept (lower drops kept nodes by influence, higher adds pruned
+ones back), shift-click to pin a node (pins are
 kept in the URL's ``#pinned=`` part and always drawn), click to open the feature page,
 and, when the server holds the model (``serve --model``), ablating or steering the
 pinned feature nodes through ``/graph/<id>/intervene``.
