@@ -13,9 +13,11 @@ respond as they would to a real change. Edits:
 - ``steer NODE=VALUE``: it reads ``VALUE``; ``NODE=xF``: ``F`` times the activation the
   graph recorded for the node (``x0`` is an ablation, ``x2`` doubles it).
 
-Only feature nodes of per-layer sets can be edited: error, embedding and logit nodes are
-not features, and a cross-layer feature writes to every later layer, which these per-layer
-edits do not carry (refused in one sentence each).
+An error node ``L_error_P`` can be ablated: layer ``L``'s MLP output at ``P`` becomes its
+transcoder's reconstruction (features, skip path, bias), so what the transcoder misses there
+is gone (feature edits at the same place then apply on top). Embedding and logit nodes are
+not edited, nor cross-layer sets, whose features write to every later layer, which these
+per-layer edits do not carry (refused in one sentence each).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.interventions.edits import Edit
-from featurelens.interventions.hooks import FeatureEditor
+from featurelens.interventions.hooks import FeatureEditor, _model_and_resolver, attach
 
 Query = Callable[[str, list[Any]], list[dict[str, Any]]]
 #: Edits one request may carry (a graph page's pins, a command line).
@@ -98,8 +100,9 @@ class ResolvedEdit:
     edit: NodeEdit
     layer: int
     position: int
-    local: int
+    local: int  #: the feature's index in its layer's transcoder (-1 for an error node)
     target: float  #: the activation the feature is made to read
+    kind: str = "feature"
 
 
 @dataclass
@@ -137,9 +140,15 @@ def resolve_edits(query: Query, graph_id: str, edits: list[NodeEdit], tset: Any)
         if node is None:
             raise FeaturelensError(f"Graph {graph_id} has no node {edit.node_id!r}; node ids are in graph_nodes "
                                    "(feature nodes look like LAYER_FEATURE_POSITION).")
+        if node["kind"] == "error":
+            if edit.mode != "ablate":
+                raise FeaturelensError(f"Node {edit.node_id} is an error node; it can be ablated (the MLP output "
+                                       "there becomes the transcoder's reconstruction), not steered.")
+            out.append(ResolvedEdit(edit, int(node["layer"]), int(node["position"]), -1, 0.0, "error"))
+            continue
         if node["kind"] != "feature":
-            raise FeaturelensError(f"Node {edit.node_id} is an {node['kind']} node; only feature nodes can be "
-                                   "ablated or steered.")
+            raise FeaturelensError(f"Node {edit.node_id} is an {node['kind']} node; only feature and error nodes "
+                                   "can be edited.")
         layer, local = tset.locate(int(node["feature"]))
         if layer != int(node["layer"]):
             raise FeaturelensError(f"Node {edit.node_id} says layer {node['layer']}, but feature {node['feature']} "
@@ -154,15 +163,63 @@ def resolve_edits(query: Query, graph_id: str, edits: list[NodeEdit], tset: Any)
     return out
 
 
-def editors(backend: Any, tset: Any, resolved: list[ResolvedEdit]) -> list[FeatureEditor]:
-    """One editor per (layer, position), each limited to its position."""
+class ErrorAblation:
+    """Layer ``layer``'s MLP output at ``positions`` replaced by its transcoder's reconstruction
+    of it: the graph's error nodes there removed."""
+
+    def __init__(self, backend: Any, tset: Any, layer: int, positions: Iterable[int]):
+        self.root, resolve = _model_and_resolver(backend)
+        self.transcoder = tset.transcoder(layer)
+        self.read = resolve(tset.layout.hookpoint_in(layer))
+        self.write = resolve(tset.layout.hookpoint_out(layer))
+        self.positions = sorted(set(positions))
+        self._inputs: torch.Tensor | None = None
+        self._handles: list[Any] = []
+
+    def _read(self, x: torch.Tensor) -> torch.Tensor:
+        self._inputs = x
+        return x
+
+    def _write(self, out: torch.Tensor) -> torch.Tensor:
+        x, self._inputs = self._inputs, None
+        keep = [p for p in self.positions if p < out.shape[1]]
+        if x is None or not keep:
+            return out
+        rows = x[:, keep]
+        weights = next(self.transcoder.parameters())
+        recon = self.transcoder(rows.reshape(-1, rows.shape[-1]).to(weights.device, weights.dtype))
+        out = out.clone()
+        out[:, keep] = recon.reshape(*rows.shape[:-1], -1).to(out.device, out.dtype)
+        return out
+
+    def __enter__(self) -> "ErrorAblation":
+        self._handles = [attach(self.root, self.read, self._read), attach(self.root, self.write, self._write)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._inputs = None
+
+
+def editors(backend: Any, tset: Any, resolved: list[ResolvedEdit]) -> list[Any]:
+    """Error ablations first (one per layer), then one feature editor per (layer, position),
+    each limited to its position: hooks run in this order, so feature edits add to the
+    reconstruction an error ablation put in place."""
+    errors: dict[int, list[int]] = {}
     groups: dict[tuple[int, int], list[Edit]] = {}
     for r in resolved:
+        if r.kind == "error":
+            errors.setdefault(r.layer, []).append(r.position)
+            continue
         mode = "ablate" if r.target == 0 else "clamp"
         groups.setdefault((r.layer, r.position), []).append(Edit(r.local, mode, r.target))
-    return [FeatureEditor(backend, tset.transcoder(layer), edits, positions=(position,),
+    out: list[Any] = [ErrorAblation(backend, tset, layer, positions) for layer, positions in sorted(errors.items())]
+    out += [FeatureEditor(backend, tset.transcoder(layer), edits, positions=(position,),
                           hookpoint=tset.layout.hookpoint_in(layer))
             for (layer, position), edits in sorted(groups.items())]
+    return out
 
 
 def edited_logits(backend: Any, tset: Any, resolved: list[ResolvedEdit],

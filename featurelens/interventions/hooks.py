@@ -264,22 +264,7 @@ class FeatureEditor:
 
     # -- hooks -------------------------------------------------------------------------------
     def _hook(self, site: hp.HookSite, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        module = dict(self.module.named_modules())[site.module]
-        if site.where == "input":
-            def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-                if args:
-                    new = fn(first_tensor(args[0]))
-                    return (new, *args[1:]), kwargs
-                key = "hidden_states" if "hidden_states" in kwargs else next(
-                    k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
-                return args, {**kwargs, key: fn(kwargs[key])}
-            self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
-        else:
-            def post(module: torch.nn.Module, args: tuple, output: Any) -> Any:
-                tensor = first_tensor(output)
-                new = fn(tensor)
-                return None if new is tensor else with_first_tensor(output, new)
-            self._handles.append(module.register_forward_hook(post))
+        self._handles.append(attach(self.module, site, fn))
 
     def __enter__(self) -> "FeatureEditor":
         for part in self.parts:
@@ -307,6 +292,26 @@ class FeatureEditor:
         self._positions = None
         self._pending = None
         self.prompt_length = self.fixed_prompt_length
+
+
+def attach(root: torch.nn.Module, site: hp.HookSite, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """A hook that passes the activation at ``site`` through ``fn``; returns its handle."""
+    module = dict(root.named_modules())[site.module]
+    if site.where == "input":
+        def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+            if args:
+                new = fn(first_tensor(args[0]))
+                return (new, *args[1:]), kwargs
+            key = "hidden_states" if "hidden_states" in kwargs else next(
+                k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
+            return args, {**kwargs, key: fn(kwargs[key])}
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(module: torch.nn.Module, args: tuple, output: Any) -> Any:
+        tensor = first_tensor(output)
+        new = fn(tensor)
+        return None if new is tensor else with_first_tensor(output, new)
+    return module.register_forward_hook(post)
 
 
 def _set_parts(model: Any, tset: Any, edits: list[Edit], positions: str | tuple[int, ...],

@@ -111,7 +111,8 @@ def effects_command(dictionary: str, model: str | None, hookpoint: str | None, d
 
 @click.command("intervene")
 @click.argument("graph_id")
-@click.option("--ablate", multiple=True, metavar="NODE[,NODE...]", help="Feature nodes to set to 0 (repeatable).")
+@click.option("--ablate", multiple=True, metavar="NODE[,NODE...]",
+              help="Feature nodes to set to 0, error nodes to remove (repeatable).")
 @click.option("--steer", multiple=True, metavar="NODE=VALUE|NODE=xF",
               help="Feature nodes to set to VALUE, or to F times the graph's activation (repeatable).")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1, 100),

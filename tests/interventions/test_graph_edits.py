@@ -84,7 +84,7 @@ def test_cli_reports_the_targets_moving(cli, graph_store: GraphStore) -> None:
 
 def test_bad_edits_are_one_sentence(cli, graph_store: GraphStore) -> None:
     embed = next(i for i in graph_store.kept_ids if i.startswith("E_"))
-    for args, words in [(("--ablate", embed), "is an embedding node"),
+    for args, words in [(("--ablate", embed), "is an embedding node; only feature and error nodes"),
                         (("--ablate", "0_999_1"), "has no node '0_999_1'"),
                         (("--steer", "0_1_2=lots"), "is not a number"),
                         ((), "No edit given")]:
@@ -168,3 +168,35 @@ def test_effects_of_set_features(cli, graph_store: GraphStore, tmp_path: Path) -
     with featurelens.open_store(store, read_only=True) as s:
         rows = s.sql("SELECT feature, n_positions, mean_kl FROM feature_effects").to_dicts()
     assert len(rows) == 2 and all(r["n_positions"] > 0 and r["mean_kl"] >= 0 for r in rows)
+
+
+def test_ablating_an_error_node_leaves_the_transcoders_reconstruction(loaded, graph_store: GraphStore) -> None:
+    query, target, graph = loaded
+    tset, backend = target.dictionary, target.backend
+    n = len(graph["prompt_tokens"])
+    node = f"0_error_{n - 1}"
+    resolved = resolve_edits(query, graph_store.graph_id, parse_node_edits([node]), tset)
+    ids = prompt_ids(query, backend, {**graph, "graph_id": graph_store.graph_id})
+    clean, edited = edited_logits(backend, tset, resolved, ids)
+    mlp = backend.model.model.layers[0].mlp
+    seen = {}
+
+    def read(module, args):
+        seen["x"] = args[0]
+
+    def write(module, args, output):
+        output = output.clone()
+        output[0, n - 1] = tset.transcoder(0)(seen["x"][0, n - 1:n])[0]
+        return output
+
+    handles = [mlp.register_forward_pre_hook(read), mlp.register_forward_hook(write)]
+    try:
+        with torch.no_grad():
+            expected = backend.run_full(ids)[0].float()
+    finally:
+        for handle in handles:
+            handle.remove()
+    torch.testing.assert_close(edited, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(edited[:n - 1], clean[:n - 1]) and not torch.allclose(edited[-1], clean[-1])
+    with pytest.raises(FeaturelensError, match="is an error node; it can be ablated"):
+        resolve_edits(query, graph_store.graph_id, parse_node_edits(steer=[f"{node}=x2"]), tset)

@@ -246,13 +246,16 @@
 
   function intervene(ev) {
     ev.preventDefault();
-    const ids = Array.from(pinned).filter((id) => byId.has(id) && byId.get(id).kind === "feature");
+    const mode = form.elements.mode.value;
+    // feature nodes are ablated or steered; error nodes can only be ablated
+    const editable = (n) => n.kind === "feature" || (n.kind === "error" && mode === "ablate");
+    const ids = Array.from(pinned).filter((id) => byId.has(id) && editable(byId.get(id)));
     resultBox.replaceChildren();
     if (!ids.length) {
-      resultBox.appendChild(el("p", { class: "error" }, "Pin at least one feature node first (shift-click it)."));
+      resultBox.appendChild(el("p", { class: "error" },
+        "Pin at least one feature node (or, to ablate, an error node) first: shift-click it."));
       return;
     }
-    const mode = form.elements.mode.value;
     const params = new URLSearchParams();
     if (mode === "ablate") params.set("ablate", ids.join(","));
     else params.set("steer", ids.map((id) => `${id}=x${form.elements.factor.value}`).join(","));
