@@ -153,10 +153,10 @@ class FeatureEditor:
         :func:`~featurelens.interventions.edits.normalize_edits`.
     :param positions: ``all``, ``prompt``, ``generated``, or a tuple of token positions
         (counted along the sequence, as ``position_ids`` are).
+    :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
 
     A transcoder set (:mod:`featurelens.core.dictionaries.transcoder_set`) is edited through one
     editor per layer its edited features belong to.
-    :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
     """
 
     def __init__(self, model: Any, dictionary: Any, edits: Mapping[int, Any] | Any, *,

@@ -61,8 +61,8 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options
                 dictionary.format = name
             dictionary.config.update(provenance)
             layers = getattr(dictionary, "hookpoints", None)
-            for name in layers or ([] if whole_set else [hookpoint]):
-                check_width(dictionary, backend.hookpoint_width(name), name, str(path))
+            for site in layers or ([] if whole_set else [hookpoint]):
+                check_width(dictionary, backend.hookpoint_width(site), site, str(path))
             if whole_set and not layers:
                 raise FeaturelensError(f"{path} is a dictionary at one hookpoint; pass --hookpoint for it "
                                        "(only a transcoder set reads every layer by itself).")
