@@ -100,7 +100,7 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
 def set_feature_text(config: Any, index: int) -> str | None:
     """Where a transcoder set's feature sits ("layer 3 transcoder, feature 17: ..."); None for
     any other dictionary (its hookpoint says where it reads)."""
-    from featurelens.core.dictionaries.transcoder_layout import SetLayout, is_set_config
+    from featurelens.core.transcoder_layout import SetLayout, is_set_config
     from featurelens.core.errors import FeaturelensError
 
     if not is_set_config(config):

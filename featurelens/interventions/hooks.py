@@ -155,7 +155,7 @@ class FeatureEditor:
         (counted along the sequence, as ``position_ids`` are).
     :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
 
-    A transcoder set (:mod:`featurelens.core.dictionaries.transcoder_set`) is edited through one
+    A transcoder set (:mod:`featurelens.core.transcoder_set`) is edited through one
     editor per layer its edited features belong to.
     """
 

@@ -380,8 +380,8 @@ def make_set_command(output: Path, layers: tuple[str, ...], input_hook: str, out
     The set folder names each layer's transcoder; extract, import or graph it as one dictionary."""
     from featurelens.core.dictionaries.naming import check_name
     from featurelens.core.dictionaries.pretrained import is_named
-    from featurelens.core.dictionaries.transcoder_layout import MANIFEST, write_manifest
-    from featurelens.core.dictionaries.transcoder_set import TranscoderSet
+    from featurelens.core.transcoder_layout import MANIFEST, write_manifest
+    from featurelens.core.transcoder_set import TranscoderSet
 
     chosen: dict[int, str] = {}
     for pair in layers:

@@ -12,7 +12,7 @@ import yaml
 from safetensors.torch import save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.dictionaries.transcoder_layout import SetLayout
+from featurelens.core.transcoder_layout import SetLayout
 from featurelens.plugins.formats.transcoder_sets import CircuitTracerFormat, TranscoderSetFormat
 
 D_MODEL, D_T, LAYERS = 8, 6, 3

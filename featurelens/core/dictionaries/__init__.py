@@ -1,1 +1,1 @@
-"""Dictionaries: the base class, loading by path or pretrained name, readable names, evaluation, transcoder sets."""
+"""Dictionaries: the base class, loading by path or pretrained name, readable names, evaluation."""

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.progress import phase
 from featurelens.core.training.trainer import TrainResult
-from featurelens.core.dictionaries.transcoder_layout import MANIFEST, layer_list, write_manifest
+from featurelens.core.transcoder_layout import MANIFEST, layer_list, write_manifest
 
 
 @dataclass

@@ -25,9 +25,9 @@ from typing import Any, Mapping
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.dictionaries.transcoder_layout import MANIFEST, write_manifest
+from featurelens.core.transcoder_layout import MANIFEST, write_manifest
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
-from featurelens.core.dictionaries.transcoder_set import TranscoderSet
+from featurelens.core.transcoder_set import TranscoderSet
 from featurelens.plugins.formats.common import (
     atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors,
 )

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.dictionaries.transcoder_layout import FEATURE_LAYER_SQL, SetLayout
+from featurelens.core.transcoder_layout import FEATURE_LAYER_SQL, SetLayout
 from graph_store import D_T, write_ct_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")

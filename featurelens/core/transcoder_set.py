@@ -15,7 +15,7 @@ its width, ...). The store keeps the layout in ``transcoder_layers`` (one row pe
 see :meth:`TranscoderSet.layer_rows`; written with the dictionary row by extraction and
 ``dictionaries import``) and in the dictionary's ``config["layers"]`` (plus
 ``config["transcoder_set"]``: kind, hooks, skip; read back by
-:class:`featurelens.core.dictionaries.transcoder_layout.SetLayout`), so a reader needs neither the
+:class:`featurelens.core.transcoder_layout.SetLayout`), so a reader needs neither the
 weights nor this module to turn a global index into ``(layer, local)``: ``SELECT layer,
 feature - feature_offset FROM transcoder_layers WHERE feature BETWEEN feature_offset AND
 feature_offset + d_sae - 1``.
@@ -34,7 +34,7 @@ import torch
 
 from featurelens.core.dictionaries.base import Dictionary, SparseActs
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.dictionaries.transcoder_layout import ARCHITECTURE, SetLayout
+from featurelens.core.transcoder_layout import ARCHITECTURE, SetLayout
 
 
 def mlp_in_hookpoint(layer: int) -> str:

@@ -1,7 +1,7 @@
 """Where each layer's features sit in a transcoder set: one dictionary, one feature index.
 
 A transcoder set (one transcoder per layer, or a cross-layer transcoder) is ONE
-dictionary in the store (:mod:`featurelens.core.dictionaries.transcoder_set`). Its features are
+dictionary in the store (:mod:`featurelens.core.transcoder_set`). Its features are
 numbered globally, layer after layer:
 
     global feature index = feature_offset[layer] + local index within that layer's transcoder
