@@ -21,7 +21,8 @@ def register_commands(cli: click.Group) -> None:
 @click.command("extract")
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
-@click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
+@click.option("--hookpoint", default=None, help="e.g. blocks.6.hook_resid_post, or a module path "
+              "(left out for a transcoder set: each layer reads its own).")
 @click.option("--dictionary", default="identity", show_default=True,
               help="identity (one feature per neuron), the path of a saved dictionary, the name "
                    "of one recorded in the store (dictionaries import), hf:<repo>[/<subfolder>] or "
@@ -66,7 +67,7 @@ def register_commands(cli: click.Group) -> None:
               help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 @click.option("--effects", is_flag=True,
               help="Then measure each feature's ablation effect (see featurelens effects).")
-def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
+def extract_command(model: str, hookpoint: str | None, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
