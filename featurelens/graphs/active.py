@@ -63,6 +63,10 @@ def find_active(transcoders: TranscoderSet, mlp_in: list[torch.Tensor], mlp_out:
                 *, dtype: torch.dtype) -> ActiveFeatures:
     """Encode every layer's MLP input; return active features and the error vectors."""
     n_layers = len(mlp_in)
+    if getattr(transcoders, "cross", None):
+        raise FeaturelensError(
+            "This is a cross-layer transcoder set; graphs are built for per-layer sets so far: pass a set "
+            "with one transcoder per layer.")
     if transcoders.layers != list(range(n_layers)):
         raise FeaturelensError(
             f"The transcoder set covers layers {transcoders.layers}, but a graph replaces every MLP of "
