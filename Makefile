@@ -16,4 +16,4 @@ test-slow: setup
 	.venv/bin/python -m pytest -q -m slow
 
 schema-doc: setup
-	.venv/bin/python -m featurelens.core.schema_doc > docs/schema.md
+	.venv/bin/python -m featurelens.core.store.schema_doc > docs/schema.md

@@ -40,20 +40,25 @@ from pathlib import Path
 
 import polars as pl
 
-from featurelens.core.protocols import LLMRequest, LLMResponse
-from featurelens.core.store import Store
-from featurelens.llm.engine import EngineSettings
+from featurelens.core.host.protocols import LLMRequest, LLMResponse
+from featurelens.core.selection import Selection, stream_records
+from featurelens.core.store.database import Store
+from featurelens.labelers.explain_defaults import with_provider_defaults
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.labelers.explain_grouped import per_request as grouped_per_request
-from featurelens.labelers.explain_defaults import with_provider_defaults
 from featurelens.labelers.explainers import TokenActivationsExplainer
+from featurelens.llm.engine import EngineSettings
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens
-from featurelens.core.selection import Selection, stream_records
 from featurelens.llm.request_tokens import Counter
-from featurelens.testing.oracle import NoisyOracle, Planted
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
-from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.testing.oracle import NoisyOracle, Planted
+from featurelens.testing.planted_features import (
+    PLANTED,
+    RuleSimulator,
+    planted_records,
+    write_planted_store,
+)
 
 LLMS = ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
 

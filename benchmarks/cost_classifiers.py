@@ -42,18 +42,22 @@ import polars as pl  # noqa: F401  (cost.py's helpers need it importable)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cost import auroc, spearman  # noqa: E402  (the same statistics as the simulation benchmark)
 
+from featurelens.core.host.protocols import LLMRequest, LLMResponse  # noqa: E402
 from featurelens.core.progress import progress  # noqa: E402
-from featurelens.core.protocols import LLMRequest, LLMResponse  # noqa: E402
 from featurelens.core.selection import Selection, stream_records  # noqa: E402
-from featurelens.core.store import Store  # noqa: E402
+from featurelens.core.store.database import Store  # noqa: E402
 from featurelens.llm.pricing import DEFAULT_PRICES  # noqa: E402
 from featurelens.llm.prompt_cache import cached_tokens  # noqa: E402
 from featurelens.llm.request_tokens import Counter  # noqa: E402
 from featurelens.scorers import DetectionScorer, FuzzingScorer  # noqa: E402
 from featurelens.testing.classifier_oracle import NoisyJudge  # noqa: E402
 from featurelens.testing.oracle import Planted  # noqa: E402
-from featurelens.testing.planted_features import (PLANTED, RuleSimulator, planted_records,  # noqa: E402
-                                                  write_planted_store)
+from featurelens.testing.planted_features import (  # noqa: E402
+    PLANTED,
+    RuleSimulator,
+    planted_records,
+    write_planted_store,
+)
 
 LLMS = ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
 SCORERS = {"detection": DetectionScorer, "fuzzing": FuzzingScorer}

@@ -44,9 +44,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse
+from featurelens.core.host.protocols import FeatureRecord, LLMRequest, LLMResponse
 from featurelens.core.selection import Selection, stream_records
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.llm.request_tokens import Counter
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.testing.oracle import NoisyOracle, Planted

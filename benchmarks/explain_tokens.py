@@ -19,11 +19,15 @@ from __future__ import annotations
 import re
 import sys
 
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse
+from featurelens.core.host.protocols import FeatureRecord, LLMRequest, LLMResponse
 from featurelens.labelers.explain_grouped import grouped_request, split_answer
 from featurelens.labelers.explainers import TokenActivationsExplainer
 from featurelens.llm.request_tokens import Counter
-from featurelens.testing.planted_features import PLANTED, explain_from_evidence, planted_records
+from featurelens.testing.planted_features import (
+    PLANTED,
+    explain_from_evidence,
+    planted_records,
+)
 
 #: (label, explainer options, features per request); the first row is today's default.
 CANDIDATES: list[tuple[str, dict[str, object], int]] = [

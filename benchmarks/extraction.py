@@ -27,7 +27,7 @@ import torch
 
 from featurelens.core.extraction import ExtractSpec, extract
 from featurelens.core.extraction.packing import pack
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.corpus_sources import StdlibCorpus
 from featurelens.plugins.hf_backend import HFBackend
 

@@ -72,7 +72,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from featurelens.core.embedded_model import embedded_model_path
+    from featurelens.core.model.embedded import embedded_model_path
     from featurelens.testing.graph_reference import (
         circuit_tracer_python, reference_model_folder, run_circuit_tracer, write_random_set,
     )

@@ -93,7 +93,7 @@ def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
 def prebuilt_requests(path: str, n: int, explainer_name: str = "token-activations") -> list:
     """The exact requests featurelens sends for the first ``n`` features."""
     import featurelens
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
     from featurelens.core.selection import Selection, stream_records
 
     explainer = create("explainer", explainer_name)
@@ -136,8 +136,8 @@ def bare_loop(base_url: str, requests: list, concurrency: int, raw: bool = False
 def featurelens_run(path: str, base_url: str, n: int, concurrency: int) -> tuple[float, dict]:
     """Features per second of ``explain_features`` on a fresh copy of the work."""
     import featurelens
-    from featurelens.llm.engine import EngineSettings
     from featurelens.labelers.explain import ExplainSpec, explain_features
+    from featurelens.llm.engine import EngineSettings
 
     with featurelens.open_store(path) as store:
         store.execute("DELETE FROM explanations")
@@ -170,7 +170,7 @@ def tokens_per_feature(path: str, n: int = 200) -> dict[str, dict[str, float]]:
     """Input tokens (SmolLM2 tokenizer) per feature and the cacheable shared part."""
     from transformers import AutoTokenizer
 
-    from featurelens.core.embedded_model import embedded_model_path
+    from featurelens.core.model.embedded import embedded_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_path())
     out = {}

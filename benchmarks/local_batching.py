@@ -23,9 +23,9 @@ import asyncio
 import os
 import time
 
-from featurelens.core.protocols import ParseError
+from featurelens.core.host.protocols import ParseError
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
-from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.llm.providers.local.provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.testing.planted_features import planted_records
 

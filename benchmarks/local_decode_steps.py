@@ -8,7 +8,7 @@ same requests and weights:
 - prompt: ms per prompt token of the explanation prompts (their forward pass alone, as
   ``generate`` runs it) and of the simulation prompts (the provider's whole request);
 - decode: ms per decode step of the explanations, one at a time through ``generate``
-  (today's ``batch=1`` path), one at a time through :mod:`featurelens.llm.providers.local_decode`
+  (today's ``batch=1`` path), one at a time through :mod:`featurelens.llm.providers.local.decode`
   (cache grown in place), and all N rows decoding together (one step serves N rows, so its
   time is divided by the rows it served);
 
@@ -27,13 +27,13 @@ import time
 from functools import lru_cache
 
 import torch
+from local_speed import _cpu, first_planted
 from tqdm import tqdm
 
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
-from featurelens.llm.providers.local_decode import greedy, prefill
-from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.llm.providers.local.decode import greedy, prefill
+from featurelens.llm.providers.local.provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
-from local_speed import _cpu, first_planted
 
 
 def _timed(fn):

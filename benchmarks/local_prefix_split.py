@@ -24,8 +24,9 @@ from functools import lru_cache
 import torch
 
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
-from featurelens.llm.providers import local_decode, local_prefix
-from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.llm.providers.local import decode as local_decode
+from featurelens.llm.providers.local import prefix as local_prefix
+from featurelens.llm.providers.local.provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.testing.planted_features import planted_records
 

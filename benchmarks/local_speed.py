@@ -40,9 +40,9 @@ import time
 import torch
 from tqdm import tqdm
 
-from featurelens.core.protocols import LLMRequest, ParseError
+from featurelens.core.host.protocols import LLMRequest, ParseError
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
-from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.llm.providers.local.provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.scorers.simulation_parse import target_positions
 from featurelens.testing.planted_features import planted_records

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from local_speed import Pipeline, _read_diff, _score_diff, first_planted
 
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
-from featurelens.llm.providers.local_provider import LocalProvider
+from featurelens.llm.providers.local.provider import LocalProvider
 from featurelens.scorers.simulation import SimulationScorer
 
 

@@ -22,7 +22,7 @@ CHILD = """
 import json, resource, sys, time
 from transformers import AutoTokenizer
 from featurelens.core.extraction.packing import pack
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 mode, model, corpus, tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 tokenizer = AutoTokenizer.from_pretrained(model)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -132,7 +132,7 @@ def merge_cost(width: int, n_partials: int) -> dict:
 
 def save_random_dictionary(folder: Path, width: int) -> str:
     """A random TopK dictionary of ``width`` latents for SmolLM2's 576-wide stream (k=32)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
     from featurelens.core.training.api import save_dictionary
 
     torch.manual_seed(0)

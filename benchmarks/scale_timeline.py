@@ -28,7 +28,11 @@ import time
 from pathlib import Path
 
 import torch
-from scale import HOOK, _load, save_random_dictionary  # benchmarks/scale.py, beside this script
+from scale import (  # benchmarks/scale.py, beside this script
+    HOOK,
+    _load,
+    save_random_dictionary,
+)
 
 LOG_ENV = "FEATURELENS_TIMELINE_LOG"
 

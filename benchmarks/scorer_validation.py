@@ -104,8 +104,11 @@ def main() -> None:
 
 
 def explainer_part(args: argparse.Namespace) -> None:
-    from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
-    from featurelens.llm.providers.local_provider import LocalProvider
+    from featurelens.labelers.explainers import (
+        HighlightedExplainer,
+        TokenActivationsExplainer,
+    )
+    from featurelens.llm.providers.local.provider import LocalProvider
     from featurelens.scorers.embedding import EmbeddingScorer
 
     provider = LocalProvider("smollm2")
@@ -166,7 +169,7 @@ def rule_part(args: argparse.Namespace) -> None:
 
 
 def local_part(args: argparse.Namespace) -> None:
-    from featurelens.llm.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local.provider import LocalProvider
 
     provider = LocalProvider("smollm2")
     records = records_for(args.seeds, args.windows)

@@ -1,7 +1,7 @@
 """What a browser watching a labeling job costs the job.
 
 `featurelens serve` and `featurelens explain` take turns on the store file (see
-featurelens/core/lock_sharing.py): the job gives the file away after a flush when the
+featurelens/core/store/turns.py): the job gives the file away after a flush when the
 browser has asked, and takes it back after the page. In one run this script times the
 same `featurelens explain` (a subprocess, against the loopback OpenAI-compatible stub
 at a fixed latency) on a fresh copy of the same store

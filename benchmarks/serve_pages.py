@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from synthetic_store import fill_store  # noqa: E402
+
 import featurelens  # noqa: E402
 from featurelens.browser.server import make_server, url_of  # noqa: E402
 from featurelens.testing.servers import start_in_thread  # noqa: E402
-
-from synthetic_store import fill_store  # noqa: E402
 
 DID = "smollm2-l6-topk"
 

@@ -27,7 +27,7 @@ import torch
 
 import featurelens
 from featurelens.core.extraction import ExtractSpec, extract
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.interventions.effects import compute_effects
 from featurelens.interventions.generate import encode_prompt, generate_ids
 from featurelens.interventions.targets import Target

@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from featurelens.core.protocols import LLMRequest
-from featurelens.labelers.explainers import HighlightedExplainer, TokenActivationsExplainer
-from featurelens.core.embedded_model import embedded_model_path
+from featurelens.core.host.protocols import LLMRequest
+from featurelens.core.model.embedded import embedded_model_path
+from featurelens.labelers.explainers import (
+    HighlightedExplainer,
+    TokenActivationsExplainer,
+)
 from featurelens.scorers import DetectionScorer, FuzzingScorer, SimulationScorer
 from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 

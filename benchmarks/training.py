@@ -50,7 +50,7 @@ def _setup(variant: str, expansion: int, batch: int, device):
     d_sae = D_IN * expansion
     x = torch.randn(batch, D_IN, device=device)
     if variant in ("ours", "ours_auxk"):
-        from featurelens.core.plugin_host import create
+        from featurelens.core.host.manager import create
         from featurelens.core.training.trainer import make_adam, train_step
 
         model = create("dictionary_learner", "topk", D_IN, d_sae, k=K).to(device)

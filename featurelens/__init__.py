@@ -17,7 +17,7 @@ PLUGIN_API_VERSION = 1
 hookimpl = pluggy.HookimplMarker("featurelens")
 
 if TYPE_CHECKING:
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
 
 
 def open_store(path: str | None = None, *, read_only: bool = False) -> "Store":
@@ -26,7 +26,7 @@ def open_store(path: str | None = None, *, read_only: bool = False) -> "Store":
     ``path`` defaults to ``$FEATURELENS_STORE`` or ``./featurelens.duckdb``.
     ``store.sql(query)`` returns a polars DataFrame.
     """
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
 
     return Store.open(path, read_only=read_only)
 

@@ -19,30 +19,48 @@ from featurelens import PLUGIN_API_VERSION, hookimpl, open_store
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and readers
     # ruff: noqa: F401
-    from featurelens.core.cli_options import store_option
-    from featurelens.core.dictionary_base import Dictionary
-    from featurelens.core.errors import FeaturelensError, PluginError, StoreError, UnknownComponentError
-    from featurelens.core.hookspecs import Register
-    from featurelens.core.plugin_host import build_host, create, get_registry
-    from featurelens.core.protocols import (
-        CorpusSource, DictionaryFormat, Document, Example, Explainer, FeatureRecord, LLMProvider,
-        LLMRequest, LLMResponse, ModelBackend, ParseError, Scorer, ScoreResult, TokenLogprobs)
-    from featurelens.core.store import Store
+    from featurelens.core.cli.options import store_option
+    from featurelens.core.dictionaries.base import Dictionary
+    from featurelens.core.errors import (
+        FeaturelensError,
+        PluginError,
+        StoreError,
+        UnknownComponentError,
+    )
+    from featurelens.core.host.hookspecs import Register
+    from featurelens.core.host.manager import build_host, create, get_registry
+    from featurelens.core.host.protocols import (
+        CorpusSource,
+        DictionaryFormat,
+        Document,
+        Example,
+        Explainer,
+        FeatureRecord,
+        LLMProvider,
+        LLMRequest,
+        LLMResponse,
+        ModelBackend,
+        ParseError,
+        Scorer,
+        ScoreResult,
+        TokenLogprobs,
+    )
+    from featurelens.core.store.database import Store
 
 #: Public name -> the module that defines it.
 _SOURCES: dict[str, str] = {
-    "store_option": "featurelens.core.cli_options",
-    "Dictionary": "featurelens.core.dictionary_base",
+    "store_option": "featurelens.core.cli.options",
+    "Dictionary": "featurelens.core.dictionaries.base",
     "FeaturelensError": "featurelens.core.errors",
     "PluginError": "featurelens.core.errors",
     "StoreError": "featurelens.core.errors",
     "UnknownComponentError": "featurelens.core.errors",
-    "Register": "featurelens.core.hookspecs",
-    "build_host": "featurelens.core.plugin_host",
-    "create": "featurelens.core.plugin_host",
-    "get_registry": "featurelens.core.plugin_host",
-    "Store": "featurelens.core.store",
-    **{name: "featurelens.core.protocols" for name in (
+    "Register": "featurelens.core.host.hookspecs",
+    "build_host": "featurelens.core.host.manager",
+    "create": "featurelens.core.host.manager",
+    "get_registry": "featurelens.core.host.manager",
+    "Store": "featurelens.core.store.database",
+    **{name: "featurelens.core.host.protocols" for name in (
         "CorpusSource", "DictionaryFormat", "Document", "Example", "Explainer", "FeatureRecord",
         "LLMProvider", "LLMRequest", "LLMResponse", "ModelBackend", "ParseError", "Scorer",
         "ScoreResult", "TokenLogprobs")},

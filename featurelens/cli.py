@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 import featurelens
-from featurelens.core.damaged_store import damaged_sentence, is_damaged_store
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import Host, add_commands, get_host
+from featurelens.core.host.manager import Host, add_commands, get_host
 from featurelens.core.redaction import install_log_redaction, redact
+from featurelens.core.store.damage import damaged_sentence, is_damaged_store
 
 
 class FeaturelensGroup(click.Group):

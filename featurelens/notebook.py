@@ -9,7 +9,7 @@ activations token by token as a polars frame.
 Names resolve as on the command line: a model is ``smollm2``, a folder or a hub id; a
 dictionary is ``identity``, a folder in any registered format, or the name a store
 records (``dictionaries import --name``, ``featurelens run``). Every function that takes
-a store takes an open :class:`~featurelens.core.store.Store` or its path.
+a store takes an open :class:`~featurelens.core.store.database.Store` or its path.
 """
 
 from __future__ import annotations
@@ -18,24 +18,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store_arg import StoreLike, store_path, using_store
+from featurelens.core.store.argument import StoreLike, store_path, using_store
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from featurelens.core.dictionary_base import Dictionary
+    from featurelens.core.dictionaries.base import Dictionary
 
 
 def load_model(name: str = "smollm2", *, dtype: str = "float32", device: str = "auto") -> Any:
     """The model backend for ``name`` (``smollm2``, a transformers folder or a hub id)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     return create("model_backend", "hf", name, dtype=dtype, device=device)
 
 
 def _probe_hookpoint(path: str) -> str | None:
     """The hookpoint a saved dictionary declares, read through the format that detects it."""
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     registry = get_registry()
     for name in registry.names("dictionary_format"):
@@ -51,10 +51,10 @@ def load_dictionary(spec: str, model: Any, *, hookpoint: str | None = None, stor
     ``spec`` is ``identity``, a folder, or a name recorded in ``store`` (an open store or
     its path; default ``./featurelens.duckdb`` when it exists). ``hookpoint`` defaults to
     the one the store or the dictionary's own config records."""
-    from featurelens.core.dictionary_loading import load_dictionary as load
-    from featurelens.core.naming import resolve_in
-    from featurelens.core.store import Store
-    from featurelens.core.store_location import default_store_path
+    from featurelens.core.dictionaries.loading import load_dictionary as load
+    from featurelens.core.dictionaries.naming import resolve_in
+    from featurelens.core.store.database import Store
+    from featurelens.core.store.location import default_store_path
 
     rows: list[tuple[Any, ...]] = []
     if isinstance(store, Store) or (store_path(store) or default_store_path()).exists():

@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from featurelens.testing.servers import start_in_thread
-
 from provider_urls import ProviderURLs
+
+from featurelens.testing.servers import start_in_thread
 
 ANSWER = "Explanation: mentions of small animals"
 

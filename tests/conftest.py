@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import featurelens
-from featurelens.core import plugin_host as plugins
+from featurelens.core.host import manager as plugins
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +70,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_model_dir: Path):
     """The ``hf`` backend over the tiny Llama, loaded once per session (read-only use)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     return create("model_backend", "hf", str(tiny_model_dir), dtype="float32", device="cpu")
 

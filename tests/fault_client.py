@@ -14,9 +14,9 @@ import os
 import sys
 
 import featurelens  # noqa: F401 - imported once here, inherited by every child
-from featurelens.core.store import Store
-from featurelens.llm.engine import EngineSettings
+from featurelens.core.store.database import Store
 from featurelens.labelers.explain import ExplainSpec, explain_features
+from featurelens.llm.engine import EngineSettings
 from featurelens.llm.providers import build_provider
 from featurelens.llm.retry import RetryPolicy
 
@@ -36,7 +36,7 @@ def child(command: dict) -> None:
 
 
 def main() -> None:
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     get_registry()  # plugins discovered and imported once, before any fork
     for line in sys.stdin:

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -31,9 +31,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from featurelens.testing.stub_server import read_request
-
 from provider_urls import ProviderURLs
+
+from featurelens.testing.stub_server import read_request
 
 TOPICS = ["numbers", "closing brackets", "the word the", "animals", "code keywords",
           "punctuation", "verbs of motion", "years"]

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from featurelens.testing.servers import start_in_thread
-
 from provider_urls import ProviderURLs
+
+from featurelens.testing.servers import start_in_thread
 
 Behaviour = Callable[[int, str, dict[str, str], dict], tuple]
 

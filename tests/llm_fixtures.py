@@ -8,15 +8,20 @@ tested without depending on prompt wording.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 import featurelens
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ParseError
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+)
+from featurelens.core.store.database import Store
 
 WORDS = [" the", " cat", " sat", " on", " 42", "(", ")", " dog", " ran", "."]
 
@@ -84,9 +89,8 @@ class _TestPlugin:
 
 
 def use_test_explainer(monkeypatch) -> None:
-    """Make ``echo`` available to :func:`featurelens.core.plugin_host.create`."""
-    from featurelens.core import plugin_host as plugins
-
+    """Make ``echo`` available to :func:`featurelens.core.host.manager.create`."""
+    from featurelens.core.host import manager as plugins
     monkeypatch.setattr(plugins, "_HOST", plugins.build_host(extra_plugins=[("test-llm", _TestPlugin)]))
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from extract_calls import extract_with
 
 import featurelens
-from extract_calls import extract_with
 
 TABLES = {
     "features": "SELECT * FROM features ORDER BY feature",
@@ -36,7 +36,7 @@ def assert_same_store(actual: Path, expected: Path) -> None:
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
     """A saved TopK dictionary and a corpus full of repeated windows (ties everywhere)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
     from featurelens.core.training.api import save_dictionary
     from featurelens.testing import SAMPLE_TEXT
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 import featurelens
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 
 WORDS = [
     " the", " cat", " sat", " on", " mat", " dog", " ran", " 1984", " 42", "(", ")", "[", "]",

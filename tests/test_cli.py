@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from llm_fixtures import fill
 
 import featurelens
-from featurelens.core import plugin_host as plugins
+from featurelens.core.host import manager as plugins
 from featurelens.plugins.formats.native import MANIFEST, save_native
-from llm_fixtures import fill
 
 HOOK = "blocks.1.hook_resid_post"
 D_MODEL = 32  # the tiny Llama's width
@@ -70,7 +70,7 @@ def _gemma_huge_header(tmp: Path) -> Path:
 
 
 def _native(tmp: Path, **changes: object) -> Path:
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     folder = tmp / "native"
     save_native(create("dictionary_learner", "topk", D_MODEL, 64, k=4), folder)

@@ -54,7 +54,7 @@ def test_sql_imports_the_store_but_not_torch(tmp_path):
 
 
 def test_components_still_build_after_lazy_registration():
-    from featurelens.core.plugin_host import create, get_registry
+    from featurelens.core.host.manager import create, get_registry
 
     registry = get_registry()
     assert {"topk", "identity", "transcoder"} <= set(registry.names("dictionary_learner"))

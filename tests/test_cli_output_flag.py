@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import click
 import pytest
+from llm_fixtures import fill
 
 import featurelens
 from featurelens.cli import make_cli
-from featurelens.core.cli_compat import DEPRECATED_O, rewrite_short_option
-from featurelens.core.plugin_host import get_host
-from llm_fixtures import fill
+from featurelens.core.cli.compat import DEPRECATED_O, rewrite_short_option
+from featurelens.core.host.manager import get_host
 
 
 def _commands(group: click.Group, prefix: str = ""):

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from scale_fixtures import job  # noqa: F401 - fixture
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_address, check_fits, check_workers
+from featurelens.core.ray.address import check_address, check_fits, check_workers
 from featurelens.testing.planted_features import planted_records, write_planted_store
-from scale_fixtures import job  # noqa: F401 - fixture
 
 VOCABS = [Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "o200k_base.tiktoken",
           Path("/work/shared/data/o200k_base.tiktoken")]

@@ -14,7 +14,7 @@ import torch
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK = "blocks.1.hook_resid_post"
@@ -75,7 +75,7 @@ def test_dictionary_by_name_from_a_path_or_an_open_store(named_store: Path, tiny
 
 
 def test_store_taking_functions_take_a_path_or_an_open_store(named_store: Path) -> None:
-    from featurelens.jobs.run_job import summarize
+    from featurelens.jobs.run.job import summarize
 
     by_path = summarize(named_store, "tiny-sae")
     with featurelens.open_store(named_store, read_only=True) as store:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, BinaryIO, Mapping
 
-from featurelens.core.cli_numbers import SEED_MAX, SEED_MIN
+from featurelens.core.cli.numbers import SEED_MAX, SEED_MIN
 
 #: The most bytes one request body may hold.
 BODY_LIMIT = 1 << 20

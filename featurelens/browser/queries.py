@@ -20,14 +20,19 @@ from typing import Any, Container, Iterator
 
 import duckdb
 
-from featurelens.browser.feature_list import ListRequest, attach_scores, list_features, scorers_of
+from featurelens.browser.feature_list import (
+    ListRequest,
+    attach_scores,
+    list_features,
+    scorers_of,
+)
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.core.errors import FeaturelensError, StoreError
-from featurelens.core.lock_sharing import HANDOVER_S, retry_while_locked, waited_since
 from featurelens.core.redaction import configured_secrets, redact
 from featurelens.core.selection import Selection
-from featurelens.core.store import Store, is_lock_conflict
+from featurelens.core.store.database import Store, is_lock_conflict
+from featurelens.core.store.turns import HANDOVER_S, retry_while_locked, waited_since
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500
@@ -108,7 +113,7 @@ class BrowserData:
 
     The file is not held for the life of the server: it is opened for a page (or a
     batch of pages) and given up as soon as a job asks for it (see
-    :mod:`featurelens.core.lock_sharing`), so ``serve`` can watch ``explain`` write.
+    :mod:`featurelens.core.store.turns`), so ``serve`` can watch ``explain`` write.
     Cached listings and the search index are rebuilt when the file changed meanwhile.
     """
 

@@ -17,14 +17,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from featurelens.browser.feature_list import ListRequest
 from featurelens.browser import request_guard
-from featurelens.browser.links import ServerLinks
+from featurelens.browser.feature_list import ListRequest
 from featurelens.browser.jobs import with_job_banner
+from featurelens.browser.links import ServerLinks
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData
-from featurelens.browser.render import (dictionary_page, index_page, not_found_page, search_page,
-                                        sql_page)
+from featurelens.browser.render import (
+    dictionary_page,
+    index_page,
+    not_found_page,
+    search_page,
+    sql_page,
+)
 from featurelens.browser.render_feature import feature_page
 from featurelens.core.errors import FeaturelensError
 

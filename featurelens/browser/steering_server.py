@@ -27,11 +27,11 @@ from typing import Any
 
 from featurelens.browser import request_guard
 from featurelens.browser.api_request import ApiError, completion_params, read_json_body
-from featurelens.core.cli_numbers import SEED_MAX, SEED_MIN
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.server import BrowserHandler, make_server
-from featurelens.core.errors import FeaturelensError
 from featurelens.browser.steering_panel import steer_result_page
+from featurelens.core.cli.numbers import SEED_MAX, SEED_MIN
+from featurelens.core.errors import FeaturelensError
 from featurelens.interventions.edits import Edit
 from featurelens.interventions.limits import check_length
 
@@ -56,7 +56,11 @@ class SteeringService:
         self._targets: dict[str, Any] = {}
 
     def target(self, dictionary_id: str) -> Any:
-        from featurelens.interventions.targets import DICTIONARY_ROW_SQL, dictionary_row, load_target
+        from featurelens.interventions.targets import (
+            DICTIONARY_ROW_SQL,
+            dictionary_row,
+            load_target,
+        )
 
         if dictionary_id not in self._targets:
             rows = self.data._dicts(DICTIONARY_ROW_SQL, [dictionary_id])
@@ -259,7 +263,7 @@ def make_steering_server(store_path: str | Path | None, host: str, port: int, *,
                          api: bool = False, dtype: str = "float32", device: str = "auto",
                          backend: Any = None) -> Any:
     """The browser server with ``model`` loaded for steering (and the /v1 API if ``api``)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     lm = backend or create("model_backend", "hf", model, dtype=dtype, device=device)
     server = make_server(store_path, host, port)

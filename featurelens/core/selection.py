@@ -15,8 +15,8 @@ import duckdb
 import pyarrow as pa
 
 from featurelens.core.errors import FeaturelensError, StoreError
-from featurelens.core.protocols import Example, FeatureRecord
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import Example, FeatureRecord
+from featurelens.core.store.database import Store
 
 
 @dataclass(frozen=True)

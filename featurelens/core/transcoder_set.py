@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import torch
 
-from featurelens.core.dictionary_base import Dictionary, SparseActs
+from featurelens.core.dictionaries.base import Dictionary, SparseActs
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.transcoder_layout import ARCHITECTURE, SetLayout
 

@@ -10,7 +10,6 @@ Search and SQL need a server and are left out."""
 
 from __future__ import annotations
 
-
 from featurelens.browser.links import StaticLinks
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page

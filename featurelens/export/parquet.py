@@ -13,9 +13,8 @@ import os
 from typing import Any
 
 from featurelens.core.progress import progress
-
 from featurelens.core.redaction import sql_replace_clause
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.export.staging import Staging
 
 _PER_FEATURE = ("features", "examples", "explanations", "scores", "llm_calls", "failures")

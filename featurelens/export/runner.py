@@ -12,10 +12,11 @@ from pathlib import Path
 import featurelens
 from featurelens.browser.queries import BrowserData
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
-from featurelens.export import html, neuronpedia, parquet
-from featurelens.export.staging import stage
 from featurelens.core.selection import Selection
+from featurelens.core.store.database import Store
+from featurelens.export import html, parquet
+from featurelens.export.neuronpedia import layout as neuronpedia
+from featurelens.export.staging import stage
 
 FORMATS = ("neuronpedia", "parquet", "html")
 

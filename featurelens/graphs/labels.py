@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 
 LOOKUP = "token-lookup"
 

@@ -28,10 +28,10 @@ class LoadedSet:
 def load_transcoder_set(spec: str, *, model: str | None = None, store_path: str | Path | None = None,
                         device: str = "auto", backend: Any = None) -> LoadedSet:
     """Load the set named ``spec`` and its model (see the module docstring)."""
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
     from featurelens.core.extraction.extractor import dictionary_id_of
-    from featurelens.core.plugin_host import create
-    from featurelens.core.pretrained import is_named
+    from featurelens.core.host.manager import create
+    from featurelens.core.dictionaries.pretrained import is_named
     from featurelens.interventions.targets import stored_dictionary
 
     row = stored_dictionary(store_path, spec)
@@ -60,7 +60,7 @@ def load_transcoder_set(spec: str, *, model: str | None = None, store_path: str 
 
 def record_set(store: Any, loaded: LoadedSet) -> None:
     """Make sure the set has its ``dictionaries`` and ``transcoder_layers`` rows."""
-    from featurelens.core.evaluation import register_dictionary
+    from featurelens.core.dictionaries.evaluation import register_dictionary
 
     loaded.transcoders.dictionary_id = loaded.dictionary_id
     register_dictionary(store, loaded.transcoders, model_id=loaded.backend.model_id,

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.graphs.build import AttributionGraph
 
 NODE_SCHEMA = {

@@ -20,7 +20,7 @@ import polars as pl
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.interventions.hooks import FeatureEditor
 from featurelens.interventions.targets import Target
 

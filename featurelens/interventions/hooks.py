@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.model import hookpoints as hp
+from featurelens.core.model.module_outputs import first_tensor, with_first_tensor
 from featurelens.interventions.edits import Edit, check_positions, normalize_edits
-from featurelens.core import hookpoints as hp
-from featurelens.core.module_outputs import first_tensor, with_first_tensor
 
 
 def _model_and_resolver(model: Any) -> tuple[torch.nn.Module, Callable[[str], hp.HookSite]]:
@@ -148,7 +148,7 @@ class FeatureEditor:
     """Forward hooks that apply ``edits`` of ``dictionary`` to ``model`` while entered.
 
     :param model: a featurelens model backend (``hf``) or a transformers causal LM.
-    :param dictionary: a loaded :class:`~featurelens.core.dictionary_base.Dictionary`.
+    :param dictionary: a loaded :class:`~featurelens.core.dictionaries.base.Dictionary`.
     :param edits: ``{feature: strength}`` (add), or see
         :func:`~featurelens.interventions.edits.normalize_edits`.
     :param positions: ``all``, ``prompt`` or ``generated``.

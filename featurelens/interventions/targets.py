@@ -37,7 +37,7 @@ def model_spec_from_source(source: str | None, model_id: str) -> str:
 
 def stored_dictionary(store_path: str | Path | None, dictionary: str) -> dict[str, Any] | None:
     """The ``dictionaries`` row (with its model's source) whose id is ``dictionary``, if any."""
-    from featurelens.core.store import Store, default_store_path
+    from featurelens.core.store.database import Store, default_store_path
 
     path = Path(store_path) if store_path else default_store_path()
     if not path.exists():
@@ -67,9 +67,9 @@ def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | N
     ``backend`` reuses a loaded model; ``row`` is the stored dictionary's
     :func:`stored_dictionary` row when the caller already read it (the browser).
     """
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
     from featurelens.core.extraction.extractor import dictionary_id_of
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     if row is None:
         row = stored_dictionary(store_path, dictionary)
@@ -77,7 +77,7 @@ def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | N
         spec, hookpoint = row["spec"], hookpoint or row["hookpoint"]
         model = model or row["model"]
     else:
-        from featurelens.core.pretrained import is_named
+        from featurelens.core.dictionaries.pretrained import is_named
 
         if dictionary != "identity" and not is_named(dictionary) and not Path(dictionary).expanduser().exists():
             raise FeaturelensError(

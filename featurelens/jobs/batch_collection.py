@@ -7,10 +7,10 @@ This module names the finisher of each run kind, so the LLM layer never imports 
 
 from __future__ import annotations
 
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.jobs import label_batches
 from featurelens.labelers import explain
-from featurelens.llm import batch_api
+from featurelens.llm.batch import submit as batch_api
 from featurelens.llm.pricing import PriceTable
 from featurelens.scorers import score_jobs
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from featurelens.core.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
+from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.core.store.database import Store
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.llm import prompt_cache
 from featurelens.llm.plan import output_bound
 from featurelens.llm.pricing import Price, PriceTable
-from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.llm.request_tokens import Counter
 from featurelens.registry.components import split_llm_spec
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.store import Store
-from featurelens.llm.batch_api import Submission, submit_jobs
-from featurelens.llm.batch_clients import batch_client
+from featurelens.core.store.database import Store
+from featurelens.llm.batch.clients import batch_client
+from featurelens.llm.batch.submit import Submission, submit_jobs
 from featurelens.llm.engine import EngineSettings, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import finish_run, run_id_for, start_run
@@ -42,10 +42,10 @@ def label_config(explain_spec: Any, score_specs: list[Any]) -> dict[str, Any]:
 def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
                  provider_options: dict[str, Any] | None = None) -> Submission:
     """Submit the explanation batches of a label job (scoring follows on collection)."""
-    from featurelens.labelers.explain import explain_jobs, make_explainer
-    from featurelens.llm.providers import build_provider
     from featurelens.core.selection import count_features
+    from featurelens.labelers.explain import explain_jobs, make_explainer
     from featurelens.labelers.explain_defaults import resolve
+    from featurelens.llm.providers import build_provider
     from featurelens.scorers.score_jobs import build_scorer
 
     # the config records the resolved default; the explainer is rebuilt if it changed its options
@@ -72,7 +72,13 @@ def finish_label(store: Store, config: dict[str, Any], prices: PriceTable, progr
     from featurelens.labelers.explain import ExplainSpec, explain_features
     from featurelens.llm.providers import build_provider
     from featurelens.scorers.batch_rounds import advance
-    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, count_explanations, score_features, score_jobs
+    from featurelens.scorers.score_jobs import (
+        ScoreSpec,
+        build_scorer,
+        count_explanations,
+        score_features,
+        score_jobs,
+    )
 
     run_id = run_id_for("label", config)
     settings = EngineSettings(cache_only=True, progress=progress)

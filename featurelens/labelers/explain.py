@@ -13,18 +13,24 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
+from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.option_errors import bad_value, unknown_option
-from featurelens.core.plugin_host import create, get_registry
-from featurelens.core.protocols import Explainer, FeatureRecord, LLMProvider, LLMResponse, ParseError
+from featurelens.core.host.manager import create, get_registry
+from featurelens.core.host.protocols import (
+    Explainer,
+    FeatureRecord,
+    LLMProvider,
+    LLMResponse,
+    ParseError,
+)
 from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.core.store import Store
-from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
 from featurelens.labelers import explain_grouped as grouped
 from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm import providers
-from featurelens.llm.batch_api import Submission, submit_jobs
-from featurelens.llm.batch_clients import batch_client
+from featurelens.llm.batch.clients import batch_client
+from featurelens.llm.batch.submit import Submission, submit_jobs
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm
 from featurelens.llm.plan import Estimate, estimate
@@ -203,7 +209,7 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,
                  batch: bool = False, settings: EngineSettings | None = None) -> Estimate:
     """What :func:`explain_features` would send, cost and take (``--dry-run``); sends
-    nothing. Large selections are planned on a sample (:mod:`.plan_sample`)."""
+    nothing. Large selections are planned on a sample (:mod:`featurelens.llm.plan_sample`)."""
     from dataclasses import replace
 
     from featurelens.llm.plan_sample import sample_selection

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from featurelens.core.protocols import Explainer
+from featurelens.core.host.protocols import Explainer
 from featurelens.labelers import explain_grouped as grouped
 from featurelens.llm.offline import needs_llm
 from featurelens.registry.components import split_llm_spec

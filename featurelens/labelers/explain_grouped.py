@@ -21,7 +21,13 @@ import re
 from typing import Any, Iterator
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import Explainer, FeatureRecord, LLMRequest, LLMResponse, ParseError
+from featurelens.core.host.protocols import (
+    Explainer,
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+)
 from featurelens.llm.engine import Job
 
 OPTION = "features_per_request"

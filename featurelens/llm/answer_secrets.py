@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from featurelens.core.protocols import LLMResponse
+from featurelens.core.host.protocols import LLMResponse
 from featurelens.core.redaction import configured_secrets, redact_values
 
 

@@ -22,7 +22,7 @@ def _anthropic(model: str, **options: Any):
 
 
 def _local(model: str, **options: Any):
-    from featurelens.llm.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local.provider import LocalProvider
 
     return LocalProvider(model, **options)
 

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.store.database import Store
 
 
 def cache_key(provider: str, model: str, request: LLMRequest) -> str:

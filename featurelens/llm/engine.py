@@ -28,17 +28,27 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-
-from featurelens.core.protocols import LLMProvider, LLMRequest, LLMResponse, ParseError, batched
+from featurelens.core.host.protocols import (
+    LLMProvider,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+    batched,
+)
 from featurelens.core.progress import progress
-from featurelens.core.store import Store
-from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.core.redaction import configured_secrets
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
 from featurelens.llm import cache, journal
 from featurelens.llm.answer_secrets import scrub
-from featurelens.core.redaction import configured_secrets
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.ratelimit import RateLimiter
-from featurelens.llm.retry import AuthenticationFailed, RetryPolicy, classify, http_status
+from featurelens.llm.retry import (
+    AuthenticationFailed,
+    RetryPolicy,
+    classify,
+    http_status,
+)
 from featurelens.llm.writer import ResultWriter
 
 #: Characters of an unreadable answer kept in ``failures.answer``.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.core.host.protocols import Example, FeatureRecord
 
 #: How many top windows an explainer reads by default (and so never scored on).
 EXPLAIN_TOP = 10

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import polars as pl
 
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 
 #: How a failure row and a piece of work are matched (NULL matches NULL).
 _MATCH = ("f.stage = i.stage AND f.dictionary_id IS NOT DISTINCT FROM i.dictionary_id "

@@ -25,9 +25,9 @@ from typing import Any
 
 import polars as pl
 
-from featurelens.core.disk_errors import is_disk_full
 from featurelens.core.errors import StoreError
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
+from featurelens.core.store.disk_full import is_disk_full
 
 #: Money tables a journal line can hold, with their deterministic keys.
 KEYS = {"llm_cache": "cache_key", "llm_calls": "call_id", "llm_attempts": "attempt_id"}

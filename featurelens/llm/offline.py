@@ -14,7 +14,7 @@ from typing import Any
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest, LLMResponse
+from featurelens.core.host.protocols import LLMRequest, LLMResponse
 
 featurelens_api = 1
 

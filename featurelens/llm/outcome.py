@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.llm import failure_log
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from featurelens.core.protocols import LLMRequest, batched
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import LLMRequest, batched
+from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job
 from featurelens.llm.pricing import PriceTable

@@ -11,8 +11,8 @@ percent; below the threshold the count is exact.
 
 from __future__ import annotations
 
-from featurelens.core.store import Store
 from featurelens.core.selection import Selection, count_features
+from featurelens.core.store.database import Store
 
 #: Features planned exactly; larger selections are sampled down to about this many.
 SAMPLE_FEATURES = 1000

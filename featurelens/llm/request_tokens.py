@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 
 ENCODING = "o200k_base"
 #: Tokens a chat message costs beyond its text (role and separators; OpenAI's rule of thumb).

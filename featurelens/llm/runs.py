@@ -12,10 +12,10 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import featurelens
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 
 if TYPE_CHECKING:
-    from featurelens.core.protocols import LLMProvider
+    from featurelens.core.host.protocols import LLMProvider
     from featurelens.llm.engine import EngineSettings, Job, RunStats
     from featurelens.llm.pricing import PriceTable
 
@@ -63,10 +63,9 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
     ``provider`` is built from ``llm`` when not given, and then closed at the end; one
     passed in belongs to the caller (``label`` shares one client between its stages).
     """
+    from featurelens.llm import journal
     from featurelens.llm.engine import Engine
     from featurelens.llm.providers import build_provider
-
-    from featurelens.llm import journal
 
     owned = provider is None
     provider = provider or build_provider(llm, **(provider_options or {}))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 
 #: Claude tokens per o200k_base token (see the module docstring for where it comes from).
 ANTHROPIC_PER_O200K = 1.25
@@ -87,7 +87,7 @@ def _bpe_counter(encoding_name: str, label: str, scale: float = 1.0) -> TokenCou
 def _local_counter(model: str) -> TokenCounter:
     from transformers import AutoTokenizer
 
-    from featurelens.llm.providers.local_provider import resolve_model_path
+    from featurelens.llm.providers.local.provider import resolve_model_path
 
     path = resolve_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)

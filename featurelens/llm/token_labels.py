@@ -2,7 +2,7 @@
 
 The token-lookup explainer writes labels in this form and the token-check scorer
 reads them, so both live here. Tokens are shown neutralised (a newline as ``↵``, see
-:mod:`.formatting`) inside JSON string quotes, so any token, a quote included, reads
+:mod:`featurelens.llm.window_text`) inside JSON string quotes, so any token, a quote included, reads
 back exactly. Tokens are compared by :func:`token_key`: case and surrounding
 whitespace aside, because ``" Self"``, ``"self"`` and ``" self"`` are one word to a
 reader and usually one feature to a model.

@@ -26,7 +26,7 @@ import math
 from functools import lru_cache
 from typing import Sequence
 
-from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.core.host.protocols import Example, FeatureRecord
 
 #: Characters a corpus token may not carry into a prompt, and what is shown instead.
 _NEUTRAL = str.maketrans({"<": "‹", ">": "›", "\n": "↵", "\r": "↵", "\t": "⇥", "\x00": ""})

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.llm import failure_log
 from featurelens.llm.journal import ResponseJournal
 

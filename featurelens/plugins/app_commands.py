@@ -1,7 +1,7 @@
 """The application commands: ``serve`` (feature browser), ``export`` and ``run``.
 
 Thin: they parse options, call :mod:`featurelens.browser`, :mod:`featurelens.export`
-and :mod:`featurelens.jobs.run_job`, and print.
+and :mod:`featurelens.jobs.run.job`, and print.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.options import store_option
 
 featurelens_api = 1
 
@@ -115,8 +115,13 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
 
     Rerunning the same command resumes: every stage skips what the store already holds.
     """
-    from featurelens.jobs.run_job import RunOptions, format_summary, run_pipeline, summarize
-    from featurelens.core.store import default_store_path
+    from featurelens.core.store.database import default_store_path
+    from featurelens.jobs.run.job import (
+        RunOptions,
+        format_summary,
+        run_pipeline,
+        summarize,
+    )
 
     path = store_path or default_store_path()
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,

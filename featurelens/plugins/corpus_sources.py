@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 
 featurelens_api = 1
 
@@ -148,9 +148,8 @@ class ParquetCorpus:
                             [(p.name, p.stat().st_size) for p in _files(self.root, (".parquet",))])
 
     def __iter__(self) -> Iterator[Document]:
-        import pyarrow.parquet as pq
-
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         for path in _files(self.root, (".parquet",)):
             try:

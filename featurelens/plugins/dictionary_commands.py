@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.options import store_option
 from featurelens.core.errors import FeaturelensError
 
 featurelens_api = 1
@@ -37,7 +37,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _backend(model: str, dtype: str, device: str) -> Any:
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     return create("model_backend", "hf", model, dtype=dtype, device=device)
 
@@ -94,7 +94,11 @@ def train_command(model: str, hookpoint: str | None, output: Path, layers: str |
 
     Killed at any moment, the same command resumes from the last checkpoint.
     """
-    from featurelens.core.naming import check_name, readable_name, settings_key
+    from featurelens.core.dictionaries.naming import (
+        check_name,
+        readable_name,
+        settings_key,
+    )
     from featurelens.core.training import train_dictionary
 
     options = _parse_options(learner_options)
@@ -120,7 +124,10 @@ def train_command(model: str, hookpoint: str | None, output: Path, layers: str |
     check_name(name)
     runner = None
     if executor != "inprocess":
-        from featurelens.core.training.data_parallel import DataParallelRunner, rank_device
+        from featurelens.core.training.data_parallel import (
+            DataParallelRunner,
+            rank_device,
+        )
 
         device = rank_device(device) if executor == "torchrun" else device
         runner = DataParallelRunner(workers, executor, address=address, threads=worker_threads,
@@ -150,7 +157,7 @@ def train_command(model: str, hookpoint: str | None, output: Path, layers: str |
 def _train_set(*, model: str, hookpoint: str | None, hookpoint_out: str | None, output: Path, layers: str,
                name: str | None, dtype: str, device: str, **options: Any) -> None:
     """``train --architecture transcoder --layers ...``: one transcoder per layer, one set."""
-    from featurelens.core.naming import check_name, readable_name, settings_key
+    from featurelens.core.dictionaries.naming import check_name, readable_name, settings_key
     from featurelens.core.training.transcoder_sets import train_transcoder_set
 
     input_hook = hookpoint or "ln2.hook_normalized"
@@ -200,7 +207,7 @@ def list_command(store_path: Path | None, as_json: bool) -> None:
     """Show the dictionaries in the store with their evaluation metrics."""
     import polars as pl
 
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
 
     with Store.open(store_path, read_only=True) as store:
         frame = store.sql(
@@ -220,7 +227,7 @@ def list_command(store_path: Path | None, as_json: bool) -> None:
 
 
 def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str) -> tuple[Any, Any, str]:
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
 
     backend = _backend(model, dtype, device)
     probe = _load_any(path, hookpoint=hookpoint)
@@ -233,17 +240,16 @@ def _load(path: str, model: str, hookpoint: str | None, dtype: str, device: str)
 
 def _source_of(spec: str) -> str:
     """What the store records as a dictionary's source: the name for hf:/saelens: specs."""
-    from featurelens.core.pretrained import is_named
+    from featurelens.core.dictionaries.pretrained import is_named
 
     return spec if is_named(spec) else str(Path(spec).resolve())
 
 
 def _load_any(path: str, **options: Any) -> Any:
     """Load ``path`` with whichever registered format recognises it."""
-    from featurelens.core.plugin_host import get_registry
-
-    from featurelens.core.dictionary_loading import refuse_pickle, with_hookpoint
-    from featurelens.core.pretrained import resolve
+    from featurelens.core.dictionaries.loading import refuse_pickle, with_hookpoint
+    from featurelens.core.dictionaries.pretrained import resolve
+    from featurelens.core.host.manager import get_registry
 
     registry = get_registry()
     hookpoint = options.pop("hookpoint", None)
@@ -277,10 +283,10 @@ def import_command(path: str, model: str, hookpoint: str | None, name: str | Non
     """Record the dictionary at PATH (any supported format) in the store.
 
     `featurelens extract --dictionary NAME` then finds it by its name."""
-    from featurelens.core.evaluation import register_dictionary
+    from featurelens.core.dictionaries.evaluation import register_dictionary
+    from featurelens.core.dictionaries.naming import check_name, readable_name
     from featurelens.core.extraction.extractor import dictionary_id_of
-    from featurelens.core.naming import check_name, readable_name
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
 
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
     if name is None:
@@ -319,8 +325,12 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
     """Measure the dictionary at PATH (L0, FVU, CE loss recovered, KL, dead/dense) and store it."""
     import torch
 
-    from featurelens.core.evaluation import evaluate, register_dictionary, store_metrics
-    from featurelens.core.store import Store
+    from featurelens.core.dictionaries.evaluation import (
+        evaluate,
+        register_dictionary,
+        store_metrics,
+    )
+    from featurelens.core.store.database import Store
 
     dictionary, backend, hookpoint = _load(path, model, hookpoint, dtype, device)
     with torch.no_grad():
@@ -345,7 +355,7 @@ def eval_command(path: str, model: str, hookpoint: str | None, hookpoint_out: st
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
 def export_command(path: str, fmt: str, output: Path) -> None:
     """Convert the dictionary at PATH to another format (it encodes identically after)."""
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     dictionary = _load_any(path)
     target = get_registry().get("dictionary_format", fmt).create()

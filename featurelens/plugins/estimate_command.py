@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 import featurelens
-from featurelens.core.cli_compat import OptionShorthandCommand
-from featurelens.core.cli_numbers import PositiveRate
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.compat import OptionShorthandCommand
+from featurelens.core.cli.numbers import PositiveRate
+from featurelens.core.cli.options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.labeling_commands import parse_options
 
@@ -62,13 +62,13 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
                      as_json: bool, store_path: Path | None) -> None:
     """Estimate calls, o200k tokens (input, cached, output), dollars with and without the
     batch API, and wall time for labeling a selection; sends nothing, needs no key."""
+    from featurelens.core.host.manager import get_registry
+    from featurelens.core.selection import Selection, count_features
     from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
     from featurelens.labelers.explain import ExplainSpec, make_explainer
     from featurelens.labelers.explain_defaults import resolve
     from featurelens.labelers.explain_grouped import per_request as per_request_for
     from featurelens.llm.pricing import PriceTable
-    from featurelens.core.plugin_host import get_registry
-    from featurelens.core.selection import Selection, count_features
     from featurelens.llm.request_tokens import Counter
     from featurelens.registry.components import split_llm_spec
     from featurelens.scorers.score_jobs import ScoreSpec, build_scorer
@@ -84,7 +84,9 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
     built = [build_scorer(ScoreSpec("none:none", name, sopts)) for name in scorers if name != "none"]
     counter = Counter()
-    from featurelens.core.store import Store  # here: `featurelens --help` loads no DuckDB
+    from featurelens.core.store.database import (
+        Store,  # here: `featurelens --help` loads no DuckDB
+    )
 
     with Store.open(store_path, read_only=True) as store:
         if not count_features(store, Selection(where, dictionary_id, limit)):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.options import store_option
 
 featurelens_api = 1
 
@@ -78,8 +78,8 @@ def extract_command(model: str, hookpoint: str | None, dictionary: str, corpus: 
 
     Killed at any moment, the same command resumes where the last checkpoint left off.
     """
+    from featurelens.core.dictionaries.naming import resolve_stored_name
     from featurelens.core.extraction import ExtractSpec, extract
-    from featurelens.core.naming import resolve_stored_name
 
     if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray.")
@@ -94,7 +94,9 @@ def extract_command(model: str, hookpoint: str | None, dictionary: str, corpus: 
         skip_invalid=skip_invalid, split=split,
     )
     if executor == "ray":
-        from featurelens.scale import extract_on_ray  # same spec and store, the stream sharded
+        from featurelens.scale import (
+            extract_on_ray,  # same spec and store, the stream sharded
+        )
 
         result = extract_on_ray(spec, store=store_path, checkpoint_seconds=checkpoint_seconds,
                                 checkpoint_every=checkpoint_every, address=address, workers=workers,
@@ -129,7 +131,7 @@ def models_group() -> None:
 @models_group.command("list")
 def models_list() -> None:
     """Show the embedded models, whether they are converted and cached, and where."""
-    from featurelens.core.embedded_model import embedded_models
+    from featurelens.core.model.embedded import embedded_models
 
     for entry in embedded_models():
         state = "cached" if entry.cached else ("not yet converted" if entry.gguf else "package missing")

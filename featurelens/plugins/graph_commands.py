@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.options import store_option
 
 featurelens_api = 1
 
@@ -70,7 +70,7 @@ def graph_command(prompt: str, transcoders: str, model: str | None, targets: tup
     import torch
 
     from featurelens.core.errors import FeaturelensError
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
     from featurelens.graphs import build_graph, label_nodes as write_labels, save_graph
     from featurelens.graphs.labels import explain_graph_features
     from featurelens.graphs.loading import load_transcoder_set, record_set

@@ -18,9 +18,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core import hookpoints as hp
-from featurelens.core.embedded_model import EMBEDDED_ALIASES, WEIGHTS_NOTE, embedded_model_path
-
+from featurelens.core.model import hookpoints as hp
+from featurelens.core.model.embedded import (
+    EMBEDDED_ALIASES,
+    WEIGHTS_NOTE,
+    embedded_model_path,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -54,7 +57,7 @@ def _local_id(path: Path) -> str:
 
 
 class HFBackend:
-    """A transformers causal LM behind :class:`featurelens.core.protocols.ModelBackend`."""
+    """A transformers causal LM behind :class:`featurelens.core.host.protocols.ModelBackend`."""
 
     backend_name = "hf"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from featurelens.core.dictionary_base import Dictionary, SparseActs
+from featurelens.core.dictionaries.base import Dictionary, SparseActs
 from featurelens.core.errors import FeaturelensError
 
 

@@ -1,4 +1,4 @@
-"""``featurelens explain`` and ``featurelens batches``: the labeling commands.
+"""``featurelens explain``, and the options every labeling command shares.
 
 Thin: options are parsed here, the work is in :mod:`featurelens.labelers`.
 """
@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import featurelens
-from featurelens.core.cli_compat import OptionShorthandCommand
-from featurelens.core.cli_numbers import PositiveRate
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.compat import OptionShorthandCommand
+from featurelens.core.cli.numbers import PositiveRate
+from featurelens.core.cli.options import store_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
+from featurelens.plugins.label_executor import (
+    check_executor,
+    executor_options,
+    labeling_provider,
+)
 
 if TYPE_CHECKING:  # the store stack loads only when a command runs
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
 
 featurelens_api = 1
 
@@ -27,11 +31,6 @@ featurelens_api = 1
 @featurelens.hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(explain_command)
-    from featurelens.plugins.batch_intent_commands import adopt_command, forget_command
-
-    batches_group.add_command(adopt_command)
-    batches_group.add_command(forget_command)
-    cli.add_command(batches_group)
 
 
 def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def engine_options(function):
 
 def batch_options(function):
     """``--batch-api/--no-batch-api`` and ``--batch-threshold`` (explain, score, label)."""
-    from featurelens.llm.batch_choice import DEFAULT_THRESHOLD
+    from featurelens.llm.batch.choice import DEFAULT_THRESHOLD
 
     options = [
         click.option("--batch-api/--no-batch-api", default=None,
@@ -90,7 +89,7 @@ def batch_options(function):
 def batch_choice(flag: bool | None, items: int, threshold: int, llm: str,
                  provider_options: dict[str, Any]) -> bool:
     """Whether to use the batch API; prints why when the job size decided it."""
-    from featurelens.llm.batch_choice import choose_batch
+    from featurelens.llm.batch.choice import choose_batch
 
     use, note = choose_batch(flag, items, threshold, llm, provider_options)
     if note:
@@ -148,7 +147,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
     Exit status: 0 all done, 3 some features failed, 4 none succeeded (see the failures table).
     """
     from featurelens.core.selection import count_features
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
     from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
     from featurelens.llm.pricing import PriceTable
 
@@ -188,54 +187,3 @@ def summary(stats: Any, verb: str) -> str:
             f"table), {stats.skipped:,} already done; {stats.calls:,} calls, "
             f"{stats.cached_calls:,} from the cache, {stats.input_tokens:,} input and "
             f"{stats.output_tokens:,} output tokens, {cost}, {stats.elapsed_s:.1f} s.")
-
-
-@click.group("batches")
-def batches_group() -> None:
-    """Provider batch jobs (OpenAI Batch API, Anthropic Message Batches)."""
-
-
-def _existing_store(store_path: Path | None) -> Path:
-    """Batch commands read an existing store; a mistyped path must not create an empty one."""
-    from featurelens.core.store import ENV_STORE, default_store_path
-
-    path = store_path or default_store_path()
-    if not path.exists():
-        raise FeaturelensError(f"There is no feature store at {path}; point --store or "
-                               f"${ENV_STORE} at the store the batches were submitted from.")
-    return path
-
-
-@batches_group.command("status")
-@click.option("--refresh/--no-refresh", default=True, show_default=True,
-              help="Ask the providers for the latest status.")
-@store_option
-def batches_status(refresh: bool, store_path: Path | None) -> None:
-    """Show the store's provider batches and their status."""
-    from featurelens.core.store import Store
-    from featurelens.llm.batch_api import batch_rows, refresh_status
-
-    with Store.open(_existing_store(store_path), read_only=not refresh) as store:
-        if refresh:
-            refresh_status(store)
-        rows = batch_rows(store)
-    if not rows:
-        click.echo("No provider batches in this store.")
-    for row in rows:
-        click.echo(" ".join(f"{k}={v}" for k, v in row.items()))
-
-
-@batches_group.command("collect")
-@click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON price table overriding the built-in one.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@store_option
-def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | None) -> None:
-    """Download finished batches, cache their answers and write the runs' results."""
-    from featurelens.core.store import Store
-    from featurelens.jobs.batch_collection import collect_batches
-    from featurelens.llm.pricing import PriceTable
-
-    with Store.open(_existing_store(store_path)) as store:
-        for line in collect_batches(store, prices=PriceTable.load(prices), progress=not no_progress):
-            click.echo(line)

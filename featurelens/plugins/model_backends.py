@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import featurelens
-from featurelens.core.hookspecs import Register
-from featurelens.core.lazy import LazyFactory
+from featurelens.core.host.hookspecs import Register
+from featurelens.core.host.lazy import LazyFactory
 
 featurelens_api = 1
 

@@ -19,7 +19,7 @@ import click
 
 import featurelens
 from featurelens.core.errors import PluginError
-from featurelens.core.plugin_host import Host, get_host, reset_host
+from featurelens.core.host.manager import Host, get_host, reset_host
 from featurelens.registry import index as plugin_index
 from featurelens.registry.scaffold import write_plugin
 

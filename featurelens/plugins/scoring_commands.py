@@ -13,12 +13,22 @@ from typing import Any
 import click
 
 import featurelens
-from featurelens.core.cli_compat import OptionShorthandCommand
-from featurelens.core.cli_options import store_option
-from featurelens.plugins.label_executor import check_executor, executor_options, labeling_provider
-from featurelens.plugins.labeling_commands import (batch_choice, batch_options, engine_options, engine_settings,
-                                                   finish_job,
-                                                   parse_options, summary)
+from featurelens.core.cli.compat import OptionShorthandCommand
+from featurelens.core.cli.options import store_option
+from featurelens.plugins.label_executor import (
+    check_executor,
+    executor_options,
+    labeling_provider,
+)
+from featurelens.plugins.labeling_commands import (
+    batch_choice,
+    batch_options,
+    engine_options,
+    engine_settings,
+    finish_job,
+    parse_options,
+    summary,
+)
 
 featurelens_api = 1
 
@@ -67,10 +77,15 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
 
     Exit status: 0 all done, 3 some failed, 4 none succeeded (see the failures table).
     """
-    from featurelens.core.store import Store
+    from featurelens.core.store.database import Store
     from featurelens.llm.pricing import PriceTable
-    from featurelens.scorers.score_jobs import (ScoreSpec, count_explanations, plan_score, score_features,
-                                                submit_score)
+    from featurelens.scorers.score_jobs import (
+        ScoreSpec,
+        count_explanations,
+        plan_score,
+        score_features,
+        submit_score,
+    )
 
     spec = ScoreSpec(llm, scorer, tuple(sorted(parse_options(scorer_options, "--option").items())),
                      where, dictionary_id, limit, explainer, explained_by)
@@ -127,13 +142,23 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
 
     Exit status over both stages: 0 all done, 3 some failed, 4 none succeeded.
     """
-    from featurelens.core.store import Store
-    from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
+    from featurelens.core.store.database import Store
+    from featurelens.labelers.explain import (
+        ExplainSpec,
+        explain_features,
+        make_explainer,
+        plan_explain,
+    )
     from featurelens.llm.offline import effective_llm, needs_llm
     from featurelens.llm.pricing import PriceTable
     from featurelens.llm.providers import build_provider
-    from featurelens.scorers.score_jobs import (ScoreSpec, build_scorer, count_explanations,
-                                                plan_score_before_explaining, score_features)
+    from featurelens.scorers.score_jobs import (
+        ScoreSpec,
+        build_scorer,
+        count_explanations,
+        plan_score_before_explaining,
+        score_features,
+    )
 
     explain_spec = ExplainSpec(llm, explainer, tuple(sorted(parse_options(explainer_options, "--option").items())),
                                where, dictionary_id, limit)

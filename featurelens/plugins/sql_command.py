@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 import featurelens
-from featurelens.core.cli_options import store_option
+from featurelens.core.cli.options import store_option
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.plugin_commands import plugins_group
 
@@ -48,8 +48,10 @@ def sql_command(query: str, store_path: Path | None, fmt: str, output: Path | No
     """
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise FeaturelensError("Parquet is binary; pass --output FILE.parquet or redirect stdout.")
-    from featurelens.core import sql_guard  # imported here: `featurelens --help` needs no DuckDB
-    from featurelens.core.store import Store
+    from featurelens.core.store import (
+        sql_guard,  # imported here: `featurelens --help` needs no DuckDB
+    )
+    from featurelens.core.store.database import Store
 
     with Store.open(store_path, read_only=not write) as store:
         if not write:

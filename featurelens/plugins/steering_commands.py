@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 import featurelens
-from featurelens.core.cli_numbers import SEED, FiniteRange
-from featurelens.core.cli_options import store_option
-from featurelens.core.hookspecs import Register
+from featurelens.core.cli.numbers import SEED, FiniteRange
+from featurelens.core.cli.options import store_option
+from featurelens.core.host.hookspecs import Register
 
 featurelens_api = 1
 

@@ -2,13 +2,17 @@
 small local one.
 
 The connection code is shared with data-parallel training, so it lives in
-:mod:`featurelens.core.ray_runtime` (the core may not import this floor); these names
+:mod:`featurelens.core.ray.runtime` (the core may not import this floor); these names
 are kept here for the scale modules and their callers.
 """
 
 from __future__ import annotations
 
-from featurelens.core.ray_runtime import (LOCAL_OBJECT_STORE_BYTES, ClusterError, connected,
-                                          require_ray)
+from featurelens.core.ray.runtime import (
+                                          LOCAL_OBJECT_STORE_BYTES,
+                                          ClusterError,
+                                          connected,
+                                          require_ray,
+)
 
 __all__ = ["LOCAL_OBJECT_STORE_BYTES", "ClusterError", "connected", "require_ray"]

@@ -16,8 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from featurelens.core.extraction.extractor import (
+    BatchReducer,
+    dictionary_id_of,
+    special_ids,
+)
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.extractor import BatchReducer, dictionary_id_of, special_ids
 from featurelens.core.extraction.state import ExtractionState, Settings
 from featurelens.scale.carried import CarriedState
 from featurelens.scale.partial import to_bytes
@@ -27,8 +31,8 @@ class ShardReducer:
     """One worker: a model and a dictionary, loaded once, reducing shard after shard."""
 
     def __init__(self, spec: dict[str, Any], threads: int):
-        from featurelens.core.dictionary_loading import check_width, load_dictionary
-        from featurelens.core.plugin_host import create
+        from featurelens.core.dictionaries.loading import check_width, load_dictionary
+        from featurelens.core.host.manager import create
 
         torch.set_num_threads(max(1, threads))
         lm = create("model_backend", spec["backend"], spec["model"], dtype=spec["dtype"],

@@ -32,20 +32,27 @@ from typing import Any
 from tqdm import tqdm
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_address, check_workers
 from featurelens.core.extraction import resume
+from featurelens.core.extraction.extractor import (
+    ExtractResult,
+    ExtractSpec,
+    _finish,
+    _undo,
+    prepare,
+    settings_of,
+)
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.extractor import (ExtractResult, ExtractSpec, _finish, _undo, prepare,
-                                                   settings_of)
 from featurelens.core.extraction.state import ExtractionState
 from featurelens.core.extraction.writer import TokenText
-from featurelens.core.store import Store
-from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.core.ray.address import check_address, check_workers
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
 from featurelens.scale import shard_flow
 from featurelens.scale.cluster import ClusterError, require_ray
 from featurelens.scale.partial import merge_bytes
 from featurelens.scale.shard_flow import failure as _failure
 from featurelens.scale.worker_pool import WorkerPool, start_while_preparing
+
 
 @dataclass
 class RayExtractResult(ExtractResult):

@@ -14,13 +14,13 @@ process boundaries as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from collections.abc import Iterator
 from typing import Any
 
-from featurelens.core.ray_address import check_fits, check_workers
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.ray.address import check_fits, check_workers
 from featurelens.llm.engine import estimate_tokens
 from featurelens.scale.cluster import ClusterError, connected
 from featurelens.scale.limiter import SharedRateLimiter, shared_limiter

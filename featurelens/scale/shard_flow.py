@@ -36,7 +36,7 @@ from featurelens.core.extraction.extractor import SEQUENCE_FLUSH, _checkpoint
 from featurelens.core.extraction.packing import Window
 from featurelens.core.extraction.state import ExtractionState
 from featurelens.core.extraction.writer import TokenText, sequence_rows
-from featurelens.core.store import Store
+from featurelens.core.store.database import Store
 from featurelens.scale.cluster import ClusterError
 
 #: Shards sent to a worker and not yet acknowledged: one running, one queued, so a

@@ -26,10 +26,15 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest, LLMResponse
-from featurelens.llm.providers.local_microbatcher import MicroBatcher
+from featurelens.core.host.protocols import LLMRequest, LLMResponse
+from featurelens.llm.providers.local.microbatcher import MicroBatcher
 from featurelens.llm.providers.provider_options import whole_option
-from featurelens.scale.vllm_rows import INDEX, MAX_LOGPROBS, request_row, response_from_row
+from featurelens.scale.vllm_rows import (
+    INDEX,
+    MAX_LOGPROBS,
+    request_row,
+    response_from_row,
+)
 
 #: ``factory(model_source, settings) -> processor``; a processor maps a Dataset to a Dataset.
 ProcessorFactory = Callable[[str, dict[str, Any]], Callable[[Any], Any]]
@@ -68,7 +73,7 @@ def _seconds(name: str, value: Any) -> float:
 
 def model_source(model: str) -> str:
     """``smollm2`` is the embedded model's folder; anything else goes to vLLM as given."""
-    from featurelens.llm.providers.local_provider import EMBEDDED, resolve_model_path
+    from featurelens.llm.providers.local.provider import EMBEDDED, resolve_model_path
 
     return str(resolve_model_path(model)) if model == EMBEDDED else model
 
@@ -141,7 +146,7 @@ class VllmProvider:
         if self._processor is None:
             from transformers import AutoTokenizer
 
-            from featurelens.core.ray_runtime import connect
+            from featurelens.core.ray.runtime import connect
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.source)
             self._started_ray = connect(self.address, num_cpus=os.cpu_count() or 1)

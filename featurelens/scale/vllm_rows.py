@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers.answer_line import first_line
 from featurelens.llm.providers.chat_text import chat_prompt_text
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_fits
-from featurelens.core.ray_runtime import connect, require_ray
+from featurelens.core.ray.address import check_fits
+from featurelens.core.ray.runtime import connect, require_ray
 from featurelens.scale.extract_worker import ShardReducer
 
 T = TypeVar("T")

@@ -1,12 +1,12 @@
 """Built-in scorers: ``simulation`` (OpenAI's method, three modes), ``detection`` and
 ``fuzzing`` (delphi's classifiers), ``embedding`` and ``token-check`` (no LLM). Registered through ``register_scorers`` like any
 plugin's. Prompts live in :mod:`.prompts`, metrics in :mod:`.metrics`, the choice of
-test windows in :mod:`.test_windows`."""
+test windows in :mod:`.scoring_windows`."""
 
 from __future__ import annotations
 
 import featurelens
-from featurelens.core.hookspecs import Register
+from featurelens.core.host.hookspecs import Register
 from featurelens.scorers.classifier import DetectionScorer, FuzzingScorer
 from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.simulation import SimulationScorer

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 
 
 @dataclass(frozen=True)

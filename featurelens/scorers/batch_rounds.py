@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from featurelens.core.protocols import LLMProvider, LLMResponse
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import LLMProvider, LLMResponse
+from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job, RunStats
 
@@ -63,7 +63,7 @@ class RoundStats(RunStats):
 def advance(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str, purpose: str,
             label: str) -> RoundStats | None:
     """Submit the next uncached round of ``jobs``; ``None`` when every job is complete."""
-    from featurelens.llm.batch_api import submit_jobs
+    from featurelens.llm.batch.submit import submit_jobs
 
     submission = submit_jobs(store, provider, next_rounds(store, provider, jobs), run_id=run_id, purpose=purpose)
     if not (submission.requests or submission.already_submitted):

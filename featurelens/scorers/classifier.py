@@ -25,14 +25,25 @@ import re
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
-                                        ScoreResult, batched)
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+    ScoreResult,
+    batched,
+)
 from featurelens.llm.window_text import activating_mask, highlight, plain
 from featurelens.scorers import prompts
 from featurelens.scorers.adaptive import rounds_from_options
 from featurelens.scorers.intervals import wilson
 from featurelens.scorers.metrics import classification
-from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.scoring_windows import (
+    Window,
+    feature_rng,
+    scorer_kinds,
+    test_windows,
+)
 
 _LIST = re.compile(r"\[([^\[\]]*)\]")
 

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ScoreResult,
+)
 from featurelens.llm.window_text import plain
 from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
 

@@ -15,7 +15,6 @@ import math
 from statistics import NormalDist
 from typing import Sequence
 
-
 #: Bootstrap resamples; 400 keep the 95 % bounds stable to about +-0.01 at these sizes.
 RESAMPLES = 400
 

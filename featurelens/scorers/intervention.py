@@ -22,7 +22,12 @@ import re
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ScoreResult,
+)
 from featurelens.llm.window_text import neutralise
 
 #: Short, topic-free openings: the steered feature, not the prompt, should set the topic.

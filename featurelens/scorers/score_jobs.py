@@ -18,18 +18,24 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
+from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.option_errors import bad_value, unknown_option
-from featurelens.core.plugin_host import create, get_registry
-from featurelens.core.protocols import FeatureRecord, LLMProvider, LLMResponse, ParseError, Scorer
-from featurelens.core.store import Store
+from featurelens.core.host.manager import create, get_registry
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMProvider,
+    LLMResponse,
+    ParseError,
+    Scorer,
+)
 from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
 from featurelens.llm import providers
 from featurelens.llm.engine import EngineSettings, Job, RunStats
+from featurelens.llm.offline import effective_llm
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_labeling, start_run
-from featurelens.llm.offline import effective_llm
 from featurelens.registry.components import split_llm_spec
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
@@ -334,7 +340,7 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
     """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
-    from featurelens.llm.batch_api import batch_client, submit_jobs
+    from featurelens.llm.batch.submit import batch_client, submit_jobs
     scorer = build_scorer(spec)
     if effective_llm(scorer, spec.llm) != spec.llm:
         raise FeaturelensError(f"The {spec.scorer} scorer needs no LLM, so there is nothing to submit; "

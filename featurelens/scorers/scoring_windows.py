@@ -12,9 +12,9 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from featurelens.core.protocols import Example, FeatureRecord
-from featurelens.llm.window_text import crop
+from featurelens.core.host.protocols import Example, FeatureRecord
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_scorer
+from featurelens.llm.window_text import crop
 from featurelens.scorers.window_order import by_quantile, interleave
 
 

@@ -34,8 +34,8 @@ rule, so it stays an option.
 Later rounds are sized from the interval (``round_size=sized``, :mod:`.sized_rounds`):
 a feature that misses the width by a little gets a few more windows (at least
 ``min_round``), not another full round; over 18 draws that cuts simulation tokens about
-3 % and passes ``cost_robust.py``'s rule. ``round_size=fixed`` is every round
-``round_windows``, the behaviour before.
+3 % and passes ``cost_robust.py``'s rule. ``round_size=fixed`` makes every round
+``round_windows`` (the cost benchmarks compare the two).
 ``random_window`` crops the random (mostly silent) windows shorter than ``window``;
 ``first_round`` makes the first round larger than the next ones, so a feature that needs
 two rounds pays the shared prefix and the explanation once instead of twice.
@@ -46,16 +46,31 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import (FeatureRecord, LLMRequest, LLMResponse, ParseError,
-                                        ScoreResult, batched)
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+    ScoreResult,
+    batched,
+)
 from featurelens.llm.window_text import neutralise
 from featurelens.scorers import prompts
 from featurelens.scorers import simulation_parse as read
-from featurelens.scorers.metrics import pearson
 from featurelens.scorers.adaptive import rounds_from_options
-from featurelens.scorers.bootstrap_strata import check_bootstrap, stratified_bootstrap_correlation, window_stratum
+from featurelens.scorers.bootstrap_strata import (
+    check_bootstrap,
+    stratified_bootstrap_correlation,
+    window_stratum,
+)
 from featurelens.scorers.intervals import bootstrap_correlation
-from featurelens.scorers.scoring_windows import Window, feature_rng, scorer_kinds, test_windows
+from featurelens.scorers.metrics import pearson
+from featurelens.scorers.scoring_windows import (
+    Window,
+    feature_rng,
+    scorer_kinds,
+    test_windows,
+)
 from featurelens.scorers.simulation_lines import line_format as _line_format
 from featurelens.scorers.sized_rounds import check_round_size, next_size, plan
 from featurelens.scorers.window_order import check_order

@@ -16,7 +16,7 @@ import json
 import math
 import re
 
-from featurelens.core.protocols import LLMResponse, ParseError, TokenLogprobs
+from featurelens.core.host.protocols import LLMResponse, ParseError, TokenLogprobs
 from featurelens.scorers.prompts import UNKNOWN
 
 #: A prediction per example, or the reason it could not be read.

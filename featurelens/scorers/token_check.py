@@ -2,7 +2,7 @@
 
 Detection and fuzzing without a model: the same held-out test set the LLM
 classifiers use (activating windows across quantiles, plus random windows where the
-feature never fired, see :mod:`.test_windows`), and a literal reader of the label in
+feature never fired, see :mod:`.scoring_windows`), and a literal reader of the label in
 place of the LLM. A window is predicted activating when it contains a token the label
 names (after the named previous token, when the label gives one; tokens compared by
 :func:`~featurelens.llm.token_labels.token_key`). The score is the
@@ -22,9 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ScoreResult
-from featurelens.llm.window_text import HIGHLIGHT_FRACTION
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ScoreResult,
+)
 from featurelens.llm.token_labels import label_keywords, parse_elements, token_key
+from featurelens.llm.window_text import HIGHLIGHT_FRACTION
 from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
 

@@ -20,7 +20,7 @@ import random
 import re
 from typing import Iterable
 
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse
+from featurelens.core.host.protocols import FeatureRecord, LLMRequest, LLMResponse
 from featurelens.testing.oracle import Planted
 
 _EXAMPLE = re.compile(r"<example (\d+)>(.*?)</example \1>", re.S)
@@ -28,7 +28,7 @@ _EXPLANATION = re.compile(r"Feature explanation: (.*)")
 
 
 class NoisyJudge:
-    """An :class:`~featurelens.core.protocols.LLMProvider` answering 0/1 lists for classifier scorers."""
+    """An :class:`~featurelens.core.host.protocols.LLMProvider` answering 0/1 lists for classifier scorers."""
 
     name = "judge"
     key_env = None

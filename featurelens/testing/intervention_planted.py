@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse
+from featurelens.core.host.protocols import FeatureRecord, LLMRequest, LLMResponse
 from featurelens.scorers.embedding import auroc
 
 
@@ -61,7 +61,7 @@ def sharpen_saved_model(folder: Path, factor: float = 40.0) -> Path:
 
 def planted_output_dictionary(backend: Any, output: Path, count: int = 4) -> tuple[Path, str, list[str]]:
     """Save a dictionary whose features promote one token each; (path, hookpoint, words)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
     from featurelens.core.training.api import save_dictionary
 
     hookpoint = f"blocks.{backend.n_layers - 1}.hook_resid_post"

@@ -23,7 +23,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    TokenLogprobs,
+)
 from featurelens.llm.window_text import neutralise
 from featurelens.scorers.simulation_lines import PLACEHOLDERS
 
@@ -38,7 +43,7 @@ class Planted:
 
 
 class NoisyOracle:
-    """An :class:`~featurelens.core.protocols.LLMProvider` for prompt-log-prob simulation."""
+    """An :class:`~featurelens.core.host.protocols.LLMProvider` for prompt-log-prob simulation."""
 
     name = "oracle"
     key_env = None

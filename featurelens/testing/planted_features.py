@@ -7,7 +7,7 @@ one a low score when the simulator is faithful. This module makes both halves:
   (fires on digits, on one given word, on closing brackets), with top, quantile and
   random windows, and :func:`write_planted_store` writes them into a real store the
   way extraction does (sequences, features, examples);
-- :class:`RuleSimulator` is an :class:`~featurelens.core.protocols.LLMProvider` that
+- :class:`RuleSimulator` is an :class:`~featurelens.core.host.protocols.LLMProvider` that
   reads the explanation in a scorer's prompt, turns a few phrasings ("digits", "the
   word 'cat'", "closing brackets") into a token rule, and answers every mode the
   scorers use: prompt log-probabilities, lines of integers with output log-probs,
@@ -26,9 +26,14 @@ from typing import Callable
 
 import polars as pl
 
-from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
-                                        TokenLogprobs)
-from featurelens.core.store import Store
+from featurelens.core.host.protocols import (
+    Example,
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    TokenLogprobs,
+)
+from featurelens.core.store.database import Store
 from featurelens.scorers.simulation_lines import PLACEHOLDERS
 
 Rule = Callable[[str], bool]

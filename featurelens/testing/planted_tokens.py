@@ -1,6 +1,6 @@
 """Token-planted features: each fires on one known token, or on a token only after another.
 
-:mod:`.validation` plants three rules (digits, one word, closing brackets); a
+:mod:`.planted_features` plants three rules (digits, one word, closing brackets); a
 token-level explainer needs many more, with the hard case too: a token that also
 appears without firing, because what fires is the token *after a given one*
 (``" self"`` after ``"("``). Each record here says what it planted, so a test or a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from featurelens.core.protocols import Example, FeatureRecord
+from featurelens.core.host.protocols import Example, FeatureRecord
 
 VOCABULARY = [
     " the", " a", " of", " to", " and", " in", " is", " it", " that", " for", " on", " with",

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import re
 import json
+import re
 import sys
 import time
 

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from synthetic_store import explanation_text, filled_store, serving
 
 from featurelens.browser.render_feature import highlight_rgb
 from featurelens.export.runner import export
-from synthetic_store import explanation_text, filled_store, serving
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402

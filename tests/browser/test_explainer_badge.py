@@ -5,11 +5,12 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
+from synthetic_store import serving
+
 import featurelens
 from featurelens.browser.explainer_badge import explainer_badge
 from featurelens.labelers.explain import ExplainSpec, explain_features
 from featurelens.testing.planted_features import planted_records, write_planted_store
-from synthetic_store import serving
 
 
 def _drawn(explainer, llm) -> str:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from synthetic_store import fill_store, serving
 
 import featurelens
 from featurelens.browser.feature_list import ListRequest
 from featurelens.browser.queries import BrowserData
-from synthetic_store import fill_store, serving
 
 DID = "smollm2-l6-topk"
 N = 60

@@ -7,7 +7,6 @@ import random
 import urllib.parse
 
 import pytest
-
 from synthetic_store import filled_store, serving
 
 DID = "smollm2-l6-topk"

@@ -15,12 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-import featurelens
-from featurelens.core.lock_sharing import ask_for_turn, wait_file
-from featurelens.core.store import Store
 from llm_fixtures import fill
 from synthetic_store import serving
+
+import featurelens
+from featurelens.core.store.database import Store
+from featurelens.core.store.turns import ask_for_turn, wait_file
 
 N = 24
 

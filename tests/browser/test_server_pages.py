@@ -10,11 +10,11 @@ from pathlib import Path
 
 import markupsafe
 import pytest
+from synthetic_store import explanation_text, fill_store, filled_store, serving
 
 import featurelens
 from featurelens.browser.render_feature import highlight_rgb
 from featurelens.browser.server import make_server
-from synthetic_store import explanation_text, fill_store, filled_store, serving
 
 DID = "smollm2-l6-topk"
 

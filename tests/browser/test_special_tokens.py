@@ -9,10 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from synthetic_store import fill_store, serving
 
 import featurelens
 from featurelens.browser.special_tokens import SpecialTokens
-from synthetic_store import fill_store, serving
 
 DID = "smollm2-l6-topk"
 MARK = "<|im_start|>"

@@ -10,14 +10,20 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from synthetic_store import fill_store, serving
 
 import featurelens
 from featurelens.browser.jobs import with_job_banner
 from featurelens.browser.links import ServerLinks, StaticLinks
 from featurelens.browser.queries import Page, SqlResult
-from featurelens.browser.render import dictionary_page, index_page, not_found_page, search_page, sql_page
+from featurelens.browser.render import (
+    dictionary_page,
+    index_page,
+    not_found_page,
+    search_page,
+    sql_page,
+)
 from featurelens.browser.templating import ENV
-from synthetic_store import fill_store, serving
 
 HOSTILE = '<img src=x onerror="alert(1)">\'&'
 ESCAPED = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&#39;&amp;"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core import embedded_model as embedded
+from featurelens.core.model import embedded
 
 
 def _fake_cache(root: Path, files: dict[str, bytes], manifest: dict | None) -> Path:
@@ -77,7 +77,7 @@ def test_models_list_shows_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_conversion_is_atomic_and_loads(tmp_path: Path) -> None:
     """Kill a conversion half-way: no cache appears; a full one then loads and is detected."""
     env = {**os.environ, embedded.ENV_CACHE: str(tmp_path)}
-    code = "from featurelens.core.embedded_model import embedded_model_path as f; print(f())"
+    code = "from featurelens.core.model.embedded import embedded_model_path as f; print(f())"
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
     models = tmp_path / "models"
     deadline = time.time() + 120

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import featurelens
+from featurelens.core.model.embedded import WEIGHTS_NOTE
 from featurelens.plugins.dictionaries import TopKSAE
-from featurelens.core.embedded_model import WEIGHTS_NOTE
 
 
 def test_models_list_says_dequantised_from_q4_1(cli) -> None:

@@ -10,9 +10,13 @@ import pytest
 import torch
 
 import featurelens
+from featurelens.core.dictionaries.evaluation import (
+    evaluate,
+    register_dictionary,
+    store_metrics,
+)
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.evaluation import evaluate, register_dictionary, store_metrics
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.dictionaries import ReluSAE, TopKSAE
 
 HOOK = "blocks.0.hook_resid_post"
@@ -55,8 +59,8 @@ def test_an_empty_reconstruction_equals_zero_ablation(tiny_backend) -> None:
 
 
 def test_fvu_l0_dead_dense_match_direct_computation(tiny_backend) -> None:
+    from featurelens.core.corpus.resolve import resolve_corpus
     from featurelens.core.extraction.packing import pack, special_mask
-    from featurelens.core.corpora import resolve_corpus
 
     torch.manual_seed(0)
     d = tiny_backend.d_model
@@ -65,7 +69,7 @@ def test_fvu_l0_dead_dense_match_direct_computation(tiny_backend) -> None:
         sae.b_enc[0] = -1e6   # can never be in the top 5 with a positive value: dead
         sae.b_enc[1] = 1e6    # always selected: dense
     m = evaluate(sae, tiny_backend, tokens=128, context=32, windows_per_batch=2, progress=False)
-    from featurelens.core.corpus_split import split_corpus
+    from featurelens.core.corpus.split import split_corpus
 
     # evaluate reads the held-out documents (shuffled), never the training ones
     windows = list(pack(split_corpus(resolve_corpus("stdlib"), "heldout"), tiny_backend.tokenizer,

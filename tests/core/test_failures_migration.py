@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 
 import featurelens
-from featurelens.core.store import migrations
+from featurelens.core.store.database import migrations
 
 
 def test_old_duplicate_failures_collapse_to_one_row_with_an_attempt_count(store_path):

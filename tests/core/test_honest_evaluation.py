@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.corpus_split import held_out, split_corpus
+from featurelens.core.corpus.split import held_out, split_corpus
+from featurelens.core.dictionaries.evaluation import evaluate
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.evaluation import evaluate
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 from featurelens.plugins.corpus_sources import StdlibCorpus, TextCorpus
 from featurelens.plugins.dictionaries import TopKSAE
 
@@ -109,8 +109,8 @@ def test_extraction_records_and_reads_the_held_out_side(tiny_backend, tmp_path: 
 
 def test_splice_convention_is_reported_and_changes_the_answer(tiny_backend) -> None:
     """'all' replaces BOS too: its zero ablation is the model with the hookpoint zeroed everywhere."""
+    from featurelens.core.corpus.resolve import resolve_corpus
     from featurelens.core.extraction.packing import pack
-    from featurelens.core.corpora import resolve_corpus
 
     torch.manual_seed(0)
     sae = TopKSAE(tiny_backend.d_model, 64, k=4, hookpoint=HOOK)

@@ -1,6 +1,6 @@
 """Every hookspec is typed, documented, and has a test of its own.
 
-A new hook added to featurelens/core/hookspecs.py fails these tests until it has a
+A new hook added to featurelens/core/host/hookspecs.py fails these tests until it has a
 docstring with ``:param NAME:`` for each argument and ``:return:``, type annotations,
 and a test function named ``test_hook_<hookname>`` somewhere under tests/.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from featurelens.core import hookspecs
-from featurelens.core.plugin_host import describe_hooks
+from featurelens.core.host import hookspecs
+from featurelens.core.host.manager import describe_hooks
 from featurelens.registry.components import KINDS
 
 TESTS = Path(__file__).resolve().parents[1]

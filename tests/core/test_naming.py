@@ -11,9 +11,14 @@ import pytest
 import torch
 
 import featurelens
+from featurelens.core.dictionaries.naming import (
+    check_name,
+    layer_tag,
+    readable_name,
+    short_model,
+)
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.naming import check_name, layer_tag, readable_name, short_model
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 
 HOOK = "blocks.1.hook_resid_post"
 pytestmark = pytest.mark.usefixtures("one_thread")

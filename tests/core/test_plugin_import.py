@@ -8,7 +8,7 @@ import time
 import pytest
 
 from featurelens.cli import main
-from featurelens.core import plugin_host as plugins
+from featurelens.core.host import manager as plugins
 
 GOOD = """
     import featurelens

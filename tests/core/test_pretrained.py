@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import featurelens
+from featurelens.core.dictionaries.pretrained import resolve
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.pretrained import resolve
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -141,7 +141,7 @@ def test_real_saelens_table_resolves_a_release(hf_cache: Path) -> None:
     snapshot = _cache_repo(hf_cache, "jbloom/GPT2-Small-SAEs-Reformatted",
                            _sparsify_files("blocks.0.hook_resid_pre", 8, 3))
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{reference}"}
-    out = subprocess.run([sys.executable, "-c", "from featurelens.core.pretrained import resolve; "
+    out = subprocess.run([sys.executable, "-c", "from featurelens.core.dictionaries.pretrained import resolve; "
                           "print(resolve('saelens:gpt2-small-res-jb/blocks.0.hook_resid_pre')[0])"],
                          env=env, capture_output=True, text=True, timeout=300, check=True)
     assert Path(out.stdout.strip().splitlines()[-1]) == snapshot / "blocks.0.hook_resid_pre"

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from synthetic_store import fill_store
 
 import featurelens
 from featurelens.core.progress import LineProgress, phase, progress
-from synthetic_store import fill_store
 
 
 class _Terminal(io.StringIO):

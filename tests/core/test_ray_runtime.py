@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_runtime import ClusterError, connect, require_ray
+from featurelens.core.ray.runtime import ClusterError, connect, require_ray
+
 
 def test_missing_ray_is_one_sentence_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra looks like
@@ -19,6 +20,6 @@ def test_scale_and_training_share_the_one_runtime() -> None:
     from featurelens.core.training import ray_training
     from featurelens.scale import cluster
 
-    assert cluster.connected.__module__ == "featurelens.core.ray_runtime"
+    assert cluster.connected.__module__ == "featurelens.core.ray.runtime"
     assert cluster.ClusterError is ClusterError
     assert ray_training.connect is connect

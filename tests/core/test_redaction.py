@@ -7,15 +7,15 @@ import logging
 from pathlib import Path
 
 import pytest
+from llm_fixtures import FakeAPI, fill, use_test_explainer
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.redaction import MASK, install_log_redaction, redact
-from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain import ExplainSpec, explain_features
+from featurelens.llm.engine import EngineSettings
 from featurelens.llm.providers import build_provider
 from featurelens.llm.retry import RetryPolicy
-from llm_fixtures import FakeAPI, fill, use_test_explainer
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 OTHER = "anthropic-key-ABCDEFGH12345678"  # configured, not shaped like an sk- key

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from llm_fixtures import WORDS, fill
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.selection import Selection, count_features, feature_keys, load_records, stream_records
-from llm_fixtures import WORDS, fill
+from featurelens.core.selection import (
+    Selection,
+    count_features,
+    feature_keys,
+    load_records,
+    stream_records,
+)
 
 
 def test_pages_cover_the_selection_once_in_order_across_dictionaries(store):
@@ -67,9 +73,10 @@ def test_only_the_windows_asked_for_are_loaded(store):
 
 
 def test_explain_loads_only_what_the_explainer_reads(monkeypatch, store):
-    from featurelens.llm.engine import EngineSettings
-    from featurelens.labelers.explain import ExplainSpec, explain_features
     from llm_fixtures import EchoExplainer, ScriptedProvider, use_test_explainer
+
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+    from featurelens.llm.engine import EngineSettings
 
     seen = []
     original = EchoExplainer.requests

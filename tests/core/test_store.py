@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 import featurelens
-from featurelens.core import schema_doc
 from featurelens.core.errors import StoreError
-from featurelens.core.store import Store, migrations
+from featurelens.core.store import schema_doc
+from featurelens.core.store.database import Store, migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,7 @@ def test_schema_document_matches_the_migrations() -> None:
     checked_in = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
     assert checked_in == schema_doc.render(), (
         "docs/schema.md is stale; regenerate it with "
-        "`.venv/bin/python -m featurelens.core.schema_doc > docs/schema.md`"
+        "`.venv/bin/python -m featurelens.core.store.schema_doc > docs/schema.md`"
     )
 
 

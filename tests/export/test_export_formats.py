@@ -10,13 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from synthetic_store import explanation_text, fill_store
 
 import featurelens
 from featurelens.browser.queries import BrowserData
 from featurelens.core.errors import FeaturelensError
-from featurelens.export import neuronpedia
+from featurelens.export.neuronpedia import layout as neuronpedia
 from featurelens.export.runner import export
-from synthetic_store import explanation_text, fill_store
 
 DID = "smollm2-l6-topk"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from neuronpedia_schema import check_rows, load_source_folder, validate
+from synthetic_store import explanation_text, fill_store
 
 import featurelens
 from featurelens.export.runner import export
-from neuronpedia_schema import check_rows, load_source_folder, validate
-from synthetic_store import explanation_text, fill_store
 
 #: Explanation types Neuronpedia has (its autointerp code and explanation-type pages).
 NEURONPEDIA_TYPES = {"oai_token-act-pair", "eleuther_acts_top20"}

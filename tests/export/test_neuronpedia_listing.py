@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import featurelens
-from featurelens.export import neuronpedia, neuronpedia_json, neuronpedia_listing
-from featurelens.export.runner import export
 from neuronpedia_schema import validate
 from synthetic_store import fill_store
+
+import featurelens
+from featurelens.export.neuronpedia import json_lines as neuronpedia_json
+from featurelens.export.neuronpedia import layout as neuronpedia
+from featurelens.export.neuronpedia import listing as neuronpedia_listing
+from featurelens.export.runner import export
 
 FOLDER = Path("smollm2-135m") / "6-smollm2-l6-topk"
 LISTED = {"features": "Neuron", "activations": "Activation", "explanations": "Explanation"}

@@ -27,7 +27,7 @@ PROMPT = "The capital of France is Paris, and the capital of Italy is"
 def test_same_graph_as_circuit_tracer(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from featurelens.core.embedded_model import embedded_model_path
+    from featurelens.core.model.embedded import embedded_model_path
     from featurelens.graphs import build_graph
     from featurelens.plugins.formats.transcoder_sets import CircuitTracerFormat
 

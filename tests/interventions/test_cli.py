@@ -102,9 +102,9 @@ def test_effects_command_stores_resumes_and_shows(cli, store_copy, one_thread) -
                 "--device", "cpu")
     assert "of 0 feature(s)" in again.output and "6 already stored" in again.output
 
+    from featurelens.browser.links import ServerLinks
     from featurelens.browser.queries import BrowserData
     from featurelens.browser.render_feature import feature_page
-    from featurelens.browser.links import ServerLinks
 
     data = BrowserData(store)
     try:

@@ -7,7 +7,7 @@ import torch
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.interventions import Edit, FeatureEditor, parse_edit
 
 HOOK = "blocks.1.hook_resid_post"

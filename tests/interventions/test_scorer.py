@@ -12,11 +12,15 @@ import polars as pl
 import pytest
 
 import featurelens
-from featurelens.core import plugin_host as plugins
-from featurelens.core.protocols import Example, FeatureRecord, LLMResponse
+from featurelens.core.host import manager as plugins
+from featurelens.core.host.protocols import Example, FeatureRecord, LLMResponse
 from featurelens.scorers.intervention import InterventionScorer, parse_choices
-from featurelens.testing.intervention_planted import (SteeringJudge, planted_output_dictionary,
-                                                         separation, sharpen_saved_model)
+from featurelens.testing.intervention_planted import (
+    SteeringJudge,
+    planted_output_dictionary,
+    separation,
+    sharpen_saved_model,
+)
 from featurelens.testing.planted_features import write_planted_store
 
 N_FEATURES = 3
@@ -25,7 +29,7 @@ N_FEATURES = 3
 @pytest.fixture(scope="module")
 def planted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """(model folder, dictionary path, hookpoint, words): a steerable copy of the tiny model."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     folder = tmp_path_factory.mktemp("steerable")
     model_dir = folder / "model"

@@ -11,7 +11,6 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-
 HOOK = "blocks.0.hook_resid_post"
 
 
@@ -25,8 +24,8 @@ def store(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 @pytest.fixture
 def server(store, tiny_backend):
     from featurelens.browser.server import url_of
-    from featurelens.testing.servers import start_in_thread
     from featurelens.browser.steering_server import make_steering_server
+    from featurelens.testing.servers import start_in_thread
 
     srv = make_steering_server(store[0], "127.0.0.1", 0, model="unused", api=True, backend=tiny_backend)
     start_in_thread(srv)
@@ -108,8 +107,8 @@ def test_openai_client_steers(server, tiny_backend, one_thread) -> None:
 
 def test_api_needs_the_flag_and_a_model(store, tiny_backend, cli) -> None:
     from featurelens.browser.server import url_of
-    from featurelens.testing.servers import start_in_thread
     from featurelens.browser.steering_server import make_steering_server
+    from featurelens.testing.servers import start_in_thread
 
     srv = make_steering_server(store[0], "127.0.0.1", 0, model="unused", api=False, backend=tiny_backend)
     start_in_thread(srv)

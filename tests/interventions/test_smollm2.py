@@ -12,13 +12,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     return create("model_backend", "hf", "smollm2", dtype="float32", device="cpu")
 
 
 def _identity(backend, hookpoint: str):
-    from featurelens.core.dictionary_loading import load_dictionary
+    from featurelens.core.dictionaries.loading import load_dictionary
 
     return load_dictionary("identity", backend=backend, hookpoint=hookpoint)
 

@@ -9,13 +9,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 from featurelens.llm import request_tokens as token_count
 from featurelens.llm.pricing import DEFAULT_PRICES
 from featurelens.llm.prompt_cache import cached_tokens, minimum_prefix, padding_pays
 from featurelens.llm.request_tokens import Counter, RequestTokens
 from featurelens.scorers import SimulationScorer
-from featurelens.testing.planted_features import PLANTED, planted_records, write_planted_store
+from featurelens.testing.planted_features import (
+    PLANTED,
+    planted_records,
+    write_planted_store,
+)
 
 VOCAB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "o200k_base.tiktoken"
 VOCAB_CANDIDATES = [VOCAB, Path("/work/shared/data/o200k_base.tiktoken")]

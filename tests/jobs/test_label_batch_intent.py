@@ -15,10 +15,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-
-import featurelens
 from batch_server import BatchServer
 from llm_fixtures import fill
+
+import featurelens
 
 ROOT = Path(__file__).resolve().parents[2]
 LLMS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}

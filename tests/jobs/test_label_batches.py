@@ -7,11 +7,11 @@ import json
 
 import httpx2
 import pytest
+from llm_fixtures import chat_json, fill, use_test_explainer
 
 import featurelens
 from featurelens.llm import providers as providers_pkg
-from featurelens.llm.batch_choice import choose_batch
-from llm_fixtures import chat_json, fill, use_test_explainer
+from featurelens.llm.batch.choice import choose_batch
 from tests.llm.test_batch_api import FakeBatchService
 
 
@@ -111,7 +111,11 @@ def test_explain_above_the_threshold_submits_a_batch_and_says_why(store_path, st
 def planted_service(monkeypatch, store):
     import polars as pl
 
-    from featurelens.testing.planted_features import PLANTED, planted_records, write_planted_store
+    from featurelens.testing.planted_features import (
+        PLANTED,
+        planted_records,
+        write_planted_store,
+    )
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 
-from featurelens.jobs import run_stages
-from featurelens.jobs.run_types import RunOptions
+from featurelens.jobs.run import stages as run_stages
+from featurelens.jobs.run.context import RunOptions
 from featurelens.labelers import explain
-from featurelens.llm.providers.local_provider import BATCH, LocalProvider
+from featurelens.llm.providers.local.provider import BATCH, LocalProvider
 
 
 def test_the_explain_stage_sends_a_whole_local_batch_at_once(monkeypatch):

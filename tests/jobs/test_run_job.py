@@ -7,11 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic_store import fill_store
 
 import featurelens
-from featurelens.jobs.run_job import (RunContext, RunOptions, StageResult, format_summary, run_pipeline,
-                                       summarize, workdir_for)
-from synthetic_store import fill_store
+from featurelens.jobs.run.job import (
+    RunContext,
+    RunOptions,
+    StageResult,
+    format_summary,
+    run_pipeline,
+    summarize,
+    workdir_for,
+)
 
 OPTIONS = RunOptions(label_features=5)
 

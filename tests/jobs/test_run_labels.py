@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import featurelens
-from featurelens.jobs.run_job import format_summary, summarize
-from featurelens.jobs.run_labels import stage_lookup, stage_offline_scores, top_example
-from featurelens.jobs.run_types import RunContext, RunOptions
+from featurelens.jobs.run.context import RunContext, RunOptions
+from featurelens.jobs.run.job import format_summary, summarize
+from featurelens.jobs.run.labels import stage_lookup, stage_offline_scores, top_example
 from featurelens.testing.planted_features import planted_records, write_planted_store
 
 OPTIONS = RunOptions(label_features=0, embedding_features=2, offline_windows=8, embedding_windows=4)

@@ -7,14 +7,14 @@ import time
 
 import httpx2
 import pytest
+from llm_fixtures import FakeAPI, ScriptedProvider, chat_json, fill, use_test_explainer
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.llm.engine import EngineSettings
 from featurelens.labelers.explain import ExplainSpec, explain_features
+from featurelens.llm.engine import EngineSettings
 from featurelens.llm.providers import build_provider
 from featurelens.llm.ratelimit import RateLimiter
 from featurelens.llm.retry import RetryPolicy
-from llm_fixtures import FakeAPI, ScriptedProvider, chat_json, fill, use_test_explainer
 
 SECRET = "sk-test-SECRET-abcdef"
 FAST = RetryPolicy(max_attempts=3, base_s=0.01, cap_s=0.05)
@@ -169,8 +169,9 @@ def test_a_feature_without_examples_is_a_failure_not_a_crash(monkeypatch, store)
 
 
 def test_identical_requests_in_flight_are_sent_once(monkeypatch, store):
-    from featurelens.core.protocols import LLMRequest
     from llm_fixtures import EchoExplainer
+
+    from featurelens.core.host.protocols import LLMRequest
 
     use_test_explainer(monkeypatch)
     monkeypatch.setattr(EchoExplainer, "requests", lambda self, record: [

@@ -6,16 +6,24 @@ import json
 import re
 
 import pytest
-
-from featurelens.core.plugin_host import create
-from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
-from featurelens.labelers.explain_defaults import default_per_request, resolve_spec, with_provider_defaults
-from featurelens.llm.engine import EngineSettings
-from featurelens.llm.providers import build_provider
-from featurelens.testing.planted_features import PLANTED, explain_from_evidence, planted_records, write_planted_store
-
 from jobs.test_cost_estimate import o200k  # noqa: F401  (the o200k vocabulary fixture)
 from llm_fixtures import FakeAPI, chat_json
+
+from featurelens.core.host.manager import create
+from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
+from featurelens.labelers.explain_defaults import (
+    default_per_request,
+    resolve_spec,
+    with_provider_defaults,
+)
+from featurelens.llm.engine import EngineSettings
+from featurelens.llm.providers import build_provider
+from featurelens.testing.planted_features import (
+    PLANTED,
+    explain_from_evidence,
+    planted_records,
+    write_planted_store,
+)
 
 
 def explainer(**options):

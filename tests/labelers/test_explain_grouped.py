@@ -7,12 +7,21 @@ import re
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest, LLMResponse
-from featurelens.llm.engine import EngineSettings
+from featurelens.core.host.protocols import LLMRequest, LLMResponse
 from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer
-from featurelens.labelers.explain_grouped import GROUP_RULE, grouped_request, split_answer
+from featurelens.labelers.explain_grouped import (
+    GROUP_RULE,
+    grouped_request,
+    split_answer,
+)
+from featurelens.llm.engine import EngineSettings
 from featurelens.llm.request_tokens import Counter
-from featurelens.testing.planted_features import PLANTED, explain_from_evidence, planted_records, write_planted_store
+from featurelens.testing.planted_features import (
+    PLANTED,
+    explain_from_evidence,
+    planted_records,
+    write_planted_store,
+)
 
 
 class GroupedExplainer:

@@ -6,16 +6,28 @@ import json
 import re
 
 import pytest
-
-from featurelens.core.plugin_host import create
-from featurelens.labelers.explain import ExplainSpec, explain_features, make_explainer, plan_explain
-from featurelens.labelers.explain_defaults import GROUPED_EXAMPLES, resolve, with_provider_defaults
-from featurelens.llm.engine import EngineSettings
-from featurelens.llm.providers import build_provider
-from featurelens.testing.planted_features import explain_from_evidence, planted_records, write_planted_store
-
 from jobs.test_cost_estimate import o200k  # noqa: F401  (the o200k vocabulary fixture)
 from llm_fixtures import FakeAPI, chat_json
+
+from featurelens.core.host.manager import create
+from featurelens.labelers.explain import (
+    ExplainSpec,
+    explain_features,
+    make_explainer,
+    plan_explain,
+)
+from featurelens.labelers.explain_defaults import (
+    GROUPED_EXAMPLES,
+    resolve,
+    with_provider_defaults,
+)
+from featurelens.llm.engine import EngineSettings
+from featurelens.llm.providers import build_provider
+from featurelens.testing.planted_features import (
+    explain_from_evidence,
+    planted_records,
+    write_planted_store,
+)
 
 
 def explainer(**options):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurelens.core.protocols import ParseError
+from featurelens.core.host.protocols import ParseError
 from featurelens.labelers.explainers.parsing import parse_explanation
 
 GARBAGE = [

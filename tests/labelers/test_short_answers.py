@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from featurelens.core.protocols import LLMRequest, LLMResponse, ParseError
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, ParseError
 from featurelens.labelers.explainers import prompts
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
 from featurelens.llm.cache import cache_key
@@ -44,7 +44,7 @@ def test_local_generation_stops_at_the_end_of_the_first_line(tiny_model_dir, one
     import torch
     from transformers import AutoTokenizer
 
-    from featurelens.llm.providers.local_provider import _stop_at_line
+    from featurelens.llm.providers.local.provider import _stop_at_line
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     prompt = tokenizer("prompt", return_tensors="pt").input_ids

@@ -7,12 +7,21 @@ import json
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import Example, FeatureRecord, ParseError
+from featurelens.core.host.protocols import Example, FeatureRecord, ParseError
 from featurelens.labelers.explain import ExplainSpec, explain_features
-from featurelens.llm.token_labels import Element, parse_elements, render_label, token_key
 from featurelens.labelers.explainers.token_lookup import TokenLookupExplainer
 from featurelens.llm.offline import OFFLINE_LLM
-from featurelens.testing.planted_features import PLANTED, planted_records, write_planted_store
+from featurelens.llm.token_labels import (
+    Element,
+    parse_elements,
+    render_label,
+    token_key,
+)
+from featurelens.testing.planted_features import (
+    PLANTED,
+    planted_records,
+    write_planted_store,
+)
 from featurelens.testing.planted_tokens import token_planted
 
 

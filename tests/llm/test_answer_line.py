@@ -25,7 +25,7 @@ def test_the_local_provider_joins_a_label_line_to_its_answer(tiny_model_dir):
     """Generation goes on past a bare ``Explanation:`` line, and the answer keeps the label."""
     import asyncio
 
-    from featurelens.core.protocols import LLMRequest
+    from featurelens.core.host.protocols import LLMRequest
     from featurelens.llm.providers import build_provider
 
     provider = build_provider(f"local:{tiny_model_dir}")

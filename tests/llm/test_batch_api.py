@@ -6,15 +6,15 @@ import json
 
 import httpx2
 import pytest
+from llm_fixtures import chat_json, fill, message_json, use_test_explainer
 
 import featurelens
 from featurelens.jobs.batch_collection import collect_batches
 from featurelens.labelers import explain
-from featurelens.llm.providers import openai_batches
-from featurelens.llm import providers as providers_pkg
-from featurelens.llm.batch_clients import Limits
 from featurelens.labelers.explain import ExplainSpec
-from llm_fixtures import chat_json, fill, message_json, use_test_explainer
+from featurelens.llm import providers as providers_pkg
+from featurelens.llm.batch.clients import Limits
+from featurelens.llm.providers.openai_provider import OpenAIBatches
 
 
 class FakeBatchService:
@@ -181,7 +181,7 @@ def test_batch_cost_uses_the_batch_discount(store, service):
 
 
 def test_requests_are_split_to_the_provider_limits(store, service, monkeypatch):
-    monkeypatch.setattr(openai_batches.OpenAIBatches, "limits", Limits(2, 10**9))
+    monkeypatch.setattr(OpenAIBatches, "limits", Limits(2, 10**9))
     submission = explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
     assert len(submission.batch_ids) == 3
     assert store.execute("SELECT list(request_count ORDER BY batch_id) FROM batches")[0][0] == [2, 2, 1]

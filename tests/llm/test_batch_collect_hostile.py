@@ -9,13 +9,13 @@ import json
 
 import httpx2
 import pytest
+from llm_fixtures import chat_json, fill, use_test_explainer
 
 import featurelens
 from featurelens.jobs.batch_collection import collect_batches
 from featurelens.labelers import explain
 from featurelens.labelers.explain import ExplainSpec
 from featurelens.llm import providers as providers_pkg
-from llm_fixtures import chat_json, fill, use_test_explainer
 from tests.llm.test_batch_api import FakeBatchService
 
 LLM = "openai:gpt-4o-mini"
@@ -200,8 +200,7 @@ def test_anthropic_results_that_stop_being_json_keep_what_came_before(cli, store
 
 def test_a_collect_interrupted_after_the_download_resumes_and_stores_each_answer_once(
         cli, submitted, store_path, monkeypatch):
-    from featurelens.llm import batch_api
-
+    from featurelens.llm.batch import submit as batch_api
     submitted("duplicate")
     original = batch_api._download
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from batch_server import BatchServer
 from llm_fixtures import fill
+
+import featurelens
 
 ROOT = Path(__file__).resolve().parents[2]
 LLMS = {"openai": "openai:gpt-4o-mini", "anthropic": "anthropic:claude-haiku-4-5"}
@@ -150,7 +150,7 @@ def test_ambiguous_anthropic_candidates_are_refused_then_adopted_or_forgotten(cl
 def test_adopt_and_forget_refuse_bad_input_in_one_sentence(cli, server, filled):
     # a pending submission and the batch it became, as a kill at the create leaves them
     # (the kill itself is tested above; here only the commands' input is)
-    from featurelens.llm import batch_intent
+    from featurelens.llm.batch import intent as batch_intent
     from featurelens.llm.providers import build_provider
 
     with featurelens.open_store(filled) as store:
@@ -189,7 +189,7 @@ def test_provider_down_during_reconcile_keeps_the_row_and_sends_nothing(cli, ser
 
 
 def test_one_batch_that_two_pending_submissions_could_be_settles_neither(cli, server, filled):
-    from featurelens.llm import batch_intent
+    from featurelens.llm.batch import intent as batch_intent
     from featurelens.llm.providers import build_provider
 
     provider = build_provider(LLMS["anthropic"])

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
 import pytest
+from llm_fixtures import fill, use_test_explainer
 
 import featurelens
-from llm_fixtures import fill, use_test_explainer
 
 KEY = "sk-proj-EchoedBackKey0123456789abcdef"
 

@@ -6,14 +6,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from featurelens.core.plugin_host import create
-from featurelens.llm.engine import EngineSettings
-from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
-from featurelens.llm.plan_sample import sample_selection
-from featurelens.core.selection import Selection, stream_records
-from featurelens.llm.token_count import counter_for
 from llm_fixtures import fill
+
+from featurelens.core.host.manager import create
+from featurelens.core.selection import Selection, stream_records
+from featurelens.labelers.explain import ExplainSpec, explain_features, plan_explain
+from featurelens.llm.engine import EngineSettings
+from featurelens.llm.plan_sample import sample_selection
+from featurelens.llm.token_count import counter_for
 
 ROOT = Path(__file__).resolve().parents[1]
 O200K_CACHE_NAME = "fb374d419588a4632f3f557e76b4b70aebbca790"  # tiktoken's cache key for o200k_base

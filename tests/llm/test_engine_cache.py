@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm import cache
 
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from fault_server import GARBAGE, TOPICS, Faults, FaultServer
 from llm_fixtures import fill
+
+import featurelens
 
 TESTS = Path(__file__).resolve().parents[1]
 

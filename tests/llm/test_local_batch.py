@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
-from featurelens.llm.providers import build_provider, local_decode
-from featurelens.llm.providers.local_batch_dispatch import passes
+from featurelens.core.host.protocols import LLMRequest
+from featurelens.llm.providers import build_provider
+from featurelens.llm.providers.local import decode as local_decode
+from featurelens.llm.providers.local.batch_dispatch import passes
 
 SHARED = "Label the feature from its examples. Answer with one short phrase.\n\n"
 DATA = ["digits 1 2 3 and 456", "def add(a, b):\n    return a + b", "the lazy dog", "(mostly) odd; {x: y}",

@@ -7,9 +7,10 @@ from functools import lru_cache
 
 import pytest
 
-from featurelens.core.protocols import LLMRequest
-from featurelens.llm.providers import build_provider, local_decode
-from featurelens.llm.providers.local_kv_buffer import BufferLayer, packed
+from featurelens.core.host.protocols import LLMRequest
+from featurelens.llm.providers import build_provider
+from featurelens.llm.providers.local import decode as local_decode
+from featurelens.llm.providers.local.kv_buffer import BufferLayer, packed
 
 SHARED = ("Label the feature from its examples. Answer with one short phrase. The examples below "
           "show tokens and activations.\n\n")

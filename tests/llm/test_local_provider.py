@@ -9,8 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
-from featurelens.llm.providers import build_provider, local_logprobs, local_provider
+from featurelens.core.host.protocols import LLMRequest
+from featurelens.llm.providers import build_provider
+from featurelens.llm.providers.local import logprobs as local_logprobs
+from featurelens.llm.providers.local import provider as local_provider
 
 
 def test_prompt_logprobs_match_a_full_forward_pass(tiny_model_dir, monkeypatch):
@@ -62,8 +64,9 @@ def test_bad_local_model_is_one_sentence(tmp_path):
 
 @pytest.mark.slow
 def test_embedded_smollm2_explains_features_from_the_cli(cli, store_path):
-    import featurelens
     from llm_fixtures import fill
+
+    import featurelens
 
     with featurelens.open_store(store_path) as store:
         fill(store, 4)

@@ -13,8 +13,10 @@ import asyncio
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest, TokenLogprobs
-from featurelens.llm.providers import build_provider, local_logprobs, local_prefix
+from featurelens.core.host.protocols import LLMRequest, TokenLogprobs
+from featurelens.llm.providers import build_provider
+from featurelens.llm.providers.local import logprobs as local_logprobs
+from featurelens.llm.providers.local import prefix as local_prefix
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.scorers.simulation_parse import target_positions
 from featurelens.testing.planted_features import planted_records

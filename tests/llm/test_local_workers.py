@@ -10,10 +10,15 @@ import threading
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
-from featurelens.llm.providers.local_provider import PREFIXES
-from featurelens.llm.providers.local_workers import ModelWorkers, default_workers, shards, split_batches
+from featurelens.llm.providers.local.provider import PREFIXES
+from featurelens.llm.providers.local.workers import (
+    ModelWorkers,
+    default_workers,
+    shards,
+    split_batches,
+)
 from featurelens.scorers.simulation import SimulationScorer
 from featurelens.testing.planted_features import planted_records
 

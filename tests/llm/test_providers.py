@@ -6,11 +6,11 @@ import asyncio
 
 import httpx2
 import pytest
+from llm_fixtures import FakeAPI, chat_json, message_json
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
-from llm_fixtures import FakeAPI, chat_json, message_json
 
 SECRET = "sk-test-SECRET-0123456789"
 
@@ -161,10 +161,11 @@ def test_unknown_provider_option_is_one_sentence(keys):
 
 
 def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store, monkeypatch):
-    from featurelens.llm.engine import EngineSettings
-    from featurelens.labelers.explain import ExplainSpec, explain_features
-    from featurelens.llm.retry import RetryPolicy
     from llm_fixtures import fill, use_test_explainer
+
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+    from featurelens.llm.engine import EngineSettings
+    from featurelens.llm.retry import RetryPolicy
 
     use_test_explainer(monkeypatch)
     fill(store, 3)
@@ -183,9 +184,9 @@ def test_anthropic_rate_limit_and_overload_are_retried_by_the_engine(keys, store
 
 
 def test_static_capabilities_on_the_factories_match_the_providers():
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
     from featurelens.llm.providers.anthropic_provider import AnthropicProvider
-    from featurelens.llm.providers.local_provider import LocalProvider
+    from featurelens.llm.providers.local.provider import LocalProvider
 
     registry = get_registry()
     assert registry.get("llm_provider", "anthropic:x").factory.capabilities == AnthropicProvider.capabilities

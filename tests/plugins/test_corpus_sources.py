@@ -10,12 +10,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from featurelens.core.corpus.resolve import resolve_corpus
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction.packing import outlier_mask, pack, special_mask
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 from featurelens.plugins.corpus_sources import (
-    HFDatasetCorpus, JsonlCorpus, ParquetCorpus, StdlibCorpus, TextCorpus)
-from featurelens.core.corpora import resolve_corpus
+    HFDatasetCorpus,
+    JsonlCorpus,
+    ParquetCorpus,
+    StdlibCorpus,
+    TextCorpus,
+)
 
 
 @pytest.fixture(scope="module")

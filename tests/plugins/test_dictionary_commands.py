@@ -50,7 +50,7 @@ def test_bad_input_is_one_line(cli, tmp_path: Path) -> None:
     missing = cli("dictionaries", "export", tmp_path / "nothing", "--to", "saelens", "--output", tmp_path / "o")
     assert missing.exit_code == 1 and "does not exist" in missing.output and "Traceback" not in missing.output
     torch.manual_seed(0)
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     SAELensFormat().save(create("dictionary_learner", "relu", 8, 16), str(tmp_path / "r"))
     unknown = cli("dictionaries", "export", tmp_path / "r", "--to", "nope", "--output", tmp_path / "o")

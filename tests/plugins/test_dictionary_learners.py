@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create, get_registry
+from featurelens.core.host.manager import create, get_registry
 from featurelens.plugins.dictionaries import BatchTopKSAE, JumpReluSAE, ReluSAE, TopKSAE
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder, geometric_median
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-import featurelens
 from fault_server import Faults, FaultServer
 from llm_fixtures import fill
+
+import featurelens
 
 
 @pytest.fixture

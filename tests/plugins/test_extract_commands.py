@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.formats.dictionary_learning import DictionaryLearningFormat
 from featurelens.plugins.formats.gemma_scope import GemmaScopeFormat
 from featurelens.plugins.formats.native import MANIFEST, NativeFormat, save_native
@@ -185,7 +185,7 @@ PROBE = """
 import json, resource, sys, time
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.formats.native import NativeFormat
-from featurelens.core.plugin_host import get_registry
+from featurelens.core.host.manager import get_registry
 get_registry()  # plugin discovery and imports are not the loader's cost
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()

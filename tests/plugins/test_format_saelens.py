@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.formats.saelens import SAELensFormat
 
 D_IN, D_SAE, D_OUT = 8, 24, 6

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.plugin_host import create
+from featurelens.core.host.manager import create
 from featurelens.plugins.formats.sparsify import SparsifyFormat
 
 D_IN, N = 8, 32

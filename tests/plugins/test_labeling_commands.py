@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from llm_fixtures import fill
 
 import featurelens
-from llm_fixtures import fill
 
 ROOT = Path(__file__).resolve().parents[2]
 

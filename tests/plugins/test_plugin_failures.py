@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from featurelens.cli import main
-from featurelens.core import plugin_host as plugins
+from featurelens.core.host import manager as plugins
 
 GOOD = """
     import featurelens

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 import featurelens
 from featurelens.cli import make_cli
-from featurelens.core import plugin_host as plugins
-from featurelens.core.dictionary_base import Dictionary
-from featurelens.core.protocols import (
+from featurelens.core.dictionaries.base import Dictionary
+from featurelens.core.host import manager as plugins
+from featurelens.core.host.protocols import (
     CorpusSource,
     DictionaryFormat,
     Document,
@@ -30,8 +30,8 @@ from featurelens.core.protocols import (
     LLMRequest,
     LLMResponse,
     ModelBackend,
-    ScoreResult,
     Scorer,
+    ScoreResult,
 )
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from plugin_env import make_plugin_env
 
 import featurelens
-from featurelens.core import plugin_host as plugins
+from featurelens.core.host import manager as plugins
 from featurelens.registry.index import load_index
-from plugin_env import make_plugin_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "featurelens-example-plugin"

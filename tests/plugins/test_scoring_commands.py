@@ -14,8 +14,13 @@ import types
 import pytest
 
 import featurelens
-from featurelens.core import plugin_host as plugins
-from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.core.host import manager as plugins
+from featurelens.testing.planted_features import (
+    PLANTED,
+    RuleSimulator,
+    planted_records,
+    write_planted_store,
+)
 
 CAPS = {"prompt": frozenset({"prompt_logprobs"}), "output": frozenset({"output_logprobs"}),
         "json": frozenset()}
@@ -92,7 +97,7 @@ def test_detection_and_fuzzing_through_the_cli_and_dry_run(cli, rule_host, plant
 
 def test_unreadable_answers_become_failures_not_scores(cli, rule_host, planted_store, monkeypatch):
     async def mumble(self, request):
-        return featurelens.core.protocols.LLMResponse(text="Maybe [1, 0]?")
+        return featurelens.core.host.protocols.LLMResponse(text="Maybe [1, 0]?")
 
     monkeypatch.setattr(RuleSimulator, "complete", mumble)
     result = cli("score", "--scorer", "detection", "--llm", "rule:json", "--store", planted_store,

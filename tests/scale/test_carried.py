@@ -16,7 +16,15 @@ from featurelens.core.extraction.state import ExtractionState
 from featurelens.scale.carried import CarriedState
 from featurelens.scale.partial import from_bytes, merge_bytes, to_bytes
 
-from .test_merge import CONTEXT, CPU, N_FEATURES, SETTINGS, _assert_same, _batches, _reduce
+from .test_merge import (
+    CONTEXT,
+    CPU,
+    N_FEATURES,
+    SETTINGS,
+    _assert_same,
+    _batches,
+    _reduce,
+)
 
 
 def _carry(workers: int, ship_every: int, shards: list, lost: set[int] = frozenset()) -> ExtractionState:

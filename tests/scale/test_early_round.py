@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from extract_calls import ray_extract_with
 from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
 

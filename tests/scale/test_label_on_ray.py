@@ -9,11 +9,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from llm_fixtures import serve_chat
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
+
+import featurelens
 
 RESULTS = {
     "explanations": "SELECT dictionary_id, feature, explainer, llm, text FROM explanations ORDER BY ALL",

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from scale_fixtures import job  # noqa: F401 - fixture
+
 from tests.core.training.test_ray_training import args
 
 
@@ -21,10 +22,10 @@ def test_no_default_path_imports_ray(tiny_model_dir: Path, job: dict, tmp_path: 
     script = (
         "import sys\n"
         "def ray_loaded(): return sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
-        "import featurelens.core.ray_runtime, featurelens.core.training.ray_training, featurelens.scale.cluster\n"
+        "import featurelens.core.ray.runtime, featurelens.core.training.ray_training, featurelens.scale.cluster\n"
         "assert not ray_loaded(), ('runtime', ray_loaded())\n"
         "from featurelens.cli import make_cli, main\n"
-        "from featurelens.core import plugin_host as plugins\n"
+        "from featurelens.core.host import manager as plugins\n"
         "from featurelens.core.extraction import ExtractSpec, extract\n"
         "make_cli(plugins.get_host())\n"
         f"extract(ExtractSpec(model={job['model']!r}, hookpoint={job['hookpoint']!r}, corpus={job['corpus']!r},\n"

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+from extract_calls import extract_with, ray_extract_with
+from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from extract_calls import extract_with, ray_extract_with
-from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 from seeded_store import seeded
 
+import featurelens
 
 RESULTS = {  # what the labeling runs wrote; ids, times and run ids aside
     "explanations": "SELECT dictionary_id, feature, explainer, llm, text, options FROM explanations ORDER BY ALL",
@@ -63,7 +62,7 @@ def test_two_workers_write_the_in_process_results_once(ray_cluster, cli, expecte
 
 
 def test_requests_are_spread_over_the_workers(ray_cluster, tiny_model_dir: Path) -> None:
-    from featurelens.core.protocols import LLMRequest
+    from featurelens.core.host.protocols import LLMRequest
     from featurelens.scale.remote_provider import ray_provider
 
     request = LLMRequest(messages=[{"role": "user", "content": "Say hi"}], max_tokens=3)
@@ -81,7 +80,11 @@ def test_two_clients_of_one_limiter_stay_under_the_shared_limit(ray_cluster) -> 
     """Each client alone asks for 55 % of a minute's quota, together 110 %: the bucket
     starts with one minute's quota, so the last 10 % must wait 6 s at the refill rate.
     Two separate limiters would let both finish at once."""
-    from featurelens.scale.limiter import SharedRateLimiter, limiter_name, shared_limiter
+    from featurelens.scale.limiter import (
+        SharedRateLimiter,
+        limiter_name,
+        shared_limiter,
+    )
 
     ray = ray_cluster
     tpm, count, tokens = 60_000, 12, 2_750  # per client 33,000 tokens; together 66,000 = 1.1 x tpm

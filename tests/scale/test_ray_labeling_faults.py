@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
+
+import featurelens
 
 RESULTS = {
     "explanations": "SELECT dictionary_id, feature, explainer, llm, text, options FROM explanations ORDER BY ALL",

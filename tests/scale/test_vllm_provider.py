@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import featurelens
-from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest
 from ray_cluster import ray_cluster  # noqa: F401 - fixture
 from scale_fixtures import expected, job  # noqa: F401 - fixtures
 from seeded_store import seeded
+
+import featurelens
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import LLMRequest
 
 
 class TinyEngine:

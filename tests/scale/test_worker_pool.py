@@ -14,10 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
-import featurelens
 from extract_calls import ray_extract_with, split_options
 from scale_fixtures import assert_same_store, expected, job  # noqa: F401 - fixtures
+
+import featurelens
 
 from .test_ray_extraction import _reducer_pids
 

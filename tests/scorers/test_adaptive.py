@@ -12,9 +12,19 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.llm.engine import EngineSettings
 from featurelens.scorers import DetectionScorer, SimulationScorer
 from featurelens.scorers.intervals import bootstrap_correlation, wilson
+from featurelens.scorers.score_jobs import (
+    ScoreSpec,
+    build_scorer,
+    score_features,
+    score_jobs,
+)
 from featurelens.testing.oracle import NoisyOracle, Planted
-from featurelens.scorers.score_jobs import ScoreSpec, build_scorer, score_features, score_jobs
-from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.testing.planted_features import (
+    PLANTED,
+    RuleSimulator,
+    planted_records,
+    write_planted_store,
+)
 
 CAPS = frozenset({"prompt_logprobs"})
 

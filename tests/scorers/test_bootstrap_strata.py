@@ -9,8 +9,11 @@ import pytest
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.scorers import SimulationScorer
-from featurelens.scorers.bootstrap_strata import (check_bootstrap, stratified_bootstrap_correlation,
-                                                  window_stratum)
+from featurelens.scorers.bootstrap_strata import (
+    check_bootstrap,
+    stratified_bootstrap_correlation,
+    window_stratum,
+)
 from featurelens.scorers.intervals import bootstrap_correlation
 from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from featurelens.core.protocols import LLMResponse, ParseError
-from featurelens.core.plugin_host import get_registry
+from featurelens.core.host.manager import get_registry
+from featurelens.core.host.protocols import LLMResponse, ParseError
 from featurelens.scorers import DetectionScorer, FuzzingScorer
 from featurelens.scorers.classifier import parse_answers
 from featurelens.scorers.metrics import classification

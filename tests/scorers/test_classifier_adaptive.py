@@ -73,7 +73,7 @@ class _Mumbler:
     name, model, capabilities = "mumble", "m", frozenset()
 
     async def complete(self, request):
-        from featurelens.core.protocols import LLMResponse
+        from featurelens.core.host.protocols import LLMResponse
         return LLMResponse(text="Maybe [1, 0]?")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from featurelens.scorers.embedding import EmbeddingScorer, auroc
 from featurelens.testing.planted_features import PLANTED, planted_records
 

@@ -13,10 +13,15 @@ import json
 import httpx2
 import pytest
 
-from featurelens.core.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest
 from featurelens.llm.providers import build_provider
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
-from featurelens.testing.planted_features import PLANTED, RuleSimulator, planted_records, write_planted_store
+from featurelens.testing.planted_features import (
+    PLANTED,
+    RuleSimulator,
+    planted_records,
+    write_planted_store,
+)
 
 
 def _logprob_items(items):

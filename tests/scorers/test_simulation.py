@@ -8,7 +8,12 @@ import math
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import Example, FeatureRecord, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import (
+    Example,
+    FeatureRecord,
+    LLMResponse,
+    TokenLogprobs,
+)
 from featurelens.scorers import SimulationScorer
 from featurelens.scorers.metrics import pearson
 from featurelens.scorers.simulation_parse import expected_value, from_json, from_lines

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.window_text import neutralise
 from featurelens.scorers import SimulationScorer, prompts
 from featurelens.scorers.simulation_lines import FORMATS, line_format

@@ -12,7 +12,11 @@ from featurelens.labelers.explainers.token_lookup import TokenLookupExplainer
 from featurelens.llm.offline import OFFLINE_LLM
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
 from featurelens.scorers.token_check import LabelMatcher, TokenCheckScorer
-from featurelens.testing.planted_features import PLANTED, planted_records, write_planted_store
+from featurelens.testing.planted_features import (
+    PLANTED,
+    planted_records,
+    write_planted_store,
+)
 from featurelens.testing.planted_tokens import token_planted
 
 

@@ -24,7 +24,7 @@ import polars as pl
 import torch
 
 import featurelens
-from featurelens.core.dictionary_loading import check_width, load_dictionary
+from featurelens.core.dictionaries.loading import check_width, load_dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
@@ -32,11 +32,16 @@ from featurelens.core.extraction.logit_effects import logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set
-from featurelens.core.extraction.writer import TokenText, example_rows, feature_rows, sequence_rows
+from featurelens.core.extraction.writer import (
+    TokenText,
+    example_rows,
+    feature_rows,
+    sequence_rows,
+)
 from featurelens.core.progress import phase
 from featurelens.core.progress import progress as show_progress
-from featurelens.core.store import Store
-from featurelens.core.store_arg import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
 
 #: Features whose examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
@@ -198,12 +203,12 @@ def special_ids(include_special: bool, tokenizer: Any) -> set[int]:
 def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = None) -> Plan:
     """Load and check model, dictionary and corpus; derive the run id. The store is not touched.
 
-    ``spec.split`` picks the corpus documents read (:mod:`featurelens.core.corpus_split`):
+    ``spec.split`` picks the corpus documents read (:mod:`featurelens.core.corpus.split`):
     by default the held-out ones, which no dictionary trained here has seen.
     """
-    from featurelens.core.corpora import resolve_corpus
-    from featurelens.core.corpus_split import split_corpus
-    from featurelens.core.plugin_host import create
+    from featurelens.core.corpus.resolve import resolve_corpus
+    from featurelens.core.corpus.split import split_corpus
+    from featurelens.core.host.manager import create
 
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")

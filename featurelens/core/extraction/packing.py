@@ -16,7 +16,7 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction.text_chunks import tokenize_in_chunks
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-from featurelens.core.dictionary_base import Dictionary, SparseActs
+from featurelens.core.dictionaries.base import Dictionary, SparseActs
 from featurelens.core.extraction.accumulators import FeatureStats
 from featurelens.core.extraction.quantile_sampling import reservoir_score
 from featurelens.core.extraction.random_examples import RandomPool

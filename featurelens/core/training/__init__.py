@@ -8,10 +8,19 @@ kill and return a :class:`TrainResult`.
 from __future__ import annotations
 
 from featurelens.core.training.api import (
-    checkpoint_dir_for, pick_device, save_dictionary, train_dictionary, train_on_source, train_on_tensors,
+    checkpoint_dir_for,
+    pick_device,
+    save_dictionary,
+    train_dictionary,
+    train_on_source,
+    train_on_tensors,
 )
 from featurelens.core.training.buffer import ShuffleBuffer
-from featurelens.core.training.sources import ActivationSource, ModelSource, TensorSource
+from featurelens.core.training.sources import (
+    ActivationSource,
+    ModelSource,
+    TensorSource,
+)
 from featurelens.core.training.trainer import TrainConfig, TrainResult, run_training
 
 #: ``featurelens.core.training.train`` is the same as :func:`train_dictionary`.

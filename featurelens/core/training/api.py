@@ -17,7 +17,11 @@ import torch
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.training.checkpoints import remove as remove_checkpoint
-from featurelens.core.training.sources import ActivationSource, ModelSource, TensorSource
+from featurelens.core.training.sources import (
+    ActivationSource,
+    ModelSource,
+    TensorSource,
+)
 from featurelens.core.training.trainer import TrainConfig, TrainResult, run_training
 
 SUMMARY = "training.json"
@@ -48,7 +52,7 @@ def save_dictionary(dictionary: Any, output: Path, summary: dict[str, Any] | Non
     The formats are looked up in the registry, as loading does, so training never
     depends on which plugin provides them.
     """
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     saelens_ok = dictionary.architecture in ("topk", "relu", "jumprelu") and dictionary.W_skip is None
     fmt = "saelens" if saelens_ok else "featurelens"
@@ -69,7 +73,7 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
     and rerunning after success returns at once with the saved dictionary. ``runner``
     replaces ``run_training`` (e.g. a data-parallel
     :class:`~featurelens.core.training.data_parallel.DataParallelRunner`)."""
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     output = Path(output).expanduser()
     if output.exists() and (output / SUMMARY).is_file():
@@ -103,7 +107,7 @@ def train_on_source(source: ActivationSource, config: TrainConfig, *, output: st
 
 
 def _already_trained(output: Path, config: TrainConfig, source: ActivationSource) -> TrainResult:
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     summary = json.loads((output / SUMMARY).read_text(encoding="utf-8"))
     same = json.loads(json.dumps(config.__dict__, default=str)) == summary.get("config") \
@@ -134,7 +138,7 @@ def train_dictionary(*, backend: Any, hookpoint: str, output: str | Path, archit
                      callback: Callable[[int, dict[str, float]], None] | None = None,
                      split: str = "train", runner: Callable[..., TrainResult] | None = None) -> TrainResult:
     """Train a dictionary on ``backend``'s activations at ``hookpoint`` over ``corpus``
-    (its ``train`` documents by default, see :mod:`featurelens.core.corpus_split`).
+    (its ``train`` documents by default, see :mod:`featurelens.core.corpus.split`).
 
     ``d_sae`` defaults to ``expansion * width``; ``batch_size`` to ``tokens / 400``
     within 256..4096, so that small budgets still take a few hundred steps. ``k`` applies to TopK-style learners

@@ -7,31 +7,29 @@ worker rebuilds the source from a plain recipe (a model spec, or a safetensors f
 the given tensors), joins a ``torch.distributed`` group (gloo on CPU, NCCL on GPU) and
 runs the ordinary training loop as one rank of it. Rank 0 writes the checkpoints (the
 folder must be visible to every worker to resume) and hands the trained weights back
-as safetensors bytes. Ray is imported only when ``executor="ray"``.
+as safetensors bytes. Ray is imported only when ``executor="ray"``. What a worker runs is in
+:mod:`featurelens.core.training.worker`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import traceback
 from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_address, check_workers
+from featurelens.core.ray.address import check_address, check_workers
 from featurelens.core.training.trainer import TrainConfig, TrainResult
+from featurelens.core.training.worker import free_port, train_rank
 
 EXECUTORS = ("processes", "ray", "torchrun")
 TENSORS = "data.safetensors"
 RESULT = "result.safetensors"
-#: how long a worker waits for the others at a collective before giving up
-TIMEOUT = timedelta(minutes=30)
 
 
 class DataParallelRunner:
@@ -48,7 +46,7 @@ class DataParallelRunner:
         if executor != "torchrun":  # before the model loads or a checkpoint folder appears
             check_workers(workers, max(1, int(threads)), local=address is None)
         if executor == "ray":
-            from featurelens.core.ray_runtime import require_ray
+            from featurelens.core.ray.runtime import require_ray
 
             require_ray()
             check_address(address)
@@ -96,59 +94,8 @@ class DataParallelRunner:
             "name or folder, or tensors; train this source with the in-process executor.")
 
 
-def build_source(recipe: dict[str, Any]) -> Any:
-    """A worker's copy of the driver's source."""
-    from featurelens.core.training.sources import ModelSource, TensorSource
-
-    if recipe["kind"] == "tensors":
-        from safetensors.torch import load_file
-
-        tensors = load_file(recipe["path"])
-        return TensorSource(tensors["inputs"], tensors.get("targets"), recipe["chunk_rows"])
-    from featurelens.core.plugin_host import create
-
-    spec = recipe["backend"]
-    backend = create("model_backend", "hf", spec["model"], dtype=spec.get("dtype", "float32"),
-                     device=spec.get("device", "cpu"))
-    fields = {k: v for k, v in recipe.items() if k not in ("kind", "backend")}
-    return ModelSource(backend, **fields)
 
 
-def train_rank(rank: int, world: int, init_method: str, job: dict[str, Any],
-               source: Any = None) -> dict[str, Any] | None:
-    """One worker's whole life: join the group, train, leave; rank 0 returns the result."""
-    import torch.distributed as dist
-
-    from featurelens.core.training.api import pick_device
-    from featurelens.core.training.distributed import DataParallel
-    from featurelens.core.training.trainer import run_training
-
-    torch.set_num_threads(int(job["threads"]))
-    device = pick_device(job["device"])
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", rank if torch.cuda.device_count() > 1 else 0))
-        device = torch.device("cuda", local % max(1, torch.cuda.device_count()))
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world, timeout=TIMEOUT)
-    try:
-        source = source if source is not None else build_source(job["source"])
-        result = run_training(source, TrainConfig(**job["config"]),
-                              checkpoint_dir=Path(job["checkpoint_dir"]), device=device,
-                              checkpoint_seconds=job["checkpoint_seconds"],
-                              checkpoint_steps=job["checkpoint_steps"], progress=job["progress"],
-                              hookpoint=job["hookpoint"], model_id=job["model_id"],
-                              parallel=DataParallel(rank, world))
-    finally:
-        dist.destroy_process_group()
-    if rank != 0:
-        return None
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in result.dictionary.state_dict().items()}
-    return {"weights": save(state), "metrics": result.metrics, "steps": result.steps,
-            "tokens": result.tokens, "resumed_from": result.resumed_from_step}
 
 
 def run_torchrun_rank(job: dict[str, Any], source: Any) -> dict[str, Any] | None:
@@ -168,10 +115,6 @@ def rank_device(device: str) -> str:
     return f"cuda:{int(local) % torch.cuda.device_count()}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _process_main(rank: int, world: int, init_method: str, job_text: str) -> None:
@@ -241,7 +184,7 @@ def _result(summary: dict[str, Any] | None, folder: Path, source: Any, config: T
         raise WorkerDone()
     from safetensors.torch import load
 
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     (folder / TENSORS).unlink(missing_ok=True)
     options = dict(config.options)

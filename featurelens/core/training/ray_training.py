@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.ray_address import check_fits
-from featurelens.core.ray_runtime import connect
+from featurelens.core.ray.address import check_fits
+from featurelens.core.ray.runtime import connect
 
 
 class TrainWorker:
@@ -22,12 +22,12 @@ class TrainWorker:
         """This node's IP and a free port: rank 0's actor hosts the group's rendezvous."""
         import ray
 
-        from featurelens.core.training.data_parallel import free_port
+        from featurelens.core.training.worker import free_port
 
         return ray.util.get_node_ip_address(), free_port()
 
     def run(self, rank: int, world: int, init_method: str, job: dict[str, Any]) -> dict[str, Any] | None:
-        from featurelens.core.training.data_parallel import train_rank
+        from featurelens.core.training.worker import train_rank
 
         return train_rank(rank, world, init_method, job)
 

@@ -98,8 +98,8 @@ class ModelSource:
             self.backend.check_context(self.context)
 
     def _corpus(self) -> Any:
-        from featurelens.core.corpora import resolve_corpus
-        from featurelens.core.corpus_split import split_corpus
+        from featurelens.core.corpus.resolve import resolve_corpus
+        from featurelens.core.corpus.split import split_corpus
 
         return split_corpus(resolve_corpus(self.corpus, **self.corpus_options), self.split)
 

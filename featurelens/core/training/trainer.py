@@ -93,7 +93,7 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
     the folder is left in place until the caller saves the final dictionary, so a
     crash between the last step and the final save loses nothing.
     """
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     _check(config)
     device = torch.device(device)

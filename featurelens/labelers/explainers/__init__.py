@@ -3,13 +3,13 @@ style) and ``token-lookup`` (no LLM).
 
 Registered through the ``register_explainers`` hook like any plugin's. Prompts live in
 :mod:`.prompts`; how tokens and activations are written (and the single 0-10
-normalisation rule) in :mod:`.formatting`; which examples are shown in :mod:`.selection`.
+normalisation rule) in :mod:`featurelens.llm.window_text`; which examples are shown in :mod:`featurelens.llm.example_selection`.
 """
 
 from __future__ import annotations
 
 import featurelens
-from featurelens.core.hookspecs import Register
+from featurelens.core.host.hookspecs import Register
 from featurelens.labelers.explainers.highlighted import HighlightedExplainer
 from featurelens.labelers.explainers.token_activations import TokenActivationsExplainer
 from featurelens.labelers.explainers.token_lookup import TokenLookupExplainer

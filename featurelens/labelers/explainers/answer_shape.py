@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from featurelens.core.protocols import ParseError
+from featurelens.core.host.protocols import ParseError
 
 #: Control characters allowed in an answer (line structure only).
 _ALLOWED_CONTROL = {"\t", "\n", "\r"}

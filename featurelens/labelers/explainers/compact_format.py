@@ -10,7 +10,7 @@ a line of its own and ``<<`` ``>>`` only ever mark firing tokens.
 
 from __future__ import annotations
 
-from featurelens.core.protocols import Example
+from featurelens.core.host.protocols import Example
 from featurelens.llm.window_text import activating_mask, neutralise, normalise_all
 
 

@@ -6,11 +6,15 @@ marked token's 0-10 strength after its window, as delphi's option does.
 
 from __future__ import annotations
 
-from featurelens.core.protocols import Example
+from featurelens.core.host.protocols import Example
 from featurelens.labelers.explainers import prompts
-from featurelens.llm.window_text import (activating_mask, highlight, neutralise,
-                                                         normalise)
 from featurelens.labelers.explainers.token_activations import ExplainerBase
+from featurelens.llm.window_text import (
+    activating_mask,
+    highlight,
+    neutralise,
+    normalise,
+)
 
 
 class HighlightedExplainer(ExplainerBase):

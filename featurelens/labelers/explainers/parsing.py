@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from featurelens.core.protocols import ParseError
+from featurelens.core.host.protocols import ParseError
 from featurelens.labelers.explainers.answer_shape import check_answer, check_phrase
 
 #: Longest explanation kept (characters); longer answers are cut at a word boundary.

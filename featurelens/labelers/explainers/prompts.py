@@ -4,7 +4,7 @@ A prompt is: a system message (instructions), few-shot turns (a made-up feature 
 good answer), then one user turn with the feature's evidence. Everything before the
 last turn is identical for every feature of a job, so providers can cache it
 (``LLMRequest.shared_prefix``). The evidence is wrapped in ``<examples>`` tags and the
-tokens inside are neutralised (see :mod:`.formatting`), so corpus text cannot pose as
+tokens inside are neutralised (see :mod:`featurelens.llm.window_text`), so corpus text cannot pose as
 instructions.
 """
 

@@ -10,14 +10,24 @@ token's activation normalised to 0-10 by :func:`featurelens.llm.window_text.norm
 from __future__ import annotations
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import (Example, FeatureRecord, LLMRequest, LLMResponse,
-                                         ParseError)
+from featurelens.core.host.protocols import (
+    Example,
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+)
 from featurelens.labelers.explainers import compact_prompts, prompts
 from featurelens.labelers.explainers.compact_format import compact_block
-from featurelens.llm.window_text import (crop, feature_scale, neutralise,
-                                                         normalise_all, token_table)
 from featurelens.labelers.explainers.parsing import parse_explanation
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_explainer
+from featurelens.llm.window_text import (
+    crop,
+    feature_scale,
+    neutralise,
+    normalise_all,
+    token_table,
+)
 
 
 class ExplainerBase:

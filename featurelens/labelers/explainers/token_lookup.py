@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.protocols import FeatureRecord, LLMRequest, LLMResponse, ParseError
+from featurelens.core.host.protocols import (
+    FeatureRecord,
+    LLMRequest,
+    LLMResponse,
+    ParseError,
+)
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_explainer
 from featurelens.llm.token_labels import Element, render_label, token_key
 

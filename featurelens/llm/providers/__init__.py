@@ -1,6 +1,6 @@
 """LLM providers: ``openai``, ``anthropic`` and ``local``, chosen as ``provider:model``.
 
-Each provider turns a provider-neutral :class:`~featurelens.core.protocols.LLMRequest`
+Each provider turns a provider-neutral :class:`~featurelens.core.host.protocols.LLMRequest`
 into its SDK's call and the answer back into an :class:`LLMResponse`. They never retry
 (the engine does, with one policy for all), and read API keys only from environment
 variables.
@@ -17,7 +17,7 @@ from featurelens.registry.components import split_llm_spec
 
 def build_provider(spec: str, **options: Any):
     """Build the provider for ``provider:model`` (``openai:gpt-4o-mini``, ``local:smollm2``)."""
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     _, model = split_llm_spec(spec)
     try:

@@ -8,11 +8,13 @@ log-probabilities, so this provider does not claim those capabilities.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anthropic
 
-from featurelens.core.protocols import LLMRequest, LLMResponse
+from featurelens.core.host.protocols import LLMProvider, LLMRequest, LLMResponse
+from featurelens.llm.batch.clients import BatchState, Limits
+from featurelens.llm.batch.results import UNREADABLE
 from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.loop_client import LoopClient
@@ -85,9 +87,7 @@ class AnthropicProvider:
         return self._clients.get()
 
     def batch_client(self) -> Any:
-        """This provider's batch API client (see :mod:`featurelens.llm.batch_clients`)."""
-        from featurelens.llm.providers.anthropic_batches import AnthropicBatches
-
+        """This provider's batch API client (see :mod:`featurelens.llm.batch.clients`)."""
         return AnthropicBatches(self)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -101,3 +101,72 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+# Anthropic Message Batches: the requests go in the create call and results stream
+# back as JSONL, identified by ``custom_id`` (the request's cache key).
+
+class AnthropicBatches:
+    """Anthropic Message Batches."""
+
+    limits = Limits(100_000, 240 * 2**20)
+
+    def __init__(self, provider: LLMProvider):
+        self.provider = provider
+        self.client = provider.client  # type: ignore[attr-defined]
+
+    def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
+        if request.prompt_logprobs or request.top_logprobs:
+            raise ValueError("Anthropic models return no log-probabilities")
+        return {"custom_id": custom_id, "params": message_params(self.provider.model, request)}
+
+    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+        """Create a batch of ``lines``; Message Batches keep no metadata, so ``label`` (the
+        store's placeholder) cannot travel and :meth:`find` matches by time and size."""
+        batch = await self.client.messages.batches.create(requests=lines)
+        return batch.id
+
+    async def find(self, label: str, since: float, request_count: int) -> list[str]:
+        """Batches created at or after ``since`` (epoch seconds) holding ``request_count``
+        requests, paging newest first."""
+        found = []
+        async for batch in self.client.messages.batches.list(limit=100):
+            if batch.created_at.timestamp() < since:
+                break
+            c = batch.request_counts
+            if c.processing + c.succeeded + c.errored + c.canceled + c.expired == request_count:
+                found.append(batch.id)
+        return found
+
+    async def state(self, batch_id: str) -> BatchState:
+        batch = await self.client.messages.batches.retrieve(batch_id)
+        c = batch.request_counts
+        text = (f"{c.succeeded} succeeded, {c.errored} errored, {c.processing} processing, "
+                f"{c.expired} expired, {c.canceled} canceled")
+        return BatchState(batch.processing_status, batch.processing_status == "ended", text)
+
+    async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
+        entries = (await self.client.messages.batches.results(batch_id)).__aiter__()
+        while True:
+            try:
+                entry = await entries.__anext__()
+            except StopAsyncIteration:
+                return
+            except ValueError as error:  # a line that is not JSON ends the SDK's decoding
+                yield UNREADABLE, None, f"the result file could not be read past a line ({type(error).__name__})"
+                return
+            custom_id = getattr(entry, "custom_id", None)
+            if not isinstance(custom_id, str) or not custom_id:
+                yield UNREADABLE, None, "a result line names no custom_id"
+                continue
+            try:
+                result = entry.result
+                if result.type == "succeeded":
+                    yield custom_id, response_from_message(result.message), None
+                    continue
+                error = getattr(result, "error", None)
+                detail = getattr(getattr(error, "error", None), "message", None) or result.type
+                answer: tuple[LLMResponse | None, str | None] = (None, f"batch request {result.type}: {detail}")
+            except Exception as problem:  # noqa: BLE001 - a malformed answer fails only its request
+                answer = (None, f"its answer could not be read ({type(problem).__name__})")
+            yield custom_id, *answer

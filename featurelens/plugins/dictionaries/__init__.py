@@ -1,13 +1,13 @@
 """Built-in dictionary learners, registered through the same hook as plugins' ones.
 
 Registration imports nothing heavy: each learner's module (and torch) is imported the
-first time the learner is built (see :mod:`featurelens.core.lazy`)."""
+first time the learner is built (see :mod:`featurelens.core.host.lazy`)."""
 
 from __future__ import annotations
 
 import featurelens
-from featurelens.core.hookspecs import Register
-from featurelens.core.lazy import LazyFactory, lazy_exports
+from featurelens.core.host.hookspecs import Register
+from featurelens.core.host.lazy import LazyFactory, lazy_exports
 
 featurelens_api = 1
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from featurelens.core.training.distributed import current
-from featurelens.plugins.dictionaries.topk import check_k
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
+from featurelens.plugins.dictionaries.topk import check_k
 
 
 class BatchTopKSAE(SparseAutoencoder):

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from featurelens.core.dictionary_base import Dictionary
+from featurelens.core.dictionaries.base import Dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.training.distributed import batch_variance
 

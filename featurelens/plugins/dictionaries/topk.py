@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 
-from featurelens.core.dictionary_base import SparseActs
+from featurelens.core.dictionaries.base import SparseActs
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.training.distributed import batch_variance
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder, encoder_matmul
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode
-
 
 #: Rows of pre-activations computed at once: bounds the transient ``[rows, d_sae]``
 #: block to about 32 MiB, so no full ``[n, d_sae]`` matrix ever exists.

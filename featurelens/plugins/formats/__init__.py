@@ -2,13 +2,13 @@
 transcoder sets, circuit-tracer and featurelens's own), registered through the same hook as plugins' formats.
 
 Registration imports nothing heavy: a format's module (and torch) is imported the first
-time the format is built (see :mod:`featurelens.core.lazy`)."""
+time the format is built (see :mod:`featurelens.core.host.lazy`)."""
 
 from __future__ import annotations
 
 import featurelens
-from featurelens.core.hookspecs import Register
-from featurelens.core.lazy import LazyFactory, lazy_exports
+from featurelens.core.host.hookspecs import Register
+from featurelens.core.host.lazy import LazyFactory, lazy_exports
 
 featurelens_api = 1
 

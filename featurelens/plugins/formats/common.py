@@ -83,7 +83,7 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
     once, and what is built is never much larger than the file. NaN or infinite weights
     are refused too.
     """
-    from featurelens.core.plugin_host import get_registry
+    from featurelens.core.host.manager import get_registry
 
     component = get_registry().get("dictionary_learner", architecture)
     for key, value in (("d_in", d_in), ("d_sae", d_sae)):

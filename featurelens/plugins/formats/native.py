@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import featurelens
-from featurelens.core.dictionary_base import Dictionary
+from featurelens.core.dictionaries.base import Dictionary
 from featurelens.core.errors import FeaturelensError
-from featurelens.plugins.formats.strict import config_str
 from featurelens.plugins.formats.common import (
-    atomic_folder, build, parse_dtype, read_json, read_safetensors, save_safetensors, write_json,
+    atomic_folder,
+    build,
+    parse_dtype,
+    read_json,
+    read_safetensors,
+    save_safetensors,
+    write_json,
 )
+from featurelens.plugins.formats.strict import config_str
 
 MANIFEST = "featurelens_dictionary.json"
 WEIGHTS = "weights.safetensors"

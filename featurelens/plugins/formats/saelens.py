@@ -19,10 +19,24 @@ import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.formats.common import (
-    as_sae, atomic_folder, build, config_int, dtype_name, parse_dtype, read_json,
-    read_safetensors, require, save_safetensors, write_json,
+    as_sae,
+    atomic_folder,
+    build,
+    config_int,
+    dtype_name,
+    parse_dtype,
+    read_json,
+    read_safetensors,
+    require,
+    save_safetensors,
+    write_json,
 )
-from featurelens.plugins.formats.strict import config_bool, config_name, config_str, refuse_unknown_tensors
+from featurelens.plugins.formats.strict import (
+    config_bool,
+    config_name,
+    config_str,
+    refuse_unknown_tensors,
+)
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"

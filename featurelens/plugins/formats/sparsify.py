@@ -17,11 +17,23 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.formats.common import (
-    as_sae, atomic_folder, build, config_int, parse_dtype, read_json, read_safetensors, require,
-    save_safetensors, write_json,
+    as_sae,
+    atomic_folder,
+    build,
+    config_int,
+    parse_dtype,
+    read_json,
+    read_safetensors,
+    require,
+    save_safetensors,
+    write_json,
 )
-from featurelens.plugins.formats.strict import config_bool, positive_factor, refuse_unknown_tensors
 from featurelens.plugins.formats.headers import shape_of
+from featurelens.plugins.formats.strict import (
+    config_bool,
+    positive_factor,
+    refuse_unknown_tensors,
+)
 
 CFG = "cfg.json"
 WEIGHTS = "sae.safetensors"

@@ -46,8 +46,8 @@ OUR_TO_CT = {"ln2.hook_normalized": "mlp.hook_in", "hook_mlp_in": "mlp.hook_in",
 
 def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
     """A dictionary from a folder (relative to ``base``) or a name, by the registered formats."""
-    from featurelens.core.plugin_host import get_registry
-    from featurelens.core.pretrained import is_named, resolve
+    from featurelens.core.host.manager import get_registry
+    from featurelens.core.dictionaries.pretrained import is_named, resolve
 
     path = Path(resolve(spec)[0]) if is_named(spec) else (base / spec)
     if not path.exists():

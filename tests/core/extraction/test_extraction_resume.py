@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from extract_calls import extract_with
 
 import featurelens
-from extract_calls import extract_with
 from featurelens.core.extraction.state import ExtractionState
 
 SCRIPT = '''
 import sys, torch
-from featurelens.core.dictionary_base import Dictionary
+from featurelens.core.dictionaries.base import Dictionary
 from featurelens.core.extraction import ExtractSpec, extract
 
 class Sparse(Dictionary):

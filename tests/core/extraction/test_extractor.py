@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from extract_calls import extract_with
 
 import featurelens
-from featurelens.core.dictionary_base import Dictionary
+from featurelens.core.dictionaries.base import Dictionary
 from featurelens.core.errors import FeaturelensError
-from extract_calls import extract_with
 from featurelens.core.extraction.packing import pack
 from featurelens.plugins.corpus_sources import TextCorpus
 from featurelens.plugins.hf_backend import HFBackend

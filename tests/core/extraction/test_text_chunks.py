@@ -13,7 +13,7 @@ import pytest
 
 from featurelens.core.extraction.packing import pack
 from featurelens.core.extraction.text_chunks import cut_points, tokenize_in_chunks
-from featurelens.core.protocols import Document
+from featurelens.core.host.protocols import Document
 
 
 def _stdlib_text(chars: int) -> str:

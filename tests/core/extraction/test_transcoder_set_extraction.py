@@ -56,7 +56,7 @@ def test_a_set_is_one_dictionary_with_layers_in_sql(cli, tiny_model_dir: Path, t
             JOIN sequences s USING (corpus_id, sequence_id)
             WHERE e.kind = 'top' AND e.rank = 0 AND e.feature >= {D_T} ORDER BY e.max_activation DESC LIMIT 1
         """).row(0, named=True)
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
     from featurelens.plugins.formats.transcoder_sets import CircuitTracerFormat
 
     backend = create("model_backend", "hf", str(tiny_model_dir), device="cpu")

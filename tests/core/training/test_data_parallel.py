@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.training import TensorSource, TrainConfig, run_training, train_on_tensors
+from featurelens.core.training import (
+    TensorSource,
+    TrainConfig,
+    run_training,
+    train_on_tensors,
+)
 from featurelens.core.training.data_parallel import DataParallelRunner
 from featurelens.core.training.distributed import DataParallel
 

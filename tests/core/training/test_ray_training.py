@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from featurelens.core import plugin_host as plugins
-from featurelens.core.dictionary_loading import load_dictionary
+from featurelens.core.dictionaries.loading import load_dictionary
+from featurelens.core.host import manager as plugins
 
 HOOK = "blocks.0.hook_resid_post"
 ROOT = Path(__file__).resolve().parents[3]
@@ -84,7 +84,12 @@ def test_processes_resume_a_killed_run(in_process: Path, tiny_model_dir: Path, t
                                        tmp_path: Path) -> None:
     """The 2-process run resumes from an in-process checkpoint (taken at step 4 of 12 by a
     run that was then stopped) and ends where the uninterrupted run ended."""
-    from featurelens.core.training import ModelSource, TrainConfig, checkpoint_dir_for, run_training
+    from featurelens.core.training import (
+        ModelSource,
+        TrainConfig,
+        checkpoint_dir_for,
+        run_training,
+    )
     from featurelens.core.training.api import train_dictionary
 
     out = tmp_path / "sae"

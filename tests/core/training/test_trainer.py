@@ -15,8 +15,13 @@ import pytest
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.training import ShuffleBuffer, TensorSource, checkpoint_dir_for, train_on_tensors
-from featurelens.core.training import checkpoints
+from featurelens.core.training import (
+    ShuffleBuffer,
+    TensorSource,
+    checkpoint_dir_for,
+    checkpoints,
+    train_on_tensors,
+)
 from featurelens.plugins.formats.saelens import SAELensFormat
 
 

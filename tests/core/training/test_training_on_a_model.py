@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import featurelens
-from featurelens.core.dictionary_loading import load_dictionary
+from featurelens.core.dictionaries.loading import load_dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.training import ModelSource, train_dictionary
 

@@ -10,9 +10,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_topk_on_smollm2_layer_6(tmp_path: Path) -> None:
-    from featurelens.core.dictionary_loading import load_dictionary
-    from featurelens.core.evaluation import evaluate
-    from featurelens.core.plugin_host import create
+    from featurelens.core.dictionaries.evaluation import evaluate
+    from featurelens.core.dictionaries.loading import load_dictionary
+    from featurelens.core.host.manager import create
     from featurelens.core.training import train_dictionary
 
     backend = create("model_backend", "hf", "smollm2", dtype="float32", device="auto")

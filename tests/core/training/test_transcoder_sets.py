@@ -37,7 +37,7 @@ def test_train_all_layers_in_one_command(cli, tiny_model_dir: Path, tmp_path: Pa
 
 
 def test_a_killed_set_resumes_without_training_a_layer_twice(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     backend = create("model_backend", "hf", str(tiny_model_dir), device="cpu")
     out = tmp_path / "set"
@@ -74,7 +74,7 @@ def test_a_killed_set_resumes_without_training_a_layer_twice(tiny_model_dir: Pat
 
 
 def test_layers_outside_the_model_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from featurelens.core.plugin_host import create
+    from featurelens.core.host.manager import create
 
     backend = create("model_backend", "hf", str(tiny_model_dir), device="cpu")
     with pytest.raises(FeaturelensError, match="outside 0..1"):

@@ -1,4 +1,4 @@
-"""The example's components. Each implements a featurelens.core.protocols contract
+"""The example's components. Each implements a featurelens.core.host.protocols contract
 structurally: no base class is needed except for dictionaries, which are torch modules."""
 
 from __future__ import annotations

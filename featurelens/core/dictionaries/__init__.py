@@ -1,0 +1,1 @@
+"""Dictionaries: the base class, loading by path or pretrained name, readable names, evaluation."""

@@ -1,0 +1,1 @@
+"""The plugin host: hook specifications, protocols, the plugin manager and entry-point loading."""

@@ -1,0 +1,1 @@
+"""The language model side: the embedded default, hookpoint names, reading module outputs."""

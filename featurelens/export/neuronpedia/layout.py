@@ -1,0 +1,134 @@
+"""Neuronpedia export: the folder layout its admin import reads.
+
+For every dictionary, ``<output>/<modelId>/<sourceId>/`` holds what Neuronpedia's
+``GET /api/admin/import?modelId=..&sourceId=..`` loads from its dataset path:
+``release.jsonl``, ``model.jsonl``, ``sourceset.jsonl``, ``source.jsonl`` (one row each),
+then ``features/``, ``activations/`` and ``explanations/`` as gzipped JSON Lines of
+``Neuron``, ``Activation`` and ``Explanation`` rows keyed by ``schema.prisma``'s column
+names (see :mod:`featurelens.export.neuronpedia.rows`). The source id is
+``<layer>-<sourceSetName>``, and the source set is exported with it.
+
+Two more folders hold what the importer does not read but Neuronpedia has tables
+for: ``explanation_scores/`` (``ExplanationScore`` rows: every defined score, typed
+``featurelens_<scorer>``) and ``config/`` (the explanation and score types and models
+the rows name; the importer upserts these from its global config, so names it lacks
+must be added from here first).
+
+Batches are atomic files written features-last, so an interrupted export resumes
+at the first batch whose ``features`` file is missing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+from typing import Any, Iterable
+
+from featurelens.browser.queries import BrowserData
+from featurelens.core.progress import progress
+from featurelens.export.neuronpedia import json_lines as npjson
+from featurelens.export.neuronpedia import listing, rows
+from featurelens.export.staging import Staging
+
+#: Features per batch file (the importer inserts each file in chunks of 65,000 lines).
+BATCH_SIZE = 1000
+
+
+def _jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return npjson.lines(lines)
+
+
+def _gzip(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        gz.write(data)
+    return buffer.getvalue()
+
+
+def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int, list[int], int]]:
+    """(dictionary, batch number, features, files each kind may use in this batch)."""
+    by_dictionary: dict[str, list[int]] = {}
+    for dictionary_id, feature in keys:
+        by_dictionary.setdefault(dictionary_id, []).append(feature)
+    for dictionary_id, features in by_dictionary.items():
+        per_batch = listing.batch_size(len(features), size)  # <= LIST_LIMIT feature files
+        most = listing.files_per_batch(math.ceil(len(features) / per_batch))
+        for n, start in enumerate(range(0, len(features), per_batch)):
+            yield dictionary_id, n, features[start:start + per_batch], most
+
+
+def _source(data: BrowserData, dictionary_id: str, creator_id: str) -> tuple[rows.Source, dict, dict]:
+    dictionary = data._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])[0]
+    model = data._dicts("SELECT * FROM models WHERE model_id = ?", [dictionary["model_id"]])
+    return rows.Source.of(dictionary, creator_id), dictionary, (model[0] if model else {})
+
+
+def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int | None = None,
+          creator_id: str = rows.DEFAULT_CREATOR_ID) -> int:
+    """Write every feature in ``keys``; returns the number of feature batch files.
+
+    No folder gets more files than the importer lists (:mod:`.listing`)."""
+    batch_size = BATCH_SIZE if batch_size is None else batch_size
+    files = 0
+    sources: dict[str, tuple[rows.Source, dict, dict]] = {}
+    with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
+        for dictionary_id, n, features, most in _batches(keys, batch_size):
+            if dictionary_id not in sources:
+                sources[dictionary_id] = _source(data, dictionary_id, creator_id)
+            src, dictionary, _ = sources[dictionary_id]
+            folder = f"{src.model_id}/{src.source_id}"
+            name = f"batch-{n:05d}.jsonl.gz"
+            files += 1
+            if not staging.done(f"{folder}/features/{name}"):
+                _write_batch(data, staging, src, dictionary, features, folder, name, most)
+            bar.update(len(features))
+    for dictionary_id, (src, dictionary, model) in sources.items():
+        _write_metadata(data, staging, src, dictionary, model,
+                        [f for d, f in keys if d == dictionary_id])
+    return files
+
+
+def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
+                 features: list[int], folder: str, name: str, most: int) -> None:
+    neurons, activations, explanations, scores = [], [], [], []
+    for record in data.feature_batch(dictionary["dictionary_id"], features):
+        feature = int(record.stats["feature"])
+        neurons.append(rows.neuron_row(src, record.stats, dictionary.get("hookpoint")))
+        activations += rows.activation_rows(src, feature, record.examples, record.stats.get("max_activation"))
+        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations)
+        explanations += e_rows
+        scores += s_rows
+    # An empty file would stop the importer (it parses the first line for the columns);
+    # a large batch is cut into several files the importer can hold (neuronpedia_json),
+    # at most ``most`` of them so the folder stays within one listing (neuronpedia_listing).
+    stem = name.removesuffix(".jsonl.gz")
+    for kind, lines in (("activations", activations), ("explanations", explanations),
+                        ("explanation_scores", scores)):
+        for part, data in enumerate(listing.pieces(lines, most, what=f"{folder}/{kind}/{name}")):
+            piece = name if part == 0 else f"{stem}-{part:03d}.jsonl.gz"
+            staging.write_bytes(f"{folder}/{kind}/{piece}", _gzip(data))
+    staging.write_bytes(f"{folder}/features/{name}", _gzip(_jsonl(neurons)))
+
+
+def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
+                    model: dict[str, Any], features: list[int]) -> None:
+    folder = f"{src.model_id}/{src.source_id}"
+    corpus = data._dicts("SELECT any_value(corpus_id) AS c FROM features WHERE dictionary_id = ?",
+                         [dictionary["dictionary_id"]])
+    for table, row in rows.metadata_rows(src, dictionary, model, corpus[0]["c"] if corpus else None).items():
+        staging.write_bytes(f"{folder}/{table}.jsonl", _jsonl([row]))
+    params = [dictionary["dictionary_id"], features]
+    explained = data._dicts("SELECT DISTINCT explainer, llm FROM explanations WHERE dictionary_id = ? "
+                            "AND list_contains(?, feature) ORDER BY ALL", params)
+    scored = data._dicts("SELECT DISTINCT scorer, llm FROM scores WHERE dictionary_id = ? "
+                         "AND list_contains(?, feature) AND status = 'ok' AND score IS NOT NULL ORDER BY ALL",
+                         params)
+    config = rows.config_rows(
+        [{"typeName": rows.explanation_type(e["explainer"]), "explanationModelName": rows.model_name(e["llm"])}
+         for e in explained],
+        [{"explanationScoreTypeName": rows.score_type(s["scorer"]),
+          "explanationScoreModelName": rows.model_name(s["llm"])} for s in scored], src.creator_id)
+    for table, lines in config.items():
+        if lines:
+            staging.write_bytes(f"{folder}/config/{table}.jsonl", _jsonl(lines))

@@ -1,0 +1,1 @@
+"""``featurelens run``: the whole job on the embedded default, as resumable stages."""

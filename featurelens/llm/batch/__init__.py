@@ -1,0 +1,1 @@
+"""Provider batch APIs: intent before submit, clients, results read as untrusted data, collection."""

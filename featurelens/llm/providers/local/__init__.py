@@ -1,0 +1,1 @@
+"""The ``local`` provider: a transformers model in this process (prefix cache, workers, batched decode)."""
