@@ -29,8 +29,11 @@ def circuit_tracer_python() -> Path | None:
 def reference_model_folder(source: Path, dest: Path) -> Path:
     """A copy of a transformers folder that transformers 4.x reads (weights linked, not copied).
 
-    transformers 5 writes ``"tokenizer_class": "TokenizersBackend"``, which 4.x does not know;
-    the copy names ``PreTrainedTokenizerFast`` instead."""
+    transformers 5 writes ``"tokenizer_class": "TokenizersBackend"``, which 4.x does not know
+    (the copy names ``PreTrainedTokenizerFast``), and keeps the rotary base in
+    ``rope_parameters``, where 4.x does not look: it would silently use its default base
+    10000 instead of SmolLM2's 100000 and attend differently (the copy repeats
+    ``rope_theta`` at the top level)."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         target = dest / item.name
@@ -39,6 +42,12 @@ def reference_model_folder(source: Path, dest: Path) -> Path:
         if item.name == "tokenizer_config.json":
             config = json.loads(item.read_text())
             config["tokenizer_class"] = "PreTrainedTokenizerFast"
+            target.write_text(json.dumps(config))
+        elif item.name == "config.json":
+            config = json.loads(item.read_text())
+            rope = config.get("rope_parameters") or {}
+            if "rope_theta" in rope and rope.get("rope_type", "default") == "default":
+                config["rope_theta"] = rope["rope_theta"]
             target.write_text(json.dumps(config))
         elif item.suffix == ".safetensors":
             os.symlink(item.resolve(), target)

@@ -28,11 +28,13 @@ def random_transcoders(n_layers: int, d_model: int, d_sae: int, *, skip: bool, s
     return TranscoderSet(transcoders)
 
 
-def tiny_graph_parts(folder: Path, *, skip: bool, n_layers: int = 2, d_sae: int = 64):
-    """(model, tokenizer, transcoder set), the model in float64."""
+def tiny_graph_parts(path: Path, *, skip: bool, n_layers: int = 2, d_sae: int = 64):
+    """(model, tokenizer, transcoder set) for the tiny Llama saved in ``path`` (made there if
+    missing), the model in float64."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = make_tiny_llama(folder, n_layers=n_layers, d_model=32)
+    if not (Path(path) / "config.json").exists():
+        make_tiny_llama(path, n_layers=n_layers, d_model=32)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float64).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer, random_transcoders(n_layers, 32, d_sae, skip=skip)

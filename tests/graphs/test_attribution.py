@@ -121,8 +121,8 @@ class FrozenModel:
 
 
 @pytest.fixture(scope="module")
-def graph_and_model(tmp_path_factory):
-    model, tokenizer, transcoders = tiny_graph_parts(tmp_path_factory.mktemp("tiny"), skip=True)
+def graph_and_model(tiny_model_dir):
+    model, tokenizer, transcoders = tiny_graph_parts(tiny_model_dir, skip=True)
     graph = build_graph(model, tokenizer, transcoders, "The quick brown fox jumps over", max_feature_nodes=10_000,
                         dtype=torch.float64, show_progress=False, max_logits=3)
     return model, tokenizer, transcoders, graph

@@ -15,8 +15,8 @@ from tests.graphs.graph_fixtures import random_transcoders, tiny_graph_parts
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    return tiny_graph_parts(tmp_path_factory.mktemp("tiny"), skip=False)
+def parts(tiny_model_dir):
+    return tiny_graph_parts(tiny_model_dir, skip=False)
 
 
 # -- targets ----------------------------------------------------------------------------
