@@ -32,10 +32,61 @@ from featurelens.graphs.active import ActiveFeatures, transcoder_parts
 from featurelens.graphs.replacement import LocalReplacement
 from featurelens.graphs.targets import Target
 
-#: Elements of one ``[batch, sources, d]`` gather while contracting feature sources.
+#: Elements of one chunk of padded decoder block plus products while contracting feature sources.
 CONTRACT_ELEMENTS = 16 * 2**20
 #: Refuse to allocate the row matrix beyond this many bytes (one clear sentence instead).
 ROW_BYTES_LIMIT = 16 * 2**30
+#: The padded decoder blocks of every layer are kept when they fit in this many bytes.
+SOURCE_CACHE_BYTES = 512 * 2**20
+
+
+class LayerSources:
+    """One layer's active features as sources, laid out for one batched product per chunk.
+
+    Active features are sorted by position, so each position's features are a contiguous
+    run; padding every run to the longest (``kmax``) gives ``[positions, kmax, d]`` blocks of
+    activation-scaled decoder rows, and ``bmm`` of the gradients ``[positions, B, d]`` with
+    them gives every feature's edge at once, without gathering ``[B, features, d]``.
+    """
+
+    def __init__(self, active: ActiveFeatures, part: slice, n: int, w_dec: torch.Tensor,
+                 dtype: torch.dtype, cache: bool):
+        self.start, self.stop, self.n = part.start, part.stop, n
+        positions = active.position[part]
+        counts = torch.bincount(positions, minlength=n)
+        self.pos_start = torch.zeros(n + 1, dtype=torch.long, device=positions.device)
+        self.pos_start[1:] = torch.cumsum(counts, 0)
+        self.kmax = int(counts.max()) if len(positions) else 0
+        self.positions = positions
+        self.rank = torch.arange(len(positions), device=positions.device) - self.pos_start[positions]
+        self.vectors_of = lambda a, b: (w_dec[active.local[self.start + a:self.start + b]]
+                                        * active.activation[self.start + a:self.start + b, None].to(dtype))
+        self.block = self.build(0, n) if cache and self.kmax else None
+
+    def nbytes(self, d: int, itemsize: int) -> int:
+        return self.n * self.kmax * d * itemsize
+
+    def build(self, p0: int, p1: int) -> torch.Tensor:
+        a, b = int(self.pos_start[p0]), int(self.pos_start[p1])
+        vectors = self.vectors_of(a, b)
+        block = torch.zeros(p1 - p0, self.kmax, vectors.shape[1], dtype=vectors.dtype, device=vectors.device)
+        block[self.positions[a:b] - p0, self.rank[a:b]] = vectors
+        return block
+
+    def contract(self, grad: torch.Tensor, out: torch.Tensor, budget: int) -> None:
+        """``out[:, start:stop]`` = edges of this layer's features from ``grad [B, n, d]``."""
+        if not self.kmax:
+            return
+        batch, _, d = grad.shape
+        step = max(1, budget // max(1, self.kmax * (d + batch)))
+        for p0 in range(0, self.n, step):
+            p1 = min(self.n, p0 + step)
+            a, b = int(self.pos_start[p0]), int(self.pos_start[p1])
+            if a == b:
+                continue
+            block = self.block[p0:p1] if self.block is not None else self.build(p0, p1)
+            products = torch.bmm(grad[:, p0:p1].transpose(0, 1), block.transpose(1, 2))  # [P, B, kmax]
+            out[:, self.start + a:self.start + b] = products[self.positions[a:b] - p0, :, self.rank[a:b]].T
 
 
 @dataclass
@@ -94,12 +145,18 @@ class Attributor:
         self.w_enc = [p[0].to(device, dtype) for p in parts]
         self.w_dec = [p[1].to(device, dtype) for p in parts]
         self.w_skip = [p[2].to(device, dtype) if p[2] is not None else None for p in parts]
-        self.layer_slices = []
         counts = torch.bincount(active.layer, minlength=self.n_layers).tolist()
-        start = 0
+        bounds = [0]
         for count in counts:
-            self.layer_slices.append(slice(start, start + count))
-            start += count
+            bounds.append(bounds[-1] + count)
+        itemsize = torch.finfo(dtype).bits // 8
+        layouts = [LayerSources(active, slice(bounds[l], bounds[l + 1]), self.n, self.w_dec[l], dtype, False)
+                   for l in range(self.n_layers)]
+        cache = sum(src.nbytes(replacement.d_model, itemsize) for src in layouts) <= SOURCE_CACHE_BYTES
+        if cache:
+            for src in layouts:
+                src.block = src.build(0, self.n) if src.kmax else None
+        self.sources = layouts
 
     # -- one batch ---------------------------------------------------------------------
     def _rows(self, batch: int, top_layer: int, final: torch.Tensor | None,
@@ -121,14 +178,7 @@ class Attributor:
             mid[rows[mask], pos] += direction * scale
 
         def read(layer: int, grad: torch.Tensor) -> None:
-            part = self.layer_slices[layer]
-            count = part.stop - part.start
-            chunk = max(1, CONTRACT_ELEMENTS // max(1, batch * rep.d_model))
-            for start in range(0, count, chunk):
-                idx = torch.arange(part.start + start, part.start + min(count, start + chunk),
-                                   device=rep.device)
-                vectors = self.w_dec[layer][active.local[idx]] * active.activation[idx, None].to(rep.dtype)
-                out[:, idx] = torch.einsum("bkd,kd->bk", grad[:, active.position[idx]], vectors)
+            self.sources[layer].contract(grad, out, CONTRACT_ELEMENTS)
             base = self.m + layer * self.n
             out[:, base:base + self.n] = torch.einsum("bpd,pd->bp", grad, active.errors[layer])
 

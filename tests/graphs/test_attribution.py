@@ -217,3 +217,19 @@ def test_features_and_errors_rebuild_the_real_mlp_outputs(graph_and_model):
         torch.testing.assert_close(recon[1:], real[1:], rtol=1e-10, atol=1e-10)
         assert not bool((active.position[mask] == 0).any())
         assert bool((active.errors[layer][0] == 0).all())
+
+
+def test_chunked_paths_give_the_same_rows(graph_and_model, monkeypatch):
+    """Long prompts recompute attention patterns and decoder blocks chunk by chunk instead of
+    caching them: the rows must not change."""
+    from featurelens.graphs import attribution, replacement
+
+    model, tokenizer, transcoders, graph = graph_and_model
+    monkeypatch.setattr(replacement, "PATTERN_CACHE_BYTES", 0)
+    monkeypatch.setattr(replacement, "PATTERN_CHUNK_ELEMENTS", 64)  # two query positions at a time (4 heads)
+    monkeypatch.setattr(attribution, "SOURCE_CACHE_BYTES", 0)
+    monkeypatch.setattr(attribution, "CONTRACT_ELEMENTS", 3000)  # a few positions at a time
+    again = build_graph(model, tokenizer, transcoders, graph.input_ids, max_feature_nodes=10_000,
+                        dtype=torch.float64, show_progress=False, max_logits=3, batch_size=5)
+    torch.testing.assert_close(again.adjacency.rows, graph.adjacency.rows, rtol=1e-12, atol=1e-14)
+    assert torch.equal(again.pruned.node_mask, graph.pruned.node_mask)

@@ -1,9 +1,10 @@
 """featurelens.graphs against circuit-tracer 0.5.0 on SmolLM2 with random ReLU transcoders.
 
-Same model folder (the embedded SmolLM2, converted), same transcoder files (circuit-tracer's
-per-layer layout, read by featurelens through its circuit_tracer format), same token ids:
-the same active features, the same adjacency within 1e-4 relative and the same pruned node
-set. circuit-tracer runs in its own venv (scripts/reference_circuit_tracer.sh) as a
+Same model folder (the embedded SmolLM2, converted), same transcoder files (30 random ReLU
+transcoders of 128 features in circuit-tracer's per-layer layout, read by featurelens through
+its circuit_tracer format), same token ids, 500 feature nodes chosen greedily from ~22,000
+active ones: the same active features, the same chosen features, the same adjacency within
+1e-4 relative, the same pruned node set and the same scores. circuit-tracer runs in its own venv (scripts/reference_circuit_tracer.sh) as a
 subprocess; the test is skipped when that venv is missing.
 """
 
@@ -36,16 +37,18 @@ def test_same_graph_as_circuit_tracer(tmp_path: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(source)
     ids = [tokenizer.bos_token_id] + tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
     ref = run_circuit_tracer(reference_model_folder(source, tmp_path / "model"), folder, ids,
-                             tmp_path / "ref.safetensors", max_feature_nodes=100_000)
+                             tmp_path / "ref.safetensors", max_feature_nodes=500)
 
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     transcoders = CircuitTracerFormat().load(str(folder))
-    graph = build_graph(model, tokenizer, transcoders, ids, max_feature_nodes=100_000, show_progress=False)
+    graph = build_graph(model, tokenizer, transcoders, ids, max_feature_nodes=500, show_progress=False)
 
     # Same active features, in the same order (layer, position, index), same activations.
     ours = torch.stack([graph.active.layer, graph.active.position, graph.active.local], dim=1)
     assert torch.equal(ours, ref["active_features"])
     torch.testing.assert_close(graph.active.activation.float(), ref["activation_values"], rtol=1e-4, atol=1e-5)
+    # Same features chosen for rows (the greedy order by partial influence, refreshed every 4 batches).
+    assert torch.equal(graph.selected, ref["selected_features"])
     # Same targets.
     assert [t.token_id for t in graph.targets] == ref["logit_tokens"].tolist()
     # Same adjacency: our rows are its nonzero rows (features, then logits); the rest of it is zero.
