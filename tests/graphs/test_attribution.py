@@ -120,11 +120,19 @@ class FrozenModel:
         self.model.config._attn_implementation = "sdpa"
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def graph_and_model(tiny_model_dir):
-    model, tokenizer, transcoders = tiny_graph_parts(tiny_model_dir, skip=True)
-    graph = build_graph(model, tokenizer, transcoders, "The quick brown fox jumps over", max_feature_nodes=10_000,
-                        dtype=torch.float64, show_progress=False, max_logits=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only wait on each other
+    try:
+        model, tokenizer, transcoders = tiny_graph_parts(tiny_model_dir, skip=True)
+        graph = build_graph(model, tokenizer, transcoders, "The quick brown fox jumps over",
+                            max_feature_nodes=10_000, dtype=torch.float64, show_progress=False, max_logits=3)
+    finally:
+        torch.set_num_threads(before)
     return model, tokenizer, transcoders, graph
 
 

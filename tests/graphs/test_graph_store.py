@@ -14,6 +14,9 @@ from featurelens.graphs.pruning import Adjacency, influence, normalise, prune, s
 from tests.graphs.graph_fixtures import random_transcoders, tiny_graph_parts
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def parts(tiny_model_dir):
     return tiny_graph_parts(tiny_model_dir, skip=False)
