@@ -57,7 +57,7 @@ CREATE TABLE graph_nodes (
     PRIMARY KEY (graph_id, node_id)
 );
 COMMENT ON TABLE graph_nodes IS 'Nodes of an attribution graph: active transcoder features, error terms, token embeddings and target logits.';
-COMMENT ON COLUMN graph_nodes.node_id IS 'Neuronpedia style: feature "L_F_P" (layer, feature index in the set, position), error "L_error_P", embedding "E_T_P" (token id), logit "L_T_P" for the target token id (difference targets: "L_A-B_P").';
+COMMENT ON COLUMN graph_nodes.node_id IS 'Neuronpedia style: feature "L_F_P" (layer, feature index in the set, position), error "L_error_P", embedding "E_T_P" (token id), logit "logit_T_P" for the target token id (difference targets: "logit_A-B_P" with both ids).';
 COMMENT ON COLUMN graph_nodes.kind IS 'feature, error, embedding or logit.';
 COMMENT ON COLUMN graph_nodes.layer IS 'Transformer layer of a feature or error node; -1 for embeddings, the number of layers for logits.';
 COMMENT ON COLUMN graph_nodes.position IS 'Prompt position (index into graphs.prompt_tokens).';
