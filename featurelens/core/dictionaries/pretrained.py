@@ -214,32 +214,6 @@ def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
     return folder
 
 
-def hf_file(repo: str, filename: str, revision: str | None, spec: str) -> Path:
-    """One file of ``repo`` from the cache, downloaded only if missing (a transcoder set's
-    ``config.yaml`` may name each layer's file in another repository, as ``hf://repo/file``)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    split_hf(repo)  # a malformed repository id is one sentence
-    cache = _cache_dir()
-    try:
-        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-        pass
-    fetch = f"huggingface-cli download {repo} {filename}"
-    if _offline():
-        raise FeaturelensError(f"{spec} needs {filename} of {repo}, which is not in the Hugging Face cache at "
-                               f"{cache}, and HF_HUB_OFFLINE is set; download it first with `{fetch}`.")
-    try:
-        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache))
-    except RepositoryNotFoundError:
-        raise FeaturelensError(f"{spec} names the repository {repo}, which does not exist (or is private: set "
-                               "HF_TOKEN); check the set's config.") from None
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise FeaturelensError(f"{spec} needs {filename} of {repo}, which is not cached and could not be "
-                               f"downloaded ({type(error).__name__}); run `{fetch}` where there is network.") from None
-
-
 def saelens_location(release: str, sae_id: str, spec: str) -> tuple[str, str | None]:
     """The repository and folder of a SAELens pretrained SAE, from SAELens's own table."""
     repo, path, _ = saelens_entry(release, sae_id, spec)

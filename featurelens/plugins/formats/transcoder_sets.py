@@ -267,8 +267,10 @@ def _local_file(folder: Path, name: Any, config: Mapping[str, Any]) -> Path:
             inside = (folder / relative).resolve()
             if folder.resolve() in inside.parents and inside.is_file():
                 return inside
-        revision = parse_qs(url.query).get("revision", [None])[0]
-        return hf_file(repo, filename, revision, str(folder / CT_CONFIG))
+        if parse_qs(url.query).get("revision"):
+            raise FeaturelensError(f"{folder / CT_CONFIG} pins {name!r} to a revision, which featurelens does not "
+                                   "follow; download that file and list its path instead.")
+        return hf_file(repo, filename, f"{name} (listed in {folder / CT_CONFIG})")
     path = (folder / name).resolve()
     if folder.resolve() not in path.parents:
         raise FeaturelensError(f"{folder / CT_CONFIG} names {name!r}, outside its folder; keep the transcoder "
