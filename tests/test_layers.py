@@ -94,6 +94,7 @@ def test_the_root_package_imports_nothing_above_the_core() -> None:
 
 PLUGIN_SOURCES = [
     *sorted((ROOT / "examples").rglob("*.py")),
+    *sorted((ROOT / "community").rglob("*.py")),
     *sorted((PACKAGE / "registry" / "template").glob("*.py.txt")),
 ]
 

@@ -23,6 +23,7 @@ from featurelens.core.host.protocols import (
     LLMResponse,
     ParseError,
 )
+from featurelens.core.never_fired import clear_never_fired_failures, split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
@@ -130,16 +131,18 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     """One job per selected feature that has no explanation yet, streamed chunk by chunk.
 
     ``on_skip(n)`` is told how many features of each chunk were already explained.
+    Features that never fired are left out (:mod:`featurelens.core.never_fired`).
     """
     wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
     kinds = wanted() if callable(wanted) else wanted
     per_request = grouped.per_request(spec.options)
-    for records in stream_records(store, spec.selection, chunk_size, kinds):
+    to_do = split_never_fired(store, spec.selection).to_do
+    for records in stream_records(store, to_do, chunk_size, kinds):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}
-        done = _existing(store, list(ids.values()))
+        done = _existing(store, list(ids.values()), [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
         for record in records:
@@ -169,11 +172,14 @@ def _refused(error: ParseError):
     return finish
 
 
-def _existing(store: Store, ids: list[str]) -> set[str]:
+def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
+    """The ``ids`` already explained; bounded by the chunk's feature range so the lookup
+    reads those rows' blocks, not every explanation of the dictionary."""
     if not ids:
         return set()
     placeholders = ",".join("?" * len(ids))
-    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE explanation_id IN ({placeholders})", ids)
+    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE feature BETWEEN {min(features)} "
+                         f"AND {max(features)} AND explanation_id IN ({placeholders})", ids)
     return {r[0] for r in rows}
 
 
@@ -198,12 +204,20 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
     if provider_defaults:
         spec, explainer = resolve(spec, explainer, make_explainer)
     spec = offline_spec(explainer, spec)
-    return run_labeling(
+    count_features(store, spec.selection)  # checks the condition and the dictionary
+    split = split_never_fired(store, spec.selection)
+    cleared = clear_never_fired_failures(store, spec.selection, "explain", spec.method)
+
+    def make_jobs(engine, run_id, _provider):
+        engine.stats.never_fired = split.never_fired
+        return explain_jobs(store, explainer, spec, run_id, on_skip=engine.skip)
+
+    stats = run_labeling(
         store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
-        provider_options=provider_options, total=count_features(store, spec.selection),
-        make_jobs=lambda engine, run_id, _provider: explain_jobs(
-            store, explainer, spec, run_id, on_skip=engine.skip),
+        provider_options=provider_options, total=split.fired, make_jobs=make_jobs,
         desc=f"explain {spec.llm}", settings=settings, prices=prices)
+    stats.resolved += cleared
+    return stats
 
 
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,

@@ -21,6 +21,9 @@ def register_commands(cli: click.Group) -> None:
 @click.command("extract")
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
+@click.option("--backend", default="hf", show_default=True,
+              help="Model backend that reads --model: hf, or one a plugin registers "
+                   "(featurelens plugins list).")
 @click.option("--hookpoint", default=None, help="e.g. blocks.6.hook_resid_post, or a module path "
               "(left out for a transcoder set: each layer reads its own).")
 @click.option("--dictionary", default="identity", show_default=True,
@@ -67,7 +70,7 @@ def register_commands(cli: click.Group) -> None:
               help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 @click.option("--effects", is_flag=True,
               help="Then measure each feature's ablation effect (see featurelens effects).")
-def extract_command(model: str, hookpoint: str | None, dictionary: str, corpus: str, tokens: int,
+def extract_command(model: str, backend: str, hookpoint: str | None, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
@@ -86,7 +89,7 @@ def extract_command(model: str, hookpoint: str | None, dictionary: str, corpus: 
     dictionary, name = resolve_stored_name(dictionary, store_path)
     spec = ExtractSpec(
         dictionary_name=name,
-        model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
+        model=model, backend=backend, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
         batch_size=batch_size, context=context, top_k=top_k, n_quantile=quantile_examples,
         quantile_bins_count=quantile_bins, n_random=random_examples, prepend_bos=bos,
         include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,

@@ -43,7 +43,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options
         dictionary = registry.get("dictionary_learner", "identity").create(
             width, hookpoint=hookpoint, model_id=backend.model_id)
         return dictionary
-    from featurelens.core.dictionaries.pretrained import resolve
+    from featurelens.core.dictionaries.pretrained import apply_overrides, resolve
 
     local, provenance = resolve(spec)
     path = Path(local).expanduser()
@@ -59,7 +59,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options
             dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, None if whole_set else hookpoint))
             if not getattr(dictionary, "format", None):
                 dictionary.format = name
-            dictionary.config.update(provenance)
+            dictionary.config.update(apply_overrides(dictionary, provenance, spec))
             layers = getattr(dictionary, "hookpoints", None)
             for name in layers or ([] if whole_set else [hookpoint]):
                 check_width(dictionary, backend.hookpoint_width(name), name, str(path))

@@ -232,10 +232,13 @@ class ScoreResult:
 class Scorer(Protocol):
     """Builds the requests that score one explanation and turns the answers into a score.
 
-    Optional, both honoured by ``featurelens score``: ``score`` may take a keyword
+    Optional, all honoured by ``featurelens score``: ``score`` may take a keyword
     ``capabilities`` (the provider's, as given to ``requests``) so that reading agrees
     with the mode the requests were built for; ``example_kinds() -> {kind: most or
-    None}`` says which stored windows the scorer reads, so only those are loaded.
+    None}`` says which stored windows the scorer reads, so only those are loaded;
+    ``use_store(store)`` is called with the open store before the first request, for a
+    scorer that reads more of it (the intervention scorer: each dictionary's model and
+    hookpoint).
     """
 
     name: str
