@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import polars as pl
 import pytest
@@ -11,7 +10,7 @@ import torch
 from featurelens.core.errors import FeaturelensError
 from featurelens.graphs import build_graph, load_graph, parse_target, save_graph
 from featurelens.graphs.pruning import Adjacency, influence, normalise, prune, scores
-from tests.graphs.graph_fixtures import random_transcoders, tiny_graph_parts
+from tests.graphs.graph_fixtures import tiny_graph_parts
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
