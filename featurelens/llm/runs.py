@@ -78,8 +78,8 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
         try:
             return await engine.run(jobs, total=total, desc=desc)
         finally:
-            close = getattr(provider, "aclose", None)
-            if owned and close is not None:
+            close = getattr(provider, "aclose" if owned else "loop_done", None)
+            if close is not None:  # a shared provider's client is closed on its own loop
                 await close()
 
     stats = None
