@@ -120,3 +120,18 @@ def test_batch_submission_skips_dead_features_and_says_so(store_path, monkeypatc
 
     assert submission.features == 5
     assert sorted(feature for _, feature, _ in json.loads(asked).values()) == [0, 1, 2, 4, 5]
+
+
+def test_the_wide_store_labels_its_planted_words_and_skips_its_dead_tenth(cli, store_path, monkeypatch):
+    from wide_store import WORDS, wide_store
+
+    monkeypatch.setenv("FEATURELENS_LOAD_PLUGINS", "")
+    wide_store(store_path, n_features=100, n_sequences=64, chunk=40)
+    result = cli("explain", "--explainer", "token-lookup", "--no-progress", "--store", store_path)
+    assert result.exit_code == 0, result.output
+    assert "10 never fired: skipped" in result.output
+    with featurelens.open_store(store_path) as store:
+        labels = dict(store.execute("SELECT feature, text FROM explanations"))
+    assert sorted(labels) == [f for f in range(100) if f % 10]
+    for feature, text in labels.items():
+        assert text.startswith(f'"{WORDS[feature % len(WORDS)]}"'), (feature, text)
