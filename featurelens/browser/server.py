@@ -3,8 +3,10 @@
 Routes: ``/`` (dictionaries), ``/dictionary/<id>?page=N&sort=..&order=..&explained=..&q=..``
 (its features, sorted and filtered), ``/dictionary/<id>/overview`` (counts and histograms),
 ``/feature/<id>/<n>``, ``/search?q=...&page=N`` (explanation text), ``/sql?q=...``
-(read-only SQL), ``/static/<file>`` (the stylesheet; served from the package, so the
-browser works offline). Only GET and HEAD exist: nothing can change the store.
+(read-only SQL), ``/graphs`` and ``/graph/<id>`` (attribution graphs, drawn by
+``static/graph.js`` from ``/graph/<id>/data.json``), ``/static/<file>`` (the stylesheet and
+the graph script; served from the package, so the browser works offline). Only GET and HEAD
+exist: nothing can change the store.
 
 A SQL query from another site's page is refused (:func:`.request_guard.cross_site`);
 pages may not be framed by another site (``frame-ancestors 'none'``, ``X-Frame-Options``);
@@ -27,6 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurelens.browser import request_guard
 from featurelens.browser.feature_list import ListRequest
+from featurelens.browser.graph_data import list_graphs, load_graph
+from featurelens.browser.graph_page import graph_json, graph_page, graphs_page
 from featurelens.browser.jobs import with_job_banner
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.overview import load_overview, overview_page
@@ -65,6 +69,7 @@ class BrowserHandler(BaseHTTPRequestHandler):
     hosts: frozenset[str] = frozenset()  # Host header values answered (set by make_server)
     any_ip_literal = False
     server_version = "featurelens"
+    can_intervene = False  # True where a model is loaded (serve --model): the graph page's edits
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: the terminal shows the URL once, not every request."""
@@ -167,6 +172,17 @@ class BrowserHandler(BaseHTTPRequestHandler):
                 listing = self.data.feature_list(parts[1], request, page)
                 return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS, request,
                                                                  scorers).encode()
+        if head == "graphs" and len(parts) == 1:
+            return HTTPStatus.OK, html_type, graphs_page(list_graphs(self.data.query), _LINKS).encode()
+        if head == "graph" and len(parts) in (2, 3) and (len(parts) == 2 or parts[2] == "data.json"):
+            graph = load_graph(self.data.query, parts[1], examples=3 if len(parts) == 3 else 0)
+            if graph is None:
+                return self._missing(f"There is no graph {parts[1]!r} in this store; see the list at /graphs.")
+            if len(parts) == 3:
+                intervene = _LINKS.graph_intervene(parts[1]) if self.can_intervene else None
+                return HTTPStatus.OK, "application/json", graph_json(graph, _LINKS, intervene)
+            page_html = graph_page(graph, _LINKS, _LINKS.graph_data(parts[1]), self.can_intervene)
+            return HTTPStatus.OK, html_type, page_html.encode()
         if head == "feature" and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             did, index = parts[1], int(parts[2])
             data = self.data.feature(did, index)

@@ -10,6 +10,10 @@ The handler extends the read-only browser with ``GET /steer/<dictionary>/<featur
      "steering": [{"dictionary": "<dictionary id>", "feature": 123, "strength": 8}]}
 
 (``"mode"``: add (default), clamp or ablate; ``"positions"``: all, prompt, generated.)
+``GET /graph/<id>/intervene?ablate=NODE,...&steer=NODE=xF,...`` runs an attribution graph's
+prompt with its feature nodes edited (the graph page's pinned nodes) and answers JSON: the
+targets' and the most moved tokens' probabilities before and after
+(:mod:`featurelens.interventions.graph_edits`).
 The store stays read-only; one model call runs at a time (a lock), and dictionaries
 are loaded once, on first use. Each request is bounded: ``max_tokens`` x ``n`` tokens at
 most (:data:`~featurelens.browser.api_request.MAX_WORK_TOKENS`), generation stops after
@@ -197,6 +201,7 @@ class SteeringHandler(BrowserHandler):
     service: SteeringService
     links: SteeringLinks
     api: bool = False
+    can_intervene = True  # the graph page offers edits of its pinned nodes
     #: Seconds a connection may sit idle (a body announced and never sent holds a thread, not the model).
     timeout = 60
 
@@ -211,7 +216,25 @@ class SteeringHandler(BrowserHandler):
                 return HTTPStatus.OK, html_type, page.encode()
         if parts[:1] == ["steer"] and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             return self._steer(parts[1], int(parts[2]), query)
+        if parts[:1] == ["graph"] and len(parts) == 3 and parts[2] == "intervene":
+            return self._intervene(parts[1], query)
         return super()._route(parts, query)
+
+    def _intervene(self, graph_id: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        """The graph page's edits of pinned nodes, answered as JSON."""
+        from dataclasses import asdict
+
+        from featurelens.interventions.graph_edits import graph_row, intervene, parse_node_edits
+
+        try:
+            edits = parse_node_edits(query.get("ablate", []), query.get("steer", []))
+            with self.service.lock:
+                graph = graph_row(self.data.query, graph_id)
+                target = self.service.target(graph["dictionary_id"])
+                result = intervene(self.data.query, graph_id, edits, backend=target.backend, tset=target.dictionary)
+        except FeaturelensError as error:
+            return HTTPStatus.BAD_REQUEST, "application/json", json.dumps({"error": str(error)}).encode()
+        return HTTPStatus.OK, "application/json", json.dumps(asdict(result)).encode()
 
     def _steer(self, dictionary_id: str, feature: int, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         from featurelens.interventions.edits import parse_edit

@@ -255,8 +255,17 @@ def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[st
     provider = providers.build_provider(spec.llm, **(provider_options or {}))
     batch_client(provider)  # refuse before the run is recorded
     run_id = start_run(store, "explain", spec.config())
-    return submit_jobs(store, provider, explain_jobs(store, explainer, spec, run_id),
-                       run_id=run_id, purpose="explain")
+    return never_fired_noted(store, spec.selection, submit_jobs(
+        store, provider, explain_jobs(store, explainer, spec, run_id), run_id=run_id, purpose="explain"))
+
+
+def never_fired_noted(store: Store, selection: Selection, submission: Submission) -> Submission:
+    """``submission`` with "N never fired: skipped" among its notes when the selection held
+    dead features (nothing was submitted for them)."""
+    line = split_never_fired(store, selection).line()
+    if line:
+        submission.notes.append(line)
+    return submission
 
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:

@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.formats",
     "featurelens.plugins.dictionary_commands",
     "featurelens.plugins.steering_commands",
+    "featurelens.plugins.graph_commands",
 )
 
 
