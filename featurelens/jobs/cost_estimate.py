@@ -20,13 +20,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from featurelens.core.host.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
+from featurelens.core.host.protocols import (
+    Explainer,
+    FeatureRecord,
+    LLMRequest,
+    Scorer,
+    ScorerBase,
+    declared,
+    example_kinds,
+)
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.database import Store
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.llm import prompt_cache
 from featurelens.llm.plan import output_bound
 from featurelens.llm.pricing import Price, PriceTable
+from featurelens.llm.providers import provider_info
 from featurelens.llm.request_tokens import Counter
 from featurelens.registry.components import split_llm_spec
 
@@ -34,12 +43,6 @@ from featurelens.registry.components import split_llm_spec
 ASSUMED_LATENCY_S = 2.0
 #: Stands in for explanations not written yet (about the length of a real one).
 TYPICAL_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
-#: What each provider can do without asking it (no key needed): chooses the simulation mode.
-DECLARED_CAPABILITIES = {
-    "openai": frozenset({"output_logprobs", "batch_api", "prompt_cache"}),
-    "anthropic": frozenset({"batch_api", "prompt_cache"}),
-    "local": frozenset({"output_logprobs", "prompt_logprobs"}),
-}
 
 
 @dataclass
@@ -113,9 +116,10 @@ class LLMEstimate:
 
 
 def capabilities_for(llm: str) -> frozenset[str]:
-    """What ``llm`` can do, as declared by its provider (no client is built)."""
+    """What ``llm`` can do with its default options, as its provider declares (no client is
+    built, no key needed): chooses the simulation mode."""
     provider, _ = split_llm_spec(llm)
-    return DECLARED_CAPABILITIES.get(provider, frozenset())
+    return provider_info(provider).capabilities
 
 
 def _measured_output(store: Store, provider: str, model: str) -> dict[str, float]:
@@ -152,8 +156,7 @@ def _kinds(components: list[Any]) -> dict[str, int | None] | None:
     """The stored windows any of ``components`` reads (``None``: load every kind)."""
     merged: dict[str, int | None] = {}
     for component in components:
-        wanted = getattr(component, "example_kinds", None)
-        kinds = wanted() if callable(wanted) else wanted
+        kinds = example_kinds(component)
         if not kinds:
             return None
         for kind, most in kinds.items():
@@ -223,9 +226,9 @@ def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], expl
             stages.append(stage)
         for scorer in scorers:
             stage = StageEstimate(f"score:{scorer.name}")
-            choose = getattr(scorer, "choose_mode", None)
+            choose = declared(scorer, "choose_mode", ScorerBase)
             stage.mode = choose(caps) if callable(choose) else None
-            every = getattr(scorer, "all_requests", None)
+            every = declared(scorer, "all_requests", ScorerBase)
             measured = True
             for record in records:
                 if not record.examples:

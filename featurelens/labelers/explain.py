@@ -18,10 +18,13 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.manager import create, get_registry
 from featurelens.core.host.protocols import (
     Explainer,
+    ExplainerBase,
     FeatureRecord,
     LLMProvider,
     LLMResponse,
     ParseError,
+    declared,
+    example_kinds,
 )
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike, using_store
@@ -95,7 +98,7 @@ def make_explainer(spec: ExplainSpec) -> Explainer:
     options = {k: v for k, v in spec.options.items() if k != grouped.OPTION}  # the job's, not the explainer's
     try:
         explainer = create("explainer", spec.explainer, **options)
-        grouped.per_request(spec.options, getattr(explainer, "max_tokens", None))
+        grouped.per_request(spec.options, declared(explainer, "max_tokens", ExplainerBase))
         return explainer
     except (TypeError, ValueError) as error:
         if not unknown_option(error):
@@ -131,8 +134,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
 
     ``on_skip(n)`` is told how many features of each chunk were already explained.
     """
-    wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(explainer)  # optional: which windows it reads
     per_request = grouped.per_request(spec.options)
     for records in stream_records(store, spec.selection, chunk_size, kinds):
         pending: list[tuple[FeatureRecord, str]] = []

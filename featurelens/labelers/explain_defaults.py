@@ -2,13 +2,14 @@
 
 Every explanation request repeats the explainer's instructions and few-shot turns (the
 compact prompt's ~180 tokens), a third of what explaining a feature costs. Hosted
-models read four features in one request without trouble, and that pays the prefix
-once for four (:mod:`featurelens.labelers.explain_grouped`); a 135M local model
-cannot keep four features apart, so ``local:`` and every other provider keep one
-feature a request. The default applies only where grouping fits: an explainer that
-sends one chat request per feature (the built-in ones, ``groups_features = True``),
-without ``reasoning`` (its answer is several lines), and when four answers fit the
-output a request may ask for.
+models read several features in one request without trouble, and that pays the prefix
+once for several (:mod:`featurelens.labelers.explain_grouped`); a 135M local model
+cannot keep them apart. How many a request carries is the provider's declaration
+(``ProviderInfo.features_per_request``: 4 for the hosted built-ins, 1 by default).
+The default applies only where grouping fits: an explainer that sends one chat
+request per feature (the built-in ones, ``groups_features = True``), without
+``reasoning`` (its answer is several lines), and when the answers fit the output a
+request may ask for.
 
 ``explain``, ``label``, ``run`` and ``estimate`` resolve the same default here, so an
 estimate prices the requests a run sends. An explicit ``features_per_request`` always
@@ -22,13 +23,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from featurelens.core.host.protocols import Explainer
+from featurelens.core.host.protocols import Explainer, ExplainerBase, declared, needs_llm
 from featurelens.labelers import explain_grouped as grouped
-from featurelens.llm.offline import needs_llm
+from featurelens.llm.providers import provider_info
 from featurelens.registry.components import split_llm_spec
 
-#: Providers whose models get grouped explanation requests by default, and how many a request.
-GROUPED_PROVIDERS = {"openai": 4, "anthropic": 4}
 #: Top-activating windows a feature shows in a grouped default request (the explainer's own
 #: default is 10). OpenAI's explainer showed a hosted model 5 top-activating windows; 6 of
 #: 16 tokens cost about 130 o200k tokens a feature less than 10 (benchmarks/cost.py).
@@ -36,14 +35,15 @@ GROUPED_EXAMPLES = 6
 
 
 def default_per_request(llm: str, explainer: Explainer) -> int:
-    """Features per explanation request when the user did not say: 4 for API models, else 1."""
+    """Features per explanation request when the user did not say: the provider's declared
+    default (4 for the hosted APIs, else 1), where the explainer's answers can share a request."""
     provider, _ = split_llm_spec(llm)
-    k = GROUPED_PROVIDERS.get(provider or "", 1)
-    if k == 1 or not needs_llm(explainer) or not getattr(explainer, "groups_features", False):
+    k = max(1, provider_info(provider).features_per_request)
+    if k == 1 or not needs_llm(explainer) or not declared(explainer, "groups_features", ExplainerBase):
         return 1
-    if getattr(explainer, "reasoning", False):
+    if declared(explainer, "reasoning", ExplainerBase):
         return 1
-    max_tokens = int(getattr(explainer, "max_tokens", 0) or 0)
+    max_tokens = int(declared(explainer, "max_tokens", ExplainerBase) or 0)
     if max_tokens and k * max_tokens > grouped.MAX_OUTPUT_TOKENS:
         return max(1, grouped.MAX_OUTPUT_TOKENS // max_tokens)
     return k
@@ -57,7 +57,8 @@ def with_provider_defaults(options: dict[str, Any], llm: str, explainer: Explain
     k = default_per_request(llm, explainer)
     if k <= 1:
         return options
-    fewer = {} if "n_examples" in options or not hasattr(explainer, "n_examples") else {
+    shows = declared(explainer, "n_examples", ExplainerBase) is not None
+    fewer = {} if "n_examples" in options or not shows else {
         "n_examples": GROUPED_EXAMPLES}
     return {**options, grouped.OPTION: k, **fewer}
 

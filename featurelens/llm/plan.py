@@ -19,6 +19,7 @@ from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job
 from featurelens.llm.pricing import PriceTable
+from featurelens.llm.providers import provider_info
 from featurelens.llm.token_count import TokenCounter, counter_for
 
 #: Seconds a call is assumed to take when the store has no call to this model yet.
@@ -94,14 +95,11 @@ def typical_latency(store: Store, provider: str, model: str) -> tuple[float, str
     return ASSUMED_LATENCY_S, "assumed: no call to this model in this store yet"
 
 
-#: Providers that ask for at least one output token whatever ``max_tokens`` says (their APIs
-#: refuse 0: a prompt log-prob pass is sent with ``max_tokens=1`` and bills that token).
-AT_LEAST_ONE_TOKEN = frozenset({"openai", "anthropic"})
-
-
 def output_bound(provider: str, request: LLMRequest) -> int:
-    """The most output tokens ``request`` can bill on ``provider``."""
-    return max(1, request.max_tokens) if provider in AT_LEAST_ONE_TOKEN else request.max_tokens
+    """The most output tokens ``request`` can bill on ``provider``: its ``max_tokens``, or the
+    provider's declared floor (``ProviderInfo.min_output_tokens``: APIs that refuse 0 send
+    a prompt log-prob pass with ``max_tokens=1`` and bill that token)."""
+    return max(provider_info(provider).min_output_tokens, request.max_tokens)
 
 
 def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,

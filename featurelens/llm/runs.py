@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import featurelens
+from featurelens.core.host.protocols import close_provider
 from featurelens.core.store.database import Store
 
 if TYPE_CHECKING:
@@ -78,9 +79,8 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
         try:
             return await engine.run(jobs, total=total, desc=desc)
         finally:
-            close = getattr(provider, "aclose", None)
-            if owned and close is not None:
-                await close()
+            if owned:
+                await close_provider(provider)
 
     stats = None
     try:

@@ -12,7 +12,6 @@ and described in ``failures``; an explanation that cannot be scored at all gets 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -27,6 +26,10 @@ from featurelens.core.host.protocols import (
     LLMResponse,
     ParseError,
     Scorer,
+    ScorerBase,
+    declared,
+    example_kinds,
+    score_takes_capabilities,
 )
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike, using_store
@@ -127,7 +130,7 @@ def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
               sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
     stage = f"score:{spec.scorer}"
-    takes_capabilities = "capabilities" in inspect.signature(scorer.score).parameters
+    takes_capabilities = score_takes_capabilities(scorer)
 
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         if takes_capabilities:
@@ -169,7 +172,7 @@ def window_columns(metrics: Any) -> dict[str, Any]:
 
 def _follow_up(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str]):
     """The engine's ``follow_up`` for scorers that score in rounds (``more_requests``)."""
-    more = getattr(scorer, "more_requests", None)
+    more = declared(scorer, "more_requests", ScorerBase)
     if not callable(more):
         return None
     return lambda responses: more(record, text, responses, capabilities)
@@ -194,8 +197,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
 
     ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound)."""
     options = {**spec.options}
-    wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(scorer)  # optional: which windows it reads
     for records in stream_records(store, spec.selection, chunk_size, kinds):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
@@ -211,7 +213,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             if not record.examples:
                 yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
                 continue
-            build = getattr(scorer, "all_requests", None) if every_round else None
+            build = declared(scorer, "all_requests", ScorerBase) if every_round else None
             requests = (build or scorer.requests)(record, text, capabilities)
             yield Job(dictionary_id, feature, stage, requests,
                       _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
@@ -268,16 +270,10 @@ def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMPr
 
 
 def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
-    """What the simulator LLM can do, for a dry run: without a client or a key when possible."""
-    factory = get_registry().get("llm_provider", spec.llm).factory
-    declared = getattr(factory, "capabilities", None)
-    if isinstance(declared, frozenset):
-        return declared
-    try:
-
-        return frozenset(providers.build_provider(spec.llm, **(provider_options or {})).capabilities)
-    except FeaturelensError:
-        return frozenset()
+    """What the simulator LLM can do, for a dry run: as its provider declares for these
+    options (no client is built, no key needed)."""
+    get_registry().get("llm_provider", spec.llm)  # the name must exist
+    return providers.provider_info(spec.llm).capabilities_for(provider_options)
 
 
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
@@ -323,14 +319,13 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     provider, model = split_llm_spec(spec.llm)
     caps = provider_capabilities(spec, provider_options)
     sample, scale, planned, total = sample_selection(store, spec.selection)
-    wanted = getattr(scorer, "example_kinds", None)
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(scorer)
 
     def jobs() -> Iterator[Job]:
         for records in stream_records(store, sample, 256, kinds):
             for record in records:
                 if record.examples:
-                    build = getattr(scorer, "all_requests", None) or scorer.requests  # every round
+                    build = declared(scorer, "all_requests", ScorerBase) or scorer.requests  # every round
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
                               build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 

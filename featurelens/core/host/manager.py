@@ -212,7 +212,7 @@ def _fill_registry(host: Host) -> None:
     A plugin's registrations are kept only if all of its hooks succeed, so a plugin
     that raises half-way leaves nothing behind.
     """
-    staged: dict[str, list[tuple[str, str, Any, str]]] = {}
+    staged: dict[str, list[tuple[str, str, Any, str, Any]]] = {}
     broken: set[str] = set()
     for kind, hook_name in KINDS.items():
         caller = getattr(host.pm.hook, hook_name)
@@ -222,9 +222,9 @@ def _fill_registry(host: Host) -> None:
                 continue
             calls = staged.setdefault(plugin_name, [])
 
-            def register(name: str, factory: Any, *, description: str = "",
+            def register(name: str, factory: Any, *, description: str = "", info: Any = None,
                          _kind: str = kind, _calls: list = calls) -> None:
-                _calls.append((_kind, name, factory, description))
+                _calls.append((_kind, name, factory, description, info))
 
             try:
                 impl.function(register=register)
@@ -238,8 +238,9 @@ def _fill_registry(host: Host) -> None:
             continue
         try:
             snapshot = {kind: dict(items) for kind, items in host.registry.components.items()}
-            for kind, name, factory, description in calls:
-                host.registry.register(kind, plugin_name, name, factory, description=description)
+            for kind, name, factory, description, info in calls:
+                host.registry.register(kind, plugin_name, name, factory, description=description,
+                                       info=info)
         except FeaturelensError as error:
             host.registry.components = snapshot
             broken.add(plugin_name)

@@ -12,8 +12,7 @@ from typing import Any, AsyncIterator
 
 import anthropic
 
-from featurelens.core.host.protocols import LLMProvider, LLMRequest, LLMResponse
-from featurelens.llm.batch.clients import BatchState, Limits
+from featurelens.core.host.protocols import BatchLimits, BatchState, LLMRequest, LLMResponse
 from featurelens.llm.batch.results import UNREADABLE
 from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
@@ -86,10 +85,6 @@ class AnthropicProvider:
         """The SDK client for the running event loop (see :mod:`.loop_client`)."""
         return self._clients.get()
 
-    def batch_client(self) -> Any:
-        """This provider's batch API client (see :mod:`featurelens.llm.batch.clients`)."""
-        return AnthropicBatches(self)
-
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "
@@ -109,11 +104,11 @@ class AnthropicProvider:
 class AnthropicBatches:
     """Anthropic Message Batches."""
 
-    limits = Limits(100_000, 240 * 2**20)
+    limits = BatchLimits(100_000, 240 * 2**20)
 
-    def __init__(self, provider: LLMProvider):
+    def __init__(self, provider: AnthropicProvider):
         self.provider = provider
-        self.client = provider.client  # type: ignore[attr-defined]
+        self.client = provider.client
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         if request.prompt_logprobs or request.top_logprobs:
