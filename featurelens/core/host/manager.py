@@ -35,7 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.model_backends",
     "featurelens.plugins.corpus_sources",
     "featurelens.plugins.extract_commands",
-    "featurelens.llm.builtin_providers",
+    "featurelens.llm.providers.builtin",
     "featurelens.llm.offline",
     "featurelens.plugins.vllm_registration",
     "featurelens.plugins.labeling_commands",
