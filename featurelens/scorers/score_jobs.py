@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.manager import create, get_registry
+from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
     LLMProvider,
@@ -32,14 +32,12 @@ from featurelens.core.host.protocols import (
     score_takes_capabilities,
 )
 from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
-from featurelens.llm import providers
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm
 from featurelens.llm.pricing import PriceTable
-from featurelens.llm.runs import run_labeling, start_run
-from featurelens.registry.components import split_llm_spec
+from featurelens.llm.stage import LabelingStage, LLMChoice
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
 
@@ -240,6 +238,58 @@ def count_explanations(store: Store, spec: ScoreSpec) -> int:
         f"WHERE TRUE{extra}", params + extra_params)[0][0]
 
 
+class ScoreStage(LabelingStage):
+    """The score stage: one job per (selected feature, explanation) not yet scored."""
+
+    kind = "score"
+    noun = "scorer"
+
+    @classmethod
+    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> "ScoreStage":
+        """The stage of ``spec``: its scorer and the LLM its rows are recorded under."""
+        scorer = build_scorer(spec)
+        recorded = replace(spec, llm=effective_llm(scorer, spec.llm))
+        return cls(recorded, scorer, LLMChoice.resolve(recorded.llm, provider_options),
+                   offline=recorded.llm != spec.llm)
+
+    @property
+    def component_name(self) -> str:
+        return self.spec.scorer
+
+    @property
+    def purpose(self) -> str:
+        return f"score:{self.spec.scorer}"
+
+    @property
+    def desc(self) -> str:
+        return f"score {self.spec.scorer} {self.spec.llm}"
+
+    def count(self, store: Store) -> int:
+        return count_explanations(store, self.spec)
+
+    def check_total(self, total: int) -> None:
+        if total == 0:
+            raise FeaturelensError(
+                "No explanations match this selection; run featurelens explain first (or featurelens "
+                "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
+
+    def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
+             on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+        return score_jobs(store, self.component, spec, capabilities, run_id, on_skip=on_skip,
+                          every_round=every_round)
+
+    def next_round(self, store: Store) -> RunStats | None:
+        """Adaptive scorers: submit the next round of the jobs that need one
+        (:mod:`featurelens.scorers.batch_rounds`)."""
+        from featurelens.llm.runs import run_id_for
+        from featurelens.scorers.batch_rounds import advance
+
+        provider = self.llm.build()
+        run_id = run_id_for(self.kind, self.spec.config())
+        jobs = self.jobs(store, self.spec, run_id, frozenset(provider.capabilities))
+        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer)
+
+
 def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMProvider | None = None,
                    provider_options: dict[str, Any] | None = None,
                    settings: EngineSettings | None = None,
@@ -250,56 +300,23 @@ def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMPr
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
     """
-    if not isinstance(store, Store):  # a path: open it for the run
-        with using_store(store) as opened:
-            return score_features(opened, spec, provider=provider, provider_options=provider_options,
-                                  settings=settings, prices=prices)
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    total = count_explanations(store, spec)
-    if total == 0:
-        raise FeaturelensError(
-            "No explanations match this selection; run featurelens explain first (or featurelens "
-            "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
-    return run_labeling(
-        store, kind="score", config=spec.config(), llm=spec.llm, provider=provider,
-        provider_options=provider_options, total=total,
-        make_jobs=lambda engine, run_id, llm: score_jobs(
-            store, scorer, spec, frozenset(llm.capabilities), run_id, on_skip=engine.skip),
-        desc=f"score {spec.scorer} {spec.llm}", settings=settings, prices=prices)
+    stage = ScoreStage.prepare(spec, provider_options)
+    return stage.run(store, provider=provider, settings=settings, prices=prices)
 
 
 def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
     """What the simulator LLM can do, for a dry run: as its provider declares for these
     options (no client is built, no key needed)."""
-    get_registry().get("llm_provider", spec.llm)  # the name must exist
-    return providers.provider_info(spec.llm).capabilities_for(provider_options)
+    llm = LLMChoice.resolve(spec.llm, provider_options)
+    llm.check()
+    return llm.capabilities
 
 
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
                provider_options: dict[str, Any] | None = None, settings: EngineSettings | None = None):
-    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing.
-    Large selections are planned on a sample (:mod:`featurelens.llm.plan_sample`)."""
-    from dataclasses import replace
-
-    from featurelens.llm.plan import estimate
-    from featurelens.llm.plan_sample import sample_selection
-
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    provider, model = split_llm_spec(spec.llm)
-    count_explanations(store, spec)
-    sample, scale, planned, total = sample_selection(store, spec.selection)
-    skipped: list[int] = []
-    caps = provider_capabilities(spec, provider_options)
-    # every round of an adaptive scorer: the dry run is an upper bound (estimate gives the range)
-    sampled_spec = replace(spec, where=sample.where, limit=sample.limit)
-    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append,
-                                        every_round=True),
-                      provider, model, prices, batch, scale=scale, settings=settings,
-                      sampled=(planned, total) if scale != 1.0 else None)
-    result.skipped = round(sum(skipped) * scale)
-    return result
+    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing
+    (:meth:`LabelingStage.plan`: every round of an adaptive scorer, the upper bound)."""
+    return ScoreStage.prepare(spec, provider_options).plan(store, prices=prices, batch=batch, settings=settings)
 
 
 #: Stands in for explanations not written yet when a ``label --dry-run`` plans scoring.
@@ -314,10 +331,10 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     from featurelens.llm.plan import estimate
     from featurelens.llm.plan_sample import sample_selection
 
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    provider, model = split_llm_spec(spec.llm)
-    caps = provider_capabilities(spec, provider_options)
+    stage = ScoreStage.prepare(spec, provider_options)
+    scorer, spec, llm = stage.component, stage.spec, stage.llm
+    llm.check()
+    caps = llm.capabilities
     sample, scale, planned, total = sample_selection(store, spec.selection)
     kinds = example_kinds(scorer)
 
@@ -329,38 +346,17 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
                               build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
-    return estimate(store, jobs(), provider, model, prices, scale=scale, settings=settings,
+    return estimate(store, jobs(), llm.provider, llm.model, prices, scale=scale, settings=settings,
                     sampled=(planned, total) if scale != 1.0 else None)
 
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
-    """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
-    from featurelens.llm.batch.submit import batch_client, submit_jobs
-    scorer = build_scorer(spec)
-    if effective_llm(scorer, spec.llm) != spec.llm:
-        raise FeaturelensError(f"The {spec.scorer} scorer needs no LLM, so there is nothing to submit; "
-                               "run featurelens score without --batch-api.")
-    count_explanations(store, spec)
-    provider = providers.build_provider(spec.llm, **(provider_options or {}))
-    batch_client(provider)  # refuse before the run is recorded
-    run_id = start_run(store, "score", spec.config())
-    # adaptive scorers: the first round only; each batches collect submits the next (batch_rounds)
-    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
-                       run_id=run_id, purpose=f"score:{spec.scorer}")
+    """``featurelens score --batch-api``: submit the score run's requests as provider batches
+    (adaptive scorers: the first round; each ``batches collect`` submits the next)."""
+    return ScoreStage.prepare(spec, provider_options).submit(store)
 
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
     """Write a score run whose batch answers are all cached (``batches collect``): submit the
     next round of adaptive jobs if any needs one, else write every score."""
-    from featurelens.llm.runs import run_id_for
-    from featurelens.scorers.batch_rounds import advance
-
-    spec = ScoreSpec.from_config(config)
-    provider = providers.build_provider(spec.llm)
-    run_id = run_id_for("score", spec.config())
-    jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
-    waiting = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}", label=spec.scorer)
-    if waiting is not None:
-        return waiting
-    settings = EngineSettings(cache_only=True, progress=progress)
-    return score_features(store, spec, settings=settings, prices=prices)
+    return ScoreStage.prepare(ScoreSpec.from_config(config)).finish_from_batches(store, prices, progress)
