@@ -42,8 +42,9 @@ def bpe_counter(encoding_name: str, label: str, scale: float = 1.0) -> TokenCoun
     counted = _tiktoken(encoding_name)
     if isinstance(counted, str):
         return TokenCounter(f"about 4 characters a token ({encoding_name} unavailable: {counted})",
-                            _characters, scale=scale)
-    return TokenCounter(label, counted, scale=scale)
+                            _characters, scale=scale, name="~4 characters a token")
+    return TokenCounter(label, counted, scale=scale,
+                        name=encoding_name + (f" × {scale:g}" if scale != 1.0 else ""))
 
 
 def counter_for(provider: str, model: str, options: dict[str, Any] | None = None) -> TokenCounter:

@@ -56,9 +56,17 @@ def test_estimate_prices_the_example_as_the_builtin(example, store_path, cli):
     assert result.exit_code == 0, result.output
     builtin, echo = json.loads(result.output)["estimates"]
     assert builtin["llm"] == BUILTIN and echo["llm"] == ECHO
-    assert {**echo, "llm": BUILTIN} == builtin  # grouping, cache, batch price, output floor, prices
+    assert echo["tokenizer"] == "words (the echo bills a token a word)"
+    for mine, theirs in zip(echo["stages"], builtin["stages"], strict=True):
+        # the same grouping, scoring mode, calls and output bound; input as each counts it
+        assert {k: v for k, v in mine.items() if not k.startswith("per_feature")} == {
+            k: v for k, v in theirs.items() if not k.startswith("per_feature")}
+        for bound in ("per_feature_low", "per_feature_high"):
+            assert mine[bound]["calls"] == theirs[bound]["calls"]
+            assert mine[bound]["output"] == theirs[bound]["output"]
+            assert mine[bound]["cached"] == 0 < mine[bound]["input"]  # prefixes below 1,024 words
     assert echo["stages"][0]["features_per_request"] == 4
-    assert echo["usd_batch"][0] == pytest.approx(echo["usd_live"][0] / 2)
+    assert echo["usd_batch"][0] == pytest.approx(echo["usd_live"][0] / 2)  # the batch discount
 
 
 def _dry_run(cli, store_path, llm: str, *extra: str) -> dict[str, str]:

@@ -248,6 +248,18 @@ async def close_provider(provider: Any) -> None:
 
 
 @dataclass(frozen=True)
+class RequestTokens:
+    """Input tokens of one request and how many of them form the shared prefix."""
+
+    total: int
+    prefix: int
+
+    @property
+    def variable(self) -> int:
+        return self.total - self.prefix
+
+
+@dataclass(frozen=True)
 class TokenCounter:
     """How a provider counts (and bills) a request's input tokens: ``count(request) -> int``.
 
@@ -255,7 +267,8 @@ class TokenCounter:
     ``per_message``, plus ``primer`` for the reply's start, all times ``scale`` (a
     tokenizer known only as a ratio to another). ``count_request``, when given, counts
     a whole request instead (a model's own chat template). ``method`` says how, in the
-    dry run's output.
+    dry run's and the estimate's output; ``name`` is the tokenizer's short name
+    (``o200k_base``), ``method`` when left empty.
     """
 
     method: str
@@ -264,6 +277,7 @@ class TokenCounter:
     primer: int = 3
     scale: float = 1.0
     count_request: Callable[[LLMRequest], int] | None = None
+    name: str = ""
 
     def count(self, request: LLMRequest) -> int:
         if self.count_request is not None:
@@ -272,6 +286,26 @@ class TokenCounter:
             return round(self.scale * self.count_text(request.prompt))
         body = sum(self.count_text(str(m.get("content", ""))) + self.per_message for m in request.messages)
         return round(self.scale * (body + self.primer))
+
+    def tokens(self, request: LLMRequest) -> RequestTokens:
+        """Input tokens of ``request`` and of its shared prefix (what a prompt cache can serve):
+        the first ``shared_prefix`` messages, or the first ``shared_prompt_chars`` of a prompt."""
+        total = self.count(request)
+        if request.prompt is not None and not request.messages:
+            cut = max(0, min(request.shared_prompt_chars, len(request.prompt)))
+            prefix = round(self.scale * self.count_text(request.prompt[:cut])) if cut else 0
+        elif not request.shared_prefix:
+            prefix = 0
+        elif self.count_request is not None:
+            prefix = self.count_request(LLMRequest(messages=request.messages[:request.shared_prefix]))
+        else:
+            prefix = round(self.scale * sum(self.count_text(str(m.get("content", ""))) + self.per_message
+                                            for m in request.messages[:request.shared_prefix]))
+        return RequestTokens(total, min(prefix, total))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.method
 
 
 @dataclass(frozen=True)
