@@ -20,6 +20,7 @@ from featurelens import PLUGIN_API_VERSION, hookimpl, open_store
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and readers
     # ruff: noqa: F401
     from featurelens.core.cli.options import store_option
+    from featurelens.core.model.causal_lm import CausalLM
     from featurelens.core.dictionaries.base import Dictionary
     from featurelens.core.errors import (
         FeaturelensError,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 #: Public name -> the module that defines it.
 _SOURCES: dict[str, str] = {
+    "CausalLM": "featurelens.core.model.causal_lm",
     "store_option": "featurelens.core.cli.options",
     "Dictionary": "featurelens.core.dictionaries.base",
     "FeaturelensError": "featurelens.core.errors",

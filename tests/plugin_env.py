@@ -45,17 +45,24 @@ class PluginEnv:
         return json.loads(self.featurelens("plugins", "list", "--json").stdout)
 
 
-def make_plugin_env(root: Path) -> PluginEnv:
-    """Create the environment at ``root`` (about a second: no pip is copied in)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-    python = root / "bin" / "python"
-    purelib = subprocess.run(
+def _purelib(python: Path | str) -> str:
+    return subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True).stdout.strip()
-    env = PluginEnv(root, Path(purelib))
-    shared = sysconfig.get_paths()["purelib"]
+
+
+def make_plugin_env(root: Path, base: Path | None = None) -> PluginEnv:
+    """Create the environment at ``root`` (about a second: no pip is copied in).
+
+    It shares the packages of this interpreter's environment, or of the virtual
+    environment ``base`` (made by its interpreter, so the Python versions match).
+    """
+    maker = sys.executable if base is None else str(base / "bin" / "python")
+    subprocess.run([maker, "-m", "venv", "--without-pip", str(root)], check=True)
+    env = PluginEnv(root, Path(_purelib(root / "bin" / "python")))
+    shared = sysconfig.get_paths()["purelib"] if base is None else _purelib(maker)
     # addsitedir (not a bare path) so the shared dir's own .pth files, such as the
     # editable featurelens install, are processed too.
-    Path(purelib, "zz_shared_venv.pth").write_text(
+    Path(env.purelib, "zz_shared_venv.pth").write_text(
         f"import site; site.addsitedir({shared!r})\n", encoding="utf-8")
     return env

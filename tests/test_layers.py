@@ -94,6 +94,7 @@ def test_the_root_package_imports_nothing_above_the_core() -> None:
 
 PLUGIN_SOURCES = [
     *sorted((ROOT / "examples").rglob("*.py")),
+    *sorted((ROOT / "community").rglob("*.py")),
     *sorted((PACKAGE / "registry" / "template").glob("*.py.txt")),
 ]
 
@@ -116,3 +117,92 @@ def test_the_public_module_offers_what_plugins_need() -> None:
         assert getattr(api, name) is not None, name
     with pytest.raises(AttributeError, match="docs/plugins.md"):
         api.nothing_like_this  # noqa: B018
+
+
+def named_upward(plan: list[list[str]]) -> dict[str, set[str]]:
+    """Modules that name a module on a higher floor in a string (imported at run time by
+    name: built-in plugin lists, lazy factories), with the names."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        here = module_name(path)
+        mine = place(here, plan)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            if not re.fullmatch(r"featurelens(\.\w+)+(:\w+)?", node.value):
+                continue
+            theirs = place(node.value.split(":")[0], plan)
+            if mine and theirs and theirs[0] > mine[0]:
+                found.setdefault(here, set()).add(node.value)
+    return found
+
+
+def test_only_the_builtin_list_names_modules_upstairs() -> None:
+    """The one arrow back up: the host's list of built-in plugins, which it loads through
+    the same path as third-party ones (so the core never imports a method directly)."""
+    assert sorted(named_upward(floors())) == ["featurelens.core.host.manager"]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """File -> the featurelens files it imports (a package's own __init__ excluded)."""
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        targets = set()
+        for target in imported(path):
+            while target not in files and "." in target:
+                target = target.rpartition(".")[0]
+            if target in files and target != name and not name.startswith(target + "."):
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one file (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_no_circles_between_files() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_circle_finder_sees_a_circle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

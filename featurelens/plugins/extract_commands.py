@@ -21,6 +21,9 @@ def register_commands(cli: click.Group) -> None:
 @click.command("extract")
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded), a local transformers folder, or a hub id (needs network).")
+@click.option("--backend", default="hf", show_default=True,
+              help="Model backend that reads --model: hf, or one a plugin registers "
+                   "(featurelens plugins list).")
 @click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
 @click.option("--dictionary", default="identity", show_default=True,
               help="identity (one feature per neuron), the path of a saved dictionary, the name "
@@ -66,7 +69,7 @@ def register_commands(cli: click.Group) -> None:
               help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 @click.option("--effects", is_flag=True,
               help="Then measure each feature's ablation effect (see featurelens effects).")
-def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
+def extract_command(model: str, backend: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,
@@ -85,7 +88,7 @@ def extract_command(model: str, hookpoint: str, dictionary: str, corpus: str, to
     dictionary, name = resolve_stored_name(dictionary, store_path)
     spec = ExtractSpec(
         dictionary_name=name,
-        model=model, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
+        model=model, backend=backend, hookpoint=hookpoint, dictionary=dictionary, corpus=corpus, tokens=tokens,
         batch_size=batch_size, context=context, top_k=top_k, n_quantile=quantile_examples,
         quantile_bins_count=quantile_bins, n_random=random_examples, prepend_bos=bos,
         include_special=include_special, exclude_outlier_norm=exclude_outlier_norm,

@@ -98,7 +98,7 @@ def _install_argument(name: str) -> str:
     if not entry.compatible():
         raise PluginError(f"{entry.package} is made for featurelens {entry.featurelens}, not "
                           f"{featurelens.__version__}; install a featurelens in that range.")
-    if entry.status == "example":
+    if entry.status in plugin_index.IN_REPOSITORY:
         path = Path(entry.install or "")
         if not path.is_dir():
             raise PluginError(f"{entry.package} ships with the featurelens sources, not on PyPI; "

@@ -21,7 +21,11 @@ import featurelens
 from featurelens.core.errors import PluginError
 from featurelens.registry.components import KINDS
 
-STATUSES = ("available", "example", "planned")
+#: available: on PyPI; example: the worked example, and repository: a community plugin, both
+#: in the featurelens repository (installed from their folder); planned: nobody published it yet.
+STATUSES = ("available", "example", "repository", "planned")
+#: Statuses whose ``install`` is a folder in a featurelens clone, not a pip requirement.
+IN_REPOSITORY = ("example", "repository")
 _HOOKS = set(KINDS.values()) | {"register_commands"}
 
 
@@ -34,8 +38,8 @@ class IndexEntry:
     description: str
     hooks: tuple[str, ...]
     featurelens: str  #: version specifier, e.g. ">=0.1,<0.2"
-    status: str  #: available (on PyPI), example (in this repository) or planned
-    install: str | None  #: what to give pip; None while planned
+    status: str  #: one of STATUSES
+    install: str | None  #: what to give pip (a folder of a featurelens clone when IN_REPOSITORY); None while planned
     homepage: str | None
 
     def compatible(self, version: str = featurelens.__version__) -> bool:

@@ -34,8 +34,8 @@ rule, so it stays an option.
 Later rounds are sized from the interval (``round_size=sized``, :mod:`.sized_rounds`):
 a feature that misses the width by a little gets a few more windows (at least
 ``min_round``), not another full round; over 18 draws that cuts simulation tokens about
-3 % and passes ``cost_robust.py``'s rule. ``round_size=fixed`` is every round
-``round_windows``, the behaviour before.
+3 % and passes ``cost_robust.py``'s rule. ``round_size=fixed`` makes every round
+``round_windows`` (the cost benchmarks compare the two).
 ``random_window`` crops the random (mostly silent) windows shorter than ``window``;
 ``first_round`` makes the first round larger than the next ones, so a feature that needs
 two rounds pays the shared prefix and the explanation once instead of twice.

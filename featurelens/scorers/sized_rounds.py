@@ -13,7 +13,7 @@ the explanation, so whether this saves tokens is measured
 
 ``round_size="sized"`` is the simulation default (``benchmarks/cost_robust.py``: 3 %
 fewer simulation tokens over 18 draws, its fidelity rule passed); ``round_size="fixed"``
-is the behaviour before: every round adds ``round_windows``.
+makes every round add ``round_windows``, which the cost benchmarks compare against.
 
 The plan is a pure function of the answers so far (the window order is fixed per
 feature), so scoring the same answers again finds the same rounds, and a rerun sends

@@ -213,9 +213,9 @@ def test_bfloat16_dtype_loads(tiny_model_dir: Path) -> None:
 
 
 def test_hub_id_without_network_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    from featurelens.plugins import hf_backend
+    from featurelens.core.model import causal_lm
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(hf_backend, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(causal_lm, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(FeaturelensError, match="no network, or no such model"):
         HFBackend("someone/no-such-model")

@@ -125,7 +125,7 @@ def test_search_matches_every_word(cli) -> None:
     result = cli("plugins", "search", "llm provider", "--json")
     names = {e["name"] for e in json.loads(result.stdout)}
     assert names == {"example", "vllm"}
-    assert cli("plugins", "search", "backend nnsight").stdout.startswith("nnsight  (featurelens-nnsight; planned; compatible)")
+    assert cli("plugins", "search", "backend nnsight").stdout.startswith("nnsight  (featurelens-nnsight; repository; compatible)")
     assert "No plugin in the index matches 'zzz'" in cli("plugins", "search", "zzz").stdout
 
 
@@ -137,7 +137,7 @@ def test_index_entries_are_honest_and_complete() -> None:
         assert entry.package.startswith("featurelens-")
         if entry.status == "planned":
             assert entry.install is None  # nothing to install yet, and the index says so
-        if entry.status == "example":
+        if entry.status in ("example", "repository"):
             assert (ROOT / entry.install).is_dir()
 
 

@@ -1,4 +1,4 @@
-"""A server that trickles its answer one byte at a time (audit of issue 10): each byte
+"""A server that trickles its answer one byte at a time: each byte
 comes well within the SDK's per-read timeout, so only a deadline on the whole request
 stops it. With ``--provider-option timeout=1.5`` a call now ends after about 1.5 s as a
 timeout (retried, then failed) instead of the 80 s the body takes."""

@@ -1,4 +1,4 @@
-"""``--dry-run`` against what a run sends (audit of issues 10 and 15): simulation by prompt
+"""``--dry-run`` against what a run sends: simulation by prompt
 log-probs asks each request for ``max_tokens=1`` on the wire (OpenAI-compatible servers
 refuse 0), so the dry run's output bound must count that token: it said "at most 0"."""
 

@@ -1,4 +1,4 @@
-"""Absurd ``retry-after`` headers (audit of issue 10): a server that says ``1e9``, ``inf``,
+"""Absurd ``retry-after`` headers: a server that says ``1e9``, ``inf``,
 a date decades ahead, ``-1``, ``nan`` or ``soon`` must neither stall a run forever nor
 crash it; the wait stays within the policy's cap and the call is retried."""
 

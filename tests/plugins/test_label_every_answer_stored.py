@@ -1,4 +1,4 @@
-"""``label`` against a counting server (audit of issues 10 and 15): its explain and score
+"""``label`` against a counting server: its explain and score
 stages share one provider, each stage in its own event loop; every answer the server
 sent must reach the store, none paid for and then dropped."""
 

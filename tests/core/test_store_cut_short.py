@@ -1,5 +1,5 @@
 """A store file cut short (a copy that stopped half-way): every command says in one
-sentence that the store is damaged, never a DuckDB traceback (audit of issue 10, item 14).
+sentence that the store is damaged, never a DuckDB traceback.
 Depending on where the cut falls, DuckDB notices at open, while checking migrations, or
 only when a job's query reaches a missing block; all three are probed."""
 

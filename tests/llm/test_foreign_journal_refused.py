@@ -1,7 +1,7 @@
 """A response journal that is not what featurelens wrote (a hostile file planted beside
 the store, or one damaged on disk): every labeling command refuses it in one sentence
 that names the file and how to go on, exits 1, and leaves the store and the journal as
-they were (audit of issue 10, items 1 and 14). It used to crash with KeyError,
+they were. It used to crash with KeyError,
 AttributeError or TypeError tracebacks, or to delete a journal whose lines were not JSON."""
 
 from __future__ import annotations
