@@ -85,6 +85,10 @@ class AnthropicProvider:
         """The SDK client for the running event loop (see :mod:`.loop_client`)."""
         return self._clients.get()
 
+    def batch_client(self) -> "AnthropicBatches":
+        """This provider's batch API client (its declaration's ``batch_client``)."""
+        return AnthropicBatches(self)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities; use a scorer "

@@ -113,23 +113,17 @@ def _anthropic_cache(model: str) -> PromptCache:
     return PromptCache(next(size for fragment, size in ANTHROPIC_MINIMUMS if fragment in model))
 
 
-def _openai_batches(provider: Any) -> BatchClient:
-    from featurelens.llm.providers.openai_provider import OpenAIBatches
-
-    return OpenAIBatches(provider)
-
-
-def _anthropic_batches(provider: Any) -> BatchClient:
-    from featurelens.llm.providers.anthropic_provider import AnthropicBatches
-
-    return AnthropicBatches(provider)
+def _own_batches(provider: Any) -> BatchClient:
+    """The batch client a built-in provider keeps beside itself (``OpenAIBatches``,
+    ``AnthropicBatches``), so this module needs neither SDK."""
+    return provider.batch_client()
 
 
 OPENAI = ProviderInfo(
     capabilities=frozenset({"output_logprobs", "batch_api", "prompt_cache"}),
     capabilities_with=openai_capabilities,
     token_counter=_openai_counter, prompt_cache=lambda model: OPENAI_CACHE,
-    batch_client=_openai_batches, features_per_request=HOSTED_FEATURES_PER_REQUEST, min_output_tokens=1,
+    batch_client=_own_batches, features_per_request=HOSTED_FEATURES_PER_REQUEST, min_output_tokens=1,
     prices={
         "gpt-4o-mini": Price(0.15, 0.60, 0.075),
         "gpt-4o": Price(2.50, 10.00, 1.25),
@@ -142,7 +136,7 @@ OPENAI = ProviderInfo(
 
 ANTHROPIC = ProviderInfo(
     capabilities=frozenset({"batch_api", "prompt_cache"}), token_counter=_anthropic_counter,
-    prompt_cache=_anthropic_cache, batch_client=_anthropic_batches,
+    prompt_cache=_anthropic_cache, batch_client=_own_batches,
     features_per_request=HOSTED_FEATURES_PER_REQUEST, min_output_tokens=1,
     prices={
         "claude-haiku-4-5": Price(1.00, 5.00, 0.10),

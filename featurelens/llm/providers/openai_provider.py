@@ -144,6 +144,10 @@ class OpenAIProvider:
         """The SDK client for the running event loop (see :mod:`.loop_client`)."""
         return self._clients.get()
 
+    def batch_client(self) -> "OpenAIBatches":
+        """This provider's batch API client (its declaration's ``batch_client``)."""
+        return OpenAIBatches(self)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         # ``client.post`` is the SDK's own request path (same connection pool, auth, timeouts
         # and typed errors) without the per-call TypedDict transform and pydantic model
