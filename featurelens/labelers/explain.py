@@ -191,11 +191,13 @@ class ExplainStage(LabelingStage):
         run passes False, so it rebuilds exactly what was submitted), and the LLM its rows
         are recorded under."""
         explainer = make_explainer(spec)
+        llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
         if provider_defaults:
-            spec, explainer = resolve(spec, explainer, make_explainer)
+            spec, explainer = resolve(spec, explainer, make_explainer, llm)
         recorded = offline_spec(explainer, spec)
-        return cls(recorded, explainer, LLMChoice.resolve(recorded.llm, provider_options),
-                   offline=recorded.llm != spec.llm)
+        if recorded.llm != spec.llm:
+            llm = LLMChoice.resolve(recorded.llm, provider_options)
+        return cls(recorded, explainer, llm, offline=recorded.llm != spec.llm)
 
     @property
     def component_name(self) -> str:

@@ -25,8 +25,7 @@ from typing import Any, Callable
 
 from featurelens.core.host.protocols import Explainer, ExplainerBase, declared, needs_llm
 from featurelens.labelers import explain_grouped as grouped
-from featurelens.llm.providers import provider_info
-from featurelens.registry.components import split_llm_spec
+from featurelens.llm.stage import LLMChoice
 
 #: Top-activating windows a feature shows in a grouped default request (the explainer's own
 #: default is 10). OpenAI's explainer showed a hosted model 5 top-activating windows; 6 of
@@ -34,11 +33,12 @@ from featurelens.registry.components import split_llm_spec
 GROUPED_EXAMPLES = 6
 
 
-def default_per_request(llm: str, explainer: Explainer) -> int:
+def default_per_request(llm: str | LLMChoice, explainer: Explainer) -> int:
     """Features per explanation request when the user did not say: the provider's declared
-    default (4 for the hosted APIs, else 1), where the explainer's answers can share a request."""
-    provider, _ = split_llm_spec(llm)
-    k = max(1, provider_info(provider).features_per_request)
+    default (4 for the hosted APIs, else 1), where the explainer's answers can share a request.
+    ``llm``: ``provider:model``, or the job's already resolved :class:`LLMChoice`."""
+    choice = llm if isinstance(llm, LLMChoice) else LLMChoice.resolve(llm)
+    k = max(1, choice.info.features_per_request)
     if k == 1 or not needs_llm(explainer) or not declared(explainer, "groups_features", ExplainerBase):
         return 1
     if declared(explainer, "reasoning", ExplainerBase):
@@ -49,7 +49,8 @@ def default_per_request(llm: str, explainer: Explainer) -> int:
     return k
 
 
-def with_provider_defaults(options: dict[str, Any], llm: str, explainer: Explainer) -> dict[str, Any]:
+def with_provider_defaults(options: dict[str, Any], llm: str | LLMChoice,
+                           explainer: Explainer) -> dict[str, Any]:
     """``options`` with ``features_per_request`` filled in for ``llm`` when absent (1 is left out,
     so one-feature requests keep the options, and the explanation ids, they always had)."""
     if grouped.OPTION in options:
@@ -63,17 +64,19 @@ def with_provider_defaults(options: dict[str, Any], llm: str, explainer: Explain
     return {**options, grouped.OPTION: k, **fewer}
 
 
-def resolve_spec(spec: Any, explainer: Explainer) -> Any:
-    """An ``ExplainSpec`` with the provider's default filled in (the same spec when nothing changes)."""
-    options = with_provider_defaults(spec.options, spec.llm, explainer)
+def resolve_spec(spec: Any, explainer: Explainer, llm: LLMChoice | None = None) -> Any:
+    """An ``ExplainSpec`` with the provider's default filled in (the same spec when nothing
+    changes); ``llm``: ``spec.llm`` already resolved."""
+    options = with_provider_defaults(spec.options, llm or spec.llm, explainer)
     if options is spec.options or options == spec.options:
         return spec
     return replace(spec, explainer_options=tuple(sorted(options.items())))
 
 
-def resolve(spec: Any, explainer: Explainer, build: Callable[[Any], Explainer]) -> tuple[Any, Explainer]:
+def resolve(spec: Any, explainer: Explainer, build: Callable[[Any], Explainer],
+            llm: LLMChoice | None = None) -> tuple[Any, Explainer]:
     """The resolved spec and its explainer, rebuilt with ``build`` when the defaults set one of
     the explainer's own options (``n_examples``), so the requests match the recorded options."""
-    resolved = resolve_spec(spec, explainer)
+    resolved = resolve_spec(spec, explainer, llm)
     changed = {k for k, v in resolved.options.items() if k != grouped.OPTION and spec.options.get(k) != v}
     return resolved, (build(resolved) if changed else explainer)
