@@ -40,11 +40,11 @@ def _tiktoken(encoding_name: str) -> Callable[[str], int] | str:
 def bpe_counter(encoding_name: str, label: str, scale: float = 1.0) -> TokenCounter:
     """A counter with tiktoken's ``encoding_name`` (or 4 characters a token, said so, without it)."""
     counted = _tiktoken(encoding_name)
+    times = f" × {scale:g}" if scale != 1.0 else ""
     if isinstance(counted, str):
         return TokenCounter(f"about 4 characters a token ({encoding_name} unavailable: {counted})",
-                            _characters, scale=scale, name="~4 characters a token")
-    return TokenCounter(label, counted, scale=scale,
-                        name=encoding_name + (f" × {scale:g}" if scale != 1.0 else ""))
+                            _characters, scale=scale, name="~4 characters a token" + times)
+    return TokenCounter(label, counted, scale=scale, name=encoding_name + times)
 
 
 def counter_for(provider: str, model: str, options: dict[str, Any] | None = None) -> TokenCounter:
