@@ -23,7 +23,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import BatchClient, BatchLimits, BatchState, LLMProvider
 from featurelens.llm.providers import provider_info
 
-__all__ = ["BatchClient", "BatchLimits", "BatchState", "Limits", "batch_client"]
+__all__ = ["BatchClient", "BatchLimits", "BatchState", "Limits", "batch_client", "batch_providers"]
 
 
 #: ``Limits`` is :class:`BatchLimits` under the name batch code here reads it by.
@@ -36,6 +36,15 @@ def batch_client(provider: LLMProvider) -> BatchClient:
     make = provider_info(provider.name).batch_client
     if make is None or "batch_api" not in provider.capabilities:
         raise FeaturelensError(
-            f"{provider.name}:{provider.model} has no batch API; drop --batch-api or use a "
-            "provider whose declaration has a batch client (openai:, anthropic:).")
+            f"{provider.name}:{provider.model} has no batch API; drop --batch-api or use a model of a "
+            f"provider that has one ({', '.join(batch_providers()) or 'none installed'}).")
     return make(provider)
+
+
+def batch_providers() -> list[str]:
+    """Registered providers whose declaration names a batch client, as ``name:``."""
+    from featurelens.core.host.manager import get_registry
+
+    components = get_registry().components["llm_provider"]
+    return [f"{name}:" for name, component in sorted(components.items())
+            if component.info is not None and component.info.batch_client is not None]
