@@ -16,6 +16,7 @@ from featurelens.core.host.protocols import BatchLimits, BatchState, LLMRequest,
 from featurelens.llm.batch.results import UNREADABLE
 from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
+from featurelens.llm.providers.declarations import ANTHROPIC
 from featurelens.llm.providers.loop_client import LoopClient
 
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -69,7 +70,7 @@ class AnthropicProvider:
 
     name = "anthropic"
     key_env = KEY_ENV
-    capabilities = frozenset({"batch_api", "prompt_cache"})
+    capabilities = ANTHROPIC.capabilities  #: as declared (providers.declarations)
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  http_client: Any = None):
