@@ -21,6 +21,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.llm.window_text import plain
 from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
@@ -81,7 +82,7 @@ def auroc(positive: list[float], negative: list[float]) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-class EmbeddingScorer:
+class EmbeddingScorer(ScorerBase):
     """AUROC of explanation-window cosine similarity; no LLM calls."""
 
     name = "embedding"

@@ -27,6 +27,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.llm.token_labels import label_keywords, parse_elements, token_key
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
@@ -54,7 +55,7 @@ class LabelMatcher:
                 for i, k in enumerate(keys)]
 
 
-class TokenCheckScorer:
+class TokenCheckScorer(ScorerBase):
     """Balanced accuracy of "the window holds a named token" on held-out windows."""
 
     name = "token-check"
