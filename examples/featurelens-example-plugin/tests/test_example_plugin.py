@@ -76,28 +76,3 @@ def test_relu_dictionary_trains():
         optimiser.step()
     assert sae.loss(x)["loss"].item() < 0.5 * first
     assert (sae.encode(x) >= 0).all() and sae.decode(sae.encode(x)).shape == x.shape
-
-
-def test_echo_declares_itself_and_its_batches_answer_like_the_live_provider(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEATURELENS_EXAMPLE_BATCHES", str(tmp_path))
-    component = build_host().registry.get("llm_provider", "example-echo:v1")
-    info = component.info
-    assert "batch_api" in info.capabilities and info.features_per_request == 4
-    provider = component.create("v1")
-    request = _keyword_requests()[0]
-    assert info.token_counter("v1").count(request) == asyncio.run(provider.complete(request)).input_tokens
-
-    async def round_trip():
-        client = info.batch_client(provider)
-        batch_id = await client.submit([client.line("k1", request)], label="run-1")
-        assert (await client.state(batch_id)).finished
-        assert await client.find("run-1", 0.0, 1) == [batch_id]
-        return [item async for item in client.results(batch_id)]
-
-    [(custom_id, answer, error)] = asyncio.run(round_trip())
-    assert (custom_id, error) == ("k1", None)
-    assert answer == asyncio.run(provider.complete(request))
-
-
-def _keyword_requests():
-    return build_host().registry.get("explainer", "example-keywords").create().requests(_record())
