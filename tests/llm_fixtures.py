@@ -40,8 +40,8 @@ def fill(store: Store, n_features: int = 20, *, dictionary_id: str = "d1", seq_l
     features = pl.DataFrame({
         "dictionary_id": [dictionary_id] * n_features, "feature": list(range(n_features)),
         "corpus_id": ["c1"] * n_features, "n_tokens": [1000] * n_features,
-        "fire_count": [f * 10 for f in range(n_features)],
-        "density": [f * 0.01 for f in range(n_features)],
+        "fire_count": [f * 10 + 1 for f in range(n_features)],  # every feature has examples: it fired
+        "density": [(f * 10 + 1) / 1000 for f in range(n_features)],
         "max_activation": [float(f + 1) for f in range(n_features)],
     })
     rows = []

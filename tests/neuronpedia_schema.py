@@ -8,7 +8,11 @@ filled by the Prisma client, which the bulk importer bypasses). Relation fields 
 left out: they are not columns. The checks mirror ``lib/db/import.ts``: columns are
 taken from a file's first line (so every line must carry the same keys), a key that is
 not a column is dropped silently (so it is an error here), and a NOT NULL column with
-no database default must be present and not null.
+no database default must be present and not null. ``Explanation.embedding`` is
+``Unsupported("vector(256)")``: a list of 256 numbers. Config comes from ``v1/config/``
+of the bucket, five files that must all exist (``importConfigFromS3``); the source
+folder is ``v1/<modelId>/<sourceId>`` and a source id's layer part is a number or ``e``
+(``getLayerNumFromSource`` in lib/utils/source.ts).
 """
 
 from __future__ import annotations
@@ -116,6 +120,7 @@ TABLES: dict[str, dict[str, Col]] = {
         "umap_cluster": ("Int", True, True), "umap_log_feature_sparsity": ("Float", True, True),
         "typeName": ("String", True, False), "explanationModelName": ("String", True, False),
         "createdAt": ("DateTime", False, True), "updatedAt": ("DateTime", False, True),
+        "embedding": ("Vector256", True, False),
     },
     "ExplanationScore": {
         "id": ("String", False, False), "initiatedByUserId": ("String", False, False),
@@ -156,16 +161,31 @@ TABLES: dict[str, dict[str, Col]] = {
         "updatedAt": ("DateTime", False, True),
     },
 }
+TABLES["EvalType"] = {
+    "name": ("String", False, False), "displayName": ("String", False, False),
+    "description": ("String", False, False), "longerDescription": ("String", False, True),
+    "outputSchema": ("Json", False, False), "featured": ("Boolean", False, True),
+    "url": ("String", True, False), "createdAt": ("DateTime", False, True),
+    "updatedAt": ("DateTime", False, True),
+}
 VISIBILITY = {"PUBLIC", "UNLISTED", "PRIVATE"}
 
 #: What the admin import reads, and into which table (route.ts), plus the two extra folders.
 FILES = {"release.jsonl": "SourceRelease", "model.jsonl": "Model", "sourceset.jsonl": "SourceSet",
          "source.jsonl": "Source", "features": "Neuron", "activations": "Activation",
-         "explanations": "Explanation", "explanation_scores": "ExplanationScore",
-         "config/explanation_type.jsonl": "ExplanationType",
-         "config/explanation_model_type.jsonl": "ExplanationModelType",
-         "config/explanation_score_type.jsonl": "ExplanationScoreType",
-         "config/explanation_score_model.jsonl": "ExplanationScoreModel"}
+         "explanations": "Explanation", "explanation_scores": "ExplanationScore"}
+
+#: The five files ``importConfigFromS3`` reads from ``v1/config/`` (each must exist).
+CONFIG_FILES = {"explanation_model_type.jsonl": "ExplanationModelType",
+                "explanation_type.jsonl": "ExplanationType",
+                "explanation_score_model.jsonl": "ExplanationScoreModel",
+                "explanation_score_type.jsonl": "ExplanationScoreType",
+                "eval_type.jsonl": "EvalType"}
+
+
+def config_folder(source_folder: Path) -> Path:
+    """``v1/config`` of the bucket a ``v1/<modelId>/<sourceId>`` folder lives in."""
+    return source_folder.parent.parent / "config"
 
 
 def _type_ok(kind: str, value: Any) -> bool:
@@ -179,6 +199,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         "Float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
         "Visibility": lambda v: v in VISIBILITY, "Json": lambda v: True,
         "DateTime": lambda v: isinstance(v, str),
+        "Vector256": lambda v: isinstance(v, list) and len(v) == 256 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
     }[kind](value)
 
 
@@ -212,10 +234,11 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def load_source_folder(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every table's rows in one ``<modelId>/<sourceId>`` folder."""
+    """Every table's rows in one ``v1/<modelId>/<sourceId>`` folder and the bucket's config."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name, table in FILES.items():
-        path = folder / name
+    places = [(folder / name, table) for name, table in FILES.items()]
+    places += [(config_folder(folder) / name, table) for name, table in CONFIG_FILES.items()]
+    for path, table in places:
         if path.is_dir():
             for batch in sorted(path.glob("*.jsonl.gz")):
                 out.setdefault(table, []).extend(_read(batch))
@@ -227,11 +250,19 @@ def load_source_folder(folder: Path) -> dict[str, list[dict[str, Any]]]:
 def validate(folder: Path, known_explanation_types: set[str] = frozenset()) -> list[str]:
     """Problems with one admin-import folder: columns, NOT NULLs, types, then keys across files."""
     problems: list[str] = []
+    if folder.parent.parent.name != "v1":
+        problems.append(f"{folder} is not v1/<modelId>/<sourceId> of a bucket")
     for name, table in FILES.items():
         path = folder / name
         files = sorted(path.glob("*.jsonl.gz")) if path.is_dir() else ([path] if path.is_file() else [])
         for f in files:
             problems += check_rows(table, _read(f), str(f.relative_to(folder)))
+    for name, table in CONFIG_FILES.items():
+        path = config_folder(folder) / name
+        if not path.is_file():
+            problems.append(f"v1/config/{name} is missing (the importer stops without it)")
+        elif path.stat().st_size:  # an empty config file is read as no rows
+            problems += check_rows(table, _read(path), f"v1/config/{name}")
     for required in ("release.jsonl", "model.jsonl", "sourceset.jsonl", "source.jsonl", "features"):
         if not (folder / required).exists():
             problems.append(f"{required} is missing")
@@ -252,7 +283,8 @@ def validate(folder: Path, known_explanation_types: set[str] = frozenset()) -> l
     for s in t["Source"]:
         if (s["modelId"], s["setName"]) not in sets:
             problems.append(f"source {s['id']} has no source set {s['setName']}")
-        if not s["id"].endswith("-" + s["setName"]) or not s["id"].split("-", 1)[0].isdigit():
+        layer = s["id"].split("-", 1)[0]
+        if not s["id"].endswith("-" + s["setName"]) or not (layer.isdigit() or layer == "e"):
             problems.append(f"source id {s['id']} is not <layer>-<sourceSetName>")
     for n in t["Neuron"]:
         if (n["modelId"], n["layer"]) not in sources:

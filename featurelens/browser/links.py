@@ -41,8 +41,8 @@ class ServerLinks:
     def feature(self, dictionary_id: str, feature: int) -> str:
         return f"/feature/{quote(dictionary_id, safe='')}/{feature}"
 
-    def search(self, text: str = "", page: int = 0) -> str:
-        params = {"q": text} | ({"page": page} if page else {})
+    def search(self, text: str = "", page: int = 0, meaning: bool = False) -> str:
+        params = {"q": text} | ({"by": "meaning"} if meaning else {}) | ({"page": page} if page else {})
         return "/search?" + urlencode(params)
 
     def sql(self) -> str:

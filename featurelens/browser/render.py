@@ -41,11 +41,14 @@ def dictionary_page(dictionary: dict[str, Any], page: Page, links: Links,
                   page_href=lambda p: links.dictionary(did, p, params))
 
 
-def search_page(text: str, page: Page, links: Links, tokens: list[dict[str, Any]] | None = None) -> str:
-    """Features whose explanation contains ``text``, best score first; and features whose
-    top examples peak on a token containing it."""
+def search_page(text: str, page: Page, links: Links, tokens: list[dict[str, Any]] | None = None,
+                meaning: bool = False, note: str | None = None) -> str:
+    """Features whose explanation contains ``text``, best score first, and features whose
+    top examples peak on a token containing it; or, ``meaning``, explanations closest in
+    meaning to ``text`` (``note`` says why there are none)."""
     return render("search.html", title=f"Search {text}", links=links, query=text, text=text, page=page,
-                  tokens=tokens or [], page_href=lambda p: links.search(text, p))
+                  tokens=tokens or [], by_meaning=meaning, note=note,
+                  page_href=lambda p: links.search(text, p, meaning))
 
 
 def sql_page(query: str, result: SqlResult | None, error: str | None, links: Links) -> str:

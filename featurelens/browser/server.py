@@ -116,6 +116,9 @@ class BrowserHandler(BaseHTTPRequestHandler):
             return HTTPStatus.OK, _TYPES.get(suffix, "application/octet-stream"), self.assets[parts[1]]
         if head == "search" and len(parts) == 1:
             text = query.get("q", [""])[0].strip()
+            if query.get("by", [""])[0] == "meaning" and text:
+                found, note = self.data.search_meaning(text, page)
+                return HTTPStatus.OK, html_type, search_page(text, found, _LINKS, meaning=True, note=note).encode()
             tokens = self.data.token_matches(text) if text and page == 0 else []
             return HTTPStatus.OK, html_type, search_page(text, self.data.search(text, page), _LINKS, tokens).encode()
         if head == "sql" and len(parts) == 1:

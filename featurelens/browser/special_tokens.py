@@ -22,13 +22,19 @@ class SpecialTokens:
 
     def __init__(self, recorded: frozenset[str] | None):
         self.recorded = recorded
+        self._matched: dict[str, bool] = {}  #: the pattern's answer per token (pages ask per token)
 
     def __contains__(self, token: object) -> bool:
         if not isinstance(token, str):
             return False
         if self.recorded is not None:
             return token in self.recorded
-        return token in _USUAL or bool(_CHAT_MARKER.match(token))
+        found = self._matched.get(token)
+        if found is None:
+            if len(self._matched) > 1 << 16:  # a vocabulary's worth; bounded whatever the text
+                self._matched.clear()
+            found = self._matched[token] = token in _USUAL or bool(_CHAT_MARKER.match(token))
+        return found
 
 
 def recorded_special_tokens(config: Any) -> frozenset[str] | None:

@@ -73,26 +73,30 @@ def count_features(store: Store, selection: Selection) -> int:
 
 
 def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> Iterator[list[tuple[str, int]]]:
-    """Pages of ``(dictionary_id, feature)`` in a stable order, at most ``limit`` in all."""
+    """Pages of ``(dictionary_id, feature)`` in a stable order, at most ``limit`` in all.
+
+    Pages walk one dictionary at a time with ``feature > last``: a plain range condition
+    DuckDB prunes row groups by, so a page costs the same at feature 1,000,000 as at 0
+    (a condition spanning dictionaries, ``d > ? OR (d = ? AND f > ?)``, would scan every
+    page's way through the table)."""
     condition, params = selection.condition()
     remaining = selection.limit
-    last: tuple[str, int] | None = None
-    while remaining is None or remaining > 0:
-        size = chunk_size if remaining is None else min(chunk_size, remaining)
-        after, after_params = "TRUE", []
-        if last is not None:
-            after = "(dictionary_id > ? OR (dictionary_id = ? AND feature > ?))"
-            after_params = [last[0], last[0], last[1]]
-        rows = store.execute(
-            f"SELECT dictionary_id, feature FROM features WHERE {condition} AND {after} "
-            f"ORDER BY dictionary_id, feature LIMIT {int(size)}", params + after_params)
-        if not rows:
-            return
-        page = [(str(d), int(f)) for d, f in rows]
-        yield page
-        last = page[-1]
-        if remaining is not None:
-            remaining -= len(page)
+    dictionaries = [str(d) for (d,) in store.execute(
+        f"SELECT DISTINCT dictionary_id FROM features WHERE {condition} ORDER BY 1", params)]
+    for dictionary_id in dictionaries:
+        last = -1
+        while remaining is None or remaining > 0:
+            size = chunk_size if remaining is None else min(chunk_size, remaining)
+            rows = store.execute(
+                f"SELECT feature FROM features WHERE {condition} AND dictionary_id = ? AND feature > ? "
+                f"ORDER BY feature LIMIT {int(size)}", params + [dictionary_id, last])
+            if not rows:
+                break
+            page = [(dictionary_id, int(f)) for (f,) in rows]
+            yield page
+            last = page[-1][1]
+            if remaining is not None:
+                remaining -= len(page)
 
 
 def _kinds_condition(kinds: Mapping[str, int | None] | None) -> tuple[str, list[object]]:
@@ -111,34 +115,48 @@ def _kinds_condition(kinds: Mapping[str, int | None] | None) -> tuple[str, list[
     return "(" + " OR ".join(parts) + ")", params
 
 
-def load_records(store: Store, keys: list[tuple[str, int]],
-                 kinds: Mapping[str, int | None] | None = None) -> list[FeatureRecord]:
-    """The records of ``keys`` (in that order), examples ordered by kind then rank.
+class SequenceTokens:
+    """Each sequence's token strings, for the examples of one stream of records.
 
-    ``kinds`` limits the examples loaded (``{"top": 10}``: the ten first top windows and
-    nothing else; ``None`` as a count: all of that kind): an explainer reading 10 of a
-    feature's 150 stored windows should not pay to convert the other 140.
-
-    Columns come back as Arrow (far cheaper than row tuples for list columns), and each
-    sequence's token strings are converted to Python once per chunk, not once per example.
+    The first chunks read only the sequences their examples point at (a join); a long
+    stream then reads the corpus's token strings once, as Arrow, and converts each sequence
+    to Python once (one shared ``str`` per distinct token), so a chunk costs what it uses
+    rather than a scan of ``sequences``. Memory is bounded by the corpus (a few bytes a
+    token), not by the number of features.
     """
-    if not keys:
-        return []
-    view = "_record_keys"
-    store.con.register(view, pa.table({"dictionary_id": [k[0] for k in keys],
-                                       "feature": pa.array([k[1] for k in keys], pa.int32())}))
-    try:
-        features = store.con.sql(
-            f"SELECT f.dictionary_id, f.feature, f.max_activation, f.density, f.top_logits, "
-            f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature)"
-        ).to_arrow_table().to_pydict()
-        condition, params = _kinds_condition(kinds)
-        examples = store.con.sql(
-            f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, e.corpus_id, "
-            f"e.sequence_id FROM examples e JOIN {view} k USING (dictionary_id, feature) "
-            f"WHERE {condition} ORDER BY e.dictionary_id, e.feature, e.kind, e.rank",
-            params=params or None).to_arrow_table()
-        store.con.register("_record_seqs", examples.select(["corpus_id", "sequence_id"]))
+
+    #: Chunks answered by a join before the whole table is read once.
+    JOINED_CHUNKS = 2
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.table: pa.Table | None = None
+        self.rows: dict[tuple[str, int], int] = {}
+        self.lists: dict[tuple[str, int], list[str]] = {}  #: converted once, strings shared
+        self.strings: dict[str, str] = {}  #: one str object per distinct token string
+
+    def _load(self, store: Store) -> None:
+        self.table = store.con.sql("SELECT corpus_id, sequence_id, token_strs FROM sequences").to_arrow_table()
+        self.rows = {key: i for i, key in enumerate(zip(self.table.column("corpus_id").to_pylist(),
+                                                         self.table.column("sequence_id").to_pylist()))}
+
+    def get(self, store: Store, examples: pa.Table) -> dict[tuple[str, int], list[str]]:
+        """``(corpus_id, sequence_id) -> token strings`` of the sequences ``examples`` use."""
+        self.calls += 1
+        pairs = examples.select(["corpus_id", "sequence_id"])
+        if self.table is None and self.calls > self.JOINED_CHUNKS:
+            self._load(store)
+        if self.table is not None:
+            wanted = list(dict.fromkeys(zip(pairs.column("corpus_id").to_pylist(),
+                                            pairs.column("sequence_id").to_pylist())))
+            new = [(key, self.rows[key]) for key in wanted if key not in self.lists and key in self.rows]
+            if new:
+                strs = self.table.column("token_strs").take(pa.array([i for _, i in new], pa.int64())).to_pylist()
+                shared = self.strings.setdefault
+                for (key, _), token_strs in zip(new, strs):
+                    self.lists[key] = [shared(t, t) for t in token_strs]
+            return {key: self.lists[key] for key in wanted if key in self.lists}
+        store.con.register("_record_seqs", pairs)
         try:
             sequences = store.con.sql(
                 "SELECT s.corpus_id, s.sequence_id, s.token_strs FROM sequences s "
@@ -146,10 +164,48 @@ def load_records(store: Store, keys: list[tuple[str, int]],
                 "USING (corpus_id, sequence_id)").to_arrow_table().to_pydict()
         finally:
             store.con.unregister("_record_seqs")
+        return {(c, i): t for c, i, t in zip(sequences["corpus_id"], sequences["sequence_id"],
+                                             sequences["token_strs"])}
+
+
+def load_records(store: Store, keys: list[tuple[str, int]],
+                 kinds: Mapping[str, int | None] | None = None,
+                 tokens: SequenceTokens | None = None) -> list[FeatureRecord]:
+    """The records of ``keys`` (in that order), examples ordered by kind then rank.
+
+    ``kinds`` limits the examples loaded (``{"top": 10}``: the ten first top windows and
+    nothing else; ``None`` as a count: all of that kind): an explainer reading 10 of a
+    feature's 150 stored windows should not pay to convert the other 140.
+
+    Both queries are bounded by the keys' feature range as well as joined to them, so
+    DuckDB skips the row groups of other features: a chunk reads its own features' rows,
+    not the whole table, and a stream of chunks stays linear in the dictionary's width.
+    Columns come back as Arrow (far cheaper than row tuples for list columns), and each
+    sequence's token strings are converted to Python once per chunk, not once per example.
+    """
+    if not keys:
+        return []
+    view = "_record_keys"
+    numbers = [k[1] for k in keys]
+    low, high = min(numbers), max(numbers)
+    store.con.register(view, pa.table({"dictionary_id": [k[0] for k in keys],
+                                       "feature": pa.array(numbers, pa.int32())}))
+    try:
+        features = store.con.sql(
+            f"SELECT f.dictionary_id, f.feature, f.max_activation, f.density, f.top_logits, "
+            f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature) "
+            f"WHERE f.feature BETWEEN {int(low)} AND {int(high)}"
+        ).to_arrow_table().to_pydict()
+        condition, params = _kinds_condition(kinds)
+        examples = store.con.sql(
+            f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, e.corpus_id, "
+            f"e.sequence_id FROM examples e JOIN {view} k USING (dictionary_id, feature) "
+            f"WHERE e.feature BETWEEN {int(low)} AND {int(high)} AND {condition} "
+            f"ORDER BY e.dictionary_id, e.feature, e.kind, e.rank",
+            params=params or None).to_arrow_table()
     finally:
         store.con.unregister(view)
-    tokens = {(c, i): t for c, i, t in zip(sequences["corpus_id"], sequences["sequence_id"],
-                                          sequences["token_strs"])}
+    token_strs_of = (tokens or SequenceTokens()).get(store, examples)
     by_key: dict[tuple[str, int], FeatureRecord] = {}
     for dictionary_id, feature, max_act, density, top, bottom in zip(
             features["dictionary_id"], features["feature"], features["max_activation"],
@@ -162,7 +218,7 @@ def load_records(store: Store, keys: list[tuple[str, int]],
             columns["dictionary_id"], columns["feature"], columns["kind"], columns["activations"],
             columns["quantile"], columns["corpus_id"], columns["sequence_id"]):
         record = by_key.get((dictionary_id, feature))
-        token_strs = tokens.get((corpus_id, sequence_id))
+        token_strs = token_strs_of.get((corpus_id, sequence_id))
         if record is None or token_strs is None:
             continue
         n = min(len(activations), len(token_strs))
@@ -172,6 +228,8 @@ def load_records(store: Store, keys: list[tuple[str, int]],
 
 def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
                    kinds: Mapping[str, int | None] | None = None) -> Iterator[list[FeatureRecord]]:
-    """Chunks of records for the whole selection; memory bounded by ``chunk_size``."""
+    """Chunks of records for the whole selection; memory bounded by ``chunk_size`` (and the
+    corpus's token strings, read once for a long stream: :class:`SequenceTokens`)."""
+    tokens = SequenceTokens()
     for page in feature_keys(store, selection, chunk_size):
-        yield load_records(store, page, kinds)
+        yield load_records(store, page, kinds, tokens)

@@ -16,9 +16,10 @@ from featurelens.core.selection import Selection
 from featurelens.core.store.database import Store
 from featurelens.export import html, parquet
 from featurelens.export.neuronpedia import layout as neuronpedia
+from featurelens.export.neuronpedia import upload as neuronpedia_upload
 from featurelens.export.staging import stage
 
-FORMATS = ("neuronpedia", "parquet", "html")
+FORMATS = ("neuronpedia", "neuronpedia-upload", "parquet", "html")
 
 
 def _store_state(data: BrowserData) -> list[object]:
@@ -27,13 +28,14 @@ def _store_state(data: BrowserData) -> list[object]:
 
 
 def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
-           where: str | None = None) -> str:
+           where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
     """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line.
 
     A write that fails (disk full, no permission) is one sentence; the files already
     finished stay in ``<output>.partial`` and the same command resumes from them."""
     try:
-        return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where)
+        return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where,
+                       visibility=visibility, embeddings=embeddings)
     except OSError as error:
         where_ = f" at {error.filename}" if error.filename else ""
         raise FeaturelensError(
@@ -42,9 +44,19 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
 
 
 def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
-            where: str | None = None) -> str:
+            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
     if fmt not in FORMATS:
         raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if embeddings not in (None, "openai"):
+        raise FeaturelensError(f"Unknown --embeddings {embeddings!r}; the one Neuronpedia searches is openai.")
+    if embeddings is not None and fmt != "neuronpedia":
+        raise FeaturelensError("--embeddings applies to --format neuronpedia only (the upload route embeds "
+                               "explanations itself); leave it out.")
+    embedder = None
+    if embeddings == "openai":
+        from featurelens.export.neuronpedia.embeddings import openai_embedder
+
+        embedder = openai_embedder()  # refuses before any file is written when the key is missing
     data = BrowserData(store_path)
     try:
         if dictionary_id is not None and dictionary_id not in {d["dictionary_id"] for d in data.dictionaries()}:
@@ -55,11 +67,15 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
         if not keys:
             raise FeaturelensError(
                 "No feature matches the selection; loosen --where / --dictionary, or run a job first.")
-        request = {"format": fmt, "dictionary": dictionary_id, "where": where, "store": str(data.path)}
+        request = {"format": fmt, "dictionary": dictionary_id, "where": where, "store": str(data.path),
+                   "visibility": visibility, "embeddings": embeddings}
         staging = stage(output, request, _store_state(data))
         if fmt == "neuronpedia":
-            count = neuronpedia.write(data, staging, keys)
+            count = neuronpedia.write(data, staging, keys, visibility=visibility, embedder=embedder)
             what = f"{len(keys)} features in {count} batch files"
+        elif fmt == "neuronpedia-upload":
+            count = neuronpedia_upload.write(data, staging, keys, visibility=visibility)
+            what = f"{len(keys)} features in {count} upload-batch payloads"
         elif fmt == "html":
             html.write(data, staging, keys)
             what = f"{len(keys)} feature pages (open index.html)"

@@ -63,6 +63,11 @@ def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, see
     return out[:, prompt_ids.shape[1]:]
 
 
+#: The smallest probability change listed: half the last digit :func:`format_side_by_side`
+#: prints, so a listed change never reads ``+0.0000``.
+SMALLEST_SHOWN = 0.00005
+
+
 def most_changed(backend: Any, editor: FeatureEditor, ids: torch.Tensor, start: int,
                  n: int = 10) -> list[dict[str, Any]]:
     """Output tokens whose probability the edit moved most, averaged over the positions
@@ -72,7 +77,8 @@ def most_changed(backend: Any, editor: FeatureEditor, ids: torch.Tensor, start: 
         with editor:
             steered = torch.softmax(backend.run_full(ids).float(), dim=-1)[0, start - 1:-1]
     delta = (steered - clean).mean(dim=0)
-    order = delta.abs().argsort(descending=True)[:n].tolist()
+    order = [t for t in delta.abs().argsort(descending=True)[:n].tolist()
+             if abs(float(delta[t])) >= SMALLEST_SHOWN]
     base_mean, steer_mean = clean.mean(dim=0), steered.mean(dim=0)
     return [{"token": backend.tokenizer.decode([t]), "token_id": t, "p_baseline": float(base_mean[t]),
              "p_steered": float(steer_mean[t]), "delta": float(delta[t])} for t in order]
@@ -118,6 +124,11 @@ def format_side_by_side(result: SteerResult, width: int = 48) -> str:
             b = right[j] if j < len(right) else ""
             lines.append(f"{a:<{width}} | {b}")
         lines.append("")
+    if result.edits and not result.changed:
+        same = result.baseline == result.steered
+        lines.append("no change: the edits moved no next-token probability by 0.0001 or more"
+                     + (" and every steered continuation equals its baseline." if same
+                        else "; the continuations differ through smaller changes."))
     if result.changed:
         lines.append("most changed next-token probabilities (mean over the baseline continuation):")
         for row in result.changed:

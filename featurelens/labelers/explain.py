@@ -26,6 +26,7 @@ from featurelens.core.host.protocols import (
     declared,
     example_kinds,
 )
+from featurelens.core.never_fired import split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
@@ -130,15 +131,17 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     """One job per selected feature that has no explanation yet, streamed chunk by chunk.
 
     ``on_skip(n)`` is told how many features of each chunk were already explained.
+    Features that never fired are left out (:mod:`featurelens.core.never_fired`).
     """
     kinds = example_kinds(explainer)  # optional: which windows it reads
     per_request = grouped.per_request(spec.options)
-    for records in stream_records(store, spec.selection, chunk_size, kinds):
+    to_do = split_never_fired(store, spec.selection).to_do
+    for records in stream_records(store, to_do, chunk_size, kinds):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, spec.options)
                for r in records}
-        done = _existing(store, list(ids.values()))
+        done = _existing(store, list(ids.values()), [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
         for record in records:
@@ -168,11 +171,14 @@ def _refused(error: ParseError):
     return finish
 
 
-def _existing(store: Store, ids: list[str]) -> set[str]:
+def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
+    """The ``ids`` already explained; bounded by the chunk's feature range so the lookup
+    reads those rows' blocks, not every explanation of the dictionary."""
     if not ids:
         return set()
     placeholders = ",".join("?" * len(ids))
-    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE explanation_id IN ({placeholders})", ids)
+    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE feature BETWEEN {min(features)} "
+                         f"AND {max(features)} AND explanation_id IN ({placeholders})", ids)
     return {r[0] for r in rows}
 
 
@@ -202,6 +208,10 @@ class ExplainStage(LabelingStage):
     @property
     def component_name(self) -> str:
         return self.spec.explainer
+
+    @property
+    def failure_method(self) -> str:
+        return self.spec.method
 
     def count(self, store: Store) -> int:
         return count_features(store, self.spec.selection)

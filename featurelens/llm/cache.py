@@ -12,8 +12,6 @@ import hashlib
 import json
 from typing import Any, Iterable
 
-import pyarrow as pa
-
 from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.core.store.database import Store
 
@@ -58,17 +56,20 @@ def response_from_json(text: str) -> LLMResponse:
 
 
 def lookup(store: Store, keys: Iterable[str]) -> dict[str, LLMResponse]:
-    """The cached responses among ``keys``, in one query."""
+    """The cached responses among ``keys``, one query per :data:`LOOKUP_KEYS` keys.
+
+    The keys go in as an ``IN`` list of values, which DuckDB answers from the primary
+    key's index: a join would scan every cached key per chunk, a cost that grows with the
+    cache (a million-feature run holds a million answers)."""
     wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    view = "_cache_lookup"
-    store.con.register(view, pa.table({"cache_key": wanted}))
-    try:
-        rows = store.con.execute(
-            f"SELECT c.cache_key, CAST(c.response AS VARCHAR) FROM llm_cache c "
-            f"JOIN {view} k USING (cache_key)"
-        ).fetchall()
-    finally:
-        store.con.unregister(view)
+    rows: list[tuple[str, str]] = []
+    for start in range(0, len(wanted), LOOKUP_KEYS):
+        part = wanted[start:start + LOOKUP_KEYS]
+        rows += store.con.execute(
+            f"SELECT cache_key, CAST(response AS VARCHAR) FROM llm_cache "
+            f"WHERE cache_key IN ({','.join('?' * len(part))})", part).fetchall()
     return {key: response_from_json(text) for key, text in rows}
+
+
+#: Keys per lookup query (an index lookup each; long lists stay cheap to bind).
+LOOKUP_KEYS = 512

@@ -126,6 +126,7 @@ class RunStats:
     unpriced_calls: int = 0
     skipped: int = 0  #: already done before this run (resumed)
     resolved: int = 0  #: earlier failures this run's successes resolved
+    never_fired: int = 0  #: selected features that never fired: no work, not failures
     elapsed_s: float = 0.0
     run_id: str | None = None
 

@@ -1,5 +1,8 @@
 """How a labeling job ends: its failure summary per stage and an exit status scripts can use.
 
+A selected feature that never fired is neither done nor failed: it is skipped, counted
+and named ("52,818 never fired: skipped"), and does not change the exit status.
+
 =====  ===========================================================================
 exit   meaning
 =====  ===========================================================================
@@ -57,3 +60,19 @@ def status_line(code: int, stats: Iterable["RunStats"]) -> str | None:
         return (f"partly done: {done:,} succeeded, {failed:,} failed (exit status 3); run the same "
                 "command again to retry only the failed ones.")
     return None
+
+
+def never_fired_note(stats: "RunStats") -> str:
+    """``, 52,818 never fired: skipped`` for a summary line, or nothing."""
+    n = getattr(stats, "never_fired", 0)
+    return f", {n:,} never fired: skipped" if n else ""
+
+
+def nothing_to_do(stats: "RunStats") -> str | None:
+    """A line saying the selection held no work, when it did not; else ``None``."""
+    if stats.jobs or stats.skipped:
+        return None
+    n = getattr(stats, "never_fired", 0)
+    if n:
+        return f"Nothing to do: all {n:,} selected features never fired."
+    return "Nothing to do: the selection holds no feature that can be labeled."

@@ -5,8 +5,10 @@ explainer's requests and the explanation it writes; a scorer's rounds and the sc
 they give) and in what a run counts (features; explanations). The rest is one
 skeleton, written here once:
 
-- **run**: count the items, start (or resume) the run, stream the jobs through the
-  engine, mark the run done or failed (:func:`featurelens.llm.runs.run_labeling`);
+- **run**: count the items (features that never fired are left out and their earlier
+  failures cleared, :mod:`featurelens.core.never_fired`), start (or resume) the run,
+  stream the jobs through the engine, mark the run done or failed
+  (:func:`featurelens.llm.runs.run_labeling`);
 - **plan** (``--dry-run``): the same jobs on a sample of the selection, counted and
   priced without sending anything (:mod:`featurelens.llm.plan`);
 - **submit** (``--batch-api``): the same jobs as provider batches, the run recorded
@@ -28,6 +30,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import LLMProvider, ProviderInfo
+from featurelens.core.never_fired import (
+    NeverFiredSplit,
+    clear_never_fired_failures,
+    split_never_fired,
+)
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
 from featurelens.llm import providers
@@ -110,8 +117,16 @@ class LabelingStage(ABC):
         """The progress bar's label."""
         return f"{self.kind} {self.spec.llm}"
 
-    def check_total(self, total: int) -> None:
-        """Refuse a run with nothing to do, when that is an error for this stage."""
+    @property
+    @abstractmethod
+    def failure_method(self) -> str:
+        """``failures.method`` of this stage's work (never-fired features' rows are cleared by it)."""
+
+    def run_total(self, count: int, split: NeverFiredSplit) -> int | None:
+        """The items a run works on, from :meth:`count` and the selection's never-fired split
+        (``None``: nothing can be done and that is not an error); refuses a run with nothing
+        to do when that is an error for this stage. By default, the features that fired."""
+        return split.fired
 
     def next_round(self, store: Store) -> "RunStats | None":
         """After a batch collection: submit the next round when jobs need one (its stats),
@@ -123,19 +138,29 @@ class LabelingStage(ABC):
             settings: "EngineSettings | None" = None, prices: "PriceTable | None" = None) -> "RunStats":
         """Run (or resume) the stage: rows written as results arrive; the run's counters.
         ``provider`` overrides building one (tests, a client shared by ``label``'s stages)."""
+        from featurelens.llm.engine import RunStats
         from featurelens.llm.runs import run_labeling
 
         if not isinstance(store, Store):  # a path: open it for the run
             with using_store(store) as opened:
                 return self.run(opened, provider=provider, settings=settings, prices=prices)
-        total = self.count(store)
-        self.check_total(total)
-        return run_labeling(
+        count = self.count(store)  # also checks the condition and the dictionary
+        split = split_never_fired(store, self.spec.selection)
+        total = self.run_total(count, split)
+        if total is None:
+            return RunStats(never_fired=split.never_fired)
+        cleared = clear_never_fired_failures(store, self.spec.selection, self.purpose, self.failure_method)
+
+        def make_jobs(engine: Any, run_id: str, built: LLMProvider) -> Iterator["Job"]:
+            engine.stats.never_fired = split.never_fired
+            return self.jobs(store, self.spec, run_id, frozenset(built.capabilities), on_skip=engine.skip)
+
+        stats = run_labeling(
             store, kind=self.kind, config=self.spec.config(), llm=self.spec.llm, provider=provider,
-            provider_options=dict(self.llm.options), total=total,
-            make_jobs=lambda engine, run_id, built: self.jobs(
-                store, self.spec, run_id, frozenset(built.capabilities), on_skip=engine.skip),
+            provider_options=dict(self.llm.options), total=total, make_jobs=make_jobs,
             desc=self.desc, settings=settings, prices=prices)
+        stats.resolved += cleared
+        return stats
 
     def plan(self, store: Store, *, prices: "PriceTable | None" = None, batch: bool = False,
              settings: "EngineSettings | None" = None) -> "Estimate":

@@ -39,6 +39,16 @@ def token_key(token: str) -> str:
     return shown.strip().casefold() or shown
 
 
+#: :func:`token_key`, memoised: a vocabulary's tokens recur in every window of every feature,
+#: and per-feature labelers and scorers key thousands of tokens a feature.
+cached_token_key = lru_cache(maxsize=1 << 18)(token_key)
+
+
+def token_keys(tokens: list[str]) -> list[str]:
+    """:func:`token_key` of each token (memoised)."""
+    return list(map(cached_token_key, tokens))
+
+
 @dataclass(frozen=True)
 class Element:
     """One thing a label names: a token, optionally only right after another token."""

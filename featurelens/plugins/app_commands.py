@@ -21,6 +21,7 @@ def register_commands(cli: click.Group) -> None:
     cli.add_command(serve_command)
     cli.add_command(export_command)
     cli.add_command(run_command)
+    cli.add_command(search_command)
 
 
 @click.command("serve")
@@ -66,21 +67,85 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 
 @click.command("export")
 @store_option
-@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "parquet", "html"]), required=True,
-              help="neuronpedia: the folders Neuronpedia's admin import reads; parquet: one file per table; html: static report.")
+@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "neuronpedia-upload", "parquet", "html"]),
+              required=True,
+              help="neuronpedia: the bucket Neuronpedia's admin import reads; neuronpedia-upload: "
+                   "payloads for neuronpedia.org's /api/feature/upload-batch; parquet: one file per table; "
+                   "html: static report.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
 @click.option("--where", default=None,
               help="SQL condition on the features table, e.g. \"density < 0.01\".")
+@click.option("--visibility", type=click.Choice(["PUBLIC", "UNLISTED", "PRIVATE"]), default="PUBLIC",
+              show_default=True, help="Neuronpedia visibility of the model, release, source set and source rows.")
+@click.option("--embeddings", type=click.Choice(["openai"]), default=None,
+              help="neuronpedia: add each explanation's text-embedding-3-large (256) vector, which "
+                   "Neuronpedia's explanation search reads (key from OPENAI_API_KEY).")
+@click.option("--send", "send_url", default=None, metavar="URL",
+              help="neuronpedia-upload: POST the payloads to URL (e.g. https://www.neuronpedia.org), "
+                   "key from NEURONPEDIA_API_KEY.")
+@click.option("--dry-run", is_flag=True, help="With --send: print what would be sent, send nothing.")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
-                   where: str | None) -> None:
-    """Export features as Neuronpedia JSON, Parquet tables or a static HTML report."""
+                   where: str | None, visibility: str, embeddings: str | None, send_url: str | None,
+                   dry_run: bool) -> None:
+    """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report."""
+    from featurelens.core.errors import FeaturelensError
     from featurelens.export.runner import export
 
+    if (send_url or dry_run) and fmt != "neuronpedia-upload":
+        raise FeaturelensError("--send and --dry-run go with --format neuronpedia-upload; drop them or change --format.")
+    if dry_run and not send_url:
+        raise FeaturelensError("--dry-run shows what --send would do; add --send URL.")
     target = output or Path(f"export-{fmt}")
-    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where)
+    summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where,
+                     visibility=visibility, embeddings=embeddings)
     click.echo(summary)
+    if send_url:
+        from featurelens.export.neuronpedia import upload
+
+        if dry_run:
+            click.echo(upload.describe(target, send_url))
+        else:
+            sent, skipped = upload.send(target, send_url)
+            click.echo(f"Sent {sent} payload(s) to {send_url.rstrip('/')}{upload.ROUTE}"
+                       f"{f' ({skipped} sent before, skipped)' if skipped else ''}.")
+
+
+@click.command("search")
+@click.argument("text")
+@store_option
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1), help="How many explanations to list.")
+@click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON lines.")
+def search_command(text: str, store_path: Path | None, limit: int, dictionary_id: str | None, as_json: bool) -> None:
+    """Find features by what their explanations mean (cosine similarity of sentence embeddings).
+
+    Explanations not embedded yet are embedded first (all-MiniLM-L6-v2, stored in
+    explanation_embeddings), so the first search of a large store takes longer."""
+    import json
+
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store import explanation_search
+    from featurelens.core.store.database import Store, default_store_path
+
+    path = store_path or default_store_path()
+    if not path.exists():
+        raise FeaturelensError(f"There is no feature store at {path}; run featurelens run first, or point "
+                               "--store / $FEATURELENS_STORE at an existing store.")
+    with Store.open(path) as store:
+        added = explanation_search.embed_missing(store)
+        rows = explanation_search.search(store.execute, text, limit=limit, dictionary_id=dictionary_id)
+    if added:
+        click.echo(f"Embedded {added} explanation(s) for search.", err=True)
+    if not rows:
+        click.echo("No explanations to search; run featurelens explain (or run) first.")
+        return
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps({**row, "similarity": round(float(row["similarity"]), 4)}))
+        else:
+            click.echo(f"{row['similarity']:.3f}  {row['dictionary_id']} #{row['feature']}  {row['text']}")
 
 
 @click.command("run")

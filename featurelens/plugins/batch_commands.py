@@ -34,14 +34,15 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
     from featurelens.core.store.database import Store
     from featurelens.llm.batch.submit import batch_rows, refresh_status
 
+    from featurelens.llm.batch.progress import progress_lines
+
     with Store.open(existing_store(store_path), read_only=not refresh) as store:
-        if refresh:
-            refresh_status(store)
+        states = refresh_status(store) if refresh else {}
         rows = batch_rows(store)
     if not rows:
         click.echo("No provider batches in this store.")
-    for row in rows:
-        click.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+    for line in progress_lines(rows, states):
+        click.echo(line)
 
 
 @batches_group.command("collect")

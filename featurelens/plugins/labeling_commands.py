@@ -183,7 +183,11 @@ def summary(stats: Any, verb: str) -> str:
     """One line of counters after a run."""
     cost = f"${stats.cost_usd:.4f}" + (f" (+{stats.unpriced_calls} unpriced calls)"
                                        if stats.unpriced_calls else "")
-    return (f"{verb} {stats.succeeded:,} features, {stats.failed:,} failed (see the failures "
-            f"table), {stats.skipped:,} already done; {stats.calls:,} calls, "
+    from featurelens.llm.outcome import never_fired_note, nothing_to_do
+
+    line = (f"{verb} {stats.succeeded:,} features, {stats.failed:,} failed (see the failures "
+            f"table), {stats.skipped:,} already done{never_fired_note(stats)}; {stats.calls:,} calls, "
             f"{stats.cached_calls:,} from the cache, {stats.input_tokens:,} input and "
             f"{stats.output_tokens:,} output tokens, {cost}, {stats.elapsed_s:.1f} s.")
+    idle = nothing_to_do(stats)
+    return line + (f"\n{idle}" if idle else "")

@@ -10,9 +10,12 @@ The score is the fraction it gets right (0.5 is chance); the strength and the KL
 reached are stored in ``metrics``. A list of the wrong length, or answers other than 1
 and 2, are unreadable: counted in ``n_parse_failures``, never scored as wrong.
 
-Options (``-o KEY=VALUE``): ``dictionary`` (identity or a saved dictionary's path, as
-extracted) and ``hookpoint`` are required; ``model`` (default smollm2), ``kl`` (1.0),
-``n_prompts`` (8), ``max_tokens`` (24), ``temperature`` (0.7), ``seed`` (0), ``device``.
+Each feature is steered in the dictionary, model and hookpoint the store records for it
+(its ``dictionaries`` row and that row's model, as ``steer`` reads them), so a stored
+dictionary needs no options. Options (``-o KEY=VALUE``) override: ``dictionary`` (identity,
+a saved dictionary's path or a name, for features whose dictionary the store cannot
+reload) with ``hookpoint``; ``model``; ``kl`` (1.0), ``n_prompts`` (8), ``max_tokens`` (24),
+``temperature`` (0.7), ``seed`` (0), ``device``.
 """
 
 from __future__ import annotations
@@ -71,12 +74,12 @@ class InterventionScorer(ScorerBase):
     name = "intervention"
 
     def __init__(self, dictionary: str | None = None, hookpoint: str | None = None,
-                 model: str = "smollm2", kl: float = 1.0, n_prompts: int = 8, max_tokens: int = 24,
+                 model: str | None = None, kl: float = 1.0, n_prompts: int = 8, max_tokens: int = 24,
                  temperature: float = 0.7, seed: int = 0, device: str = "auto"):
-        if not dictionary or not hookpoint:
+        if hookpoint and not dictionary:
             raise FeaturelensError(
-                "The intervention scorer steers the model, so it needs -o dictionary=PATH|identity "
-                "and -o hookpoint=NAME (and -o model=... unless it is smollm2).")
+                "-o hookpoint=NAME goes with -o dictionary=...; pass both, or neither to use each "
+                "feature's stored dictionary, model and hookpoint.")
         try:
             self.kl, self.n_prompts = float(kl), int(n_prompts)
             self.max_tokens, self.temperature, self.seed = int(max_tokens), float(temperature), int(seed)
@@ -87,8 +90,13 @@ class InterventionScorer(ScorerBase):
             raise FeaturelensError(
                 f"The intervention scorer needs kl > 0, 1 <= n_prompts <= {len(NEUTRAL_PROMPTS)} and "
                 "max_tokens >= 1; fix the -o values.")
-        self.dictionary, self.hookpoint, self.model, self.device = str(dictionary), str(hookpoint), str(model), device
-        self._target: Any = None
+        self.dictionary = str(dictionary) if dictionary else None
+        self.hookpoint = str(hookpoint) if hookpoint else None
+        self.model = str(model) if model else None
+        self.device = device
+        self._targets: dict[str, Any] = {}
+        self._backends: dict[str, Any] = {}
+        self._rows: dict[str, dict[str, Any]] = {}
         self._pairs: dict[tuple[str, int], dict[str, Any]] = {}
 
     def options(self) -> dict[str, Any]:
@@ -96,18 +104,38 @@ class InterventionScorer(ScorerBase):
                 "kl": self.kl, "n_prompts": self.n_prompts, "max_tokens": self.max_tokens,
                 "temperature": self.temperature, "seed": self.seed}
 
+    def use_store(self, store: Any) -> None:
+        """Read every stored dictionary's hookpoint, file and model (one small query)."""
+        from featurelens.interventions.targets import DICTIONARY_ROW_SQL, dictionary_row
+
+        sql = DICTIONARY_ROW_SQL.replace("SELECT ", "SELECT d.dictionary_id, ", 1).replace(
+            " WHERE d.dictionary_id = ?", "")
+        self._rows = {values[0]: dictionary_row(tuple(values[1:])) for values in store.execute(sql)}
+
     def example_kinds(self) -> dict[str, int | None]:
         """Only one stored window is loaded: the scorer generates its own text."""
         return {"top": 1}
 
     # -- generation ---------------------------------------------------------------------------
-    def target(self) -> Any:
-        if self._target is None:
-            from featurelens.interventions.targets import load_target
+    def target(self, dictionary_id: str) -> Any:
+        """The model and dictionary that steer ``dictionary_id``'s features (loaded once;
+        dictionaries of one model share its backend)."""
+        key = self.dictionary or dictionary_id
+        if key in self._targets:
+            return self._targets[key]
+        from featurelens.interventions.targets import load_target
 
-            self._target = load_target(self.dictionary, model=self.model, hookpoint=self.hookpoint,
-                                       device=self.device)
-        return self._target
+        row = self._rows.get(key)
+        if row is None and not self.dictionary:
+            raise FeaturelensError(
+                f"The store has no dictionaries row for {dictionary_id!r}, so the intervention scorer cannot "
+                "tell which model and hookpoint to steer; pass -o dictionary=... -o hookpoint=... (and -o model=...).")
+        model = self.model or (row["model"] if row else "smollm2")
+        target = load_target(key, model=model, hookpoint=self.hookpoint, device=self.device,
+                             backend=self._backends.get(model), row=row)
+        self._backends[model] = target.backend
+        self._targets[key] = target
+        return target
 
     def pairs(self, record: FeatureRecord) -> dict[str, Any]:
         """Steered and baseline continuations of each prompt, and the strength used (cached)."""
@@ -118,10 +146,10 @@ class InterventionScorer(ScorerBase):
         from featurelens.interventions.hooks import FeatureEditor
         from featurelens.interventions.strength import strength_for_kl
 
-        target = self.target()
+        target = self.target(record.dictionary_id)
         if record.feature >= target.dictionary.d_sae:
             raise FeaturelensError(
-                f"Feature {record.feature} is out of range for the dictionary {self.dictionary} "
+                f"Feature {record.feature} is out of range for the dictionary {self.dictionary or record.dictionary_id} "
                 f"({target.dictionary.d_sae} features); pass the dictionary these features came from.")
         prompts = list(NEUTRAL_PROMPTS[:self.n_prompts])
         strength, reached = strength_for_kl(target.backend, target.dictionary, record.feature, prompts, self.kl)

@@ -31,6 +31,7 @@ from featurelens.core.host.protocols import (
     example_kinds,
     score_takes_capabilities,
 )
+from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
@@ -113,22 +114,45 @@ def build_scorer(spec: ScoreSpec) -> Scorer:
 
 
 def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -> list[tuple[str, int, str, str]]:
-    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations."""
+    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations: one
+    join bounded by the chunk's feature range, so DuckDB reads only those rows' blocks."""
     if not records:
         return []
-    keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
-    params: list[Any] = [v for r in records for v in (r.dictionary_id, r.feature)]
-    extra, extra_params = spec.explanation_filter()
-    params += extra_params
-    return store.execute(
-        f"SELECT dictionary_id, feature, explanation_id, text FROM explanations WHERE ({keys}){extra} "
-        "ORDER BY dictionary_id, feature, explanation_id", params)
+    import pyarrow as pa
+
+    features = [r.feature for r in records]
+    extra, extra_params = spec.explanation_filter("x")
+    view = "_score_keys"
+    store.con.register(view, pa.table({"dictionary_id": [r.dictionary_id for r in records],
+                                       "feature": pa.array(features, pa.int32())}))
+    try:
+        return store.execute(
+            f"SELECT x.dictionary_id, x.feature, x.explanation_id, x.text FROM explanations x "
+            f"JOIN {view} k USING (dictionary_id, feature) "
+            f"WHERE x.feature BETWEEN {min(features)} AND {max(features)}{extra} "
+            "ORDER BY x.dictionary_id, x.feature, x.explanation_id", extra_params)
+    finally:
+        store.con.unregister(view)
+
+
+def _takes_capabilities(scorer: Scorer) -> bool:
+    """Whether ``scorer.score`` takes ``capabilities`` (asked once a scorer class: reading a
+    signature costs more than scoring a feature offline)."""
+    if "score" in getattr(scorer, "__dict__", {}):  # set on the instance: ask it
+        return score_takes_capabilities(scorer)
+    cls = type(scorer)
+    if cls not in _TAKES_CAPABILITIES:
+        _TAKES_CAPABILITIES[cls] = score_takes_capabilities(scorer)
+    return _TAKES_CAPABILITIES[cls]
+
+
+_TAKES_CAPABILITIES: dict[type, bool] = {}
 
 
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
               sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
     stage = f"score:{spec.scorer}"
-    takes_capabilities = score_takes_capabilities(scorer)
+    takes_capabilities = _takes_capabilities(scorer)
 
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         if takes_capabilities:
@@ -188,19 +212,29 @@ def _no_examples(record: FeatureRecord) -> Finish:
     return finish
 
 
+def attach_store(scorer: Scorer, store: Store) -> None:
+    """Give a scorer that reads more of the store (optional ``use_store``) the open store."""
+    use_store = declared(scorer, "use_store", ScorerBase)
+    if callable(use_store):
+        use_store(store)
+
+
 def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
                run_id: str | None = None, chunk_size: int = 256,
                on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
     """One job per (selected feature, explanation) not yet scored, streamed chunk by chunk.
 
-    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound)."""
+    ``every_round``: jobs carry all rounds of an adaptive scorer at once (dry runs: an upper bound).
+    Features that never fired are left out (:mod:`featurelens.core.never_fired`)."""
     options = {**spec.options}
+    attach_store(scorer, store)
     kinds = example_kinds(scorer)  # optional: which windows it reads
-    for records in stream_records(store, spec.selection, chunk_size, kinds):
+    to_do = split_never_fired(store, spec.selection).to_do
+    for records in stream_records(store, to_do, chunk_size, kinds):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
-        done = _existing(store, ids)
+        done = _existing(store, ids, [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
@@ -219,10 +253,13 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                       follow_up=None if every_round else _follow_up(scorer, record, text, capabilities))
 
 
-def _existing(store: Store, ids: list[str]) -> set[str]:
+def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
+    """The ``ids`` already scored; bounded by the chunk's feature range so the lookup reads
+    those rows' blocks, not every score of the dictionary."""
     if not ids:
         return set()
-    rows = store.execute(f"SELECT score_id FROM scores WHERE score_id IN ({','.join('?' * len(ids))})", ids)
+    rows = store.execute(f"SELECT score_id FROM scores WHERE feature BETWEEN {min(features)} AND "
+                         f"{max(features)} AND score_id IN ({','.join('?' * len(ids))})", ids)
     return {r[0] for r in rows}
 
 
@@ -267,11 +304,18 @@ class ScoreStage(LabelingStage):
     def count(self, store: Store) -> int:
         return count_explanations(store, self.spec)
 
-    def check_total(self, total: int) -> None:
-        if total == 0:
+    @property
+    def failure_method(self) -> str:
+        return f"{self.spec.scorer} by {self.spec.llm}"
+
+    def run_total(self, count: int, split: NeverFiredSplit) -> int | None:
+        if count == 0 and split.never_fired and not split.fired:
+            return None  # nothing can be scored; not a failure
+        if count == 0:
             raise FeaturelensError(
                 "No explanations match this selection; run featurelens explain first (or featurelens "
                 "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
+        return count
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
              on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
@@ -336,6 +380,7 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     llm.check()
     caps = llm.capabilities
     sample, scale, planned, total = sample_selection(store, spec.selection)
+    attach_store(scorer, store)
     kinds = example_kinds(scorer)
 
     def jobs() -> Iterator[Job]:

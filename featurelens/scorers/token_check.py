@@ -29,7 +29,7 @@ from featurelens.core.host.protocols import (
     ScoreResult,
     ScorerBase,
 )
-from featurelens.llm.token_labels import label_keywords, parse_elements, token_key
+from featurelens.llm.token_labels import label_keywords, parse_elements, token_keys
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
 from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
@@ -50,7 +50,10 @@ class LabelMatcher:
         return bool(self.singles or self.pairs)
 
     def positions(self, tokens: list[str]) -> list[bool]:
-        keys = [token_key(t) for t in tokens]
+        keys = token_keys(tokens)
+        if not self.pairs:  # most labels: one membership test a token
+            singles = self.singles
+            return [k in singles for k in keys]
         return [k in self.singles or (i > 0 and (k, keys[i - 1]) in self.pairs)
                 for i, k in enumerate(keys)]
 

@@ -77,13 +77,81 @@ def test_missing_or_malformed_names_are_one_sentence(hf_cache: Path, spec: str, 
         resolve(spec)
     assert "\n" not in str(error.value)
     if "cache" in message:
-        assert "huggingface-cli download EleutherAI/not-here --include 'layers.3/*'" in str(error.value)
+        assert "`hf download EleutherAI/not-here --include 'layers.3/*'`" in str(error.value)
 
 
 def test_missing_subfolder_of_a_cached_repo(hf_cache: Path) -> None:
     _cache_repo(hf_cache, "EleutherAI/sae-tiny", _sparsify_files("layers.0", 8, 0))
     with pytest.raises(FeaturelensError, match="not in the Hugging Face cache"):
         resolve("hf:EleutherAI/sae-tiny/layers.7")
+
+
+def test_partly_cached_repo_says_what_is_missing(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline without HF_HUB_OFFLINE: the hub is unreachable, the cached copy lacks the folder."""
+    _cache_repo(hf_cache, "EleutherAI/sae-tiny", _sparsify_files("layers.0", 8, 0))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(FeaturelensError) as error:
+        resolve("hf:EleutherAI/sae-tiny/layers.7")
+    text = str(error.value)
+    assert "layers.0/cfg.json" in text and "nothing of layers.7" in text
+    assert "`hf download EleutherAI/sae-tiny --include 'layers.7/*'`" in text and "\n" not in text
+
+
+def _sae_lens_table(monkeypatch: pytest.MonkeyPatch, table: dict) -> None:
+    module = types.ModuleType("sae_lens.loading.pretrained_saes_directory")
+    module.get_pretrained_saes_directory = lambda: table
+    for name in ("sae_lens", "sae_lens.loading"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "sae_lens.loading.pretrained_saes_directory", module)
+
+
+def test_saelens_file_entries_and_families(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SAELens entry whose path is a file is fetched as that file (no 'x.pt/*' pattern);
+    a family featurelens does not read is refused before any download."""
+    _sae_lens_table(monkeypatch, {
+        "files": types.SimpleNamespace(repo_id="someone/files", conversion_func=None, config_overrides=None,
+                                       saes_map={"layer_0": "layer_0.safetensors"}),
+        "scope": types.SimpleNamespace(repo_id="fnlp/scope", conversion_func="llama_scope", config_overrides=None,
+                                       saes_map={"l0r": "L0R"}),
+        "centred": types.SimpleNamespace(repo_id="someone/c", conversion_func=None,
+                                         config_overrides={"dataset_path": "x", "hook_point_head_index": 3},
+                                         saes_map={"a": "a"}),
+    })
+    with pytest.raises(FeaturelensError) as error:
+        resolve("saelens:files/layer_0")
+    assert "`hf download someone/files layer_0.safetensors`" in str(error.value) and "/*" not in str(error.value)
+    snapshot = _cache_repo(hf_cache, "someone/files", {"layer_0.safetensors": b"x"})
+    path, _ = resolve("saelens:files/layer_0")
+    assert Path(path) == snapshot / "layer_0.safetensors"
+    with pytest.raises(FeaturelensError, match="stores release scope as 'llama_scope'.*does not read"):
+        resolve("saelens:scope/l0r")
+    with pytest.raises(FeaturelensError, match="overrides hook_point_head_index=3"):
+        resolve("saelens:centred/a")
+
+
+def test_center_writing_weights_is_folded_into_the_encoder(tmp_path: Path) -> None:
+    """center_writing_weights: the folded dictionary encodes x as the original encodes x - mean(x)."""
+    from featurelens.core.dictionaries.pretrained import fold_input_centering, overrides_of
+    from featurelens.core.host.manager import create
+
+    assert overrides_of({"dataset_path": "d", "model_from_pretrained_kwargs": {"center_writing_weights": True}},
+                        "s") == {"center_input": True}
+    for architecture in ("relu", "topk"):
+        sae = create("dictionary_learner", architecture, 16, 64, **({"k": 5} if architecture == "topk" else {}))
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.copy_(torch.randn_like(p))
+        x = torch.randn(7, 16) * 3
+        want = sae.encode(x - x.mean(dim=-1, keepdim=True))
+        fold_input_centering(sae, "s")
+        assert torch.allclose(sae.encode(x), want, atol=1e-4)
+        got = sae.encode_sparse(x)
+        dense = torch.zeros_like(want).scatter(-1, got.indices.long(), got.values.to(want.dtype))
+        assert torch.allclose(dense, want, atol=1e-4)
 
 
 def test_saelens_release_is_looked_up_in_its_table(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _lines(folder: Path) -> list[dict]:
     out = []
-    for batch in sorted(folder.glob("*/*/features/batch-*.jsonl.gz")):
+    for batch in sorted(folder.glob("v1/*/*/features/batch-*.jsonl.gz")):
         with gzip.open(batch, "rt", encoding="utf-8") as handle:
             out.extend(json.loads(line) for line in handle)
     return out
@@ -124,21 +124,21 @@ def test_interrupted_export_resumes_without_rewriting(filled: Path, tmp_path: Pa
     interrupted: list[bool] = []
     original = BrowserData.feature_batch
 
-    def flaky(self, dictionary_id, features, max_examples=20):
+    def flaky(self, dictionary_id, features, max_examples=20, **options):
         calls.append(list(features))
         if len(calls) == 3 and not interrupted:
             interrupted.append(True)
             raise KeyboardInterrupt
-        return original(self, dictionary_id, features, max_examples)
+        return original(self, dictionary_id, features, max_examples, **options)
 
     monkeypatch.setattr(BrowserData, "feature_batch", flaky)
-    monkeypatch.setattr(neuronpedia, "write", lambda data, staging, keys, batch_size=1000:
-                        _original_write(data, staging, keys, batch_size=7))
+    monkeypatch.setattr(neuronpedia, "write", lambda data, staging, keys, batch_size=1000, **options:
+                        _original_write(data, staging, keys, batch_size=7, **options))
     out = tmp_path / "np"
     with pytest.raises(KeyboardInterrupt):
         export(filled, "neuronpedia", out)
     assert not out.exists()
-    partial = tmp_path / "np.partial" / "smollm2-135m" / f"6-{DID}" / "features"
+    partial = tmp_path / "np.partial" / "v1" / "smollm2-135m" / f"6-{DID}" / "features"
     assert sorted(p.name for p in partial.glob("*.gz")) == ["batch-00000.jsonl.gz", "batch-00001.jsonl.gz"]
     calls.clear()
     export(filled, "neuronpedia", out)
@@ -195,7 +195,7 @@ def test_dictionary_ids_with_path_characters_export_and_serve(tmp_path: Path) ->
         assert (page.parent / href).resolve().is_file(), href
     export(path, "neuronpedia", tmp_path / "np")
     assert [f["index"] for f in _lines(tmp_path / "np")] == ["0", "1", "2", "3"]
-    source = json.loads(next((tmp_path / "np").glob("*/*/source.jsonl")).read_text())
+    source = json.loads(next((tmp_path / "np").glob("v1/*/*/source.jsonl")).read_text())
     assert source["notes"] == f"featurelens dictionary {odd}" and "/" not in source["id"]
     server = make_server(path, "127.0.0.1", 0)
     start_in_thread(server)

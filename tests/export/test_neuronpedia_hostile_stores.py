@@ -21,7 +21,7 @@ import featurelens
 from featurelens.export.neuronpedia import json_lines as neuronpedia_json
 from featurelens.export.runner import export
 
-FOLDER = Path("smollm2-135m") / "6-smollm2-l6-topk"
+FOLDER = Path("v1") / "smollm2-135m" / "6-smollm2-l6-topk"
 NEURONPEDIA_TYPES = {"oai_token-act-pair", "eleuther_acts_top20"}
 
 
@@ -116,7 +116,7 @@ def test_long_and_unicode_names_fit_neuronpedias_id_rules(tmp_path: Path) -> Non
         store.execute("UPDATE dictionaries SET model_id = ?", [long_model])
         store.execute("UPDATE sequences SET model_id = ?", [long_model])
     export(path, "neuronpedia", tmp_path / "np")
-    [model_dir] = [p for p in (tmp_path / "np").iterdir() if p.is_dir()]
+    [model_dir] = [p for p in (tmp_path / "np" / "v1").iterdir() if p.is_dir() and p.name != "config"]
     [folder] = list(model_dir.iterdir())
     assert re.fullmatch(r"[a-z0-9_-]{1,128}", model_dir.name)
     assert len(folder.name) <= 128 and "__" not in folder.name

@@ -37,19 +37,28 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_layout_validates_against_the_schema(filled: Path, tmp_path: Path) -> None:
     export(filled, "neuronpedia", tmp_path / "np")
-    folder = tmp_path / "np" / "smollm2-135m" / "6-smollm2-l6-topk"
+    folder = tmp_path / "np" / "v1" / "smollm2-135m" / "6-smollm2-l6-topk"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "activations", "config", "explanation_scores", "explanations", "features",
-        "model.jsonl", "release.jsonl", "source.jsonl", "sourceset.jsonl"]
-    assert validate(folder, NEURONPEDIA_TYPES) == []
+        "activations", "explanation_scores", "explanations", "features",
+        "model.jsonl", "release.jsonl", "replace.sql", "source.jsonl", "sourceset.jsonl"]
+    # The importer reads config from v1/config only, five files, all required.
+    assert sorted(p.name for p in (tmp_path / "np" / "v1" / "config").iterdir()) == [
+        "eval_type.jsonl", "explanation_model_type.jsonl", "explanation_score_model.jsonl",
+        "explanation_score_type.jsonl", "explanation_type.jsonl"]
+    assert validate(folder) == []
     t = load_source_folder(folder)
     assert [n["index"] for n in t["Neuron"]] == [str(i) for i in range(30)]
     assert t["Source"][0]["setName"] == t["SourceSet"][0]["name"] == "smollm2-l6-topk"
+    # Public by default: Neuronpedia lists only public rows or the signed-in user's own.
+    for table in ("SourceRelease", "Model", "SourceSet", "Source"):
+        assert t[table][0]["visibility"] == "PUBLIC"
+    assert 'DELETE FROM "Source" WHERE "modelId" = \'smollm2-135m\' AND "id" = \'6-smollm2-l6-topk\'' in (
+        folder / "replace.sql").read_text()
 
 
 def test_rows_carry_the_store(filled: Path, tmp_path: Path) -> None:
     export(filled, "neuronpedia", tmp_path / "np")
-    t = load_source_folder(tmp_path / "np" / "smollm2-135m" / "6-smollm2-l6-topk")
+    t = load_source_folder(tmp_path / "np" / "v1" / "smollm2-135m" / "6-smollm2-l6-topk")
     with featurelens.open_store(filled, read_only=True) as store:
         stats = store.sql("SELECT * FROM features WHERE feature = 2").row(0, named=True)
         top = store.sql("SELECT x.activations, x.max_activation, x.max_position, s.token_strs FROM examples x "
@@ -57,6 +66,7 @@ def test_rows_carry_the_store(filled: Path, tmp_path: Path) -> None:
                         "ORDER BY x.rank").to_dicts()
         quantile = store.sql("SELECT quantile, max_activation FROM examples WHERE feature = 2 "
                              "AND kind = 'quantile'").to_dicts()
+        n_quantile_all = store.sql("SELECT count(*) AS n FROM examples WHERE kind = 'quantile'")["n"][0]
         n_ok = store.sql("SELECT count(*) AS n FROM scores WHERE status = 'ok'")["n"][0]
     n2 = next(n for n in t["Neuron"] if n["index"] == "2")
     assert n2["maxActApprox"] == pytest.approx(stats["max_activation"], abs=1e-3)
@@ -71,16 +81,27 @@ def test_rows_carry_the_store(filled: Path, tmp_path: Path) -> None:
     # Top windows: SAEDashboard's bin fields (-1, the feature's max, -1).
     assert (first["binMin"], first["binContains"]) == (-1.0, -1.0)
     assert first["binMax"] == pytest.approx(stats["max_activation"], abs=1e-3)
-    # Quantile windows: their bin's activation range and share of the sample.
-    bins: dict[int, list[float]] = {}
-    for q in quantile:
-        bins.setdefault(q["quantile"], []).append(q["max_activation"])
-    ranges = {(round(min(v), 4), round(max(v), 4)): round(len(v) / len(quantile), 4) for v in bins.values()}
+    # Every stored quantile window is exported (none dropped by rank), each in the
+    # equal-width interval of linspace(0, max, 11) its maximum falls in, and binContains is
+    # that interval's share of all activating tokens, from the stored histogram.
+    assert sum(1 for a in t["Activation"] if a["binContains"] >= 0) == n_quantile_all
+    top_max = stats["max_activation"]
+    width = top_max / 10
+    edges, counts = stats["histogram_edges"], stats["histogram_counts"]
     for a in acts[len(top):]:
-        assert ranges[(a["binMin"], a["binMax"])] == a["binContains"]
+        i = round(a["binMin"] / width)
+        assert a["binMin"] == pytest.approx(i * width, abs=1e-3)
+        assert a["binMax"] == pytest.approx((i + 1) * width, abs=1e-3)
         assert a["binMin"] - 1e-3 <= a["maxValue"] <= a["binMax"] + 1e-3
+        lo, hi = i * width, (i + 1) * width
+        expected = sum(n * max(0.0, min(b, hi) - max(x, lo)) / (b - x)
+                       for x, b, n in zip(edges, edges[1:], counts) if b > x) / sum(counts)
+        assert a["binContains"] == pytest.approx(expected, abs=1e-5)
+    shares = {round(a["binMin"], 3): a["binContains"] for a in t["Activation"] if a["index"] == "2" and a["binContains"] >= 0}
+    assert sum(shares.values()) <= 1 + 1e-6
     e2 = [e for e in t["Explanation"] if e["index"] == "2"]
     assert e2[0]["description"] == explanation_text(2) and e2[0]["explanationModelName"] == "smollm2"
+    assert "embedding" not in e2[0]  # only with --embeddings openai
     assert len(t["ExplanationScore"]) == n_ok  # the undefined detection score is left out
     assert {s["explanationScoreTypeName"] for s in t["ExplanationScore"]} == {"featurelens_simulation"}
 
@@ -99,7 +120,7 @@ def test_validator_catches_what_the_importer_would_refuse() -> None:
 
 def test_keys_must_agree_across_files(filled: Path, tmp_path: Path) -> None:
     export(filled, "neuronpedia", tmp_path / "np", where="feature < 4")
-    folder = tmp_path / "np" / "smollm2-135m" / "6-smollm2-l6-topk"
+    folder = tmp_path / "np" / "v1" / "smollm2-135m" / "6-smollm2-l6-topk"
     assert validate(folder, NEURONPEDIA_TYPES) == []
     (folder / "source.jsonl").write_text(json.dumps({
         **json.loads((folder / "source.jsonl").read_text()), "setName": "other"}) + "\n")
@@ -112,10 +133,10 @@ def test_unknown_explainers_get_config_rows(tmp_path: Path) -> None:
     with featurelens.open_store(path) as store:
         fill_store(store, n_features=3)
     export(path, "neuronpedia", tmp_path / "np")
-    folder = tmp_path / "np" / "smollm2-135m" / "6-smollm2-l6-topk"
+    folder = tmp_path / "np" / "v1" / "smollm2-135m" / "6-smollm2-l6-topk"
     with gzip.open(folder / "explanations" / "batch-00000.jsonl.gz", "rt") as handle:
         types = {json.loads(line)["typeName"] for line in handle}
     assert types == {"featurelens_default", "featurelens_contrastive"}
-    defined = {json.loads(line)["name"] for line in (folder / "config" / "explanation_type.jsonl").open()}
+    defined = {json.loads(line)["name"] for line in (folder.parent.parent / "config" / "explanation_type.jsonl").open()}
     assert defined == types
     assert validate(folder) == []

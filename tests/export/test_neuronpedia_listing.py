@@ -23,7 +23,7 @@ from featurelens.export.neuronpedia import layout as neuronpedia
 from featurelens.export.neuronpedia import listing as neuronpedia_listing
 from featurelens.export.runner import export
 
-FOLDER = Path("smollm2-135m") / "6-smollm2-l6-topk"
+FOLDER = Path("v1") / "smollm2-135m" / "6-smollm2-l6-topk"
 LISTED = {"features": "Neuron", "activations": "Activation", "explanations": "Explanation"}
 NEURONPEDIA_TYPES = {"oai_token-act-pair", "eleuther_acts_top20"}
 

@@ -41,8 +41,10 @@ def test_steer_is_side_by_side_and_deterministic(cli, extracted, one_thread) -> 
     first, second = cli(*args), cli(*args)
     assert first.exit_code == 0, first.output
 
-    def shown(result) -> str:  # what steer printed, without the model loader's progress bars
-        return result.output[result.output.index("prompt: "):]
+    def shown(result) -> str:  # what steer printed: no model loader's progress bars before it
+        assert result.output.startswith("prompt: "), result.output[:200]
+        assert "Loading weights" not in result.output
+        return result.output
 
     assert shown(first) == shown(second)
     assert "baseline" in first.output and "| steered" in first.output
@@ -50,6 +52,15 @@ def test_steer_is_side_by_side_and_deterministic(cli, extracted, one_thread) -> 
     assert "most changed next-token probabilities" in first.output
     other = cli(*args[:-4], "--seed", 5, "--device", "cpu")
     assert shown(other) != shown(first)
+
+
+def test_steer_says_no_change(cli, extracted, one_thread) -> None:
+    store, did = extracted
+    result = cli("steer", "--dictionary", did, "--store", store, "--feature", "3=+0", "--prompt", "The quick",
+                 "--max-tokens", 4, "--temperature", 0, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "no change: the edits moved no next-token probability" in result.output
+    assert "+0.0000" not in result.output and "most changed" not in result.output
 
 
 def test_steer_json_without_a_store(cli, tiny_model_dir, tmp_path, one_thread) -> None:

@@ -46,7 +46,7 @@ def _scorer(planted, **options) -> InterventionScorer:
                                 device="cpu", **options)
     from featurelens.interventions.targets import load_target
 
-    scorer._target = load_target(str(path), hookpoint=hookpoint, backend=backend)
+    scorer._targets[str(path)] = load_target(str(path), hookpoint=hookpoint, backend=backend)
     return scorer
 
 
@@ -72,7 +72,7 @@ def test_answers_are_read_strictly() -> None:
         with pytest.raises(ValueError):
             parse_choices(answer, expected)
     with pytest.raises(featurelens.core.errors.FeaturelensError, match="-o dictionary"):
-        InterventionScorer()
+        InterventionScorer(hookpoint="blocks.0.hook_resid_post")
 
 
 @pytest.fixture
@@ -125,6 +125,32 @@ def test_score_command_stores_accuracy_and_strength(cli, judge_host, planted, tm
     import json
     metrics = json.loads(rows[0]["metrics"])
     assert metrics["strength"] > 0 and metrics["kl_reached"] == pytest.approx(1.0, rel=0.05)
+
+
+def test_reads_dictionary_model_and_hookpoint_from_the_store(cli, judge_host, planted, tmp_path,
+                                                            one_thread) -> None:
+    """No -o dictionary/hookpoint/model: each feature's stored dictionary row says them."""
+    model_dir, path, hookpoint = planted[:3]
+    store = _store(tmp_path / "s.duckdb", planted[3])
+    with featurelens.open_store(store) as db:
+        db.execute("UPDATE dictionaries SET hookpoint = ?, source = ?", [hookpoint, str(path)])
+        db.execute("UPDATE models SET source = ?", [str(model_dir)])
+    result = cli("score", "--scorer", "intervention", "--llm", "judge:faithful", "--store", store,
+                 "--no-progress", "--limit", 1, "--option", "n_prompts=4", "--option", "max_tokens=6",
+                 "--option", "device=cpu")
+    assert result.exit_code == 0, result.output
+    with featurelens.open_store(store, read_only=True) as db:
+        rows = db.sql("SELECT explanation_id, score, status FROM scores ORDER BY 1").to_dicts()
+    assert [r["explanation_id"] for r in rows] == ["0-right", "0-wrong"]
+    assert all(r["status"] == "ok" for r in rows) and rows[0]["score"] >= rows[1]["score"]
+    # A dictionary the store cannot reload is one sentence naming the options.
+    with featurelens.open_store(store) as db:
+        db.execute("DELETE FROM dictionaries")
+    scorer = InterventionScorer(device="cpu")
+    with featurelens.open_store(store, read_only=True) as db:
+        scorer.use_store(db)
+    with pytest.raises(featurelens.core.errors.FeaturelensError, match="no dictionaries row for 'planted'"):
+        scorer.target("planted")
 
 
 def test_unreadable_answers_are_failures(cli, judge_host, planted, tmp_path, monkeypatch, one_thread) -> None:

@@ -225,3 +225,21 @@ def test_status_of_a_store_without_batches(cli, store_path):
     featurelens.open_store(store_path).close()
     result = cli("batches", "status", "--store", store_path)
     assert result.exit_code == 0 and "No provider batches in this store." in result.output
+
+
+def test_status_shows_each_batchs_progress_and_the_total(store_path, service, cli, monkeypatch):
+    monkeypatch.setattr(OpenAIBatches, "limits", Limits(2, 10**9))
+    with featurelens.open_store(store_path) as store:
+        explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
+    status = cli("batches", "status", "--store", store_path)
+    assert status.exit_code == 0, status.output
+    lines = status.output.splitlines()
+    assert sum("progress=0/2 done, 0 failed" in line for line in lines) == 2
+    assert sum("progress=0/1 done, 0 failed" in line for line in lines) == 1
+    assert lines[-1] == "3 batches, 5 requests; 0 collected (0%)."
+    service.polls_before_done = 0
+    assert cli("batches", "collect", "--no-progress", "--store", store_path).exit_code == 0
+    shown = cli("batches", "status", "--store", store_path)
+    after = shown.output.splitlines()
+    assert sum("progress=2/2 answers stored" in line for line in after) == 2, shown.output
+    assert after[-1] == "3 batches, 5 requests; 5 collected (100%)."

@@ -149,7 +149,7 @@ def test_topk_transcoder_cannot_be_saved_as_saelens(tmp_path: Path) -> None:
     (lambda cfg, w: w.__setitem__("W_dec", torch.zeros(D_SAE, D_IN + 1)), "has shape"),
     (lambda cfg, w: cfg.__setitem__("architecture", "gated"), "'gated' SAE, which featurelens cannot load"),
     (lambda cfg, w: cfg.__setitem__("normalize_activations", "expected_average_only_in"), "normalises activations"),
-    (lambda cfg, w: cfg.update(num_latents=24, expansion_factor=3), "mixes two formats"),
+    (lambda cfg, w: (cfg.pop("d_sae"), cfg.update(num_latents=24, expansion_factor=3)), "mixes two formats"),
     (lambda cfg, w: w.pop("threshold") if cfg["architecture"] == "jumprelu" else cfg.__setitem__("architecture", "jumprelu"), "has no tensor 'threshold'"),
     (lambda cfg, w: cfg.__setitem__("d_in", "eight"), "integer 'd_in'"),
 ])
@@ -170,3 +170,43 @@ def test_corrupt_files(tmp_path: Path) -> None:
     (folder / "sae_weights.safetensors").write_bytes(b"garbage")
     with pytest.raises(FeaturelensError, match="not a readable safetensors file"):
         SAELensFormat().load(str(folder))
+
+
+#: The keys of a SAELens training config written before 6.0, as the gpt2-small-res-jb
+#: release has them (flat, hook_point, expansion_factor and the other training keys).
+PRE6_CFG = {
+    "model_name": "gpt2-small", "hook_point": "blocks.0.hook_resid_pre", "hook_point_layer": 0,
+    "hook_point_head_index": None, "d_in": D_IN, "dataset_path": "Skylion007/openwebtext",
+    "is_dataset_tokenized": False, "context_size": 128, "use_cached_activations": False,
+    "d_sae": D_SAE, "b_dec_init_method": "geometric_median", "expansion_factor": 3,
+    "from_pretrained_path": None, "l1_coefficient": 8e-05, "lr": 0.0004, "lr_scheduler_name": None,
+    "lr_warm_up_steps": 5000, "train_batch_size": 4096, "n_batches_in_buffer": 128,
+    "total_training_tokens": 300000000, "store_batch_size": 32, "use_ghost_grads": True,
+    "feature_sampling_window": 1000, "dead_feature_window": 5000, "dead_feature_threshold": 1e-08,
+    "log_to_wandb": True, "device": "mps", "seed": 42, "n_checkpoints": 10, "dtype": "torch.float32",
+}
+
+
+def test_pre6_flat_config_with_expansion_factor_loads(tmp_path: Path) -> None:
+    """Every pre-6 training config has expansion_factor; it is SAELens's, not sparsify's."""
+    w = _weights()
+    folder = _write(tmp_path / "blocks.0.hook_resid_pre", dict(PRE6_CFG), w)
+    sae = SAELensFormat().load(str(folder))
+    x = torch.randn(5, D_IN)
+    assert torch.allclose(sae.encode(x), torch.relu(_ref_pre(w, x, True)), atol=1e-5)
+    assert sae.hookpoint == "blocks.0.hook_resid_pre" and sae.model_id == "gpt2-small"
+
+
+def test_pre6_topk_from_activation_fn_kwargs(tmp_path: Path) -> None:
+    w = _weights()
+    cfg = {**PRE6_CFG, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 4},
+           "normalize_activations": False}
+    sae = SAELensFormat().load(str(_write(tmp_path / "t", cfg, w)))
+    x = torch.randn(5, D_IN)
+    assert torch.allclose(sae.encode(x), _ref_topk(w, x, 4, False), atol=1e-5)
+    cfg["normalize_activations"] = True  # pre-6 spelling of expected_average_only_in
+    with pytest.raises(FeaturelensError, match="normalises activations"):
+        SAELensFormat().load(str(_write(tmp_path / "n", cfg, w)))
+    cfg.update(normalize_activations=False, activation_fn_str="tanh-relu")
+    with pytest.raises(FeaturelensError, match="activation_fn_str='tanh-relu'"):
+        SAELensFormat().load(str(_write(tmp_path / "a", cfg, w)))

@@ -39,7 +39,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
         dictionary = registry.get("dictionary_learner", "identity").create(
             width, hookpoint=hookpoint, model_id=backend.model_id)
         return dictionary
-    from featurelens.core.dictionaries.pretrained import resolve
+    from featurelens.core.dictionaries.pretrained import apply_overrides, resolve
 
     local, provenance = resolve(spec)
     path = Path(local).expanduser()
@@ -55,7 +55,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
             dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, hookpoint))
             if not getattr(dictionary, "format", None):
                 dictionary.format = name
-            dictionary.config.update(provenance)
+            dictionary.config.update(apply_overrides(dictionary, provenance, spec))
             check_width(dictionary, width, hookpoint, str(path))
             if dictionary.hookpoint is None:
                 dictionary.hookpoint = hookpoint

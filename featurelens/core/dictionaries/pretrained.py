@@ -8,18 +8,55 @@ installed) to find its repository and folder.
 
 A cached checkpoint is used without touching the network (``local_files_only``
 first), so offline machines work; only a checkpoint missing from the cache is
-downloaded, and where that is impossible the answer is one sentence saying what to
-download and where the cache is.
+downloaded, and where that is impossible the answer is one sentence naming the
+``hf download`` command that fetches exactly the missing files (huggingface_hub's CLI;
+``--include`` patterns for a folder, the file's own path for a file entry), and, for a
+partly cached repository, which of them are missing.
+
+SAELens's table also says how each release is stored (``conversion_func``): folders in
+SAELens's own format (no conversion), Gemma Scope ``params.npz`` folders (``gemma_2``,
+``gemma_2_transcoder``) and dictionary_learning ``ae.pt`` folders
+(``dictionary_learning_1``) are read by the registered formats; the other families are
+refused in one sentence before anything is downloaded (:data:`SAELENS_FAMILIES`). Its
+``config_overrides`` are honoured or refused (:func:`overrides_of`):
+``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`), and
+Gemma Scope embedding SAEs are rescaled by sqrt(d_in) as SAELens loads them.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 
 PREFIXES = ("saelens:", "hf:")
+
+#: SAELens ``conversion_func`` values whose checkpoints the registered formats read.
+SAELENS_FAMILIES = {None: "SAELens folders", "gemma_2": "Gemma Scope params.npz",
+                    "gemma_2_transcoder": "Gemma Scope transcoder params.npz",
+                    "dictionary_learning_1": "dictionary_learning ae.pt folders"}
+
+#: Why the other families are not read (what featurelens would need to reproduce).
+SAELENS_REFUSED = {
+    "connor_rob_hook_z": "a pickled .pt file (featurelens never unpickles checkpoints) read at hook_z",
+    "deepseek_r1": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "llama_scope": "Llama Scope checkpoints with per-SAE activation norm scaling",
+    "llama_scope_r1_distill": "Llama Scope checkpoints with per-SAE activation norm scaling",
+    "mwhanna_transcoder": "single-file transcoders whose config lives in the repository's wandb YAML",
+    "mntss_clt_layer_transcoder": "one layer of a cross-layer transcoder",
+    "goodfire": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "qwen_scope": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "gemma_3": "Gemma Scope 2 checkpoints",
+    "temporal": "temporal SAEs that read earlier positions",
+}
+
+#: File endings that mark a SAELens entry whose path is a file, not a folder.
+FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".npz", ".bin", ".ckpt")
+
+#: ``config_overrides`` keys that change nothing featurelens computes (training metadata).
+METADATA_OVERRIDES = ("dataset_path", "dataset_trust_remote_code", "context_size", "prepend_bos")
 
 
 def is_named(spec: str) -> bool:
@@ -64,6 +101,76 @@ def split_hf(name: str) -> tuple[str, str | None]:
     return repo, ("/".join(sub) or None)
 
 
+def download_command(repo: str, subfolder: str | None, is_file: bool = False) -> str:
+    """The ``hf download`` command (huggingface_hub's CLI) that fetches exactly what a
+    name needs: one file by its path, a folder by an ``--include`` pattern, or the repo."""
+    if subfolder and is_file:
+        return f"hf download {repo} {subfolder}"
+    return f"hf download {repo}" + (f" --include '{subfolder}/*'" if subfolder else "")
+
+
+def _missing_files(repo: str, subfolder: str | None, cache: str) -> str:
+    """What a partly cached repository lacks (from the hub's listing when it answers, else
+    what the cache does hold), as the start of a sentence; empty when nothing is cached."""
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        cached = next((r for r in scan_cache_dir(cache).repos if r.repo_id == repo and r.repo_type == "model"), None)
+    except Exception:  # no cache folder yet, or one huggingface_hub cannot scan
+        return ""
+    if cached is None:
+        return ""
+    have = {f.file_path.relative_to(rev.snapshot_path).as_posix() for rev in cached.revisions for f in rev.files}
+
+    def wanted_by_name(name: str) -> bool:
+        return not subfolder or name == subfolder or name.startswith(subfolder.rstrip("/") + "/")
+
+    listed: list[str] = []
+    if not _offline():
+        try:
+            from huggingface_hub import HfApi
+
+            listed = [f for f in HfApi().list_repo_files(repo) if wanted_by_name(f)]
+        except Exception:  # the hub is unreachable (offline without HF_HUB_OFFLINE) or refuses
+            listed = []
+    missing = sorted(set(listed) - have)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        return f"the cache holds part of {repo} but lacks {shown}; "
+    if not any(wanted_by_name(h) for h in have):
+        held = ", ".join(sorted(have)[:5]) + (f" and {len(have) - 5} more" if len(have) > 5 else "")
+        return f"the cache holds only {held or 'no files'} of {repo}, nothing of {subfolder or 'it'}; "
+    return ""
+
+
+def hf_file(repo: str, filename: str, spec: str) -> Path:
+    """The cached file ``filename`` of ``repo`` (a SAELens entry whose path is a file)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    cache = _cache_dir()
+    fetch = download_command(repo, filename, is_file=True)
+    try:
+        return Path(hf_hub_download(repo, filename, cache_dir=cache, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if _offline():
+        raise FeaturelensError(
+            f"{spec} is not in the Hugging Face cache at {cache} and HF_HUB_OFFLINE is set; "
+            f"{_missing_files(repo, filename, cache)}download it first with `{fetch}` (or copy that cache here).")
+    try:
+        return Path(hf_hub_download(repo, filename, cache_dir=cache))
+    except RepositoryNotFoundError:
+        raise FeaturelensError(
+            f"{spec}: there is no Hugging Face repository {repo} (or it is private: set HF_TOKEN); "
+            "check the name.") from None
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise FeaturelensError(
+            f"{spec} is not in the Hugging Face cache at {cache} and could not be downloaded "
+            f"({type(error).__name__}); {_missing_files(repo, filename, cache)}download it with `{fetch}` "
+            "where there is network.") from None
+
+
 def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
     """The cached folder of ``repo`` (``subfolder`` inside it), downloading only if missing."""
     from huggingface_hub import snapshot_download
@@ -81,11 +188,12 @@ def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
         root = None
     if root is None or not (root / subfolder if subfolder else root).exists():
         what = f"{repo}" + (f" (folder {subfolder})" if subfolder else "")
-        fetch = f"huggingface-cli download {repo}" + (f" --include '{subfolder}/*'" if subfolder else "")
+        fetch = download_command(repo, subfolder)
         if _offline():
             raise FeaturelensError(
                 f"{spec} is not in the Hugging Face cache at {cache} and HF_HUB_OFFLINE is set; "
-                f"download {what} first with `{fetch}` (or copy that cache here).")
+                f"{_missing_files(repo, subfolder, cache)}download {what} first with `{fetch}` "
+                "(or copy that cache here).")
         try:
             root = Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=cache))
         except RepositoryNotFoundError:
@@ -95,15 +203,26 @@ def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
         except (HfHubHTTPError, OSError, ValueError) as error:
             raise FeaturelensError(
                 f"{spec} is not in the Hugging Face cache at {cache} and could not be downloaded "
-                f"({type(error).__name__}); download {what} with `{fetch}` where there is network.") from None
+                f"({type(error).__name__}); {_missing_files(repo, subfolder, cache)}download {what} with "
+                f"`{fetch}` where there is network.") from None
     folder = root / subfolder if subfolder else root
-    if not folder.exists():
-        raise FeaturelensError(f"{spec}: the repository {repo} has no folder {subfolder}; check the path.")
+    if not folder.exists():  # the hub answered without it, or was unreachable and the cached copy lacks it
+        raise FeaturelensError(
+            f"{spec}: neither the cached copy of {repo} nor the hub gave the folder {subfolder}; "
+            f"{_missing_files(repo, subfolder, cache)}download it with `{download_command(repo, subfolder)}` "
+            "where there is network, or check the path.")
     return folder
 
 
 def saelens_location(release: str, sae_id: str, spec: str) -> tuple[str, str | None]:
     """The repository and folder of a SAELens pretrained SAE, from SAELens's own table."""
+    repo, path, _ = saelens_entry(release, sae_id, spec)
+    return repo, path
+
+
+def saelens_entry(release: str, sae_id: str, spec: str) -> tuple[str, str | None, dict[str, Any]]:
+    """The repository, path and ``config_overrides`` of a SAELens pretrained SAE; a family
+    featurelens does not read is refused here, before anything is downloaded."""
     try:
         from sae_lens.loading.pretrained_saes_directory import (
             get_pretrained_saes_directory,
@@ -123,7 +242,74 @@ def saelens_location(release: str, sae_id: str, spec: str) -> tuple[str, str | N
     if sae_id not in saes:
         some = ", ".join(list(saes)[:5])
         raise FeaturelensError(f"{spec}: release {release} has no SAE {sae_id!r} (it has e.g. {some}).")
-    return entry.repo_id, (saes[sae_id].strip("/") or None)
+    family = getattr(entry, "conversion_func", None)
+    if family not in SAELENS_FAMILIES:
+        why = SAELENS_REFUSED.get(family, "a conversion featurelens does not know")
+        raise FeaturelensError(
+            f"{spec}: SAELens stores release {release} as {family!r} ({why}), which featurelens does not read; "
+            f"it reads {', '.join(SAELENS_FAMILIES.values())}, so load this one with SAELens and save it as a "
+            "SAELens folder (sae.save_model(path)), then pass that path.")
+    path = str(saes[sae_id]).strip("/") or None
+    overrides = dict(getattr(entry, "config_overrides", None) or {})
+    if family == "gemma_2" and path and "embedding" in path:
+        overrides[EMBEDDING_SCALE] = True  # what SAELens's gemma_2 loader does for these
+    return entry.repo_id, path, overrides
+
+
+def overrides_of(config_overrides: dict[str, Any], spec: str) -> dict[str, Any]:
+    """What of SAELens's ``config_overrides`` changes encoding, as featurelens options;
+    training metadata is kept as provenance, anything else refused in one sentence."""
+    out: dict[str, Any] = {}
+    for key, value in config_overrides.items():
+        if key in METADATA_OVERRIDES:
+            continue
+        if key == EMBEDDING_SCALE:
+            out[EMBEDDING_SCALE] = bool(value)
+            continue
+        if key == "model_from_pretrained_kwargs" and isinstance(value, dict):
+            for name, setting in value.items():
+                if name == "center_writing_weights":
+                    out["center_input"] = bool(setting)
+                elif name in ("fold_ln", "center_unembed", "fold_value_biases", "refactor_factored_attn_matrices"):
+                    continue  # leave the residual stream's values unchanged (the unembedding and LayerNorm only)
+                else:
+                    raise FeaturelensError(
+                        f"{spec}: SAELens loads its model with {name}={setting!r}, which featurelens cannot "
+                        "reproduce on a transformers model; name the checkpoint as hf:<repo>/<folder> to load "
+                        "it without SAELens's settings.")
+        elif key == "normalize_activations" and value in (None, "none", False):
+            continue
+        else:
+            raise FeaturelensError(
+                f"{spec}: SAELens overrides {key}={value!r} for this release, which featurelens does not "
+                "reproduce; name the checkpoint as hf:<repo>/<folder> to load it as saved.")
+    return out
+
+
+def fold_input_centering(dictionary: Any, spec: str) -> None:
+    """Make ``dictionary`` encode ``x - mean(x)`` (mean over the model dimension) for any ``x``.
+
+    TransformerLens's ``center_writing_weights`` removes from every weight that writes to
+    the residual stream its mean over the model dimension, so the residual stream (and
+    attention and MLP outputs) SAELens trained on is the plain model's minus its
+    per-token mean. Centering is linear, so it folds into the encoder exactly:
+    ``W_enc' = W_enc - mean_rows(W_enc)`` and, where ``b_dec`` is subtracted first,
+    ``b_enc' = b_enc - mean(b_dec) * sum_rows(W_enc)``; everything that reads the
+    encoder (extraction, clamps) then sees the trained behaviour."""
+    import torch
+
+    w_enc = getattr(dictionary, "W_enc", None)
+    if not isinstance(w_enc, torch.Tensor) or w_enc.dim() != 2:
+        raise FeaturelensError(
+            f"{spec} asks for center_writing_weights, which featurelens folds into a [d_in, d_sae] encoder, "
+            "and this dictionary has none; load it with SAELens instead.")
+    with torch.no_grad():
+        original = w_enc.detach().double()
+        if getattr(dictionary, "apply_b_dec_to_input", False):
+            shift = dictionary.b_dec.detach().double().mean() * original.sum(dim=0)
+            dictionary.b_enc.copy_((dictionary.b_enc.detach().double() - shift).to(dictionary.b_enc.dtype))
+        w_enc.copy_((original - original.mean(dim=0, keepdim=True)).to(w_enc.dtype))
+    dictionary.config["center_writing_weights"] = True
 
 
 def resolve(spec: str) -> tuple[str, dict[str, str]]:
@@ -140,7 +326,37 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
             raise FeaturelensError(
                 f"--dictionary {spec} needs both parts: saelens:<release>/<sae_id>, "
                 "e.g. saelens:gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical.")
-        repo, sub = saelens_location(release, sae_id, spec)
-        return str(hf_folder(repo, sub, spec)), {"saelens_release": release, "saelens_sae_id": sae_id,
-                                                 "hf_repo": repo, **({"hf_folder": sub} if sub else {})}
+        repo, sub, overrides = saelens_entry(release, sae_id, spec)
+        options = overrides_of(overrides, spec)  # refused before any download
+        is_file = bool(sub) and sub.lower().endswith(FILE_SUFFIXES)
+        local = hf_file(repo, sub, spec) if is_file and sub else hf_folder(repo, sub, spec)
+        return str(local), {"saelens_release": release, "saelens_sae_id": sae_id, "hf_repo": repo,
+                            **({"hf_folder": sub} if sub else {}),
+                            **({OVERRIDES_KEY: options} if options else {})}
     return spec, {}
+
+
+#: Provenance key carrying the options :func:`overrides_of` derived (applied, then dropped).
+OVERRIDES_KEY = "_saelens_overrides"
+
+#: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)
+#: scaling; SAELens's gemma_2 loader divides W_enc and multiplies W_dec by sqrt(d_in) so
+#: they read the scaled ones, and featurelens loads them the same way.
+EMBEDDING_SCALE = "gemma_embedding_scale"
+
+
+def apply_overrides(dictionary: Any, provenance: dict[str, Any], spec: str) -> dict[str, Any]:
+    """Apply what :func:`resolve` derived from SAELens's overrides to the loaded dictionary;
+    returns the provenance to record."""
+    options = provenance.get(OVERRIDES_KEY) or {}
+    if options.get("center_input"):
+        fold_input_centering(dictionary, spec)
+    if options.get(EMBEDDING_SCALE):
+        import torch
+
+        scale = float(dictionary.d_in) ** 0.5
+        with torch.no_grad():
+            dictionary.W_enc.div_(scale)
+            dictionary.W_dec.mul_(scale)
+        dictionary.config[EMBEDDING_SCALE] = scale
+    return {k: v for k, v in provenance.items() if k != OVERRIDES_KEY}

@@ -531,6 +531,10 @@ class ScorerBase:
     #: ``all_requests(record, explanation, capabilities) -> list[LLMRequest]``: every
     #: round at once (the upper bound dry runs and estimates count); ``None``: ``requests``.
     all_requests: ClassVar[Callable[..., list[LLMRequest]] | None] = None
+    #: ``use_store(store)``: called with the open store before the first request, for a
+    #: scorer that reads more of it (the intervention scorer: each dictionary's model and
+    #: hookpoint); ``None``: it reads only the records it is given.
+    use_store: ClassVar[Callable[[Any], None] | None] = None
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str]) -> list[LLMRequest]:

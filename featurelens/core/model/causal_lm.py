@@ -23,6 +23,7 @@ import torch
 
 from featurelens.core.model import hookpoints as hp
 from featurelens.core.model.embedded import EMBEDDED_ALIASES, WEIGHTS_NOTE, embedded_model_path
+from featurelens.core.model.quiet import quiet_loading
 from featurelens.core.errors import FeaturelensError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -103,8 +104,9 @@ class CausalLM:
         self.provenance = {"weights": WEIGHTS_NOTE} if model in EMBEDDED_ALIASES else {}
         kwargs = {"dtype": DTYPES[dtype], **options}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, **_offline(path))
-            self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **_offline(path))
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(path, **_offline(path))
+                self.model = AutoModelForCausalLM.from_pretrained(path, **kwargs, **_offline(path))
         except FeaturelensError:
             raise
         except (OSError, ValueError) as error:

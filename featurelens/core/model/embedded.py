@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.model.quiet import quiet_loading
 
 ENV_CACHE = "FEATURELENS_CACHE"
 EMBEDDED_NAME = "smollm2"
@@ -118,10 +119,11 @@ def _convert(gguf: Path, target: Path) -> None:
     _remove_abandoned(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-{os.getpid()}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
         # GGUF weights are dequantised on load; only the quantiser flag blocks saving.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):

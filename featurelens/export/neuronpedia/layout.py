@@ -1,18 +1,19 @@
-"""Neuronpedia export: the folder layout its admin import reads.
+"""Neuronpedia export: the bucket layout its admin import reads.
 
-For every dictionary, ``<output>/<modelId>/<sourceId>/`` holds what Neuronpedia's
-``GET /api/admin/import?modelId=..&sourceId=..`` loads from its dataset path:
+The output folder is the root of a dataset bucket. For every dictionary,
+``<output>/v1/<modelId>/<sourceId>/`` holds what Neuronpedia's
+``GET /api/admin/import?modelId=..&sourceId=..`` loads from ``v1/<modelId>/<sourceId>``:
 ``release.jsonl``, ``model.jsonl``, ``sourceset.jsonl``, ``source.jsonl`` (one row each),
 then ``features/``, ``activations/`` and ``explanations/`` as gzipped JSON Lines of
 ``Neuron``, ``Activation`` and ``Explanation`` rows keyed by ``schema.prisma``'s column
 names (see :mod:`featurelens.export.neuronpedia.rows`). The source id is
 ``<layer>-<sourceSetName>``, and the source set is exported with it.
 
-Two more folders hold what the importer does not read but Neuronpedia has tables
-for: ``explanation_scores/`` (``ExplanationScore`` rows: every defined score, typed
-``featurelens_<scorer>``) and ``config/`` (the explanation and score types and models
-the rows name; the importer upserts these from its global config, so names it lacks
-must be added from here first).
+``<output>/v1/config/`` holds the five files the importer reads first, from that fixed
+place, for every source (:func:`rows.config_rows`); without them it stops before the
+features. Each source folder also holds ``explanation_scores/`` (``ExplanationScore``
+rows, which the importer does not read; see the README for loading them) and
+``replace.sql`` (what to run before re-importing a source after a new extraction).
 
 Batches are atomic files written features-last, so an interrupted export resumes
 at the first batch whose ``features`` file is missing.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import gzip
 import io
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from featurelens.browser.queries import BrowserData
 from featurelens.core.progress import progress
@@ -34,6 +35,16 @@ from featurelens.export.staging import Staging
 #: Features per batch file (the importer inserts each file in chunks of 65,000 lines).
 BATCH_SIZE = 1000
 
+#: The dataset version folder the importer reads (``DATASET_BASE_PATH`` in its s3.ts).
+VERSION = "v1"
+
+#: Quantile examples read per feature: all that extraction stores (its ranks run from the
+#: weakest window to the strongest, so any smaller cut would drop the upper intervals).
+ALL_QUANTILE = 1_000_000
+
+#: text list -> one vector per text (see :mod:`.embeddings`).
+Embedder = Callable[[list[str]], list[list[float]]]
+
 
 def _jsonl(lines: list[dict[str, Any]]) -> bytes:
     return npjson.lines(lines)
@@ -41,7 +52,8 @@ def _jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 def _gzip(data: bytes) -> bytes:
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+    # zlib's default level: level 9 (gzip's default) took as long as building the rows
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz:
         gz.write(data)
     return buffer.getvalue()
 
@@ -58,45 +70,59 @@ def _batches(keys: list[tuple[str, int]], size: int) -> Iterable[tuple[str, int,
             yield dictionary_id, n, features[start:start + per_batch], most
 
 
-def _source(data: BrowserData, dictionary_id: str, creator_id: str) -> tuple[rows.Source, dict, dict]:
+def _source(data: BrowserData, dictionary_id: str, creator_id: str,
+            visibility: str) -> tuple[rows.Source, dict, dict]:
     dictionary = data._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])[0]
     model = data._dicts("SELECT * FROM models WHERE model_id = ?", [dictionary["model_id"]])
-    return rows.Source.of(dictionary, creator_id), dictionary, (model[0] if model else {})
+    return rows.Source.of(dictionary, creator_id, visibility), dictionary, (model[0] if model else {})
 
 
 def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int | None = None,
-          creator_id: str = rows.DEFAULT_CREATOR_ID) -> int:
+          creator_id: str = rows.DEFAULT_CREATOR_ID, visibility: str = "PUBLIC",
+          embedder: Embedder | None = None) -> int:
     """Write every feature in ``keys``; returns the number of feature batch files.
 
-    No folder gets more files than the importer lists (:mod:`.listing`)."""
+    No folder gets more files than the importer lists (:mod:`.listing`). With
+    ``embedder`` every explanation row carries its embedding."""
     batch_size = BATCH_SIZE if batch_size is None else batch_size
     files = 0
     sources: dict[str, tuple[rows.Source, dict, dict]] = {}
     with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
         for dictionary_id, n, features, most in _batches(keys, batch_size):
             if dictionary_id not in sources:
-                sources[dictionary_id] = _source(data, dictionary_id, creator_id)
+                sources[dictionary_id] = _source(data, dictionary_id, creator_id, visibility)
             src, dictionary, _ = sources[dictionary_id]
-            folder = f"{src.model_id}/{src.source_id}"
+            folder = f"{VERSION}/{src.model_id}/{src.source_id}"
             name = f"batch-{n:05d}.jsonl.gz"
             files += 1
             if not staging.done(f"{folder}/features/{name}"):
-                _write_batch(data, staging, src, dictionary, features, folder, name, most)
+                _write_batch(data, staging, src, dictionary, features, folder, name, most, embedder)
             bar.update(len(features))
+    config: dict[str, dict[str, dict[str, Any]]] = {}
     for dictionary_id, (src, dictionary, model) in sources.items():
-        _write_metadata(data, staging, src, dictionary, model,
-                        [f for d, f in keys if d == dictionary_id])
+        source_config = _write_metadata(data, staging, src, dictionary, model,
+                                        [f for d, f in keys if d == dictionary_id])
+        for table, lines in source_config.items():
+            config.setdefault(table, {}).update({line["name"]: line for line in lines})
+    for table, by_name in config.items():  # one file each, empty or not: the importer needs all five
+        staging.write_bytes(f"{VERSION}/config/{table}.jsonl",
+                            _jsonl([by_name[name] for name in sorted(by_name)]))
     return files
 
 
 def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
-                 features: list[int], folder: str, name: str, most: int) -> None:
+                 features: list[int], folder: str, name: str, most: int, embedder: Embedder | None) -> None:
     neurons, activations, explanations, scores = [], [], [], []
-    for record in data.feature_batch(dictionary["dictionary_id"], features):
+    records = data.feature_batch(dictionary["dictionary_id"], features, max_quantile=ALL_QUANTILE)
+    vectors = None
+    if embedder is not None:
+        texts = sorted({e["text"] for record in records for e in record.explanations})
+        vectors = dict(zip(texts, embedder(texts), strict=True)) if texts else {}
+    for record in records:
         feature = int(record.stats["feature"])
         neurons.append(rows.neuron_row(src, record.stats, dictionary.get("hookpoint")))
-        activations += rows.activation_rows(src, feature, record.examples, record.stats.get("max_activation"))
-        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations)
+        activations += rows.activation_rows(src, feature, record.examples, record.stats)
+        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations, vectors)
         explanations += e_rows
         scores += s_rows
     # An empty file would stop the importer (it parses the first line for the columns);
@@ -112,23 +138,24 @@ def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictiona
 
 
 def _write_metadata(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
-                    model: dict[str, Any], features: list[int]) -> None:
-    folder = f"{src.model_id}/{src.source_id}"
+                    model: dict[str, Any], features: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """The source's four metadata files and ``replace.sql``; returns its config rows."""
+    folder = f"{VERSION}/{src.model_id}/{src.source_id}"
+    staging.write_bytes(f"{folder}/replace.sql", rows.replace_sql(src).encode())
     corpus = data._dicts("SELECT any_value(corpus_id) AS c FROM features WHERE dictionary_id = ?",
                          [dictionary["dictionary_id"]])
     for table, row in rows.metadata_rows(src, dictionary, model, corpus[0]["c"] if corpus else None).items():
         staging.write_bytes(f"{folder}/{table}.jsonl", _jsonl([row]))
+    # A semi-join on the exported features: linear in the rows, where list_contains over a
+    # list of every exported feature would be rows x features (10^12 at a million).
     params = [dictionary["dictionary_id"], features]
     explained = data._dicts("SELECT DISTINCT explainer, llm FROM explanations WHERE dictionary_id = ? "
-                            "AND list_contains(?, feature) ORDER BY ALL", params)
+                            "AND feature IN (SELECT unnest(?::INTEGER[])) ORDER BY ALL", params)
     scored = data._dicts("SELECT DISTINCT scorer, llm FROM scores WHERE dictionary_id = ? "
-                         "AND list_contains(?, feature) AND status = 'ok' AND score IS NOT NULL ORDER BY ALL",
-                         params)
-    config = rows.config_rows(
-        [{"typeName": rows.explanation_type(e["explainer"]), "explanationModelName": rows.model_name(e["llm"])}
-         for e in explained],
+                         "AND feature IN (SELECT unnest(?::INTEGER[])) AND status = 'ok' "
+                         "AND score IS NOT NULL ORDER BY ALL", params)
+    return rows.config_rows(
+        [{"typeName": rows.explanation_type(e["explainer"]),
+          "explanationModelName": rows.model_name(e["llm"], e["explainer"])} for e in explained],
         [{"explanationScoreTypeName": rows.score_type(s["scorer"]),
-          "explanationScoreModelName": rows.model_name(s["llm"])} for s in scored], src.creator_id)
-    for table, lines in config.items():
-        if lines:
-            staging.write_bytes(f"{folder}/config/{table}.jsonl", _jsonl(lines))
+          "explanationScoreModelName": rows.model_name(s["llm"], s["scorer"])} for s in scored], src.creator_id)

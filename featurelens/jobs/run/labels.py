@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from featurelens.core.never_fired import FIRED  # the features token lookup labels: every one that fired
 from featurelens.core.store.database import Store
 from featurelens.jobs.run.context import RunContext, StageResult
 from featurelens.llm.window_text import neutralise
 
 LOOKUP = "token-lookup"
-#: The features the token lookup labels: every one that fired.
-FIRED = "fire_count > 0"
 
 
 def _dictionary(ctx: RunContext) -> str:
@@ -47,6 +46,10 @@ def stage_lookup(ctx: RunContext) -> StageResult:
     stats = explain_features(ctx.store, spec, settings=EngineSettings(concurrency=64))
     status = "skipped" if stats.jobs == 0 and stats.skipped else "done"
     detail = f"{stats.succeeded} labeled now, {stats.skipped} already, {stats.failed} failed"
+    never = ctx.store.execute(f"SELECT count(*) FROM features WHERE dictionary_id = ? AND NOT ({FIRED})",
+                              [_dictionary(ctx)])[0][0]
+    if never:
+        detail += f", {never:,} never fired: skipped"
     if stats.succeeded and stats.elapsed_s > 0:
         detail += f" ({stats.succeeded / stats.elapsed_s:.0f} features/s)"
     return StageResult("label", status, detail)

@@ -32,7 +32,7 @@ from featurelens.core.host.protocols import (
     ParseError,
 )
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_explainer
-from featurelens.llm.token_labels import Element, render_label, token_key
+from featurelens.llm.token_labels import Element, render_label, token_key, token_keys
 
 
 class Label(str):
@@ -113,14 +113,14 @@ class TokenLookupExplainer(ExplainerBase):
         singles: dict[str, _Tally] = defaultdict(_Tally)
         pairs: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         previous_forms: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        seen: Counter[str] = Counter()
-        seen_pairs: Counter[tuple[str, str]] = Counter()
+        all_keys: list[str] = []
+        all_pairs: list[tuple[str, str]] = []
         total = 0.0
         for window in windows:
             tokens = window.tokens
-            keys = [token_key(t) for t in tokens]
-            seen.update(keys)
-            seen_pairs.update(zip(keys, keys[1:]))
+            keys = token_keys(tokens)
+            all_keys += keys
+            all_pairs += zip(keys, keys[1:])
             # Only firing positions need more than a count: a sparse feature has few.
             for i, activation in enumerate(window.activations):
                 if not activation > 0:
@@ -133,6 +133,8 @@ class TokenLookupExplainer(ExplainerBase):
                     forms = previous_forms[pair]
                     forms[tokens[i - 1]] = forms.get(tokens[i - 1], 0.0) + activation
                 total += activation
+        seen = Counter(all_keys)
+        seen_pairs = Counter(all_pairs)
         for key, tally in singles.items():
             tally.seen = seen[key]
         for pair, tally in pairs.items():

@@ -1,7 +1,9 @@
 """SAELens checkpoints: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
 
 Reads SAELens 6 configs (``architecture`` + ``metadata``) and the flat ones written
-before 6.0 (``hook_point`` instead of ``metadata.hook_name``). Encoding follows
+before 6.0 (:func:`flat_config`: ``hook_point`` for ``hook_name``, ``activation_fn_str``
+with ``activation_fn_kwargs.k`` for TopK, a boolean ``normalize_activations``, and
+training keys such as ``expansion_factor`` that every pre-6 training config carries). Encoding follows
 SAELens: ``act((x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc)``, with TopK's
 pre-activations multiplied by the decoder norms when ``rescale_acts_by_decoder_norm``
 is set (read from the file: the default differs between SAELens's training and
@@ -50,6 +52,36 @@ _ARCHITECTURES = {
 }
 
 
+def flat_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config written before SAELens 6 in the 6.0 shape, with the defaults SAELens fills
+    for such files (``apply_b_dec_to_input`` true, ``standard`` architecture)."""
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    version = str(cfg.get("sae_lens_version") or meta.get("sae_lens_version") or "")
+    if (meta and "architecture" in cfg) or (version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 6):
+        return cfg  # SAELens 6
+    out = dict(cfg)
+    if "hook_point" in out and "hook_name" not in out:
+        out["hook_name"] = out["hook_point"]
+    activation = out.get("activation_fn_str") or out.get("activation_fn") or "relu"
+    kwargs = out.get("activation_fn_kwargs") if isinstance(out.get("activation_fn_kwargs"), dict) else {}
+    out.setdefault("apply_b_dec_to_input", True)
+    if "architecture" not in out:
+        out["architecture"] = "topk" if activation == "topk" and kwargs.get("k") is not None else "standard"
+        if activation not in ("relu", "topk"):
+            raise FeaturelensError(
+                f"The SAELens config gives activation_fn_str={activation!r}, which featurelens cannot "
+                "reproduce; supported before SAELens 6: relu, topk.")
+    if out["architecture"] == "topk" and "k" not in out:
+        out["k"] = kwargs.get("k")
+    if isinstance(out.get("normalize_activations"), bool):
+        out["normalize_activations"] = "expected_average_only_in" if out["normalize_activations"] else "none"
+    if out.get("finetuning_scaling_factor"):
+        raise FeaturelensError(
+            "The SAELens config sets finetuning_scaling_factor, a learned per-feature scale featurelens does "
+            "not reproduce; load it with SAELens and save it again without it.")
+    return out
+
+
 class SAELensFormat:
     """Read and write SAELens's on-disk format."""
 
@@ -62,11 +94,15 @@ class SAELensFormat:
     def load(self, path: str, *, dtype: Any = None, device: str | None = None, **_: Any) -> SparseAutoencoder:
         folder = Path(path)
         cfg = read_json(folder / CFG, "SAELens")
-        if "num_latents" in cfg or "expansion_factor" in cfg:
+        if "num_latents" in cfg and "d_sae" not in cfg:
             raise FeaturelensError(
-                f"{folder / CFG} is a sparsify config (it has num_latents/expansion_factor), "
-                "yet the folder holds SAELens weights; the folder mixes two formats."
+                f"{folder / CFG} is a sparsify config (num_latents, no d_sae), yet the folder holds "
+                "SAELens weights; the folder mixes two formats."
             )
+        try:
+            cfg = flat_config(cfg)
+        except FeaturelensError as error:
+            raise FeaturelensError(f"{folder / CFG}: {error}") from None
         architecture = cfg.get("architecture", "standard")
         if isinstance(architecture, str) and architecture not in _ARCHITECTURES:
             raise FeaturelensError(

@@ -116,8 +116,11 @@ class LocalProvider:
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             dtype = getattr(torch, self.dtype) if self.dtype else (
                 torch.bfloat16 if device.startswith("cuda") else torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(self.path)
-            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(device).eval()
+            from featurelens.core.model.quiet import quiet_loading
+
+            with quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(self.path)
+                model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(device).eval()
             if self.prefixes is not None and not local_prefix.install(model):
                 self.prefixes = None  # no prefix-aware attention there: whole prompts are faster
             self._loaded = (tokenizer, model)

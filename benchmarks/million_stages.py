@@ -1,0 +1,109 @@
+"""Per-feature stages on a million-feature store: the cost at the start of the dictionary
+against the cost at its end, measured in one run.
+
+Run: PYTHONPATH=. .venv/bin/python benchmarks/million_stages.py [--store PATH] [--features 1048576]
+     [--slice 4096]
+
+Without ``--store`` a store is built in bulk by DuckDB (tests/wide_store.py). A copy of
+the store is worked on (explain and score write to it). For two slices of ``--slice``
+features, the first ones and the last ones of the dictionary, it times in this process:
+
+- reading records (``stream_records``, the windows token-lookup reads, then the ones
+  token-check reads);
+- ``explain`` with token-lookup (through the engine, writes included);
+- ``score`` with token-check over those labels;
+- ``export --format neuronpedia`` and ``--format html`` of the slice.
+
+It prints features a second by wall time and by this process's CPU time (the machine is
+shared: CPU time moves less with the load of others), and the end / start ratio of the
+CPU cost per feature: near 1 means the stage reads the store by range and stays flat as
+the dictionary grows; a stage that scans the whole store per chunk would show ~250.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from wide_store import wide_store  # noqa: E402
+
+import featurelens  # noqa: E402
+
+
+def timed(call) -> tuple[float, float, object]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = call()
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=None)
+    parser.add_argument("--features", type=int, default=1 << 20)
+    parser.add_argument("--slice", type=int, default=4096)
+    args = parser.parse_args()
+
+    from featurelens.core.selection import Selection, stream_records
+    from featurelens.export.runner import export
+    from featurelens.labelers.explain import ExplainSpec, explain_features
+    from featurelens.llm.engine import EngineSettings
+    from featurelens.scorers.score_jobs import ScoreSpec, score_features
+    from featurelens.scorers.scoring_windows import scorer_kinds
+
+    with tempfile.TemporaryDirectory() as folder:
+        store_path = Path(folder) / "wide.duckdb"
+        if args.store is None:
+            wall, cpu, _ = timed(lambda: wide_store(store_path, n_features=args.features))
+            print(f"built {args.features:,} features in bulk: {wall:.0f} s wall, {cpu:.0f} s CPU")
+        else:
+            shutil.copy(args.store, store_path)
+        with featurelens.open_store(store_path) as store:
+            width = store.execute("SELECT max(feature) + 1 FROM features")[0][0]
+            # an extracted or benchmarked store may hold these labels already: measure the work
+            store.execute("DELETE FROM scores WHERE scorer = 'token-check'")
+            store.execute("DELETE FROM explanations WHERE explainer = 'token-lookup'")
+        slices = {"start": f"feature < {args.slice}", "end": f"feature >= {width - args.slice}"}
+        print(f"{width:,} features; slices of {args.slice:,}: {slices}")
+        settings = EngineSettings(concurrency=64, progress=False)
+        rows: dict[str, dict[str, tuple[float, float, int]]] = {}
+        for name, where in slices.items():
+            out: dict[str, tuple[float, float, int]] = {}
+            with featurelens.open_store(store_path) as store:
+                for kinds_name, kinds in (("read records (lookup)", {"top": 10}),
+                                          ("read records (check)", scorer_kinds(50, 50))):
+                    wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
+                        store, Selection(where=f"({where}) AND fire_count > 0"), 256, kinds)))
+                    out[kinds_name] = (wall, cpu, n)
+                wall, cpu, stats = timed(lambda: explain_features(
+                    store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
+                out["explain token-lookup"] = (wall, cpu, stats.succeeded)
+                wall, cpu, stats = timed(lambda: score_features(
+                    store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
+                    settings=settings))
+                out["score token-check"] = (wall, cpu, stats.succeeded)
+            for fmt in ("neuronpedia", "html"):
+                target = Path(folder) / f"{fmt}-{name}"
+                wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where))
+                out[f"export {fmt}"] = (wall, cpu, args.slice)
+                shutil.rmtree(target, ignore_errors=True)
+            rows[name] = out
+        print(f"{'stage':<24} {'start feat/s (wall / CPU)':>28} {'end feat/s (wall / CPU)':>26} "
+              f"{'end/start CPU per feature':>26}")
+        for stage in rows["start"]:
+            (w0, c0, n0), (w1, c1, n1) = rows["start"][stage], rows["end"][stage]
+            ratio = (c1 / max(n1, 1)) / max(c0 / max(n0, 1), 1e-9)
+            print(f"{stage:<24} {n0 / w0:>12,.0f} / {n0 / max(c0, 1e-9):>10,.0f} "
+                  f"{n1 / w1:>12,.0f} / {n1 / max(c1, 1e-9):>10,.0f} {ratio:>20.2f}")
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
