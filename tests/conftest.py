@@ -97,3 +97,13 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield install
     for module in modules:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture(scope="session")
+def graph_store(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
+    """A store holding a small attribution graph over an extracted transcoder set (tests/graph_store.py);
+    one per session, so tests only read it."""
+    from graph_store import build_graph_store
+
+    work = tmp_path_factory.mktemp("graph-store")
+    return build_graph_store(work / "store.duckdb", tiny_model_dir, work)

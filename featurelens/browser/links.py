@@ -48,6 +48,18 @@ class ServerLinks:
     def sql(self) -> str:
         return "/sql"
 
+    def graphs(self) -> str:
+        return "/graphs"
+
+    def graph(self, graph_id: str) -> str:
+        return f"/graph/{quote(graph_id, safe='')}"
+
+    def graph_data(self, graph_id: str) -> str:
+        return f"/graph/{quote(graph_id, safe='')}/data.json"
+
+    def graph_intervene(self, graph_id: str) -> str:
+        return f"/graph/{quote(graph_id, safe='')}/intervene"
+
 
 @dataclass(frozen=True)
 class StaticLinks:

@@ -36,6 +36,12 @@ from featurelens.core.store.turns import HANDOVER_S, retry_while_locked, waited_
 
 #: Rows the SQL box shows at most; the rest is reported as cut off.
 SQL_ROW_LIMIT = 500
+#: Characters of one SQL-box cell shown (cut inside DuckDB, before the value is fetched).
+SQL_CELL_CHARS = 2000
+#: Columns of a SQL-box result shown.
+SQL_COLUMNS = 100
+#: Characters of cells one SQL-box page holds at most (about as many bytes of page).
+SQL_RESULT_CHARS = 2_000_000
 #: Random (non-activating) windows shown per feature: they only show what the feature ignores.
 RANDOM_SHOWN = 5
 #: Seconds a SQL-box query may run before it is interrupted.
@@ -101,6 +107,23 @@ def _arrow(result: Any) -> Any:
     """A DuckDB result as an Arrow table (the method was renamed in DuckDB 2)."""
     fetch = getattr(result, "to_arrow_table", None)
     return fetch() if fetch is not None else result.fetch_arrow_table()
+
+
+_KEPT_TYPES = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+               "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "DATE")
+
+
+def _bounded(relation: Any, columns: int) -> Any:
+    """``relation``'s first ``columns`` columns, each cell that is not a number shown as
+    text cut to :data:`SQL_CELL_CHARS` characters (plus one, so a cut cell is longer)."""
+    parts = []
+    for position, (name, kind) in enumerate(list(zip(relation.columns, relation.types))[:columns], 1):
+        quoted = '"' + name.replace('"', '""') + '"'  # by position: names may repeat
+        if str(kind).split("(")[0] in _KEPT_TYPES:
+            parts.append(f"#{position} AS {quoted}")
+        else:
+            parts.append(f"left(CAST(#{position} AS VARCHAR), {SQL_CELL_CHARS + 1}) AS {quoted}")
+    return relation.project(", ".join(parts))
 
 
 def _one_line(error: BaseException) -> str:
@@ -469,32 +492,53 @@ class BrowserData:
             "ORDER BY max_activation DESC, x.dictionary_id, x.feature LIMIT ?", [like_pattern(text), limit])
 
     def sql(self, query: str, limit: int = SQL_ROW_LIMIT, timeout_s: float = SQL_TIMEOUT_S) -> SqlResult:
-        """Run a user's query read-only; any failure is one FeaturelensError line."""
+        """Run a user's query read-only; any failure is one FeaturelensError line.
+
+        Bounded end to end: every text cell is cut to :data:`SQL_CELL_CHARS` inside DuckDB
+        (a 200 MB value never reaches Python), at most :data:`SQL_COLUMNS` columns and
+        :data:`SQL_RESULT_CHARS` characters of cells are kept, and the time limit covers
+        running, fetching and redacting, so the store (and every other page) is held no
+        longer than ``timeout_s``.
+        """
         if not query.strip():
             raise FeaturelensError("The SQL box is empty; write a query such as SELECT * FROM features LIMIT 10.")
+        too_long = FeaturelensError(
+            f"The query ran longer than {timeout_s:g} s and was stopped; add a LIMIT or a "
+            "WHERE clause, or run it with featurelens sql.")
         with self.session():
             cur = self._cursor()
+            deadline = time.monotonic() + timeout_s
             timer = threading.Timer(timeout_s, cur.interrupt)
             timer.start()
             try:
-                result = cur.execute(query)
-                if result.description is None:
+                relation = cur.sql(query)
+                if relation is None:
                     return SqlResult([], [], False)
-                columns = [d[0] for d in result.description]
-                rows = result.fetchmany(limit + 1)
+                columns = list(relation.columns)
+                cut = len(columns) > SQL_COLUMNS
+                relation = _bounded(relation, SQL_COLUMNS).limit(limit + 1)
+                rows, total = [], 0
+                for row in relation.fetchall():
+                    total += sum(len(v) if isinstance(v, str) else 8 for v in row)
+                    if total > SQL_RESULT_CHARS and rows:
+                        cut = True
+                        break
+                    rows.append(row)
+                # a store written before redaction existed may hold a key in an error text
+                secrets = configured_secrets()  # once for the page, not once per cell
+                shown = []
+                for row in rows[:limit]:
+                    if time.monotonic() > deadline:
+                        raise too_long
+                    shown.append(tuple(redact(value, secrets) for value in row))
             except duckdb.InterruptException:
-                raise FeaturelensError(
-                    f"The query ran longer than {timeout_s:g} s and was stopped; add a LIMIT or a "
-                    "WHERE clause, or run it with featurelens sql.") from None
+                raise too_long from None
             except duckdb.Error as error:
                 raise FeaturelensError(f"SQL error: {_one_line(error)}") from None
             finally:
                 timer.cancel()
                 cur.close()
-            # a store written before redaction existed may hold a key in an error text
-            secrets = configured_secrets()  # once for the page, not once per cell
-            shown = [tuple(redact(value, secrets) for value in row) for row in rows[:limit]]
-            return SqlResult(columns, shown, len(rows) > limit)
+            return SqlResult(columns[:SQL_COLUMNS], shown, len(rows) > limit or cut)
 
     # -- features with everything a page shows ---------------------------------------
     def feature(self, dictionary_id: str, feature: int, max_examples: int = 20) -> FeatureData | None:

@@ -58,3 +58,8 @@ def sql_page(query: str, result: SqlResult | None, error: str | None, links: Lin
 
 def not_found_page(message: str, links: Links) -> str:
     return render("not_found.html", title="Not found", links=links, message=message)
+
+
+def refused_page(heading: str, message: str, links: Links) -> str:
+    """A request refused before routing (wrong Host, another site): its own heading."""
+    return render("not_found.html", title=heading, links=links, message=message)

@@ -88,9 +88,27 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
     kinds = {kind: _rows(kind, data.examples.get(kind, []), scale, special, show_special)
              for kind in ("top", "quantile", "random")}
     model = getattr(links, "steering_model", None)  # set by `serve --model` (browser.steering_server)
+    where = set_feature_text(data.dictionary.get("config"), index)
     steer_href = steer_url(did, index) if links.live and model else None
     return render("feature.html", title=f"{did} #{index}", links=links, data=data, s=s, did=did, index=index,
                   prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle, note=note,
-                  steer_href=steer_href, steering_model=model,
+                  steer_href=steer_href, steering_model=model, where=where,
                   quantiles=", ".join(fmt(q) for q in (s.get("quantiles") or [])) or "-",
                   histogram=histogram_chart(s.get("histogram_edges"), s.get("histogram_counts")), **kinds)
+
+
+def set_feature_text(config: Any, index: int) -> str | None:
+    """Where a transcoder set's feature sits ("layer 3 transcoder, feature 17: ..."); None for
+    any other dictionary (its hookpoint says where it reads)."""
+    from featurelens.core.transcoder_layout import SetLayout, is_set_config
+    from featurelens.core.errors import FeaturelensError
+
+    if not is_set_config(config):
+        return None
+    try:
+        layout = SetLayout.from_config(config)
+        layer, local = layout.to_local(index)
+    except FeaturelensError:
+        return None
+    return (f"layer {layer} transcoder, feature {local}: reads {layout.hookpoint_in(layer)}, "
+            f"writes {layout.hookpoint_out(layer)}")

@@ -1,16 +1,26 @@
-"""What the browser checks before it routes a request: the Host header and URL numbers.
+"""What the browser checks before it routes a request: the Host header, where the request
+comes from, and URL numbers.
 
 DNS rebinding: a web page on ``evil.example`` can re-point its own name at 127.0.0.1 and
 then read ``http://evil.example:8765/`` with the user's browser, which sends
 ``Host: evil.example:8765``. Answering only the names the server was bound under (the
 loopback names and the ``--host`` value, with the port) makes such reads fail. Numbers
 in URLs are bounded, so an absurd page or feature id is a 404 page, never an exception.
+
+Cross-site requests: any page the user visits can make their browser GET
+``http://127.0.0.1:8765/sql?q=...`` (an ``<img>``, a form, a ``fetch``), which would run
+work on this machine without the user asking. A GET that does work (a SQL query, a
+steering generation) is therefore answered only when the browser says it comes from this
+server's own pages or from the user (``Sec-Fetch-Site: same-origin`` or ``none``), and,
+when an ``Origin`` header is sent, only when it names this server. Clients that send
+neither (curl, scripts) are the user's own.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 #: Pages beyond this are treated as this one (empty listings), never an overflowing OFFSET.
 MAX_PAGE = 10**7
@@ -69,3 +79,18 @@ def feature_index(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or len(text) > MAX_FEATURE_DIGITS:
         return None
     return int(text)
+
+
+def cross_site(headers: Any, allowed: frozenset[str], any_ip_literal: bool = False) -> str | None:
+    """Why a request that does work must be refused as coming from another site, or ``None``."""
+    site = (headers.get("Sec-Fetch-Site") or "").strip().lower()
+    if site and site not in ("same-origin", "none"):
+        return (f"the browser says this request came from another site (Sec-Fetch-Site: {site}); "
+                "open the page from this server and run it there")
+    origin = (headers.get("Origin") or "").strip().lower()
+    if origin:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not host_allowed(rest.rstrip("/"), allowed, any_ip_literal):
+            return (f"the request came from the page of another origin ({origin[:80]}); open the "
+                    "page from this server and run it there")
+    return None

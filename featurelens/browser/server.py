@@ -3,13 +3,23 @@
 Routes: ``/`` (dictionaries), ``/dictionary/<id>?page=N&sort=..&order=..&explained=..&q=..``
 (its features, sorted and filtered), ``/dictionary/<id>/overview`` (counts and histograms),
 ``/feature/<id>/<n>``, ``/search?q=...&page=N`` (explanation text), ``/sql?q=...``
-(read-only SQL), ``/static/<file>`` (the stylesheet; served from the package, so the
-browser works offline). Only GET and HEAD exist: nothing can change the store.
+(read-only SQL), ``/graphs`` and ``/graph/<id>`` (attribution graphs, drawn by
+``static/graph.js`` from ``/graph/<id>/data.json``), ``/static/<file>`` (the stylesheet and
+the graph script; served from the package, so the browser works offline). Only GET and HEAD
+exist: nothing can change the store.
+
+A SQL query from another site's page is refused (:func:`.request_guard.cross_site`);
+pages may not be framed by another site (``frame-ancestors 'none'``, ``X-Frame-Options``);
+a connection idle for :attr:`BrowserHandler.timeout` seconds is closed, and at most
+:data:`MAX_CONNECTIONS` are served at once (:class:`BoundedServer`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -19,6 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurelens.browser import request_guard
 from featurelens.browser.feature_list import ListRequest
+from featurelens.browser.graph_data import list_graphs, load_graph
+from featurelens.browser.graph_page import graph_json, graph_page, graphs_page
 from featurelens.browser.jobs import with_job_banner
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.overview import load_overview, overview_page
@@ -27,6 +39,7 @@ from featurelens.browser.render import (
     dictionary_page,
     index_page,
     not_found_page,
+    refused_page,
     search_page,
     sql_page,
 )
@@ -56,6 +69,7 @@ class BrowserHandler(BaseHTTPRequestHandler):
     hosts: frozenset[str] = frozenset()  # Host header values answered (set by make_server)
     any_ip_literal = False
     server_version = "featurelens"
+    can_intervene = False  # True where a model is loaded (serve --model): the graph page's edits
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Quiet: the terminal shows the URL once, not every request."""
@@ -65,6 +79,14 @@ class BrowserHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         self._dispatch(head=False)
+
+    #: Seconds a connection may stay silent (before its request, or between requests)
+    #: before it is closed: a half-open connection does not hold a thread for ever.
+    timeout = 20.0
+
+    def cross_site_refusal(self) -> str | None:
+        """Why a GET that does work is refused as cross-site (see :mod:`.request_guard`)."""
+        return request_guard.cross_site(self.headers, self.hosts, self.any_ip_literal)
 
     def host_refusal(self) -> str | None:
         """The DNS-rebinding guard: ``None`` for a Host this server answers, else why not."""
@@ -77,8 +99,8 @@ class BrowserHandler(BaseHTTPRequestHandler):
         html_type = "text/html; charset=utf-8"
         refusal = self.host_refusal()
         if refusal is not None:
-            status, ctype, body = HTTPStatus.BAD_REQUEST, html_type, not_found_page(
-                f"{refusal}; open one of those URLs.", _LINKS).encode()
+            status, ctype, body = HTTPStatus.BAD_REQUEST, html_type, refused_page(
+                "Wrong address", f"{refusal}; open one of those URLs.", _LINKS).encode()
         else:
             try:
                 url = urlsplit(self.path)
@@ -100,7 +122,9 @@ class BrowserHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+        self.send_header("Content-Security-Policy",
+                         "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+        self.send_header("X-Frame-Options", "DENY")
         self.end_headers()
         if not head:
             self.wfile.write(body)
@@ -125,6 +149,10 @@ class BrowserHandler(BaseHTTPRequestHandler):
             sql = query.get("q", [""])[0]
             if not sql.strip():
                 return HTTPStatus.OK, html_type, sql_page("", None, None, _LINKS).encode()
+            cross = self.cross_site_refusal()
+            if cross is not None:
+                return HTTPStatus.FORBIDDEN, html_type, sql_page(
+                    sql, None, f"The query was not run: {cross}.", _LINKS).encode()
             try:
                 result, error = self.data.sql(sql), None
             except FeaturelensError as failure:
@@ -144,6 +172,17 @@ class BrowserHandler(BaseHTTPRequestHandler):
                 listing = self.data.feature_list(parts[1], request, page)
                 return HTTPStatus.OK, html_type, dictionary_page(found[0], listing, _LINKS, request,
                                                                  scorers).encode()
+        if head == "graphs" and len(parts) == 1:
+            return HTTPStatus.OK, html_type, graphs_page(list_graphs(self.data.query), _LINKS).encode()
+        if head == "graph" and len(parts) in (2, 3) and (len(parts) == 2 or parts[2] == "data.json"):
+            graph = load_graph(self.data.query, parts[1], examples=3 if len(parts) == 3 else 0)
+            if graph is None:
+                return self._missing(f"There is no graph {parts[1]!r} in this store; see the list at /graphs.")
+            if len(parts) == 3:
+                intervene = _LINKS.graph_intervene(parts[1]) if self.can_intervene else None
+                return HTTPStatus.OK, "application/json", graph_json(graph, _LINKS, intervene)
+            page_html = graph_page(graph, _LINKS, _LINKS.graph_data(parts[1]), self.can_intervene)
+            return HTTPStatus.OK, html_type, page_html.encode()
         if head == "feature" and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             did, index = parts[1], int(parts[2])
             data = self.data.feature(did, index)
@@ -168,12 +207,55 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Connections served at once; more wait in the listen queue, so a flood of idle
+#: connections holds at most this many threads (each closed after its idle timeout).
+MAX_CONNECTIONS = 64
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A threading server with at most :data:`MAX_CONNECTIONS` handler threads: the accept
+    loop waits for a free slot instead of starting a thread per connection."""
+
+    max_connections = MAX_CONNECTIONS
+    request_queue_size = 128
+
+    def server_activate(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=BrowserHandler.timeout):
+            try:  # every slot held for a whole idle timeout: turn this one away
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (socket.timeout, ConnectionError)):
+            return  # an idle client timed out or hung up: nothing to report
+        super().handle_error(request, client_address)
+
+
 def make_server(store_path: str | Path | None, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """A ready (not yet serving) browser server; ``port=0`` picks a free port."""
     data = BrowserData(store_path)
     handler = type("Handler", (BrowserHandler,), {"data": data, "assets": static_files()})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = BoundedServer((host, port), handler)
     except OSError as error:
         data.close()
         raise FeaturelensError(

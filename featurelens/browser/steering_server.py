@@ -10,8 +10,17 @@ The handler extends the read-only browser with ``GET /steer/<dictionary>/<featur
      "steering": [{"dictionary": "<dictionary id>", "feature": 123, "strength": 8}]}
 
 (``"mode"``: add (default), clamp or ablate; ``"positions"``: all, prompt, generated.)
+``GET /graph/<id>/intervene?ablate=NODE,...&steer=NODE=xF,...`` runs an attribution graph's
+prompt with its feature nodes edited (the graph page's pinned nodes) and answers JSON: the
+targets' and the most moved tokens' probabilities before and after
+(:mod:`featurelens.interventions.graph_edits`).
 The store stays read-only; one model call runs at a time (a lock), and dictionaries
-are loaded once, on first use.
+are loaded once, on first use. Each request is bounded: ``max_tokens`` x ``n`` tokens at
+most (:data:`~featurelens.browser.api_request.MAX_WORK_TOKENS`), generation stops after
+:data:`GENERATION_DEADLINE_S` seconds, at most :data:`MAX_WAITING` requests wait for the
+model and none waits longer than :data:`QUEUE_WAIT_S` (a 429 with ``Retry-After``
+otherwise), so one slow request cannot hold the others for long. ``GET /steer/...`` runs
+the model, so it is refused for requests from another site's pages.
 """
 
 from __future__ import annotations
@@ -20,13 +29,13 @@ import json
 import threading
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from featurelens.browser import request_guard
-from featurelens.browser.api_request import ApiError, completion_params, read_json_body
+from featurelens.browser.api_request import ApiError, completion_params, read_json_body, strength
 from featurelens.browser.links import ServerLinks
 from featurelens.browser.server import BrowserHandler, make_server
 from featurelens.browser.steering_panel import steer_result_page
@@ -37,6 +46,16 @@ from featurelens.interventions.limits import check_length
 
 #: The most tokens one request may generate (a browser click or an API call).
 MAX_TOKENS = 512
+#: Seconds one request's generation may run; it stops there with what it has.
+GENERATION_DEADLINE_S = 60.0
+#: Requests that may wait for the model at once; one more is answered 429.
+MAX_WAITING = 16
+#: Seconds a request waits for the model before it is answered 429.
+QUEUE_WAIT_S = 30.0
+
+
+class Busy(Exception):
+    """The model is taken and the queue is full, or the wait ran out: answer 429."""
 
 
 class SteeringLinks(ServerLinks):
@@ -54,6 +73,30 @@ class SteeringService:
         self.data = data
         self.lock = threading.Lock()
         self._targets: dict[str, Any] = {}
+        self._waiting = 0
+        self._count = threading.Lock()
+        self.max_waiting = MAX_WAITING
+        self.queue_wait_s = QUEUE_WAIT_S
+        self.deadline_s = GENERATION_DEADLINE_S
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the model for one request: wait in a bounded queue, for a bounded time."""
+        with self._count:
+            if self._waiting >= self.max_waiting:
+                raise Busy(f"{self._waiting} requests are already waiting for the model")
+            self._waiting += 1
+        try:
+            got = self.lock.acquire(timeout=self.queue_wait_s)
+        finally:
+            with self._count:
+                self._waiting -= 1
+        if not got:
+            raise Busy(f"the model stayed busy for {self.queue_wait_s:g} s")
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def target(self, dictionary_id: str) -> Any:
         from featurelens.interventions.targets import (
@@ -90,12 +133,13 @@ class SteeringService:
                                        'unless "mode" is "ablate").')
             mode = str(item.get("mode", "add"))
             value = item.get("strength", 0.0 if mode == "ablate" else None)
-            if value is None:
-                raise FeaturelensError(f'The edit of feature {item["feature"]} has no "strength"; add a number.')
             feature = item["feature"]
-            if isinstance(feature, bool) or not isinstance(feature, int):
-                raise FeaturelensError(f'"feature" must be an integer, not {feature!r}.')
-            grouped.setdefault(str(item["dictionary"]), []).append(Edit(feature, mode, value))
+            if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < 2**63:
+                shown = repr(feature) if not isinstance(feature, int) or abs(feature) < 10**20 else "a huge number"
+                raise FeaturelensError(f'"feature" must be a feature number (a whole number from 0), not {shown}.')
+            if value is None:
+                raise FeaturelensError(f'The edit of feature {feature} has no "strength"; add a number.')
+            grouped.setdefault(str(item["dictionary"]), []).append(Edit(feature, mode, strength(value)))
         return [FeatureEditor(self.backend, self.target(d).dictionary, edits, positions=positions)
                 for d, edits in grouped.items()]
 
@@ -128,13 +172,13 @@ def complete(service: SteeringService, body: dict[str, Any], chat: bool) -> dict
         raise FeaturelensError('"prompt" has no tokens.')
     check_length(backend, int(ids.shape[1]), max_tokens)
     eos = backend.tokenizer.eos_token_id
-    with service.lock:
+    with service.turn():
         editors = service.editors(body.get("steering"), positions)
         with ExitStack() as stack:
             for editor in editors:
                 stack.enter_context(editor)
             new = generate_ids(backend, ids, max_tokens=max_tokens, seed=seed, temperature=temperature,
-                               top_p=top_p, samples=n, stop_at_eos=True)
+                               top_p=top_p, samples=n, stop_at_eos=True, max_time=service.deadline_s)
     choices, completion_tokens = [], 0
     for index, row in enumerate(new.tolist()):
         finish = "length"
@@ -157,6 +201,7 @@ class SteeringHandler(BrowserHandler):
     service: SteeringService
     links: SteeringLinks
     api: bool = False
+    can_intervene = True  # the graph page offers edits of its pinned nodes
     #: Seconds a connection may sit idle (a body announced and never sent holds a thread, not the model).
     timeout = 60
 
@@ -171,7 +216,25 @@ class SteeringHandler(BrowserHandler):
                 return HTTPStatus.OK, html_type, page.encode()
         if parts[:1] == ["steer"] and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             return self._steer(parts[1], int(parts[2]), query)
+        if parts[:1] == ["graph"] and len(parts) == 3 and parts[2] == "intervene":
+            return self._intervene(parts[1], query)
         return super()._route(parts, query)
+
+    def _intervene(self, graph_id: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
+        """The graph page's edits of pinned nodes, answered as JSON."""
+        from dataclasses import asdict
+
+        from featurelens.interventions.graph_edits import graph_row, intervene, parse_node_edits
+
+        try:
+            edits = parse_node_edits(query.get("ablate", []), query.get("steer", []))
+            with self.service.lock:
+                graph = graph_row(self.data.query, graph_id)
+                target = self.service.target(graph["dictionary_id"])
+                result = intervene(self.data.query, graph_id, edits, backend=target.backend, tset=target.dictionary)
+        except FeaturelensError as error:
+            return HTTPStatus.BAD_REQUEST, "application/json", json.dumps({"error": str(error)}).encode()
+        return HTTPStatus.OK, "application/json", json.dumps(asdict(result)).encode()
 
     def _steer(self, dictionary_id: str, feature: int, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         from featurelens.interventions.edits import parse_edit
@@ -181,6 +244,10 @@ class SteeringHandler(BrowserHandler):
             return query.get(name, [default])[0].strip()
 
         html_type = "text/html; charset=utf-8"
+        cross = self.cross_site_refusal()
+        if cross is not None:
+            page = steer_result_page(dictionary_id, feature, self.links, error=f"Not run: {cross}.")
+            return HTTPStatus.FORBIDDEN, html_type, page.encode()
         try:
             mode = arg("mode", "add")
             strength = arg("strength", "8")
@@ -196,10 +263,14 @@ class SteeringHandler(BrowserHandler):
                 raise FeaturelensError(f"tokens must be between 1 and {MAX_TOKENS}.")
             if not SEED_MIN <= seed <= SEED_MAX:
                 raise FeaturelensError("seed must be a 64-bit whole number.")
-            with self.service.lock:
+            with self.service.turn():
                 target = self.service.target(dictionary_id)
                 result = steer_compare(target.backend, target.dictionary, [edit], arg("prompt", "I think"),
                                        max_tokens=tokens, seed=seed, samples=1)
+        except Busy as busy:
+            page = steer_result_page(dictionary_id, feature, self.links,
+                                     error=f"The model is busy ({busy}); try again in a moment.")
+            return HTTPStatus.TOO_MANY_REQUESTS, html_type, page.encode()
         except FeaturelensError as error:
             page = steer_result_page(dictionary_id, feature, self.links, error=str(error))
             return HTTPStatus.BAD_REQUEST, html_type, page.encode()
@@ -220,6 +291,10 @@ class SteeringHandler(BrowserHandler):
         except ApiError as error:
             self.close_connection = True  # an unread body must not be taken for the next request
             return self._json(error.status, _error(error.message))
+        except Busy as busy:
+            return self._json(HTTPStatus.TOO_MANY_REQUESTS, {"error": {
+                "message": f"The model is busy ({busy}); retry after a few seconds.",
+                "type": "rate_limit_error"}}, {"Retry-After": "5"})
         except FeaturelensError as error:
             return self._json(HTTPStatus.BAD_REQUEST, _error(str(error)))
         except Exception as error:  # noqa: BLE001 - the server answers, it does not die
@@ -246,11 +321,13 @@ class SteeringHandler(BrowserHandler):
                 {"id": model, "object": "model", "created": 0, "owned_by": "featurelens"}]})
         super().do_GET()
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(self, status: int, payload: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 

@@ -63,12 +63,14 @@ def configured_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
 
 @functools.lru_cache(maxsize=64)
 def _echoed_forms(value: str) -> tuple[str, ...]:
-    """``value`` as a server could echo it: stripped, URL-quoted, and base64 (standard and
-    URL-safe) at each of the three byte alignments it can have inside a longer encoded text
-    (``user:KEY`` in a Basic header), keeping only the characters the value alone decides."""
+    """``value`` as a server could echo it: stripped, URL-quoted (path and form style),
+    hex (lower and upper case), and base64 (standard and URL-safe) at each of the three
+    byte alignments it can have inside a longer encoded text (``user:KEY`` in a Basic
+    header), keeping only the characters the value alone decides."""
     plain = value.strip()
-    forms = {value, plain, urllib.parse.quote(plain, safe="")}
     data = plain.encode("utf-8")
+    forms = {value, plain, urllib.parse.quote(plain, safe=""), urllib.parse.quote(plain),
+             urllib.parse.quote_plus(plain), data.hex(), data.hex().upper()}
     for pad in range(3):
         total = pad + len(data)
         first = -(-8 * pad // 6)  # the first character whose 6 bits are all the value's

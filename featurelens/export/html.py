@@ -22,12 +22,15 @@ from featurelens.export.staging import Staging
 
 LIST_PAGE_SIZE = 500
 BATCH = 200
+#: The assets a report's pages use: its pages run no script, so the graph page's is left out.
+REPORT_ASSETS = ("style.css",)
 
 
 def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> int:
     """Write the report for the features in ``keys``; returns the number of feature pages."""
     for name, content in static_files().items():
-        staging.write_bytes(f"static/{name}", content)
+        if name in REPORT_ASSETS:
+            staging.write_bytes(f"static/{name}", content)
     by_dictionary: dict[str, list[int]] = {}
     for dictionary_id, feature in keys:
         by_dictionary.setdefault(dictionary_id, []).append(feature)

@@ -19,7 +19,7 @@ from featurelens.export.neuronpedia import layout as neuronpedia
 from featurelens.export.neuronpedia import upload as neuronpedia_upload
 from featurelens.export.staging import stage
 
-FORMATS = ("neuronpedia", "neuronpedia-upload", "parquet", "html")
+FORMATS = ("neuronpedia", "neuronpedia-upload", "parquet", "html", "neuronpedia-graph")
 
 
 def _store_state(data: BrowserData) -> list[object]:
@@ -28,12 +28,17 @@ def _store_state(data: BrowserData) -> list[object]:
 
 
 def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
-           where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
+           where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None,
+           graph_id: str | None = None, feature_base_url: str | None = None, all_nodes: bool = False) -> str:
     """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line.
 
     A write that fails (disk full, no permission) is one sentence; the files already
     finished stay in ``<output>.partial`` and the same command resumes from them."""
     try:
+        if fmt == "neuronpedia-graph":
+            return _export_graph(store_path, output, graph_id, feature_base_url, all_nodes)
+        if graph_id is not None:
+            raise FeaturelensError("--graph goes with --format neuronpedia-graph; drop it or change the format.")
         return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where,
                        visibility=visibility, embeddings=embeddings)
     except OSError as error:
@@ -91,6 +96,37 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
     staging.finish({"format": fmt, "dictionary": dictionary_id, "where": where,
                     "features": len(keys), "featurelens_version": featurelens.__version__})
     return f"Exported {what} to {staging.final}."
+
+
+def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | None,
+                  feature_base_url: str | None, all_nodes: bool) -> str:
+    """One attribution graph for Neuronpedia's graph viewer (see export/neuronpedia/graph.py)."""
+    from featurelens.browser.graph_data import list_graphs, load_graph
+    from featurelens.export.neuronpedia import graph as neuronpedia_graph
+
+    data = BrowserData(store_path)
+    try:
+        if graph_id is None:
+            known = ", ".join(g["graph_id"] for g in list_graphs(data.query)[:10]) or "none yet"
+            raise FeaturelensError(f"--format neuronpedia-graph exports one graph; pass --graph ID (known: {known}).")
+        graph = load_graph(data.query, graph_id, examples=0)
+        if graph is None:
+            known = ", ".join(g["graph_id"] for g in list_graphs(data.query)[:10]) or "none yet"
+            raise FeaturelensError(f"There is no graph {graph_id!r} in {data.path} (known: {known}); "
+                                   "make one with featurelens graph.")
+        slug = neuronpedia_graph.slug_of(graph_id)
+        base = feature_base_url or "features"
+        request = {"format": "neuronpedia-graph", "graph": graph_id, "base": base, "all": all_nodes,
+                   "store": str(data.path)}
+        staging = stage(output, request, _store_state(data))
+        count = neuronpedia_graph.write(data.query, graph, staging, slug=slug, feature_json_base_url=base,
+                                        all_nodes=all_nodes)
+    finally:
+        data.close()
+    staging.finish({"format": "neuronpedia-graph", "graph": graph_id, "features": count,
+                    "featurelens_version": featurelens.__version__})
+    return (f"Exported graph {graph_id} to {staging.final}/graph_data/{slug}.json with {count} feature "
+            f"detail files under {staging.final}/features (served at {base}).")
 
 
 def _selection(dictionary_id: str | None, where: str | None) -> tuple[str | None, list[object]]:

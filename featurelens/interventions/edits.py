@@ -134,7 +134,14 @@ def normalize_edits(edits: Mapping[int, Any] | Iterable[Any] | None) -> list[Edi
     return out
 
 
-def check_positions(positions: str) -> str:
-    if positions not in POSITIONS:
-        raise FeaturelensError(f"Unknown positions {positions!r}; use one of {', '.join(POSITIONS)}.")
-    return positions
+def check_positions(positions: str | Iterable[int]) -> str | tuple[int, ...]:
+    """``all``, ``prompt``, ``generated``, or the token positions to edit (0-based, e.g. a
+    graph node's position)."""
+    if isinstance(positions, str):
+        if positions not in POSITIONS:
+            raise FeaturelensError(f"Unknown positions {positions!r}; use one of {', '.join(POSITIONS)}.")
+        return positions
+    chosen = tuple(positions)
+    if not chosen or any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in chosen):
+        raise FeaturelensError(f"Positions {chosen!r} are not token positions; pass 0-based whole numbers.")
+    return chosen

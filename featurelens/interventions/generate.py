@@ -41,11 +41,12 @@ def encode_prompt(backend: Any, prompt: str) -> torch.Tensor:
 
 def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, seed: int,
                  temperature: float = 0.7, top_p: float = 0.95, samples: int = 1,
-                 stop_at_eos: bool = False) -> torch.Tensor:
+                 stop_at_eos: bool = False, max_time: float | None = None) -> torch.Tensor:
     """``[samples, n]`` new token ids (greedy when ``temperature`` is 0).
 
     ``n`` is ``max_tokens`` unless ``stop_at_eos`` lets every row end early at EOS (rows
-    that ended are padded, after their EOS, with the pad token)."""
+    that ended are padded, after their EOS, with the pad token), or ``max_time`` seconds
+    pass first (generation stops there: a deadline for a server's request)."""
     tokenizer = backend.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = prompt_ids.expand(samples, -1)
@@ -53,6 +54,8 @@ def generate_ids(backend: Any, prompt_ids: torch.Tensor, *, max_tokens: int, see
                               "attention_mask": torch.ones_like(ids)}
     if not stop_at_eos:
         kwargs["min_new_tokens"] = max_tokens
+    if max_time is not None:
+        kwargs["max_time"] = max_time
     if temperature > 0:
         kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
     else:

@@ -151,12 +151,16 @@ class FeatureEditor:
     :param dictionary: a loaded :class:`~featurelens.core.dictionaries.base.Dictionary`.
     :param edits: ``{feature: strength}`` (add), or see
         :func:`~featurelens.interventions.edits.normalize_edits`.
-    :param positions: ``all``, ``prompt`` or ``generated``.
+    :param positions: ``all``, ``prompt``, ``generated``, or a tuple of token positions
+        (counted along the sequence, as ``position_ids`` are).
     :param prompt_length: tokens of prompt; default: the first forward call of each sequence.
+
+    A transcoder set (:mod:`featurelens.core.transcoder_set`) is edited through one
+    editor per layer its edited features belong to.
     """
 
     def __init__(self, model: Any, dictionary: Any, edits: Mapping[int, Any] | Any, *,
-                 positions: str = "all", prompt_length: int | None = None,
+                 positions: str | tuple[int, ...] = "all", prompt_length: int | None = None,
                  hookpoint: str | None = None):
         self.module, resolve = _model_and_resolver(model)
         self.dictionary = dictionary
@@ -169,6 +173,14 @@ class FeatureEditor:
                 raise FeaturelensError(
                     f"Feature {edit.feature} is out of range: the dictionary has {dictionary.d_sae} "
                     f"features (0-{dictionary.d_sae - 1}); pick one in that range.")
+        self._positions: torch.Tensor | None = None
+        self._pending: torch.Tensor | None = None  # transcoders: coefficients read at the input
+        self._handles: list[Any] = []
+        self.parts: list[FeatureEditor] = []
+        if hasattr(dictionary, "encode_sparse_layers"):  # a transcoder set: one editor per layer edited
+            self.parts = _set_parts(model, dictionary, self.edits, self.positions, prompt_length)
+            self.terms = None
+            return
         self.read_hookpoint, self.write_hookpoint = output_hookpoint(dictionary, hookpoint)
         self.read_site = resolve(self.read_hookpoint)
         self.write_site = resolve(self.write_hookpoint)
@@ -176,9 +188,6 @@ class FeatureEditor:
         self.terms = _Terms(dictionary, self.edits, device) if self.edits else None
         if self.terms is not None and self.terms.needs_reading and not self.terms.identity:
             dictionary.to(device)
-        self._positions: torch.Tensor | None = None
-        self._pending: torch.Tensor | None = None  # transcoders: coefficients read at the input
-        self._handles: list[Any] = []
 
     # -- positions ----------------------------------------------------------------------
     def _track(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
@@ -206,8 +215,10 @@ class FeatureEditor:
         positions = self._positions
         if positions is None or tuple(positions.shape) != (batch, length):
             positions = torch.arange(length, device=device).expand(batch, -1)
-        cut = self.prompt_length if self.prompt_length is not None else length
         positions = positions.to(device)
+        if isinstance(self.positions, tuple):
+            return torch.isin(positions, torch.tensor(self.positions, device=device))
+        cut = self.prompt_length if self.prompt_length is not None else length
         return positions < cut if self.positions == "prompt" else positions >= cut
 
     # -- the edit --------------------------------------------------------------------------
@@ -253,24 +264,11 @@ class FeatureEditor:
 
     # -- hooks -------------------------------------------------------------------------------
     def _hook(self, site: hp.HookSite, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        module = dict(self.module.named_modules())[site.module]
-        if site.where == "input":
-            def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-                if args:
-                    new = fn(first_tensor(args[0]))
-                    return (new, *args[1:]), kwargs
-                key = "hidden_states" if "hidden_states" in kwargs else next(
-                    k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
-                return args, {**kwargs, key: fn(kwargs[key])}
-            self._handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
-        else:
-            def post(module: torch.nn.Module, args: tuple, output: Any) -> Any:
-                tensor = first_tensor(output)
-                new = fn(tensor)
-                return None if new is tensor else with_first_tensor(output, new)
-            self._handles.append(module.register_forward_hook(post))
+        self._handles.append(attach(self.module, site, fn))
 
     def __enter__(self) -> "FeatureEditor":
+        for part in self.parts:
+            part.__enter__()
         if self.terms is None:
             return self  # an empty edit touches nothing: outputs stay bit-identical
         base = getattr(self.module, "base_model", None) or self.module
@@ -286,12 +284,50 @@ class FeatureEditor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for part in reversed(self.parts):
+            part.__exit__(*exc)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self._positions = None
         self._pending = None
         self.prompt_length = self.fixed_prompt_length
+
+
+def attach(root: torch.nn.Module, site: hp.HookSite, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """A hook that passes the activation at ``site`` through ``fn``; returns its handle."""
+    module = dict(root.named_modules())[site.module]
+    if site.where == "input":
+        def pre(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
+            if args:
+                new = fn(first_tensor(args[0]))
+                return (new, *args[1:]), kwargs
+            key = "hidden_states" if "hidden_states" in kwargs else next(
+                k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
+            return args, {**kwargs, key: fn(kwargs[key])}
+        return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(module: torch.nn.Module, args: tuple, output: Any) -> Any:
+        tensor = first_tensor(output)
+        new = fn(tensor)
+        return None if new is tensor else with_first_tensor(output, new)
+    return module.register_forward_hook(post)
+
+
+def _set_parts(model: Any, tset: Any, edits: list[Edit], positions: str | tuple[int, ...],
+               prompt_length: int | None) -> list["FeatureEditor"]:
+    """A transcoder set's edits as one editor per layer: feature ``offset(L) + i`` of the set is
+    feature ``i`` of layer ``L``'s transcoder, read at its MLP input, written to its MLP output."""
+    if getattr(tset, "cross", None):
+        raise FeaturelensError("This transcoder set is cross-layer: its features write to every later layer, "
+                               "which a per-layer edit does not carry; steer a per-layer set.")
+    by_layer: dict[int, list[Edit]] = {}
+    for edit in edits:
+        layer, local = tset.locate(edit.feature)
+        by_layer.setdefault(layer, []).append(Edit(local, edit.mode, edit.value))
+    return [FeatureEditor(model, tset.transcoder(layer), local_edits, positions=positions,
+                          prompt_length=prompt_length, hookpoint=tset.layout.hookpoint_in(layer))
+            for layer, local_edits in sorted(by_layer.items())]
 
 
 @contextmanager

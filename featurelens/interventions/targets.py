@@ -90,7 +90,8 @@ def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | N
                 "pass e.g. --hookpoint blocks.6.hook_resid_post.")
         spec = dictionary
     lm = backend or create("model_backend", "hf", model or "smollm2", dtype=dtype, device=device)
-    lm.site(hookpoint)  # an unknown hookpoint is one sentence before anything loads
+    if "*" not in hookpoint:  # a transcoder set (blocks.*.<hook>) checks each layer's hookpoint as it loads
+        lm.site(hookpoint)  # an unknown hookpoint is one sentence before anything loads
     loaded = load_dictionary(spec, backend=lm, hookpoint=hookpoint).to(lm.device).eval()
     if loaded.hookpoint is None:
         loaded.hookpoint = hookpoint

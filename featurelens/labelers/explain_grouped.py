@@ -8,7 +8,9 @@ own prefix, with one rule added to the system turn (so the prefix stays identica
 across requests), then one user turn holding each feature's usual block under a
 ``Feature N:`` line. The answer is one ``N: explanation`` line per feature; each line
 is read by the explainer's own parser, so a missing or unusable line fails only its
-feature (a ``failures`` row each), and a failed request fails every feature in it.
+feature (a ``failures`` row each), and a failed request, or an answer with no usable
+line, fails every feature in it (a group of one included: its feature counts as failed,
+never as done).
 
 ``k`` is bounded by the output the request may need: ``k`` times the explainer's
 ``max_tokens`` must fit :data:`MAX_OUTPUT_TOKENS`.
@@ -112,9 +114,14 @@ def grouped_job(explainer: Explainer, spec: Any, records: list[FeatureRecord], i
                 "explanation_id": eid, "dictionary_id": record.dictionary_id, "feature": record.feature,
                 "explainer": spec.explainer, "llm": spec.llm, "text": text[:max_chars], "options": options,
                 "run_id": run_id})
+        if not rows["explanations"]:  # nothing usable: the job failed (each member counted as
+            # failed, none resolved, the answer out of the cache so a rerun asks again)
+            raise ParseError(rows["failures"][0]["reason"].removeprefix("unusable answer: "))
         return rows
 
-    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=False,
+    # require_all: the one request failed for good, so every member failed (a success is
+    # never counted, nor a failure resolved, for a group whose request was not answered)
+    return Job(records[0].dictionary_id, records[0].feature, "explain", [request], finish, require_all=True,
                method=spec.method, features=len(records),
                members=tuple((r.dictionary_id, r.feature) for r in records))
 

@@ -3,7 +3,9 @@
 Keys hash the provider, the model and :meth:`LLMRequest.cache_material`; values are
 whole :class:`LLMResponse` objects as JSON in the store's ``llm_cache`` table. Lookups
 are made per chunk of jobs (one query), never per request, so a cache check costs far
-less than a call.
+less than a call. A row is checked by shape before it is used: one that is not an
+answer's shape (valid JSON or not) is no hit, so its request is sent again, and it is
+deleted when the store is writable, so the new answer takes its place.
 """
 
 from __future__ import annotations
@@ -42,8 +44,38 @@ def _logprobs(items: list[dict[str, Any]]) -> list[TokenLogprobs]:
     return [TokenLogprobs(i["token"], i.get("logprob"), dict(i.get("top") or {})) for i in items]
 
 
+def _count(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53)
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _items_ok(items: Any) -> bool:
+    return items is None or (isinstance(items, list) and all(
+        isinstance(i, dict) and isinstance(i.get("token"), str) and _number(i.get("logprob"))
+        and (i.get("top") is None or (isinstance(i["top"], dict)
+                                      and all(_number(v) and v is not None for v in i["top"].values())))
+        for i in items))
+
+
+def checked_response(text: str) -> LLMResponse | None:
+    """The response in ``text`` when it has the shape :func:`response_to_json` writes
+    (text a string, counts whole numbers, log-probs tokens with numbers), else ``None``."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not (isinstance(data, dict) and isinstance(data.get("text"), str)
+            and all(_count(data.get(k)) for k in ("input_tokens", "output_tokens", "cached_input_tokens"))
+            and _items_ok(data.get("output_logprobs")) and _items_ok(data.get("prompt_logprobs"))):
+        return None
+    return response_from_json(text)
+
+
 def response_from_json(text: str) -> LLMResponse:
-    """Inverse of :func:`response_to_json`."""
+    """Inverse of :func:`response_to_json` (for text of that shape; see :func:`checked_response`)."""
     data = json.loads(text)
     return LLMResponse(
         text=data["text"],
@@ -56,7 +88,8 @@ def response_from_json(text: str) -> LLMResponse:
 
 
 def lookup(store: Store, keys: Iterable[str]) -> dict[str, LLMResponse]:
-    """The cached responses among ``keys``, one query per :data:`LOOKUP_KEYS` keys.
+    """The cached responses among ``keys``, one query per :data:`LOOKUP_KEYS` keys; rows
+    not of an answer's shape are no hit (and are deleted from a writable store).
 
     The keys go in as an ``IN`` list of values, which DuckDB answers from the primary
     key's index: a join would scan every cached key per chunk, a cost that grows with the
@@ -68,7 +101,17 @@ def lookup(store: Store, keys: Iterable[str]) -> dict[str, LLMResponse]:
         rows += store.con.execute(
             f"SELECT cache_key, CAST(response AS VARCHAR) FROM llm_cache "
             f"WHERE cache_key IN ({','.join('?' * len(part))})", part).fetchall()
-    return {key: response_from_json(text) for key, text in rows}
+    found: dict[str, LLMResponse] = {}
+    bad = []
+    for key, text in rows:
+        response = checked_response(text)
+        if response is None:
+            bad.append(key)
+        else:
+            found[key] = response
+    if bad and not getattr(store, "read_only", True):
+        store.execute(f"DELETE FROM llm_cache WHERE cache_key IN ({','.join('?' * len(bad))})", bad)
+    return found
 
 
 #: Keys per lookup query (an index lookup each; long lists stay cheap to bind).

@@ -67,11 +67,13 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 
 @click.command("export")
 @store_option
-@click.option("--format", "fmt", type=click.Choice(["neuronpedia", "neuronpedia-upload", "parquet", "html"]),
+@click.option("--format", "fmt",
+              type=click.Choice(["neuronpedia", "neuronpedia-upload", "parquet", "html", "neuronpedia-graph"]),
               required=True,
               help="neuronpedia: the bucket Neuronpedia's admin import reads; neuronpedia-upload: "
                    "payloads for neuronpedia.org's /api/feature/upload-batch; parquet: one file per table; "
-                   "html: static report.")
+                   "html: static report; neuronpedia-graph: one attribution graph (--graph) for Neuronpedia's "
+                   "graph viewer, with its features' detail files.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write [default: export-<format>].")
 @click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
@@ -86,10 +88,15 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
               help="neuronpedia-upload: POST the payloads to URL (e.g. https://www.neuronpedia.org), "
                    "key from NEURONPEDIA_API_KEY.")
 @click.option("--dry-run", is_flag=True, help="With --send: print what would be sent, send nothing.")
+@click.option("--graph", "graph_id", default=None, help="neuronpedia-graph: the graph to export (graphs.graph_id).")
+@click.option("--feature-base-url", default=None,
+              help="neuronpedia-graph: where the viewer will fetch features/<n>.json [default: features].")
+@click.option("--all-nodes", is_flag=True, help="neuronpedia-graph: also the nodes and edges pruning removed.")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
                    where: str | None, visibility: str, embeddings: str | None, send_url: str | None,
-                   dry_run: bool) -> None:
-    """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report."""
+                   dry_run: bool, graph_id: str | None, feature_base_url: str | None, all_nodes: bool) -> None:
+    """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report,
+    or an attribution graph for Neuronpedia's graph viewer."""
     from featurelens.core.errors import FeaturelensError
     from featurelens.export.runner import export
 
@@ -99,7 +106,8 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
         raise FeaturelensError("--dry-run shows what --send would do; add --send URL.")
     target = output or Path(f"export-{fmt}")
     summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where,
-                     visibility=visibility, embeddings=embeddings)
+                     visibility=visibility, embeddings=embeddings, graph_id=graph_id,
+                     feature_base_url=feature_base_url, all_nodes=all_nodes)
     click.echo(summary)
     if send_url:
         from featurelens.export.neuronpedia import upload

@@ -5,6 +5,7 @@ own (see :mod:`featurelens.llm.batch.intent`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -42,7 +43,7 @@ def batches_status(refresh: bool, store_path: Path | None) -> None:
     if not rows:
         click.echo("No provider batches in this store.")
     for line in progress_lines(rows, states):
-        click.echo(line)
+        click.echo(_shown(line))
 
 
 @batches_group.command("collect")
@@ -58,7 +59,7 @@ def batches_collect(prices: Path | None, no_progress: bool, store_path: Path | N
 
     with Store.open(existing_store(store_path)) as store:
         for line in collect_batches(store, prices=PriceTable.load(prices), progress=not no_progress):
-            click.echo(line)
+            click.echo(_shown(line))
 
 
 @batches_group.command("adopt")
@@ -71,7 +72,7 @@ def adopt_command(placeholder: str, batch_id: str, store_path: Path | None) -> N
     from featurelens.llm.batch.intent import adopt
 
     with Store.open(existing_store(store_path)) as store:
-        click.echo(adopt(store, placeholder, batch_id))
+        click.echo(_shown(adopt(store, placeholder, batch_id)))
 
 
 @batches_group.command("forget")
@@ -84,4 +85,14 @@ def forget_command(placeholder: str, store_path: Path | None) -> None:
     from featurelens.llm.batch.intent import forget
 
     with Store.open(existing_store(store_path)) as store:
-        click.echo(forget(store, placeholder))
+        click.echo(_shown(forget(store, placeholder)))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _shown(value: object) -> str:
+    """``value`` as text safe for a terminal: control characters (ESC sequences that recolour,
+    retitle or clear the terminal, carriage returns that hide text) written as escapes, so
+    text a provider or a planted row put in the store is shown, never obeyed."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], str(value))

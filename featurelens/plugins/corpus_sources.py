@@ -125,6 +125,10 @@ class JsonlCorpus:
                     except ValueError:
                         raise FeaturelensError(
                             f"{path} line {number} is not valid JSON; fix or remove that line.") from None
+                    except RecursionError:  # [[[[... thousands deep: no document is shaped so
+                        raise FeaturelensError(
+                            f"{path} line {number} is JSON nested too deeply to read; a document is "
+                            "an object with a text field, so fix or remove that line.") from None
                     if not isinstance(row, dict) or not isinstance(row.get(self.field), str):
                         raise FeaturelensError(
                             f"{path} line {number} has no text field {self.field!r}; name the field "

@@ -45,9 +45,12 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.command("train")
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded), a local transformers folder, or a hub id.")
-@click.option("--hookpoint", required=True, help="Where to read the model, e.g. blocks.6.hook_resid_post.")
+@click.option("--hookpoint", default=None, help="Where to read the model, e.g. blocks.6.hook_resid_post "
+              "(with --layers: the hook inside each block, default ln2.hook_normalized).")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the trained dictionary (rerun the same command to resume).")
+@click.option("--layers", default=None, help="Transcoders: train one per layer (all, 0-5, 0,2,4) into one "
+              "transcoder set; --hookpoint and --hookpoint-out then name hooks inside each block.")
 @click.option("--name", default=None,
               help="Dictionary id in the store [default: generated, e.g. smollm2-l6-topk8x-1a2b3c4d].")
 @click.option("--architecture", default="topk", show_default=True,
@@ -55,7 +58,8 @@ def _backend(model: str, dtype: str, device: str) -> Any:
 @click.option("--expansion", type=int, default=8, show_default=True, help="Features per activation dimension.")
 @click.option("--d-sae", type=int, default=None, help="Number of features (overrides --expansion).")
 @click.option("--k", type=int, default=32, show_default=True, help="Active features per token (TopK-style).")
-@click.option("--hookpoint-out", default=None, help="Transcoders: the hookpoint to predict (e.g. blocks.6.hook_mlp_out).")
+@click.option("--hookpoint-out", default=None, help="Transcoders: the hookpoint to predict (e.g. blocks.6.hook_mlp_out; "
+              "with --layers: the hook inside each block, default hook_mlp_out).")
 @click.option("--corpus", default="stdlib", show_default=True, help="stdlib, a path, or source:location.")
 @click.option("--tokens", type=int, default=200_000, show_default=True, help="Training tokens.")
 @click.option("--context", type=int, default=64, show_default=True, help="Tokens per window.")
@@ -79,7 +83,8 @@ def _backend(model: str, dtype: str, device: str) -> Any:
               help="Data-parallel workers (one GPU each on GPUs); with processes or ray.")
 @click.option("--address", default=None, help="Ray cluster to join (auto, HOST:PORT); default: a local one.")
 @click.option("--worker-threads", type=int, default=1, show_default=True, help="Torch threads per worker.")
-def train_command(model: str, hookpoint: str, output: Path, name: str | None, architecture: str, expansion: int,
+def train_command(model: str, hookpoint: str | None, output: Path, layers: str | None, name: str | None,
+                  architecture: str, expansion: int,
                   d_sae: int | None, k: int, hookpoint_out: str | None, corpus: str, tokens: int,
                   context: int, batch_size: int | None, lr: float | None, buffer_rows: int,
                   learner_options: tuple[str, ...], bf16: bool, dtype: str, device: str, seed: int,
@@ -97,6 +102,19 @@ def train_command(model: str, hookpoint: str, output: Path, name: str | None, ar
     from featurelens.core.training import train_dictionary
 
     options = _parse_options(learner_options)
+    if layers is not None:
+        if architecture != "transcoder":
+            raise click.UsageError("--layers trains a transcoder set; add --architecture transcoder.")
+        if executor != "inprocess":
+            raise click.UsageError("--layers trains the layers one after another in this process; "
+                                   "drop --executor.")
+        _train_set(model=model, hookpoint=hookpoint, hookpoint_out=hookpoint_out, output=output, layers=layers,
+                   name=name, expansion=expansion, d_sae=d_sae, k=k, corpus=corpus, tokens=tokens,
+                   context=context, batch_size=batch_size, lr=lr, buffer_rows=buffer_rows, options=options,
+                   seed=seed, bf16=bf16, dtype=dtype, device=device, checkpoint_seconds=checkpoint_seconds)
+        return
+    if hookpoint is None:
+        raise click.UsageError("Missing option '--hookpoint' (or --layers with --architecture transcoder).")
     if name is None:
         width = f"{d_sae}" if d_sae else f"{expansion}x"
         name = readable_name(model, hookpoint, architecture, width, settings_key({
@@ -134,6 +152,35 @@ def train_command(model: str, hookpoint: str, output: Path, name: str | None, ar
     click.echo(f"Trained {result.dictionary.architecture} ({result.dictionary.d_sae} features) on "
                f"{result.tokens} tokens in {result.steps} steps{resumed}: {shown}. Saved to {output} "
                f"as {name}.")
+
+
+def _train_set(*, model: str, hookpoint: str | None, hookpoint_out: str | None, output: Path, layers: str,
+               name: str | None, dtype: str, device: str, **options: Any) -> None:
+    """``train --architecture transcoder --layers ...``: one transcoder per layer, one set."""
+    from featurelens.core.dictionaries.naming import check_name, readable_name, settings_key
+    from featurelens.core.training.transcoder_sets import train_transcoder_set
+
+    input_hook = hookpoint or "ln2.hook_normalized"
+    output_hook = hookpoint_out or "hook_mlp_out"
+    if name is None:
+        width = f"{options['d_sae']}" if options.get("d_sae") else f"{options['expansion']}x"
+        name = readable_name(model, f"layers-{layers}", "transcoderset", width, settings_key({
+            "model": model, "layers": layers, "input_hook": input_hook, "output_hook": output_hook,
+            **{k: v for k, v in options.items() if k != "checkpoint_seconds"}}))
+    check_name(name)
+    backend = _backend(model, dtype, device)
+    learner = options.pop("options")
+    result = train_transcoder_set(backend=backend, output=output, layers=layers, input_hook=input_hook,
+                                  output_hook=output_hook, dictionary_id=name, device=device,
+                                  options=learner, **options)
+    if result.already_done:
+        click.echo(f"Already trained: {output} holds a finished transcoder set of layers "
+                   f"{', '.join(map(str, result.layers))}; choose another --output to train a new one.")
+        return
+    shown = "; ".join(f"layer {layer}: fvu={r.metrics.get('fvu', float('nan')):.4g}, l0={r.metrics.get('l0', float('nan')):.4g}"
+                      for layer, r in result.layers.items())
+    click.echo(f"Trained a transcoder set of {len(result.layers)} layers ({result.d_sae} features): {shown}. "
+               f"Saved to {output} as {name}.")
 
 
 def _train_or_done(train: Any, runner: Any, **kwargs: Any) -> Any:
@@ -314,3 +361,53 @@ def export_command(path: str, fmt: str, output: Path) -> None:
     target = get_registry().get("dictionary_format", fmt).create()
     target.save(dictionary, str(output))
     click.echo(f"Wrote {dictionary.architecture} dictionary as {fmt} to {output}.")
+
+
+@dictionaries_group.command("make-set")
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--layer", "layers", multiple=True, required=True, metavar="L=SPEC",
+              help="Layer L's transcoder: a folder (any format, or Gemma Scope 2's params.safetensors), a "
+                   "circuit-tracer layer file, hf:<repo>[/<folder>] or saelens:<release>/<sae_id> (repeatable).")
+@click.option("--input-hook", default="ln2.hook_normalized", show_default=True,
+              help="Where every layer's transcoder reads, inside its block.")
+@click.option("--output-hook", default="hook_mlp_out", show_default=True,
+              help="What every layer's transcoder predicts, inside its block.")
+@click.option("--name", default=None, help="Dictionary id of the set in the store [default: generated on import].")
+def make_set_command(output: Path, layers: tuple[str, ...], input_hook: str, output_hook: str,
+                     name: str | None) -> None:
+    """Gather per-layer transcoders (e.g. SAELens or Gemma Scope ones) into one transcoder set.
+
+    The set folder names each layer's transcoder; extract, import or graph it as one dictionary."""
+    from featurelens.core.dictionaries.naming import check_name
+    from featurelens.core.dictionaries.pretrained import is_named
+    from featurelens.core.transcoder_layout import MANIFEST, write_manifest
+    from featurelens.core.transcoder_set import TranscoderSet
+
+    chosen: dict[int, str] = {}
+    for pair in layers:
+        key, sep, spec = pair.partition("=")
+        if not sep or not key.strip().isdigit() or not spec.strip():
+            raise FeaturelensError(f"--layer {pair!r} is not L=SPEC; write e.g. --layer 3=saelens:<release>/<sae_id>.")
+        layer = int(key)
+        if layer in chosen:
+            raise FeaturelensError(f"Layer {layer} is given twice; give each layer one transcoder.")
+        spec = spec.strip()
+        chosen[layer] = spec if is_named(spec) else str(Path(spec).expanduser().resolve())
+    if name:
+        check_name(name)
+    from featurelens.plugins.formats.transcoder_sets import load_any
+
+    loaded = {}
+    for layer, spec in chosen.items():
+        dictionary = load_any(spec, base=Path.cwd())
+        if not getattr(dictionary, "is_transcoder", False):
+            raise FeaturelensError(f"{spec} (layer {layer}) is a {dictionary.architecture} dictionary that "
+                                   "reads and writes one hookpoint, not a transcoder; a set holds transcoders.")
+        loaded[layer] = dictionary
+    tset = TranscoderSet(loaded, input_hook=input_hook, output_hook=output_hook)  # widths checked here
+    if output.exists() and any(output.iterdir()) and not (output / MANIFEST).is_file():
+        raise FeaturelensError(f"{output} already holds other files; choose a new folder for the set.")
+    output.mkdir(parents=True, exist_ok=True)
+    write_manifest(output, chosen, input_hook=input_hook, output_hook=output_hook, dictionary_id=name)
+    click.echo(f"Wrote a transcoder set of layers {', '.join(map(str, tset.layers))} ({tset.d_sae} features) "
+               f"to {output}.")

@@ -24,7 +24,8 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--backend", default="hf", show_default=True,
               help="Model backend that reads --model: hf, or one a plugin registers "
                    "(featurelens plugins list).")
-@click.option("--hookpoint", required=True, help="e.g. blocks.6.hook_resid_post, or a module path.")
+@click.option("--hookpoint", default=None, help="e.g. blocks.6.hook_resid_post, or a module path "
+              "(left out for a transcoder set: each layer reads its own).")
 @click.option("--dictionary", default="identity", show_default=True,
               help="identity (one feature per neuron), the path of a saved dictionary, the name "
                    "of one recorded in the store (dictionaries import), hf:<repo>[/<subfolder>] or "
@@ -69,7 +70,7 @@ def register_commands(cli: click.Group) -> None:
               help="CPUs (torch threads) per Ray worker. Only with --executor ray.")
 @click.option("--effects", is_flag=True,
               help="Then measure each feature's ablation effect (see featurelens effects).")
-def extract_command(model: str, backend: str, hookpoint: str, dictionary: str, corpus: str, tokens: int,
+def extract_command(model: str, backend: str, hookpoint: str | None, dictionary: str, corpus: str, tokens: int,
                     store_path: Path | None, batch_size: int, context: int, top_k: int,
                     quantile_examples: int, quantile_bins: int, random_examples: int, bos: bool,
                     include_special: bool, exclude_outlier_norm: float | None, fold_final_norm: bool,

@@ -1,4 +1,5 @@
-"""Intervention commands: ``featurelens steer`` and ``featurelens effects``, and the
+"""Intervention commands: ``featurelens steer``, ``featurelens effects`` and
+``featurelens intervene`` (edits chosen on an attribution graph), and the
 ``intervention`` scorer, registered through the ordinary plugin hooks."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ featurelens_api = 1
 def register_commands(cli: click.Group) -> None:
     cli.add_command(steer_command)
     cli.add_command(effects_command)
+    cli.add_command(intervene_command)
 
 
 @featurelens.hookimpl
@@ -105,3 +107,42 @@ def effects_command(dictionary: str, model: str | None, hookpoint: str | None, d
     click.echo(f"Measured ablation effects of {result.measured} feature(s) of {target.dictionary_id} "
                f"in {result.seconds:.1f} s ({result.skipped} already stored, "
                f"{result.without_examples} without top windows).")
+
+
+@click.command("intervene")
+@click.argument("graph_id")
+@click.option("--ablate", multiple=True, metavar="NODE[,NODE...]",
+              help="Feature nodes to set to 0, error nodes to remove (repeatable).")
+@click.option("--steer", multiple=True, metavar="NODE=VALUE|NODE=xF",
+              help="Feature nodes to set to VALUE, or to F times the graph's activation (repeatable).")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Other output tokens shown: those whose probability moved most.")
+@click.option("--model", default=None, help="Model [default: the one the graph's transcoder set was extracted from].")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda:0...")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@store_option
+def intervene_command(graph_id: str, ablate: tuple[str, ...], steer: tuple[str, ...], top: int, model: str | None,
+                      dtype: str, device: str, as_json: bool, store_path: Path | None) -> None:
+    """Ablate or steer feature nodes of an attribution graph and show how its target logits move."""
+    from dataclasses import asdict
+
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store.database import Store
+    from featurelens.interventions.graph_edits import format_intervention, graph_row, intervene, parse_node_edits
+    from featurelens.interventions.targets import DICTIONARY_ROW_SQL, dictionary_row, load_target
+
+    edits = parse_node_edits(ablate, steer)  # bad edits fail before the model loads
+    with Store.open(store_path, read_only=True) as store:
+        def query(sql: str, params: list[object]) -> list[dict[str, object]]:
+            return store.sql(sql, params).to_dicts()
+
+        graph = graph_row(query, graph_id)
+        stored = store.execute(DICTIONARY_ROW_SQL, [graph["dictionary_id"]])
+        if not stored:
+            raise FeaturelensError(f"Graph {graph_id} names transcoder set {graph['dictionary_id']}, which is "
+                                       "not in the store's dictionaries; extract or import it first.")
+        target = load_target(graph["dictionary_id"], model=model, row=dictionary_row(stored[0]), dtype=dtype,
+                             device=device)
+        result = intervene(query, graph_id, edits, backend=target.backend, tset=target.dictionary, top=top)
+    click.echo(json.dumps(asdict(result), indent=2) if as_json else format_intervention(result))

@@ -19,6 +19,7 @@ import torch
 from featurelens.core.extraction.extractor import (
     BatchReducer,
     dictionary_id_of,
+    reading_hookpoint,
     special_ids,
 )
 from featurelens.core.extraction.packing import Window
@@ -31,23 +32,23 @@ class ShardReducer:
     """One worker: a model and a dictionary, loaded once, reducing shard after shard."""
 
     def __init__(self, spec: dict[str, Any], threads: int):
-        from featurelens.core.dictionaries.loading import check_width, load_dictionary
+        from featurelens.core.dictionaries.loading import load_dictionary
         from featurelens.core.host.manager import create
 
         torch.set_num_threads(max(1, threads))
         lm = create("model_backend", spec["backend"], spec["model"], dtype=spec["dtype"],
                     device=spec["device"])
         sae = load_dictionary(spec["dictionary"], backend=lm, hookpoint=spec["hookpoint"])
-        check_width(sae, lm.hookpoint_width(spec["hookpoint"]), spec["hookpoint"], spec["dictionary"])
+        hookpoint = reading_hookpoint(sae, spec["hookpoint"], lm, spec["dictionary"])  # a set: blocks.*.<hook>
         if spec.get("dictionary_name"):
             sae.dictionary_id = spec["dictionary_name"]
         sae = sae.to(lm.device).eval()
-        self.ids = (lm.model_id, dictionary_id_of(sae, lm.model_id, spec["hookpoint"]))
+        self.ids = (lm.model_id, dictionary_id_of(sae, lm.model_id, hookpoint))
         # a worker started before the driver has its tokenizer finds the excluded ids itself;
         # the driver checks they are its own (special_ids())
         specials = (set(spec["specials"]) if "specials" in spec
                     else special_ids(bool(spec["include_special"]), lm.tokenizer))
-        self.reduce = BatchReducer(lm, sae, spec["hookpoint"], spec["context"], specials,
+        self.reduce = BatchReducer(lm, sae, hookpoint, spec["context"], specials,
                                    spec["exclude_outlier_norm"])
         self.settings = Settings(**spec["settings"])
         self.batch_size = int(spec["batch_size"])

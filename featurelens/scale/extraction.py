@@ -135,7 +135,7 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
         text = TokenText(lm.tokenizer)
         bar = tqdm(total=plan.n_windows * spec.context,
                    initial=min(done_batches * spec.batch_size, plan.n_windows) * spec.context, unit="tok",
-                   unit_scale=True, desc=f"extract {spec.hookpoint} (ray x{workers})", file=sys.stderr,
+                   unit_scale=True, desc=f"extract {plan.hookpoint} (ray x{workers})", file=sys.stderr,
                    disable=not progress, dynamic_ncols=True)
         stream_start = time.monotonic()
         try:
@@ -152,7 +152,7 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
         bar.close()
         finish_start = time.monotonic()  # the stream ends with the last merge, before Ray's teardown
         pool.close_in_background()  # workers gone now, Ray's shutdown overlaps the finish phase
-        _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, spec.hookpoint, spec.dictionary,
+        _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, plan.hookpoint, spec.dictionary,
                 plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress)
         finish_end = time.monotonic()
     pool.close()

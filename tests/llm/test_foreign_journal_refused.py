@@ -48,9 +48,12 @@ def test_a_journal_cut_at_its_last_line_is_still_replayed(cli, store_path, monke
     with featurelens.open_store(store_path) as store:
         fill(store, 1, n_sequences=16)
     journal = store_path.with_name(store_path.name + ".journal")
-    journal.write_text('{"rows": {"llm_cache": [{"cache_key": "k1", "response": "{}"}]}}\n{"rows": {"llm_ca',
-                       encoding="utf-8")
-    from featurelens.llm.journal import replay
+    from featurelens.llm.journal import ResponseJournal, replay
+
+    writer = ResponseJournal(journal)
+    writer.ended({"llm_cache": [{"cache_key": "k1", "response": '{"text": "an answer"}'}]})
+    with open(journal, "ab") as handle:
+        handle.write(b'{"rows": {"llm_ca')
 
     with featurelens.open_store(store_path) as store:
         assert replay(store) == 1

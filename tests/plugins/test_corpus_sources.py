@@ -144,3 +144,13 @@ def test_special_and_outlier_masks(tokenizer) -> None:
     acts[0, 0] *= 50
     assert outlier_mask(acts, 10.0).tolist() == [[True, False, False, False]]
     assert not outlier_mask(acts, None).any()
+
+
+def test_a_jsonl_line_nested_past_the_parser_is_one_sentence(tmp_path: Path) -> None:
+    """A hostile corpus (issue 26, item 10): one line of 100,000 nested lists."""
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"text": "fine"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    documents = iter(JsonlCorpus(str(path)))
+    assert next(documents).text == "fine"
+    with pytest.raises(FeaturelensError, match="line 2 is JSON nested too deeply"):
+        next(documents)

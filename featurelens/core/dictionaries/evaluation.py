@@ -186,6 +186,9 @@ def register_dictionary(store: Any, dictionary: Any, *, model_id: str, hookpoint
     }])
     with store.transaction():
         store.insert("dictionaries", row, on_conflict="ignore")
+        if hasattr(dictionary, "layer_rows"):  # a transcoder set: its layers, queryable in SQL
+            store.insert("transcoder_layers", pl.DataFrame(dictionary.layer_rows(dictionary_id)),
+                         on_conflict="ignore")
     return dictionary_id
 
 

@@ -20,7 +20,7 @@ from featurelens.core.errors import FeaturelensError
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
-def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) -> Dictionary:
+def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options: Any) -> Dictionary:
     """The dictionary named by ``spec`` (``identity`` or a path), checked against ``hookpoint``.
 
     :param spec: ``identity``, a file or folder that a registered dictionary format
@@ -28,14 +28,18 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
         (see :mod:`featurelens.core.dictionaries.pretrained`).
     :param backend: a loaded :class:`~featurelens.core.host.protocols.ModelBackend`; gives the
         hookpoint's width.
-    :param hookpoint: where the dictionary reads the model.
+    :param hookpoint: where the dictionary reads the model; None (or a ``blocks.*...``
+        name) for a transcoder set, whose layers each read their own hookpoint.
     :param options: passed to the format's ``load``.
     """
     from featurelens.core.host.manager import get_registry
 
     registry = get_registry()
-    width = backend.hookpoint_width(hookpoint)
+    whole_set = hookpoint is None or "*" in hookpoint
+    width = None if whole_set else backend.hookpoint_width(hookpoint)
     if spec == "identity":
+        if width is None:
+            raise FeaturelensError("The identity dictionary reads one hookpoint; pass --hookpoint.")
         dictionary = registry.get("dictionary_learner", "identity").create(
             width, hookpoint=hookpoint, model_id=backend.model_id)
         return dictionary
@@ -52,11 +56,16 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str, **options: Any) 
     for name in formats:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(str(path)):
-            dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, hookpoint))
+            dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, None if whole_set else hookpoint))
             if not getattr(dictionary, "format", None):
                 dictionary.format = name
             dictionary.config.update(apply_overrides(dictionary, provenance, spec))
-            check_width(dictionary, width, hookpoint, str(path))
+            layers = getattr(dictionary, "hookpoints", None)
+            for site in layers or ([] if whole_set else [hookpoint]):
+                check_width(dictionary, backend.hookpoint_width(site), site, str(path))
+            if whole_set and not layers:
+                raise FeaturelensError(f"{path} is a dictionary at one hookpoint; pass --hookpoint for it "
+                                       "(only a transcoder set reads every layer by itself).")
             if dictionary.hookpoint is None:
                 dictionary.hookpoint = hookpoint
             name = None if getattr(dictionary, "dictionary_id", None) else trained_name(path)

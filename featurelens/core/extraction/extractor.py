@@ -31,7 +31,7 @@ from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
-from featurelens.core.extraction.state import ExtractionState, Settings, encode
+from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set
 from featurelens.core.extraction.writer import (
     TokenText,
     example_rows,
@@ -102,7 +102,9 @@ class ExtractSpec:
     statistics and examples kept per feature. Everything that shapes the store's rows
     (how the run is executed is passed to :func:`extract` beside it)."""
 
-    hookpoint: str
+    #: Where the dictionary reads the model; None (or ``blocks.*...``) for a transcoder set,
+    #: which reads every layer's own hookpoint.
+    hookpoint: str | None
     model: str = "smollm2"
     dictionary: str = "identity"
     corpus: str = "stdlib"
@@ -151,8 +153,14 @@ class BatchReducer:
         ids = torch.tensor([w.tokens for w in batch], dtype=torch.long, device=lm.device)
         with torch.no_grad():
             model_start = time.perf_counter()
-            acts = lm.run(ids, [self.hookpoint])[self.hookpoint]
-            codes = encode(self.sae, acts.to(sae_dtype))
+            layers = getattr(self.sae, "hookpoints", None)  # a transcoder set reads every layer
+            if layers:
+                read = lm.run(ids, layers)
+                acts = read[layers[0]]
+                codes = encode_set(self.sae, {h: read[h].to(sae_dtype) for h in layers})
+            else:
+                acts = lm.run(ids, [self.hookpoint])[self.hookpoint]
+                codes = encode(self.sae, acts.to(sae_dtype))
             _sync(lm.device)
             seconds = time.perf_counter() - model_start
             excluded = special_mask(ids, self.specials) | outlier_mask(acts, self.exclude_outlier_norm)
@@ -176,6 +184,8 @@ class Plan:
     run: str
     batches: Iterator[list[Window]]
     reduce: BatchReducer
+    #: Where the dictionary reads: ``spec.hookpoint``, or a transcoder set's ``blocks.*.<hook>``.
+    hookpoint: str
 
 
 def settings_of(spec: ExtractSpec) -> Settings:
@@ -205,9 +215,8 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
     if hasattr(lm, "check_context"):
         lm.check_context(spec.context)
-    width = lm.hookpoint_width(spec.hookpoint)
     sae = dictionary_obj or load_dictionary(spec.dictionary, backend=lm, hookpoint=spec.hookpoint)
-    check_width(sae, width, spec.hookpoint, spec.dictionary)
+    hookpoint = reading_hookpoint(sae, spec.hookpoint, lm, spec.dictionary)
     if spec.dictionary_name:
         sae.dictionary_id = spec.dictionary_name
     sae = sae.to(lm.device).eval()
@@ -215,11 +224,11 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
                           spec.split)
     corpus_id = "corpus-" + hashlib.sha256(json.dumps(
         [source.fingerprint(), lm.model_id, spec.context, spec.prepend_bos]).encode()).hexdigest()[:16]
-    dict_id = dictionary_id_of(sae, lm.model_id, spec.hookpoint)
+    dict_id = dictionary_id_of(sae, lm.model_id, hookpoint)
     n_windows = math.ceil(spec.tokens / spec.context)
     settings = settings_of(spec)
     config = {
-        "model_id": lm.model_id, "hookpoint": spec.hookpoint, "dictionary_id": dict_id,
+        "model_id": lm.model_id, "hookpoint": hookpoint, "dictionary_id": dict_id,
         "corpus_id": corpus_id, "corpus": spec.corpus, "split": source.describe(), "windows": n_windows,
         "context": spec.context, "batch_size": spec.batch_size, "prepend_bos": spec.prepend_bos,
         "include_special": spec.include_special, "exclude_outlier_norm": spec.exclude_outlier_norm,
@@ -231,9 +240,26 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     batches = _batches(windows, spec.batch_size)
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
     batches = itertools.chain([first], batches)
-    reducer = BatchReducer(lm, sae, spec.hookpoint, spec.context, special_ids(spec.include_special, lm.tokenizer),
+    reducer = BatchReducer(lm, sae, hookpoint, spec.context, special_ids(spec.include_special, lm.tokenizer),
                            spec.exclude_outlier_norm)
-    return Plan(lm, sae, source, corpus_id, dict_id, n_windows, settings, config, run, batches, reducer)
+    return Plan(lm, sae, source, corpus_id, dict_id, n_windows, settings, config, run, batches, reducer, hookpoint)
+
+
+def reading_hookpoint(sae: Any, asked: str | None, lm: Any, spec: str) -> str:
+    """Where ``sae`` reads ``lm``, its width checked: ``asked``, or a transcoder set's own
+    ``blocks.*.<hook>`` (every layer's input hookpoint checked against the model)."""
+    layers = getattr(sae, "hookpoints", None)
+    if layers:
+        if asked is not None and asked != sae.hookpoint and "*" not in asked:
+            raise FeaturelensError(f"{spec} is a transcoder set reading {sae.hookpoint}; leave out --hookpoint "
+                                   "(each layer reads its own) or pass that name.")
+        for name in layers:
+            check_width(sae, lm.hookpoint_width(name), name, spec)
+        return str(sae.hookpoint)
+    if asked is None or "*" in asked:
+        raise FeaturelensError(f"{spec} reads one hookpoint; pass --hookpoint (e.g. blocks.6.hook_resid_post).")
+    check_width(sae, lm.hookpoint_width(asked), asked, spec)
+    return asked
 
 
 def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: float = 60.0,
@@ -265,7 +291,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         pending: list[Window] = []
         bar = show_progress(n_windows * spec.context,
                             initial=min(done_batches * spec.batch_size, n_windows) * spec.context,
-                            unit="tok", unit_scale=True, desc=f"extract {spec.hookpoint}", enabled=progress)
+                            unit="tok", unit_scale=True, desc=f"extract {plan.hookpoint}", enabled=progress)
         last_checkpoint = stream_start = time.monotonic()
         model_seconds = checkpoint_cost = 0.0
         n_seen = done_batches * spec.batch_size
@@ -297,7 +323,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             raise
         bar.close()
         finish_start = time.monotonic()
-        _finish(db, folder, run, config, lm, sae, dict_id, spec.hookpoint, spec.dictionary, corpus_id,
+        _finish(db, folder, run, config, lm, sae, dict_id, plan.hookpoint, spec.dictionary, corpus_id,
                 state, pending, text, spec.fold_final_norm, n_seen, progress)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
@@ -361,6 +387,8 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         db.insert("sequences", sequence_rows(pending, corpus_id, lm.model_id, text), on_conflict="ignore")
         db.insert("models", model_row, on_conflict="ignore")
         db.insert("dictionaries", dictionary_row, on_conflict="ignore")
+        if hasattr(sae, "layer_rows"):  # a transcoder set: its layers, queryable in SQL
+            db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
         db.insert("features", features)

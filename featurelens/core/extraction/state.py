@@ -44,6 +44,15 @@ def encode(dictionary: Dictionary, acts: torch.Tensor) -> list[SparseActs]:
             for start in range(0, rows.shape[0], ENCODE_CHUNK)]
 
 
+def encode_set(dictionary: Any, acts: dict[str, torch.Tensor]) -> list[SparseActs]:
+    """A transcoder set's codes of ``{hookpoint: [B, T, d]}`` (every layer, global feature
+    indices), ``ENCODE_CHUNK`` token rows at a time."""
+    rows = {name: a.reshape(-1, a.shape[-1]) for name, a in acts.items()}
+    n = next(iter(rows.values())).shape[0]
+    return [dictionary.encode_sparse_layers({name: r[start:start + ENCODE_CHUNK] for name, r in rows.items()})
+            for start in range(0, n, ENCODE_CHUNK)]
+
+
 @contextmanager
 def _one_cpu_thread(device: torch.device) -> Iterator[None]:
     """Run the bookkeeping single-threaded on CPU.

@@ -1,10 +1,12 @@
-"""Importing a third-party plugin without letting it take the command line down.
+"""Running a third-party plugin's code without letting it take the command line down.
 
-A plugin's module runs arbitrary code at import. ``sys.exit()`` there would end every
-``featurelens`` command (``--help`` included) silently, and a module that waits forever
-(a network call, a lock) would hang them all. So each entry point is loaded in a
-daemon thread with a time limit, and any exception, ``SystemExit`` included, becomes
-the reason the plugin was left out.
+A plugin's module runs arbitrary code at import, and its hooks run more at start-up.
+``sys.exit()`` there would end every ``featurelens`` command (``plugins list`` included)
+silently, a ``KeyboardInterrupt`` would print a traceback, and code that waits forever
+(a network call, a lock, a sleep) would hang them all. So each entry point is loaded,
+and each of its start-up hooks called, in a daemon thread with a time limit
+(:func:`call_isolated`); any exception, ``SystemExit`` and ``KeyboardInterrupt``
+included, and running past the limit become the reason the plugin was left out.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import os
 import threading
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 
 ENV_IMPORT_TIMEOUT = "FEATURELENS_PLUGIN_IMPORT_TIMEOUT"
-#: Seconds one plugin may take to import; generous, since some import torch or an SDK.
+#: Seconds one plugin may take to import, and each of its start-up hooks; generous, since
+#: some import torch or an SDK.
 DEFAULT_IMPORT_TIMEOUT = 30.0
 
 
@@ -28,26 +31,39 @@ def import_timeout() -> float:
     return value if value > 0 else DEFAULT_IMPORT_TIMEOUT
 
 
-def load_entry_point(entry_point: metadata.EntryPoint, timeout: float | None = None) -> tuple[Any, str | None]:
-    """``(plugin, None)`` on success, ``(None, reason)`` when the import failed or ran too long."""
+def call_isolated(call: Callable[[], Any], doing: str, timeout: float | None = None) -> tuple[Any, str | None]:
+    """``(result, None)`` when ``call()`` returned within the limit, else ``(None, reason)``;
+    ``doing`` names the work in the reason ("being imported", "its register_scorers hook")."""
     limit = import_timeout() if timeout is None else timeout
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["plugin"] = entry_point.load()
+            outcome["result"] = call()
         except SystemExit as stop:
-            outcome["error"] = (f"it called sys.exit({stop.code!r}) while being imported, "
+            outcome["error"] = (f"it called sys.exit({stop.code!r}) in {doing}, "
                                 "which a plugin must never do")
+        except KeyboardInterrupt:
+            outcome["error"] = f"it raised KeyboardInterrupt in {doing}, which a plugin must never do"
         except BaseException as error:  # noqa: BLE001 - anything a plugin raises is its failure
             outcome["error"] = f"{type(error).__name__}: {error}"
 
-    thread = threading.Thread(target=target, name=f"featurelens-import-{entry_point.name}", daemon=True)
+    thread = threading.Thread(target=target, name="featurelens-plugin", daemon=True)
     thread.start()
     thread.join(limit)
     if thread.is_alive():
-        return None, (f"importing it did not finish within {limit:g} s (it may be waiting on the "
+        return None, (f"{doing} did not finish within {limit:g} s (it may be waiting on the "
                       f"network or a lock); raise {ENV_IMPORT_TIMEOUT} if it is only slow")
     if "error" in outcome:
         return None, outcome["error"]
-    return outcome.get("plugin"), None
+    return outcome.get("result"), None
+
+
+def load_entry_point(entry_point: metadata.EntryPoint, timeout: float | None = None) -> tuple[Any, str | None]:
+    """``(plugin, None)`` on success, ``(None, reason)`` when the import failed or ran too long."""
+    plugin, reason = call_isolated(entry_point.load, "being imported", timeout)
+    if reason is not None and reason.startswith("being imported did not finish"):
+        reason = "importing it" + reason.removeprefix("being imported")
+    elif reason is not None:
+        reason = reason.replace("in being imported", "while being imported")
+    return plugin, reason

@@ -3,9 +3,11 @@
 Built-in plugins are plain modules registered with the same pluggy manager, through the
 same hooks, as third-party ones. Third-party plugins are found through the
 ``featurelens`` entry-point group. A plugin that fails to import, declares an API
-version this host does not implement, implements an unknown hook, or raises while
-registering is recorded as a :class:`PluginFailure` and left out; nothing it did is
-kept, and everything else keeps working.
+version this host does not implement, implements an unknown hook, or fails in one of
+its start-up hooks (raises, calls ``sys.exit``, raises ``KeyboardInterrupt``, or runs
+past the time limit: :func:`~featurelens.core.host.entry_points.call_isolated`) is
+recorded as a :class:`PluginFailure` and left out; nothing it did is kept, and
+everything else keeps working.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pluggy
 import featurelens
 from featurelens.core.errors import FeaturelensError, PluginError
 from featurelens.core.host import hookspecs
-from featurelens.core.host.entry_points import load_entry_point
+from featurelens.core.host.entry_points import call_isolated, load_entry_point
 from featurelens.registry.components import KINDS, Registry, split_llm_spec
 
 PROJECT = "featurelens"
@@ -49,6 +51,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.formats",
     "featurelens.plugins.dictionary_commands",
     "featurelens.plugins.steering_commands",
+    "featurelens.plugins.graph_commands",
 )
 
 
@@ -226,13 +229,10 @@ def _fill_registry(host: Host) -> None:
                          _kind: str = kind, _calls: list = calls) -> None:
                 _calls.append((_kind, name, factory, description, info))
 
-            try:
-                impl.function(register=register)
-            except Exception as error:  # noqa: BLE001 - a broken plugin must not take others down
+            reason = _call_hook(host, plugin_name, hook_name, lambda f=impl.function, r=register: f(register=r))
+            if reason is not None:
                 broken.add(plugin_name)
-                host.failures.append(
-                    PluginFailure(plugin_name, f"{type(error).__name__}: {error}", "register")
-                )
+                host.failures.append(PluginFailure(plugin_name, reason, "register"))
     for plugin_name, calls in staged.items():
         if plugin_name in broken:
             continue
@@ -250,6 +250,20 @@ def _fill_registry(host: Host) -> None:
         if plugin is not None:
             host.pm.unregister(plugin)
         host.infos.pop(plugin_name, None)
+
+
+def _call_hook(host: Host, plugin_name: str, hook_name: str, call: Any) -> str | None:
+    """Run one hook implementation; the reason it failed, or ``None``. A third-party
+    plugin's hook runs isolated (:func:`call_isolated`: time limit, ``SystemExit`` and
+    ``KeyboardInterrupt`` caught); a built-in's runs directly, catching exceptions."""
+    info = host.infos.get(plugin_name)
+    if info is not None and info.builtin:
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not take others down
+            return f"{type(error).__name__}: {error}"
+        return None
+    return call_isolated(call, f"its {hook_name} hook")[1]
 
 
 def build_host(extra_plugins: Iterable[tuple[str, object]] = ()) -> Host:
@@ -319,7 +333,10 @@ def add_commands(host: Host, cli: Any) -> None:
     for impl in host.pm.hook.register_commands.get_hookimpls():  # registration order
         before = dict(cli.commands)
         try:
-            impl.function(cli=cli)
+            reason = _call_hook(host, impl.plugin_name, "register_commands",
+                                lambda f=impl.function: f(cli=cli))
+            if reason is not None:
+                raise PluginError(reason)
             added = {n for n, c in cli.commands.items() if before.get(n) is not c}
             taken = sorted(n for n in added if n in before)
             if taken:

@@ -235,6 +235,9 @@ class LLMProviderBase:
     #: ``async aclose()``: release the client (connections) when a run that built this
     #: provider ends; ``None``: nothing to release.
     aclose: ClassVar[Callable[[], Awaitable[None]] | None] = None
+    #: ``async loop_done()``: an event loop that used this provider (shared, not owned by the
+    #: run) is ending; release what belongs to that loop only; ``None``: nothing to release.
+    loop_done: ClassVar[Callable[[], Awaitable[None]] | None] = None
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         raise NotImplementedError(f"{type(self).__name__} must implement complete()")
@@ -245,6 +248,13 @@ async def close_provider(provider: Any) -> None:
     close = declared(provider, "aclose", LLMProviderBase)
     if close is not None:
         await close()
+
+
+async def loop_done(provider: Any) -> None:
+    """Call the provider's ``loop_done`` when it has one."""
+    done = declared(provider, "loop_done", LLMProviderBase)
+    if done is not None:
+        await done()
 
 
 @dataclass(frozen=True)

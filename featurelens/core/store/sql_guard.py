@@ -33,7 +33,9 @@ _QUERY_TYPES = frozenset({"SELECT"})
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s*(?:\([^)]*\)\s*)?(?P<analyze>ANALY[SZ]E\b)?(?P<rest>.*)$",
                       re.I | re.S)
 _PRAGMA = re.compile(r"^\s*PRAGMA\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<rest>.*)$", re.I | re.S)
-_ATTACH_OPTIONS = re.compile(r"\((?P<options>[^()']*)\)\s*;?\s*$")
+_ATTACH_OPTIONS = re.compile(r"\((?P<options>[^()]*)\)\s*;?\s*$")
+#: Values DuckDB reads as true; READ_ONLY with any other value (0, no, false, off) writes.
+_TRUE = frozenset({"", "TRUE", "1", "ON", "YES", "T", "Y"})
 #: Statements that change the store's contents or schema: a read-only handle refuses them anyway.
 _STORE_CHANGES = frozenset({"INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "MERGE_INTO", "VACUUM",
                             "ANALYZE", "TRANSACTION", "CREATE_FUNC", "UPDATE_EXTENSIONS"})
@@ -105,13 +107,75 @@ def _refusal(con: duckdb.DuckDBPyConnection, statement: object) -> str | None:
         shown = f"PRAGMA {name}" if name else _first_word(text)
         return f"{shown} is not one of the read-only PRAGMAs ({', '.join(sorted(READ_PRAGMAS))})"
     if kind == "ATTACH":
-        options = _ATTACH_OPTIONS.search(text)
-        words = {w.strip().upper() for w in re.split(r"[,\s]+", options["options"])} if options else set()
-        if "READ_ONLY" in words and "READ_WRITE" not in words and "FALSE" not in words:
+        if _attached_read_only(text):
             return None
-        return "ATTACH without (READ_ONLY) can create or change a database file"
+        return ("ATTACH without exactly (READ_ONLY) can create or change a database file "
+                "(READ_ONLY takes no value or true, the only other option is TYPE)")
     if kind == "COPY":
         return "COPY reads into or writes out of the store's tables as files"
     if kind == "EXPORT":
         return "EXPORT DATABASE writes files"
     return f"{_first_word(text)} statements can change the store, files or settings"
+
+
+def _code_and_mask(text: str) -> tuple[str, str]:
+    """``text`` without its comments, and the same text with every quoted string's
+    content replaced by ``_`` (so parentheses, commas and comment marks inside a file
+    name count for nothing). Both have the same length, position for position."""
+    code, mask = [], []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            code.append(" ")
+            mask.append(" ")
+        elif char in "'\"":
+            j = i + 1
+            while j < n:
+                if text[j] == char:
+                    if j + 1 < n and text[j + 1] == char:  # '' inside a string
+                        j += 2
+                        continue
+                    break
+                j += 1
+            literal = text[i:j + 1]
+            code.append(literal)
+            mask.append(char + "_" * max(0, len(literal) - 2) + (char if len(literal) > 1 else ""))
+            i = j + 1
+        else:
+            code.append(char)
+            mask.append(char)
+            i += 1
+    return "".join(code), "".join(mask)
+
+
+def _attached_read_only(text: str) -> bool:
+    """Whether an ATTACH statement's options say read-only and nothing else that matters:
+    ``READ_ONLY`` (with no value or a true one, in any case or quoting) and no spelling
+    of false anywhere, other options only ``TYPE``. Comments are ignored, so a
+    ``(READ_ONLY)`` inside one does not count."""
+    code, mask = _code_and_mask(text)
+    match = _ATTACH_OPTIONS.search(mask)
+    if match is None:
+        return False
+    start, end = match.span("options")
+    options, shape = code[start:end], mask[start:end]
+    read_only = False
+    at = 0
+    for part in shape.split(","):
+        item = options[at:at + len(part)].strip()
+        at += len(part) + 1
+        name, _, value = item.partition(" ")
+        name, value = name.strip().upper(), value.strip().strip("'\"").strip().upper()
+        if name == "READ_ONLY":
+            if value not in _TRUE:
+                return False
+            read_only = True
+        elif name != "TYPE" or not value:
+            return False
+    return read_only

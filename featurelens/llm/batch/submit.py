@@ -33,8 +33,10 @@ from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.runs import run_config
 
-#: Statuses after which a batch needs nothing more from the provider.
-CLOSED = ("collected",)
+#: Statuses after which a batch needs nothing more from the provider ("damaged": its
+#: request list in the store is unreadable, so its answers cannot be matched; its run's
+#: requests without an answer are failures that a rerun sends again).
+CLOSED = ("collected", "damaged")
 
 #: Finishes a run whose batch answers are all cached: ``(store, run config, prices,
 #: progress) -> RunStats``. The job that submitted the run provides it (explain and
@@ -61,12 +63,38 @@ class Submission:
         return out
 
 
-def _waiting_keys(store: Store, provider: LLMProvider) -> set[str]:
+def request_map(text: Any) -> dict[str, list[Any]] | None:
+    """A ``batches.requests`` value as ``{cache key: [dictionary, feature, purpose]}``, or
+    ``None`` when the stored text is not of that shape (damaged or planted)."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and len(v) == 3 for k, v in value.items()):
+        return None
+    return value
+
+
+def _damaged_row(batch_id: str) -> str:
+    return (f"batch {batch_id}: its request list in the store's batches table is damaged, so its "
+            "answers cannot be matched to requests and it was left aside (the provider is not at "
+            "fault); its requests may be submitted again")
+
+
+def _waiting_keys(store: Store, provider: LLMProvider, notes: list[str]) -> set[str]:
     rows = store.execute(
-        "SELECT CAST(requests AS VARCHAR) FROM batches WHERE provider = ? AND model = ? "
+        "SELECT batch_id, CAST(requests AS VARCHAR) FROM batches WHERE provider = ? AND model = ? "
         f"AND status NOT IN ({','.join('?' * len(CLOSED))})",
         [provider.name, provider.model, *CLOSED])
-    return {key for (text,) in rows for key in json.loads(text)}
+    keys: set[str] = set()
+    for batch_id, text in rows:
+        found = request_map(text)
+        if found is None:
+            notes.append(_damaged_row(batch_id) + ".")
+            continue
+        keys.update(found)
+    return keys
 
 
 def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str,
@@ -102,7 +130,7 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
         nonlocal size, waiting
         try:
             result.notes = await batch_intent.reconcile_with(store, provider)
-            waiting = _waiting_keys(store, provider)
+            waiting = _waiting_keys(store, provider, result.notes)
             for chunk in batched(jobs, 256):
                 keys = [[cache.cache_key(provider.name, provider.model, r) for r in job.requests]
                         for job in chunk]
@@ -252,8 +280,13 @@ def collect(store: Store, finishers: Mapping[str, Finisher], *, prices: PriceTab
             lines.append(f"batch {batch_id}: {state.status if state else 'unknown'}, not finished "
                          f"yet ({state.counts if state else ''}).")
             continue
-        ok, errors, note = _download(store, f"{name}:{model}", batch_id, json.loads(requests),
-                                     run_id, prices, state)
+        keys = request_map(requests)
+        if keys is None:
+            store.execute("UPDATE batches SET status = 'damaged', updated_at = current_timestamp "
+                          "WHERE batch_id = ?", [batch_id])
+            lines.append(_damaged_row(batch_id) + "; its run's other answers are written.")
+            continue
+        ok, errors, note = _download(store, f"{name}:{model}", batch_id, keys, run_id, prices, state)
         store.execute("UPDATE batches SET status = 'collected', updated_at = current_timestamp "
                       "WHERE batch_id = ?", [batch_id])
         ended = f" (the batch ended '{state.status}': {state.reason})" if state.reason else ""

@@ -8,6 +8,8 @@ log-probabilities, so this provider does not claim those capabilities.
 
 from __future__ import annotations
 
+import os
+
 from typing import Any, AsyncIterator
 
 import anthropic
@@ -18,6 +20,7 @@ from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.declarations import ANTHROPIC
 from featurelens.llm.providers.loop_client import LoopClient
+from featurelens.llm.providers.provider_options import base_url_option, seconds_option
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _EPHEMERAL = {"type": "ephemeral"}
@@ -75,7 +78,10 @@ class AnthropicProvider:
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  http_client: Any = None):
         self.model = model
-        self.timeout = timeout
+        self.timeout = timeout = seconds_option("anthropic", "timeout", timeout)
+        base_url = base_url_option("anthropic", base_url if base_url is not None else
+                                   os.environ.get("ANTHROPIC_BASE_URL") or None,
+                                   "base_url" if base_url is not None else "$ANTHROPIC_BASE_URL")
         key = api_key(KEY_ENV, f"anthropic:{model}")
         self._clients = LoopClient(lambda: anthropic.AsyncAnthropic(
             api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
@@ -101,6 +107,10 @@ class AnthropicProvider:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    async def loop_done(self) -> None:
+        """Close the SDK client of the running loop before it ends (see :mod:`.loop_client`)."""
+        await self._clients.loop_done()
 
 
 # Anthropic Message Batches: the requests go in the create call and results stream

@@ -6,6 +6,11 @@ An async SDK client's pooled connections belong to the event loop that opened th
 the server answered them (and billed them), and the client failed with "Event loop is
 closed", so the answers were paid and lost. :class:`LoopClient` hands out a fresh client
 whenever the running loop is not the one the current client was first used on.
+
+A client must also be closed on its own loop: one merely dropped is closed by the SDK
+when it is garbage-collected, on whatever loop runs then, where its connections do not
+belong ("Event loop is closed" tracebacks between ``label`` stages). So whoever ends a
+loop that used a shared provider awaits :meth:`LoopClient.loop_done` first.
 """
 
 from __future__ import annotations
@@ -44,3 +49,13 @@ class LoopClient:
             self._client = self._make()  # the old one's connections died with their loop
             self._loop = loop
         return self._client
+
+    async def loop_done(self) -> None:
+        """Close the client this loop used (before the loop ends), so none is left for the
+        garbage collector to close on another loop; the next loop gets a new one. A
+        caller-supplied (``fixed``) client is the caller's to close."""
+        if self._fixed or self._loop is None or self._loop is not asyncio.get_running_loop():
+            return
+        client, self._loop = self._client, None
+        self._client = self._make()
+        await client.close()

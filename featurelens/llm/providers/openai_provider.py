@@ -30,6 +30,7 @@ from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.declarations import OPENAI_BASE_ENV, openai_capabilities
 from featurelens.llm.providers.loop_client import LoopClient
+from featurelens.llm.providers.provider_options import base_url_option, seconds_option
 
 KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = OPENAI_BASE_ENV
@@ -127,8 +128,9 @@ class OpenAIProvider:
                  prompt_logprobs: bool | None = None, http_client: Any = None,
                  max_connections: int | None = None):
         self.model = model
-        self.timeout = timeout
-        base_url = base_url or os.environ.get(BASE_ENV) or None
+        self.timeout = timeout = seconds_option("openai", "timeout", timeout)
+        base_url = base_url_option("openai", base_url or os.environ.get(BASE_ENV) or None,
+                                   "base_url" if base_url else f"${BASE_ENV}")
         custom = base_url is not None and "api.openai.com" not in base_url
         # Local OpenAI-compatible servers usually need no key; the SDK still wants a string.
         key = api_key(KEY_ENV, f"openai:{model}", required=not custom) or "not-needed"
@@ -172,6 +174,10 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+    async def loop_done(self) -> None:
+        """Close the SDK client of the running loop before it ends (see :mod:`.loop_client`)."""
+        await self._clients.loop_done()
 
 
 # OpenAI's Batch API: requests written as JSONL, uploaded (purpose ``batch``), a batch

@@ -1,5 +1,5 @@
-"""Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope and
-featurelens's own), registered through the same hook as plugins' formats.
+"""Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope,
+transcoder sets, circuit-tracer and featurelens's own), registered through the same hook as plugins' formats.
 
 Registration imports nothing heavy: a format's module (and torch) is imported the first
 time the format is built (see :mod:`featurelens.core.host.lazy`)."""
@@ -15,7 +15,8 @@ featurelens_api = 1
 _HERE = "featurelens.plugins.formats"
 _EXPORTS = {"DictionaryLearningFormat": f"{_HERE}.dictionary_learning", "GemmaScopeFormat": f"{_HERE}.gemma_scope",
             "NativeFormat": f"{_HERE}.native", "SAELensFormat": f"{_HERE}.saelens",
-            "SparsifyFormat": f"{_HERE}.sparsify"}
+            "SparsifyFormat": f"{_HERE}.sparsify", "TranscoderSetFormat": f"{_HERE}.transcoder_sets",
+            "CircuitTracerFormat": f"{_HERE}.transcoder_sets"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
@@ -31,3 +32,7 @@ def register_dictionary_formats(register: Register) -> None:
     register("sparsify", _lazy("SparsifyFormat"), description="EleutherAI sparsify, a folder per hookpoint (read/write)")
     register("dictionary_learning", _lazy("DictionaryLearningFormat"), description="saprmarks/dictionary_learning ae.pt + config.json (read, safe loading)")
     register("gemma_scope", _lazy("GemmaScopeFormat"), description="Gemma Scope params.npz JumpReLU (read)")
+    register("transcoder_set", _lazy("TranscoderSetFormat"),
+             description="a transcoder per layer as one dictionary: transcoder_set.json naming each layer (read/write)")
+    register("circuit_tracer", _lazy("CircuitTracerFormat"),
+             description="circuit-tracer config.yaml per-layer files (read/write) or cross-layer W_enc_l/W_dec_l (read)")
