@@ -21,7 +21,7 @@ Stages (each one a ``featurelens`` command in its own process, as a user runs th
 7. ``export neuronpedia``.
 8. ``serve``: the dictionary's list page and overview page, fetched 5 times each.
 
-For every stage it prints wall time, the stage process's peak RSS (``wait4``), features
+For every stage it prints wall time, the stage process's peak RSS (``/usr/bin/time``), features
 a second and the store's size after it. Figures depend on the machine's load: the
 machine is shared, so say what else ran.
 """
@@ -77,17 +77,22 @@ class Stage:
 
 
 def run(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
-    """Run one command; (wall seconds, peak RSS in MB, its output). Fails loudly."""
+    """Run one command; (wall seconds, peak RSS in MB, its output). Fails loudly.
+
+    The peak comes from ``/usr/bin/time`` (a small parent): Linux carries a parent's peak
+    RSS into a forked child's ``ru_maxrss``, and this process holds the stub server."""
     started = time.perf_counter()
     with log.open("w") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *args], stdout=out,
+                                 stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     wall = time.perf_counter() - started
     text = log.read_text()
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0,):
-        raise SystemExit(f"{' '.join(args)} exited {code}:\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, text
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {process.returncode}:\n{text[-3000:]}")
+    lines = text.splitlines()
+    peak = [line for line in lines if line.startswith("MAXRSS_KB ")]
+    text = "\n".join(line for line in lines if not line.startswith("MAXRSS_KB "))
+    return wall, int(peak[-1].split()[1]) / 1024 if peak else 0.0, text
 
 
 def fl(*args: str) -> list[str]:

@@ -75,10 +75,22 @@ def count_features(store: Store, selection: Selection) -> int:
 def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> Iterator[list[tuple[str, int]]]:
     """Pages of ``(dictionary_id, feature)`` in a stable order, at most ``limit`` in all.
 
-    Pages walk one dictionary at a time with ``feature > last``: a plain range condition
+    Keys are read one dictionary at a time with ``feature > last``: a plain range condition
     DuckDB prunes row groups by, so a page costs the same at feature 1,000,000 as at 0
-    (a condition spanning dictionaries, ``d > ? OR (d = ? AND f > ?)``, would scan every
-    page's way through the table)."""
+    (a condition spanning dictionaries, ``d > ? OR (d = ? AND f > ?)``, would scan its way
+    through the table on every page). A page may still hold the end of one dictionary and
+    the start of the next."""
+    page: list[tuple[str, int]] = []
+    for key in _keys(store, selection, chunk_size):
+        page.append(key)
+        if len(page) == chunk_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _keys(store: Store, selection: Selection, chunk_size: int) -> Iterator[tuple[str, int]]:
     condition, params = selection.condition()
     remaining = selection.limit
     dictionaries = [str(d) for (d,) in store.execute(
@@ -92,11 +104,11 @@ def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> I
                 f"ORDER BY feature LIMIT {int(size)}", params + [dictionary_id, last])
             if not rows:
                 break
-            page = [(dictionary_id, int(f)) for (f,) in rows]
-            yield page
-            last = page[-1][1]
+            for (feature,) in rows:
+                yield dictionary_id, int(feature)
+            last = int(rows[-1][0])
             if remaining is not None:
-                remaining -= len(page)
+                remaining -= len(rows)
 
 
 def _kinds_condition(kinds: Mapping[str, int | None] | None) -> tuple[str, list[object]]:

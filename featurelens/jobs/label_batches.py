@@ -43,7 +43,7 @@ def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
                  provider_options: dict[str, Any] | None = None) -> Submission:
     """Submit the explanation batches of a label job (scoring follows on collection)."""
     from featurelens.core.selection import count_features
-    from featurelens.labelers.explain import explain_jobs, make_explainer
+    from featurelens.labelers.explain import explain_jobs, make_explainer, never_fired_noted
     from featurelens.labelers.explain_defaults import resolve
     from featurelens.llm.providers import build_provider
     from featurelens.scorers.score_jobs import build_scorer
@@ -64,7 +64,7 @@ def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
     run_id = start_run(store, "label", config)
     submission = submit_jobs(store, provider, explain_jobs(store, explainer, explain_spec, run_id),
                              run_id=run_id, purpose="explain")
-    return submission
+    return never_fired_noted(store, explain_spec.selection, submission)
 
 
 def finish_label(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:

@@ -247,7 +247,17 @@ def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = No
 def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[str, Any] | None = None,
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
-    return ExplainStage.prepare(spec, provider_options).submit(store)
+    stage = ExplainStage.prepare(spec, provider_options)
+    return never_fired_noted(store, stage.spec.selection, stage.submit(store))
+
+
+def never_fired_noted(store: Store, selection: Selection, submission: Submission) -> Submission:
+    """``submission`` with "N never fired: skipped" among its notes when the selection held
+    dead features (nothing was submitted for them)."""
+    line = split_never_fired(store, selection).line()
+    if line:
+        submission.notes.append(line)
+    return submission
 
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:

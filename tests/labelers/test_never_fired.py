@@ -97,3 +97,41 @@ def test_clearing_touches_only_the_stage_and_method_asked(wide):
                                           "token-check by offline:none") == 1
         left = store.execute("SELECT method FROM failures WHERE resolved_at IS NULL")
     assert left == [("b by x",)]
+
+
+def test_batch_submission_skips_dead_features_and_says_so(store_path, monkeypatch):
+    from batch_server import BatchServer
+
+    from featurelens.labelers.explain import ExplainSpec, submit_explain
+
+    server = BatchServer()
+    try:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        with featurelens.open_store(store_path) as store:
+            fill_store(store, n_features=6)
+            submission = submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "token-activations",
+                                                           (("features_per_request", 1),)))
+            asked = store.execute("SELECT CAST(requests AS VARCHAR) FROM batches")[0][0]
+    finally:
+        server.stop()
+    assert "1 never fired: skipped" in submission.lines()
+    import json
+
+    assert submission.features == 5
+    assert sorted(feature for _, feature, _ in json.loads(asked).values()) == [0, 1, 2, 4, 5]
+
+
+def test_the_wide_store_labels_its_planted_words_and_skips_its_dead_tenth(cli, store_path, monkeypatch):
+    from wide_store import WORDS, wide_store
+
+    monkeypatch.setenv("FEATURELENS_LOAD_PLUGINS", "")
+    wide_store(store_path, n_features=100, n_sequences=64, chunk=40)
+    result = cli("explain", "--explainer", "token-lookup", "--no-progress", "--store", store_path)
+    assert result.exit_code == 0, result.output
+    assert "10 never fired: skipped" in result.output
+    with featurelens.open_store(store_path) as store:
+        labels = dict(store.execute("SELECT feature, text FROM explanations"))
+    assert sorted(labels) == [f for f in range(100) if f % 10]
+    for feature, text in labels.items():
+        assert text.startswith(f'"{WORDS[feature % len(WORDS)]}"'), (feature, text)

@@ -243,3 +243,11 @@ def test_status_shows_each_batchs_progress_and_the_total(store_path, service, cl
     after = shown.output.splitlines()
     assert sum("progress=2/2 answers stored" in line for line in after) == 2, shown.output
     assert after[-1] == "3 batches, 5 requests; 5 collected (100%)."
+
+
+def test_requests_are_split_by_bytes_too(store, service, monkeypatch):
+    line = len(json.dumps({"custom_id": "k" * 64, "method": "POST", "url": "/v1/chat/completions"}))
+    monkeypatch.setattr(OpenAIBatches, "limits", Limits(10**6, line))  # a byte cap under one request: each alone
+    submission = explain.submit_explain(store, ExplainSpec("openai:gpt-4o-mini", "echo"))
+    assert len(submission.batch_ids) == 5
+    assert store.execute("SELECT list(request_count ORDER BY batch_id) FROM batches")[0][0] == [1] * 5
