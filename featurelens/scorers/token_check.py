@@ -27,6 +27,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.llm.token_labels import label_keywords, parse_elements, token_keys
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
@@ -57,7 +58,7 @@ class LabelMatcher:
                 for i, k in enumerate(keys)]
 
 
-class TokenCheckScorer:
+class TokenCheckScorer(ScorerBase):
     """Balanced accuracy of "the window holds a named token" on held-out windows."""
 
     name = "token-check"
