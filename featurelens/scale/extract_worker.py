@@ -23,7 +23,7 @@ from featurelens.core.extraction.extractor import (
     special_ids,
 )
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.state import ExtractionState, Settings
+from featurelens.core.extraction.state import ExtractionState, Settings, state_device
 from featurelens.scale.carried import CarriedState
 from featurelens.scale.partial import to_bytes
 
@@ -52,7 +52,8 @@ class ShardReducer:
                                    spec["exclude_outlier_norm"])
         self.settings = Settings(**spec["settings"])
         self.batch_size = int(spec["batch_size"])
-        self.carried = CarriedState(sae.d_sae, self.reduce.context, self.settings, lm.device)
+        self.device = state_device(sae.d_sae, self.settings, lm.device)  # host memory if it does not fit
+        self.carried = CarriedState(sae.d_sae, self.reduce.context, self.settings, self.device)
         self.held: list[int] = []  #: shards folded into ``carried`` since the last flush
 
     def identity(self) -> tuple[str, str, int, str]:
@@ -76,7 +77,7 @@ class ShardReducer:
         """
         lm, sae = self.reduce.lm, self.reduce.sae
         state = (self.carried.state if carry else
-                 ExtractionState(sae.d_sae, self.reduce.context, self.settings, lm.device))
+                 ExtractionState(sae.d_sae, self.reduce.context, self.settings, self.device))
         windows = [Window(int(seq), row.tolist(), "") for seq, row in zip(seq_ids, tokens, strict=True)]
         seconds = 0.0
         for start in range(0, len(windows), self.batch_size):

@@ -42,7 +42,7 @@ from featurelens.core.extraction.extractor import (
     settings_of,
 )
 from featurelens.core.extraction.packing import Window
-from featurelens.core.extraction.state import ExtractionState
+from featurelens.core.extraction.state import ExtractionState, state_device
 from featurelens.core.extraction.writer import TokenText
 from featurelens.core.ray.address import check_address, check_workers
 from featurelens.core.store.argument import StoreLike, using_store
@@ -129,9 +129,10 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
             resume.remove_checkpoints(folder)
             return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, 0, 0, 0, True,
                                     time.perf_counter() - started)
-        state = ExtractionState(sae.d_sae, spec.context, plan.settings, lm.device)
+        state = ExtractionState(sae.d_sae, spec.context, plan.settings,
+                                state_device(sae.d_sae, plan.settings, lm.device))
         done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
-                                                 plan.corpus_id, lm.device)
+                                                 plan.corpus_id, state.device)
         text = TokenText(lm.tokenizer)
         bar = tqdm(total=plan.n_windows * spec.context,
                    initial=min(done_batches * spec.batch_size, plan.n_windows) * spec.context, unit="tok",
@@ -153,7 +154,8 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
         finish_start = time.monotonic()  # the stream ends with the last merge, before Ray's teardown
         pool.close_in_background()  # workers gone now, Ray's shutdown overlaps the finish phase
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, plan.hookpoint, spec.dictionary,
-                plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress)
+                plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress,
+                spec.logit_effects)
         finish_end = time.monotonic()
     pool.close()
     return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,

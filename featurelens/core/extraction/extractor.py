@@ -31,7 +31,7 @@ from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
-from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set
+from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set, state_device
 from featurelens.core.extraction.writer import (
     TokenText,
     example_rows,
@@ -43,8 +43,12 @@ from featurelens.core.progress import progress as show_progress
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
 
-#: Features whose examples are built and written at once (bounds the final write's memory).
+#: Features whose rows and examples are built and written at once (bounds the final write's memory).
 FEATURE_CHUNK = 4096
+#: DuckDB's memory while the final rows are written (its buffer pool otherwise grows with them).
+WRITE_MEMORY = "1GB"
+#: The choices of ``ExtractSpec.logit_effects`` (see :mod:`logit_effects`).
+LOGIT_EFFECTS = ("all", "fired", "none")
 #: Windows buffered before their sequences are written even if no checkpoint is due
 #: (harmless for resuming: sequence rows are idempotent and removed by _undo).
 SEQUENCE_FLUSH = 2048
@@ -129,6 +133,8 @@ class ExtractSpec:
     dictionary_name: str | None = None
     #: Which corpus documents to read: ``heldout`` (never trained on), ``train`` or ``all``.
     split: str = "heldout"
+    #: Which features get logit effects: ``all``, ``fired`` (those that fired here) or ``none``.
+    logit_effects: str = "all"
 
 
 @dataclass
@@ -210,6 +216,9 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     from featurelens.core.corpus.split import split_corpus
     from featurelens.core.host.manager import create
 
+    if spec.logit_effects not in LOGIT_EFFECTS:
+        raise FeaturelensError(f"--logit-effects must be one of {', '.join(LOGIT_EFFECTS)}, not "
+                               f"{spec.logit_effects!r}; pick one of those.")
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
@@ -235,6 +244,8 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
         "fold_final_norm": spec.fold_final_norm, "dtype": spec.dtype,
         "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
+    if spec.logit_effects != "all":  # only then: runs of the default keep their ids
+        config["logit_effects"] = spec.logit_effects
     run = resume.run_id(config)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
     batches = _batches(windows, spec.batch_size)
@@ -284,9 +295,9 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
             resume.remove_checkpoints(folder)
             return ExtractResult(run, dict_id, corpus_id, lm.model_id, 0, 0, 0, True,
                                  time.perf_counter() - started)
-        state = ExtractionState(sae.d_sae, spec.context, settings, lm.device)
+        state = ExtractionState(sae.d_sae, spec.context, settings, state_device(sae.d_sae, settings, lm.device))
         done_batches, seq_floor = resume.restore(db, folder, row[0][1] if row else None, state,
-                                                 corpus_id, lm.device)
+                                                 corpus_id, state.device)
         text = TokenText(lm.tokenizer)
         pending: list[Window] = []
         bar = show_progress(n_windows * spec.context,
@@ -324,7 +335,8 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         bar.close()
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, plan.hookpoint, spec.dictionary, corpus_id,
-                state, pending, text, spec.fold_final_norm, n_seen, progress)
+                state, pending, text, spec.fold_final_norm, n_seen, progress,
+                spec.logit_effects)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -359,13 +371,17 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
-            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True) -> None:
-    """Write features, examples, model and dictionary rows and mark the run done: one transaction."""
+            text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True,
+            logit_mode: str = "all") -> None:
+    """Write features, examples, model and dictionary rows, then mark the run done."""
     settings = state.settings
-    with phase("extract: logit effects of every feature", enabled=progress), torch.no_grad():
-        logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm)
-    with phase("extract: feature statistics", enabled=progress):
-        features = feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS, logits, text)
+    logits = None
+    if logit_mode != "none":
+        fired = (None if logit_mode == "all"
+                 else torch.nonzero(state.stats.fire_count > 0).flatten().cpu())
+        which = "every feature" if fired is None else f"the {fired.numel()} features that fired"
+        with phase(f"extract: logit effects of {which}", enabled=progress), torch.no_grad():
+            logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm, features=fired)
     model_row = pl.DataFrame([{
         "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
         "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
@@ -391,13 +407,28 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
-        db.insert("features", features)
-        with show_progress(sae.d_sae, desc="extract: writing examples", unit="feature", enabled=progress) as bar:
+    # one transaction per chunk: DuckDB holds a transaction's new rows in memory until it
+    # commits (about 12 KB a feature, its 50 random windows alone), which a million
+    # features cannot afford. The run is marked done only after the last chunk, so a kill
+    # in between resumes from the checkpoint and rewrites the dictionary's rows from scratch.
+    # and DuckDB's buffer pool would otherwise keep every written block (up to 80 % of RAM)
+    previous = db.execute("SELECT current_setting('memory_limit')")[0][0]
+    db.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
+    try:
+        with show_progress(sae.d_sae, desc="extract: writing features and examples", unit="feature",
+                           enabled=progress) as bar:
             for first in range(0, sae.d_sae, FEATURE_CHUNK):
                 last = min(first + FEATURE_CHUNK, sae.d_sae)
-                _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
-                                settings.n_random)
+                chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
+                with db.transaction():
+                    db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS,
+                                                       chunk_logits, text, first, last))
+                    _write_examples(db, dict_id, corpus_id, state, first, last, settings.quantile_bins,
+                                    settings.n_random)
                 bar.update(last - first)
+    finally:
+        db.execute(f"SET memory_limit = '{previous}'")
+    with db.transaction():
         db.execute(
             "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
             "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "

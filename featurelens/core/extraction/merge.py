@@ -33,18 +33,20 @@ def merge_stats(into: FeatureStats, other: FeatureStats) -> None:
     into.total += other.total.to(into.total.device)
     into.max = torch.maximum(into.max, other.max.to(into.max.device))
     into.min = torch.minimum(into.min, other.min.to(into.min.device))
+    into.widen_hist()
     into.hist += other.hist.to(into.hist.device)
 
 
 def occupied(best: BestWindows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(feature, seq, score, acts)`` of every filled slot, sorted by feature."""
+    """``(feature, slot, seq, score)`` of every filled slot, sorted by feature."""
     feature, slot = torch.nonzero(best.seq >= 0, as_tuple=True)  # row-major: sorted by feature
-    return feature, best.seq[feature, slot], best.score[feature, slot], best.acts[feature, slot]
+    return feature, slot, best.seq[feature, slot].long(), best.score[feature, slot]
 
 
 def absorb(into: BestWindows, feature: torch.Tensor, seq: torch.Tensor, score: torch.Tensor,
            acts: torch.Tensor) -> None:
-    """Offer windows (sorted by feature, one per feature and window) to ``into``."""
+    """Offer windows (sorted by feature, one per feature and window) to ``into``;
+    ``acts [n, context]`` are their dense activations."""
     if into.k == 0 or feature.numel() == 0:
         return
     device = into.score.device
@@ -58,8 +60,14 @@ def absorb(into: BestWindows, feature: torch.Tensor, seq: torch.Tensor, score: t
 
 
 def merge_best(into: BestWindows, other: BestWindows) -> None:
-    """Keep, per feature, the K best windows of both."""
-    absorb(into, *occupied(other))
+    """Keep, per feature, the K best windows of both (windows that cannot enter are never
+    made dense)."""
+    if into.k == 0:
+        return
+    feature, slot, seq, score = occupied(other)
+    rows = torch.nonzero(score.to(into.score.device) >= into.threshold(feature.to(into.score.device))).flatten()
+    rows = rows.to(feature.device)
+    absorb(into, feature[rows], seq[rows], score[rows], other.gather(feature[rows], slot[rows]))
 
 
 def merge_pool(into: RandomPool, other: RandomPool) -> None:

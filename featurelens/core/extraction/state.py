@@ -4,7 +4,12 @@ A batch's activations are encoded by the dictionary into sparse (feature, value)
 per token; excluded positions (special tokens, attention sinks) are zeroed first.
 The pairs feed the statistics, then are grouped per (feature, window) to give each
 window's maximum, which decides entry into the top-k and the quantile reservoir; only
-groups that enter get their per-token activations materialised.
+groups that enter get their per-token activations materialised, and only their nonzero
+entries are kept (:mod:`topk_examples`).
+
+The state lives beside the model (on its GPU) when it fits there comfortably, and in
+host memory otherwise (:func:`state_device`): then only each batch's sparse pairs cross
+over, never the dense activations.
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ from typing import Any, Iterator
 import torch
 
 from featurelens.core.dictionaries.base import Dictionary, SparseActs
-from featurelens.core.extraction.accumulators import FeatureStats
+from featurelens.core.extraction.accumulators import N_BINS, FeatureStats
 from featurelens.core.extraction.quantile_sampling import reservoir_score
 from featurelens.core.extraction.random_examples import RandomPool
 from featurelens.core.extraction.topk_examples import BestWindows
 
 #: Rows encoded at once; bounds the dense [rows, d_sae] a dense-encoding dictionary makes.
 ENCODE_CHUNK = 4096
+#: Kept activations assumed per window slot when sizing the state (a feature fires on a
+#: few tokens of a window it was kept for; the pool holds 16 bytes per activation).
+ENTRIES_PER_SLOT = 4
+#: Of the accelerator's free memory, the share the state may take beside the model's work.
+DEVICE_SHARE = 0.5
 
 
 @dataclass
@@ -42,6 +52,24 @@ def encode(dictionary: Dictionary, acts: torch.Tensor) -> list[SparseActs]:
     rows = acts.reshape(-1, acts.shape[-1])
     return [dictionary.encode_sparse(rows[start:start + ENCODE_CHUNK])
             for start in range(0, rows.shape[0], ENCODE_CHUNK)]
+
+
+def state_bytes(n_features: int, settings: Settings) -> int:
+    """About how many bytes an :class:`ExtractionState` of ``n_features`` holds: statistics
+    (the int32 histogram dominates), 8 bytes a window slot, and the kept activations at
+    ``ENTRIES_PER_SLOT`` entries a slot. Independent of the context length."""
+    slots = n_features * (settings.top_k + settings.n_quantile)
+    return n_features * (N_BINS * 4 + 24 + 4 * 2) + slots * (8 + 16 * ENTRIES_PER_SLOT)
+
+
+def state_device(n_features: int, settings: Settings, device: torch.device) -> torch.device:
+    """Where the state goes: ``device`` unless it is an accelerator whose free memory the
+    state would take more than ``DEVICE_SHARE`` of; then host memory."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if state_bytes(n_features, settings) <= DEVICE_SHARE * free else torch.device("cpu")
 
 
 def encode_set(dictionary: Any, acts: dict[str, torch.Tensor]) -> list[SparseActs]:
@@ -78,6 +106,7 @@ class ExtractionState:
     def __init__(self, n_features: int, context: int, settings: Settings, device: torch.device):
         self.settings = settings
         self.context = context
+        self.device = torch.device(device)
         self.stats = FeatureStats.empty(n_features, device)
         self.top = BestWindows(n_features, settings.top_k, context, device)
         self.reservoir = BestWindows(n_features, settings.n_quantile, context, device)
@@ -91,7 +120,7 @@ class ExtractionState:
     def accumulate(self, codes: list[SparseActs], batch: int, context: int, seq_ids: torch.Tensor,
                    excluded: torch.Tensor) -> None:
         """Fold in a batch already encoded by :func:`encode` (the part that is not the model)."""
-        with _one_cpu_thread(seq_ids.device):
+        with _one_cpu_thread(self.device):
             self._accumulate(codes, batch, context, seq_ids, excluded)
 
     def _accumulate(self, codes: list[SparseActs], batch: int, context: int, seq_ids: torch.Tensor,
@@ -105,9 +134,11 @@ class ExtractionState:
             features_parts.append(code.indices[token, slot].long())
             values_parts.append(values[token, slot])
             token_parts.append(token + start)
-        features = torch.cat(features_parts)
-        values = torch.cat(values_parts)
-        tokens = torch.cat(token_parts)
+        # the sparse pairs move to the state (host memory when the state did not fit the GPU)
+        features = torch.cat(features_parts).to(self.device)
+        values = torch.cat(values_parts).to(self.device)
+        tokens = torch.cat(token_parts).to(self.device)
+        seq_ids = seq_ids.to(self.device)
         self.stats.update(features, values, int(keep.sum()))
         window, position = tokens // context, tokens % context
         group_key = features * batch + window
@@ -132,6 +163,13 @@ class ExtractionState:
             self.reservoir.offer(g_feature[into_res], g_seq[into_res], r_score[into_res],
                                  row_of[into_res], table)
         self.pool.offer(seq_ids, g_feature, g_window)
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors (what a test or a budget inspects)."""
+        stats = sum(t.numel() * t.element_size() for t in (self.stats.fire_count, self.stats.total,
+                                                           self.stats.max, self.stats.min, self.stats.hist))
+        pool = sum(t.numel() * t.element_size() for t in (self.pool.seq, self.pool.key, *self.pool.firing))
+        return stats + self.top.nbytes() + self.reservoir.nbytes() + pool
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state(), "top": self.top.state(),

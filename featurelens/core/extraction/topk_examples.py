@@ -1,15 +1,23 @@
-"""Per feature, the K windows with the highest score, kept as fixed-size tensors.
+"""Per feature, the K windows with the highest score, with their activations kept sparsely.
 
 Used twice: with score = the window's maximum activation it holds the top examples;
 with score = a per-(window, feature) hash it is a uniform reservoir sample for quantile
-examples (see :mod:`quantile_sampling`). State is ``[d_sae, K]`` scores and window ids
-plus ``[d_sae, K, context]`` per-token activations, so the examples' token activations
-never need a second pass over the corpus.
+examples (see :mod:`quantile_sampling`). The per-slot state is ``[d_sae, K]`` scores
+(float32) and window ids (int32): 8 bytes a slot, whatever the context length.
+
+A kept window's per-token activations are stored as its nonzero entries only, in one
+flat pool of ``(slot * context + position, window id, value)`` entries: a feature fires
+on a few tokens of a window, so the pool holds what is kept, not ``K x context`` floats
+per feature (58 KB a feature at K = 50, context 128, for both structures: 60 GB at a
+million features). An entry is live while its slot still holds its window; evicted
+windows leave dead entries, dropped when the pool has doubled since it was last
+compacted (amortised linear). The examples' token activations still never need a
+second pass over the corpus: they are exactly the values the stream saw.
 
 Slots are unordered: a candidate that makes the top K takes the slot of the entry it
-evicts, so a batch costs a top-k over scores of the touched features plus one copy of
-``context`` floats per entering window; nothing else moves. Order is imposed once, at
-the end (:meth:`ranked`).
+evicts, so a batch costs a top-k over scores of the touched features plus appending the
+nonzero activations of each entering window; nothing else moves. Order is imposed once,
+at the end (:meth:`ranked`).
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ from __future__ import annotations
 import math
 
 import torch
+
+#: Pool entries below which no compaction is attempted (compacting tiny pools is waste).
+COMPACT_FLOOR = 1 << 16
 
 
 def rank_key(score: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
@@ -28,11 +39,19 @@ def rank_key(score: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
     """
     bits = score.float().contiguous().view(torch.int32).long()
     bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    return bits * (1 << 32) + ((1 << 31) - 1 - seq.clamp_min(0))
+    return bits * (1 << 32) + ((1 << 31) - 1 - seq.long().clamp_min(0))
+
+
+def dense_rows(index: torch.Tensor, value: torch.Tensor, n: int, context: int,
+               device: torch.device) -> torch.Tensor:
+    """``[n, context]`` float32 rows from flat ``row * context + position`` entries."""
+    rows = torch.zeros(n * context, device=device)
+    rows[index.to(device)] = value.to(device, torch.float32)
+    return rows.view(n, context)
 
 
 class BestWindows:
-    """Top-``k`` windows per feature by a score, with their per-token activations."""
+    """Top-``k`` windows per feature by a score, with their nonzero per-token activations."""
 
     #: Score of an empty slot. Real scores are positive (an activation, or 1 - a hash in
     #: [0, 1)), and padding is -inf, so empty < real and padding never displaces anything.
@@ -40,10 +59,28 @@ class BestWindows:
 
     def __init__(self, n_features: int, k: int, context: int, device: torch.device):
         self.k = k
+        self.context = context
         self.score = torch.full((n_features, k), self.EMPTY, device=device)
-        self.seq = torch.full((n_features, k), -1, dtype=torch.long, device=device)
-        self.acts = torch.zeros((n_features, k, context), device=device)
+        self.seq = torch.full((n_features, k), -1, dtype=torch.int32, device=device)
         self.low = torch.full((n_features,), self.EMPTY, device=device)
+        # the pool: entry i is (slot * context + position, window id, activation)
+        self.entry_index = torch.empty(0, dtype=torch.long, device=device)
+        self.entry_seq = torch.empty(0, dtype=torch.int32, device=device)
+        self.entry_value = torch.empty(0, dtype=torch.float32, device=device)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  #: appended, not joined yet
+        self._pending_size = 0
+        self._compacted = 0  #: pool size after the last compaction
+        self._sorted = True  #: the pool is compacted and ordered by entry index
+
+    @property
+    def n_features(self) -> int:
+        return self.score.shape[0]
+
+    def nbytes(self) -> int:
+        """Bytes held by the state's tensors (slots and pool)."""
+        tensors = [self.score, self.seq, self.low, self.entry_index, self.entry_seq, self.entry_value]
+        tensors += [t for piece in self._pending for t in piece]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def threshold(self, features: torch.Tensor) -> torch.Tensor:
         """The score a candidate of each feature must beat to enter (the lowest kept)."""
@@ -73,13 +110,13 @@ class BestWindows:
         cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=scores.device)
         cand_index[row, column] = torch.arange(features.numel(), device=features.device)
         cand_seq = torch.zeros(cand_score.shape, dtype=torch.long, device=scores.device)
-        cand_seq[row, column] = seqs
+        cand_seq[row, column] = seqs.long()
         width = cand_score.shape[1]
         # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k);
         # equal scores evict the later window, so which windows are kept never depends on
         # batching, resuming or the order shards are merged in
         keys = rank_key(torch.cat([self.score[touched], cand_score], dim=1),
-                        torch.cat([self.seq[touched], cand_seq], dim=1))
+                        torch.cat([self.seq[touched].long(), cand_seq], dim=1))
         lowest = keys.topk(width, dim=1, largest=False).indices
         chosen = torch.ones((n, k + width), dtype=torch.bool, device=scores.device)
         chosen.scatter_(1, lowest, False)
@@ -89,21 +126,119 @@ class BestWindows:
         source = cand_index[entering_row, entering_col]
         feature = touched[evicted_row]
         self.score[feature, evicted_slot] = scores[source]
-        self.seq[feature, evicted_slot] = seqs[source]
-        self.acts[feature, evicted_slot] = table[rows[source]].float()
+        self.seq[feature, evicted_slot] = seqs[source].to(torch.int32)
+        entering = table[rows[source]]
+        hit_row, position = torch.nonzero(entering, as_tuple=True)
+        slot_id = feature[hit_row] * k + evicted_slot[hit_row]
+        self._append(slot_id * self.context + position, seqs[source][hit_row], entering[hit_row, position])
         self.low[touched] = self.score[touched].min(dim=1).values
+
+    def place(self, feature: torch.Tensor, slot: torch.Tensor, seq: torch.Tensor, score: torch.Tensor,
+              acts_index: torch.Tensor, acts_value: torch.Tensor) -> None:
+        """Put windows straight into slots (no ranking): window ``i`` goes to
+        ``(feature[i], slot[i])``; its activations are the entries ``acts_index`` (flat
+        ``i * context + position``) and ``acts_value``. The caller keeps ``low`` right."""
+        device = self.score.device
+        feature, slot = feature.to(device), slot.to(device)
+        self.score[feature, slot] = score.to(device, torch.float32)
+        self.seq[feature, slot] = seq.to(device, torch.int32)
+        acts_index = acts_index.to(device)
+        row, position = acts_index // self.context, acts_index % self.context
+        slot_id = feature[row] * self.k + slot[row]
+        self._append(slot_id * self.context + position, seq.to(device)[row], acts_value.to(device))
+
+    def _append(self, index: torch.Tensor, seq: torch.Tensor, value: torch.Tensor) -> None:
+        if index.numel() == 0:
+            return
+        # appended pieces are joined only when the pool compacts: no copy of the pool per batch
+        self._pending.append((index.long(), seq.to(torch.int32), value.float()))
+        self._pending_size += index.numel()
+        self._sorted = False
+        if self.entry_index.numel() + self._pending_size >= max(COMPACT_FLOOR, 2 * self._compacted):
+            self.compact()
+
+    def compact(self) -> None:
+        """Join appended entries and drop those of evicted windows."""
+        if self._pending:
+            self.entry_index = torch.cat([self.entry_index] + [piece[0] for piece in self._pending])
+            self.entry_seq = torch.cat([self.entry_seq] + [piece[1] for piece in self._pending])
+            self.entry_value = torch.cat([self.entry_value] + [piece[2] for piece in self._pending])
+            self._pending, self._pending_size = [], 0
+        live = self.seq.view(-1)[self.entry_index // self.context] == self.entry_seq
+        if not bool(live.all()):
+            self.entry_index, self.entry_seq, self.entry_value = (
+                self.entry_index[live], self.entry_seq[live], self.entry_value[live])
+        self._compacted = self.entry_index.numel()
+
+    def _ordered(self) -> None:
+        """Compact the pool and order it by slot, so a range of features is one slice."""
+        if self._sorted:
+            return
+        self.compact()
+        order = torch.argsort(self.entry_index, stable=True)
+        self.entry_index, self.entry_seq, self.entry_value = (
+            self.entry_index[order], self.entry_seq[order], self.entry_value[order])
+        self._sorted = True
+
+    def entries(self, feature: torch.Tensor, slot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The activations of windows at ``(feature[i], slot[i])`` as flat entries:
+        ``(i * context + position, value)``, ordered by that index."""
+        self._ordered()
+        device = self.score.device
+        wanted = feature.to(device).long() * self.k + slot.to(device).long()
+        by_slot = torch.argsort(wanted)
+        ordered = wanted[by_slot]
+        entry_slot = self.entry_index // self.context
+        at = torch.searchsorted(ordered, entry_slot).clamp_max(max(ordered.numel() - 1, 0))
+        found = (ordered[at] == entry_slot) if ordered.numel() else torch.zeros_like(entry_slot, dtype=torch.bool)
+        row = by_slot[at[found]]
+        index = row * self.context + self.entry_index[found] % self.context
+        order = torch.argsort(index)
+        return index[order], self.entry_value[found][order]
+
+    def gather(self, feature: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """Dense ``[n, context]`` activations of the windows at ``(feature[i], slot[i])``."""
+        index, value = self.entries(feature, slot)
+        return dense_rows(index, value, feature.numel(), self.context, self.score.device)
+
+    def acts_of(self, first: int, last: int) -> torch.Tensor:
+        """Dense ``[last - first, K, context]`` activations of features ``first..last-1`` (CPU)."""
+        self._ordered()
+        lo, hi = first * self.k * self.context, last * self.k * self.context
+        start, end = (int(i) for i in torch.searchsorted(
+            self.entry_index, torch.tensor([lo, hi], device=self.entry_index.device)))
+        acts = dense_rows(self.entry_index[start:end].cpu() - lo, self.entry_value[start:end].cpu(),
+                          (last - first) * self.k, self.context, torch.device("cpu"))
+        return acts.view(last - first, self.k, self.context)
 
     def ranked(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(seq, acts, order)`` of features ``first..last-1`` on the CPU; ``order`` sorts
         each feature's slots by descending score, empty slots last, equal scores by window
         id (so the order never depends on which slot a window happened to land in)."""
-        by_seq = torch.argsort(self.seq[first:last], dim=1, stable=True)
+        seq = self.seq[first:last].long()
+        by_seq = torch.argsort(seq, dim=1, stable=True)
         by_score = torch.argsort(self.score[first:last].gather(1, by_seq), dim=1, descending=True, stable=True)
         order = by_seq.gather(1, by_score)
-        return self.seq[first:last].cpu(), self.acts[first:last].cpu(), order.cpu()
+        return seq.cpu(), self.acts_of(first, last), order.cpu()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"score": self.score, "seq": self.seq, "acts": self.acts, "low": self.low}
+        self.compact()
+        return {"score": self.score, "seq": self.seq, "low": self.low, "entry_index": self.entry_index,
+                "entry_seq": self.entry_seq, "entry_value": self.entry_value}
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
-        self.score, self.seq, self.acts, self.low = state["score"], state["seq"], state["acts"], state["low"]
+        device = self.score.device
+        self.score, self.low = state["score"].to(device), state["low"].to(device)
+        self.seq = state["seq"].to(device, torch.int32)
+        if "acts" in state:  # a checkpoint of dense [d_sae, K, context] activations
+            acts = state["acts"].to(device).reshape(-1)
+            index = torch.nonzero(acts).flatten()
+            self.entry_index, self.entry_value = index, acts[index].float()
+            self.entry_seq = self.seq.view(-1)[index // self.context]
+        else:
+            self.entry_index = state["entry_index"].to(device)
+            self.entry_seq = state["entry_seq"].to(device, torch.int32)
+            self.entry_value = state["entry_value"].to(device)
+        self._pending, self._pending_size = [], 0
+        self._compacted = self.entry_index.numel()
+        self._sorted = False

@@ -55,9 +55,10 @@ def sequence_rows(windows: list[Window], corpus_id: str, model_id: str, text: To
     })
 
 
-def _histograms(stats: FeatureStats) -> tuple[pa.ListArray, pa.ListArray]:
-    """Per feature, the bins from its smallest to its largest value: edges and counts."""
-    hist = stats.hist.view(-1, N_BINS).cpu().numpy()
+def _histograms(stats: FeatureStats, first: int, last: int) -> tuple[pa.ListArray, pa.ListArray]:
+    """Per feature of ``first..last-1``, the bins from its smallest to its largest value:
+    edges and counts."""
+    hist = stats.hist.view(-1, N_BINS)[first:last].cpu().numpy().astype(np.int64)
     fired = hist.any(axis=1)
     lo = np.where(fired, (hist != 0).argmax(axis=1), 0)
     hi = np.where(fired, N_BINS - 1 - (hist[:, ::-1] != 0).argmax(axis=1), -1)
@@ -70,45 +71,51 @@ def _histograms(stats: FeatureStats) -> tuple[pa.ListArray, pa.ListArray]:
     n_edges = np.where(fired, n_counts + 1, 0)
     ends = np.cumsum(n_edges)
     starts = ends - n_edges
-    minima, maxima = stats.min.double().cpu().numpy(), stats.max.double().cpu().numpy()
+    minima = stats.min[first:last].double().cpu().numpy()
+    maxima = stats.max[first:last].double().cpu().numpy()
     edges[starts[fired]] = minima[fired]  # outer edges: the smallest and largest values
     edges[ends[fired] - 1] = maxima[fired]
     return _lists(edges, n_edges, pa.float64()), _lists(counts, n_counts, pa.int64())
 
 
 def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels: Sequence[float],
-                 logits: tuple[torch.Tensor, ...] | None, text: TokenText) -> pa.Table:
-    """One row per feature, features that never fired included (density 0, NULL statistics)."""
-    n = stats.fire_count.numel()
-    fire = stats.fire_count.cpu().numpy()
+                 logits: tuple[torch.Tensor, ...] | None, text: TokenText, first: int = 0,
+                 last: int | None = None) -> pa.Table:
+    """One row per feature of ``first..last-1`` (default: all), features that never fired
+    included (density 0, NULL statistics); ``logits`` hold those features' rows only."""
+    last = stats.fire_count.numel() if last is None else last
+    n = last - first
+    fire = stats.fire_count[first:last].cpu().numpy()
     fired = fire > 0
-    total = stats.total.cpu().numpy()
-    quantiles = stats.quantiles(tuple(levels)).numpy()
-    edges, counts = _histograms(stats)
+    total = stats.total[first:last].cpu().numpy()
+    quantiles = stats.quantiles(tuple(levels), first, last).numpy()
+    edges, counts = _histograms(stats, first, last)
     null = pa.array(~fired)
     quantile_lists = _fixed_lists(np.nan_to_num(quantiles), pa.float64())
     columns: dict[str, Any] = {
         "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
-        "feature": pa.array(np.arange(n, dtype=np.int32)),
+        "feature": pa.array(np.arange(first, last, dtype=np.int32)),
         "corpus_id": pa.array([corpus_id] * n, pa.string()),
         "n_tokens": pa.array(np.full(n, stats.n_tokens, dtype=np.int64)),
         "fire_count": pa.array(fire.astype(np.int64)),
         "density": pa.array(fire / max(stats.n_tokens, 1)),
-        "max_activation": pa.array(stats.max.double().cpu().numpy(), mask=~fired),
+        "max_activation": pa.array(stats.max[first:last].double().cpu().numpy(), mask=~fired),
         "mean_activation": pa.array(np.divide(total, np.maximum(fire, 1)), mask=~fired),
         "quantiles": pa.ListArray.from_arrays(quantile_lists.offsets, quantile_lists.values, mask=null),
         "histogram_edges": edges,
         "histogram_counts": counts,
     }
-    if logits is not None:
+    if logits is not None:  # rows whose ids are -1 had no effects computed: NULL
         top_ids, top_vals, bottom_ids, bottom_vals = logits
         width = top_ids.shape[1]
-        columns["top_logits"] = _lists(np.array(text(top_ids.reshape(-1).tolist()), dtype=object),
-                                       np.full(n, width), pa.string())
-        columns["top_logit_values"] = _fixed_lists(top_vals.double().numpy(), pa.float64())
-        columns["bottom_logits"] = _lists(np.array(text(bottom_ids.reshape(-1).tolist()), dtype=object),
-                                          np.full(n, width), pa.string())
-        columns["bottom_logit_values"] = _fixed_lists(bottom_vals.double().numpy(), pa.float64())
+        missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
+        for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
+            names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
+                           np.full(n, width), pa.string())
+            values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
+            columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
+            columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
+                                                                       mask=missing)
     return pa.table(columns)
 
 

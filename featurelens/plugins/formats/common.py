@@ -36,7 +36,7 @@ def read_json(path: Path, fmt: str) -> dict[str, Any]:
     return data
 
 
-def read_safetensors(path: Path, fmt: str) -> Mapping[str, torch.Tensor]:
+def read_safetensors(path: Path, fmt: str) -> SafetensorsFile:
     """A safetensors file's tensors by name: shapes and dtypes come from its (checked)
     header at once, each tensor's data is read only when it is used, so shapes are
     compared with the config before anything large is allocated."""
@@ -48,6 +48,13 @@ def read_safetensors(path: Path, fmt: str) -> Mapping[str, torch.Tensor]:
 def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...],
             source: Path | str, fmt: str) -> torch.Tensor:
     """``tensors[name]`` if present with ``shape``; otherwise one sentence saying what is wrong."""
+    return tensors[require_shape(tensors, name, shape, source, fmt)]
+
+
+def require_shape(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...],
+                  source: Path | str, fmt: str) -> str:
+    """``name`` if ``tensors`` holds it with ``shape`` (read from a header when it has one,
+    so nothing is loaded); otherwise one sentence saying what is wrong."""
     if name not in tensors:
         present = ", ".join(sorted(tensors)) or "none"
         raise FeaturelensError(
@@ -60,7 +67,7 @@ def require(tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ..
             f"{name} in {source} has shape {list(found)} but its config implies {list(shape)}; "
             "the weights and the config are from different dictionaries."
         )
-    return tensors[name]
+    return name
 
 
 def config_int(config: Mapping[str, Any], key: str, source: Path | str, fmt: str) -> int:
@@ -100,7 +107,7 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
             f"{d_in * d_sae} weights, but its weights hold {held}; the weights and the config are "
             "from different dictionaries.")
     model = component.create(d_in, d_sae, **options)
-    own = model.state_dict()
+    own = set(model.state_dict())  # names only: holding the tensors would keep the initial weights alive
     with torch.no_grad():
         for name in state:
             if name not in own:
@@ -112,9 +119,13 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
                     f"{name} has shape {list(shape_of(state, name))}, but a {architecture} dictionary of "
                     f"d_in={d_in}, d_sae={d_sae} needs {list(target.shape)}; the checkpoint is inconsistent."
                 )
-            tensor = state[name]
+            # the initial weights go before the file's are read, so each weight is held
+            # once: a million-feature dictionary loads within its own size
+            target.data = torch.empty(0, dtype=target.dtype)
+            fresh = isinstance(state, SafetensorsFile) and not state.cache  # read for us alone
+            tensor = state[name].detach()
             check_finite(tensor, name, source)
-            target.data = tensor.detach().clone().to(dtype or tensor.dtype)
+            target.data = (tensor if fresh else tensor.clone()).to(dtype or tensor.dtype)
     # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
     model.requires_grad_(False)
     model.eval()

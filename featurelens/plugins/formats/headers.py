@@ -23,6 +23,9 @@ from featurelens.core.errors import FeaturelensError
 
 #: safetensors dtype names featurelens reads as weights, and their sizes in bytes.
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+#: Elements checked at once for NaN and infinities (bounds the transient mask).
+FINITE_CHUNK = 1 << 20
 #: A safetensors header larger than this is not a dictionary's (safetensors itself caps at 100 MB).
 MAX_HEADER_BYTES = 100 * 2**20
 
@@ -76,19 +79,33 @@ def safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 class SafetensorsFile(Mapping[str, torch.Tensor]):
-    """A safetensors file whose shapes are known at once and whose tensors load on access."""
+    """A safetensors file whose shapes are known at once and whose tensors load on access.
 
-    def __init__(self, path: Path):
+    A file opened with ``cache=False`` (see :meth:`subset`) reads a tensor afresh on every
+    access, straight into its own memory (no memory map, no copy kept here): a loader
+    that takes each tensor once then holds every weight exactly once, which is what lets
+    a million-feature dictionary load within its own size.
+    """
+
+    def __init__(self, path: Path, *, names: set[str] | None = None, cache: bool = True):
         self.path = path
-        self.header = safetensors_header(path)
+        header = safetensors_header(path)
+        self.header = header if names is None else {name: header[name] for name in header if name in names}
+        self.cache = cache
         self._loaded: dict[str, torch.Tensor] = {}
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.header[name][0]
 
+    def subset(self, names: set[str]) -> "SafetensorsFile":
+        """The tensors ``names`` of this file, read afresh on each access (not cached)."""
+        return SafetensorsFile(self.path, names=names, cache=False)
+
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.header:
             raise KeyError(name)
+        if not self.cache:
+            return self.read(name)
         if name not in self._loaded:
             from safetensors import SafetensorError, safe_open
 
@@ -98,6 +115,20 @@ class SafetensorsFile(Mapping[str, torch.Tensor]):
             except (SafetensorError, OSError, ValueError) as error:
                 raise _refuse(self.path, f"could not be read: {error}") from None
         return self._loaded[name]
+
+    def read(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` read with plain file reads into a new tensor (the header's sizes
+        were checked against the file when it was opened)."""
+        shape, dtype = self.header[name]
+        with open(self.path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            start, _ = json.loads(handle.read(length))[name]["data_offsets"]
+            tensor = torch.empty(shape, dtype=_TORCH_DTYPES[dtype])
+            buffer = tensor.reshape(-1).view(torch.uint8).numpy()
+            handle.seek(8 + length + start)
+            if handle.readinto(buffer) != buffer.size:
+                raise _refuse(self.path, f"ends inside tensor {name!r}")
+        return tensor
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.header)
@@ -147,8 +178,12 @@ def npz_header(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 def check_finite(tensor: torch.Tensor, name: str, source: Path | str) -> None:
     """Refuse NaN or infinite weights (they make every feature silently dead)."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
+    if not tensor.is_floating_point():
+        return
+    flat = tensor.reshape(-1)
+    bad = sum(int((~torch.isfinite(flat[start:start + FINITE_CHUNK])).sum())
+              for start in range(0, flat.numel(), FINITE_CHUNK))
+    if bad:
         raise FeaturelensError(
             f"{name} in {source} holds {bad} NaN or infinite values; the checkpoint is corrupt "
             "(often a diverged training run), so load an earlier checkpoint.")

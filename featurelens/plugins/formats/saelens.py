@@ -29,7 +29,7 @@ from featurelens.plugins.formats.common import (
     parse_dtype,
     read_json,
     read_safetensors,
-    require,
+    require_shape,
     save_safetensors,
     write_json,
 )
@@ -124,12 +124,11 @@ class SAELensFormat:
         d_out = config_int(cfg, "d_out", folder / CFG, "SAELens") if transcoder and "d_out" in cfg else d_in
         tensors = read_safetensors(folder / WEIGHTS, "SAELens")
         src = folder / WEIGHTS
-        state = {
-            "W_enc": require(tensors, "W_enc", (d_in, d_sae), src, "SAELens"),
-            "b_enc": require(tensors, "b_enc", (d_sae,), src, "SAELens"),
-            "W_dec": require(tensors, "W_dec", (d_sae, d_out), src, "SAELens"),
-            "b_dec": require(tensors, "b_dec", (d_out,), src, "SAELens"),
-        }
+        # shapes come from the header; each tensor is read once, when build() takes it
+        names = {require_shape(tensors, "W_enc", (d_in, d_sae), src, "SAELens"),
+                 require_shape(tensors, "b_enc", (d_sae,), src, "SAELens"),
+                 require_shape(tensors, "W_dec", (d_sae, d_out), src, "SAELens"),
+                 require_shape(tensors, "b_dec", (d_out,), src, "SAELens")}
         apply_b_dec = config_bool(cfg, "apply_b_dec_to_input", not transcoder, folder / CFG) and not transcoder
         options: dict[str, Any] = {"apply_b_dec_to_input": apply_b_dec}
         if ours == "topk" or activation == "topk":
@@ -137,11 +136,12 @@ class SAELensFormat:
             options["rescale_acts_by_decoder_norm"] = config_bool(cfg, "rescale_acts_by_decoder_norm", False,
                                                                   folder / CFG)
         if ours == "jumprelu" or activation == "jumprelu":
-            state["threshold"] = require(tensors, "threshold", (d_sae,), src, "SAELens")
+            names.add(require_shape(tensors, "threshold", (d_sae,), src, "SAELens"))
         if transcoder:
             options.update(activation=activation, d_out=d_out, skip=architecture == "skip_transcoder")
             if architecture == "skip_transcoder":
-                state["W_skip"] = require(tensors, "W_skip", (d_out, d_in), src, "SAELens")
+                names.add(require_shape(tensors, "W_skip", (d_out, d_in), src, "SAELens"))
+        state = tensors.subset(names)
         refuse_unknown_tensors(tensors, state, src, "SAELens")
         meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else cfg
         hookpoint = config_str(meta.get("hook_name") or cfg.get("hook_point") or cfg.get("hook_name"),

@@ -32,7 +32,7 @@ def test_best_windows_keeps_the_true_top_k_across_batches() -> None:
         for f, s, row in zip(features[keep].tolist(), seqs[keep].tolist(), table[keep], strict=True):
             slots = (best.seq[f] == s).nonzero()
             if slots.numel():
-                assert torch.equal(best.acts[f, slots[0, 0]], row)
+                assert torch.equal(best.gather(torch.tensor([f]), slots[0])[0], row)
     seq, _, order = best.ranked(0, n_features)
     for f in range(n_features):
         expected = [s for _, s in sorted(seen[f], reverse=True)[:k]]

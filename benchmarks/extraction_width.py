@@ -1,0 +1,212 @@
+"""Extraction's peak memory and time per phase as the dictionary widens.
+
+Run: .venv/bin/python benchmarks/extraction_width.py --widths 262144 [--tokens 8192]
+
+For each width, a random-weight TopK dictionary in SAELens's format (unit-norm decoder
+rows, W_enc = W_dec transposed, zero biases, k active latents) is written once under
+``--folder`` (streamed to disk in chunks, so making it costs no memory), then one child
+process per width loads the embedded SmolLM2 and that dictionary and runs
+``featurelens.core.extraction.extract`` on ``blocks.3.hook_resid_post`` into a fresh
+store, as ``featurelens extract --dictionary FOLDER`` does. A fresh process per width
+makes its peak RSS (``VmHWM``, weights included) that width's alone. It prints, per
+phase, the wall time and the peak RSS reached by the end of the phase:
+
+- load: the model and the dictionary (the dictionary alone is ``2 x d_model x width``
+  float32 weights: 4.8 GB at 1,048,576 latents);
+- stream: corpus -> model -> dictionary -> accumulators (top windows, quantile
+  reservoir, random pool, statistics), checkpoints included;
+- logit effects: every feature's top and bottom tokens through the unembedding;
+- write: feature rows and examples into the store, in one transaction.
+
+Also printed: the accumulator state's own bytes at the end of the stream, and that
+state's bytes per feature (what a wider dictionary adds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOOK = "blocks.3.hook_resid_post"
+D_MODEL = 576  # SmolLM2-135M
+
+
+def rss() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in GB, from /proc."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) * 1024 / 1e9
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
+    """A random TopK dictionary in SAELens's format at ``folder/topk-WIDTH-kK``, written in
+    chunks of features straight to the file (W_enc through a memory map, column block by
+    column block), so it is never whole in memory."""
+    import numpy as np
+    import torch
+
+    path = folder / f"topk-{width}-k{k}"
+    weights = path / "sae_weights.safetensors"
+    if weights.is_file():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    shapes = {"W_dec": [width, D_MODEL], "W_enc": [D_MODEL, width], "b_dec": [D_MODEL], "b_enc": [width]}
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    tmp = weights.with_suffix(".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
+    base = 8 + len(raw)
+    generator = torch.Generator().manual_seed(seed)
+    step = 16384
+    for start in range(0, width, step):
+        rows = torch.randn(min(step, width - start), D_MODEL, generator=generator)
+        rows /= rows.norm(dim=1, keepdim=True)
+        # mapped afresh per chunk, so the written pages leave this process's memory at once
+        w_dec = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base, shape=(width, D_MODEL))
+        w_enc = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base + header["W_enc"]["data_offsets"][0],
+                          shape=(D_MODEL, width))
+        w_dec[start:start + rows.shape[0]] = rows.numpy()
+        w_enc[:, start:start + rows.shape[0]] = rows.T.numpy()
+        w_dec.flush()
+        w_enc.flush()
+        del w_dec, w_enc
+    os.replace(tmp, weights)  # biases stay zero (the file was extended with zeros)
+    (path / "cfg.json").write_text(json.dumps({
+        "architecture": "topk", "d_in": D_MODEL, "d_sae": width, "k": k, "dtype": "float32",
+        "apply_b_dec_to_input": True, "hook_name": HOOK, "model_name": "smollm2",
+    }))
+    return path
+
+
+def _two_topk(sae, lm, count: int, chunk: int = 256) -> None:
+    """The previous rule, for comparison: 256 features at a time, two full top-k passes."""
+    w_u = lm.unembedding(fold_final_norm=True)
+    directions = sae.decoder_directions()
+    for start in range(0, count, chunk):
+        logits = directions[start:min(start + chunk, count)].float() @ w_u
+        logits.topk(10, dim=1)
+        logits.topk(10, dim=1, largest=False)
+
+
+def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: str,
+          sample_features: int) -> None:
+    """One measured extraction; prints one JSON line."""
+    import torch
+
+    import featurelens.core.extraction.extractor as extractor
+    from featurelens.core.dictionaries.loading import load_dictionary
+    from featurelens.core.extraction import ExtractSpec
+    from featurelens.core.host.manager import create
+
+    if threads:
+        torch.set_num_threads(threads)
+    marks: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    start = time.perf_counter()
+    lm = create("model_backend", "hf", "smollm2", dtype="float32", device="auto")
+    sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)
+    marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
+    state_bytes: list[int] = []
+    fired: list[int] = []
+    real_finish, real_logits = extractor._finish, extractor.logit_effects
+
+    def finish(*args, **kwargs):  # the stream ends where the final phase begins
+        state_bytes.append(args[10].nbytes())
+        fired.append(int((args[10].stats.fire_count > 0).sum()))
+        peaks["stream"] = rss()[1]
+        return real_finish(*args, **kwargs)
+
+    def logits(*args, **kwargs):
+        begun = time.perf_counter()
+        out = real_logits(*args, **kwargs)
+        marks["logit effects"], peaks["logit effects"] = time.perf_counter() - begun, rss()[1]
+        return out
+
+    extractor._finish, extractor.logit_effects = finish, logits
+    spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib",
+                       logit_effects=logit_mode)
+    result = extractor.extract(spec, store=store, progress=False, model_obj=lm, dictionary_obj=sae)
+    marks["stream"] = result.stream_seconds
+    marks.setdefault("logit effects", 0.0)  # --logit-effects none
+    peaks.setdefault("logit effects", peaks["stream"])
+    marks["write"] = result.finish_seconds - marks["logit effects"]
+    peaks["write"] = rss()[1]
+    sample = {}
+    if sample_features:  # the product's cost per feature, and the two-top-k rule it replaced, same rows
+        rows = torch.arange(min(sample_features, sae.d_sae))
+        with torch.no_grad():
+            begun = time.perf_counter()
+            real_logits(sae, lm, features=rows)
+            sample["blocks"] = (time.perf_counter() - begun) / rows.numel()
+            begun = time.perf_counter()
+            _two_topk(sae, lm, rows.numel())
+            sample["two_topk"] = (time.perf_counter() - begun) / rows.numel()
+    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
+                      "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", default="65536,262144,1048576",
+                        help="comma-separated dictionary widths, each run in its own process, one at a time")
+    parser.add_argument("--tokens", type=int, default=8192)
+    parser.add_argument("--k", type=int, default=32, help="active latents per token")
+    parser.add_argument("--logit-effects", choices=["all", "fired", "none"], default="all",
+                        help="extract's --logit-effects: which features get the decoder x unembedding product")
+    parser.add_argument("--logit-sample", type=int, default=0,
+                        help="after the extraction, time the logit-effects product on this many features, "
+                             "and the two-full-top-k rule it replaced on the same ones (ms per feature)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "featurelens-width",
+                        help="where the random dictionaries are kept between runs")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.tokens, args.store, args.threads, args.logit_effects, args.logit_sample)
+        return
+    for width in (int(w) for w in args.widths.split(",")):
+        made = time.perf_counter()
+        dictionary = make_dictionary(args.folder, width, args.k)
+        made = time.perf_counter() - made
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, __file__, "--child", str(dictionary), "--tokens", str(args.tokens),
+                                  "--store", str(Path(tmp) / "width.duckdb"), "--threads", str(args.threads),
+                                  "--logit-effects", args.logit_effects, "--logit-sample", str(args.logit_sample)],
+                                 check=True, capture_output=True, text=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"width {row['width']:,} (TopK k={args.k}, SAELens format, {HOOK}), {row['tokens']:,} tokens, "
+              f"logit effects of {args.logit_effects} features; "
+              f"dictionary written in {made:.0f} s (0 if it was there)")
+        for phase in ("load", "stream", "logit effects", "write"):
+            print(f"  {phase:14s} {row['seconds'][phase]:8.1f} s   peak RSS so far {row['peak_gb'][phase]:6.2f} GB")
+        print(f"  features that fired: {row['fired']:,} of {row['width']:,}")
+        print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
+              f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")
+        print(f"  peak RSS {max(row['peak_gb'].values()):.2f} GB, total {row['total_seconds']:.0f} s", flush=True)
+        if row["sample"]:
+            blocks, old = row["sample"]["blocks"], row["sample"]["two_topk"]
+            print(f"  logit effects on {args.logit_sample:,} features: {blocks * 1e3:.3f} ms/feature "
+                  f"(two full top-k, 256 at a time: {old * 1e3:.3f}; ratio {old / blocks:.2f}x); "
+                  f"all {row['width']:,} features at this rate: {blocks * row['width'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
