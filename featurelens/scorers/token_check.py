@@ -49,12 +49,23 @@ class LabelMatcher:
         return bool(self.singles or self.pairs)
 
     def positions(self, tokens: list[str]) -> list[bool]:
+        hit = set(self.hits(tokens))
+        return [i in hit for i in range(len(tokens))]
+
+    def hits(self, tokens: list[str]) -> list[int]:
+        """The indices of the named positions, in order."""
         keys = token_keys(tokens)
-        if not self.pairs:  # most labels: one membership test a token
-            singles = self.singles
-            return [k in singles for k in keys]
-        return [k in self.singles or (i > 0 and (k, keys[i - 1]) in self.pairs)
-                for i, k in enumerate(keys)]
+        singles, pairs = self.singles, self.pairs
+        if not pairs:  # most labels: one membership test a token
+            return [i for i, k in enumerate(keys) if k in singles]
+        return [i for i, k in enumerate(keys)
+                if k in singles or (i > 0 and (k, keys[i - 1]) in pairs)]
+
+    def any_hit(self, tokens: list[str]) -> bool:
+        """Whether the label names any position (a set test at C speed for most labels)."""
+        if not self.pairs:
+            return not self.singles.isdisjoint(token_keys(tokens))
+        return bool(self.hits(tokens))
 
 
 class TokenCheckScorer:
@@ -89,16 +100,19 @@ class TokenCheckScorer:
         labels, predictions = [], []
         named_firing = firing = named = named_and_firing = 0
         for w in windows:
-            hits = matcher.positions(w.example.tokens)
             labels.append(int(w.activating))
-            predictions.append(int(any(hits)))
-            if w.activating:
-                peak = w.example.max_activation
-                fires = [a > 0 and a >= HIGHLIGHT_FRACTION * peak for a in w.example.activations]
-                firing += sum(fires)
-                named_firing += sum(1 for h, f in zip(hits, fires) if h and f)
-                named += sum(hits)
-                named_and_firing += sum(1 for h, a in zip(hits, w.example.activations) if h and a > 0)
+            if not w.activating:
+                predictions.append(int(matcher.any_hit(w.example.tokens)))
+                continue
+            hits = matcher.hits(w.example.tokens)
+            predictions.append(int(bool(hits)))
+            activations = w.example.activations
+            threshold = HIGHLIGHT_FRACTION * w.example.max_activation
+            firing += sum([a > 0 and a >= threshold for a in activations])
+            named += len(hits)
+            on = [activations[i] for i in hits if i < len(activations)]
+            named_firing += sum([a > 0 and a >= threshold for a in on])
+            named_and_firing += sum([a > 0 for a in on])
         metrics: dict[str, Any] = classification(labels, predictions)
         metrics.update(n_windows=len(windows), held_out=held_out, quoted=matcher.quoted,
                        token_recall=named_firing / firing if firing else None,
