@@ -19,6 +19,7 @@ scorer compare any explainer with token-lookup. A label with nothing to look for
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
@@ -40,10 +41,10 @@ class LabelMatcher:
     def __init__(self, label: str):
         elements = parse_elements(label)
         self.quoted = bool(elements)
-        self.singles = {e.keys[0] for e in elements if e.previous is None}
-        self.pairs = {e.keys for e in elements if e.previous is not None}
+        self.singles = frozenset(e.keys[0] for e in elements if e.previous is None)
+        self.pairs = frozenset(e.keys for e in elements if e.previous is not None)
         if not elements:
-            self.singles = label_keywords(label)
+            self.singles = frozenset(label_keywords(label))
 
     def __bool__(self) -> bool:
         return bool(self.singles or self.pairs)
@@ -66,6 +67,13 @@ class LabelMatcher:
         if not self.pairs:
             return not self.singles.isdisjoint(token_keys(tokens))
         return bool(self.hits(tokens))
+
+
+@lru_cache(maxsize=4096)
+def matcher_of(label: str) -> LabelMatcher:
+    """The label's matcher, parsed once per distinct label: a dictionary's token-lookup labels
+    repeat (one common token, rounded percentages), and a matcher is never changed."""
+    return LabelMatcher(label)
 
 
 class TokenCheckScorer:
@@ -92,7 +100,7 @@ class TokenCheckScorer:
 
     def score(self, record: FeatureRecord, explanation: str, responses: list[LLMResponse | None],
               capabilities: frozenset[str] | None = None) -> ScoreResult:
-        matcher = LabelMatcher(explanation)
+        matcher = matcher_of(explanation)
         windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
         if not matcher:
             return ScoreResult(None, "undefined", {"n_windows": len(windows), "held_out": held_out,
