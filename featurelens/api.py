@@ -31,19 +31,29 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from featurelens.core.host.hookspecs import Register
     from featurelens.core.host.manager import build_host, create, get_registry
     from featurelens.core.host.protocols import (
+        BatchClient,
+        BatchLimits,
+        BatchState,
         CorpusSource,
         DictionaryFormat,
         Document,
         Example,
         Explainer,
+        ExplainerBase,
         FeatureRecord,
         LLMProvider,
+        LLMProviderBase,
         LLMRequest,
         LLMResponse,
         ModelBackend,
         ParseError,
+        Price,
+        PromptCache,
+        ProviderInfo,
         Scorer,
+        ScorerBase,
         ScoreResult,
+        TokenCounter,
         TokenLogprobs,
     )
     from featurelens.core.store.database import Store
@@ -63,9 +73,10 @@ _SOURCES: dict[str, str] = {
     "get_registry": "featurelens.core.host.manager",
     "Store": "featurelens.core.store.database",
     **{name: "featurelens.core.host.protocols" for name in (
-        "CorpusSource", "DictionaryFormat", "Document", "Example", "Explainer", "FeatureRecord",
-        "LLMProvider", "LLMRequest", "LLMResponse", "ModelBackend", "ParseError", "Scorer",
-        "ScoreResult", "TokenLogprobs")},
+        "BatchClient", "BatchLimits", "BatchState", "CorpusSource", "DictionaryFormat", "Document",
+        "Example", "Explainer", "ExplainerBase", "FeatureRecord", "LLMProvider", "LLMProviderBase",
+        "LLMRequest", "LLMResponse", "ModelBackend", "ParseError", "Price", "PromptCache",
+        "ProviderInfo", "Scorer", "ScorerBase", "ScoreResult", "TokenCounter", "TokenLogprobs")},
 }
 
 __all__ = sorted(["PLUGIN_API_VERSION", "hookimpl", "open_store", *_SOURCES])

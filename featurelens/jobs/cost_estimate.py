@@ -2,10 +2,9 @@
 
 Builds the very requests a run would send for a sample of the selected features (the
 explainer's, then each scorer's against the feature's stored explanation or a typical
-one), counts them with o200k (:mod:`featurelens.llm.request_tokens`), works out
-which input tokens each provider's prompt cache serves
-(:mod:`featurelens.llm.prompt_cache`) and prices everything with the price table,
-live and through the batch API. "N features like these" scales the sample's
+one), counts them as ``--dry-run`` does (:func:`featurelens.llm.plan.tally`: each
+provider's declared token counter, the input its prompt cache serves, the output bound)
+and prices everything with the price table, live and through the batch API. "N features like these" scales the sample's
 per-feature figures to N.
 
 Adaptive scorers send rounds until their interval is narrow, so their calls lie
@@ -20,44 +19,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from featurelens.core.host.protocols import Explainer, FeatureRecord, LLMRequest, Scorer
+from featurelens.core.host.protocols import (
+    Explainer,
+    FeatureRecord,
+    LLMRequest,
+    Scorer,
+    ScorerBase,
+    declared,
+    example_kinds,
+)
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.database import Store
 from featurelens.labelers.explain_grouped import grouped_request
 from featurelens.llm import prompt_cache
-from featurelens.llm.plan import output_bound
+from featurelens.llm.plan import Tally, tally
 from featurelens.llm.pricing import Price, PriceTable
-from featurelens.llm.request_tokens import Counter
+from featurelens.llm.providers import provider_info
+from featurelens.llm.token_count import TokenCounter, counter_for
 from featurelens.registry.components import split_llm_spec
 
 #: Seconds a call takes when the store has no measured latency for the provider:model.
 ASSUMED_LATENCY_S = 2.0
 #: Stands in for explanations not written yet (about the length of a real one).
 TYPICAL_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
-#: What each provider can do without asking it (no key needed): chooses the simulation mode.
-DECLARED_CAPABILITIES = {
-    "openai": frozenset({"output_logprobs", "batch_api", "prompt_cache"}),
-    "anthropic": frozenset({"batch_api", "prompt_cache"}),
-    "local": frozenset({"output_logprobs", "prompt_logprobs"}),
-}
-
-
-@dataclass
-class Tally:
-    """Calls and tokens (per feature once divided by ``features``)."""
-
-    calls: int = 0
-    input: int = 0
-    prefix: int = 0  #: input tokens in shared prefixes (what caching could serve)
-    cached: int = 0  #: input tokens the provider's cache serves (its minimum applied)
-    output: int = 0
-
-    def add(self, other: "Tally") -> None:
-        for name in ("calls", "input", "prefix", "cached", "output"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def scaled(self, factor: float) -> dict[str, float]:
-        return {name: getattr(self, name) * factor for name in ("calls", "input", "prefix", "cached", "output")}
 
 
 @dataclass
@@ -83,6 +67,7 @@ class LLMEstimate:
     features: int
     latency_s: float
     latency_measured: bool
+    counter: TokenCounter | None = None  #: what the input tokens were counted with
 
     def totals(self, bound: str) -> Tally:
         total = Tally()
@@ -113,9 +98,10 @@ class LLMEstimate:
 
 
 def capabilities_for(llm: str) -> frozenset[str]:
-    """What ``llm`` can do, as declared by its provider (no client is built)."""
+    """What ``llm`` can do with its default options, as its provider declares (no client is
+    built, no key needed): chooses the simulation mode."""
     provider, _ = split_llm_spec(llm)
-    return DECLARED_CAPABILITIES.get(provider, frozenset())
+    return provider_info(provider).capabilities
 
 
 def _measured_output(store: Store, provider: str, model: str) -> dict[str, float]:
@@ -132,28 +118,11 @@ def _measured_latency(store: Store, provider: str, model: str) -> float | None:
     return float(rows[0][0]) if rows and rows[0][0] else None
 
 
-def _tally(requests: list[LLMRequest], counter: Counter, provider: str, model: str,
-           outputs: dict[str, float]) -> tuple[Tally, bool]:
-    tally = Tally()
-    measured = True
-    for request in requests:
-        tokens = counter.request(request)
-        tally.calls += 1
-        tally.input += tokens.total
-        tally.prefix += tokens.prefix
-        tally.cached += prompt_cache.cached_tokens(provider, model, tokens)
-        known = outputs.get(request.purpose)
-        measured = measured and known is not None
-        tally.output += round(known) if known is not None else output_bound(provider, request)
-    return tally, measured
-
-
 def _kinds(components: list[Any]) -> dict[str, int | None] | None:
     """The stored windows any of ``components`` reads (``None``: load every kind)."""
     merged: dict[str, int | None] = {}
     for component in components:
-        wanted = getattr(component, "example_kinds", None)
-        kinds = wanted() if callable(wanted) else wanted
+        kinds = example_kinds(component)
         if not kinds:
             return None
         for kind, most in kinds.items():
@@ -189,14 +158,15 @@ def _explain_requests(explainer: Explainer, records: list[FeatureRecord],
 
 def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], explainer: Explainer | None,
                    scorers: Iterable[Scorer], *, features: int | None = None, sample: int = 200,
-                   prices: PriceTable | None = None, counter: Counter | None = None,
+                   prices: PriceTable | None = None, counter: TokenCounter | None = None,
                    features_per_request: int = 1) -> list[LLMEstimate]:
     """Per provider:model estimates for explaining and scoring the selection (nothing is sent).
 
+    Requests are counted as ``--dry-run`` counts them (:func:`featurelens.llm.plan.tally`),
+    with each provider's declared counter unless ``counter`` is given.
     ``features_per_request`` > 1 counts the explainer's requests grouped as ``explain`` sends
     them (:mod:`featurelens.labelers.explain_grouped`)."""
     prices = prices or PriceTable.load()
-    counter = counter or Counter()
     scorers = list(scorers)
     selected = count_features(store, selection)
     total = features if features is not None else selected
@@ -209,32 +179,33 @@ def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], expl
     for llm in llms:
         provider, model = split_llm_spec(llm)
         caps = capabilities_for(llm)
+        counted = counter or counter_for(provider, model)
         outputs = _measured_output(store, provider, model)
         stages: list[StageEstimate] = []
         if explainer is not None:
             stage = StageEstimate("explain", per_request=features_per_request)
             measured = True
             for requests in _explain_requests(explainer, records, features_per_request):
-                tally, ok = _tally(requests, counter, provider, model, outputs)
-                stage.low.add(tally)
-                stage.high.add(tally)
+                counted_tally, ok = tally(requests, counted, provider, model, outputs)
+                stage.low.add(counted_tally)
+                stage.high.add(counted_tally)
                 measured = measured and ok
             stage.output_measured = measured
             stages.append(stage)
         for scorer in scorers:
             stage = StageEstimate(f"score:{scorer.name}")
-            choose = getattr(scorer, "choose_mode", None)
+            choose = declared(scorer, "choose_mode", ScorerBase)
             stage.mode = choose(caps) if callable(choose) else None
-            every = getattr(scorer, "all_requests", None)
+            every = declared(scorer, "all_requests", ScorerBase)
             measured = True
             for record in records:
                 if not record.examples:
                     continue
                 text = texts.get((record.dictionary_id, record.feature), TYPICAL_EXPLANATION)
                 first = scorer.requests(record, text, caps)
-                low, ok = _tally(first, counter, provider, model, outputs)
-                high, _ = _tally(every(record, text, caps) if callable(every) else first, counter,
-                                 provider, model, outputs)
+                low, ok = tally(first, counted, provider, model, outputs)
+                high, _ = tally(every(record, text, caps) if callable(every) else first, counted,
+                                provider, model, outputs)
                 stage.low.add(low)
                 stage.high.add(high)
                 measured = measured and ok
@@ -242,7 +213,7 @@ def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], expl
             stages.append(stage)
         latency = _measured_latency(store, provider, model)
         out.append(LLMEstimate(llm, prices.price(provider, model), stages, len(records), total,
-                               latency or ASSUMED_LATENCY_S, latency is not None))
+                               latency or ASSUMED_LATENCY_S, latency is not None, counted))
     return out
 
 
@@ -276,14 +247,22 @@ def _padding_lines(est: LLMEstimate) -> list[str]:
     return out
 
 
-def report_lines(estimates: list[LLMEstimate], counter: Counter, *, concurrency: int,
+def tokenizers(estimates: list[LLMEstimate]) -> str:
+    """What the input tokens were counted with: one name, or one per provider:model."""
+    names = [(est.llm, est.counter.label if est.counter is not None else "?") for est in estimates]
+    if len({name for _, name in names}) == 1:
+        return names[0][1] if names else ""
+    return "; ".join(f"{name} ({llm})" for llm, name in names)
+
+
+def report_lines(estimates: list[LLMEstimate], *, concurrency: int,
                  rpm: float | None, tpm: float | None) -> list[str]:
     """The human-readable report of :func:`estimate_costs`."""
     if not estimates:
         return []
     first = estimates[0]
     lines = [f"{first.features:,} features (figures measured on {first.sampled:,} selected; tokens "
-             f"counted with {counter.name}); per feature:"]
+             f"counted with {tokenizers(estimates)}); per feature:"]
     for est in estimates:
         lines.append("")
         lines.append(est.llm)
@@ -334,6 +313,7 @@ def as_dict(estimates: list[LLMEstimate], concurrency: int, rpm: float | None,
         n = max(1, est.sampled)
         out.append({
             "llm": est.llm, "features": est.features, "sampled": est.sampled,
+            "tokenizer": est.counter.method if est.counter is not None else None,
             "stages": [{"stage": s.stage, "mode": s.mode, "output_measured": s.output_measured,
                         "features_per_request": s.per_request,
                         "per_feature_low": s.low.scaled(1 / n), "per_feature_high": s.high.scaled(1 / n)}

@@ -15,29 +15,29 @@ from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.manager import create, get_registry
+from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     Explainer,
+    ExplainerBase,
     FeatureRecord,
     LLMProvider,
     LLMResponse,
     ParseError,
+    declared,
+    example_kinds,
 )
-from featurelens.core.never_fired import clear_never_fired_failures, split_never_fired
+from featurelens.core.never_fired import split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.labelers import explain_grouped as grouped
 from featurelens.labelers.explain_defaults import resolve
-from featurelens.llm import providers
-from featurelens.llm.batch.clients import batch_client
-from featurelens.llm.batch.submit import Submission, submit_jobs
+from featurelens.llm.batch.submit import Submission
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm
-from featurelens.llm.plan import Estimate, estimate
+from featurelens.llm.plan import Estimate
 from featurelens.llm.pricing import PriceTable
-from featurelens.llm.runs import run_labeling, start_run
-from featurelens.registry.components import split_llm_spec
+from featurelens.llm.stage import LabelingStage, LLMChoice
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
 MAX_EXPLANATION_CHARS = 1000
@@ -96,7 +96,7 @@ def make_explainer(spec: ExplainSpec) -> Explainer:
     options = {k: v for k, v in spec.options.items() if k != grouped.OPTION}  # the job's, not the explainer's
     try:
         explainer = create("explainer", spec.explainer, **options)
-        grouped.per_request(spec.options, getattr(explainer, "max_tokens", None))
+        grouped.per_request(spec.options, declared(explainer, "max_tokens", ExplainerBase))
         return explainer
     except (TypeError, ValueError) as error:
         if not unknown_option(error):
@@ -133,8 +133,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     ``on_skip(n)`` is told how many features of each chunk were already explained.
     Features that never fired are left out (:mod:`featurelens.core.never_fired`).
     """
-    wanted = getattr(explainer, "example_kinds", None)  # optional: which windows it reads
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(explainer)  # optional: which windows it reads
     per_request = grouped.per_request(spec.options)
     to_do = split_never_fired(store, spec.selection).to_do
     for records in stream_records(store, to_do, chunk_size, kinds):
@@ -183,6 +182,45 @@ def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
     return {r[0] for r in rows}
 
 
+class ExplainStage(LabelingStage):
+    """The explain stage: one job per selected feature not yet explained (or per group of
+    features, when requests carry several)."""
+
+    kind = "explain"
+    noun = "explainer"
+
+    @classmethod
+    def prepare(cls, spec: ExplainSpec, provider_options: dict[str, Any] | None = None, *,
+                provider_defaults: bool = True) -> "ExplainStage":
+        """The stage of ``spec``: its explainer, the provider's ``features_per_request``
+        filled in when ``provider_defaults`` (:mod:`.explain_defaults`; finishing a recorded
+        run passes False, so it rebuilds exactly what was submitted), and the LLM its rows
+        are recorded under."""
+        explainer = make_explainer(spec)
+        llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
+        if provider_defaults:
+            spec, explainer = resolve(spec, explainer, make_explainer, llm)
+        recorded = offline_spec(explainer, spec)
+        if recorded.llm != spec.llm:
+            llm = LLMChoice.resolve(recorded.llm, provider_options)
+        return cls(recorded, explainer, llm, offline=recorded.llm != spec.llm)
+
+    @property
+    def component_name(self) -> str:
+        return self.spec.explainer
+
+    @property
+    def failure_method(self) -> str:
+        return self.spec.method
+
+    def count(self, store: Store) -> int:
+        return count_features(store, self.spec.selection)
+
+    def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
+             on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+        return explain_jobs(store, self.component, spec, run_id, on_skip=on_skip)
+
+
 def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: LLMProvider | None = None,
                      provider_options: dict[str, Any] | None = None,
                      settings: EngineSettings | None = None,
@@ -192,71 +230,25 @@ def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: L
     Writes ``explanations`` (and ``llm_calls``, ``llm_cache``, ``failures``) as results
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, a client shared with other stages). ``store`` may
-    be an open store or its path. ``provider_defaults``: fill in the provider's
-    ``features_per_request`` when the spec does not say (:mod:`.explain_defaults`);
-    finishing a recorded run passes False, so it rebuilds exactly what was submitted.
+    be an open store or its path. ``provider_defaults``: see :meth:`ExplainStage.prepare`.
     """
-    if not isinstance(store, Store):
-        with using_store(store) as opened:
-            return explain_features(opened, spec, provider=provider, provider_options=provider_options,
-                                    settings=settings, prices=prices, provider_defaults=provider_defaults)
-    explainer = make_explainer(spec)
-    if provider_defaults:
-        spec, explainer = resolve(spec, explainer, make_explainer)
-    spec = offline_spec(explainer, spec)
-    count_features(store, spec.selection)  # checks the condition and the dictionary
-    split = split_never_fired(store, spec.selection)
-    cleared = clear_never_fired_failures(store, spec.selection, "explain", spec.method)
-
-    def make_jobs(engine, run_id, _provider):
-        engine.stats.never_fired = split.never_fired
-        return explain_jobs(store, explainer, spec, run_id, on_skip=engine.skip)
-
-    stats = run_labeling(
-        store, kind="explain", config=spec.config(), llm=spec.llm, provider=provider,
-        provider_options=provider_options, total=split.fired, make_jobs=make_jobs,
-        desc=f"explain {spec.llm}", settings=settings, prices=prices)
-    stats.resolved += cleared
-    return stats
+    stage = ExplainStage.prepare(spec, provider_options, provider_defaults=provider_defaults)
+    return stage.run(store, provider=provider, settings=settings, prices=prices)
 
 
 def plan_explain(store: Store, spec: ExplainSpec, prices: PriceTable | None = None,
                  batch: bool = False, settings: EngineSettings | None = None) -> Estimate:
     """What :func:`explain_features` would send, cost and take (``--dry-run``); sends
-    nothing. Large selections are planned on a sample (:mod:`featurelens.llm.plan_sample`)."""
-    from dataclasses import replace
-
-    from featurelens.llm.plan_sample import sample_selection
-
-    provider, model = split_llm_spec(spec.llm)
-    get_registry().get("llm_provider", spec.llm)  # the name must exist; no client, no key needed
-    explainer = make_explainer(spec)
-    spec, explainer = resolve(spec, explainer, make_explainer)
-    spec = offline_spec(explainer, spec)
-    provider, model = split_llm_spec(spec.llm)
-    sample, scale, planned, total = sample_selection(store, spec.selection)
-    skipped: list[int] = []
-    result = estimate(store, explain_jobs(store, explainer, replace(spec, where=sample.where, limit=sample.limit),
-                                          on_skip=skipped.append),
-                      provider, model, prices, batch, scale=scale, settings=settings,
-                      sampled=(planned, total) if scale != 1.0 else None)
-    result.skipped = round(sum(skipped) * scale)
-    return result
+    nothing (:meth:`LabelingStage.plan`)."""
+    LLMChoice.resolve(spec.llm).check()  # the name must exist; no client, no key needed
+    return ExplainStage.prepare(spec).plan(store, prices=prices, batch=batch, settings=settings)
 
 
 def submit_explain(store: Store, spec: ExplainSpec, *, provider_options: dict[str, Any] | None = None,
                    prices: PriceTable | None = None) -> Submission:
     """``featurelens explain --batch-api``: submit the explain run's requests as provider batches."""
-    spec, explainer = resolve(spec, make_explainer(spec), make_explainer)
-    if effective_llm(explainer, spec.llm) != spec.llm:
-        raise FeaturelensError(f"The {spec.explainer} explainer needs no LLM, so there is nothing to "
-                               "submit; run featurelens explain without --batch-api.")
-    count_features(store, spec.selection)
-    provider = providers.build_provider(spec.llm, **(provider_options or {}))
-    batch_client(provider)  # refuse before the run is recorded
-    run_id = start_run(store, "explain", spec.config())
-    return never_fired_noted(store, spec.selection, submit_jobs(
-        store, provider, explain_jobs(store, explainer, spec, run_id), run_id=run_id, purpose="explain"))
+    stage = ExplainStage.prepare(spec, provider_options)
+    return never_fired_noted(store, stage.spec.selection, stage.submit(store))
 
 
 def never_fired_noted(store: Store, selection: Selection, submission: Submission) -> Submission:
@@ -270,6 +262,5 @@ def never_fired_noted(store: Store, selection: Selection, submission: Submission
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
     """Write an explain run whose batch answers are all cached (``batches collect``)."""
-    settings = EngineSettings(cache_only=True, progress=progress)
-    return explain_features(store, ExplainSpec.from_config(config), settings=settings, prices=prices,
-                            provider_defaults=False)
+    stage = ExplainStage.prepare(ExplainSpec.from_config(config), provider_defaults=False)
+    return stage.finish_from_batches(store, prices, progress)

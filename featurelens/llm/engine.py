@@ -30,10 +30,12 @@ from typing import Any, Callable, Iterable
 
 from featurelens.core.host.protocols import (
     LLMProvider,
+    LLMProviderBase,
     LLMRequest,
     LLMResponse,
     ParseError,
     batched,
+    declared,
 )
 from featurelens.core.progress import progress
 from featurelens.core.redaction import configured_secrets
@@ -269,7 +271,7 @@ class Engine:
                     self.stats.failed_calls += 1
                     call = self._record_call(job, request, key, "error", None, None, reason, call_id, sent)
                     self.journal.ended({"llm_calls": [call]})
-                    env = getattr(self.provider, "key_env", None)
+                    env = declared(self.provider, "key_env", LLMProviderBase)
                     hint = f"set a valid key in ${env}" if env else "check the provider's credentials"
                     raise AuthenticationFailed(
                         f"{self.provider.name}:{self.provider.model} refused the credentials "

@@ -14,17 +14,13 @@ from typing import Any
 
 import featurelens
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.protocols import LLMRequest, LLMResponse
+from featurelens.core.host.protocols import LLMRequest, LLMResponse, ProviderInfo, needs_llm
 
 featurelens_api = 1
+__all__ = ["OFFLINE_LLM", "OfflineProvider", "effective_llm", "needs_llm"]
 
 #: The ``provider:model`` recorded for work done without an LLM.
 OFFLINE_LLM = "offline:none"
-
-
-def needs_llm(component: Any) -> bool:
-    """Whether an explainer or scorer sends requests to an LLM (the default: yes)."""
-    return bool(getattr(component, "needs_llm", True))
 
 
 def effective_llm(component: Any, llm: str) -> str:
@@ -52,10 +48,11 @@ def _offline(model: str, **options: Any) -> OfflineProvider:
     return OfflineProvider(model, **options)
 
 
-_offline.capabilities = frozenset()  # type: ignore[attr-defined]
+#: No capabilities, nothing to count or cache, and free.
+OFFLINE = ProviderInfo(free=True)
 
 
 @featurelens.hookimpl
 def register_llm_providers(register) -> None:
     register("offline", _offline, description="no LLM: for explainers and scorers that need none "
-             "(token-lookup, token-check, embedding); refuses any request")
+             "(token-lookup, token-check, embedding); refuses any request", info=OFFLINE)

@@ -1,24 +1,28 @@
 """``--dry-run``: what a labeling job would send, cost and take, before anything is spent.
 
 Walks the same jobs the engine would run (so resumed work and cached responses are
-left out exactly as they would be), counts input tokens with the provider's tokenizer
-(:mod:`featurelens.llm.token_count`), bounds the output by each request's
-``max_tokens``, prices both with the price table, and turns calls and tokens into an
-expected wall time from the concurrency, the rate limits and the provider's latency
-(the median in this store's ``llm_calls``, or an assumed one). Large selections are
-planned from a sample (:mod:`featurelens.llm.plan_sample`).
+left out exactly as they would be), counts each request with :func:`tally`: input
+tokens with the provider's declared counter (:mod:`featurelens.llm.token_count`), the
+part its prompt cache serves, the output bounded by each request's ``max_tokens``;
+prices them with the price table, and turns calls and tokens into an expected wall
+time from the concurrency, the rate limits and the provider's latency (the median in
+this store's ``llm_calls``, or an assumed one). Large selections are planned from a
+sample (:mod:`featurelens.llm.plan_sample`). ``featurelens estimate``
+(:mod:`featurelens.jobs.cost_estimate`) counts with the same :func:`tally`, so the two
+agree on the same job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from featurelens.core.host.protocols import LLMRequest, batched
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job
 from featurelens.llm.pricing import PriceTable
+from featurelens.llm.providers import provider_info
 from featurelens.llm.token_count import TokenCounter, counter_for
 
 #: Seconds a call is assumed to take when the store has no call to this model yet.
@@ -35,6 +39,7 @@ class Estimate:
     calls: int = 0
     cached_calls: int = 0
     input_tokens: int = 0
+    cached_input_tokens: int = 0  #: of ``input_tokens``, served by the provider's prompt cache
     max_output_tokens: int = 0
     cost_usd: float | None = 0.0
     input_cost_usd: float | None = 0.0
@@ -94,14 +99,51 @@ def typical_latency(store: Store, provider: str, model: str) -> tuple[float, str
     return ASSUMED_LATENCY_S, "assumed: no call to this model in this store yet"
 
 
-#: Providers that ask for at least one output token whatever ``max_tokens`` says (their APIs
-#: refuse 0: a prompt log-prob pass is sent with ``max_tokens=1`` and bills that token).
-AT_LEAST_ONE_TOKEN = frozenset({"openai", "anthropic"})
-
-
 def output_bound(provider: str, request: LLMRequest) -> int:
-    """The most output tokens ``request`` can bill on ``provider``."""
-    return max(1, request.max_tokens) if provider in AT_LEAST_ONE_TOKEN else request.max_tokens
+    """The most output tokens ``request`` can bill on ``provider``: its ``max_tokens``, or the
+    provider's declared floor (``ProviderInfo.min_output_tokens``: APIs that refuse 0 send
+    a prompt log-prob pass with ``max_tokens=1`` and bill that token)."""
+    return max(provider_info(provider).min_output_tokens, request.max_tokens)
+
+
+@dataclass
+class Tally:
+    """Calls and tokens of some requests (per feature once divided by the features)."""
+
+    calls: int = 0
+    input: int = 0
+    prefix: int = 0  #: input tokens in shared prefixes (what caching could serve)
+    cached: int = 0  #: input tokens the provider's cache serves (its minimum applied)
+    output: int = 0
+
+    def add(self, other: "Tally") -> None:
+        for name in ("calls", "input", "prefix", "cached", "output"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def scaled(self, factor: float) -> dict[str, float]:
+        return {name: getattr(self, name) * factor for name in ("calls", "input", "prefix", "cached", "output")}
+
+
+def tally(requests: Iterable[LLMRequest], counter: TokenCounter, provider: str, model: str,
+          outputs: Mapping[str, float] | None = None) -> tuple[Tally, bool]:
+    """What ``requests`` cost on ``provider:model``: input tokens by the provider's counter,
+    the part its prompt cache serves once warm (:mod:`featurelens.llm.prompt_cache`), and
+    output tokens: the measured mean for the request's purpose when ``outputs`` has one,
+    else the most the request can bill (:func:`output_bound`). Also whether every output
+    was measured. The one rule ``--dry-run`` and ``estimate`` both count with."""
+    info = provider_info(provider)
+    rule = info.cache_rule(model)
+    result, measured = Tally(), True
+    for request in requests:
+        tokens = counter.tokens(request)
+        result.calls += 1
+        result.input += tokens.total
+        result.prefix += tokens.prefix
+        result.cached += rule.cached(tokens.prefix) if rule is not None else 0
+        known = (outputs or {}).get(request.purpose)
+        measured = measured and known is not None
+        result.output += round(known) if known is not None else max(info.min_output_tokens, request.max_tokens)
+    return result, measured
 
 
 def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
@@ -113,6 +155,7 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
     prices = prices or PriceTable.load()
     counter = counter or counter_for(provider, model)
     result = Estimate(f"{provider}:{model}", counted_with=counter.method, sampled=sampled)
+    sent = Tally()
     for chunk in batched(jobs, 256):
         keys = [[cache.cache_key(provider, model, r) for r in job.requests] for job in chunk]
         hits = cache.lookup(store, (k for ks in keys for k in ks))
@@ -122,11 +165,12 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
                 if key in hits:
                     result.cached_calls += 1
                     continue
-                result.calls += 1
-                result.input_tokens += counter.count(request)
-                result.max_output_tokens += output_bound(provider, request)
+                sent.add(tally([request], counter, provider, model)[0])
+    result.calls, result.input_tokens, result.max_output_tokens = sent.calls, sent.input, sent.output
+    result.cached_input_tokens = sent.cached
     if scale != 1.0:
-        for name in ("features", "calls", "cached_calls", "input_tokens", "max_output_tokens"):
+        for name in ("features", "calls", "cached_calls", "input_tokens", "cached_input_tokens",
+                     "max_output_tokens"):
             setattr(result, name, round(getattr(result, name) * scale))
     if settings is not None:
         result.concurrency, result.rpm, result.tpm = settings.concurrency, settings.rpm, settings.tpm
@@ -135,6 +179,7 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
     if price is None:
         result.cost_usd = result.input_cost_usd = None
     else:
-        result.input_cost_usd = price.cost(result.input_tokens, 0, batch=batch)
-        result.cost_usd = price.cost(result.input_tokens, result.max_output_tokens, batch=batch)
+        result.input_cost_usd = price.cost(result.input_tokens, 0, result.cached_input_tokens, batch)
+        result.cost_usd = price.cost(result.input_tokens, result.max_output_tokens,
+                                     result.cached_input_tokens, batch)
     return result

@@ -1,10 +1,11 @@
 """What calls cost: a price table in USD per million tokens, overridable by users.
 
-The built-in table holds list prices for common models when this file was written;
+The table starts from the list prices each provider declares (``ProviderInfo.prices``);
 prices change, so a JSON file named by ``$FEATURELENS_PRICES`` (or ``--prices``) adds
 or replaces entries: ``{"openai:gpt-4o-mini": {"input": 0.15, "cached_input": 0.075,
 "output": 0.6, "batch_discount": 0.5}}``. A model with no price gets a NULL cost and a
-warning, never a made-up number; ``local:*`` is free.
+warning, never a made-up number; a provider that declares itself ``free`` (``local``,
+``offline``) costs nothing.
 """
 
 from __future__ import annotations
@@ -12,53 +13,36 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import Price
+
+__all__ = ["ENV_PRICES", "Price", "PriceTable", "declared_prices"]
 
 ENV_PRICES = "FEATURELENS_PRICES"
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens; ``batch_discount`` multiplies the cost of batch-API calls."""
+def declared_prices() -> dict[str, Price]:
+    """Every registered provider's list prices, by ``provider:model``."""
+    from featurelens.core.host.manager import get_registry
 
-    input: float
-    output: float
-    cached_input: float | None = None
-    batch_discount: float = 0.5
-
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0,
-             batch: bool = False) -> float:
-        cached_rate = self.cached_input if self.cached_input is not None else self.input
-        fresh = max(0, input_tokens - cached_input_tokens)
-        usd = (fresh * self.input + cached_input_tokens * cached_rate
-               + output_tokens * self.output) / 1e6
-        return usd * (self.batch_discount if batch else 1.0)
+    components = get_registry().components["llm_provider"]
+    return {f"{name}:{model}": price for name, component in sorted(components.items())
+            if component.info is not None for model, price in component.info.prices.items()}
 
 
-DEFAULT_PRICES: dict[str, Price] = {
-    "openai:gpt-4o-mini": Price(0.15, 0.60, 0.075),
-    "openai:gpt-4o": Price(2.50, 10.00, 1.25),
-    "openai:gpt-4.1": Price(2.00, 8.00, 0.50),
-    "openai:gpt-4.1-mini": Price(0.40, 1.60, 0.10),
-    "openai:gpt-4.1-nano": Price(0.10, 0.40, 0.025),
-    "openai:gpt-5-mini": Price(0.25, 2.00, 0.025),
-    "openai:gpt-5-nano": Price(0.05, 0.40, 0.005),
-    "anthropic:claude-haiku-4-5": Price(1.00, 5.00, 0.10),
-    "anthropic:claude-sonnet-4-5": Price(3.00, 15.00, 0.30),
-    "anthropic:claude-3-5-haiku-latest": Price(0.80, 4.00, 0.08),
-}
-
-FREE_PROVIDERS = {"local", "offline"}
+def __getattr__(name: str) -> dict[str, Price]:
+    if name == "DEFAULT_PRICES":  # the declared prices, read when asked (plugins may add some)
+        return declared_prices()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PriceTable:
     """Prices by ``provider:model``; see the module docstring for the override file."""
 
     def __init__(self, prices: dict[str, Price] | None = None):
-        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+        self.prices = dict(declared_prices() if prices is None else prices)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> "PriceTable":
@@ -70,7 +54,9 @@ class PriceTable:
         return table
 
     def price(self, provider: str, model: str) -> Price | None:
-        if provider in FREE_PROVIDERS:
+        from featurelens.llm.providers import provider_info
+
+        if provider_info(provider).free:
             return Price(0.0, 0.0, 0.0)
         return self.prices.get(f"{provider}:{model}")
 

@@ -4,6 +4,8 @@ Costs are quoted per token, so an estimate is only as good as its count. tiktoke
 ``o200k_base`` is used when it can be loaded (tiktoken downloads its vocabulary once
 and caches it; offline, put the file in ``$TIKTOKEN_CACHE_DIR``); otherwise counts fall
 back to about four characters a token and say so (``Counter.exact`` is false).
+Benchmarks count with it; ``estimate`` and ``--dry-run`` count with each provider's
+declared counter (:func:`featurelens.llm.token_count.counter_for`).
 
 A request's *shared prefix* is the part identical across features (instructions,
 few-shot turns): chat requests name it by ``LLMRequest.shared_prefix`` messages;
@@ -13,11 +15,12 @@ provider's prompt cache can serve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from featurelens.core.host.protocols import LLMRequest
+from featurelens.core.host.protocols import LLMRequest, RequestTokens, TokenCounter
+
+__all__ = ["Counter", "RequestTokens"]
 
 ENCODING = "o200k_base"
 #: Tokens a chat message costs beyond its text (role and separators; OpenAI's rule of thumb).
@@ -34,20 +37,10 @@ def _encoding() -> Any | None:
         return None
 
 
-@dataclass(frozen=True)
-class RequestTokens:
-    """Input tokens of one request and how many of them form the shared prefix."""
-
-    total: int
-    prefix: int
-
-    @property
-    def variable(self) -> int:
-        return self.total - self.prefix
-
-
 class Counter:
-    """Counts text and requests with o200k (or ~4 characters a token when unavailable)."""
+    """Counts text and requests with o200k (or ~4 characters a token when unavailable),
+    memoising short texts (shared prefixes repeat); requests are counted by the one
+    :class:`~featurelens.core.host.protocols.TokenCounter` every count goes through."""
 
     def __init__(self, exact: bool | None = None):
         encoding = _encoding() if exact is not False else None
@@ -56,6 +49,8 @@ class Counter:
             (lambda text: len(encoding.encode(text, disallowed_special=())))
             if encoding is not None else (lambda text: (len(text) + 3) // 4))
         self._memo: dict[str, int] = {}
+        self.counter = TokenCounter(self.name, self.text, per_message=PER_MESSAGE, primer=3,
+                                    name=self.name)
 
     @property
     def name(self) -> str:
@@ -72,9 +67,4 @@ class Counter:
 
     def request(self, request: LLMRequest) -> RequestTokens:
         """Input tokens of ``request`` and of its shared prefix."""
-        if request.prompt is not None:
-            cut = max(0, min(request.shared_prompt_chars, len(request.prompt)))
-            prefix = self.text(request.prompt[:cut]) if cut else 0
-            return RequestTokens(prefix + self.text(request.prompt[cut:]), prefix)
-        sizes = [self.text(m.get("content", "")) + PER_MESSAGE for m in request.messages]
-        return RequestTokens(sum(sizes) + 3, sum(sizes[:request.shared_prefix]))
+        return self.counter.tokens(request)

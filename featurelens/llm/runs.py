@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import featurelens
+from featurelens.core.host.protocols import close_provider, loop_done
 from featurelens.core.store.database import Store
 
 if TYPE_CHECKING:
@@ -78,9 +79,8 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
         try:
             return await engine.run(jobs, total=total, desc=desc)
         finally:
-            close = getattr(provider, "aclose" if owned else "loop_done", None)
-            if close is not None:  # a shared provider's client is closed on its own loop
-                await close()
+            # a shared provider's client is closed on its own loop (loop_done), an owned one whole
+            await (close_provider(provider) if owned else loop_done(provider))
 
     stats = None
     try:

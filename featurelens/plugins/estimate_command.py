@@ -60,16 +60,16 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
                      dictionary_id: str | None, limit: int | None, features: int | None, sample: int,
                      concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
                      as_json: bool, store_path: Path | None) -> None:
-    """Estimate calls, o200k tokens (input, cached, output), dollars with and without the
-    batch API, and wall time for labeling a selection; sends nothing, needs no key."""
+    """Estimate calls, tokens (input, cached, output; counted as each provider counts them, as
+    --dry-run does), dollars with and without the batch API, and wall time for labeling a
+    selection; sends nothing, needs no key."""
     from featurelens.core.host.manager import get_registry
     from featurelens.core.selection import Selection, count_features
-    from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines
+    from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines, tokenizers
     from featurelens.labelers.explain import ExplainSpec, make_explainer
     from featurelens.labelers.explain_defaults import resolve
     from featurelens.labelers.explain_grouped import per_request as per_request_for
     from featurelens.llm.pricing import PriceTable
-    from featurelens.llm.request_tokens import Counter
     from featurelens.registry.components import split_llm_spec
     from featurelens.scorers.score_jobs import ScoreSpec, build_scorer
 
@@ -83,7 +83,6 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
     chosen = None if explainer == "none" else make_explainer(ExplainSpec("none:none", explainer, explain_options))
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
     built = [build_scorer(ScoreSpec("none:none", name, sopts)) for name in scorers if name != "none"]
-    counter = Counter()
     from featurelens.core.store.database import (
         Store,  # here: `featurelens --help` loads no DuckDB
     )
@@ -100,11 +99,11 @@ def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: t
                                                   make_explainer)
                 per_request = per_request_for(resolved.options)
             estimates += estimate_costs(store, Selection(where, dictionary_id, limit), [llm], llm_explainer, built,
-                                        features=features, sample=sample, prices=table, counter=counter,
+                                        features=features, sample=sample, prices=table,
                                         features_per_request=per_request)
     if as_json:
-        click.echo(json.dumps({"tokenizer": counter.name,
+        click.echo(json.dumps({"tokenizer": tokenizers(estimates),
                                "estimates": as_dict(estimates, concurrency, rpm, tpm)}, indent=2))
         return
-    for line in report_lines(estimates, counter, concurrency=concurrency, rpm=rpm, tpm=tpm):
+    for line in report_lines(estimates, concurrency=concurrency, rpm=rpm, tpm=tpm):
         click.echo(line)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import featurelens
+from featurelens.core.host.protocols import ProviderInfo
 
 featurelens_api = 1
 
@@ -17,11 +18,11 @@ def _vllm(model: str, **options: Any):
     return VllmProvider(model, **options)
 
 
-# Known without building the provider, so dry runs plan the all-at-once simulation.
-_vllm.capabilities = frozenset({"output_logprobs", "prompt_logprobs"})  # type: ignore[attr-defined]
+#: Known without building the provider, so dry runs plan the all-at-once simulation.
+VLLM = ProviderInfo(capabilities=frozenset({"output_logprobs", "prompt_logprobs"}))
 
 
 @featurelens.hookimpl
 def register_llm_providers(register) -> None:
     register("vllm", _vllm, description="vLLM batch inference on Ray through ray.data.llm, a GPU "
-             "per replica (pip install 'featurelens[vllm]'); e.g. vllm:Qwen/Qwen2.5-7B-Instruct")
+             "per replica (pip install 'featurelens[vllm]'); e.g. vllm:Qwen/Qwen2.5-7B-Instruct", info=VLLM)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from featurelens.core.errors import PluginError, UnknownComponentError
+from featurelens.core.host.protocols import ProviderInfo
 
 #: Component kind -> the hook that registers it.
 KINDS: dict[str, str] = {
@@ -36,6 +37,8 @@ class Component:
     factory: Callable[..., Any]
     plugin: str
     description: str = ""
+    #: What an LLM provider declares about itself (``None`` for other kinds).
+    info: ProviderInfo | None = None
 
     def create(self, *args: Any, **options: Any) -> Any:
         """Build the component; the arguments are those its hook documents."""
@@ -58,8 +61,12 @@ class Registry:
         factory: Callable[..., Any],
         *,
         description: str = "",
+        info: ProviderInfo | None = None,
     ) -> Component:
-        """Record ``name`` as provided by ``plugin``; refuse a name already taken."""
+        """Record ``name`` as provided by ``plugin``; refuse a name already taken.
+
+        ``info`` is an LLM provider's declaration (a provider registered without one
+        declares the defaults: no capabilities known before it is built, no batch API)."""
         if kind not in self.components:
             raise PluginError(f"Plugin {plugin!r} registered unknown component kind {kind!r}.")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -72,6 +79,16 @@ class Registry:
                 f"Plugin {plugin!r} registered {kind.replace('_', ' ')} {name!r} with a "
                 f"factory that is not callable ({type(factory).__name__})."
             )
+        if info is not None and kind != "llm_provider":
+            raise PluginError(
+                f"Plugin {plugin!r} passed info= for {kind.replace('_', ' ')} {name!r}; only LLM "
+                "providers declare a ProviderInfo, so leave it out.")
+        if info is not None and not isinstance(info, ProviderInfo):
+            raise PluginError(
+                f"Plugin {plugin!r} registered LLM provider {name!r} with info of type "
+                f"{type(info).__name__}; pass a featurelens.api.ProviderInfo.")
+        if kind == "llm_provider" and info is None:
+            info = ProviderInfo()
         existing = self.components[kind].get(name)
         if existing is not None:
             raise PluginError(
@@ -79,7 +96,7 @@ class Registry:
                 f"which plugin {existing.plugin!r} already provides; uninstall one of them "
                 "or leave one out with FEATURELENS_LOAD_PLUGINS."
             )
-        component = Component(kind, name, factory, plugin, description)
+        component = Component(kind, name, factory, plugin, description, info)
         self.components[kind][name] = component
         return component
 

@@ -19,7 +19,13 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
+from featurelens.core.host.protocols import (
+    LLMProviderBase,
+    LLMRequest,
+    LLMResponse,
+    TokenLogprobs,
+    declared,
+)
 from featurelens.core.ray.address import check_fits, check_workers
 from featurelens.llm.engine import estimate_tokens
 from featurelens.scale.cluster import ClusterError, connected
@@ -64,7 +70,7 @@ class RayProvider:
     def __init__(self, wrapped: Any, actors: list[Any]):
         self.name, self.model = wrapped.name, wrapped.model  # the same cache keys as in process
         self.capabilities = frozenset(wrapped.capabilities)
-        self.key_env = getattr(wrapped, "key_env", None)
+        self.key_env = declared(wrapped, "key_env", LLMProviderBase)
         self.actors = actors
         self.in_flight = [0] * len(actors)
         self.answered = [0] * len(actors)

@@ -31,6 +31,7 @@ from featurelens.core.host.protocols import (
     LLMResponse,
     ParseError,
     ScoreResult,
+    ScorerBase,
     batched,
 )
 from featurelens.llm.window_text import activating_mask, highlight, plain
@@ -72,7 +73,7 @@ def parse_answers(text: str, expected: int) -> list[int]:
     return values
 
 
-class ClassifierScorer:
+class ClassifierScorer(ScorerBase):
     """Shared machinery; subclasses say how a window is shown and what it is labelled."""
 
     name = "classifier"

@@ -19,6 +19,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.llm.window_text import plain
@@ -44,7 +45,7 @@ def auroc(positive: list[float], negative: list[float]) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-class EmbeddingScorer:
+class EmbeddingScorer(ScorerBase):
     """AUROC of explanation-window cosine similarity; no LLM calls."""
 
     name = "embedding"

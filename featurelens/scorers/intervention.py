@@ -30,6 +30,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.llm.window_text import neutralise
 
@@ -67,7 +68,7 @@ def parse_choices(text: str, expected: int) -> list[int]:
     return [int(i) for i in items]
 
 
-class InterventionScorer:
+class InterventionScorer(ScorerBase):
     """Accuracy at telling steered from unsteered continuations (module docstring)."""
 
     name = "intervention"

@@ -12,7 +12,6 @@ and described in ``failures``; an explanation that cannot be scored at all gets 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -20,24 +19,26 @@ from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.manager import create, get_registry
+from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
     LLMProvider,
     LLMResponse,
     ParseError,
     Scorer,
+    ScorerBase,
+    declared,
+    example_kinds,
+    score_takes_capabilities,
 )
-from featurelens.core.never_fired import clear_never_fired_failures, split_never_fired
+from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
-from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
-from featurelens.llm import providers
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm
 from featurelens.llm.pricing import PriceTable
-from featurelens.llm.runs import run_labeling, start_run
-from featurelens.registry.components import split_llm_spec
+from featurelens.llm.stage import LabelingStage, LLMChoice
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
 
@@ -138,10 +139,10 @@ def _takes_capabilities(scorer: Scorer) -> bool:
     """Whether ``scorer.score`` takes ``capabilities`` (asked once a scorer class: reading a
     signature costs more than scoring a feature offline)."""
     if "score" in getattr(scorer, "__dict__", {}):  # set on the instance: ask it
-        return "capabilities" in inspect.signature(scorer.score).parameters
+        return score_takes_capabilities(scorer)
     cls = type(scorer)
     if cls not in _TAKES_CAPABILITIES:
-        _TAKES_CAPABILITIES[cls] = "capabilities" in inspect.signature(scorer.score).parameters
+        _TAKES_CAPABILITIES[cls] = score_takes_capabilities(scorer)
     return _TAKES_CAPABILITIES[cls]
 
 
@@ -193,7 +194,7 @@ def window_columns(metrics: Any) -> dict[str, Any]:
 
 def _follow_up(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str]):
     """The engine's ``follow_up`` for scorers that score in rounds (``more_requests``)."""
-    more = getattr(scorer, "more_requests", None)
+    more = declared(scorer, "more_requests", ScorerBase)
     if not callable(more):
         return None
     return lambda responses: more(record, text, responses, capabilities)
@@ -213,7 +214,7 @@ def _no_examples(record: FeatureRecord) -> Finish:
 
 def attach_store(scorer: Scorer, store: Store) -> None:
     """Give a scorer that reads more of the store (optional ``use_store``) the open store."""
-    use_store = getattr(scorer, "use_store", None)
+    use_store = declared(scorer, "use_store", ScorerBase)
     if callable(use_store):
         use_store(store)
 
@@ -227,8 +228,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     Features that never fired are left out (:mod:`featurelens.core.never_fired`)."""
     options = {**spec.options}
     attach_store(scorer, store)
-    wanted = getattr(scorer, "example_kinds", None)  # optional: which windows it reads
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(scorer)  # optional: which windows it reads
     to_do = split_never_fired(store, spec.selection).to_do
     for records in stream_records(store, to_do, chunk_size, kinds):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
@@ -245,7 +245,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
             if not record.examples:
                 yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
                 continue
-            build = getattr(scorer, "all_requests", None) if every_round else None
+            build = declared(scorer, "all_requests", ScorerBase) if every_round else None
             requests = (build or scorer.requests)(record, text, capabilities)
             yield Job(dictionary_id, feature, stage, requests,
                       _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
@@ -275,6 +275,65 @@ def count_explanations(store: Store, spec: ScoreSpec) -> int:
         f"WHERE TRUE{extra}", params + extra_params)[0][0]
 
 
+class ScoreStage(LabelingStage):
+    """The score stage: one job per (selected feature, explanation) not yet scored."""
+
+    kind = "score"
+    noun = "scorer"
+
+    @classmethod
+    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> "ScoreStage":
+        """The stage of ``spec``: its scorer and the LLM its rows are recorded under."""
+        scorer = build_scorer(spec)
+        recorded = replace(spec, llm=effective_llm(scorer, spec.llm))
+        return cls(recorded, scorer, LLMChoice.resolve(recorded.llm, provider_options),
+                   offline=recorded.llm != spec.llm)
+
+    @property
+    def component_name(self) -> str:
+        return self.spec.scorer
+
+    @property
+    def purpose(self) -> str:
+        return f"score:{self.spec.scorer}"
+
+    @property
+    def desc(self) -> str:
+        return f"score {self.spec.scorer} {self.spec.llm}"
+
+    def count(self, store: Store) -> int:
+        return count_explanations(store, self.spec)
+
+    @property
+    def failure_method(self) -> str:
+        return f"{self.spec.scorer} by {self.spec.llm}"
+
+    def run_total(self, count: int, split: NeverFiredSplit) -> int | None:
+        if count == 0 and split.never_fired and not split.fired:
+            return None  # nothing can be scored; not a failure
+        if count == 0:
+            raise FeaturelensError(
+                "No explanations match this selection; run featurelens explain first (or featurelens "
+                "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
+        return count
+
+    def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
+             on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+        return score_jobs(store, self.component, spec, capabilities, run_id, on_skip=on_skip,
+                          every_round=every_round)
+
+    def next_round(self, store: Store) -> RunStats | None:
+        """Adaptive scorers: submit the next round of the jobs that need one
+        (:mod:`featurelens.scorers.batch_rounds`)."""
+        from featurelens.llm.runs import run_id_for
+        from featurelens.scorers.batch_rounds import advance
+
+        provider = self.llm.build()
+        run_id = run_id_for(self.kind, self.spec.config())
+        jobs = self.jobs(store, self.spec, run_id, frozenset(provider.capabilities))
+        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer)
+
+
 def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMProvider | None = None,
                    provider_options: dict[str, Any] | None = None,
                    settings: EngineSettings | None = None,
@@ -285,72 +344,23 @@ def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMPr
     arrive; returns the run's counters. ``provider`` overrides building one from
     ``spec.llm`` (tests, benchmarks, ``label`` sharing one client).
     """
-    if not isinstance(store, Store):  # a path: open it for the run
-        with using_store(store) as opened:
-            return score_features(opened, spec, provider=provider, provider_options=provider_options,
-                                  settings=settings, prices=prices)
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    total = count_explanations(store, spec)
-    split = split_never_fired(store, spec.selection)
-    if total == 0 and split.never_fired and not split.fired:
-        return RunStats(never_fired=split.never_fired)  # nothing can be scored; not a failure
-    if total == 0:
-        raise FeaturelensError(
-            "No explanations match this selection; run featurelens explain first (or featurelens "
-            "label, which explains then scores), or loosen --where / --explainer / --explained-by.")
-    cleared = clear_never_fired_failures(store, spec.selection, f"score:{spec.scorer}",
-                                         f"{spec.scorer} by {spec.llm}")
-
-    def make_jobs(engine, run_id, llm):
-        engine.stats.never_fired = split.never_fired
-        return score_jobs(store, scorer, spec, frozenset(llm.capabilities), run_id, on_skip=engine.skip)
-
-    stats = run_labeling(
-        store, kind="score", config=spec.config(), llm=spec.llm, provider=provider,
-        provider_options=provider_options, total=total, make_jobs=make_jobs,
-        desc=f"score {spec.scorer} {spec.llm}", settings=settings, prices=prices)
-    stats.resolved += cleared
-    return stats
+    stage = ScoreStage.prepare(spec, provider_options)
+    return stage.run(store, provider=provider, settings=settings, prices=prices)
 
 
 def provider_capabilities(spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> frozenset[str]:
-    """What the simulator LLM can do, for a dry run: without a client or a key when possible."""
-    factory = get_registry().get("llm_provider", spec.llm).factory
-    declared = getattr(factory, "capabilities", None)
-    if isinstance(declared, frozenset):
-        return declared
-    try:
-
-        return frozenset(providers.build_provider(spec.llm, **(provider_options or {})).capabilities)
-    except FeaturelensError:
-        return frozenset()
+    """What the simulator LLM can do, for a dry run: as its provider declares for these
+    options (no client is built, no key needed)."""
+    llm = LLMChoice.resolve(spec.llm, provider_options)
+    llm.check()
+    return llm.capabilities
 
 
 def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, batch: bool = False,
                provider_options: dict[str, Any] | None = None, settings: EngineSettings | None = None):
-    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing.
-    Large selections are planned on a sample (:mod:`featurelens.llm.plan_sample`)."""
-    from dataclasses import replace
-
-    from featurelens.llm.plan import estimate
-    from featurelens.llm.plan_sample import sample_selection
-
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    provider, model = split_llm_spec(spec.llm)
-    count_explanations(store, spec)
-    sample, scale, planned, total = sample_selection(store, spec.selection)
-    skipped: list[int] = []
-    caps = provider_capabilities(spec, provider_options)
-    # every round of an adaptive scorer: the dry run is an upper bound (estimate gives the range)
-    sampled_spec = replace(spec, where=sample.where, limit=sample.limit)
-    result = estimate(store, score_jobs(store, scorer, sampled_spec, caps, on_skip=skipped.append,
-                                        every_round=True),
-                      provider, model, prices, batch, scale=scale, settings=settings,
-                      sampled=(planned, total) if scale != 1.0 else None)
-    result.skipped = round(sum(skipped) * scale)
-    return result
+    """What :func:`score_features` would send, cost and take (``--dry-run``); sends nothing
+    (:meth:`LabelingStage.plan`: every round of an adaptive scorer, the upper bound)."""
+    return ScoreStage.prepare(spec, provider_options).plan(store, prices=prices, batch=batch, settings=settings)
 
 
 #: Stands in for explanations not written yet when a ``label --dry-run`` plans scoring.
@@ -365,55 +375,33 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     from featurelens.llm.plan import estimate
     from featurelens.llm.plan_sample import sample_selection
 
-    scorer = build_scorer(spec)
-    spec = replace(spec, llm=effective_llm(scorer, spec.llm))
-    provider, model = split_llm_spec(spec.llm)
-    caps = provider_capabilities(spec, provider_options)
+    stage = ScoreStage.prepare(spec, provider_options)
+    scorer, spec, llm = stage.component, stage.spec, stage.llm
+    llm.check()
+    caps = llm.capabilities
     sample, scale, planned, total = sample_selection(store, spec.selection)
     attach_store(scorer, store)
-    wanted = getattr(scorer, "example_kinds", None)
-    kinds = wanted() if callable(wanted) else wanted
+    kinds = example_kinds(scorer)
 
     def jobs() -> Iterator[Job]:
         for records in stream_records(store, sample, 256, kinds):
             for record in records:
                 if record.examples:
-                    build = getattr(scorer, "all_requests", None) or scorer.requests  # every round
+                    build = declared(scorer, "all_requests", ScorerBase) or scorer.requests  # every round
                     yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
                               build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
 
-    return estimate(store, jobs(), provider, model, prices, scale=scale, settings=settings,
+    return estimate(store, jobs(), llm.provider, llm.model, prices, scale=scale, settings=settings,
                     sampled=(planned, total) if scale != 1.0 else None)
 
 
 def submit_score(store: Store, spec: ScoreSpec, *, provider_options: dict[str, Any] | None = None):
-    """``featurelens score --batch-api``: submit the score run's requests as provider batches."""
-    from featurelens.llm.batch.submit import batch_client, submit_jobs
-    scorer = build_scorer(spec)
-    if effective_llm(scorer, spec.llm) != spec.llm:
-        raise FeaturelensError(f"The {spec.scorer} scorer needs no LLM, so there is nothing to submit; "
-                               "run featurelens score without --batch-api.")
-    count_explanations(store, spec)
-    provider = providers.build_provider(spec.llm, **(provider_options or {}))
-    batch_client(provider)  # refuse before the run is recorded
-    run_id = start_run(store, "score", spec.config())
-    # adaptive scorers: the first round only; each batches collect submits the next (batch_rounds)
-    return submit_jobs(store, provider, score_jobs(store, scorer, spec, frozenset(provider.capabilities), run_id),
-                       run_id=run_id, purpose=f"score:{spec.scorer}")
+    """``featurelens score --batch-api``: submit the score run's requests as provider batches
+    (adaptive scorers: the first round; each ``batches collect`` submits the next)."""
+    return ScoreStage.prepare(spec, provider_options).submit(store)
 
 
 def finish_from_batches(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
     """Write a score run whose batch answers are all cached (``batches collect``): submit the
     next round of adaptive jobs if any needs one, else write every score."""
-    from featurelens.llm.runs import run_id_for
-    from featurelens.scorers.batch_rounds import advance
-
-    spec = ScoreSpec.from_config(config)
-    provider = providers.build_provider(spec.llm)
-    run_id = run_id_for("score", spec.config())
-    jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
-    waiting = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}", label=spec.scorer)
-    if waiting is not None:
-        return waiting
-    settings = EngineSettings(cache_only=True, progress=progress)
-    return score_features(store, spec, settings=settings, prices=prices)
+    return ScoreStage.prepare(ScoreSpec.from_config(config)).finish_from_batches(store, prices, progress)

@@ -52,6 +52,7 @@ from featurelens.core.host.protocols import (
     LLMResponse,
     ParseError,
     ScoreResult,
+    ScorerBase,
     batched,
 )
 from featurelens.llm.window_text import neutralise
@@ -78,7 +79,7 @@ from featurelens.scorers.window_order import check_order
 MODES = ("prompt-logprobs", "output-logprobs", "json")
 
 
-class SimulationScorer:
+class SimulationScorer(ScorerBase):
     """Correlation between true activations and a simulator's predictions."""
 
     name = "simulation"

@@ -28,6 +28,7 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ScoreResult,
+    ScorerBase,
 )
 from featurelens.llm.token_labels import label_keywords, parse_elements, token_keys
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
@@ -76,7 +77,7 @@ def matcher_of(label: str) -> LabelMatcher:
     return LabelMatcher(label)
 
 
-class TokenCheckScorer:
+class TokenCheckScorer(ScorerBase):
     """Balanced accuracy of "the window holds a named token" on held-out windows."""
 
     name = "token-check"

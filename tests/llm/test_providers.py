@@ -189,6 +189,6 @@ def test_static_capabilities_on_the_factories_match_the_providers():
     from featurelens.llm.providers.local.provider import LocalProvider
 
     registry = get_registry()
-    assert registry.get("llm_provider", "anthropic:x").factory.capabilities == AnthropicProvider.capabilities
-    assert registry.get("llm_provider", "local:x").factory.capabilities == LocalProvider.capabilities
+    assert registry.get("llm_provider", "anthropic:x").info.capabilities == AnthropicProvider.capabilities
+    assert registry.get("llm_provider", "local:x").info.capabilities == LocalProvider.capabilities
     assert not hasattr(registry.get("llm_provider", "openai:x").factory, "capabilities")

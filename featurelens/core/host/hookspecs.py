@@ -112,7 +112,10 @@ def register_llm_providers(register: Register) -> None:
         provider. Users pick one as ``provider:model`` (``openai:gpt-4o-mini``); the
         host calls ``factory(model: str, **options)``, which returns a
         :class:`featurelens.core.host.protocols.LLMProvider`. API keys are read from the
-        environment by the provider itself, never passed through options.
+        environment by the provider itself, never passed through options. Pass
+        ``info=ProviderInfo(...)`` to declare what the provider can do, how it counts
+        tokens, its prompt cache, batch client, grouped-request default and prices, so
+        estimates, dry runs and ``--batch-api`` treat it as a built-in without building it.
     :return: nothing; components are reported through ``register``.
     """
 

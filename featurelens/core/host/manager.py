@@ -37,7 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "featurelens.plugins.model_backends",
     "featurelens.plugins.corpus_sources",
     "featurelens.plugins.extract_commands",
-    "featurelens.llm.builtin_providers",
+    "featurelens.llm.providers.builtin",
     "featurelens.llm.offline",
     "featurelens.plugins.vllm_registration",
     "featurelens.plugins.labeling_commands",
@@ -215,7 +215,7 @@ def _fill_registry(host: Host) -> None:
     A plugin's registrations are kept only if all of its hooks succeed, so a plugin
     that raises half-way leaves nothing behind.
     """
-    staged: dict[str, list[tuple[str, str, Any, str]]] = {}
+    staged: dict[str, list[tuple[str, str, Any, str, Any]]] = {}
     broken: set[str] = set()
     for kind, hook_name in KINDS.items():
         caller = getattr(host.pm.hook, hook_name)
@@ -225,9 +225,9 @@ def _fill_registry(host: Host) -> None:
                 continue
             calls = staged.setdefault(plugin_name, [])
 
-            def register(name: str, factory: Any, *, description: str = "",
+            def register(name: str, factory: Any, *, description: str = "", info: Any = None,
                          _kind: str = kind, _calls: list = calls) -> None:
-                _calls.append((_kind, name, factory, description))
+                _calls.append((_kind, name, factory, description, info))
 
             reason = _call_hook(host, plugin_name, hook_name, lambda f=impl.function, r=register: f(register=r))
             if reason is not None:
@@ -238,8 +238,9 @@ def _fill_registry(host: Host) -> None:
             continue
         try:
             snapshot = {kind: dict(items) for kind, items in host.registry.components.items()}
-            for kind, name, factory, description in calls:
-                host.registry.register(kind, plugin_name, name, factory, description=description)
+            for kind, name, factory, description, info in calls:
+                host.registry.register(kind, plugin_name, name, factory, description=description,
+                                       info=info)
         except FeaturelensError as error:
             host.registry.components = snapshot
             broken.add(plugin_name)

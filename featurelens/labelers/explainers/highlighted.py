@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from featurelens.core.host.protocols import Example
 from featurelens.labelers.explainers import prompts
-from featurelens.labelers.explainers.token_activations import ExplainerBase
+from featurelens.labelers.explainers.token_activations import PromptedExplainer
 from featurelens.llm.window_text import (
     activating_mask,
     highlight,
@@ -17,7 +17,7 @@ from featurelens.llm.window_text import (
 )
 
 
-class HighlightedExplainer(ExplainerBase):
+class HighlightedExplainer(PromptedExplainer):
     """Windows as text with the firing tokens marked."""
 
     name = "highlighted"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
     Example,
+    ExplainerBase,
     FeatureRecord,
     LLMRequest,
     LLMResponse,
@@ -30,8 +31,9 @@ from featurelens.llm.window_text import (
 )
 
 
-class ExplainerBase:
-    """Options every built-in explainer shares, and the request/parse scaffolding."""
+class PromptedExplainer(ExplainerBase):
+    """Options every built-in prompted explainer shares, and the request/parse scaffolding
+    (the optional members of the explainer contract set from its options)."""
 
     name = "explainer"
     #: one chat request per feature: API models get several features a request by default
@@ -119,7 +121,7 @@ def _logits_block(record: FeatureRecord) -> str:
 STYLES = {"compact": 16, "table": 32}
 
 
-class TokenActivationsExplainer(ExplainerBase):
+class TokenActivationsExplainer(PromptedExplainer):
     """Windows as compact marked lines (default) or ``token<TAB>activation`` tables."""
 
     name = "token-activations"

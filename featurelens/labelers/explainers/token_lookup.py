@@ -24,6 +24,7 @@ from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
+    ExplainerBase,
     FeatureRecord,
     LLMRequest,
     LLMResponse,
@@ -69,7 +70,7 @@ class _Tally:
         return min(self.forms, key=lambda f: (-self.forms[f], f))
 
 
-class TokenLookupExplainer:
+class TokenLookupExplainer(ExplainerBase):
     """Options: ``n_examples`` (top windows read), ``max_tokens`` (most tokens named),
     ``target_coverage`` (stop naming once this share of the mass is covered),
     ``min_share`` (a token must carry this share to be named)."""

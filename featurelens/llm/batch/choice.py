@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from featurelens.llm.providers import provider_info
 from featurelens.registry.components import split_llm_spec
 
 #: Items (features to explain, explanations to score) from which the batch API is the default.
 DEFAULT_THRESHOLD = 10_000
-#: Providers with a batch API at their own endpoint (a custom base_url usually has none).
-BATCH_PROVIDERS = frozenset({"openai", "anthropic"})
 
 
 def has_batch_api(llm: str, provider_options: dict[str, Any] | None = None) -> bool:
-    """True when ``llm`` is served by a provider whose batch API featurelens can use."""
+    """True when ``llm`` is served by a provider that declares a batch client, at its own
+    endpoint (a custom ``base_url`` usually has no batch API)."""
     provider, _ = split_llm_spec(llm)
-    return provider in BATCH_PROVIDERS and not (provider_options or {}).get("base_url")
+    options = provider_options or {}
+    return provider_info(provider).has_batch_api(options) and not options.get("base_url")
 
 
 def choose_batch(flag: bool | None, items: int, threshold: int, llm: str,

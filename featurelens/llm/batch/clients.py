@@ -1,8 +1,10 @@
 """The small interface every provider batch API implements, and how to find one.
 
-A provider that offers a batch API claims the ``batch_api`` capability and returns
-its client from ``provider.batch_client()``; the built-in clients live beside their
-providers (``OpenAIBatches`` in ``providers/openai_provider.py``, ``AnthropicBatches`` in ``providers/anthropic_provider.py``).
+A provider that offers a batch API claims the ``batch_api`` capability and declares
+its client (``ProviderInfo.batch_client``); the interface is
+:class:`~featurelens.core.host.protocols.BatchClient`. The built-in clients live beside
+their providers (``OpenAIBatches`` in ``providers/openai_provider.py``,
+``AnthropicBatches`` in ``providers/anthropic_provider.py``).
 
 OpenAI: requests are written as JSONL to a temporary file, uploaded (purpose
 ``batch``), and a batch is created over it; results come back as an output file (and
@@ -17,34 +19,32 @@ whose create call may have succeeded unseen (:mod:`featurelens.llm.batch.intent`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.protocols import LLMProvider
+from featurelens.core.host.protocols import BatchClient, BatchLimits, BatchState, LLMProvider
+from featurelens.llm.providers import provider_info
+
+__all__ = ["BatchClient", "BatchLimits", "BatchState", "Limits", "batch_client", "batch_providers"]
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Most requests and bytes one provider batch may hold (kept a little under the caps)."""
-
-    requests: int
-    bytes: int
+#: ``Limits`` is :class:`BatchLimits` under the name batch code here reads it by.
+Limits = BatchLimits
 
 
-@dataclass(frozen=True)
-class BatchState:
-    status: str  #: the provider's own word (in_progress, completed, ended...)
-    finished: bool  #: results (possibly partial) can be collected
-    counts: str = ""
-    reason: str = ""  #: why the provider ended the batch early (a failed batch's errors)
-
-
-def batch_client(provider: LLMProvider) -> Any:
-    """The batch client for ``provider`` (it must claim the ``batch_api`` capability)."""
-    make = getattr(provider, "batch_client", None)
+def batch_client(provider: LLMProvider) -> BatchClient:
+    """The batch client for ``provider``: its declaration's ``batch_client`` (the provider
+    must also claim the ``batch_api`` capability)."""
+    make = provider_info(provider.name).batch_client
     if make is None or "batch_api" not in provider.capabilities:
         raise FeaturelensError(
-            f"{provider.name}:{provider.model} has no batch API; drop --batch-api or use an "
-            "openai: or anthropic: model.")
-    return make()
+            f"{provider.name}:{provider.model} has no batch API; drop --batch-api or use a model of a "
+            f"provider that has one ({', '.join(batch_providers()) or 'none installed'}).")
+    return make(provider)
+
+
+def batch_providers() -> list[str]:
+    """Registered providers whose declaration names a batch client, as ``name:``."""
+    from featurelens.core.host.manager import get_registry
+
+    components = get_registry().components["llm_provider"]
+    return [f"{name}:" for name, component in sorted(components.items())
+            if component.info is not None and component.info.batch_client is not None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import LLMProviderBase, declared
 from featurelens.core.redaction import redact
 from featurelens.llm.retry import describe, http_status
 
@@ -23,7 +24,7 @@ def batch_failure(error: BaseException, provider: Any, doing: str) -> Featurelen
     spec = f"{getattr(provider, 'name', '?')}:{getattr(provider, 'model', '?')}"
     status = http_status(error)
     if status in (401, 403):
-        variable = getattr(provider, "key_env", None) or "the provider's API key variable"
+        variable = declared(provider, "key_env", LLMProviderBase) or "the provider's API key variable"
         return FeaturelensError(f"{spec} rejected the API key while {doing} (HTTP {status}); set a valid key "
                                 f"in {variable} and run the same command again.")
     return FeaturelensError(f"{spec}'s batch API failed while {doing} ({redact(describe(error))}); run the "

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable
 import polars as pl
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.protocols import LLMProvider
+from featurelens.core.host.protocols import LLMProvider, close_provider
 from featurelens.core.redaction import redact
 from featurelens.core.store.database import Store
 from featurelens.llm.retry import describe, http_status
@@ -258,9 +258,7 @@ def _run_with_providers(keys: set[tuple[str, str]],
             return await work({key: batch_client(p) for key, p in providers.items()})
         finally:
             for provider in providers.values():
-                close = getattr(provider, "aclose", None)
-                if close is not None:
-                    await close()
+                await close_provider(provider)
 
     return asyncio.run(main())
 

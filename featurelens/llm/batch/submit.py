@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
 
-from featurelens.core.host.protocols import LLMProvider, batched
+from featurelens.core.host.protocols import LLMProvider, batched, close_provider
 from featurelens.core.redaction import configured_secrets
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
@@ -155,9 +155,7 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
                         size += line_size
             await send()
         finally:
-            close = getattr(provider, "aclose", None)
-            if close is not None:
-                await close()
+            await close_provider(provider)
 
     try:
         asyncio.run(main())
@@ -195,7 +193,7 @@ def refresh_status(store: Store) -> dict[str, Any]:
         for batch_id, name, model in rows:
             states[batch_id] = await batch_client(providers[(name, model)]).state(batch_id)
         for provider in providers.values():
-            await provider.aclose()
+            await close_provider(provider)
         return states
 
     try:
@@ -226,7 +224,7 @@ def _download(store: Store, spec: str, batch_id: str, requests: dict[str, list[A
         try:
             return [item async for item in client.results(batch_id)]
         finally:
-            await provider.aclose()
+            await close_provider(provider)
 
     try:
         downloaded = asyncio.run(main())

@@ -3,7 +3,9 @@
 Each provider turns a provider-neutral :class:`~featurelens.core.host.protocols.LLMRequest`
 into its SDK's call and the answer back into an :class:`LLMResponse`. They never retry
 (the engine does, with one policy for all), and read API keys only from environment
-variables.
+variables. What a provider can do, how it counts and what it costs is its
+:class:`~featurelens.core.host.protocols.ProviderInfo`, read with :func:`provider_info`
+(the built-ins' are in :mod:`.declarations`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from featurelens.core.errors import FeaturelensError
+from featurelens.core.errors import FeaturelensError, UnknownComponentError
+from featurelens.core.host.protocols import ProviderInfo
 from featurelens.registry.components import split_llm_spec
 
 
@@ -28,6 +31,19 @@ def build_provider(spec: str, **options: Any):
         raise FeaturelensError(
             f"The LLM {spec} does not take the option(s) {', '.join(sorted(options))} ({error}); "
             "check --provider-option against the provider's documented options.") from None
+
+
+def provider_info(name: str) -> ProviderInfo:
+    """What the provider ``name`` (or ``name:model``) declared at registration; the defaults
+    (nothing known before it is built) for a name no plugin registered."""
+    from featurelens.core.host.manager import get_registry
+
+    provider = name.partition(":")[0]
+    try:
+        info = get_registry().get("llm_provider", f"{provider}:x").info
+    except UnknownComponentError:
+        return ProviderInfo()
+    return info if info is not None else ProviderInfo()
 
 
 def api_key(env: str, spec: str, *, required: bool = True) -> str | None:

@@ -14,11 +14,11 @@ from typing import Any, AsyncIterator
 
 import anthropic
 
-from featurelens.core.host.protocols import LLMProvider, LLMRequest, LLMResponse
-from featurelens.llm.batch.clients import BatchState, Limits
+from featurelens.core.host.protocols import BatchLimits, BatchState, LLMRequest, LLMResponse
 from featurelens.llm.batch.results import UNREADABLE
 from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
+from featurelens.llm.providers.declarations import ANTHROPIC
 from featurelens.llm.providers.loop_client import LoopClient
 from featurelens.llm.providers.provider_options import base_url_option, seconds_option
 
@@ -73,7 +73,7 @@ class AnthropicProvider:
 
     name = "anthropic"
     key_env = KEY_ENV
-    capabilities = frozenset({"batch_api", "prompt_cache"})
+    capabilities = ANTHROPIC.capabilities  #: as declared (providers.declarations)
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  http_client: Any = None):
@@ -92,8 +92,8 @@ class AnthropicProvider:
         """The SDK client for the running event loop (see :mod:`.loop_client`)."""
         return self._clients.get()
 
-    def batch_client(self) -> Any:
-        """This provider's batch API client (see :mod:`featurelens.llm.batch.clients`)."""
+    def batch_client(self) -> "AnthropicBatches":
+        """This provider's batch API client (its declaration's ``batch_client``)."""
         return AnthropicBatches(self)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -119,11 +119,11 @@ class AnthropicProvider:
 class AnthropicBatches:
     """Anthropic Message Batches."""
 
-    limits = Limits(100_000, 240 * 2**20)
+    limits = BatchLimits(100_000, 240 * 2**20)
 
-    def __init__(self, provider: LLMProvider):
+    def __init__(self, provider: AnthropicProvider):
         self.provider = provider
-        self.client = provider.client  # type: ignore[attr-defined]
+        self.client = provider.client
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         if request.prompt_logprobs or request.top_logprobs:

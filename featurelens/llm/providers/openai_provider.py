@@ -18,21 +18,22 @@ from typing import Any, AsyncIterator
 import openai
 
 from featurelens.core.host.protocols import (
-    LLMProvider,
+    BatchLimits,
+    BatchState,
     LLMRequest,
     LLMResponse,
     TokenLogprobs,
 )
-from featurelens.llm.batch.clients import BatchState, Limits
 from featurelens.llm.batch.intent import METADATA_KEY, not_created
 from featurelens.llm.batch.results import read_jsonl
 from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
+from featurelens.llm.providers.declarations import OPENAI_BASE_ENV, openai_capabilities
 from featurelens.llm.providers.loop_client import LoopClient
 from featurelens.llm.providers.provider_options import base_url_option, seconds_option
 
 KEY_ENV = "OPENAI_API_KEY"
-BASE_ENV = "OPENAI_BASE_URL"
+BASE_ENV = OPENAI_BASE_ENV
 
 
 def chat_body(model: str, request: LLMRequest, prefix_cache_key: bool = False) -> dict[str, Any]:
@@ -138,18 +139,15 @@ class OpenAIProvider:
         self._clients = LoopClient(lambda: openai.AsyncOpenAI(
             api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client),
             fixed=http_client is not None)
-        caps = {"output_logprobs", "batch_api", "prompt_cache"}
-        if prompt_logprobs if prompt_logprobs is not None else custom:
-            caps.add("prompt_logprobs")
-        self.capabilities = frozenset(caps)
+        self.capabilities = openai_capabilities({"base_url": base_url, "prompt_logprobs": prompt_logprobs})
 
     @property
     def client(self) -> Any:
         """The SDK client for the running event loop (see :mod:`.loop_client`)."""
         return self._clients.get()
 
-    def batch_client(self) -> Any:
-        """This provider's batch API client (see :mod:`featurelens.llm.batch.clients`)."""
+    def batch_client(self) -> "OpenAIBatches":
+        """This provider's batch API client (its declaration's ``batch_client``)."""
         return OpenAIBatches(self)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -190,20 +188,19 @@ class OpenAIProvider:
 class OpenAIBatches:
     """OpenAI Batch API over ``/v1/chat/completions`` (or ``/v1/completions``)."""
 
-    limits = Limits(50_000, 190 * 2**20)
+    limits = BatchLimits(50_000, 190 * 2**20)
     _FINISHED = {"completed", "expired", "cancelled", "failed"}
 
-    def __init__(self, provider: LLMProvider):
+    def __init__(self, provider: OpenAIProvider):
         self.provider = provider
-        self.client = provider.client  # type: ignore[attr-defined]
+        self.client = provider.client
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         if request.prompt_logprobs:
             return {"custom_id": custom_id, "method": "POST", "url": "/v1/completions",
                     "body": completion_body(self.provider.model, request)}
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
-                "body": chat_body(self.provider.model, request,
-                                  getattr(self.provider, "prefix_cache_key", False))}
+                "body": chat_body(self.provider.model, request, self.provider.prefix_cache_key)}
 
     async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
         """Upload ``lines`` and create a batch over them; ``label`` (the store's placeholder

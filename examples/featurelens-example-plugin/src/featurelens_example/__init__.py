@@ -12,6 +12,7 @@ import featurelens
 
 from featurelens_example.commands import example_label
 from featurelens_example.components import (
+    ECHO_INFO,
     EchoProvider,
     KeywordExplainer,
     KeywordRecallScorer,
@@ -47,7 +48,7 @@ def register_scorers(register):
 
 @featurelens.hookimpl
 def register_llm_providers(register):
-    register("example-echo", EchoProvider,
+    register("example-echo", EchoProvider, info=ECHO_INFO,
              description="Answers with the request's last message: offline and deterministic.")
 
 

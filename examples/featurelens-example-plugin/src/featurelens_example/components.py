@@ -1,24 +1,40 @@
-"""The example's components. Each implements a featurelens.core.host.protocols contract
-structurally: no base class is needed except for dictionaries, which are torch modules."""
+"""The example's components. Each implements a featurelens.api contract; dictionaries
+subclass ``Dictionary`` (a torch module), the explainer, scorer and provider subclass the
+optional bases (``ExplainerBase``, ``ScorerBase``, ``LLMProviderBase``) that declare every
+member featurelens reads, with its default."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import torch
 
 from featurelens.api import (
+    BatchLimits,
+    BatchState,
     Dictionary,
     Document,
+    ExplainerBase,
     FeatureRecord,
     FeaturelensError,
+    LLMProviderBase,
     LLMRequest,
     LLMResponse,
     ParseError,
+    Price,
+    PromptCache,
+    ProviderInfo,
     ScoreResult,
+    ScorerBase,
+    TokenCounter,
 )
 
 
@@ -91,7 +107,7 @@ def peak_tokens(record: FeatureRecord, kind: str = "top") -> list[str]:
     return [p for p in peaks if p]
 
 
-class KeywordExplainer:
+class KeywordExplainer(ExplainerBase):
     """Names the tokens a feature peaks on most often, then lets the LLM rephrase that rule.
 
     With ``example-echo`` the rule comes back unchanged, so the explainer works offline.
@@ -124,7 +140,7 @@ class KeywordExplainer:
         return text.splitlines()[0]
 
 
-class KeywordRecallScorer:
+class KeywordRecallScorer(ScorerBase):
     """Share of top examples whose peak token appears in the explanation: no LLM needed."""
 
     name = "example-keyword-recall"
@@ -145,21 +161,98 @@ class KeywordRecallScorer:
                            details={"peaks": peaks})
 
 
-class EchoProvider:
+def echo(request: LLMRequest) -> LLMResponse:
+    """The echo's answer: the request's last message (or its prompt); a token is a word."""
+    if request.prompt is not None:
+        text = request.prompt
+        words = len(text.split())
+    else:
+        text = request.messages[-1]["content"] if request.messages else ""
+        words = sum(len(m["content"].split()) for m in request.messages)
+    return LLMResponse(text=text, input_tokens=words, output_tokens=len(text.split()))
+
+
+class EchoProvider(LLMProviderBase):
     """An LLM provider that answers with the request's last message."""
 
     name = "example-echo"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"batch_api", "prompt_cache"})
 
     def __init__(self, model: str, **options: Any) -> None:
         self.model = model
         self.options = options
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        if request.prompt is not None:
-            text = request.prompt
-            words = len(text.split())
-        else:
-            text = request.messages[-1]["content"] if request.messages else ""
-            words = sum(len(m["content"].split()) for m in request.messages)
-        return LLMResponse(text=text, input_tokens=words, output_tokens=len(text.split()))
+        return echo(request)
+
+
+#: Where echo batches wait to be collected (any later process finds them there).
+BATCH_DIR_ENV = "FEATURELENS_EXAMPLE_BATCHES"
+
+
+def _batch_dir() -> Path:
+    folder = Path(os.environ.get(BATCH_DIR_ENV) or Path(tempfile.gettempdir()) / "featurelens-example-batches")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class EchoBatches:
+    """The echo's batch API: a batch is a JSONL file, answered as soon as it is written."""
+
+    limits = BatchLimits(requests=10_000, bytes=50 * 2**20)
+
+    def __init__(self, provider: EchoProvider) -> None:
+        self.provider = provider
+
+    def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
+        return {"custom_id": custom_id, "messages": request.messages, "prompt": request.prompt}
+
+    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+        batch_id = f"echo-batch-{uuid.uuid4().hex[:16]}"
+        header = {"label": label, "created": time.time(), "model": self.provider.model}
+        text = "\n".join(json.dumps(item) for item in [header, *lines]) + "\n"
+        path = _batch_dir() / f"{batch_id}.jsonl"
+        path.with_suffix(".tmp").write_text(text, encoding="utf-8")
+        path.with_suffix(".tmp").replace(path)  # whole or absent
+        return batch_id
+
+    def _read(self, batch_id: str) -> list[dict[str, Any]]:
+        path = _batch_dir() / f"{batch_id}.jsonl"
+        if not path.is_file():
+            raise FeaturelensError(f"The echo batch {batch_id} is not in {path.parent}; set "
+                                   f"${BATCH_DIR_ENV} to the folder it was submitted to.")
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+    async def find(self, label: str, since: float, request_count: int) -> list[str]:
+        found = []
+        for path in sorted(_batch_dir().glob("echo-batch-*.jsonl")):
+            header = self._read(path.stem)[0]
+            if header.get("label") == label and header.get("created", 0) >= since:
+                found.append(path.stem)
+        return found
+
+    async def state(self, batch_id: str) -> BatchState:
+        n = len(self._read(batch_id)) - 1
+        return BatchState("completed", True, f"{n}/{n} done, 0 failed")
+
+    async def results(self, batch_id: str) -> AsyncIterator[tuple[str, LLMResponse | None, str | None]]:
+        for item in self._read(batch_id)[1:]:
+            request = LLMRequest(messages=item.get("messages") or [], prompt=item.get("prompt"))
+            yield item["custom_id"], echo(request), None
+
+
+#: The echo declares itself as a hosted model would: a batch API, a prompt cache that serves
+#: shared prefixes of 1,024 tokens and more, four features to an explanation request, at
+#: least one output token billed, and list prices (USD per million tokens; the echo sends no
+#: bill, the prices show how a priced provider is estimated).
+#: Its counter counts what ``complete`` reports: a token is a word, with no chat framing.
+ECHO_INFO = ProviderInfo(
+    capabilities=EchoProvider.capabilities,
+    token_counter=lambda model: TokenCounter("words (the echo bills a token a word)",
+                                             lambda text: len(text.split()), per_message=0, primer=0),
+    prompt_cache=lambda model: PromptCache(minimum=1024),
+    batch_client=EchoBatches,
+    features_per_request=4,
+    min_output_tokens=1,
+    prices={"v1": Price(input=3.00, output=15.00, cached_input=0.30)},
+)

@@ -1,10 +1,12 @@
-"""Registers the built-in LLM providers through the same hook third-party ones use."""
+"""Registers the built-in LLM providers through the same hook third-party ones use, each
+with its declaration (:mod:`featurelens.llm.providers.declarations`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import featurelens
+from featurelens.llm.providers.declarations import ANTHROPIC, LOCAL, OPENAI
 
 featurelens_api = 1
 
@@ -27,18 +29,11 @@ def _local(model: str, **options: Any):
     return LocalProvider(model, **options)
 
 
-# Capabilities that do not depend on options, readable without building a client (dry
-# runs plan a scorer's mode from them without needing a key). OpenAI's depend on the
-# base URL, so its factory has none and a dry run builds the provider to ask.
-_anthropic.capabilities = frozenset({"batch_api", "prompt_cache"})  # type: ignore[attr-defined]
-_local.capabilities = frozenset({"output_logprobs", "prompt_logprobs"})  # type: ignore[attr-defined]
-
-
 @featurelens.hookimpl
 def register_llm_providers(register) -> None:
     register("openai", _openai, description="OpenAI or any OpenAI-compatible server "
-             "(OPENAI_API_KEY, OPENAI_BASE_URL); e.g. openai:gpt-4o-mini")
+             "(OPENAI_API_KEY, OPENAI_BASE_URL); e.g. openai:gpt-4o-mini", info=OPENAI)
     register("anthropic", _anthropic, description="Anthropic Claude with prompt caching "
-             "(ANTHROPIC_API_KEY); e.g. anthropic:claude-haiku-4-5")
+             "(ANTHROPIC_API_KEY); e.g. anthropic:claude-haiku-4-5", info=ANTHROPIC)
     register("local", _local, description="A transformers model in-process, no key; "
-             "local:smollm2 (embedded) or local:/path/to/model")
+             "local:smollm2 (embedded) or local:/path/to/model", info=LOCAL)

@@ -1,0 +1,211 @@
+"""One labeling stage: run, plan, submit and finish from batches, for explain and score alike.
+
+Explaining features and scoring explanations differ in what a job is made of (an
+explainer's requests and the explanation it writes; a scorer's rounds and the score
+they give) and in what a run counts (features; explanations). The rest is one
+skeleton, written here once:
+
+- **run**: count the items (features that never fired are left out and their earlier
+  failures cleared, :mod:`featurelens.core.never_fired`), start (or resume) the run,
+  stream the jobs through the engine, mark the run done or failed
+  (:func:`featurelens.llm.runs.run_labeling`);
+- **plan** (``--dry-run``): the same jobs on a sample of the selection, counted and
+  priced without sending anything (:mod:`featurelens.llm.plan`);
+- **submit** (``--batch-api``): the same jobs as provider batches, the run recorded
+  first so ``batches collect`` can finish it;
+- **finish from batches**: once every answer is cached, the next round of rounds-based
+  jobs if one is due, else the run again in cache-only mode.
+
+A stage carries its spec (already resolved: provider defaults filled in, the LLM a
+job of a component that needs none is recorded under), its component, and the job's
+``--llm`` resolved once into an :class:`LLMChoice`: provider, model, options and the
+provider's declaration, read by every step that needs them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
+
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import LLMProvider, ProviderInfo
+from featurelens.core.never_fired import (
+    NeverFiredSplit,
+    clear_never_fired_failures,
+    split_never_fired,
+)
+from featurelens.core.store.argument import StoreLike, using_store
+from featurelens.core.store.database import Store
+from featurelens.llm import providers
+from featurelens.registry.components import split_llm_spec
+
+if TYPE_CHECKING:
+    from featurelens.llm.batch.submit import Submission
+    from featurelens.llm.engine import EngineSettings, Job, RunStats
+    from featurelens.llm.plan import Estimate
+    from featurelens.llm.pricing import PriceTable
+
+
+@dataclass(frozen=True)
+class LLMChoice:
+    """A job's ``--llm`` and ``--provider-option`` values, resolved once."""
+
+    spec: str  #: ``provider:model``
+    provider: str
+    model: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    info: ProviderInfo = field(default_factory=ProviderInfo)
+
+    @classmethod
+    def resolve(cls, spec: str, options: Mapping[str, Any] | None = None) -> "LLMChoice":
+        """Split ``spec`` (one sentence when it is not ``provider:model``) and read the
+        provider's declaration; the provider is not built and no key is needed."""
+        provider, model = split_llm_spec(spec)
+        return cls(spec, provider, model, dict(options or {}), providers.provider_info(provider))
+
+    def check(self) -> None:
+        """Refuse a provider no plugin registered (one sentence naming the known ones)."""
+        from featurelens.core.host.manager import get_registry
+
+        get_registry().get("llm_provider", self.spec)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the provider can do with these options, as it declares (no client built)."""
+        return self.info.capabilities_for(self.options)
+
+    def build(self) -> LLMProvider:
+        """The provider itself (reads its key from the environment)."""
+        return providers.build_provider(self.spec, **self.options)
+
+
+class LabelingStage(ABC):
+    """The skeleton every labeling stage shares; a subclass supplies what differs."""
+
+    kind: ClassVar[str]  #: ``runs.kind``: explain, score
+    noun: ClassVar[str]  #: what the component is called in messages: explainer, scorer
+
+    def __init__(self, spec: Any, component: Any, llm: LLMChoice, *, offline: bool = False):
+        self.spec = spec  #: resolved; ``spec.llm`` is the LLM its rows are recorded under
+        self.component = component
+        self.llm = llm
+        self.offline = offline  #: the component needs no LLM, so ``spec.llm`` is offline:none
+
+    # -- what differs ------------------------------------------------------------------
+    @abstractmethod
+    def count(self, store: Store) -> int:
+        """Items the run covers (features, explanations); also checks the selection."""
+
+    @abstractmethod
+    def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
+             on_skip: Any = None, every_round: bool = False) -> Iterator["Job"]:
+        """The run's jobs for ``spec`` (the stage's own, or a sample of it when planning);
+        ``every_round``: rounds-based jobs carry all their rounds at once (the upper bound)."""
+
+    @property
+    @abstractmethod
+    def component_name(self) -> str: ...
+
+    @property
+    def purpose(self) -> str:
+        """``llm_calls.purpose`` of the batches it submits."""
+        return self.kind
+
+    @property
+    def desc(self) -> str:
+        """The progress bar's label."""
+        return f"{self.kind} {self.spec.llm}"
+
+    @property
+    @abstractmethod
+    def failure_method(self) -> str:
+        """``failures.method`` of this stage's work (never-fired features' rows are cleared by it)."""
+
+    def run_total(self, count: int, split: NeverFiredSplit) -> int | None:
+        """The items a run works on, from :meth:`count` and the selection's never-fired split
+        (``None``: nothing can be done and that is not an error); refuses a run with nothing
+        to do when that is an error for this stage. By default, the features that fired."""
+        return split.fired
+
+    def next_round(self, store: Store) -> "RunStats | None":
+        """After a batch collection: submit the next round when jobs need one (its stats),
+        or ``None`` when every answer is in."""
+        return None
+
+    # -- the skeleton ------------------------------------------------------------------
+    def run(self, store: Store | StoreLike, *, provider: LLMProvider | None = None,
+            settings: "EngineSettings | None" = None, prices: "PriceTable | None" = None) -> "RunStats":
+        """Run (or resume) the stage: rows written as results arrive; the run's counters.
+        ``provider`` overrides building one (tests, a client shared by ``label``'s stages)."""
+        from featurelens.llm.engine import RunStats
+        from featurelens.llm.runs import run_labeling
+
+        if not isinstance(store, Store):  # a path: open it for the run
+            with using_store(store) as opened:
+                return self.run(opened, provider=provider, settings=settings, prices=prices)
+        count = self.count(store)  # also checks the condition and the dictionary
+        split = split_never_fired(store, self.spec.selection)
+        total = self.run_total(count, split)
+        if total is None:
+            return RunStats(never_fired=split.never_fired)
+        cleared = clear_never_fired_failures(store, self.spec.selection, self.purpose, self.failure_method)
+
+        def make_jobs(engine: Any, run_id: str, built: LLMProvider) -> Iterator["Job"]:
+            engine.stats.never_fired = split.never_fired
+            return self.jobs(store, self.spec, run_id, frozenset(built.capabilities), on_skip=engine.skip)
+
+        stats = run_labeling(
+            store, kind=self.kind, config=self.spec.config(), llm=self.spec.llm, provider=provider,
+            provider_options=dict(self.llm.options), total=total, make_jobs=make_jobs,
+            desc=self.desc, settings=settings, prices=prices)
+        stats.resolved += cleared
+        return stats
+
+    def plan(self, store: Store, *, prices: "PriceTable | None" = None, batch: bool = False,
+             settings: "EngineSettings | None" = None) -> "Estimate":
+        """What :meth:`run` would send, cost and take (``--dry-run``); sends nothing. Large
+        selections are planned on a sample (:mod:`featurelens.llm.plan_sample`); rounds-based
+        jobs count every round (the upper bound; ``estimate`` gives the range)."""
+        from featurelens.llm.plan import estimate
+        from featurelens.llm.plan_sample import sample_selection
+
+        self.llm.check()
+        self.count(store)
+        sample, scale, planned, total = sample_selection(store, self.spec.selection)
+        skipped: list[int] = []
+        sampled_spec = replace(self.spec, where=sample.where, limit=sample.limit)
+        result = estimate(store, self.jobs(store, sampled_spec, None, self.llm.capabilities,
+                                           on_skip=skipped.append, every_round=True),
+                          self.llm.provider, self.llm.model, prices, batch, scale=scale, settings=settings,
+                          sampled=(planned, total) if scale != 1.0 else None)
+        result.skipped = round(sum(skipped) * scale)
+        return result
+
+    def submit(self, store: Store) -> "Submission":
+        """``--batch-api``: record the run, then submit its requests as provider batches
+        (for rounds-based jobs, the first round; each ``batches collect`` submits the next)."""
+        from featurelens.llm.batch.clients import batch_client
+        from featurelens.llm.batch.submit import submit_jobs
+        from featurelens.llm.runs import start_run
+
+        if self.offline:
+            raise FeaturelensError(
+                f"The {self.component_name} {self.noun} needs no LLM, so there is nothing to submit; "
+                f"run featurelens {self.kind} without --batch-api.")
+        self.count(store)
+        provider = self.llm.build()
+        batch_client(provider)  # refuse before the run is recorded
+        run_id = start_run(store, self.kind, self.spec.config())
+        return submit_jobs(store, provider, self.jobs(store, self.spec, run_id, frozenset(provider.capabilities)),
+                           run_id=run_id, purpose=self.purpose)
+
+    def finish_from_batches(self, store: Store, prices: "PriceTable", progress: bool) -> "RunStats":
+        """Write a run whose batch answers are all cached (``batches collect``): the next
+        round when one is due, else every result, from the cache alone."""
+        from featurelens.llm.engine import EngineSettings
+
+        waiting = self.next_round(store)
+        if waiting is not None:
+            return waiting
+        return self.run(store, settings=EngineSettings(cache_only=True, progress=progress), prices=prices)
