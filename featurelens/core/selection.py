@@ -180,6 +180,26 @@ class SequenceTokens:
                                              sequences["token_strs"])}
 
 
+def float_lists(column: pa.ChunkedArray) -> list[list[float] | None]:
+    """A list-of-floats column as Python lists, the same values ``to_pylist`` gives.
+
+    The flat values go through numpy in one call (an order of magnitude cheaper than
+    Arrow's per-element conversion, which dominated reading records) and are cut at the
+    list offsets; a chunk holding a null list or a null value is converted by Arrow.
+    """
+    out: list[list[float] | None] = []
+    for chunk in column.chunks:
+        values = chunk.flatten()
+        if chunk.null_count or values.null_count:
+            out += chunk.to_pylist()
+            continue
+        flat = values.to_numpy(zero_copy_only=False).tolist()
+        offsets = chunk.offsets.to_numpy()
+        bounds = (offsets - offsets[0]).tolist()
+        out += [flat[a:b] for a, b in zip(bounds, bounds[1:])]
+    return out
+
+
 def load_records(store: Store, keys: list[tuple[str, int]],
                  kinds: Mapping[str, int | None] | None = None,
                  tokens: SequenceTokens | None = None) -> list[FeatureRecord]:
@@ -225,16 +245,20 @@ def load_records(store: Store, keys: list[tuple[str, int]],
         by_key[(dictionary_id, feature)] = FeatureRecord(
             dictionary_id, int(feature), float(max_act or 0.0), float(density),
             [], list(top or []), list(bottom or []))
-    columns = examples.to_pydict()
+    columns = examples.select(["dictionary_id", "feature", "kind", "quantile", "corpus_id",
+                               "sequence_id"]).to_pydict()
     for dictionary_id, feature, kind, activations, quantile, corpus_id, sequence_id in zip(
-            columns["dictionary_id"], columns["feature"], columns["kind"], columns["activations"],
+            columns["dictionary_id"], columns["feature"], columns["kind"],
+            float_lists(examples.column("activations")),
             columns["quantile"], columns["corpus_id"], columns["sequence_id"]):
         record = by_key.get((dictionary_id, feature))
         token_strs = token_strs_of.get((corpus_id, sequence_id))
         if record is None or token_strs is None:
             continue
         n = min(len(activations), len(token_strs))
-        record.examples.append(Example(token_strs[:n], activations[:n], kind, quantile))
+        # each row's activation list is its own: only cut it when it outruns the tokens
+        record.examples.append(Example(token_strs[:n], activations if n == len(activations)
+                                       else activations[:n], kind, quantile))
     return [by_key[k] for k in keys if k in by_key]
 
 

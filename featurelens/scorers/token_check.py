@@ -19,6 +19,7 @@ scorer compare any explainer with token-lookup. A label with nothing to look for
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
@@ -41,21 +42,39 @@ class LabelMatcher:
     def __init__(self, label: str):
         elements = parse_elements(label)
         self.quoted = bool(elements)
-        self.singles = {e.keys[0] for e in elements if e.previous is None}
-        self.pairs = {e.keys for e in elements if e.previous is not None}
+        self.singles = frozenset(e.keys[0] for e in elements if e.previous is None)
+        self.pairs = frozenset(e.keys for e in elements if e.previous is not None)
         if not elements:
-            self.singles = label_keywords(label)
+            self.singles = frozenset(label_keywords(label))
 
     def __bool__(self) -> bool:
         return bool(self.singles or self.pairs)
 
     def positions(self, tokens: list[str]) -> list[bool]:
+        hit = set(self.hits(tokens))
+        return [i in hit for i in range(len(tokens))]
+
+    def hits(self, tokens: list[str]) -> list[int]:
+        """The indices of the named positions, in order."""
         keys = token_keys(tokens)
-        if not self.pairs:  # most labels: one membership test a token
-            singles = self.singles
-            return [k in singles for k in keys]
-        return [k in self.singles or (i > 0 and (k, keys[i - 1]) in self.pairs)
-                for i, k in enumerate(keys)]
+        singles, pairs = self.singles, self.pairs
+        if not pairs:  # most labels: one membership test a token
+            return [i for i, k in enumerate(keys) if k in singles]
+        return [i for i, k in enumerate(keys)
+                if k in singles or (i > 0 and (k, keys[i - 1]) in pairs)]
+
+    def any_hit(self, tokens: list[str]) -> bool:
+        """Whether the label names any position (a set test at C speed for most labels)."""
+        if not self.pairs:
+            return not self.singles.isdisjoint(token_keys(tokens))
+        return bool(self.hits(tokens))
+
+
+@lru_cache(maxsize=4096)
+def matcher_of(label: str) -> LabelMatcher:
+    """The label's matcher, parsed once per distinct label: a dictionary's token-lookup labels
+    repeat (one common token, rounded percentages), and a matcher is never changed."""
+    return LabelMatcher(label)
 
 
 class TokenCheckScorer(ScorerBase):
@@ -82,7 +101,7 @@ class TokenCheckScorer(ScorerBase):
 
     def score(self, record: FeatureRecord, explanation: str, responses: list[LLMResponse | None],
               capabilities: frozenset[str] | None = None) -> ScoreResult:
-        matcher = LabelMatcher(explanation)
+        matcher = matcher_of(explanation)
         windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
         if not matcher:
             return ScoreResult(None, "undefined", {"n_windows": len(windows), "held_out": held_out,
@@ -90,16 +109,19 @@ class TokenCheckScorer(ScorerBase):
         labels, predictions = [], []
         named_firing = firing = named = named_and_firing = 0
         for w in windows:
-            hits = matcher.positions(w.example.tokens)
             labels.append(int(w.activating))
-            predictions.append(int(any(hits)))
-            if w.activating:
-                peak = w.example.max_activation
-                fires = [a > 0 and a >= HIGHLIGHT_FRACTION * peak for a in w.example.activations]
-                firing += sum(fires)
-                named_firing += sum(1 for h, f in zip(hits, fires) if h and f)
-                named += sum(hits)
-                named_and_firing += sum(1 for h, a in zip(hits, w.example.activations) if h and a > 0)
+            if not w.activating:
+                predictions.append(int(matcher.any_hit(w.example.tokens)))
+                continue
+            hits = matcher.hits(w.example.tokens)
+            predictions.append(int(bool(hits)))
+            activations = w.example.activations
+            threshold = HIGHLIGHT_FRACTION * w.example.max_activation
+            firing += sum([a > 0 and a >= threshold for a in activations])
+            named += len(hits)
+            on = [activations[i] for i in hits if i < len(activations)]
+            named_firing += sum([a > 0 and a >= threshold for a in on])
+            named_and_firing += sum([a > 0 for a in on])
         metrics: dict[str, Any] = classification(labels, predictions)
         metrics.update(n_windows=len(windows), held_out=held_out, quoted=matcher.quoted,
                        token_recall=named_firing / firing if firing else None,

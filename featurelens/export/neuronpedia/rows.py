@@ -172,13 +172,21 @@ def neuron_row(src: Source, stats: dict[str, Any], hookpoint: str | None) -> dic
 def histogram_share(edges: list[float], counts: list[int], low: float, high: float) -> float:
     """The fraction of the histogram's tokens with a value in ``[low, high)``, counting a
     histogram bin's tokens as spread evenly over the bin (its bins are about 7.5 % wide)."""
-    total = float(sum(counts))
+    return _share(_bins(edges, counts), float(sum(counts)), edges, low, high)
+
+
+def _bins(edges: list[float], counts: list[int]) -> list[tuple[float, float, int]]:
+    """``(low edge, high edge, count)`` of the histogram's bins that hold tokens."""
+    return [(a, b, n) for a, b, n in zip(edges, edges[1:], counts, strict=False) if n > 0]
+
+
+def _share(bins: list[tuple[float, float, int]], total: float, edges: list[float],
+           low: float, high: float) -> float:
+    """:func:`histogram_share` over bins and a total worked out once per histogram."""
     if total <= 0 or high <= low:
         return 0.0
     inside = 0.0
-    for a, b, n in zip(edges, edges[1:], counts, strict=False):
-        if n <= 0:
-            continue
+    for a, b, n in bins:
         if b <= a:  # a bin of one value (min == max): all in or all out
             inside += n if low <= a < high or (a == high == edges[-1]) else 0
             continue
@@ -196,10 +204,11 @@ def quantile_intervals(max_activation: float, edges: list[float], counts: list[i
     interval includes the max itself)."""
     top = finite(max_activation)
     bounds = [top * i / n for i in range(n + 1)]
+    bins, total = _bins(edges, counts), float(sum(counts))
     out = []
     for i in range(n):
         high = bounds[i + 1] if i < n - 1 else math.nextafter(top, math.inf)
-        out.append((bounds[i], bounds[i + 1], histogram_share(edges, counts, bounds[i], high)))
+        out.append((bounds[i], bounds[i + 1], _share(bins, total, edges, bounds[i], high)))
     return out
 
 

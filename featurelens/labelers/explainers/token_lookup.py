@@ -19,7 +19,6 @@ enough for every feature of a dictionary: thousands of features a second.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,43 +107,40 @@ class TokenLookupExplainer(ExplainerBase):
         return self.explain(record)
 
     def explain(self, record: FeatureRecord) -> Label:
-        """The label of ``record`` with its evidence; :class:`ParseError` if it never fired."""
+        """The label of ``record`` with its evidence; :class:`ParseError` if it never fired.
+
+        Only firing positions are tallied (a sparse feature has few); how often a token or
+        pair occurs at all is counted afterwards, and only for the few the label names.
+        """
         windows = for_explainer(record, self.n_examples)
-        singles: dict[str, _Tally] = defaultdict(_Tally)
-        pairs: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
-        previous_forms: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-        all_keys: list[str] = []
-        all_pairs: list[tuple[str, str]] = []
+        singles: dict[str, _Tally] = {}
+        pairs: dict[tuple[str, str], _Tally] = {}
+        previous_forms: dict[tuple[str, str], dict[str, float]] = {}
+        window_keys: list[list[str]] = []
         total = 0.0
         for window in windows:
             tokens = window.tokens
             keys = token_keys(tokens)
-            all_keys += keys
-            all_pairs += zip(keys, keys[1:])
-            # Only firing positions need more than a count: a sparse feature has few.
-            for i, activation in enumerate(window.activations):
-                if not activation > 0:
-                    continue
-                token = tokens[i]
-                singles[keys[i]].fire(token, activation)
+            window_keys.append(keys)
+            activations = window.activations
+            for i in [i for i, a in enumerate(activations) if a > 0]:
+                activation, token, key = activations[i], tokens[i], keys[i]
+                single = singles.get(key) or singles.setdefault(key, _Tally())
+                single.fire(token, activation)
                 if i:
-                    pair = (keys[i - 1], keys[i])
-                    pairs[pair].fire(token, activation)
-                    forms = previous_forms[pair]
+                    pair = (keys[i - 1], key)
+                    tally = pairs.get(pair) or pairs.setdefault(pair, _Tally())
+                    tally.fire(token, activation)
+                    forms = previous_forms.get(pair) or previous_forms.setdefault(pair, {})
                     forms[tokens[i - 1]] = forms.get(tokens[i - 1], 0.0) + activation
                 total += activation
-        seen = Counter(all_keys)
-        seen_pairs = Counter(all_pairs)
-        for key, tally in singles.items():
-            tally.seen = seen[key]
-        for pair, tally in pairs.items():
-            tally.seen = seen_pairs[pair]
         if total <= 0:
             raise ParseError(f"feature {record.feature} has no activating windows to look tokens up in")
-        return self._label(singles, pairs, previous_forms, total)
+        return self._label(singles, pairs, previous_forms, total, window_keys)
 
     def _label(self, singles: dict[str, _Tally], pairs: dict[tuple[str, str], _Tally],
-               previous_forms: dict[tuple[str, str], dict[str, float]], total: float) -> Label:
+               previous_forms: dict[tuple[str, str], dict[str, float]], total: float,
+               window_keys: list[list[str]]) -> Label:
         ranked = sorted(singles, key=lambda k: (-singles[k].mass, k))
         best_pair: dict[str, tuple[str, str]] = {}
         for pair, tally in pairs.items():
@@ -159,12 +155,15 @@ class TokenLookupExplainer(ExplainerBase):
             if elements and (covered / total >= self.target_coverage or len(elements) >= self.max_tokens
                              or tally.mass / total < self.min_share):
                 break
+            tally.seen = sum(keys.count(key) for keys in window_keys)
             element, used = Element(tally.form(key)), tally
             pair = best_pair.get(key)
-            if pair is not None and self._needs_context(tally, pairs[pair]):
-                forms = previous_forms[pair]
-                previous = min(forms, key=lambda f: (-forms[f], f))
-                element, used = Element(pairs[pair].form(key), previous), pairs[pair]
+            if pair is not None:
+                pairs[pair].seen = _pair_count(window_keys, pair)
+                if self._needs_context(tally, pairs[pair]):
+                    forms = previous_forms[pair]
+                    previous = min(forms, key=lambda f: (-forms[f], f))
+                    element, used = Element(pairs[pair].form(key), previous), pairs[pair]
             elements.append(element)
             covered += used.mass
             fired += used.fired
@@ -184,3 +183,19 @@ class TokenLookupExplainer(ExplainerBase):
         the pair keeps most of the token's mass and fires clearly more often."""
         return (single.precision < 0.7 and pair.mass >= 0.6 * single.mass
                 and pair.precision >= single.precision + 0.2)
+
+
+def _pair_count(window_keys: list[list[str]], pair: tuple[str, str]) -> int:
+    """How often ``pair`` occurs as (previous key, key) within the windows (never across
+    two windows): a C-speed search for the second key, then a look at the one before."""
+    first, second = pair
+    count = 0
+    for keys in window_keys:
+        at = 0
+        try:
+            while True:
+                at = keys.index(second, at + 1)
+                count += keys[at - 1] == first
+        except ValueError:
+            continue
+    return count

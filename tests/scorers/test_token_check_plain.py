@@ -1,0 +1,64 @@
+"""token-check gives, on seeded mixed records, exactly the scores and metrics of its plain
+reading: every position of every window marked named or not, then counted."""
+
+from __future__ import annotations
+
+import pytest
+from seeded_records import seeded_records
+
+from featurelens.core.host.protocols import FeatureRecord
+from featurelens.labelers.explainers.token_lookup import TokenLookupExplainer
+from featurelens.llm.window_text import HIGHLIGHT_FRACTION
+from featurelens.scorers.metrics import classification
+from featurelens.scorers.scoring_windows import test_windows as held_out_windows
+from featurelens.scorers.token_check import LabelMatcher, TokenCheckScorer
+
+
+def plain_score(scorer: TokenCheckScorer, record: FeatureRecord, label: str) -> tuple:
+    matcher = LabelMatcher(label)
+    windows, held_out = held_out_windows(record, scorer.n_activating, scorer.n_random, scorer.window,
+                                         scorer.name)
+    labels, predictions = [], []
+    named_firing = firing = named = named_and_firing = 0
+    for w in windows:
+        hits = matcher.positions(w.example.tokens)
+        labels.append(int(w.activating))
+        predictions.append(int(any(hits)))
+        if w.activating:
+            peak = w.example.max_activation
+            fires = [a > 0 and a >= HIGHLIGHT_FRACTION * peak for a in w.example.activations]
+            firing += sum(fires)
+            named_firing += sum(1 for h, f in zip(hits, fires) if h and f)
+            named += sum(hits)
+            named_and_firing += sum(1 for h, a in zip(hits, w.example.activations) if h and a > 0)
+    metrics = classification(labels, predictions)
+    metrics.update(n_windows=len(windows), held_out=held_out, quoted=matcher.quoted,
+                   token_recall=named_firing / firing if firing else None,
+                   token_precision=named_and_firing / named if named else None)
+    return metrics["balanced_accuracy"], metrics, {"labels": labels, "predictions": predictions}
+
+
+def test_positions_and_hits_agree():
+    matcher = LabelMatcher('" self" after "(" and " cat"')
+    tokens = ["(", "self", " self", "x", " Cat", "(", " self"]
+    assert matcher.hits(tokens) == [i for i, h in enumerate(matcher.positions(tokens)) if h]
+    assert matcher.hits(tokens) == [1, 4, 6] and matcher.any_hit(tokens) and not matcher.any_hit(["x"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scores_and_metrics_match_the_plain_reading(seed):
+    scorer, explainer = TokenCheckScorer(n_activating=8, n_random=6, window=16), TokenLookupExplainer()
+    scored = 0
+    for record in seeded_records(seed):
+        labels = ["cat sat on the mat", '"(" and "." ']
+        try:
+            labels.append(str(explainer.explain(record)))
+        except Exception:
+            pass
+        for label in labels:
+            if not LabelMatcher(label):
+                continue
+            result = scorer.score(record, label, [])
+            assert (result.score, result.metrics, result.details) == plain_score(scorer, record, label)
+            scored += 1
+    assert scored >= 120
