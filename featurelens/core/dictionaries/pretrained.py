@@ -26,6 +26,8 @@ Gemma Scope embedding SAEs are rescaled by sqrt(d_in) as SAELens loads them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +145,29 @@ def _missing_files(repo: str, subfolder: str | None, cache: str) -> str:
     return ""
 
 
+@contextmanager
+def _download_errors(spec: str, repo: str, part: str | None, cache: str, what: str,
+                     fetch: str) -> Iterator[None]:
+    """A download that failed, as one sentence: no such repository, or no network here."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        yield
+    except RepositoryNotFoundError:
+        raise FeaturelensError(
+            f"{spec}: there is no Hugging Face repository {repo} (or it is private: set HF_TOKEN); "
+            "check the name.") from None
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise FeaturelensError(
+            f"{spec} is not in the Hugging Face cache at {cache} and could not be downloaded "
+            f"({type(error).__name__}); {_missing_files(repo, part, cache)}download {what} with "
+            f"`{fetch}` where there is network.") from None
+
+
 def hf_file(repo: str, filename: str, spec: str) -> Path:
     """The cached file ``filename`` of ``repo`` (a SAELens entry whose path is a file)."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     cache = _cache_dir()
     fetch = download_command(repo, filename, is_file=True)
@@ -158,26 +179,15 @@ def hf_file(repo: str, filename: str, spec: str) -> Path:
         raise FeaturelensError(
             f"{spec} is not in the Hugging Face cache at {cache} and HF_HUB_OFFLINE is set; "
             f"{_missing_files(repo, filename, cache)}download it first with `{fetch}` (or copy that cache here).")
-    try:
+    with _download_errors(spec, repo, filename, cache, "it", fetch):
         return Path(hf_hub_download(repo, filename, cache_dir=cache))
-    except RepositoryNotFoundError:
-        raise FeaturelensError(
-            f"{spec}: there is no Hugging Face repository {repo} (or it is private: set HF_TOKEN); "
-            "check the name.") from None
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise FeaturelensError(
-            f"{spec} is not in the Hugging Face cache at {cache} and could not be downloaded "
-            f"({type(error).__name__}); {_missing_files(repo, filename, cache)}download it with `{fetch}` "
-            "where there is network.") from None
 
 
 def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
     """The cached folder of ``repo`` (``subfolder`` inside it), downloading only if missing."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
-        HfHubHTTPError,
         LocalEntryNotFoundError,
-        RepositoryNotFoundError,
     )
 
     patterns = [f"{subfolder}/*"] if subfolder else None
@@ -194,17 +204,8 @@ def hf_folder(repo: str, subfolder: str | None, spec: str) -> Path:
                 f"{spec} is not in the Hugging Face cache at {cache} and HF_HUB_OFFLINE is set; "
                 f"{_missing_files(repo, subfolder, cache)}download {what} first with `{fetch}` "
                 "(or copy that cache here).")
-        try:
+        with _download_errors(spec, repo, subfolder, cache, what, fetch):
             root = Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=cache))
-        except RepositoryNotFoundError:
-            raise FeaturelensError(
-                f"{spec}: there is no Hugging Face repository {repo} (or it is private: set HF_TOKEN); "
-                "check the name.") from None
-        except (HfHubHTTPError, OSError, ValueError) as error:
-            raise FeaturelensError(
-                f"{spec} is not in the Hugging Face cache at {cache} and could not be downloaded "
-                f"({type(error).__name__}); {_missing_files(repo, subfolder, cache)}download {what} with "
-                f"`{fetch}` where there is network.") from None
     folder = root / subfolder if subfolder else root
     if not folder.exists():  # the hub answered without it, or was unreachable and the cached copy lacks it
         raise FeaturelensError(
