@@ -75,8 +75,7 @@ def test_extraction_is_never_silent_after_its_bar(tiny_backend, tmp_path: Path, 
     err = capsys.readouterr().err
     order = [err.index(marker) for marker in (
         "extract blocks.1.hook_resid_post: ", "extract: logit effects of every feature...",
-        "extract: logit effects of every feature: done in", "extract: feature statistics: done in",
-        "extract: writing examples: ")]
+        "extract: logit effects of every feature: done in", "extract: writing features and examples: ")]
     assert order == sorted(order), err
     assert "\r" not in err
 
