@@ -14,6 +14,7 @@ test: setup
 test-slow: setup
 	@bash scripts/reference_libs.sh || echo "sparsify/sae_lens reference checks will skip"
 	@bash scripts/community_libs.sh || echo "TransformerLens/nnsight backend checks will skip"
+	@bash scripts/reference_circuit_tracer.sh || echo "circuit-tracer reference checks will skip"
 	.venv/bin/python -m pytest -q -m slow
 
 schema-doc: setup
