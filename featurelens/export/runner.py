@@ -52,16 +52,17 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
             where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
     if fmt not in FORMATS:
         raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    if embeddings not in (None, "openai"):
-        raise FeaturelensError(f"Unknown --embeddings {embeddings!r}; the one Neuronpedia searches is openai.")
-    if embeddings is not None and fmt != "neuronpedia":
-        raise FeaturelensError("--embeddings applies to --format neuronpedia only (the upload route embeds "
-                               "explanations itself); leave it out.")
     embedder = None
-    if embeddings == "openai":
-        from featurelens.export.neuronpedia.embeddings import openai_embedder
+    if embeddings is not None:
+        from featurelens.export.neuronpedia.embeddings import EMBEDDERS
 
-        embedder = openai_embedder()  # refuses before any file is written when the key is missing
+        if embeddings not in EMBEDDERS:
+            raise FeaturelensError(f"Unknown --embeddings {embeddings!r}; Neuronpedia searches "
+                                   f"{', '.join(EMBEDDERS)}.")
+        if fmt != "neuronpedia":
+            raise FeaturelensError("--embeddings applies to --format neuronpedia only (the upload route "
+                                   "embeds explanations itself); leave it out.")
+        embedder = EMBEDDERS[embeddings]()  # refuses before any file is written when the key is missing
     data = BrowserData(store_path)
     try:
         if dictionary_id is not None and dictionary_id not in {d["dictionary_id"] for d in data.dictionaries()}:

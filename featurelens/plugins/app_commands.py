@@ -81,8 +81,8 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
               help="SQL condition on the features table, e.g. \"density < 0.01\".")
 @click.option("--visibility", type=click.Choice(["PUBLIC", "UNLISTED", "PRIVATE"]), default="PUBLIC",
               show_default=True, help="Neuronpedia visibility of the model, release, source set and source rows.")
-@click.option("--embeddings", type=click.Choice(["openai"]), default=None,
-              help="neuronpedia: add each explanation's text-embedding-3-large (256) vector, which "
+@click.option("--embeddings", default=None, metavar="SCHEME",
+              help="neuronpedia: add each explanation's embedding (openai: text-embedding-3-large, 256), which "
                    "Neuronpedia's explanation search reads (key from OPENAI_API_KEY).")
 @click.option("--send", "send_url", default=None, metavar="URL",
               help="neuronpedia-upload: POST the payloads to URL (e.g. https://www.neuronpedia.org), "

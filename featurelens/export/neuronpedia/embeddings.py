@@ -62,3 +62,8 @@ def openai_embedder(client: Any | None = None) -> Any:
         return out
 
     return embed
+
+
+#: ``--embeddings`` choices: the embedding schemes Neuronpedia's explanation search reads,
+#: by name -> a factory of the embedder (which refuses at once when its key is missing).
+EMBEDDERS: dict[str, Any] = {"openai": openai_embedder}
