@@ -79,6 +79,10 @@ class BatchServer(ProviderURLs):
                                                    for i in range(requests)]}
         return batch_id
 
+    def parse_upload(self, text: str) -> list[dict[str, Any]]:
+        """The request lines of an uploaded OpenAI batch file."""
+        return [json.loads(l) for l in text.splitlines() if l.startswith('{"custom_id"')]
+
     def answer(self, request: dict[str, Any]) -> str:
         """The text answered to one request (an OpenAI chat body or Anthropic params)."""
         return ANSWER
@@ -94,7 +98,7 @@ class BatchServer(ProviderURLs):
             with self.lock:
                 file_id = f"file-in-{len(self.files)}"
                 text = body.decode("utf-8", "replace")
-                self.files[file_id] = [json.loads(l) for l in text.splitlines() if l.startswith('{"custom_id"')]
+                self.files[file_id] = self.parse_upload(text)
             return self._json(h, {"id": file_id, "object": "file", "bytes": len(body), "created_at": int(time.time()),
                                   "filename": "x.jsonl", "purpose": "batch", "status": "processed"})
         if method == "POST" and path in ("/v1/batches", "/v1/messages/batches"):
