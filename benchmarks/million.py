@@ -1,7 +1,8 @@
 """The main job over a 1,048,576-feature dictionary on this machine, stage by stage.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million.py [--features 1048576] [--store PATH]
-     [--llm-features N] [--keep]
+     [--llm-features N] [--stages label,llm,score,export,serve] [--batch-requests N] [--kill]
+     [--keep]
 
 Stages (each one a ``featurelens`` command in its own process, as a user runs them):
 
@@ -21,9 +22,17 @@ Stages (each one a ``featurelens`` command in its own process, as a user runs th
 7. ``export neuronpedia``.
 8. ``serve``: the dictionary's list page and overview page, fetched 5 times each.
 
-For every stage it prints wall time, the stage process's peak RSS (``/usr/bin/time``), features
-a second and the store's size after it. Figures depend on the machine's load: the
-machine is shared, so say what else ran.
+For every stage it prints wall time, the stage process's CPU time (user + system) and peak RSS
+(``/usr/bin/time``), features a second by wall and by CPU time, and the store's size after it.
+Figures depend on the machine's load: the machine is shared, so say what else ran (CPU time
+moves less with the load of others than wall time).
+
+``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only).
+``--kill`` first SIGKILLs the submit twice (mid-file, while the second provider file is
+being written, and at a create call, after the upload and before the batch id is
+recorded) and the collect twice (at the second batch's download, and while the answers
+are written), then resumes each and prints how many requests were billed in two batches
+and how many billed answers the store lacks (both must be 0).
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ from batch_server import BatchServer  # noqa: E402
 DICTIONARY = "wide"
 #: The stages ``--stages`` picks from, in the order they run.
 STAGES = ("label", "llm", "score", "export", "serve")
+#: The CPU seconds of the last command :func:`run` ran.
+LAST_CPU_S = [0.0]
 
 
 class LeanBatchServer(BatchServer):
@@ -87,16 +98,20 @@ class Stage:
     features: int
     store_mb: float
     note: str = ""
+    cpu_s: float = 0.0  #: user + system CPU seconds of the stage's process
+
 
     def line(self) -> str:
         rate = f"{self.features / self.wall_s:,.0f}" if self.features and self.wall_s > 0 else "-"
-        return (f"{self.name:<32} {self.wall_s:>9.1f} s {self.peak_rss_mb:>9,.0f} MB "
-                f"{rate:>12} feat/s {self.store_mb:>9,.0f} MB  {self.note}")
+        cpu = f"{self.features / self.cpu_s:,.0f}" if self.features and self.cpu_s > 0 else "-"
+        return (f"{self.name:<32} {self.wall_s:>9.1f} s {self.cpu_s:>8.1f} s {self.peak_rss_mb:>9,.0f} MB "
+                f"{rate:>8} {cpu:>8} feat/s {self.store_mb:>9,.0f} MB  {self.note}")
 
 
 def run(args: list[str], env: dict[str, str], log: Path,
         arm: "Callable[[int], None] | None" = None) -> tuple[float, float, str]:
-    """Run one command; (wall seconds, peak RSS in MB, its output). Fails loudly, except
+    """Run one command; (wall seconds, peak RSS in MB, its output); its CPU seconds (user +
+    system) go to ``LAST_CPU_S`` for the next :class:`Stage`. Fails loudly, except
     that with ``arm`` (told the command's pid once it runs, to arrange its SIGKILL) the
     command must end killed by SIGKILL.
 
@@ -104,7 +119,7 @@ def run(args: list[str], env: dict[str, str], log: Path,
     RSS into a forked child's ``ru_maxrss``, and this process holds the stub server."""
     started = time.perf_counter()
     with log.open("w") as out:
-        process = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS_KB %M", *args], stdout=out,
+        process = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS_KB %M %U %S", *args], stdout=out,
                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         if arm is not None:
             arm(_child_of(process.pid))
@@ -118,6 +133,7 @@ def run(args: list[str], env: dict[str, str], log: Path,
     lines = text.splitlines()
     peak = [line for line in lines if line.startswith("MAXRSS_KB ")]
     text = "\n".join(line for line in lines if not line.startswith("MAXRSS_KB "))
+    LAST_CPU_S[0] = sum(float(v) for v in peak[-1].split()[2:4]) if peak else 0.0
     return wall, int(peak[-1].split()[1]) / 1024 if peak else 0.0, text
 
 
@@ -201,11 +217,13 @@ def main() -> None:
     n = args.features
 
     def record(name: str, wall: float, rss: float, features: int, note: str = "") -> None:
-        stage = Stage(name, wall, rss, features, size_mb(store), note)
+        stage = Stage(name, wall, rss, features, size_mb(store), note, LAST_CPU_S[0])
+        LAST_CPU_S[0] = 0.0
         stages.append(stage)
         print(stage.line(), flush=True)
 
-    print(f"{'stage':<32} {'wall':>11} {'peak RSS':>12} {'rate':>19} {'store':>12}", flush=True)
+    print(f"{'stage':<32} {'wall':>11} {'cpu':>10} {'peak RSS':>12} {'wall, cpu rate':>24} {'store':>12}",
+          flush=True)
     if args.store is None:
         code = (f"from wide_store import wide_store; from pathlib import Path; "
                 f"wide_store(Path({str(store)!r}), n_features={n})")
