@@ -117,3 +117,26 @@ def test_batch_requests_must_be_a_whole_number(cli, server, store_path):
     assert result.exit_code == 1
     assert "batch_requests option must be a whole number >= 1" in result.output, result.output
     assert server.creates == 0
+
+
+def test_the_same_prompt_in_two_files_of_one_submission_is_sent_once(server, store_path):
+    """Two features whose windows are identical make one request (one cache key); with a file
+    a request, the second must not go out in a later file and be paid twice."""
+    import polars as pl
+
+    from featurelens.labelers import explain
+    from featurelens.labelers.explain import ExplainSpec
+
+    with featurelens.open_store(store_path) as store:
+        fill(store, N)
+        twin = store.sql("SELECT * FROM examples WHERE feature = 0").with_columns(pl.lit(N).alias("feature"))
+        row = store.sql("SELECT * FROM features WHERE feature = 0").with_columns(pl.lit(N).alias("feature"))
+        with store.transaction():
+            store.insert("features", row)
+            store.insert("examples", twin)
+        submission = explain.submit_explain(
+            store, ExplainSpec(LLMS["openai"], explainer_options=(("features_per_request", 1),)),
+            provider_options={"batch_requests": 1})
+    assert submission.features == N + 1 and submission.requests == N, submission.lines()
+    assert submission.already_submitted == 1 and server.creates == N
+    assert set(billed(server).values()) == {1}

@@ -103,8 +103,9 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
     """Send every uncached request of ``jobs`` as provider batches; record them.
 
     Lines go to a temporary file as they are made (:class:`RequestFile`), cut at the
-    provider's request and byte limits, so memory holds one chunk of jobs and one file's
-    request map, however many files a million features make."""
+    provider's request and byte limits, so memory holds one chunk of jobs, one file's
+    request map and the keys already waiting in batches (about 150 MB a million requests:
+    the same prompt for two features is sent once, whichever files they fall in)."""
     client = batch_client(provider)
     limits = client.limits
     result = Submission(run_id)
@@ -130,6 +131,9 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
         batch_intent.confirm(store, placeholder, batch_id)
         result.batch_ids.append(batch_id)
         result.requests += len(part)
+        # a later feature with the same prompt (the same key) is waiting in this batch now:
+        # without this it would go into a later file and be paid twice
+        waiting.update(meta)
         part, meta = RequestFile(), {}
 
     async def main() -> None:
