@@ -60,9 +60,9 @@ def register_commands(cli: click.Group) -> None:
                    "feature on 2 CPU cores: about half an hour at a million features); fired: only features "
                    "that fired in this corpus; lazy: none now (the final phase costs nothing), each feature's "
                    "computed and stored when an explainer, an export or `featurelens logits` first needs it; "
-                   "none: never. Default auto = all on a GPU or up to 16,384 features (seconds), lazy above "
-                   "on a CPU, where most of a wide dictionary's effects would be computed for features "
-                   "nobody opens.")
+                   "none: never. Default auto = all on a GPU or up to 16,384 features (under half a minute on 2 "
+                   "CPU cores), lazy above on a CPU, where most of a wide dictionary's effects would be "
+                   "computed for features nobody opens.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:0...")
