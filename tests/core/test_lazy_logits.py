@@ -96,6 +96,28 @@ def test_filling_stores_what_eager_extraction_stores_and_a_second_fill_writes_no
         assert got[2] == pytest.approx(want[2], rel=1e-6) and got[4] == pytest.approx(want[4], rel=1e-6)
 
 
+def test_a_fill_killed_between_chunks_keeps_its_chunks_and_the_rerun_does_the_rest(lazy: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurelens.core import lazy_logits
+
+    real, calls = lazy_logits._write, []
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(lazy_logits, "_write", dies_on_the_second_chunk)
+    with featurelens.open_store(lazy) as store:
+        with pytest.raises(KeyboardInterrupt):
+            fill(store, Selection(), progress=False, chunk=100)
+    assert [row[0] for row in _rows(lazy) if row[1] is not None] == list(range(100))
+    monkeypatch.setattr(lazy_logits, "_write", real)
+    with featurelens.open_store(lazy) as store:
+        assert fill(store, Selection(), progress=False, chunk=100).filled == 600
+
+
 def test_the_whole_dictionary_path_and_the_native_format_give_the_same_effects(tmp_path: Path, tiny_model_dir: Path,
                                                                               tiny_backend, corpus: Path) -> None:
     torch.manual_seed(4)
