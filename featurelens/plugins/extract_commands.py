@@ -60,7 +60,7 @@ def register_commands(cli: click.Group) -> None:
                    "feature on 2 CPU cores: about half an hour at a million features); fired: only features "
                    "that fired in this corpus; lazy: none now (the final phase costs nothing), each feature's "
                    "computed and stored when an explainer, an export or `featurelens logits` first needs it; "
-                   "none: never. Default auto = all on a GPU or up to 16,384 features (under half a minute on 2 "
+                   "none: never. Default auto = all on a GPU or up to 16,384 features (10-45 s on 2 "
                    "CPU cores), lazy above on a CPU, where most of a wide dictionary's effects would be "
                    "computed for features nobody opens.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",

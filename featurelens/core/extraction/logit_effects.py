@@ -38,7 +38,7 @@ BLOCK = 256
 #: The choices of ``--logit-effects``.
 MODES = ("auto", "all", "fired", "lazy", "none")
 #: The widest dictionary ``auto`` gives effects to during a CPU extraction: the product
-#: measured 0.6-2.7 ms a feature on 2 CPU cores, so at most about half a minute here.
+#: measured 0.6-2.7 ms a feature on 2 CPU cores, so 10-45 s here.
 EAGER_MAX_FEATURES = 16384
 
 
