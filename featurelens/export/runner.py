@@ -130,6 +130,11 @@ def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | N
             known = ", ".join(g["graph_id"] for g in list_graphs(data.query)[:10]) or "none yet"
             raise FeaturelensError(f"There is no graph {graph_id!r} in {data.path} (known: {known}); "
                                    "make one with featurelens graph.")
+        features = graph.feature_ids()
+        if features:  # the detail files carry each feature node's logit effects
+            data = _with_logit_effects(data, store_path, Selection(
+                where=f"feature IN ({', '.join(str(int(f)) for f in features)})",
+                dictionary_id=graph.graph["dictionary_id"]))
         slug = neuronpedia_graph.slug_of(graph_id)
         base = feature_base_url or "features"
         request = {"format": "neuronpedia-graph", "graph": graph_id, "base": base, "all": all_nodes,

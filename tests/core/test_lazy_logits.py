@@ -235,3 +235,11 @@ def test_the_browser_page_says_how_to_fill_pending_effects(lazy: Path) -> None:
     finally:
         data.close()
     assert "Not computed yet" in page and f'featurelens logits --dictionary {did}' in page
+
+
+def test_lazy_needs_the_dictionary_path_when_given_an_object(tmp_path: Path, tiny_backend, corpus: Path) -> None:
+    sae = TopKSAE(tiny_backend.d_model, 50, k=2)
+    with pytest.raises(FeaturelensError, match="set ExtractSpec.dictionary to its path"):
+        extract_with(store=tmp_path / "s.duckdb", model_obj=tiny_backend, dictionary_obj=sae, logit_effects="lazy",
+                     corpus=str(corpus), **BASE)
+    assert not (tmp_path / "s.duckdb").exists()

@@ -245,6 +245,12 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     logit_mode = choose_mode(spec.logit_effects, sae.d_sae, lm.device)
     if logit_mode == "lazy" and not defined(sae, lm):
         logit_mode = "none"  # nothing would ever be pending
+    if logit_mode == "lazy" and spec.dictionary == "identity" and sae.architecture != "identity":
+        # a dictionary object passed without its path: nothing to reload it from later
+        if spec.logit_effects == "lazy":
+            raise FeaturelensError("--logit-effects lazy reloads the dictionary later, but this one was passed "
+                                   "as an object; set ExtractSpec.dictionary to its path.")
+        logit_mode = "all"
     if logit_mode != "all":  # only then: runs of the default keep their ids
         config["logit_effects"] = logit_mode
     run = resume.run_id(config)
