@@ -243,3 +243,13 @@ def test_lazy_needs_the_dictionary_path_when_given_an_object(tmp_path: Path, tin
         extract_with(store=tmp_path / "s.duckdb", model_obj=tiny_backend, dictionary_obj=sae, logit_effects="lazy",
                      corpus=str(corpus), **BASE)
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_decoder_rows_sliced_from_the_file_are_the_loaded_rows(saelens_dir: Path) -> None:
+    fmt = create("dictionary_format", "saelens")
+    whole = fmt.load(str(saelens_dir)).decoder_directions()
+    for ids in ([0, 1, 2, 3], [5, 40, 41, 300, 699], [699], []):  # runs, gaps past ROW_GAP, the last row
+        chosen = torch.tensor(ids, dtype=torch.long)
+        assert torch.equal(fmt.decoder_rows(str(saelens_dir), chosen), whole[chosen])
+    with pytest.raises(FeaturelensError, match="fewer than feature 700"):
+        fmt.decoder_rows(str(saelens_dir), torch.tensor([3, 700]))
