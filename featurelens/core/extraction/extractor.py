@@ -28,7 +28,6 @@ from featurelens.core.dictionaries.loading import check_width, load_dictionary
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
-from featurelens.core.lazy_logits import PENDING, pending_marker
 from featurelens.core.extraction.logit_effects import choose_mode, defined, logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
@@ -39,6 +38,7 @@ from featurelens.core.extraction.writer import (
     feature_rows,
     sequence_rows,
 )
+from featurelens.core.lazy_logits import PENDING, pending_marker
 from featurelens.core.progress import phase
 from featurelens.core.progress import progress as show_progress
 from featurelens.core.store.argument import StoreLike, using_store
