@@ -149,6 +149,12 @@ def test_a_missing_dictionary_is_one_sentence_and_nothing_is_written(lazy: Path,
         assert store.execute("SELECT count(*) FROM features WHERE top_logits IS NOT NULL")[0][0] == 0
         # its new place given: filled from there
         assert fill(store, Selection(where="feature < 5"), dictionary=str(moved), progress=False).filled == 5
+        store.execute("UPDATE runs SET config = json_merge_patch(config, ?)",
+                      [json.dumps({PENDING: {"model": str(tmp_path / "no-model")}})])
+        with pytest.raises(FeaturelensError) as error:
+            fill(store, Selection(), dictionary=str(moved), progress=False)
+        assert str(tmp_path / "no-model") in str(error.value) and "--model" in str(error.value)
+        assert store.execute("SELECT count(*) FROM features WHERE top_logits IS NOT NULL")[0][0] == 5
 
 
 def test_auto_is_eager_for_small_dictionaries_and_on_gpus_and_unknown_modes_are_refused() -> None:
