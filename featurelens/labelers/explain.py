@@ -191,18 +191,20 @@ class ExplainStage(LabelingStage):
 
     @classmethod
     def prepare(cls, spec: ExplainSpec, provider_options: dict[str, Any] | None = None, *,
-                provider_defaults: bool = True) -> "ExplainStage":
+                provider_defaults: bool = True, llm: LLMChoice | None = None) -> "ExplainStage":
         """The stage of ``spec``: its explainer, the provider's ``features_per_request``
         filled in when ``provider_defaults`` (:mod:`.explain_defaults`; finishing a recorded
         run passes False, so it rebuilds exactly what was submitted), and the LLM its rows
-        are recorded under."""
+        are recorded under. ``llm``: ``spec.llm`` and the provider options already resolved
+        by the caller (``label`` resolves its ``--llm`` once for every stage)."""
         explainer = make_explainer(spec)
-        llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
+        if llm is None or llm.spec != spec.llm:
+            llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
         if provider_defaults:
             spec, explainer = resolve(spec, explainer, make_explainer, llm)
         recorded = offline_spec(explainer, spec)
         if recorded.llm != spec.llm:
-            llm = LLMChoice.resolve(recorded.llm, provider_options)
+            llm = LLMChoice.resolve(recorded.llm, llm.options)
         return cls(recorded, explainer, llm, offline=recorded.llm != spec.llm)
 
     @property

@@ -179,8 +179,10 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
         check_executor(executor, address, batch_api)
         if batch_api and not dry_run:
             from featurelens.jobs.label_batches import submit_label
+            from featurelens.llm.stage import LLMChoice
 
-            for line in submit_label(store, explain_spec, score_specs, provider_options=popts).lines():
+            choice = LLMChoice.resolve(llm, popts)  # the job's --llm, resolved once for every stage
+            for line in submit_label(store, explain_spec, score_specs, llm=choice).lines():
                 click.echo(line)
             click.echo("Scoring is submitted by the first featurelens batches collect after these are done.")
             return

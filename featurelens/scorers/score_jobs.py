@@ -282,12 +282,16 @@ class ScoreStage(LabelingStage):
     noun = "scorer"
 
     @classmethod
-    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> "ScoreStage":
-        """The stage of ``spec``: its scorer and the LLM its rows are recorded under."""
+    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None, *,
+                llm: LLMChoice | None = None) -> "ScoreStage":
+        """The stage of ``spec``: its scorer and the LLM its rows are recorded under.
+        ``llm``: ``spec.llm`` and the provider options already resolved by the caller
+        (``label`` resolves its ``--llm`` once for every stage)."""
         scorer = build_scorer(spec)
         recorded = replace(spec, llm=effective_llm(scorer, spec.llm))
-        return cls(recorded, scorer, LLMChoice.resolve(recorded.llm, provider_options),
-                   offline=recorded.llm != spec.llm)
+        if llm is None or llm.spec != recorded.llm:
+            llm = LLMChoice.resolve(recorded.llm, llm.options if llm is not None else provider_options)
+        return cls(recorded, scorer, llm, offline=recorded.llm != spec.llm)
 
     @property
     def component_name(self) -> str:
@@ -322,16 +326,21 @@ class ScoreStage(LabelingStage):
         return score_jobs(store, self.component, spec, capabilities, run_id, on_skip=on_skip,
                           every_round=every_round)
 
-    def next_round(self, store: Store) -> RunStats | None:
+    def next_round(self, store: Store, run_id: str | None = None) -> RunStats | None:
         """Adaptive scorers: submit the next round of the jobs that need one
         (:mod:`featurelens.scorers.batch_rounds`)."""
+        from featurelens.llm.batch.clients import batch_client
         from featurelens.llm.runs import run_id_for
         from featurelens.scorers.batch_rounds import advance
 
+        if self.offline:
+            return None  # a scorer that needs no LLM sends no rounds
         provider = self.llm.build()
-        run_id = run_id_for(self.kind, self.spec.config())
+        client = batch_client(provider, self.llm.info)
+        run_id = run_id or run_id_for(self.kind, self.spec.config())
         jobs = self.jobs(store, self.spec, run_id, frozenset(provider.capabilities))
-        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer)
+        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer,
+                       client=client)
 
 
 def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMProvider | None = None,
