@@ -41,6 +41,7 @@ from featurelens.llm import providers
 from featurelens.registry.components import Component, split_llm_spec
 
 if TYPE_CHECKING:
+    from featurelens.core.selection import Selection
     from featurelens.llm.batch.submit import Submission
     from featurelens.llm.engine import EngineSettings, Job, RunStats
     from featurelens.llm.plan import Estimate
@@ -112,6 +113,13 @@ class LabelingStage(ABC):
              on_skip: Any = None, every_round: bool = False) -> Iterator["Job"]:
         """The run's jobs for ``spec`` (the stage's own, or a sample of it when planning);
         ``every_round``: rounds-based jobs carry all their rounds at once (the upper bound)."""
+
+    @abstractmethod
+    def selection_jobs(self, store: Store, selection: "Selection", capabilities: frozenset[str], *,
+                       every_round: bool = False) -> Iterator["Job"]:
+        """Every job labeling ``selection`` sends, none left out as already done (``estimate``
+        prices a selection, the dry run what is left of a run); built by the same code as
+        :meth:`jobs`. Their ``finish`` is never called: the planner only counts them."""
 
     @property
     @abstractmethod
