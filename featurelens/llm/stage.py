@@ -10,11 +10,16 @@ skeleton, written here once:
   stream the jobs through the engine, mark the run done or failed
   (:func:`featurelens.llm.runs.run_labeling`);
 - **plan** (``--dry-run``): the same jobs on a sample of the selection, counted and
-  priced without sending anything (:mod:`featurelens.llm.plan`);
+  priced without sending anything by the one planner (:mod:`featurelens.llm.plan`);
+  ``estimate`` plans :meth:`LabelingStage.selection_jobs` (every selected feature's jobs,
+  done or not) with the same planner on the same sample;
 - **submit** (``--batch-api``): the same jobs as provider batches, the run recorded
-  first so ``batches collect`` can finish it;
+  first so ``batches collect`` can finish it (under the stage's own run, or a larger one:
+  ``label`` submits its explain stage under the label run);
 - **finish from batches**: once every answer is cached, the next round of rounds-based
-  jobs if one is due, else the run again in cache-only mode.
+  jobs if one is due (:meth:`LabelingStage.next_round`), else the run again in
+  cache-only mode (:meth:`LabelingStage.finish_cached`); ``label`` calls the two steps
+  for each of its score stages under the label run.
 
 A stage carries its spec (already resolved: provider defaults filled in, the LLM a
 job of a component that needs none is recorded under), its component, and the job's
