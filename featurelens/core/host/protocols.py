@@ -88,7 +88,8 @@ class ModelBackendBase:
     (hookpoint name -> the :class:`featurelens.core.model.hookpoints.HookSite` in ``model``)
     and ``run_full(input_ids)`` (full-vocabulary logits ``[batch, seq, vocab]``); a backend
     without them is refused there in one sentence. :class:`featurelens.api.CausalLM` gives
-    a backend built on a transformers model all of them.
+    a backend built on a transformers model all of them. Each may be a class or an
+    instance attribute (or a method, for the callables).
     """
 
     model_id: str
@@ -98,27 +99,27 @@ class ModelBackendBase:
     n_layers: int
 
     #: ``models.backend``: the name it was registered under (the default is the built-in's).
-    backend_name: ClassVar[str] = "hf"
+    backend_name: str = "hf"
     #: ``models.source``: where the weights came from (``None``: ``model_id``).
-    source: ClassVar[str | None] = None
+    source: str | None = None
     #: ``models.vocab_size`` (``None``: unknown).
-    vocab_size: ClassVar[int | None] = None
+    vocab_size: int | None = None
     #: the weights' dtype, recorded in the ``models`` row's config.
-    dtype: ClassVar[Any] = None
+    dtype: Any = None
     #: the module tree's family (an object with a ``name``), recorded in the config.
-    family: ClassVar[Any] = None
+    family: Any = None
     #: anything else worth recording in the ``models`` row's config (library versions...).
-    provenance: ClassVar[dict[str, Any]] = {}
+    provenance: dict[str, Any] = {}
     #: ``check_context(context)``: refuse windows longer than the model takes, in one sentence.
-    check_context: ClassVar[Callable[[int], None] | None] = None
+    check_context: Callable[[int], None] | None = None
     #: the longest sequence the model takes (steered generation stops short of it).
-    max_context: ClassVar[int | None] = None
+    max_context: int | None = None
     #: the torch module interventions hook (``None``: the backend cannot be steered).
-    model: ClassVar[Any] = None
+    model: Any = None
     #: ``site(hookpoint) -> HookSite`` in ``model`` (``None``: cannot be steered).
-    site: ClassVar[Callable[[str], Any] | None] = None
+    site: Callable[[str], Any] | None = None
     #: ``run_full(input_ids) -> logits [batch, seq, vocab]`` (``None``: cannot be steered).
-    run_full: ClassVar[Callable[[Any], Any] | None] = None
+    run_full: Callable[[Any], Any] | None = None
 
     def hookpoints(self) -> list[str]:
         raise NotImplementedError(f"{type(self).__name__} must implement hookpoints()")
