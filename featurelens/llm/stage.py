@@ -75,10 +75,6 @@ class LLMChoice:
         info = component.info if component is not None and component.info is not None else ProviderInfo()
         return cls(spec, provider, model, dict(options or {}), info, component)
 
-    def with_options(self, options: Mapping[str, Any] | None) -> "LLMChoice":
-        """The same choice with other provider options (nothing is looked up again)."""
-        return replace(self, options=dict(options or {}))
-
     def check(self) -> None:
         """Refuse a provider no plugin registered (one sentence naming the known ones)."""
         if self.component is None:
