@@ -259,7 +259,8 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     if logit_mode == "lazy":  # where to compute them later; kept out of the run id (paths move)
         from featurelens.core.model.causal_lm import model_argument
 
-        model = model_argument(lm.source) if isinstance(getattr(lm, "source", None), str) else spec.model
+        recorded = declared(lm, "source", ModelBackendBase)
+        model = model_argument(recorded) if isinstance(recorded, str) else spec.model
         config[PENDING] = pending_marker(model, spec.backend, spec.dtype, spec.dictionary, hookpoint,
                                          spec.fold_final_norm)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
