@@ -300,6 +300,24 @@ def _write(store: Store, dictionary_id: str, ids: "torch.Tensor", effects: "tupl
             store.con.unregister(view)
 
 
+def page_effects(dictionary: Any, feature: int, backend: Any, fold_final_norm: bool) -> dict[str, list[Any]]:
+    """One feature's logit effects as a page shows them (the ``features`` columns), computed
+    from a loaded dictionary with the eager path's product and not stored: what ``serve
+    --model``, which holds the store read-only, shows for a feature still pending."""
+    import torch
+
+    from featurelens.core.extraction.logit_effects import N_TOKENS, effects_of_rows
+    from featurelens.core.extraction.writer import TokenText
+
+    with torch.no_grad():
+        w_u = backend.unembedding(fold_final_norm=fold_final_norm).to(backend.device)
+        row = dictionary.decoder_directions()[feature:feature + 1]
+        top_ids, top_values, bottom_ids, bottom_values = effects_of_rows(row, w_u, min(N_TOKENS, w_u.shape[1]))
+    text = TokenText(backend.tokenizer)
+    return {"top_logits": text(top_ids[0].tolist()), "top_logit_values": top_values[0].double().tolist(),
+            "bottom_logits": text(bottom_ids[0].tolist()), "bottom_logit_values": bottom_values[0].double().tolist()}
+
+
 def pending_count(store: Store, selection: Selection) -> int:
     """Features of the selection whose effects a lazy extraction left to compute (read-only)."""
     return sum(n for dictionary_id, n in missing_counts(store, selection).items()

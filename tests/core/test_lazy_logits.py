@@ -259,3 +259,30 @@ def test_decoder_rows_sliced_from_the_file_are_the_loaded_rows(saelens_dir: Path
         assert torch.equal(fmt.decoder_rows(str(saelens_dir), chosen), whole[chosen])
     with pytest.raises(FeaturelensError, match="fewer than feature 700"):
         fmt.decoder_rows(str(saelens_dir), torch.tensor([3, 700]))
+
+
+def test_serve_with_the_model_shows_a_pending_features_effects_without_storing_them(lazy: Path, eager: Path,
+                                                                                  tiny_backend) -> None:
+    import urllib.request
+    from urllib.parse import quote
+
+    from featurelens.browser.server import url_of
+    from featurelens.browser.steering_server import make_steering_server
+    from featurelens.testing.servers import start_in_thread
+
+    server = make_steering_server(lazy, "127.0.0.1", 0, model="unused", backend=tiny_backend)
+    start_in_thread(server)
+    try:
+        did = server.browser_data.dictionaries()[0]["dictionary_id"]
+        with urllib.request.urlopen(f"{url_of(server)}feature/{quote(did, safe='')}/3") as response:
+            page = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        server.browser_data.close()
+    assert "Computed for this page by the served model" in page and "Not computed yet" not in page
+    expected = {f: (top, values) for f, top, values, *_ in _rows(eager)}[3]
+    from featurelens.browser.templating import fmt
+
+    assert all(fmt(v) in page for v in expected[1][:3])
+    assert all(row[1] is None for row in _rows(lazy))  # nothing stored
