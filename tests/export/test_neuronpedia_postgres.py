@@ -3,8 +3,13 @@
 Slow, and only where it can run: PostgreSQL's server binaries (Debian's postgresql
 package) and a copy of Neuronpedia's repository (``$NEURONPEDIA_REPO``: a checkout or a
 git directory; its ``apps/webapp/prisma/migrations`` are read at test time, never copied
-here). pgvector is usually absent, so its extension is left out and ``vector(256)`` is
-created as ``real[]``: everything else is Neuronpedia's schema as its migrations build it.
+here). Neuronpedia's ``Explanation.embedding`` is a pgvector ``vector(256)``: where the
+pgvector extension is installed for that server (``vector.control`` in its extension
+folder) the schema is built exactly as the migrations say; elsewhere the extension is
+left out and ``vector(256)`` is created as ``real[]`` (Debian 12's archive has no
+``postgresql-15-pgvector`` package, it ships from Debian 13 and apt.postgresql.org, and
+no other source is reachable from the machines these tests run on). Everything else is
+Neuronpedia's schema as its migrations build it.
 
 The replay does what ``apps/webapp/app/api/admin/import/route.ts`` and ``lib/db/import.ts``
 do: config upserted by name; release, model, source set and source created unless they
@@ -59,6 +64,11 @@ def _migrations_sql() -> str | None:
                                     text=True, check=True).stdout for n in names)
 
 
+def _has_pgvector(bin_dir: Path) -> bool:
+    """Whether pgvector is installed for the server in ``bin_dir`` (Debian's layout)."""
+    return (Path("/usr/share/postgresql") / bin_dir.parent.name / "extension" / "vector.control").is_file()
+
+
 def _without_pgvector(sql: str) -> str:
     sql = sql.replace('CREATE EXTENSION IF NOT EXISTS "vector";', "").replace("vector(256)", "real[]")
     return ";".join(s for s in sql.split(";") if not re.search(r"vector_(cosine|l2|ip)_ops|USING (hnsw|ivfflat)", s))
@@ -109,7 +119,7 @@ def neuronpedia_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgre
     server = Postgres(bin_dir, place / "server")
     try:
         server.psql("CREATE DATABASE np", database="postgres")
-        server.psql(_without_pgvector(sql))
+        server.psql(sql if _has_pgvector(bin_dir) else _without_pgvector(sql))
         server.psql(f"""INSERT INTO "User" (id, name, "emailUnsubscribeCode") VALUES ('{DEFAULT_CREATOR_ID}', 'bot', 'x')""")
         yield server
     finally:
