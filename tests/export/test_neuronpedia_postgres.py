@@ -175,7 +175,15 @@ def _count(db: Postgres, table: str, where: str = "") -> int:
 
 
 @pytest.mark.slow
-def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_path: Path) -> None:
+def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.export.test_neuronpedia_fields import _Server, _vector
+
+    embedder = _Server(lambda path, headers, body: (200, {  # OpenAI's embeddings API, on loopback
+        "object": "list", "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(body["input"])]}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", embedder.url + "/v1")
     store = tmp_path / "s.duckdb"
     with featurelens.open_store(store) as s:
         fill_store(s, n_features=25)
@@ -183,7 +191,10 @@ def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_p
             s.insert("explanations", pa.table({
                 "explanation_id": ["tl-0"], "dictionary_id": ["smollm2-l6-topk"], "feature": pa.array([0], pa.int32()),
                 "explainer": ["token-lookup"], "llm": ["offline:none"], "text": ["the word cat"], "options": ["{}"]}))
-    export(store, "neuronpedia", tmp_path / "bucket")
+    try:
+        export(store, "neuronpedia", tmp_path / "bucket", embeddings="openai")
+    finally:
+        embedder.close()
     bucket, model_id, source_id = tmp_path / "bucket", "smollm2-135m", "6-smollm2-l6-topk"
     folder = bucket / "v1" / model_id / source_id
     expected = {table: sum(len(_lines(p)) for p in sorted((folder / kind).glob("*.jsonl.gz")))
@@ -195,6 +206,11 @@ def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_p
     assert _count(neuronpedia_db, "Activation", where) == expected["Activation"]
     assert _count(neuronpedia_db, "Explanation", where) == expected["Explanation"]
     assert _count(neuronpedia_db, "ExplanationScore") == expected["ExplanationScore"] > 0
+    # Every explanation's embedding lands in Explanation.embedding, 256 numbers (vector(256)
+    # with pgvector, real[] without it), where Neuronpedia's explanation search reads it.
+    dims = "vector_dims(embedding)" if _has_pgvector(neuronpedia_db.bin) else "array_length(embedding, 1)"
+    assert neuronpedia_db.psql(f"""SELECT DISTINCT {dims} FROM "Explanation" {where}""").split() == ["256"]
+    assert _count(neuronpedia_db, "Explanation", where + " AND embedding IS NULL") == 0
     # Visible: Neuronpedia lists public rows (or the user's own).
     assert neuronpedia_db.psql(f"""SELECT visibility FROM "Model" WHERE id = '{model_id}'""").strip() == "PUBLIC"
     assert neuronpedia_db.psql(f"""SELECT visibility FROM "Source" WHERE id = '{source_id}'""").strip() == "PUBLIC"
