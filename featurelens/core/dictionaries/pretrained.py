@@ -378,6 +378,7 @@ def load_options(provenance: dict[str, Any]) -> dict[str, Any]:
     options = provenance.get(OVERRIDES_KEY) or {}
     return {NORM_SCALE: options[NORM_SCALE]} if NORM_SCALE in options else {}
 
+
 #: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)
 #: scaling; SAELens's gemma_2 loader divides W_enc and multiplies W_dec by sqrt(d_in) so
 #: they read the scaled ones, and featurelens loads them the same way.
