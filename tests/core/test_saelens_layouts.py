@@ -160,6 +160,8 @@ def test_mwhanna_file_and_one_clt_layer(hub: Path, monkeypatch: pytest.MonkeyPat
                "saes_map": {"layer_3": "layer_3.safetensors"}},
         "clt": {"repo_id": "mntss/clt-gemma-2-2b-2.5M", "conversion_func": "mntss_clt_layer_transcoder",
                 "saes_map": {"layer_1": "1", "layer_2": "2"}},
+        "pinned": {"repo_id": "mwhanna/qwen3-4b-transcoders", "conversion_func": "mwhanna_transcoder",
+                   "saes_map": {"layer_3": "layer_3.safetensors"}, "config_overrides": {"revision": "abc"}},
         "temporal": {"repo_id": "canrager/temporalSAEs", "conversion_func": "temporal",
                      "saes_map": {"blocks.12.hook_resid_post": "gemma-2-2B/layer_12/temporal"}}})
     x = torch.randn(5, 8, generator=g)
@@ -171,6 +173,11 @@ def test_mwhanna_file_and_one_clt_layer(hub: Path, monkeypatch: pytest.MonkeyPat
     assert torch.allclose(layer.W_dec, dec.sum(dim=1), atol=1e-5)
     with pytest.raises(FeaturelensError, match=r"hf download mntss/clt-gemma-2-2b-2.5M W_enc_2.safetensors"):
         load_dictionary("saelens:clt/layer_2", backend=Width(8), hookpoint="x")
+    # config_overrides of the new families go through the same check: honoured, or one sentence
+    with pytest.raises(FeaturelensError, match="overrides revision='abc' for this release, which featurelens does "
+                                               "not reproduce") as error:
+        load_dictionary("saelens:pinned/layer_3", backend=Width(8), hookpoint="x")
+    assert "\n" not in str(error.value)
     with pytest.raises(FeaturelensError, match="attends over earlier tokens") as error:
         load_dictionary("saelens:temporal/blocks.12.hook_resid_post", backend=Width(8), hookpoint="x")
     assert "\n" not in str(error.value)
