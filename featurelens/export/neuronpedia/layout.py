@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 from featurelens.browser.queries import BrowserData
 from featurelens.core.progress import progress
 from featurelens.export.neuronpedia import json_lines as npjson
-from featurelens.export.neuronpedia import listing, rows
+from featurelens.export.neuronpedia import activation_lines, listing, rows
 from featurelens.export.staging import Staging
 
 #: Features per batch file (the importer inserts each file in chunks of 65,000 lines).
@@ -112,26 +112,25 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batc
 
 def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
                  features: list[int], folder: str, name: str, most: int, embedder: Embedder | None) -> None:
-    neurons, activations, explanations, scores = [], [], [], []
-    records = data.feature_batch(dictionary["dictionary_id"], features, max_quantile=ALL_QUANTILE)
+    did = dictionary["dictionary_id"]
+    wanted = sorted(set(features))
+    stats = data.feature_stats(did, wanted)
+    activations = activation_lines.lines(activation_lines.read(data, src, did, wanted, ALL_QUANTILE), src, stats)
+    found = {int(s["feature"]) for s in stats}
+    described = [e for e in data.explanations_of(did, wanted) if int(e["feature"]) in found]
     vectors = None
     if embedder is not None:
-        texts = sorted({e["text"] for record in records for e in record.explanations})
+        texts = sorted({e["text"] for e in described})
         vectors = dict(zip(texts, embedder(texts), strict=True)) if texts else {}
-    for record in records:
-        feature = int(record.stats["feature"])
-        neurons.append(rows.neuron_row(src, record.stats, dictionary.get("hookpoint")))
-        activations += rows.activation_rows(src, feature, record.examples, record.stats)
-        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations, vectors)
-        explanations += e_rows
-        scores += s_rows
+    neurons = [rows.neuron_row(src, s, dictionary.get("hookpoint")) for s in stats]
+    explanations, scores = rows.explanation_rows_of(src, described, vectors)
     # An empty file would stop the importer (it parses the first line for the columns);
     # a large batch is cut into several files the importer can hold (neuronpedia_json),
     # at most ``most`` of them so the folder stays within one listing (neuronpedia_listing).
     stem = name.removesuffix(".jsonl.gz")
-    for kind, lines in (("activations", activations), ("explanations", explanations),
-                        ("explanation_scores", scores)):
-        for part, data in enumerate(listing.pieces(lines, most, what=f"{folder}/{kind}/{name}")):
+    for kind, lines in (("activations", activations), ("explanations", [npjson.line(r) for r in explanations]),
+                        ("explanation_scores", [npjson.line(r) for r in scores])):
+        for part, data in enumerate(listing.line_pieces(lines, most, what=f"{folder}/{kind}/{name}")):
             piece = name if part == 0 else f"{stem}-{part:03d}.jsonl.gz"
             staging.write_bytes(f"{folder}/{kind}/{piece}", _gzip(data))
     staging.write_bytes(f"{folder}/features/{name}", _gzip(_jsonl(neurons)))

@@ -50,7 +50,11 @@ def pieces(rows: list[dict[str, Any]], most: int, *, what: str) -> list[bytes]:
     """``rows`` as JSON Lines in at most ``most`` files, each under the usual size limit
     (:data:`~featurelens.export.neuronpedia.json_lines.MAX_FILE_BYTES`) when that fits, else
     cut evenly; refused when a file would pass :data:`MOST_FILE_BYTES`."""
-    lines = [npjson.line(row) for row in rows]  # encoded once, for either cut
+    return line_pieces([npjson.line(row) for row in rows], most, what=what)  # encoded once, for either cut
+
+
+def line_pieces(lines: list[bytes], most: int, *, what: str) -> list[bytes]:
+    """:func:`pieces` of JSON lines already encoded (:func:`~featurelens.export.neuronpedia.json_lines.line`)."""
     usual = list(npjson.by_size(lines))
     if len(usual) <= most:
         return usual
