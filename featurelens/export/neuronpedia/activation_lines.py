@@ -37,9 +37,14 @@ from featurelens.export.neuronpedia.json_lines import FLOAT32_MAX
 #: Top windows exported per feature (those a feature page shows).
 TOP = 20
 
+def _safe_sql(json_text: str) -> str:
+    """:func:`_safe` in SQL (a SQL string literal has no escapes: ``'\\\\'`` is two backslashes)."""
+    return f"replace({json_text}, '\\\\', '\\u005c')"
+
+
 _QUERY = (
     "SELECT x.feature, x.kind = 'top' AS top, x.rank, x.max_activation, x.max_position, x.sequence_id, "
-    "x.activations, to_json(s.token_strs) AS tokens, to_json(s.document) AS document, "
+    f"x.activations, {_safe_sql('to_json(s.token_strs)')} AS tokens, {_safe_sql('to_json(s.document)')} AS document, "
     "'c' || left(sha256(concat_ws(chr(31), 'activation', ?, ?, x.feature, x.kind, x.rank)), 24) AS id "
     "FROM examples x JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
     "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
@@ -68,13 +73,26 @@ def _finite(values: np.ndarray) -> np.ndarray:
 
 
 def _reprs(values: np.ndarray) -> list[str]:
-    """``repr`` of every value, each distinct bit pattern formatted once."""
-    if not len(values):
-        return []
-    bits = values.view(np.int64)
-    unique, inverse = np.unique(bits, return_inverse=True)
-    texts = np.array([repr(v) for v in unique.view(np.float64).tolist()], dtype=object)
-    return texts[inverse.reshape(-1)].tolist()
+    """``repr`` of every value (as ``json`` writes a float); most activations of a window
+    are zero, so only the others are formatted one by one."""
+    texts = ["0.0"] * len(values)
+    lit = np.flatnonzero(values.view(np.int64) != 0)  # +0.0 is the only all-zero bit pattern
+    for i, value in zip(lit.tolist(), values[lit].tolist()):
+        texts[i] = repr(value)
+    return texts
+
+
+def _row_minima(values: np.ndarray, starts: list[int], ends: list[int]) -> list[float]:
+    """``min(window, default=0.0)`` of every window, the first of equal values (the sign of a
+    zero) as Python's ``min`` keeps it."""
+    lengths = {b - a for a, b in zip(starts, ends)}
+    if len(lengths) == 1 and 0 not in lengths:  # windows of one length: one argmin over a matrix
+        width = lengths.pop()
+        grid = values[starts[0]:ends[-1]].reshape(-1, width)
+        first = np.argmin(grid, axis=1)  # the first occurrence of the minimum, as min() keeps it
+        return grid[np.arange(len(grid)), first].tolist()
+    floats = values.tolist()
+    return [min(floats[a:b], default=0.0) for a, b in zip(starts, ends)]
 
 
 def read(data: BrowserData, src: rows.Source, dictionary_id: str, features: list[int],
@@ -84,8 +102,8 @@ def read(data: BrowserData, src: rows.Source, dictionary_id: str, features: list
                                TOP, max_quantile])
 
 
-def lines(table: pa.Table, src: rows.Source, stats: list[dict[str, Any]]) -> list[bytes]:
-    """One encoded JSON line per row of ``table`` (from :func:`read`), for the features in
+def lines(table: pa.Table, src: rows.Source, stats: list[dict[str, Any]]) -> list[str]:
+    """One JSON line (with its newline) per row of ``table`` (from :func:`read`), for the features in
     ``stats`` (others are left out, as a feature without a statistics row has no page)."""
     by_feature = {int(s["feature"]): s for s in stats}
     n = table.num_rows
@@ -108,21 +126,28 @@ def lines(table: pa.Table, src: rows.Source, stats: list[dict[str, Any]]) -> lis
             flat = np.where(np.isfinite(flat), flat, 0)
     values = rounded(flat)
     values[flat == 0] = 0.0  # rows._values writes a zero activation as 0.0, never -0.0
+    bounds = offsets.tolist()
+    starts, ends = bounds[:-1], bounds[1:]
     texts = _reprs(values)
-    floats = values.tolist()
+    value_texts = [", ".join(texts[a:b]) for a, b in zip(starts, ends)]
+    minima = _row_minima(values, starts, ends)
     raw_max = table.column("max_activation").to_pylist()
     maxima = table.column("max_activation").to_numpy()
     if maxima.dtype == np.float32:
         max_values = rounded(_finite(maxima)).tolist()
     else:
         max_values = [rows._num(v, 0.0) for v in raw_max]
+    for i in bad_rows:  # NaN or infinity in the window: row by row, exactly as rows._values
+        row_values = rows._values(acts[i].as_py() or [])
+        value_texts[i] = ", ".join(map(repr, row_values))
+        minima[i] = min(row_values, default=0.0)
 
     model, layer, creator = _string(src.model_id), _string(src.source_id), _string(src.creator_id)
     head = f'", "modelId": {model}, "layer": {layer}, "index": "'
     tail = f', "creatorId": {creator}, "binMin": '
     columns = [table.column(name).to_pylist() for name in
                ("feature", "top", "max_position", "sequence_id", "tokens", "document", "id")]
-    out: list[bytes] = []
+    out: list[str] = []
     current, intervals, top_bin, stat = None, None, "", None
     for i, (feature, top, position, sequence, tokens, document, row_id) in enumerate(zip(*columns)):
         if feature != current:
@@ -132,14 +157,6 @@ def lines(table: pa.Table, src: rows.Source, stats: list[dict[str, Any]]) -> lis
                 top_bin = f"-1.0, \"binMax\": {rows._num(stat.get('max_activation'), 0.0)!r}, \"binContains\": -1.0}}\n"
         if stat is None:
             continue
-        start, end = offsets[i], offsets[i + 1]
-        if i in bad_rows:
-            row_values = rows._values(acts[i].as_py() or [])
-            value_text = ", ".join(map(repr, row_values))
-            low_value = min(row_values, default=0.0)
-        else:
-            value_text = ", ".join(texts[start:end])
-            low_value = min(floats[start:end], default=0.0)
         if top:
             bins = top_bin
         else:
@@ -149,10 +166,9 @@ def lines(table: pa.Table, src: rows.Source, stats: list[dict[str, Any]]) -> lis
                                                     list(stat.get("histogram_counts") or []))
             low, high, share = intervals[rows.interval_of(raw_max[i], stat.get("max_activation") or 0.0)]
             bins = f"{rows._num(low)!r}, \"binMax\": {rows._num(high)!r}, \"binContains\": {round(share, 6)!r}}}\n"
-        source = "null" if document is None else _safe(document)
-        out.append((f'{{"id": "{row_id}{head}{feature}", "tokens": {_safe(tokens)}, "values": [{value_text}], '
-                    f'"maxValue": {max_values[i]!r}, "maxValueTokenIndex": {int(position)}, '
-                    f'"minValue": {low_value!r}, "dataIndex": "{sequence}", "dataSource": {source}{tail}'
-                    f'{bins}').encode())
+        out.append(f'{{"id": "{row_id}{head}{feature}", "tokens": {tokens}, "values": [{value_texts[i]}], '
+                   f'"maxValue": {max_values[i]!r}, "maxValueTokenIndex": {int(position)}, '
+                   f'"minValue": {minima[i]!r}, "dataIndex": "{sequence}", "dataSource": '
+                   f'{"null" if document is None else document}{tail}{bins}')
     return out
 
