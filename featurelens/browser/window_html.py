@@ -4,10 +4,11 @@ A page shows up to twenty windows of tens of tokens. Drawn through template macr
 token was a dict, a macro call and three filters: most of a page's cost, which a
 million-feature report pays a million times. These functions write the same markup in one
 pass over each window (tests/browser/test_window_html.py compares them with the macros
-they replace): a run of unlit tokens is one ``.tok`` text (:mod:`.token_runs` says why),
-lit and special tokens keep their own element with colour (:func:`highlight_rgb`),
-``title`` and ``data-act``. Every text from the store is escaped (markupsafe, as the
-templates' autoescape does).
+they replace). A feature fires on a few tokens of a window, and a ``<span>`` around every
+other token made up most of a page's bytes, so a run of unlit tokens is one plain ``.tok``
+text: the same text, a fraction of the markup. Lit and special tokens keep their own
+element with colour (:func:`highlight_rgb`), ``title`` and ``data-act``. Every text from
+the store is escaped (markupsafe, as the templates' autoescape does).
 """
 
 from __future__ import annotations
