@@ -51,10 +51,13 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], proc
             for d in dictionaries:
                 did = d["dictionary_id"]
                 features = by_dictionary[did]
-                _write_lists(data, staging, d, features, deep)
-                overview = load_overview(data.query, d)
-                staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
+                pages = max(1, -(-len(features) // LIST_PAGE_SIZE))
+                written = 0
                 for start in range(0, len(features), BATCH):
+                    # the list pages of these features, written here while the workers draw theirs
+                    while written < min(pages, -(-(start + BATCH) // LIST_PAGE_SIZE)):
+                        _write_list(data, staging, d, features, written, pages, deep)
+                        written += 1
                     chunk = features[start:start + BATCH]
                     todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
                     if not todo:
@@ -63,6 +66,10 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], proc
                     before = features[start - 1] if start > 0 else None
                     after = features[start + BATCH] if start + BATCH < len(features) else None
                     yield staging, did, chunk, todo, before, after
+                for page in range(written, pages):
+                    _write_list(data, staging, d, features, page, pages, deep)
+                overview = load_overview(data.query, d)
+                staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
 
         if n_processes > 1:
             workers.run(data.path, _pages_in_worker, tasks(), n_processes, bar.update)
@@ -96,16 +103,13 @@ def _rel(links: StaticLinks, dictionary_id: str, feature: int) -> str:
     return links.feature(dictionary_id, feature).removeprefix(links.root)
 
 
-def _write_lists(data: BrowserData, staging: Staging, dictionary: dict, features: list[int],
-                 links: StaticLinks) -> None:
+def _write_list(data: BrowserData, staging: Staging, dictionary: dict, features: list[int], page: int,
+                pages: int, links: StaticLinks) -> None:
+    """List page ``page`` of ``pages`` of the report's (sorted) ``features``."""
     did = dictionary["dictionary_id"]
-    wanted = set(features)
-    pages = max(1, -(-len(features) // LIST_PAGE_SIZE))
-    for page in range(pages):
-        chunk = features[page * LIST_PAGE_SIZE:(page + 1) * LIST_PAGE_SIZE]
-        rows = []
-        if chunk:
-            rows = [r for r in data.features_in(did, chunk) if r["feature"] in wanted]
-        listing_page = Page(rows, page, page + 1 < pages)
-        name = links.dictionary(did, page).removeprefix(links.root)
-        staging.write_text(name, dictionary_page(dictionary, listing_page, links))
+    chunk = features[page * LIST_PAGE_SIZE:(page + 1) * LIST_PAGE_SIZE]
+    # the selection is sorted, so every selected feature between the chunk's ends is in it
+    rows = data.features_in(did, chunk) if chunk else []
+    listing_page = Page(rows, page, page + 1 < pages)
+    name = links.dictionary(did, page).removeprefix(links.root)
+    staging.write_text(name, dictionary_page(dictionary, listing_page, links))
