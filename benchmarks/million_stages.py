@@ -2,7 +2,7 @@
 against the cost at its end, measured in one run.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million_stages.py [--store PATH] [--features 1048576]
-     [--slice 4096] [--exports-only] [--processes N]
+     [--slice 4096] [--exports-only] [--processes N] [--formats neuronpedia,html]
 
 Without ``--store`` a store is built in bulk by DuckDB (tests/wide_store.py). A copy of
 the store is worked on (explain and score write to it). For two slices of ``--slice``
@@ -16,7 +16,7 @@ features, the first ones and the last ones of the dictionary, it times in this p
   that many worker processes, their start included; by default the export's own choice,
   which for a slice under ``featurelens.export.workers.MIN_FEATURES`` is this process).
 
-``--exports-only`` times the exports alone. Peak RSS is this process's and, separately,
+``--exports-only`` times the exports alone (``--formats``: which of them). Peak RSS is this process's and, separately,
 that of its largest worker process (``RUSAGE_CHILDREN``).
 
 It prints features a second by wall time and by CPU time, this process's plus its worker
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=4096)
     parser.add_argument("--exports-only", action="store_true")
     parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--formats", default="neuronpedia,html")
     args = parser.parse_args()
     options = {} if args.processes is None else {"processes": args.processes}
 
@@ -106,7 +107,7 @@ def main() -> None:
                         store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
                         settings=settings))
                     out["score token-check"] = (wall, cpu, stats.succeeded)
-            for fmt in ("neuronpedia", "html"):
+            for fmt in args.formats.split(","):
                 target = Path(folder) / f"{fmt}-{name}"
                 wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where, **options))
                 out[f"export {fmt}"] = (wall, cpu, args.slice)

@@ -51,11 +51,11 @@ def _jsonl(lines: list[dict[str, Any]]) -> bytes:
     return npjson.lines(lines)
 
 
-#: zlib level of the batch files. Measured on 1,000 features of the million-feature store
-#: (9.7 MB of activation lines): level 3 took 0.040 s of CPU for 697 KB, level 6 (zlib's
-#: default) 0.093 s for 584 KB, level 9 longer still, level 1 0.036 s for 755 KB. At 3 the
-#: compression is a tenth of the batch's cost instead of a quarter, for files a fifth larger;
-#: the importer reads any level (it gunzips each file whole), so only the bytes change.
+#: zlib level of the batch files. benchmarks/export_gzip_level.py on the million-feature
+#: store (activation lines of 1,000 features, 9.2 MiB): level 3 takes 0.42x the CPU of
+#: level 6 (zlib's default) for files 1.19x its size, level 1 0.57x for 1.29x (slower and
+#: bigger than 3 there), level 9 3.0x for 0.89x. At 3 compression is a small part of a
+#: batch's cost; the importer gunzips each file whole, so any level imports the same rows.
 GZIP_LEVEL = 3
 
 
