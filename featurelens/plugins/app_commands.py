@@ -92,9 +92,13 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 @click.option("--feature-base-url", default=None,
               help="neuronpedia-graph: where the viewer will fetch features/<n>.json [default: features].")
 @click.option("--all-nodes", is_flag=True, help="neuronpedia-graph: also the nodes and edges pruning removed.")
+@click.option("--processes", default=None, type=click.IntRange(1),
+              help="neuronpedia, html: worker processes writing batches [default: one per core from 20,000 "
+                   "features, where their start of about a second each pays; this process below].")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
                    where: str | None, visibility: str, embeddings: str | None, send_url: str | None,
-                   dry_run: bool, graph_id: str | None, feature_base_url: str | None, all_nodes: bool) -> None:
+                   dry_run: bool, graph_id: str | None, feature_base_url: str | None, all_nodes: bool,
+                   processes: int | None) -> None:
     """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report,
     or an attribution graph for Neuronpedia's graph viewer."""
     from featurelens.core.errors import FeaturelensError
@@ -107,7 +111,7 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
     target = output or Path(f"export-{fmt}")
     summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where,
                      visibility=visibility, embeddings=embeddings, graph_id=graph_id,
-                     feature_base_url=feature_base_url, all_nodes=all_nodes)
+                     feature_base_url=feature_base_url, all_nodes=all_nodes, processes=processes)
     click.echo(summary)
     if send_url:
         from featurelens.export.neuronpedia import upload
