@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
 
-from featurelens.core.host.protocols import LLMProvider, batched, close_provider
+from featurelens.core.host.protocols import BatchClient, LLMProvider, batched, close_provider
 from featurelens.core.redaction import configured_secrets
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
@@ -99,14 +99,15 @@ def _waiting_keys(store: Store, provider: LLMProvider, notes: list[str]) -> set[
 
 
 def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str,
-                purpose: str) -> Submission:
-    """Send every uncached request of ``jobs`` as provider batches; record them.
+                purpose: str, client: BatchClient | None = None) -> Submission:
+    """Send every uncached request of ``jobs`` as provider batches; record them. ``client``:
+    the provider's batch client when the caller already made it.
 
     Lines go to a temporary file as they are made (:class:`RequestFile`), cut at the
     provider's request and byte limits, so memory holds one chunk of jobs, one file's
     request map and the keys already waiting in batches (about 150 MB a million requests:
     the same prompt for two features is sent once, whichever files they fall in)."""
-    client = batch_client(provider)
+    client = client or batch_client(provider)
     limits = client.limits
     result = Submission(run_id)
     waiting: set[str] = set()
