@@ -64,7 +64,38 @@ def _shown(token: str) -> str:
 def window(tokens: list[str], activations: list[float], scale: float, special: Container[str],
            show_special: bool) -> str:
     """One window's tokens as HTML, coloured by activation / ``scale``; tokens in
-    ``special`` only when ``show_special``."""
+    ``special`` only when ``show_special``.
+
+    A window without special tokens (nearly all) is cut at its lit tokens: the texts are
+    looked up in one pass and each run between two lit tokens is one slice joined, so the
+    Python work per window follows its lit tokens, not its length."""
+    if special and any(map(special.__contains__, tokens)):
+        return _window_with_special(tokens, activations, scale, special, show_special)
+    n = min(len(tokens), len(activations))  # a short activation row: trailing tokens dropped
+    if n < len(tokens):
+        tokens = tokens[:n]
+    texts = list(map(_SHOWN.get, tokens))
+    if None in texts:
+        texts = [_shown(token) if text is None else text for token, text in zip(tokens, texts)]
+    lit = [i for i, act in enumerate(activations[:n]) if act and act > 0] if scale > 0 else []  # NaN, None: unlit
+    parts: list[str] = []
+    start = 0
+    for i in lit:
+        if i > start:
+            parts.append(f'<span class="tok">{"".join(texts[start:i]) or ZWSP}</span>')
+        value = float(activations[i])
+        colour = "#%02x%02x%02x" % highlight_rgb(value / scale)
+        parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
+                     f'data-act="{"%.6g" % value}">{texts[i] or ZWSP}</span>')
+        start = i + 1
+    if start < n:
+        parts.append(f'<span class="tok">{"".join(texts[start:]) or ZWSP}</span>')
+    return "".join(parts)
+
+
+def _window_with_special(tokens: list[str], activations: list[float], scale: float, special: Container[str],
+                         show_special: bool) -> str:
+    """:func:`window` token by token, for a window holding special tokens."""
     parts: list[str] = []
     run: list[str] = []
     shown = _SHOWN.get
