@@ -37,6 +37,17 @@ def highlight_rgb(intensity: float) -> tuple[int, int, int]:
     return tuple(round(255 + (c - 255) * a) for c in HIGHLIGHT_RGB)  # type: ignore[return-value]
 
 
+#: Per channel, how far :data:`HIGHLIGHT_RGB` is from white.
+_TOWARDS = tuple(c - 255 for c in HIGHLIGHT_RGB)
+
+
+def _colour(intensity: float) -> str:
+    """:func:`highlight_rgb` as ``#rrggbb``, computed inline (once per lit token of a page)."""
+    a = 1.0 if intensity > 1.0 else intensity if intensity > 0.0 else 0.0  # NaN: 0, as in highlight_rgb
+    r, g, b = _TOWARDS
+    return "#%02x%02x%02x" % (round(255 + r * a), round(255 + g * a), round(255 + b * a))
+
+
 def special_present(rows: Iterable[dict[str, Any]], special: Container[str]) -> frozenset[str]:
     """The special tokens that occur in the windows ``rows`` (each distinct token asked once)."""
     distinct: set[str] = set()
@@ -84,7 +95,7 @@ def window(tokens: list[str], activations: list[float], scale: float, special: C
         if i > start:
             parts.append(f'<span class="tok">{"".join(texts[start:i]) or ZWSP}</span>')
         value = float(activations[i])
-        colour = "#%02x%02x%02x" % highlight_rgb(value / scale)
+        colour = _colour(value / scale)
         parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
                      f'data-act="{"%.6g" % value}">{texts[i] or ZWSP}</span>')
         start = i + 1
@@ -115,7 +126,7 @@ def _window_with_special(tokens: list[str], activations: list[float], scale: flo
             if run:
                 parts.append(f'<span class="tok">{"".join(run) or ZWSP}</span>')
                 run = []
-            colour = "#%02x%02x%02x" % highlight_rgb(value / scale)
+            colour = _colour(value / scale)
             parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
                          f'data-act="{"%.6g" % value}">{text or ZWSP}</span>')
         else:
