@@ -138,6 +138,10 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     kinds = example_kinds(explainer)  # optional: which windows it reads
     per_request = grouped.per_request(spec.options)
     to_do = split_never_fired(store, spec.selection).to_do
+    if declared(explainer, "reads_logit_effects", ExplainerBase):
+        from featurelens.core.lazy_logits import ensure  # torch only when asked
+
+        ensure(store, to_do)  # those a lazy extraction left pending, computed once and stored
     for records in stream_records(store, to_do, chunk_size, kinds):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
