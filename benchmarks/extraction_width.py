@@ -121,11 +121,17 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
     peaks: dict[str, float] = {}
     start = time.perf_counter()
     lm = create("model_backend", "hf", "smollm2", dtype="float32", device="auto")
-    sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)
-    marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
+    real_finish, real_logits, real_load = extractor._finish, extractor.logit_effects, extractor.load_dictionary
+    width: list[int] = []
+
+    def load(*args, **kwargs):  # extract loads the dictionary itself, as `featurelens extract` does
+        loaded = real_load(*args, **kwargs)
+        marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
+        width.append(loaded.d_sae)
+        return loaded
+
     state_bytes: list[int] = []
     fired: list[int] = []
-    real_finish, real_logits = extractor._finish, extractor.logit_effects
 
     def finish(*args, **kwargs):  # the stream ends where the final phase begins
         state_bytes.append(args[10].nbytes())
@@ -139,10 +145,10 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
         marks["logit effects"], peaks["logit effects"] = time.perf_counter() - begun, rss()[1]
         return out
 
-    extractor._finish, extractor.logit_effects = finish, logits
+    extractor._finish, extractor.logit_effects, extractor.load_dictionary = finish, logits, load
     spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib",
                        logit_effects=logit_mode)
-    result = extractor.extract(spec, store=store, progress=False, model_obj=lm, dictionary_obj=sae)
+    result = extractor.extract(spec, store=store, progress=False, model_obj=lm)
     marks["stream"] = result.stream_seconds
     marks.setdefault("logit effects", 0.0)  # --logit-effects none
     peaks.setdefault("logit effects", peaks["stream"])
@@ -150,6 +156,7 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
     peaks["write"] = rss()[1]
     sample = {}
     if sample_features:  # the product's cost per feature, and the two-top-k rule it replaced, same rows
+        sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)  # extract let its own copy go
         rows = torch.arange(min(sample_features, sae.d_sae))
         with torch.no_grad():
             begun = time.perf_counter()
@@ -158,7 +165,7 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
             begun = time.perf_counter()
             _two_topk(sae, lm, rows.numel())
             sample["two_topk"] = (time.perf_counter() - begun) / rows.numel()
-    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
+    print(json.dumps({"width": width[0], "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
                       "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
 
 
