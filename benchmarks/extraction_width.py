@@ -5,18 +5,24 @@ Run: .venv/bin/python benchmarks/extraction_width.py --widths 262144 [--tokens 8
 For each width, a random-weight TopK dictionary in SAELens's format (unit-norm decoder
 rows, W_enc = W_dec transposed, zero biases, k active latents) is written once under
 ``--folder`` (streamed to disk in chunks, so making it costs no memory), then one child
-process per width loads the embedded SmolLM2 and that dictionary and runs
-``featurelens.core.extraction.extract`` on ``blocks.3.hook_resid_post`` into a fresh
-store, as ``featurelens extract --dictionary FOLDER`` does. A fresh process per width
-makes its peak RSS (``VmHWM``, weights included) that width's alone. It prints, per
-phase, the wall time and the peak RSS reached by the end of the phase:
+process per width loads the embedded SmolLM2 and runs
+``featurelens.core.extraction.extract`` with that dictionary's folder on
+``blocks.3.hook_resid_post`` into a fresh store, as ``featurelens extract --dictionary
+FOLDER`` does (extract loads the dictionary itself, and lets its weights go once the logit
+effects are computed). A fresh process per width makes its peak RSS (``VmHWM``, weights
+included) that width's alone. It prints, per phase, the wall time and the peak RSS
+reached by the end of the phase:
 
 - load: the model and the dictionary (the dictionary alone is ``2 x d_model x width``
   float32 weights: 4.8 GB at 1,048,576 latents);
 - stream: corpus -> model -> dictionary -> accumulators (top windows, quantile
   reservoir, random pool, statistics), checkpoints included;
 - logit effects: every feature's top and bottom tokens through the unembedding;
-- write: feature rows and examples into the store, in one transaction.
+- write: feature rows and examples into the store, one transaction per 4,096 features
+  (features/s is printed for it).
+
+``--logit-sample`` loads the dictionary again after the extraction (outside every phase
+above) to time the logit product on that many features.
 
 Also printed: the accumulator state's own bytes at the end of the stream, and that
 state's bytes per feature (what a wider dictionary adds).
@@ -204,6 +210,7 @@ def main() -> None:
               f"dictionary written in {made:.0f} s (0 if it was there)")
         for phase in ("load", "stream", "logit effects", "write"):
             print(f"  {phase:14s} {row['seconds'][phase]:8.1f} s   peak RSS so far {row['peak_gb'][phase]:6.2f} GB")
+        print(f"  writing features and examples: {row['width'] / row['seconds']['write']:,.0f} features/s")
         print(f"  features that fired: {row['fired']:,} of {row['width']:,}")
         print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
               f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")
