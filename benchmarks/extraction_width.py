@@ -181,7 +181,7 @@ def main() -> None:
                         help="comma-separated dictionary widths, each run in its own process, one at a time")
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--k", type=int, default=32, help="active latents per token")
-    parser.add_argument("--logit-effects", choices=["all", "fired", "none"], default="all",
+    parser.add_argument("--logit-effects", choices=["auto", "all", "fired", "lazy", "none"], default="all",
                         help="extract's --logit-effects: which features get the decoder x unembedding product")
     parser.add_argument("--logit-sample", type=int, default=0,
                         help="after the extraction, time the logit-effects product on this many features, "

@@ -2,7 +2,7 @@
 against the cost at its end, measured in one run.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million_stages.py [--store PATH] [--features 1048576]
-     [--slice 4096]
+     [--slice 4096] [--exports-only] [--processes N] [--formats neuronpedia,html]
 
 Without ``--store`` a store is built in bulk by DuckDB (tests/wide_store.py). A copy of
 the store is worked on (explain and score write to it). For two slices of ``--slice``
@@ -12,9 +12,15 @@ features, the first ones and the last ones of the dictionary, it times in this p
   token-check reads);
 - ``explain`` with token-lookup (through the engine, writes included);
 - ``score`` with token-check over those labels;
-- ``export --format neuronpedia`` and ``--format html`` of the slice.
+- ``export --format neuronpedia`` and ``--format html`` of the slice (``--processes N``:
+  that many worker processes, their start included; by default the export's own choice,
+  which for a slice under ``featurelens.export.workers.MIN_FEATURES`` is this process).
 
-It prints features a second by wall time and by this process's CPU time (the machine is
+``--exports-only`` times the exports alone (``--formats``: which of them). Peak RSS is this process's and, separately,
+that of its largest worker process (``RUSAGE_CHILDREN``).
+
+It prints features a second by wall time and by CPU time, this process's plus its worker
+processes' (the machine is
 shared: CPU time moves less with the load of others), and the end / start ratio of the
 CPU cost per feature: near 1 means the stage reads the store by range and stays flat as
 the dictionary grows; a stage that scans the whole store per chunk would show ~250.
@@ -23,6 +29,7 @@ the dictionary grows; a stage that scans the whole store per chunk would show ~2
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import sys
@@ -38,10 +45,16 @@ from wide_store import wide_store  # noqa: E402
 import featurelens  # noqa: E402
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 def timed(call) -> tuple[float, float, object]:
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = _cpu(), time.perf_counter()
     result = call()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
+    return time.perf_counter() - wall, _cpu() - cpu, result
 
 
 def main() -> None:
@@ -49,7 +62,11 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None)
     parser.add_argument("--features", type=int, default=1 << 20)
     parser.add_argument("--slice", type=int, default=4096)
+    parser.add_argument("--exports-only", action="store_true")
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--formats", default="neuronpedia,html")
     args = parser.parse_args()
+    options = {} if args.processes is None else {"processes": args.processes}
 
     from featurelens.core.selection import Selection, stream_records
     from featurelens.export.runner import export
@@ -76,22 +93,23 @@ def main() -> None:
         rows: dict[str, dict[str, tuple[float, float, int]]] = {}
         for name, where in slices.items():
             out: dict[str, tuple[float, float, int]] = {}
-            with featurelens.open_store(store_path) as store:
-                for kinds_name, kinds in (("read records (lookup)", {"top": 10}),
-                                          ("read records (check)", scorer_kinds(50, 50))):
-                    wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
-                        store, Selection(where=f"({where}) AND fire_count > 0"), 256, kinds)))
-                    out[kinds_name] = (wall, cpu, n)
-                wall, cpu, stats = timed(lambda: explain_features(
-                    store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
-                out["explain token-lookup"] = (wall, cpu, stats.succeeded)
-                wall, cpu, stats = timed(lambda: score_features(
-                    store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
-                    settings=settings))
-                out["score token-check"] = (wall, cpu, stats.succeeded)
-            for fmt in ("neuronpedia", "html"):
+            if not args.exports_only:
+                with featurelens.open_store(store_path) as store:
+                    for kinds_name, kinds in (("read records (lookup)", {"top": 10}),
+                                              ("read records (check)", scorer_kinds(50, 50))):
+                        wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
+                            store, Selection(where=f"({where}) AND fire_count > 0"), 256, kinds)))
+                        out[kinds_name] = (wall, cpu, n)
+                    wall, cpu, stats = timed(lambda: explain_features(
+                        store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
+                    out["explain token-lookup"] = (wall, cpu, stats.succeeded)
+                    wall, cpu, stats = timed(lambda: score_features(
+                        store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
+                        settings=settings))
+                    out["score token-check"] = (wall, cpu, stats.succeeded)
+            for fmt in args.formats.split(","):
                 target = Path(folder) / f"{fmt}-{name}"
-                wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where))
+                wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where, **options))
                 out[f"export {fmt}"] = (wall, cpu, args.slice)
                 shutil.rmtree(target, ignore_errors=True)
             rows[name] = out
@@ -102,7 +120,8 @@ def main() -> None:
             ratio = (c1 / max(n1, 1)) / max(c0 / max(n0, 1), 1e-9)
             print(f"{stage:<24} {n0 / w0:>12,.0f} / {n0 / max(c0, 1e-9):>10,.0f} "
                   f"{n1 / w1:>12,.0f} / {n1 / max(c1, 1e-9):>10,.0f} {ratio:>20.2f}")
-        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB; largest worker "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ def _store_state(data: BrowserData) -> list[object]:
 
 def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None,
-           graph_id: str | None = None, feature_base_url: str | None = None, all_nodes: bool = False) -> str:
+           graph_id: str | None = None, feature_base_url: str | None = None, all_nodes: bool = False,
+           processes: int | None = None) -> str:
     """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line.
+    ``processes``: worker processes for the Neuronpedia and HTML writers (default: one per
+    core when the export is large, see :mod:`featurelens.export.workers`).
 
     A write that fails (disk full, no permission) is one sentence; the files already
     finished stay in ``<output>.partial`` and the same command resumes from them."""
@@ -40,7 +43,7 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
         if graph_id is not None:
             raise FeaturelensError("--graph goes with --format neuronpedia-graph; drop it or change the format.")
         return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where,
-                       visibility=visibility, embeddings=embeddings)
+                       visibility=visibility, embeddings=embeddings, processes=processes)
     except OSError as error:
         where_ = f" at {error.filename}" if error.filename else ""
         raise FeaturelensError(
@@ -49,7 +52,8 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
 
 
 def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
-            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
+            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None,
+            processes: int | None = None) -> str:
     if fmt not in FORMATS:
         raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     embedder = None
@@ -73,17 +77,19 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
         if not keys:
             raise FeaturelensError(
                 "No feature matches the selection; loosen --where / --dictionary, or run a job first.")
+        data = _with_logit_effects(data, store_path, Selection(where=where, dictionary_id=dictionary_id))
         request = {"format": fmt, "dictionary": dictionary_id, "where": where, "store": str(data.path),
                    "visibility": visibility, "embeddings": embeddings}
         staging = stage(output, request, _store_state(data))
         if fmt == "neuronpedia":
-            count = neuronpedia.write(data, staging, keys, visibility=visibility, embedder=embedder)
+            count = neuronpedia.write(data, staging, keys, visibility=visibility, embedder=embedder,
+                                      processes=processes)
             what = f"{len(keys)} features in {count} batch files"
         elif fmt == "neuronpedia-upload":
             count = neuronpedia_upload.write(data, staging, keys, visibility=visibility)
             what = f"{len(keys)} features in {count} upload-batch payloads"
         elif fmt == "html":
-            html.write(data, staging, keys)
+            html.write(data, staging, keys, processes=processes)
             what = f"{len(keys)} feature pages (open index.html)"
         else:
             what = ""
@@ -97,6 +103,20 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
     staging.finish({"format": fmt, "dictionary": dictionary_id, "where": where,
                     "features": len(keys), "featurelens_version": featurelens.__version__})
     return f"Exported {what} to {staging.final}."
+
+
+def _with_logit_effects(data: BrowserData, store_path: str | Path | None, selection: Selection) -> BrowserData:
+    """``data``, after the selection's logit effects that a lazy extraction left pending are
+    computed and stored (the store is reopened for writing only then), so every exported
+    page and batch file has them."""
+    from featurelens.core.lazy_logits import ensure_at, pending_count
+
+    with Store.open(data.path, read_only=True) as store:
+        if not pending_count(store, selection):
+            return data
+    data.close()  # one process holds a DuckDB file in one mode at a time
+    ensure_at(data.path, selection)
+    return BrowserData(store_path)
 
 
 def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | None,
@@ -115,6 +135,11 @@ def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | N
             known = ", ".join(g["graph_id"] for g in list_graphs(data.query)[:10]) or "none yet"
             raise FeaturelensError(f"There is no graph {graph_id!r} in {data.path} (known: {known}); "
                                    "make one with featurelens graph.")
+        features = graph.feature_ids()
+        if features:  # the detail files carry each feature node's logit effects
+            data = _with_logit_effects(data, store_path, Selection(
+                where=f"feature IN ({', '.join(str(int(f)) for f in features)})",
+                dictionary_id=graph.graph["dictionary_id"]))
         slug = neuronpedia_graph.slug_of(graph_id)
         base = feature_base_url or "features"
         request = {"format": "neuronpedia-graph", "graph": graph_id, "base": base, "all": all_nodes,

@@ -26,9 +26,10 @@ import torch
 import featurelens
 from featurelens.core.dictionaries.loading import check_width, load_dictionary
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
-from featurelens.core.extraction.logit_effects import logit_effects
+from featurelens.core.extraction.logit_effects import choose_mode, defined, logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set, state_device
@@ -38,6 +39,7 @@ from featurelens.core.extraction.writer import (
     feature_rows,
     sequence_rows,
 )
+from featurelens.core.lazy_logits import PENDING, pending_marker
 from featurelens.core.progress import phase
 from featurelens.core.progress import progress as show_progress
 from featurelens.core.store.argument import StoreLike, using_store
@@ -47,8 +49,6 @@ from featurelens.core.store.database import Store
 FEATURE_CHUNK = 4096
 #: DuckDB's memory while the final rows are written (its buffer pool otherwise grows with them).
 WRITE_MEMORY = "1GB"
-#: The choices of ``ExtractSpec.logit_effects`` (see :mod:`logit_effects`).
-LOGIT_EFFECTS = ("all", "fired", "none")
 #: Windows buffered before their sequences are written even if no checkpoint is due
 #: (harmless for resuming: sequence rows are idempotent and removed by _undo).
 SEQUENCE_FLUSH = 2048
@@ -135,8 +135,9 @@ class ExtractSpec:
     dictionary_name: str | None = None
     #: Which corpus documents to read: ``heldout`` (never trained on), ``train`` or ``all``.
     split: str = "heldout"
-    #: Which features get logit effects: ``all``, ``fired`` (those that fired here) or ``none``.
-    logit_effects: str = "all"
+    #: Which features get logit effects: ``auto``, ``all``, ``fired`` (those that fired here),
+    #: ``lazy`` (each when first needed) or ``none`` (see :func:`logit_effects.choose_mode`).
+    logit_effects: str = "auto"
 
 
 @dataclass
@@ -218,14 +219,13 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     from featurelens.core.corpus.split import split_corpus
     from featurelens.core.host.manager import create
 
-    if spec.logit_effects not in LOGIT_EFFECTS:
-        raise FeaturelensError(f"--logit-effects must be one of {', '.join(LOGIT_EFFECTS)}, not "
-                               f"{spec.logit_effects!r}; pick one of those.")
+    choose_mode(spec.logit_effects, 0, "cpu")  # an unknown mode is refused before anything loads
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
-    if hasattr(lm, "check_context"):
-        lm.check_context(spec.context)
+    check_context = declared(lm, "check_context", ModelBackendBase)
+    if callable(check_context):
+        check_context(spec.context)
     sae = dictionary_obj or load_dictionary(spec.dictionary, backend=lm, hookpoint=spec.hookpoint)
     hookpoint = reading_hookpoint(sae, spec.hookpoint, lm, spec.dictionary)
     if spec.dictionary_name:
@@ -246,9 +246,25 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
         "fold_final_norm": spec.fold_final_norm, "dtype": spec.dtype,
         "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
-    if spec.logit_effects != "all":  # only then: runs of the default keep their ids
-        config["logit_effects"] = spec.logit_effects
+    logit_mode = choose_mode(spec.logit_effects, sae.d_sae, lm.device)
+    if logit_mode == "lazy" and not defined(sae, lm):
+        logit_mode = "none"  # nothing would ever be pending
+    if logit_mode == "lazy" and spec.dictionary == "identity" and sae.architecture != "identity":
+        # a dictionary object passed without its path: nothing to reload it from later
+        if spec.logit_effects == "lazy":
+            raise FeaturelensError("--logit-effects lazy reloads the dictionary later, but this one was passed "
+                                   "as an object; set ExtractSpec.dictionary to its path.")
+        logit_mode = "all"
+    if logit_mode != "all":  # only then: runs of the default keep their ids
+        config["logit_effects"] = logit_mode
     run = resume.run_id(config)
+    if logit_mode == "lazy":  # where to compute them later; kept out of the run id (paths move)
+        from featurelens.core.model.causal_lm import model_argument
+
+        recorded = declared(lm, "source", ModelBackendBase)
+        model = model_argument(recorded) if isinstance(recorded, str) else spec.model
+        config[PENDING] = pending_marker(model, spec.backend, spec.dtype, spec.dictionary, hookpoint,
+                                         spec.fold_final_norm)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
     batches = _batches(windows, spec.batch_size)
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
@@ -338,7 +354,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, plan.hookpoint, spec.dictionary, corpus_id,
                 state, pending, text, spec.fold_final_norm, n_seen, progress,
-                spec.logit_effects, release_dictionary=dictionary_obj is None)
+                config.get("logit_effects", "all"), release_dictionary=dictionary_obj is None)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -384,21 +400,22 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
     """
     settings = state.settings
     logits = None
-    if logit_mode != "none":
+    if logit_mode not in ("none", "lazy"):  # lazy: NULL now, the run's config says they are pending
         fired = (None if logit_mode == "all"
                  else torch.nonzero(state.stats.fire_count > 0).flatten().cpu())
         which = "every feature" if fired is None else f"the {fired.numel()} features that fired"
         with phase(f"extract: logit effects of {which}", enabled=progress), torch.no_grad():
             logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm, features=fired)
     model_row = pl.DataFrame([{
-        "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
-        "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
-        "vocab_size": getattr(lm, "vocab_size", None),
-        "config": json.dumps({"dtype": getattr(lm, "dtype", None),
-                              "family": getattr(getattr(lm, "family", None), "name", None),
+        "model_id": lm.model_id, "backend": declared(lm, "backend_name", ModelBackendBase),
+        "source": declared(lm, "source", ModelBackendBase) or lm.model_id,
+        "n_layers": lm.n_layers, "d_model": lm.d_model,
+        "vocab_size": declared(lm, "vocab_size", ModelBackendBase),
+        "config": json.dumps({"dtype": declared(lm, "dtype", ModelBackendBase),
+                              "family": getattr(declared(lm, "family", ModelBackendBase), "name", None),
                               # the browser hides these in examples unless asked
                               "special_tokens": sorted(getattr(lm.tokenizer, "all_special_tokens", [])),
-                              **getattr(lm, "provenance", {})},
+                              **(declared(lm, "provenance", ModelBackendBase) or {})},
                              default=str),
     }])
     dictionary_row = pl.DataFrame([{

@@ -105,18 +105,27 @@ def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels
         "histogram_edges": edges,
         "histogram_counts": counts,
     }
-    if logits is not None:  # rows whose ids are -1 had no effects computed: NULL
-        top_ids, top_vals, bottom_ids, bottom_vals = logits
-        width = top_ids.shape[1]
-        missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
-        for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
-            names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
-                           np.full(n, width), pa.string())
-            values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
-            columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
-            columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
-                                                                       mask=missing)
+    if logits is not None:
+        columns.update(logit_columns(logits, text))
     return pa.table(columns)
+
+
+def logit_columns(logits: tuple[torch.Tensor, ...], text: TokenText) -> dict[str, pa.ListArray]:
+    """``top_logits``, ``top_logit_values``, ``bottom_logits``, ``bottom_logit_values`` of
+    ``(top_ids, top_values, bottom_ids, bottom_values)`` (``[n, width]`` each): token strings
+    and float64 values; rows whose ids are -1 had no effects computed and are NULL."""
+    top_ids, top_vals, bottom_ids, bottom_vals = logits
+    n, width = top_ids.shape
+    missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
+    columns: dict[str, pa.ListArray] = {}
+    for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
+        names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
+                       np.full(n, width), pa.string())
+        values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
+        columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
+        columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
+                                                                   mask=missing)
+    return columns
 
 
 def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor | int,

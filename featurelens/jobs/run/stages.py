@@ -89,7 +89,8 @@ def stage_extract(ctx: RunContext) -> StageResult:
     # extract() opens the store itself; DuckDB shares one instance per file within a
     # process, so its writes and ours go to the same database.
     spec = ExtractSpec(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
-                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed, split=o.split)
+                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed, split=o.split,
+                       dictionary=str(ctx.values["dictionary_path"]))  # lazy logit effects reload it from there
     result = extract(spec, store=ctx.store.path, model_obj=backend, dictionary_obj=dictionary)
     ctx.values["dictionary_id"] = result.dictionary_id
     if result.already_done:
@@ -146,10 +147,32 @@ def stage_score(ctx: RunContext) -> StageResult:
                                         f"{stats.failed} failed" + "".join(f"; {line}" for line in offline))
 
 
+def stage_embed(ctx: RunContext) -> StageResult:
+    """Embed every explanation with the installed sentence model, so ``featurelens search``
+    finds features by meaning at once (only explanations without a vector; resumable)."""
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store import explanation_search
+
+    model = explanation_search.SEARCH_EMBEDDINGS.get(ctx.options.embeddings)
+    if model is None:
+        return StageResult("embed", "skipped", f"--embeddings {ctx.options.embeddings}: featurelens search embeds "
+                                               "the explanations on its first query")
+    try:
+        path = explanation_search.model_path()
+    except FeaturelensError as error:
+        return StageResult("embed", "skipped", f"left out: {error}")
+    if explanation_search.missing_count(ctx.store) == 0:
+        return StageResult("embed", "skipped", "every explanation is embedded already")
+    added = explanation_search.embed_missing(ctx.store, path=path)
+    return StageResult("embed", "done", f"{added} explanations embedded with {model}; "
+                                        "featurelens search \"...\" finds features by meaning")
+
+
 def default_stages() -> list[tuple[str, Stage]]:
     return [("model", stage_model), ("train a TopK dictionary", stage_train),
             ("extract feature statistics and examples", stage_extract),
             ("label every feature that fired (token lookup, no LLM)", stage_lookup),
             ("score every label offline (token check, embedding)", stage_offline_scores),
             ("explain a sample of features with the LLM", stage_explain),
-            ("score the sample (simulation with the LLM, and offline)", stage_score)]
+            ("score the sample (simulation with the LLM, and offline)", stage_score),
+            ("embed explanations for search by meaning", stage_embed)]

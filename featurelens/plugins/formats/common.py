@@ -226,3 +226,16 @@ def parse_dtype(value: Any, source: Path | str) -> torch.dtype | None:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def decoder_slice(weights: Path, name: str, d_sae: int, features: torch.Tensor, dtype: torch.dtype | None,
+                  fmt: str) -> torch.Tensor | None:
+    """Decoder rows ``features`` of tensor ``name`` (``[d_sae, d_out]``) in ``weights``, in the
+    dtype the format's ``load`` gives (``dtype``, else the file's): the rows a loaded
+    dictionary's ``decoder_directions()`` holds, read without loading the rest. None when the
+    file has no such tensor (the caller loads the whole dictionary instead)."""
+    tensors = read_safetensors(weights, fmt)
+    if name not in tensors or len(tensors.shape(name)) != 2 or tensors.shape(name)[0] != d_sae:
+        return None
+    rows = tensors.rows(name, features)
+    return rows.to(dtype) if dtype is not None else rows
