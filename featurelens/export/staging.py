@@ -9,9 +9,9 @@ does the rest. If the request or the store changed, the stale partial work is dr
 
 Many small files of one batch (a report's feature pages) are written as a *chunk*
 instead (:meth:`Staging.write_chunk`): each file straight to its name, then the chunk's
-marker under ``.chunks/``. A temporary name and a rename per page were a third of a
-page's cost; a chunk killed halfway has no marker, so a rerun writes all of its files
-again (over the cut ones), and the markers are removed when the export finishes.
+marker under ``.chunks/``: one file operation per page instead of a temporary name and
+a rename. A chunk killed halfway has no marker, so a rerun writes all of its files again
+(over the cut ones), and the markers are removed when the export finishes.
 """
 
 from __future__ import annotations
