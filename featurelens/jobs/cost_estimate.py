@@ -26,6 +26,7 @@ from featurelens.core.host.protocols import (
     Scorer,
     ScorerBase,
     declared,
+    example_fallbacks,
     example_kinds,
 )
 from featurelens.core.selection import Selection, count_features, stream_records
@@ -119,13 +120,16 @@ def _measured_latency(store: Store, provider: str, model: str) -> float | None:
 
 
 def _kinds(components: list[Any]) -> dict[str, int | None] | None:
-    """The stored windows any of ``components`` reads (``None``: load every kind)."""
+    """The stored windows any of ``components`` reads (``None``: load every kind), their
+    fallbacks included (a sample is small: every feature reads them)."""
     merged: dict[str, int | None] = {}
     for component in components:
         kinds = example_kinds(component)
         if not kinds:
             return None
-        for kind, most in kinds.items():
+        wanted = [*kinds.items()] + [item for instead in (example_fallbacks(component) or {}).values()
+                                     for item in instead.items()]
+        for kind, most in wanted:
             if kind in merged and (merged[kind] is None or most is None):
                 merged[kind] = None
             else:

@@ -23,7 +23,7 @@ from featurelens.core.host.protocols import (
 )
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.llm.window_text import plain
-from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
+from featurelens.scorers.scoring_windows import scorer_fallbacks, scorer_kinds, test_windows
 
 __all__ = ["EmbeddingScorer", "auroc", "default_model_path", "embed"]
 
@@ -70,6 +70,10 @@ class EmbeddingScorer(ScorerBase):
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
         return scorer_kinds(self.n_activating, self.n_random)
+
+    def example_fallbacks(self) -> dict[str, dict[str, int | None]]:
+        """Top windows, read only for a feature without quantile windows."""
+        return scorer_fallbacks(self.n_activating)
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
