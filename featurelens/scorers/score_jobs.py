@@ -254,6 +254,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     build = (declared(scorer, "all_requests", ScorerBase) if every_round else None) or scorer.requests
     rounds = None if every_round else declared(scorer, "more_requests", ScorerBase)
     stage = shared.stage
+    prepare = declared(scorer, "prepare_chunk", ScorerBase)
     for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer)):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
@@ -261,6 +262,9 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         done = _existing(store, ids, [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
+        if callable(prepare):
+            prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
+                     if sid not in done and by_key[(d, f)].examples])
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
             if sid in done:
                 continue

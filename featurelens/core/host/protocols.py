@@ -555,6 +555,11 @@ class ScorerBase:
     #: scorer that reads more of it (the intervention scorer: each dictionary's model and
     #: hookpoint); ``None``: it reads only the records it is given.
     use_store: ClassVar[Callable[[Any], None] | None] = None
+    #: ``prepare_chunk(pairs)``: called once per chunk with the ``(record, explanation)``
+    #: pairs about to be scored, before their requests are built, for a scorer whose work is
+    #: cheaper in bulk (the embedding scorer embeds the chunk's texts in large batches);
+    #: ``None``: each pair is scored on its own.
+    prepare_chunk: ClassVar[Callable[[list[tuple[FeatureRecord, str]]], None] | None] = None
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str]) -> list[LLMRequest]:
