@@ -86,6 +86,7 @@ def main() -> None:
 
     from featurelens.core.host import protocols
     from featurelens.core.selection import Selection, stream_records
+    from featurelens.core.model.sentence_embedding import default_model_path, embed
     from featurelens.core.store import explanation_search
     from featurelens.export.runner import export
     from featurelens.labelers.explain import ExplainSpec, explain_features
@@ -132,6 +133,7 @@ def main() -> None:
                 out["score token-check"] = (wall, cpu, stats.succeeded)
                 embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
                               f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
+                embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
                 wall, cpu, stats = timed(lambda: score_features(
                     store, ScoreSpec("offline:none", "embedding", where=embed_where,
                                      explainer="token-lookup"), settings=settings))
