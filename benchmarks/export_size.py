@@ -30,7 +30,7 @@ from synthetic_store import fill_store
 
 import featurelens
 import featurelens.export.html as html_export
-from featurelens.browser import render_feature
+from featurelens.browser import window_html
 from featurelens.export.runner import export
 
 
@@ -53,17 +53,18 @@ def folder_bytes(folder: Path) -> tuple[int, int]:
 
 
 def measure(store: Path, out: Path, where: str | None, before: bool) -> tuple[int, int, float]:
-    saved = (render_feature.merge_unlit, html_export.report_examples, html_export.note)
-    if before:
-        render_feature.merge_unlit = lambda tokens: tokens
+    saved = (window_html.window, html_export.report_examples, html_export.note)
+    if before:  # every token its own element, every window whole
+        window_html.window = lambda tokens, acts, *rest: "".join(
+            saved[0]([t], [a], *rest) for t, a in zip(tokens, acts))
         html_export.report_examples = lambda record: record
         html_export.note = lambda: None
     try:
         started = time.perf_counter()
-        export(store, "html", out, where=where)
+        export(store, "html", out, where=where, processes=1)
         seconds = time.perf_counter() - started
     finally:
-        render_feature.merge_unlit, html_export.report_examples, html_export.note = saved
+        window_html.window, html_export.report_examples, html_export.note = saved
     total, largest = folder_bytes(out)
     return total, largest, seconds
 

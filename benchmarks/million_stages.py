@@ -2,7 +2,7 @@
 against the cost at its end, measured in one run.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million_stages.py [--store PATH] [--features 1048576]
-     [--slice 4096]
+     [--slice 4096] [--exports-only] [--processes N] [--formats neuronpedia,html]
 
 Without ``--store`` a store is built in bulk by DuckDB (tests/wide_store.py). A copy of
 the store is worked on (explain and score write to it). For two slices of ``--slice``
@@ -12,15 +12,21 @@ features, the first ones and the last ones of the dictionary, it times in this p
   token-check reads);
 - ``explain`` with token-lookup (through the engine, writes included);
 - ``score`` with token-check over those labels;
-- ``score`` with the embedding scorer (sentence model on the CPU) over the first
-  ``--embed-slice`` features of the slice, and the search-by-meaning fill of the
-  slice's new explanations (``explanation_search.embed_missing``);
+- ``score`` with the embedding scorer (sentence model on the CPU, loaded before the
+  timing) over the first ``--embed-slice`` features of the slice, and the search-by-meaning
+  fill of the slice's new explanations (``explanation_search.embed_missing``);
 - the whole command, ``featurelens label --explainer token-lookup --scorer token-check``,
   in a child process (its wall time and its CPU time, DuckDB's threads included);
-- ``export --format neuronpedia`` and ``--format html`` of the slice (``--no-export``
-  leaves them out).
+- ``export --format neuronpedia`` and ``--format html`` of the slice (``--processes N``:
+  that many worker processes, their start included; by default the export's own choice,
+  which for a slice under ``featurelens.export.workers.MIN_FEATURES`` is this process;
+  ``--no-export`` leaves them out).
 
-It prints features a second by wall time and by this process's CPU time (the machine is
+``--exports-only`` times the exports alone (``--formats``: which of them). Peak RSS is this process's and, separately,
+that of its largest worker process (``RUSAGE_CHILDREN``).
+
+It prints features a second by wall time and by CPU time, this process's plus its worker
+processes' (the machine is
 shared: CPU time moves less with the load of others), and the end / start ratio of the
 CPU cost per feature: near 1 means the stage reads the store by range and stays flat as
 the dictionary grows; a stage that scans the whole store per chunk would show ~250.
@@ -46,10 +52,16 @@ from wide_store import wide_store  # noqa: E402
 import featurelens  # noqa: E402
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished worker processes."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 def timed(call) -> tuple[float, float, object]:
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = _cpu(), time.perf_counter()
     result = call()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
+    return time.perf_counter() - wall, _cpu() - cpu, result
 
 
 def label_command(store_path: Path, where: str) -> tuple[float, float, int]:
@@ -79,14 +91,18 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=None)
     parser.add_argument("--features", type=int, default=1 << 20)
     parser.add_argument("--slice", type=int, default=4096)
+    parser.add_argument("--exports-only", action="store_true")
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--formats", default="neuronpedia,html")
     parser.add_argument("--embed-slice", type=int, default=512,
                         help="features the embedding scorer scores per slice (a sentence model on the CPU)")
-    parser.add_argument("--no-export", action="store_true", help="leave the two exports out")
+    parser.add_argument("--no-export", action="store_true", help="leave the exports out")
     args = parser.parse_args()
+    options = {} if args.processes is None else {"processes": args.processes}
 
     from featurelens.core.host import protocols
-    from featurelens.core.selection import Selection, stream_records
     from featurelens.core.model.sentence_embedding import default_model_path, embed
+    from featurelens.core.selection import Selection, stream_records
     from featurelens.core.store import explanation_search
     from featurelens.export.runner import export
     from featurelens.labelers.explain import ExplainSpec, explain_features
@@ -113,39 +129,40 @@ def main() -> None:
         rows: dict[str, dict[str, tuple[float, float, int]]] = {}
         for name, where in slices.items():
             out: dict[str, tuple[float, float, int]] = {}
-            check = TokenCheckScorer()
-            # the same script measures a tree from before example_fallbacks (before/after runs)
-            fallbacks_of = getattr(protocols, "example_fallbacks", lambda component: None)
-            with featurelens.open_store(store_path) as store:
-                for kinds_name, kinds, fallbacks in (
-                        ("read records (lookup)", {"top": 10}, None),
-                        ("read records (check)", protocols.example_kinds(check), fallbacks_of(check))):
-                    wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
-                        store, Selection(where=f"({where}) AND fire_count > 0"), 2048, kinds,
-                        *([fallbacks] if fallbacks else []))))
-                    out[kinds_name] = (wall, cpu, n)
-                wall, cpu, stats = timed(lambda: explain_features(
-                    store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
-                out["explain token-lookup"] = (wall, cpu, stats.succeeded)
-                wall, cpu, stats = timed(lambda: score_features(
-                    store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
-                    settings=settings))
-                out["score token-check"] = (wall, cpu, stats.succeeded)
-                embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
-                              f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
-                embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
-                wall, cpu, stats = timed(lambda: score_features(
-                    store, ScoreSpec("offline:none", "embedding", where=embed_where,
-                                     explainer="token-lookup"), settings=settings))
-                out["score embedding"] = (wall, cpu, stats.succeeded)
-                wall, cpu, n = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
-                out["embed explanations"] = (wall, cpu, n)
-                store.execute(f"DELETE FROM scores WHERE scorer IN ('token-check', 'embedding') AND {where}")
-                store.execute(f"DELETE FROM explanations WHERE explainer = 'token-lookup' AND {where}")
-            out["label command"] = label_command(store_path, where)
-            for fmt in () if args.no_export else ("neuronpedia", "html"):
+            if not args.exports_only:
+                check = TokenCheckScorer()
+                # the same script measures a tree from before example_fallbacks (before/after runs)
+                fallbacks_of = getattr(protocols, "example_fallbacks", lambda component: None)
+                with featurelens.open_store(store_path) as store:
+                    for kinds_name, kinds, fallbacks in (
+                            ("read records (lookup)", {"top": 10}, None),
+                            ("read records (check)", protocols.example_kinds(check), fallbacks_of(check))):
+                        wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
+                            store, Selection(where=f"({where}) AND fire_count > 0"), 2048, kinds,
+                            *([fallbacks] if fallbacks else []))))
+                        out[kinds_name] = (wall, cpu, n)
+                    wall, cpu, stats = timed(lambda: explain_features(
+                        store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
+                    out["explain token-lookup"] = (wall, cpu, stats.succeeded)
+                    wall, cpu, stats = timed(lambda: score_features(
+                        store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
+                        settings=settings))
+                    out["score token-check"] = (wall, cpu, stats.succeeded)
+                    embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
+                                  f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
+                    embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
+                    wall, cpu, stats = timed(lambda: score_features(
+                        store, ScoreSpec("offline:none", "embedding", where=embed_where,
+                                         explainer="token-lookup"), settings=settings))
+                    out["score embedding"] = (wall, cpu, stats.succeeded)
+                    wall, cpu, n = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
+                    out["embed explanations"] = (wall, cpu, n)
+                    store.execute(f"DELETE FROM scores WHERE scorer IN ('token-check', 'embedding') AND {where}")
+                    store.execute(f"DELETE FROM explanations WHERE explainer = 'token-lookup' AND {where}")
+                out["label command"] = label_command(store_path, where)
+            for fmt in () if args.no_export else args.formats.split(","):
                 target = Path(folder) / f"{fmt}-{name}"
-                wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where))
+                wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where, **options))
                 out[f"export {fmt}"] = (wall, cpu, args.slice)
                 shutil.rmtree(target, ignore_errors=True)
             rows[name] = out
@@ -157,7 +174,8 @@ def main() -> None:
             ratio = (c1 / max(n1, 1)) / max(c0 / max(n0, 1), 1e-9)
             print(f"{stage:<24} {n0 / w0:>12,.0f} / {n0 / max(c0, 1e-9):>10,.0f} "
                   f"{n1 / w1:>12,.0f} / {n1 / max(c1, 1e-9):>10,.0f} {ratio:>20.2f}")
-        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB; largest worker "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MB")
 
 
 if __name__ == "__main__":

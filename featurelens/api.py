@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
         LLMRequest,
         LLMResponse,
         ModelBackend,
+        ModelBackendBase,
         ParseError,
         Price,
         PromptCache,
@@ -75,7 +76,7 @@ _SOURCES: dict[str, str] = {
     **{name: "featurelens.core.host.protocols" for name in (
         "BatchClient", "BatchLimits", "BatchState", "CorpusSource", "DictionaryFormat", "Document",
         "Example", "Explainer", "ExplainerBase", "FeatureRecord", "LLMProvider", "LLMProviderBase",
-        "LLMRequest", "LLMResponse", "ModelBackend", "ParseError", "Price", "PromptCache",
+        "LLMRequest", "LLMResponse", "ModelBackend", "ModelBackendBase", "ParseError", "Price", "PromptCache",
         "ProviderInfo", "Scorer", "ScorerBase", "ScoreResult", "TokenCounter", "TokenLogprobs")},
 }
 

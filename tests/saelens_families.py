@@ -72,6 +72,71 @@ def dictionary_learning(folder: Path, d_in: int, d_sae: int, k: int, g: torch.Ge
         "buffer": {"ctx_len": 128}}))
 
 
+def scope_2(folder: Path, d_in: int, d_sae: int, g: torch.Generator, *, affine: bool = False,
+            config: dict | None = None) -> None:
+    """A Gemma Scope 2 folder: params.safetensors (lower-case names), config.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"w_enc": torch.randn(d_in, d_sae, generator=g) / d_in ** 0.5, "w_dec": unit_rows(d_sae, d_in, g),
+               "b_enc": torch.randn(d_sae, generator=g) * 0.1, "b_dec": torch.randn(d_in, generator=g) * 0.5,
+               "threshold": torch.rand(d_sae, generator=g) * 0.2}
+    if affine:
+        tensors["affine_skip_connection"] = torch.randn(d_in, d_in, generator=g) * 0.01
+    save_file(tensors, str(folder / "params.safetensors"))
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+
+
+def llama_scope(folder: Path, d_in: int, d_sae: int, g: torch.Generator, *, hook: str) -> None:
+    """A Llama Scope folder: hyperparams.json + checkpoints/final.safetensors (lm_saes names)."""
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_file({"encoder.weight": torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5 * 0.02,
+               "encoder.bias": torch.randn(d_sae, generator=g) * 0.1,
+               "decoder.weight": unit_rows(d_sae, d_in, g).T.contiguous(),
+               "decoder.bias": torch.randn(d_in, generator=g) * 0.5}, str(folder / "checkpoints" / "final.safetensors"))
+    (folder / "hyperparams.json").write_text(json.dumps({
+        "d_model": d_in, "d_sae": d_sae, "expansion_factor": d_sae // d_in, "hook_point_in": hook,
+        "hook_point_out": hook, "act_fn": "jumprelu", "jump_relu_threshold": 0.15, "norm_activation": "dataset-wise",
+        "dataset_average_activation_norm": {"in": 0.9, "out": 0.9}, "apply_decoder_bias_to_pre_encoder": False,
+        "use_decoder_bias": True, "sparsity_include_decoder_norm": True, "top_k": 50}))
+
+
+def llama_scope_r1(folder: Path, d_in: int, factor: int, g: torch.Generator, *, hook: str) -> None:
+    """A Llama Scope R1 folder: config.json + sae_weights.safetensors with log thresholds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    d_sae = d_in * factor
+    save_file({"encoder.weight": torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5 * 0.02,
+               "encoder.bias": torch.randn(d_sae, generator=g) * 0.1,
+               "decoder.weight": unit_rows(d_sae, d_in, g).T.contiguous(),
+               "decoder.bias": torch.randn(d_in, generator=g) * 0.5,
+               "log_jumprelu_threshold": torch.log(torch.rand(d_sae, generator=g) * 0.3 + 0.01)},
+              str(folder / "sae_weights.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"d_model": d_in, "expansion_factor": factor,
+                                                    "hook_point_in": hook, "hook_point_out": hook,
+                                                    "act_fn": "jumprelu"}))
+
+
+def mwhanna(repo: Path, layer: int, d_in: int, d_sae: int, g: torch.Generator) -> None:
+    """circuit-tracer's per-layer transcoder file, with the repository's wandb and base configs."""
+    save_file({"W_enc": torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5,
+               "b_enc": torch.randn(d_sae, generator=g) * 0.1, "W_dec": unit_rows(d_sae, d_in, g),
+               "b_dec": torch.randn(d_in, generator=g) * 0.5}, str(repo / f"layer_{layer}.safetensors"))
+    (repo / "wandb-config.yaml").write_text(
+        f"d_model:\n  value: {d_in}\nd_feature:\n  value: {d_sae}\nbatch_size:\n  value: 1024\n")
+    (repo / "config.yaml").write_text("model_name: Qwen/Qwen3-4B\nmodel_kind: transcoder_set\n"
+                                      "feature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\n")
+
+
+def clt_layer(repo: Path, layer: int, n_layers: int, d_in: int, d_sae: int, g: torch.Generator) -> None:
+    """circuit-tracer's cross-layer files for one layer: W_enc_{l} (+ biases), W_dec_{l} to every later layer."""
+    save_file({f"W_enc_{layer}": torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5,
+               f"b_enc_{layer}": torch.randn(d_sae, generator=g) * 0.1,
+               f"b_dec_{layer}": torch.randn(d_in, generator=g) * 0.5}, str(repo / f"W_enc_{layer}.safetensors"))
+    save_file({f"W_dec_{layer}": torch.randn(d_sae, n_layers - layer, d_in, generator=g) * 0.1},
+              str(repo / f"W_dec_{layer}.safetensors"))
+    (repo / "config.yaml").write_text("model_name: google/gemma-2-2b\nmodel_kind: cross_layer_transcoder\n"
+                                      "feature_input_hook: hook_resid_mid\nfeature_output_hook: hook_mlp_out\n")
+
+
 class Width:
     """The model side load_dictionary asks: the hookpoint's width."""
 
@@ -91,6 +156,15 @@ def main() -> None:
     from featurelens.core.errors import FeaturelensError
 
     table = get_pretrained_saes_directory()
+    # SAELens's gemma_3 and cross-layer loaders read tensor shapes from the hub by HTTP
+    # range requests on the file's header; offline, the same header is read from the cache.
+    from huggingface_hub import hf_hub_download
+    from sae_lens.loading import pretrained_sae_loaders
+
+    from featurelens.plugins.formats.headers import safetensors_header
+
+    pretrained_sae_loaders.get_safetensors_tensor_shapes = lambda repo, name: {
+        k: list(shape) for k, (shape, _) in safetensors_header(Path(hf_hub_download(repo, name))).items()}
     g = torch.Generator().manual_seed(0)
     first: dict[object, tuple[str, str]] = {}
     for release, entry in table.items():
@@ -133,6 +207,41 @@ def main() -> None:
     release, sae_id = first["dictionary_learning_1"]
     dictionary_learning(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], 2304, 4096, 20, g)
     cases.append(("dictionary_learning_1", release, sae_id, 2304, False))
+
+    # Gemma Scope 2 (gemma_3): an SAE with config.json, a transcoder without, an affine transcoder.
+    release = "gemma-scope-2-4b-pt-res"
+    sae_id = next(iter(table[release].saes_map))
+    scope_2(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], 64, 256, g,
+            config={"architecture": "jump_relu", "model_name": "gemma-v3-4b-pt",
+                    "hf_hook_point_in": "model.layers.9.output"})
+    cases.append(("gemma_3", release, sae_id, 64, False))
+    release = "gemma-scope-2-4b-pt-transcoders"
+    for sae_id in [s for s in table[release].saes_map if "layer_17_width_16k_l0_big" in s]:
+        scope_2(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], 64, 256, g,
+                affine=sae_id.endswith("_affine"))
+        cases.append(("gemma_3, transcoder" + (" affine" if sae_id.endswith("_affine") else ""), release,
+                      sae_id, 64, False))
+
+    # Llama Scope (hyperparams.json + checkpoints/final.safetensors, the table's norm_scaling_factor).
+    release, sae_id = first["llama_scope"]
+    llama_scope(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], 64, 512, g,
+                hook="blocks.0.hook_attn_out")
+    cases.append(("llama_scope", release, sae_id, 64, False))
+    release, sae_id = first["llama_scope_r1_distill"]
+    llama_scope_r1(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], 64, 8, g,
+                   hook="blocks.0.hook_resid_post")
+    cases.append(("llama_scope_r1_distill", release, sae_id, 64, False))
+
+    # mwhanna's transcoders: one circuit-tracer file per layer at the repository's root.
+    release, sae_id = first["mwhanna_transcoder"]
+    mwhanna(snapshot(table[release].repo_id), int(sae_id.rsplit("_", 1)[-1]), 48, 192, g)
+    cases.append(("mwhanna_transcoder", release, sae_id, 48, False))
+
+    # One layer of mntss's cross-layer transcoder (ReLU: SAELens's loader reads no threshold).
+    release = "mntss-gemma-2-2b-2.5m-clt-as-per-layer"
+    sae_id = "layer_2"
+    clt_layer(snapshot(table[release].repo_id), int(table[release].saes_map[sae_id]), 26, 48, 160, g)
+    cases.append(("mntss_clt_layer_transcoder", release, sae_id, 48, False))
 
     for family, release, sae_id, d_in, centred in cases:
         spec = f"saelens:{release}/{sae_id}"

@@ -91,6 +91,10 @@ _DICTIONARIES_SQL = (
 )
 
 
+#: The rows of a batch of features: a range the store's order keeps together, then the exact set.
+_BATCH_WHERE = "dictionary_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature)"
+
+
 def _fingerprint(path: Path) -> tuple[int, ...]:
     """Size and modification time of the store and its WAL: changes when a job wrote."""
     out: list[int] = []
@@ -313,18 +317,27 @@ class BrowserData:
                 self._open()
             return self._con.cursor()  # type: ignore[union-attr]
 
+    def table(self, query: str, params: list[Any]) -> Any:
+        """Rows of a parameterised query as one Arrow table, for readers that build their
+        output column by column (the exports: a million features are twenty million
+        example rows, and a Python object per cell is most of their cost)."""
+        with self.session():
+            cur = self._cursor()
+            try:
+                return cur.sql(query, params=params).to_arrow_table()
+            except duckdb.Error:
+                pass
+            finally:
+                cur.close()
+        self._dicts(query, params)  # the row path says in one sentence what is wrong
+        raise StoreError(f"Reading the store {self.path} failed; check that its tables are the ones "
+                         "featurelens wrote.")
+
     def _column_dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         """:meth:`_dicts` for plain columns (numbers, strings, their lists), converted column
         by column through Arrow: half the cost of row tuples for the list columns of
         examples, which an export of a million features reads twenty million of."""
-        with self.session():
-            cur = self._cursor()
-            try:
-                table = cur.sql(query, params=params).to_arrow_table()
-            except duckdb.Error:
-                return self._dicts(query, params)  # the row path says in one sentence what is wrong
-            finally:
-                cur.close()
+        table = self.table(query, params)
         columns = [table.column(name).to_pylist() for name in table.column_names]
         return [dict(zip(table.column_names, values)) for values in zip(*columns)]
 
@@ -555,9 +568,8 @@ class BrowserData:
             return []
         wanted = sorted({int(f) for f in features})
         lo, hi = wanted[0], wanted[-1]
-        where = "dictionary_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature)"
         params = [dictionary_id, lo, hi, wanted]
-        stats = self._dicts(f"SELECT * FROM features WHERE {where} ORDER BY feature", params)
+        stats = self.feature_stats(dictionary_id, wanted)
         if not stats:
             return []
         dictionary = self._dicts("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
@@ -576,22 +588,38 @@ class BrowserData:
             target = out.get(int(row["feature"]))
             if target is not None:
                 target.examples.setdefault(row["kind"], []).append(row)
-        explanations = self._dicts(
-            f"SELECT feature, explanation_id, explainer, llm, text, created_at FROM explanations "
-            f"WHERE {where} ORDER BY feature, created_at, explanation_id", params)
-        scores: dict[str, list[dict[str, Any]]] = {}
-        for s in self._dicts(
-            f"SELECT explanation_id, scorer, llm, score, status, n_parse_failures FROM scores "
-            f"WHERE {where} ORDER BY scorer, llm", params):
-            scores.setdefault(s["explanation_id"], []).append(s)
-        for e in explanations:
-            e["scores"] = scores.get(e["explanation_id"], [])
+        for e in self.explanations_of(dictionary_id, wanted):
             target = out.get(int(e["feature"]))
             if target is not None:
                 target.explanations.append(e)
         from featurelens.browser.steering_panel import attach_effects
         attach_effects(self._dicts, dictionary_id, wanted, out)
         return [out[f] for f in wanted if f in out]
+
+    def feature_stats(self, dictionary_id: str, features: list[int]) -> list[dict[str, Any]]:
+        """The ``features`` rows of the sorted ``features`` of one dictionary, in order."""
+        if not features:
+            return []
+        return self._dicts(f"SELECT * FROM features WHERE {_BATCH_WHERE} ORDER BY feature",
+                           [dictionary_id, features[0], features[-1], features])
+
+    def explanations_of(self, dictionary_id: str, features: list[int]) -> list[dict[str, Any]]:
+        """The explanations of the sorted ``features`` (by feature, then oldest first), each
+        with its ``scores`` (by scorer, then LLM)."""
+        if not features:
+            return []
+        params = [dictionary_id, features[0], features[-1], features]
+        explanations = self._dicts(
+            f"SELECT feature, explanation_id, explainer, llm, text, created_at FROM explanations "
+            f"WHERE {_BATCH_WHERE} ORDER BY feature, created_at, explanation_id", params)
+        scores: dict[str, list[dict[str, Any]]] = {}
+        for s in self._dicts(
+            f"SELECT explanation_id, scorer, llm, score, status, n_parse_failures FROM scores "
+            f"WHERE {_BATCH_WHERE} ORDER BY scorer, llm", params):
+            scores.setdefault(s["explanation_id"], []).append(s)
+        for e in explanations:
+            e["scores"] = scores.get(e["explanation_id"], [])
+        return explanations
 
     def neighbours(self, dictionary_id: str, feature: int) -> tuple[int | None, int | None]:
         """The previous and next stored feature indices (for page navigation)."""

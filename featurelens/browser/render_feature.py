@@ -19,16 +19,10 @@ from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links
 from featurelens.browser.steering_panel import steer_url
 from featurelens.browser.templating import display_token, fmt, render
-from featurelens.browser.token_runs import merge_unlit
+from featurelens.browser.window_html import HIGHLIGHT_RGB, highlight_rgb, section, special_present
 
-#: RGB of a token at the feature's maximum activation.
-HIGHLIGHT_RGB = (255, 140, 0)
+__all__ = ["HIGHLIGHT_RGB", "feature_page", "highlight_rgb", "histogram_chart", "window_tokens"]
 
-
-def highlight_rgb(intensity: float) -> tuple[int, int, int]:
-    """Background of a token whose activation is ``intensity`` (0..1) of the maximum."""
-    a = min(1.0, max(0.0, intensity))
-    return tuple(round(255 + (c - 255) * a) for c in HIGHLIGHT_RGB)  # type: ignore[return-value]
 
 
 def window_tokens(tokens: list[str], activations: list[float], scale: float,
@@ -60,16 +54,6 @@ def histogram_chart(edges: list[float] | None, counts: list[int] | None,
                      log_x=log_x)
 
 
-def _rows(kind: str, rows: list[dict[str, Any]], scale: float, special: Container[str],
-          show_special: bool) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
-        tokens = window_tokens(row["token_strs"], row["activations"], scale, special, show_special)
-        out.append({**row, "label": label, "tokens": merge_unlit(tokens)})
-    return out
-
-
 def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, int | None] = (None, None),
                  show_special: bool = False, note: str | None = None) -> str:
     """The whole page for one feature (special tokens in examples only if ``show_special``;
@@ -79,13 +63,13 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
     shown = [r["max_activation"] for rows in data.examples.values() for r in rows]
     scale = s["max_activation"] if s["max_activation"] and not math.isnan(s["max_activation"]) \
         else max(shown, default=0.0)
-    special = data.special_tokens
-    has_special = any(t in special for rows in data.examples.values() for r in rows for t in r["token_strs"])
+    special = special_present((r for rows in data.examples.values() for r in rows), data.special_tokens)
+    has_special = bool(special)
     toggle = None
     if links.live and has_special:
         toggle = {"href": links.feature(did, index) + ("" if show_special else "?special=1"),
                   "text": "hide special tokens" if show_special else "show special tokens (BOS, chat markers)"}
-    kinds = {kind: _rows(kind, data.examples.get(kind, []), scale, special, show_special)
+    kinds = {kind: section(kind, data.examples.get(kind, []), scale, special, show_special)
              for kind in ("top", "quantile", "random")}
     model = getattr(links, "steering_model", None)  # set by `serve --model` (browser.steering_server)
     where = set_feature_text(data.dictionary.get("config"), index)

@@ -2,7 +2,9 @@
 
 Autoescaping is on for every template, so a value from the store (corpus text, an
 explanation, a SQL result) can only ever be text: markup reaches a page only from the
-templates in ``browser/templates``. Undefined names raise instead of rendering empty,
+templates in ``browser/templates`` and from :mod:`featurelens.browser.window_html`, which
+writes the example windows token by token with the same escaping (held to the template
+macros' bytes by its test). Undefined names raise instead of rendering empty,
 so a template and its view data cannot drift apart silently.
 """
 

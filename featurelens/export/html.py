@@ -10,6 +10,8 @@ Search and SQL need a server and are left out."""
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from featurelens.browser.links import StaticLinks
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page
@@ -18,6 +20,7 @@ from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
 from featurelens.core.progress import progress
 from featurelens.export.html_windows import note, report_examples
+from featurelens.export import workers
 from featurelens.export.staging import Staging
 
 LIST_PAGE_SIZE = 500
@@ -26,8 +29,11 @@ BATCH = 200
 REPORT_ASSETS = ("style.css",)
 
 
-def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> int:
-    """Write the report for the features in ``keys``; returns the number of feature pages."""
+def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], processes: int | None = None) -> int:
+    """Write the report for the features in ``keys``; returns the number of feature pages.
+
+    A large report spreads its feature pages over worker processes
+    (:mod:`featurelens.export.workers`; ``processes`` overrides how many)."""
     for name, content in static_files().items():
         if name in REPORT_ASSETS:
             staging.write_bytes(f"static/{name}", content)
@@ -39,41 +45,71 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]]) -> i
         d["n_features"] = len(by_dictionary[d["dictionary_id"]])
     staging.write_text("index.html", index_page(dictionaries, StaticLinks()))
     deep = StaticLinks().at_depth(2)
+    n_processes = workers.processes_for(len(keys), processes)
     with progress(len(keys), desc="export html", unit="feature") as bar:
-        for d in dictionaries:
-            did = d["dictionary_id"]
-            features = by_dictionary[did]
-            _write_lists(data, staging, d, features, deep)
-            overview = load_overview(data.query, d)
-            staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
-            for start in range(0, len(features), BATCH):
-                chunk = features[start:start + BATCH]
-                todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
-                for record in data.feature_batch(did, todo):
-                    index = int(record.stats["feature"])
-                    position = start + chunk.index(index)  # within the chunk: O(batch), not O(n)
-                    prev = features[position - 1] if position > 0 else None
-                    nxt = features[position + 1] if position + 1 < len(features) else None
-                    page = feature_page(report_examples(record), deep, (prev, nxt), note=note())
-                    staging.write_text(_rel(deep, did, index), page)
-                bar.update(len(chunk))
+        def tasks() -> Iterator[tuple[Any, ...]]:
+            for d in dictionaries:
+                did = d["dictionary_id"]
+                features = by_dictionary[did]
+                pages = max(1, -(-len(features) // LIST_PAGE_SIZE))
+                written = 0
+                for start in range(0, len(features), BATCH):
+                    # the list pages of these features, written here while the workers draw theirs
+                    while written < min(pages, -(-(start + BATCH) // LIST_PAGE_SIZE)):
+                        _write_list(data, staging, d, features, written, pages, deep)
+                        written += 1
+                    chunk = features[start:start + BATCH]
+                    todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
+                    if not todo:
+                        bar.update(len(chunk))
+                        continue
+                    before = features[start - 1] if start > 0 else None
+                    after = features[start + BATCH] if start + BATCH < len(features) else None
+                    yield staging, did, chunk, todo, before, after
+                for page in range(written, pages):
+                    _write_list(data, staging, d, features, page, pages, deep)
+                overview = load_overview(data.query, d)
+                staging.write_text(deep.overview(did).removeprefix(deep.root), overview_page(overview, deep))
+
+        if n_processes > 1:
+            workers.run(data.path, _pages_in_worker, tasks(), n_processes, bar.update)
+        else:
+            for task in tasks():
+                bar.update(_pages(data, *task))
     return len(keys)
+
+
+def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int], todo: list[int],
+           before: int | None, after: int | None) -> int:
+    """The pages of ``todo``, features of ``chunk`` (``before`` and ``after`` its neighbours
+    in the report); returns the features of the chunk."""
+    deep = StaticLinks().at_depth(2)
+    order = [before, *chunk, after]
+    place = {feature: i for i, feature in enumerate(chunk, 1)}
+    for record in data.feature_batch(did, todo):
+        index = int(record.stats["feature"])
+        position = place[index]
+        page = feature_page(report_examples(record), deep, (order[position - 1], order[position + 1]), note=note())
+        staging.write_text(_rel(deep, did, index), page)
+    return len(chunk)
+
+
+def _pages_in_worker(*task: Any) -> int:
+    """:func:`_pages` in a worker process (:mod:`featurelens.export.workers`)."""
+    return _pages(workers.store(), *task)
 
 
 def _rel(links: StaticLinks, dictionary_id: str, feature: int) -> str:
     return links.feature(dictionary_id, feature).removeprefix(links.root)
 
 
-def _write_lists(data: BrowserData, staging: Staging, dictionary: dict, features: list[int],
-                 links: StaticLinks) -> None:
+def _write_list(data: BrowserData, staging: Staging, dictionary: dict, features: list[int], page: int,
+                pages: int, links: StaticLinks) -> None:
+    """List page ``page`` of ``pages`` of the report's (sorted) ``features``."""
     did = dictionary["dictionary_id"]
-    wanted = set(features)
-    pages = max(1, -(-len(features) // LIST_PAGE_SIZE))
-    for page in range(pages):
-        chunk = features[page * LIST_PAGE_SIZE:(page + 1) * LIST_PAGE_SIZE]
-        rows = []
-        if chunk:
-            rows = [r for r in data.features_in(did, chunk) if r["feature"] in wanted]
-        listing_page = Page(rows, page, page + 1 < pages)
-        name = links.dictionary(did, page).removeprefix(links.root)
-        staging.write_text(name, dictionary_page(dictionary, listing_page, links))
+    chunk = features[page * LIST_PAGE_SIZE:(page + 1) * LIST_PAGE_SIZE]
+    # the selection is sorted, so every selected feature between the chunk's ends is in it
+    rows = data.features_in(did, chunk) if chunk else []
+    listing_page = Page(rows, page, page + 1 < pages)
+    name = links.dictionary(did, page).removeprefix(links.root)
+    staging.write_text(name, dictionary_page(dictionary, listing_page, links))

@@ -29,8 +29,11 @@ def _store_state(data: BrowserData) -> list[object]:
 
 def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None,
-           graph_id: str | None = None, feature_base_url: str | None = None, all_nodes: bool = False) -> str:
+           graph_id: str | None = None, feature_base_url: str | None = None, all_nodes: bool = False,
+           processes: int | None = None) -> str:
     """Export the selected features of the store at ``store_path`` to ``output``; returns a summary line.
+    ``processes``: worker processes for the Neuronpedia and HTML writers (default: one per
+    core when the export is large, see :mod:`featurelens.export.workers`).
 
     A write that fails (disk full, no permission) is one sentence; the files already
     finished stay in ``<output>.partial`` and the same command resumes from them."""
@@ -40,7 +43,7 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
         if graph_id is not None:
             raise FeaturelensError("--graph goes with --format neuronpedia-graph; drop it or change the format.")
         return _export(store_path, fmt, output, dictionary_id=dictionary_id, where=where,
-                       visibility=visibility, embeddings=embeddings)
+                       visibility=visibility, embeddings=embeddings, processes=processes)
     except OSError as error:
         where_ = f" at {error.filename}" if error.filename else ""
         raise FeaturelensError(
@@ -49,7 +52,8 @@ def export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_
 
 
 def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary_id: str | None = None,
-            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None) -> str:
+            where: str | None = None, visibility: str = "PUBLIC", embeddings: str | None = None,
+            processes: int | None = None) -> str:
     if fmt not in FORMATS:
         raise FeaturelensError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     embedder = None
@@ -77,13 +81,14 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
                    "visibility": visibility, "embeddings": embeddings}
         staging = stage(output, request, _store_state(data))
         if fmt == "neuronpedia":
-            count = neuronpedia.write(data, staging, keys, visibility=visibility, embedder=embedder)
+            count = neuronpedia.write(data, staging, keys, visibility=visibility, embedder=embedder,
+                                      processes=processes)
             what = f"{len(keys)} features in {count} batch files"
         elif fmt == "neuronpedia-upload":
             count = neuronpedia_upload.write(data, staging, keys, visibility=visibility)
             what = f"{len(keys)} features in {count} upload-batch payloads"
         elif fmt == "html":
-            html.write(data, staging, keys)
+            html.write(data, staging, keys, processes=processes)
             what = f"{len(keys)} feature pages (open index.html)"
         else:
             what = ""

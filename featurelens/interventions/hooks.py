@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared
 from featurelens.core.model import hookpoints as hp
 from featurelens.core.model.module_outputs import first_tensor, with_first_tensor
 from featurelens.interventions.edits import Edit, check_positions, normalize_edits
@@ -30,8 +31,9 @@ from featurelens.interventions.edits import Edit, check_positions, normalize_edi
 
 def _model_and_resolver(model: Any) -> tuple[torch.nn.Module, Callable[[str], hp.HookSite]]:
     """(the transformers module, hookpoint name -> HookSite) for a backend or a bare model."""
-    if hasattr(model, "site") and isinstance(getattr(model, "model", None), torch.nn.Module):
-        return model.model, model.site
+    site, module = declared(model, "site", ModelBackendBase), declared(model, "model", ModelBackendBase)
+    if callable(site) and isinstance(module, torch.nn.Module):
+        return module, site
     if isinstance(model, torch.nn.Module) and hasattr(model, "config"):
         family = hp.detect_family(model)
         config = model.config

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared
 
 
 def check_length(backend: Any, prompt_tokens: int, max_tokens: int) -> None:
     """One sentence when the prompt plus the tokens to generate do not fit the model."""
-    limit = getattr(backend, "max_context", None)  # the backend read it from the model's config
+    limit = declared(backend, "max_context", ModelBackendBase)  # the backend read it from the model's config
     if limit is not None and prompt_tokens + max_tokens > limit:
         raise FeaturelensError(
             f"The prompt is {prompt_tokens} tokens and {max_tokens} more are asked for, but the model "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared, steering_missing
 
 
 @dataclass
@@ -61,11 +62,14 @@ def dictionary_row(values: tuple[Any, ...]) -> dict[str, Any]:
 
 def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | None = None,
                 store_path: str | Path | None = None, dtype: str = "float32", device: str = "auto",
-                backend: Any = None, row: dict[str, Any] | None = None) -> Target:
+                backend: Any = None, row: dict[str, Any] | None = None,
+                backend_name: str = "hf") -> Target:
     """Load the model and dictionary named on the command line (module docstring).
 
-    ``backend`` reuses a loaded model; ``row`` is the stored dictionary's
-    :func:`stored_dictionary` row when the caller already read it (the browser).
+    ``backend`` reuses a loaded model; ``backend_name``: the registered model backend to load
+    one with (``--backend``; it must offer the steering members,
+    :data:`~featurelens.core.host.protocols.STEERING_MEMBERS`); ``row`` is the stored
+    dictionary's :func:`stored_dictionary` row when the caller already read it (the browser).
     """
     from featurelens.core.dictionaries.loading import load_dictionary
     from featurelens.core.extraction.extractor import dictionary_id_of
@@ -89,7 +93,14 @@ def load_target(dictionary: str, *, model: str | None = None, hookpoint: str | N
                 f"--hookpoint is needed with --dictionary {dictionary} (it is not in the store); "
                 "pass e.g. --hookpoint blocks.6.hook_resid_post.")
         spec = dictionary
-    lm = backend or create("model_backend", "hf", model or "smollm2", dtype=dtype, device=device)
+    lm = backend or create("model_backend", backend_name, model or "smollm2", dtype=dtype, device=device)
+    missing = steering_missing(lm)
+    if missing:
+        name = backend_name if backend is None else declared(lm, "backend_name", ModelBackendBase)
+        raise FeaturelensError(
+            f"The model backend {name!r} cannot be steered: it offers no {', '.join(missing)} "
+            "(editing activations hooks the backend's torch module; see docs/plugins.md, Model backends); "
+            "use --backend hf, or a backend built on featurelens.api.CausalLM.")
     if "*" not in hookpoint:  # a transcoder set (blocks.*.<hook>) checks each layer's hookpoint as it loads
         lm.site(hookpoint)  # an unknown hookpoint is one sentence before anything loads
     loaded = load_dictionary(spec, backend=lm, hookpoint=hookpoint).to(lm.device).eval()

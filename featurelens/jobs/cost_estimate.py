@@ -1,11 +1,14 @@
 """``featurelens estimate``: what labeling a selection would cost, per provider:model.
 
-Builds the very requests a run would send for a sample of the selected features (the
-explainer's, then each scorer's against the feature's stored explanation or a typical
-one), counts them as ``--dry-run`` does (:func:`featurelens.llm.plan.tally`: each
-provider's declared token counter, the input its prompt cache serves, the output bound)
-and prices everything with the price table, live and through the batch API. "N features like these" scales the sample's
-per-feature figures to N.
+Plans every selected feature's jobs with the one planner ``--dry-run`` uses
+(:mod:`featurelens.llm.plan`): the jobs are built by the stages' own code
+(:meth:`~featurelens.llm.stage.LabelingStage.selection_jobs`: the explainer's, then each
+scorer's against the feature's stored explanation or a typical one), on the same sample of
+a large selection (:mod:`featurelens.llm.plan_sample`), counted with each provider's
+declared token counter, the input its prompt cache serves and the output bound, and
+priced with the price table, live and through the batch API. "N features like these"
+scales the sample's per-feature figures to N. Where the dry run plans what is left of a
+run, the estimate plans the whole selection, done or not.
 
 Adaptive scorers send rounds until their interval is narrow, so their calls lie
 between the first round and every round; both bounds are reported. Output tokens are
@@ -19,30 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from featurelens.core.host.protocols import (
-    Explainer,
-    FeatureRecord,
-    LLMRequest,
-    Scorer,
-    ScorerBase,
-    declared,
-    example_fallbacks,
-    example_kinds,
-)
-from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.core.host.protocols import ScorerBase, declared
+from featurelens.core.selection import Selection
 from featurelens.core.store.database import Store
-from featurelens.labelers.explain_grouped import grouped_request
+from featurelens.labelers.explain import ExplainStage
+from featurelens.labelers.explain_grouped import per_request
 from featurelens.llm import prompt_cache
-from featurelens.llm.plan import Tally, tally
+from featurelens.llm.plan import Tally, measured_outputs, plan_jobs, typical_latency
+from featurelens.llm.plan_sample import SAMPLE_FEATURES, sample_selection
 from featurelens.llm.pricing import Price, PriceTable
-from featurelens.llm.providers import provider_info
+from featurelens.llm.stage import LLMChoice
 from featurelens.llm.token_count import TokenCounter, counter_for
-from featurelens.registry.components import split_llm_spec
-
-#: Seconds a call takes when the store has no measured latency for the provider:model.
-ASSUMED_LATENCY_S = 2.0
-#: Stands in for explanations not written yet (about the length of a real one).
-TYPICAL_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
+from featurelens.scorers.score_jobs import ScoreStage
 
 
 @dataclass
@@ -69,6 +60,16 @@ class LLMEstimate:
     latency_s: float
     latency_measured: bool
     counter: TokenCounter | None = None  #: what the input tokens were counted with
+    choice: LLMChoice | None = None  #: ``llm`` resolved (provider, model, declaration)
+
+    @property
+    def provider_model(self) -> tuple[str, str]:
+        return (self.choice.provider, self.choice.model) if self.choice else tuple(self.llm.split(":", 1))  # type: ignore[return-value]
+
+    @property
+    def batch_api(self) -> bool:
+        """Whether the provider declares a batch API for this model's default options."""
+        return self.choice is not None and "batch_api" in self.choice.capabilities
 
     def totals(self, bound: str) -> Tally:
         total = Tally()
@@ -101,124 +102,48 @@ class LLMEstimate:
 def capabilities_for(llm: str) -> frozenset[str]:
     """What ``llm`` can do with its default options, as its provider declares (no client is
     built, no key needed): chooses the simulation mode."""
-    provider, _ = split_llm_spec(llm)
-    return provider_info(provider).capabilities
+    return LLMChoice.resolve(llm).capabilities
 
 
-def _measured_output(store: Store, provider: str, model: str) -> dict[str, float]:
-    rows = store.execute(
-        "SELECT purpose, avg(output_tokens) FROM llm_calls WHERE provider = ? AND model = ? "
-        "AND status = 'ok' AND output_tokens IS NOT NULL GROUP BY purpose", [provider, model])
-    return {purpose: float(mean) for purpose, mean in rows}
+def estimate_costs(store: Store, selection: Selection, llm: str | LLMChoice, explain: ExplainStage | None,
+                   scorers: Iterable[ScoreStage], *, features: int | None = None,
+                   sample: int = SAMPLE_FEATURES, prices: PriceTable | None = None,
+                   counter: TokenCounter | None = None) -> LLMEstimate:
+    """The estimate for explaining and scoring ``selection`` on ``llm`` (nothing is sent).
 
-
-def _measured_latency(store: Store, provider: str, model: str) -> float | None:
-    rows = store.execute(
-        "SELECT median(latency_s) FROM llm_calls WHERE provider = ? AND model = ? AND status = 'ok' "
-        "AND latency_s > 0", [provider, model])
-    return float(rows[0][0]) if rows and rows[0][0] else None
-
-
-def _kinds(components: list[Any]) -> dict[str, int | None] | None:
-    """The stored windows any of ``components`` reads (``None``: load every kind), their
-    fallbacks included (a sample is small: every feature reads them)."""
-    merged: dict[str, int | None] = {}
-    for component in components:
-        kinds = example_kinds(component)
-        if not kinds:
-            return None
-        wanted = [*kinds.items()] + [item for instead in (example_fallbacks(component) or {}).values()
-                                     for item in instead.items()]
-        for kind, most in wanted:
-            if kind in merged and (merged[kind] is None or most is None):
-                merged[kind] = None
-            else:
-                merged[kind] = most if kind not in merged else max(merged[kind], most)  # type: ignore[type-var]
-    return merged
-
-
-def _explanations(store: Store, records: list[FeatureRecord]) -> dict[tuple[str, int], str]:
-    if not records:
-        return {}
-    keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
-    params = [v for r in records for v in (r.dictionary_id, r.feature)]
-    rows = store.execute(f"SELECT dictionary_id, feature, min(text) FROM explanations WHERE {keys} "
-                         "GROUP BY dictionary_id, feature", params)
-    return {(d, f): text for d, f, text in rows}
-
-
-def _explain_requests(explainer: Explainer, records: list[FeatureRecord],
-                      per_request: int) -> Iterable[list[LLMRequest]]:
-    """The explainer's requests for ``records``, grouped ``per_request`` features to one as
-    ``explain`` groups them (features with no request are left out of the groups)."""
-    if per_request <= 1:
-        for record in records:
-            yield explainer.requests(record)
-        return
-    explainable = [r for r in records if r.examples and explainer.requests(r)]
-    for start in range(0, len(explainable), per_request):
-        yield [grouped_request(explainer, explainable[start:start + per_request])]
-
-
-def estimate_costs(store: Store, selection: Selection, llms: Iterable[str], explainer: Explainer | None,
-                   scorers: Iterable[Scorer], *, features: int | None = None, sample: int = 200,
-                   prices: PriceTable | None = None, counter: TokenCounter | None = None,
-                   features_per_request: int = 1) -> list[LLMEstimate]:
-    """Per provider:model estimates for explaining and scoring the selection (nothing is sent).
-
-    Requests are counted as ``--dry-run`` counts them (:func:`featurelens.llm.plan.tally`),
-    with each provider's declared counter unless ``counter`` is given.
-    ``features_per_request`` > 1 counts the explainer's requests grouped as ``explain`` sends
-    them (:mod:`featurelens.labelers.explain_grouped`)."""
+    ``explain`` and ``scorers`` are the stages a run would use (the explainer's defaults
+    for this LLM already resolved, :meth:`ExplainStage.prepare`); their jobs for a sample of
+    at most ``sample`` selected features are planned with
+    :func:`~featurelens.llm.plan.plan_jobs`, counted with the provider's declared counter
+    unless ``counter`` is given."""
     prices = prices or PriceTable.load()
-    scorers = list(scorers)
-    selected = count_features(store, selection)
-    total = features if features is not None else selected
-    kinds = _kinds(([explainer] if explainer else []) + scorers)
-    sample_selection = Selection(selection.where, selection.dictionary_id,
-                                 min(sample, selection.limit or sample))
-    records = [r for chunk in stream_records(store, sample_selection, 256, kinds) for r in chunk]
-    texts = _explanations(store, records)
-    out = []
-    for llm in llms:
-        provider, model = split_llm_spec(llm)
-        caps = capabilities_for(llm)
-        counted = counter or counter_for(provider, model)
-        outputs = _measured_output(store, provider, model)
-        stages: list[StageEstimate] = []
-        if explainer is not None:
-            stage = StageEstimate("explain", per_request=features_per_request)
-            measured = True
-            for requests in _explain_requests(explainer, records, features_per_request):
-                counted_tally, ok = tally(requests, counted, provider, model, outputs)
-                stage.low.add(counted_tally)
-                stage.high.add(counted_tally)
-                measured = measured and ok
-            stage.output_measured = measured
-            stages.append(stage)
-        for scorer in scorers:
-            stage = StageEstimate(f"score:{scorer.name}")
-            choose = declared(scorer, "choose_mode", ScorerBase)
-            stage.mode = choose(caps) if callable(choose) else None
-            every = declared(scorer, "all_requests", ScorerBase)
-            measured = True
-            for record in records:
-                if not record.examples:
-                    continue
-                text = texts.get((record.dictionary_id, record.feature), TYPICAL_EXPLANATION)
-                first = scorer.requests(record, text, caps)
-                low, ok = tally(first, counted, provider, model, outputs)
-                high, _ = tally(every(record, text, caps) if callable(every) else first, counted,
-                                provider, model, outputs)
-                stage.low.add(low)
-                stage.high.add(high)
-                measured = measured and ok
-            stage.output_measured = measured
-            stages.append(stage)
-        latency = _measured_latency(store, provider, model)
-        out.append(LLMEstimate(llm, prices.price(provider, model), stages, len(records), total,
-                               latency or ASSUMED_LATENCY_S, latency is not None, counted))
-    return out
+    choice = llm if isinstance(llm, LLMChoice) else LLMChoice.resolve(llm)
+    provider, model, caps = choice.provider, choice.model, choice.capabilities
+    planned_on, _, sampled, selected = sample_selection(store, selection, sample)
+    counted = counter or counter_for(provider, model)
+    outputs = measured_outputs(store, provider, model)
+
+    def plan(jobs: Any) -> Any:
+        return plan_jobs(store, jobs, provider, model, counted, outputs=outputs, cache_answers=False)
+
+    stages: list[StageEstimate] = []
+    if explain is not None:
+        planned = plan(explain.selection_jobs(store, planned_on, caps))
+        low, high = Tally(), Tally()
+        low.add(planned.sent)
+        high.add(planned.sent)
+        stages.append(StageEstimate("explain", low, high, planned.output_measured,
+                                    per_request=per_request(explain.spec.options)))
+    for stage in scorers:
+        choose = declared(stage.component, "choose_mode", ScorerBase)
+        first = plan(stage.selection_jobs(store, planned_on, caps))
+        every = plan(stage.selection_jobs(store, planned_on, caps, every_round=True))
+        stages.append(StageEstimate(f"score:{stage.spec.scorer}", first.sent, every.sent,
+                                    first.output_measured, choose(caps) if callable(choose) else None))
+    latency = typical_latency(store, provider, model)
+    return LLMEstimate(choice.spec, prices.price(provider, model), stages, sampled,
+                       features if features is not None else selected, latency.seconds, latency.measured,
+                       counted, choice)
 
 
 def _range(low: float, high: float, fmt: str) -> str:
@@ -235,7 +160,7 @@ def _duration(seconds: float) -> str:
 
 def _padding_lines(est: LLMEstimate) -> list[str]:
     """Where a shared prefix is below the cache minimum: would lengthening it pay?"""
-    provider, model = split_llm_spec(est.llm)
+    provider, model = est.provider_model
     out = []
     for stage in est.stages:
         if not stage.high.calls or stage.high.cached:
@@ -270,9 +195,9 @@ def report_lines(estimates: list[LLMEstimate], *, concurrency: int,
     for est in estimates:
         lines.append("")
         lines.append(est.llm)
-        provider, model = split_llm_spec(est.llm)
+        provider, model = est.provider_model
         minimum = prompt_cache.minimum_prefix(provider, model)
-        batch_ok = "batch_api" in capabilities_for(est.llm)
+        batch_ok = est.batch_api
         lines.append(f"  {'stage':<36}{'calls':>10} {'input':>13} {'cached':>13} {'output':>13}  shared prefix")
         n = max(1, est.sampled)
         for stage in est.stages:

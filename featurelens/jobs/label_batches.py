@@ -22,11 +22,13 @@ from typing import Any
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.store.database import Store
-from featurelens.llm.batch.clients import batch_client
-from featurelens.llm.batch.submit import Submission, submit_jobs
-from featurelens.llm.engine import EngineSettings, RunStats
+from featurelens.labelers.explain import ExplainSpec, ExplainStage, never_fired_noted
+from featurelens.llm.batch.submit import Submission
+from featurelens.llm.engine import RunStats
 from featurelens.llm.pricing import PriceTable
-from featurelens.llm.runs import finish_run, run_id_for, start_run
+from featurelens.llm.runs import finish_run, run_id_for
+from featurelens.llm.stage import LLMChoice
+from featurelens.scorers.score_jobs import ScoreSpec, ScoreStage
 
 
 class LabelStats(RunStats):
@@ -39,69 +41,51 @@ def label_config(explain_spec: Any, score_specs: list[Any]) -> dict[str, Any]:
     return {"explain": explain_spec.config(), "scores": [spec.config() for spec in score_specs]}
 
 
-def submit_label(store: Store, explain_spec: Any, score_specs: list[Any], *,
-                 provider_options: dict[str, Any] | None = None) -> Submission:
-    """Submit the explanation batches of a label job (scoring follows on collection)."""
-    from featurelens.core.selection import count_features
-    from featurelens.labelers.explain import explain_jobs, make_explainer, never_fired_noted
-    from featurelens.labelers.explain_defaults import resolve
-    from featurelens.llm.providers import build_provider
-    from featurelens.scorers.score_jobs import build_scorer
+def submit_label(store: Store, explain_spec: ExplainSpec, score_specs: list[ScoreSpec], *,
+                 llm: LLMChoice | None = None, provider_options: dict[str, Any] | None = None) -> Submission:
+    """Submit the explanation batches of a label job (scoring follows on collection).
 
+    ``llm``: the job's ``--llm`` and provider options resolved once (else resolved here from
+    ``explain_spec.llm`` and ``provider_options``); every stage carries it."""
+    llm = llm or LLMChoice.resolve(explain_spec.llm, provider_options)
     # the config records the resolved default; the explainer is rebuilt if it changed its options
-    explain_spec, explainer = resolve(explain_spec, make_explainer(explain_spec), make_explainer)
+    explain = ExplainStage.prepare(explain_spec, llm=llm)
     for spec in score_specs:
-        build_scorer(spec)  # an unknown scorer option is refused now, not a day later
+        ScoreStage.prepare(spec, llm=llm)  # an unknown scorer option is refused now, not a day later
         if spec.llm != explain_spec.llm:
             raise FeaturelensError(
                 "label --batch-api scores with the explaining LLM; drop --score-llm, or explain with "
                 "--batch-api first and then run featurelens score --batch-api --llm for the other model.")
-    count_features(store, explain_spec.selection)
-    provider = build_provider(explain_spec.llm, **(provider_options or {}))
-    batch_client(provider)  # refuse before the run is recorded
-    config = label_config(explain_spec, score_specs)
-    config["provider_options"] = provider_options or {}
-    run_id = start_run(store, "label", config)
-    submission = submit_jobs(store, provider, explain_jobs(store, explainer, explain_spec, run_id),
-                             run_id=run_id, purpose="explain")
-    return never_fired_noted(store, explain_spec.selection, submission)
+    config = label_config(explain.spec, score_specs)
+    config["provider_options"] = dict(llm.options)
+    submission = explain.submit(store, run=("label", config))
+    return never_fired_noted(store, explain.spec.selection, submission)
 
 
 def finish_label(store: Store, config: dict[str, Any], prices: PriceTable, progress: bool) -> RunStats:
-    """Write what the collected batches answered, then submit the next stage's batches."""
-    from featurelens.labelers.explain import ExplainSpec, explain_features
-    from featurelens.llm.providers import build_provider
-    from featurelens.scorers.batch_rounds import advance
-    from featurelens.scorers.score_jobs import (
-        ScoreSpec,
-        build_scorer,
-        count_explanations,
-        score_features,
-        score_jobs,
-    )
-
+    """Write what the collected batches answered, then submit the next stage's batches: the
+    explain stage finished from the cache, then each score stage's next round (submitted under
+    the label run) or, once none is due, its scores from the cache: the two steps of
+    :meth:`~featurelens.llm.stage.LabelingStage.finish_from_batches`."""
     run_id = run_id_for("label", config)
-    settings = EngineSettings(cache_only=True, progress=progress)
     total = LabelStats(run_id=run_id)
     total.notes = []
-    explained = explain_features(store, ExplainSpec.from_config(config["explain"]), settings=settings,
-                                 prices=prices, provider_defaults=False)
-    _add(total, explained)
+    explain_spec = ExplainSpec.from_config(config["explain"])
+    llm = LLMChoice.resolve(explain_spec.llm, config.get("provider_options", {}))
+    explain = ExplainStage.prepare(explain_spec, provider_defaults=False, llm=llm)
+    _add(total, explain.finish_cached(store, prices, progress))
     waiting = 0
     for entry in config["scores"]:
-        spec = ScoreSpec.from_config(entry)
-        if count_explanations(store, spec) == 0:
-            total.notes.append(f"  {spec.scorer}: no explanations to score (see the failures table).")
+        stage = ScoreStage.prepare(ScoreSpec.from_config(entry), llm=llm)
+        if stage.count(store) == 0:
+            total.notes.append(f"  {stage.spec.scorer}: no explanations to score (see the failures table).")
             continue
-        provider = build_provider(spec.llm, **config.get("provider_options", {}))
-        jobs = score_jobs(store, build_scorer(spec), spec, frozenset(provider.capabilities), run_id)
-        pending = advance(store, provider, jobs, run_id=run_id, purpose=f"score:{spec.scorer}",
-                          label=spec.scorer)
+        pending = stage.next_round(store, run_id)  # under the label run
         if pending is not None:
             waiting += 1
-            total.notes.extend(pending.notes)
+            total.notes.extend(getattr(pending, "notes", []))
             continue
-        _add(total, score_features(store, spec, settings=settings, prices=prices))
+        _add(total, stage.finish_cached(store, prices, progress))
     if waiting == 0:
         finish_run(store, run_id, "done", total.as_dict())
         total.notes.append("  label run complete: explanations and scores are written.")

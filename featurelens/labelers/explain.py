@@ -131,10 +131,12 @@ def _finisher(explainer: Explainer, spec: ExplainSpec, record: FeatureRecord, ei
 
 
 def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: str | None = None,
-                 chunk_size: int = 256, on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
+                 chunk_size: int = 256, on_skip: Callable[[int], None] | None = None, *,
+                 skip_done: bool = True) -> Iterator[Job]:
     """One job per selected feature that has no explanation yet, streamed chunk by chunk.
 
-    ``on_skip(n)`` is told how many features of each chunk were already explained.
+    ``on_skip(n)`` is told how many features of each chunk were already explained;
+    ``skip_done=False`` keeps them (``estimate`` prices the whole selection).
     Features that never fired are left out (:mod:`featurelens.core.never_fired`).
     """
     kinds = example_kinds(explainer)  # optional: which windows it reads
@@ -146,7 +148,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, options)
                for r in records}
-        done = _existing(store, list(ids.values()), [r.feature for r in records])
+        done = _existing(store, list(ids.values()), [r.feature for r in records]) if skip_done else set()
         if done and on_skip is not None:
             on_skip(len(done))
         for record in records:
@@ -196,18 +198,20 @@ class ExplainStage(LabelingStage):
 
     @classmethod
     def prepare(cls, spec: ExplainSpec, provider_options: dict[str, Any] | None = None, *,
-                provider_defaults: bool = True) -> "ExplainStage":
+                provider_defaults: bool = True, llm: LLMChoice | None = None) -> "ExplainStage":
         """The stage of ``spec``: its explainer, the provider's ``features_per_request``
         filled in when ``provider_defaults`` (:mod:`.explain_defaults`; finishing a recorded
         run passes False, so it rebuilds exactly what was submitted), and the LLM its rows
-        are recorded under."""
+        are recorded under. ``llm``: ``spec.llm`` and the provider options already resolved
+        by the caller (``label`` resolves its ``--llm`` once for every stage)."""
         explainer = make_explainer(spec)
-        llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
+        if llm is None or llm.spec != spec.llm:
+            llm = LLMChoice.resolve(spec.llm, provider_options)  # once: the defaults and the stage read it
         if provider_defaults:
             spec, explainer = resolve(spec, explainer, make_explainer, llm)
         recorded = offline_spec(explainer, spec)
         if recorded.llm != spec.llm:
-            llm = LLMChoice.resolve(recorded.llm, provider_options)
+            llm = LLMChoice.resolve(recorded.llm, llm.options)
         return cls(recorded, explainer, llm, offline=recorded.llm != spec.llm)
 
     @property
@@ -225,6 +229,12 @@ class ExplainStage(LabelingStage):
              on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
         return explain_jobs(store, self.component, spec, run_id, chunk_size=record_chunk(self.component),
                             on_skip=on_skip)
+
+    def selection_jobs(self, store: Store, selection: Selection, capabilities: frozenset[str], *,
+                       every_round: bool = False) -> Iterator[Job]:
+        spec = replace(self.spec, where=selection.where, dictionary_id=selection.dictionary_id,
+                       limit=selection.limit)
+        return explain_jobs(store, self.component, spec, skip_done=False)
 
 
 def explain_features(store: Store | StoreLike, spec: ExplainSpec, *, provider: LLMProvider | None = None,

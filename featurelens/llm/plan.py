@@ -1,20 +1,22 @@
-"""``--dry-run``: what a labeling job would send, cost and take, before anything is spent.
+"""The one planner: what labeling jobs would send, cost and take, before anything is spent.
 
-Walks the same jobs the engine would run (so resumed work and cached responses are
-left out exactly as they would be), counts each request with :func:`tally`: input
-tokens with the provider's declared counter (:mod:`featurelens.llm.token_count`), the
-part its prompt cache serves, the output bounded by each request's ``max_tokens``;
-prices them with the price table, and turns calls and tokens into an expected wall
-time from the concurrency, the rate limits and the provider's latency (the median in
-this store's ``llm_calls``, or an assumed one). Large selections are planned from a
-sample (:mod:`featurelens.llm.plan_sample`). ``featurelens estimate``
-(:mod:`featurelens.jobs.cost_estimate`) counts with the same :func:`tally`, so the two
-agree on the same job.
+``--dry-run`` plans the jobs a run would send (the stage's remaining jobs, so resumed
+work and cached responses are left out exactly as they would be); ``featurelens
+estimate`` (:mod:`featurelens.jobs.cost_estimate`) plans every selected feature's jobs
+as if none were done. Both build their jobs with the stage's own code
+(:meth:`featurelens.llm.stage.LabelingStage.jobs` and ``selection_jobs``), on the same
+sample of a large selection (:mod:`featurelens.llm.plan_sample`), and count them here
+with :func:`plan_jobs`: each request's input tokens with the provider's declared counter
+(:mod:`featurelens.llm.token_count`), the part its prompt cache serves
+(:func:`tally`), the output bounded by each request's ``max_tokens`` (or the measured
+mean, for ``estimate``). Wall time comes from the concurrency, the rate limits and one
+latency: :func:`typical_latency`, the median of this store's answered calls to the model,
+or an assumed one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from featurelens.core.host.protocols import LLMRequest, batched
@@ -90,13 +92,40 @@ def _duration(seconds: float) -> str:
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
-def typical_latency(store: Store, provider: str, model: str) -> tuple[float, str]:
-    """Median seconds of this model's answered calls in the store, else the assumption."""
+@dataclass(frozen=True)
+class Latency:
+    """Seconds a call to one provider:model takes: measured in the store, or assumed."""
+
+    seconds: float
+    calls: int = 0  #: answered calls the median is taken over (0: assumed)
+
+    @property
+    def measured(self) -> bool:
+        return self.calls > 0
+
+    @property
+    def source(self) -> str:
+        if self.measured:
+            return f"median of {self.calls:,} calls in this store"
+        return "assumed: no call to this model in this store yet"
+
+
+def typical_latency(store: Store, provider: str, model: str) -> Latency:
+    """The median seconds of this model's answered calls in the store (calls with a measured
+    latency: batch answers and cache hits have none), else :data:`ASSUMED_LATENCY_S`."""
     row = store.execute("SELECT median(latency_s), count(*) FROM llm_calls WHERE provider = ? "
-                        "AND model = ? AND status = 'ok' AND latency_s IS NOT NULL", [provider, model])
+                        "AND model = ? AND status = 'ok' AND latency_s > 0", [provider, model])
     if row and row[0][1]:
-        return float(row[0][0]), f"median of {row[0][1]:,} calls in this store"
-    return ASSUMED_LATENCY_S, "assumed: no call to this model in this store yet"
+        return Latency(float(row[0][0]), int(row[0][1]))
+    return Latency(ASSUMED_LATENCY_S)
+
+
+def measured_outputs(store: Store, provider: str, model: str) -> dict[str, float]:
+    """The mean output tokens of this model's answered calls in the store, per purpose."""
+    rows = store.execute(
+        "SELECT purpose, avg(output_tokens) FROM llm_calls WHERE provider = ? AND model = ? "
+        "AND status = 'ok' AND output_tokens IS NOT NULL GROUP BY purpose", [provider, model])
+    return {purpose: float(mean) for purpose, mean in rows}
 
 
 def output_bound(provider: str, request: LLMRequest) -> int:
@@ -146,26 +175,53 @@ def tally(requests: Iterable[LLMRequest], counter: TokenCounter, provider: str, 
     return result, measured
 
 
-def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
-             prices: PriceTable | None = None, batch: bool = False, *,
-             counter: TokenCounter | None = None, scale: float = 1.0,
-             sampled: tuple[int, int] | None = None, settings=None) -> Estimate:
-    """Count what running ``jobs`` on ``provider:model`` would send (nothing is sent);
-    ``scale`` multiplies the counts when ``jobs`` are a sample of the selection."""
-    prices = prices or PriceTable.load()
-    counter = counter or counter_for(provider, model)
-    result = Estimate(f"{provider}:{model}", counted_with=counter.method, sampled=sampled)
-    sent = Tally()
+@dataclass
+class Planned:
+    """What some jobs would send: the features they cover, the calls the response cache
+    answers, and the calls and tokens that would be sent."""
+
+    features: int = 0
+    cached_calls: int = 0
+    sent: Tally = field(default_factory=Tally)
+    output_measured: bool = True  #: every output count is a measured mean, not a bound
+
+
+def plan_jobs(store: Store, jobs: Iterable[Job], provider: str, model: str, counter: TokenCounter, *,
+              outputs: Mapping[str, float] | None = None, cache_answers: bool = True) -> Planned:
+    """Count ``jobs`` on ``provider:model`` (nothing is sent): each request with :func:`tally`;
+    with ``cache_answers``, requests the response cache already holds are counted apart, as
+    the run would answer them without a call."""
+    result = Planned()
     for chunk in batched(jobs, 256):
-        keys = [[cache.cache_key(provider, model, r) for r in job.requests] for job in chunk]
-        hits = cache.lookup(store, (k for ks in keys for k in ks))
+        keys: list[list[str | None]] = [[None] * len(job.requests) for job in chunk]
+        hits: Mapping[str, object] = {}
+        if cache_answers:
+            keys = [[cache.cache_key(provider, model, r) for r in job.requests] for job in chunk]
+            hits = cache.lookup(store, (k for ks in keys for k in ks))
         for job, job_keys in zip(chunk, keys):
             result.features += job.features
             for request, key in zip(job.requests, job_keys):
                 if key in hits:
                     result.cached_calls += 1
                     continue
-                sent.add(tally([request], counter, provider, model)[0])
+                counted, measured = tally([request], counter, provider, model, outputs)
+                result.sent.add(counted)
+                result.output_measured = result.output_measured and measured
+    return result
+
+
+def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
+             prices: PriceTable | None = None, batch: bool = False, *,
+             counter: TokenCounter | None = None, scale: float = 1.0,
+             sampled: tuple[int, int] | None = None, settings=None) -> Estimate:
+    """Count what running ``jobs`` on ``provider:model`` would send (``--dry-run``; nothing is
+    sent); ``scale`` multiplies the counts when ``jobs`` are a sample of the selection."""
+    prices = prices or PriceTable.load()
+    counter = counter or counter_for(provider, model)
+    result = Estimate(f"{provider}:{model}", counted_with=counter.method, sampled=sampled)
+    planned = plan_jobs(store, jobs, provider, model, counter)
+    sent = planned.sent
+    result.features, result.cached_calls = planned.features, planned.cached_calls
     result.calls, result.input_tokens, result.max_output_tokens = sent.calls, sent.input, sent.output
     result.cached_input_tokens = sent.cached
     if scale != 1.0:
@@ -174,7 +230,8 @@ def estimate(store: Store, jobs: Iterable[Job], provider: str, model: str,
             setattr(result, name, round(getattr(result, name) * scale))
     if settings is not None:
         result.concurrency, result.rpm, result.tpm = settings.concurrency, settings.rpm, settings.tpm
-    result.latency_s, result.latency_source = typical_latency(store, provider, model)
+    latency = typical_latency(store, provider, model)
+    result.latency_s, result.latency_source = latency.seconds, latency.source
     price = prices.price(provider, model)
     if price is None:
         result.cost_usd = result.input_cost_usd = None

@@ -57,19 +57,22 @@ def run_labeling(store: Store, *, kind: str, config: dict[str, Any], llm: str,
                  provider: "LLMProvider | None", provider_options: dict[str, Any] | None,
                  make_jobs: Callable[[Any, str, "LLMProvider"], Iterable["Job"]],
                  total: int, desc: str, settings: "EngineSettings | None",
-                 prices: "PriceTable | None") -> "RunStats":
+                 prices: "PriceTable | None",
+                 build: "Callable[[], LLMProvider] | None" = None) -> "RunStats":
     """Start (or resume) a run, stream ``make_jobs(engine, run_id, provider)`` through the
     engine, and mark the run done or failed, whatever happens.
 
-    ``provider`` is built from ``llm`` when not given, and then closed at the end; one
-    passed in belongs to the caller (``label`` shares one client between its stages).
+    ``provider`` is built when not given (by ``build``, else from ``llm`` and
+    ``provider_options``), and then closed at the end; one passed in belongs to the caller
+    (``label`` shares one client between its stages).
     """
     from featurelens.llm import journal
     from featurelens.llm.engine import Engine
     from featurelens.llm.providers import build_provider
 
     owned = provider is None
-    provider = provider or build_provider(llm, **(provider_options or {}))
+    if provider is None:
+        provider = build() if build is not None else build_provider(llm, **(provider_options or {}))
     journal.replay(store)  # before the run is recorded: a damaged journal leaves no run behind
     run_id = start_run(store, kind, config)
     engine = Engine(store, provider, settings=settings, run_id=run_id, prices=prices)

@@ -10,11 +10,16 @@ skeleton, written here once:
   stream the jobs through the engine, mark the run done or failed
   (:func:`featurelens.llm.runs.run_labeling`);
 - **plan** (``--dry-run``): the same jobs on a sample of the selection, counted and
-  priced without sending anything (:mod:`featurelens.llm.plan`);
+  priced without sending anything by the one planner (:mod:`featurelens.llm.plan`);
+  ``estimate`` plans :meth:`LabelingStage.selection_jobs` (every selected feature's jobs,
+  done or not) with the same planner on the same sample;
 - **submit** (``--batch-api``): the same jobs as provider batches, the run recorded
-  first so ``batches collect`` can finish it;
+  first so ``batches collect`` can finish it (under the stage's own run, or a larger one:
+  ``label`` submits its explain stage under the label run);
 - **finish from batches**: once every answer is cached, the next round of rounds-based
-  jobs if one is due, else the run again in cache-only mode.
+  jobs if one is due (:meth:`LabelingStage.next_round`), else the run again in
+  cache-only mode (:meth:`LabelingStage.finish_cached`); ``label`` calls the two steps
+  for each of its score stages under the label run.
 
 A stage carries its spec (already resolved: provider defaults filled in, the LLM a
 job of a component that needs none is recorded under), its component, and the job's
@@ -38,9 +43,10 @@ from featurelens.core.never_fired import (
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
 from featurelens.llm import providers
-from featurelens.registry.components import split_llm_spec
+from featurelens.registry.components import Component, split_llm_spec
 
 if TYPE_CHECKING:
+    from featurelens.core.selection import Selection
     from featurelens.llm.batch.submit import Submission
     from featurelens.llm.engine import EngineSettings, Job, RunStats
     from featurelens.llm.plan import Estimate
@@ -49,26 +55,32 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LLMChoice:
-    """A job's ``--llm`` and ``--provider-option`` values, resolved once."""
+    """A job's ``--llm`` and ``--provider-option`` values, resolved once: the spec split,
+    the provider's registry entry and declaration read. Every step of a stage (defaults,
+    plan, submit, run, finish) reads this object instead of splitting the spec again."""
 
     spec: str  #: ``provider:model``
     provider: str
     model: str
     options: Mapping[str, Any] = field(default_factory=dict)
     info: ProviderInfo = field(default_factory=ProviderInfo)
+    component: Component | None = None  #: the registry entry; ``None`` when no plugin registered it
 
     @classmethod
     def resolve(cls, spec: str, options: Mapping[str, Any] | None = None) -> "LLMChoice":
         """Split ``spec`` (one sentence when it is not ``provider:model``) and read the
         provider's declaration; the provider is not built and no key is needed."""
         provider, model = split_llm_spec(spec)
-        return cls(spec, provider, model, dict(options or {}), providers.provider_info(provider))
+        component = providers.provider_component(provider)
+        info = component.info if component is not None and component.info is not None else ProviderInfo()
+        return cls(spec, provider, model, dict(options or {}), info, component)
 
     def check(self) -> None:
         """Refuse a provider no plugin registered (one sentence naming the known ones)."""
-        from featurelens.core.host.manager import get_registry
+        if self.component is None:
+            from featurelens.core.host.manager import get_registry
 
-        get_registry().get("llm_provider", self.spec)
+            get_registry().get("llm_provider", self.spec)
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -77,7 +89,7 @@ class LLMChoice:
 
     def build(self) -> LLMProvider:
         """The provider itself (reads its key from the environment)."""
-        return providers.build_provider(self.spec, **self.options)
+        return providers.build_provider(self, **self.options)
 
 
 class LabelingStage(ABC):
@@ -102,6 +114,13 @@ class LabelingStage(ABC):
              on_skip: Any = None, every_round: bool = False) -> Iterator["Job"]:
         """The run's jobs for ``spec`` (the stage's own, or a sample of it when planning);
         ``every_round``: rounds-based jobs carry all their rounds at once (the upper bound)."""
+
+    @abstractmethod
+    def selection_jobs(self, store: Store, selection: "Selection", capabilities: frozenset[str], *,
+                       every_round: bool = False) -> Iterator["Job"]:
+        """Every job labeling ``selection`` sends, none left out as already done (``estimate``
+        prices a selection, the dry run what is left of a run); built by the same code as
+        :meth:`jobs`. Their ``finish`` is never called: the planner only counts them."""
 
     @property
     @abstractmethod
@@ -128,9 +147,10 @@ class LabelingStage(ABC):
         to do when that is an error for this stage. By default, the features that fired."""
         return split.fired
 
-    def next_round(self, store: Store) -> "RunStats | None":
+    def next_round(self, store: Store, run_id: str | None = None) -> "RunStats | None":
         """After a batch collection: submit the next round when jobs need one (its stats),
-        or ``None`` when every answer is in."""
+        or ``None`` when every answer is in. ``run_id``: the run the batches belong to
+        (by default the stage's own)."""
         return None
 
     # -- the skeleton ------------------------------------------------------------------
@@ -158,7 +178,7 @@ class LabelingStage(ABC):
         stats = run_labeling(
             store, kind=self.kind, config=self.spec.config(), llm=self.spec.llm, provider=provider,
             provider_options=dict(self.llm.options), total=total, make_jobs=make_jobs,
-            desc=self.desc, settings=settings, prices=prices)
+            desc=self.desc, settings=settings, prices=prices, build=self.llm.build)
         stats.resolved += cleared
         return stats
 
@@ -182,9 +202,11 @@ class LabelingStage(ABC):
         result.skipped = round(sum(skipped) * scale)
         return result
 
-    def submit(self, store: Store) -> "Submission":
+    def submit(self, store: Store, *, run: "tuple[str, dict[str, Any]] | None" = None) -> "Submission":
         """``--batch-api``: record the run, then submit its requests as provider batches
-        (for rounds-based jobs, the first round; each ``batches collect`` submits the next)."""
+        (for rounds-based jobs, the first round; each ``batches collect`` submits the next).
+        ``run``: the ``(kind, config)`` to record the batches under when the stage is part of
+        a larger run (``label``); by default the stage's own."""
         from featurelens.llm.batch.clients import batch_client
         from featurelens.llm.batch.submit import submit_jobs
         from featurelens.llm.runs import start_run
@@ -192,20 +214,28 @@ class LabelingStage(ABC):
         if self.offline:
             raise FeaturelensError(
                 f"The {self.component_name} {self.noun} needs no LLM, so there is nothing to submit; "
-                f"run featurelens {self.kind} without --batch-api.")
+                f"run featurelens {run[0] if run else self.kind} without --batch-api.")
         self.count(store)
         provider = self.llm.build()
-        batch_client(provider)  # refuse before the run is recorded
-        run_id = start_run(store, self.kind, self.spec.config())
+        client = batch_client(provider, self.llm.info)  # refuse before the run is recorded
+        kind, config = run or (self.kind, self.spec.config())
+        run_id = start_run(store, kind, config)
         return submit_jobs(store, provider, self.jobs(store, self.spec, run_id, frozenset(provider.capabilities)),
-                           run_id=run_id, purpose=self.purpose)
+                           run_id=run_id, purpose=self.purpose, client=client)
 
-    def finish_from_batches(self, store: Store, prices: "PriceTable", progress: bool) -> "RunStats":
+    def finish_from_batches(self, store: Store, prices: "PriceTable", progress: bool, *,
+                            run_id: str | None = None) -> "RunStats":
         """Write a run whose batch answers are all cached (``batches collect``): the next
-        round when one is due, else every result, from the cache alone."""
-        from featurelens.llm.engine import EngineSettings
-
-        waiting = self.next_round(store)
+        round when one is due (:meth:`next_round`), else every result, from the cache alone
+        (:meth:`finish_cached`). ``run_id``: the run the batches belong to when it is not the
+        stage's own (``label``)."""
+        waiting = self.next_round(store, run_id)
         if waiting is not None:
             return waiting
+        return self.finish_cached(store, prices, progress)
+
+    def finish_cached(self, store: Store, prices: "PriceTable", progress: bool) -> "RunStats":
+        """The run again in cache-only mode: every answer comes from the response cache."""
+        from featurelens.llm.engine import EngineSettings
+
         return self.run(store, settings=EngineSettings(cache_only=True, progress=progress), prices=prices)

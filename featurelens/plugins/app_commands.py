@@ -92,9 +92,13 @@ def serve_command(store_path: Path | None, host: str, port: int, model: str | No
 @click.option("--feature-base-url", default=None,
               help="neuronpedia-graph: where the viewer will fetch features/<n>.json [default: features].")
 @click.option("--all-nodes", is_flag=True, help="neuronpedia-graph: also the nodes and edges pruning removed.")
+@click.option("--processes", default=None, type=click.IntRange(1),
+              help="neuronpedia, html: worker processes writing batches [default: one per core from 20,000 "
+                   "features, where their start of about a second each pays; this process below].")
 def export_command(store_path: Path | None, fmt: str, output: Path | None, dictionary_id: str | None,
                    where: str | None, visibility: str, embeddings: str | None, send_url: str | None,
-                   dry_run: bool, graph_id: str | None, feature_base_url: str | None, all_nodes: bool) -> None:
+                   dry_run: bool, graph_id: str | None, feature_base_url: str | None, all_nodes: bool,
+                   processes: int | None) -> None:
     """Export features as Neuronpedia JSON, upload payloads, Parquet tables or a static HTML report,
     or an attribution graph for Neuronpedia's graph viewer."""
     from featurelens.core.errors import FeaturelensError
@@ -107,7 +111,7 @@ def export_command(store_path: Path | None, fmt: str, output: Path | None, dicti
     target = output or Path(f"export-{fmt}")
     summary = export(store_path, fmt, target, dictionary_id=dictionary_id, where=where,
                      visibility=visibility, embeddings=embeddings, graph_id=graph_id,
-                     feature_base_url=feature_base_url, all_nodes=all_nodes)
+                     feature_base_url=feature_base_url, all_nodes=all_nodes, processes=processes)
     click.echo(summary)
     if send_url:
         from featurelens.export.neuronpedia import upload
@@ -180,11 +184,15 @@ def search_command(text: str, store_path: Path | None, limit: int, dictionary_id
 @click.option("--split", type=click.Choice(["heldout", "all"]), default="heldout", show_default=True,
               help="heldout: train on the training documents, extract on the held-out ones; "
                    "all: both on the whole corpus (for a corpus of a few documents).")
+@click.option("--embeddings", default="local", show_default=True, metavar="SCHEME",
+              help="Embed every explanation for featurelens search by meaning: local (the installed "
+                   "all-MiniLM-L6-v2, stored in explanation_embeddings) or none (search embeds on its first query).")
 def run_command(store_path: Path | None, model: str, corpus: str, layer: int, expansion: int, k: int,
                 train_tokens: int, extract_tokens: int, label_features: int, llm: str,
-                score_windows: int, embedding_features: int, split: str) -> None:
+                score_windows: int, embedding_features: int, split: str, embeddings: str) -> None:
     """The whole job: train a dictionary, extract features, label every feature that fired
-    without an LLM, score the labels offline, explain and score a sample with the LLM.
+    without an LLM, score the labels offline, explain and score a sample with the LLM, and
+    embed every explanation for featurelens search.
 
     Rerunning the same command resumes: every stage skips what the store already holds.
     """
@@ -200,6 +208,6 @@ def run_command(store_path: Path | None, model: str, corpus: str, layer: int, ex
     options = RunOptions(model=model, corpus=corpus, layer=layer, expansion=expansion, k=k,
                          train_tokens=train_tokens, extract_tokens=extract_tokens,
                          label_features=label_features, llm=llm, score_windows=score_windows,
-                         embedding_features=embedding_features, split=split)
+                         embedding_features=embedding_features, split=split, embeddings=embeddings)
     report = run_pipeline(path, options, echo=lambda line: click.echo(line, err=True))
     click.echo(format_summary(summarize(path, report.dictionary_id), options))

@@ -43,8 +43,9 @@ def register_commands(cli: click.Group) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
 @click.option("--features", type=click.IntRange(min=1), default=None,
               help="Price this many features like the selected ones (e.g. 1000000).")
-@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Selected features whose requests are built and counted.")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="Selected features whose requests are built and counted: a hashed sample of larger "
+                   "selections [default: as many as --dry-run plans, 1000].")
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Requests in flight at once (for the wall time).")
 @click.option("--rpm", type=PositiveRate(), default=None,
@@ -57,50 +58,59 @@ def register_commands(cli: click.Group) -> None:
 @store_option
 def estimate_command(llms: tuple[str, ...], explainer: str, explainer_options: tuple[str, ...],
                      scorers: tuple[str, ...], scorer_options: tuple[str, ...], where: str | None,
-                     dictionary_id: str | None, limit: int | None, features: int | None, sample: int,
+                     dictionary_id: str | None, limit: int | None, features: int | None, sample: int | None,
                      concurrency: int, rpm: float | None, tpm: float | None, prices: Path | None,
                      as_json: bool, store_path: Path | None) -> None:
     """Estimate calls, tokens (input, cached, output; counted as each provider counts them, as
     --dry-run does), dollars with and without the batch API, and wall time for labeling a
     selection; sends nothing, needs no key."""
-    from featurelens.core.host.manager import get_registry
     from featurelens.core.selection import Selection, count_features
     from featurelens.jobs.cost_estimate import as_dict, estimate_costs, report_lines, tokenizers
-    from featurelens.labelers.explain import ExplainSpec, make_explainer
-    from featurelens.labelers.explain_defaults import resolve
-    from featurelens.labelers.explain_grouped import per_request as per_request_for
+    from featurelens.labelers.explain import ExplainSpec, ExplainStage
+    from featurelens.llm.plan_sample import SAMPLE_FEATURES
     from featurelens.llm.pricing import PriceTable
-    from featurelens.registry.components import split_llm_spec
-    from featurelens.scorers.score_jobs import ScoreSpec, build_scorer
+    from featurelens.llm.stage import LLMChoice
+    from featurelens.scorers.score_jobs import ScoreSpec, ScoreStage
 
     llms = llms or DEFAULT_LLMS
+    choices = []
     for llm in llms:
-        if ":" not in llm or not all(split_llm_spec(llm)):
+        if ":" not in llm or not all(llm.partition(":")[::2]):
             raise FeaturelensError(f"--llm {llm!r} is not provider:model; write e.g. --llm openai:gpt-4o-mini.")
-        get_registry().get("llm_provider", llm)  # an unknown provider is one sentence naming the known ones
+        choice = LLMChoice.resolve(llm)  # once: every stage of this LLM reads it
+        choice.check()  # an unknown provider is one sentence naming the known ones
+        choices.append(choice)
     table = PriceTable.load(prices)
+    selection = Selection(where, dictionary_id, limit)
     explain_options = tuple(sorted(parse_options(explainer_options, "--option").items()))
-    chosen = None if explainer == "none" else make_explainer(ExplainSpec("none:none", explainer, explain_options))
     sopts = tuple(sorted(parse_options(scorer_options, "-s").items()))
-    built = [build_scorer(ScoreSpec("none:none", name, sopts)) for name in scorers if name != "none"]
+
+    def explain_stage(choice: LLMChoice) -> ExplainStage | None:
+        """The explain stage a run on ``choice`` would use, its defaults for that LLM resolved."""
+        if explainer == "none":
+            return None
+        return ExplainStage.prepare(ExplainSpec(choice.spec, explainer, explain_options, where, dictionary_id,
+                                                limit), llm=choice)
+
+    scorer_names = [name for name in scorers if name != "none"]
+    if choices:  # options a component does not take are refused before the store is opened
+        explain_stage(choices[0])
+        for name in scorer_names:
+            ScoreStage.prepare(ScoreSpec(choices[0].spec, name, sopts))
     from featurelens.core.store.database import (
         Store,  # here: `featurelens --help` loads no DuckDB
     )
 
     with Store.open(store_path, read_only=True) as store:
-        if not count_features(store, Selection(where, dictionary_id, limit)):
+        if not count_features(store, selection):
             raise FeaturelensError("No features match the selection, so there is nothing to estimate; loosen "
                                    "--where/--dictionary, or extract features into this store first.")
         estimates = []
-        for llm in llms:  # each LLM with its own explainer defaults, as explain and label resolve them
-            llm_explainer, per_request = chosen, 1
-            if chosen is not None:
-                resolved, llm_explainer = resolve(ExplainSpec(llm, explainer, explain_options), chosen,
-                                                  make_explainer)
-                per_request = per_request_for(resolved.options)
-            estimates += estimate_costs(store, Selection(where, dictionary_id, limit), [llm], llm_explainer, built,
-                                        features=features, sample=sample, prices=table,
-                                        features_per_request=per_request)
+        for choice in choices:  # each LLM with its own explainer defaults, as explain and label resolve them
+            score_stages = [ScoreStage.prepare(ScoreSpec(choice.spec, name, sopts, where, dictionary_id, limit),
+                                               llm=choice) for name in scorer_names]
+            estimates.append(estimate_costs(store, selection, choice, explain_stage(choice), score_stages,
+                                            features=features, sample=sample or SAMPLE_FEATURES, prices=table))
     if as_json:
         click.echo(json.dumps({"tokenizer": tokenizers(estimates),
                                "estimates": as_dict(estimates, concurrency, rpm, tpm)}, indent=2))

@@ -86,9 +86,10 @@ def batch_options(function):
     return function
 
 
-def batch_choice(flag: bool | None, items: int, threshold: int, llm: str,
+def batch_choice(flag: bool | None, items: int, threshold: int, llm: Any,
                  provider_options: dict[str, Any]) -> bool:
-    """Whether to use the batch API; prints why when the job size decided it."""
+    """Whether to use the batch API; prints why when the job size decided it (``llm``:
+    ``provider:model`` or the job's resolved ``LLMChoice``)."""
     from featurelens.llm.batch.choice import choose_batch
 
     use, note = choose_batch(flag, items, threshold, llm, provider_options)

@@ -174,13 +174,16 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
     with Store.open(store_path) as store:
         from featurelens.core.selection import count_features
 
+        from featurelens.llm.stage import LLMChoice
+
+        choice = LLMChoice.resolve(llm, popts)  # the job's --llm, resolved once for every stage
         batch_api = batch_choice(batch_api, count_features(store, explain_spec.selection), batch_threshold,
-                                 llm, popts)
+                                 choice, popts)
         check_executor(executor, address, batch_api)
         if batch_api and not dry_run:
             from featurelens.jobs.label_batches import submit_label
 
-            for line in submit_label(store, explain_spec, score_specs, provider_options=popts).lines():
+            for line in submit_label(store, explain_spec, score_specs, llm=choice).lines():
                 click.echo(line)
             click.echo("Scoring is submitted by the first featurelens batches collect after these are done.")
             return

@@ -45,6 +45,9 @@ def _model_options(function):  # type: ignore[no-untyped-def]
         click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
                      show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda:0..."),
+        click.option("--backend", "backend_name", default="hf", show_default=True,
+                     help="Model backend to load the model with (see featurelens plugins list); it must "
+                          "offer the steering members (docs/plugins.md)."),
     ]):
         function = option(function)
     return function
@@ -68,7 +71,7 @@ def _model_options(function):  # type: ignore[no-untyped-def]
 @store_option
 def steer_command(dictionary: str, model: str | None, hookpoint: str | None, dtype: str, device: str,
                   features: tuple[str, ...], prompt: str, max_tokens: int, seed: int, samples: int,
-                  temperature: float, positions: str, as_json: bool, store_path: Path | None) -> None:
+                  temperature: float, positions: str, as_json: bool, store_path: Path | None, backend_name: str = "hf") -> None:
     """Continue a prompt with and without feature edits, side by side."""
     from dataclasses import asdict
 
@@ -78,7 +81,7 @@ def steer_command(dictionary: str, model: str | None, hookpoint: str | None, dty
 
     edits = normalize_edits(list(features))  # bad edits fail before the model loads
     target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, backend_name=backend_name)
     result = steer_compare(target.backend, target.dictionary, edits, prompt, max_tokens=max_tokens,
                            seed=seed, samples=samples, temperature=temperature, positions=positions)
     click.echo(json.dumps(asdict(result), indent=2) if as_json else format_side_by_side(result))
@@ -95,13 +98,13 @@ def steer_command(dictionary: str, model: str | None, hookpoint: str | None, dty
               help="Most changed output tokens kept per feature.")
 def effects_command(dictionary: str, model: str | None, hookpoint: str | None, dtype: str, device: str,
                     store_path: Path | None, where: str | None, limit: int | None, windows: int,
-                    tokens: int) -> None:
+                    tokens: int, backend_name: str = "hf") -> None:
     """Measure what ablating each feature does to the next-token distribution (feature_effects)."""
     from featurelens.interventions.effects import compute_effects
     from featurelens.interventions.targets import load_target
 
     target = load_target(dictionary, model=model, hookpoint=hookpoint, store_path=store_path,
-                         dtype=dtype, device=device)
+                         dtype=dtype, device=device, backend_name=backend_name)
     result = compute_effects(store_path, target, where=where, limit=limit, n_windows=windows,
                              n_tokens=tokens)
     click.echo(f"Measured ablation effects of {result.measured} feature(s) of {target.dictionary_id} "

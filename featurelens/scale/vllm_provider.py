@@ -73,7 +73,7 @@ def _seconds(name: str, value: Any) -> float:
 
 def model_source(model: str) -> str:
     """``smollm2`` is the embedded model's folder; anything else goes to vLLM as given."""
-    from featurelens.llm.providers.local.provider import EMBEDDED, resolve_model_path
+    from featurelens.llm.providers.local.model_path import EMBEDDED, resolve_model_path
 
     return str(resolve_model_path(model)) if model == EMBEDDED else model
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from featurelens.core.host.protocols import LLMProvider, LLMResponse
+from featurelens.core.host.protocols import BatchClient, LLMProvider, LLMResponse
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job, RunStats
@@ -61,11 +61,13 @@ class RoundStats(RunStats):
 
 
 def advance(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str, purpose: str,
-            label: str) -> RoundStats | None:
-    """Submit the next uncached round of ``jobs``; ``None`` when every job is complete."""
+            label: str, client: BatchClient | None = None) -> RoundStats | None:
+    """Submit the next uncached round of ``jobs``; ``None`` when every job is complete.
+    ``client``: the provider's batch client when the caller already made it."""
     from featurelens.llm.batch.submit import submit_jobs
 
-    submission = submit_jobs(store, provider, next_rounds(store, provider, jobs), run_id=run_id, purpose=purpose)
+    submission = submit_jobs(store, provider, next_rounds(store, provider, jobs), run_id=run_id, purpose=purpose,
+                             client=client)
     if not (submission.requests or submission.already_submitted):
         return None
     stats = RoundStats(run_id=run_id)

@@ -15,7 +15,8 @@ Each feature is steered in the dictionary, model and hookpoint the store records
 dictionary needs no options. Options (``-o KEY=VALUE``) override: ``dictionary`` (identity,
 a saved dictionary's path or a name, for features whose dictionary the store cannot
 reload) with ``hookpoint``; ``model``; ``kl`` (1.0), ``n_prompts`` (8), ``max_tokens`` (24),
-``temperature`` (0.7), ``seed`` (0), ``device``.
+``temperature`` (0.7), ``seed`` (0), ``device``, ``backend`` (the model backend that loads
+the model, ``hf``; it must offer the steering members, docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class InterventionScorer(ScorerBase):
 
     def __init__(self, dictionary: str | None = None, hookpoint: str | None = None,
                  model: str | None = None, kl: float = 1.0, n_prompts: int = 8, max_tokens: int = 24,
-                 temperature: float = 0.7, seed: int = 0, device: str = "auto"):
+                 temperature: float = 0.7, seed: int = 0, device: str = "auto", backend: str = "hf"):
         if hookpoint and not dictionary:
             raise FeaturelensError(
                 "-o hookpoint=NAME goes with -o dictionary=...; pass both, or neither to use each "
@@ -94,6 +95,7 @@ class InterventionScorer(ScorerBase):
         self.hookpoint = str(hookpoint) if hookpoint else None
         self.model = str(model) if model else None
         self.device = device
+        self.backend_name = str(backend)
         self._targets: dict[str, Any] = {}
         self._backends: dict[str, Any] = {}
         self._rows: dict[str, dict[str, Any]] = {}
@@ -132,7 +134,7 @@ class InterventionScorer(ScorerBase):
                 "tell which model and hookpoint to steer; pass -o dictionary=... -o hookpoint=... (and -o model=...).")
         model = self.model or (row["model"] if row else "smollm2")
         target = load_target(key, model=model, hookpoint=self.hookpoint, device=self.device,
-                             backend=self._backends.get(model), row=row)
+                             backend=self._backends.get(model), row=row, backend_name=self.backend_name)
         self._backends[model] = target.backend
         self._targets[key] = target
         return target

@@ -23,6 +23,7 @@ from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
     LLMProvider,
+    LLMRequest,
     LLMResponse,
     ParseError,
     Scorer,
@@ -239,6 +240,49 @@ def attach_store(scorer: Scorer, store: Store) -> None:
         use_store(store)
 
 
+def _requests(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str],
+              every_round: bool) -> list[LLMRequest]:
+    """The requests scoring ``text`` on ``record`` starts with; ``every_round``: all rounds of
+    an adaptive scorer at once (``all_requests``; planning counts the upper bound)."""
+    build = declared(scorer, "all_requests", ScorerBase) if every_round else None
+    return (build or scorer.requests)(record, text, capabilities)
+
+
+#: Stands in for a feature's explanation where none is stored yet when scoring is planned
+#: (``estimate``, ``label --dry-run``): about the length of a real one.
+PLACEHOLDER_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
+
+
+def planned_score_jobs(store: Store, scorer: Scorer, selection: Selection, capabilities: frozenset[str], *,
+                       purpose: str, every_round: bool = False, stored: bool = True) -> Iterator[Job]:
+    """One job per selected feature with examples, scoring its stored explanation (the first by
+    text; ``stored=False``, or none stored: :data:`PLACEHOLDER_EXPLANATION`), whether scored
+    already or not: what scoring the selection sends, for the planner."""
+    attach_store(scorer, store)
+    kinds = example_kinds(scorer)
+    to_do = split_never_fired(store, selection).to_do
+    for records in stream_records(store, to_do, 256, kinds, example_fallbacks(scorer)):
+        texts = _first_explanations(store, records) if stored else {}
+        for record in records:
+            if not record.examples:
+                continue  # nothing to score against, nothing sent
+            text = texts.get((record.dictionary_id, record.feature), PLACEHOLDER_EXPLANATION)
+            yield Job(record.dictionary_id, record.feature, purpose,
+                      _requests(scorer, record, text, capabilities, every_round), _no_examples(record))
+
+
+def _first_explanations(store: Store, records: list[FeatureRecord]) -> dict[tuple[str, int], str]:
+    if not records:
+        return {}
+    features = [r.feature for r in records]
+    keys = " OR ".join("(dictionary_id = ? AND feature = ?)" for _ in records)
+    params = [v for r in records for v in (r.dictionary_id, r.feature)]
+    rows = store.execute(f"SELECT dictionary_id, feature, min(text) FROM explanations WHERE feature BETWEEN "
+                         f"{min(features)} AND {max(features)} AND ({keys}) GROUP BY dictionary_id, feature",
+                         params)
+    return {(d, f): text for d, f, text in rows}
+
+
 def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: frozenset[str],
                run_id: str | None = None, chunk_size: int = 256,
                on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
@@ -309,12 +353,16 @@ class ScoreStage(LabelingStage):
     noun = "scorer"
 
     @classmethod
-    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None) -> "ScoreStage":
-        """The stage of ``spec``: its scorer and the LLM its rows are recorded under."""
+    def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None, *,
+                llm: LLMChoice | None = None) -> "ScoreStage":
+        """The stage of ``spec``: its scorer and the LLM its rows are recorded under.
+        ``llm``: ``spec.llm`` and the provider options already resolved by the caller
+        (``label`` resolves its ``--llm`` once for every stage)."""
         scorer = build_scorer(spec)
         recorded = replace(spec, llm=effective_llm(scorer, spec.llm))
-        return cls(recorded, scorer, LLMChoice.resolve(recorded.llm, provider_options),
-                   offline=recorded.llm != spec.llm)
+        if llm is None or llm.spec != recorded.llm:
+            llm = LLMChoice.resolve(recorded.llm, llm.options if llm is not None else provider_options)
+        return cls(recorded, scorer, llm, offline=recorded.llm != spec.llm)
 
     @property
     def component_name(self) -> str:
@@ -350,16 +398,28 @@ class ScoreStage(LabelingStage):
                           chunk_size=record_chunk(self.component), on_skip=on_skip,
                           every_round=every_round)
 
-    def next_round(self, store: Store) -> RunStats | None:
+    def selection_jobs(self, store: Store, selection: Selection, capabilities: frozenset[str], *,
+                       every_round: bool = False, stored: bool = True) -> Iterator[Job]:
+        """Every selected feature's scoring jobs (:func:`planned_score_jobs`); ``stored=False``:
+        each with the placeholder explanation (scoring planned before explaining)."""
+        return planned_score_jobs(store, self.component, selection, capabilities, purpose=self.purpose,
+                                  every_round=every_round, stored=stored)
+
+    def next_round(self, store: Store, run_id: str | None = None) -> RunStats | None:
         """Adaptive scorers: submit the next round of the jobs that need one
         (:mod:`featurelens.scorers.batch_rounds`)."""
+        from featurelens.llm.batch.clients import batch_client
         from featurelens.llm.runs import run_id_for
         from featurelens.scorers.batch_rounds import advance
 
+        if self.offline:
+            return None  # a scorer that needs no LLM sends no rounds
         provider = self.llm.build()
-        run_id = run_id_for(self.kind, self.spec.config())
+        client = batch_client(provider, self.llm.info)
+        run_id = run_id or run_id_for(self.kind, self.spec.config())
         jobs = self.jobs(store, self.spec, run_id, frozenset(provider.capabilities))
-        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer)
+        return advance(store, provider, jobs, run_id=run_id, purpose=self.purpose, label=self.spec.scorer,
+                       client=client)
 
 
 def score_features(store: Store | StoreLike, spec: ScoreSpec, *, provider: LLMProvider | None = None,
@@ -391,10 +451,6 @@ def plan_score(store: Store, spec: ScoreSpec, prices: PriceTable | None = None, 
     return ScoreStage.prepare(spec, provider_options).plan(store, prices=prices, batch=batch, settings=settings)
 
 
-#: Stands in for explanations not written yet when a ``label --dry-run`` plans scoring.
-PLACEHOLDER_EXPLANATION = "a typical explanation of about ten words describing what tokens the feature fires on"
-
-
 def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTable | None = None,
                                  provider_options: dict[str, Any] | None = None,
                                  settings: EngineSettings | None = None):
@@ -404,22 +460,10 @@ def plan_score_before_explaining(store: Store, spec: ScoreSpec, prices: PriceTab
     from featurelens.llm.plan_sample import sample_selection
 
     stage = ScoreStage.prepare(spec, provider_options)
-    scorer, spec, llm = stage.component, stage.spec, stage.llm
-    llm.check()
-    caps = llm.capabilities
-    sample, scale, planned, total = sample_selection(store, spec.selection)
-    attach_store(scorer, store)
-    kinds = example_kinds(scorer)
-
-    def jobs() -> Iterator[Job]:
-        for records in stream_records(store, sample, 256, kinds, example_fallbacks(scorer)):
-            for record in records:
-                if record.examples:
-                    build = declared(scorer, "all_requests", ScorerBase) or scorer.requests  # every round
-                    yield Job(record.dictionary_id, record.feature, f"score:{spec.scorer}",
-                              build(record, PLACEHOLDER_EXPLANATION, caps), _no_examples(record))
-
-    return estimate(store, jobs(), llm.provider, llm.model, prices, scale=scale, settings=settings,
+    stage.llm.check()
+    sample, scale, planned, total = sample_selection(store, stage.spec.selection)
+    jobs = stage.selection_jobs(store, sample, stage.llm.capabilities, every_round=True, stored=False)
+    return estimate(store, jobs, stage.llm.provider, stage.llm.model, prices, scale=scale, settings=settings,
                     sampled=(planned, total) if scale != 1.0 else None)
 
 

@@ -42,6 +42,11 @@ def test_every_template_autoescapes_and_none_opts_out() -> None:
     for module in code:
         if module.name.endswith(".py"):
             text = module.read_text(encoding="utf-8")
+            if module.name == "window_html.py":
+                # The one writer of markup outside the templates (example windows, per token, a million
+                # pages): tests/browser/test_window_html.py holds it to the autoescaped macros' bytes.
+                assert "html.escape" not in text and "from markupsafe import Markup, escape" in text
+                continue
             assert "Markup(" not in text and "html.escape" not in text, module.name
 
 

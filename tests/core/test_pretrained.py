@@ -115,7 +115,7 @@ def test_saelens_file_entries_and_families(hf_cache: Path, monkeypatch: pytest.M
     _sae_lens_table(monkeypatch, {
         "files": types.SimpleNamespace(repo_id="someone/files", conversion_func=None, config_overrides=None,
                                        saes_map={"layer_0": "layer_0.safetensors"}),
-        "scope": types.SimpleNamespace(repo_id="fnlp/scope", conversion_func="llama_scope", config_overrides=None,
+        "scope": types.SimpleNamespace(repo_id="canrager/t", conversion_func="temporal", config_overrides=None,
                                        saes_map={"l0r": "L0R"}),
         "centred": types.SimpleNamespace(repo_id="someone/c", conversion_func=None,
                                          config_overrides={"dataset_path": "x", "hook_point_head_index": 3},
@@ -127,7 +127,7 @@ def test_saelens_file_entries_and_families(hf_cache: Path, monkeypatch: pytest.M
     snapshot = _cache_repo(hf_cache, "someone/files", {"layer_0.safetensors": b"x"})
     path, _ = resolve("saelens:files/layer_0")
     assert Path(path) == snapshot / "layer_0.safetensors"
-    with pytest.raises(FeaturelensError, match="stores release scope as 'llama_scope'.*does not read"):
+    with pytest.raises(FeaturelensError, match="stores release scope as 'temporal'.*does not read"):
         resolve("saelens:scope/l0r")
     with pytest.raises(FeaturelensError, match="overrides hook_point_head_index=3"):
         resolve("saelens:centred/a")

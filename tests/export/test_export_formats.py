@@ -122,16 +122,16 @@ def test_interrupted_export_resumes_without_rewriting(filled: Path, tmp_path: Pa
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[int]] = []
     interrupted: list[bool] = []
-    original = BrowserData.feature_batch
+    original = BrowserData.feature_stats  # read once per batch
 
-    def flaky(self, dictionary_id, features, max_examples=20, **options):
+    def flaky(self, dictionary_id, features):
         calls.append(list(features))
         if len(calls) == 3 and not interrupted:
             interrupted.append(True)
             raise KeyboardInterrupt
-        return original(self, dictionary_id, features, max_examples, **options)
+        return original(self, dictionary_id, features)
 
-    monkeypatch.setattr(BrowserData, "feature_batch", flaky)
+    monkeypatch.setattr(BrowserData, "feature_stats", flaky)
     monkeypatch.setattr(neuronpedia, "write", lambda data, staging, keys, batch_size=1000, **options:
                         _original_write(data, staging, keys, batch_size=7, **options))
     out = tmp_path / "np"

@@ -3,8 +3,13 @@
 Slow, and only where it can run: PostgreSQL's server binaries (Debian's postgresql
 package) and a copy of Neuronpedia's repository (``$NEURONPEDIA_REPO``: a checkout or a
 git directory; its ``apps/webapp/prisma/migrations`` are read at test time, never copied
-here). pgvector is usually absent, so its extension is left out and ``vector(256)`` is
-created as ``real[]``: everything else is Neuronpedia's schema as its migrations build it.
+here). Neuronpedia's ``Explanation.embedding`` is a pgvector ``vector(256)``: where the
+pgvector extension is installed for that server (``vector.control`` in its extension
+folder) the schema is built exactly as the migrations say; elsewhere the extension is
+left out and ``vector(256)`` is created as ``real[]`` (Debian 12's archive has no
+``postgresql-15-pgvector`` package, it ships from Debian 13 and apt.postgresql.org, and
+no other source is reachable from the machines these tests run on). Everything else is
+Neuronpedia's schema as its migrations build it.
 
 The replay does what ``apps/webapp/app/api/admin/import/route.ts`` and ``lib/db/import.ts``
 do: config upserted by name; release, model, source set and source created unless they
@@ -59,6 +64,11 @@ def _migrations_sql() -> str | None:
                                     text=True, check=True).stdout for n in names)
 
 
+def _has_pgvector(bin_dir: Path) -> bool:
+    """Whether pgvector is installed for the server in ``bin_dir`` (Debian's layout)."""
+    return (Path("/usr/share/postgresql") / bin_dir.parent.name / "extension" / "vector.control").is_file()
+
+
 def _without_pgvector(sql: str) -> str:
     sql = sql.replace('CREATE EXTENSION IF NOT EXISTS "vector";', "").replace("vector(256)", "real[]")
     return ";".join(s for s in sql.split(";") if not re.search(r"vector_(cosine|l2|ip)_ops|USING (hnsw|ivfflat)", s))
@@ -109,7 +119,7 @@ def neuronpedia_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgre
     server = Postgres(bin_dir, place / "server")
     try:
         server.psql("CREATE DATABASE np", database="postgres")
-        server.psql(_without_pgvector(sql))
+        server.psql(sql if _has_pgvector(bin_dir) else _without_pgvector(sql))
         server.psql(f"""INSERT INTO "User" (id, name, "emailUnsubscribeCode") VALUES ('{DEFAULT_CREATOR_ID}', 'bot', 'x')""")
         yield server
     finally:
@@ -165,7 +175,15 @@ def _count(db: Postgres, table: str, where: str = "") -> int:
 
 
 @pytest.mark.slow
-def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_path: Path) -> None:
+def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.export.test_neuronpedia_fields import _Server, _vector
+
+    embedder = _Server(lambda path, headers, body: (200, {  # OpenAI's embeddings API, on loopback
+        "object": "list", "model": body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        "data": [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(body["input"])]}))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", embedder.url + "/v1")
     store = tmp_path / "s.duckdb"
     with featurelens.open_store(store) as s:
         fill_store(s, n_features=25)
@@ -173,7 +191,10 @@ def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_p
             s.insert("explanations", pa.table({
                 "explanation_id": ["tl-0"], "dictionary_id": ["smollm2-l6-topk"], "feature": pa.array([0], pa.int32()),
                 "explainer": ["token-lookup"], "llm": ["offline:none"], "text": ["the word cat"], "options": ["{}"]}))
-    export(store, "neuronpedia", tmp_path / "bucket")
+    try:
+        export(store, "neuronpedia", tmp_path / "bucket", embeddings="openai")
+    finally:
+        embedder.close()
     bucket, model_id, source_id = tmp_path / "bucket", "smollm2-135m", "6-smollm2-l6-topk"
     folder = bucket / "v1" / model_id / source_id
     expected = {table: sum(len(_lines(p)) for p in sorted((folder / kind).glob("*.jsonl.gz")))
@@ -185,6 +206,11 @@ def test_export_imports_into_neuronpedias_schema(neuronpedia_db: Postgres, tmp_p
     assert _count(neuronpedia_db, "Activation", where) == expected["Activation"]
     assert _count(neuronpedia_db, "Explanation", where) == expected["Explanation"]
     assert _count(neuronpedia_db, "ExplanationScore") == expected["ExplanationScore"] > 0
+    # Every explanation's embedding lands in Explanation.embedding, 256 numbers (vector(256)
+    # with pgvector, real[] without it), where Neuronpedia's explanation search reads it.
+    dims = "vector_dims(embedding)" if _has_pgvector(neuronpedia_db.bin) else "array_length(embedding, 1)"
+    assert neuronpedia_db.psql(f"""SELECT DISTINCT {dims} FROM "Explanation" {where}""").split() == ["256"]
+    assert _count(neuronpedia_db, "Explanation", where + " AND embedding IS NULL") == 0
     # Visible: Neuronpedia lists public rows (or the user's own).
     assert neuronpedia_db.psql(f"""SELECT visibility FROM "Model" WHERE id = '{model_id}'""").strip() == "PUBLIC"
     assert neuronpedia_db.psql(f"""SELECT visibility FROM "Source" WHERE id = '{source_id}'""").strip() == "PUBLIC"

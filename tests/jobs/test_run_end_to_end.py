@@ -40,12 +40,14 @@ def test_run_on_a_tiny_model_then_rerun_resumes(cli, tiny_model_dir: Path, tmp_p
             "--extract-tokens", "512", "--label-features", "2",
             "--split", "all")  # one document: it cannot be split into train and held-out
     output = _run(cli, store, *args)
-    for stage in ("[1/7]", "[2/7]", "[3/7]", "[4/7]", "[5/7]", "[6/7]", "[7/7]"):
+    for stage in ("[1/8]", "[2/8]", "[3/8]", "[4/8]", "[5/8]", "[6/8]", "[7/8]", "[8/8]"):
         assert stage in output
     assert f"Store: {store.resolve()}" in output and "featurelens serve --store" in output
     first = _counts(store)
     assert first["dictionaries"] == 1 and first["features"] == 64 and first["examples"] > 0
     assert first["explanations"] + first["failures"] >= 1  # every attempt is either stored or explained
+    with featurelens.open_store(store, read_only=True) as db:  # search by meaning is ready: all embedded
+        assert db.execute("SELECT count(*) FROM explanation_embeddings")[0][0] == first["explanations"]
     with featurelens.open_store(store, read_only=True) as db:
         runs = db.sql("SELECT kind, status FROM runs WHERE kind = 'run'").to_dicts()
     assert runs == [{"kind": "run", "status": "done"}]

@@ -96,3 +96,35 @@ def test_summary_without_scores_says_so(store_path: Path) -> None:
         store.execute("DELETE FROM scores")
     text = format_summary(summarize(store_path, "d"), OPTIONS)
     assert "No feature has a score yet." in text and "5 features (4 fired), 4 explained, 0 scored" in text
+
+
+def test_the_embed_stage_fills_search_then_skips_and_none_leaves_it(store_path: Path) -> None:
+    """run's last stage embeds every explanation with the installed sentence model, so
+    featurelens search finds features by meaning at once; a rerun embeds nothing;
+    --embeddings none leaves it to search's first query; an unknown scheme is refused
+    before any stage runs."""
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store import explanation_search
+    from featurelens.jobs.run.stages import stage_embed
+
+    stages = [("fill", _fill), ("embed", stage_embed)]
+    none = run_pipeline(store_path, RunOptions(label_features=5, embeddings="none"), stages, echo=lambda _: None)
+    assert none.stages[-1].status == "skipped" and "--embeddings none" in none.stages[-1].detail
+    with featurelens.open_store(store_path, read_only=True) as store:
+        explained = store.execute("SELECT count(*) FROM explanations")[0][0]
+        assert explained > 0 and store.execute("SELECT count(*) FROM explanation_embeddings")[0][0] == 0
+    report = run_pipeline(store_path, OPTIONS, stages, echo=lambda _: None)
+    assert report.complete and report.stages[-1].status == "done"
+    assert report.stages[-1].detail.startswith(f"{explained} explanations embedded with all-MiniLM-L6-v2")
+    with featurelens.open_store(store_path, read_only=True) as store:
+        assert store.execute("SELECT count(*) FROM explanation_embeddings")[0][0] == explained
+        text = store.execute("SELECT text FROM explanations ORDER BY explanation_id LIMIT 1")[0][0]
+        found = explanation_search.search(store.execute, text, limit=1)
+    assert found[0]["text"] == text and found[0]["similarity"] > 0.99
+    again = run_pipeline(store_path, OPTIONS, stages, echo=lambda _: None)
+    assert again.stages[-1].status == "skipped" and "embedded already" in again.stages[-1].detail
+    ran: list[str] = []
+    with pytest.raises(FeaturelensError, match="Unknown --embeddings 'openai'; featurelens search reads local, none"):
+        run_pipeline(store_path, RunOptions(embeddings="openai"), [("x", lambda ctx: ran.append("x"))],
+                     echo=lambda _: None)
+    assert ran == []

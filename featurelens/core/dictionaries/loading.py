@@ -43,7 +43,7 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options
         dictionary = registry.get("dictionary_learner", "identity").create(
             width, hookpoint=hookpoint, model_id=backend.model_id)
         return dictionary
-    from featurelens.core.dictionaries.pretrained import apply_overrides, resolve
+    from featurelens.core.dictionaries.pretrained import apply_overrides, load_options, resolve
 
     local, provenance = resolve(spec)
     path = Path(local).expanduser()
@@ -56,7 +56,8 @@ def load_dictionary(spec: str, *, backend: Any, hookpoint: str | None, **options
     for name in formats:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(str(path)):
-            dictionary = fmt.load(str(path), **with_hookpoint(fmt, options, None if whole_set else hookpoint))
+            chosen = {**options, **accepted(fmt, load_options(provenance))}
+            dictionary = fmt.load(str(path), **with_hookpoint(fmt, chosen, None if whole_set else hookpoint))
             if not getattr(dictionary, "format", None):
                 dictionary.format = name
             dictionary.config.update(apply_overrides(dictionary, provenance, spec))
@@ -95,6 +96,15 @@ def check_width(dictionary: Dictionary, width: int, hookpoint: str, source: str)
             f"The dictionary {source} reads vectors of width {dictionary.d_in}, but {hookpoint} "
             f"of this model has width {width}; pick the hookpoint and model it was trained on."
         )
+
+
+def accepted(fmt: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Those of ``options`` that the format's ``load`` names (SAELens's table gives a
+    Llama Scope folder its input scale; another format the folder might be is not asked)."""
+    import inspect
+
+    params = inspect.signature(fmt.load).parameters
+    return {k: v for k, v in options.items() if k in params}
 
 
 def with_hookpoint(fmt: Any, options: dict[str, Any], hookpoint: str | None) -> dict[str, Any]:

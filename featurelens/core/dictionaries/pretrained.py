@@ -13,19 +13,26 @@ downloaded, and where that is impossible the answer is one sentence naming the
 ``--include`` patterns for a folder, the file's own path for a file entry), and, for a
 partly cached repository, which of them are missing.
 
-SAELens's table also says how each release is stored (``conversion_func``): folders in
-SAELens's own format (no conversion), Gemma Scope ``params.npz`` folders (``gemma_2``,
-``gemma_2_transcoder``) and dictionary_learning ``ae.pt`` folders
-(``dictionary_learning_1``) are read by the registered formats; the other families are
-refused in one sentence before anything is downloaded (:data:`SAELENS_FAMILIES`). Its
+SAELens's table also says how each release is stored (``conversion_func``); the
+registered formats read :data:`SAELENS_FAMILIES`: folders in SAELens's own format (no
+conversion), Gemma Scope ``params.npz`` (``gemma_2``, ``gemma_2_transcoder``) and Gemma
+Scope 2 ``params.safetensors`` folders (``gemma_3``), dictionary_learning ``ae.pt``
+folders (``dictionary_learning_1``), Llama Scope folders (``llama_scope``,
+``llama_scope_r1_distill``), circuit-tracer per-layer transcoder files
+(``mwhanna_transcoder``) and one layer of a circuit-tracer cross-layer transcoder
+(``mntss_clt_layer_transcoder``: its ``W_enc_{l}`` and ``W_dec_{l}`` files). The others
+are refused in one sentence before anything is downloaded (:data:`SAELENS_REFUSED`:
+pickled ``.pt`` files, and temporal SAEs, whose encoder reads earlier tokens). Its
 ``config_overrides`` are honoured or refused (:func:`overrides_of`):
-``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`), and
-Gemma Scope embedding SAEs are rescaled by sqrt(d_in) as SAELens loads them.
+``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`),
+Gemma Scope embedding SAEs are rescaled by sqrt(d_in) and Llama Scope SAEs by the table's
+``norm_scaling_factor`` as SAELens loads them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,21 +45,25 @@ PREFIXES = ("saelens:", "hf:")
 #: SAELens ``conversion_func`` values whose checkpoints the registered formats read.
 SAELENS_FAMILIES = {None: "SAELens folders", "gemma_2": "Gemma Scope params.npz",
                     "gemma_2_transcoder": "Gemma Scope transcoder params.npz",
-                    "dictionary_learning_1": "dictionary_learning ae.pt folders"}
+                    "gemma_3": "Gemma Scope 2 params.safetensors",
+                    "dictionary_learning_1": "dictionary_learning ae.pt folders",
+                    "llama_scope": "Llama Scope folders", "llama_scope_r1_distill": "Llama Scope R1 folders",
+                    "mwhanna_transcoder": "circuit-tracer per-layer transcoder files",
+                    "mntss_clt_layer_transcoder": "one layer of a circuit-tracer cross-layer transcoder"}
 
 #: Why the other families are not read (what featurelens would need to reproduce).
 SAELENS_REFUSED = {
     "connor_rob_hook_z": "a pickled .pt file (featurelens never unpickles checkpoints) read at hook_z",
     "deepseek_r1": "a pickled .pt file (featurelens never unpickles checkpoints)",
-    "llama_scope": "Llama Scope checkpoints with per-SAE activation norm scaling",
-    "llama_scope_r1_distill": "Llama Scope checkpoints with per-SAE activation norm scaling",
-    "mwhanna_transcoder": "single-file transcoders whose config lives in the repository's wandb YAML",
-    "mntss_clt_layer_transcoder": "one layer of a cross-layer transcoder",
     "goodfire": "a pickled .pt file (featurelens never unpickles checkpoints)",
     "qwen_scope": "a pickled .pt file (featurelens never unpickles checkpoints)",
-    "gemma_3": "Gemma Scope 2 checkpoints",
-    "temporal": "temporal SAEs that read earlier positions",
+    "temporal": "temporal SAEs, whose encoder attends over earlier tokens' activations, which a per-token "
+                "encode cannot compute",
 }
+
+#: Families whose SAELens loader rescales inputs by the table's ``norm_scaling_factor``
+#: (folded into the weights; the Llama Scope format takes it as ``norm_scale``).
+NORM_SCALED = ("llama_scope", "llama_scope_r1_distill")
 
 #: File endings that mark a SAELens entry whose path is a file, not a folder.
 FILE_SUFFIXES = (".pt", ".pth", ".safetensors", ".npz", ".bin", ".ckpt")
@@ -254,6 +265,16 @@ def saelens_entry(release: str, sae_id: str, spec: str) -> tuple[str, str | None
     overrides = dict(getattr(entry, "config_overrides", None) or {})
     if family == "gemma_2" and path and "embedding" in path:
         overrides[EMBEDDING_SCALE] = True  # what SAELens's gemma_2 loader does for these
+    if family in NORM_SCALED:
+        scale = (getattr(entry, "norm_scaling_factor", None) or {}).get(sae_id)
+        if scale is None:
+            raise FeaturelensError(
+                f"{spec}: SAELens's table gives no norm_scaling_factor for this Llama Scope SAE, so SAELens "
+                "rescales its inputs token by token, which featurelens does not reproduce; pick an entry that "
+                "has one.")
+        overrides[NORM_SCALE] = float(scale)
+    if family == "mntss_clt_layer_transcoder":
+        path = f"W_enc_{path}.safetensors"  # the layer's encoder; its decoders lie beside it
     return entry.repo_id, path, overrides
 
 
@@ -266,6 +287,9 @@ def overrides_of(config_overrides: dict[str, Any], spec: str) -> dict[str, Any]:
             continue
         if key == EMBEDDING_SCALE:
             out[EMBEDDING_SCALE] = bool(value)
+            continue
+        if key == NORM_SCALE:
+            out[NORM_SCALE] = float(value)
             continue
         if key == "model_from_pretrained_kwargs" and isinstance(value, dict):
             for name, setting in value.items():
@@ -331,6 +355,8 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
         options = overrides_of(overrides, spec)  # refused before any download
         is_file = bool(sub) and sub.lower().endswith(FILE_SUFFIXES)
         local = hf_file(repo, sub, spec) if is_file and sub else hf_folder(repo, sub, spec)
+        if sub and CLT_ENCODER.fullmatch(sub):
+            hf_file(repo, sub.replace("W_enc_", "W_dec_"), spec)  # the layer's decoders, beside its encoder
         return str(local), {"saelens_release": release, "saelens_sae_id": sae_id, "hf_repo": repo,
                             **({"hf_folder": sub} if sub else {}),
                             **({OVERRIDES_KEY: options} if options else {})}
@@ -339,6 +365,19 @@ def resolve(spec: str) -> tuple[str, dict[str, str]]:
 
 #: Provenance key carrying the options :func:`overrides_of` derived (applied, then dropped).
 OVERRIDES_KEY = "_saelens_overrides"
+
+#: Llama Scope's input scale from SAELens's table, passed to the format's ``load``.
+NORM_SCALE = "norm_scale"
+
+#: A cross-layer transcoder's encoder file for one layer (SAELens names the layer alone).
+CLT_ENCODER = re.compile(r"W_enc_\d+\.safetensors")
+
+
+def load_options(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What a format's ``load`` takes from SAELens's table (``norm_scale``), if anything."""
+    options = provenance.get(OVERRIDES_KEY) or {}
+    return {NORM_SCALE: options[NORM_SCALE]} if NORM_SCALE in options else {}
+
 
 #: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)
 #: scaling; SAELens's gemma_2 loader divides W_enc and multiplies W_dec by sqrt(d_in) so

@@ -26,6 +26,7 @@ import torch
 import featurelens
 from featurelens.core.dictionaries.loading import check_width, load_dictionary
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import logit_effects
@@ -222,8 +223,9 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
-    if hasattr(lm, "check_context"):
-        lm.check_context(spec.context)
+    check_context = declared(lm, "check_context", ModelBackendBase)
+    if callable(check_context):
+        check_context(spec.context)
     sae = dictionary_obj or load_dictionary(spec.dictionary, backend=lm, hookpoint=spec.hookpoint)
     hookpoint = reading_hookpoint(sae, spec.hookpoint, lm, spec.dictionary)
     if spec.dictionary_name:
@@ -383,14 +385,15 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
         with phase(f"extract: logit effects of {which}", enabled=progress), torch.no_grad():
             logits = logit_effects(sae, lm, fold_final_norm=fold_final_norm, features=fired)
     model_row = pl.DataFrame([{
-        "model_id": lm.model_id, "backend": getattr(lm, "backend_name", "hf"),
-        "source": getattr(lm, "source", lm.model_id), "n_layers": lm.n_layers, "d_model": lm.d_model,
-        "vocab_size": getattr(lm, "vocab_size", None),
-        "config": json.dumps({"dtype": getattr(lm, "dtype", None),
-                              "family": getattr(getattr(lm, "family", None), "name", None),
+        "model_id": lm.model_id, "backend": declared(lm, "backend_name", ModelBackendBase),
+        "source": declared(lm, "source", ModelBackendBase) or lm.model_id,
+        "n_layers": lm.n_layers, "d_model": lm.d_model,
+        "vocab_size": declared(lm, "vocab_size", ModelBackendBase),
+        "config": json.dumps({"dtype": declared(lm, "dtype", ModelBackendBase),
+                              "family": getattr(declared(lm, "family", ModelBackendBase), "name", None),
                               # the browser hides these in examples unless asked
                               "special_tokens": sorted(getattr(lm.tokenizer, "all_special_tokens", [])),
-                              **getattr(lm, "provenance", {})},
+                              **(declared(lm, "provenance", ModelBackendBase) or {})},
                              default=str),
     }])
     dictionary_row = pl.DataFrame([{

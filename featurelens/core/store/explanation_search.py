@@ -27,6 +27,11 @@ from featurelens.core.model.sentence_embedding import DIMENSIONS, MODEL_NAME
 #: Explanations embedded and written per transaction.
 PAGE = 512
 
+#: ``featurelens run --embeddings`` choices: the sentence model whose vectors this module
+#: stores and searches (``local``: the installed all-MiniLM-L6-v2), or ``none`` (search
+#: then embeds the explanations on its first query).
+SEARCH_EMBEDDINGS: dict[str, str | None] = {"local": MODEL_NAME, "none": None}
+
 #: The next page of explanations without a vector, after the last id of the page before:
 #: each page starts where the last one stopped instead of reading every explanation again.
 MISSING_SQL = ("SELECT e.explanation_id, e.text FROM explanations e LEFT JOIN explanation_embeddings v "

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Protocol
 import torch
 
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.host.protocols import ModelBackendBase, declared
 
 
 class ActivationSource(Protocol):
@@ -94,8 +95,9 @@ class ModelSource:
     def __post_init__(self) -> None:
         self.d_in = int(self.backend.hookpoint_width(self.hookpoint))
         self.d_out = int(self.backend.hookpoint_width(self.hookpoint_out)) if self.hookpoint_out else 0
-        if hasattr(self.backend, "check_context"):
-            self.backend.check_context(self.context)
+        check_context = declared(self.backend, "check_context", ModelBackendBase)
+        if callable(check_context):
+            check_context(self.context)
 
     def _corpus(self) -> Any:
         from featurelens.core.corpus.resolve import resolve_corpus

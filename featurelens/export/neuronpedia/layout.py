@@ -24,12 +24,13 @@ from __future__ import annotations
 import gzip
 import io
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from featurelens.browser.queries import BrowserData
 from featurelens.core.progress import progress
 from featurelens.export.neuronpedia import json_lines as npjson
-from featurelens.export.neuronpedia import listing, rows
+from featurelens.export.neuronpedia import activation_lines, listing, rows
+from featurelens.export import workers
 from featurelens.export.staging import Staging
 
 #: Features per batch file (the importer inserts each file in chunks of 65,000 lines).
@@ -50,10 +51,17 @@ def _jsonl(lines: list[dict[str, Any]]) -> bytes:
     return npjson.lines(lines)
 
 
+#: zlib level of the batch files. benchmarks/export_gzip_level.py on the million-feature
+#: store (activation lines of 1,000 features, 9.2 MiB): level 3 takes 0.42x the CPU of
+#: level 6 (zlib's default) for files 1.19x its size, level 1 0.57x for 1.29x (slower and
+#: bigger than 3 there), level 9 3.0x for 0.89x. At 3 compression is a small part of a
+#: batch's cost; the importer gunzips each file whole, so any level imports the same rows.
+GZIP_LEVEL = 3
+
+
 def _gzip(data: bytes) -> bytes:
     buffer = io.BytesIO()
-    # zlib's default level: level 9 (gzip's default) took as long as building the rows
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz:
         gz.write(data)
     return buffer.getvalue()
 
@@ -79,25 +87,38 @@ def _source(data: BrowserData, dictionary_id: str, creator_id: str,
 
 def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batch_size: int | None = None,
           creator_id: str = rows.DEFAULT_CREATOR_ID, visibility: str = "PUBLIC",
-          embedder: Embedder | None = None) -> int:
+          embedder: Embedder | None = None, processes: int | None = None) -> int:
     """Write every feature in ``keys``; returns the number of feature batch files.
 
     No folder gets more files than the importer lists (:mod:`.listing`). With
-    ``embedder`` every explanation row carries its embedding."""
+    ``embedder`` every explanation row carries its embedding (written in this process);
+    otherwise a large export spreads its batches over worker processes
+    (:mod:`featurelens.export.workers`; ``processes`` overrides how many)."""
     batch_size = BATCH_SIZE if batch_size is None else batch_size
     files = 0
     sources: dict[str, tuple[rows.Source, dict, dict]] = {}
+    n_processes = 1 if embedder is not None else workers.processes_for(len(keys), processes)
     with progress(len(keys), desc="export neuronpedia", unit="feature") as bar:
-        for dictionary_id, n, features, most in _batches(keys, batch_size):
-            if dictionary_id not in sources:
-                sources[dictionary_id] = _source(data, dictionary_id, creator_id, visibility)
-            src, dictionary, _ = sources[dictionary_id]
-            folder = f"{VERSION}/{src.model_id}/{src.source_id}"
-            name = f"batch-{n:05d}.jsonl.gz"
-            files += 1
-            if not staging.done(f"{folder}/features/{name}"):
-                _write_batch(data, staging, src, dictionary, features, folder, name, most, embedder)
-            bar.update(len(features))
+        def tasks() -> Iterator[tuple[Any, ...]]:
+            nonlocal files
+            for dictionary_id, n, features, most in _batches(keys, batch_size):
+                if dictionary_id not in sources:
+                    sources[dictionary_id] = _source(data, dictionary_id, creator_id, visibility)
+                src, dictionary, _ = sources[dictionary_id]
+                folder = f"{VERSION}/{src.model_id}/{src.source_id}"
+                name = f"batch-{n:05d}.jsonl.gz"
+                files += 1
+                if staging.done(f"{folder}/features/{name}"):
+                    bar.update(len(features))
+                else:
+                    yield staging, src, dictionary, features, folder, name, most
+
+        if n_processes > 1:
+            workers.run(data.path, _batch_in_worker, tasks(), n_processes, bar.update)
+        else:
+            for task in tasks():
+                _write_batch(data, *task, embedder)
+                bar.update(len(task[3]))
     config: dict[str, dict[str, dict[str, Any]]] = {}
     for dictionary_id, (src, dictionary, model) in sources.items():
         source_config = _write_metadata(data, staging, src, dictionary, model,
@@ -110,28 +131,36 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], batc
     return files
 
 
+def _batch_in_worker(staging: Staging, src: rows.Source, dictionary: dict[str, Any], features: list[int],
+                     folder: str, name: str, most: int) -> int:
+    """:func:`_write_batch` in a worker process (:mod:`featurelens.export.workers`)."""
+    _write_batch(workers.store(), staging, src, dictionary, features, folder, name, most, None)
+    return len(features)
+
+
 def _write_batch(data: BrowserData, staging: Staging, src: rows.Source, dictionary: dict[str, Any],
                  features: list[int], folder: str, name: str, most: int, embedder: Embedder | None) -> None:
-    neurons, activations, explanations, scores = [], [], [], []
-    records = data.feature_batch(dictionary["dictionary_id"], features, max_quantile=ALL_QUANTILE)
+    did = dictionary["dictionary_id"]
+    wanted = sorted(set(features))
+    stats = data.feature_stats(did, wanted)
+    activations = activation_lines.lines(activation_lines.read(data, src, did, wanted, ALL_QUANTILE), src, stats)
+    found = {int(s["feature"]) for s in stats}
+    described = [e for e in data.explanations_of(did, wanted) if int(e["feature"]) in found]
     vectors = None
     if embedder is not None:
-        texts = sorted({e["text"] for record in records for e in record.explanations})
+        texts = sorted({e["text"] for e in described})
         vectors = dict(zip(texts, embedder(texts), strict=True)) if texts else {}
-    for record in records:
-        feature = int(record.stats["feature"])
-        neurons.append(rows.neuron_row(src, record.stats, dictionary.get("hookpoint")))
-        activations += rows.activation_rows(src, feature, record.examples, record.stats)
-        e_rows, s_rows = rows.explanation_rows(src, feature, record.explanations, vectors)
-        explanations += e_rows
-        scores += s_rows
+    neurons = [rows.neuron_row(src, s, dictionary.get("hookpoint")) for s in stats]
+    explanations, scores = rows.explanation_rows_of(src, described, vectors)
     # An empty file would stop the importer (it parses the first line for the columns);
     # a large batch is cut into several files the importer can hold (neuronpedia_json),
     # at most ``most`` of them so the folder stays within one listing (neuronpedia_listing).
     stem = name.removesuffix(".jsonl.gz")
-    for kind, lines in (("activations", activations), ("explanations", explanations),
-                        ("explanation_scores", scores)):
-        for part, data in enumerate(listing.pieces(lines, most, what=f"{folder}/{kind}/{name}")):
+    for kind, pieces in (
+            ("activations", listing.text_pieces(activations, most, what=f"{folder}/activations/{name}")),
+            ("explanations", listing.pieces(explanations, most, what=f"{folder}/explanations/{name}")),
+            ("explanation_scores", listing.pieces(scores, most, what=f"{folder}/explanation_scores/{name}"))):
+        for part, data in enumerate(pieces):
             piece = name if part == 0 else f"{stem}-{part:03d}.jsonl.gz"
             staging.write_bytes(f"{folder}/{kind}/{piece}", _gzip(data))
     staging.write_bytes(f"{folder}/features/{name}", _gzip(_jsonl(neurons)))

@@ -50,7 +50,20 @@ def pieces(rows: list[dict[str, Any]], most: int, *, what: str) -> list[bytes]:
     """``rows`` as JSON Lines in at most ``most`` files, each under the usual size limit
     (:data:`~featurelens.export.neuronpedia.json_lines.MAX_FILE_BYTES`) when that fits, else
     cut evenly; refused when a file would pass :data:`MOST_FILE_BYTES`."""
-    lines = [npjson.line(row) for row in rows]  # encoded once, for either cut
+    return line_pieces([npjson.line(row) for row in rows], most, what=what)  # encoded once, for either cut
+
+
+def text_pieces(lines: list[str], most: int, *, what: str) -> list[bytes]:
+    """:func:`line_pieces` of JSON lines as text: encoded in one go when they fit one file
+    (the usual case), line by line only when they must be cut."""
+    blob = "".join(lines).encode()
+    if len(blob) <= npjson.MAX_FILE_BYTES:
+        return [blob] if blob else []
+    return line_pieces([line.encode() for line in lines], most, what=what)
+
+
+def line_pieces(lines: list[bytes], most: int, *, what: str) -> list[bytes]:
+    """:func:`pieces` of JSON lines already encoded (:func:`~featurelens.export.neuronpedia.json_lines.line`)."""
     usual = list(npjson.by_size(lines))
     if len(usual) <= most:
         return usual

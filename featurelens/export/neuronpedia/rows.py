@@ -284,6 +284,18 @@ def explanation_rows(src: Source, feature: int, explanations: list[dict[str, Any
     return rows, scores
 
 
+def explanation_rows_of(src: Source, explanations: list[dict[str, Any]],
+                        embeddings: dict[str, list[float]] | None = None
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`explanation_rows` of explanations of several features (each names its ``feature``)."""
+    rows, scores = [], []
+    for e in explanations:
+        e_rows, s_rows = explanation_rows(src, int(e["feature"]), [e], embeddings)
+        rows += e_rows
+        scores += s_rows
+    return rows, scores
+
+
 def explanation_type(explainer: str) -> str:
     """Neuronpedia's explanation type for a featurelens explainer (its own name for the
     two it has, ``featurelens_<name>`` otherwise; see :func:`config_rows`)."""

@@ -45,6 +45,9 @@ class RunOptions:
     #: heldout: train on the corpus's training documents, extract on the held-out ones;
     #: all: both on every document (see featurelens.core.corpus.split).
     split: str = "heldout"
+    #: How explanations are embedded for ``featurelens search`` (a key of
+    #: featurelens.core.store.explanation_search.SEARCH_EMBEDDINGS): local or none.
+    embeddings: str = "local"
 
     @property
     def hookpoint(self) -> str:

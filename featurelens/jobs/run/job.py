@@ -9,6 +9,8 @@ Stages, each a call into another area's public Python API:
 5. offline  - every label scored without an LLM (token-check, embedding)
 6. explain  - a sample of features, with the local LLM (or ``--llm``)
 7. score    - simulation scoring of that sample with the LLM, and offline scores for it
+8. embed    - every explanation embedded with the installed sentence model
+   (``--embeddings local``; ``none`` leaves it to ``featurelens search``'s first query)
 
 Every stage is idempotent against the store (and the run folder next to it): it
 skips what is already there, and the stages it calls resume their own partial work,
@@ -48,6 +50,12 @@ class RunReport:
 def run_pipeline(store_path: Path, options: RunOptions, stages: list[tuple[str, Stage]] | None = None,
                  echo: Echo = print) -> RunReport:
     """Run every stage in order; each prints a header, shows its own progress bar and resumes."""
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store.explanation_search import SEARCH_EMBEDDINGS
+
+    if options.embeddings not in SEARCH_EMBEDDINGS:  # before hours of stages, not after them
+        raise FeaturelensError(f"Unknown --embeddings {options.embeddings!r}; featurelens search reads "
+                               f"{', '.join(SEARCH_EMBEDDINGS)}.")
     chosen = stages if stages is not None else run_stages.default_stages()
     workdir = workdir_for(store_path)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +175,7 @@ def format_summary(summary: Summary, options: RunOptions) -> str:
         "                                                label with an API model (or anthropic:claude-haiku-4-5)",
         f"  featurelens run --label-features {max(options.label_features * 4, 50)}{store}"
         "      explain and score more features locally",
+        f"  featurelens search \"closing brackets in code\"{store}        find features by what their labels mean",
         f"  featurelens sql \"SELECT * FROM scores ORDER BY score DESC LIMIT 20\"{store}",
     ]
     return "\n".join(lines)

@@ -146,10 +146,32 @@ def stage_score(ctx: RunContext) -> StageResult:
                                         f"{stats.failed} failed" + "".join(f"; {line}" for line in offline))
 
 
+def stage_embed(ctx: RunContext) -> StageResult:
+    """Embed every explanation with the installed sentence model, so ``featurelens search``
+    finds features by meaning at once (only explanations without a vector; resumable)."""
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.store import explanation_search
+
+    model = explanation_search.SEARCH_EMBEDDINGS.get(ctx.options.embeddings)
+    if model is None:
+        return StageResult("embed", "skipped", f"--embeddings {ctx.options.embeddings}: featurelens search embeds "
+                                               "the explanations on its first query")
+    try:
+        path = explanation_search.model_path()
+    except FeaturelensError as error:
+        return StageResult("embed", "skipped", f"left out: {error}")
+    if explanation_search.missing_count(ctx.store) == 0:
+        return StageResult("embed", "skipped", "every explanation is embedded already")
+    added = explanation_search.embed_missing(ctx.store, path=path)
+    return StageResult("embed", "done", f"{added} explanations embedded with {model}; "
+                                        "featurelens search \"...\" finds features by meaning")
+
+
 def default_stages() -> list[tuple[str, Stage]]:
     return [("model", stage_model), ("train a TopK dictionary", stage_train),
             ("extract feature statistics and examples", stage_extract),
             ("label every feature that fired (token lookup, no LLM)", stage_lookup),
             ("score every label offline (token check, embedding)", stage_offline_scores),
             ("explain a sample of features with the LLM", stage_explain),
-            ("score the sample (simulation with the LLM, and offline)", stage_score)]
+            ("score the sample (simulation with the LLM, and offline)", stage_score),
+            ("embed explanations for search by meaning", stage_embed)]

@@ -20,7 +20,7 @@ whose create call may have succeeded unseen (:mod:`featurelens.llm.batch.intent`
 from __future__ import annotations
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.protocols import BatchClient, BatchLimits, BatchState, LLMProvider
+from featurelens.core.host.protocols import BatchClient, BatchLimits, BatchState, LLMProvider, ProviderInfo
 from featurelens.llm.providers import provider_info
 
 __all__ = ["BatchClient", "BatchLimits", "BatchState", "Limits", "batch_client", "batch_providers"]
@@ -30,10 +30,11 @@ __all__ = ["BatchClient", "BatchLimits", "BatchState", "Limits", "batch_client",
 Limits = BatchLimits
 
 
-def batch_client(provider: LLMProvider) -> BatchClient:
+def batch_client(provider: LLMProvider, info: ProviderInfo | None = None) -> BatchClient:
     """The batch client for ``provider``: its declaration's ``batch_client`` (the provider
-    must also claim the ``batch_api`` capability)."""
-    make = provider_info(provider.name).batch_client
+    must also claim the ``batch_api`` capability). ``info``: the declaration when the caller
+    has already read it (a stage's resolved LLM)."""
+    make = (info or provider_info(provider.name)).batch_client
     if make is None or "batch_api" not in provider.capabilities:
         raise FeaturelensError(
             f"{provider.name}:{provider.model} has no batch API; drop --batch-api or use a model of a "

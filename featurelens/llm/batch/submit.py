@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
 
-from featurelens.core.host.protocols import LLMProvider, batched, close_provider
+from featurelens.core.host.protocols import BatchClient, LLMProvider, batched, close_provider
 from featurelens.core.redaction import configured_secrets
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
@@ -98,9 +98,10 @@ def _waiting_keys(store: Store, provider: LLMProvider, notes: list[str]) -> set[
 
 
 def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str,
-                purpose: str) -> Submission:
-    """Send every uncached request of ``jobs`` as provider batches; record them."""
-    client = batch_client(provider)
+                purpose: str, client: BatchClient | None = None) -> Submission:
+    """Send every uncached request of ``jobs`` as provider batches; record them. ``client``:
+    the provider's batch client when the caller already made it."""
+    client = client or batch_client(provider)
     limits = client.limits
     result = Submission(run_id)
     waiting: set[str] = set()

@@ -13,36 +13,46 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from featurelens.core.errors import FeaturelensError, UnknownComponentError
+from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import ProviderInfo
-from featurelens.registry.components import split_llm_spec
+from featurelens.registry.components import Component, split_llm_spec
 
 
-def build_provider(spec: str, **options: Any):
-    """Build the provider for ``provider:model`` (``openai:gpt-4o-mini``, ``local:smollm2``)."""
-    from featurelens.core.host.manager import create
+def build_provider(spec: Any, **options: Any):
+    """Build the provider for ``provider:model`` (``openai:gpt-4o-mini``, ``local:smollm2``), or
+    for a job's already resolved choice (:class:`featurelens.llm.stage.LLMChoice`: its spec is
+    not split again, its registry entry not looked up again)."""
+    if isinstance(spec, str):
+        from featurelens.core.host.manager import get_registry
 
-    _, model = split_llm_spec(spec)
+        provider, model = split_llm_spec(spec)
+        component, name = provider_component(provider) or get_registry().get("llm_provider", spec), spec
+    else:
+        if spec.component is None:
+            spec.check()  # one sentence naming the known providers
+        component, model, name = spec.component, spec.model, spec.spec
     try:
-        return create("llm_provider", spec, model, **options)
+        return component.create(model, **options)
     except TypeError as error:
         if "argument" not in str(error):
             raise
         raise FeaturelensError(
-            f"The LLM {spec} does not take the option(s) {', '.join(sorted(options))} ({error}); "
+            f"The LLM {name} does not take the option(s) {', '.join(sorted(options))} ({error}); "
             "check --provider-option against the provider's documented options.") from None
+
+
+def provider_component(provider: str) -> Component | None:
+    """The registry entry of the provider named ``provider`` (no model part), or ``None``."""
+    from featurelens.core.host.manager import get_registry
+
+    return get_registry().components["llm_provider"].get(provider)
 
 
 def provider_info(name: str) -> ProviderInfo:
     """What the provider ``name`` (or ``name:model``) declared at registration; the defaults
     (nothing known before it is built) for a name no plugin registered."""
-    from featurelens.core.host.manager import get_registry
-
-    provider = name.partition(":")[0]
-    try:
-        info = get_registry().get("llm_provider", f"{provider}:x").info
-    except UnknownComponentError:
-        return ProviderInfo()
+    component = provider_component(name.partition(":")[0])
+    info = component.info if component is not None else None
     return info if info is not None else ProviderInfo()
 
 

@@ -87,7 +87,7 @@ def _anthropic_counter(model: str) -> TokenCounter:
 def _local_counter(model: str) -> TokenCounter:
     from transformers import AutoTokenizer
 
-    from featurelens.llm.providers.local.provider import resolve_model_path
+    from featurelens.llm.providers.local.model_path import resolve_model_path
 
     path = resolve_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(path)

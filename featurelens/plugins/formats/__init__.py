@@ -1,4 +1,4 @@
-"""Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope,
+"""Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope, Llama Scope,
 transcoder sets, circuit-tracer and featurelens's own), registered through the same hook as plugins' formats.
 
 Registration imports nothing heavy: a format's module (and torch) is imported the first
@@ -14,6 +14,7 @@ featurelens_api = 1
 
 _HERE = "featurelens.plugins.formats"
 _EXPORTS = {"DictionaryLearningFormat": f"{_HERE}.dictionary_learning", "GemmaScopeFormat": f"{_HERE}.gemma_scope",
+            "LlamaScopeFormat": f"{_HERE}.llama_scope",
             "NativeFormat": f"{_HERE}.native", "SAELensFormat": f"{_HERE}.saelens",
             "SparsifyFormat": f"{_HERE}.sparsify", "TranscoderSetFormat": f"{_HERE}.transcoder_sets",
             "CircuitTracerFormat": f"{_HERE}.transcoder_sets"}
@@ -31,8 +32,12 @@ def register_dictionary_formats(register: Register) -> None:
     register("saelens", _lazy("SAELensFormat"), description="SAELens cfg.json + sae_weights.safetensors (read/write)")
     register("sparsify", _lazy("SparsifyFormat"), description="EleutherAI sparsify, a folder per hookpoint (read/write)")
     register("dictionary_learning", _lazy("DictionaryLearningFormat"), description="saprmarks/dictionary_learning ae.pt + config.json (read, safe loading)")
-    register("gemma_scope", _lazy("GemmaScopeFormat"), description="Gemma Scope params.npz JumpReLU (read)")
+    register("gemma_scope", _lazy("GemmaScopeFormat"),
+             description="Gemma Scope params.npz and Gemma Scope 2 params.safetensors JumpReLU (read)")
+    register("llama_scope", _lazy("LlamaScopeFormat"),
+             description="Llama Scope (lm_saes) hyperparams.json + checkpoints/final.safetensors (read)")
     register("transcoder_set", _lazy("TranscoderSetFormat"),
              description="a transcoder per layer as one dictionary: transcoder_set.json naming each layer (read/write)")
     register("circuit_tracer", _lazy("CircuitTracerFormat"),
-             description="circuit-tracer config.yaml per-layer files (read/write) or cross-layer W_enc_l/W_dec_l (read)")
+             description="circuit-tracer config.yaml per-layer files (read/write), cross-layer W_enc_l/W_dec_l, "
+                         "or one layer's file (read)")

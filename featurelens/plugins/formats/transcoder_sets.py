@@ -19,6 +19,7 @@ Every file's shapes are read from its header and checked before its data is.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -59,6 +60,8 @@ def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
     if not path.exists():
         raise FeaturelensError(f"The layer transcoder {spec!r} does not exist (looked for {path}); restore "
                                "the layer's folder or fix the name.")
+    if path.is_dir() and (path / GS2_PARAMS).is_file():
+        path = path / GS2_PARAMS  # a layer of a set is a transcoder, whatever its folder is named
     registry = get_registry()
     for name in registry.names("dictionary_format"):
         if name in ("transcoder_set", "circuit_tracer"):
@@ -66,8 +69,6 @@ def load_any(spec: str, *, base: Path, dtype: Any = None) -> Any:
         fmt = registry.get("dictionary_format", name).create()
         if fmt.detect(str(path)):
             return fmt.load(str(path), dtype=dtype)
-    if path.is_dir() and (path / GS2_PARAMS).is_file():
-        path = path / GS2_PARAMS
     if path.is_file() and path.suffix == ".safetensors":
         return per_layer_file(path, {}, dtype=dtype)
     raise FeaturelensError(f"No dictionary format recognises {path}, named for a layer of a transcoder set; "
@@ -201,10 +202,18 @@ class CircuitTracerFormat:
 
     def detect(self, path: str) -> bool:
         folder = Path(path)
+        if folder.is_file():
+            return _single_file_kind(folder) is not None
         return (folder / CT_CONFIG).is_file() or (folder / "W_enc_0.safetensors").is_file()
 
-    def load(self, path: str, *, dtype: Any = None, device: str | None = None, **_: Any) -> TranscoderSet:
+    def load(self, path: str, *, dtype: Any = None, device: str | None = None,
+             **_: Any) -> TranscoderSet | SparseAutoencoder:
         folder = Path(path)
+        if folder.is_file():
+            kind = _single_file_kind(folder)
+            one = clt_layer(folder, dtype) if kind == "clt_layer" else per_layer_file(folder, {}, dtype=dtype)
+            one.format = self.name
+            return one.to(device) if device else one
         config = _read_yaml(folder / CT_CONFIG) if (folder / CT_CONFIG).is_file() else {
             "model_kind": "cross_layer_transcoder"}
         kind = config.get("model_kind", "transcoder_set")
@@ -232,6 +241,67 @@ class CircuitTracerFormat:
 
     def save(self, dictionary: Any, path: str) -> None:
         save_circuit_tracer(dictionary, Path(path))
+
+
+def _single_file_kind(path: Path) -> str | None:
+    """What one safetensors file is, from its name and header: ``clt_layer`` (a cross-layer
+    transcoder's ``W_enc_{l}`` with its ``W_dec_{l}`` beside it), ``layer`` (a per-layer
+    transcoder: ``W_enc`` and ``W_dec`` both ``[d_transcoder, d_model]``, or Gemma Scope 2's
+    ``w_enc``), or None (SAELens's ``sae_weights`` has ``W_enc [d_in, d_sae]``)."""
+    from featurelens.plugins.formats.headers import safetensors_header
+
+    if path.suffix != ".safetensors":
+        return None
+    match = re.fullmatch(r"W_enc_(\d+)\.safetensors", path.name)
+    if match:
+        return "clt_layer" if (path.parent / f"W_dec_{match.group(1)}.safetensors").is_file() else None
+    try:
+        header = safetensors_header(path)
+    except FeaturelensError:
+        return None
+    if "w_enc" in header and "w_dec" in header:
+        return "layer"
+    enc, dec = header.get("W_enc"), header.get("W_dec")
+    return "layer" if enc and dec and len(enc[0]) == 2 and enc[0] == dec[0] else None
+
+
+def clt_layer(enc_path: Path, dtype: Any) -> SparseAutoencoder:
+    """One layer of a circuit-tracer cross-layer transcoder as a single transcoder, read as
+    SAELens's ``mntss_clt_layer_transcoder`` reads it: the layer's encoder, and its decoders
+    to every later layer summed into one ``[d_transcoder, d_model]`` write (each feature's
+    total write to the residual stream, right for its logit effects; not a reconstruction
+    of any one layer's output). JumpReLU when the file holds ``threshold_{l}``, as
+    circuit-tracer encodes (SAELens's loader ignores the threshold), else ReLU."""
+    layer = int(re.fullmatch(r"W_enc_(\d+)\.safetensors", enc_path.name).group(1))  # type: ignore[union-attr]
+    dec_path = enc_path.parent / f"W_dec_{layer}.safetensors"
+    enc = read_safetensors(enc_path, "circuit-tracer")
+    dec = read_safetensors(dec_path, "circuit-tracer")
+    shape = _shape(enc, f"W_enc_{layer}", enc_path)
+    if len(shape) != 2:
+        raise FeaturelensError(f"W_enc_{layer} in {enc_path} must be a matrix, not {list(shape)}.")
+    d_t, d_model = shape
+    want = {f"b_enc_{layer}": (d_t,), f"b_dec_{layer}": (d_model,)}
+    threshold = f"threshold_{layer}" in enc
+    if threshold:
+        want[f"threshold_{layer}"] = (d_t,)
+    for name, expected in want.items():
+        if _shape(enc, name, enc_path) not in (expected, (1, *expected)):
+            raise FeaturelensError(f"{name} in {enc_path} has shape {list(shape_of(enc, name))}, but its "
+                                   f"W_enc implies {list(expected)}; the files are from different transcoders.")
+    dec_shape = _shape(dec, f"W_dec_{layer}", dec_path)
+    if len(dec_shape) != 3 or dec_shape[0] != d_t or dec_shape[2] != d_model:
+        raise FeaturelensError(f"W_dec_{layer} in {dec_path} has shape {list(dec_shape)}, but layer {layer}'s "
+                               f"encoder needs [{d_t}, <later layers>, {d_model}].")
+    chosen = parse_dtype(dtype, enc_path)
+    w_dec = dec[f"W_dec_{layer}"]
+    state = {"W_enc": enc[f"W_enc_{layer}"].T.contiguous(), "b_enc": enc[f"b_enc_{layer}"].reshape(d_t),
+             "W_dec": w_dec.to(chosen or w_dec.dtype).sum(dim=1), "b_dec": enc[f"b_dec_{layer}"].reshape(d_model)}
+    if threshold:
+        state["threshold"] = enc[f"threshold_{layer}"].reshape(d_t)
+    options = {"activation": "jumprelu" if threshold else "relu", "skip": False, "apply_b_dec_to_input": False}
+    model = build("transcoder", d_model, d_t, options, state, dtype=chosen, source=enc_path)
+    model.config["cross_layer_decoders_summed"] = int(dec_shape[1])
+    return model
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

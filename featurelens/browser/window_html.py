@@ -1,0 +1,127 @@
+"""A feature page's example windows, written straight to HTML.
+
+A page shows up to twenty windows of tens of tokens. Drawn through template macros, every
+token was a dict, a macro call and three filters: most of a page's cost, which a
+million-feature report pays a million times. These functions write the same markup in one
+pass over each window (tests/browser/test_window_html.py compares them with the macros
+they replace). A feature fires on a few tokens of a window, and a ``<span>`` around every
+other token made up most of a page's bytes, so a run of unlit tokens is one plain ``.tok``
+text: the same text, a fraction of the markup. Lit and special tokens keep their own
+element with colour (:func:`highlight_rgb`), ``title`` and ``data-act``. Every text from
+the store is escaped (markupsafe, as the templates' autoescape does).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Container, Iterable
+
+from markupsafe import Markup, escape
+
+from featurelens.browser.templating import display_token, fmt
+
+#: Headings of the three kinds of windows, in page order.
+TITLES = {"top": "Top activations", "quantile": "Across activation quantiles",
+          "random": "Random non-activating windows"}
+
+#: Drawn for a token whose text is empty, so it still gets a box.
+ZWSP = "\u200b"
+
+#: RGB of a token at the feature's maximum activation.
+HIGHLIGHT_RGB = (255, 140, 0)
+
+
+def highlight_rgb(intensity: float) -> tuple[int, int, int]:
+    """Background of a token whose activation is ``intensity`` (0..1) of the maximum: from
+    white to :data:`HIGHLIGHT_RGB`, solid (no alpha) so a screenshot can check it by pixel."""
+    a = min(1.0, max(0.0, intensity))
+    return tuple(round(255 + (c - 255) * a) for c in HIGHLIGHT_RGB)  # type: ignore[return-value]
+
+
+def special_present(rows: Iterable[dict[str, Any]], special: Container[str]) -> frozenset[str]:
+    """The special tokens that occur in the windows ``rows`` (each distinct token asked once)."""
+    distinct: set[str] = set()
+    for row in rows:
+        distinct.update(row["token_strs"])
+    return frozenset(t for t in distinct if t in special)
+
+
+#: Tokens' escaped display texts, by token (a corpus repeats a vocabulary's worth).
+_SHOWN: dict[str, str] = {}
+_SHOWN_MOST = 1 << 17
+
+
+def _shown(token: str) -> str:
+    """``token`` as a page shows it, escaped; escaping and :func:`display_token` act per
+    character, so the text of a run is the join of its tokens' texts."""
+    text = _SHOWN.get(token)
+    if text is None:
+        if len(_SHOWN) >= _SHOWN_MOST:  # bounded whatever the corpus
+            _SHOWN.clear()
+        text = _SHOWN[token] = str(escape(display_token(token)))
+    return text
+
+
+def window(tokens: list[str], activations: list[float], scale: float, special: Container[str],
+           show_special: bool) -> str:
+    """One window's tokens as HTML, coloured by activation / ``scale``; tokens in
+    ``special`` only when ``show_special``."""
+    parts: list[str] = []
+    run: list[str] = []
+    shown = _SHOWN.get
+    for token, act in zip(tokens, activations):  # a short activation row: trailing tokens dropped
+        text = shown(token)
+        if text is None:
+            text = _shown(token)
+        if token in special:
+            if show_special:
+                if run:
+                    parts.append(f'<span class="tok">{"".join(run) or ZWSP}</span>')
+                    run = []
+                parts.append(f'<span class="tok special" title="special token">{text}</span>')
+            continue
+        if act and act > 0 and scale > 0:  # NaN and None are unlit
+            value = float(act)
+            if run:
+                parts.append(f'<span class="tok">{"".join(run) or ZWSP}</span>')
+                run = []
+            colour = "#%02x%02x%02x" % highlight_rgb(value / scale)
+            parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
+                         f'data-act="{"%.6g" % value}">{text or ZWSP}</span>')
+        else:
+            run.append(text)
+    if run:
+        parts.append(f'<span class="tok">{"".join(run) or ZWSP}</span>')
+    return "".join(parts)
+
+
+def _text(value: Any) -> str:
+    """``value`` as escaped text, as the templates' autoescape writes it (markupsafe's
+    escaping, without a Markup object per call)."""
+    text = str(value)
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
+
+
+def section(kind: str, rows: list[dict[str, Any]], scale: float, special: Container[str],
+            show_special: bool) -> Markup:
+    """The ``<section>`` of one kind of windows (``top``, ``quantile``, ``random``)."""
+    title = TITLES[kind]
+    if not rows:
+        return Markup(f'<section class="examples {kind}"><h2>{title}</h2><p class="empty">none stored</p></section>')
+    parts = [f'<section class="examples {kind}" data-scale="{escape("%.6g" % scale)}"><h2>{title}</h2><ol>']
+    for row in rows:
+        label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
+        cut_before, cut_after = row.get("cut_before"), row.get("cut_after")
+        parts.append(
+            f'<li class="example" data-kind="{kind}" data-rank="{_text(row["rank"])}"><span class="label" '
+            f'title="{_text(row["document"] or "")}">{_text(label)} max {_text(fmt(row["max_activation"]))}</span>'
+            f'<span class="window">')
+        if cut_before:
+            parts.append(f'<span class="cut" title="{_text(cut_before)} earlier tokens not shown">…</span>')
+        parts.append(window(row["token_strs"], row["activations"], scale, special, show_special))
+        if cut_after:
+            parts.append(f'<span class="cut" title="{_text(cut_after)} later tokens not shown">…</span>')
+        parts.append("</span></li>")
+    parts.append("</ol></section>")
+    return Markup("".join(parts))
