@@ -29,6 +29,7 @@ from featurelens.browser.feature_list import (
 from featurelens.browser.search_index import INDEX_SQL, SearchIndex, like_pattern
 from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.core.errors import FeaturelensError, StoreError
+from featurelens.core.lazy_logits import PENDING
 from featurelens.core.redaction import configured_secrets, redact
 from featurelens.core.selection import Selection
 from featurelens.core.store.database import Store, is_lock_conflict
@@ -79,6 +80,11 @@ class FeatureData:
     #: Tokens hidden in examples unless asked (see browser.special_tokens).
     special_tokens: Container[str] = field(default_factory=frozenset)
     effects: dict[str, Any] | None = None  #: feature_effects row (featurelens effects)
+    #: The lazy extraction's marker (where its effects come from) when this feature's logit
+    #: effects are left to compute: the page says how to fill them.
+    logits_pending: dict[str, Any] | None = None
+    #: Its effects were computed for this page by ``serve --model`` and are not stored.
+    logits_unstored: bool = False
 
 
 _DICTIONARIES_SQL = (
@@ -557,7 +563,21 @@ class BrowserData:
     def feature(self, dictionary_id: str, feature: int, max_examples: int = 20) -> FeatureData | None:
         """The feature's statistics, examples with tokens, and explanations with scores."""
         found = self.feature_batch(dictionary_id, [feature], max_examples)
+        if found and found[0].stats.get("top_logits") is None:
+            found[0].logits_pending = self._logits_pending(dictionary_id)
         return found[0] if found else None
+
+    def _logits_pending(self, dictionary_id: str) -> dict[str, Any] | None:
+        """The marker of the dictionary's latest extraction when it was lazy about logit
+        effects. The browser reads the store read-only and, without ``--model``, loads no
+        model, so it does not compute them: the page names the command that does (explain
+        and export compute them themselves; ``serve --model`` computes them for the page)."""
+        rows = self._dicts(
+            "SELECT CAST(json_extract(config, '$.' || ?) AS VARCHAR) AS marker FROM runs WHERE kind = 'extract' "
+            "AND status = 'done' AND json_extract_string(config, '$.dictionary_id') = ? "
+            "ORDER BY finished_at DESC NULLS LAST LIMIT 1", [PENDING, dictionary_id])
+        marker = json.loads(rows[0]["marker"]) if rows and rows[0]["marker"] else None
+        return marker if isinstance(marker, dict) else None
 
     def feature_batch(self, dictionary_id: str, features: list[int], max_examples: int = 20,
                       max_quantile: int | None = None) -> list[FeatureData]:

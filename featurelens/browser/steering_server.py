@@ -211,6 +211,8 @@ class SteeringHandler(BrowserHandler):
         html_type = "text/html; charset=utf-8"
         if parts[:1] == ["feature"] and len(parts) == 3 and request_guard.feature_index(parts[2]) is not None:
             data = self.data.feature(parts[1], int(parts[2]))
+            if data is not None and data.logits_pending:
+                self._page_effects(data, parts[1], int(parts[2]))
             if data is not None:
                 page = feature_page(data, self.links, self.data.neighbours(parts[1], int(parts[2])))
                 return HTTPStatus.OK, html_type, page.encode()
@@ -219,6 +221,21 @@ class SteeringHandler(BrowserHandler):
         if parts[:1] == ["graph"] and len(parts) == 3 and parts[2] == "intervene":
             return self._intervene(parts[1], query)
         return super()._route(parts, query)
+
+    def _page_effects(self, data: Any, dictionary_id: str, feature: int) -> None:
+        """A pending feature's logit effects computed with the served model for this page
+        (the store stays read-only, so they are not stored); when the dictionary cannot be
+        loaded here or the model is busy, the page keeps its note on how to fill them."""
+        from featurelens.core.lazy_logits import page_effects
+
+        fold = bool((data.logits_pending or {}).get("fold_final_norm", True))
+        try:
+            with self.service.turn():
+                target = self.service.target(dictionary_id)
+                data.stats.update(page_effects(target.dictionary, feature, self.service.backend, fold))
+        except (FeaturelensError, Busy, NotImplementedError):
+            return
+        data.logits_pending, data.logits_unstored = None, True
 
     def _intervene(self, graph_id: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         """The graph page's edits of pinned nodes, answered as JSON."""

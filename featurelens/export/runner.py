@@ -77,6 +77,7 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
         if not keys:
             raise FeaturelensError(
                 "No feature matches the selection; loosen --where / --dictionary, or run a job first.")
+        data = _with_logit_effects(data, store_path, Selection(where=where, dictionary_id=dictionary_id))
         request = {"format": fmt, "dictionary": dictionary_id, "where": where, "store": str(data.path),
                    "visibility": visibility, "embeddings": embeddings}
         staging = stage(output, request, _store_state(data))
@@ -104,6 +105,20 @@ def _export(store_path: str | Path | None, fmt: str, output: Path, *, dictionary
     return f"Exported {what} to {staging.final}."
 
 
+def _with_logit_effects(data: BrowserData, store_path: str | Path | None, selection: Selection) -> BrowserData:
+    """``data``, after the selection's logit effects that a lazy extraction left pending are
+    computed and stored (the store is reopened for writing only then), so every exported
+    page and batch file has them."""
+    from featurelens.core.lazy_logits import ensure_at, pending_count
+
+    with Store.open(data.path, read_only=True) as store:
+        if not pending_count(store, selection):
+            return data
+    data.close()  # one process holds a DuckDB file in one mode at a time
+    ensure_at(data.path, selection)
+    return BrowserData(store_path)
+
+
 def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | None,
                   feature_base_url: str | None, all_nodes: bool) -> str:
     """One attribution graph for Neuronpedia's graph viewer (see export/neuronpedia/graph.py)."""
@@ -120,6 +135,11 @@ def _export_graph(store_path: str | Path | None, output: Path, graph_id: str | N
             known = ", ".join(g["graph_id"] for g in list_graphs(data.query)[:10]) or "none yet"
             raise FeaturelensError(f"There is no graph {graph_id!r} in {data.path} (known: {known}); "
                                    "make one with featurelens graph.")
+        features = graph.feature_ids()
+        if features:  # the detail files carry each feature node's logit effects
+            data = _with_logit_effects(data, store_path, Selection(
+                where=f"feature IN ({', '.join(str(int(f)) for f in features)})",
+                dictionary_id=graph.graph["dictionary_id"]))
         slug = neuronpedia_graph.slug_of(graph_id)
         base = feature_base_url or "features"
         request = {"format": "neuronpedia-graph", "graph": graph_id, "base": base, "all": all_nodes,

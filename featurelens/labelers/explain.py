@@ -143,6 +143,10 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     options, method = spec.options, spec.method  # read once: a chunk holds thousands of jobs
     per_request = grouped.per_request(options)
     to_do = split_never_fired(store, spec.selection).to_do
+    if declared(explainer, "reads_logit_effects", ExplainerBase):
+        from featurelens.core.lazy_logits import ensure  # torch only when asked
+
+        ensure(store, to_do)  # those a lazy extraction left pending, computed once and stored
     for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(explainer)):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,

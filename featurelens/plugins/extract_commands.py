@@ -15,6 +15,7 @@ featurelens_api = 1
 @featurelens.hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(extract_command)
+    cli.add_command(logits_command)
     cli.add_command(models_group)
 
 
@@ -52,13 +53,16 @@ def register_commands(cli: click.Group) -> None:
                    "(attention sinks), e.g. 10.")
 @click.option("--fold-final-norm/--no-fold-final-norm", default=True, show_default=True,
               help="Fold the final norm's scale into the unembedding for logit effects.")
-@click.option("--logit-effects", type=click.Choice(["all", "fired", "none"]), default="all", show_default=True,
-              help="Which features get their promoted/suppressed tokens (decoder row x unembedding), computed "
-                   "after the stream in chunks on the model's device. Default all: pages, exports and the "
-                   "explainers' logit lines then have them for every feature; the chunked product measured "
-                   "0.6-2.7 ms per feature on 2 shared CPU cores (10-45 minutes at a million features) and "
-                   "runs on the model's GPU when there is one. fired: only features that fired in this corpus (a wide dictionary over a short "
-                   "corpus is mostly dead features); none: skip them.")
+@click.option("--logit-effects", type=click.Choice(["auto", "all", "fired", "lazy", "none"]), default="auto",
+              show_default=True,
+              help="Which features get their promoted/suppressed tokens (decoder row x unembedding), and when. "
+                   "all: every feature, after the stream, in chunks on the model's device (0.6-2.7 ms per "
+                   "feature on 2 CPU cores: about half an hour at a million features); fired: only features "
+                   "that fired in this corpus; lazy: none now (the final phase costs nothing), each feature's "
+                   "computed and stored when an explainer, an export or `featurelens logits` first needs it; "
+                   "none: never. Default auto = all on a GPU or up to 16,384 features (10-45 s on 2 "
+                   "CPU cores), lazy above on a CPU, where most of a wide dictionary's effects would be "
+                   "computed for features nobody opens.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:0...")
@@ -132,6 +136,46 @@ def extract_command(model: str, backend: str, hookpoint: str | None, dictionary:
         click.echo(f"Skipped {result.skipped_files} file(s) that are not UTF-8 (--skip-invalid).", err=True)
     click.echo(f"Extracted {result.n_tokens} tokens in {result.n_windows} windows into dictionary "
                f"{result.dictionary_id} (run {result.run_id}{resumed}, {result.seconds:.1f} s).")
+
+
+@click.command("logits")
+@store_option
+@click.option("--dictionary", "dictionary_id", default=None, help="Only this dictionary's features.")
+@click.option("--where", default=None, help='SQL condition over the features table, e.g. "fire_count > 0".')
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many features.")
+@click.option("--model", default=None,
+              help="The model's new place, if it moved since the extraction (default: the recorded one).")
+@click.option("--dictionary-path", default=None,
+              help="The dictionary's new place, if it moved since the extraction (default: the recorded one).")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda:0...")
+def logits_command(store_path: Path | None, dictionary_id: str | None, where: str | None, limit: int | None,
+                   model: str | None, dictionary_path: str | None, device: str) -> None:
+    """Compute and store the logit effects of the selected features that lack them.
+
+    For stores extracted with --logit-effects lazy (or fired/none): only the decoder rows of
+    the features still missing are read, through the same product as an eager extraction,
+    one chunk per commit; run again after a kill, it computes only what is left.
+    """
+    from featurelens.core.errors import FeaturelensError
+    from featurelens.core.lazy_logits import fill
+    from featurelens.core.selection import Selection, count_features
+    from featurelens.core.store.database import Store
+    from featurelens.core.store.location import default_store_path
+
+    path = store_path or default_store_path()
+    if not path.exists():  # a mistyped path must not create an empty store
+        raise FeaturelensError(f"There is no feature store at {path}; point --store at the store to fill.")
+    selection = Selection(where=where, dictionary_id=dictionary_id, limit=limit)
+    with Store.open(path) as store:
+        if not count_features(store, selection):
+            click.echo("No feature matches the selection; nothing to fill.")
+            return
+        result = fill(store, selection, model=model, dictionary=dictionary_path, device=device)
+    if not result.filled:
+        click.echo("Every selected feature already has its logit effects; nothing to fill.")
+        return
+    click.echo(f"Stored the logit effects of {result.filled} feature(s) of {', '.join(result.dictionaries)} "
+               f"in {result.seconds:.1f} s.")
 
 
 @click.group("models")

@@ -155,7 +155,7 @@ def _run(spec: ExtractSpec, plan: Any, pool: WorkerPool, store: StoreLike, start
         pool.close_in_background()  # workers gone now, Ray's shutdown overlaps the finish phase
         _finish(db, folder, plan.run, plan.config, lm, sae, plan.dict_id, plan.hookpoint, spec.dictionary,
                 plan.corpus_id, state, streamed.pending, text, spec.fold_final_norm, streamed.n_seen, progress,
-                spec.logit_effects)
+                plan.config.get("logit_effects", "all"))
         finish_end = time.monotonic()
     pool.close()
     return RayExtractResult(plan.run, plan.dict_id, plan.corpus_id, lm.model_id, streamed.n_seen,

@@ -50,6 +50,23 @@ def test_two_workers_give_the_in_process_store_table_by_table(ray_cluster, job: 
     assert again.already_done
 
 
+def test_a_lazy_ray_run_leaves_the_effects_pending_and_they_fill_to_the_in_process_ones(
+        ray_cluster, job: dict, expected: Path, tmp_path: Path) -> None:
+    from featurelens.core.lazy_logits import PENDING, fill
+    from featurelens.core.selection import Selection
+
+    store = tmp_path / "lazy.duckdb"
+    ray_extract_with(store=store, workers=2, shard_batches=4, logit_effects="lazy", **job)
+    with featurelens.open_store(store) as db:
+        config = json.loads(db.execute("SELECT config FROM runs WHERE kind = 'extract'")[0][0])
+        assert config[PENDING]["dictionary"] == str(Path(job["dictionary"]).resolve())
+        assert db.execute("SELECT count(*) FROM features WHERE top_logits IS NOT NULL")[0][0] == 0
+        assert fill(db, Selection(), progress=False).filled == 64
+        filled = db.execute("SELECT feature, top_logits FROM features ORDER BY feature")
+    with featurelens.open_store(expected, read_only=True) as db:
+        assert filled == db.execute("SELECT feature, top_logits FROM features ORDER BY feature")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("failure", ["killed", "worker failed for good"])
 def test_driver_interrupted_resumes_from_its_last_committed_merge(ray_cluster, job: dict, expected: Path,

@@ -29,7 +29,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import ModelBackendBase, declared
 from featurelens.core.extraction import resume
 from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
-from featurelens.core.extraction.logit_effects import logit_effects
+from featurelens.core.extraction.logit_effects import choose_mode, defined, logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
 from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set, state_device
@@ -39,6 +39,7 @@ from featurelens.core.extraction.writer import (
     feature_rows,
     sequence_rows,
 )
+from featurelens.core.lazy_logits import PENDING, pending_marker
 from featurelens.core.progress import phase
 from featurelens.core.progress import progress as show_progress
 from featurelens.core.store.argument import StoreLike, using_store
@@ -48,8 +49,6 @@ from featurelens.core.store.database import Store
 FEATURE_CHUNK = 4096
 #: DuckDB's memory while the final rows are written (its buffer pool otherwise grows with them).
 WRITE_MEMORY = "1GB"
-#: The choices of ``ExtractSpec.logit_effects`` (see :mod:`logit_effects`).
-LOGIT_EFFECTS = ("all", "fired", "none")
 #: Windows buffered before their sequences are written even if no checkpoint is due
 #: (harmless for resuming: sequence rows are idempotent and removed by _undo).
 SEQUENCE_FLUSH = 2048
@@ -84,7 +83,9 @@ def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
     digest = hashlib.sha256(dictionary.architecture.encode())
     for name, tensor in sorted(dictionary.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # the tensor's own buffer, hashed in place (a bytes copy would double a wide
+        # dictionary's memory for a moment)
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return f"{dictionary.architecture}-{digest.hexdigest()[:16]}"
 
 
@@ -134,8 +135,9 @@ class ExtractSpec:
     dictionary_name: str | None = None
     #: Which corpus documents to read: ``heldout`` (never trained on), ``train`` or ``all``.
     split: str = "heldout"
-    #: Which features get logit effects: ``all``, ``fired`` (those that fired here) or ``none``.
-    logit_effects: str = "all"
+    #: Which features get logit effects: ``auto``, ``all``, ``fired`` (those that fired here),
+    #: ``lazy`` (each when first needed) or ``none`` (see :func:`logit_effects.choose_mode`).
+    logit_effects: str = "auto"
 
 
 @dataclass
@@ -217,9 +219,7 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
     from featurelens.core.corpus.split import split_corpus
     from featurelens.core.host.manager import create
 
-    if spec.logit_effects not in LOGIT_EFFECTS:
-        raise FeaturelensError(f"--logit-effects must be one of {', '.join(LOGIT_EFFECTS)}, not "
-                               f"{spec.logit_effects!r}; pick one of those.")
+    choose_mode(spec.logit_effects, 0, "cpu")  # an unknown mode is refused before anything loads
     if spec.tokens < 1 or spec.batch_size < 1 or spec.top_k < 0 or spec.n_quantile < 0 or spec.n_random < 0:
         raise FeaturelensError("--tokens, --batch-size must be positive and example counts >= 0; fix the option.")
     lm = model_obj or create("model_backend", spec.backend, spec.model, dtype=spec.dtype, device=spec.device)
@@ -246,9 +246,25 @@ def prepare(spec: ExtractSpec, *, model_obj: Any = None, dictionary_obj: Any = N
         "fold_final_norm": spec.fold_final_norm, "dtype": spec.dtype,
         "quantile_levels": list(QUANTILE_LEVELS), **asdict(settings),
     }
-    if spec.logit_effects != "all":  # only then: runs of the default keep their ids
-        config["logit_effects"] = spec.logit_effects
+    logit_mode = choose_mode(spec.logit_effects, sae.d_sae, lm.device)
+    if logit_mode == "lazy" and not defined(sae, lm):
+        logit_mode = "none"  # nothing would ever be pending
+    if logit_mode == "lazy" and spec.dictionary == "identity" and sae.architecture != "identity":
+        # a dictionary object passed without its path: nothing to reload it from later
+        if spec.logit_effects == "lazy":
+            raise FeaturelensError("--logit-effects lazy reloads the dictionary later, but this one was passed "
+                                   "as an object; set ExtractSpec.dictionary to its path.")
+        logit_mode = "all"
+    if logit_mode != "all":  # only then: runs of the default keep their ids
+        config["logit_effects"] = logit_mode
     run = resume.run_id(config)
+    if logit_mode == "lazy":  # where to compute them later; kept out of the run id (paths move)
+        from featurelens.core.model.causal_lm import model_argument
+
+        recorded = declared(lm, "source", ModelBackendBase)
+        model = model_argument(recorded) if isinstance(recorded, str) else spec.model
+        config[PENDING] = pending_marker(model, spec.backend, spec.dtype, spec.dictionary, hookpoint,
+                                         spec.fold_final_norm)
     windows = pack(source, lm.tokenizer, context=spec.context, prepend_bos=spec.prepend_bos, max_windows=n_windows)
     batches = _batches(windows, spec.batch_size)
     first = next(batches)  # an empty or unreadable corpus fails here, before the store is opened
@@ -338,7 +354,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, plan.hookpoint, spec.dictionary, corpus_id,
                 state, pending, text, spec.fold_final_norm, n_seen, progress,
-                spec.logit_effects)
+                config.get("logit_effects", "all"), release_dictionary=dictionary_obj is None)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -374,11 +390,17 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
             text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True,
-            logit_mode: str = "all") -> None:
-    """Write features, examples, model and dictionary rows, then mark the run done."""
+            logit_mode: str = "all", release_dictionary: bool = False) -> None:
+    """Write features, examples, model and dictionary rows, then mark the run done.
+
+    With ``release_dictionary`` (the extraction loaded the dictionary itself, so nothing
+    else holds it), its weights are dropped once the logit effects and its row are
+    computed: the write phase then holds the accumulated state without the weights beside
+    it (4.8 GB at a million features).
+    """
     settings = state.settings
     logits = None
-    if logit_mode != "none":
+    if logit_mode not in ("none", "lazy"):  # lazy: NULL now, the run's config says they are pending
         fired = (None if logit_mode == "all"
                  else torch.nonzero(state.stats.fire_count > 0).flatten().cpu())
         which = "every feature" if fired is None else f"the {fired.numel()} features that fired"
@@ -410,6 +432,9 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
+    n_features = sae.d_sae
+    if release_dictionary:
+        sae.to("meta")  # shapes stay, the weights' memory goes back
     # one transaction per chunk: DuckDB holds a transaction's new rows in memory until it
     # commits (about 12 KB a feature, its 50 random windows alone), which a million
     # features cannot afford. The run is marked done only after the last chunk, so a kill
@@ -418,10 +443,10 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
     previous = db.execute("SELECT current_setting('memory_limit')")[0][0]
     db.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
     try:
-        with show_progress(sae.d_sae, desc="extract: writing features and examples", unit="feature",
+        with show_progress(n_features, desc="extract: writing features and examples", unit="feature",
                            enabled=progress) as bar:
-            for first in range(0, sae.d_sae, FEATURE_CHUNK):
-                last = min(first + FEATURE_CHUNK, sae.d_sae)
+            for first in range(0, n_features, FEATURE_CHUNK):
+                last = min(first + FEATURE_CHUNK, n_features)
                 chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
                 with db.transaction():
                     db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS,
@@ -443,13 +468,15 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
 
 def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
                     last: int, n_bins: int, n_random: int) -> None:
-    top_seq, top_acts, top_order = state.top.ranked(first, last)
+    # top and quantile rows come only from features that kept a window (most of a wide
+    # dictionary never fires); random windows are all zeros, so no activations are built
+    top_features, top_seq, top_acts, top_order = state.top.ranked_live(first, last)
     db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
-                                       first_feature=first))
-    res_seq, res_acts, _ = state.reservoir.ranked(first, last)
+                                       features=top_features))
+    res_features, res_seq, res_acts, _ = state.reservoir.ranked_live(first, last)
     order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins, tiebreak=res_seq)
     db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
-                                       first_feature=first))
+                                       features=res_features))
     rand_seq, _ = state.pool.choose(first, last, n_random)
-    zeros = torch.zeros((*rand_seq.shape, state.context))
-    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros, first_feature=first))
+    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, state.context,
+                                       first_feature=first))

@@ -105,47 +105,67 @@ def feature_rows(dictionary_id: str, corpus_id: str, stats: FeatureStats, levels
         "histogram_edges": edges,
         "histogram_counts": counts,
     }
-    if logits is not None:  # rows whose ids are -1 had no effects computed: NULL
-        top_ids, top_vals, bottom_ids, bottom_vals = logits
-        width = top_ids.shape[1]
-        missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
-        for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
-            names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
-                           np.full(n, width), pa.string())
-            values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
-            columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
-            columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
-                                                                       mask=missing)
+    if logits is not None:
+        columns.update(logit_columns(logits, text))
     return pa.table(columns)
 
 
-def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor,
+def logit_columns(logits: tuple[torch.Tensor, ...], text: TokenText) -> dict[str, pa.ListArray]:
+    """``top_logits``, ``top_logit_values``, ``bottom_logits``, ``bottom_logit_values`` of
+    ``(top_ids, top_values, bottom_ids, bottom_values)`` (``[n, width]`` each): token strings
+    and float64 values; rows whose ids are -1 had no effects computed and are NULL."""
+    top_ids, top_vals, bottom_ids, bottom_vals = logits
+    n, width = top_ids.shape
+    missing = pa.array((top_ids[:, 0] < 0).numpy()) if width else None
+    columns: dict[str, pa.ListArray] = {}
+    for name, ids, vals in (("top", top_ids, top_vals), ("bottom", bottom_ids, bottom_vals)):
+        names = _lists(np.array(text(ids.clamp_min(0).reshape(-1).tolist()), dtype=object),
+                       np.full(n, width), pa.string())
+        values = _fixed_lists(np.nan_to_num(vals.double().numpy()), pa.float64())
+        columns[f"{name}_logits"] = pa.ListArray.from_arrays(names.offsets, names.values, mask=missing)
+        columns[f"{name}_logit_values"] = pa.ListArray.from_arrays(values.offsets, values.values,
+                                                                   mask=missing)
+    return columns
+
+
+def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor | int,
                  order: torch.Tensor | None = None, bins: torch.Tensor | None = None,
-                 first_feature: int = 0) -> pa.Table:
+                 first_feature: int = 0, features: torch.Tensor | None = None) -> pa.Table:
     """Rows for ``[F, K]`` window ids and ``[F, K, T]`` activations (slots with id -1 skipped).
 
-    Row ``i`` is feature ``first_feature + i``. ``order`` permutes each feature's slots
-    before ranking; ``bins`` labels quantiles (in ordered positions).
+    Row ``i`` is feature ``first_feature + i``, or ``features[i]`` when given. ``order``
+    permutes each feature's slots before ranking; ``bins`` labels quantiles (in ordered
+    positions). ``acts`` given as a window length ``T`` means activations that are all
+    zero (random non-activating windows): no ``[F, K, T]`` tensor is made for them.
     """
     if order is not None:
         seq = seq.gather(1, order)
-        acts = acts.gather(1, order[:, :, None].expand_as(acts))
+        if isinstance(acts, torch.Tensor):
+            acts = acts.gather(1, order[:, :, None].expand_as(acts))
     valid = seq >= 0
     rank = torch.cumsum(valid.long(), dim=1) - 1
     feature, slot = torch.nonzero(valid, as_tuple=True)
-    chosen = acts[feature, slot].float()
-    maxima = chosen.max(dim=1) if chosen.shape[0] else None
     n = feature.numel()
-    empty = torch.zeros(0)
+    if isinstance(acts, torch.Tensor):
+        chosen = acts[feature, slot].float().numpy()
+        maxima = torch.from_numpy(chosen).max(dim=1) if n else None
+        max_value = (maxima.values if maxima else torch.zeros(0)).numpy()
+        max_position = (maxima.indices.int() if maxima else torch.zeros(0, dtype=torch.int32)).numpy()
+    else:  # all zeros: the maximum and its position are those of one zero window
+        chosen = np.zeros((n, acts), dtype=np.float32)
+        at_zero = torch.zeros(1, acts).max(dim=1)
+        max_value = np.full(n, float(at_zero.values[0]), dtype=np.float32)
+        max_position = np.full(n, int(at_zero.indices[0]), dtype=np.int32)
+    ids = feature + first_feature if features is None else features[feature]
     return pa.table({
         "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
-        "feature": pa.array((feature + first_feature).int().numpy()),
+        "feature": pa.array(ids.int().numpy()),
         "kind": pa.array([kind] * n, pa.string()),
         "rank": pa.array(rank[feature, slot].int().numpy()),
         "corpus_id": pa.array([corpus_id] * n, pa.string()),
         "sequence_id": pa.array(seq[feature, slot].numpy()),
-        "activations": _fixed_lists(chosen.numpy(), pa.float32()),
-        "max_activation": pa.array((maxima.values if maxima else empty).numpy(), pa.float32()),
-        "max_position": pa.array((maxima.indices.int() if maxima else empty.int()).numpy(), pa.int32()),
+        "activations": _fixed_lists(chosen, pa.float32()),
+        "max_activation": pa.array(max_value, pa.float32()),
+        "max_position": pa.array(max_position, pa.int32()),
         "quantile": pa.array(bins[feature, slot].int().numpy() if bins is not None else [None] * n, pa.int32()),
     })

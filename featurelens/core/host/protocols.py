@@ -178,7 +178,12 @@ class DictionaryFormat(Protocol):
         """True if ``path`` looks like this format (cheap: file names, config keys)."""
 
     def load(self, path: str, **options: Any) -> "Dictionary":
-        """Read the dictionary at ``path``; it must encode exactly as the writer does."""
+        """Read the dictionary at ``path``; it must encode exactly as the writer does.
+
+        Optional: ``decoder_rows(path, features) -> Tensor | None``, rows ``features``
+        (ascending ids) of the loaded dictionary's ``decoder_directions()`` read without
+        loading the rest; lazy logit effects use it (None, or no such member: the
+        dictionary is loaded whole)."""
 
     def save(self, dictionary: "Dictionary", path: str) -> None:
         """Write ``dictionary`` (raise FeaturelensError if the format is read-only)."""
@@ -564,6 +569,10 @@ class ExplainerBase:
     #: ``example_fallbacks() -> {kind: {fallback kind: most or None}}`` (see
     #: :data:`ExampleFallbacks`): windows read only by features lacking a kind.
     example_fallbacks: ClassVar[ExampleFallbacks | None] = None
+    #: Whether it reads ``record.top_logits``/``bottom_logits``: the explain job then first
+    #: computes the effects a lazy extraction left pending. True unless declared otherwise, so
+    #: an explainer that reads them never gets empty lists silently.
+    reads_logit_effects: ClassVar[bool] = True
 
     def requests(self, record: FeatureRecord) -> list[LLMRequest]:
         raise NotImplementedError(f"{type(self).__name__} must implement requests()")

@@ -75,6 +75,14 @@ def locate(model: str) -> tuple[str, str, str]:
     return model, model, f"hub:{model}"
 
 
+def model_argument(source: str) -> str:
+    """The ``--model`` argument that loads the model whose recorded source is ``source``
+    (the third value of :func:`locate`)."""
+    if source == "embedded:smollm2":
+        return "smollm2"
+    return source.removeprefix("hub:")
+
+
 def _offline(path: str) -> dict[str, Any]:
     """Hub ids load from the local HF cache when the hub is unreachable, instead of
     spending a minute on retries before failing."""

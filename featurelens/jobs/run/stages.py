@@ -89,7 +89,8 @@ def stage_extract(ctx: RunContext) -> StageResult:
     # extract() opens the store itself; DuckDB shares one instance per file within a
     # process, so its writes and ours go to the same database.
     spec = ExtractSpec(hookpoint=o.hookpoint, model=o.model, corpus=o.corpus, tokens=o.extract_tokens,
-                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed, split=o.split)
+                       context=o.context, top_k=20, n_quantile=20, n_random=20, seed=o.seed, split=o.split,
+                       dictionary=str(ctx.values["dictionary_path"]))  # lazy logit effects reload it from there
     result = extract(spec, store=ctx.store.path, model_obj=backend, dictionary_obj=dictionary)
     ctx.values["dictionary_id"] = result.dictionary_id
     if result.already_done:

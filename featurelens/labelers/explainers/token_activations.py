@@ -52,6 +52,7 @@ class PromptedExplainer(ExplainerBase):
         self.n_quantile = int(n_quantile)
         self.window = int(window)
         self.logits = bool(logits)
+        self.reads_logit_effects = self.logits  # the explain job fills lazy effects only then
         self.reasoning = bool(reasoning)
         # One short phrase fits in 32 tokens; the cap stops a small model that rambles.
         self.max_tokens = int(max_tokens or (400 if reasoning else 32))

@@ -77,6 +77,7 @@ class TokenLookupExplainer(ExplainerBase):
 
     name = "token-lookup"
     needs_llm = False
+    reads_logit_effects = False  # it reads the top windows' tokens only
 
     def __init__(self, n_examples: int = EXPLAIN_TOP, max_tokens: int = 3,
                  target_coverage: float = 0.8, min_share: float = 0.05):

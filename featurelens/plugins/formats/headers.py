@@ -78,6 +78,11 @@ def safetensors_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
+#: Rows apart that :meth:`SafetensorsFile.rows` still reads in one slice (the rows between
+#: cost less than another slice).
+ROW_GAP = 16
+
+
 class SafetensorsFile(Mapping[str, torch.Tensor]):
     """A safetensors file whose shapes are known at once and whose tensors load on access.
 
@@ -129,6 +134,32 @@ class SafetensorsFile(Mapping[str, torch.Tensor]):
             if handle.readinto(buffer) != buffer.size:
                 raise _refuse(self.path, f"ends inside tensor {name!r}")
         return tensor
+
+    def rows(self, name: str, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` (ascending) of the 2-D tensor ``name``, read through a memory map:
+        only those rows' bytes, never the whole tensor (one slice per run of ids at most
+        :data:`ROW_GAP` apart)."""
+        from safetensors import SafetensorError, safe_open
+
+        shape, _ = self.header[name]
+        ids = ids.long().cpu()
+        if ids.numel() and (int(ids[0]) < 0 or int(ids[-1]) >= shape[0]):
+            raise _refuse(self.path, f"has {shape[0]} rows in {name!r}, fewer than feature {int(ids[-1])} needs")
+        parts = []
+        try:
+            with safe_open(str(self.path), framework="pt") as handle:
+                view = handle.get_slice(name)
+                start = 0
+                while start < ids.numel():
+                    stop = start + 1
+                    while stop < ids.numel() and int(ids[stop]) - int(ids[stop - 1]) <= ROW_GAP:
+                        stop += 1
+                    low, high = int(ids[start]), int(ids[stop - 1]) + 1
+                    parts.append(view[low:high][ids[start:stop] - low])
+                    start = stop
+        except (SafetensorError, OSError, ValueError) as error:
+            raise _refuse(self.path, f"could not be read: {error}") from None
+        return torch.cat(parts) if parts else torch.empty((0, *shape[1:]), dtype=_TORCH_DTYPES[self.header[name][1]])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.header)

@@ -16,6 +16,7 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.formats.common import (
     atomic_folder,
     build,
+    decoder_slice,
     parse_dtype,
     read_json,
     read_safetensors,
@@ -26,6 +27,8 @@ from featurelens.plugins.formats.strict import config_str
 
 MANIFEST = "featurelens_dictionary.json"
 WEIGHTS = "weights.safetensors"
+#: Built-in learners whose decoder directions are their ``W_dec`` rows (:meth:`NativeFormat.decoder_rows`).
+W_DEC_ARCHITECTURES = frozenset({"topk", "batchtopk", "relu", "jumprelu", "transcoder"})
 
 
 class NativeFormat:
@@ -62,6 +65,16 @@ class NativeFormat:
             )
         model.format = self.name
         return model.to(device) if device else model
+
+    def decoder_rows(self, path: str, features: Any) -> Any:
+        """Rows ``features`` of ``decoder_directions()`` without loading the dictionary, for the
+        built-in SAEs and transcoders (their directions are ``W_dec``); None for any other
+        learner, whose directions only its own code knows."""
+        folder = Path(path)
+        manifest = read_json(folder / MANIFEST, "featurelens")
+        if manifest.get("architecture") not in W_DEC_ARCHITECTURES or not isinstance(manifest.get("d_sae"), int):
+            return None
+        return decoder_slice(folder / WEIGHTS, "W_dec", manifest["d_sae"], features, None, "featurelens")
 
     def save(self, dictionary: Any, path: str) -> None:
         save_native(dictionary, Path(path))

@@ -25,6 +25,7 @@ from featurelens.plugins.formats.common import (
     atomic_folder,
     build,
     config_int,
+    decoder_slice,
     dtype_name,
     parse_dtype,
     read_json,
@@ -161,6 +162,15 @@ class SAELensFormat:
         if isinstance(meta.get("featurelens_training"), dict):
             model.config.update(meta["featurelens_training"])
         return model.to(device) if device else model
+
+    def decoder_rows(self, path: str, features: torch.Tensor) -> torch.Tensor | None:
+        """Rows ``features`` of ``decoder_directions()`` without loading the dictionary: ``W_dec``
+        sliced from the weights file, in the dtype :meth:`load` gives it."""
+        folder = Path(path)
+        cfg = flat_config(read_json(folder / CFG, "SAELens"))
+        d_sae = config_int(cfg, "d_sae", folder / CFG, "SAELens")
+        return decoder_slice(folder / WEIGHTS, "W_dec", d_sae, features,
+                             parse_dtype(cfg.get("dtype"), folder / CFG), "SAELens")
 
     def save(self, dictionary: Any, path: str) -> None:
         sae = as_sae(dictionary, "SAELens")
