@@ -5,18 +5,24 @@ Run: .venv/bin/python benchmarks/extraction_width.py --widths 262144 [--tokens 8
 For each width, a random-weight TopK dictionary in SAELens's format (unit-norm decoder
 rows, W_enc = W_dec transposed, zero biases, k active latents) is written once under
 ``--folder`` (streamed to disk in chunks, so making it costs no memory), then one child
-process per width loads the embedded SmolLM2 and that dictionary and runs
-``featurelens.core.extraction.extract`` on ``blocks.3.hook_resid_post`` into a fresh
-store, as ``featurelens extract --dictionary FOLDER`` does. A fresh process per width
-makes its peak RSS (``VmHWM``, weights included) that width's alone. It prints, per
-phase, the wall time and the peak RSS reached by the end of the phase:
+process per width loads the embedded SmolLM2 and runs
+``featurelens.core.extraction.extract`` with that dictionary's folder on
+``blocks.3.hook_resid_post`` into a fresh store, as ``featurelens extract --dictionary
+FOLDER`` does (extract loads the dictionary itself, and lets its weights go once the logit
+effects are computed). A fresh process per width makes its peak RSS (``VmHWM``, weights
+included) that width's alone. It prints, per phase, the wall time and the peak RSS
+reached by the end of the phase:
 
 - load: the model and the dictionary (the dictionary alone is ``2 x d_model x width``
   float32 weights: 4.8 GB at 1,048,576 latents);
 - stream: corpus -> model -> dictionary -> accumulators (top windows, quantile
   reservoir, random pool, statistics), checkpoints included;
 - logit effects: every feature's top and bottom tokens through the unembedding;
-- write: feature rows and examples into the store, in one transaction.
+- write: feature rows and examples into the store, one transaction per 4,096 features
+  (features/s is printed for it).
+
+``--logit-sample`` loads the dictionary again after the extraction (outside every phase
+above) to time the logit product on that many features.
 
 Also printed: the accumulator state's own bytes at the end of the stream, and that
 state's bytes per feature (what a wider dictionary adds).
@@ -121,11 +127,17 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
     peaks: dict[str, float] = {}
     start = time.perf_counter()
     lm = create("model_backend", "hf", "smollm2", dtype="float32", device="auto")
-    sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)
-    marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
+    real_finish, real_logits, real_load = extractor._finish, extractor.logit_effects, extractor.load_dictionary
+    width: list[int] = []
+
+    def load(*args, **kwargs):  # extract loads the dictionary itself, as `featurelens extract` does
+        loaded = real_load(*args, **kwargs)
+        marks["load"], peaks["load"] = time.perf_counter() - start, rss()[1]
+        width.append(loaded.d_sae)
+        return loaded
+
     state_bytes: list[int] = []
     fired: list[int] = []
-    real_finish, real_logits = extractor._finish, extractor.logit_effects
 
     def finish(*args, **kwargs):  # the stream ends where the final phase begins
         state_bytes.append(args[10].nbytes())
@@ -139,10 +151,10 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
         marks["logit effects"], peaks["logit effects"] = time.perf_counter() - begun, rss()[1]
         return out
 
-    extractor._finish, extractor.logit_effects = finish, logits
+    extractor._finish, extractor.logit_effects, extractor.load_dictionary = finish, logits, load
     spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib",
                        logit_effects=logit_mode)
-    result = extractor.extract(spec, store=store, progress=False, model_obj=lm, dictionary_obj=sae)
+    result = extractor.extract(spec, store=store, progress=False, model_obj=lm)
     marks["stream"] = result.stream_seconds
     marks.setdefault("logit effects", 0.0)  # --logit-effects none
     peaks.setdefault("logit effects", peaks["stream"])
@@ -150,6 +162,7 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
     peaks["write"] = rss()[1]
     sample = {}
     if sample_features:  # the product's cost per feature, and the two-top-k rule it replaced, same rows
+        sae = load_dictionary(dictionary, backend=lm, hookpoint=HOOK)  # extract let its own copy go
         rows = torch.arange(min(sample_features, sae.d_sae))
         with torch.no_grad():
             begun = time.perf_counter()
@@ -158,7 +171,7 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
             begun = time.perf_counter()
             _two_topk(sae, lm, rows.numel())
             sample["two_topk"] = (time.perf_counter() - begun) / rows.numel()
-    print(json.dumps({"width": sae.d_sae, "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
+    print(json.dumps({"width": width[0], "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
                       "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
 
 
@@ -197,6 +210,7 @@ def main() -> None:
               f"dictionary written in {made:.0f} s (0 if it was there)")
         for phase in ("load", "stream", "logit effects", "write"):
             print(f"  {phase:14s} {row['seconds'][phase]:8.1f} s   peak RSS so far {row['peak_gb'][phase]:6.2f} GB")
+        print(f"  writing features and examples: {row['width'] / row['seconds']['write']:,.0f} features/s")
         print(f"  features that fired: {row['fired']:,} of {row['width']:,}")
         print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
               f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")

@@ -12,9 +12,15 @@ features, the first ones and the last ones of the dictionary, it times in this p
   token-check reads);
 - ``explain`` with token-lookup (through the engine, writes included);
 - ``score`` with token-check over those labels;
+- ``score`` with the embedding scorer (sentence model on the CPU, loaded before the
+  timing) over the first ``--embed-slice`` features of the slice, and the search-by-meaning
+  fill of the slice's new explanations (``explanation_search.embed_missing``);
+- the whole command, ``featurelens label --explainer token-lookup --scorer token-check``,
+  in a child process (its wall time and its CPU time, DuckDB's threads included);
 - ``export --format neuronpedia`` and ``--format html`` of the slice (``--processes N``:
   that many worker processes, their start included; by default the export's own choice,
-  which for a slice under ``featurelens.export.workers.MIN_FEATURES`` is this process).
+  which for a slice under ``featurelens.export.workers.MIN_FEATURES`` is this process;
+  ``--no-export`` leaves them out).
 
 ``--exports-only`` times the exports alone (``--formats``: which of them). Peak RSS is this process's and, separately,
 that of its largest worker process (``RUSAGE_CHILDREN``).
@@ -32,6 +38,7 @@ import argparse
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +64,28 @@ def timed(call) -> tuple[float, float, object]:
     return time.perf_counter() - wall, _cpu() - cpu, result
 
 
+def label_command(store_path: Path, where: str) -> tuple[float, float, int]:
+    """``featurelens label`` with token-lookup and token-check over ``where`` in a child
+    process: its wall time, its CPU time and the features it explained."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "featurelens", "label", "--explainer", "token-lookup", "--scorer",
+         "token-check", "--llm", "offline:none", "--where", where, "--no-progress", "--store",
+         str(store_path)], capture_output=True, text=True)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"featurelens label exited {done.returncode}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with featurelens.open_store(store_path) as store:
+        explained = store.execute(f"SELECT count(*) FROM explanations WHERE explainer = 'token-lookup' "
+                                  f"AND feature IN (SELECT feature FROM features WHERE {where})")[0][0]
+    print(f"label command: {explained:,} explained; peak RSS of the child {after.ru_maxrss / 1024:,.0f} MB "
+          f"(the largest child so far); {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ''}")
+    return wall, cpu, explained
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", type=Path, default=None)
@@ -65,15 +94,21 @@ def main() -> None:
     parser.add_argument("--exports-only", action="store_true")
     parser.add_argument("--processes", type=int, default=None)
     parser.add_argument("--formats", default="neuronpedia,html")
+    parser.add_argument("--embed-slice", type=int, default=512,
+                        help="features the embedding scorer scores per slice (a sentence model on the CPU)")
+    parser.add_argument("--no-export", action="store_true", help="leave the exports out")
     args = parser.parse_args()
     options = {} if args.processes is None else {"processes": args.processes}
 
+    from featurelens.core.host import protocols
+    from featurelens.core.model.sentence_embedding import default_model_path, embed
     from featurelens.core.selection import Selection, stream_records
+    from featurelens.core.store import explanation_search
     from featurelens.export.runner import export
     from featurelens.labelers.explain import ExplainSpec, explain_features
     from featurelens.llm.engine import EngineSettings
     from featurelens.scorers.score_jobs import ScoreSpec, score_features
-    from featurelens.scorers.scoring_windows import scorer_kinds
+    from featurelens.scorers.token_check import TokenCheckScorer
 
     with tempfile.TemporaryDirectory() as folder:
         store_path = Path(folder) / "wide.duckdb"
@@ -85,7 +120,8 @@ def main() -> None:
         with featurelens.open_store(store_path) as store:
             width = store.execute("SELECT max(feature) + 1 FROM features")[0][0]
             # an extracted or benchmarked store may hold these labels already: measure the work
-            store.execute("DELETE FROM scores WHERE scorer = 'token-check'")
+            store.execute("DELETE FROM scores WHERE scorer IN ('token-check', 'embedding')")
+            store.execute("DELETE FROM explanation_embeddings")
             store.execute("DELETE FROM explanations WHERE explainer = 'token-lookup'")
         slices = {"start": f"feature < {args.slice}", "end": f"feature >= {width - args.slice}"}
         print(f"{width:,} features; slices of {args.slice:,}: {slices}")
@@ -94,11 +130,16 @@ def main() -> None:
         for name, where in slices.items():
             out: dict[str, tuple[float, float, int]] = {}
             if not args.exports_only:
+                check = TokenCheckScorer()
+                # the same script measures a tree from before example_fallbacks (before/after runs)
+                fallbacks_of = getattr(protocols, "example_fallbacks", lambda component: None)
                 with featurelens.open_store(store_path) as store:
-                    for kinds_name, kinds in (("read records (lookup)", {"top": 10}),
-                                              ("read records (check)", scorer_kinds(50, 50))):
+                    for kinds_name, kinds, fallbacks in (
+                            ("read records (lookup)", {"top": 10}, None),
+                            ("read records (check)", protocols.example_kinds(check), fallbacks_of(check))):
                         wall, cpu, n = timed(lambda: sum(len(c) for c in stream_records(
-                            store, Selection(where=f"({where}) AND fire_count > 0"), 256, kinds)))
+                            store, Selection(where=f"({where}) AND fire_count > 0"), 2048, kinds,
+                            *([fallbacks] if fallbacks else []))))
                         out[kinds_name] = (wall, cpu, n)
                     wall, cpu, stats = timed(lambda: explain_features(
                         store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings))
@@ -107,7 +148,19 @@ def main() -> None:
                         store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
                         settings=settings))
                     out["score token-check"] = (wall, cpu, stats.succeeded)
-            for fmt in args.formats.split(","):
+                    embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
+                                  f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
+                    embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
+                    wall, cpu, stats = timed(lambda: score_features(
+                        store, ScoreSpec("offline:none", "embedding", where=embed_where,
+                                         explainer="token-lookup"), settings=settings))
+                    out["score embedding"] = (wall, cpu, stats.succeeded)
+                    wall, cpu, n = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
+                    out["embed explanations"] = (wall, cpu, n)
+                    store.execute(f"DELETE FROM scores WHERE scorer IN ('token-check', 'embedding') AND {where}")
+                    store.execute(f"DELETE FROM explanations WHERE explainer = 'token-lookup' AND {where}")
+                out["label command"] = label_command(store_path, where)
+            for fmt in () if args.no_export else args.formats.split(","):
                 target = Path(folder) / f"{fmt}-{name}"
                 wall, cpu, _ = timed(lambda: export(store_path, fmt, target, where=where, **options))
                 out[f"export {fmt}"] = (wall, cpu, args.slice)
@@ -115,6 +168,7 @@ def main() -> None:
             rows[name] = out
         print(f"{'stage':<24} {'start feat/s (wall / CPU)':>28} {'end feat/s (wall / CPU)':>26} "
               f"{'end/start CPU per feature':>26}")
+        print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         for stage in rows["start"]:
             (w0, c0, n0), (w1, c1, n1) = rows["start"][stage], rows["end"][stage]
             ratio = (c1 / max(n1, 1)) / max(c0 / max(n0, 1), 1e-9)

@@ -3,8 +3,11 @@
 Every histogram in the browser says what its axes measure: a title under the x axis,
 one beside the y axis, tick values at both ends and in between, and a tooltip per bar.
 Bars are the only ``<rect>`` elements, one per bin, so a page's bar count can be checked.
-:func:`bar_chart` computes the geometry; the ``chart`` macro in templates/macros.html
-draws it.
+:func:`bar_chart` computes the geometry; :func:`chart_svg` draws it, and a template draws
+a chart by writing it (``{{ chart }}``, through :meth:`Chart.__html__`). A million-feature
+report draws a histogram per page, so the SVG is written in one pass of string formatting
+rather than through template loops (tests/browser/test_chart_svg.py holds it to the bytes
+of the template macro it replaces).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from featurelens.browser.templating import ENV, fmt
+from markupsafe import Markup, escape
+
+from featurelens.browser.templating import fmt
 
 #: Space around the plot for tick labels and axis titles (left, bottom, top, right).
 _LEFT, _BOTTOM, _TOP, _RIGHT = 46, 34, 8, 8
@@ -52,6 +57,10 @@ class Chart:
     def y_title_y(self) -> float:
         return (self.top + self.base) / 2
 
+    def __html__(self) -> str:
+        """The chart drawn (:func:`chart_svg`), so a template writes it as ``{{ chart }}``."""
+        return str(chart_svg(self))
+
 
 def bar_chart(edges: Sequence[float], counts: Sequence[int], *, x_label: str, y_label: str,
               aria: str, width: int = 420, height: int = 150, log_x: bool = False,
@@ -86,6 +95,34 @@ def bar_chart(edges: Sequence[float], counts: Sequence[int], *, x_label: str, y_
     return chart
 
 
+def _text(value: Any) -> str:
+    """``value`` as escaped text, as the templates' autoescape writes it."""
+    text = str(value)
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return str(escape(text))
+    return text
+
+
+def chart_svg(c: Chart) -> Markup:
+    """The chart ``c`` as an inline ``<svg>``: a ``<rect>`` with a tooltip per bar, the two
+    axes, the tick labels and the axis titles. Every label is escaped."""
+    parts = [f'<svg class="{_text(c.css)}" viewBox="0 0 {_text(c.width)} {_text(c.height)}" '
+             f'preserveAspectRatio="xMinYMin meet" role="img" aria-label="{_text(c.aria)}">']
+    parts.extend(f'<rect x="{b["x"]:.1f}" y="{b["y"]:.1f}" width="{b["w"]:.1f}" height="{b["h"]:.1f}">'
+                 f'<title>{_text(b["lo"])} to {_text(b["hi"])}: {_text(b["count"])}</title></rect>'
+                 for b in c.bars)
+    left, base = _text(c.left), _text(c.base)
+    parts.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{_text(c.right)}" y2="{base}"/>'
+                 f'<line class="axis" x1="{left}" y1="{_text(c.top)}" x2="{left}" y2="{base}"/>')
+    parts.extend(f'<text class="tick" x="{t["x"]:.1f}" y="{_text(t["y"])}" text-anchor="{_text(t["anchor"])}">'
+                 f'{_text(t["text"])}</text>' for t in c.ticks)
+    y_title = f"{c.y_title_y:.1f}"
+    parts.append(f'<text class="axis-title" x="{c.x_title_x:.1f}" y="{_text(c.height - 3)}" text-anchor="middle">'
+                 f'{_text(c.x_label)}</text><text class="axis-title" x="12" y="{y_title}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {y_title})">{_text(c.y_label)}</text></svg>')
+    return Markup("".join(parts))
+
+
 def bar_chart_svg(edges: Sequence[float], counts: Sequence[int], **options: Any) -> str:
     """:func:`bar_chart` drawn as an SVG string (for callers outside the templates)."""
-    return str(ENV.get_template("macros.html").module.chart(bar_chart(edges, counts, **options)))
+    return str(chart_svg(bar_chart(edges, counts, **options)))

@@ -344,8 +344,9 @@ class BrowserData:
         by column through Arrow: half the cost of row tuples for the list columns of
         examples, which an export of a million features reads twenty million of."""
         table = self.table(query, params)
-        columns = [table.column(name).to_pylist() for name in table.column_names]
-        return [dict(zip(table.column_names, values)) for values in zip(*columns)]
+        names = table.column_names  # a new list on every access: asked once, not once per row
+        columns = [table.column(name).to_pylist() for name in names]
+        return [dict(zip(names, values)) for values in zip(*columns)]
 
     def _dicts(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         with self.session():

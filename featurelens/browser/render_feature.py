@@ -15,6 +15,7 @@ import math
 from typing import Any, Container
 
 from featurelens.browser.charts import Chart, bar_chart
+from featurelens.browser.logit_tables import logit_table
 from featurelens.browser.queries import FeatureData
 from featurelens.browser.render import Links
 from featurelens.browser.steering_panel import steer_url
@@ -76,7 +77,7 @@ def feature_page(data: FeatureData, links: Links, neighbours: tuple[int | None, 
     steer_href = steer_url(did, index) if links.live and model else None
     return render("feature.html", title=f"{did} #{index}", links=links, data=data, s=s, did=did, index=index,
                   prev=neighbours[0], next=neighbours[1], scale=scale, special_toggle=toggle, note=note,
-                  steer_href=steer_href, steering_model=model, where=where,
+                  steer_href=steer_href, steering_model=model, where=where, logit_table=logit_table,
                   quantiles=", ".join(fmt(q) for q in (s.get("quantiles") or [])) or "-",
                   histogram=histogram_chart(s.get("histogram_edges"), s.get("histogram_counts")), **kinds)
 

@@ -37,6 +37,17 @@ def highlight_rgb(intensity: float) -> tuple[int, int, int]:
     return tuple(round(255 + (c - 255) * a) for c in HIGHLIGHT_RGB)  # type: ignore[return-value]
 
 
+#: Per channel, how far :data:`HIGHLIGHT_RGB` is from white.
+_TOWARDS = tuple(c - 255 for c in HIGHLIGHT_RGB)
+
+
+def _colour(intensity: float) -> str:
+    """:func:`highlight_rgb` as ``#rrggbb``, computed inline (once per lit token of a page)."""
+    a = 1.0 if intensity > 1.0 else intensity if intensity > 0.0 else 0.0  # NaN: 0, as in highlight_rgb
+    r, g, b = _TOWARDS
+    return "#%02x%02x%02x" % (round(255 + r * a), round(255 + g * a), round(255 + b * a))
+
+
 def special_present(rows: Iterable[dict[str, Any]], special: Container[str]) -> frozenset[str]:
     """The special tokens that occur in the windows ``rows`` (each distinct token asked once)."""
     distinct: set[str] = set()
@@ -64,7 +75,38 @@ def _shown(token: str) -> str:
 def window(tokens: list[str], activations: list[float], scale: float, special: Container[str],
            show_special: bool) -> str:
     """One window's tokens as HTML, coloured by activation / ``scale``; tokens in
-    ``special`` only when ``show_special``."""
+    ``special`` only when ``show_special``.
+
+    A window without special tokens (nearly all) is cut at its lit tokens: the texts are
+    looked up in one pass and each run between two lit tokens is one slice joined, so the
+    Python work per window follows its lit tokens, not its length."""
+    if special and any(map(special.__contains__, tokens)):
+        return _window_with_special(tokens, activations, scale, special, show_special)
+    n = min(len(tokens), len(activations))  # a short activation row: trailing tokens dropped
+    if n < len(tokens):
+        tokens = tokens[:n]
+    texts = list(map(_SHOWN.get, tokens))
+    if None in texts:
+        texts = [_shown(token) if text is None else text for token, text in zip(tokens, texts)]
+    lit = [i for i, act in enumerate(activations[:n]) if act and act > 0] if scale > 0 else []  # NaN, None: unlit
+    parts: list[str] = []
+    start = 0
+    for i in lit:
+        if i > start:
+            parts.append(f'<span class="tok">{"".join(texts[start:i]) or ZWSP}</span>')
+        value = float(activations[i])
+        colour = _colour(value / scale)
+        parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
+                     f'data-act="{"%.6g" % value}">{texts[i] or ZWSP}</span>')
+        start = i + 1
+    if start < n:
+        parts.append(f'<span class="tok">{"".join(texts[start:]) or ZWSP}</span>')
+    return "".join(parts)
+
+
+def _window_with_special(tokens: list[str], activations: list[float], scale: float, special: Container[str],
+                         show_special: bool) -> str:
+    """:func:`window` token by token, for a window holding special tokens."""
     parts: list[str] = []
     run: list[str] = []
     shown = _SHOWN.get
@@ -84,7 +126,7 @@ def window(tokens: list[str], activations: list[float], scale: float, special: C
             if run:
                 parts.append(f'<span class="tok">{"".join(run) or ZWSP}</span>')
                 run = []
-            colour = "#%02x%02x%02x" % highlight_rgb(value / scale)
+            colour = _colour(value / scale)
             parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
                          f'data-act="{"%.6g" % value}">{text or ZWSP}</span>')
         else:

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from featurelens.core.errors import FeaturelensError, StoreError
+from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.protocols import Example, FeatureRecord
 from featurelens.core.store.database import Store
 
@@ -200,14 +201,21 @@ def float_lists(column: pa.ChunkedArray) -> list[list[float] | None]:
     return out
 
 
+Fallbacks = Mapping[str, Mapping[str, int | None]]
+
+
 def load_records(store: Store, keys: list[tuple[str, int]],
                  kinds: Mapping[str, int | None] | None = None,
-                 tokens: SequenceTokens | None = None) -> list[FeatureRecord]:
+                 tokens: SequenceTokens | None = None,
+                 fallbacks: Fallbacks | None = None) -> list[FeatureRecord]:
     """The records of ``keys`` (in that order), examples ordered by kind then rank.
 
     ``kinds`` limits the examples loaded (``{"top": 10}``: the ten first top windows and
     nothing else; ``None`` as a count: all of that kind): an explainer reading 10 of a
     feature's 150 stored windows should not pay to convert the other 140.
+    ``fallbacks`` (``{"quantile": {"top": 60}}``) loads more windows only for the features
+    that got none of a kind: a scorer that tests on top windows when a feature has no
+    quantile ones does not read them for every feature that has.
 
     Both queries are bounded by the keys' feature range as well as joined to them, so
     DuckDB skips the row groups of other features: a chunk reads its own features' rows,
@@ -228,16 +236,18 @@ def load_records(store: Store, keys: list[tuple[str, int]],
             f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature) "
             f"WHERE f.feature BETWEEN {int(low)} AND {int(high)}"
         ).to_arrow_table().to_pydict()
-        condition, params = _kinds_condition(kinds)
-        examples = store.con.sql(
-            f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, e.corpus_id, "
-            f"e.sequence_id FROM examples e JOIN {view} k USING (dictionary_id, feature) "
-            f"WHERE e.feature BETWEEN {int(low)} AND {int(high)} AND {condition} "
-            f"ORDER BY e.dictionary_id, e.feature, e.kind, e.rank",
-            params=params or None).to_arrow_table()
+        examples = _examples(store, view, low, high, kinds)
     finally:
         store.con.unregister(view)
-    token_strs_of = (tokens or SequenceTokens()).get(store, examples)
+    if fallbacks and kinds is not None:
+        examples = _with_fallbacks(store, examples, keys, kinds, fallbacks)
+    with gc_paused():  # millions of acyclic objects: see core/gc_pause
+        return _build(keys, features, examples, (tokens or SequenceTokens()).get(store, examples))
+
+
+def _build(keys: list[tuple[str, int]], features: dict[str, list], examples: pa.Table,
+           token_strs_of: dict[tuple[str, int], list[str]]) -> list[FeatureRecord]:
+    """The records of ``keys`` from their features' rows and their examples."""
     by_key: dict[tuple[str, int], FeatureRecord] = {}
     for dictionary_id, feature, max_act, density, top, bottom in zip(
             features["dictionary_id"], features["feature"], features["max_activation"],
@@ -262,10 +272,67 @@ def load_records(store: Store, keys: list[tuple[str, int]],
     return [by_key[k] for k in keys if k in by_key]
 
 
+def _examples(store: Store, view: str, low: int, high: int,
+              kinds: Mapping[str, int | None] | None) -> pa.Table:
+    """The examples of the features registered as ``view`` (within ``low``..``high``) of
+    ``kinds``, ordered by dictionary, feature, kind and rank."""
+    condition, params = _kinds_condition(kinds)
+    return store.con.sql(
+        f"SELECT e.dictionary_id, e.feature, e.kind, e.activations, e.quantile, e.corpus_id, "
+        f"e.sequence_id, e.rank FROM examples e JOIN {view} k USING (dictionary_id, feature) "
+        f"WHERE e.feature BETWEEN {int(low)} AND {int(high)} AND {condition} "
+        f"ORDER BY e.dictionary_id, e.feature, e.kind, e.rank",
+        params=params or None).to_arrow_table()
+
+
+def _with_fallbacks(store: Store, examples: pa.Table, keys: list[tuple[str, int]],
+                    kinds: Mapping[str, int | None], fallbacks: Fallbacks) -> pa.Table:
+    """``examples`` plus, for each key that has no example of a kind ``fallbacks`` names,
+    the windows those lacking kinds fall back to (one more query per distinct set of them,
+    none at all for a chunk where every feature has every such kind)."""
+    import pyarrow.compute as pc
+
+    wanted: dict[tuple[str, int], dict[str, int | None]] = {}
+    for kind, instead in fallbacks.items():
+        if kind not in kinds:
+            continue
+        rows = examples.filter(pc.equal(examples.column("kind"), kind))
+        have = set(zip(rows.column("dictionary_id").to_pylist(), rows.column("feature").to_pylist()))
+        for key in keys:
+            if key in have:
+                continue
+            merged = wanted.setdefault(key, {})
+            for other, most in instead.items():
+                if other in kinds:
+                    continue  # loaded already
+                known = merged.get(other, 0)
+                merged[other] = None if most is None or known is None else max(most, known)
+    groups: dict[tuple[tuple[str, int | None], ...], list[tuple[str, int]]] = {}
+    for key in keys:
+        if wanted.get(key):
+            groups.setdefault(tuple(sorted(wanted[key].items())), []).append(key)
+    tables = [examples]
+    for extra, members in groups.items():
+        view = "_fallback_keys"
+        numbers = [k[1] for k in members]
+        store.con.register(view, pa.table({"dictionary_id": [k[0] for k in members],
+                                           "feature": pa.array(numbers, pa.int32())}))
+        try:
+            tables.append(_examples(store, view, min(numbers), max(numbers), dict(extra)).cast(examples.schema))
+        finally:
+            store.con.unregister(view)
+    if sum(t.num_rows for t in tables[1:]) == 0:
+        return examples
+    return pa.concat_tables(tables).sort_by([("dictionary_id", "ascending"), ("feature", "ascending"),
+                                             ("kind", "ascending"), ("rank", "ascending")])
+
+
 def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
-                   kinds: Mapping[str, int | None] | None = None) -> Iterator[list[FeatureRecord]]:
+                   kinds: Mapping[str, int | None] | None = None,
+                   fallbacks: Fallbacks | None = None) -> Iterator[list[FeatureRecord]]:
     """Chunks of records for the whole selection; memory bounded by ``chunk_size`` (and the
-    corpus's token strings, read once for a long stream: :class:`SequenceTokens`)."""
+    corpus's token strings, read once for a long stream: :class:`SequenceTokens`).
+    ``fallbacks``: see :func:`load_records`."""
     tokens = SequenceTokens()
     for page in feature_keys(store, selection, chunk_size):
-        yield load_records(store, page, kinds, tokens)
+        yield load_records(store, page, kinds, tokens, fallbacks)

@@ -10,6 +10,7 @@ Search and SQL need a server and are left out."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterator
 
 from featurelens.browser.links import StaticLinks
@@ -59,13 +60,12 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], proc
                         _write_list(data, staging, d, features, written, pages, deep)
                         written += 1
                     chunk = features[start:start + BATCH]
-                    todo = [f for f in chunk if not staging.done(_rel(deep, did, f))]
-                    if not todo:
+                    if staging.chunk_done(_chunk_name(did, chunk)):
                         bar.update(len(chunk))
                         continue
                     before = features[start - 1] if start > 0 else None
                     after = features[start + BATCH] if start + BATCH < len(features) else None
-                    yield staging, did, chunk, todo, before, after
+                    yield staging, did, chunk, before, after
                 for page in range(written, pages):
                     _write_list(data, staging, d, features, page, pages, deep)
                 overview = load_overview(data.query, d)
@@ -79,19 +79,30 @@ def write(data: BrowserData, staging: Staging, keys: list[tuple[str, int]], proc
     return len(keys)
 
 
-def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int], todo: list[int],
+def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int],
            before: int | None, after: int | None) -> int:
-    """The pages of ``todo``, features of ``chunk`` (``before`` and ``after`` its neighbours
-    in the report); returns the features of the chunk."""
+    """The pages of the features of ``chunk`` (``before`` and ``after`` its neighbours in
+    the report), written as one chunk of the staging folder; returns the features."""
     deep = StaticLinks().at_depth(2)
     order = [before, *chunk, after]
     place = {feature: i for i, feature in enumerate(chunk, 1)}
-    for record in data.feature_batch(did, todo):
-        index = int(record.stats["feature"])
-        position = place[index]
-        page = feature_page(report_examples(record), deep, (order[position - 1], order[position + 1]), note=note())
-        staging.write_text(_rel(deep, did, index), page)
+    text = note()
+
+    def pages() -> Iterator[tuple[str, bytes]]:
+        for record in data.feature_batch(did, chunk):
+            index = int(record.stats["feature"])
+            position = place[index]
+            page = feature_page(report_examples(record), deep, (order[position - 1], order[position + 1]), note=text)
+            yield _rel(deep, did, index), page.encode("utf-8")
+
+    staging.write_chunk(_chunk_name(did, chunk), pages())
     return len(chunk)
+
+
+def _chunk_name(dictionary_id: str, chunk: list[int]) -> str:
+    """The staging chunk of the pages of ``chunk`` (features of one dictionary)."""
+    digest = hashlib.sha256(dictionary_id.encode("utf-8")).hexdigest()[:16]
+    return f"{digest}-{chunk[0]}-{chunk[-1]}-{len(chunk)}"
 
 
 def _pages_in_worker(*task: Any) -> int:

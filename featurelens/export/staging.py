@@ -6,6 +6,12 @@ half of each. Every file inside is itself written to a temporary name and rename
 a killed export leaves only whole files; a rerun with the same request against an
 unchanged store finds the ``.partial`` folder, keeps the files already written and
 does the rest. If the request or the store changed, the stale partial work is dropped.
+
+Many small files of one batch (a report's feature pages) are written as a *chunk*
+instead (:meth:`Staging.write_chunk`): each file straight to its name, then the chunk's
+marker under ``.chunks/``: one file operation per page instead of a temporary name and
+a rename. A chunk killed halfway has no marker, so a rerun writes all of its files again
+(over the cut ones), and the markers are removed when the export finishes.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from featurelens.core.errors import FeaturelensError
 
 MANIFEST = "featurelens-export.json"
+#: Folder of the markers of the chunks written completely (removed by :meth:`Staging.finish`).
+CHUNKS = ".chunks"
 
 
 @dataclass
@@ -39,6 +47,25 @@ class Staging:
         """True if a previous attempt already wrote this file completely."""
         return self.resumed and (self.work / relative).is_file()
 
+    def chunk_done(self, name: str) -> bool:
+        """True if a previous attempt wrote the chunk ``name`` completely."""
+        return self.resumed and (self.work / CHUNKS / name).is_file()
+
+    def write_chunk(self, name: str, files: Iterable[tuple[str, bytes]]) -> None:
+        """Write ``files`` (relative path, contents) each straight to its path, then the
+        marker saying chunk ``name`` is whole. A folder is made when a write finds it
+        missing."""
+        for relative, data in files:
+            path = self.work / relative
+            try:
+                handle = open(path, "wb")
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(path, "wb")
+            with handle:
+                handle.write(data)
+        write_atomic(self.work / CHUNKS / name, b"")
+
     def write_bytes(self, relative: str, data: bytes) -> None:
         write_atomic(self.work / relative, data)
 
@@ -50,6 +77,7 @@ class Staging:
         marker = self.work / ".fingerprint"
         if marker.exists():
             marker.unlink()
+        shutil.rmtree(self.work / CHUNKS, ignore_errors=True)
         self.write_text(MANIFEST, json.dumps({**manifest, "fingerprint": self.fingerprint}, indent=2))
         old = self.final.with_name(self.final.name + ".old")
         if old.exists():

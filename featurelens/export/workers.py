@@ -2,10 +2,10 @@
 
 A feature's files depend only on the store, so batches of features are independent: each
 worker process opens the store read-only itself (DuckDB lets any number of processes read
-a file) and writes its batches' files atomically through the same :class:`Staging`; the
-parent only hands out batches and counts progress. Resuming is unchanged (the parent skips
-batches whose files exist before handing any out), and an error in a worker is raised in
-the parent as it was raised there.
+a file) and writes its batches' files through the same :class:`Staging` (each file whole,
+or a chunk of files and then its marker); the parent only hands out batches and counts
+progress. Resuming is unchanged (the parent skips batches already written before handing
+any out), and an error in a worker is raised in the parent as it was raised there.
 
 Workers are started fresh (``spawn``): a forked child would inherit the parent's DuckDB
 instance and its threads half-alive. Starting one costs about a second (Python, DuckDB and

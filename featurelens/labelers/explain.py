@@ -24,6 +24,7 @@ from featurelens.core.host.protocols import (
     LLMResponse,
     ParseError,
     declared,
+    example_fallbacks,
     example_kinds,
 )
 from featurelens.core.never_fired import split_never_fired
@@ -34,7 +35,7 @@ from featurelens.labelers import explain_grouped as grouped
 from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm.batch.submit import Submission
 from featurelens.llm.engine import EngineSettings, Job, RunStats
-from featurelens.llm.offline import effective_llm
+from featurelens.llm.offline import effective_llm, record_chunk
 from featurelens.llm.plan import Estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
@@ -108,7 +109,10 @@ def make_explainer(spec: ExplainSpec) -> Explainer:
 
 
 def _finisher(explainer: Explainer, spec: ExplainSpec, record: FeatureRecord, eid: str,
-              run_id: str | None):
+              run_id: str | None, options: dict[str, Any] | None = None):
+    """The job's ``finish``; ``options``: ``spec.options``, when the caller has them already."""
+    options = spec.options if options is None else options
+
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         text = explainer.parse(record, [r for r in responses if r is not None])
         # An explainer may return a str carrying ``evidence`` (token-lookup's coverage and
@@ -120,7 +124,7 @@ def _finisher(explainer: Explainer, spec: ExplainSpec, record: FeatureRecord, ei
         return {"explanations": [{
             "explanation_id": eid, "dictionary_id": record.dictionary_id, "feature": record.feature,
             "explainer": spec.explainer, "llm": spec.llm, "text": text[:MAX_EXPLANATION_CHARS],
-            "options": json.dumps({**spec.options, **evidence}, sort_keys=True, default=str),
+            "options": json.dumps({**options, **evidence}, sort_keys=True, default=str),
             "run_id": run_id,
         }]}
     return finish
@@ -136,16 +140,17 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     Features that never fired are left out (:mod:`featurelens.core.never_fired`).
     """
     kinds = example_kinds(explainer)  # optional: which windows it reads
-    per_request = grouped.per_request(spec.options)
+    options, method = spec.options, spec.method  # read once: a chunk holds thousands of jobs
+    per_request = grouped.per_request(options)
     to_do = split_never_fired(store, spec.selection).to_do
     if declared(explainer, "reads_logit_effects", ExplainerBase):
         from featurelens.core.lazy_logits import ensure  # torch only when asked
 
         ensure(store, to_do)  # those a lazy extraction left pending, computed once and stored
-    for records in stream_records(store, to_do, chunk_size, kinds):
+    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(explainer)):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
-                                                            spec.explainer, spec.llm, spec.options)
+                                                            spec.explainer, spec.llm, options)
                for r in records}
         done = _existing(store, list(ids.values()), [r.feature for r in records]) if skip_done else set()
         if done and on_skip is not None:
@@ -160,13 +165,13 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                 requests = explainer.requests(record)
             except ParseError as error:  # recorded as this feature's failure, the run goes on
                 yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
-                          method=spec.method)
+                          method=method)
                 continue
             if per_request > 1 and requests:
                 pending.append((record, eid))
                 continue
             yield Job(record.dictionary_id, record.feature, "explain", requests,
-                      _finisher(explainer, spec, record, eid, run_id), method=spec.method)
+                      _finisher(explainer, spec, record, eid, run_id, options), method=method)
         yield from grouped.group_jobs(iter(pending), explainer, spec, per_request, run_id,
                                       MAX_EXPLANATION_CHARS)
 
@@ -226,7 +231,8 @@ class ExplainStage(LabelingStage):
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
              on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
-        return explain_jobs(store, self.component, spec, run_id, on_skip=on_skip)
+        return explain_jobs(store, self.component, spec, run_id, chunk_size=record_chunk(self.component),
+                            on_skip=on_skip)
 
     def selection_jobs(self, store: Store, selection: Selection, capabilities: frozenset[str], *,
                        every_round: bool = False) -> Iterator[Job]:

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
+from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.protocols import (
     LLMProvider,
     LLMProviderBase,
@@ -330,6 +331,11 @@ class Engine:
         if job.follow_up is not None:
             keys = list(keys)  # grows with each round, so a rejected answer's key is found
             results = await self._follow_up(job, list(results), keys)
+        self._complete(job, keys, list(results))
+
+    def _complete(self, job: Job, keys: list[str],
+                  results: list[tuple[LLMResponse | None, str | None]]) -> None:
+        """Finish ``job`` from its answers: its rows, or its failure, go to the writer."""
         responses = [r for r, _ in results]
         errors = [e for _, e in results if e]
         self.stats.jobs += 1
@@ -414,10 +420,20 @@ class Engine:
 
         try:
             for chunk in batched(jobs, self.settings.chunk_size):
+                asking = [job for job in chunk if job.requests or job.follow_up is not None]
+                if len(asking) < len(chunk):
+                    # nothing to ask (offline explainers and scorers, refused features):
+                    # finished here, without a task, at the speed of the label itself
+                    with gc_paused():
+                        for job in chunk:
+                            if not job.requests and job.follow_up is None:
+                                self._complete(job, [], [])
+                    if self.writer.due():
+                        self._flush()
                 keys = [[cache.cache_key(self.provider.name, self.provider.model, r)
-                         for r in job.requests] for job in chunk]
-                hits = cache.lookup(self.store, (k for ks in keys for k in ks))
-                for job, job_keys in zip(chunk, keys):
+                         for r in job.requests] for job in asking]
+                hits = cache.lookup(self.store, (k for ks in keys for k in ks)) if asking else {}
+                for job, job_keys in zip(asking, keys):
                     await job_slots.acquire()
                     if self._fatal is not None:
                         raise self._fatal

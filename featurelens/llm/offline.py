@@ -17,10 +17,25 @@ from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import LLMRequest, LLMResponse, ProviderInfo, needs_llm
 
 featurelens_api = 1
-__all__ = ["OFFLINE_LLM", "OfflineProvider", "effective_llm", "needs_llm"]
+__all__ = ["OFFLINE_LLM", "OfflineProvider", "effective_llm", "needs_llm", "record_chunk"]
 
 #: The ``provider:model`` recorded for work done without an LLM.
 OFFLINE_LLM = "offline:none"
+
+
+#: Features read per chunk by a stage that needs no LLM. Each chunk costs a few queries
+#: (its keys, its features, its windows, what is already done) whatever its size; an
+#: offline label takes a fraction of a millisecond, so at 256 features those queries
+#: cost as much as the labels. A chunk of 2,048 records is a few MB.
+OFFLINE_CHUNK = 2048
+#: Features read per chunk by a stage whose jobs ask an LLM (answers take far longer).
+LLM_CHUNK = 256
+
+
+def record_chunk(component: Any) -> int:
+    """Features a stage of ``component`` reads per chunk (:data:`OFFLINE_CHUNK` when it
+    needs no LLM)."""
+    return LLM_CHUNK if needs_llm(component) else OFFLINE_CHUNK
 
 
 def effective_llm(component: Any, llm: str) -> str:

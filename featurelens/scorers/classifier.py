@@ -42,6 +42,7 @@ from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import (
     Window,
     feature_rng,
+    scorer_fallbacks,
     scorer_kinds,
     test_windows,
 )
@@ -99,6 +100,10 @@ class ClassifierScorer(ScorerBase):
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
         return scorer_kinds(self.n_activating, self.n_random)
+
+    def example_fallbacks(self) -> dict[str, dict[str, int | None]]:
+        """Top windows, read only for a feature without quantile windows."""
+        return scorer_fallbacks(self.n_activating)
 
     def items(self, record: FeatureRecord) -> tuple[list[tuple[str, int, Window]], bool]:
         """``(shown text, true label, window)`` per test window, in prompt order."""

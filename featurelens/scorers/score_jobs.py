@@ -29,6 +29,7 @@ from featurelens.core.host.protocols import (
     Scorer,
     ScorerBase,
     declared,
+    example_fallbacks,
     example_kinds,
     score_takes_capabilities,
 )
@@ -37,7 +38,7 @@ from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.llm.engine import EngineSettings, Job, RunStats
-from featurelens.llm.offline import effective_llm
+from featurelens.llm.offline import effective_llm, record_chunk
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
 
@@ -73,8 +74,13 @@ class ScoreSpec:
 
     def method(self, explanation_id: str) -> str:
         """failures.method of scoring one explanation: scorer, LLM, options, explanation."""
+        return f"{self.method_prefix} of explanation {explanation_id}"
+
+    @property
+    def method_prefix(self) -> str:
+        """:meth:`method` without the explanation: scorer, LLM and options."""
         options = f" {json.dumps(self.options, sort_keys=True, default=str)}" if self.options else ""
-        return f"{self.scorer} by {self.llm}{options} of explanation {explanation_id}"
+        return f"{self.scorer} by {self.llm}{options}"
 
     def config(self) -> dict[str, Any]:
         return {"llm": self.llm, "scorer": self.scorer, "scorer_options": self.options,
@@ -150,10 +156,26 @@ def _takes_capabilities(scorer: Scorer) -> bool:
 _TAKES_CAPABILITIES: dict[type, bool] = {}
 
 
+@dataclass(frozen=True)
+class _Shared:
+    """What every score row of one stream shares, worked out once (a chunk holds thousands)."""
+
+    stage: str
+    method: str  #: :meth:`ScoreSpec.method_prefix`
+    options: str  #: the options as stored
+    takes_capabilities: bool
+
+    @classmethod
+    def of(cls, scorer: Scorer, spec: ScoreSpec) -> "_Shared":
+        return cls(f"score:{spec.scorer}", spec.method_prefix,
+                   json.dumps(spec.options, sort_keys=True, default=str), _takes_capabilities(scorer))
+
+
 def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, text: str,
-              sid: str, capabilities: frozenset[str], run_id: str | None) -> Finish:
-    stage = f"score:{spec.scorer}"
-    takes_capabilities = _takes_capabilities(scorer)
+              sid: str, capabilities: frozenset[str], run_id: str | None,
+              shared: _Shared | None = None) -> Finish:
+    shared = shared or _Shared.of(scorer, spec)
+    stage, takes_capabilities = shared.stage, shared.takes_capabilities
 
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         if takes_capabilities:
@@ -169,12 +191,13 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             "score": result.score, "status": result.status,
             "metrics": json.dumps(result.metrics, default=str),
             "details": json.dumps(result.details, default=str),
-            "options": json.dumps(spec.options, sort_keys=True, default=str),
+            "options": shared.options,
             "n_parse_failures": int(result.n_parse_failures), "run_id": run_id,
             **window_columns(result.metrics)}]}
         if result.n_parse_failures:
             rows["failures"] = [{"run_id": run_id, "stage": stage, "dictionary_id": record.dictionary_id,
-                                 "feature": record.feature, "method": spec.method(eid) + " (windows)",
+                                 "feature": record.feature,
+                                 "method": f"{shared.method} of explanation {eid} (windows)",
                                  "resolved": True,  # the score is stored; this row is its caveat
                                  "reason": f"{result.n_parse_failures} unreadable answer(s) left out of "
                                            f"score {sid}: {reasons}"[:2000]}]
@@ -193,11 +216,8 @@ def window_columns(metrics: Any) -> dict[str, Any]:
             "ci_low": None if low is None else float(low), "ci_high": None if high is None else float(high)}
 
 
-def _follow_up(scorer: Scorer, record: FeatureRecord, text: str, capabilities: frozenset[str]):
-    """The engine's ``follow_up`` for scorers that score in rounds (``more_requests``)."""
-    more = declared(scorer, "more_requests", ScorerBase)
-    if not callable(more):
-        return None
+def _follow_up(more: Callable[..., Any], record: FeatureRecord, text: str, capabilities: frozenset[str]):
+    """The engine's ``follow_up`` for scorers that score in rounds (their ``more_requests``)."""
     return lambda responses: more(record, text, responses, capabilities)
 
 
@@ -241,7 +261,7 @@ def planned_score_jobs(store: Store, scorer: Scorer, selection: Selection, capab
     attach_store(scorer, store)
     kinds = example_kinds(scorer)
     to_do = split_never_fired(store, selection).to_do
-    for records in stream_records(store, to_do, 256, kinds):
+    for records in stream_records(store, to_do, 256, kinds, example_fallbacks(scorer)):
         texts = _first_explanations(store, records) if stored else {}
         for record in records:
             if not record.examples:
@@ -274,26 +294,34 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     attach_store(scorer, store)
     kinds = example_kinds(scorer)  # optional: which windows it reads
     to_do = split_never_fired(store, spec.selection).to_do
-    for records in stream_records(store, to_do, chunk_size, kinds):
+    shared = _Shared.of(scorer, spec)  # read once: a chunk holds thousands of jobs
+    build = (declared(scorer, "all_requests", ScorerBase) if every_round else None) or scorer.requests
+    rounds = None if every_round else declared(scorer, "more_requests", ScorerBase)
+    stage = shared.stage
+    prepare = declared(scorer, "prepare_chunk", ScorerBase)
+    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer)):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
         done = _existing(store, ids, [r.feature for r in records])
         if done and on_skip is not None:
             on_skip(len(done))
+        if callable(prepare):
+            prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
+                     if sid not in done and by_key[(d, f)].examples])
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
             if sid in done:
                 continue
             record = by_key[(dictionary_id, feature)]
-            stage = f"score:{spec.scorer}"
+            method = f"{shared.method} of explanation {eid}"
             if not record.examples:
-                yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=spec.method(eid))
+                yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=method)
                 continue
-            requests = _requests(scorer, record, text, capabilities, every_round)
+            requests = build(record, text, capabilities)
             yield Job(dictionary_id, feature, stage, requests,
-                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id),
-                      method=spec.method(eid),
-                      follow_up=None if every_round else _follow_up(scorer, record, text, capabilities))
+                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id, shared),
+                      method=method,
+                      follow_up=_follow_up(rounds, record, text, capabilities) if callable(rounds) else None)
 
 
 def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
@@ -366,7 +394,8 @@ class ScoreStage(LabelingStage):
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
              on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
-        return score_jobs(store, self.component, spec, capabilities, run_id, on_skip=on_skip,
+        return score_jobs(store, self.component, spec, capabilities, run_id,
+                          chunk_size=record_chunk(self.component), on_skip=on_skip,
                           every_round=every_round)
 
     def selection_jobs(self, store: Store, selection: Selection, capabilities: frozenset[str], *,

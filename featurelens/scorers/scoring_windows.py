@@ -56,6 +56,12 @@ def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width:
 
 
 def scorer_kinds(n_activating: int, n_random: int) -> dict[str, int | None]:
-    """The stored windows :func:`test_windows` may read (all quantile windows, the first
-    ``n_random`` random ones, and the top ones a fallback could use)."""
-    return {"quantile": None, "random": n_random, "top": EXPLAIN_TOP + n_activating}
+    """The stored windows :func:`test_windows` reads for every feature: all quantile
+    windows and the first ``n_random`` random ones."""
+    return {"quantile": None, "random": n_random}
+
+
+def scorer_fallbacks(n_activating: int) -> dict[str, dict[str, int | None]]:
+    """The windows :func:`test_windows` reads only for a feature without quantile windows:
+    the top ones (those explainers did not see, or all of them)."""
+    return {"quantile": {"top": EXPLAIN_TOP + n_activating}}

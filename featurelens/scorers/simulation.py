@@ -69,6 +69,7 @@ from featurelens.scorers.metrics import pearson
 from featurelens.scorers.scoring_windows import (
     Window,
     feature_rng,
+    scorer_fallbacks,
     scorer_kinds,
     test_windows,
 )
@@ -128,6 +129,10 @@ class SimulationScorer(ScorerBase):
     def example_kinds(self) -> dict[str, int | None]:
         """The stored windows this scorer reads, so the engine loads only those."""
         return scorer_kinds(self.n_activating, self.n_random)
+
+    def example_fallbacks(self) -> dict[str, dict[str, int | None]]:
+        """Top windows, read only for a feature without quantile windows."""
+        return scorer_fallbacks(self.n_activating)
 
     def choose_mode(self, capabilities: frozenset[str]) -> str:
         """The configured mode, or the best one the provider's capabilities allow."""

@@ -33,7 +33,7 @@ from featurelens.core.host.protocols import (
 from featurelens.llm.token_labels import label_keywords, parse_elements, token_keys
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
 from featurelens.scorers.metrics import classification
-from featurelens.scorers.scoring_windows import scorer_kinds, test_windows
+from featurelens.scorers.scoring_windows import scorer_fallbacks, scorer_kinds, test_windows
 
 
 class LabelMatcher:
@@ -94,6 +94,10 @@ class TokenCheckScorer(ScorerBase):
 
     def example_kinds(self) -> dict[str, int | None]:
         return scorer_kinds(self.n_activating, self.n_random)
+
+    def example_fallbacks(self) -> dict[str, dict[str, int | None]]:
+        """Top windows, read only for a feature without quantile windows."""
+        return scorer_fallbacks(self.n_activating)
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:

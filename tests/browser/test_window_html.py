@@ -117,3 +117,11 @@ def test_runs_merge_between_lit_and_special_tokens() -> None:
     assert window_html.window(["<s>", " a", "<s>", " b"], [0, 0, 0, 0], 1.0, {"<s>"}, False) == \
         '<span class="tok"> a b</span>'  # hidden specials do not split a run
     assert window_html.window([], [], 1.0, set(), False) == ""
+
+
+def test_inline_colour_is_highlight_rgb() -> None:
+    rng = random.Random(7)
+    values = [0.0, 1.0, 0.5, 1e-300, 1 - 1e-16, 1 + 1e-16, 2.0, math.inf, math.nan, -0.0, -1.0]
+    values += [rng.random() for _ in range(2000)] + [rng.uniform(-2, 3) for _ in range(500)]
+    for value in values:
+        assert window_html._colour(value) == "#%02x%02x%02x" % window_html.highlight_rgb(value)

@@ -72,6 +72,34 @@ def test_only_the_windows_asked_for_are_loaded(store):
     assert load_records(store, [("d1", 1)], {})[0].examples == []
 
 
+def test_fallback_windows_are_loaded_only_for_features_lacking_the_kind(store):
+    from featurelens.scorers.scoring_windows import test_windows
+    from featurelens.scorers.token_check import TokenCheckScorer
+
+    fill(store, 4, examples_per_feature=6)
+    # features 0 and 2 get quantile windows; 1 and 3 have only top ones (and a random one)
+    store.execute("UPDATE examples SET kind = 'quantile', quantile = rank WHERE feature IN (0, 2) AND rank < 3")
+    store.execute("UPDATE examples SET kind = 'random', rank = 0 WHERE rank = 5")
+    keys = [("d1", f) for f in range(4)]
+    kinds, fallbacks = {"quantile": None, "random": 2}, {"quantile": {"top": 2}}
+    loaded = load_records(store, keys, kinds, fallbacks=fallbacks)
+    assert [[e.kind for e in r.examples] for r in loaded] == [
+        ["quantile"] * 3 + ["random"], ["random", "top", "top"],
+        ["quantile"] * 3 + ["random"], ["random", "top", "top"]]
+    # the fallback's windows are the ones a plain read of that kind gives, in kind then rank order
+    assert [e.activations for e in loaded[1].examples] == [
+        e.activations for e in load_records(store, [("d1", 1)], {"random": 2, "top": 2})[0].examples]
+    assert load_records(store, keys[:1], kinds, fallbacks=fallbacks)[0].examples == loaded[0].examples
+    # a scorer tests on the same windows as when every kind is loaded
+    scorer = TokenCheckScorer(n_activating=2, n_random=2)
+    everything = load_records(store, keys)
+    fast = load_records(store, keys, scorer.example_kinds(), fallbacks=scorer.example_fallbacks())
+    for full, lean in zip(everything, fast, strict=True):
+        plain = test_windows(full, 2, 2, 32, scorer.name)
+        assert test_windows(lean, 2, 2, 32, scorer.name) == plain
+        assert scorer.score(lean, '" cat"', []) == scorer.score(full, '" cat"', [])
+
+
 def test_explain_loads_only_what_the_explainer_reads(monkeypatch, store):
     from llm_fixtures import EchoExplainer, ScriptedProvider, use_test_explainer
 

@@ -83,4 +83,5 @@ def test_scorers_declare_the_windows_they_read():
 
     for scorer in (SimulationScorer(n_activating=7, n_random=3), DetectionScorer(n_activating=7, n_random=3),
                    EmbeddingScorer(n_activating=7, n_random=3)):
-        assert scorer.example_kinds() == {"quantile": None, "random": 3, "top": 17}
+        assert scorer.example_kinds() == {"quantile": None, "random": 3}
+        assert scorer.example_fallbacks() == {"quantile": {"top": 17}}  # only without quantile windows

@@ -22,3 +22,22 @@ def test_right_explanation_is_closest_to_activating_windows():
     assert right.status == "ok" and right.score > 0.9
     assert wrong.score < right.score - 0.3
     assert len(right.details["similarities"]) == 16
+
+
+def test_a_prepared_chunk_scores_as_each_feature_alone(monkeypatch):
+    import featurelens.scorers.embedding as module
+
+    records = planted_records(n_top=10, n_quantile=8, n_random=8)
+    pairs = [(record, PLANTED["digits"][1]) for record in records]
+    alone = [EmbeddingScorer(n_activating=8, n_random=8).score(r, text, []) for r, text in pairs]
+    calls = []
+    original = module.embed
+    monkeypatch.setattr(module, "embed", lambda texts, path, **kw: calls.append(len(texts)) or original(texts, path, **kw))
+    scorer = EmbeddingScorer(n_activating=8, n_random=8)
+    scorer.prepare_chunk(pairs)
+    together = [scorer.score(r, text, []) for r, text in pairs]
+    assert len(calls) == 1  # the whole chunk in one call, nothing embedded while scoring
+    for a, b in zip(alone, together, strict=True):
+        assert a.status == b.status and a.details["labels"] == b.details["labels"]
+        assert abs(a.score - b.score) < 1e-6
+        assert max(abs(x - y) for x, y in zip(a.details["similarities"], b.details["similarities"])) <= 1e-4

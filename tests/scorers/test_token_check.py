@@ -101,3 +101,24 @@ def test_offline_work_has_nothing_to_submit_and_costs_nothing(store_path, cli):
         assert "Traceback" not in result.output
     plan = cli("explain", "--explainer", "token-lookup", "--dry-run", "--store", store_path)
     assert "LLM calls:           0" in plan.output and "$0.00" in plan.output
+
+
+def test_a_scorer_prepares_each_chunk_once_with_the_pairs_it_will_score(store):
+    from featurelens.scorers.score_jobs import score_jobs
+
+    write_planted_store(store, planted_records(n_top=12, n_quantile=12, n_random=12))
+    explain_features(store, ExplainSpec(OFFLINE_LLM, "token-lookup", where="feature < 2"))
+    seen: list[list[tuple[int, str]]] = []
+
+    class Preparing(TokenCheckScorer):
+        def prepare_chunk(self, pairs):
+            seen.append([(record.feature, text) for record, text in pairs])
+
+    spec = ScoreSpec(OFFLINE_LLM, "token-check")
+    jobs = list(score_jobs(store, Preparing(), spec, frozenset(), chunk_size=1))
+    labels = dict(store.execute("SELECT feature, text FROM explanations"))
+    assert seen == [[(0, labels[0])], [(1, labels[1])], []] and len(jobs) == 2
+    # what is already scored is not prepared again
+    score_features(store, spec)
+    seen.clear()
+    assert list(score_jobs(store, Preparing(), spec, frozenset())) == [] and seen == [[]]

@@ -104,7 +104,19 @@ class FeatureStats:
         """``[last - first, len(levels)]`` quantiles over firing tokens of features
         ``first..last-1`` (default: all; NaN where none fired)."""
         last = self.fire_count.numel() if last is None else last
-        hist = self.hist.view(-1, N_BINS)[first:last].double().cpu()
+        counts = self.hist.view(-1, N_BINS)[first:last].cpu()
+        out = torch.full((counts.shape[0], len(levels)), math.nan, dtype=torch.float64)
+        # only features with counts (most of a wide dictionary never fires): the rest stay NaN
+        rows = torch.nonzero(counts.any(dim=1)).flatten()
+        out[rows] = self._quantile_rows(counts[rows].double(), levels)
+        lo_clip = self.min[first:last].double().cpu().clamp_max(math.inf)
+        hi_clip = self.max[first:last].double().cpu()
+        return torch.minimum(torch.maximum(out, lo_clip[:, None]), hi_clip[:, None])
+
+    @staticmethod
+    def _quantile_rows(hist: torch.Tensor, levels: tuple[float, ...]) -> torch.Tensor:
+        """Quantiles ``[rows, len(levels)]`` of histogram rows (NaN where a row is empty),
+        each interpolated geometrically inside its bin."""
         cumulative = hist.cumsum(dim=1)
         total = cumulative[:, -1:]
         edges = bin_edges()
@@ -119,6 +131,4 @@ class FeatureStats:
             lo, hi = edges[index.squeeze(1)], edges[index.squeeze(1) + 1]
             value = lo * torch.pow(hi / lo, fraction)
             out[:, j] = torch.where(total.squeeze(1) > 0, value, torch.nan)
-        lo_clip = self.min[first:last].double().cpu().clamp_max(math.inf)
-        hi_clip = self.max[first:last].double().cpu()
-        return torch.minimum(torch.maximum(out, lo_clip[:, None]), hi_clip[:, None])
+        return out

@@ -83,7 +83,9 @@ def dictionary_id_of(dictionary: Any, model_id: str, hookpoint: str) -> str:
     digest = hashlib.sha256(dictionary.architecture.encode())
     for name, tensor in sorted(dictionary.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        # the tensor's own buffer, hashed in place (a bytes copy would double a wide
+        # dictionary's memory for a moment)
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return f"{dictionary.architecture}-{digest.hexdigest()[:16]}"
 
 
@@ -352,7 +354,7 @@ def extract(spec: ExtractSpec, *, store: StoreLike = None, checkpoint_seconds: f
         finish_start = time.monotonic()
         _finish(db, folder, run, config, lm, sae, dict_id, plan.hookpoint, spec.dictionary, corpus_id,
                 state, pending, text, spec.fold_final_norm, n_seen, progress,
-                config.get("logit_effects", "all"))
+                config.get("logit_effects", "all"), release_dictionary=dictionary_obj is None)
         finish_end = time.monotonic()
     return ExtractResult(run, dict_id, corpus_id, lm.model_id, n_seen, state.stats.n_tokens,
                          done_batches, False, time.perf_counter() - started,
@@ -388,8 +390,14 @@ def _undo(db: Store, folder: Path, run: str, corpus_id: str, seq_floor: int) -> 
 def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, sae: Any, dict_id: str, hookpoint: str,
             spec: str, corpus_id: str, state: ExtractionState, pending: list[Window],
             text: TokenText, fold_final_norm: bool, n_windows: int, progress: bool = True,
-            logit_mode: str = "all") -> None:
-    """Write features, examples, model and dictionary rows, then mark the run done."""
+            logit_mode: str = "all", release_dictionary: bool = False) -> None:
+    """Write features, examples, model and dictionary rows, then mark the run done.
+
+    With ``release_dictionary`` (the extraction loaded the dictionary itself, so nothing
+    else holds it), its weights are dropped once the logit effects and its row are
+    computed: the write phase then holds the accumulated state without the weights beside
+    it (4.8 GB at a million features).
+    """
     settings = state.settings
     logits = None
     if logit_mode not in ("none", "lazy"):  # lazy: NULL now, the run's config says they are pending
@@ -424,6 +432,9 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
+    n_features = sae.d_sae
+    if release_dictionary:
+        sae.to("meta")  # shapes stay, the weights' memory goes back
     # one transaction per chunk: DuckDB holds a transaction's new rows in memory until it
     # commits (about 12 KB a feature, its 50 random windows alone), which a million
     # features cannot afford. The run is marked done only after the last chunk, so a kill
@@ -432,10 +443,10 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
     previous = db.execute("SELECT current_setting('memory_limit')")[0][0]
     db.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
     try:
-        with show_progress(sae.d_sae, desc="extract: writing features and examples", unit="feature",
+        with show_progress(n_features, desc="extract: writing features and examples", unit="feature",
                            enabled=progress) as bar:
-            for first in range(0, sae.d_sae, FEATURE_CHUNK):
-                last = min(first + FEATURE_CHUNK, sae.d_sae)
+            for first in range(0, n_features, FEATURE_CHUNK):
+                last = min(first + FEATURE_CHUNK, n_features)
                 chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
                 with db.transaction():
                     db.insert("features", feature_rows(dict_id, corpus_id, state.stats, QUANTILE_LEVELS,
@@ -457,13 +468,15 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
 
 def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
                     last: int, n_bins: int, n_random: int) -> None:
-    top_seq, top_acts, top_order = state.top.ranked(first, last)
+    # top and quantile rows come only from features that kept a window (most of a wide
+    # dictionary never fires); random windows are all zeros, so no activations are built
+    top_features, top_seq, top_acts, top_order = state.top.ranked_live(first, last)
     db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
-                                       first_feature=first))
-    res_seq, res_acts, _ = state.reservoir.ranked(first, last)
+                                       features=top_features))
+    res_features, res_seq, res_acts, _ = state.reservoir.ranked_live(first, last)
     order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins, tiebreak=res_seq)
     db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
-                                       first_feature=first))
+                                       features=res_features))
     rand_seq, _ = state.pool.choose(first, last, n_random)
-    zeros = torch.zeros((*rand_seq.shape, state.context))
-    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, zeros, first_feature=first))
+    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, state.context,
+                                       first_feature=first))

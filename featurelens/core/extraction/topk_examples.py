@@ -221,6 +221,37 @@ class BestWindows:
         order = by_seq.gather(1, by_score)
         return seq.cpu(), self.acts_of(first, last), order.cpu()
 
+    def ranked_live(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`ranked` for only those features of ``first..last-1`` that hold at least one
+        window, as ``(features, seq, acts, order)`` on the CPU (``features``: their indices,
+        ascending). A feature without windows gives no examples, and in a wide dictionary
+        most never fire, so their rows are never built."""
+        seq_all = self.seq[first:last]
+        live = torch.nonzero((seq_all >= 0).any(dim=1)).flatten()
+        seq = seq_all[live].long()
+        by_seq = torch.argsort(seq, dim=1, stable=True)
+        by_score = torch.argsort(self.score[first:last][live].gather(1, by_seq), dim=1, descending=True,
+                                 stable=True)
+        order = by_seq.gather(1, by_score)
+        return (live + first).cpu(), seq.cpu(), self._acts_at(first, last, live), order.cpu()
+
+    def _acts_at(self, first: int, last: int, live: torch.Tensor) -> torch.Tensor:
+        """Dense ``[len(live), K, context]`` activations of features ``first + live`` (CPU)."""
+        self._ordered()
+        per_feature = self.k * self.context
+        lo, hi = first * per_feature, last * per_feature
+        start, end = (int(i) for i in torch.searchsorted(
+            self.entry_index, torch.tensor([lo, hi], device=self.entry_index.device)))
+        index = self.entry_index[start:end].cpu() - lo
+        row_of = torch.full((last - first,), -1, dtype=torch.long)
+        row_of[live.cpu()] = torch.arange(live.numel())
+        row = row_of[index // per_feature]
+        kept = row >= 0
+        index = row[kept] * per_feature + index[kept] % per_feature
+        acts = dense_rows(index, self.entry_value[start:end].cpu()[kept], live.numel() * self.k, self.context,
+                          torch.device("cpu"))
+        return acts.view(live.numel(), self.k, self.context)
+
     def state(self) -> dict[str, torch.Tensor]:
         self.compact()
         return {"score": self.score, "seq": self.seq, "low": self.low, "entry_index": self.entry_index,

@@ -128,33 +128,44 @@ def logit_columns(logits: tuple[torch.Tensor, ...], text: TokenText) -> dict[str
     return columns
 
 
-def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor,
+def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor | int,
                  order: torch.Tensor | None = None, bins: torch.Tensor | None = None,
-                 first_feature: int = 0) -> pa.Table:
+                 first_feature: int = 0, features: torch.Tensor | None = None) -> pa.Table:
     """Rows for ``[F, K]`` window ids and ``[F, K, T]`` activations (slots with id -1 skipped).
 
-    Row ``i`` is feature ``first_feature + i``. ``order`` permutes each feature's slots
-    before ranking; ``bins`` labels quantiles (in ordered positions).
+    Row ``i`` is feature ``first_feature + i``, or ``features[i]`` when given. ``order``
+    permutes each feature's slots before ranking; ``bins`` labels quantiles (in ordered
+    positions). ``acts`` given as a window length ``T`` means activations that are all
+    zero (random non-activating windows): no ``[F, K, T]`` tensor is made for them.
     """
     if order is not None:
         seq = seq.gather(1, order)
-        acts = acts.gather(1, order[:, :, None].expand_as(acts))
+        if isinstance(acts, torch.Tensor):
+            acts = acts.gather(1, order[:, :, None].expand_as(acts))
     valid = seq >= 0
     rank = torch.cumsum(valid.long(), dim=1) - 1
     feature, slot = torch.nonzero(valid, as_tuple=True)
-    chosen = acts[feature, slot].float()
-    maxima = chosen.max(dim=1) if chosen.shape[0] else None
     n = feature.numel()
-    empty = torch.zeros(0)
+    if isinstance(acts, torch.Tensor):
+        chosen = acts[feature, slot].float().numpy()
+        maxima = torch.from_numpy(chosen).max(dim=1) if n else None
+        max_value = (maxima.values if maxima else torch.zeros(0)).numpy()
+        max_position = (maxima.indices.int() if maxima else torch.zeros(0, dtype=torch.int32)).numpy()
+    else:  # all zeros: the maximum and its position are those of one zero window
+        chosen = np.zeros((n, acts), dtype=np.float32)
+        at_zero = torch.zeros(1, acts).max(dim=1)
+        max_value = np.full(n, float(at_zero.values[0]), dtype=np.float32)
+        max_position = np.full(n, int(at_zero.indices[0]), dtype=np.int32)
+    ids = feature + first_feature if features is None else features[feature]
     return pa.table({
         "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
-        "feature": pa.array((feature + first_feature).int().numpy()),
+        "feature": pa.array(ids.int().numpy()),
         "kind": pa.array([kind] * n, pa.string()),
         "rank": pa.array(rank[feature, slot].int().numpy()),
         "corpus_id": pa.array([corpus_id] * n, pa.string()),
         "sequence_id": pa.array(seq[feature, slot].numpy()),
-        "activations": _fixed_lists(chosen.numpy(), pa.float32()),
-        "max_activation": pa.array((maxima.values if maxima else empty).numpy(), pa.float32()),
-        "max_position": pa.array((maxima.indices.int() if maxima else empty.int()).numpy(), pa.int32()),
+        "activations": _fixed_lists(chosen, pa.float32()),
+        "max_activation": pa.array(max_value, pa.float32()),
+        "max_position": pa.array(max_position, pa.int32()),
         "quantile": pa.array(bins[feature, slot].int().numpy() if bins is not None else [None] * n, pa.int32()),
     })

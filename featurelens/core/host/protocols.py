@@ -547,6 +547,10 @@ class Explainer(Protocol):
 #: ``example_kinds``: which stored windows a component reads, ``{kind: most or None}``
 #: (``{"top": 10}``); the engine then loads only those. ``None``: every kind.
 ExampleKinds = Callable[[], "dict[str, int | None] | None"]
+#: ``example_fallbacks``: windows loaded only for a feature that has none of a kind,
+#: ``{kind: {fallback kind: most or None}}`` (``{"quantile": {"top": 60}}``: the first 60
+#: top windows of a feature without quantile windows). ``None``: no fallback.
+ExampleFallbacks = Callable[[], "dict[str, dict[str, int | None]] | None"]
 
 
 class ExplainerBase:
@@ -567,6 +571,9 @@ class ExplainerBase:
     n_examples: ClassVar[int | None] = None
     #: ``example_kinds() -> {kind: most or None}`` (see :data:`ExampleKinds`).
     example_kinds: ClassVar[ExampleKinds | None] = None
+    #: ``example_fallbacks() -> {kind: {fallback kind: most or None}}`` (see
+    #: :data:`ExampleFallbacks`): windows read only by features lacking a kind.
+    example_fallbacks: ClassVar[ExampleFallbacks | None] = None
     #: Whether it reads ``record.top_logits``/``bottom_logits``: the explain job then first
     #: computes the effects a lazy extraction left pending. True unless declared otherwise, so
     #: an explainer that reads them never gets empty lists silently.
@@ -618,6 +625,9 @@ class ScorerBase:
     needs_llm: ClassVar[bool] = True
     #: ``example_kinds() -> {kind: most or None}`` (see :data:`ExampleKinds`).
     example_kinds: ClassVar[ExampleKinds | None] = None
+    #: ``example_fallbacks() -> {kind: {fallback kind: most or None}}`` (see
+    #: :data:`ExampleFallbacks`): windows read only by features lacking a kind.
+    example_fallbacks: ClassVar[ExampleFallbacks | None] = None
     #: ``choose_mode(capabilities) -> str``: the mode it scores in on a provider with
     #: these capabilities (shown by ``estimate``); ``None``: one mode only.
     choose_mode: ClassVar[Callable[[frozenset[str]], str] | None] = None
@@ -631,6 +641,11 @@ class ScorerBase:
     #: scorer that reads more of it (the intervention scorer: each dictionary's model and
     #: hookpoint); ``None``: it reads only the records it is given.
     use_store: ClassVar[Callable[[Any], None] | None] = None
+    #: ``prepare_chunk(pairs)``: called once per chunk with the ``(record, explanation)``
+    #: pairs about to be scored, before their requests are built, for a scorer whose work is
+    #: cheaper in bulk (the embedding scorer embeds the chunk's texts in large batches);
+    #: ``None``: each pair is scored on its own.
+    prepare_chunk: ClassVar[Callable[[list[tuple[FeatureRecord, str]]], None] | None] = None
 
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str]) -> list[LLMRequest]:
@@ -655,6 +670,13 @@ def declared(component: Any, name: str, base: type) -> Any:
 def example_kinds(component: Any) -> dict[str, int | None] | None:
     """The stored windows an explainer or scorer reads (``None``: every kind)."""
     wanted = declared(component, "example_kinds", ExplainerBase)
+    return wanted() if callable(wanted) else wanted
+
+
+def example_fallbacks(component: Any) -> dict[str, dict[str, int | None]] | None:
+    """The windows an explainer or scorer reads only for a feature lacking a kind
+    (``None``: none)."""
+    wanted = declared(component, "example_fallbacks", ExplainerBase)
     return wanted() if callable(wanted) else wanted
 
 

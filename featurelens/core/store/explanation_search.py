@@ -32,8 +32,11 @@ PAGE = 512
 #: then embeds the explanations on its first query).
 SEARCH_EMBEDDINGS: dict[str, str | None] = {"local": MODEL_NAME, "none": None}
 
+#: The next page of explanations without a vector, after the last id of the page before:
+#: each page starts where the last one stopped instead of reading every explanation again.
 MISSING_SQL = ("SELECT e.explanation_id, e.text FROM explanations e LEFT JOIN explanation_embeddings v "
-               "USING (explanation_id) WHERE v.explanation_id IS NULL ORDER BY e.explanation_id LIMIT ?")
+               "USING (explanation_id) WHERE v.explanation_id IS NULL AND e.explanation_id > ? "
+               "ORDER BY e.explanation_id LIMIT ?")
 
 SEARCH_SQL = (
     "SELECT e.dictionary_id, e.feature, e.text, e.explainer, e.llm, "
@@ -65,12 +68,13 @@ def embed_missing(store: Any, *, path: str | None = None, page: int = PAGE, show
     if total == 0:
         return 0
     path = path or model_path()
-    done = 0
+    done, last = 0, ""
     with progress(total, desc="embed explanations", unit="explanation", enabled=show_progress) as bar:
         while True:
-            rows = store.execute(MISSING_SQL, [page])
+            rows = store.execute(MISSING_SQL, [last, page])
             if not rows:
                 break
+            last = rows[-1][0]
             vectors = embed([text for _, text in rows], path).float().numpy()
             table = pa.table({
                 "explanation_id": pa.array([eid for eid, _ in rows]),

@@ -106,7 +106,16 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
             f"{source} describes a dictionary of d_in={d_in}, d_sae={d_sae}, which needs at least "
             f"{d_in * d_sae} weights, but its weights hold {held}; the weights and the config are "
             "from different dictionaries.")
-    model = component.create(d_in, d_sae, **options)
+    # Built first on the meta device (shapes only, no weights drawn): when the file holds
+    # every tensor the dictionary has, its random initialisation is never materialised,
+    # so a million-feature dictionary loads within its own size instead of twice it.
+    try:
+        with torch.device("meta"):
+            model = component.create(d_in, d_sae, **options)
+    except (RuntimeError, NotImplementedError):  # an __init__ that computes on its tensors
+        model = None
+    if model is None or not set(model.state_dict()) <= set(state) or _meta_attributes(model):
+        model = component.create(d_in, d_sae, **options)  # some tensors keep their initial values
     own = set(model.state_dict())  # names only: holding the tensors would keep the initial weights alive
     with torch.no_grad():
         for name in state:
@@ -121,15 +130,35 @@ def build(architecture: str, d_in: int, d_sae: int, options: dict[str, Any],
                 )
             # the initial weights go before the file's are read, so each weight is held
             # once: a million-feature dictionary loads within its own size
-            target.data = torch.empty(0, dtype=target.dtype)
+            if not target.is_meta:
+                target.data = torch.empty(0, dtype=target.dtype)
             fresh = isinstance(state, SafetensorsFile) and not state.cache  # read for us alone
             tensor = state[name].detach()
             check_finite(tensor, name, source)
-            target.data = (tensor if fresh else tensor.clone()).to(dtype or tensor.dtype)
+            _replace(model, name, (tensor if fresh else tensor.clone()).to(dtype or tensor.dtype))
     # Loaded dictionaries are used for inference: no autograd bookkeeping by default.
     model.requires_grad_(False)
     model.eval()
     return model
+
+
+def _meta_attributes(model: torch.nn.Module) -> bool:
+    """Whether a module built on the meta device keeps a tensor outside its parameters and
+    buffers (loading the file would not replace it, so the module must be built for real)."""
+    return any(isinstance(value, torch.Tensor) and value.is_meta
+               for module in model.modules() for key, value in vars(module).items()
+               if key not in ("_parameters", "_buffers"))
+
+
+def _replace(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Put ``tensor`` in place of the parameter or buffer ``name`` (a meta tensor cannot
+    take other data, so the parameter object itself is replaced)."""
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name) if owner_name else model
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+    else:
+        owner._buffers[leaf] = tensor
 
 
 def getattr_path(model: torch.nn.Module, name: str) -> torch.Tensor:
