@@ -1,7 +1,8 @@
 """The main job over a 1,048,576-feature dictionary on this machine, stage by stage.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million.py [--features 1048576] [--store PATH]
-     [--llm-features N] [--keep]
+     [--llm-features N] [--stages label,llm,score,export,serve] [--batch-requests N] [--kill]
+     [--keep]
 
 Stages (each one a ``featurelens`` command in its own process, as a user runs them):
 
@@ -21,9 +22,17 @@ Stages (each one a ``featurelens`` command in its own process, as a user runs th
 7. ``export neuronpedia``.
 8. ``serve``: the dictionary's list page and overview page, fetched 5 times each.
 
-For every stage it prints wall time, the stage process's peak RSS (``/usr/bin/time``), features
-a second and the store's size after it. Figures depend on the machine's load: the
-machine is shared, so say what else ran.
+For every stage it prints wall time, the stage process's CPU time (user + system) and peak RSS
+(``/usr/bin/time``), features a second by wall and by CPU time, and the store's size after it.
+Figures depend on the machine's load: the machine is shared, so say what else ran (CPU time
+moves less with the load of others than wall time).
+
+``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only).
+``--kill`` first SIGKILLs the submit twice (mid-file, while the second provider file is
+being written, and at a create call, after the upload and before the batch id is
+recorded) and the collect twice (at the second batch's download, and while the answers
+are written), then resumes each and prints how many requests were billed in two batches
+and how many billed answers the store lacks (both must be 0).
 """
 
 from __future__ import annotations
@@ -32,14 +41,18 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -47,18 +60,34 @@ sys.path.insert(0, str(ROOT / "tests"))
 from batch_server import BatchServer  # noqa: E402
 
 DICTIONARY = "wide"
+#: The stages ``--stages`` picks from, in the order they run.
+STAGES = ("label", "llm", "score", "export", "serve")
+#: The CPU seconds of the last command :func:`run` ran.
+LAST_CPU_S = [0.0]
 
 
 class LeanBatchServer(BatchServer):
     """The stub batch server, holding each uploaded request's id only (a million
-    prompts would otherwise sit in its memory); every answer is the same explanation."""
+    prompts would otherwise sit in its memory); every answer is the same explanation.
+    It counts the result files it has served (``--kill`` times a kill by them)."""
 
-    def _route(self, h, method):  # type: ignore[no-untyped-def]
-        super()._route(h, method)
+    results_served = 0
+
+    def parse_upload(self, text: str) -> list[dict]:
+        start = len('{"custom_id": "')
+        return [{"custom_id": line[start:line.index('"', start)], "body": None}
+                for line in text.splitlines() if line.startswith('{"custom_id": "')]
+
+    def _openai_results(self, h, batch_id):  # type: ignore[no-untyped-def]
+        super()._openai_results(h, batch_id)
         with self.lock:
-            for file_id, lines in self.files.items():
-                if lines and lines[0].get("body") is not None:
-                    self.files[file_id] = [{"custom_id": line["custom_id"], "body": None} for line in lines]
+            self.results_served += 1
+
+    def billed(self) -> Counter:
+        """How many created (billed) batches hold each request."""
+        with self.lock:
+            return Counter(line["custom_id"] for batch in self.batches.values()
+                           for line in self.files[batch["input"]])
 
 
 @dataclass
@@ -69,30 +98,79 @@ class Stage:
     features: int
     store_mb: float
     note: str = ""
+    cpu_s: float = 0.0  #: user + system CPU seconds of the stage's process
+
 
     def line(self) -> str:
         rate = f"{self.features / self.wall_s:,.0f}" if self.features and self.wall_s > 0 else "-"
-        return (f"{self.name:<26} {self.wall_s:>9.1f} s {self.peak_rss_mb:>9,.0f} MB "
-                f"{rate:>12} feat/s {self.store_mb:>9,.0f} MB  {self.note}")
+        cpu = f"{self.features / self.cpu_s:,.0f}" if self.features and self.cpu_s > 0 else "-"
+        return (f"{self.name:<32} {self.wall_s:>9.1f} s {self.cpu_s:>8.1f} s {self.peak_rss_mb:>9,.0f} MB "
+                f"{rate:>8} {cpu:>8} feat/s {self.store_mb:>9,.0f} MB  {self.note}")
 
 
-def run(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, str]:
-    """Run one command; (wall seconds, peak RSS in MB, its output). Fails loudly.
+def run(args: list[str], env: dict[str, str], log: Path,
+        arm: "Callable[[int], None] | None" = None) -> tuple[float, float, str]:
+    """Run one command; (wall seconds, peak RSS in MB, its output); its CPU seconds (user +
+    system) go to ``LAST_CPU_S`` for the next :class:`Stage`. Fails loudly, except
+    that with ``arm`` (told the command's pid once it runs, to arrange its SIGKILL) the
+    command must end killed by SIGKILL.
 
     The peak comes from ``/usr/bin/time`` (a small parent): Linux carries a parent's peak
     RSS into a forked child's ``ru_maxrss``, and this process holds the stub server."""
     started = time.perf_counter()
     with log.open("w") as out:
-        process = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB %M", *args], stdout=out,
-                                 stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        process = subprocess.Popen(["/usr/bin/time", "-f", "MAXRSS_KB %M %U %S", *args], stdout=out,
+                                   stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        if arm is not None:
+            arm(_child_of(process.pid))
+        process.wait()
     wall = time.perf_counter() - started
     text = log.read_text()
-    if process.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} exited {process.returncode}:\n{text[-3000:]}")
+    killed = "terminated by signal 9" in text
+    if (arm is None and process.returncode != 0) or (arm is not None and not killed):
+        raise SystemExit(f"{' '.join(args)} exited {process.returncode}"
+                         f"{' (it was to be killed)' if arm else ''}:\n{text[-3000:]}")
     lines = text.splitlines()
     peak = [line for line in lines if line.startswith("MAXRSS_KB ")]
     text = "\n".join(line for line in lines if not line.startswith("MAXRSS_KB "))
+    LAST_CPU_S[0] = sum(float(v) for v in peak[-1].split()[2:4]) if peak else 0.0
     return wall, int(peak[-1].split()[1]) / 1024 if peak else 0.0, text
+
+
+def _child_of(pid: int) -> int:
+    """The pid of the command ``/usr/bin/time`` (``pid``) started."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    raise SystemExit("the command did not start within 30 s")
+
+
+def kill_at_server(server: "LeanBatchServer", point: str, after: int) -> Callable[[int], None]:
+    """Arm the stub server to SIGKILL the command at its ``after``+1-th ``point`` call."""
+    def arm(pid: int) -> None:
+        server.kill_at, server.kill_after, server.pid = point, after, pid
+    return arm
+
+
+def kill_when(condition: Callable[[], bool], delay_s: float) -> Callable[[int], None]:
+    """SIGKILL the command ``delay_s`` after ``condition()`` first holds."""
+    def arm(pid: int) -> None:
+        def watch() -> None:
+            while not condition():
+                time.sleep(0.02)
+            time.sleep(delay_s)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended first: run() says so
+        threading.Thread(target=watch, daemon=True).start()
+    return arm
 
 
 def fl(*args: str) -> list[str]:
@@ -116,7 +194,20 @@ def main() -> None:
     parser.add_argument("--llm-features", type=int, default=None, help="fired features sent to the LLM (default all)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated stages to run, of {','.join(STAGES)} (score needs llm)")
+    parser.add_argument("--batch-requests", type=int, default=None,
+                        help="requests a provider file holds at most (default OpenAI's 50,000)")
+    parser.add_argument("--kill", action="store_true",
+                        help="SIGKILL the submit mid-file and at a create, the collect at a "
+                             "download and mid-write; then check nothing was paid twice or lost")
+    parser.add_argument("--kill-delay", type=float, default=3.0,
+                        help="seconds after the first create (submit) or the last download "
+                             "(collect) at which --kill's timed kills strike")
     args = parser.parse_args()
+    chosen = set(args.stages.split(","))
+    if chosen - set(STAGES) or ("score" in chosen and "llm" not in chosen):
+        parser.error(f"--stages takes some of {','.join(STAGES)}, score only with llm")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="million-"))
     work.mkdir(parents=True, exist_ok=True)
     store = work / "million.duckdb"
@@ -126,11 +217,13 @@ def main() -> None:
     n = args.features
 
     def record(name: str, wall: float, rss: float, features: int, note: str = "") -> None:
-        stage = Stage(name, wall, rss, features, size_mb(store), note)
+        stage = Stage(name, wall, rss, features, size_mb(store), note, LAST_CPU_S[0])
+        LAST_CPU_S[0] = 0.0
         stages.append(stage)
         print(stage.line(), flush=True)
 
-    print(f"{'stage':<26} {'wall':>11} {'peak RSS':>12} {'rate':>19} {'store':>12}", flush=True)
+    print(f"{'stage':<32} {'wall':>11} {'cpu':>10} {'peak RSS':>12} {'wall, cpu rate':>24} {'store':>12}",
+          flush=True)
     if args.store is None:
         code = (f"from wide_store import wide_store; from pathlib import Path; "
                 f"wide_store(Path({str(store)!r}), n_features={n})")
@@ -147,37 +240,98 @@ def main() -> None:
             "count(*) FILTER (WHERE fire_count = 0) FROM features").fetchone()
     print(f"  {fired + dead:,} features: {fired:,} fired, {dead:,} never fired", flush=True)
 
-    wall, rss, text = run(fl("label", "--explainer", "token-lookup", "--scorer", "token-check",
-                             "--no-progress", "--store", str(store)), env, work / "label.log")
-    record("label offline (lookup+check)", wall, rss, fired, _first(text, "never fired"))
+    if "label" in chosen:
+        wall, rss, text = run(fl("label", "--explainer", "token-lookup", "--scorer", "token-check",
+                                 "--no-progress", "--store", str(store)), env, work / "label.log")
+        record("label offline (lookup+check)", wall, rss, fired, _first(text, "never fired"))
 
+    submitted = 0
+    if "llm" in chosen:
+        submitted = llm_stages(args, store, env, work, record)
+
+    if "score" in chosen:
+        wall, rss, text = run(fl("score", "--scorer", "token-check", "--explained-by",
+                                 "openai:gpt-4o-mini", "--no-progress", "--store", str(store)),
+                              env, work / "score.log")
+        record("score token-check (LLM labels)", wall, rss, submitted)
+
+    if "export" in chosen:
+        wall, rss, text = run(fl("export", "--format", "neuronpedia", "-o", str(work / "neuronpedia"),
+                                 "--store", str(store)), env, work / "export.log")
+        record("export neuronpedia", wall, rss, fired + dead, text.strip().splitlines()[-1][:80])
+
+    if "serve" in chosen:
+        serve_pages(store, env, dictionary, record)
+    total = time.perf_counter() - total_started
+    print(f"total wall {total:,.0f} s; highest stage peak RSS "
+          f"{max(s.peak_rss_mb for s in stages):,.0f} MB; store {size_mb(store):,.0f} MB", flush=True)
+    (work / "million.json").write_text(json.dumps([s.__dict__ for s in stages], indent=1))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"kept {work}")
+
+
+def llm_stages(args: argparse.Namespace, store: Path, env: dict[str, str], work: Path,
+               record: Callable[..., None]) -> int:
+    """Submit, status and collect through the stub server (with ``--kill``, each of submit
+    and collect killed twice first, then checked); the number of requests submitted."""
     server = LeanBatchServer()
     llm_env = {**env, **server.env()}
     llm_where = ["--limit", str(args.llm_features)] if args.llm_features else []
+    file_size = ["--provider-option", f"batch_requests={args.batch_requests}"] if args.batch_requests else []
+    submit = fl("explain", "--llm", "openai:gpt-4o-mini", "--explainer", "token-activations",
+                "--option", "features_per_request=1", "--batch-api", "--no-progress", *file_size,
+                *llm_where, "--store", str(store))
+    collect = fl("batches", "collect", "--no-progress", "--store", str(store))
     try:
-        wall, rss, text = run(fl("explain", "--llm", "openai:gpt-4o-mini", "--explainer", "token-activations", "--option", "features_per_request=1",
-                                 "--batch-api", "--no-progress", *llm_where, "--store", str(store)),
-                              llm_env, work / "submit.log")
-        submitted = _count(text, "submitted ", " requests")
-        record("explain --batch-api submit", wall, rss, submitted,
-               f"{len(server.batches)} batches")
+        if args.kill:
+            wall, rss, _ = run(submit, llm_env, work / "submit-kill1.log",
+                               kill_when(lambda: server.creates >= 1, args.kill_delay))
+            record("submit, SIGKILL mid-file 2", wall, rss, 0, f"{server.creates} batch(es) created")
+            wall, rss, _ = run(submit, llm_env, work / "submit-kill2.log", kill_at_server(server, "create", 0))
+            record("submit, SIGKILL at a create", wall, rss, 0,
+                   f"{server.creates} created, the last one's id unrecorded")
+        wall, rss, text = run(submit, llm_env, work / "submit.log")
+        submitted = sum(server.billed().values())
+        record("explain --batch-api submit" + (" (resumed)" if args.kill else ""), wall, rss, submitted,
+               f"{len(server.batches)} batches; {_first(text, 'submitted ')[:60]}")
         wall, rss, text = run(fl("batches", "status", "--store", str(store)), llm_env, work / "status.log")
         record("batches status", wall, rss, 0, text.strip().splitlines()[-1] if text.strip() else "")
-        wall, rss, text = run(fl("batches", "collect", "--no-progress", "--store", str(store)),
-                              llm_env, work / "collect.log")
-        record("batches collect", wall, rss, submitted, _first(text, "wrote"))
+        if args.kill:
+            wall, rss, _ = run(collect, llm_env, work / "collect-kill1.log", kill_at_server(server, "results", 1))
+            record("collect, SIGKILL at download 2", wall, rss, 0, f"{server.results_served} downloads served")
+            batches = len(server.batches)
+            wall, rss, _ = run(collect, llm_env, work / "collect-kill2.log",
+                               kill_when(lambda: server.results_served >= batches, args.kill_delay))
+            record("collect, SIGKILL mid-write", wall, rss, 0, f"{server.results_served} downloads served")
+        wall, rss, text = run(collect, llm_env, work / "collect.log")
+        record("batches collect" + (" (resumed)" if args.kill else ""), wall, rss, submitted, _first(text, "wrote"))
+        print(paid_and_lost(server, store), flush=True)
     finally:
         server.stop()
+    return submitted
 
-    wall, rss, text = run(fl("score", "--scorer", "token-check", "--explained-by",
-                             "openai:gpt-4o-mini", "--no-progress", "--store", str(store)),
-                          env, work / "score.log")
-    record("score token-check (LLM labels)", wall, rss, submitted)
 
-    wall, rss, text = run(fl("export", "--format", "neuronpedia", "-o", str(work / "neuronpedia"),
-                             "--store", str(store)), env, work / "export.log")
-    record("export neuronpedia", wall, rss, fired + dead, text.strip().splitlines()[-1][:80])
+def paid_and_lost(server: "LeanBatchServer", store: Path) -> str:
+    """Requests billed twice (in two created batches) and answers lost (billed, not stored)."""
+    import duckdb
 
+    billed = server.billed()
+    with duckdb.connect(str(store), read_only=True) as db:
+        cached = {row[0] for row in db.execute("SELECT cache_key FROM llm_cache").fetchall()}
+        recorded_twice = db.execute("SELECT count(*) FROM (SELECT cache_key FROM llm_calls WHERE "
+                                    "status = 'ok' GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+        explained = db.execute("SELECT count(*) FROM explanations WHERE llm = 'openai:gpt-4o-mini'").fetchone()[0]
+    twice = sum(1 for count in billed.values() if count > 1)
+    lost = sum(1 for key in billed if key not in cached)
+    return (f"  billed requests {len(billed):,} in {len(server.batches)} batches ({server.creates} creates); "
+            f"paid twice {twice:,}; answers lost {lost:,}; answers recorded twice {recorded_twice:,}; "
+            f"explanations {explained:,}")
+
+
+def serve_pages(store: Path, env: dict[str, str], dictionary: str, record: Callable[..., None]) -> None:
+    """Fetch the dictionary's list and overview pages 5 times each from ``featurelens serve``."""
     port = free_port()
     serve = subprocess.Popen(fl("serve", "--port", str(port), "--store", str(store)), env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -205,25 +359,10 @@ def main() -> None:
     finally:
         serve.terminate()
         serve.wait()
-    total = time.perf_counter() - total_started
-    print(f"total wall {total:,.0f} s; highest stage peak RSS "
-          f"{max(s.peak_rss_mb for s in stages):,.0f} MB; store {size_mb(store):,.0f} MB", flush=True)
-    (work / "million.json").write_text(json.dumps([s.__dict__ for s in stages], indent=1))
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"kept {work}")
 
 
 def _first(text: str, needle: str) -> str:
     return next((line.strip()[:100] for line in text.splitlines() if needle in line), "")
-
-
-def _count(text: str, before: str, after: str) -> int:
-    for line in text.splitlines():
-        if before in line and after in line:
-            return int(line.split(before, 1)[1].split(after, 1)[0].replace(",", ""))
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@ client mid-submission: the real SDKs talk to it over HTTP (a CLI subprocess incl
 
 ``kill_at``: ``"create"`` records the batch, then SIGKILLs ``pid`` before answering (the
 provider made the batch; the client never heard); ``"create-lost"`` SIGKILLs without
-recording (the create never arrived); ``"upload"`` SIGKILLs at OpenAI's file upload.
+recording (the create never arrived); ``"upload"`` SIGKILLs at OpenAI's file upload;
+``"results"`` SIGKILLs when a batch's results are asked for (a collection cut off).
+``kill_after`` lets that many of those calls through first (a multi-file submission
+killed at its second file, a collection killed after its first batch).
 ``down`` answers 503 to every list call (a provider that cannot be asked). Batches are
 finished as soon as they exist; every answer is :meth:`BatchServer.answer` of the request
 (a plain explanation here; subclasses answer scoring prompts too).
@@ -33,6 +36,7 @@ class BatchServer(ProviderURLs):
         self.batches: dict[str, dict[str, Any]] = {}
         self.creates = 0  #: create calls the server acted on (billed batches)
         self.kill_at: str | None = None
+        self.kill_after = 0
         self.pid: int | None = None
         self.down = False
         self.lock = threading.Lock()
@@ -75,6 +79,10 @@ class BatchServer(ProviderURLs):
                                                    for i in range(requests)]}
         return batch_id
 
+    def parse_upload(self, text: str) -> list[dict[str, Any]]:
+        """The request lines of an uploaded OpenAI batch file."""
+        return [json.loads(l) for l in text.splitlines() if l.startswith('{"custom_id"')]
+
     def answer(self, request: dict[str, Any]) -> str:
         """The text answered to one request (an OpenAI chat body or Anthropic params)."""
         return ANSWER
@@ -90,7 +98,7 @@ class BatchServer(ProviderURLs):
             with self.lock:
                 file_id = f"file-in-{len(self.files)}"
                 text = body.decode("utf-8", "replace")
-                self.files[file_id] = [json.loads(l) for l in text.splitlines() if l.startswith('{"custom_id"')]
+                self.files[file_id] = self.parse_upload(text)
             return self._json(h, {"id": file_id, "object": "file", "bytes": len(body), "created_at": int(time.time()),
                                   "filename": "x.jsonl", "purpose": "batch", "status": "processed"})
         if method == "POST" and path in ("/v1/batches", "/v1/messages/batches"):
@@ -104,8 +112,12 @@ class BatchServer(ProviderURLs):
         if method == "GET" and path.startswith("/v1/batches/"):
             return self._json(h, self._openai(path.rsplit("/", 1)[1]))
         if method == "GET" and path.startswith("/v1/files/") and path.endswith("/content"):
+            if self._kill_here("results"):
+                return self._hang(h)
             return self._openai_results(h, path.split("/")[3].removeprefix("file-out-"))
         if method == "GET" and path.startswith("/v1/messages/batches/") and path.endswith("/results"):
+            if self._kill_here("results"):
+                return self._hang(h)
             return self._anthropic_results(h, path.split("/")[-2])
         if method == "GET" and path.startswith("/v1/messages/batches/"):
             batch_id = path.rsplit("/", 1)[1]
@@ -116,9 +128,13 @@ class BatchServer(ProviderURLs):
         self._json(h, {"error": {"message": f"no route {method} {path}"}}, 404)
 
     def _kill_here(self, point: str) -> bool:
-        if self.kill_at != point:
-            return False
-        self.kill_at = None
+        with self.lock:
+            if self.kill_at != point:
+                return False
+            if self.kill_after > 0:
+                self.kill_after -= 1
+                return False
+            self.kill_at = None
         deadline = time.monotonic() + 30
         while self.pid is None and time.monotonic() < deadline:
             time.sleep(0.01)

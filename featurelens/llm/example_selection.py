@@ -26,8 +26,10 @@ def for_explainer(record: FeatureRecord, n_examples: int = EXPLAIN_TOP,
     A store without top windows lends the strongest quantile windows instead; windows
     that never fire are never shown as evidence.
     """
-    top = sorted(record.of_kind("top") or record.of_kind("quantile"), key=lambda e: -e.max_activation)
-    top = [e for e in top if e.max_activation > 0][:n_examples]
+    windows = record.of_kind("top") or record.of_kind("quantile")
+    peaks = [e.max_activation for e in windows]  # each window's peak, computed once
+    order = sorted(range(len(windows)), key=lambda i: -peaks[i])
+    top = [windows[i] for i in order if peaks[i] > 0][:n_examples]
     quantile = _spread(record.of_kind("quantile"), n_quantile)
     return top + quantile
 

@@ -111,7 +111,8 @@ def crop(example: Example, width: int) -> Example:
     n = len(example.tokens)
     if width <= 0 or n <= width:
         return example
-    peak = max(range(n), key=lambda i: example.activations[i]) if example.activations else 0
+    activations = example.activations
+    peak = activations.index(max(activations)) if activations else 0  # the first peak
     start = min(max(0, peak - (3 * width) // 4), n - width)
     return Example(example.tokens[start:start + width], example.activations[start:start + width],
                    example.kind, example.quantile)

@@ -206,3 +206,39 @@ def test_a_bad_style_is_one_sentence_on_the_command_line(cli, store_path, store)
     assert result.exit_code != 0
     assert "style='tab' is not one of compact, table" in result.output
     assert "Traceback" not in result.output
+
+
+def _marked_line_by_the_rules(example: Example, scale: float) -> str:
+    """The line built from window_text's two rules applied separately (the mask, then
+    every token's 0-10 value): marked_line computes both in one pass and must agree."""
+    from featurelens.llm.window_text import activating_mask, neutralise, normalise_all
+
+    parts, run_max = [], -1
+    for token, on, value in zip(example.tokens, activating_mask(example),
+                                normalise_all(example.activations, scale)):
+        if on:
+            if run_max < 0:
+                parts.append("<<")
+            run_max = max(run_max, value)
+        elif run_max >= 0:
+            parts.append(f">>({max(1, run_max)})")
+            run_max = -1
+        parts.append(neutralise(token))
+    if run_max >= 0:
+        parts.append(f">>({max(1, run_max)})")
+    return "".join(parts)
+
+
+def test_the_one_pass_line_follows_the_mask_and_the_normalisation_rules():
+    import math
+    import random
+
+    rng = random.Random(7)
+    specials = [0.0, -1.0, math.inf, math.nan, 1e-300, 3.0000000000000004]
+    for _ in range(2000):
+        n = rng.randint(0, 12)
+        acts = [rng.choice(specials) if rng.random() < 0.15 else round(rng.uniform(-2, 10), rng.randint(0, 3))
+                for _ in range(n)]
+        example = Example([f"t{i}<\n" for i in range(n)], acts, "top")
+        for scale in (rng.choice([0.0, -1.0, 10.0, 3.0, 7.3, math.inf]), max([0.0, *acts])):
+            assert marked_line(example, scale) == _marked_line_by_the_rules(example, scale), (acts, scale)

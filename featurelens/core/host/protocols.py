@@ -462,8 +462,13 @@ class BatchClient(Protocol):
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         """One request as a JSON-ready line of the batch."""
 
-    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
-        """Create a batch of ``lines``; its id. ``label`` is the store's placeholder for it."""
+    async def submit(self, lines: Sequence[dict[str, Any]], label: str | None = None) -> str:
+        """Create a batch of ``lines``; its id. ``label`` is the store's placeholder for it.
+
+        ``lines`` is a sequence of the dicts :meth:`line` made, read back from a file on
+        disk as it is iterated (a provider file holds up to hundreds of MB); its
+        ``stream()``, when present, is that file's JSONL bytes for a client that uploads
+        them as they are."""
 
     async def find(self, label: str, since: float, request_count: int) -> list[str]:
         """Batches created since ``since`` (epoch seconds) that may be this submission."""

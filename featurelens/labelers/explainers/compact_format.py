@@ -10,8 +10,10 @@ a line of its own and ``<<`` ``>>`` only ever mark firing tokens.
 
 from __future__ import annotations
 
+import math
+
 from featurelens.core.host.protocols import Example
-from featurelens.llm.window_text import activating_mask, neutralise, normalise_all
+from featurelens.llm.window_text import HIGHLIGHT_FRACTION, neutralise
 
 
 def marked_line(example: Example, scale: float) -> str:
@@ -19,16 +21,25 @@ def marked_line(example: Example, scale: float) -> str:
 
     A marked run shows at least 1: it fired (above 0.3 of its window's peak) even when
     that is under a tenth of the feature's maximum, and a 0 would say it did not.
+
+    One pass over the window: a token is firing under the rule of
+    :func:`featurelens.llm.window_text.activating_mask` and its strength is
+    :func:`featurelens.llm.window_text.normalise_all`'s, computed only for firing tokens (this runs
+    for ten windows of every one of millions of features).
     """
-    mask = activating_mask(example)
-    values = normalise_all(example.activations, scale)
+    activations = example.activations
+    peak = max(activations, default=0.0)
+    cut = HIGHLIGHT_FRACTION * peak if peak > 0 else math.inf  # nothing fires in a silent window
+    scaled = bool(scale) and scale > 0
     parts: list[str] = []
     run_max = -1
-    for token, on, value in zip(example.tokens, mask, values):
-        if on:
+    for token, a in zip(example.tokens, activations):
+        if a > cut:
             if run_max < 0:
                 parts.append("<<")
-            run_max = max(run_max, value)
+            value = min(10, int(math.floor(10.0 * a / scale))) if scaled and a < math.inf else 0
+            if value > run_max:
+                run_max = value
         elif run_max >= 0:
             parts.append(f">>({max(1, run_max)})")
             run_max = -1

@@ -28,6 +28,7 @@ from featurelens.llm.answer_secrets import scrub
 from featurelens.llm.batch import intent as batch_intent
 from featurelens.llm.batch.clients import batch_client
 from featurelens.llm.batch.errors import batch_failure
+from featurelens.llm.batch.request_file import RequestFile
 from featurelens.llm.batch.results import sort_results, unanswered_reason
 from featurelens.llm.engine import Job, RunStats
 from featurelens.llm.pricing import PriceTable
@@ -100,18 +101,22 @@ def _waiting_keys(store: Store, provider: LLMProvider, notes: list[str]) -> set[
 def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run_id: str,
                 purpose: str, client: BatchClient | None = None) -> Submission:
     """Send every uncached request of ``jobs`` as provider batches; record them. ``client``:
-    the provider's batch client when the caller already made it."""
+    the provider's batch client when the caller already made it.
+
+    Lines go to a temporary file as they are made (:class:`RequestFile`), cut at the
+    provider's request and byte limits, so memory holds one chunk of jobs, one file's
+    request map and the keys already waiting in batches (about 150 MB a million requests:
+    the same prompt for two features is sent once, whichever files they fall in)."""
     client = client or batch_client(provider)
     limits = client.limits
     result = Submission(run_id)
     waiting: set[str] = set()
-    part: list[dict[str, Any]] = []
+    part = RequestFile()
     meta: dict[str, list[Any]] = {}
-    size = 0
 
     async def send() -> None:
-        nonlocal part, meta, size
-        if not part:
+        nonlocal part, meta
+        if not len(part):
             return
         # recorded before the provider is asked, so a crash in between never pays twice
         placeholder = batch_intent.record_intent(store, provider, purpose=purpose, run_id=run_id,
@@ -122,13 +127,18 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
             if batch_intent.surely_not_created(error):
                 batch_intent.drop(store, placeholder)
             raise
+        finally:
+            part.close()
         batch_intent.confirm(store, placeholder, batch_id)
         result.batch_ids.append(batch_id)
         result.requests += len(part)
-        part, meta, size = [], {}, 0
+        # a later feature with the same prompt (the same key) is waiting in this batch now:
+        # without this it would go into a later file and be paid twice
+        waiting.update(meta)
+        part, meta = RequestFile(), {}
 
     async def main() -> None:
-        nonlocal size, waiting
+        nonlocal waiting
         try:
             result.notes = await batch_intent.reconcile_with(store, provider)
             waiting = _waiting_keys(store, provider, result.notes)
@@ -146,16 +156,16 @@ def submit_jobs(store: Store, provider: LLMProvider, jobs: Iterable[Job], *, run
                             result.already_submitted += 1
                             continue
                         line = client.line(key, request)
-                        line_size = len(json.dumps(line, ensure_ascii=False).encode("utf-8")) + 1
-                        different_endpoint = part and part[0].get("url") != line.get("url")
-                        if part and (len(part) >= limits.requests or size + line_size > limits.bytes
-                                     or different_endpoint):
+                        encoded = RequestFile.encode(line)
+                        if len(part) and (len(part) >= limits.requests
+                                          or part.size + len(encoded) > limits.bytes
+                                          or part.url != line.get("url")):  # one endpoint a file
                             await send()
-                        part.append(line)
+                        part.append(line, encoded)
                         meta[key] = [job.dictionary_id, job.feature, request.purpose or job.stage]
-                        size += line_size
             await send()
         finally:
+            part.close()
             await close_provider(provider)
 
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import anthropic
 
@@ -20,7 +20,7 @@ from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.declarations import ANTHROPIC
 from featurelens.llm.providers.loop_client import LoopClient
-from featurelens.llm.providers.provider_options import base_url_option, seconds_option
+from featurelens.llm.providers.provider_options import base_url_option, seconds_option, whole_option
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 _EPHEMERAL = {"type": "ephemeral"}
@@ -69,15 +69,18 @@ def response_from_message(message: Any) -> LLMResponse:
 
 
 class AnthropicProvider:
-    """``anthropic:<model>``; options: ``base_url``, ``timeout``, ``http_client``."""
+    """``anthropic:<model>``; options: ``base_url``, ``timeout``, ``http_client``,
+    ``batch_requests`` (most requests a Message Batch holds, under Anthropic's 100,000)."""
 
     name = "anthropic"
     key_env = KEY_ENV
     capabilities = ANTHROPIC.capabilities  #: as declared (providers.declarations)
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
-                 http_client: Any = None):
+                 http_client: Any = None, batch_requests: int | str | None = None):
         self.model = model
+        self.batch_requests = (None if batch_requests is None
+                               else whole_option("anthropic", "batch_requests", batch_requests, example=10000))
         self.timeout = timeout = seconds_option("anthropic", "timeout", timeout)
         base_url = base_url_option("anthropic", base_url if base_url is not None else
                                    os.environ.get("ANTHROPIC_BASE_URL") or None,
@@ -124,16 +127,20 @@ class AnthropicBatches:
     def __init__(self, provider: AnthropicProvider):
         self.provider = provider
         self.client = provider.client
+        if provider.batch_requests:
+            self.limits = BatchLimits(min(provider.batch_requests, self.limits.requests), self.limits.bytes)
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         if request.prompt_logprobs or request.top_logprobs:
             raise ValueError("Anthropic models return no log-probabilities")
         return {"custom_id": custom_id, "params": message_params(self.provider.model, request)}
 
-    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+    async def submit(self, lines: Sequence[dict[str, Any]], label: str | None = None) -> str:
         """Create a batch of ``lines``; Message Batches keep no metadata, so ``label`` (the
-        store's placeholder) cannot travel and :meth:`find` matches by time and size."""
-        batch = await self.client.messages.batches.create(requests=lines)
+        store's placeholder) cannot travel and :meth:`find` matches by time and size.
+        The requests travel in the create call's body, so they are decoded here, one batch
+        (at most 256 MB of JSON) at a time."""
+        batch = await self.client.messages.batches.create(requests=list(lines))
         return batch.id
 
     async def find(self, label: str, since: float, request_count: int) -> list[str]:

@@ -9,11 +9,12 @@ custom base URL (or ``prompt_logprobs=True``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import openai
 
@@ -30,7 +31,7 @@ from featurelens.llm.providers import api_key
 from featurelens.llm.providers.deadline import within
 from featurelens.llm.providers.declarations import OPENAI_BASE_ENV, openai_capabilities
 from featurelens.llm.providers.loop_client import LoopClient
-from featurelens.llm.providers.provider_options import base_url_option, seconds_option
+from featurelens.llm.providers.provider_options import base_url_option, seconds_option, whole_option
 
 KEY_ENV = "OPENAI_API_KEY"
 BASE_ENV = OPENAI_BASE_ENV
@@ -119,15 +120,19 @@ def _json(result: Any) -> dict[str, Any]:
 
 
 class OpenAIProvider:
-    """``openai:<model>``; options: ``base_url``, ``timeout``, ``prompt_logprobs``, ``http_client``."""
+    """``openai:<model>``; options: ``base_url``, ``timeout``, ``prompt_logprobs``, ``http_client``,
+    ``batch_requests`` (most requests a Batch API file holds, under OpenAI's 50,000: an
+    organisation's enqueued-token limit can refuse a full file)."""
 
     name = "openai"
     key_env = KEY_ENV
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout: float = 120.0,
                  prompt_logprobs: bool | None = None, http_client: Any = None,
-                 max_connections: int | None = None):
+                 max_connections: int | None = None, batch_requests: int | str | None = None):
         self.model = model
+        self.batch_requests = (None if batch_requests is None
+                               else whole_option("openai", "batch_requests", batch_requests, example=10000))
         self.timeout = timeout = seconds_option("openai", "timeout", timeout)
         base_url = base_url_option("openai", base_url or os.environ.get(BASE_ENV) or None,
                                    "base_url" if base_url else f"${BASE_ENV}")
@@ -194,6 +199,8 @@ class OpenAIBatches:
     def __init__(self, provider: OpenAIProvider):
         self.provider = provider
         self.client = provider.client
+        if provider.batch_requests:
+            self.limits = BatchLimits(min(provider.batch_requests, self.limits.requests), self.limits.bytes)
 
     def line(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
         if request.prompt_logprobs:
@@ -202,17 +209,23 @@ class OpenAIBatches:
         return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
                 "body": chat_body(self.provider.model, request, self.provider.prefix_cache_key)}
 
-    async def submit(self, lines: list[dict[str, Any]], label: str | None = None) -> str:
+    async def submit(self, lines: Sequence[dict[str, Any]], label: str | None = None) -> str:
         """Upload ``lines`` and create a batch over them; ``label`` (the store's placeholder
-        for this submission) names the file and rides in the batch's metadata."""
+        for this submission) names the file and rides in the batch's metadata.
+
+        ``lines`` written to disk already (:class:`~featurelens.llm.batch.request_file.RequestFile`)
+        are uploaded from their file as they are; others are written to a temporary one."""
         endpoint = lines[0]["url"]
-        with tempfile.TemporaryFile("w+b") as handle:
-            for line in lines:
-                handle.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
-            handle.seek(0)
+        name = f"{label or 'featurelens-batch'}.jsonl"
+        stream = getattr(lines, "stream", None)
+        with (contextlib.nullcontext(stream()) if stream is not None
+              else tempfile.TemporaryFile("w+b")) as handle:
+            if stream is None:
+                for line in lines:
+                    handle.write(json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n")
+                handle.seek(0)
             try:
-                uploaded = await self.client.files.create(
-                    file=(f"{label or 'featurelens-batch'}.jsonl", handle), purpose="batch")
+                uploaded = await self.client.files.create(file=(name, handle), purpose="batch")
             except Exception as error:
                 raise not_created(error)  # no batch can exist without its input file
         extra = {"metadata": {METADATA_KEY: label}} if label else {}
