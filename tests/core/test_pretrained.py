@@ -94,6 +94,11 @@ def test_partly_cached_repo_says_what_is_missing(hf_cache: Path, monkeypatch: py
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    # huggingface_hub backs off between its retries of the refused connection (about 20 s);
+    # the outcome is the same without the waits
+    import huggingface_hub.utils._http as hub_http
+
+    monkeypatch.setattr(hub_http.time, "sleep", lambda seconds: None)
     with pytest.raises(FeaturelensError) as error:
         resolve("hf:EleutherAI/sae-tiny/layers.7")
     text = str(error.value)

@@ -50,6 +50,7 @@ def test_two_workers_give_the_in_process_store_table_by_table(ray_cluster, job: 
     assert again.already_done
 
 
+@pytest.mark.slow
 def test_a_lazy_ray_run_leaves_the_effects_pending_and_they_fill_to_the_in_process_ones(
         ray_cluster, job: dict, expected: Path, tmp_path: Path) -> None:
     from featurelens.core.lazy_logits import PENDING, fill

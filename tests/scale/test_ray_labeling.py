@@ -61,6 +61,7 @@ def test_two_workers_write_the_in_process_results_once(ray_cluster, cli, expecte
             assert db.execute(f"SELECT count(*) = count(DISTINCT {key}) FROM {table}")[0][0], table
 
 
+@pytest.mark.slow
 def test_requests_are_spread_over_the_workers(ray_cluster, tiny_model_dir: Path) -> None:
     from featurelens.core.host.protocols import LLMRequest
     from featurelens.scale.remote_provider import ray_provider
@@ -76,6 +77,7 @@ def test_requests_are_spread_over_the_workers(ray_cluster, tiny_model_dir: Path)
     assert len({answer.text for answer in answers}) == 1 and answers[0].output_tokens > 0
 
 
+@pytest.mark.slow
 def test_two_clients_of_one_limiter_stay_under_the_shared_limit(ray_cluster) -> None:
     """Each client alone asks for 55 % of a minute's quota, together 110 %: the bucket
     starts with one minute's quota, so the last 10 % must wait 6 s at the refill rate.

@@ -105,6 +105,7 @@ def _provider(model: Path, **options: Any):
     return build_provider(f"vllm:{model}", processor_factory=tiny_processor, **options)
 
 
+@pytest.mark.slow
 def test_answers_equal_the_local_providers_with_errors_per_row(ray_cluster, tiny_model_dir: Path) -> None:
     pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'ray[data]')")
     from featurelens.llm.providers import build_provider

@@ -274,31 +274,15 @@ def clt_layer(enc_path: Path, dtype: Any) -> SparseAutoencoder:
     circuit-tracer encodes (SAELens's loader ignores the threshold), else ReLU."""
     layer = int(re.fullmatch(r"W_enc_(\d+)\.safetensors", enc_path.name).group(1))  # type: ignore[union-attr]
     dec_path = enc_path.parent / f"W_dec_{layer}.safetensors"
-    enc = read_safetensors(enc_path, "circuit-tracer")
-    dec = read_safetensors(dec_path, "circuit-tracer")
-    shape = _shape(enc, f"W_enc_{layer}", enc_path)
-    if len(shape) != 2:
-        raise FeaturelensError(f"W_enc_{layer} in {enc_path} must be a matrix, not {list(shape)}.")
-    d_t, d_model = shape
-    want = {f"b_enc_{layer}": (d_t,), f"b_dec_{layer}": (d_model,)}
-    threshold = f"threshold_{layer}" in enc
-    if threshold:
-        want[f"threshold_{layer}"] = (d_t,)
-    for name, expected in want.items():
-        if _shape(enc, name, enc_path) not in (expected, (1, *expected)):
-            raise FeaturelensError(f"{name} in {enc_path} has shape {list(shape_of(enc, name))}, but its "
-                                   f"W_enc implies {list(expected)}; the files are from different transcoders.")
+    enc, dec, d_t, d_model = _clt_layer_files(enc_path, dec_path, layer)
     dec_shape = _shape(dec, f"W_dec_{layer}", dec_path)
     if len(dec_shape) != 3 or dec_shape[0] != d_t or dec_shape[2] != d_model:
         raise FeaturelensError(f"W_dec_{layer} in {dec_path} has shape {list(dec_shape)}, but layer {layer}'s "
                                f"encoder needs [{d_t}, <later layers>, {d_model}].")
     chosen = parse_dtype(dtype, enc_path)
     w_dec = dec[f"W_dec_{layer}"]
-    state = {"W_enc": enc[f"W_enc_{layer}"].T.contiguous(), "b_enc": enc[f"b_enc_{layer}"].reshape(d_t),
-             "W_dec": w_dec.to(chosen or w_dec.dtype).sum(dim=1), "b_dec": enc[f"b_dec_{layer}"].reshape(d_model)}
-    if threshold:
-        state["threshold"] = enc[f"threshold_{layer}"].reshape(d_t)
-    options = {"activation": "jumprelu" if threshold else "relu", "skip": False, "apply_b_dec_to_input": False}
+    state, options = _clt_encoder_state(enc, layer, d_t, d_model)
+    state["W_dec"] = w_dec.to(chosen or w_dec.dtype).sum(dim=1)
     model = build("transcoder", d_model, d_t, options, state, dtype=chosen, source=enc_path)
     model.config["cross_layer_decoders_summed"] = int(dec_shape[1])
     return model
@@ -367,6 +351,38 @@ def _layer_files(folder: Path, config: Mapping[str, Any]) -> list[Path]:
     return [_local_file(folder, name, config) for name in files]
 
 
+def _clt_layer_files(enc_path: Path, dec_path: Path, layer: int) -> tuple[dict, dict, int, int]:
+    """Layer ``layer``'s cross-layer files read, its encoder tensors checked against
+    ``W_enc_{layer}``: ``(encoder tensors, decoder tensors, d_transcoder, d_model)``. The
+    decoder's shape is the caller's to check: one layer alone and a whole set expect
+    different numbers of later layers."""
+    enc = read_safetensors(enc_path, "circuit-tracer")
+    dec = read_safetensors(dec_path, "circuit-tracer")
+    shape = _shape(enc, f"W_enc_{layer}", enc_path)
+    if len(shape) != 2:
+        raise FeaturelensError(f"W_enc_{layer} in {enc_path} must be a matrix, not {list(shape)}.")
+    d_t, d_model = shape
+    want = {f"b_enc_{layer}": (d_t,), f"b_dec_{layer}": (d_model,)}
+    if f"threshold_{layer}" in enc:
+        want[f"threshold_{layer}"] = (d_t,)
+    for name, expected in want.items():
+        if _shape(enc, name, enc_path) not in (expected, (1, *expected)):
+            raise FeaturelensError(f"{name} in {enc_path} has shape {list(shape_of(enc, name))}, but its "
+                                   f"W_enc implies {list(expected)}; the files are from different transcoders.")
+    return enc, dec, d_t, d_model
+
+
+def _clt_encoder_state(enc: dict, layer: int, d_t: int, d_model: int) -> tuple[dict, dict[str, Any]]:
+    """The encoder half of a cross-layer layer's state and its transcoder options: JumpReLU
+    when the file holds ``threshold_{layer}``, else ReLU (the caller adds ``W_dec``)."""
+    threshold = f"threshold_{layer}" in enc
+    state = {"W_enc": enc[f"W_enc_{layer}"].T.contiguous(), "b_enc": enc[f"b_enc_{layer}"].reshape(d_t),
+             "b_dec": enc[f"b_dec_{layer}"].reshape(d_model)}
+    if threshold:
+        state["threshold"] = enc[f"threshold_{layer}"].reshape(d_t)
+    return state, {"activation": "jumprelu" if threshold else "relu", "skip": False, "apply_b_dec_to_input": False}
+
+
 def _load_clt(folder: Path, dtype: Any) -> tuple[dict[int, SparseAutoencoder], dict[int, torch.Tensor]]:
     """circuit-tracer's cross-layer files: ``W_enc_{l}.safetensors`` (``W_enc_{l} [d_t, d_model]``,
     ``b_enc_{l}``, ``b_dec_{l}``, optional ``threshold_{l}``) and ``W_dec_{l}.safetensors``
@@ -380,30 +396,14 @@ def _load_clt(folder: Path, dtype: Any) -> tuple[dict[int, SparseAutoencoder], d
     layers, cross = {}, {}
     for layer in range(n_layers):
         enc_path, dec_path = folder / f"W_enc_{layer}.safetensors", folder / f"W_dec_{layer}.safetensors"
-        enc = read_safetensors(enc_path, "circuit-tracer")
-        dec = read_safetensors(dec_path, "circuit-tracer")
-        shape = _shape(enc, f"W_enc_{layer}", enc_path)
-        if len(shape) != 2:
-            raise FeaturelensError(f"W_enc_{layer} in {enc_path} must be a matrix, not {list(shape)}.")
-        d_t, d_model = shape
-        want = {f"b_enc_{layer}": (d_t,), f"b_dec_{layer}": (d_model,)}
-        threshold = f"threshold_{layer}" in enc
-        if threshold:
-            want[f"threshold_{layer}"] = (d_t,)
-        for name, expected in want.items():
-            if _shape(enc, name, enc_path) not in (expected, (1, *expected)):
-                raise FeaturelensError(f"{name} in {enc_path} has shape {list(shape_of(enc, name))}, but its "
-                                       f"W_enc implies {list(expected)}; the files are from different transcoders.")
+        enc, dec, d_t, d_model = _clt_layer_files(enc_path, dec_path, layer)
         dec_shape = _shape(dec, f"W_dec_{layer}", dec_path)
         if dec_shape != (d_t, n_layers - layer, d_model):
             raise FeaturelensError(f"W_dec_{layer} in {dec_path} has shape {list(dec_shape)}, but layer {layer} "
                                    f"of {n_layers} needs {[d_t, n_layers - layer, d_model]}.")
         w_dec = dec[f"W_dec_{layer}"]
-        state = {"W_enc": enc[f"W_enc_{layer}"].T.contiguous(), "b_enc": enc[f"b_enc_{layer}"].reshape(d_t),
-                 "W_dec": w_dec[:, 0, :].contiguous(), "b_dec": enc[f"b_dec_{layer}"].reshape(d_model)}
-        if threshold:
-            state["threshold"] = enc[f"threshold_{layer}"].reshape(d_t)
-        options = {"activation": "jumprelu" if threshold else "relu", "skip": False, "apply_b_dec_to_input": False}
+        state, options = _clt_encoder_state(enc, layer, d_t, d_model)
+        state["W_dec"] = w_dec[:, 0, :].contiguous()
         layers[layer] = build("transcoder", d_model, d_t, options, state, dtype=parse_dtype(dtype, enc_path),
                               source=enc_path)
         if layer + 1 < n_layers:
