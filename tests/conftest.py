@@ -107,3 +107,13 @@ def graph_store(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
 
     work = tmp_path_factory.mktemp("graph-store")
     return build_graph_store(work / "store.duckdb", tiny_model_dir, work)
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, offline: what the hub-name tests fill by hand."""
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache

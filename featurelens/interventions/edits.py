@@ -63,12 +63,19 @@ class Edit:
         return {"feature": self.feature, "mode": self.mode, "value": float(self.value)}
 
 
-def _number(text: str, feature: str) -> float:
+def finite_number(text: str) -> float | None:
+    """``text`` as a finite float, or None (not a number, NaN or infinite): both edit
+    parsers refuse those, each in its own words."""
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if not math.isfinite(value):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _number(text: str, feature: str) -> float:
+    value = finite_number(text)
+    if value is None:
         shown = text if len(text) <= 40 else f"{text[:40]}..."
         raise FeaturelensError(
             f"The strength {shown!r} of feature {feature} is not a number; write e.g. {feature}=+8, "

@@ -23,7 +23,6 @@ per-layer edits do not carry (refused in one sentence each).
 from __future__ import annotations
 
 import json
-import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -31,7 +30,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.interventions.edits import Edit
+from featurelens.interventions.edits import Edit, finite_number
 from featurelens.interventions.hooks import FeatureEditor, _model_and_resolver, attach
 
 Query = Callable[[str, list[Any]], list[dict[str, Any]]]
@@ -55,11 +54,8 @@ class NodeEdit:
 
 
 def _finite(text: str, spec: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
-    if not math.isfinite(number):
+    number = finite_number(text)
+    if number is None:
         raise FeaturelensError(f"In the steer {spec!r}, {text!r} is not a number; write NODE=3.5 (set the "
                                "activation) or NODE=x2 (twice the graph's activation).")
     return number

@@ -48,15 +48,6 @@ def _sparsify_files(prefix: str, width: int, seed: int) -> dict[str, bytes]:
     return {f"{prefix}/sae.safetensors": tmp.getvalue(), f"{prefix}/cfg.json": json.dumps(cfg).encode()}
 
 
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 def test_hf_repo_with_subfolder_resolves_offline(hf_cache: Path) -> None:
     snapshot = _cache_repo(hf_cache, "EleutherAI/sae-tiny", {**_sparsify_files("layers.0", 8, 0),
                                                              **_sparsify_files("layers.1", 8, 1)})

@@ -29,15 +29,6 @@ class Width:
         return self.d_in
 
 
-@pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 def snapshot(cache: Path, repo: str) -> Path:
     base = cache / f"models--{repo.replace('/', '--')}"
     (base / "refs").mkdir(parents=True, exist_ok=True)
@@ -62,8 +53,8 @@ def jump(h: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return torch.relu(h) * (h > threshold)
 
 
-def test_gemma_scope_2_sae_and_affine_transcoder(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = snapshot(hub, "google/gemma-scope-2-4b-pt")
+def test_gemma_scope_2_sae_and_affine_transcoder(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = snapshot(hf_cache, "google/gemma-scope-2-4b-pt")
     g = torch.Generator().manual_seed(0)
     made = {}
     for folder, skip in (("resid_post/layer_9_width_16k_l0_small", False),
@@ -113,11 +104,11 @@ def _llama_scope(folder: Path, g: torch.Generator, *, hyper: bool) -> dict[str, 
     return t
 
 
-def test_llama_scope_folds_the_tables_scale(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llama_scope_folds_the_tables_scale(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = torch.Generator().manual_seed(1)
-    repo = snapshot(hub, "fnlp/Llama3_1-8B-Base-LXR-8x")
+    repo = snapshot(hf_cache, "fnlp/Llama3_1-8B-Base-LXR-8x")
     t = _llama_scope(repo / "Llama3_1-8B-Base-L3R-8x", g, hyper=True)
-    r1 = snapshot(hub, "fnlp/Llama-Scope-R1-Distill")
+    r1 = snapshot(hf_cache, "fnlp/Llama-Scope-R1-Distill")
     t1 = _llama_scope(r1 / "800M/L3R", g, hyper=False)
     table(monkeypatch, {
         "lxr": {"repo_id": "fnlp/Llama3_1-8B-Base-LXR-8x", "conversion_func": "llama_scope",
@@ -143,13 +134,13 @@ def test_llama_scope_folds_the_tables_scale(hub: Path, monkeypatch: pytest.Monke
         load_dictionary("saelens:lxr/l4r", backend=Width(8), hookpoint="x")
 
 
-def test_mwhanna_file_and_one_clt_layer(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mwhanna_file_and_one_clt_layer(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = torch.Generator().manual_seed(2)
-    repo = snapshot(hub, "mwhanna/qwen3-4b-transcoders")
+    repo = snapshot(hf_cache, "mwhanna/qwen3-4b-transcoders")
     t = {"W_enc": torch.randn(24, 8, generator=g), "b_enc": torch.randn(24, generator=g),
          "W_dec": torch.randn(24, 8, generator=g), "b_dec": torch.randn(8, generator=g)}
     save_file(t, str(repo / "layer_3.safetensors"))
-    clt = snapshot(hub, "mntss/clt-gemma-2-2b-2.5M")
+    clt = snapshot(hf_cache, "mntss/clt-gemma-2-2b-2.5M")
     enc = {"W_enc_1": torch.randn(24, 8, generator=g), "b_enc_1": torch.randn(24, generator=g),
            "b_dec_1": torch.randn(8, generator=g), "threshold_1": torch.rand(24, generator=g)}
     dec = torch.randn(24, 3, 8, generator=g)

@@ -172,15 +172,6 @@ def _cache_repo(cache: Path, repo: str) -> Path:
     return snapshot
 
 
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
-
-
 def test_a_circuit_tracer_repo_loads_by_hf_name(hf_cache: Path) -> None:
     from featurelens.core.dictionaries.loading import load_dictionary
 
