@@ -6,8 +6,8 @@ none of them form cycles. The cyclic collector still counts every allocation and
 few hundred, walks the young objects, and now and then every object the process holds
 (the corpus's token strings included), which cost as much CPU as the labels themselves
 (measured by benchmarks/million_stages.py). Pausing it for the span of one chunk keeps
-that work off the per-feature path; it runs again, once, when the chunk is done, so a
-cycle made inside a chunk is still collected and memory stays bounded by the chunk.
+that work off the per-feature path; it is back on when the chunk is done, so a cycle
+made inside a chunk is collected at the collector's next pass.
 """
 
 from __future__ import annotations
