@@ -150,17 +150,19 @@ class ExtractionState:
         into_top = g_max > self.top.threshold(g_feature)
         r_score = reservoir_score(g_seq, g_feature, self.settings.seed)
         into_res = r_score > self.reservoir.threshold(g_feature)
-        # each structure reads its entering candidates' activations straight from the
-        # batch's (feature, token) pairs: no dense [windows, context] row is built
+        # each structure takes its entering windows' activations straight from the batch's
+        # (feature, token) pairs: no dense [windows, context] row is built
         for best, into, score in ((self.top, into_top, g_max), (self.reservoir, into_res, r_score)):
             chosen = torch.nonzero(into).flatten()
             if chosen.numel() == 0:
                 continue
-            # groups come out of torch.unique sorted by feature, as offer_pairs() requires
-            candidate_of = torch.full((groups.numel(),), -1, dtype=torch.long, device=values.device)
-            candidate_of[chosen] = torch.arange(chosen.numel(), device=values.device)
-            best.offer_pairs(g_feature[chosen], g_seq[chosen], score[chosen], candidate_of[inverse], position,
-                             values)
+            # groups come out of torch.unique sorted by feature, as enter() requires
+            cand, slot_id = best.enter(g_feature[chosen], g_seq[chosen], score[chosen])
+            slot_of = torch.full((groups.numel(),), -1, dtype=torch.long, device=values.device)
+            slot_of[chosen[cand]] = slot_id
+            pair_slot = slot_of[inverse]
+            hit = torch.nonzero(pair_slot >= 0).flatten()
+            best.add(pair_slot[hit] * context + position[hit], seq_ids[window[hit]], values[hit])
         self.pool.offer(seq_ids, g_feature, g_window)
 
     def nbytes(self) -> int:

@@ -14,10 +14,14 @@ windows leave dead entries, dropped when the pool has doubled since it was last
 compacted (amortised linear). The examples' token activations still never need a
 second pass over the corpus: they are exactly the values the stream saw.
 
-Slots are unordered: a candidate that makes the top K takes the slot of the entry it
-evicts, so a batch costs a top-k over scores of the touched features plus appending the
-nonzero activations of each entering window; nothing else moves. Order is imposed once,
-at the end (:meth:`ranked`).
+Slots are unordered, except that a feature's held windows fill its first slots
+(``filled`` counts them). A feature with room for all of a batch's candidates takes them
+into its next empty slots, with no ranking; only a feature with more candidates than
+empty slots ranks old and new together (a small top-k over its slots), each entering
+candidate taking the slot of the window it evicts. A batch therefore costs work in
+proportion to its candidates (plus ``K`` per overflowing feature), never to the width,
+plus appending the nonzero activations of each entering window; nothing else moves.
+Order is imposed once, at the end (:meth:`ranked`).
 """
 
 from __future__ import annotations
@@ -98,34 +102,20 @@ class BestWindows:
         :meth:`threshold`; candidate ``i``'s per-token activations are ``table[rows[i]]``
         (a dense ``[*, context]`` table, read only for the candidates that enter).
         """
-        cand, slot_id = self._enter(features, seqs, scores)
+        cand, slot_id = self.enter(features, seqs, scores)
         if cand.numel() == 0:
             return
         entering = table[rows[cand]]
         hit_row, position = torch.nonzero(entering, as_tuple=True)
-        self._append(slot_id[hit_row] * self.context + position, seqs[cand][hit_row], entering[hit_row, position])
+        self.add(slot_id[hit_row] * self.context + position, seqs[cand][hit_row], entering[hit_row, position])
 
-    def offer_pairs(self, features: torch.Tensor, seqs: torch.Tensor, scores: torch.Tensor,
-                    pair_candidate: torch.Tensor, pair_position: torch.Tensor, pair_value: torch.Tensor) -> None:
-        """:meth:`offer` with the candidates' activations given sparsely: pair ``j`` is
-        activation ``pair_value[j]`` at ``pair_position[j]`` of candidate ``pair_candidate[j]``
-        (-1: of no candidate). No dense row is built; only pairs of entering candidates are kept."""
-        cand, slot_id = self._enter(features, seqs, scores)
-        if cand.numel() == 0:
-            return
-        slot_of = torch.full((features.numel() + 1,), -1, dtype=torch.long, device=features.device)
-        slot_of[cand] = slot_id
-        pair_slot = slot_of[pair_candidate]  # -1 indexes the extra last entry: no slot
-        hit = torch.nonzero(pair_slot >= 0).flatten()
-        self._append(pair_slot[hit] * self.context + pair_position[hit], seqs[pair_candidate[hit]],
-                     pair_value[hit])
-
-    def _enter(self, features: torch.Tensor, seqs: torch.Tensor,
-               scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Put the candidates that make their feature's top ``k`` into slots.
+    def enter(self, features: torch.Tensor, seqs: torch.Tensor,
+              scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Put the candidates that make their feature's top ``k`` into slots (candidates as
+        for :meth:`offer`); their activations are the caller's to add (:meth:`add`).
 
         :return: ``(cand, slot_id)``: the entering candidates' indices and their flat slots
-            ``feature * k + slot``. The pool is not touched.
+            ``feature * k + slot``.
 
         A feature whose empty slots can take all its candidates takes them in order, no
         ranking: its filled slots are always ``0..filled-1``, so this costs O(candidates),
@@ -144,15 +134,15 @@ class BestWindows:
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(features.numel(), device=device) - torch.repeat_interleave(starts, counts)
         quick_slot = torch.repeat_interleave(filled.long(), counts)[quick] + rank[quick]
-        quick_feature = features[quick]
-        self.score[quick_feature, quick_slot] = scores[quick]
-        self.seq[quick_feature, quick_slot] = seqs[quick].to(torch.int32)
+        quick_id = features[quick] * k + quick_slot
+        self.score.view(-1)[quick_id] = scores[quick]
+        self.seq.view(-1)[quick_id] = seqs[quick].to(torch.int32)
         grown = touched[fits]
         self.filled[grown] += counts[fits].to(self.filled.dtype)
         full = grown[self.filled[grown] == k]
         if full.numel():
             self.low[full] = self.score[full].min(dim=1).values
-        cand, slot_id = [quick], [quick_feature * k + quick_slot]
+        cand, slot_id = [quick], [quick_id]
         if not bool(fits.all()):
             rest = torch.nonzero(~cand_fits).flatten()
             ranked, ranked_slot = self._rank_in(features[rest], seqs[rest], scores[rest])
@@ -162,40 +152,37 @@ class BestWindows:
 
     def _rank_in(self, features: torch.Tensor, seqs: torch.Tensor,
                  scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_enter` for features whose candidates outnumber their empty slots: keep
+        """:meth:`enter` for features whose candidates outnumber their empty slots: keep
         the ``k`` best of old and new; return the entering candidates and their flat slots."""
         device = features.device
         touched, counts = torch.unique_consecutive(features, return_counts=True)
+        n, k, width = touched.numel(), self.k, int(counts.max())
         starts = torch.cumsum(counts, 0) - counts
-        row = torch.repeat_interleave(torch.arange(touched.numel(), device=device), counts)
-        column = torch.arange(features.numel(), device=device) - starts[row]
-        n, k = touched.numel(), self.k
-        cand_score = torch.full((n, int(counts.max())), -math.inf, device=device)
-        cand_score[row, column] = scores
-        cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=device)
-        cand_index[row, column] = torch.arange(features.numel(), device=device)
-        cand_seq = torch.zeros(cand_score.shape, dtype=torch.long, device=device)
-        cand_seq[row, column] = seqs
-        width = cand_score.shape[1]
+        row = torch.repeat_interleave(torch.arange(n, device=device), counts)
+        at = row * width + torch.arange(features.numel(), device=device) - starts[row]  # in [n, width]
+        # padding ranks below everything, so it is evicted first
+        cand_key = torch.full((n * width,), torch.iinfo(torch.long).min, dtype=torch.long, device=device)
+        cand_key[at] = rank_key(scores, seqs)
+        cand_index = torch.full((n * width,), -1, dtype=torch.long, device=device)
+        cand_index[at] = torch.arange(features.numel(), device=device)
         # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k);
         # equal scores evict the later window, so which windows are kept never depends on
-        # batching, resuming or the order shards are merged in. Empty slots rank lowest, so
-        # a feature with more candidates than empty slots ends full.
-        keys = rank_key(torch.cat([self.score[touched], cand_score], dim=1),
-                        torch.cat([self.seq[touched].long(), cand_seq], dim=1))
-        lowest = keys.topk(width, dim=1, largest=False).indices
+        # batching, resuming or the order shards are merged in. Empty slots rank below every
+        # candidate, so a feature with more candidates than empty slots ends full.
+        keys = torch.cat([rank_key(self.score[touched], self.seq[touched]), cand_key.view(n, width)], dim=1)
+        lowest = keys.topk(width, dim=1, largest=False, sorted=False).indices
         chosen = torch.ones((n, k + width), dtype=torch.bool, device=device)
         chosen.scatter_(1, lowest, False)
         evicted_row, evicted_slot = torch.nonzero(~chosen[:, :k], as_tuple=True)
-        entering_row, entering_col = torch.nonzero(chosen[:, k:], as_tuple=True)
+        entering = torch.nonzero(chosen[:, k:].reshape(-1)).flatten()
         # both lists are row-major and each row evicts as many as enter: pair them in order
-        source = cand_index[entering_row, entering_col]
-        feature = touched[evicted_row]
-        self.score[feature, evicted_slot] = scores[source]
-        self.seq[feature, evicted_slot] = seqs[source].to(torch.int32)
+        source = cand_index[entering]
+        slot_id = touched[evicted_row] * k + evicted_slot
+        self.score.view(-1)[slot_id] = scores[source]
+        self.seq.view(-1)[slot_id] = seqs[source].to(torch.int32)
         self.filled[touched] = k
         self.low[touched] = self.score[touched].min(dim=1).values
-        return source, feature * k + evicted_slot
+        return source, slot_id
 
     def place(self, feature: torch.Tensor, slot: torch.Tensor, seq: torch.Tensor, score: torch.Tensor,
               acts_index: torch.Tensor, acts_value: torch.Tensor) -> None:
@@ -209,12 +196,12 @@ class BestWindows:
         acts_index = acts_index.to(device)
         row, position = acts_index // self.context, acts_index % self.context
         slot_id = feature[row] * self.k + slot[row]
-        self._append(slot_id * self.context + position, seq.to(device)[row], acts_value.to(device))
+        self.add(slot_id * self.context + position, seq.to(device)[row], acts_value.to(device))
         self._pack(torch.unique(feature))
 
     def _pack(self, features: torch.Tensor | None = None) -> None:
         """Recount ``filled`` for ``features`` (default: all) and move their held windows
-        to the first slots (stable), so :meth:`_enter` can fill the next ones in order."""
+        to the first slots (stable), so :meth:`enter` can fill the next ones in order."""
         features = torch.arange(self.n_features, device=self.score.device) if features is None else features
         if features.numel() == 0 or self.k == 0:
             return
@@ -243,7 +230,9 @@ class BestWindows:
         self.entry_index = (feature * self.k + new_slot) * self.context + position
         self._sorted = False
 
-    def _append(self, index: torch.Tensor, seq: torch.Tensor, value: torch.Tensor) -> None:
+    def add(self, index: torch.Tensor, seq: torch.Tensor, value: torch.Tensor) -> None:
+        """Add activations of windows just put into slots: entry ``slot_id * context +
+        position``, the window's id, the value (nonzero)."""
         if index.numel() == 0:
             return
         # appended pieces are joined only when the pool compacts: no copy of the pool per batch
