@@ -20,26 +20,19 @@ from featurelens.core.extraction import resume
 from featurelens.core.extraction.state import ExtractionState, Settings
 
 ROOT = Path(featurelens.__file__).resolve().parent.parent
-#: Calls that turn bytes into arbitrary objects (and so can run code).
+#: Calls that turn bytes into arbitrary objects (and so can run code), and torch.load at
+#: all: even weights_only=True runs an unpickler (featurelens reads torch archives with
+#: core/torch_archive.py and writes checkpoints as safetensors + JSON).
 FORBIDDEN = [
     re.compile(r"weights_only\s*=\s*False"),
     re.compile(r"\bpickle\.loads?\s*\("),
     re.compile(r"\b(?:c?Pickle|_pickle)\.Unpickler\b|\bUnpickler\s*\("),
     re.compile(r"allow_pickle\s*=\s*True"),
     re.compile(r"\bread_pickle\s*\("),
-    re.compile(r"^\s*(?:import|from)\s+(?:dill|cloudpickle|joblib)\b", re.M),
+    re.compile(r"^\s*(?:import|from)\s+(?:dill|cloudpickle|joblib|pickle|_pickle|cPickle)\b", re.M),
     re.compile(r"\bmarshal\.loads?\s*\("),
+    re.compile(r"\btorch\.load\s*\("),
 ]
-TORCH_LOAD = re.compile(r"torch\.load\s*\(")
-
-
-def _call_args(text: str, start: int) -> str:
-    """The argument text of the call whose "(" ends at ``start`` (balanced parentheses)."""
-    depth, index = 1, start
-    while depth and index < len(text):
-        depth += {"(": 1, ")": -1}.get(text[index], 0)
-        index += 1
-    return text[start:index - 1]
 
 
 def _sources() -> list[Path]:
@@ -53,10 +46,6 @@ def test_no_source_file_unpickles():
         text = path.read_text(encoding="utf-8")
         for pattern in FORBIDDEN:
             offenders += [f"{path.relative_to(ROOT)}: {m.group(0).strip()}" for m in pattern.finditer(text)]
-        for match in TORCH_LOAD.finditer(text):
-            args = _call_args(text, match.end())
-            if "weights_only=True" not in args.replace(" ", ""):
-                offenders.append(f"{path.relative_to(ROOT)}: torch.load({args})")
     assert len(_sources()) > 50  # the scan really looked at the package
     assert offenders == []
 
@@ -64,11 +53,10 @@ def test_no_source_file_unpickles():
 def test_scan_catches_each_forbidden_call():
     """The patterns match the calls they exist for (a scan that matches nothing proves nothing)."""
     samples = ["torch.load(f, weights_only=False)", "pickle.load(handle)", "pickle.loads(b)",
-               "np.load(p, allow_pickle=True)", "pd.read_pickle(p)", "import dill", "marshal.loads(b)"]
+               "np.load(p, allow_pickle=True)", "pd.read_pickle(p)", "import dill", "marshal.loads(b)",
+               "torch.load(path, weights_only=True)", "import pickle", "from pickle import loads"]
     for sample in samples:
         assert any(p.search(sample) for p in FORBIDDEN), sample
-    call = "torch.load(str(path), map_location='cpu')"
-    assert "weights_only" not in _call_args(call, TORCH_LOAD.search(call).end())
 
 
 class _Payload:
