@@ -116,7 +116,7 @@ def _k(state: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Path) ->
 
 
 def _safe_load(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict in ``ae.pt``, read by :mod:`torch_archive`: plain values and tensors, never code."""
+    """The state dict in ``ae.pt``, read by core/torch_archive.py: plain values and tensors, never code."""
     if not path.is_file():
         raise FeaturelensError(f"{path} is missing; a dictionary_learning checkpoint keeps its weights there.")
     try:
