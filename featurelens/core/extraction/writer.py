@@ -1,8 +1,9 @@
 """Rows for the store: sequences as they stream, features and examples at the end.
 
 Everything is built as Arrow columns straight from tensors (list columns from one flat
-buffer plus offsets) and written with one bulk insert per table: a wide dictionary has
-millions of example activations, and Python lists per row would dominate the run.
+buffer plus offsets, constant strings as one-entry dictionary arrays) and written in bulk
+inserts: a wide dictionary has millions of example rows, and Python objects per row would
+dominate the run.
 """
 
 from __future__ import annotations
