@@ -187,3 +187,35 @@ def test_other_learners_learn(tmp_path: Path, architecture: str, options: dict) 
     assert 0 < result.metrics["l0"] < 64
     if architecture == "batchtopk":
         assert float(result.dictionary.threshold) > 0
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_old_pickled_training_checkpoint_is_refused_unopened(tmp_path: Path) -> None:
+    """A ``state.pt`` an earlier version wrote: one sentence telling the user to restart the
+    run, and the pickle's code never runs; a damaged manifest is one sentence too."""
+    import pickle
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    (folder / checkpoints.PICKLED).write_bytes(pickle.dumps({"model": _Payload(marker)}))
+    with pytest.raises(FeaturelensError) as caught:
+        checkpoints.load(folder)
+    message = str(caught.value)
+    assert "pickle format" in message and "restart this training run" in message and "\n" not in message
+    assert not marker.exists()
+    (folder / checkpoints.PICKLED).unlink()
+    checkpoints.save(folder, {"step": 3, "x": torch.ones(2)})
+    assert checkpoints.load(folder)["step"] == 3
+    (folder / checkpoints.FILE).write_text("{not json")
+    with pytest.raises(FeaturelensError, match="cannot be read .its manifest is not JSON.; delete the folder"):
+        checkpoints.load(folder)
+    checkpoints.remove(folder)
+    assert not folder.exists()
