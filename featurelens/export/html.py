@@ -17,10 +17,10 @@ from featurelens.browser.links import StaticLinks
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page
 from featurelens.browser.render import dictionary_page, index_page
-from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
 from featurelens.core.progress import progress
-from featurelens.export.html_windows import note, report_examples
+from featurelens.export.html_pages import PageWriter
+from featurelens.export.html_windows import note
 from featurelens.export import workers
 from featurelens.export.staging import Staging
 
@@ -85,14 +85,11 @@ def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int],
     the report), written as one chunk of the staging folder; returns the features."""
     deep = StaticLinks().at_depth(2)
     order = [before, *chunk, after]
-    place = {feature: i for i, feature in enumerate(chunk, 1)}
-    text = note()
+    neighbours = {feature: (order[i - 1], order[i + 1]) for i, feature in enumerate(chunk, 1)}
+    writer = PageWriter(data, did, deep, note())
 
     def pages() -> Iterator[tuple[str, bytes]]:
-        for record in data.feature_batch(did, chunk):
-            index = int(record.stats["feature"])
-            position = place[index]
-            page = feature_page(report_examples(record), deep, (order[position - 1], order[position + 1]), note=text)
+        for index, page in writer.pages(chunk, neighbours):
             yield _rel(deep, did, index), page.encode("utf-8")
 
     staging.write_chunk(_chunk_name(did, chunk), pages())
