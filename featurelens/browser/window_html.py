@@ -169,18 +169,32 @@ EMPTY_SECTION = {kind: f'<section class="examples {kind}"><h2>{title}</h2><p cla
 SECTION_END = "</ol></section>"
 
 
+def item_head(kind: str, rank: str, label: str, document: str, maximum: str, cut_before: str) -> str:
+    """The opening of one window's ``<li>`` up to its tokens, from escaped texts: its rank,
+    its label (rank or quantile), its document, its maximum and the number of tokens cut
+    before it (empty or ``"0"``: none)."""
+    head = (f'<li class="example" data-kind="{kind}" data-rank="{rank}"><span class="label" '
+            f'title="{document}">{label} max {maximum}</span><span class="window">')
+    if cut_before and cut_before != "0":
+        head += f'<span class="cut" title="{cut_before} earlier tokens not shown">…</span>'
+    return head
+
+
+def item_tail(cut_after: str) -> str:
+    """The end of one window's ``<li>`` after its tokens (``cut_after`` as in :func:`item_head`)."""
+    if cut_after and cut_after != "0":
+        return f'<span class="cut" title="{cut_after} later tokens not shown">…</span></span></li>'
+    return "</span></li>"
+
+
 def example_item(kind: str, row: dict[str, Any], window_html: str) -> str:
     """One window's ``<li>``: its label (``row``'s rank or quantile, document and maximum)
     around ``window_html``, with the cut marks of ``row``'s ``cut_before`` / ``cut_after``."""
     label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
     cut_before, cut_after = row.get("cut_before"), row.get("cut_after")
-    head = (f'<li class="example" data-kind="{kind}" data-rank="{_text(row["rank"])}"><span class="label" '
-            f'title="{_text(row["document"] or "")}">{_text(label)} max {_text(fmt(row["max_activation"]))}</span>'
-            f'<span class="window">')
-    if cut_before:
-        head += f'<span class="cut" title="{_text(cut_before)} earlier tokens not shown">…</span>'
-    tail = f'<span class="cut" title="{_text(cut_after)} later tokens not shown">…</span>' if cut_after else ""
-    return f"{head}{window_html}{tail}</span></li>"
+    head = item_head(kind, _text(row["rank"]), _text(label), _text(row["document"] or ""),
+                     _text(fmt(row["max_activation"])), _text(cut_before) if cut_before else "")
+    return f"{head}{window_html}{item_tail(_text(cut_after) if cut_after else '')}"
 
 
 def section(kind: str, rows: list[dict[str, Any]], scale: float, special: Container[str],

@@ -86,7 +86,7 @@ def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int],
     deep = StaticLinks().at_depth(2)
     order = [before, *chunk, after]
     neighbours = {feature: (order[i - 1], order[i + 1]) for i, feature in enumerate(chunk, 1)}
-    writer = PageWriter(data, did, deep, note())
+    writer = _writer(data, did, deep)
 
     def pages() -> Iterator[tuple[str, bytes]]:
         for index, page in writer.pages(chunk, neighbours):
@@ -94,6 +94,19 @@ def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int],
 
     staging.write_chunk(_chunk_name(did, chunk), pages())
     return len(chunk)
+
+
+#: The page writer of the last dictionary drawn in this process: it keeps the sequences it
+#: read (:class:`featurelens.export.html_pages.Sequences`) for the chunks after.
+_last: list[PageWriter] = []
+
+
+def _writer(data: BrowserData, dictionary_id: str, links: StaticLinks) -> PageWriter:
+    """The writer of ``dictionary_id``'s pages from ``data``, the last one when it is the same."""
+    if _last and _last[0].data is data and _last[0].did == dictionary_id and _last[0].links == links:
+        return _last[0]
+    _last[:] = [PageWriter(data, dictionary_id, links, note())]
+    return _last[0]
 
 
 def _chunk_name(dictionary_id: str, chunk: list[int]) -> str:

@@ -19,6 +19,7 @@ query: the first ``TOP`` top windows, the first window of each quantile among th
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from typing import Any, Container, Iterator
 
 import numpy as np
@@ -28,33 +29,28 @@ import pyarrow.compute as pc
 from featurelens.browser.explainer_badge import explainer_badge
 from featurelens.browser.links import StaticLinks
 from featurelens.browser.logit_tables import logit_table
-from featurelens.browser.queries import BrowserData
+from featurelens.browser.queries import RANDOM_SHOWN, BrowserData
 from featurelens.browser.render_feature import histogram_chart, set_feature_text
 from featurelens.browser.special_tokens import special_tokens_of
 from featurelens.browser.steering_panel import attach_effects
 from featurelens.browser.templating import fmt
-from featurelens.browser.window_html import (EMPTY_SECTION, SECTION_END, _shown, example_item, lit_window,
-                                             section_head, window_with_special)
+from featurelens.browser.window_html import (EMPTY_SECTION, SECTION_END, _SHOWN, _shown, item_head, item_tail,
+                                             lit_window, section_head, window_with_special)
+from featurelens.core.transcoder_layout import is_set_config
 from featurelens.export.html_windows import AFTER, BEFORE, RANDOM, TOP
 
 #: Ranks of each kind read, as the live page reads them (``FeatureData`` of ``feature_batch``).
 MAX_EXAMPLES = 20
 
-#: The kinds of windows a page shows, in page order.
-KINDS = ("top", "quantile", "random")
 
 _EXAMPLES_SQL = (
-    "SELECT x.feature, x.kind, x.rank, x.quantile, x.activations, x.max_activation, x.max_position, "
-    "s.token_strs, s.document FROM examples x "
-    "JOIN sequences s ON s.corpus_id = x.corpus_id AND s.sequence_id = x.sequence_id "
-    "WHERE x.dictionary_id = ? AND x.feature BETWEEN ? AND ? AND list_contains(?, x.feature) "
-    "AND x.rank < (CASE WHEN x.kind = 'random' THEN ? ELSE ? END) "
-    "QUALIFY CASE x.kind "
-    "WHEN 'top' THEN row_number() OVER (PARTITION BY x.feature, x.kind ORDER BY x.rank) <= ? "
-    "WHEN 'random' THEN row_number() OVER (PARTITION BY x.feature, x.kind ORDER BY x.rank) <= ? "
-    "WHEN 'quantile' THEN row_number() OVER (PARTITION BY x.feature, x.kind, x.quantile ORDER BY x.rank) = 1 "
-    "ELSE true END "  # other kinds are not drawn, but their maxima set the scale as on the live page
-    "ORDER BY x.feature, x.kind, x.rank")
+    "SELECT feature, kind, rank, quantile, activations, max_activation, max_position, corpus_id, sequence_id "
+    "FROM examples WHERE dictionary_id = ? AND feature BETWEEN ? AND ? AND list_contains(?, feature) "
+    "AND rank < (CASE WHEN kind = 'random' THEN ? ELSE ? END)")  # ordered and chosen in Windows
+
+_SEQUENCES_SQL = (
+    "SELECT s.sequence_id, s.token_strs, s.document FROM sequences s "
+    "SEMI JOIN (SELECT unnest(?::BIGINT[]) AS id) i ON s.sequence_id = i.id WHERE s.corpus_id = ?")
 
 
 def _text(value: Any) -> str:
@@ -66,85 +62,166 @@ def _text(value: Any) -> str:
     return text
 
 
+class Sequences:
+    """The windows' token texts as pages show them (escaped, :func:`_shown`), one list per
+    stored sequence, kept across the batches of a process: the examples of many features
+    share a corpus's sequences, so each is read and escaped once, not once per example.
+    At most :data:`MOST_TOKENS` tokens are kept (the cache starts over when full)."""
+
+    #: Tokens kept (a list slot each: 32 MB of references at most).
+    MOST_TOKENS = 1 << 22
+
+    def __init__(self, data: BrowserData, special: Container[str]) -> None:
+        self.data = data
+        self.special = special
+        self.kept: dict[tuple[str, int], tuple[list[str], list[str], list[int], str]] = {}
+        self.tokens = 0
+        self._special: dict[str, bool] = {}
+
+    def load(self, keys: list[tuple[str, int]]) -> None:
+        """Read the sequences of ``keys`` (corpus, sequence id) not kept yet."""
+        wanted = set(keys)
+        missing = [k for k in wanted if k not in self.kept]
+        if not missing:
+            return
+        if len(self.kept) and self.tokens > self.MOST_TOKENS:
+            self.kept.clear()
+            self.tokens = 0
+            missing = list(wanted)
+        by_corpus: dict[str, list[int]] = {}
+        for corpus, sequence in missing:
+            by_corpus.setdefault(corpus, []).append(sequence)
+        special = self.special
+        flags = self._special
+        for corpus, ids in by_corpus.items():
+            table = self.data.table(_SEQUENCES_SQL, [sorted(ids), corpus])
+            for sequence, tokens, document in zip(table.column("sequence_id").to_pylist(),
+                                                  table.column("token_strs").to_pylist(),
+                                                  table.column("document").to_pylist()):
+                texts = list(map(_SHOWN.get, tokens))
+                if None in texts:
+                    texts = [_shown(t) if x is None else x for t, x in zip(tokens, texts)]
+                marked = []
+                for i, token in enumerate(tokens):
+                    flag = flags.get(token)
+                    if flag is None:
+                        if len(flags) > 1 << 17:
+                            flags.clear()
+                        flag = flags[token] = token in special
+                    if flag:
+                        marked.append(i)
+                self.kept[(corpus, sequence)] = (texts, tokens, marked, _text(document or ""))
+                self.tokens += len(tokens)
+
+    def get(self, corpus: str, sequence: int) -> tuple[list[str], list[str], list[int], str]:
+        """Escaped texts, tokens, positions of special tokens and escaped document of a
+        sequence :meth:`load` read."""
+        return self.kept[(corpus, sequence)]
+
+
+#: Windows of each kind a page draws (quantile: one per quantile).
+_LIMITS = {"top": TOP, "random": RANDOM}
+
+
 class Windows:
-    """A batch's example windows as flat arrays: the rows of :data:`_EXAMPLES_SQL`, each
-    row's window cut to ``BEFORE + 1 + AFTER`` tokens around its peak by index arithmetic
-    (no list is copied), the escaped texts of all its tokens in one list."""
+    """A batch's example windows, chosen and cut as the report shows them: the rows of
+    :data:`_EXAMPLES_SQL` in page order (feature, kind, rank), the windows a page draws
+    (the first ``TOP`` top ones, the first of each quantile, the first ``RANDOM`` random
+    ones; rows of other kinds only count for the scale), each cut to ``BEFORE + 1 + AFTER``
+    tokens around its peak by index arithmetic on its sequence's texts and on one flat list
+    of the batch's activations (no window's list is copied)."""
 
-    def __init__(self, table: pa.Table, special: Container[str]) -> None:
+    def __init__(self, table: pa.Table, sequences: Sequences) -> None:
         n = table.num_rows
-        self.n = n
-        self.feature = table.column("feature").to_pylist()
-        self.kind = table.column("kind").to_pylist()
-        self.rank = table.column("rank").to_pylist()
-        self.quantile = table.column("quantile").to_pylist()
-        self.max_activation = table.column("max_activation").to_pylist()
-        self.document = table.column("document").to_pylist()
-        tokens = table.column("token_strs").combine_chunks() if n else pa.array([], pa.list_(pa.string()))
+        order = pc.sort_indices(table, sort_keys=[("feature", "ascending"), ("kind", "ascending"),
+                                                  ("rank", "ascending")]).to_pylist() if n else []
+        feature = table.column("feature").to_pylist()
+        kind = table.column("kind").to_pylist()
+        rank = table.column("rank").to_pylist()
+        quantile = table.column("quantile").to_pylist()
+        maximum = table.column("max_activation").to_pylist()
+        peak = table.column("max_position").to_pylist()
+        corpus = table.column("corpus_id").to_pylist()
+        sequence = table.column("sequence_id").to_pylist()
         acts = table.column("activations").combine_chunks() if n else pa.array([], pa.list_(pa.float32()))
-        tok_off = tokens.offsets.to_numpy().astype(np.int64)
         act_off = acts.offsets.to_numpy().astype(np.int64)
-        n_tok = tok_off[1:] - tok_off[:-1]
-        n_act = act_off[1:] - act_off[:-1]
-        keep = BEFORE + 1 + AFTER
-        peak = np.minimum(np.maximum(table.column("max_position").to_numpy(zero_copy_only=False)
-                                     .astype(np.int64), 0), n_tok - 1)
-        cut = n_tok > keep
-        start = np.where(cut, np.minimum(np.maximum(peak - BEFORE, 0), n_tok - keep), 0)
-        end = np.where(cut, start + keep, n_tok)
-        self.cut_before = start.tolist()
-        self.cut_after = (n_tok - end).tolist()
-        self.tok_start = (tok_off[:-1] + start).tolist()
-        self.tok_end = (tok_off[:-1] + end).tolist()
-        self.act_start = (act_off[:-1] + start).tolist()
-        # a window shows as many tokens as it has activations (a short row's tail stays dark)
-        shown = np.maximum(np.minimum(end, n_act) - start, 0)
-        self.length = np.minimum(end - start, shown).tolist()
-        values = tokens.values
-        encoded = pc.dictionary_encode(values) if len(values) else None
-        distinct = encoded.dictionary.to_pylist() if encoded is not None else []
-        self.distinct = distinct
-        escaped = np.array([_shown(t) for t in distinct] or [""], dtype=object)
-        indices = encoded.indices.to_numpy(zero_copy_only=False) if encoded is not None else np.zeros(0, np.int64)
-        self.token_index = indices
-        self.texts: list[str] = escaped[indices].tolist() if len(indices) else []
-        flat = acts.values.to_numpy(zero_copy_only=False).astype(np.float64) if len(acts.values) \
-            else np.zeros(0)
+        flat = acts.values.to_numpy(zero_copy_only=False).astype(np.float64) if len(acts.values) else np.zeros(0)
         self.acts: list[float] = flat.tolist()
-        self.lit_at = np.flatnonzero(flat > 0)  # NaN is unlit
-        self.lit_from = np.searchsorted(self.lit_at, act_off[:-1] + start).tolist()
-        self.lit_to = np.searchsorted(self.lit_at, act_off[:-1] + start + np.asarray(self.length, np.int64)).tolist()
-        self.has_special = [False] * n
-        if distinct and special:
-            marked = np.fromiter((t in special for t in distinct), bool, len(distinct))
-            if marked.any():
-                in_window = np.concatenate([[0], np.cumsum(marked[indices])])
-                self.has_special = (in_window[tok_off[:-1] + end] - in_window[tok_off[:-1] + start] > 0).tolist()
+        lit_at = np.flatnonzero(flat > 0)  # NaN is unlit
+        self.lit: list[int] = lit_at.tolist()
+        act_at = act_off.tolist()
+        chosen: list[int] = []
+        count: dict[tuple[int, str], int] = {}
+        seen: set[tuple[int, Any]] = set()
+        for r in order:
+            k = kind[r]
+            if k == "quantile":
+                key = (feature[r], quantile[r])
+                if key in seen:
+                    continue
+                seen.add(key)
+            elif k in _LIMITS:
+                key = (feature[r], k)
+                taken = count.get(key, 0)
+                if taken >= _LIMITS[k]:
+                    continue
+                count[key] = taken + 1
+            chosen.append(r)
+        #: the chosen rows' features (ascending) and maxima, for a page's scale
+        self.features = [feature[r] for r in chosen]
+        self.maxima = [maximum[r] for r in chosen]
+        drawn = [r for r in chosen if kind[r] in _DRAWN]
+        sequences.load([(corpus[r], sequence[r]) for r in drawn])
+        get = sequences.kept.__getitem__
+        keep = BEFORE + 1 + AFTER
+        #: each drawn window: feature, kind, head, texts, token start, tokens shown, first
+        #: activation, tokens when it holds special ones (else None), token end, tail
+        self.windows: list[tuple[Any, ...]] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        for r in drawn:
+            texts, tokens, marked, document = get((corpus[r], sequence[r]))
+            n_tok = len(texts)
+            start, end = 0, n_tok
+            if n_tok > keep:
+                top = min(max(int(peak[r] or 0), 0), n_tok - 1)
+                start = min(max(0, top - BEFORE), n_tok - keep)
+                end = start + keep
+            first = act_at[r] + start
+            shown = min(end - start, max(min(end, act_at[r + 1] - act_at[r]) - start, 0))
+            k, m = kind[r], maximum[r]
+            label = f"q{quantile[r]}" if k == "quantile" and quantile[r] is not None else f"#{rank[r]}"
+            special = tokens if marked and any(start <= i < end for i in marked) else None
+            self.windows.append((feature[r], k, item_head(k, str(rank[r]), label, document, _text(fmt(m)), str(start)),
+                                 texts, start, shown, first, special, end, item_tail(str(n_tok - end))))
+            starts.append(first)
+            ends.append(first + shown)
+        self.window_features = [w[0] for w in self.windows]
+        self.lit_from = np.searchsorted(lit_at, np.asarray(starts, np.int64)).tolist()
+        self.lit_to = np.searchsorted(lit_at, np.asarray(ends, np.int64)).tolist()
 
-    def rows_by_feature(self) -> dict[int, list[int]]:
-        """The row numbers of each feature, in query order (kind, then rank)."""
-        out: dict[int, list[int]] = {}
-        for row, feature in enumerate(self.feature):
-            out.setdefault(feature, []).append(row)
-        return out
+    def scale_of(self, feature: int) -> float:
+        """The largest maximum of ``feature``'s windows (0 without any)."""
+        return max(self.maxima[bisect_left(self.features, feature):bisect_right(self.features, feature)],
+                   default=0.0)
 
-    def html(self, row: int, scale: float, special: Container[str]) -> str:
-        """Row ``row``'s window as the page draws it."""
-        if self.has_special[row]:
-            tokens = [self.distinct[i] for i in self.token_index[self.tok_start[row]:self.tok_end[row]].tolist()]
-            acts = self.acts[self.act_start[row]:self.act_start[row] + self.length[row]]
-            return window_with_special(tokens, acts, scale, special, False)
-        first = self.act_start[row]
-        lit = (self.lit_at[self.lit_from[row]:self.lit_to[row]] - first).tolist() if scale > 0 else []
-        return lit_window(self.texts, self.tok_start[row], self.length[row], self.acts, first, lit, scale)
+    def of(self, feature: int) -> range:
+        """The numbers of ``feature``'s drawn windows."""
+        return range(bisect_left(self.window_features, feature), bisect_right(self.window_features, feature))
 
-    def item(self, row: int, scale: float, special: Container[str]) -> str:
-        """Row ``row``'s ``<li>``."""
-        kind = self.kind[row]
-        fields = {"rank": self.rank[row], "quantile": self.quantile[row], "document": self.document[row],
-                  "max_activation": self.max_activation[row], "cut_before": self.cut_before[row],
-                  "cut_after": self.cut_after[row]}
-        return example_item(kind, fields, self.html(row, scale, special))
+    def item(self, w: int, scale: float, special: Container[str]) -> str:
+        """Window ``w``'s ``<li>``."""
+        _, _, head, texts, start, shown, first, tokens, end, tail = self.windows[w]
+        if tokens is not None:  # a window holding special tokens: drawn token by token
+            html = window_with_special(tokens[start:end], self.acts[first:first + shown], scale, special, False)
+        else:
+            lit = [at - first for at in self.lit[self.lit_from[w]:self.lit_to[w]]] if scale > 0 else []
+            html = lit_window(texts, start, shown, self.acts, first, lit, scale)
+        return f"{head}{html}{tail}"
+
+
+#: The kinds of windows a page draws, in page order.
+_DRAWN = ("top", "quantile", "random")
 
 
 class PageWriter:
@@ -158,6 +235,7 @@ class PageWriter:
         found = data.query("SELECT * FROM dictionaries WHERE dictionary_id = ?", [dictionary_id])
         self.dictionary = found[0] if found else {}
         self.special = special_tokens_of(data.query, self.dictionary.get("model_id"))
+        self.sequences = Sequences(data, self.special)
         did = _text(dictionary_id)
         self.head = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
                      f'content="width=device-width, initial-scale=1"><title>')
@@ -171,6 +249,7 @@ class PageWriter:
         self.meta_model = f'</span></h1><p class="meta">{meta_model} · '
         self.hookpoint = self.dictionary.get("hookpoint")
         self.config = self.dictionary.get("config")
+        self.transcoder_set = is_set_config(self.config)
         self.note = (f'<p class="meta export-note">{_text(note)}</p>' if note else "")
         self.tail = "</main></body></html>\n"
 
@@ -185,9 +264,8 @@ class PageWriter:
             "AND list_contains(?, feature) ORDER BY feature", [did, wanted[0], wanted[-1], wanted]))
         if not stats:
             return
-        windows = Windows(data.table(_EXAMPLES_SQL, [did, wanted[0], wanted[-1], wanted, min(MAX_EXAMPLES, RANDOM),
-                                                     MAX_EXAMPLES, TOP, RANDOM]), self.special)
-        rows = windows.rows_by_feature()
+        windows = Windows(data.table(_EXAMPLES_SQL, [did, wanted[0], wanted[-1], wanted,
+                                                     min(MAX_EXAMPLES, RANDOM_SHOWN), MAX_EXAMPLES]), self.sequences)
         explanations: dict[int, list[dict[str, Any]]] = {}
         for e in data.explanations_of(did, wanted):
             explanations.setdefault(int(e["feature"]), []).append(e)
@@ -203,10 +281,10 @@ class PageWriter:
                 effects[feature] = holder.effects
         for s in stats:
             feature = int(s["feature"])
-            yield feature, self.page(s, rows.get(feature, []), windows, explanations.get(feature, []),
+            yield feature, self.page(s, windows, explanations.get(feature, []),
                                      effects.get(feature), neighbours.get(feature, (None, None)))
 
-    def page(self, s: dict[str, Any], rows: list[int], windows: Windows, explanations: list[dict[str, Any]],
+    def page(self, s: dict[str, Any], windows: Windows, explanations: list[dict[str, Any]],
              effects: dict[str, Any] | None, neighbours: tuple[int | None, int | None]) -> str:
         """One feature's page."""
         did, links = self.did, self.links
@@ -214,8 +292,8 @@ class PageWriter:
         prev, next_ = neighbours
         maximum = s["max_activation"]
         scale = maximum if maximum and not math.isnan(maximum) else \
-            max((windows.max_activation[r] for r in rows), default=0.0)
-        where = set_feature_text(self.config, index) if self.config is not None else None
+            windows.scale_of(index)
+        where = set_feature_text(self.config, index) if self.transcoder_set else None
         parts = [self.head, self.did_text, " #", str(index), self.frame]
         if prev is not None:
             parts.append(f'<a rel="prev" href="{_text(links.feature(did, prev))}">← #{prev}</a>')
@@ -245,10 +323,10 @@ class PageWriter:
         parts.append(_STEERING)
         parts.append(self.note)
         by_kind: dict[str, list[int]] = {}
-        for r in rows:
-            by_kind.setdefault(windows.kind[r], []).append(r)
+        for w in windows.of(index):
+            by_kind.setdefault(windows.windows[w][1], []).append(w)
         special = self.special
-        for kind in KINDS:
+        for kind in _DRAWN:
             kept = by_kind.get(kind)
             if not kept:
                 parts.append(EMPTY_SECTION[kind])
