@@ -192,7 +192,8 @@ class Windows:
             k, m = kind[r], maximum[r]
             label = f"q{quantile[r]}" if k == "quantile" and quantile[r] is not None else f"#{rank[r]}"
             special = tokens if marked and any(start <= i < end for i in marked) else None
-            self.windows.append((feature[r], k, item_head(k, str(rank[r]), label, document, _text(fmt(m)), str(start)),
+            shown_max = "-" if m is None or m != m else f"{m:.3g}"  # fmt() of a float: digits, a sign, "e", "inf"
+            self.windows.append((feature[r], k, item_head(k, str(rank[r]), label, document, shown_max, str(start)),
                                  texts, start, shown, first, special, end, item_tail(str(n_tok - end))))
             starts.append(first)
             ends.append(first + shown)
