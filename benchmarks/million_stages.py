@@ -2,7 +2,7 @@
 against the cost at its end, measured in one run.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million_stages.py [--store PATH] [--features 1048576]
-     [--slice 4096] [--exports-only] [--processes N] [--formats neuronpedia,html]
+     [--slice 4096] [--exports-only] [--processes N] [--formats neuronpedia,html] [--no-embedding]
 
 Without ``--store`` a store is built in bulk by DuckDB (tests/wide_store.py). A copy of
 the store is worked on (explain and score write to it). For two slices of ``--slice``
@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--embed-slice", type=int, default=512,
                         help="features the embedding scorer scores per slice (a sentence model on the CPU)")
     parser.add_argument("--no-export", action="store_true", help="leave the exports out")
+    parser.add_argument("--no-embedding", action="store_true",
+                        help="leave out the stages that run the sentence model (embedding scorer, search fill)")
     args = parser.parse_args()
     options = {} if args.processes is None else {"processes": args.processes}
 
@@ -167,15 +169,16 @@ def main() -> None:
                         store, ScoreSpec("offline:none", "token-check", where=where, explainer="token-lookup"),
                         settings=settings))
                     out["score token-check"] = (wall, cpu, stats.succeeded)
-                    embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
-                                  f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
-                    embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
-                    wall, cpu, stats = timed(lambda: score_features(
-                        store, ScoreSpec("offline:none", "embedding", where=embed_where,
-                                         explainer="token-lookup"), settings=settings))
-                    out["score embedding"] = (wall, cpu, stats.succeeded)
-                    wall, cpu, n = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
-                    out["embed explanations"] = (wall, cpu, n)
+                    if not args.no_embedding:
+                        embed_where = f"({where}) AND feature IN (SELECT feature FROM features WHERE {where} " \
+                                      f"AND fire_count > 0 ORDER BY feature LIMIT {args.embed_slice})"
+                        embed(["warm"], str(default_model_path()))  # loaded once, outside the timing
+                        wall, cpu, stats = timed(lambda: score_features(
+                            store, ScoreSpec("offline:none", "embedding", where=embed_where,
+                                             explainer="token-lookup"), settings=settings))
+                        out["score embedding"] = (wall, cpu, stats.succeeded)
+                        wall, cpu, n = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
+                        out["embed explanations"] = (wall, cpu, n)
                     store.execute(f"DELETE FROM scores WHERE scorer IN ('token-check', 'embedding') AND {where}")
                     store.execute(f"DELETE FROM explanations WHERE explainer = 'token-lookup' AND {where}")
                 out["label command"] = label_command(store_path, where)
