@@ -119,6 +119,9 @@ class Sequences:
         return self.kept[(corpus, sequence)]
 
 
+#: Where each kind's windows stand on the live page (``FeatureData.examples``), other kinds after.
+_SCALE_ORDER = {"top": 0, "quantile": 1, "random": 2}
+
 #: Windows of each kind a page draws (quantile: one per quantile).
 _LIMITS = {"top": TOP, "random": RANDOM}
 
@@ -169,7 +172,7 @@ class Windows:
             chosen.append(r)
         #: the chosen rows' features (ascending) and maxima, for a page's scale
         self.features = [feature[r] for r in chosen]
-        self.maxima = [maximum[r] for r in chosen]
+        self.maxima = [(_SCALE_ORDER.get(kind[r], 3), kind[r], maximum[r]) for r in chosen]
         drawn = [r for r in chosen if kind[r] in _DRAWN]
         sequences.load([(corpus[r], sequence[r]) for r in drawn])
         get = sequences.kept.__getitem__
@@ -202,9 +205,12 @@ class Windows:
         self.lit_to = np.searchsorted(lit_at, np.asarray(ends, np.int64)).tolist()
 
     def scale_of(self, feature: int) -> float:
-        """The largest maximum of ``feature``'s windows (0 without any)."""
-        return max(self.maxima[bisect_left(self.features, feature):bisect_right(self.features, feature)],
-                   default=0.0)
+        """The largest maximum of ``feature``'s windows (0 without any), taken in the live
+        page's order (top, quantile, random, then other kinds by name; each by rank), since
+        ``max`` over a NaN depends on where the NaN stands."""
+        rows = self.maxima[bisect_left(self.features, feature):bisect_right(self.features, feature)]
+        rows.sort(key=lambda row: row[:2])  # stable: ranks keep their order within a kind
+        return max((row[2] for row in rows), default=0.0)
 
     def of(self, feature: int) -> range:
         """The numbers of ``feature``'s drawn windows."""

@@ -4,7 +4,7 @@
 made hostile everywhere a page shows store text or branches: markup and quotes in tokens,
 documents, explanations, scorer names and effect tokens; special, empty, newline and tab
 tokens; windows longer than the cut, activation rows shorter than their windows, NaN
-activations, NULL quantiles, a kind the page does not draw, a feature with no maximum,
+activations and maxima, NULL quantiles, a kind the page does not draw, a feature with no maximum,
 scores that are NaN, missing or with parse failures, an offline explainer's badge and
 ablation effects with missing values."""
 
@@ -52,6 +52,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
         con.execute("INSERT INTO examples SELECT dictionary_id, feature, 'extra', rank, corpus_id, sequence_id, "
                     "activations, max_activation * 3, max_position, quantile FROM examples "
                     "WHERE feature = 8 AND kind = 'top'")
+        con.execute("UPDATE examples SET max_activation = 'nan'::FLOAT WHERE feature = 13 AND rank = 0")
+        # no maximum for the feature, and a NaN first among its top windows' (max() depends on order)
+        con.execute("UPDATE examples SET max_activation = 'nan'::FLOAT WHERE feature = 9 AND kind = 'top' AND rank = 0")
         con.execute("UPDATE features SET max_activation = NULL WHERE feature IN (8, 9)")
         con.execute("UPDATE features SET histogram_counts = NULL WHERE feature = 9")
         con.execute("UPDATE explanations SET llm = 'offline:none', explainer = 'token-lookup', "
