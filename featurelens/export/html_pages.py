@@ -2,18 +2,20 @@
 
 A million-feature report draws a million pages, so a page's cost is what the export costs.
 :func:`featurelens.browser.render_feature.feature_page` (the template) draws one page from
-row dicts; here a batch's example windows are read as one Arrow table: their token texts
-dictionary-encoded (a corpus repeats a vocabulary's worth of tokens, so each distinct token
-is escaped once, :func:`featurelens.browser.window_html.lit_window`), their activations one
-flat array, their lit tokens and their cut around the peak found for the whole batch at
-once. The page itself is the template's markup written as static pieces around each
-feature's values: a report has no server, so the parts that change only with one
-(search box, special-token toggle, steering form, lazy logit notice) are fixed.
+row dicts; here a batch's example rows are read as one Arrow table without their tokens,
+their activations as one flat array whose lit positions numpy finds for the whole batch,
+and each window is cut around its peak by index arithmetic. Token texts come per stored
+sequence (:class:`Sequences`): the examples of many features share a corpus's sequences,
+so each is read from the store and escaped once per process, not once per example (a
+join of examples with sequences per batch cost DuckDB a hash of every sequence). The page
+itself is the template's markup written as static pieces around each feature's escaped
+values: a report has no server, so the parts that change only with one (search box,
+special-token toggle, steering form, lazy logit notice) are fixed.
 tests/export/test_html_pages.py holds every page to the template's bytes.
 
-The windows are the ones :mod:`featurelens.export.html_windows` keeps, chosen in the
-query: the first ``TOP`` top windows, the first window of each quantile among the first
-``max_examples`` ranks, the first ``RANDOM`` random ones.
+The windows are the ones :mod:`featurelens.export.html_windows` keeps: the first ``TOP``
+top windows, the first window of each quantile among the first ``MAX_EXAMPLES`` ranks, the
+first ``RANDOM`` random ones among the first ``RANDOM_SHOWN`` (the live page's reads).
 """
 
 from __future__ import annotations
@@ -66,15 +68,17 @@ class Sequences:
     """The windows' token texts as pages show them (escaped, :func:`_shown`), one list per
     stored sequence, kept across the batches of a process: the examples of many features
     share a corpus's sequences, so each is read and escaped once, not once per example.
-    At most :data:`MOST_TOKENS` tokens are kept (the cache starts over when full)."""
+    At most :data:`MOST_TOKENS` tokens are kept (the cache starts over when full); a
+    sequence's raw tokens only when it holds special tokens."""
 
-    #: Tokens kept (a list slot each: 32 MB of references at most).
-    MOST_TOKENS = 1 << 22
+    #: Tokens kept: a list slot each (16 MB), their texts mostly shared through window_html's
+    #: table of escaped tokens (about 130 MB more if a vocabulary outgrows that table).
+    MOST_TOKENS = 1 << 21
 
     def __init__(self, data: BrowserData, special: Container[str]) -> None:
         self.data = data
         self.special = special
-        self.kept: dict[tuple[str, int], tuple[list[str], list[str], list[int], str]] = {}
+        self.kept: dict[tuple[str, int], tuple[list[str], list[str] | None, list[int], str]] = {}
         self.tokens = 0
         self._special: dict[str, bool] = {}
 
@@ -110,13 +114,9 @@ class Sequences:
                         flag = flags[token] = token in special
                     if flag:
                         marked.append(i)
-                self.kept[(corpus, sequence)] = (texts, tokens, marked, _text(document or ""))
+                # the raw tokens only where a window may need them (drawn token by token)
+                self.kept[(corpus, sequence)] = (texts, tokens if marked else None, marked, _text(document or ""))
                 self.tokens += len(tokens)
-
-    def get(self, corpus: str, sequence: int) -> tuple[list[str], list[str], list[int], str]:
-        """Escaped texts, tokens, positions of special tokens and escaped document of a
-        sequence :meth:`load` read."""
-        return self.kept[(corpus, sequence)]
 
 
 #: Where each kind's windows stand on the live page (``FeatureData.examples``), other kinds after.

@@ -21,7 +21,7 @@ import featurelens
 from featurelens.browser.links import StaticLinks
 from featurelens.browser.queries import BrowserData
 from featurelens.browser.render_feature import feature_page
-from featurelens.export.html_pages import PageWriter
+from featurelens.export.html_pages import PageWriter, Sequences
 from featurelens.export.html_windows import note, report_examples
 from featurelens.export.runner import export
 
@@ -71,13 +71,21 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_every_page_is_the_template_page_byte_for_byte(hostile: Path) -> None:
+@pytest.mark.parametrize("chunk, kept_tokens", [(N, Sequences.MOST_TOKENS), (4, 100)])
+def test_every_page_is_the_template_page_byte_for_byte(hostile: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       chunk: int, kept_tokens: int) -> None:
+    """In one batch, and in batches of 4 with a sequence cache that starts over every batch
+    or two (the texts kept from one batch serve the next)."""
+    monkeypatch.setattr(Sequences, "MOST_TOKENS", kept_tokens)
     data = BrowserData(hostile)
     try:
         links = StaticLinks().at_depth(2)
         features = list(range(N))
         neighbours = {f: (f - 1 if f else None, f + 1 if f + 1 < N else None) for f in features}
-        written = dict(PageWriter(data, DID, links, note()).pages(features, neighbours))
+        writer = PageWriter(data, DID, links, note())
+        written = {}
+        for start in range(0, N, chunk):
+            written.update(writer.pages(features[start:start + chunk], neighbours))
         expected = {int(r.stats["feature"]): feature_page(report_examples(r), links, neighbours[int(r.stats["feature"])],
                                                           note=note())
                     for r in data.feature_batch(DID, features)}
