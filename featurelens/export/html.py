@@ -1,6 +1,7 @@
 """A static HTML report: the browser's pages, rendered by the same functions as
-``featurelens serve``, with relative links so the folder opens straight from disk
-(or any static host). Layout: ``index.html`` (dictionaries),
+``featurelens serve`` (the feature pages, a million of them, by
+:mod:`featurelens.export.html_pages` from static pieces held to the same template's bytes),
+with relative links so the folder opens straight from disk (or any static host). Layout: ``index.html`` (dictionaries),
 ``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
 ``features/<dictionary>/overview.html`` (counts and histograms of the whole
 dictionary), ``features/<dictionary>/<n>.html`` (one per feature, example windows cut
