@@ -175,7 +175,8 @@ def stage_rounds(args: argparse.Namespace, where: str) -> None:
         total = sum(m.values())
         print(f"median {side:6s} read {m['read']:.3f}  render {m['render']:.3f}  write {m['write']:.3f}  "
               f"total {total:.3f} ms/feature = {1000 / total:,.0f} features/s (CPU)")
-    ratios = "  ".join(f"{k} {med['before'][k] / med['after'][k]:.2f}x" for k in ("read", "render", "write"))
+    ratios = "  ".join(f"{k} {med['before'][k] / med['after'][k]:.2f}x" if med["after"][k] else f"{k} -"
+                       for k in ("read", "render", "write"))  # a batch writer's reading is in its rendering
     print(f"before / after, median CPU per feature: {ratios}  total "
           f"{sum(med['before'].values()) / sum(med['after'].values()):.2f}x")
 
