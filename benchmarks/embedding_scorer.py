@@ -4,8 +4,9 @@ distinct text once against embedding every feature's texts, measured in one run.
 Run: PYTHONPATH=. .venv/bin/python benchmarks/embedding_scorer.py STORE [--last N]
 
 STORE is copied (never written). The last ``N`` features that fired (all of them by
-default) get token-lookup labels if they have none, outside the timing, and the sentence
-model is loaded before any timing starts. Then, on the same records:
+default) get token-lookup labels if they have none, outside the timing (the copy's other
+explanations are deleted, so both fills embed the slice's), and the sentence model is
+loaded before any timing starts. Then, on the same records:
 
 - the embedding scorer, per-feature path: each chunk's distinct texts embedded (a cache
   of that chunk only) and each feature's similarities computed on their own, the way the
@@ -120,6 +121,9 @@ def main() -> None:
                                       f"ORDER BY feature DESC LIMIT {args.last})")[0][0]
             where = f"feature >= {first}"
             store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
+            # the fills below embed every explanation without a vector: keep the copy's to the slice
+            store.execute(f"DELETE FROM explanations WHERE NOT ({where})")
+            store.execute("DELETE FROM explanation_embeddings")
             if not store.execute(f"SELECT count(*) FROM explanations WHERE explainer = 'token-lookup' AND {where}")[0][0]:
                 explain_features(store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings)
             labels = dict(((d, f), t) for d, f, t in store.execute(

@@ -37,3 +37,14 @@ def test_pair_cosines_in_blocks() -> None:
     assert np.allclose(pair_cosines(vectors, left, right, block=3), expected, atol=1e-5)
     with pytest.raises(FeaturelensError, match="same length"):
         pair_cosines(vectors, left, right[:-1])
+
+
+def test_the_same_pair_gets_the_same_value_wherever_it_occurs() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((4, 37)).astype(np.float32)
+    left = np.array([0, 1, 0, 2, 1, 3, 0])
+    right = np.array([1, 0, 1, 2, 3, 1, 1])
+    values = pair_cosines(vectors, left, right, block=2)
+    assert values[0] == values[1] == values[2] == values[6]  # (0, 1) either way round: one value
+    assert values[4] == values[5]
+    assert np.isclose(values[3], float(vectors[2] @ vectors[2]), rtol=1e-5)

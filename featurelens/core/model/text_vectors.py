@@ -103,13 +103,21 @@ class TextVectors:
 
 
 def pair_cosines(vectors: np.ndarray, left: np.ndarray, right: np.ndarray, block: int = 16_384) -> np.ndarray:
-    """``vectors[left[i]] . vectors[right[i]]`` for every pair (the cosine of unit vectors),
-    computed ``block`` pairs at a time so the gathered rows stay a bounded chunk."""
-    if left.shape != right.shape:
-        raise FeaturelensError("pair_cosines needs as many left rows as right rows; pass index arrays "
-                               "of the same length.")
-    out = np.empty(left.shape[0], dtype=np.float32)
-    for start in range(0, left.shape[0], block):
+    """``vectors[left[i]] . vectors[right[i]]`` for every pair (the cosine of unit vectors).
+
+    Each distinct pair of rows is computed once and copied to every place it occurs, so
+    two windows with the same text get bit-identical similarities (an AUROC counts them
+    as a tie, as it would comparing one vector with itself) and repeated pairs cost
+    nothing; the gathered rows are ``block`` pairs at a time, a bounded chunk."""
+    if left.shape != right.shape or left.ndim != 1:
+        raise FeaturelensError("pair_cosines needs as many left rows as right rows; pass one-dimensional "
+                               "index arrays of the same length.")
+    rows = max(int(vectors.shape[0]), 1)
+    low, high = np.minimum(left, right).astype(np.int64), np.maximum(left, right).astype(np.int64)
+    pairs, where = np.unique(low * rows + high, return_inverse=True)
+    first, second = pairs // rows, pairs % rows
+    values = np.empty(pairs.shape[0], dtype=np.float32)
+    for start in range(0, pairs.shape[0], block):
         stop = start + block
-        out[start:stop] = np.einsum("ij,ij->i", vectors[left[start:stop]], vectors[right[start:stop]])
-    return out
+        values[start:stop] = np.einsum("ij,ij->i", vectors[first[start:stop]], vectors[second[start:stop]])
+    return values[where.reshape(-1)]
