@@ -97,8 +97,10 @@ def activating_mask(example: Example, fraction: float = HIGHLIGHT_FRACTION) -> l
 
 
 def plain(tokens: Sequence[str]) -> str:
-    """The window as one neutralised string, without highlights."""
-    return "".join(neutralise(t) for t in tokens)
+    """The window as one neutralised string, without highlights (``map``: no generator
+    frame per token; the embedding scorer builds this for every test window of millions
+    of features)."""
+    return "".join(map(neutralise, tokens))
 
 
 def crop(example: Example, width: int) -> Example:

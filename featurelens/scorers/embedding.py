@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -22,6 +24,7 @@ from featurelens.core.host.protocols import (
     ScorerBase,
 )
 from featurelens.core.model.sentence_embedding import default_model_path, embed
+from featurelens.core.model.text_vectors import BATCH_SIZE, CAPACITY, TextVectors, pair_cosines
 from featurelens.llm.window_text import plain
 from featurelens.scorers.scoring_windows import scorer_fallbacks, scorer_kinds, test_windows
 
@@ -46,13 +49,23 @@ def auroc(positive: list[float], negative: list[float]) -> float | None:
 
 
 class EmbeddingScorer(ScorerBase):
-    """AUROC of explanation-window cosine similarity; no LLM calls."""
+    """AUROC of explanation-window cosine similarity; no LLM calls.
+
+    A chunk is scored in bulk (:meth:`prepare_chunk`): every text of the chunk (each
+    feature's explanation and test windows) goes through one
+    :class:`~featurelens.core.model.text_vectors.TextVectors` lookup, so each distinct
+    text is embedded once per run while its vector stays cached (features share windows:
+    the same corpus window fires many features), then all similarities of the chunk are
+    computed at once with numpy and :meth:`score` hands out the prepared result.
+    """
 
     name = "embedding"
     needs_llm = False
-    #: Window embeddings kept by text: features share windows (random ones above all), so
-    #: scoring every feature of a dictionary embeds each distinct window once.
-    cache_size = 20_000
+    #: Vectors kept between chunks (least recently used dropped first): bounded memory,
+    #: and the windows many features share are embedded once.
+    cache_size = CAPACITY
+    #: Texts embedded per model call.
+    batch_size = BATCH_SIZE
 
     def __init__(self, n_activating: int = 50, n_random: int = 50, window: int = 32,
                  model: str | None = None):
@@ -61,7 +74,11 @@ class EmbeddingScorer(ScorerBase):
                                    "window >= 2; fix the scorer options.")
         self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
         self.model = str(Path(model).expanduser()) if model else None
-        self._vectors: dict[str, Any] = {}
+        self._cache: TextVectors | None = None
+        # results of the last two prepared chunks: the engine may still be finishing the
+        # previous chunk's jobs when the next chunk is prepared
+        self._prepared: dict[tuple[str, int, str], ScoreResult] = {}
+        self._previous: dict[tuple[str, int, str], ScoreResult] = {}
 
     def options(self) -> dict[str, Any]:
         return {"n_activating": self.n_activating, "n_random": self.n_random, "window": self.window,
@@ -80,54 +97,60 @@ class EmbeddingScorer(ScorerBase):
         return []
 
     def prepare_chunk(self, pairs: list[tuple[FeatureRecord, str]]) -> None:
-        """Embed the chunk's explanations and test windows in large batches, once: the
-        model runs several times faster on batches of a chunk than on one feature's eleven
-        texts. The cache then holds this chunk's vectors (and the shared ones it reuses)."""
-        if not pairs:
-            return
-        texts = [text for record, explanation in pairs for text in self._texts(record, explanation)]
-        wanted = dict.fromkeys(texts)
-        kept = {t: v for t, v in self._vectors.items() if t in wanted}
-        missing = [t for t in wanted if t not in kept]
-        if missing:
-            kept.update(zip(missing, embed(missing, self._path(), batch_size=self.batch_size)))
-        self._vectors = kept
-
-    #: Texts embedded per model call when a chunk is embedded at once.
-    batch_size = 128
-
-    def _path(self) -> str:
-        return self.model or str(default_model_path())
-
-    def _texts(self, record: FeatureRecord, explanation: str) -> list[str]:
-        """The explanation, then the test windows' text, as :meth:`score` embeds them."""
-        windows, _ = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
-        return [explanation] + [plain(w.example.tokens) for w in windows]
+        """Score the chunk's pairs in bulk (one cache lookup, one numpy pass); :meth:`score`
+        then returns these results without embedding anything."""
+        self._previous, self._prepared = self._prepared, {}
+        for (record, explanation), result in zip(pairs, self._score_all(pairs)):
+            self._prepared[(record.dictionary_id, record.feature, explanation)] = result
 
     def score(self, record: FeatureRecord, explanation: str, responses: list[LLMResponse | None],
               capabilities: frozenset[str] | None = None) -> ScoreResult:
-        windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
-        path = self._path()
-        texts = [plain(w.example.tokens) for w in windows]
-        vectors = self._embed([explanation] + texts, path)
-        similarity = (vectors[1:] @ vectors[0]).tolist()
-        positive = [s for s, w in zip(similarity, windows) if w.activating]
-        negative = [s for s, w in zip(similarity, windows) if not w.activating]
-        value = auroc(positive, negative)
-        metrics = {"auroc": value, "n_windows": len(windows), "held_out": held_out,
-                   "mean_similarity_activating": sum(positive) / len(positive) if positive else None,
-                   "mean_similarity_random": sum(negative) / len(negative) if negative else None}
-        return ScoreResult(value, "ok" if value is not None else "undefined", metrics,
-                           {"similarities": [round(s, 4) for s in similarity],
-                            "labels": [int(w.activating) for w in windows]})
+        key = (record.dictionary_id, record.feature, explanation)
+        result = self._prepared.pop(key, None)
+        if result is None:
+            result = self._previous.pop(key, None)
+        return result if result is not None else self._score_all([(record, explanation)])[0]
 
-    def _embed(self, texts: list[str], path: str) -> Any:
-        """:func:`embed`, reading and filling the per-scorer cache of window vectors."""
-        import torch
+    def vectors(self) -> TextVectors:
+        """The run's text-vector cache for this scorer's model."""
+        if self._cache is None:
+            self._cache = TextVectors(self.model or str(default_model_path()), self.cache_size, self.batch_size)
+        return self._cache
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if missing:
-            if len(self._vectors) + len(missing) > self.cache_size:
-                self._vectors.clear()
-            self._vectors.update(zip(missing, embed(missing, path)))
-        return torch.stack([self._vectors[t] for t in texts])
+    def _score_all(self, pairs: list[tuple[FeatureRecord, str]]) -> list[ScoreResult]:
+        """Each pair's result: texts embedded through the cache, similarities in bulk."""
+        if not pairs:
+            return []
+        texts: list[str] = []
+        chosen = []
+        for record, explanation in pairs:
+            windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
+            chosen.append((windows, held_out, len(texts)))
+            texts.append(explanation)
+            texts.extend(plain(w.example.tokens) for w in windows)
+        vectors, index = self.vectors().lookup(texts)
+        # pair every window text with its feature's explanation text
+        sizes = np.array([len(windows) for windows, _, _ in chosen], dtype=np.int64)
+        heads = np.array([head for _, _, head in chosen], dtype=np.int64)
+        window_at = np.concatenate([np.arange(head + 1, head + 1 + n) for head, n in zip(heads, sizes)]) \
+            if sizes.sum() else np.empty(0, dtype=np.int64)
+        explanation_at = np.repeat(heads, sizes)
+        similarities = pair_cosines(vectors, index[window_at], index[explanation_at]).tolist()
+        results, start = [], 0
+        for (windows, held_out, _), n in zip(chosen, sizes.tolist()):
+            results.append(_result(similarities[start:start + n], windows, held_out))
+            start += n
+        return results
+
+
+def _result(similarity: list[float], windows: list, held_out: bool) -> ScoreResult:
+    """The AUROC result of one feature from its windows' similarities."""
+    positive = [s for s, w in zip(similarity, windows) if w.activating]
+    negative = [s for s, w in zip(similarity, windows) if not w.activating]
+    value = auroc(positive, negative)
+    metrics = {"auroc": value, "n_windows": len(windows), "held_out": held_out,
+               "mean_similarity_activating": sum(positive) / len(positive) if positive else None,
+               "mean_similarity_random": sum(negative) / len(negative) if negative else None}
+    return ScoreResult(value, "ok" if value is not None else "undefined", metrics,
+                       {"similarities": [round(s, 4) for s in similarity],
+                        "labels": [int(w.activating) for w in windows]})

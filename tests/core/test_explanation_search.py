@@ -109,3 +109,48 @@ def test_browser_says_how_to_embed_when_nothing_is(tmp_path: Path) -> None:
     with serving(path) as url:
         page = urllib.request.urlopen(f"{url}search?q=cats&by=meaning", timeout=60).read().decode()
     assert "run featurelens search" in page
+
+
+def test_a_fill_embeds_each_distinct_text_once_and_resumes_a_page_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    """Repeated labels (as an offline explainer writes at width) cost one embedding each;
+    pages commit on their own, so a fill stopped by an error resumes without rewriting."""
+    import featurelens.core.model.sentence_embedding as sentence_embedding
+
+    texts = ["mentions of cats", "closing brackets", "mentions of cats", "digits", "closing brackets",
+             "mentions of cats", "digits", "weekdays"]
+    path = tmp_path / "s.duckdb"
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=len(texts))
+        with store.transaction():
+            store.execute("DELETE FROM scores")
+            store.execute("DELETE FROM explanations")
+            store.insert("explanations", pa.table({
+                "explanation_id": [f"e{i}" for i in range(len(texts))],
+                "dictionary_id": ["smollm2-l6-topk"] * len(texts),
+                "feature": pa.array(range(len(texts)), pa.int32()),
+                "explainer": ["manual"] * len(texts), "llm": ["human:test"] * len(texts),
+                "text": texts, "options": ["{}"] * len(texts)}))
+        original, calls = sentence_embedding.embed, []
+
+        def failing_second_call(batch, model_path, **options):
+            calls.append(list(batch))
+            if len(calls) == 2:
+                raise RuntimeError("stopped")
+            return original(batch, model_path, **options)
+
+        monkeypatch.setattr(sentence_embedding, "embed", failing_second_call)
+        with pytest.raises(RuntimeError):
+            explanation_search.embed_missing(store, page=3, show_progress=False)
+        assert explanation_search.missing_count(store) == len(texts) - 3  # the first page was kept
+        assert explanation_search.embed_missing(store, page=3, show_progress=False) == len(texts) - 3
+        assert explanation_search.missing_count(store) == 0
+        embedded = [text for batch in calls for text in batch]
+        # in text order: page 1 = 'closing brackets' x2 + 'digits'; each page embeds its distinct
+        # texts not already embedded on the page before
+        assert sorted(set(embedded)) == sorted(set(texts)) and len(calls[0]) == 2
+        rows = store.execute("SELECT e.text, v.embedding FROM explanation_embeddings v "
+                             "JOIN explanations e USING (explanation_id) ORDER BY e.explanation_id")
+        alone = dict(zip(sorted(set(texts)), original(sorted(set(texts)), explanation_search.model_path())
+                         .tolist()))
+        for text, vector in rows:
+            assert max(abs(a - b) for a, b in zip(vector, alone[text])) < 1e-5

@@ -63,10 +63,19 @@ def eager(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, saelen
     return path
 
 
-@pytest.fixture
-def lazy(tmp_path: Path, tiny_model_dir: Path, saelens_dir: Path, corpus: Path) -> Path:
-    path = tmp_path / "lazy.duckdb"
+@pytest.fixture(scope="module")
+def lazy_once(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, saelens_dir: Path,
+              corpus: Path) -> Path:
+    path = tmp_path_factory.mktemp("lazy") / "lazy.duckdb"
     _extract(path, tiny_model_dir, str(saelens_dir), "lazy", corpus)
+    return path
+
+
+@pytest.fixture
+def lazy(tmp_path: Path, lazy_once: Path) -> Path:
+    """A lazy extraction's store of this test's own: the tests fill and rewrite it."""
+    path = tmp_path / "lazy.duckdb"
+    shutil.copyfile(lazy_once, path)
     return path
 
 

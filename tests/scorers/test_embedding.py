@@ -25,7 +25,7 @@ def test_right_explanation_is_closest_to_activating_windows():
 
 
 def test_a_prepared_chunk_scores_as_each_feature_alone(monkeypatch):
-    import featurelens.scorers.embedding as module
+    import featurelens.core.model.sentence_embedding as module
 
     records = planted_records(n_top=10, n_quantile=8, n_random=8)
     pairs = [(record, PLANTED["digits"][1]) for record in records]
@@ -37,6 +37,12 @@ def test_a_prepared_chunk_scores_as_each_feature_alone(monkeypatch):
     scorer.prepare_chunk(pairs)
     together = [scorer.score(r, text, []) for r, text in pairs]
     assert len(calls) == 1  # the whole chunk in one call, nothing embedded while scoring
+    # the chunk's texts repeat (one explanation, windows shared by features): each distinct once
+    assert calls[0] == len(scorer.vectors()) < sum(1 + r["n_windows"] for r in (t.metrics for t in together))
+    scorer.prepare_chunk(pairs)
+    again = [scorer.score(r, text, []) for r, text in pairs]
+    assert len(calls) == 1  # a second chunk of the same texts reads the cache
+    assert [a.score for a in again] == [t.score for t in together]
     for a, b in zip(alone, together, strict=True):
         assert a.status == b.status and a.details["labels"] == b.details["labels"]
         assert abs(a.score - b.score) < 1e-6

@@ -13,8 +13,10 @@ explanations closest to a given one::
          (SELECT embedding FROM explanation_embeddings WHERE explanation_id = 'ID') q
     ORDER BY similarity DESC LIMIT 10
 
-Filling reads the explanations still missing a vector in pages and writes each page in
-one transaction, so an interrupted fill resumes where it stopped.
+Filling numbers the explanations still missing a vector once, in text order, then reads
+them in pages and writes each page in one transaction, so memory stays flat and an
+interrupted fill resumes where it stopped; each distinct text is embedded once, however
+many explanations share it.
 """
 
 from __future__ import annotations
@@ -24,19 +26,20 @@ from typing import Any
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.model.sentence_embedding import DIMENSIONS, MODEL_NAME
 
-#: Explanations embedded and written per transaction.
-PAGE = 512
+#: Explanations written per transaction (their distinct texts embedded first).
+PAGE = 2048
 
 #: ``featurelens run --embeddings`` choices: the sentence model whose vectors this module
 #: stores and searches (``local``: the installed all-MiniLM-L6-v2), or ``none`` (search
 #: then embeds the explanations on its first query).
 SEARCH_EMBEDDINGS: dict[str, str | None] = {"local": MODEL_NAME, "none": None}
 
-#: The next page of explanations without a vector, after the last id of the page before:
-#: each page starts where the last one stopped instead of reading every explanation again.
-MISSING_SQL = ("SELECT e.explanation_id, e.text FROM explanations e LEFT JOIN explanation_embeddings v "
-               "USING (explanation_id) WHERE v.explanation_id IS NULL AND e.explanation_id > ? "
-               "ORDER BY e.explanation_id LIMIT ?")
+#: The explanations without a vector, numbered in text order (the work list of one fill,
+#: a temporary table of this connection): a page is a range of ``r``, read by zone maps
+#: instead of joining every explanation again, and equal texts sit side by side.
+TODO_SQL = ("CREATE OR REPLACE TEMP TABLE explanation_embedding_todo AS "
+            "SELECT row_number() OVER (ORDER BY e.text, e.explanation_id) - 1 AS r, e.explanation_id, e.text "
+            "FROM explanations e ANTI JOIN explanation_embeddings v USING (explanation_id) ORDER BY r")
 
 SEARCH_SQL = (
     "SELECT e.dictionary_id, e.feature, e.text, e.explainer, e.llm, "
@@ -58,33 +61,50 @@ def missing_count(store: Any) -> int:
 
 
 def embed_missing(store: Any, *, path: str | None = None, page: int = PAGE, show_progress: bool = True) -> int:
-    """Embed every explanation that has no vector yet; returns how many were written."""
+    """Embed every explanation that has no vector yet; returns how many were written.
+
+    Each distinct text is embedded once (explanations repeat at width: an offline
+    explainer writes the same label for many features) through a bounded
+    :class:`~featurelens.core.model.text_vectors.TextVectors` cache, and every explanation
+    with that text gets its vector. Pages of ``page`` explanations are written one
+    transaction each, so memory stays flat and an interrupted fill resumes where it stopped."""
     import pyarrow as pa
 
-    from featurelens.core.model.sentence_embedding import embed
+    from featurelens.core.model.text_vectors import TextVectors
     from featurelens.core.progress import progress
 
+    if page < 1:
+        raise FeaturelensError("embed_missing needs page >= 1; pass a positive page size.")
     total = missing_count(store)
     if total == 0:
         return 0
-    path = path or model_path()
-    done, last = 0, ""
-    with progress(total, desc="embed explanations", unit="explanation", enabled=show_progress) as bar:
-        while True:
-            rows = store.execute(MISSING_SQL, [last, page])
-            if not rows:
-                break
-            last = rows[-1][0]
-            vectors = embed([text for _, text in rows], path).float().numpy()
-            table = pa.table({
-                "explanation_id": pa.array([eid for eid, _ in rows]),
-                "model": pa.array([MODEL_NAME] * len(rows)),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIMENSIONS),
-            })
-            with store.transaction():
-                store.insert("explanation_embeddings", table, on_conflict="ignore")
-            done += len(rows)
-            bar.update(len(rows))
+    cache = TextVectors(path or model_path(), capacity=page)
+    done = 0
+    store.execute(TODO_SQL)
+    try:
+        with progress(total, desc="embed explanations", unit="explanation", enabled=show_progress) as bar:
+            for start in range(0, total, page):
+                rows = store.execute("SELECT explanation_id, text FROM explanation_embedding_todo "
+                                     "WHERE r >= ? AND r < ? ORDER BY r", [start, start + page])
+                if not rows:
+                    break
+                vectors, index = cache.lookup([text for _, text in rows])
+                if vectors.shape[1] != DIMENSIONS:
+                    raise FeaturelensError(f"The sentence model gives {vectors.shape[1]} numbers per text, "
+                                           f"explanation search stores {DIMENSIONS}; use the installed "
+                                           f"{MODEL_NAME}.")
+                table = pa.table({
+                    "explanation_id": pa.array([eid for eid, _ in rows]),
+                    "model": pa.array([MODEL_NAME] * len(rows)),
+                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors[index].reshape(-1)),
+                                                                   DIMENSIONS),
+                })
+                with store.transaction():
+                    store.insert("explanation_embeddings", table, on_conflict="ignore")
+                done += len(rows)
+                bar.update(len(rows))
+    finally:
+        store.execute("DROP TABLE IF EXISTS explanation_embedding_todo")
     return done
 
 

@@ -1,0 +1,50 @@
+"""The text-vector cache: each distinct text embedded once, bounded, same vectors as the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featurelens.core.model.sentence_embedding as sentence_embedding
+from featurelens.core.errors import FeaturelensError
+from featurelens.core.model.text_vectors import TextVectors, pair_cosines
+
+
+def test_repeated_texts_are_embedded_once_and_match_the_model(monkeypatch) -> None:
+    path = str(sentence_embedding.default_model_path())
+    original, calls = sentence_embedding.embed, []
+    monkeypatch.setattr(sentence_embedding, "embed",
+                        lambda texts, p, **kw: calls.append(list(texts)) or original(texts, p, **kw))
+    cache = TextVectors(path, capacity=2)
+    texts = ["the cat sat", " self", "the cat sat", "a longer window of text about rivers", " self"]
+    vectors, index = cache.lookup(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert calls == [[" self", "the cat sat", "a longer window of text about rivers"]]  # shortest first
+    alone = original(texts, path).numpy()
+    assert np.abs(vectors[index] - alone).max() < 1e-5
+    assert len(cache) == 2 and (cache.embedded, cache.reused) == (3, 0)  # bounded: the oldest dropped
+    again, again_index = cache.lookup(["the cat sat", " self"])
+    assert len(calls) == 2 and calls[1] == [" self"]  # ' self' (least recently used) was dropped
+    assert np.abs(again[again_index] - alone[[0, 1]]).max() < 1e-5
+    assert (cache.embedded, cache.reused) == (4, 1)
+
+
+def test_pair_cosines_in_blocks() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((5, 8)).astype(np.float32)
+    left, right = rng.integers(0, 5, 11), rng.integers(0, 5, 11)
+    expected = (vectors[left] * vectors[right]).sum(1)
+    assert np.allclose(pair_cosines(vectors, left, right, block=3), expected, atol=1e-5)
+    with pytest.raises(FeaturelensError, match="same length"):
+        pair_cosines(vectors, left, right[:-1])
+
+
+def test_the_same_pair_gets_the_same_value_wherever_it_occurs() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((4, 37)).astype(np.float32)
+    left = np.array([0, 1, 0, 2, 1, 3, 0])
+    right = np.array([1, 0, 1, 2, 3, 1, 1])
+    values = pair_cosines(vectors, left, right, block=2)
+    assert values[0] == values[1] == values[2] == values[6]  # (0, 1) either way round: one value
+    assert values[4] == values[5]
+    assert np.isclose(values[3], float(vectors[2] @ vectors[2]), rtol=1e-5)
