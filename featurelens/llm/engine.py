@@ -28,6 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
+from featurelens.core.batched import batched
 from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.protocols import (
     LLMProvider,
@@ -35,7 +36,6 @@ from featurelens.core.host.protocols import (
     LLMRequest,
     LLMResponse,
     ParseError,
-    batched,
     declared,
 )
 from featurelens.core.progress import progress

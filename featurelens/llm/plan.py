@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from featurelens.core.host.protocols import LLMRequest, batched
+from featurelens.core.batched import batched
+from featurelens.core.host.protocols import LLMRequest
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
 from featurelens.llm.engine import Job

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from featurelens.core.batched import batched
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -32,7 +33,6 @@ from featurelens.core.host.protocols import (
     ParseError,
     ScoreResult,
     ScorerBase,
-    batched,
 )
 from featurelens.llm.window_text import activating_mask, highlight, plain
 from featurelens.scorers import prompts

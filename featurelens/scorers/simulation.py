@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from featurelens.core.batched import batched
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -53,7 +54,6 @@ from featurelens.core.host.protocols import (
     ParseError,
     ScoreResult,
     ScorerBase,
-    batched,
 )
 from featurelens.llm.window_text import neutralise
 from featurelens.scorers import prompts

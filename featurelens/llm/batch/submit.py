@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import polars as pl
 
-from featurelens.core.host.protocols import BatchClient, LLMProvider, batched, close_provider
+from featurelens.core.batched import batched
+from featurelens.core.host.protocols import BatchClient, LLMProvider, close_provider
 from featurelens.core.redaction import configured_secrets
 from featurelens.core.store.database import Store
 from featurelens.llm import cache
