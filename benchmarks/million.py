@@ -269,15 +269,15 @@ def main() -> None:
                                  "--no-progress", "--store", str(store)), env, work / "label.log")
         record("label offline (lookup+check)", wall, rss, fired, _first(text, "never fired"))
 
-    submitted = 0
+    explained = 0
     if "llm" in chosen:
-        submitted = llm_stages(args, store, env, work, record)
+        explained = llm_stages(args, store, env, work, record)
 
     if "score" in chosen:
         wall, rss, text = run(fl("score", "--scorer", "token-check", "--explained-by",
                                  "openai:gpt-4o-mini", "--no-progress", "--store", str(store)),
                               env, work / "score.log")
-        record("score token-check (LLM labels)", wall, rss, submitted)
+        record("score token-check (LLM labels)", wall, rss, explained)
 
     if "export" in chosen:
         wall, rss, text = run(fl("export", "--format", "neuronpedia", "-o", str(work / "neuronpedia"),
@@ -323,7 +323,8 @@ def extract_stage(args: argparse.Namespace, store: Path, env: dict[str, str], wo
 def llm_stages(args: argparse.Namespace, store: Path, env: dict[str, str], work: Path,
                record: Callable[..., None]) -> int:
     """Submit, status and collect through the stub server (with ``--kill``, each of submit
-    and collect killed twice first, then checked); the number of requests submitted."""
+    and collect killed twice first, then checked); the number of features explained (fired
+    features whose prompts are the same share one request, so it can exceed the requests)."""
     server = LeanBatchServer()
     llm_env = {**env, **server.env()}
     llm_where = ["--limit", str(args.llm_features)] if args.llm_features else []
@@ -354,11 +355,15 @@ def llm_stages(args: argparse.Namespace, store: Path, env: dict[str, str], work:
                                kill_when(lambda: server.results_served >= batches, args.kill_delay))
             record("collect, SIGKILL mid-write", wall, rss, 0, f"{server.results_served} downloads served")
         wall, rss, text = run(collect, llm_env, work / "collect.log")
-        record("batches collect" + (" (resumed)" if args.kill else ""), wall, rss, submitted, _first(text, "wrote"))
+        import duckdb
+
+        with duckdb.connect(str(store), read_only=True) as db:
+            explained = db.execute("SELECT count(*) FROM explanations WHERE llm = 'openai:gpt-4o-mini'").fetchone()[0]
+        record("batches collect" + (" (resumed)" if args.kill else ""), wall, rss, explained, _first(text, "wrote"))
         print(paid_and_lost(server, store), flush=True)
     finally:
         server.stop()
-    return submitted
+    return explained
 
 
 def paid_and_lost(server: "LeanBatchServer", store: Path) -> str:
