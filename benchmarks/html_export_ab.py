@@ -10,20 +10,25 @@ dictionary (``feature >= max - slice``) once with each tree, in a fresh process 
 A child times ``export(...)`` alone by CPU and wall time (its imports are not counted;
 the export's fixed costs, the list pages and the whole dictionary's overview, are). The
 store is only read. It prints features a second per run, the medians and the ratio
-after / before of the median CPU rates; on a shared machine the CPU rates move less
+after / before of the median CPU rates, and whether the two trees wrote the same files
+(sha256 of every file of the last run of each, the manifest aside); on a shared machine the CPU rates move less
 with the load of others than the wall rates, and the load average is printed with them.
 
 ``--stages`` times a page's three stages instead, by CPU, over the same features: reading
 (``feature_batch``, 200 features a query), rendering (``feature_page`` of the report's
 windows) and writing (the tree's own way: ``Staging.write_chunk`` where the tree has it,
-else ``Staging.write_text`` per page), in ms per feature.
+else ``Staging.write_text`` per page), in ms per feature. A tree with
+``featurelens.export.html_pages`` reads and renders in one pass (``PageWriter.pages``, 200
+features a batch), all of it counted as rendering (its reading shows as 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,13 +59,27 @@ data = BrowserData(store)
 did = data.dictionaries()[0]["dictionary_id"]
 features = list(range(lo + 1, lo + 1 + int(sys.argv[4])))
 deep = StaticLinks().at_depth(2)
+try:  # a tree that writes report pages in batches reads and draws them in one pass
+    from featurelens.export.html_pages import PageWriter
+except ImportError:
+    PageWriter = None
 t0 = time.process_time()
 records = []
-with data.session():
-    for i in range(0, len(features), 200):
-        records += data.feature_batch(did, features[i:i + 200])
-t1 = time.process_time()
-pages = [feature_page(report_examples(r), deep, (None, None), note=note()) for r in records]
+if PageWriter is None:
+    with data.session():
+        for i in range(0, len(features), 200):
+            records += data.feature_batch(did, features[i:i + 200])
+    t1 = time.process_time()
+    pages = [feature_page(report_examples(r), deep, (None, None), note=note()) for r in records]
+else:
+    t1 = t0
+    writer = PageWriter(data, did, deep, note())
+    pages = []
+    with data.session():
+        for i in range(0, len(features), 200):
+            chunk = features[i:i + 200]
+            pages += [p for _, p in writer.pages(chunk, {f: (None, None) for f in chunk})]
+    records = pages
 t2 = time.process_time()
 folder = Path(out)
 staging = Staging(folder, folder, "x", False)
@@ -85,11 +104,17 @@ def stages(tree: Path, store: Path, where: str, folder: Path, n: int) -> dict[st
 
 
 def run(tree: Path, store: Path, where: str, folder: Path) -> dict[str, float]:
+    """One export by ``tree``: its times, and ``files``, the sha256 of every file it wrote
+    (the manifest aside), by path; the folder is removed."""
     out = Path(tempfile.mkdtemp(dir=folder)) / "site"
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     done = subprocess.run([sys.executable, "-c", CHILD, str(store), str(out), where], env=env,
                           capture_output=True, text=True, check=True, cwd=tree)  # "-c" puts the working folder first on sys.path
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["files"] = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                       for p in sorted(out.rglob("*")) if p.is_file() and p.name != "featurelens-export.json"}
+    shutil.rmtree(out.parent)
+    return result
 
 
 def main() -> None:
@@ -110,12 +135,14 @@ def main() -> None:
     if args.stages:
         return stage_rounds(args, where)
     rates: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    files: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory() as folder:
         for round_ in range(args.rounds):
             order = ["before", "after"] if round_ % 2 == 0 else ["after", "before"]
             for side in order:
                 tree = args.before if side == "before" else args.after
                 t = run(tree, args.store, where, Path(folder))
+                files[side] = t["files"]
                 rates[side].append((args.slice / t["wall"], args.slice / t["cpu"]))
                 print(f"round {round_ + 1} {side:6s} {args.slice / t['wall']:8,.0f} / {args.slice / t['cpu']:8,.0f} "
                       f"features/s (wall / CPU), load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -125,6 +152,10 @@ def main() -> None:
         print(f"median {side:6s} {wall:8,.0f} / {cpu:8,.0f} features/s (wall / CPU)")
     print(f"after / before, median CPU rate: {med['after'][1] / med['before'][1]:.2f}x; "
           f"wall: {med['after'][0] / med['before'][0]:.2f}x")
+    differ = sorted(name for name in files["before"].keys() | files["after"].keys()
+                    if files["before"].get(name) != files["after"].get(name))
+    print(f"files: {len(files['after']):,} written by after, {len(files['before']):,} by before; "
+          + (f"{len(differ):,} differ, e.g. {differ[:3]}" if differ else "every file identical (sha256)"))
 
 
 def stage_rounds(args: argparse.Namespace, where: str) -> None:
@@ -144,7 +175,8 @@ def stage_rounds(args: argparse.Namespace, where: str) -> None:
         total = sum(m.values())
         print(f"median {side:6s} read {m['read']:.3f}  render {m['render']:.3f}  write {m['write']:.3f}  "
               f"total {total:.3f} ms/feature = {1000 / total:,.0f} features/s (CPU)")
-    ratios = "  ".join(f"{k} {med['before'][k] / med['after'][k]:.2f}x" for k in ("read", "render", "write"))
+    ratios = "  ".join(f"{k} {med['before'][k] / med['after'][k]:.2f}x" if med["after"][k] else f"{k} -"
+                       for k in ("read", "render", "write"))  # a batch writer's reading is in its rendering
     print(f"before / after, median CPU per feature: {ratios}  total "
           f"{sum(med['before'].values()) / sum(med['after'].values()):.2f}x")
 

@@ -52,7 +52,7 @@ def load_overview(rows: Rows, dictionary: dict[str, Any]) -> Overview:
         overview.density_counts = [by_bin.get(b, 0) for b in range(first, last + 1)]
     best = rows("SELECT scorer, floor(best / ?)::INTEGER AS b, count(*) AS n, sum(best) AS total FROM "
                 "(SELECT feature, scorer, max(score) AS best FROM scores WHERE dictionary_id = ? AND "
-                "status = 'ok' AND score IS NOT NULL GROUP BY ALL) GROUP BY ALL ORDER BY 1, 2", [SCORE_BIN, did])
+                "status = 'ok' AND isfinite(score) GROUP BY ALL) GROUP BY ALL ORDER BY 1, 2", [SCORE_BIN, did])
     by_scorer: dict[str, dict[int, tuple[int, float]]] = {}
     for r in best:
         by_scorer.setdefault(r["scorer"], {})[int(r["b"])] = (int(r["n"]), float(r["total"]))

@@ -81,7 +81,7 @@ def window(tokens: list[str], activations: list[float], scale: float, special: C
     looked up in one pass and each run between two lit tokens is one slice joined, so the
     Python work per window follows its lit tokens, not its length."""
     if special and any(map(special.__contains__, tokens)):
-        return _window_with_special(tokens, activations, scale, special, show_special)
+        return window_with_special(tokens, activations, scale, special, show_special)
     n = min(len(tokens), len(activations))  # a short activation row: trailing tokens dropped
     if n < len(tokens):
         tokens = tokens[:n]
@@ -89,22 +89,33 @@ def window(tokens: list[str], activations: list[float], scale: float, special: C
     if None in texts:
         texts = [_shown(token) if text is None else text for token, text in zip(tokens, texts)]
     lit = [i for i, act in enumerate(activations[:n]) if act and act > 0] if scale > 0 else []  # NaN, None: unlit
+    return lit_window(texts, 0, n, activations, 0, lit, scale)
+
+
+def lit_window(texts: list[str], start: int, n: int, activations: list[float], first: int, lit: list[int],
+               scale: float) -> str:
+    """The HTML of a window without special tokens: its ``n`` escaped token texts are
+    ``texts[start:start + n]``, its activations ``activations[first:first + n]`` and ``lit``
+    the window positions (ascending) whose activation is above zero. Taking the texts and
+    activations of many windows as two flat lists lets a report read a whole batch of
+    windows as arrays and draw each window without a list of its own."""
     parts: list[str] = []
-    start = 0
+    run = start
     for i in lit:
-        if i > start:
-            parts.append(f'<span class="tok">{"".join(texts[start:i]) or ZWSP}</span>')
-        value = float(activations[i])
+        at = start + i
+        if at > run:
+            parts.append(f'<span class="tok">{"".join(texts[run:at]) or ZWSP}</span>')
+        value = float(activations[first + i])
         colour = _colour(value / scale)
         parts.append(f'<span class="tok on" style="background:{colour}" title="{"%.4g" % value}" '
-                     f'data-act="{"%.6g" % value}">{texts[i] or ZWSP}</span>')
-        start = i + 1
-    if start < n:
-        parts.append(f'<span class="tok">{"".join(texts[start:]) or ZWSP}</span>')
+                     f'data-act="{"%.6g" % value}">{texts[at] or ZWSP}</span>')
+        run = at + 1
+    if run < start + n:
+        parts.append(f'<span class="tok">{"".join(texts[run:start + n]) or ZWSP}</span>')
     return "".join(parts)
 
 
-def _window_with_special(tokens: list[str], activations: list[float], scale: float, special: Container[str],
+def window_with_special(tokens: list[str], activations: list[float], scale: float, special: Container[str],
                          show_special: bool) -> str:
     """:func:`window` token by token, for a window holding special tokens."""
     parts: list[str] = []
@@ -145,25 +156,55 @@ def _text(value: Any) -> str:
     return text
 
 
+def section_head(kind: str, scale: float) -> str:
+    """The opening of the ``<section>`` of one kind of windows that has windows."""
+    return f'<section class="examples {kind}" data-scale="{escape("%.6g" % scale)}"><h2>{TITLES[kind]}</h2><ol>'
+
+
+#: The ``<section>`` of a kind of windows that has none, by kind.
+EMPTY_SECTION = {kind: f'<section class="examples {kind}"><h2>{title}</h2><p class="empty">none stored</p></section>'
+                 for kind, title in TITLES.items()}
+
+#: What closes the ``<section>`` of a kind of windows that has windows.
+SECTION_END = "</ol></section>"
+
+
+def item_head(kind: str, rank: str, label: str, document: str, maximum: str, cut_before: str) -> str:
+    """The opening of one window's ``<li>`` up to its tokens, from escaped texts: its rank,
+    its label (rank or quantile), its document, its maximum and the number of tokens cut
+    before it (empty or ``"0"``: none)."""
+    head = (f'<li class="example" data-kind="{kind}" data-rank="{rank}"><span class="label" '
+            f'title="{document}">{label} max {maximum}</span><span class="window">')
+    if cut_before and cut_before != "0":
+        head += f'<span class="cut" title="{cut_before} earlier tokens not shown">…</span>'
+    return head
+
+
+def item_tail(cut_after: str) -> str:
+    """The end of one window's ``<li>`` after its tokens (``cut_after`` as in :func:`item_head`)."""
+    if cut_after and cut_after != "0":
+        return f'<span class="cut" title="{cut_after} later tokens not shown">…</span></span></li>'
+    return "</span></li>"
+
+
+def example_item(kind: str, row: dict[str, Any], window_html: str) -> str:
+    """One window's ``<li>``: its label (``row``'s rank or quantile, document and maximum)
+    around ``window_html``, with the cut marks of ``row``'s ``cut_before`` / ``cut_after``."""
+    label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
+    cut_before, cut_after = row.get("cut_before"), row.get("cut_after")
+    head = item_head(kind, _text(row["rank"]), _text(label), _text(row["document"] or ""),
+                     _text(fmt(row["max_activation"])), _text(cut_before) if cut_before else "")
+    return f"{head}{window_html}{item_tail(_text(cut_after) if cut_after else '')}"
+
+
 def section(kind: str, rows: list[dict[str, Any]], scale: float, special: Container[str],
             show_special: bool) -> Markup:
     """The ``<section>`` of one kind of windows (``top``, ``quantile``, ``random``)."""
-    title = TITLES[kind]
     if not rows:
-        return Markup(f'<section class="examples {kind}"><h2>{title}</h2><p class="empty">none stored</p></section>')
-    parts = [f'<section class="examples {kind}" data-scale="{escape("%.6g" % scale)}"><h2>{title}</h2><ol>']
+        return Markup(EMPTY_SECTION[kind])
+    parts = [section_head(kind, scale)]
     for row in rows:
-        label = f"q{row['quantile']}" if kind == "quantile" and row["quantile"] is not None else f"#{row['rank']}"
-        cut_before, cut_after = row.get("cut_before"), row.get("cut_after")
-        parts.append(
-            f'<li class="example" data-kind="{kind}" data-rank="{_text(row["rank"])}"><span class="label" '
-            f'title="{_text(row["document"] or "")}">{_text(label)} max {_text(fmt(row["max_activation"]))}</span>'
-            f'<span class="window">')
-        if cut_before:
-            parts.append(f'<span class="cut" title="{_text(cut_before)} earlier tokens not shown">…</span>')
-        parts.append(window(row["token_strs"], row["activations"], scale, special, show_special))
-        if cut_after:
-            parts.append(f'<span class="cut" title="{_text(cut_after)} later tokens not shown">…</span>')
-        parts.append("</span></li>")
-    parts.append("</ol></section>")
+        parts.append(example_item(kind, row, window(row["token_strs"], row["activations"], scale, special,
+                                                    show_special)))
+    parts.append(SECTION_END)
     return Markup("".join(parts))

@@ -1,6 +1,7 @@
 """A static HTML report: the browser's pages, rendered by the same functions as
-``featurelens serve``, with relative links so the folder opens straight from disk
-(or any static host). Layout: ``index.html`` (dictionaries),
+``featurelens serve`` (the feature pages, a million of them, by
+:mod:`featurelens.export.html_pages` from static pieces held to the same template's bytes),
+with relative links so the folder opens straight from disk (or any static host). Layout: ``index.html`` (dictionaries),
 ``features/<dictionary>/index[-N].html`` (feature lists, 500 per page),
 ``features/<dictionary>/overview.html`` (counts and histograms of the whole
 dictionary), ``features/<dictionary>/<n>.html`` (one per feature, example windows cut
@@ -17,10 +18,10 @@ from featurelens.browser.links import StaticLinks
 from featurelens.browser.overview import load_overview, overview_page
 from featurelens.browser.queries import BrowserData, Page
 from featurelens.browser.render import dictionary_page, index_page
-from featurelens.browser.render_feature import feature_page
 from featurelens.browser.server import static_files
 from featurelens.core.progress import progress
-from featurelens.export.html_windows import note, report_examples
+from featurelens.export.html_pages import PageWriter
+from featurelens.export.html_windows import note
 from featurelens.export import workers
 from featurelens.export.staging import Staging
 
@@ -85,18 +86,28 @@ def _pages(data: BrowserData, staging: Staging, did: str, chunk: list[int],
     the report), written as one chunk of the staging folder; returns the features."""
     deep = StaticLinks().at_depth(2)
     order = [before, *chunk, after]
-    place = {feature: i for i, feature in enumerate(chunk, 1)}
-    text = note()
+    neighbours = {feature: (order[i - 1], order[i + 1]) for i, feature in enumerate(chunk, 1)}
+    writer = _writer(data, did, deep)
 
     def pages() -> Iterator[tuple[str, bytes]]:
-        for record in data.feature_batch(did, chunk):
-            index = int(record.stats["feature"])
-            position = place[index]
-            page = feature_page(report_examples(record), deep, (order[position - 1], order[position + 1]), note=text)
+        for index, page in writer.pages(chunk, neighbours):
             yield _rel(deep, did, index), page.encode("utf-8")
 
     staging.write_chunk(_chunk_name(did, chunk), pages())
     return len(chunk)
+
+
+#: The page writer of the last dictionary drawn in this process: it keeps the sequences it
+#: read (:class:`featurelens.export.html_pages.Sequences`) for the chunks after.
+_last: list[PageWriter] = []
+
+
+def _writer(data: BrowserData, dictionary_id: str, links: StaticLinks) -> PageWriter:
+    """The writer of ``dictionary_id``'s pages from ``data``, the last one when it is the same."""
+    if _last and _last[0].data is data and _last[0].did == dictionary_id and _last[0].links == links:
+        return _last[0]
+    _last[:] = [PageWriter(data, dictionary_id, links, note())]
+    return _last[0]
 
 
 def _chunk_name(dictionary_id: str, chunk: list[int]) -> str:

@@ -139,8 +139,11 @@ def write_planted_store(store: Store, records: list[FeatureRecord], *, corpus_id
             on_conflict="ignore")
         store.insert("sequences", pl.DataFrame(sequences), on_conflict="ignore")
         store.insert("features", pl.DataFrame(features), on_conflict="ignore")
-        store.insert("examples", pl.DataFrame(examples, schema_overrides={"quantile": pl.Int32}),
-                     on_conflict="ignore")
+        # examples have no key (unique by construction): features already written keep theirs
+        held = {(d, f) for d, f in store.execute("SELECT DISTINCT dictionary_id, feature FROM examples")}
+        fresh = [row for row in examples if (row["dictionary_id"], row["feature"]) not in held]
+        if fresh:
+            store.insert("examples", pl.DataFrame(fresh, schema_overrides={"quantile": pl.Int32}))
 
 
 def _parts(text: str) -> list[str]:

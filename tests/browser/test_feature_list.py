@@ -13,6 +13,7 @@ from synthetic_store import fill_store, serving
 
 import featurelens
 from featurelens.browser.feature_list import ListRequest
+from featurelens.browser.overview import load_overview
 from featurelens.browser.queries import BrowserData
 
 DID = "smollm2-l6-topk"
@@ -147,6 +148,31 @@ def test_overview_counts_and_labelled_histograms(base: str, data: BrowserData) -
     assert "best detection score per feature" in body and "1 dead features" in body
     detection = [c for c in charts if "detection" in c][0]
     assert sum(int(n) for n in re.findall(r": (\d+)</title></rect>", detection)) == 3
+
+
+def test_overview_leaves_out_scores_that_are_not_numbers(tmp_path: Path) -> None:
+    """A store whose scores table holds NaN or infinity under status 'ok' (written by another
+    tool, or damaged) still gives an overview; the histogram counts the finite scores only."""
+    path = tmp_path / "store.duckdb"
+    with featurelens.open_store(path) as store:
+        fill_store(store, n_features=8, explained_every=1)
+        eids = dict(store.sql(f"SELECT feature, explanation_id FROM explanations WHERE dictionary_id = '{DID}' "
+                              "AND explainer = 'default'").rows())
+        bad = [(0, float("nan")), (1, float("inf")), (2, 0.5)]
+        store.insert("scores", pa.table({
+            "score_id": [f"{eids[f]}:odd" for f, _ in bad], "explanation_id": [eids[f] for f, _ in bad],
+            "dictionary_id": [DID] * 3, "feature": pa.array([f for f, _ in bad], pa.int32()),
+            "scorer": ["odd"] * 3, "llm": ["x"] * 3, "score": pa.array([s for _, s in bad], pa.float64()),
+            "status": ["ok"] * 3, "n_parse_failures": pa.array([0] * 3, pa.int32()),
+        }))
+    browser = BrowserData(path)
+    try:
+        dictionary = next(d for d in browser.dictionaries() if d["dictionary_id"] == DID)
+        overview = load_overview(browser.query, dictionary)
+    finally:
+        browser.close()
+    edges, counts, n, mean = overview.scores["odd"]
+    assert (sum(counts), n, mean) == (1, 1, 0.5)
 
 
 def test_feature_histogram_axes_are_labelled(base: str) -> None:

@@ -167,7 +167,7 @@ def test_process_killed_mid_write_leaves_the_store_as_it_was(store_path: Path) -
     proc.wait(timeout=30)
     with featurelens.open_store(store_path) as store:
         assert store.sql("SELECT count(*) AS n FROM examples")["n"][0] == 10
-        store.insert("examples", _examples(20), on_conflict="ignore")
+        store.insert("examples", _examples(20).slice(10))  # the store takes writes again
         assert store.sql("SELECT count(*) AS n FROM examples")["n"][0] == 20
 
 

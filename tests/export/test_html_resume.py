@@ -11,6 +11,7 @@ from synthetic_store import fill_store
 
 import featurelens
 from featurelens.export import html
+from featurelens.export.html_pages import PageWriter
 from featurelens.export.runner import export
 from featurelens.export.staging import CHUNKS
 
@@ -35,15 +36,15 @@ def test_a_report_cut_mid_chunk_resumes_to_the_same_bytes(filled: Path, tmp_path
     monkeypatch.setattr(html, "BATCH", 7)
     export(filled, "html", tmp_path / "whole")
     drawn: list[int] = []
-    real = html.feature_page
+    real = PageWriter.page
 
-    def cut_at_the_tenth(data, *args, **kwargs):
-        drawn.append(int(data.stats["feature"]))
+    def cut_at_the_tenth(writer, stats, *args, **kwargs):
+        drawn.append(int(stats["feature"]))
         if len(drawn) == 10:
             raise KeyboardInterrupt
-        return real(data, *args, **kwargs)
+        return real(writer, stats, *args, **kwargs)
 
-    monkeypatch.setattr(html, "feature_page", cut_at_the_tenth)
+    monkeypatch.setattr(PageWriter, "page", cut_at_the_tenth)
     out = tmp_path / "site"
     with pytest.raises(KeyboardInterrupt):
         export(filled, "html", out)
@@ -53,8 +54,8 @@ def test_a_report_cut_mid_chunk_resumes_to_the_same_bytes(filled: Path, tmp_path
     assert len(list((partial / CHUNKS).iterdir())) == 1  # features 0-6; 7 and 8 wrote no marker
     (pages / "8.html").write_bytes((pages / "8.html").read_bytes()[:100])  # a write cut by the kill
     drawn.clear()
-    monkeypatch.setattr(html, "feature_page", lambda data, *a, **k: drawn.append(int(data.stats["feature"]))
-                        or real(data, *a, **k))
+    monkeypatch.setattr(PageWriter, "page", lambda writer, stats, *a, **k: drawn.append(int(stats["feature"]))
+                        or real(writer, stats, *a, **k))
     export(filled, "html", out)
     assert drawn == list(range(7, 30))  # every page once, the whole chunk 7-13 again
     assert not partial.exists() and not (out / CHUNKS).exists()

@@ -77,7 +77,7 @@ class _Payload:
 def test_pickled_code_is_refused_and_never_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     folder = _write(tmp_path / "evil", "AutoEncoder", {"x": _Payload()})
-    with pytest.raises(FeaturelensError, match="featurelens loads checkpoints safely only"):
+    with pytest.raises(FeaturelensError, match="featurelens never unpickles a checkpoint"):
         DictionaryLearningFormat().load(str(folder))
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
 

@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_run_loses_only_its_shard(ray_cluster, job: dict, ex
     def kill_one_worker_after_first_commit() -> None:
         deadline = time.time() + 300
         while time.time() < deadline and not killed:
-            if folder.exists() and any(folder.glob("*/state-*.pt")):
+            if folder.exists() and any(folder.glob("*/state-*.json")):
                 pids = _reducer_pids()
                 if pids:
                     os.kill(pids[0], signal.SIGKILL)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import polars as pl
+import pyarrow as pa
 import torch
 
 import featurelens
@@ -32,7 +33,14 @@ from featurelens.core.extraction.accumulators import QUANTILE_LEVELS
 from featurelens.core.extraction.logit_effects import choose_mode, defined, logit_effects
 from featurelens.core.extraction.packing import Window, outlier_mask, pack, special_mask
 from featurelens.core.extraction.quantile_sampling import quantile_bins
-from featurelens.core.extraction.state import ExtractionState, Settings, encode, encode_set, state_device
+from featurelens.core.extraction.state import (
+    ExtractionState,
+    Settings,
+    _one_cpu_thread,
+    encode,
+    encode_set,
+    state_device,
+)
 from featurelens.core.extraction.writer import (
     TokenText,
     example_rows,
@@ -398,7 +406,6 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
     computed: the write phase then holds the accumulated state without the weights beside
     it (4.8 GB at a million features).
     """
-    settings = state.settings
     logits = None
     if logit_mode not in ("none", "lazy"):  # lazy: NULL now, the run's config says they are pending
         fired = (None if logit_mode == "all"
@@ -432,19 +439,40 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
             db.insert("transcoder_layers", pl.DataFrame(sae.layer_rows(dict_id)), on_conflict="ignore")
         db.execute("DELETE FROM examples WHERE dictionary_id = ?", [dict_id])
         db.execute("DELETE FROM features WHERE dictionary_id = ?", [dict_id])
-    n_features = sae.d_sae
     if release_dictionary:
         sae.to("meta")  # shapes stay, the weights' memory goes back
-    # one transaction per chunk: DuckDB holds a transaction's new rows in memory until it
-    # commits (about 12 KB a feature, its 50 random windows alone), which a million
-    # features cannot afford. The run is marked done only after the last chunk, so a kill
-    # in between resumes from the checkpoint and rewrites the dictionary's rows from scratch.
-    # and DuckDB's buffer pool would otherwise keep every written block (up to 80 % of RAM)
-    previous = db.execute("SELECT current_setting('memory_limit')")[0][0]
+    write_rows(db, dict_id, corpus_id, state, logits, text, progress)
+    with db.transaction():
+        db.execute(
+            "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
+            "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "
+            "status = 'done', progress = excluded.progress, finished_at = now()",
+            [run, json.dumps(config), json.dumps({"windows": n_windows, "tokens": state.stats.n_tokens}), featurelens.__version__],
+        )
+    resume.remove_checkpoints(folder)
+
+
+def write_rows(db: Store, dict_id: str, corpus_id: str, state: ExtractionState,
+               logits: tuple[torch.Tensor, ...] | None, text: TokenText, progress: bool = True) -> None:
+    """Every feature's row and examples, ``FEATURE_CHUNK`` features a transaction.
+
+    One transaction per chunk: DuckDB holds a transaction's new rows in memory until it
+    commits (about 12 KB a feature, its 50 random windows alone), which a million features
+    cannot afford, and its buffer pool would otherwise keep every written block (up to 80 %
+    of RAM), hence ``WRITE_MEMORY``. The run is marked done only after the last chunk, so a
+    kill in between resumes from the checkpoint and rewrites the dictionary's rows from
+    scratch (the caller deleted them first: each (feature, kind, rank) is written once).
+    One thread each for torch and DuckDB: the work is many small tensor ops and appends,
+    whose thread hand-offs cost more than they save (benchmarks/example_write.py).
+    """
+    settings, n_features = state.settings, state.stats.fire_count.numel()
+    previous, threads = db.execute("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
     db.execute(f"SET memory_limit = '{WRITE_MEMORY}'")
+    db.execute("SET threads = 1")
     try:
-        with show_progress(n_features, desc="extract: writing features and examples", unit="feature",
-                           enabled=progress) as bar:
+        with _one_cpu_thread(torch.device("cpu")), show_progress(
+                n_features, desc="extract: writing features and examples", unit="feature",
+                enabled=progress) as bar:
             for first in range(0, n_features, FEATURE_CHUNK):
                 last = min(first + FEATURE_CHUNK, n_features)
                 chunk_logits = None if logits is None else tuple(t[first:last] for t in logits)
@@ -456,27 +484,21 @@ def _finish(db: Store, folder: Path, run: str, config: dict[str, Any], lm: Any, 
                 bar.update(last - first)
     finally:
         db.execute(f"SET memory_limit = '{previous}'")
-    with db.transaction():
-        db.execute(
-            "INSERT INTO runs (run_id, kind, config, status, progress, featurelens_version, finished_at) "
-            "VALUES (?, 'extract', ?, 'done', ?, ?, now()) ON CONFLICT (run_id) DO UPDATE SET "
-            "status = 'done', progress = excluded.progress, finished_at = now()",
-            [run, json.dumps(config), json.dumps({"windows": n_windows, "tokens": state.stats.n_tokens}), featurelens.__version__],
-        )
-    resume.remove_checkpoints(folder)
+        db.execute(f"SET threads = {int(threads)}")
 
 
 def _write_examples(db: Store, dict_id: str, corpus_id: str, state: ExtractionState, first: int,
                     last: int, n_bins: int, n_random: int) -> None:
+    """Features ``first..last-1``'s top, quantile and random rows, in one insert."""
     # top and quantile rows come only from features that kept a window (most of a wide
     # dictionary never fires); random windows are all zeros, so no activations are built
     top_features, top_seq, top_acts, top_order = state.top.ranked_live(first, last)
-    db.insert("examples", example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order,
-                                       features=top_features))
+    top = example_rows(dict_id, corpus_id, "top", top_seq, top_acts, top_order, features=top_features)
+    del top_acts
     res_features, res_seq, res_acts, _ = state.reservoir.ranked_live(first, last)
     order, bins = quantile_bins(res_acts.amax(dim=2), res_seq >= 0, n_bins, tiebreak=res_seq)
-    db.insert("examples", example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins,
-                                       features=res_features))
+    quantile = example_rows(dict_id, corpus_id, "quantile", res_seq, res_acts, order, bins, features=res_features)
+    del res_acts
     rand_seq, _ = state.pool.choose(first, last, n_random)
-    db.insert("examples", example_rows(dict_id, corpus_id, "random", rand_seq, state.context,
-                                       first_feature=first))
+    random = example_rows(dict_id, corpus_id, "random", rand_seq, state.context, first_feature=first)
+    db.insert("examples", pa.concat_tables([top, quantile, random]))

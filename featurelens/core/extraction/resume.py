@@ -1,18 +1,19 @@
 """Run ids and accumulator checkpoints: how an interrupted extraction resumes exactly.
 
-The accumulator state (tensors, possibly hundreds of MB) lives in a checkpoint file
-next to the store, written to a temporary name and renamed, so a file under its final
-name is always complete. The store's ``runs.progress`` names the checkpoint and the
-number of batches it covers, and is updated in the same transaction that writes that
-shard's sequences. So after a kill at any moment, the store and the newest checkpoint
-it names agree; later checkpoint files the store never acknowledged are ignored.
+The accumulator state (tensors, possibly hundreds of MB) lives in a checkpoint next to
+the store: ``state-NNNNNNNNN.json`` (counters and references) and the safetensors file it
+names, written by :mod:`featurelens.core.safe_checkpoint` (each file to a temporary name,
+fsynced and renamed, the manifest last), so a checkpoint under its final name is always
+complete and nothing in it is pickled. The store's ``runs.progress`` names the checkpoint
+and the number of batches it covers, and is updated in the same transaction that writes
+that shard's sequences. So after a kill at any moment, the store and the newest
+checkpoint it names agree; later checkpoints the store never acknowledged are ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -20,10 +21,13 @@ from typing import Any
 
 import torch
 
+from featurelens.core import safe_checkpoint
 from featurelens.core.errors import FeaturelensError
 
-#: The only names a checkpoint can have: what :func:`save_checkpoint` writes.
-CHECKPOINT_NAME = re.compile(r"state-\d{9}\.pt")
+#: The only names a checkpoint can have: what :func:`save_checkpoint` writes (its manifest).
+CHECKPOINT_NAME = re.compile(r"state-\d{9}\.json")
+#: What earlier featurelens versions wrote: torch's pickle format, never opened.
+PICKLED_NAME = re.compile(r"state-\d{9}\.pt")
 
 
 def run_id(config: dict[str, Any]) -> str:
@@ -38,50 +42,55 @@ def checkpoint_dir(store_path: Path, run: str) -> Path:
 
 
 def save_checkpoint(folder: Path, batches_done: int, state: dict[str, Any]) -> str:
-    """Write ``state`` atomically; return the file name to record in the store."""
-    folder.mkdir(parents=True, exist_ok=True)
-    name = f"state-{batches_done:09d}.pt"
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / name)
-    return name
+    """Write ``state`` atomically; return the manifest's file name to record in the store."""
+    manifest = safe_checkpoint.save(folder, f"state-{batches_done:09d}", state)
+    return manifest.name
 
 
-def load_checkpoint(folder: Path, name: str, device: torch.device) -> dict[str, Any] | None:
-    """The state in ``name``, or None if the file is gone (the run then starts over).
+def load_checkpoint(folder: Path, name: str, device: torch.device,
+                    template: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The state in ``name``, or None if it is gone (the run then starts over).
 
     ``name`` comes from the store, which anyone can edit: it must be a plain checkpoint
-    file name (no folder, no absolute path), and the file is read with
-    ``weights_only=True``, so tensors and plain containers load and code never runs.
+    manifest name (no folder, no absolute path). Only JSON and safetensors are read, so
+    nothing in the folder can run code; ``template`` (a fresh state's tensors) fixes the
+    shapes and dtypes the file must declare before any tensor is allocated. A pickled
+    ``state-NNNNNNNNN.pt`` that an earlier version wrote is refused without being opened.
     """
+    if isinstance(name, str) and PICKLED_NAME.fullmatch(name):
+        if not (folder / name).exists():
+            return None
+        raise FeaturelensError(
+            f"The store's progress for this extraction names the checkpoint {folder / name}, in torch's "
+            "pickle format, which featurelens no longer reads (unpickling can run code); delete the folder "
+            f"{folder} and rerun the same command to restart this extraction from its first batch."
+        )
     if not isinstance(name, str) or not CHECKPOINT_NAME.fullmatch(name):
         raise FeaturelensError(
             f"The store's progress for this extraction names the checkpoint {str(name)[:80]!r}, which "
-            "is not a featurelens checkpoint file name (state-NNNNNNNNN.pt in the run folder); "
+            "is not a featurelens checkpoint file name (state-NNNNNNNNN.json in the run folder); "
             "the runs table was edited by hand: delete that runs row to start the extraction over."
         )
     path = folder / name
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a foreign file
-        first = (str(error).strip().splitlines() or ["unreadable"])[0][:160]
+        return safe_checkpoint.load(folder, name.removesuffix(".json"), device=device, template=template)
+    except (safe_checkpoint.Invalid, OSError) as error:
         raise FeaturelensError(
-            f"The extraction checkpoint {path} holds something other than tensors ({first}); "
-            "delete it and rerun to start the extraction over."
+            f"The extraction checkpoint {path} is not one featurelens wrote for this run ({error}); "
+            f"delete the folder {folder} and rerun the same command to restart this extraction."
         ) from None
 
 
 def prune_checkpoints(folder: Path, keep: str) -> None:
-    """Delete every checkpoint in ``folder`` except ``keep`` (called after the store commits)."""
+    """Delete every file in ``folder`` except checkpoint ``keep`` (its manifest and tensor
+    file; called after the store commits)."""
     if not folder.is_dir():
         return
+    kept = safe_checkpoint.files(folder, keep.removesuffix(".json"))
     for path in folder.iterdir():
-        if path.name != keep:
+        if path.name not in kept:
             path.unlink(missing_ok=True)
 
 
@@ -105,7 +114,7 @@ def restore(db: Any, folder: Path, progress_json: str | None, state: Any, corpus
         existing = db.execute("SELECT max(sequence_id) FROM sequences WHERE corpus_id = ?", [corpus_id])
         return 0, (existing[0][0] + 1) if existing and existing[0][0] is not None else 0
     done_batches = 0
-    saved = load_checkpoint(folder, progress["checkpoint"], device)
+    saved = load_checkpoint(folder, progress["checkpoint"], device, template=state.state_dict())
     if saved is not None:
         state.load_state_dict(saved)
         done_batches = int(progress["batches_done"])

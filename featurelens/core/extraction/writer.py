@@ -1,8 +1,9 @@
 """Rows for the store: sequences as they stream, features and examples at the end.
 
 Everything is built as Arrow columns straight from tensors (list columns from one flat
-buffer plus offsets) and written with one bulk insert per table: a wide dictionary has
-millions of example activations, and Python lists per row would dominate the run.
+buffer plus offsets, constant strings as one-entry dictionary arrays) and written in bulk
+inserts: a wide dictionary has millions of example rows, and Python objects per row would
+dominate the run.
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ def logit_columns(logits: tuple[torch.Tensor, ...], text: TokenText) -> dict[str
     return columns
 
 
+def repeated(value: str, n: int) -> pa.DictionaryArray:
+    """``n`` copies of one string as a one-entry dictionary array: no ``n`` Python strings
+    (a chunk of a wide dictionary has hundreds of thousands of example rows)."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
+
+
 def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tensor, acts: torch.Tensor | int,
                  order: torch.Tensor | None = None, bins: torch.Tensor | None = None,
                  first_feature: int = 0, features: torch.Tensor | None = None) -> pa.Table:
@@ -136,36 +143,37 @@ def example_rows(dictionary_id: str, corpus_id: str, kind: str, seq: torch.Tenso
     Row ``i`` is feature ``first_feature + i``, or ``features[i]`` when given. ``order``
     permutes each feature's slots before ranking; ``bins`` labels quantiles (in ordered
     positions). ``acts`` given as a window length ``T`` means activations that are all
-    zero (random non-activating windows): no ``[F, K, T]`` tensor is made for them.
+    zero (random non-activating windows): no ``[F, K, T]`` tensor is made for them. Only
+    the occupied slots' activations are gathered (a wide dictionary's features hold a few
+    windows of their K slots).
     """
     if order is not None:
         seq = seq.gather(1, order)
-        if isinstance(acts, torch.Tensor):
-            acts = acts.gather(1, order[:, :, None].expand_as(acts))
     valid = seq >= 0
     rank = torch.cumsum(valid.long(), dim=1) - 1
     feature, slot = torch.nonzero(valid, as_tuple=True)
     n = feature.numel()
     if isinstance(acts, torch.Tensor):
-        chosen = acts[feature, slot].float().numpy()
-        maxima = torch.from_numpy(chosen).max(dim=1) if n else None
+        chosen = acts[feature, slot if order is None else order[feature, slot]].float()
+        maxima = chosen.max(dim=1) if n else None
         max_value = (maxima.values if maxima else torch.zeros(0)).numpy()
         max_position = (maxima.indices.int() if maxima else torch.zeros(0, dtype=torch.int32)).numpy()
+        values = chosen.numpy()
     else:  # all zeros: the maximum and its position are those of one zero window
-        chosen = np.zeros((n, acts), dtype=np.float32)
+        values = np.zeros((n, acts), dtype=np.float32)
         at_zero = torch.zeros(1, acts).max(dim=1)
         max_value = np.full(n, float(at_zero.values[0]), dtype=np.float32)
         max_position = np.full(n, int(at_zero.indices[0]), dtype=np.int32)
     ids = feature + first_feature if features is None else features[feature]
     return pa.table({
-        "dictionary_id": pa.array([dictionary_id] * n, pa.string()),
+        "dictionary_id": repeated(dictionary_id, n),
         "feature": pa.array(ids.int().numpy()),
-        "kind": pa.array([kind] * n, pa.string()),
+        "kind": repeated(kind, n),
         "rank": pa.array(rank[feature, slot].int().numpy()),
-        "corpus_id": pa.array([corpus_id] * n, pa.string()),
+        "corpus_id": repeated(corpus_id, n),
         "sequence_id": pa.array(seq[feature, slot].numpy()),
-        "activations": _fixed_lists(chosen, pa.float32()),
+        "activations": _fixed_lists(values, pa.float32()),
         "max_activation": pa.array(max_value, pa.float32()),
         "max_position": pa.array(max_position, pa.int32()),
-        "quantile": pa.array(bins[feature, slot].int().numpy() if bins is not None else [None] * n, pa.int32()),
+        "quantile": pa.array(bins[feature, slot].int().numpy()) if bins is not None else pa.nulls(n, pa.int32()),
     })

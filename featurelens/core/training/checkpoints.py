@@ -1,58 +1,58 @@
-"""Training checkpoints: one file, replaced atomically, loaded safely.
+"""Training checkpoints: one checkpoint, replaced atomically, read without pickle.
 
-The file holds the dictionary's and optimizer's state, the position in the
+The checkpoint holds the dictionary's and optimizer's state, the position in the
 activation stream, the shuffle buffer's rows and random state, and the dead-feature
 counters: everything needed so that a run killed at any moment (even ``kill -9``)
-and started again produces the same dictionary as an uninterrupted run.
+and started again produces the same dictionary as an uninterrupted run. It is
+``state.json`` (numbers, settings, tensor references) and the safetensors file it names,
+written by :mod:`featurelens.core.safe_checkpoint`: the manifest's rename replaces the
+previous checkpoint in one step. A pickled ``state.pt`` an earlier version wrote is
+refused without being opened.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from featurelens.core import safe_checkpoint
 from featurelens.core.errors import FeaturelensError
 
-FILE = "state.pt"
+NAME = "state"
+FILE = f"{NAME}.json"
+#: What earlier featurelens versions wrote (torch's pickle format): refused, never read.
+PICKLED = "state.pt"
 
 
 def save(folder: Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``folder/state.pt`` via a temporary file and one rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / FILE
-    tmp = folder / f".{FILE}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    return target
+    """Write ``state`` as the folder's checkpoint (replacing the previous one atomically)."""
+    return safe_checkpoint.save(folder, NAME, state)
 
 
-def load(folder: Path) -> dict[str, Any] | None:
-    """The saved state, or ``None`` if there is none (``weights_only``: never runs code)."""
-    target = folder / FILE
-    if not target.is_file():
+def load(folder: Path, template: Any = None) -> dict[str, Any] | None:
+    """The saved state, or ``None`` if there is none. ``template`` (tensors of the shapes
+    this run holds) is checked against the file before any tensor is allocated."""
+    if (folder / PICKLED).exists() and not (folder / FILE).exists():
+        raise FeaturelensError(
+            f"The training checkpoint {folder / PICKLED} is in torch's pickle format, which featurelens no "
+            "longer reads (unpickling can run code); delete it and rerun the same command to restart "
+            "this training run."
+        )
+    if not (folder / FILE).is_file():
         return None
     try:
-        return torch.load(target, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any corruption gets the same advice
+        return safe_checkpoint.load(folder, NAME, device="cpu", template=template)
+    except (safe_checkpoint.Invalid, OSError) as error:
         raise FeaturelensError(
-            f"The training checkpoint {target} cannot be read ({type(error).__name__}); delete "
-            "it to start this training run over."
+            f"The training checkpoint {folder / FILE} cannot be read ({error}); delete the folder "
+            f"{folder} to start this training run over."
         ) from None
 
 
 def remove(folder: Path) -> None:
     """Drop the checkpoint once the final dictionary is saved."""
-    for path in (folder / FILE,):
-        if path.exists():
-            path.unlink()
-    for stale in folder.glob(f".{FILE}.*.tmp"):
-        stale.unlink()
+    safe_checkpoint.remove(folder, NAME)
+    (folder / PICKLED).unlink(missing_ok=True)
     try:
         folder.rmdir()
     except OSError:

@@ -117,7 +117,9 @@ def run_training(source: ActivationSource, config: TrainConfig, *, checkpoint_di
     step = tokens_seen = chunks_read = 0
     initialised = False
 
-    saved = checkpoints.load(checkpoint_dir)
+    # the shapes this run holds, checked against the file before anything is allocated
+    saved = checkpoints.load(checkpoint_dir, template={"model": model.state_dict(), "buffer": {"rows": buffer.rows},
+                                                       "since_fired": since_fired})
     if saved is not None:
         if saved.get("key") != key:
             raise FeaturelensError(

@@ -1,8 +1,9 @@
 """saprmarks/dictionary_learning checkpoints: ``ae.pt`` (a state dict) and ``config.json``.
 
-Read-only. ``ae.pt`` is opened with ``torch.load(weights_only=True)``, which refuses
-arbitrary pickled objects, so a checkpoint can never run code on load. The encoding
-rules per ``trainer.dict_class``:
+Read-only. ``ae.pt`` is a ``torch.save`` archive; it is read by
+:mod:`featurelens.core.torch_archive`, which walks its opcodes with a fixed table and
+builds only plain values and tensors (nothing is unpickled), so a checkpoint can never
+run code on load. The encoding rules per ``trainer.dict_class``:
 
 - ``AutoEncoder``: ``relu(encoder(x - bias))``, decoder ``decoder(f) + bias``.
 - ``AutoEncoderTopK``: top-k of ``relu(encoder(x - b_dec))``.
@@ -15,12 +16,12 @@ rules per ``trainer.dict_class``:
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from featurelens.core import torch_archive
 from featurelens.core.errors import FeaturelensError
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder
 from featurelens.plugins.formats.common import build, parse_dtype, read_json, require
@@ -115,21 +116,18 @@ def _k(state: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Path) ->
 
 
 def _safe_load(path: Path) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
+    """The state dict in ``ae.pt``, read by core/torch_archive.py: plain values and tensors, never code."""
     if not path.is_file():
         raise FeaturelensError(f"{path} is missing; a dictionary_learning checkpoint keeps its weights there.")
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        # torch's message starts with advice to turn weights_only off; keep only what it refused.
-        first = next((line for line in lines if "unsupported" in line.lower()), "unsafe content")
+        state = torch_archive.read(path)
+    except torch_archive.UnsafeObject as error:
         raise FeaturelensError(
-            f"{path} contains objects other than tensors ({first[:160].rstrip('.')}), and featurelens loads "
-            "checkpoints safely only; save the state_dict alone (torch.save(ae.state_dict(), ...))."
+            f"{path} contains objects other than tensors (it names {str(error)[:120]}), and featurelens never "
+            "unpickles a checkpoint; save the state_dict alone (torch.save(ae.state_dict(), ...))."
         ) from None
-    except Exception as error:  # noqa: BLE001 - torch raises many types on a corrupt file
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
+    except Exception as error:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or the reader
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise FeaturelensError(f"{path} is not a readable PyTorch file ({first}); re-download it.") from None
     if not isinstance(state, dict):
         raise FeaturelensError(

@@ -60,7 +60,7 @@ def _run(script: Path, args: list[str], kill_after_checkpoints: int | None = Non
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
-        states = sorted(folder.glob("*/state-*.pt")) if folder.exists() else []
+        states = sorted(folder.glob("*/state-*.json")) if folder.exists() else []
         if states and int(states[-1].stem.split("-")[1]) >= kill_after_checkpoints:
             break
         time.sleep(0.005)

@@ -17,6 +17,7 @@ from featurelens.core.training import (
 )
 from featurelens.core.training.data_parallel import DataParallelRunner
 from featurelens.core.training.distributed import DataParallel
+from featurelens.core.training import checkpoints
 
 
 def data(rows: int = 768, width: int = 8) -> torch.Tensor:
@@ -159,7 +160,7 @@ def test_killed_worker_is_one_sentence_and_the_rerun_resumes(tmp_path: Path) -> 
     driver = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not (folder / "state.pt").is_file():
+    while not (folder / checkpoints.FILE).is_file():
         assert driver.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.2)
     children = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(driver.pid)], capture_output=True,

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from featurelens.core.dictionaries.loading import load_dictionary
 from featurelens.core.host import manager as plugins
+from featurelens.core.training import checkpoints
 
 HOOK = "blocks.0.hook_resid_post"
 ROOT = Path(__file__).resolve().parents[3]
@@ -102,7 +103,7 @@ def test_processes_resume_a_killed_run(in_process: Path, tiny_model_dir: Path, t
         train_dictionary(backend=tiny_backend, hookpoint=HOOK, output=out, expansion=4, k=4, tokens=1536,
                          batch_size=128, context=32, buffer_rows=512, lr=0.003, device="cpu",
                          dictionary_id="tiny-dp", checkpoint_steps=4, progress=False, callback=stop)
-    assert (checkpoint_dir_for(out) / "state.pt").is_file()
+    assert (checkpoint_dir_for(out) / checkpoints.FILE).is_file()
     result = invoke(args(tiny_model_dir, out, "--executor", "processes", "--workers", "2"))
     assert result.exit_code == 0, result.output
     assert "resumed at step 4" in result.output

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.training import (
@@ -136,8 +137,9 @@ SCRIPT = textwrap.dedent("""
     slow = sys.argv[2] == "slow"
     r = train_on_tensors(sparse_data(), output=sys.argv[1], checkpoint_steps=5,
                          callback=(lambda s, m: time.sleep(0.05)) if slow else None, **COMMON)
-    torch.save({{"W_enc": r.dictionary.W_enc, "resumed": r.resumed_from_step, "tokens": r.tokens}},
-               sys.argv[1] + ".result.pt")
+    from safetensors.torch import save_file
+    save_file({{"W_enc": r.dictionary.W_enc.detach().contiguous(), "resumed": torch.tensor(r.resumed_from_step),
+               "tokens": torch.tensor(r.tokens)}}, sys.argv[1] + ".result.safetensors")
 """)
 
 
@@ -154,8 +156,11 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
     state_file = checkpoint_dir_for(tmp_path / "killed") / checkpoints.FILE
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if state_file.exists() and checkpoints.load(state_file.parent)["step"] >= 10:
-            break
+        try:  # the writer may replace the checkpoint between our reading its two files
+            if state_file.exists() and checkpoints.load(state_file.parent)["step"] >= 10:
+                break
+        except FeaturelensError:
+            pass
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -163,9 +168,9 @@ def test_resume_after_kill_9_gives_the_uninterrupted_result(tmp_path: Path) -> N
     resumed = _run(script, tmp_path / "killed", "fast")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
     reference = train_on_tensors(sparse_data(), output=tmp_path / "ref", **COMMON)
-    got = torch.load(str(tmp_path / "killed") + ".result.pt", weights_only=True)
-    assert got["resumed"] >= 10 and reference.resumed_from_step == 0
-    assert got["tokens"] == reference.tokens == 24_000
+    got = load_file(str(tmp_path / "killed") + ".result.safetensors")
+    assert int(got["resumed"]) >= 10 and reference.resumed_from_step == 0
+    assert int(got["tokens"]) == reference.tokens == 24_000
     assert torch.allclose(got["W_enc"], reference.dictionary.W_enc, atol=1e-6)
 
 
@@ -182,3 +187,35 @@ def test_other_learners_learn(tmp_path: Path, architecture: str, options: dict) 
     assert 0 < result.metrics["l0"] < 64
     if architecture == "batchtopk":
         assert float(result.dictionary.threshold) > 0
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_old_pickled_training_checkpoint_is_refused_unopened(tmp_path: Path) -> None:
+    """A ``state.pt`` an earlier version wrote: one sentence telling the user to restart the
+    run, and the pickle's code never runs; a damaged manifest is one sentence too."""
+    import pickle
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    marker = tmp_path / "pwned"
+    (folder / checkpoints.PICKLED).write_bytes(pickle.dumps({"model": _Payload(marker)}))
+    with pytest.raises(FeaturelensError) as caught:
+        checkpoints.load(folder)
+    message = str(caught.value)
+    assert "pickle format" in message and "restart this training run" in message and "\n" not in message
+    assert not marker.exists()
+    (folder / checkpoints.PICKLED).unlink()
+    checkpoints.save(folder, {"step": 3, "x": torch.ones(2)})
+    assert checkpoints.load(folder)["step"] == 3
+    (folder / checkpoints.FILE).write_text("{not json")
+    with pytest.raises(FeaturelensError, match="cannot be read .its manifest is not JSON.; delete the folder"):
+        checkpoints.load(folder)
+    checkpoints.remove(folder)
+    assert not folder.exists()

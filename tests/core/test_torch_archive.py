@@ -1,0 +1,79 @@
+"""torch.save archives read without unpickling: the same tensors torch wrote, and
+anything but plain values and tensors refused before it can run."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from featurelens.core import torch_archive
+from featurelens.core.torch_archive import ArchiveError, UnsafeObject
+
+
+def test_reads_what_torch_save_wrote(tmp_path: Path) -> None:
+    base = torch.randn(4, 6)
+    state = collections.OrderedDict([
+        ("W", torch.randn(3, 5)), ("transposed", base.t()), ("slice", base[1:3, 2:]),
+        ("bf16", torch.randn(7).to(torch.bfloat16)), ("mask", torch.tensor([True, False, True])),
+        ("k", torch.tensor(32)), ("big", torch.arange(10, dtype=torch.int64) * 2**40),
+        ("param", torch.nn.Parameter(torch.ones(2, 2))), ("empty", torch.zeros(0, 3)),
+    ])
+    state._metadata = {"": {"version": 1}}  # what a module's state_dict carries
+    torch.save(state, tmp_path / "ae.pt")
+    got = torch_archive.read(tmp_path / "ae.pt")
+    assert list(got) == list(state)
+    for name, tensor in state.items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor.detach()), name
+    plain = {"n": 3, "x": 1.5, "s": "text", "none": None, "flag": True, "nested": [1, (2, "three")],
+             "huge": 2**70, "negative": -5}
+    torch.save(plain, tmp_path / "plain.pt")
+    assert torch_archive.read(tmp_path / "plain.pt") == plain
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_global_that_runs_code_is_refused_by_name(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"W": _Payload(marker)}, tmp_path / "ae.pt")
+    with pytest.raises(UnsafeObject, match=r"posix\.system"):
+        torch_archive.read(tmp_path / "ae.pt")
+    assert not marker.exists()
+
+
+def _rewrite(source: Path, target: Path, member_suffix: str, edit) -> None:
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            data = old.read(info.filename)
+            new.writestr(info.filename, edit(data) if info.filename.endswith(member_suffix) else data)
+
+
+@pytest.mark.parametrize("member, edit, reason", [
+    ("data/0", lambda b: b[:-4], "has 12 bytes, not the 16 it declares"),
+    ("data.pkl", lambda b: b.replace(b"K\x04\x85", b"K\x09\x85"), "reaches past the end of its storage"),
+    ("data.pkl", lambda b: b[: len(b) // 2], "ends early"),
+    ("data.pkl", lambda b: b.replace(b"torch._utils\n_rebuild_tensor_v2", b"torch._utils\n_rebuild_xxxxxx_v2"),
+     r"torch\._utils\._rebuild_xxxxxx_v2"),
+])
+def test_a_damaged_archive_is_refused(tmp_path: Path, member: str, edit, reason: str) -> None:
+    torch.save({"W": torch.ones(4)}, tmp_path / "good.pt")
+    _rewrite(tmp_path / "good.pt", tmp_path / "bad.pt", member, edit)
+    with pytest.raises(ArchiveError, match=reason):
+        torch_archive.read(tmp_path / "bad.pt")
+
+
+def test_a_plain_pickle_is_not_an_archive(tmp_path: Path) -> None:
+    (tmp_path / "x.pt").write_bytes(pickle.dumps({"W": [1.0]}))
+    with pytest.raises(ArchiveError, match="not a zip archive"):
+        torch_archive.read(tmp_path / "x.pt")
