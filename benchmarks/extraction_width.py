@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 HOOK = "blocks.3.hook_resid_post"
 D_MODEL = 576  # SmolLM2-135M
@@ -60,18 +61,36 @@ def rss() -> tuple[float, float]:
 
 
 def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
-    """A random TopK dictionary in SAELens's format at ``folder/topk-WIDTH-kK``, written in
-    chunks of features straight to the file (W_enc through a memory map, column block by
-    column block), so it is never whole in memory."""
-    import numpy as np
+    """A random TopK dictionary in SAELens's format at ``folder/topk-WIDTH-kK`` (unit-norm
+    decoder rows, W_enc = W_dec transposed, zero biases), written by :func:`write_saelens`."""
     import torch
 
-    path = folder / f"topk-{width}-k{k}"
+    generator = torch.Generator().manual_seed(seed)
+
+    def rows(start: int, count: int) -> tuple:
+        dec = torch.randn(count, D_MODEL, generator=generator)
+        dec /= dec.norm(dim=1, keepdim=True)
+        return dec.numpy(), dec.T.numpy()
+
+    return write_saelens(folder / f"topk-{width}-k{k}", width, k, rows)
+
+
+def write_saelens(path: Path, width: int, k: int, rows: "Callable[[int, int], tuple]",
+                  b_dec: "Any" = None, d_model: int = D_MODEL, hook: str = HOOK) -> Path:
+    """A TopK dictionary in SAELens's format at ``path`` (``sae_weights.safetensors`` and
+    ``cfg.json``), its weights written in chunks of features straight to the file (W_enc
+    through a memory map, column block by column block), so it is never whole in memory.
+    ``rows(start, count)`` gives chunk ``[start, start + count)`` as (W_dec rows
+    ``[count, d_model]``, W_enc columns ``[d_model, count]``), float32 numpy arrays, asked
+    for in order; ``b_dec`` (``[d_model]``) defaults to zeros, ``b_enc`` is zero. A folder
+    whose weights file exists is returned as it is."""
+    import numpy as np
+
     weights = path / "sae_weights.safetensors"
     if weights.is_file():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    shapes = {"W_dec": [width, D_MODEL], "W_enc": [D_MODEL, width], "b_dec": [D_MODEL], "b_enc": [width]}
+    shapes = {"W_dec": [width, d_model], "W_enc": [d_model, width], "b_dec": [d_model], "b_enc": [width]}
     header, offset = {}, 0
     for name, shape in shapes.items():
         size = 4 * int(np.prod(shape))
@@ -84,24 +103,28 @@ def make_dictionary(folder: Path, width: int, k: int, seed: int = 0) -> Path:
         handle.write(struct.pack("<Q", len(raw)) + raw)
         handle.truncate(8 + len(raw) + offset)
     base = 8 + len(raw)
-    generator = torch.Generator().manual_seed(seed)
     step = 16384
     for start in range(0, width, step):
-        rows = torch.randn(min(step, width - start), D_MODEL, generator=generator)
-        rows /= rows.norm(dim=1, keepdim=True)
+        dec, enc = rows(start, min(step, width - start))
         # mapped afresh per chunk, so the written pages leave this process's memory at once
-        w_dec = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base, shape=(width, D_MODEL))
+        w_dec = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base, shape=(width, d_model))
         w_enc = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base + header["W_enc"]["data_offsets"][0],
-                          shape=(D_MODEL, width))
-        w_dec[start:start + rows.shape[0]] = rows.numpy()
-        w_enc[:, start:start + rows.shape[0]] = rows.T.numpy()
+                          shape=(d_model, width))
+        w_dec[start:start + dec.shape[0]] = dec
+        w_enc[:, start:start + dec.shape[0]] = enc
         w_dec.flush()
         w_enc.flush()
         del w_dec, w_enc
-    os.replace(tmp, weights)  # biases stay zero (the file was extended with zeros)
+    if b_dec is not None:
+        bias = np.memmap(tmp, dtype=np.float32, mode="r+", offset=base + header["b_dec"]["data_offsets"][0],
+                         shape=(d_model,))
+        bias[:] = np.asarray(b_dec, dtype=np.float32)
+        bias.flush()
+        del bias
+    os.replace(tmp, weights)  # what was not written stays zero (the file was extended with zeros)
     (path / "cfg.json").write_text(json.dumps({
-        "architecture": "topk", "d_in": D_MODEL, "d_sae": width, "k": k, "dtype": "float32",
-        "apply_b_dec_to_input": True, "hook_name": HOOK, "model_name": "smollm2",
+        "architecture": "topk", "d_in": d_model, "d_sae": width, "k": k, "dtype": "float32",
+        "apply_b_dec_to_input": True, "hook_name": hook, "model_name": "smollm2",
     }))
     return path
 

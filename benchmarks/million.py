@@ -1,15 +1,23 @@
 """The main job over a 1,048,576-feature dictionary on this machine, stage by stage.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/million.py [--features 1048576] [--store PATH]
-     [--llm-features N] [--stages label,llm,score,export,serve] [--batch-requests N] [--kill]
-     [--keep]
+     [--llm-features N] [--stages extract,label,llm,score,export,serve] [--batch-requests N]
+     [--k 128] [--extract-tokens N] [--kill] [--keep]
 
 Stages (each one a ``featurelens`` command in its own process, as a user runs them):
 
-1. ``store``: without ``--store``, a store as wide as the dictionary written in bulk by
-   DuckDB (tests/wide_store.py: 32-token windows, 10 top, 5 quantile and 5 random
+1. ``extract`` (only when ``--stages`` names it): a TopK dictionary as wide as
+   ``--features`` fitted to SmolLM2's activations so that most of its features fire
+   (benchmarks/fitted_dictionary.py: whitened random encoder directions, ``--k`` active a
+   token; built once per width and k under ``--dict-folder``, timed as its own line), then
+   ``featurelens extract`` of it on the embedded SmolLM2 at ``blocks.3.hook_resid_post``
+   over the held-out stdlib, 64-token windows, 10 top, 5 quantile and 5 random examples a
+   feature, ``--extract-tokens`` tokens (default: ``k T / F = 4.6``, which fired 0.84-0.94
+   of the features at 65,536); it prints the share that fired. Its store feeds the rest.
+   Otherwise ``store``: without ``--store``, a store as wide as the dictionary written in
+   bulk by DuckDB (tests/wide_store.py: 32-token windows, 10 top, 5 quantile and 5 random
    windows a fired feature, one feature in ten never fired). With ``--store PATH`` (an
-   extracted store) the stage is skipped and PATH is copied.
+   extracted store) PATH is copied.
 2. ``label offline``: ``label --explainer token-lookup --scorer token-check`` over every
    feature (the dead ones are skipped and named).
 3. ``explain --batch-api``: token-activations prompts for ``--llm-features`` fired
@@ -27,7 +35,8 @@ For every stage it prints wall time, the stage process's CPU time (user + system
 Figures depend on the machine's load: the machine is shared, so say what else ran (CPU time
 moves less with the load of others than wall time).
 
-``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only).
+``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only; by
+default every stage but ``extract``).
 ``--kill`` first SIGKILLs the submit twice (mid-file, while the second provider file is
 being written, and at a create call, after the upload and before the batch id is
 recorded) and the collect twice (at the second batch's download, and while the answers
@@ -61,7 +70,10 @@ from batch_server import BatchServer  # noqa: E402
 
 DICTIONARY = "wide"
 #: The stages ``--stages`` picks from, in the order they run.
-STAGES = ("label", "llm", "score", "export", "serve")
+STAGES = ("extract", "label", "llm", "score", "export", "serve")
+#: Where the extract stage reads the model, and its example counts (the synthetic store's).
+HOOK = "blocks.3.hook_resid_post"
+EXAMPLES = ("--top-k", "10", "--quantile-examples", "5", "--random-examples", "5")
 #: The CPU seconds of the last command :func:`run` ran.
 LAST_CPU_S = [0.0]
 
@@ -194,8 +206,16 @@ def main() -> None:
     parser.add_argument("--llm-features", type=int, default=None, help="fired features sent to the LLM (default all)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help=f"comma-separated stages to run, of {','.join(STAGES)} (score needs llm)")
+    parser.add_argument("--stages", default=",".join(STAGES[1:]),
+                        help=f"comma-separated stages to run, of {','.join(STAGES)} (score needs llm; "
+                             "extract makes the store, so not with --store)")
+    parser.add_argument("--k", type=int, default=128, help="extract: active features a token")
+    parser.add_argument("--extract-tokens", type=int, default=None,
+                        help="extract: tokens to read (default k T / F = 4.6: 0.84-0.94 of 65,536 features fired)")
+    parser.add_argument("--fit-tokens", type=int, default=8192,
+                        help="extract: corpus tokens the dictionary is fitted to")
+    parser.add_argument("--dict-folder", type=Path, default=Path(tempfile.gettempdir()) / "featurelens-fitted",
+                        help="extract: where fitted dictionaries are kept between runs")
     parser.add_argument("--batch-requests", type=int, default=None,
                         help="requests a provider file holds at most (default OpenAI's 50,000)")
     parser.add_argument("--kill", action="store_true",
@@ -208,6 +228,8 @@ def main() -> None:
     chosen = set(args.stages.split(","))
     if chosen - set(STAGES) or ("score" in chosen and "llm" not in chosen):
         parser.error(f"--stages takes some of {','.join(STAGES)}, score only with llm")
+    if "extract" in chosen and args.store is not None:
+        parser.error("--stages extract makes the store; leave out --store, or extract")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="million-"))
     work.mkdir(parents=True, exist_ok=True)
     store = work / "million.duckdb"
@@ -224,7 +246,9 @@ def main() -> None:
 
     print(f"{'stage':<32} {'wall':>11} {'cpu':>10} {'peak RSS':>12} {'wall, cpu rate':>24} {'store':>12}",
           flush=True)
-    if args.store is None:
+    if "extract" in chosen:
+        extract_stage(args, store, env, work, record)
+    elif args.store is None:
         code = (f"from wide_store import wide_store; from pathlib import Path; "
                 f"wide_store(Path({str(store)!r}), n_features={n})")
         wall, rss, _ = run([sys.executable, "-c", code], env, work / "store.log")
@@ -245,15 +269,15 @@ def main() -> None:
                                  "--no-progress", "--store", str(store)), env, work / "label.log")
         record("label offline (lookup+check)", wall, rss, fired, _first(text, "never fired"))
 
-    submitted = 0
+    explained = 0
     if "llm" in chosen:
-        submitted = llm_stages(args, store, env, work, record)
+        explained = llm_stages(args, store, env, work, record)
 
     if "score" in chosen:
         wall, rss, text = run(fl("score", "--scorer", "token-check", "--explained-by",
                                  "openai:gpt-4o-mini", "--no-progress", "--store", str(store)),
                               env, work / "score.log")
-        record("score token-check (LLM labels)", wall, rss, submitted)
+        record("score token-check (LLM labels)", wall, rss, explained)
 
     if "export" in chosen:
         wall, rss, text = run(fl("export", "--format", "neuronpedia", "-o", str(work / "neuronpedia"),
@@ -272,10 +296,35 @@ def main() -> None:
         print(f"kept {work}")
 
 
+def extract_stage(args: argparse.Namespace, store: Path, env: dict[str, str], work: Path,
+                  record: Callable[..., None]) -> None:
+    """Build (once) the fitted dictionary, then ``featurelens extract`` it into ``store``."""
+    from fitted_dictionary import independent_share, tokens_for
+
+    n, k = args.features, args.k
+    tokens = args.extract_tokens or tokens_for(n, k)
+    wall, rss, text = run([sys.executable, str(ROOT / "benchmarks" / "fitted_dictionary.py"), "--width", str(n),
+                           "--k", str(k), "--fit-tokens", str(args.fit_tokens), "--folder", str(args.dict_folder)],
+                          env, work / "dictionary.log")
+    line = _first(text, "dictionary ")
+    dictionary = line.split(" ")[1]
+    record("fitted dictionary", wall, rss, n, line.split(" ", 2)[2])
+    wall, rss, text = run(fl("extract", "--model", "smollm2", "--hookpoint", HOOK, "--dictionary", dictionary,
+                             "--tokens", str(tokens), *EXAMPLES, "--store", str(store)), env, work / "extract.log")
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as db:
+        fired = db.execute("SELECT count(*) FILTER (WHERE fire_count > 0) FROM features").fetchone()[0]
+    record(f"extract (k={k}, {tokens:,} tokens)", wall, rss, n,
+           f"fired {fired:,} of {n:,} = {fired / n:.3f} (independent tokens: "
+           f"{independent_share(n, k, tokens):.3f})")
+
+
 def llm_stages(args: argparse.Namespace, store: Path, env: dict[str, str], work: Path,
                record: Callable[..., None]) -> int:
     """Submit, status and collect through the stub server (with ``--kill``, each of submit
-    and collect killed twice first, then checked); the number of requests submitted."""
+    and collect killed twice first, then checked); the number of features explained (fired
+    features whose prompts are the same share one request, so it can exceed the requests)."""
     server = LeanBatchServer()
     llm_env = {**env, **server.env()}
     llm_where = ["--limit", str(args.llm_features)] if args.llm_features else []
@@ -306,11 +355,15 @@ def llm_stages(args: argparse.Namespace, store: Path, env: dict[str, str], work:
                                kill_when(lambda: server.results_served >= batches, args.kill_delay))
             record("collect, SIGKILL mid-write", wall, rss, 0, f"{server.results_served} downloads served")
         wall, rss, text = run(collect, llm_env, work / "collect.log")
-        record("batches collect" + (" (resumed)" if args.kill else ""), wall, rss, submitted, _first(text, "wrote"))
+        import duckdb
+
+        with duckdb.connect(str(store), read_only=True) as db:
+            explained = db.execute("SELECT count(*) FROM explanations WHERE llm = 'openai:gpt-4o-mini'").fetchone()[0]
+        record("batches collect" + (" (resumed)" if args.kill else ""), wall, rss, explained, _first(text, "wrote"))
         print(paid_and_lost(server, store), flush=True)
     finally:
         server.stop()
-    return submitted
+    return explained
 
 
 def paid_and_lost(server: "LeanBatchServer", store: Path) -> str:
