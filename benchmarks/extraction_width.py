@@ -25,7 +25,12 @@ reached by the end of the phase:
 above) to time the logit product on that many features.
 
 Also printed: the accumulator state's own bytes at the end of the stream, and that
-state's bytes per feature (what a wider dictionary adds).
+state's bytes per feature (what a wider dictionary adds), and the stream against its
+limit at this width: once the stream ends (before the final phase, the dictionary still
+loaded), the same batches of windows go through the truncated forward pass and the
+dictionary's ``encode_sparse`` alone, nothing kept. ``limit / stream`` is printed by wall
+time and by this process's CPU time (the stream's CPU time is counted from its first
+batch to the final phase), so a busy machine shows in neither ratio alone.
 """
 
 from __future__ import annotations
@@ -161,11 +166,23 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
 
     state_bytes: list[int] = []
     fired: list[int] = []
+    batches: list[list[list[int]]] = []  #: the token ids of every batch the stream folded in
+    stream_cpu: list[float] = []
+    limit: dict[str, float] = {}
+    real_reduce = extractor.BatchReducer.__call__
+
+    def reduce(self, state, batch):
+        if not stream_cpu:
+            stream_cpu.append(time.process_time())
+        batches.append([w.tokens for w in batch])
+        return real_reduce(self, state, batch)
 
     def finish(*args, **kwargs):  # the stream ends where the final phase begins
+        stream_cpu[0] = time.process_time() - stream_cpu[0]
         state_bytes.append(args[10].nbytes())
         fired.append(int((args[10].stats.fire_count > 0).sum()))
         peaks["stream"] = rss()[1]
+        limit["wall"], limit["cpu"] = limit_pass(args[4], args[5], batches)
         return real_finish(*args, **kwargs)
 
     def logits(*args, **kwargs):
@@ -175,13 +192,15 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
         return out
 
     extractor._finish, extractor.logit_effects, extractor.load_dictionary = finish, logits, load
+    extractor.BatchReducer.__call__ = reduce
     spec = ExtractSpec(hookpoint=HOOK, model="smollm2", dictionary=dictionary, tokens=tokens, corpus="stdlib",
                        logit_effects=logit_mode)
     result = extractor.extract(spec, store=store, progress=False, model_obj=lm)
     marks["stream"] = result.stream_seconds
     marks.setdefault("logit effects", 0.0)  # --logit-effects none
     peaks.setdefault("logit effects", peaks["stream"])
-    marks["write"] = result.finish_seconds - marks["logit effects"]
+    # the limit pass ran inside the final phase's clock, before the logit effects
+    marks["write"] = result.finish_seconds - marks["logit effects"] - limit["wall"]
     peaks["write"] = rss()[1]
     sample = {}
     if sample_features:  # the product's cost per feature, and the two-top-k rule it replaced, same rows
@@ -195,7 +214,25 @@ def child(dictionary: str, tokens: int, store: str, threads: int, logit_mode: st
             _two_topk(sae, lm, rows.numel())
             sample["two_topk"] = (time.perf_counter() - begun) / rows.numel()
     print(json.dumps({"width": width[0], "tokens": result.n_tokens, "fired": fired[0], "sample": sample, "seconds": marks, "peak_gb": peaks,
-                      "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start}))
+                      "state_bytes": state_bytes[0], "total_seconds": time.perf_counter() - start,
+                      "stream_cpu": stream_cpu[0], "limit": limit, "load_average": os.getloadavg()}))
+
+
+def limit_pass(lm, sae, batches: list[list[list[int]]]) -> tuple[float, float]:
+    """(wall, CPU) seconds of the truncated forward pass + ``encode_sparse`` over ``batches``
+    (as the extraction encodes: ``ENCODE_CHUNK`` rows at a time), nothing kept."""
+    import torch
+
+    from featurelens.core.extraction.state import encode
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        for tokens in batches:
+            ids = torch.tensor(tokens, dtype=torch.long, device=lm.device)
+            encode(sae, lm.run(ids, [HOOK])[HOOK])
+        if lm.device.type == "cuda":
+            torch.cuda.synchronize(lm.device)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -237,6 +274,11 @@ def main() -> None:
         print(f"  features that fired: {row['fired']:,} of {row['width']:,}")
         print(f"  accumulator state at the end of the stream: {row['state_bytes'] / 1e9:.3f} GB "
               f"= {row['state_bytes'] / row['width']:.0f} bytes per feature")
+        limit, stream = row["limit"], row["seconds"]["stream"]
+        print(f"  forward + encode limit on the same batches: {limit['wall']:.1f} s wall, {limit['cpu']:.1f} s CPU; "
+              f"stream {stream:.1f} s wall, {row['stream_cpu']:.1f} s CPU; {row['tokens'] / stream:.1f} tokens/s")
+        print(f"  stream / limit = {limit['wall'] / stream:.3f} by wall time, {limit['cpu'] / row['stream_cpu']:.3f} "
+              f"by CPU time (load average at the end {row['load_average'][0]:.1f})")
         print(f"  peak RSS {max(row['peak_gb'].values()):.2f} GB, total {row['total_seconds']:.0f} s", flush=True)
         if row["sample"]:
             blocks, old = row["sample"]["blocks"], row["sample"]["two_topk"]

@@ -79,6 +79,27 @@ def test_topk_sparse_encode_decode_match_dense() -> None:
     assert model.encode_sparse(x, max_active=2).indices.shape == (25, 2)
 
 
+@pytest.mark.parametrize("options", [{}, {"rescale_acts_by_decoder_norm": True}, {"fused_bias": True},
+                                     {"relu_first": True}])
+def test_topk_wide_encode_in_column_blocks_keeps_each_rows_top_k(
+        options: dict[str, bool], monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurelens.plugins.dictionaries import topk
+
+    # 2 rows of 48 features fit a block: a "wide" dictionary, taken 8 rows x 12 columns
+    monkeypatch.setattr(topk, "CHUNK_ELEMENTS", 2 * 48)
+    monkeypatch.setattr(topk, "MIN_ROWS", 8)
+    torch.manual_seed(4)
+    model = TopKSAE(12, 48, k=5, **options)
+    with torch.no_grad():
+        model.W_dec.mul_(torch.rand(48, 1) + 0.5)
+        model.b_enc.normal_()
+    x = torch.randn(21, 12)  # the last row block is partial
+    acts = model.encode_sparse(x)
+    assert acts.indices.shape == (21, 5)
+    assert torch.allclose(acts.to_dense(48), model.encode(x), atol=1e-6)
+    assert torch.equal(acts.indices.sort(dim=1).values, model.encode(x).topk(5, dim=1).indices.sort(dim=1).values)
+
+
 def test_geometric_median_resists_outliers() -> None:
     torch.manual_seed(3)
     bulk = torch.randn(200, 4)

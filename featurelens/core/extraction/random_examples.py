@@ -31,14 +31,13 @@ class RandomPool:
         all_keys = torch.cat([self.key, keys])
         keep = torch.argsort(all_keys, stable=True)[: self.size]
         features, windows = group_features.cpu(), group_windows.cpu()
-        firing = list(self.firing)
-        new_firing = []
-        for slot in range(seqs.numel()):
-            new_firing.append(features[windows == slot])
-        firing.extend(new_firing)
+        held = self.key.numel()
+        # the firing features of only those new windows that enter (once the pool is full,
+        # few do), each in the groups' order
+        firing = {i: features[windows == i - held] for i in keep.tolist() if i >= held}
         all_seq = torch.cat([self.seq, seqs])
         self.seq, self.key = all_seq[keep], all_keys[keep]
-        self.firing = [firing[i] for i in keep.tolist()]
+        self.firing = [self.firing[i] if i < held else firing[i] for i in keep.tolist()]
 
     def choose(self, first: int, last: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """For features ``first..last-1``: ``n`` pool windows each where it did not fire.

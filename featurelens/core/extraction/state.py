@@ -150,18 +150,19 @@ class ExtractionState:
         into_top = g_max > self.top.threshold(g_feature)
         r_score = reservoir_score(g_seq, g_feature, self.settings.seed)
         into_res = r_score > self.reservoir.threshold(g_feature)
-        needed = into_top | into_res
-        if bool(needed.any()):
-            # one activation row per needed group; both structures index into it
-            row_of = torch.cumsum(needed.long(), 0) - 1
-            pair = torch.where(needed[inverse], row_of[inverse], -1)
-            selected = pair >= 0
-            table = torch.zeros((int(needed.sum()), context), device=values.device)
-            table[pair[selected], position[selected]] = values[selected]
-            # groups come out of torch.unique sorted by feature, as offer() requires
-            self.top.offer(g_feature[into_top], g_seq[into_top], g_max[into_top], row_of[into_top], table)
-            self.reservoir.offer(g_feature[into_res], g_seq[into_res], r_score[into_res],
-                                 row_of[into_res], table)
+        # each structure takes its entering windows' activations straight from the batch's
+        # (feature, token) pairs: no dense [windows, context] row is built
+        for best, into, score in ((self.top, into_top, g_max), (self.reservoir, into_res, r_score)):
+            chosen = torch.nonzero(into).flatten()
+            if chosen.numel() == 0:
+                continue
+            # groups come out of torch.unique sorted by feature, as enter() requires
+            cand, slot_id = best.enter(g_feature[chosen], g_seq[chosen], score[chosen])
+            slot_of = torch.full((groups.numel(),), -1, dtype=torch.long, device=values.device)
+            slot_of[chosen[cand]] = slot_id
+            pair_slot = slot_of[inverse]
+            hit = torch.nonzero(pair_slot >= 0).flatten()
+            best.add(pair_slot[hit] * context + position[hit], seq_ids[window[hit]], values[hit])
         self.pool.offer(seq_ids, g_feature, g_window)
 
     def nbytes(self) -> int:

@@ -14,10 +14,14 @@ windows leave dead entries, dropped when the pool has doubled since it was last
 compacted (amortised linear). The examples' token activations still never need a
 second pass over the corpus: they are exactly the values the stream saw.
 
-Slots are unordered: a candidate that makes the top K takes the slot of the entry it
-evicts, so a batch costs a top-k over scores of the touched features plus appending the
-nonzero activations of each entering window; nothing else moves. Order is imposed once,
-at the end (:meth:`ranked`).
+Slots are unordered, except that a feature's held windows fill its first slots
+(``filled`` counts them). A feature with room for all of a batch's candidates takes them
+into its next empty slots, with no ranking; only a feature with more candidates than
+empty slots ranks old and new together (a small top-k over its slots), each entering
+candidate taking the slot of the window it evicts. A batch therefore costs work in
+proportion to its candidates (plus ``K`` per overflowing feature), never to the width,
+plus appending the nonzero activations of each entering window; nothing else moves.
+Order is imposed once, at the end (:meth:`ranked`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class BestWindows:
         self.score = torch.full((n_features, k), self.EMPTY, device=device)
         self.seq = torch.full((n_features, k), -1, dtype=torch.int32, device=device)
         self.low = torch.full((n_features,), self.EMPTY, device=device)
+        #: windows held per feature; they sit in slots ``0..filled-1``, the rest are empty
+        self.filled = torch.zeros(n_features, dtype=torch.int32, device=device)
         # the pool: entry i is (slot * context + position, window id, activation)
         self.entry_index = torch.empty(0, dtype=torch.long, device=device)
         self.entry_seq = torch.empty(0, dtype=torch.int32, device=device)
@@ -78,7 +84,7 @@ class BestWindows:
 
     def nbytes(self) -> int:
         """Bytes held by the state's tensors (slots and pool)."""
-        tensors = [self.score, self.seq, self.low, self.entry_index, self.entry_seq, self.entry_value]
+        tensors = [self.score, self.seq, self.low, self.filled, self.entry_index, self.entry_seq, self.entry_value]
         tensors += [t for piece in self._pending for t in piece]
         return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -94,44 +100,89 @@ class BestWindows:
 
         Candidates are one per (feature, window), sorted by feature, already above
         :meth:`threshold`; candidate ``i``'s per-token activations are ``table[rows[i]]``
-        (a ``[*, context]`` table shared by both users, so nothing is copied until a
-        candidate actually enters).
+        (a dense ``[*, context]`` table, read only for the candidates that enter).
         """
-        if features.numel() == 0:
+        cand, slot_id = self.enter(features, seqs, scores)
+        if cand.numel() == 0:
             return
-        scores = scores.float()
+        entering = table[rows[cand]]
+        hit_row, position = torch.nonzero(entering, as_tuple=True)
+        self.add(slot_id[hit_row] * self.context + position, seqs[cand][hit_row], entering[hit_row, position])
+
+    def enter(self, features: torch.Tensor, seqs: torch.Tensor,
+              scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Put the candidates that make their feature's top ``k`` into slots (candidates as
+        for :meth:`offer`); their activations are the caller's to add (:meth:`add`).
+
+        :return: ``(cand, slot_id)``: the entering candidates' indices and their flat slots
+            ``feature * k + slot``.
+
+        A feature whose empty slots can take all its candidates takes them in order, no
+        ranking: its filled slots are always ``0..filled-1``, so this costs O(candidates),
+        whatever the width. Only features that overflow rank old and new together.
+        """
+        empty = torch.empty(0, dtype=torch.long, device=features.device)
+        if features.numel() == 0 or self.k == 0:
+            return empty, empty
+        k, device = self.k, features.device
+        scores, seqs = scores.float(), seqs.long()
         touched, counts = torch.unique_consecutive(features, return_counts=True)
+        filled = self.filled[touched]
+        fits = counts <= k - filled
+        cand_fits = torch.repeat_interleave(fits, counts)
+        quick = torch.nonzero(cand_fits).flatten()
         starts = torch.cumsum(counts, 0) - counts
-        row = torch.repeat_interleave(torch.arange(touched.numel(), device=features.device), counts)
-        column = torch.arange(features.numel(), device=features.device) - starts[row]
-        n, k = touched.numel(), self.k
-        cand_score = torch.full((n, int(counts.max())), -math.inf, device=scores.device)
-        cand_score[row, column] = scores
-        cand_index = torch.full(cand_score.shape, -1, dtype=torch.long, device=scores.device)
-        cand_index[row, column] = torch.arange(features.numel(), device=features.device)
-        cand_seq = torch.zeros(cand_score.shape, dtype=torch.long, device=scores.device)
-        cand_seq[row, column] = seqs.long()
-        width = cand_score.shape[1]
+        rank = torch.arange(features.numel(), device=device) - torch.repeat_interleave(starts, counts)
+        quick_slot = torch.repeat_interleave(filled.long(), counts)[quick] + rank[quick]
+        quick_id = features[quick] * k + quick_slot
+        self.score.view(-1)[quick_id] = scores[quick]
+        self.seq.view(-1)[quick_id] = seqs[quick].to(torch.int32)
+        grown = touched[fits]
+        self.filled[grown] += counts[fits].to(self.filled.dtype)
+        full = grown[self.filled[grown] == k]
+        if full.numel():
+            self.low[full] = self.score[full].min(dim=1).values
+        cand, slot_id = [quick], [quick_id]
+        if not bool(fits.all()):
+            rest = torch.nonzero(~cand_fits).flatten()
+            ranked, ranked_slot = self._rank_in(features[rest], seqs[rest], scores[rest])
+            cand.append(rest[ranked])
+            slot_id.append(ranked_slot)
+        return torch.cat(cand), torch.cat(slot_id)
+
+    def _rank_in(self, features: torch.Tensor, seqs: torch.Tensor,
+                 scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`enter` for features whose candidates outnumber their empty slots: keep
+        the ``k`` best of old and new; return the entering candidates and their flat slots."""
+        device = features.device
+        touched, counts = torch.unique_consecutive(features, return_counts=True)
+        n, k, width = touched.numel(), self.k, int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        row = torch.repeat_interleave(torch.arange(n, device=device), counts)
+        at = row * width + torch.arange(features.numel(), device=device) - starts[row]  # in [n, width]
+        # padding ranks below everything, so it is evicted first
+        cand_key = torch.full((n * width,), torch.iinfo(torch.long).min, dtype=torch.long, device=device)
+        cand_key[at] = rank_key(scores, seqs)
+        cand_index = torch.full((n * width,), -1, dtype=torch.long, device=device)
+        cand_index[at] = torch.arange(features.numel(), device=device)
         # evict the `width` lowest of old + new (a small top-k: much cheaper than keeping k);
         # equal scores evict the later window, so which windows are kept never depends on
-        # batching, resuming or the order shards are merged in
-        keys = rank_key(torch.cat([self.score[touched], cand_score], dim=1),
-                        torch.cat([self.seq[touched].long(), cand_seq], dim=1))
-        lowest = keys.topk(width, dim=1, largest=False).indices
-        chosen = torch.ones((n, k + width), dtype=torch.bool, device=scores.device)
+        # batching, resuming or the order shards are merged in. Empty slots rank below every
+        # candidate, so a feature with more candidates than empty slots ends full.
+        keys = torch.cat([rank_key(self.score[touched], self.seq[touched]), cand_key.view(n, width)], dim=1)
+        lowest = keys.topk(width, dim=1, largest=False, sorted=False).indices
+        chosen = torch.ones((n, k + width), dtype=torch.bool, device=device)
         chosen.scatter_(1, lowest, False)
         evicted_row, evicted_slot = torch.nonzero(~chosen[:, :k], as_tuple=True)
-        entering_row, entering_col = torch.nonzero(chosen[:, k:], as_tuple=True)
+        entering = torch.nonzero(chosen[:, k:].reshape(-1)).flatten()
         # both lists are row-major and each row evicts as many as enter: pair them in order
-        source = cand_index[entering_row, entering_col]
-        feature = touched[evicted_row]
-        self.score[feature, evicted_slot] = scores[source]
-        self.seq[feature, evicted_slot] = seqs[source].to(torch.int32)
-        entering = table[rows[source]]
-        hit_row, position = torch.nonzero(entering, as_tuple=True)
-        slot_id = feature[hit_row] * k + evicted_slot[hit_row]
-        self._append(slot_id * self.context + position, seqs[source][hit_row], entering[hit_row, position])
+        source = cand_index[entering]
+        slot_id = touched[evicted_row] * k + evicted_slot
+        self.score.view(-1)[slot_id] = scores[source]
+        self.seq.view(-1)[slot_id] = seqs[source].to(torch.int32)
+        self.filled[touched] = k
         self.low[touched] = self.score[touched].min(dim=1).values
+        return source, slot_id
 
     def place(self, feature: torch.Tensor, slot: torch.Tensor, seq: torch.Tensor, score: torch.Tensor,
               acts_index: torch.Tensor, acts_value: torch.Tensor) -> None:
@@ -145,9 +196,43 @@ class BestWindows:
         acts_index = acts_index.to(device)
         row, position = acts_index // self.context, acts_index % self.context
         slot_id = feature[row] * self.k + slot[row]
-        self._append(slot_id * self.context + position, seq.to(device)[row], acts_value.to(device))
+        self.add(slot_id * self.context + position, seq.to(device)[row], acts_value.to(device))
+        self._pack(torch.unique(feature))
 
-    def _append(self, index: torch.Tensor, seq: torch.Tensor, value: torch.Tensor) -> None:
+    def _pack(self, features: torch.Tensor | None = None) -> None:
+        """Recount ``filled`` for ``features`` (default: all) and move their held windows
+        to the first slots (stable), so :meth:`enter` can fill the next ones in order."""
+        features = torch.arange(self.n_features, device=self.score.device) if features is None else features
+        if features.numel() == 0 or self.k == 0:
+            return
+        held = self.seq[features] >= 0
+        filled = held.sum(dim=1, dtype=torch.int32)
+        self.filled[features] = filled
+        packed = held == (torch.arange(self.k, device=held.device) < filled[:, None])
+        rows = torch.nonzero(~packed.all(dim=1)).flatten()
+        if rows.numel() == 0:
+            return
+        features, held = features[rows], held[rows]
+        self.compact()  # liveness is judged against the slots as they are, before they move
+        order = torch.argsort((~held).to(torch.int8), dim=1, stable=True)  # new slot j <- old slot order[j]
+        self.score[features] = self.score[features].gather(1, order)
+        self.seq[features] = self.seq[features].gather(1, order)
+        # then every live entry (now all in one tensor) follows its window to its new slot
+        inverse = torch.argsort(order, dim=1)  # old slot s -> new slot inverse[s]
+        row_of = torch.full((self.n_features,), -1, dtype=torch.long, device=order.device)
+        row_of[features] = torch.arange(features.numel(), device=order.device)
+        slot_id, position = self.entry_index // self.context, self.entry_index % self.context
+        feature, slot = slot_id // self.k, slot_id % self.k
+        row = row_of[feature]
+        moved = torch.nonzero(row >= 0).flatten()
+        new_slot = slot.clone()
+        new_slot[moved] = inverse[row[moved], slot[moved]]
+        self.entry_index = (feature * self.k + new_slot) * self.context + position
+        self._sorted = False
+
+    def add(self, index: torch.Tensor, seq: torch.Tensor, value: torch.Tensor) -> None:
+        """Add activations of windows just put into slots: entry ``slot_id * context +
+        position``, the window's id, the value (nonzero)."""
         if index.numel() == 0:
             return
         # appended pieces are joined only when the pool compacts: no copy of the pool per batch
@@ -273,3 +358,4 @@ class BestWindows:
         self._pending, self._pending_size = [], 0
         self._compacted = self.entry_index.numel()
         self._sorted = False
+        self._pack()

@@ -19,9 +19,15 @@ from featurelens.core.training.distributed import batch_variance
 from featurelens.plugins.dictionaries.sae import SparseAutoencoder, encoder_matmul
 from featurelens.plugins.dictionaries.sparse_ops import selected_pre_acts, sparse_decode
 
-#: Rows of pre-activations computed at once: bounds the transient ``[rows, d_sae]``
-#: block to about 32 MiB, so no full ``[n, d_sae]`` matrix ever exists.
+#: Pre-activations computed at once: bounds the transient ``[rows, columns]`` block to
+#: about 32 MiB, so no full ``[n, d_sae]`` matrix ever exists.
 CHUNK_ELEMENTS = 1 << 23
+#: Fewest rows one pass over ``W_enc`` serves. A dictionary so wide that fewer rows of its
+#: pre-activations fit in ``CHUNK_ELEMENTS`` (over 32,768 features) is taken in blocks of
+#: this many rows by blocks of columns instead: a pass over the 2.4 GB ``W_enc`` of a
+#: million features for every 8 rows made the product memory-bound, several times slower
+#: than the same arithmetic on 256 rows at once.
+MIN_ROWS = 256
 
 
 @torch.no_grad()
@@ -32,6 +38,8 @@ def select_topk(sae_in: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, 
     among the ``dead`` feature indices, computed block by block over the rows."""
     n, d_sae = sae_in.shape[0], w_enc.shape[1]
     rows = max(1, CHUNK_ELEMENTS // d_sae)
+    if rows < MIN_ROWS and n > rows and dead is None:
+        return (*_topk_by_column_blocks(sae_in, w_enc, b_enc, k, scale, fused_bias, relu_first), None, None)
     values, indices, aux_values, aux_indices = [], [], [], []
     for start in range(0, n, rows):
         hidden = encoder_matmul(sae_in[start:start + rows], w_enc, b_enc, fused_bias)
@@ -49,6 +57,39 @@ def select_topk(sae_in: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, 
     if not aux_values:
         return torch.cat(values), torch.cat(indices), None, None
     return torch.cat(values), torch.cat(indices), torch.cat(aux_values), torch.cat(aux_indices)
+
+
+def _topk_by_column_blocks(sae_in: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, k: int,
+                           scale: torch.Tensor | None, fused_bias: bool,
+                           relu_first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`select_topk` (without the auxiliary part) for a wide ``w_enc``: ``MIN_ROWS``
+    rows at a time, each against blocks of columns, keeping a running top-``k`` per row, so
+    one pass over ``w_enc`` serves ``MIN_ROWS`` rows. The features kept are those a whole
+    row's top-``k`` keeps (barring exact ties, and the matrix product's last-bit rounding,
+    which may depend on the block's shape)."""
+    n, d_sae = sae_in.shape[0], w_enc.shape[1]
+    columns = max(k, CHUNK_ELEMENTS // MIN_ROWS)
+    values, indices = [], []
+    for start in range(0, n, MIN_ROWS):
+        x = sae_in[start:start + MIN_ROWS]
+        best_v = best_i = None
+        for first in range(0, d_sae, columns):
+            last = min(first + columns, d_sae)
+            hidden = encoder_matmul(x, w_enc[:, first:last], b_enc[first:last], fused_bias)
+            if relu_first:
+                hidden = torch.relu(hidden)
+            if scale is not None:
+                hidden = hidden * scale[first:last]
+            v, i = hidden.topk(min(k, last - first), dim=-1, sorted=False)
+            i = i + first
+            if best_v is not None:
+                v, i = torch.cat([best_v, v], dim=1), torch.cat([best_i, i], dim=1)
+                v, keep = v.topk(k, dim=-1, sorted=False)
+                i = i.gather(1, keep)
+            best_v, best_i = v, i
+        values.append(best_v)
+        indices.append(best_i)
+    return torch.cat(values), torch.cat(indices)
 
 
 def check_k(architecture: str, k: Any, d_sae: int) -> int:

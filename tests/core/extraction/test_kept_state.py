@@ -89,15 +89,32 @@ def test_pool_compacts_and_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
                     assert torch.equal(acts[f, slot], reference[f, s])
 
 
+def _held(best: BestWindows, n_features: int) -> dict[tuple[int, int], torch.Tensor]:
+    """``{(feature, window id): activations}`` of every kept window, whatever its slot."""
+    seq, acts, _ = best.ranked(0, n_features)
+    return {(f, int(seq[f, slot])): acts[f, slot] for f in range(n_features)
+            for slot in range(seq.shape[1]) if seq[f, slot] >= 0}
+
+
 def test_a_dense_checkpoint_loads_into_the_sparse_state() -> None:
-    """A checkpoint that holds [d_sae, K, context] activations resumes exactly."""
+    """A checkpoint that holds [d_sae, K, context] activations resumes exactly, and the
+    windows it holds in any slots stay when new ones fill the empty slots."""
     best = BestWindows(3, 2, 4, CPU)
     acts = torch.zeros(3, 2, 4)
     acts[0, 1, 2], acts[2, 0, 0] = 0.5, 1.5
     best.load({"score": torch.tensor([[-1.0, 0.5], [-1.0, -1.0], [1.5, -1.0]]),
                "seq": torch.tensor([[-1, 7], [-1, -1], [3, -1]]), "acts": acts,
                "low": torch.tensor([-1.0, -1.0, -1.0])})
-    assert torch.equal(best.ranked(0, 3)[1], acts)
+    held = _held(best, 3)
+    assert set(held) == {(0, 7), (2, 3)}
+    assert torch.equal(held[(0, 7)], acts[0, 1]) and torch.equal(held[(2, 3)], acts[2, 0])
+    new = torch.tensor([[0.0, 0.25, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0]])
+    best.offer(torch.tensor([0, 2]), torch.tensor([9, 10]), torch.tensor([0.25, 2.0]), torch.arange(2), new)
+    held = _held(best, 3)
+    assert set(held) == {(0, 7), (0, 9), (2, 3), (2, 10)}
+    assert torch.equal(held[(0, 7)], acts[0, 1]) and torch.equal(held[(0, 9)], new[0])
+    assert torch.equal(held[(2, 3)], acts[2, 0]) and torch.equal(held[(2, 10)], new[1])
+    assert best.low.tolist() == [0.25, -1.0, 1.5]
 
 
 def test_histogram_is_int32_until_it_could_overflow() -> None:
