@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -121,6 +119,8 @@ class EmbeddingScorer(ScorerBase):
         """Each pair's result: texts embedded through the cache, similarities in bulk."""
         if not pairs:
             return []
+        import numpy as np  # numpy only when scoring: the CLI's --help stays light
+
         texts: list[str] = []
         chosen = []
         for record, explanation in pairs:

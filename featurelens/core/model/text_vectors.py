@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from featurelens.core.errors import FeaturelensError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Vectors kept between lookups (384 float32 numbers each: about 1.5 KB, so 65,536 are ~100 MB).
 CAPACITY = 65_536
@@ -58,6 +59,8 @@ class TextVectors:
         """``(vectors, index)``: ``vectors[index[i]]`` is ``texts[i]``'s unit-length vector;
         ``vectors`` holds one float32 row per distinct text of this call (so its size is
         bounded by the call, not by the run)."""
+        import numpy as np  # numpy only once vectors are made: the CLI's --help stays light
+
         from featurelens.core.model.sentence_embedding import embed
 
         index = np.empty(len(texts), dtype=np.int64)
@@ -109,6 +112,8 @@ def pair_cosines(vectors: np.ndarray, left: np.ndarray, right: np.ndarray, block
     two windows with the same text get bit-identical similarities (an AUROC counts them
     as a tie, as it would comparing one vector with itself) and repeated pairs cost
     nothing; the gathered rows are ``block`` pairs at a time, a bounded chunk."""
+    import numpy as np  # numpy only once vectors are made: the CLI's --help stays light
+
     if left.shape != right.shape or left.ndim != 1:
         raise FeaturelensError("pair_cosines needs as many left rows as right rows; pass one-dimensional "
                                "index arrays of the same length.")
