@@ -14,6 +14,7 @@ from typing import Iterator, Mapping
 import duckdb
 import pyarrow as pa
 
+from featurelens.core.batched import batched
 from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.protocols import Example, FeatureRecord
@@ -81,14 +82,7 @@ def feature_keys(store: Store, selection: Selection, chunk_size: int = 256) -> I
     (a condition spanning dictionaries, ``d > ? OR (d = ? AND f > ?)``, would scan its way
     through the table on every page). A page may still hold the end of one dictionary and
     the start of the next."""
-    page: list[tuple[str, int]] = []
-    for key in _keys(store, selection, chunk_size):
-        page.append(key)
-        if len(page) == chunk_size:
-            yield page
-            page = []
-    if page:
-        yield page
+    yield from batched(_keys(store, selection, chunk_size), chunk_size)
 
 
 def _keys(store: Store, selection: Selection, chunk_size: int) -> Iterator[tuple[str, int]]:
