@@ -346,15 +346,9 @@ class BestWindows:
         device = self.score.device
         self.score, self.low = state["score"].to(device), state["low"].to(device)
         self.seq = state["seq"].to(device, torch.int32)
-        if "acts" in state:  # a checkpoint of dense [d_sae, K, context] activations
-            acts = state["acts"].to(device).reshape(-1)
-            index = torch.nonzero(acts).flatten()
-            self.entry_index, self.entry_value = index, acts[index].float()
-            self.entry_seq = self.seq.view(-1)[index // self.context]
-        else:
-            self.entry_index = state["entry_index"].to(device)
-            self.entry_seq = state["entry_seq"].to(device, torch.int32)
-            self.entry_value = state["entry_value"].to(device)
+        self.entry_index = state["entry_index"].to(device)
+        self.entry_seq = state["entry_seq"].to(device, torch.int32)
+        self.entry_value = state["entry_value"].to(device)
         self._pending, self._pending_size = [], 0
         self._compacted = self.entry_index.numel()
         self._sorted = False

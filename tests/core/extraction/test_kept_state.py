@@ -96,15 +96,17 @@ def _held(best: BestWindows, n_features: int) -> dict[tuple[int, int], torch.Ten
             for slot in range(seq.shape[1]) if seq[f, slot] >= 0}
 
 
-def test_a_dense_checkpoint_loads_into_the_sparse_state() -> None:
-    """A checkpoint that holds [d_sae, K, context] activations resumes exactly, and the
-    windows it holds in any slots stay when new ones fill the empty slots."""
+def test_a_checkpoint_with_windows_in_any_slots_loads_and_keeps_them() -> None:
+    """A checkpoint whose kept windows sit in any slots (not packed first) resumes exactly,
+    and the windows it holds stay when new ones fill the empty slots."""
     best = BestWindows(3, 2, 4, CPU)
     acts = torch.zeros(3, 2, 4)
     acts[0, 1, 2], acts[2, 0, 0] = 0.5, 1.5
-    best.load({"score": torch.tensor([[-1.0, 0.5], [-1.0, -1.0], [1.5, -1.0]]),
-               "seq": torch.tensor([[-1, 7], [-1, -1], [3, -1]]), "acts": acts,
-               "low": torch.tensor([-1.0, -1.0, -1.0])})
+    seq = torch.tensor([[-1, 7], [-1, -1], [3, -1]])
+    index = torch.nonzero(acts.reshape(-1)).flatten()
+    best.load({"score": torch.tensor([[-1.0, 0.5], [-1.0, -1.0], [1.5, -1.0]]), "seq": seq,
+               "entry_index": index, "entry_value": acts.reshape(-1)[index],
+               "entry_seq": seq.reshape(-1)[index // 4].int(), "low": torch.tensor([-1.0, -1.0, -1.0])})
     held = _held(best, 3)
     assert set(held) == {(0, 7), (2, 3)}
     assert torch.equal(held[(0, 7)], acts[0, 1]) and torch.equal(held[(2, 3)], acts[2, 0])
