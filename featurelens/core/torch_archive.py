@@ -39,6 +39,7 @@ STORAGES: dict[str, torch.dtype] = {
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
           torch.bfloat16: np.int16, torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
           torch.int8: np.int8, torch.uint8: np.uint8, torch.bool: np.bool_}
+_CHUNK = 1 << 24  # bytes read from a storage at a time
 _CALLABLES = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
               ("torch._utils", "_rebuild_parameter")}
 
@@ -111,9 +112,16 @@ class _Reader:
                 self.storages[key] = torch.empty(pid[4], dtype=dtype, device="meta")
                 return self.storages[key]
             buffer = bytearray(expected)
-            with self.archive.open(member) as stream:
-                if stream.readinto(buffer) != expected or stream.read(1):
-                    raise ArchiveError(f"its storage {key} is not the {expected} bytes it declares")
+            view, done = memoryview(buffer), 0
+            with self.archive.open(member) as stream:  # in chunks: no second whole-storage copy
+                while done < expected:
+                    got = stream.readinto(view[done:done + _CHUNK])
+                    if not got:
+                        raise ArchiveError(f"its storage {key} ends before the {expected} bytes it declares")
+                    done += got
+                if stream.read(1):
+                    raise ArchiveError(f"its storage {key} is longer than the {expected} bytes it declares")
+            del view
             array = np.frombuffer(buffer, dtype=_NUMPY[dtype])
             if self.big_endian:
                 array.byteswap(inplace=True)

@@ -114,9 +114,12 @@ def test_each_family_loads_by_name_and_encodes_as_saelens(family: str, hf_cache:
         assert int((got != 0).sum(dim=-1).max()) <= K
     assert torch.allclose(sae.decode(want), want @ dec.T + b_dec, atol=1e-5)
     default = load_dictionary(f"saelens:{release}/{sae_id}", backend=Width(), hookpoint=hookpoint)
-    # the dtype SAELens's loader builds each family in, when none is asked for
-    assert default.W_enc.dtype == (torch.bfloat16 if family == "deepseek_r1" else torch.float32)
-    assert torch.equal(default.W_enc, enc.T.to(default.W_enc.dtype))
+    # SAELens's from_pretrained builds every family in float32 unless asked otherwise
+    assert default.W_enc.dtype == torch.float32 and torch.equal(default.W_enc, enc.T)
+    half = {k: v.to(torch.bfloat16) for k, v in w.items()}
+    torch.save(half, _cache_file(hf_cache, repo, name))
+    assert torch.equal(load_dictionary(f"saelens:{release}/{sae_id}", backend=Width(), hookpoint=hookpoint).W_enc,
+                       half[next(iter(w))].T.float())
 
 
 def test_a_qwen_scope_file_takes_k_from_its_cache_folder_or_asks_for_it(hf_cache: Path, tmp_path: Path) -> None:
@@ -184,7 +187,7 @@ def test_hostile_files_are_one_sentence_before_any_storage_is_read(family: str, 
     wide.parent.mkdir()
     w = _weights(family)
     bias = _parts(family, w)[3]
-    torch.save({**{k: v for k, v in w.items()}, **{k: torch.zeros(D_IN + 1) for k, v in w.items() if v is bias}}, wide)
+    torch.save({k: torch.zeros(D_IN + 1) if v is bias else v for k, v in w.items()}, wide)
     storages_read.clear()
     cases = [(code, r"contains objects other than tensors \(it names posix\.system\)"),
              (short, r"is not a readable PyTorch file \(its storage 0 has \d+ bytes, not the \d+ it declares\)"),

@@ -58,8 +58,8 @@ SAELENS_FAMILIES = {None: "SAELens folders", "gemma_2": "Gemma Scope params.npz"
 
 #: Why the other families are not read (what featurelens would need to reproduce).
 SAELENS_REFUSED = {
-    "connor_rob_hook_z": "attention SAEs read at TransformerLens's hook_z, the per-head attention values with "
-                         "LayerNorm and value biases folded out, which featurelens has no hookpoint for",
+    "connor_rob_hook_z": "attention SAEs trained on TransformerLens's hook_z: per-head attention values with the "
+                         "LayerNorm and value biases folded out, a hookpoint featurelens does not have",
     "temporal": "temporal SAEs, whose encoder attends over earlier tokens' activations, which a per-token "
                 "encode cannot compute",
 }

@@ -11,16 +11,19 @@ convert them (``W_enc`` is ``[d_in, d_sae]``, ``W_dec`` ``[d_sae, d_in]``):
 - ``deepseek_r1`` (qresearch's DeepSeek-R1-Distill SAE): ``encoder.weight``
   ``[d_sae, d_in]``, ``encoder.bias``, ``decoder.weight`` ``[d_in, d_sae]``,
   ``decoder.bias``; both weights transposed; ReLU of ``x @ W_enc + b_enc`` (the decoder
-  bias is not subtracted first); SAELens builds it in bfloat16.
-- ``goodfire``: the same with ``encoder_linear.*`` and ``decoder_linear.*``, in float32.
+  bias is not subtracted first).
+- ``goodfire``: the same with ``encoder_linear.*`` and ``decoder_linear.*``.
 - ``qwen_scope``: ``W_enc`` ``[d_sae, d_in]``, ``W_dec`` ``[d_in, d_sae]``, ``b_enc``,
-  ``b_dec``; both transposed; top-``k`` of ``x @ W_enc + b_enc`` (then ReLU), float32.
+  ``b_dec``; both transposed; top-``k`` of ``x @ W_enc + b_enc`` (then ReLU).
   ``k`` is not in the file: SAELens reads it from the repository's name
   (``...-W32K-L0_50`` is k=50), and so does this format, from the ``k`` that
   ``saelens:`` resolution passes or from the Hugging Face cache folder the file lies in.
 
 All three read the residual stream after their layer (``blocks.L.hook_resid_post``);
-the hookpoint is the one the caller names, as for any checkpoint without a config.
+the hookpoint is the one the caller names, as for any checkpoint without a config. The
+weights are float32 unless a dtype is asked for: SAELens's ``from_pretrained`` builds
+every family in its ``dtype`` argument, float32 by default, whatever its loader's config
+says (the DeepSeek loader's bfloat16 is overridden by it).
 """
 
 from __future__ import annotations
@@ -46,8 +49,6 @@ LAYOUTS: dict[str, tuple[str, str, str, str]] = {
     "goodfire": ("encoder_linear.weight", "encoder_linear.bias", "decoder_linear.weight", "decoder_linear.bias"),
     "qwen_scope": ("W_enc", "b_enc", "W_dec", "b_dec"),
 }
-#: The dtype SAELens's loader builds each family in.
-DTYPES = {"deepseek_r1": torch.bfloat16, "goodfire": torch.float32, "qwen_scope": torch.float32}
 #: Qwen Scope's repository names end in ``-W<width>K-L0_<k>`` (the cache folder keeps it).
 QWEN_K = re.compile(r"-W\d+K-L0_(\d+)(?:$|/)")
 
@@ -90,7 +91,7 @@ class PtFileFormat:
         state = _read(file, torch_archive.read)  # shapes are known good: now the weights
         tensors = {"W_enc": state[enc_w].T, "b_enc": state[enc_b], "W_dec": state[dec_w].T, "b_dec": state[dec_b]}
         del state
-        model = build(architecture, d_in, d_sae, options, tensors, dtype=parse_dtype(dtype, file) or DTYPES[family],
+        model = build(architecture, d_in, d_sae, options, tensors, dtype=parse_dtype(dtype, file) or torch.float32,
                       source=file)
         model.format = self.name
         model.config["saelens_layout"] = family
