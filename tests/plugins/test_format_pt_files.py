@@ -122,6 +122,23 @@ def test_each_family_loads_by_name_and_encodes_as_saelens(family: str, hf_cache:
                        half[next(iter(w))].T.float())
 
 
+def test_qwen_scope_k_comes_from_saelens_table_entry(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """resolve() passes the repository's L0_<k> to the format's load as k; a table's own
+    config_overrides k is still refused as an override featurelens does not reproduce."""
+    from featurelens.core.dictionaries.pretrained import load_options, resolve
+
+    release, sae_id, repo, name, _ = FAMILIES["qwen_scope"]
+    _sae_lens_table(monkeypatch)
+    torch.save(_weights("qwen_scope"), _cache_file(hf_cache, repo, name))
+    _, provenance = resolve(f"saelens:{release}/{sae_id}")
+    assert load_options(provenance) == {"k": K}
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    get_pretrained_saes_directory()[release].config_overrides = {"k": 7}
+    with pytest.raises(FeaturelensError, match="SAELens overrides k=7 for this release"):
+        resolve(f"saelens:{release}/{sae_id}")
+
+
 def test_a_qwen_scope_file_takes_k_from_its_cache_folder_or_asks_for_it(hf_cache: Path, tmp_path: Path) -> None:
     _, _, repo, name, _ = FAMILIES["qwen_scope"]
     w = _weights("qwen_scope", seed=2)

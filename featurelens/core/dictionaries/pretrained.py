@@ -386,15 +386,16 @@ NORM_SCALE = "norm_scale"
 CLT_ENCODER = re.compile(r"W_enc_\d+\.safetensors")
 
 
-#: Qwen Scope's top-k, from its repository's name (``...-W32K-L0_50``), passed to ``load`` as ``k``.
-TOPK_K = "k"
+#: Qwen Scope's top-k, from its repository's name (``...-W32K-L0_50``), passed to ``load`` as ``k``
+#: (a key no SAELens ``config_overrides`` uses, so a table's own ``k`` override is still refused).
+TOPK_K = "qwen_scope_k"
 QWEN_K = re.compile(r"-W\d+K-L0_(\d+)$")
 
 
 def load_options(provenance: dict[str, Any]) -> dict[str, Any]:
     """What a format's ``load`` takes from SAELens's table (``norm_scale``, Qwen Scope's ``k``)."""
     options = provenance.get(OVERRIDES_KEY) or {}
-    return {key: options[key] for key in (NORM_SCALE, TOPK_K) if key in options}
+    return {name: options[key] for key, name in ((NORM_SCALE, NORM_SCALE), (TOPK_K, "k")) if key in options}
 
 
 #: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)
