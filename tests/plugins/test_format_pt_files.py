@@ -99,7 +99,9 @@ def test_each_family_loads_by_name_and_encodes_as_saelens(family: str, hf_cache:
     release, sae_id, repo, name, layer = FAMILIES[family]
     _sae_lens_table(monkeypatch)
     w = _weights(family)
-    torch.save(w, _cache_file(hf_cache, repo, name))
+    # entries beside the four tensors (a training config, a step) are ignored, as SAELens ignores them
+    torch.save({**w, "cfg": {"k": K, "lr": 1e-4, "hook": "resid_post"}, "step": torch.tensor(1000)},
+               _cache_file(hf_cache, repo, name))
     hookpoint = f"blocks.{layer}.hook_resid_post"
     sae = load_dictionary(f"saelens:{release}/{sae_id}", backend=Width(), hookpoint=hookpoint, dtype="float32")
     enc, b_enc, dec, b_dec = _parts(family, w)

@@ -103,8 +103,9 @@ class PtFileFormat:
             "export as saelens, sparsify or featurelens.")
 
 
-def _read(file: Path, reader: Any) -> dict[str, torch.Tensor]:
-    """The file's state dict (``reader`` is torch_archive's ``shapes`` or ``read``), or one sentence."""
+def _read(file: Path, reader: Any) -> dict[Any, Any]:
+    """The file's mapping (``reader`` is torch_archive's ``shapes`` or ``read``), or one sentence.
+    Entries beside the layout's four tensors are ignored, as SAELens's loaders ignore them."""
     try:
         state = reader(file)
     except torch_archive.UnsafeObject as error:
@@ -114,14 +115,12 @@ def _read(file: Path, reader: Any) -> dict[str, torch.Tensor]:
     except Exception as error:  # noqa: BLE001 - a damaged archive fails in zipfile, zlib or the reader
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
         raise FeaturelensError(f"{file} is not a readable PyTorch file ({first}); re-download it.") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise FeaturelensError(
-            f"{file} holds {'a ' + type(state).__name__ if not isinstance(state, dict) else 'values that are not tensors'}"
-            ", not a state dict of tensors; save sae.state_dict() alone.")
+    if not isinstance(state, dict):
+        raise FeaturelensError(f"{file} holds a {type(state).__name__}, not a state dict; save sae.state_dict() alone.")
     return state
 
 
-def _family(shapes: dict[str, torch.Tensor], file: Path) -> str:
+def _family(shapes: dict[Any, Any], file: Path) -> str:
     """Which of :data:`LAYOUTS` the file's keys are (their shapes decide nothing here)."""
     for family, names in LAYOUTS.items():
         if set(names) <= set(shapes):
@@ -133,8 +132,11 @@ def _family(shapes: dict[str, torch.Tensor], file: Path) -> str:
         "safetensors in SAELens's format instead.")
 
 
-def _shape(shapes: dict[str, torch.Tensor], name: str, dims: int, file: Path) -> tuple[int, ...]:
+def _shape(shapes: dict[Any, Any], name: str, dims: int, file: Path) -> tuple[int, ...]:
     tensor = shapes[name]
+    if not isinstance(tensor, torch.Tensor):
+        raise FeaturelensError(
+            f"{name} in {file} is a {type(tensor).__name__}, not a tensor; the file is not an SAE state dict.")
     if tensor.dim() != dims or not tensor.is_floating_point():
         raise FeaturelensError(
             f"{name} in {file} is a {tensor.dim()}-d {tensor.dtype} tensor, not the {dims}-d floating point "
