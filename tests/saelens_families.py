@@ -137,6 +137,32 @@ def clt_layer(repo: Path, layer: int, n_layers: int, d_in: int, d_sae: int, g: t
                                       "feature_input_hook: hook_resid_mid\nfeature_output_hook: hook_mlp_out\n")
 
 
+def pt_state_dict(file: Path, names: tuple[str, str, str, str], d_in: int, d_sae: int, g: torch.Generator) -> None:
+    """A single-file torch.save SAE state dict: encoder [d_sae, d_in] + bias, decoder [d_in, d_sae] + bias."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    enc_w, enc_b, dec_w, dec_b = names
+    torch.save({enc_w: torch.randn(d_sae, d_in, generator=g) / d_in ** 0.5, enc_b: torch.randn(d_sae, generator=g) * 0.1,
+                dec_w: unit_rows(d_sae, d_in, g).T.contiguous(), dec_b: torch.randn(d_in, generator=g) * 0.5}, file)
+
+
+#: The .pt families' SAELens loaders fix d_in and d_sae from the model's name (d_sae 65536 for
+#: DeepSeek and Goodfire); the files here are smaller, and SAELens is told their sizes
+#: through the cfg_overrides its loaders merge last.
+SMALL = {"deepseek_r1": (64, 256), "goodfire": (64, 256), "qwen_scope": (64, 256)}
+
+
+def shrink_pt_loaders() -> None:
+    from sae_lens.loading import pretrained_sae_loaders
+
+    loaders = pretrained_sae_loaders.NAMED_PRETRAINED_SAE_LOADERS
+    for family, (d_in, d_sae) in SMALL.items():
+        def small(repo_id, folder_name, device="cpu", force_download=False, cfg_overrides=None, *, _real=loaders[family],
+                  _size=(d_in, d_sae)):
+            return _real(repo_id, folder_name, device, force_download,
+                         {**(cfg_overrides or {}), "d_in": _size[0], "d_sae": _size[1]})
+        loaders[family] = small
+
+
 class Width:
     """The model side load_dictionary asks: the hookpoint's width."""
 
@@ -242,6 +268,17 @@ def main() -> None:
     sae_id = "layer_2"
     clt_layer(snapshot(table[release].repo_id), int(table[release].saes_map[sae_id]), 26, 48, 160, g)
     cases.append(("mntss_clt_layer_transcoder", release, sae_id, 48, False))
+
+    # Single-file torch.save state dicts (read by featurelens's opcode walker, never unpickled).
+    shrink_pt_loaders()
+    from featurelens.plugins.formats.pt_files import LAYOUTS
+
+    for family in ("deepseek_r1", "goodfire", "qwen_scope"):
+        release, sae_id = first[family]
+        d_in, d_sae = SMALL[family]
+        pt_state_dict(snapshot(table[release].repo_id) / table[release].saes_map[sae_id], LAYOUTS[family], d_in,
+                      d_sae, g)
+        cases.append((family, release, sae_id, d_in, False))
 
     for family, release, sae_id, d_in, centred in cases:
         spec = f"saelens:{release}/{sae_id}"

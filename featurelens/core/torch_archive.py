@@ -10,6 +10,12 @@ dtypes. Any other global (``posix.system``, a class) stops the read at once with
 :class:`UnsafeObject` naming it, before anything is called. A tensor's size, stride and
 offset are checked against its storage, and a storage's byte count against its dtype and
 element count, before any bytes are copied.
+
+:func:`shapes` walks the same opcodes with every storage on torch's ``meta`` device (no
+bytes read, nothing allocated), so a caller can tell which keys and shapes a file holds,
+and refuse a file that is not what it expects, before reading its weights. Each storage
+is read once into one buffer, and a tensor that is exactly its storage is that buffer,
+so a file's weights take about their own size in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ STORAGES: dict[str, torch.dtype] = {
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16,
           torch.bfloat16: np.int16, torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
           torch.int8: np.int8, torch.uint8: np.uint8, torch.bool: np.bool_}
+_CHUNK = 1 << 24  # bytes read from a storage at a time
 _CALLABLES = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
               ("torch._utils", "_rebuild_parameter")}
 
@@ -58,10 +65,12 @@ _MARK = _Mark()
 
 
 class _Reader:
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, data: bytes, big_endian: bool):
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, data: bytes, big_endian: bool, meta: bool = False):
         self.archive, self.prefix, self.data, self.big_endian = archive, prefix, data, big_endian
+        self.meta = meta
         self.pos = 0
         self.storages: dict[str, torch.Tensor] = {}
+        self.whole: set[int] = set()  # storages already handed out as a tensor without a copy
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -99,10 +108,24 @@ class _Reader:
             expected = pid[4] * torch.empty(0, dtype=dtype).element_size()
             if info.file_size != expected:
                 raise ArchiveError(f"its storage {key} has {info.file_size} bytes, not the {expected} it declares")
-            array = np.frombuffer(self.archive.read(member), dtype=_NUMPY[dtype])
+            if self.meta:
+                self.storages[key] = torch.empty(pid[4], dtype=dtype, device="meta")
+                return self.storages[key]
+            buffer = bytearray(expected)
+            view, done = memoryview(buffer), 0
+            with self.archive.open(member) as stream:  # in chunks: no second whole-storage copy
+                while done < expected:
+                    got = stream.readinto(view[done:done + _CHUNK])
+                    if not got:
+                        raise ArchiveError(f"its storage {key} ends before the {expected} bytes it declares")
+                    done += got
+                if stream.read(1):
+                    raise ArchiveError(f"its storage {key} is longer than the {expected} bytes it declares")
+            del view
+            array = np.frombuffer(buffer, dtype=_NUMPY[dtype])
             if self.big_endian:
-                array = array.byteswap()
-            tensor = torch.from_numpy(array.copy())
+                array.byteswap(inplace=True)
+            tensor = torch.from_numpy(array)
             self.storages[key] = tensor.view(torch.bfloat16) if dtype == torch.bfloat16 else tensor
         return self.storages[key]
 
@@ -128,7 +151,14 @@ class _Reader:
             last = offset + sum((s - 1) * t for s, t in zip(size, stride))
             if last >= storage.numel():
                 raise ArchiveError("a tensor in it reaches past the end of its storage")
-        return torch.as_strided(storage, size, stride, offset).clone()
+        view = torch.as_strided(storage, size, stride, offset)
+        if self.meta:
+            return view
+        if (offset == 0 and view.numel() == storage.numel() and view.is_contiguous()
+                and id(storage) not in self.whole):
+            self.whole.add(id(storage))  # the tensor is its whole storage: no second copy
+            return view
+        return view.clone()
 
     def run(self) -> Any:
         stack: list[Any] = []
@@ -278,6 +308,16 @@ def read(path: Path) -> Any:
 
     Raises :class:`UnsafeObject` for any global outside the tensor-building ones, and
     :class:`ArchiveError` for anything else this reader does not accept."""
+    return _walk(path, meta=False)
+
+
+def shapes(path: Path) -> Any:
+    """What :func:`read` would return, with every tensor on the ``meta`` device: its
+    dtype and shape, no bytes read (the same checks and refusals as :func:`read`)."""
+    return _walk(path, meta=True)
+
+
+def _walk(path: Path, meta: bool) -> Any:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -294,7 +334,7 @@ def read(path: Path) -> Any:
         except (zipfile.BadZipFile, OSError, ValueError) as error:
             raise ArchiveError(f"its data.pkl cannot be read ({type(error).__name__})") from None
         try:
-            return _Reader(archive, prefix, data, big).run()
+            return _Reader(archive, prefix, data, big, meta).run()
         except (zipfile.BadZipFile, OSError) as error:
             raise ArchiveError(f"a storage in it cannot be read ({type(error).__name__})") from None
         except RecursionError:

@@ -29,7 +29,8 @@ def test_each_family_encodes_like_saelens(tmp_path: Path) -> None:
     loaded = [r for r in rows if "max_diff" in r]
     assert {r["family"].split(",")[0] for r in loaded} == {
         "none", "gemma_2", "gemma_2_transcoder", "dictionary_learning_1", "gemma_3", "llama_scope",
-        "llama_scope_r1_distill", "mwhanna_transcoder", "mntss_clt_layer_transcoder"}
+        "llama_scope_r1_distill", "mwhanna_transcoder", "mntss_clt_layer_transcoder", "deepseek_r1", "goodfire",
+        "qwen_scope"}
     for r in loaded:
         assert r["same_active"] and r["active"] > 0, r
         assert r["max_diff"] <= 1e-5 * max(1.0, r["scale"]), r

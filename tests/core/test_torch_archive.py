@@ -36,6 +36,37 @@ def test_reads_what_torch_save_wrote(tmp_path: Path) -> None:
     assert torch_archive.read(tmp_path / "plain.pt") == plain
 
 
+def test_shapes_reads_no_storage_and_tensors_never_share_memory(tmp_path: Path, monkeypatch) -> None:
+    """shapes() gives keys, dtypes and shapes on the meta device without opening a storage;
+    read() hands a whole storage out once without a copy, and another tensor over the same
+    storage (a slice or reshape saved beside it) gets its own copy. The same tensor saved under two
+    names is one object, as torch.load gives it (pickle's memo)."""
+    base = torch.randn(4, 6)
+    torch.save({"a": base, "tied": base, "rows": base[1:3], "flat": base.view(-1),
+                "bf16": torch.ones(5, dtype=torch.bfloat16)},
+               tmp_path / "x.pt")
+    opened: list[str] = []
+    real = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(name.filename if isinstance(name, zipfile.ZipInfo) else name)
+        return real(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    meta = torch_archive.shapes(tmp_path / "x.pt")
+    assert {k: (tuple(v.shape), v.dtype, v.is_meta) for k, v in meta.items()} == {
+        "a": ((4, 6), torch.float32, True), "tied": ((4, 6), torch.float32, True),
+        "rows": ((2, 6), torch.float32, True), "flat": ((24,), torch.float32, True),
+        "bf16": ((5,), torch.bfloat16, True)}
+    assert not [n for n in opened if "/data/" in n]
+    got = torch_archive.read(tmp_path / "x.pt")
+    assert torch.equal(got["a"], base) and torch.equal(got["tied"], base) and torch.equal(got["rows"], base[1:3])
+    assert got["tied"] is got["a"]
+    got["a"].zero_()
+    assert torch.equal(got["rows"], base[1:3]) and torch.equal(got["flat"], base.view(-1))
+    assert torch.equal(got["bf16"], torch.ones(5, dtype=torch.bfloat16))
+
+
 class _Payload:
     def __init__(self, marker: Path):
         self.marker = marker

@@ -15,8 +15,9 @@ from featurelens.core.dictionaries.base import Dictionary
 from featurelens.core.dictionaries.naming import trained_name
 from featurelens.core.errors import FeaturelensError
 
-#: Files that hold pickles: refused by name (dictionary_learning's ae.pt is read by its
-#: format, from its folder, with torch's tensors-only loader).
+#: Files that hold pickles: refused by name when no format takes them (dictionary_learning's
+#: ae.pt and the pt_file format's torch.save state dicts are read by core/torch_archive.py's
+#: opcode walker, never unpickled).
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 

@@ -20,9 +20,12 @@ Scope 2 ``params.safetensors`` folders (``gemma_3``), dictionary_learning ``ae.p
 folders (``dictionary_learning_1``), Llama Scope folders (``llama_scope``,
 ``llama_scope_r1_distill``), circuit-tracer per-layer transcoder files
 (``mwhanna_transcoder``) and one layer of a circuit-tracer cross-layer transcoder
-(``mntss_clt_layer_transcoder``: its ``W_enc_{l}`` and ``W_dec_{l}`` files). The others
-are refused in one sentence before anything is downloaded (:data:`SAELENS_REFUSED`:
-pickled ``.pt`` files, and temporal SAEs, whose encoder reads earlier tokens). Its
+(``mntss_clt_layer_transcoder``: its ``W_enc_{l}`` and ``W_dec_{l}`` files), and the
+single-file ``torch.save`` state dicts of ``deepseek_r1``, ``goodfire`` and ``qwen_scope``
+(read by an opcode walker, never unpickled; Qwen Scope's top-k comes from its repository
+name, as SAELens takes it). The others are refused in one sentence before anything is
+downloaded (:data:`SAELENS_REFUSED`: attention SAEs at TransformerLens's ``hook_z``, and
+temporal SAEs, whose encoder reads earlier tokens). Its
 ``config_overrides`` are honoured or refused (:func:`overrides_of`):
 ``center_writing_weights`` is folded into the encoder (:func:`fold_input_centering`),
 Gemma Scope embedding SAEs are rescaled by sqrt(d_in) and Llama Scope SAEs by the table's
@@ -49,14 +52,14 @@ SAELENS_FAMILIES = {None: "SAELens folders", "gemma_2": "Gemma Scope params.npz"
                     "dictionary_learning_1": "dictionary_learning ae.pt folders",
                     "llama_scope": "Llama Scope folders", "llama_scope_r1_distill": "Llama Scope R1 folders",
                     "mwhanna_transcoder": "circuit-tracer per-layer transcoder files",
-                    "mntss_clt_layer_transcoder": "one layer of a circuit-tracer cross-layer transcoder"}
+                    "mntss_clt_layer_transcoder": "one layer of a circuit-tracer cross-layer transcoder",
+                    "deepseek_r1": "DeepSeek R1 .pt state dicts", "goodfire": "Goodfire .pt/.pth state dicts",
+                    "qwen_scope": "Qwen Scope .sae.pt state dicts"}
 
 #: Why the other families are not read (what featurelens would need to reproduce).
 SAELENS_REFUSED = {
-    "connor_rob_hook_z": "a pickled .pt file (featurelens never unpickles checkpoints) read at hook_z",
-    "deepseek_r1": "a pickled .pt file (featurelens never unpickles checkpoints)",
-    "goodfire": "a pickled .pt file (featurelens never unpickles checkpoints)",
-    "qwen_scope": "a pickled .pt file (featurelens never unpickles checkpoints)",
+    "connor_rob_hook_z": "attention SAEs trained on TransformerLens's hook_z: per-head attention values with the "
+                         "LayerNorm and value biases folded out, a hookpoint featurelens does not have",
     "temporal": "temporal SAEs, whose encoder attends over earlier tokens' activations, which a per-token "
                 "encode cannot compute",
 }
@@ -273,6 +276,13 @@ def saelens_entry(release: str, sae_id: str, spec: str) -> tuple[str, str | None
                 "rescales its inputs token by token, which featurelens does not reproduce; pick an entry that "
                 "has one.")
         overrides[NORM_SCALE] = float(scale)
+    if family == "qwen_scope":
+        found = QWEN_K.search(entry.repo_id)
+        if found is None:
+            raise FeaturelensError(
+                f"{spec}: SAELens reads this Qwen Scope SAE's k from its repository's name (...-L0_<k>), and "
+                f"{entry.repo_id} has none; name the file directly and pass k.")
+        overrides[TOPK_K] = int(found[1])
     if family == "mntss_clt_layer_transcoder":
         path = f"W_enc_{path}.safetensors"  # the layer's encoder; its decoders lie beside it
     return entry.repo_id, path, overrides
@@ -290,6 +300,9 @@ def overrides_of(config_overrides: dict[str, Any], spec: str) -> dict[str, Any]:
             continue
         if key == NORM_SCALE:
             out[NORM_SCALE] = float(value)
+            continue
+        if key == TOPK_K:
+            out[TOPK_K] = int(value)
             continue
         if key == "model_from_pretrained_kwargs" and isinstance(value, dict):
             for name, setting in value.items():
@@ -373,10 +386,16 @@ NORM_SCALE = "norm_scale"
 CLT_ENCODER = re.compile(r"W_enc_\d+\.safetensors")
 
 
+#: Qwen Scope's top-k, from its repository's name (``...-W32K-L0_50``), passed to ``load`` as ``k``
+#: (a key no SAELens ``config_overrides`` uses, so a table's own ``k`` override is still refused).
+TOPK_K = "qwen_scope_k"
+QWEN_K = re.compile(r"-W\d+K-L0_(\d+)$")
+
+
 def load_options(provenance: dict[str, Any]) -> dict[str, Any]:
-    """What a format's ``load`` takes from SAELens's table (``norm_scale``), if anything."""
+    """What a format's ``load`` takes from SAELens's table (``norm_scale``, Qwen Scope's ``k``)."""
     options = provenance.get(OVERRIDES_KEY) or {}
-    return {NORM_SCALE: options[NORM_SCALE]} if NORM_SCALE in options else {}
+    return {name: options[key] for key, name in ((NORM_SCALE, NORM_SCALE), (TOPK_K, "k")) if key in options}
 
 
 #: Gemma Scope's embedding SAEs were trained on embeddings before Gemma's sqrt(d_model)

@@ -1,5 +1,5 @@
 """Built-in dictionary formats (SAELens, sparsify, dictionary_learning, Gemma Scope, Llama Scope,
-transcoder sets, circuit-tracer and featurelens's own), registered through the same hook as plugins' formats.
+transcoder sets, circuit-tracer, single-file .pt state dicts and featurelens's own), registered through the same hook as plugins' formats.
 
 Registration imports nothing heavy: a format's module (and torch) is imported the first
 time the format is built (see :mod:`featurelens.core.host.lazy`)."""
@@ -17,7 +17,7 @@ _EXPORTS = {"DictionaryLearningFormat": f"{_HERE}.dictionary_learning", "GemmaSc
             "LlamaScopeFormat": f"{_HERE}.llama_scope",
             "NativeFormat": f"{_HERE}.native", "SAELensFormat": f"{_HERE}.saelens",
             "SparsifyFormat": f"{_HERE}.sparsify", "TranscoderSetFormat": f"{_HERE}.transcoder_sets",
-            "CircuitTracerFormat": f"{_HERE}.transcoder_sets"}
+            "CircuitTracerFormat": f"{_HERE}.transcoder_sets", "PtFileFormat": f"{_HERE}.pt_files"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 
@@ -41,3 +41,6 @@ def register_dictionary_formats(register: Register) -> None:
     register("circuit_tracer", _lazy("CircuitTracerFormat"),
              description="circuit-tracer config.yaml per-layer files (read/write), cross-layer W_enc_l/W_dec_l, "
                          "or one layer's file (read)")
+    register("pt_file", _lazy("PtFileFormat"),
+             description="one torch.save SAE state dict file in a SAELens pretrained layout: DeepSeek R1, Goodfire, "
+                         "Qwen Scope (read, safe loading)")
