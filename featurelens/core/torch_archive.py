@@ -65,8 +65,10 @@ _MARK = _Mark()
 
 
 class _Reader:
-    def __init__(self, archive: zipfile.ZipFile, prefix: str, data: bytes, big_endian: bool, meta: bool = False):
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, data: bytes, big_endian: bool, meta: bool = False,
+                 archive_bytes: int = 0):
         self.archive, self.prefix, self.data, self.big_endian = archive, prefix, data, big_endian
+        self.archive_bytes = archive_bytes
         self.meta = meta
         self.pos = 0
         self.storages: dict[str, torch.Tensor] = {}
@@ -108,6 +110,7 @@ class _Reader:
             expected = pid[4] * torch.empty(0, dtype=dtype).element_size()
             if info.file_size != expected:
                 raise ArchiveError(f"its storage {key} has {info.file_size} bytes, not the {expected} it declares")
+            check_stored(info, self.archive_bytes)
             if self.meta:
                 self.storages[key] = torch.empty(pid[4], dtype=dtype, device="meta")
                 return self.storages[key]
@@ -317,6 +320,16 @@ def shapes(path: Path) -> Any:
     return _walk(path, meta=True)
 
 
+def check_stored(info: zipfile.ZipInfo, archive_bytes: int) -> None:
+    """Refuse a member whose bytes are not stored as they are within the file: torch.save
+    writes every member uncompressed, and a compressed or over-long one would have the
+    reader allocate what its header claims (a zip bomb) rather than what the file holds."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ArchiveError(f"its member {info.filename} is compressed, which torch.save never writes")
+    if info.compress_size != info.file_size or info.header_offset + info.file_size > archive_bytes:
+        raise ArchiveError(f"its member {info.filename} claims {info.file_size} bytes, more than the file holds")
+
+
 def _walk(path: Path, meta: bool) -> Any:
     try:
         archive = zipfile.ZipFile(path)
@@ -329,12 +342,14 @@ def _walk(path: Path, meta: bool) -> Any:
         prefix = names[0].split("/")[0]
         order = f"{prefix}/byteorder"
         big = order in archive.namelist() and archive.read(order).strip() == b"big"
+        size = Path(path).stat().st_size
+        check_stored(archive.getinfo(names[0]), size)
         try:
             data = archive.read(names[0])
         except (zipfile.BadZipFile, OSError, ValueError) as error:
             raise ArchiveError(f"its data.pkl cannot be read ({type(error).__name__})") from None
         try:
-            return _Reader(archive, prefix, data, big, meta).run()
+            return _Reader(archive, prefix, data, big, meta, size).run()
         except (zipfile.BadZipFile, OSError) as error:
             raise ArchiveError(f"a storage in it cannot be read ({type(error).__name__})") from None
         except RecursionError:

@@ -108,3 +108,33 @@ def test_a_plain_pickle_is_not_an_archive(tmp_path: Path) -> None:
     (tmp_path / "x.pt").write_bytes(pickle.dumps({"W": [1.0]}))
     with pytest.raises(ArchiveError, match="not a zip archive"):
         torch_archive.read(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("member", ["data/0", "data.pkl"])
+def test_a_compressed_member_is_refused_before_it_is_inflated(tmp_path: Path, member: str) -> None:
+    torch.save({"W": torch.zeros(1 << 16)}, tmp_path / "good.pt")
+    with zipfile.ZipFile(tmp_path / "good.pt") as old, \
+            zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_STORED) as new:
+        for info in old.infolist():
+            packed = zipfile.ZIP_DEFLATED if info.filename.endswith(member) else zipfile.ZIP_STORED
+            new.writestr(info.filename, old.read(info.filename), compress_type=packed)
+    with pytest.raises(ArchiveError, match="is compressed, which torch.save never writes"):
+        torch_archive.read(tmp_path / "bomb.pt")
+
+
+def test_a_member_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path: Path) -> None:
+    """A storage declared (in data.pkl and in the zip's directory alike) far larger than the
+    file is refused from the sizes alone: nothing of the declared size is allocated."""
+    torch.save({"W": torch.ones(4)}, tmp_path / "good.pt")
+    claimed = 1 << 29  # floats: 2 GiB
+    _rewrite(tmp_path / "good.pt", tmp_path / "big.pt", "data.pkl",
+             lambda b: b.replace(b"cpuq\x06K\x04t", b"cpuq\x06J" + claimed.to_bytes(4, "little") + b"t"))
+    raw = bytearray((tmp_path / "big.pt").read_bytes())
+    with zipfile.ZipFile(tmp_path / "big.pt") as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith("data/0")).encode()
+    entry = raw.index(name, raw.index(b"PK\x01\x02")) - 46  # the directory entry of data/0
+    assert raw[entry:entry + 4] == b"PK\x01\x02"
+    raw[entry + 20:entry + 28] = (4 * claimed).to_bytes(4, "little") * 2  # compressed and plain sizes
+    (tmp_path / "bad.pt").write_bytes(bytes(raw))
+    with pytest.raises(ArchiveError, match="claims 2147483648 bytes, more than the file holds"):
+        torch_archive.read(tmp_path / "bad.pt")
