@@ -6,7 +6,7 @@ Run: PYTHONPATH=. .venv/bin/python benchmarks/million.py [--features 1048576] [-
 
 Stages (each one a ``featurelens`` command in its own process, as a user runs them):
 
-1. ``extract`` (only when ``--stages`` names it): a TopK dictionary as wide as
+1. ``extract`` (by default; not with ``--store``): a TopK dictionary as wide as
    ``--features`` fitted to SmolLM2's activations so that most of its features fire
    (benchmarks/fitted_dictionary.py: whitened random encoder directions, ``--k`` active a
    token; built once per width and k under ``--dict-folder``, timed as its own line), then
@@ -14,9 +14,10 @@ Stages (each one a ``featurelens`` command in its own process, as a user runs th
    over the held-out stdlib, 64-token windows, 10 top, 5 quantile and 5 random examples a
    feature, ``--extract-tokens`` tokens (default: ``k T / F = 4.6``, which fired 0.84-0.94
    of the features at 65,536); it prints the share that fired. Its store feeds the rest.
-   Otherwise ``store``: without ``--store``, a store as wide as the dictionary written in
-   bulk by DuckDB (tests/wide_store.py: 32-token windows, 10 top, 5 quantile and 5 random
-   windows a fired feature, one feature in ten never fired). With ``--store PATH`` (an
+   Otherwise ``store``: with ``--stages`` leaving out ``extract`` and no ``--store``, a
+   store as wide as the dictionary written in bulk by DuckDB (tests/wide_store.py: 32-token
+   windows, 10 top, 5 quantile and 5 random windows a fired feature, one feature in ten
+   never fired). With ``--store PATH`` (an
    extracted store) PATH is copied.
 2. ``label offline``: ``label --explainer token-lookup --scorer token-check`` over every
    feature (the dead ones are skipped and named).
@@ -27,7 +28,8 @@ Stages (each one a ``featurelens`` command in its own process, as a user runs th
 4. ``batches status`` and 5. ``batches collect``: progress per batch, then download,
    cache and write every answer as an explanation.
 6. ``score``: token-check over the LLM's explanations.
-7. ``export neuronpedia``.
+7. ``export neuronpedia`` (of an extracted store, it first fills the logit effects the
+   extraction left pending: ``--logit-effects auto`` is lazy above 16,384 features on a CPU).
 8. ``serve``: the dictionary's list page and overview page, fetched 5 times each.
 
 For every stage it prints wall time, the stage process's CPU time (user + system) and peak RSS
@@ -35,8 +37,10 @@ For every stage it prints wall time, the stage process's CPU time (user + system
 Figures depend on the machine's load: the machine is shared, so say what else ran (CPU time
 moves less with the load of others than wall time).
 
-``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only; by
-default every stage but ``extract``).
+``--stages`` runs some of the stages (``--stages llm``: submit, status and collect only); by
+default every stage, or every stage but ``extract`` with ``--store``. When every stage ran, the
+last line compares the whole job's wall time and highest peak RSS with the goal (60 minutes,
+8 GB).
 ``--kill`` first SIGKILLs the submit twice (mid-file, while the second provider file is
 being written, and at a create call, after the upload and before the batch id is
 recorded) and the collect twice (at the second batch's download, and while the answers
@@ -74,6 +78,8 @@ STAGES = ("extract", "label", "llm", "score", "export", "serve")
 #: Where the extract stage reads the model, and its example counts (the synthetic store's).
 HOOK = "blocks.3.hook_resid_post"
 EXAMPLES = ("--top-k", "10", "--quantile-examples", "5", "--random-examples", "5")
+#: Issue 23's goal for the whole job (every stage, from the extraction) on this machine.
+GOAL_S, GOAL_MB = 3600, 8192
 #: The CPU seconds of the last command :func:`run` ran.
 LAST_CPU_S = [0.0]
 
@@ -206,9 +212,10 @@ def main() -> None:
     parser.add_argument("--llm-features", type=int, default=None, help="fired features sent to the LLM (default all)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    parser.add_argument("--stages", default=",".join(STAGES[1:]),
-                        help=f"comma-separated stages to run, of {','.join(STAGES)} (score needs llm; "
-                             "extract makes the store, so not with --store)")
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated stages to run, of {','.join(STAGES)} (default: all; with "
+                             "--store all but extract; score needs llm; extract makes the store, so not "
+                             "with --store)")
     parser.add_argument("--k", type=int, default=128, help="extract: active features a token")
     parser.add_argument("--extract-tokens", type=int, default=None,
                         help="extract: tokens to read (default k T / F = 4.6: 0.84-0.94 of 65,536 features fired)")
@@ -225,7 +232,7 @@ def main() -> None:
                         help="seconds after the first create (submit) or the last download "
                              "(collect) at which --kill's timed kills strike")
     args = parser.parse_args()
-    chosen = set(args.stages.split(","))
+    chosen = set(args.stages.split(",")) if args.stages else set(STAGES[1:] if args.store else STAGES)
     if chosen - set(STAGES) or ("score" in chosen and "llm" not in chosen):
         parser.error(f"--stages takes some of {','.join(STAGES)}, score only with llm")
     if "extract" in chosen and args.store is not None:
@@ -287,8 +294,14 @@ def main() -> None:
     if "serve" in chosen:
         serve_pages(store, env, dictionary, record)
     total = time.perf_counter() - total_started
-    print(f"total wall {total:,.0f} s; highest stage peak RSS "
-          f"{max(s.peak_rss_mb for s in stages):,.0f} MB; store {size_mb(store):,.0f} MB", flush=True)
+    peak = max(s.peak_rss_mb for s in stages)
+    print(f"total wall {total:,.0f} s; highest stage peak RSS {peak:,.0f} MB; store {size_mb(store):,.0f} MB",
+          flush=True)
+    if chosen == set(STAGES):
+        met = total < GOAL_S and peak < GOAL_MB
+        print(f"goal, the whole job under {GOAL_S // 60} minutes and {GOAL_MB // 1024} GB: "
+              f"{total / GOAL_S:.2f} of the time, {peak / GOAL_MB:.2f} of the memory: "
+              f"{'met' if met else 'NOT met'}", flush=True)
     (work / "million.json").write_text(json.dumps([s.__dict__ for s in stages], indent=1))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -207,3 +207,18 @@ def test_huge_claimed_width_allocates_nothing(tmp_path: Path):
     result = json.loads(out.stdout)
     assert "d_sae=30000000, which needs at least 240000000 weights, but its weights hold 416" in result["message"]
     assert result["seconds"] < 2 and result["grew_mb"] < 100, result
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_check_finite_counts_every_chunk(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch):
+    """Bad values in any chunk, of any float width, are found and counted exactly."""
+    from featurelens.plugins.formats import headers
+
+    monkeypatch.setattr(headers, "FINITE_CHUNK", 1000)
+    weights = torch.randn(3, 1500).to(dtype)
+    headers.check_finite(weights, "W_dec", "here")  # finite: passes
+    weights[0, 999] = float("nan")
+    weights[2, 1499] = float("inf")
+    weights[2, 0] = float("-inf")
+    with pytest.raises(FeaturelensError, match="W_dec in here holds 3 NaN or infinite values"):
+        headers.check_finite(weights, "W_dec", "here")
