@@ -1,7 +1,7 @@
 """The sentence-model stages against the model's own forward limit on the same texts, in one run.
 
 Run: PYTHONPATH=. .venv/bin/python benchmarks/embedding_limit.py STORE [--last N] [--batch-sizes 64,128,256]
-[--keep SCORED]
+[--keep SCORED] [--previous]
 
 STORE is copied (never written; ``--keep`` copies the scored copy out, to compare scores). The last ``N`` features that fired (all by default) get
 token-lookup labels if they have none, outside the timing, and the sentence model is loaded
@@ -17,6 +17,9 @@ before any timing starts. Then:
    normalize; torch threads = cores), the best batch size kept;
 3. the stages as shipped, on the same store: ``score_features`` with the embedding scorer
    (engine, cache, writes) and :func:`featurelens.core.store.explanation_search.embed_missing`.
+
+``--previous`` also times the recipe the stages used before token-length batching
+(character-sorted batches padded by the tokenizer) on the scorer's texts, against the limit.
 
 It prints, by wall and CPU time (this process; the model's threads are in it), each
 stage's features a second, the limit in texts and in features a second, the ratio
@@ -77,6 +80,25 @@ def forward_limit(texts: list[str], batch_size: int):
     return out
 
 
+def previous_recipe(texts: list[str], batch_size: int):
+    """The embedding recipe before token-length batching: texts sorted by characters, each
+    batch padded by the tokenizer to its longest text (what ``--previous`` times)."""
+    import torch
+
+    tokenizer, model = _load(str(default_model_path()))
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = torch.empty(len(texts), model.config.hidden_size)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = tokenizer([texts[r] for r in rows], padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            weights = batch["attention_mask"].unsqueeze(-1).float()
+            out[rows] = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+    return out
+
+
 def best_limit(texts: list[str], sizes: list[int]):
     """``(wall, cpu, vectors, batch size)`` of the fastest batch size by CPU time."""
     best = None
@@ -96,6 +118,8 @@ def main() -> None:
     parser.add_argument("store", type=Path)
     parser.add_argument("--last", type=int, default=None, help="the last N fired features (default: all)")
     parser.add_argument("--keep", type=Path, default=None, help="copy the scored store here afterwards")
+    parser.add_argument("--previous", action="store_true",
+                        help="also time the previous recipe (character-sorted, tokenizer-padded) on the scorer's texts")
     parser.add_argument("--batch-sizes", default="128", help="comma-separated batch sizes for the limit")
     args = parser.parse_args()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
@@ -144,6 +168,13 @@ def main() -> None:
             lw, lc, vectors, size = best_limit(texts, sizes)
             shipped = embed(texts, str(default_model_path()), batch_size=EmbeddingScorer.batch_size)
             vector_diff = float((shipped - vectors).abs().max())
+            if args.previous:
+                pw, pc, old = timed(lambda: previous_recipe(texts, EmbeddingScorer.batch_size))
+                print(f"  previous recipe (character-sorted, tokenizer-padded, batches of "
+                      f"{EmbeddingScorer.batch_size}): {len(texts) / pw:,.0f} texts/s wall, {len(texts) / pc:,.0f} "
+                      f"texts/s CPU; limit / previous {pw / lw:.2f}x by wall, {pc / lc:.2f}x by CPU; largest vector "
+                      f"difference {float((old - vectors).abs().max()):.2e}")
+                del old
             del shipped, vectors
             sw, sc, done = timed(lambda: score_features(
                 store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
