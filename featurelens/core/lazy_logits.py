@@ -13,7 +13,11 @@ effects of a selection's features that still lack them, a chunk at a time:
   the same size, so the stored values equal those of ``--logit-effects all``;
 - each chunk is one ``UPDATE`` from an Arrow table, committed on its own: a killed fill
   keeps what it wrote, and running it again computes only what is still missing (a filled
-  selection costs one count query and loads nothing).
+  selection costs one count query and loads nothing);
+- the product runs on a worker thread (torch leaves the GIL while it multiplies) while
+  the calling thread reads the next chunk's keys and decoder rows and decodes and writes
+  the previous chunk, so on a CPU the store work hides behind the arithmetic; every store
+  call stays on the calling thread's connection, and at most two chunks' effects are held.
 
 :func:`ensure` is what the explain job and the exports call: it fills only dictionaries a
 lazy extraction marked, so a ``fired`` or ``none`` choice stays as the user made it;
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,7 +87,8 @@ class FillResult:
 
     filled: int  #: features whose effects were computed and stored
     dictionaries: list[str]  #: those it computed effects for
-    seconds: float
+    seconds: float  #: the whole fill, model loads included
+    load_seconds: float = 0.0  #: of which loading models
 
 
 def _latest_run(store: Store, dictionary_id: str) -> dict[str, Any] | None:
@@ -216,13 +222,16 @@ def fill(store: Store, selection: Selection, *, lazy_only: bool = False, model: 
     if not sources:
         return FillResult(0, [], time.perf_counter() - started)
     models: dict[tuple[str, str, str], Any] = {}
+    loading = 0.0
     with show_progress(total, desc="logit effects", unit="feature", enabled=progress) as bar:
         for source in sources:
             key = (source.backend, source.model, source.dtype)
             if key not in models:
+                load_started = time.perf_counter()
                 models = {key: _load_model(source, device)}  # one model held at a time
+                loading += time.perf_counter() - load_started
             filled += _fill_dictionary(store, source, models[key], selection, chunk, bar)
-    return FillResult(filled, [s.dictionary_id for s in sources], time.perf_counter() - started)
+    return FillResult(filled, [s.dictionary_id for s in sources], time.perf_counter() - started, loading)
 
 
 def _replace(source: Source, model: str | None, dictionary: str | None) -> Source:
@@ -235,7 +244,7 @@ def _replace(source: Source, model: str | None, dictionary: str | None) -> Sourc
 def _fill_dictionary(store: Store, source: Source, lm: Any, selection: Selection, chunk: int, bar: Any) -> int:
     import torch
 
-    from featurelens.core.extraction.logit_effects import N_TOKENS, chunk_rows, effects_of_rows
+    from featurelens.core.extraction.logit_effects import N_TOKENS
     from featurelens.core.extraction.writer import TokenText
 
     rows_of = DecoderRows(source, lm)
@@ -245,23 +254,45 @@ def _fill_dictionary(store: Store, source: Source, lm: Any, selection: Selection
     text = TokenText(lm.tokenizer)
     per_dictionary = Selection(selection.where, source.dictionary_id, selection.limit)
     filled = 0
-    for page in feature_keys(store, per_dictionary, chunk):
-        ids = _still_missing(store, source.dictionary_id, [f for _, f in page])
-        if not ids.numel():
-            continue
-        with torch.no_grad():
+    computing: "tuple[torch.Tensor, Future[tuple[torch.Tensor, ...]]] | None" = None
+    with ThreadPoolExecutor(1, thread_name_prefix="logit-product") as worker:
+        for page in feature_keys(store, per_dictionary, chunk):
+            ids = _still_missing(store, source.dictionary_id, [f for _, f in page])
+            if not ids.numel():
+                continue
             directions = rows_of(ids)
             if directions.shape[-1] != lm.d_model:
                 raise FeaturelensError(
                     f"Dictionary {source.dictionary_id} writes vectors of width {directions.shape[-1]}, not the "
                     f"model's d_model {lm.d_model}, so it has no logit effects; there is nothing to fill.")
-            step = chunk_rows(w_u.shape[1])
-            parts = [effects_of_rows(directions[i:i + step], w_u, n) for i in range(0, ids.numel(), step)]
-        effects = tuple(torch.cat([p[j] for p in parts]) for j in range(4))
-        _write(store, source.dictionary_id, ids, effects, text)
-        filled += ids.numel()
-        bar.update(ids.numel())
+            following = (ids, worker.submit(_effects, directions, w_u, n))
+            if computing is not None:  # written while the worker multiplies the following chunk
+                filled += _store_chunk(store, source.dictionary_id, computing, text, bar)
+            computing = following
+        if computing is not None:
+            filled += _store_chunk(store, source.dictionary_id, computing, text, bar)
     return filled
+
+
+def _effects(directions: "torch.Tensor", w_u: "torch.Tensor", n: int) -> "tuple[torch.Tensor, ...]":
+    """One chunk's ``(top_ids, top_values, bottom_ids, bottom_values)``: the eager path's
+    product, in its row steps."""
+    import torch
+
+    from featurelens.core.extraction.logit_effects import chunk_rows, effects_of_rows
+
+    step = chunk_rows(w_u.shape[1])
+    with torch.no_grad():  # grad mode is per thread: the worker sets its own
+        parts = [effects_of_rows(directions[i:i + step], w_u, n) for i in range(0, directions.shape[0], step)]
+    return tuple(torch.cat([p[j] for p in parts]) for j in range(4))
+
+
+def _store_chunk(store: Store, dictionary_id: str, computed: "tuple[torch.Tensor, Future[tuple[torch.Tensor, ...]]]",
+                 text: "TokenText", bar: Any) -> int:
+    ids, effects = computed
+    _write(store, dictionary_id, ids, effects.result(), text)
+    bar.update(ids.numel())
+    return int(ids.numel())
 
 
 def _still_missing(store: Store, dictionary_id: str, features: list[int]) -> "torch.Tensor":

@@ -71,12 +71,17 @@ def checked_response(text: str) -> LLMResponse | None:
             and all(_count(data.get(k)) for k in ("input_tokens", "output_tokens", "cached_input_tokens"))
             and _items_ok(data.get("output_logprobs")) and _items_ok(data.get("prompt_logprobs"))):
         return None
-    return response_from_json(text)
+    return _response(data)
 
 
 def response_from_json(text: str) -> LLMResponse:
     """Inverse of :func:`response_to_json` (for text of that shape; see :func:`checked_response`)."""
-    data = json.loads(text)
+    return _response(json.loads(text))
+
+
+def _response(data: dict[str, Any]) -> LLMResponse:
+    """The response a parsed :func:`response_to_json` text holds (parsed once: a
+    collection reads a million of them)."""
     return LLMResponse(
         text=data["text"],
         input_tokens=int(data.get("input_tokens") or 0),

@@ -127,6 +127,25 @@ def test_a_fill_killed_between_chunks_keeps_its_chunks_and_the_rerun_does_the_re
         assert fill(store, Selection(), progress=False, chunk=100).filled == 600
 
 
+def test_a_product_failing_on_the_worker_thread_is_raised_and_the_chunks_before_it_are_kept(
+        lazy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurelens.core import lazy_logits
+
+    real, calls = lazy_logits._effects, []
+
+    def fails_on_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("out of memory in the product")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lazy_logits, "_effects", fails_on_the_third_chunk)
+    with featurelens.open_store(lazy) as store:
+        with pytest.raises(MemoryError, match="in the product"):
+            fill(store, Selection(), progress=False, chunk=100)
+    assert [row[0] for row in _rows(lazy) if row[1] is not None] == list(range(200))
+
+
 def test_the_whole_dictionary_path_and_the_native_format_give_the_same_effects(tmp_path: Path, tiny_model_dir: Path,
                                                                               tiny_backend, corpus: Path) -> None:
     torch.manual_seed(4)

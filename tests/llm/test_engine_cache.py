@@ -33,3 +33,13 @@ def test_round_trip_through_the_store_keeps_logprobs(store):
     assert back.raw == {}
     back.raw = response.raw
     assert back == response
+
+
+def test_a_checked_row_is_the_same_response_and_a_wrong_shape_is_none():
+    text = cache.response_to_json(LLMResponse(
+        text="Explanation: x", input_tokens=7, output_tokens=1,
+        output_logprobs=[TokenLogprobs("x", -0.2, {"x": -0.2})]))
+    assert cache.checked_response(text) == cache.response_from_json(text)
+    for wrong in ('{"text": 3}', '{"text": "a", "input_tokens": -1}', '["text"]', "not json",
+                  '{"text": "a", "output_logprobs": [{"token": 1}]}'):
+        assert cache.checked_response(wrong) is None, wrong
