@@ -19,12 +19,12 @@ def test_repeated_texts_are_embedded_once_and_match_the_model(monkeypatch) -> No
     texts = ["the cat sat", " self", "the cat sat", "a longer window of text about rivers", " self"]
     vectors, index = cache.lookup(texts)
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
-    assert calls == [[" self", "the cat sat", "a longer window of text about rivers"]]  # shortest first
+    assert calls == [["the cat sat", " self", "a longer window of text about rivers"]]  # distinct, once each
     alone = original(texts, path).numpy()
     assert np.abs(vectors[index] - alone).max() < 1e-5
     assert len(cache) == 2 and (cache.embedded, cache.reused) == (3, 0)  # bounded: the oldest dropped
     again, again_index = cache.lookup(["the cat sat", " self"])
-    assert len(calls) == 2 and calls[1] == [" self"]  # ' self' (least recently used) was dropped
+    assert len(calls) == 2 and calls[1] == ["the cat sat"]  # the first kept (least recently used) was dropped
     assert np.abs(again[again_index] - alone[[0, 1]]).max() < 1e-5
     assert (cache.embedded, cache.reused) == (4, 1)
 
@@ -48,3 +48,23 @@ def test_the_same_pair_gets_the_same_value_wherever_it_occurs() -> None:
     assert values[0] == values[1] == values[2] == values[6]  # (0, 1) either way round: one value
     assert values[4] == values[5]
     assert np.isclose(values[3], float(vectors[2] @ vectors[2]), rtol=1e-5)
+
+
+def test_embed_batches_by_token_length_and_keeps_each_texts_vector() -> None:
+    path = str(sentence_embedding.default_model_path())
+    _, model = sentence_embedding._load(path)
+    texts = ["a long window of text about the rivers and hills of the north", "hi",
+             "another long window of text about lakes, roads and the towns between them", "cat"]
+    widths: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        together = sentence_embedding.embed(texts, path, batch_size=2).numpy()
+    finally:
+        hook.remove()
+    assert [rows for rows, _ in widths] == [2, 2]
+    assert widths[0][1] <= 4 < widths[1][1]  # the two short texts share a batch, padded to their own length
+    alone = np.stack([sentence_embedding.embed([text], path).numpy()[0] for text in texts])
+    assert together.shape == (4, 384) and np.abs(together - alone).max() < 1e-6
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-6)
+    assert sentence_embedding.embed([], path).shape == (0, 384)

@@ -45,17 +45,35 @@ def _load(path: str) -> tuple[Any, Any]:
 
 
 def embed(texts: list[str], path: str, batch_size: int = 64) -> Any:
-    """Unit-length mean-pooled embeddings ``[n, d]`` (the sentence-transformers recipe)."""
+    """Unit-length mean-pooled embeddings ``[n, d]`` (the sentence-transformers recipe), row
+    ``i`` for ``texts[i]``.
+
+    The texts are tokenized once, then run through the model in batches of similar token
+    length (sorted by length), each padded only to its own longest text: the model
+    computes about as many token positions as the texts hold, whatever order they come
+    in. Padding is masked out of attention and pooling, so a text's vector does not depend
+    on its batch beyond float rounding (about 1e-7)."""
     import torch
 
     tokenizer, model = _load(path)
-    out = []
+    width = int(model.config.hidden_size)
+    if not texts:
+        return torch.empty(0, width)
+    ids = tokenizer(list(texts), truncation=True, max_length=256)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = torch.empty(len(ids), width)
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                              max_length=256, return_tensors="pt")
-            hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1))
-    return torch.cat(out)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            longest = len(ids[rows[-1]])
+            tokens = torch.full((len(rows), longest), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), longest), dtype=torch.long)
+            for k, row in enumerate(rows):
+                tokens[k, :len(ids[row])] = torch.tensor(ids[row], dtype=torch.long)
+                mask[k, :len(ids[row])] = 1
+            hidden = model(input_ids=tokens, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+            out[rows] = torch.nn.functional.normalize(pooled, dim=-1).float()
+    return out

@@ -8,7 +8,8 @@ second on a CPU, so the cost of a stage is the number of *distinct* texts it emb
 
 :class:`TextVectors` keys vectors by the model and a digest of the text (16 bytes of
 BLAKE2b, not the text itself, so a key costs the same whatever the text's length),
-embeds the texts it has not seen in length-sorted batches (less padding per batch), and
+embeds the texts it has not seen in one model call (which batches them by token length,
+so little padding is computed), and
 keeps at most ``capacity`` vectors, least recently used dropped first: memory stays flat
 however many features a run scores. A lookup returns the distinct texts' vectors as one
 ``[distinct, d]`` float32 matrix and an index from each text to its row, so callers
@@ -81,7 +82,7 @@ class TextVectors:
             if vector is not None:
                 self._kept.move_to_end(key)
                 found[row] = vector
-        missing = sorted((row for row in range(len(keys)) if row not in found), key=lambda r: len(first[r]))
+        missing = [row for row in range(len(keys)) if row not in found]
         fresh = None
         if missing:
             fresh = embed([first[r] for r in missing], self.path, batch_size=self.batch_size).float().numpy()
