@@ -32,24 +32,22 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import featurelens
 from featurelens.core.host import protocols
 from featurelens.core.model.sentence_embedding import _load, default_model_path, embed
 from featurelens.core.selection import Selection, stream_records
 from featurelens.core.store import explanation_search
-from featurelens.labelers.explain import ExplainSpec, explain_features
 from featurelens.llm.engine import EngineSettings
 from featurelens.llm.offline import OFFLINE_CHUNK
 from featurelens.llm.window_text import plain
 from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
 from featurelens.scorers.scoring_windows import test_windows
+
+from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
 
 TARGET = 2_000
 
@@ -126,67 +124,49 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     embed(["warm"], str(default_model_path()))  # the model loaded once, outside the timing
     settings = EngineSettings(concurrency=64, progress=False)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "store.duckdb"
-        shutil.copy(args.store, path)
-        with featurelens.open_store(path) as store:
-            first = 0
-            if args.last:
-                first = store.execute(f"SELECT min(feature) FROM (SELECT feature FROM features WHERE fire_count > 0 "
-                                      f"ORDER BY feature DESC LIMIT {args.last})")[0][0]
-            where = f"feature >= {first}"
-            store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
-            store.execute(f"DELETE FROM explanations WHERE NOT ({where})")
-            store.execute("DELETE FROM explanation_embeddings")
-            if not store.execute(f"SELECT count(*) FROM explanations WHERE explainer = 'token-lookup' AND {where}")[0][0]:
-                explain_features(store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings)
-            labels = dict(((d, f), t) for d, f, t in store.execute(
-                f"SELECT dictionary_id, feature, min(text) FROM explanations WHERE explainer = 'token-lookup' "
-                f"AND {where} GROUP BY ALL"))
-            scorer = EmbeddingScorer()
-            scorer_texts: dict[str, None] = {}
-            n_features = 0
-            for records in stream_records(store, Selection(where=f"({where}) AND fire_count > 0"), OFFLINE_CHUNK,
-                                          protocols.example_kinds(scorer), protocols.example_fallbacks(scorer)):
-                for record in records:
-                    label = labels.get((record.dictionary_id, record.feature))
-                    if label is None or not record.examples:
-                        continue
-                    n_features += 1
-                    windows, _ = test_windows(record, scorer.n_activating, scorer.n_random, scorer.window, scorer.name)
-                    scorer_texts[label] = None
-                    scorer_texts.update(dict.fromkeys(plain(w.example.tokens) for w in windows))
-            label_texts = [t for (t,) in store.execute("SELECT DISTINCT text FROM explanations")]
-            n_explanations = store.execute("SELECT count(*) FROM explanations")[0][0]
-            texts = list(scorer_texts)
-            del scorer_texts
-            print(f"embedding scorer: {n_features:,} labelled fired features ({where}), {len(texts):,} distinct "
-                  f"texts ({len(texts) / max(n_features, 1):.2f} a feature); fill: {n_explanations:,} explanations, "
-                  f"{len(label_texts):,} distinct texts")
-            rows = []
-            print("scorer texts:")
-            lw, lc, vectors, size = best_limit(texts, sizes)
-            shipped = embed(texts, str(default_model_path()), batch_size=EmbeddingScorer.batch_size)
-            vector_diff = float((shipped - vectors).abs().max())
-            if args.previous:
-                pw, pc, old = timed(lambda: previous_recipe(texts, EmbeddingScorer.batch_size))
-                print(f"  previous recipe (character-sorted, tokenizer-padded, batches of "
-                      f"{EmbeddingScorer.batch_size}): {len(texts) / pw:,.0f} texts/s wall, {len(texts) / pc:,.0f} "
-                      f"texts/s CPU; limit / previous {pw / lw:.2f}x by wall, {pc / lc:.2f}x by CPU; largest vector "
-                      f"difference {float((old - vectors).abs().max()):.2e}")
-                del old
-            del shipped, vectors
-            sw, sc, done = timed(lambda: score_features(
-                store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
-                settings=settings).succeeded)
-            rows.append(("embedding scorer", done, sw, sc, len(texts), lw, lc, size))
-            print("fill texts:")
-            fw, fc, fill_vectors, fsize = best_limit(label_texts, sizes)
-            del fill_vectors
-            ew, ec, filled = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
-            rows.append(("explanation fill", filled, ew, ec, len(label_texts), fw, fc, fsize))
-        if args.keep:
-            shutil.copy(path, args.keep)
+    with labelled_copy(args.store, args.last, args.keep) as (store, where, labels):
+        scorer = EmbeddingScorer()
+        scorer_texts: dict[str, None] = {}
+        n_features = 0
+        for records in stream_records(store, Selection(where=f"({where}) AND fire_count > 0"), OFFLINE_CHUNK,
+                                      protocols.example_kinds(scorer), protocols.example_fallbacks(scorer)):
+            for record in records:
+                label = labels.get((record.dictionary_id, record.feature))
+                if label is None or not record.examples:
+                    continue
+                n_features += 1
+                windows, _ = test_windows(record, scorer.n_activating, scorer.n_random, scorer.window, scorer.name)
+                scorer_texts[label] = None
+                scorer_texts.update(dict.fromkeys(plain(w.example.tokens) for w in windows))
+        label_texts = [t for (t,) in store.execute("SELECT DISTINCT text FROM explanations")]
+        n_explanations = store.execute("SELECT count(*) FROM explanations")[0][0]
+        texts = list(scorer_texts)
+        del scorer_texts
+        print(f"embedding scorer: {n_features:,} labelled fired features ({where}), {len(texts):,} distinct "
+              f"texts ({len(texts) / max(n_features, 1):.2f} a feature); fill: {n_explanations:,} explanations, "
+              f"{len(label_texts):,} distinct texts")
+        rows = []
+        print("scorer texts:")
+        lw, lc, vectors, size = best_limit(texts, sizes)
+        shipped = embed(texts, str(default_model_path()), batch_size=EmbeddingScorer.batch_size)
+        vector_diff = float((shipped - vectors).abs().max())
+        if args.previous:
+            pw, pc, old = timed(lambda: previous_recipe(texts, EmbeddingScorer.batch_size))
+            print(f"  previous recipe (character-sorted, tokenizer-padded, batches of "
+                  f"{EmbeddingScorer.batch_size}): {len(texts) / pw:,.0f} texts/s wall, {len(texts) / pc:,.0f} "
+                  f"texts/s CPU; limit / previous {pw / lw:.2f}x by wall, {pc / lc:.2f}x by CPU; largest vector "
+                  f"difference {float((old - vectors).abs().max()):.2e}")
+            del old
+        del shipped, vectors
+        sw, sc, done = timed(lambda: score_features(
+            store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
+            settings=settings).succeeded)
+        rows.append(("embedding scorer", done, sw, sc, len(texts), lw, lc, size))
+        print("fill texts:")
+        fw, fc, fill_vectors, fsize = best_limit(label_texts, sizes)
+        del fill_vectors
+        ew, ec, filled = timed(lambda: explanation_search.embed_missing(store, show_progress=False))
+        rows.append(("explanation fill", filled, ew, ec, len(label_texts), fw, fc, fsize))
     print(f"limit loop against the shipped embed(): largest vector difference {vector_diff:.2e}")
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}; torch threads {torch.get_num_threads()}")
     print(f"{'stage':<18} {'features':>9} {'stage feat/s':>18} {'limit texts/s':>18} {'limit feat/s':>18} "

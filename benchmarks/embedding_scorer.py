@@ -29,24 +29,22 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import featurelens
 from featurelens.core.host import protocols
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.core.selection import Selection, stream_records
 from featurelens.core.store import explanation_search
-from featurelens.labelers.explain import ExplainSpec, explain_features
 from featurelens.llm.engine import EngineSettings
 from featurelens.llm.offline import OFFLINE_CHUNK
 from featurelens.llm.window_text import plain
 from featurelens.scorers.embedding import EmbeddingScorer, auroc
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
 from featurelens.scorers.scoring_windows import test_windows
+
+from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
 
 
 class PerFeatureScorer(EmbeddingScorer):
@@ -111,91 +109,74 @@ def main() -> None:
     args = parser.parse_args()
     embed(["warm"], str(default_model_path()))  # the model loaded once, outside the timing
     settings = EngineSettings(concurrency=64, progress=False)
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "store.duckdb"
-        shutil.copy(args.store, path)
-        with featurelens.open_store(path) as store:
-            first = 0
-            if args.last:
-                first = store.execute(f"SELECT min(feature) FROM (SELECT feature FROM features WHERE fire_count > 0 "
-                                      f"ORDER BY feature DESC LIMIT {args.last})")[0][0]
-            where = f"feature >= {first}"
-            store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
-            # the fills below embed every explanation without a vector: keep the copy's to the slice
-            store.execute(f"DELETE FROM explanations WHERE NOT ({where})")
-            store.execute("DELETE FROM explanation_embeddings")
-            if not store.execute(f"SELECT count(*) FROM explanations WHERE explainer = 'token-lookup' AND {where}")[0][0]:
-                explain_features(store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings)
-            labels = dict(((d, f), t) for d, f, t in store.execute(
-                f"SELECT dictionary_id, feature, min(text) FROM explanations WHERE explainer = 'token-lookup' "
-                f"AND {where} GROUP BY ALL"))
-            scorers = {"per-feature": PerFeatureScorer(), "shipped": EmbeddingScorer()}
-            kinds = protocols.example_kinds(scorers["shipped"])
-            fallbacks = protocols.example_fallbacks(scorers["shipped"])
+    with labelled_copy(args.store, args.last) as (store, where, labels):
+        scorers = {"per-feature": PerFeatureScorer(), "shipped": EmbeddingScorer()}
+        kinds = protocols.example_kinds(scorers["shipped"])
+        fallbacks = protocols.example_fallbacks(scorers["shipped"])
 
-            def chunks():
-                for records in stream_records(store, Selection(where=f"({where}) AND fire_count > 0"),
-                                              OFFLINE_CHUNK, kinds, fallbacks):
-                    yield [(r, labels[(r.dictionary_id, r.feature)]) for r in records
-                           if (r.dictionary_id, r.feature) in labels and r.examples]
+        def chunks():
+            for records in stream_records(store, Selection(where=f"({where}) AND fire_count > 0"),
+                                          OFFLINE_CHUNK, kinds, fallbacks):
+                yield [(r, labels[(r.dictionary_id, r.feature)]) for r in records
+                       if (r.dictionary_id, r.feature) in labels and r.examples]
 
-            pairs_seen, windows_seen, distinct_windows = 0, 0, set()
-            for pairs in chunks():
-                for record, explanation in pairs:
-                    texts = scorers["per-feature"]._texts(record, explanation)[1:]
-                    windows_seen += len(texts)
-                    distinct_windows.update(texts)
-                pairs_seen += len(pairs)
-            print(f"{pairs_seen:,} labelled features that fired ({where}); test windows {windows_seen:,}, "
-                  f"distinct texts {len(distinct_windows):,} ({len(distinct_windows) / max(windows_seen, 1):.3f}); "
-                  f"labels {len(labels):,}, distinct {len(set(labels.values())):,} "
-                  f"({len(set(labels.values())) / max(len(labels), 1):.3f})")
-            del distinct_windows
-            results: dict[str, dict] = {}
-            rates: dict[str, tuple[float, float, int]] = {}
-            for name, scorer in scorers.items():
-                out: dict = {}
+        pairs_seen, windows_seen, distinct_windows = 0, 0, set()
+        for pairs in chunks():
+            for record, explanation in pairs:
+                texts = scorers["per-feature"]._texts(record, explanation)[1:]
+                windows_seen += len(texts)
+                distinct_windows.update(texts)
+            pairs_seen += len(pairs)
+        print(f"{pairs_seen:,} labelled features that fired ({where}); test windows {windows_seen:,}, "
+              f"distinct texts {len(distinct_windows):,} ({len(distinct_windows) / max(windows_seen, 1):.3f}); "
+              f"labels {len(labels):,}, distinct {len(set(labels.values())):,} "
+              f"({len(set(labels.values())) / max(len(labels), 1):.3f})")
+        del distinct_windows
+        results: dict[str, dict] = {}
+        rates: dict[str, tuple[float, float, int]] = {}
+        for name, scorer in scorers.items():
+            out: dict = {}
 
-                def run(scorer=scorer, out=out) -> int:
-                    for pairs in chunks():
-                        scorer.prepare_chunk(pairs)
-                        for record, explanation in pairs:
-                            result = scorer.score(record, explanation, [])
-                            out[record.feature] = (result if isinstance(result, tuple)
-                                                   else (result.score, result.details["similarities"]))
-                    return len(out)
+            def run(scorer=scorer, out=out) -> int:
+                for pairs in chunks():
+                    scorer.prepare_chunk(pairs)
+                    for record, explanation in pairs:
+                        result = scorer.score(record, explanation, [])
+                        out[record.feature] = (result if isinstance(result, tuple)
+                                               else (result.score, result.details["similarities"]))
+                return len(out)
 
-                rates[name] = timed(run)
-                results[name] = out
-            old, new = results["per-feature"], results["shipped"]
-            score_diff = max((abs((old[f][0] or 0) - (new[f][0] or 0)) for f in old), default=0.0)
-            changed = sum(old[f][0] != new[f][0] for f in old)
-            sim_diff = max((abs(a - b) for f in old for a, b in zip(old[f][1], new[f][1])), default=0.0)
-            cache = scorers["shipped"].vectors()
-            print(f"shipped scorer cache: {cache.embedded:,} texts embedded, {cache.reused:,} reused, "
-                  f"{len(cache):,} kept (capacity {cache.capacity:,})")
-            print(f"scores, shipped against per-feature: largest difference {score_diff:.2e} ({changed:,} of "
-                  f"{len(old):,} not bit-identical); largest similarity difference {sim_diff:.2e} "
-                  f"(shipped rounds to 4 decimals)")
-            rates["score_features (shipped, writes)"] = timed(lambda: score_features(
-                store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
-                settings=settings).succeeded)
-            stored = dict(store.execute(f"SELECT feature, score FROM scores WHERE scorer = 'embedding' AND {where}"))
-            stored_diff = max((abs((stored.get(f) or 0) - (new[f][0] or 0)) for f in new), default=0.0)
-            print(f"stored scores against the shipped scorer's: largest difference {stored_diff:.2e}")
+            rates[name] = timed(run)
+            results[name] = out
+        old, new = results["per-feature"], results["shipped"]
+        score_diff = max((abs((old[f][0] or 0) - (new[f][0] or 0)) for f in old), default=0.0)
+        changed = sum(old[f][0] != new[f][0] for f in old)
+        sim_diff = max((abs(a - b) for f in old for a, b in zip(old[f][1], new[f][1])), default=0.0)
+        cache = scorers["shipped"].vectors()
+        print(f"shipped scorer cache: {cache.embedded:,} texts embedded, {cache.reused:,} reused, "
+              f"{len(cache):,} kept (capacity {cache.capacity:,})")
+        print(f"scores, shipped against per-feature: largest difference {score_diff:.2e} ({changed:,} of "
+              f"{len(old):,} not bit-identical); largest similarity difference {sim_diff:.2e} "
+              f"(shipped rounds to 4 decimals)")
+        rates["score_features (shipped, writes)"] = timed(lambda: score_features(
+            store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
+            settings=settings).succeeded)
+        stored = dict(store.execute(f"SELECT feature, score FROM scores WHERE scorer = 'embedding' AND {where}"))
+        stored_diff = max((abs((stored.get(f) or 0) - (new[f][0] or 0)) for f in new), default=0.0)
+        print(f"stored scores against the shipped scorer's: largest difference {stored_diff:.2e}")
 
-            store.execute("DELETE FROM explanation_embeddings")
-            rates["explanation fill, per-explanation"] = timed(lambda: old_fill(store))
-            store.execute("CREATE TEMP TABLE old_vectors AS SELECT * FROM explanation_embeddings")
-            store.execute("DELETE FROM explanation_embeddings")
-            rates["explanation fill, shipped"] = timed(
-                lambda: explanation_search.embed_missing(store, show_progress=False))
-            vector_diff = store.execute(
-                "SELECT max(list_max(list_transform(list_zip(o.embedding::FLOAT[], n.embedding::FLOAT[]), "
-                "lambda p: abs(p[1] - p[2])))), count(*) FROM old_vectors o JOIN explanation_embeddings n "
-                "USING (explanation_id)")[0]
-            print(f"explanation vectors, shipped against per-explanation: largest difference {vector_diff[0]:.2e} "
-                  f"over {vector_diff[1]:,}")
+        store.execute("DELETE FROM explanation_embeddings")
+        rates["explanation fill, per-explanation"] = timed(lambda: old_fill(store))
+        store.execute("CREATE TEMP TABLE old_vectors AS SELECT * FROM explanation_embeddings")
+        store.execute("DELETE FROM explanation_embeddings")
+        rates["explanation fill, shipped"] = timed(
+            lambda: explanation_search.embed_missing(store, show_progress=False))
+        vector_diff = store.execute(
+            "SELECT max(list_max(list_transform(list_zip(o.embedding::FLOAT[], n.embedding::FLOAT[]), "
+            "lambda p: abs(p[1] - p[2])))), count(*) FROM old_vectors o JOIN explanation_embeddings n "
+            "USING (explanation_id)")[0]
+        print(f"explanation vectors, shipped against per-explanation: largest difference {vector_diff[0]:.2e} "
+              f"over {vector_diff[1]:,}")
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}; torch threads "
           f"{__import__('torch').get_num_threads()}")
     print(f"{'stage':<36} {'features/s wall':>16} {'features/s CPU':>16} {'wall s':>8} {'CPU s':>8}")
