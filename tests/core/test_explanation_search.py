@@ -50,17 +50,22 @@ PLANTED = [
 def planted_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("meaning") / "s.duckdb"
     with featurelens.open_store(path) as store:
-        fill_store(store, n_features=len(PLANTED))
-        with store.transaction():
-            store.execute("DELETE FROM scores")
-            store.execute("DELETE FROM explanations")
-            store.insert("explanations", pa.table({
-                "explanation_id": [f"planted-{i}" for i in range(len(PLANTED))],
-                "dictionary_id": ["smollm2-l6-topk"] * len(PLANTED),
-                "feature": pa.array(range(len(PLANTED)), pa.int32()),
-                "explainer": ["manual"] * len(PLANTED), "llm": ["human:test"] * len(PLANTED),
-                "text": [label for label, _ in PLANTED], "options": ["{}"] * len(PLANTED)}))
+        _labelled(store, [label for label, _ in PLANTED], "planted-")
     return path
+
+
+def _labelled(store, texts: list[str], id_prefix: str) -> None:
+    """A filled store whose only explanations are ``texts``, feature ``i`` labelled ``texts[i]``."""
+    fill_store(store, n_features=len(texts))
+    with store.transaction():
+        store.execute("DELETE FROM scores")
+        store.execute("DELETE FROM explanations")
+        store.insert("explanations", pa.table({
+            "explanation_id": [f"{id_prefix}{i}" for i in range(len(texts))],
+            "dictionary_id": ["smollm2-l6-topk"] * len(texts),
+            "feature": pa.array(range(len(texts)), pa.int32()),
+            "explainer": ["manual"] * len(texts), "llm": ["human:test"] * len(texts),
+            "text": texts, "options": ["{}"] * len(texts)}))
 
 
 def test_paraphrases_find_the_planted_feature_first(planted_store: Path, cli) -> None:
@@ -120,16 +125,7 @@ def test_a_fill_embeds_each_distinct_text_once_and_resumes_a_page_at_a_time(tmp_
              "mentions of cats", "digits", "weekdays"]
     path = tmp_path / "s.duckdb"
     with featurelens.open_store(path) as store:
-        fill_store(store, n_features=len(texts))
-        with store.transaction():
-            store.execute("DELETE FROM scores")
-            store.execute("DELETE FROM explanations")
-            store.insert("explanations", pa.table({
-                "explanation_id": [f"e{i}" for i in range(len(texts))],
-                "dictionary_id": ["smollm2-l6-topk"] * len(texts),
-                "feature": pa.array(range(len(texts)), pa.int32()),
-                "explainer": ["manual"] * len(texts), "llm": ["human:test"] * len(texts),
-                "text": texts, "options": ["{}"] * len(texts)}))
+        _labelled(store, texts, "e")
         original, calls = sentence_embedding.embed, []
 
         def failing_second_call(batch, model_path, **options):
