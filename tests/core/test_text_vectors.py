@@ -52,7 +52,7 @@ def test_the_same_pair_gets_the_same_value_wherever_it_occurs() -> None:
 
 def test_embed_batches_by_token_length_and_keeps_each_texts_vector() -> None:
     path = str(sentence_embedding.default_model_path())
-    _, model = sentence_embedding._load(path)
+    _, model = sentence_embedding._load(path, "cpu")
     texts = ["a long window of text about the rivers and hills of the north", "hi",
              "another long window of text about lakes, roads and the towns between them", "cat"]
     widths: list[tuple[int, int]] = []
@@ -68,3 +68,32 @@ def test_embed_batches_by_token_length_and_keeps_each_texts_vector() -> None:
     assert together.shape == (4, 384) and np.abs(together - alone).max() < 1e-6
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-6)
     assert sentence_embedding.embed([], path).shape == (0, 384)
+
+
+def test_the_model_runs_where_asked_and_refuses_a_missing_gpu() -> None:
+    import torch
+
+    path = str(sentence_embedding.default_model_path())
+    assert sentence_embedding.embedding_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    on_cpu = sentence_embedding.embed(["a cat", "the river"], path, device="cpu").numpy()
+    auto = sentence_embedding.embed(["a cat", "the river"], path).numpy()
+    assert on_cpu.shape == (2, 384) and np.abs(on_cpu - auto).max() < 1e-5
+    if not torch.cuda.is_available():
+        with pytest.raises(FeaturelensError, match="no CUDA GPU"):
+            sentence_embedding.embed(["a cat"], path, device="cuda")
+
+
+def test_remembered_vectors_are_kept_without_embedding(monkeypatch) -> None:
+    import torch
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(sentence_embedding, "embed", lambda texts, path, **kw: calls.append(list(texts)) or
+                        torch.ones(len(texts), 3))
+    cache = TextVectors("unused", capacity=4)
+    stored = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    assert cache.remember(["a", "b"], stored) == 2 and cache.remember(["a"], stored[:1]) == 0
+    vectors, index = cache.lookup(["b", "c", "a"])
+    assert calls == [["c"]]  # only the text nobody stored went to the model
+    assert vectors[index[0]].tolist() == [0.0, 1.0, 0.0] and vectors[index[2]].tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(FeaturelensError, match="one vector a text"):
+        cache.remember(["a", "b"], stored[:1])

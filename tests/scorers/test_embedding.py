@@ -47,3 +47,42 @@ def test_a_prepared_chunk_scores_as_each_feature_alone(monkeypatch):
         assert a.status == b.status and a.details["labels"] == b.details["labels"]
         assert abs(a.score - b.score) < 1e-6
         assert max(abs(x - y) for x, y in zip(a.details["similarities"], b.details["similarities"])) <= 1e-4
+
+
+def test_stored_search_vectors_are_read_not_embedded_again(tmp_path, monkeypatch):
+    """After search has embedded a store's explanations, the scorer embeds only windows,
+    and its scores equal those of a store without stored vectors."""
+    import shutil
+
+    import featurelens
+    import featurelens.core.model.sentence_embedding as module
+    from featurelens.core.store import explanation_search
+    from featurelens.scorers.score_jobs import ScoreSpec, score_features
+    from synthetic_store import fill_store
+
+    plain_store, searched = tmp_path / "plain.duckdb", tmp_path / "searched.duckdb"
+    with featurelens.open_store(plain_store) as store:
+        fill_store(store, n_features=12, n_quantile=4, n_random=4)
+    shutil.copy(plain_store, searched)
+    with featurelens.open_store(searched) as store:
+        assert explanation_search.embed_missing(store, show_progress=False) > 0
+        explanations = {text for (text,) in store.execute("SELECT text FROM explanations")}
+
+    embedded: list[str] = []
+    original = module.embed
+    monkeypatch.setattr(module, "embed", lambda texts, path, **kw: embedded.extend(texts) or original(texts, path, **kw))
+    spec = ScoreSpec("offline:none", "embedding", (("n_activating", 4), ("n_random", 4)))
+    scores = {}
+    for path in (plain_store, searched):
+        embedded.clear()
+        with featurelens.open_store(path) as store:
+            score_features(store, spec)
+            scores[path] = store.execute("SELECT feature, explanation_id, score FROM scores ORDER BY ALL")
+        if path == searched:
+            assert embedded and not set(embedded) & explanations  # only windows went to the model
+        else:
+            assert set(embedded) & explanations
+    assert len(scores[searched]) == len(scores[plain_store]) > 0
+    for (f1, e1, s1), (f2, e2, s2) in zip(scores[plain_store], scores[searched], strict=True):
+        assert (f1, e1) == (f2, e2) and (s1 is None) == (s2 is None)
+        assert s1 is None or abs(s1 - s2) < 1e-6

@@ -98,6 +98,23 @@ class TextVectors:
         self.reused += len(keys) - len(missing)
         return vectors, index
 
+    def remember(self, texts: Sequence[str], vectors: np.ndarray) -> int:
+        """Keep ``vectors[i]`` as ``texts[i]``'s vector without embedding it (vectors this
+        model made earlier and stored, e.g. explanation search's); returns how many were new.
+        A text already kept keeps its vector."""
+        import numpy as np
+
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise FeaturelensError(f"remember() needs one vector a text; got {vectors.shape[0]} "
+                                   f"vectors for {len(texts)} texts.")
+        added = 0
+        for text, vector in zip(texts, vectors):
+            key = text_digest(text)
+            if key not in self._kept:
+                self._keep(key, np.array(vector, dtype=np.float32))
+                added += 1
+        return added
+
     def _keep(self, key: bytes, vector: np.ndarray) -> None:
         if self.capacity == 0:
             return
