@@ -103,8 +103,13 @@ class EmbeddingScorer(ScorerBase):
 
     def use_store(self, store: Any) -> None:
         """Read explanation vectors search has stored (installed model only: a vector of
-        another model would not compare with this one's windows)."""
-        self._store = store if self.model is None else None
+        another model would not compare with this one's windows); a store without any is
+        not asked again for each chunk."""
+        from featurelens.core.model.sentence_embedding import MODEL_NAME
+
+        stored = self.model is None and bool(store.execute(
+            "SELECT 1 FROM explanation_embeddings WHERE model = ? LIMIT 1", [MODEL_NAME]))
+        self._store = store if stored else None
 
     def prepare_chunk(self, pairs: list[tuple[FeatureRecord, str]]) -> None:
         """Score the chunk's pairs in bulk (one cache lookup, one numpy pass); :meth:`score`
