@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
+from featurelens.core.gc_pause import gc_paused
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
@@ -307,8 +308,9 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         if done and on_skip is not None:
             on_skip(len(done))
         if callable(prepare):
-            prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
-                     if sid not in done and by_key[(d, f)].examples])
+            with gc_paused():  # bulk per-feature work: thousands of windows a chunk (core/gc_pause)
+                prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
+                         if sid not in done and by_key[(d, f)].examples])
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
             if sid in done:
                 continue
