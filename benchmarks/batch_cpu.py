@@ -57,12 +57,16 @@ def export_tree(rev: str, into: Path) -> Path:
     return into / "reference"
 
 
-def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float]:
-    """Run one command; (wall s, CPU s of the child: user + system)."""
+def timed(args: list[str], env: dict[str, str], log: Path, tree: Path) -> tuple[float, float]:
+    """Run one command in ``tree``; (wall s, CPU s of the child: user + system).
+
+    The working directory is the tree measured: ``python -m`` puts it first on sys.path,
+    ahead of PYTHONPATH, so a command started in this checkout would import this tree's
+    featurelens whichever tree PYTHONPATH names."""
     before = os.times()
     started = time.perf_counter()
     with log.open("w") as out:
-        done = subprocess.run(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        done = subprocess.run(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tree)
     wall = time.perf_counter() - started
     after = os.times()
     if done.returncode:
@@ -75,12 +79,17 @@ def run_tree(tree: Path, store: Path, features: int, work: Path, name: str) -> d
     env = {**os.environ, **server.env(), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'tests'}",
            "FEATURELENS_LOAD_PLUGINS": ""}
     fl = [sys.executable, "-m", "featurelens"]
+    imported = subprocess.run([sys.executable, "-c", "import featurelens; print(featurelens.__file__)"], env=env,
+                              cwd=tree, capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(imported).resolve().is_relative_to(tree.resolve()):
+        sys.exit(f"the {name} commands would import {imported}, not the tree {tree}")
     try:
         out = {"submit": timed([*fl, "explain", "--llm", "openai:gpt-4o-mini", "--explainer", "token-activations",
                                 "--option", "features_per_request=1", "--batch-api", "--no-progress",
-                                "--limit", str(features), "--store", str(store)], env, work / f"{name}-submit.log"),
+                                "--limit", str(features), "--store", str(store)], env, work / f"{name}-submit.log",
+                               tree),
                "collect": timed([*fl, "batches", "collect", "--no-progress", "--store", str(store)], env,
-                                work / f"{name}-collect.log")}
+                                work / f"{name}-collect.log", tree)}
     finally:
         server.stop()
     return out
