@@ -6,8 +6,9 @@ with a small sentence-embedding model (all-MiniLM-L6-v2, shipped offline by the
 AUROC of cosine similarity for telling activating windows from non-activating ones.
 0.5 is chance. An explanation that search by meaning has embedded already
 (``explanation_embeddings``, the same installed model) is not embedded again: the scorer
-reads its stored vector, so a store's explanations cost the model once for both. It ignores ``--llm``; its requests list is empty, so the batch engine
-runs it like any scorer (resume, failures) without calling a provider.
+reads its stored vector, so a store's explanations cost the model once for both. It
+ignores ``--llm``; its requests list is empty, so the batch engine runs it like any
+scorer (resume, failures) without calling a provider.
 """
 
 from __future__ import annotations
@@ -159,7 +160,6 @@ class EmbeddingScorer(ScorerBase):
             results.append(_result(similarities[start:start + n], windows, held_out))
             start += n
         return results
-
 
     def _reuse_stored(self, pairs: list[tuple[FeatureRecord, str]]) -> None:
         """Cache the stored search vectors of these pairs' explanations (one query a

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
-from featurelens.core.gc_pause import gc_paused
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
