@@ -9,7 +9,7 @@ run: setup
 
 test: setup
 	@bash scripts/setup-browser.sh
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n auto --maxprocesses 4
 
 test-slow: setup
 	@bash scripts/reference_libs.sh || echo "sparsify/sae_lens reference checks will skip"
