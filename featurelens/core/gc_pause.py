@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
-from typing import Iterator
+from itertools import islice
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -28,3 +31,16 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def paused_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` items (the last may be shorter), each drawn from ``items`` with the
+    collector paused: a lazy source (a stream of jobs built from records) does its bulk
+    work while it is drawn, and the collector is on again while the batch is used."""
+    iterator = iter(items)
+    while True:
+        with gc_paused():
+            batch = list(islice(iterator, size))
+        if not batch:
+            return
+        yield batch

@@ -28,8 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from featurelens.core.batched import batched
-from featurelens.core.gc_pause import gc_paused
+from featurelens.core.gc_pause import gc_paused, paused_batches
 from featurelens.core.host.protocols import (
     LLMProvider,
     LLMProviderBase,
@@ -419,7 +418,8 @@ class Engine:
                 self._fatal = task.exception()
 
         try:
-            for chunk in batched(jobs, self.settings.chunk_size):
+            # jobs are built (records read, windows cut) with the collector paused
+            for chunk in paused_batches(jobs, self.settings.chunk_size):
                 asking = [job for job in chunk if job.requests or job.follow_up is not None]
                 if len(asking) < len(chunk):
                     # nothing to ask (offline explainers and scorers, refused features):
