@@ -141,11 +141,19 @@ class EmbeddingScorer(ScorerBase):
 
         texts: list[str] = []
         chosen = []
+        # a window's text by its tokens: features of a chunk share most of their windows
+        # (cut from the same sequences), so each distinct window is written once
+        window_texts: dict[tuple[str, ...], str] = {}
         for record, explanation in pairs:
             windows, held_out = test_windows(record, self.n_activating, self.n_random, self.window, self.name)
             chosen.append((windows, held_out, len(texts)))
             texts.append(explanation)
-            texts.extend(plain(w.example.tokens) for w in windows)
+            for w in windows:
+                tokens = tuple(w.example.tokens)
+                text = window_texts.get(tokens)
+                if text is None:
+                    text = window_texts[tokens] = plain(tokens)
+                texts.append(text)
         self._reuse_stored(pairs)
         vectors, index = self.vectors().lookup(texts)
         # pair every window text with its feature's explanation text

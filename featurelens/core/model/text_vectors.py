@@ -64,18 +64,11 @@ class TextVectors:
 
         from featurelens.core.model.sentence_embedding import embed
 
-        index = np.empty(len(texts), dtype=np.int64)
-        rows: dict[bytes, int] = {}
-        keys: list[bytes] = []
-        first: list[str] = []
-        for i, text in enumerate(texts):
-            key = text_digest(text)
-            row = rows.get(key)
-            if row is None:
-                row = rows[key] = len(keys)
-                keys.append(key)
-                first.append(text)
-            index[i] = row
+        rows: dict[str, int] = {}  # each distinct text's row; digests only for those
+        index = np.fromiter((rows.setdefault(text, len(rows)) for text in texts), dtype=np.int64,
+                            count=len(texts))
+        first = list(rows)
+        keys = [text_digest(text) for text in first]
         found: dict[int, np.ndarray] = {}
         for row, key in enumerate(keys):
             vector = self._kept.get(key)
