@@ -1,0 +1,126 @@
+"""The warm embedding scorer of this tree against a reference commit's, alternating passes in one run.
+
+Run: PYTHONPATH=. .venv/bin/python benchmarks/embedding_warm_ab.py STORE --reference COMMIT [--last 8192] [--passes 4]
+
+"Warm" is the scorer's own work a feature once the model has nothing left to embed: its
+explanation's vector stored by search, its windows' vectors cached (BENCHMARKS.md, "The
+embedding scorer at a million features"). STORE is never written: the last ``--last`` fired
+features get token-lookup labels on a working copy (benchmarks/labelled_copy.py), are scored
+once cold (filling one text-vector cache shared by every later pass) and their labels'
+vectors stored (``embed_missing``), all outside the timing.
+
+Then ``score_features`` scores the slice again ``--passes`` times with this tree's code and as
+often with the reference's, alternating (this VM's speed drifts over minutes, so only passes
+side by side compare), the slice's scores deleted before each pass. The reference is the
+code of the three places the warm path runs per feature, read from git at COMMIT and put in
+place of this tree's for its passes: the scorer's bulk scoring
+(``EmbeddingScorer._score_all``), the cache's ``TextVectors.lookup``, and how the engine draws
+its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched``).
+Everything else (reading records, the engine, the writes) is this tree's in both.
+
+It prints each pass's features a second, the best and the median of each side, their ratio,
+and whether both sides stored the same scores (it exits 1 if not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import featurelens.llm.engine as engine_module
+from featurelens.core.batched import batched
+from featurelens.core.model.sentence_embedding import default_model_path, embed
+from featurelens.core.model.text_vectors import TextVectors
+from featurelens.core.store import explanation_search
+from featurelens.llm.engine import EngineSettings
+from featurelens.scorers.embedding import EmbeddingScorer
+from featurelens.scorers.score_jobs import ScoreSpec, score_features
+
+from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def module_at(commit: str, path: str, name: str, folder: Path):
+    """The module at ``path`` as of ``commit``, imported under ``name`` (its own imports
+    resolve to this tree)."""
+    source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    file = folder / f"{name}.py"
+    file.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, source
+
+
+def main() -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", type=Path)
+    parser.add_argument("--reference", required=True, help="the commit to compare with")
+    parser.add_argument("--last", type=int, default=8192)
+    parser.add_argument("--passes", type=int, default=4, help="passes of each side, alternating")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    path = str(default_model_path())
+    embed(["warm"], path)
+    settings = EngineSettings(concurrency=64, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        old_scorer, _ = module_at(args.reference, "featurelens/scorers/embedding.py", "reference_embedding",
+                                  Path(folder))
+        old_vectors, _ = module_at(args.reference, "featurelens/core/model/text_vectors.py",
+                                   "reference_text_vectors", Path(folder))
+        old_engine = subprocess.run(["git", "show", f"{args.reference}:featurelens/llm/engine.py"], cwd=ROOT,
+                                    check=True, capture_output=True, text=True).stdout
+    sides = {
+        "this tree": (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches),
+        "reference": (old_scorer.EmbeddingScorer._score_all, old_vectors.TextVectors.lookup,
+                      engine_module.paused_batches if "paused_batches" in old_engine else batched),
+    }
+    shared = TextVectors(path, capacity=1 << 20)
+    original_vectors = EmbeddingScorer.vectors
+    EmbeddingScorer.vectors = lambda self: shared  # one cache: both sides find every vector
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    stored: dict[str, dict] = {}
+    try:
+        with labelled_copy(args.store, args.last) as (store, where, labels):
+            spec = ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup")
+            score_features(store, spec, settings=settings)
+            explanation_search.embed_missing(store, show_progress=False)
+            for _ in range(args.passes):
+                for name, (score_all, lookup, chunks) in sides.items():
+                    EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches = \
+                        score_all, lookup, chunks
+                    store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
+                    store.execute("CHECKPOINT")
+                    started = time.perf_counter()
+                    done = score_features(store, spec, settings=settings).succeeded
+                    rates[name].append(done / (time.perf_counter() - started))
+                    stored[name] = dict(((f, e), s) for f, e, s in store.execute(
+                        f"SELECT feature, explanation_id, score FROM scores WHERE scorer = 'embedding' AND {where}"))
+                    print(f"{name}: {rates[name][-1]:,.0f} features/s", flush=True)
+    finally:
+        EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches = sides["this tree"]
+        EmbeddingScorer.vectors = original_vectors
+    same = stored["this tree"] == stored["reference"]
+    print(f"slice: the last {len(labels):,} fired features; reference {args.reference}; load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    for name, values in rates.items():
+        print(f"{name}: best {max(values):,.0f}, median {statistics.median(values):,.0f} features/s")
+    print(f"this tree / reference: best {max(rates['this tree']) / max(rates['reference']):.2f}x, median "
+          f"{statistics.median(rates['this tree']) / statistics.median(rates['reference']):.2f}x")
+    print(f"scores identical: {same} ({len(stored['this tree']):,} features)")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
