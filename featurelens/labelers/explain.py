@@ -31,6 +31,7 @@ from featurelens.core.never_fired import split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
+from featurelens.core.store.stored_ids import stored_ids
 from featurelens.labelers import explain_grouped as grouped
 from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm.batch.submit import Submission
@@ -152,7 +153,8 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, options)
                for r in records}
-        done = _existing(store, list(ids.values()), [r.feature for r in records]) if skip_done else set()
+        done = stored_ids(store, "explanations", "explanation_id", list(ids.values()),
+                          [r.feature for r in records]) if skip_done else set()
         if done and on_skip is not None:
             on_skip(len(done))
         for record in records:
@@ -180,17 +182,6 @@ def _refused(error: ParseError):
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         raise error
     return finish
-
-
-def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
-    """The ``ids`` already explained; bounded by the chunk's feature range so the lookup
-    reads those rows' blocks, not every explanation of the dictionary."""
-    if not ids:
-        return set()
-    placeholders = ",".join("?" * len(ids))
-    rows = store.execute(f"SELECT explanation_id FROM explanations WHERE feature BETWEEN {min(features)} "
-                         f"AND {max(features)} AND explanation_id IN ({placeholders})", ids)
-    return {r[0] for r in rows}
 
 
 class ExplainStage(LabelingStage):

@@ -38,6 +38,7 @@ from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
+from featurelens.core.store.stored_ids import stored_ids
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm, record_chunk
 from featurelens.llm.pricing import PriceTable
@@ -304,7 +305,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
-        done = _existing(store, ids, [r.feature for r in records])
+        done = stored_ids(store, "scores", "score_id", ids, [r.feature for r in records], {"scorer": spec.scorer})
         if done and on_skip is not None:
             on_skip(len(done))
         if callable(prepare):
@@ -324,16 +325,6 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                       _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id, shared),
                       method=method,
                       follow_up=_follow_up(rounds, record, text, capabilities) if callable(rounds) else None)
-
-
-def _existing(store: Store, ids: list[str], features: list[int]) -> set[str]:
-    """The ``ids`` already scored; bounded by the chunk's feature range so the lookup reads
-    those rows' blocks, not every score of the dictionary."""
-    if not ids:
-        return set()
-    rows = store.execute(f"SELECT score_id FROM scores WHERE feature BETWEEN {min(features)} AND "
-                         f"{max(features)} AND score_id IN ({','.join('?' * len(ids))})", ids)
-    return {r[0] for r in rows}
 
 
 def count_explanations(store: Store, spec: ScoreSpec) -> int:
