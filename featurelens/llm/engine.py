@@ -367,7 +367,7 @@ class Engine:
                 for table, table_rows in rows.items():
                     for row in table_rows:
                         self.writer.add(table, row)
-        self.writer.job_done()
+        self.writer.job_done(asked=bool(job.requests) or job.follow_up is not None)
         self.bar.update(job.features)
 
     async def _follow_up(self, job: Job, results: list[tuple[LLMResponse | None, str | None]],

@@ -26,6 +26,10 @@ KEYED = {"llm_cache": "cache_key", "llm_calls": "call_id", "llm_attempts": "atte
          "explanations": "explanation_id", "scores": "score_id"}
 #: Write order inside a flush (the cache first: it is what a rerun needs most).
 ORDER = ("llm_cache", "llm_calls", "llm_attempts", "explanations", "scores", "failures")
+#: Jobs that asked no LLM (offline labels and scores) pending before a flush, at the least:
+#: no paid answer waits in them, a rerun redoes them in milliseconds, and every commit has a
+#: fixed cost that thousands of offline jobs a second would otherwise pay several times over.
+UNASKED_ROWS = 2048
 
 
 class ResultWriter:
@@ -44,6 +48,7 @@ class ResultWriter:
         self.flush_seconds = flush_seconds
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.jobs_pending = 0
+        self.asked_pending = 0  #: of jobs_pending, those that asked an LLM
         self.last_flush = time.monotonic()
         self.rows_written: dict[str, int] = {}
 
@@ -61,20 +66,26 @@ class ResultWriter:
         if self._open_failures:
             self.resolved.append(work)
 
-    def job_done(self) -> None:
-        """Count one finished job; its rows are all added by now."""
+    def job_done(self, asked: bool = True) -> None:
+        """Count one finished job; its rows are all added by now. ``asked``: it asked an LLM
+        (its answers count toward ``flush_rows``; a job that asked none toward
+        :data:`UNASKED_ROWS`)."""
         self.jobs_pending += 1
+        self.asked_pending += int(asked)
 
     def due(self) -> bool:
-        return self.jobs_pending >= self.flush_rows or (
-            self.jobs_pending > 0 and time.monotonic() - self.last_flush >= self.flush_seconds)
+        """A flush is due: ``flush_rows`` jobs that asked an LLM, :data:`UNASKED_ROWS` jobs in
+        all (at least ``flush_rows``), or ``flush_seconds`` since the last flush."""
+        return (self.asked_pending >= self.flush_rows
+                or self.jobs_pending >= max(self.flush_rows, UNASKED_ROWS)
+                or (self.jobs_pending > 0 and time.monotonic() - self.last_flush >= self.flush_seconds))
 
     def flush(self, progress: dict[str, Any] | None = None) -> None:
         """Write every pending row, and the run's progress, in one transaction."""
         pending, self.pending = self.pending, {}
         rejected, self.rejected = self.rejected, set()
         resolved, self.resolved = self.resolved, []
-        self.jobs_pending = 0
+        self.jobs_pending = self.asked_pending = 0
         self.last_flush = time.monotonic()
         if rejected and "llm_cache" in pending:
             pending["llm_cache"] = [r for r in pending["llm_cache"] if r["cache_key"] not in rejected]
