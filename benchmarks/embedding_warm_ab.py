@@ -14,9 +14,11 @@ often with the reference's, alternating (this VM's speed drifts over minutes, so
 side by side compare), the slice's scores deleted before each pass. The reference is the
 code of the three places the warm path runs per feature, read from git at COMMIT and put in
 place of this tree's for its passes: the scorer's bulk scoring
-(``EmbeddingScorer._score_all``), the cache's ``TextVectors.lookup``, and how the engine draws
-its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched``).
-Everything else (reading records, the engine, the writes) is this tree's in both.
+(``EmbeddingScorer._score_all``), the cache's ``TextVectors.lookup``, how the engine draws
+its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched``), how a
+chunk finds the scores stored already (COMMIT's ``score_jobs._existing`` where it has one),
+and when the writer commits (COMMIT's ``ResultWriter.due``). Everything else (reading
+records, the engine, the inserts) is this tree's in both.
 
 It prints each pass's features a second, the best and the median of each side, their ratio,
 and whether both sides stored the same scores (it exits 1 if not).
@@ -35,11 +37,13 @@ import time
 from pathlib import Path
 
 import featurelens.llm.engine as engine_module
+import featurelens.scorers.score_jobs as score_jobs_module
 from featurelens.core.batched import batched
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.core.model.text_vectors import TextVectors
 from featurelens.core.store import explanation_search
 from featurelens.llm.engine import EngineSettings
+from featurelens.llm.writer import ResultWriter
 from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
 
@@ -81,10 +85,21 @@ def main() -> int:
                                    "reference_text_vectors", Path(folder))
         old_engine = subprocess.run(["git", "show", f"{args.reference}:featurelens/llm/engine.py"], cwd=ROOT,
                                     check=True, capture_output=True, text=True).stdout
+        old_jobs, _ = module_at(args.reference, "featurelens/scorers/score_jobs.py", "reference_score_jobs",
+                                Path(folder))
+        old_writer, _ = module_at(args.reference, "featurelens/llm/writer.py", "reference_writer", Path(folder))
+    stored_ids = score_jobs_module.stored_ids
+    if hasattr(old_jobs, "_existing"):
+        def old_stored_ids(store, table, column, ids, features, match=None):
+            return old_jobs._existing(store, ids, features)
+    else:
+        old_stored_ids = stored_ids
     sides = {
-        "this tree": (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches),
+        "this tree": (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
+                      stored_ids, ResultWriter.due),
         "reference": (old_scorer.EmbeddingScorer._score_all, old_vectors.TextVectors.lookup,
-                      engine_module.paused_batches if "paused_batches" in old_engine else batched),
+                      engine_module.paused_batches if "paused_batches" in old_engine else batched,
+                      old_stored_ids, old_writer.ResultWriter.due),
     }
     shared = TextVectors(path, capacity=1 << 20)
     original_vectors = EmbeddingScorer.vectors
@@ -97,9 +112,9 @@ def main() -> int:
             score_features(store, spec, settings=settings)
             explanation_search.embed_missing(store, show_progress=False)
             for _ in range(args.passes):
-                for name, (score_all, lookup, chunks) in sides.items():
-                    EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches = \
-                        score_all, lookup, chunks
+                for name, pieces in sides.items():
+                    (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
+                     score_jobs_module.stored_ids, ResultWriter.due) = pieces
                     store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
                     store.execute("CHECKPOINT")
                     started = time.perf_counter()
@@ -109,7 +124,8 @@ def main() -> int:
                         f"SELECT feature, explanation_id, score FROM scores WHERE scorer = 'embedding' AND {where}"))
                     print(f"{name}: {rates[name][-1]:,.0f} features/s", flush=True)
     finally:
-        EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches = sides["this tree"]
+        (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
+         score_jobs_module.stored_ids, ResultWriter.due) = sides["this tree"]
         EmbeddingScorer.vectors = original_vectors
     same = stored["this tree"] == stored["reference"]
     print(f"slice: the last {len(labels):,} fired features; reference {args.reference}; load average "
