@@ -61,6 +61,7 @@ def module_at(commit: str, path: str, name: str, folder: Path):
     file.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
     return module, source
 
