@@ -1,11 +1,13 @@
 """Which of a chunk's deterministic row ids the store holds already (what a rerun skips).
 
 Explanations and scores carry ids that hash what made them, so a resumed or repeated job
-asks, chunk by chunk, which of its ids are stored. The question is one read of the id
-column over the chunk's feature range, narrowed by the columns the ids hash (the scorer,
-the LLM), answered against the ids in Python: the range bounds what DuckDB reads, and a
-query of fixed shape costs the same for a chunk of 2,048 ids as for 8, where an ``IN``
-list of one parameter an id is bound anew each chunk (tens of milliseconds at 2,048).
+asks, chunk by chunk, which of its ids are stored. One query answers it: the rows of the
+chunk's feature range (narrowed by columns the ids are made from, such as the scorer)
+whose id is among the chunk's, the ids passed as one list parameter and matched by a hash
+semi-join. The range bounds what DuckDB reads; one parameter keeps the query's cost flat in
+the chunk's size, where an ``IN`` list of one parameter an id is bound anew each chunk
+(tens of milliseconds at 2,048 ids); and only the matches come back, however wide the range
+of a sparse selection's chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +26,6 @@ def stored_ids(store: Store, table: str, column: str, ids: list[str], features: 
         return set()
     conditions = "".join(f" AND {name} = ?" for name in (match or {}))
     rows = store.execute(f"SELECT {column} FROM {table} WHERE feature BETWEEN {int(min(features))} "
-                         f"AND {int(max(features))}{conditions}", list((match or {}).values()))
-    wanted = set(ids)
-    return {row[0] for row in rows if row[0] in wanted}
+                         f"AND {int(max(features))}{conditions} "
+                         f"AND {column} IN (SELECT unnest(?::VARCHAR[]))", [*(match or {}).values(), list(ids)])
+    return {row[0] for row in rows}
