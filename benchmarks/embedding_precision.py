@@ -16,6 +16,7 @@ computed from them.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -50,7 +51,7 @@ def main() -> int:
         warnings.simplefilter("ignore")  # quantize_dynamic's deprecation notice
         variants = {"int8 dynamic": torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
                                                                             dtype=torch.qint8),
-                    "bfloat16": _copy(model).to(torch.bfloat16)}
+                    "bfloat16": copy.deepcopy(model).to(torch.bfloat16)}
     original = sentence_embedding._load
     try:
         for name, variant in variants.items():
@@ -62,12 +63,6 @@ def main() -> int:
     finally:
         sentence_embedding._load = original
     return 0
-
-
-def _copy(model):
-    import copy
-
-    return copy.deepcopy(model)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ vectors stored (``embed_missing``), all outside the timing.
 Then ``score_features`` scores the slice again ``--passes`` times with this tree's code and as
 often with the reference's, alternating (this VM's speed drifts over minutes, so only passes
 side by side compare), the slice's scores deleted before each pass. The reference is the
-code of the three places the warm path runs per feature, read from git at COMMIT and put in
+code of the places the warm path runs per feature that this round changed, read from git at COMMIT and put in
 place of this tree's for its passes: the scorer's bulk scoring
 (``EmbeddingScorer._score_all``), the cache's ``TextVectors.lookup``, how the engine draws
-its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched``), how a
+its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched`` with the
+scorer's ``prepare_chunk`` paused where COMMIT's ``score_jobs`` paused it), how a
 chunk finds the scores stored already (COMMIT's ``score_jobs._existing`` where it has one),
 and when the writer commits (COMMIT's ``ResultWriter.due``). Everything else (reading
 records, the engine, the inserts) is this tree's in both.
@@ -39,6 +40,7 @@ from pathlib import Path
 import featurelens.llm.engine as engine_module
 import featurelens.scorers.score_jobs as score_jobs_module
 from featurelens.core.batched import batched
+from featurelens.core.gc_pause import gc_paused
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.core.model.text_vectors import TextVectors
 from featurelens.core.store import explanation_search
@@ -52,18 +54,22 @@ from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def git_show(commit: str, path: str) -> str:
+    """The text of ``path`` as of ``commit``."""
+    return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout
+
+
 def module_at(commit: str, path: str, name: str, folder: Path):
     """The module at ``path`` as of ``commit``, imported under ``name`` (its own imports
     resolve to this tree)."""
-    source = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
     file = folder / f"{name}.py"
-    file.write_text(source, encoding="utf-8")
+    file.write_text(git_show(commit, path), encoding="utf-8")
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while it runs
     spec.loader.exec_module(module)
-    return module, source
+    return module
 
 
 def main() -> int:
@@ -80,27 +86,35 @@ def main() -> int:
     embed(["warm"], path)
     settings = EngineSettings(concurrency=64, progress=False)
     with tempfile.TemporaryDirectory() as folder:
-        old_scorer, _ = module_at(args.reference, "featurelens/scorers/embedding.py", "reference_embedding",
-                                  Path(folder))
-        old_vectors, _ = module_at(args.reference, "featurelens/core/model/text_vectors.py",
-                                   "reference_text_vectors", Path(folder))
-        old_engine = subprocess.run(["git", "show", f"{args.reference}:featurelens/llm/engine.py"], cwd=ROOT,
-                                    check=True, capture_output=True, text=True).stdout
-        old_jobs, _ = module_at(args.reference, "featurelens/scorers/score_jobs.py", "reference_score_jobs",
-                                Path(folder))
-        old_writer, _ = module_at(args.reference, "featurelens/llm/writer.py", "reference_writer", Path(folder))
+        old_scorer = module_at(args.reference, "featurelens/scorers/embedding.py", "reference_embedding",
+                               Path(folder))
+        old_vectors = module_at(args.reference, "featurelens/core/model/text_vectors.py",
+                                "reference_text_vectors", Path(folder))
+        old_jobs = module_at(args.reference, "featurelens/scorers/score_jobs.py", "reference_score_jobs",
+                             Path(folder))
+        old_writer = module_at(args.reference, "featurelens/llm/writer.py", "reference_writer", Path(folder))
+    old_engine = git_show(args.reference, "featurelens/llm/engine.py")
+    old_jobs_source = git_show(args.reference, "featurelens/scorers/score_jobs.py")
     stored_ids = score_jobs_module.stored_ids
     if hasattr(old_jobs, "_existing"):
         def old_stored_ids(store, table, column, ids, features, match=None):
             return old_jobs._existing(store, ids, features)
     else:
         old_stored_ids = stored_ids
+    prepare = EmbeddingScorer.prepare_chunk
+    drawn_paused = "paused_batches" in old_engine
+    if not drawn_paused and "gc_paused" in old_jobs_source:
+        def old_prepare(self, pairs):  # before the engine paused the draw, score_jobs paused this call
+            with gc_paused():
+                return prepare(self, pairs)
+    else:
+        old_prepare = prepare
     sides = {
         "this tree": (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
-                      stored_ids, ResultWriter.due),
+                      stored_ids, ResultWriter.due, prepare),
         "reference": (old_scorer.EmbeddingScorer._score_all, old_vectors.TextVectors.lookup,
-                      engine_module.paused_batches if "paused_batches" in old_engine else batched,
-                      old_stored_ids, old_writer.ResultWriter.due),
+                      engine_module.paused_batches if drawn_paused else batched,
+                      old_stored_ids, old_writer.ResultWriter.due, old_prepare),
     }
     shared = TextVectors(path, capacity=1 << 20)
     original_vectors = EmbeddingScorer.vectors
@@ -115,7 +129,7 @@ def main() -> int:
             for _ in range(args.passes):
                 for name, pieces in sides.items():
                     (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
-                     score_jobs_module.stored_ids, ResultWriter.due) = pieces
+                     score_jobs_module.stored_ids, ResultWriter.due, EmbeddingScorer.prepare_chunk) = pieces
                     store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
                     store.execute("CHECKPOINT")
                     started = time.perf_counter()
@@ -126,7 +140,7 @@ def main() -> int:
                     print(f"{name}: {rates[name][-1]:,.0f} features/s", flush=True)
     finally:
         (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
-         score_jobs_module.stored_ids, ResultWriter.due) = sides["this tree"]
+         score_jobs_module.stored_ids, ResultWriter.due, EmbeddingScorer.prepare_chunk) = sides["this tree"]
         EmbeddingScorer.vectors = original_vectors
     same = stored["this tree"] == stored["reference"]
     print(f"slice: the last {len(labels):,} fired features; reference {args.reference}; load average "

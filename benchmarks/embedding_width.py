@@ -22,8 +22,9 @@ benchmarks/labelled_copy.py). The sentence model is loaded before any timing. Th
 5. **Warm slice**: the cold slice's scores deleted, scored again by a scorer whose cache is
    step 2's and which reads the stored explanation vectors: the model embeds nothing, so
    this is the scorer's own rate a feature in a run over the whole store. ``--passes``
-   times each, alternating: as shipped (the cyclic collector paused in ``prepare_chunk``)
-   and with the collector left on; the best pass of each is compared (this VM's speed
+   times each, alternating: as shipped (the engine draws each chunk of jobs, the scorer's
+   ``prepare_chunk`` included, with the cyclic collector paused) and with the collector left
+   on (plain ``batched``); the best pass of each is compared (this VM's speed
    drifts by a third over minutes, so only passes side by side compare). Its scores must
    equal the cold slice's (largest difference printed; the script exits 1 above 1e-6).
 
@@ -37,14 +38,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from contextlib import nullcontext
 import resource
 import sys
 import time
 from pathlib import Path
 
-import featurelens.scorers.score_jobs as score_jobs_module
-from featurelens.core.gc_pause import gc_paused
+import featurelens.llm.engine as engine_module
+from featurelens.core.batched import batched
+from featurelens.core.gc_pause import paused_batches
 from featurelens.core.host import protocols
 from featurelens.core.model.sentence_embedding import MODEL_NAME, default_model_path, embed, embedding_device
 from featurelens.core.model.text_vectors import TextVectors, text_digest
@@ -148,15 +149,15 @@ def main() -> int:
         try:
             before = shared.embedded
             for paused in (True, False) * args.passes:
-                # shipped: prepare_chunk with the cyclic collector paused; the other: left on
-                score_jobs_module.gc_paused = gc_paused if paused else nullcontext
+                # shipped: jobs drawn with the cyclic collector paused; the other: left on
+                engine_module.paused_batches = paused_batches if paused else batched
                 store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
                 passes.append((paused, *reversed(timed(
                     lambda: score_features(store, spec_of(where), settings=settings).succeeded))))
             embedded_warm = shared.embedded - before
         finally:
             EmbeddingScorer.vectors = original
-            score_jobs_module.gc_paused = gc_paused
+            engine_module.paused_batches = paused_batches
         warm = scored(store, where)
         best = {flag: max((p for p in passes if p[0] == flag), key=lambda p: p[1] / p[3]) for flag in (True, False)}
         _, warm_done, hc, hw = best[True]
@@ -172,7 +173,7 @@ def main() -> int:
                                ("scorer, warm (window cache, stored vectors)", warm_done, hw, hc)):
         print(f"{name:<44} {n:>9,} {wall:>8.1f} {cpu:>8.1f} {n / wall:>11,.0f} {n / cpu:>10,.0f}")
     for paused, done, cpu, wall in passes:
-        print(f"  warm pass, collector {'paused' if paused else 'on    '} in prepare_chunk: {done / wall:,.0f} "
+        print(f"  warm pass, collector {'paused' if paused else 'on    '} while jobs are drawn: {done / wall:,.0f} "
               f"features/s wall, {done / cpu:,.0f} CPU")
     (_, on_done, _, on_wall) = best[False]
     print(f"warm, collector paused / on (best pass of each, alternating): {(warm_done / hw) / (on_done / on_wall):.2f}x")

@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -308,10 +307,9 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         done = stored_ids(store, "scores", "score_id", ids, [r.feature for r in records], {"scorer": spec.scorer})
         if done and on_skip is not None:
             on_skip(len(done))
-        if callable(prepare):
-            with gc_paused():  # bulk per-feature work: thousands of windows a chunk (core/gc_pause)
-                prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
-                         if sid not in done and by_key[(d, f)].examples])
+        if callable(prepare):  # the engine draws jobs with the collector paused (core/gc_pause)
+            prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
+                     if sid not in done and by_key[(d, f)].examples])
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
             if sid in done:
                 continue
