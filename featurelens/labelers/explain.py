@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.gc_pause import handed_out
 from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     Explainer,
@@ -157,6 +159,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                           [r.feature for r in records]) if skip_done else set()
         if done and on_skip is not None:
             on_skip(len(done))
+        page: deque[Job] = deque()
         for record in records:
             eid = ids[(record.dictionary_id, record.feature)]
             if eid in done:
@@ -166,16 +169,18 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
                     raise ParseError(f"feature {record.feature} has no stored examples to explain")
                 requests = explainer.requests(record)
             except ParseError as error:  # recorded as this feature's failure, the run goes on
-                yield Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
-                          method=method)
+                page.append(Job(record.dictionary_id, record.feature, "explain", [], _refused(error),
+                                method=method))
                 continue
             if per_request > 1 and requests:
                 pending.append((record, eid))
                 continue
-            yield Job(record.dictionary_id, record.feature, "explain", requests,
-                      _finisher(explainer, spec, record, eid, run_id, options), method=method)
-        yield from grouped.group_jobs(iter(pending), explainer, spec, per_request, run_id,
-                                      MAX_EXPLANATION_CHARS)
+            page.append(Job(record.dictionary_id, record.feature, "explain", requests,
+                            _finisher(explainer, spec, record, eid, run_id, options), method=method))
+        page.extend(grouped.group_jobs(iter(pending), explainer, spec, per_request, run_id,
+                                       MAX_EXPLANATION_CHARS))
+        del records, pending  # the records live on in their jobs only (core/gc_pause.handed_out)
+        yield from handed_out(page)
 
 
 def _refused(error: ParseError):

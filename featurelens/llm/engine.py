@@ -28,7 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from featurelens.core.gc_pause import gc_paused, paused_batches
+from featurelens.core.gc_pause import paused_batches
 from featurelens.core.host.protocols import (
     LLMProvider,
     LLMProviderBase,
@@ -401,6 +401,18 @@ class Engine:
         self.bar.set_postfix(failed=self.stats.failed, cost=f"${self.stats.cost_usd:.4f}",
                              refresh=False)
 
+    def _finish_offline(self, chunk: list[Job]) -> list[Job]:
+        """Finish the chunk's jobs that ask nothing (offline explainers and scorers, refused
+        features) here, without a task, at the speed of the label itself; the jobs that
+        ask an LLM are returned to be run."""
+        asking = []
+        for job in chunk:
+            if job.requests or job.follow_up is not None:
+                asking.append(job)
+            else:
+                self._complete(job, [], [])
+        return asking
+
     async def run(self, jobs: Iterable[Job], *, total: int | None = None,
                   desc: str = "labeling") -> RunStats:
         """Run every job; returns the counters. Completed work is written even on error."""
@@ -418,18 +430,11 @@ class Engine:
                 self._fatal = task.exception()
 
         try:
-            # jobs are built (records read, windows cut) with the collector paused
-            for chunk in paused_batches(jobs, self.settings.chunk_size):
-                asking = [job for job in chunk if job.requests or job.follow_up is not None]
-                if len(asking) < len(chunk):
-                    # nothing to ask (offline explainers and scorers, refused features):
-                    # finished here, without a task, at the speed of the label itself
-                    with gc_paused():
-                        for job in chunk:
-                            if not job.requests and job.follow_up is None:
-                                self._complete(job, [], [])
-                    if self.writer.due():
-                        self._flush()
+            # jobs are built (records read, windows cut) and offline jobs finished with the
+            # collector paused; only the jobs that ask an LLM outlive the pause
+            for asking in paused_batches(jobs, self.settings.chunk_size, self._finish_offline):
+                if self.writer.due():
+                    self._flush()
                 keys = [[cache.cache_key(self.provider.name, self.provider.model, r)
                          for r in job.requests] for job in asking]
                 hits = cache.lookup(self.store, (k for ks in keys for k in ks)) if asking else {}

@@ -158,7 +158,8 @@ class LabelingStage(ABC):
             settings: "EngineSettings | None" = None, prices: "PriceTable | None" = None) -> "RunStats":
         """Run (or resume) the stage: rows written as results arrive; the run's counters.
         ``provider`` overrides building one (tests, a client shared by ``label``'s stages)."""
-        from featurelens.llm.engine import RunStats
+        from featurelens.llm.engine import EngineSettings, RunStats
+        from featurelens.llm.offline import record_chunk
         from featurelens.llm.runs import run_labeling
 
         if not isinstance(store, Store):  # a path: open it for the run
@@ -170,6 +171,9 @@ class LabelingStage(ABC):
         if total is None:
             return RunStats(never_fired=split.never_fired)
         cleared = clear_never_fired_failures(store, self.spec.selection, self.purpose, self.failure_method)
+        # the engine draws jobs a page of records at a time, so a finished chunk's records
+        # are freed inside its pause and the cyclic collector never walks them (core/gc_pause)
+        settings = replace(settings or EngineSettings(), chunk_size=record_chunk(self.component))
 
         def make_jobs(engine: Any, run_id: str, built: LLMProvider) -> Iterator["Job"]:
             engine.stats.never_fired = split.never_fired

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
+from featurelens.core.gc_pause import handed_out
 from featurelens.core.host.manager import create
 from featurelens.core.host.protocols import (
     FeatureRecord,
@@ -310,19 +311,22 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         if callable(prepare):  # the engine draws jobs with the collector paused (core/gc_pause)
             prepare([(by_key[(d, f)], text) for (d, f, _, text), sid in zip(rows, ids)
                      if sid not in done and by_key[(d, f)].examples])
+        page: deque[Job] = deque()
         for (dictionary_id, feature, eid, text), sid in zip(rows, ids):
             if sid in done:
                 continue
             record = by_key[(dictionary_id, feature)]
             method = f"{shared.method} of explanation {eid}"
             if not record.examples:
-                yield Job(dictionary_id, feature, stage, [], _no_examples(record), method=method)
+                page.append(Job(dictionary_id, feature, stage, [], _no_examples(record), method=method))
                 continue
             requests = build(record, text, capabilities)
-            yield Job(dictionary_id, feature, stage, requests,
-                      _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id, shared),
-                      method=method,
-                      follow_up=_follow_up(rounds, record, text, capabilities) if callable(rounds) else None)
+            page.append(Job(dictionary_id, feature, stage, requests,
+                            _finisher(scorer, spec, record, eid, text, sid, capabilities, run_id, shared),
+                            method=method,
+                            follow_up=_follow_up(rounds, record, text, capabilities) if callable(rounds) else None))
+        del records, by_key  # the records live on in their jobs only (core/gc_pause.handed_out)
+        yield from handed_out(page)
 
 
 def count_explanations(store: Store, spec: ScoreSpec) -> int:
