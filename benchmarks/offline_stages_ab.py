@@ -88,7 +88,7 @@ def one_pass(stage: str, store_path: Path, where: str, vectors: Path) -> None:
     print(json.dumps({"rate": done / elapsed, "rows": len(rows), "digest": digest}))
 
 
-def prepare(source: Path, last: int, work: Path, vectors: Path) -> tuple[str, int]:
+def prepare(source: Path, last: int, work: Path, vectors: Path, embedding: bool = True) -> tuple[str, int]:
     """The working copy with the slice labelled, its labels' vectors stored and the slice
     scored once cold; every vector the cold score used saved to ``vectors`` (its texts beside it)."""
     import numpy as np
@@ -118,14 +118,15 @@ def prepare(source: Path, last: int, work: Path, vectors: Path) -> tuple[str, in
     EmbeddingScorer.vectors = lambda self: cache
     try:
         with labelled_copy(source, last, keep=work) as (store, where, labels):
-            explanation_search.embed_missing(store, show_progress=False)  # labels: embedded once
-            score_features(store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
-                           settings=EngineSettings(concurrency=64, progress=False))
+            if embedding:
+                explanation_search.embed_missing(store, show_progress=False)  # labels: embedded once
+                score_features(store, ScoreSpec("offline:none", "embedding", where=where, explainer="token-lookup"),
+                               settings=EngineSettings(concurrency=64, progress=False))
     finally:
         EmbeddingScorer.vectors = original
     texts = list(seen)
     vectors.with_suffix(".json").write_text(json.dumps(texts), encoding="utf-8")
-    np.save(vectors, np.stack([seen[t] for t in texts]))
+    np.save(vectors, np.stack([seen[t] for t in texts]) if texts else np.empty((0, 0), dtype=np.float32))
     return where, len(labels)
 
 
@@ -152,7 +153,7 @@ def main() -> int:
                        check=True, capture_output=True)
         try:
             work, vectors = Path(folder) / "work.duckdb", Path(folder) / "vectors.npy"
-            where, n = prepare(args.store, args.last, work, vectors)
+            where, n = prepare(args.store, args.last, work, vectors, "embedding" in stages)
             trees = {"this tree": ROOT, "reference": reference}
             rates = {(stage, name): [] for stage in stages for name in trees}
             digests: dict[tuple[str, str], set[str]] = {key: set() for key in rates}

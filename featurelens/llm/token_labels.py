@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 from featurelens.llm.window_text import neutralise
 
@@ -47,6 +48,25 @@ cached_token_key = lru_cache(maxsize=1 << 18)(token_key)
 def token_keys(tokens: list[str]) -> list[str]:
     """:func:`token_key` of each token (memoised)."""
     return list(map(cached_token_key, tokens))
+
+
+#: Windows whose keys :func:`window_keys` keeps (a window of 32 tokens is a few hundred bytes).
+WINDOWS_KEPT = 1 << 14
+
+
+def window_keys(tokens: Sequence[str]) -> tuple[str, ...]:
+    """:func:`token_key` of each token of a window, memoised by the whole window.
+
+    Scorers test every feature on windows cut from the same corpus sequences, so one
+    window comes back for feature after feature (four in five of a chunk's test windows
+    repeat on a real extraction): its keys are looked up once while it stays among the
+    :data:`WINDOWS_KEPT` most recent, instead of one cache lookup a token."""
+    return _window_keys(tuple(tokens))
+
+
+@lru_cache(maxsize=WINDOWS_KEPT)
+def _window_keys(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(map(cached_token_key, tokens))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ scorer compare any explainer with token-lookup. A label with nothing to look for
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import compress
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
@@ -30,7 +31,7 @@ from featurelens.core.host.protocols import (
     ScoreResult,
     ScorerBase,
 )
-from featurelens.llm.token_labels import label_keywords, parse_elements, token_keys
+from featurelens.llm.token_labels import label_keywords, parse_elements, window_keys
 from featurelens.llm.window_text import HIGHLIGHT_FRACTION
 from featurelens.scorers.metrics import classification
 from featurelens.scorers.scoring_windows import scorer_fallbacks, scorer_kinds, test_windows
@@ -56,17 +57,17 @@ class LabelMatcher:
 
     def hits(self, tokens: list[str]) -> list[int]:
         """The indices of the named positions, in order."""
-        keys = token_keys(tokens)
+        keys = window_keys(tokens)
         singles, pairs = self.singles, self.pairs
-        if not pairs:  # most labels: one membership test a token
-            return [i for i, k in enumerate(keys) if k in singles]
+        if not pairs:  # most labels: one membership test a token, at C speed
+            return list(compress(range(len(keys)), map(singles.__contains__, keys)))
         return [i for i, k in enumerate(keys)
                 if k in singles or (i > 0 and (k, keys[i - 1]) in pairs)]
 
     def any_hit(self, tokens: list[str]) -> bool:
         """Whether the label names any position (a set test at C speed for most labels)."""
         if not self.pairs:
-            return not self.singles.isdisjoint(token_keys(tokens))
+            return not self.singles.isdisjoint(window_keys(tokens))
         return bool(self.hits(tokens))
 
 

@@ -31,7 +31,7 @@ from featurelens.core.host.protocols import (
     ParseError,
 )
 from featurelens.llm.example_selection import EXPLAIN_TOP, for_explainer
-from featurelens.llm.token_labels import Element, render_label, token_key, token_keys
+from featurelens.llm.token_labels import Element, render_label, window_keys
 
 
 class Label(str):
@@ -117,12 +117,12 @@ class TokenLookupExplainer(ExplainerBase):
         singles: dict[str, _Tally] = {}
         pairs: dict[tuple[str, str], _Tally] = {}
         previous_forms: dict[tuple[str, str], dict[str, float]] = {}
-        window_keys: list[list[str]] = []
+        keyed: list[tuple[str, ...]] = []
         total = 0.0
         for window in windows:
             tokens = window.tokens
-            keys = token_keys(tokens)
-            window_keys.append(keys)
+            keys = window_keys(tokens)
+            keyed.append(keys)
             activations = window.activations
             for i in [i for i, a in enumerate(activations) if a > 0]:
                 activation, token, key = activations[i], tokens[i], keys[i]
@@ -137,11 +137,11 @@ class TokenLookupExplainer(ExplainerBase):
                 total += activation
         if total <= 0:
             raise ParseError(f"feature {record.feature} has no activating windows to look tokens up in")
-        return self._label(singles, pairs, previous_forms, total, window_keys)
+        return self._label(singles, pairs, previous_forms, total, keyed)
 
     def _label(self, singles: dict[str, _Tally], pairs: dict[tuple[str, str], _Tally],
                previous_forms: dict[tuple[str, str], dict[str, float]], total: float,
-               window_keys: list[list[str]]) -> Label:
+               keyed: list[tuple[str, ...]]) -> Label:
         ranked = sorted(singles, key=lambda k: (-singles[k].mass, k))
         best_pair: dict[str, tuple[str, str]] = {}
         for pair, tally in pairs.items():
@@ -156,11 +156,11 @@ class TokenLookupExplainer(ExplainerBase):
             if elements and (covered / total >= self.target_coverage or len(elements) >= self.max_tokens
                              or tally.mass / total < self.min_share):
                 break
-            tally.seen = sum(keys.count(key) for keys in window_keys)
+            tally.seen = sum(keys.count(key) for keys in keyed)
             element, used = Element(tally.form(key)), tally
             pair = best_pair.get(key)
             if pair is not None:
-                pairs[pair].seen = _pair_count(window_keys, pair)
+                pairs[pair].seen = _pair_count(keyed, pair)
                 if self._needs_context(tally, pairs[pair]):
                     forms = previous_forms[pair]
                     previous = min(forms, key=lambda f: (-forms[f], f))
@@ -186,12 +186,12 @@ class TokenLookupExplainer(ExplainerBase):
                 and pair.precision >= single.precision + 0.2)
 
 
-def _pair_count(window_keys: list[list[str]], pair: tuple[str, str]) -> int:
+def _pair_count(keyed: list[tuple[str, ...]], pair: tuple[str, str]) -> int:
     """How often ``pair`` occurs as (previous key, key) within the windows (never across
     two windows): a C-speed search for the second key, then a look at the one before."""
     first, second = pair
     count = 0
-    for keys in window_keys:
+    for keys in keyed:
         at = 0
         try:
             while True:
