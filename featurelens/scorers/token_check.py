@@ -20,7 +20,8 @@ scorer compare any explainer with token-lookup. A label with nothing to look for
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import compress
+from itertools import chain, compress
+from operator import or_
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
@@ -58,11 +59,10 @@ class LabelMatcher:
     def hits(self, tokens: list[str]) -> list[int]:
         """The indices of the named positions, in order."""
         keys = window_keys(tokens)
-        singles, pairs = self.singles, self.pairs
-        if not pairs:  # most labels: one membership test a token, at C speed
-            return list(compress(range(len(keys)), map(singles.__contains__, keys)))
-        return [i for i, k in enumerate(keys)
-                if k in singles or (i > 0 and (k, keys[i - 1]) in pairs)]
+        named = map(self.singles.__contains__, keys)  # one membership test a token, at C speed
+        if self.pairs:  # or (key, previous key) named: the first position has no previous
+            named = map(or_, named, chain((False,), map(self.pairs.__contains__, zip(keys[1:], keys))))
+        return list(compress(range(len(keys)), named))
 
     def any_hit(self, tokens: list[str]) -> bool:
         """Whether the label names any position (a set test at C speed for most labels)."""

@@ -62,3 +62,22 @@ def test_scores_and_metrics_match_the_plain_reading(seed):
             assert (result.score, result.metrics, result.details) == plain_score(scorer, record, label)
             scored += 1
     assert scored >= 120
+
+
+@pytest.mark.parametrize("label", ['" self" after "("', '" self" after "(" and " cat"', '"(" after "(" and ")"',
+                                   '"x"', "cat sat on the mat"])
+def test_hits_are_the_literal_reading_of_named_tokens_and_pairs(label):
+    import random
+
+    from featurelens.llm.token_labels import token_key
+
+    matcher = LabelMatcher(label)
+    vocab = ["(", " self", "self", " Cat", " cat", ")", "x", " mat", "\n"]
+    rng = random.Random(label)
+    for _ in range(200):
+        tokens = [rng.choice(vocab) for _ in range(rng.randrange(0, 12))]
+        keys = [token_key(t) for t in tokens]
+        literal = [i for i, k in enumerate(keys)
+                   if k in matcher.singles or (i > 0 and (k, keys[i - 1]) in matcher.pairs)]
+        assert matcher.hits(tokens) == literal, tokens
+        assert matcher.any_hit(tokens) == bool(literal)
