@@ -15,7 +15,7 @@ side by side compare), the slice's scores deleted before each pass. The referenc
 code of the places the warm path runs per feature that this round changed, read from git at COMMIT and put in
 place of this tree's for its passes: the scorer's bulk scoring
 (``EmbeddingScorer._score_all``), the cache's ``TextVectors.lookup``, how the engine draws
-its chunks of jobs (``paused_batches`` where COMMIT has it, else plain ``batched`` with the
+its chunks of jobs (``paused_batches`` where COMMIT has it, else ``unpaused_batches`` with the
 scorer's ``prepare_chunk`` paused where COMMIT's ``score_jobs`` paused it), how a
 chunk finds the scores stored already (COMMIT's ``score_jobs._existing`` where it has one),
 and when the writer commits (COMMIT's ``ResultWriter.due``). Everything else (reading
@@ -39,7 +39,6 @@ from pathlib import Path
 
 import featurelens.llm.engine as engine_module
 import featurelens.scorers.score_jobs as score_jobs_module
-from featurelens.core.batched import batched
 from featurelens.core.gc_pause import gc_paused
 from featurelens.core.model.sentence_embedding import default_model_path, embed
 from featurelens.core.model.text_vectors import TextVectors
@@ -50,6 +49,7 @@ from featurelens.scorers.embedding import EmbeddingScorer
 from featurelens.scorers.score_jobs import ScoreSpec, score_features
 
 from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
+from unpaused import unpaused_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def main() -> int:
         "this tree": (EmbeddingScorer._score_all, TextVectors.lookup, engine_module.paused_batches,
                       stored_ids, ResultWriter.due, prepare),
         "reference": (old_scorer.EmbeddingScorer._score_all, old_vectors.TextVectors.lookup,
-                      engine_module.paused_batches if drawn_paused else batched,
+                      engine_module.paused_batches if drawn_paused else unpaused_batches,
                       old_stored_ids, old_writer.ResultWriter.due, old_prepare),
     }
     shared = TextVectors(path, capacity=1 << 20)

@@ -23,8 +23,9 @@ benchmarks/labelled_copy.py). The sentence model is loaded before any timing. Th
    step 2's and which reads the stored explanation vectors: the model embeds nothing, so
    this is the scorer's own rate a feature in a run over the whole store. ``--passes``
    times each, alternating: as shipped (the engine draws each chunk of jobs, the scorer's
-   ``prepare_chunk`` included, with the cyclic collector paused) and with the collector left
-   on (plain ``batched``); the best pass of each is compared (this VM's speed
+   ``prepare_chunk`` included, and finishes the offline ones with the cyclic collector
+   paused) and with the collector left on (``unpaused.unpaused_batches``); the best pass of
+   each is compared (this VM's speed
    drifts by a third over minutes, so only passes side by side compare). Its scores must
    equal the cold slice's (largest difference printed; the script exits 1 above 1e-6).
 
@@ -44,7 +45,6 @@ import time
 from pathlib import Path
 
 import featurelens.llm.engine as engine_module
-from featurelens.core.batched import batched
 from featurelens.core.gc_pause import paused_batches
 from featurelens.core.host import protocols
 from featurelens.core.model.sentence_embedding import MODEL_NAME, default_model_path, embed, embedding_device
@@ -59,6 +59,7 @@ from featurelens.scorers.score_jobs import ScoreSpec, score_features
 from featurelens.scorers.scoring_windows import test_windows
 
 from labelled_copy import labelled_copy  # benchmarks/, this script's own folder
+from unpaused import unpaused_batches
 
 TARGET = 2_000
 
@@ -150,7 +151,7 @@ def main() -> int:
             before = shared.embedded
             for paused in (True, False) * args.passes:
                 # shipped: jobs drawn with the cyclic collector paused; the other: left on
-                engine_module.paused_batches = paused_batches if paused else batched
+                engine_module.paused_batches = paused_batches if paused else unpaused_batches
                 store.execute(f"DELETE FROM scores WHERE scorer = 'embedding' AND {where}")
                 passes.append((paused, *reversed(timed(
                     lambda: score_features(store, spec_of(where), settings=settings).succeeded))))
