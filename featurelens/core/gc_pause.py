@@ -13,8 +13,8 @@ made inside a chunk is collected at the collector's next pass.
 from __future__ import annotations
 
 import gc
-from contextlib import contextmanager
 from collections import deque
+from contextlib import contextmanager
 from itertools import islice
 from typing import Callable, Iterable, Iterator, TypeVar
 
