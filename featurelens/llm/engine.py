@@ -100,7 +100,9 @@ class EngineSettings:
     rpm: float | None = None
     tpm: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    chunk_size: int = 256  #: jobs built (and cache-checked) at a time
+    #: Jobs built (and cache-checked) at a time; a labeling stage sets it to its page of
+    #: records (llm/offline.record_chunk), so a finished chunk frees its records (core/gc_pause).
+    chunk_size: int = 256
     flush_rows: int = 500
     flush_seconds: float = 1.0
     cache_only: bool = False  #: a cache miss fails instead of calling (batch collection)

@@ -45,11 +45,6 @@ def token_key(token: str) -> str:
 cached_token_key = lru_cache(maxsize=1 << 18)(token_key)
 
 
-def token_keys(tokens: list[str]) -> list[str]:
-    """:func:`token_key` of each token (memoised)."""
-    return list(map(cached_token_key, tokens))
-
-
 #: Windows whose keys :func:`window_keys` keeps: two tuples of pointers to vocabulary strings,
 #: about 1.2 KB for a window of 64 tokens, so about 20 MB when full.
 WINDOWS_KEPT = 1 << 14

@@ -11,7 +11,7 @@ from seeded_records import seeded_records
 from featurelens.core.host.protocols import FeatureRecord, ParseError
 from featurelens.labelers.explainers.token_lookup import Label, TokenLookupExplainer, _Tally
 from featurelens.llm.example_selection import for_explainer
-from featurelens.llm.token_labels import token_keys
+from featurelens.llm.token_labels import token_key
 
 
 def plain_label(explainer: TokenLookupExplainer, record: FeatureRecord) -> Label:
@@ -24,7 +24,7 @@ def plain_label(explainer: TokenLookupExplainer, record: FeatureRecord) -> Label
     total = 0.0
     window_keys = []
     for window in for_explainer(record, explainer.n_examples):
-        keys = token_keys(window.tokens)
+        keys = [token_key(t) for t in window.tokens]
         window_keys.append(keys)
         seen.update(keys)
         seen_pairs.update(zip(keys, keys[1:]))
