@@ -20,6 +20,7 @@ from featurelens.llm.window_text import neutralise
 
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _ELEMENT = re.compile(rf"({_QUOTED})(?:\s+after\s+({_QUOTED}))?")
+_PLAIN = re.compile(r'"[^"\\\x00-\x1f]*"')
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 #: Words that say nothing about which tokens fire; left out when a label has no quotes.
@@ -100,13 +101,20 @@ def parse_elements(label: str) -> list[Element]:
     elements = []
     for match in _ELEMENT.finditer(label):
         try:
-            token = json.loads(match.group(1))
-            previous = json.loads(match.group(2)) if match.group(2) else None
+            token = _unquote(match.group(1))
+            previous = _unquote(match.group(2)) if match.group(2) else None
         except json.JSONDecodeError:
             continue
         if token:
             elements.append(Element(token, previous))
     return elements
+
+
+def _unquote(quoted: str) -> str:
+    """The string a JSON string literal holds: read by slicing when it has no escape or
+    control character (how token labels quote nearly every token), else by the JSON
+    decoder, which also refuses what JSON refuses."""
+    return quoted[1:-1] if _PLAIN.fullmatch(quoted) else json.loads(quoted)
 
 
 def label_keywords(label: str) -> set[str]:

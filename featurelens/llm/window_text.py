@@ -103,18 +103,22 @@ def plain(tokens: Sequence[str]) -> str:
     return "".join(map(neutralise, tokens))
 
 
-def crop(example: Example, width: int) -> Example:
+def crop(example: Example, width: int, top: float | None = None) -> Example:
     """A window of at most ``width`` tokens that keeps the peak, with a little context after.
 
     Explainers and classifiers show short windows (delphi: 32 tokens); the peak sits
     three quarters of the way in, because what precedes a token is what a causal
-    model's feature can depend on.
+    model's feature can depend on. ``top``: the window's ``max_activation`` when the
+    caller has it already (a scorer reads it for every window), so it is not found twice.
     """
     n = len(example.tokens)
     if width <= 0 or n <= width:
         return example
     activations = example.activations
-    peak = activations.index(max(activations)) if activations else 0  # the first peak
+    if not activations:
+        peak = 0
+    else:  # the first peak
+        peak = activations.index(max(activations) if top is None else top)
     start = min(max(0, peak - (3 * width) // 4), n - width)
     return Example(example.tokens[start:start + width], example.activations[start:start + width],
                    example.kind, example.quantile)

@@ -20,10 +20,17 @@ from featurelens.scorers.window_order import by_quantile, interleave
 
 @dataclass
 class Window:
-    """One test window and whether the feature fires in it."""
+    """One test window, whether the feature fires in it, and its peak activation."""
 
     example: Example
     activating: bool
+    peak: float = 0.0  #: ``example.max_activation``: cropping keeps the peak, so also the uncropped window's
+
+
+def _window(example: Example, width: int, activating: bool | None) -> Window:
+    """``example`` cropped to ``width``; ``activating=None``: whether the feature fires in it."""
+    top = example.max_activation
+    return Window(crop(example, width, top), top > 0 if activating is None else activating, top)
 
 
 def feature_rng(record: FeatureRecord, salt: str) -> random.Random:
@@ -42,9 +49,8 @@ def test_windows(record: FeatureRecord, n_activating: int, n_random: int, width:
     (:mod:`featurelens.scorers.window_order`).
     """
     test = for_scorer(record, n_activating, n_random)
-    activating = [w for w in (Window(crop(e, width), True) for e in test.activating) if w.example.tokens]
-    randoms = [w for w in (Window(crop(e, random_width or width), e.max_activation > 0) for e in test.random)
-               if w.example.tokens]
+    activating = [w for w in (_window(e, width, True) for e in test.activating) if w.example.tokens]
+    randoms = [w for w in (_window(e, random_width or width, None) for e in test.random) if w.example.tokens]
     rng = feature_rng(record, salt)
     if order == "stratified":
         activating = by_quantile(activating, [w.example.quantile for w in activating], rng)

@@ -20,8 +20,8 @@ scorer compare any explainer with token-lookup. A label with nothing to look for
 from __future__ import annotations
 
 from functools import lru_cache
-from itertools import chain, compress
-from operator import or_
+from itertools import chain, compress, repeat
+from operator import ge, gt, or_
 from typing import Any
 
 from featurelens.core.errors import FeaturelensError
@@ -46,6 +46,7 @@ class LabelMatcher:
         self.quoted = bool(elements)
         self.singles = frozenset(e.keys[0] for e in elements if e.previous is None)
         self.pairs = frozenset(e.keys for e in elements if e.previous is not None)
+        self.pair_tokens = frozenset(key for key, _ in self.pairs)
         if not elements:
             self.singles = frozenset(label_keywords(label))
 
@@ -65,10 +66,14 @@ class LabelMatcher:
         return list(compress(range(len(keys)), named))
 
     def any_hit(self, tokens: list[str]) -> bool:
-        """Whether the label names any position (a set test at C speed for most labels)."""
-        if not self.pairs:
-            return not self.singles.isdisjoint(window_keys(tokens))
-        return bool(self.hits(tokens))
+        """Whether the label names any position (set tests at C speed; pairs are looked for
+        only in a window that holds one of their tokens)."""
+        keys = window_keys(tokens)
+        if not self.singles.isdisjoint(keys):
+            return True
+        if self.pair_tokens.isdisjoint(keys):
+            return False
+        return any(map(self.pairs.__contains__, zip(keys[1:], keys)))
 
 
 @lru_cache(maxsize=4096)
@@ -121,12 +126,13 @@ class TokenCheckScorer(ScorerBase):
             hits = matcher.hits(w.example.tokens)
             predictions.append(int(bool(hits)))
             activations = w.example.activations
-            threshold = HIGHLIGHT_FRACTION * w.example.max_activation
-            firing += sum([a > 0 and a >= threshold for a in activations])
+            threshold = HIGHLIGHT_FRACTION * w.peak
             named += len(hits)
             on = [activations[i] for i in hits if i < len(activations)]
-            named_firing += sum([a > 0 and a >= threshold for a in on])
-            named_and_firing += sum([a > 0 for a in on])
+            if threshold > 0:  # then a token at or over it fires (is > 0): counted at C speed
+                firing += sum(map(ge, activations, repeat(threshold)))
+                named_firing += sum(map(ge, on, repeat(threshold)))
+            named_and_firing += sum(map(gt, on, repeat(0)))
         metrics: dict[str, Any] = classification(labels, predictions)
         metrics.update(n_windows=len(windows), held_out=held_out, quoted=matcher.quoted,
                        token_recall=named_firing / firing if firing else None,

@@ -119,3 +119,32 @@ def test_explain_cli_with_token_lookup(store_path, cli):
     shown = cli("sql", "SELECT count(*) AS n FROM explanations WHERE llm = 'offline:none'",
                 "--store", store_path)
     assert "3" in shown.output
+
+
+def test_quoted_tokens_read_as_the_json_decoder_reads_them():
+    """Plain quoted tokens are read by slicing, the rest by the decoder: every quoted string a
+    label can hold reads as the decoder reads it, and what the decoder refuses (a raw control
+    character, a bad escape) is refused too."""
+    import random
+    import re
+
+    from featurelens.llm.token_labels import _QUOTED, _unquote
+
+    rng = random.Random(7)
+    alphabet = ["a", " ", "é", "↵", '\\"', "\\\\", "\\u00e9", "\\n", "\\x", "\t", "\x00", "\x1f", "/"]
+    checked = 0
+    for _ in range(3000):
+        quoted = '"' + "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 6))) + '"'
+        if not re.fullmatch(_QUOTED, quoted):
+            continue
+        try:
+            expected: str | None = json.loads(quoted)
+        except json.JSONDecodeError:
+            expected = None
+        try:
+            got: str | None = _unquote(quoted)
+        except json.JSONDecodeError:
+            got = None
+        assert got == expected, quoted
+        checked += 1
+    assert checked > 2000

@@ -81,3 +81,16 @@ def test_hits_are_the_literal_reading_of_named_tokens_and_pairs(label):
                    if k in matcher.singles or (i > 0 and (k, keys[i - 1]) in matcher.pairs)]
         assert matcher.hits(tokens) == literal, tokens
         assert matcher.any_hit(tokens) == bool(literal)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_each_window_carries_its_peak_and_cropping_keeps_it(seed):
+    windows_seen = 0
+    for record in seeded_records(seed):
+        for width in (4, 16):
+            windows, _ = held_out_windows(record, 8, 6, width, "token-check")
+            for w in windows:
+                assert w.peak == w.example.max_activation and len(w.example.tokens) <= width
+                assert w.activating == (True if w.example.kind != "random" else w.peak > 0)
+                windows_seen += 1
+    assert windows_seen > 100
