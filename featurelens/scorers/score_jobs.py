@@ -47,10 +47,21 @@ from featurelens.llm.stage import LabelingStage, LLMChoice
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
 
 
+#: ``json.dumps(value, default=str)``, with one encoder for the millions of score rows.
+_JSON = json.JSONEncoder(default=str)
+
+
 def score_id(explanation_id: str, scorer: str, llm: str, options: dict[str, Any]) -> str:
     """Deterministic id: the same explanation, scorer, LLM and options give the same id."""
-    text = json.dumps([explanation_id, scorer, llm, options], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return score_ids([explanation_id], scorer, llm, options)[0]
+
+
+def score_ids(explanation_ids: list[str], scorer: str, llm: str, options: dict[str, Any]) -> list[str]:
+    """:func:`score_id` of each explanation: the hashed text is the JSON list
+    ``[explanation_id, scorer, llm, options]`` (keys sorted), whose tail after the id is the
+    same for a whole chunk, so it is encoded once."""
+    tail = json.dumps([scorer, llm, options], sort_keys=True, default=str)[1:]
+    return [hashlib.sha256(f"[{_JSON.encode(eid)}, {tail}".encode()).hexdigest()[:32] for eid in explanation_ids]
 
 
 @dataclass(frozen=True)
@@ -184,15 +195,16 @@ def _finisher(scorer: Scorer, spec: ScoreSpec, record: FeatureRecord, eid: str, 
             result = scorer.score(record, text, responses, capabilities=capabilities)  # type: ignore[call-arg]
         else:
             result = scorer.score(record, text, responses)
-        reasons = _summary(result.details.get("parse_failures") if isinstance(result.details, dict) else None)
+        reasons = _summary(result.details.get("parse_failures") if isinstance(result.details, dict) else None) \
+            if result.status == "failed" or result.n_parse_failures else ""
         if result.status == "failed":
             raise ParseError(f"no answer could be read ({result.n_parse_failures} unreadable): {reasons}")
         rows: dict[str, list[dict[str, Any]]] = {"scores": [{
             "score_id": sid, "explanation_id": eid, "dictionary_id": record.dictionary_id,
             "feature": record.feature, "scorer": spec.scorer, "llm": spec.llm,
             "score": result.score, "status": result.status,
-            "metrics": json.dumps(result.metrics, default=str),
-            "details": json.dumps(result.details, default=str),
+            "metrics": _JSON.encode(result.metrics),
+            "details": _JSON.encode(result.details),
             "options": shared.options,
             "n_parse_failures": int(result.n_parse_failures), "run_id": run_id,
             **window_columns(result.metrics)}]}
@@ -304,7 +316,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer)):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
-        ids = [score_id(eid, spec.scorer, spec.llm, options) for _, _, eid, _ in rows]
+        ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, options)
         done = stored_ids(store, "scores", "score_id", ids, [r.feature for r in records], {"scorer": spec.scorer})
         if done and on_skip is not None:
             on_skip(len(done))
