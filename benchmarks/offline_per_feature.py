@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from itertools import repeat
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,9 @@ def main() -> None:
                 def read(kinds=kinds):
                     return [r for c in selection.stream_records(store, selection.Selection(where=where),
                                                                 256, kinds) for r in c]
-                selection.float_lists = lambda column: column.to_pylist()
+                selection.float_lists = lambda column, spans=None: [  # Arrow's own conversion
+                    v if v is None or spans is None else v[a:b]
+                    for v, (a, b) in zip(column.to_pylist(), spans or repeat((0, 0)))]
                 plain_cpu, plain = best_cpu(read, args.repeat)
                 selection.float_lists = fast_lists
                 fast_cpu, fast = best_cpu(read, args.repeat)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from featurelens.core.batched import batched
@@ -19,6 +20,7 @@ from featurelens.core.errors import FeaturelensError, StoreError
 from featurelens.core.gc_pause import gc_paused
 from featurelens.core.host.protocols import Example, FeatureRecord
 from featurelens.core.store.database import Store
+from featurelens.core.window_cut import kept_spans, ranges
 
 
 @dataclass(frozen=True)
@@ -175,23 +177,37 @@ class SequenceTokens:
                                              sequences["token_strs"])}
 
 
-def float_lists(column: pa.ChunkedArray) -> list[list[float] | None]:
-    """A list-of-floats column as Python lists, the same values ``to_pylist`` gives.
+def float_lists(column: pa.ChunkedArray, spans: list[tuple[int, int]] | None = None) -> list[list[float] | None]:
+    """A list-of-floats column as Python lists, the same values ``to_pylist`` gives;
+    with ``spans``, only each row's ``values[start:stop]`` (:func:`~featurelens.core.window_cut.kept_spans`).
 
-    The flat values go through numpy in one call (an order of magnitude cheaper than
+    The kept values go through numpy in one call (an order of magnitude cheaper than
     Arrow's per-element conversion, which dominated reading records) and are cut at the
-    list offsets; a chunk holding a null list or a null value is converted by Arrow.
+    list bounds; a chunk holding a null list or a null value is converted by Arrow.
     """
     out: list[list[float] | None] = []
+    row = 0
     for chunk in column.chunks:
+        rows = len(chunk)
+        kept = spans[row:row + rows] if spans is not None else None
+        row += rows
         values = chunk.flatten()
         if chunk.null_count or values.null_count:
-            out += chunk.to_pylist()
+            lists = chunk.to_pylist()
+            out += lists if kept is None else [v if v is None else v[a:b] for v, (a, b) in zip(lists, kept)]
             continue
-        flat = values.to_numpy(zero_copy_only=False).tolist()
         offsets = chunk.offsets.to_numpy()
-        bounds = (offsets - offsets[0]).tolist()
-        out += [flat[a:b] for a, b in zip(bounds, bounds[1:])]
+        bounds = offsets - offsets[0]
+        if kept is None:
+            flat = values.to_numpy(zero_copy_only=False).tolist()
+            cuts = bounds.tolist()
+        else:
+            starts, stops = (np.array(kept, dtype=np.int64).reshape(-1, 2).T if kept
+                             else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            lengths = stops - starts
+            flat = values.to_numpy(zero_copy_only=False)[ranges(bounds[:-1] + starts, lengths)].tolist()
+            cuts = [0, *np.cumsum(lengths).tolist()]
+        out += [flat[a:b] for a, b in zip(cuts, cuts[1:])]
     return out
 
 
@@ -201,7 +217,7 @@ Fallbacks = Mapping[str, Mapping[str, int | None]]
 def load_records(store: Store, keys: list[tuple[str, int]],
                  kinds: Mapping[str, int | None] | None = None,
                  tokens: SequenceTokens | None = None,
-                 fallbacks: Fallbacks | None = None) -> list[FeatureRecord]:
+                 fallbacks: Fallbacks | None = None, width: int | None = None) -> list[FeatureRecord]:
     """The records of ``keys`` (in that order), examples ordered by kind then rank.
 
     ``kinds`` limits the examples loaded (``{"top": 10}``: the ten first top windows and
@@ -210,6 +226,9 @@ def load_records(store: Store, keys: list[tuple[str, int]],
     ``fallbacks`` (``{"quantile": {"top": 60}}``) loads more windows only for the features
     that got none of a kind: a scorer that tests on top windows when a feature has no
     quantile ones does not read them for every feature that has.
+    ``width`` cuts every longer window to that many tokens around its first peak, as
+    :func:`featurelens.llm.window_text.crop` would (a scorer that looks at 32 tokens of
+    each window says so, and the other values are never converted to Python).
 
     Both queries are bounded by the keys' feature range as well as joined to them, so
     DuckDB skips the row groups of other features: a chunk reads its own features' rows,
@@ -236,12 +255,13 @@ def load_records(store: Store, keys: list[tuple[str, int]],
     if fallbacks and kinds is not None:
         examples = _with_fallbacks(store, examples, keys, kinds, fallbacks)
     with gc_paused():  # millions of acyclic objects: see core/gc_pause
-        return _build(keys, features, examples, (tokens or SequenceTokens()).get(store, examples))
+        return _build(keys, features, examples, (tokens or SequenceTokens()).get(store, examples), width)
 
 
 def _build(keys: list[tuple[str, int]], features: dict[str, list], examples: pa.Table,
-           token_strs_of: dict[tuple[str, int], list[str]]) -> list[FeatureRecord]:
-    """The records of ``keys`` from their features' rows and their examples."""
+           token_strs_of: dict[tuple[str, int], list[str]], width: int | None = None) -> list[FeatureRecord]:
+    """The records of ``keys`` from their features' rows and their examples, each example
+    as many tokens as activations (the shorter cut), then cut to ``width`` (see ``load_records``)."""
     by_key: dict[tuple[str, int], FeatureRecord] = {}
     for dictionary_id, feature, max_act, density, top, bottom in zip(
             features["dictionary_id"], features["feature"], features["max_activation"],
@@ -251,18 +271,16 @@ def _build(keys: list[tuple[str, int]], features: dict[str, list], examples: pa.
             [], list(top or []), list(bottom or []))
     columns = examples.select(["dictionary_id", "feature", "kind", "quantile", "corpus_id",
                                "sequence_id"]).to_pydict()
-    for dictionary_id, feature, kind, activations, quantile, corpus_id, sequence_id in zip(
+    token_lists = [token_strs_of.get(key) for key in zip(columns["corpus_id"], columns["sequence_id"])]
+    spans = kept_spans(examples.column("activations"), [len(t) if t is not None else 0 for t in token_lists],
+                       width or 0)
+    for dictionary_id, feature, kind, activations, quantile, token_strs, (start, stop) in zip(
             columns["dictionary_id"], columns["feature"], columns["kind"],
-            float_lists(examples.column("activations")),
-            columns["quantile"], columns["corpus_id"], columns["sequence_id"]):
+            float_lists(examples.column("activations"), spans), columns["quantile"], token_lists, spans):
         record = by_key.get((dictionary_id, feature))
-        token_strs = token_strs_of.get((corpus_id, sequence_id))
         if record is None or token_strs is None:
             continue
-        n = min(len(activations), len(token_strs))
-        # each row's activation list is its own: only cut it when it outruns the tokens
-        record.examples.append(Example(token_strs[:n], activations if n == len(activations)
-                                       else activations[:n], kind, quantile))
+        record.examples.append(Example(token_strs[start:stop], activations or [], kind, quantile))
     return [by_key[k] for k in keys if k in by_key]
 
 
@@ -323,10 +341,10 @@ def _with_fallbacks(store: Store, examples: pa.Table, keys: list[tuple[str, int]
 
 def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
                    kinds: Mapping[str, int | None] | None = None,
-                   fallbacks: Fallbacks | None = None) -> Iterator[list[FeatureRecord]]:
+                   fallbacks: Fallbacks | None = None, width: int | None = None) -> Iterator[list[FeatureRecord]]:
     """Chunks of records for the whole selection; memory bounded by ``chunk_size`` (and the
     corpus's token strings, read once for a long stream: :class:`SequenceTokens`).
-    ``fallbacks``: see :func:`load_records`."""
+    ``fallbacks``, ``width``: see :func:`load_records`."""
     tokens = SequenceTokens()
     for page in feature_keys(store, selection, chunk_size):
-        yield load_records(store, page, kinds, tokens, fallbacks)
+        yield load_records(store, page, kinds, tokens, fallbacks, width)

@@ -28,6 +28,7 @@ from featurelens.core.host.protocols import (
     declared,
     example_fallbacks,
     example_kinds,
+    example_width,
 )
 from featurelens.core.never_fired import split_never_fired
 from featurelens.core.selection import Selection, count_features, stream_records
@@ -150,7 +151,8 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         from featurelens.core.lazy_logits import ensure  # torch only when asked
 
         ensure(store, to_do)  # those a lazy extraction left pending, computed once and stored
-    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(explainer)):
+    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(explainer),
+                                  example_width(explainer)):
         pending: list[tuple[FeatureRecord, str]] = []
         ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
                                                             spec.explainer, spec.llm, options)

@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Sequence
 
 from featurelens.core.host.protocols import Example, FeatureRecord
+from featurelens.core.window_cut import cut_start
 
 #: Characters a corpus token may not carry into a prompt, and what is shown instead.
 _NEUTRAL = str.maketrans({"<": "‹", ">": "›", "\n": "↵", "\r": "↵", "\t": "⇥", "\x00": ""})
@@ -119,6 +120,6 @@ def crop(example: Example, width: int, top: float | None = None) -> Example:
         peak = 0
     else:  # the first peak
         peak = activations.index(max(activations) if top is None else top)
-    start = min(max(0, peak - (3 * width) // 4), n - width)
+    start = cut_start(peak, n, width)
     return Example(example.tokens[start:start + width], example.activations[start:start + width],
                    example.kind, example.quantile)

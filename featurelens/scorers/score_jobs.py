@@ -32,6 +32,7 @@ from featurelens.core.host.protocols import (
     declared,
     example_fallbacks,
     example_kinds,
+    example_width,
     score_takes_capabilities,
 )
 from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
@@ -275,7 +276,7 @@ def planned_score_jobs(store: Store, scorer: Scorer, selection: Selection, capab
     attach_store(scorer, store)
     kinds = example_kinds(scorer)
     to_do = split_never_fired(store, selection).to_do
-    for records in stream_records(store, to_do, 256, kinds, example_fallbacks(scorer)):
+    for records in stream_records(store, to_do, 256, kinds, example_fallbacks(scorer), example_width(scorer)):
         texts = _first_explanations(store, records) if stored else {}
         for record in records:
             if not record.examples:
@@ -313,7 +314,8 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     rounds = None if every_round else declared(scorer, "more_requests", ScorerBase)
     stage = shared.stage
     prepare = declared(scorer, "prepare_chunk", ScorerBase)
-    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer)):
+    for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer),
+                                  example_width(scorer)):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
         rows = _explanations(store, records, spec)
         ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, options)

@@ -105,6 +105,10 @@ class TokenCheckScorer(ScorerBase):
         """Top windows, read only for a feature without quantile windows."""
         return scorer_fallbacks(self.n_activating)
 
+    def example_width(self) -> int:
+        """It looks at ``window`` tokens around each window's peak: the rest is never read."""
+        return self.window
+
     def requests(self, record: FeatureRecord, explanation: str,
                  capabilities: frozenset[str] = frozenset()) -> list[LLMRequest]:
         return []

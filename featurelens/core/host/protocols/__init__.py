@@ -61,6 +61,7 @@ from featurelens.core.host.protocols.providers import (
 from featurelens.core.host.protocols.labelers import (
     ExampleFallbacks,
     ExampleKinds,
+    ExampleWidth,
     Explainer,
     ExplainerBase,
     ParseError,
@@ -69,6 +70,7 @@ from featurelens.core.host.protocols.labelers import (
     ScorerBase,
     example_fallbacks,
     example_kinds,
+    example_width,
     needs_llm,
     score_takes_capabilities,
 )
@@ -86,6 +88,7 @@ __all__ = [
     'Example',
     'ExampleFallbacks',
     'ExampleKinds',
+    'ExampleWidth',
     'Explainer',
     'ExplainerBase',
     'FeatureRecord',
@@ -110,6 +113,7 @@ __all__ = [
     'declared',
     'example_fallbacks',
     'example_kinds',
+    'example_width',
     'loop_done',
     'needs_llm',
     'score_takes_capabilities',

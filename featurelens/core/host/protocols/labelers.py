@@ -42,6 +42,11 @@ ExampleKinds = Callable[[], "dict[str, int | None] | None"]
 #: ``{kind: {fallback kind: most or None}}`` (``{"quantile": {"top": 60}}``: the first 60
 #: top windows of a feature without quantile windows). ``None``: no fallback.
 ExampleFallbacks = Callable[[], "dict[str, dict[str, int | None]] | None"]
+#: ``example_width``: the most tokens of a window a component looks at; longer windows are
+#: cut to that many around their first peak as they are read, the way
+#: ``featurelens.llm.window_text.crop`` cuts them, so the values it would drop are never
+#: converted. ``None``: whole windows.
+ExampleWidth = Callable[[], "int | None"]
 
 
 class ExplainerBase:
@@ -65,6 +70,8 @@ class ExplainerBase:
     #: ``example_fallbacks() -> {kind: {fallback kind: most or None}}`` (see
     #: :data:`ExampleFallbacks`): windows read only by features lacking a kind.
     example_fallbacks: ClassVar[ExampleFallbacks | None] = None
+    #: ``example_width() -> int | None`` (see :data:`ExampleWidth`): windows read cut to it.
+    example_width: ClassVar[ExampleWidth | None] = None
     #: Whether it reads ``record.top_logits``/``bottom_logits``: the explain job then first
     #: computes the effects a lazy extraction left pending. True unless declared otherwise, so
     #: an explainer that reads them never gets empty lists silently.
@@ -119,6 +126,8 @@ class ScorerBase:
     #: ``example_fallbacks() -> {kind: {fallback kind: most or None}}`` (see
     #: :data:`ExampleFallbacks`): windows read only by features lacking a kind.
     example_fallbacks: ClassVar[ExampleFallbacks | None] = None
+    #: ``example_width() -> int | None`` (see :data:`ExampleWidth`): windows read cut to it.
+    example_width: ClassVar[ExampleWidth | None] = None
     #: ``choose_mode(capabilities) -> str``: the mode it scores in on a provider with
     #: these capabilities (shown by ``estimate``); ``None``: one mode only.
     choose_mode: ClassVar[Callable[[frozenset[str]], str] | None] = None
@@ -159,6 +168,13 @@ def example_fallbacks(component: Any) -> dict[str, dict[str, int | None]] | None
     (``None``: none)."""
     wanted = declared(component, "example_fallbacks", ExplainerBase)
     return wanted() if callable(wanted) else wanted
+
+
+def example_width(component: Any) -> int | None:
+    """The most tokens of a window an explainer or scorer looks at (``None``: whole windows)."""
+    wanted = declared(component, "example_width", ExplainerBase)
+    width = wanted() if callable(wanted) else wanted
+    return int(width) if width else None
 
 
 def needs_llm(component: Any) -> bool:
