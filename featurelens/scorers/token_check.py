@@ -76,11 +76,23 @@ class LabelMatcher:
         return any(map(self.pairs.__contains__, zip(keys[1:], keys)))
 
 
-@lru_cache(maxsize=4096)
 def matcher_of(label: str) -> LabelMatcher:
-    """The label's matcher, parsed once per distinct label: a dictionary's token-lookup labels
-    repeat (one common token, rounded percentages), and a matcher is never changed."""
-    return LabelMatcher(label)
+    """The label's matcher, parsed once per distinct label, or once per distinct quoted part
+    of labels that end in evidence (``" self" after "(" — 83% of top activation mass``):
+    a dictionary's token-lookup labels name the same common tokens again and again with
+    other percentages. Evidence that quotes nothing cannot change which tokens are read
+    (a quoted token needs its closing quote), so the part before it is read alone."""
+    head, dash, evidence = label.rpartition(" — ")
+    if dash and '"' not in evidence:
+        matcher = _matcher(head)
+        if matcher.quoted:
+            return matcher
+    return _matcher(label)
+
+
+@lru_cache(maxsize=4096)
+def _matcher(label: str) -> LabelMatcher:
+    return LabelMatcher(label)  # a matcher is never changed, so one serves every caller
 
 
 class TokenCheckScorer(ScorerBase):

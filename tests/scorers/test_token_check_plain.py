@@ -94,3 +94,24 @@ def test_each_window_carries_its_peak_and_cropping_keeps_it(seed):
                 assert w.activating == (True if w.example.kind != "random" else w.peak > 0)
                 windows_seen += 1
     assert windows_seen > 100
+
+
+def test_a_shared_matcher_reads_every_label_as_its_own_matcher_does():
+    """Labels whose evidence quotes nothing share the matcher of their quoted part; any other
+    label (prose, quotes after the dash, odd quoting across it) is read whole."""
+    import random
+
+    from featurelens.llm.token_labels import Element, render_label
+    from featurelens.scorers.token_check import matcher_of
+
+    rng = random.Random(3)
+    odd = ['"', "\\", "a\nb", " self", "(", " —", " — ", "after", " x"]
+    labels = ['cat sat on the mat — 80% of top mass', '" self" — "quoted" evidence', '"a — b"',
+              '"unclosed — 40%', '"a\\" — 3%', 'plain — "x"', '" — "', ' — ', '"x" —', "— 5%"]
+    for _ in range(300):
+        elements = [Element(rng.choice(odd), rng.choice([None, *odd])) for _ in range(rng.randrange(1, 4))]
+        labels.append(render_label(elements, rng.random(), rng.choice([None, rng.random()])))
+        labels.append(rng.choice(labels) + rng.choice([" — 12%", ' — "y"', " —", ""]))
+    for label in labels:
+        shared, own = matcher_of(label), LabelMatcher(label)
+        assert (shared.quoted, shared.singles, shared.pairs) == (own.quoted, own.singles, own.pairs), label
