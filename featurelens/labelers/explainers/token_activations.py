@@ -57,6 +57,11 @@ class PromptedExplainer(ExplainerBase):
         # One short phrase fits in 32 tokens; the cap stops a small model that rambles.
         self.max_tokens = int(max_tokens or (400 if reasoning else 32))
 
+    def example_width(self) -> int:
+        """Every window a prompt shows is cut to ``window`` tokens around its peak, so the
+        rest is never read (a subclass that shows more declares its own width)."""
+        return self.window
+
     def options(self) -> dict[str, object]:
         """What changes the prompt; stored with the explanation to reproduce it."""
         return {"n_examples": self.n_examples, "n_quantile": self.n_quantile,
