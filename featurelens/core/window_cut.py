@@ -6,12 +6,17 @@ causal model's feature can depend on. :func:`cut_start` is that rule for one win
 (:func:`featurelens.llm.window_text.crop`); :func:`kept_spans` applies it to a whole
 column of stored activation lists at once, so a reader that knows the width converts
 only the values that will be looked at (:func:`featurelens.core.selection.load_records`).
+numpy is imported by the bulk functions when they run: ``featurelens --help`` reaches
+:func:`cut_start` through the prompt code and must not load it.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 
 def cut_start(peak: int, n: int, width: int) -> int:
@@ -30,6 +35,8 @@ def kept_spans(column: pa.ChunkedArray, counts: list[int], width: int) -> list[t
     read the way ``crop`` reads it (``list.index(max(...))``), so the spans are exactly
     those ``crop`` would keep. A null list keeps nothing.
     """
+    import numpy as np
+
     spans: list[tuple[int, int]] = []
     row = 0
     for chunk in column.chunks:
@@ -61,6 +68,8 @@ def kept_spans(column: pa.ChunkedArray, counts: list[int], width: int) -> list[t
 def _first_peaks(flat: np.ndarray, bounds: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The index of the first maximum of every row's list, and for which rows it was found
     (not for an empty row, nor for one holding NaN: Python's ``max`` reads those by position)."""
+    import numpy as np
+
     peaks = np.zeros(len(lengths), dtype=np.int64)
     found = np.zeros(len(lengths), dtype=bool)
     filled = np.flatnonzero(lengths > 0)
@@ -79,6 +88,8 @@ def _first_peaks(flat: np.ndarray, bounds: np.ndarray, lengths: np.ndarray) -> t
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The positions ``start .. start + length - 1`` of every range, concatenated."""
+    import numpy as np
+
     if not len(lengths):
         return np.zeros(0, dtype=np.int64)
     before = np.concatenate(([0], np.cumsum(lengths)[:-1]))

@@ -105,6 +105,10 @@ class ClassifierScorer(ScorerBase):
         """Top windows, read only for a feature without quantile windows."""
         return scorer_fallbacks(self.n_activating)
 
+    def example_width(self) -> int:
+        """It shows ``window`` tokens around each window's peak: the rest is never read."""
+        return self.window
+
     def items(self, record: FeatureRecord) -> tuple[list[tuple[str, int, Window]], bool]:
         """``(shown text, true label, window)`` per test window, in prompt order."""
         raise NotImplementedError

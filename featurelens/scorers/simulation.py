@@ -134,6 +134,11 @@ class SimulationScorer(ScorerBase):
         """Top windows, read only for a feature without quantile windows."""
         return scorer_fallbacks(self.n_activating)
 
+    def example_width(self) -> int:
+        """It shows ``window`` tokens around each window's peak (random ones ``random_window``,
+        never more): the rest is never read."""
+        return self.window
+
     def choose_mode(self, capabilities: frozenset[str]) -> str:
         """The configured mode, or the best one the provider's capabilities allow."""
         if self.mode != "auto":
