@@ -54,3 +54,28 @@ def test_windows_and_prompts_from_cut_windows_are_those_from_whole_windows(score
                 scorer.requests(record, "cats and dogs", CAPABILITIES)
             compared += 1
     assert compared > 40 or not scorer.needs_llm
+
+
+@pytest.mark.parametrize("declared", ["32", 31.5, 0, -4, True, [32]])
+def test_a_width_that_is_not_a_positive_whole_number_is_the_plugins_error(declared):
+    from featurelens.core.errors import PluginError
+
+    class Odd(TokenCheckScorer):
+        def example_width(self):
+            return declared
+
+    with pytest.raises(PluginError, match=r"^Odd\.example_width\(\) gave .*: fix the plugin\.$"):
+        example_width(Odd())
+
+
+def test_a_width_given_as_any_integer_type_or_none_is_read():
+    import numpy as np
+
+    class Numpy(TokenCheckScorer):
+        def example_width(self):
+            return np.int64(12)
+
+    class Whole(TokenCheckScorer):
+        example_width = None
+
+    assert example_width(Numpy()) == 12 and example_width(Whole()) is None

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import inspect
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
+from featurelens.core.errors import PluginError
 from featurelens.core.host.protocols.members import declared
 from featurelens.core.host.protocols.providers import LLMRequest, LLMResponse
 from featurelens.core.host.protocols.records import FeatureRecord
@@ -171,10 +173,20 @@ def example_fallbacks(component: Any) -> dict[str, dict[str, int | None]] | None
 
 
 def example_width(component: Any) -> int | None:
-    """The most tokens of a window an explainer or scorer looks at (``None``: whole windows)."""
+    """The most tokens of a window an explainer or scorer looks at (``None``: whole windows);
+    anything but a positive whole number or ``None`` is the plugin's error, named."""
     wanted = declared(component, "example_width", ExplainerBase)
     width = wanted() if callable(wanted) else wanted
-    return int(width) if width else None
+    if width is None:
+        return None
+    try:
+        tokens = operator.index(width) if not isinstance(width, bool) else 0
+    except TypeError:
+        tokens = 0
+    if tokens < 1:
+        raise PluginError(f"{type(component).__name__}.example_width() gave {width!r}; it must give a "
+                          "positive number of tokens, or None to read whole windows: fix the plugin.")
+    return tokens
 
 
 def needs_llm(component: Any) -> bool:
