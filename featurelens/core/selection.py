@@ -198,12 +198,12 @@ def float_lists(column: pa.ChunkedArray, spans: list[tuple[int, int]] | None = N
             continue
         offsets = chunk.offsets.to_numpy()
         bounds = offsets - offsets[0]
-        if kept is None:
-            flat = values.to_numpy(zero_copy_only=False).tolist()
+        starts, stops = (np.array(kept, dtype=np.int64).reshape(-1, 2).T if kept
+                         else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        if kept is None or (not starts.any() and np.array_equal(stops, np.diff(bounds))):
+            flat = values.to_numpy(zero_copy_only=False).tolist()  # whole lists: no gather
             cuts = bounds.tolist()
         else:
-            starts, stops = (np.array(kept, dtype=np.int64).reshape(-1, 2).T if kept
-                             else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
             lengths = stops - starts
             flat = values.to_numpy(zero_copy_only=False)[ranges(bounds[:-1] + starts, lengths)].tolist()
             cuts = [0, *np.cumsum(lengths).tolist()]
