@@ -33,7 +33,8 @@ def kept_spans(column: pa.ChunkedArray, counts: list[int], width: int) -> list[t
     ``width``, cut around its first peak as :func:`cut_start` says. Peaks are found for
     every row in one numpy pass; a row holding NaN or nulls, or limited by its tokens, is
     read the way ``crop`` reads it (``list.index(max(...))``), so the spans are exactly
-    those ``crop`` would keep. A null list keeps nothing.
+    those ``crop`` would keep, except that a row with a null value is kept whole (``crop``
+    cannot cut it either). A null list keeps nothing.
     """
     import numpy as np
 
@@ -101,9 +102,15 @@ def _python_peak(values: list) -> int:
 
 
 def _span_of(values: list | None, width: int, limit: int) -> tuple[int, int]:
-    """:func:`kept_spans` for one row read as Python values."""
+    """:func:`kept_spans` for one row read as Python values. A row whose values cannot be
+    compared (a null among them) is kept whole: the component's own ``crop`` then meets it
+    and fails that feature alone, as it would without the cut."""
     n = min(len(values), limit) if values is not None else 0
     if width <= 0 or n <= width:
         return 0, n
-    start = cut_start(_python_peak(values[:n]), n, width)  # type: ignore[index]
+    try:
+        peak = _python_peak(values[:n])  # type: ignore[index]
+    except TypeError:
+        return 0, n
+    start = cut_start(peak, n, width)
     return start, start + width

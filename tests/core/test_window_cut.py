@@ -66,11 +66,37 @@ def test_spans_and_values_are_what_crop_keeps(seed, width):
         assert same(kept or [], activations), (row, count, width)
 
 
-def test_null_values_are_kept_as_arrow_reads_them_when_nothing_is_cut():
-    column = pa.chunked_array([pa.array([[1.0, None, 2.0], None, [3.0]], pa.list_(pa.float32()))])
-    spans = kept_spans(column, [3, 0, 1], 0)
-    assert spans == [(0, 3), (0, 0), (0, 1)]
-    assert float_lists(column, spans) == [[1.0, None, 2.0], None, [3.0]]
+def test_null_values_are_kept_as_arrow_reads_them_and_such_a_row_is_never_cut():
+    column = pa.chunked_array([pa.array([[1.0, None, 2.0], None, [3.0], [0.0, 5.0, 1.0, 0.0]],
+                                        pa.list_(pa.float32()))])
+    assert kept_spans(column, [3, 0, 1, 4], 0) == [(0, 3), (0, 0), (0, 1), (0, 4)]
+    spans = kept_spans(column, [3, 0, 1, 4], 2)
+    assert spans == [(0, 3), (0, 0), (0, 1), (0, 2)]  # the row with a null stays whole for crop to meet
+    assert float_lists(column, spans) == [[1.0, None, 2.0], None, [3.0], [0.0, 5.0]]
+
+
+def test_a_store_with_null_activations_fails_those_features_alone(tmp_path):
+    """A null among a window's activations makes its feature a failure, as it did before
+    windows were cut as read; the stage goes on and scores every other feature."""
+    from synthetic_store import fill_store
+
+    import featurelens
+    from featurelens.llm.engine import EngineSettings
+    from featurelens.scorers.score_jobs import ScoreSpec, score_features
+
+    with featurelens.open_store(tmp_path / "s.duckdb") as store:
+        fill_store(store, n_features=30, seq_len=40)
+        store.execute("UPDATE examples SET activations = list_transform(activations, lambda x: "
+                      "CASE WHEN x > 0.3 THEN NULL ELSE x END) WHERE feature % 3 = 1")
+        broken = {f for (f,) in store.execute("SELECT DISTINCT feature FROM examples WHERE "
+                                              "list_count(activations) < len(activations)")}
+        stats = score_features(store, ScoreSpec("offline:none", "token-check"),
+                               settings=EngineSettings(progress=False))
+        failed = {f for (f,) in store.execute("SELECT DISTINCT feature FROM failures")}
+        scored = {f for (f,) in store.execute("SELECT DISTINCT feature FROM scores WHERE scorer = 'token-check'")}
+        fired = {f for (f,) in store.execute("SELECT feature FROM features WHERE fire_count > 0")}
+    assert len(broken) >= 5 and failed == broken and stats.failed >= len(broken)
+    assert scored == fired - broken and stats.succeeded >= len(scored)
 
 
 def test_a_list_longer_than_its_tokens_is_cut_to_them_before_its_peak_is_found():
