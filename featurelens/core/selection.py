@@ -9,6 +9,7 @@ one query. Memory is bounded by the chunk size, not by the selection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterator, Mapping
 
 import duckdb
@@ -272,15 +273,22 @@ def _build(keys: list[tuple[str, int]], features: dict[str, list], examples: pa.
     columns = examples.select(["dictionary_id", "feature", "kind", "quantile", "corpus_id",
                                "sequence_id"]).to_pydict()
     token_lists = [token_strs_of.get(key) for key in zip(columns["corpus_id"], columns["sequence_id"])]
-    spans = kept_spans(examples.column("activations"), [len(t) if t is not None else 0 for t in token_lists],
-                       width or 0)
-    for dictionary_id, feature, kind, activations, quantile, token_strs, (start, stop) in zip(
-            columns["dictionary_id"], columns["feature"], columns["kind"],
-            float_lists(examples.column("activations"), spans), columns["quantile"], token_lists, spans):
+    column = examples.column("activations")
+    spans = kept_spans(column, [len(t) if t is not None else 0 for t in token_lists], width) if width else None
+    for dictionary_id, feature, kind, activations, quantile, token_strs, span in zip(
+            columns["dictionary_id"], columns["feature"], columns["kind"], float_lists(column, spans),
+            columns["quantile"], token_lists, spans or repeat(None)):
         record = by_key.get((dictionary_id, feature))
         if record is None or token_strs is None:
             continue
-        record.examples.append(Example(token_strs[start:stop], activations or [], kind, quantile))
+        if span is not None:  # cut as it was read
+            tokens = token_strs[span[0]:span[1]]
+        else:  # whole: as many tokens as activations, the longer cut (each row's list is its own)
+            n = min(len(activations or ()), len(token_strs))
+            tokens = token_strs[:n]
+            if activations is not None and n < len(activations):
+                activations = activations[:n]
+        record.examples.append(Example(tokens, activations or [], kind, quantile))
     return [by_key[k] for k in keys if k in by_key]
 
 
