@@ -199,16 +199,15 @@ def float_lists(column: pa.ChunkedArray, spans: list[tuple[int, int]] | None = N
             continue
         offsets = chunk.offsets.to_numpy()
         bounds = offsets - offsets[0]
-        starts, stops = (np.array(kept, dtype=np.int64).reshape(-1, 2).T if kept
-                         else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        if kept is None or (not starts.any() and np.array_equal(stops, np.diff(bounds))):
-            flat = values.to_numpy(zero_copy_only=False).tolist()  # whole lists: no gather
+        flat = values.to_numpy(zero_copy_only=False)
+        if kept is None:
             cuts = bounds.tolist()
-        else:
-            lengths = stops - starts
-            flat = values.to_numpy(zero_copy_only=False)[ranges(bounds[:-1] + starts, lengths)].tolist()
-            cuts = [0, *np.cumsum(lengths).tolist()]
-        out += [flat[a:b] for a, b in zip(cuts, cuts[1:])]
+        else:  # gather the kept values only
+            starts, stops = np.array(kept, dtype=np.int64).reshape(-1, 2).T
+            flat = flat[ranges(bounds[:-1] + starts, stops - starts)]
+            cuts = [0, *np.cumsum(stops - starts).tolist()]
+        listed = flat.tolist()
+        out += [listed[a:b] for a, b in zip(cuts, cuts[1:])]
     return out
 
 

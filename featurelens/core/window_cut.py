@@ -60,6 +60,7 @@ def kept_spans(column: pa.ChunkedArray, counts: list[int], width: int) -> list[t
             for i in np.flatnonzero(long & ~(found & (kept == lengths))):  # limited by its tokens, or NaN
                 peaks[i] = _python_peak(flat[bounds[i]:bounds[i] + kept[i]].tolist())
             where = np.flatnonzero(long)
+            # cut_start, on arrays
             starts[where] = np.minimum(np.maximum(0, peaks[where] - (3 * width) // 4), kept[where] - width)
         stops = starts + np.where(long, width, kept)
         spans += list(zip(starts.tolist(), stops.tolist()))
