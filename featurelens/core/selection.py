@@ -157,25 +157,58 @@ class SequenceTokens:
         if self.table is None and self.calls > self.JOINED_CHUNKS:
             self._load(store)
         if self.table is not None:
-            wanted = list(dict.fromkeys(zip(pairs.column("corpus_id").to_pylist(),
-                                            pairs.column("sequence_id").to_pylist())))
+            wanted = _pairs(pairs)
             new = [(key, self.rows[key]) for key in wanted if key not in self.lists and key in self.rows]
             if new:
                 strs = self.table.column("token_strs").take(pa.array([i for _, i in new], pa.int64())).to_pylist()
-                shared = self.strings.setdefault
-                for (key, _), token_strs in zip(new, strs):
-                    self.lists[key] = [shared(t, t) for t in token_strs]
+                self._keep([key for key, _ in new], strs)
             return {key: self.lists[key] for key in wanted if key in self.lists}
-        store.con.register("_record_seqs", pairs)
-        try:
-            sequences = store.con.sql(
-                "SELECT s.corpus_id, s.sequence_id, s.token_strs FROM sequences s "
-                "JOIN (SELECT DISTINCT corpus_id, sequence_id FROM _record_seqs) w "
-                "USING (corpus_id, sequence_id)").to_arrow_table().to_pydict()
-        finally:
-            store.con.unregister("_record_seqs")
+        sequences = self._joined(store, pairs).to_pydict()
         return {(c, i): t for c, i, t in zip(sequences["corpus_id"], sequences["sequence_id"],
                                              sequences["token_strs"])}
+
+    def table_for(self, store: Store, examples: pa.Table) -> pa.Table:
+        """The rows of ``sequences`` (``corpus_id, sequence_id, token_strs``) that ``examples``
+        use, as Arrow, for a process that builds the records itself (:func:`build_records`)."""
+        self.calls += 1
+        pairs = examples.select(["corpus_id", "sequence_id"])
+        if self.table is None and self.calls > self.JOINED_CHUNKS:
+            self._load(store)
+        if self.table is None:
+            return self._joined(store, pairs)
+        rows = [self.rows[key] for key in _pairs(pairs) if key in self.rows]
+        return self.table.take(pa.array(rows, pa.int64()))
+
+    def convert(self, sequences: pa.Table) -> dict[tuple[str, int], list[str]]:
+        """``(corpus_id, sequence_id) -> token strings`` of a :meth:`table_for` table, each
+        sequence converted to Python once per stream (its strings shared)."""
+        keys = _pairs(sequences)
+        new = [i for i, key in enumerate(keys) if key not in self.lists]
+        if new:
+            strs = sequences.column("token_strs").take(pa.array(new, pa.int64())).to_pylist()
+            self._keep([keys[i] for i in new], strs)
+        return {key: self.lists[key] for key in keys}
+
+    def _keep(self, keys: list[tuple[str, int]], token_strs: list[list[str]]) -> None:
+        shared = self.strings.setdefault
+        for key, strs in zip(keys, token_strs):
+            self.lists[key] = [shared(t, t) for t in strs]
+
+    @staticmethod
+    def _joined(store: Store, pairs: pa.Table) -> pa.Table:
+        store.con.register("_record_seqs", pairs)
+        try:
+            return store.con.sql(
+                "SELECT s.corpus_id, s.sequence_id, s.token_strs FROM sequences s "
+                "JOIN (SELECT DISTINCT corpus_id, sequence_id FROM _record_seqs) w "
+                "USING (corpus_id, sequence_id)").to_arrow_table()
+        finally:
+            store.con.unregister("_record_seqs")
+
+
+def _pairs(table: pa.Table) -> list[tuple[str, int]]:
+    """The distinct ``(corpus_id, sequence_id)`` of ``table``, in order of first appearance."""
+    return list(dict.fromkeys(zip(table.column("corpus_id").to_pylist(), table.column("sequence_id").to_pylist())))
 
 
 def float_lists(column: pa.ChunkedArray, spans: list[tuple[int, int]] | None = None) -> list[list[float] | None]:
@@ -238,6 +271,45 @@ def load_records(store: Store, keys: list[tuple[str, int]],
     """
     if not keys:
         return []
+    features, examples = _tables(store, keys, kinds, fallbacks)
+    with gc_paused():  # millions of acyclic objects: see core/gc_pause
+        return _build(keys, features.to_pydict(), examples, (tokens or SequenceTokens()).get(store, examples),
+                      width)
+
+
+@dataclass(frozen=True)
+class RecordTables:
+    """What :func:`load_records` reads for a page of keys, still as Arrow: a process without
+    the store (an offline labeling worker) builds the same records from it with
+    :func:`build_records`."""
+
+    features: pa.Table
+    examples: pa.Table
+    sequences: pa.Table  #: ``corpus_id, sequence_id, token_strs`` of the sequences the examples use
+
+
+def fetch_tables(store: Store, keys: list[tuple[str, int]],
+                 kinds: Mapping[str, int | None] | None = None,
+                 tokens: SequenceTokens | None = None,
+                 fallbacks: Fallbacks | None = None) -> RecordTables:
+    """The tables :func:`load_records` would build ``keys``' records from (same queries)."""
+    features, examples = _tables(store, keys, kinds, fallbacks)
+    return RecordTables(features, examples, (tokens or SequenceTokens()).table_for(store, examples))
+
+
+def build_records(keys: list[tuple[str, int]], tables: RecordTables, tokens: SequenceTokens,
+                  width: int | None = None) -> list[FeatureRecord]:
+    """The records :func:`load_records` returns for ``keys``, from their :func:`fetch_tables`
+    (``tokens`` converts each sequence once for a whole stream of pages)."""
+    if not keys:
+        return []
+    with gc_paused():
+        return _build(keys, tables.features.to_pydict(), tables.examples, tokens.convert(tables.sequences), width)
+
+
+def _tables(store: Store, keys: list[tuple[str, int]], kinds: Mapping[str, int | None] | None,
+            fallbacks: Fallbacks | None) -> tuple[pa.Table, pa.Table]:
+    """The features' rows and their examples (fallback windows included), as Arrow."""
     view = "_record_keys"
     numbers = [k[1] for k in keys]
     low, high = min(numbers), max(numbers)
@@ -248,14 +320,13 @@ def load_records(store: Store, keys: list[tuple[str, int]],
             f"SELECT f.dictionary_id, f.feature, f.max_activation, f.density, f.top_logits, "
             f"f.bottom_logits FROM features f JOIN {view} k USING (dictionary_id, feature) "
             f"WHERE f.feature BETWEEN {int(low)} AND {int(high)}"
-        ).to_arrow_table().to_pydict()
+        ).to_arrow_table()
         examples = _examples(store, view, low, high, kinds)
     finally:
         store.con.unregister(view)
     if fallbacks and kinds is not None:
         examples = _with_fallbacks(store, examples, keys, kinds, fallbacks)
-    with gc_paused():  # millions of acyclic objects: see core/gc_pause
-        return _build(keys, features, examples, (tokens or SequenceTokens()).get(store, examples), width)
+    return features, examples
 
 
 def _build(keys: list[tuple[str, int]], features: dict[str, list], examples: pa.Table,
@@ -355,3 +426,4 @@ def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
     tokens = SequenceTokens()
     for page in feature_keys(store, selection, chunk_size):
         yield load_records(store, page, kinds, tokens, fallbacks, width)
+
