@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
@@ -31,7 +31,15 @@ from featurelens.core.host.protocols import (
     example_width,
 )
 from featurelens.core.never_fired import split_never_fired
-from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.core.selection import (
+    RecordTables,
+    Selection,
+    SequenceTokens,
+    count_features,
+    feature_keys,
+    fetch_tables,
+    stream_records,
+)
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.core.store.stored_ids import stored_ids
@@ -40,9 +48,13 @@ from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm.batch.submit import Submission
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm, record_chunk
+from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.plan import Estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
+
+if TYPE_CHECKING:
+    from featurelens.llm.offline_pool import OfflinePool
 
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
 MAX_EXPLANATION_CHARS = 1000
@@ -185,6 +197,70 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         yield from handed_out(page)
 
 
+def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, pool: "OfflinePool",
+                        chunk_size: int = 256, on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
+    """:func:`explain_jobs`'s jobs for an explainer that needs no LLM, finished by ``pool``'s
+    worker processes (:class:`ExplainPages`): this process leaves out the features explained
+    already and sends the rest with their records' tables; each job it yields carries its
+    worker's rows (or error) for the engine to write here."""
+    kinds, fallbacks = example_kinds(explainer), example_fallbacks(explainer)
+    options, method = spec.options, spec.method
+    to_do = split_never_fired(store, spec.selection).to_do
+    if declared(explainer, "reads_logit_effects", ExplainerBase):
+        from featurelens.core.lazy_logits import ensure
+
+        ensure(store, to_do)  # written here, before any worker reads the features' rows
+
+    def pages() -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
+        tokens = SequenceTokens()
+        for keys in feature_keys(store, to_do, chunk_size):
+            ids = [explanation_id(d, f, spec.explainer, spec.llm, options) for d, f in keys]
+            done = stored_ids(store, "explanations", "explanation_id", ids, [f for _, f in keys])
+            if done and on_skip is not None:
+                on_skip(len(done))
+            jobs = [[d, f, eid] for (d, f), eid in zip(keys, ids) if eid not in done]
+            if jobs:
+                needed = [(d, f) for d, f, _ in jobs]
+                yield jobs, {"keys": needed, "jobs": jobs}, fetch_tables(store, needed, kinds, tokens, fallbacks)
+
+    for jobs, results in pool.answers(pages()):
+        yield from handed_out(deque(Job(d, f, "explain", [], answered(result), method=method)
+                                    for (d, f, _), result in zip(jobs, results, strict=True)
+                                    if result is not None))
+
+
+class ExplainPages:
+    """An explain stage's pages in an offline worker (:mod:`featurelens.llm.offline_pool.worker`):
+    the explainer built from the run's config, each job finished as :func:`explain_jobs` would."""
+
+    def __init__(self, config: dict[str, Any], run_id: str | None):
+        self.spec = ExplainSpec.from_config(config)
+        self.explainer = make_explainer(self.spec)
+        self.options, self.run_id = self.spec.options, run_id
+        self.width = example_width(self.explainer)
+
+    def answer(self, jobs: list[list[Any]], records: list[FeatureRecord]) -> list[dict[str, Any] | None]:
+        by_key = {(r.dictionary_id, r.feature): r for r in records}
+        results: list[dict[str, Any] | None] = []
+        for d, f, eid in jobs:
+            record = by_key.get((d, f))
+            if record is None:  # not in the features table: no job, as in explain_jobs
+                results.append(None)
+                continue
+            try:
+                if not record.examples:
+                    raise ParseError(f"feature {record.feature} has no stored examples to explain")
+                requests = self.explainer.requests(record)
+            except ParseError as error:
+                results.append({"parse_error": str(error)})
+                continue
+            if requests:
+                raise FeaturelensError(f"The {self.spec.explainer} explainer says it needs no LLM, yet it "
+                                       "asked one; fix its needs_llm, or run it with --processes 1.")
+            results.append(outcome(_finisher(self.explainer, self.spec, record, eid, self.run_id, self.options)))
+        return results
+
+
 def _refused(error: ParseError):
     def finish(responses: list[LLMResponse | None]) -> dict[str, list[dict[str, Any]]]:
         raise error
@@ -228,7 +304,10 @@ class ExplainStage(LabelingStage):
         return count_features(store, self.spec.selection)
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
-             on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+             on_skip: Callable[[int], None] | None = None, every_round: bool = False,
+             pool: "OfflinePool | None" = None) -> Iterator[Job]:
+        if pool is not None:
+            return pooled_explain_jobs(store, self.component, spec, pool, record_chunk(self.component), on_skip)
         return explain_jobs(store, self.component, spec, run_id, chunk_size=record_chunk(self.component),
                             on_skip=on_skip)
 

@@ -107,6 +107,9 @@ class EngineSettings:
     flush_seconds: float = 1.0
     cache_only: bool = False  #: a cache miss fails instead of calling (batch collection)
     progress: bool = True
+    #: Worker processes for a stage whose component needs no LLM (llm/offline_pool); ``None``:
+    #: one per core from ``offline_pool.MIN_FEATURES`` items, 1: none.
+    processes: int | None = None
 
 
 @dataclass

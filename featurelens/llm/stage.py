@@ -29,6 +29,7 @@ provider's declaration, read by every step that needs them.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping
@@ -43,6 +44,7 @@ from featurelens.core.never_fired import (
 from featurelens.core.store.argument import StoreLike, using_store
 from featurelens.core.store.database import Store
 from featurelens.llm import providers
+from featurelens.llm.offline_pool import OfflinePool, PoolUnavailable, pool_processes
 from featurelens.registry.components import Component, split_llm_spec
 
 if TYPE_CHECKING:
@@ -111,9 +113,10 @@ class LabelingStage(ABC):
 
     @abstractmethod
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
-             on_skip: Any = None, every_round: bool = False) -> Iterator["Job"]:
+             on_skip: Any = None, every_round: bool = False, pool: "OfflinePool | None" = None) -> Iterator["Job"]:
         """The run's jobs for ``spec`` (the stage's own, or a sample of it when planning);
-        ``every_round``: rounds-based jobs carry all their rounds at once (the upper bound)."""
+        ``every_round``: rounds-based jobs carry all their rounds at once (the upper bound);
+        ``pool``: offline worker processes that finish the jobs (a component needing no LLM)."""
 
     @abstractmethod
     def selection_jobs(self, store: Store, selection: "Selection", capabilities: frozenset[str], *,
@@ -174,17 +177,46 @@ class LabelingStage(ABC):
         # the engine draws jobs a page of records at a time, so a finished chunk's records
         # are freed inside its pause and the cyclic collector never walks them (core/gc_pause)
         settings = replace(settings or EngineSettings(), chunk_size=record_chunk(self.component))
+        processes = self.processes(total, settings.processes)
+        pools: list[OfflinePool] = []
 
         def make_jobs(engine: Any, run_id: str, built: LLMProvider) -> Iterator["Job"]:
             engine.stats.never_fired = split.never_fired
-            return self.jobs(store, self.spec, run_id, frozenset(built.capabilities), on_skip=engine.skip)
+            capabilities = frozenset(built.capabilities)
+            pool = self._start_pool(run_id, capabilities, processes) if processes > 1 else None
+            if pool is not None:
+                pools.append(pool)
+            return self.jobs(store, self.spec, run_id, capabilities, on_skip=engine.skip, pool=pool)
 
-        stats = run_labeling(
-            store, kind=self.kind, config=self.spec.config(), llm=self.spec.llm, provider=provider,
-            provider_options=dict(self.llm.options), total=total, make_jobs=make_jobs,
-            desc=self.desc, settings=settings, prices=prices, build=self.llm.build)
+        try:
+            stats = run_labeling(
+                store, kind=self.kind, config=self.spec.config(), llm=self.spec.llm, provider=provider,
+                provider_options=dict(self.llm.options), total=total, make_jobs=make_jobs,
+                desc=self.desc, settings=settings, prices=prices, build=self.llm.build)
+        finally:
+            for pool in pools:
+                pool.close()
         stats.resolved += cleared
         return stats
+
+    def in_workers(self) -> bool:
+        """Whether the component may run in offline worker processes when it needs no LLM
+        (a scorer that reads the store itself may not)."""
+        return True
+
+    def processes(self, items: int, requested: int | None) -> int:
+        """Worker processes for a run over ``items`` (1: none; :func:`pool_processes`)."""
+        if not self.in_workers():
+            return 1
+        return pool_processes(self.component, self.noun, self.component_name, self.spec.config(), items, requested)
+
+    def _start_pool(self, run_id: str, capabilities: frozenset[str], processes: int) -> "OfflinePool | None":
+        """The workers, or ``None`` (the stage runs here) when they cannot build the component."""
+        try:
+            return OfflinePool(self.kind, self.spec.config(), run_id, capabilities, processes)
+        except PoolUnavailable as why:
+            logging.getLogger(__name__).warning("offline workers not used (%s); labeling in this process", why)
+            return None
 
     def plan(self, store: Store, *, prices: "PriceTable | None" = None, batch: bool = False,
              settings: "EngineSettings | None" = None) -> "Estimate":

@@ -64,6 +64,10 @@ def engine_options(function):
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
         click.option("--max-attempts", type=click.IntRange(1, 100), default=6, show_default=True,
                      help="Requests per call before it fails (1: no retries)."),
+        click.option("--processes", type=click.IntRange(1, 256), default=None,
+                     help="Worker processes for explainers and scorers that need no LLM (token-lookup, "
+                          "token-check); this process still writes the store [default: one per core "
+                          "from 20,000 features, else 1]."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -99,12 +103,12 @@ def batch_choice(flag: bool | None, items: int, threshold: int, llm: Any,
 
 
 def engine_settings(concurrency: int, rpm: float | None, tpm: float | None, no_progress: bool,
-                    max_attempts: int = 6):
+                    max_attempts: int = 6, processes: int | None = None):
     from featurelens.llm.engine import EngineSettings
     from featurelens.llm.retry import RetryPolicy
 
     return EngineSettings(concurrency=concurrency, rpm=rpm, tpm=tpm, progress=not no_progress,
-                          retry=RetryPolicy(max_attempts=max_attempts))
+                          retry=RetryPolicy(max_attempts=max_attempts), processes=processes)
 
 
 def finish_job(store: Store, stages: list[tuple[str, Any]]) -> None:
@@ -141,7 +145,8 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
                     dictionary_id: str | None, limit: int | None, dry_run: bool, batch_api: bool | None,
                     batch_threshold: int, concurrency: int, rpm: float | None, tpm: float | None,
                     prices: Path | None, provider_options: tuple[str, ...], no_progress: bool,
-                    max_attempts: int, executor: str, workers: int, address: str | None,
+                    max_attempts: int, processes: int | None, executor: str, workers: int,
+                    address: str | None,
                     store_path: Path | None) -> None:
     """Explain features with an LLM; resumable, cached, and written as results arrive.
 
@@ -160,7 +165,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
         batch_api = batch_choice(batch_api, count_features(store, spec.selection), batch_threshold, llm, popts)
         check_executor(executor, address, batch_api)
         if dry_run:
-            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts, processes)
             for line in plan_explain(store, spec, table, batch=batch_api, settings=settings).lines():
                 click.echo(line)
             return
@@ -175,7 +180,7 @@ def explain_command(llm: str, explainer: str, explainer_options: tuple[str, ...]
             stats = explain_features(store, spec, provider=remote, provider_options=popts, prices=table,
                                      settings=engine_settings(concurrency, None if remote else rpm,
                                                               None if remote else tpm, no_progress,
-                                                              max_attempts))
+                                                              max_attempts, processes))
         click.echo(summary(stats, "explained"))
         finish_job(store, [("explain", stats)])
 

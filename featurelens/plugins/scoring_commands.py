@@ -72,6 +72,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
                   concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
+                  processes: int | None,
                   executor: str, workers: int, address: str | None, store_path: Path | None) -> None:
     """Score stored explanations: simulation correlation or detection/fuzzing accuracy.
 
@@ -95,7 +96,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
         batch_api = batch_choice(batch_api, count_explanations(store, spec), batch_threshold, llm, popts)
         check_executor(executor, address, batch_api)
         if dry_run:
-            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+            settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts, processes)
             for line in plan_score(store, spec, table, batch=batch_api, provider_options=popts,
                                    settings=settings).lines():
                 click.echo(line)
@@ -109,7 +110,7 @@ def score_command(scorer: str, llm: str, scorer_options: tuple[str, ...], explai
             stats = score_features(store, spec, provider=remote, provider_options=popts, prices=table,
                                    settings=engine_settings(concurrency, None if remote else rpm,
                                                             None if remote else tpm, no_progress,
-                                                            max_attempts))
+                                                            max_attempts, processes))
         click.echo(summary(stats, f"scored ({scorer})"))
         finish_job(store, [(f"score:{scorer}", stats)])
 
@@ -137,6 +138,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                   batch_threshold: int, concurrency: int,
                   rpm: float | None, tpm: float | None, prices: Path | None,
                   provider_options: tuple[str, ...], no_progress: bool, max_attempts: int,
+                  processes: int | None,
                   executor: str, workers: int, address: str | None, store_path: Path | None) -> None:
     """Explain features, then score the new explanations; rerun to resume either stage.
 
@@ -170,7 +172,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
         build_scorer(spec)  # a bad scorer option is refused now, not after the explain stage ran
     table = PriceTable.load(prices)
     popts = parse_options(provider_options, "--provider-option")
-    settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts)
+    settings = engine_settings(concurrency, rpm, tpm, no_progress, max_attempts, processes)
     with Store.open(store_path) as store:
         from featurelens.core.selection import count_features
 
@@ -203,7 +205,7 @@ def label_command(llm: str, explainer: str, explainer_options: tuple[str, ...], 
                     return build_provider(spec_llm, **popts), settings
                 return pools.enter_context(labeling_provider(executor, spec_llm, popts, workers=workers,
                                                              address=address, rpm=rpm, tpm=tpm)), \
-                    engine_settings(concurrency, None, None, no_progress, max_attempts)
+                    engine_settings(concurrency, None, None, no_progress, max_attempts, processes)
 
             # Offline explainers and scorers (token-lookup, token-check) get no client at all.
             provider, explain_settings = provider_for(written_by)

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
@@ -36,14 +36,26 @@ from featurelens.core.host.protocols import (
     score_takes_capabilities,
 )
 from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
-from featurelens.core.selection import Selection, count_features, stream_records
+from featurelens.core.selection import (
+    RecordTables,
+    Selection,
+    SequenceTokens,
+    count_features,
+    feature_keys,
+    fetch_tables,
+    stream_records,
+)
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.core.store.stored_ids import stored_ids
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm, record_chunk
+from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
+
+if TYPE_CHECKING:
+    from featurelens.llm.offline_pool import OfflinePool
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
 
@@ -134,17 +146,17 @@ def build_scorer(spec: ScoreSpec) -> Scorer:
             "check the -o KEY=VALUE names in its docstring.") from None
 
 
-def _explanations(store: Store, records: list[FeatureRecord], spec: ScoreSpec) -> list[tuple[str, int, str, str]]:
-    """``(dictionary_id, feature, explanation_id, text)`` of the records' explanations: one
+def _explanations(store: Store, keys: list[tuple[str, int]], spec: ScoreSpec) -> list[tuple[str, int, str, str]]:
+    """``(dictionary_id, feature, explanation_id, text)`` of the features' explanations: one
     join bounded by the chunk's feature range, so DuckDB reads only those rows' blocks."""
-    if not records:
+    if not keys:
         return []
     import pyarrow as pa
 
-    features = [r.feature for r in records]
+    features = [f for _, f in keys]
     extra, extra_params = spec.explanation_filter("x")
     view = "_score_keys"
-    store.con.register(view, pa.table({"dictionary_id": [r.dictionary_id for r in records],
+    store.con.register(view, pa.table({"dictionary_id": [d for d, _ in keys],
                                        "feature": pa.array(features, pa.int32())}))
     try:
         return store.execute(
@@ -317,7 +329,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
     for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(scorer),
                                   example_width(scorer)):
         by_key = {(r.dictionary_id, r.feature): r for r in records}
-        rows = _explanations(store, records, spec)
+        rows = _explanations(store, [(r.dictionary_id, r.feature) for r in records], spec)
         ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, options)
         done = stored_ids(store, "scores", "score_id", ids, [r.feature for r in records], {"scorer": spec.scorer})
         if done and on_skip is not None:
@@ -341,6 +353,65 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
                             follow_up=_follow_up(rounds, record, text, capabilities) if callable(rounds) else None))
         del records, by_key  # the records live on in their jobs only (core/gc_pause.handed_out)
         yield from handed_out(page)
+
+
+def pooled_score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, pool: "OfflinePool",
+                      chunk_size: int = 256, on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
+    """:func:`score_jobs`'s jobs for a scorer that needs no LLM, finished by ``pool``'s worker
+    processes (:class:`ScorePages`): this process reads each page's explanations, leaves out
+    what is scored already and sends the rest with their records' tables; each job it yields
+    carries its worker's rows (or error) for the engine to write here."""
+    shared = _Shared.of(scorer, spec)
+    kinds, fallbacks = example_kinds(scorer), example_fallbacks(scorer)
+    to_do = split_never_fired(store, spec.selection).to_do
+
+    def pages() -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
+        tokens = SequenceTokens()
+        for keys in feature_keys(store, to_do, chunk_size):
+            rows = _explanations(store, keys, spec)
+            ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, spec.options)
+            done = stored_ids(store, "scores", "score_id", ids, [f for _, f in keys], {"scorer": spec.scorer})
+            if done and on_skip is not None:
+                on_skip(len(done))
+            jobs = [[d, f, eid, text, sid] for (d, f, eid, text), sid in zip(rows, ids) if sid not in done]
+            if jobs:
+                needed = list(dict.fromkeys((d, f) for d, f, *_ in jobs))
+                yield jobs, {"keys": needed, "jobs": jobs}, fetch_tables(store, needed, kinds, tokens, fallbacks)
+
+    for jobs, results in pool.answers(pages()):
+        yield from handed_out(deque(
+            Job(d, f, shared.stage, [], answered(result), method=f"{shared.method} of explanation {eid}")
+            for (d, f, eid, _, _), result in zip(jobs, results, strict=True)))
+
+
+class ScorePages:
+    """A score stage's pages in an offline worker (:mod:`featurelens.llm.offline_pool.worker`):
+    the scorer built from the run's config, each job finished as :func:`score_jobs` would."""
+
+    def __init__(self, config: dict[str, Any], run_id: str | None, capabilities: frozenset[str]):
+        self.spec = ScoreSpec.from_config(config)
+        self.scorer = build_scorer(self.spec)
+        self.run_id, self.capabilities = run_id, capabilities
+        self.shared = _Shared.of(self.scorer, self.spec)
+        self.width = example_width(self.scorer)
+        self.prepare = declared(self.scorer, "prepare_chunk", ScorerBase)
+
+    def answer(self, jobs: list[list[Any]], records: list[FeatureRecord]) -> list[dict[str, Any] | None]:
+        by_key = {(r.dictionary_id, r.feature): r for r in records}
+        if callable(self.prepare):
+            self.prepare([(by_key[(d, f)], text) for d, f, _, text, _ in jobs if by_key[(d, f)].examples])
+        results: list[dict[str, Any] | None] = []
+        for d, f, eid, text, sid in jobs:
+            record = by_key[(d, f)]
+            if not record.examples:
+                results.append(outcome(_no_examples(record)))
+                continue
+            if self.scorer.requests(record, text, self.capabilities):
+                raise FeaturelensError(f"The {self.spec.scorer} scorer says it needs no LLM, yet it asked "
+                                       "one; fix its needs_llm, or run it with --processes 1.")
+            results.append(outcome(_finisher(self.scorer, self.spec, record, eid, text, sid, self.capabilities,
+                                             self.run_id, self.shared)))
+        return results
 
 
 def count_explanations(store: Store, spec: ScoreSpec) -> int:
@@ -402,10 +473,18 @@ class ScoreStage(LabelingStage):
         return count
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
-             on_skip: Callable[[int], None] | None = None, every_round: bool = False) -> Iterator[Job]:
+             on_skip: Callable[[int], None] | None = None, every_round: bool = False,
+             pool: "OfflinePool | None" = None) -> Iterator[Job]:
+        if pool is not None:
+            return pooled_score_jobs(store, self.component, spec, pool, record_chunk(self.component), on_skip)
         return score_jobs(store, self.component, spec, capabilities, run_id,
                           chunk_size=record_chunk(self.component), on_skip=on_skip,
                           every_round=every_round)
+
+    def in_workers(self) -> bool:
+        """A scorer that reads the store itself (``use_store``) or scores in rounds runs here."""
+        return not (callable(declared(self.component, "use_store", ScorerBase))
+                    or callable(declared(self.component, "more_requests", ScorerBase)))
 
     def selection_jobs(self, store: Store, selection: Selection, capabilities: frozenset[str], *,
                        every_round: bool = False, stored: bool = True) -> Iterator[Job]:
