@@ -43,6 +43,8 @@ MIN_FEATURES = 20_000
 MAX_PROCESSES = 8
 #: Seconds a worker may take to import featurelens and build the component.
 START_SECONDS = 120.0
+#: Bytes each pipe holds where the system allows it (Linux's default most for a user).
+PIPE_BYTES = 1 << 20
 
 C = TypeVar("C")
 
@@ -188,8 +190,8 @@ def _start() -> "tuple[subprocess.Popen[bytes], Pipe]":
     with this process's import path, so it finds featurelens and the plugins this process
     finds; its standard output goes to standard error (a plugin that prints cannot garble
     the pipes), and it holds no other descriptor of this process."""
-    to_worker_read, to_worker_write = os.pipe()
-    from_worker_read, from_worker_write = os.pipe()
+    to_worker_read, to_worker_write = _pipe()
+    from_worker_read, from_worker_write = _pipe()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     try:
@@ -204,6 +206,20 @@ def _start() -> "tuple[subprocess.Popen[bytes], Pipe]":
     os.close(to_worker_read)
     os.close(from_worker_write)
     return process, Pipe(from_worker_read, to_worker_write)
+
+
+def _pipe() -> tuple[int, int]:
+    """A pipe holding a megabyte where the system allows it (Linux: ``F_SETPIPE_SZ``), so a
+    page of a few MB crosses in a few reads: each read waits for the worker's interpreter
+    lock, which its labeling thread holds between switches."""
+    read_fd, write_fd = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
+    except (ImportError, AttributeError, OSError):
+        pass  # the system's default size: slower, not wrong
+    return read_fd, write_fd
 
 
 def _has_fileno(stream: Any) -> bool:
