@@ -63,8 +63,20 @@ MAX_EXPLANATION_CHARS = 1000
 def explanation_id(dictionary_id: str, feature: int, explainer: str, llm: str,
                    options: dict[str, Any]) -> str:
     """Deterministic id: the same feature, explainer, LLM and options give the same id."""
-    text = json.dumps([dictionary_id, feature, explainer, llm, options], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return explanation_ids([(dictionary_id, feature)], explainer, llm, options)[0]
+
+
+def explanation_ids(keys: list[tuple[str, int]], explainer: str, llm: str, options: dict[str, Any]) -> list[str]:
+    """:func:`explanation_id` of each ``(dictionary_id, feature)``: the hashed text is the JSON
+    list ``[dictionary_id, feature, explainer, llm, options]`` (keys sorted), whose tail after
+    the feature is the same for a whole chunk, so it is encoded once."""
+    tail = json.dumps([explainer, llm, options], sort_keys=True, default=str)[1:]
+    return [hashlib.sha256(f"[{_JSON.encode(d)}, {_JSON.encode(f)}, {tail}".encode()).hexdigest()[:32]
+            for d, f in keys]
+
+
+#: ``json.dumps(value, default=str)``, one encoder for the millions of ids.
+_JSON = json.JSONEncoder(default=str)
 
 
 @dataclass(frozen=True)
@@ -166,9 +178,8 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
     for records in stream_records(store, to_do, chunk_size, kinds, example_fallbacks(explainer),
                                   example_width(explainer)):
         pending: list[tuple[FeatureRecord, str]] = []
-        ids = {(r.dictionary_id, r.feature): explanation_id(r.dictionary_id, r.feature,
-                                                            spec.explainer, spec.llm, options)
-               for r in records}
+        keys = [(r.dictionary_id, r.feature) for r in records]
+        ids = dict(zip(keys, explanation_ids(keys, spec.explainer, spec.llm, options)))
         done = stored_ids(store, "explanations", "explanation_id", list(ids.values()),
                           [r.feature for r in records]) if skip_done else set()
         if done and on_skip is not None:
@@ -214,7 +225,7 @@ def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, p
     def pages() -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
         tokens = SequenceTokens()
         for keys in feature_keys(store, to_do, chunk_size):
-            ids = [explanation_id(d, f, spec.explainer, spec.llm, options) for d, f in keys]
+            ids = explanation_ids(keys, spec.explainer, spec.llm, options)
             done = stored_ids(store, "explanations", "explanation_id", ids, [f for _, f in keys])
             if done and on_skip is not None:
                 on_skip(len(done))
