@@ -12,7 +12,9 @@ its stage first, outside the timing, and its timing includes starting the worker
 command pays it. A first untimed run of each stage pays the imports and the first reads.
 
 It prints each pass's features a second, each side's median a stage and their ratio, the
-workers' start time, and whether both sides stored the same rows (it exits 1 if not).
+CPU this process spends a feature with workers (the bound a store's one writer sets however
+many workers there are), the workers' start time and peak memory, and whether both sides
+stored the same rows (it exits 1 if not).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def run_stage(store, stage: str, where: str, processes: int) -> tuple[float, str
         store.execute(f"DELETE FROM scores WHERE scorer = 'token-check' AND {where}")
     store.execute("DELETE FROM failures")
     store.execute("CHECKPOINT")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if stage == "token-lookup":
         stats = explain_features(store, ExplainSpec("offline:none", "token-lookup", where=where), settings=settings)
         rows = store.execute(f"SELECT feature, explanation_id, text, options FROM explanations "
@@ -52,9 +54,34 @@ def run_stage(store, stage: str, where: str, processes: int) -> tuple[float, str
         rows = store.execute(f"SELECT feature, score_id, score, metrics, details FROM scores "
                              f"WHERE scorer = 'token-check' AND {where} ORDER BY ALL")
     elapsed = time.perf_counter() - started
+    CPU[(stage, processes)] = CPU.get((stage, processes), []) + [(time.process_time() - cpu) / (stats.succeeded + stats.failed)]
     failures = store.execute("SELECT stage, feature, method, reason FROM failures ORDER BY ALL")
     digest = hashlib.sha256(repr((rows, failures)).encode()).hexdigest()[:16]
     return (stats.succeeded + stats.failed) / elapsed, digest
+
+
+#: This process's CPU seconds a feature, per (stage, processes), pass by pass.
+CPU: dict[tuple[str, int], list[float]] = {}
+#: The workers' peak resident memory (VmHWM, MB), read as each pool closes.
+WORKER_PEAK_MB: list[float] = []
+
+
+def watch_workers() -> None:
+    """Record each worker's peak resident memory before its pool ends it."""
+    from featurelens.llm.offline_pool import OfflinePool
+
+    close = OfflinePool.close
+
+    def closing(self) -> None:
+        for process, _ in self.workers:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                WORKER_PEAK_MB.append(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+            except (OSError, IndexError, ValueError):
+                pass
+        close(self)
+
+    OfflinePool.close = closing
 
 
 def start_time(processes: int) -> float:
@@ -80,6 +107,7 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
 
+    watch_workers()
     rates: dict[tuple[str, int], list[float]] = {}
     digests: dict[tuple[str, int], set[str]] = {}
     with labelled_copy(args.store, args.last) as (store, where, labels):
@@ -105,6 +133,12 @@ def main() -> int:
         same &= equal
         print(f"{stage}: median {one:,.0f} features/s in one process, {many:,.0f} with {args.processes} "
               f"workers = {many / one:.2f}x; rows {'identical' if equal else 'DIFFER'}")
+        writer = statistics.median(CPU[(stage, args.processes)])
+        print(f"  the writing process's own CPU with workers: {writer * 1e6:.0f} us a feature "
+              f"(alone: {statistics.median(CPU[(stage, 1)]) * 1e6:.0f}), so however many workers, "
+              f"at most {1 / writer:,.0f} features/s a store")
+    if WORKER_PEAK_MB:
+        print(f"workers' peak resident memory: {max(WORKER_PEAK_MB):,.0f} MB at most, one each")
     return 0 if same else 1
 
 
