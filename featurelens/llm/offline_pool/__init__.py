@@ -30,11 +30,11 @@ from collections import deque
 from typing import Any, Iterable, Iterator, TypeVar
 
 from featurelens.core.errors import FeaturelensError
-from featurelens.core.host.protocols import ScorerBase, declared, needs_llm
+from featurelens.core.host.protocols import needs_llm
 from featurelens.core.selection import RecordTables
-from featurelens.llm.offline_pool.messages import Pipe, answered, decode, encode, pack
+from featurelens.llm.offline_pool.messages import Pipe, decode, encode, pack
 
-__all__ = ["MAX_PROCESSES", "MIN_FEATURES", "OfflinePool", "PoolUnavailable", "answered", "pool_processes"]
+__all__ = ["MAX_PROCESSES", "MIN_FEATURES", "OfflinePool", "PoolUnavailable", "cores", "pool_processes"]
 
 #: Items a stage needs before it starts workers by itself (at 2,000-3,000 features a second a
 #: core, a worker's start is a few percent of the work).
@@ -65,11 +65,11 @@ def pool_processes(component: Any, kind: str, name: str, config: dict[str, Any],
                    requested: int | None = None) -> int:
     """Workers for a stage of ``component`` (the ``kind`` ``name`` of the registry) over
     ``items``: ``requested`` when given, else one per core from :data:`MIN_FEATURES` items;
-    1 (no workers) whenever the component cannot run in one: it needs an LLM, reads the
-    store itself (``use_store``), was not registered by a built-in or an installed plugin,
-    or ``config`` does not survive JSON."""
+    1 (no workers) whenever the component cannot run in one: it needs an LLM, was not
+    registered by a built-in or an installed plugin, or ``config`` does not survive JSON.
+    (What else keeps a component in this process is its stage's to say: ``in_workers``.)"""
     wanted = requested if requested is not None else (min(cores(), MAX_PROCESSES) if items >= MIN_FEATURES else 1)
-    if wanted <= 1 or needs_llm(component) or callable(declared(component, "use_store", ScorerBase)):
+    if wanted <= 1 or needs_llm(component):
         return 1
     if not _importable(kind, name):
         return 1
@@ -106,10 +106,9 @@ class OfflinePool:
             for _ in range(processes):
                 try:
                     self.workers.append(_start())
+                    self.workers[-1][1].send_bytes(stage)
                 except (OSError, ValueError) as error:  # no such interpreter, no pipes to pass (not POSIX)
                     raise PoolUnavailable(f"a worker could not be started ({error})") from None
-            for process, conn in self.workers:
-                conn.send_bytes(stage)
             for process, conn in self.workers:
                 if not conn.poll(START_SECONDS):
                     raise PoolUnavailable(f"a worker took over {START_SECONDS:.0f} s to start")
