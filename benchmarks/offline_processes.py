@@ -87,10 +87,10 @@ def watch_workers() -> None:
 def start_time(processes: int) -> float:
     """Seconds to start ``processes`` token-check workers and hear each say it is ready."""
     from featurelens.llm.offline_pool import OfflinePool
-    from featurelens.scorers.score_jobs import ScoreSpec
+    from featurelens.scorers.score_jobs import ScoreSpec, ScoreStage
 
     started = time.perf_counter()
-    with OfflinePool("score", ScoreSpec("offline:none", "token-check").config(), None, (), processes):
+    with OfflinePool(ScoreStage.pages, ScoreSpec("offline:none", "token-check").config(), None, (), processes):
         ready = time.perf_counter() - started
     return ready
 

@@ -244,7 +244,7 @@ class ExplainPages:
     """An explain stage's pages in an offline worker (:mod:`featurelens.llm.offline_pool.worker`):
     the explainer built from the run's config, each job finished as :func:`explain_jobs` would."""
 
-    def __init__(self, config: dict[str, Any], run_id: str | None):
+    def __init__(self, config: dict[str, Any], run_id: str | None, capabilities: frozenset[str] = frozenset()):
         self.spec = ExplainSpec.from_config(config)
         self.explainer = make_explainer(self.spec)
         self.options, self.run_id = self.spec.options, run_id
@@ -284,6 +284,7 @@ class ExplainStage(LabelingStage):
 
     kind = "explain"
     noun = "explainer"
+    pages = "featurelens.labelers.explain:ExplainPages"
 
     @classmethod
     def prepare(cls, spec: ExplainSpec, provider_options: dict[str, Any] | None = None, *,

@@ -99,6 +99,8 @@ class LabelingStage(ABC):
 
     kind: ClassVar[str]  #: ``runs.kind``: explain, score
     noun: ClassVar[str]  #: what the component is called in messages: explainer, scorer
+    #: ``module:class`` of what finishes its jobs in an offline worker (llm/offline_pool).
+    pages: ClassVar[str]
 
     def __init__(self, spec: Any, component: Any, llm: LLMChoice, *, offline: bool = False):
         self.spec = spec  #: resolved; ``spec.llm`` is the LLM its rows are recorded under
@@ -213,7 +215,7 @@ class LabelingStage(ABC):
     def _start_pool(self, run_id: str, capabilities: frozenset[str], processes: int) -> "OfflinePool | None":
         """The workers, or ``None`` (the stage runs here) when they cannot build the component."""
         try:
-            return OfflinePool(self.kind, self.spec.config(), run_id, capabilities, processes)
+            return OfflinePool(self.pages, self.spec.config(), run_id, capabilities, processes)
         except PoolUnavailable as why:
             logging.getLogger(__name__).warning("offline workers not used (%s); labeling in this process", why)
             return None

@@ -431,6 +431,7 @@ class ScoreStage(LabelingStage):
 
     kind = "score"
     noun = "scorer"
+    pages = "featurelens.scorers.score_jobs:ScorePages"
 
     @classmethod
     def prepare(cls, spec: ScoreSpec, provider_options: dict[str, Any] | None = None, *,

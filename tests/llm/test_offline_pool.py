@@ -21,7 +21,7 @@ import featurelens
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import ParseError
 from featurelens.core.selection import RecordTables
-from featurelens.labelers.explain import ExplainSpec, explain_features
+from featurelens.labelers.explain import ExplainSpec, ExplainStage, explain_features
 from featurelens.llm import offline
 from featurelens.llm import offline_pool as pool_module
 from featurelens.llm.engine import EngineSettings
@@ -156,8 +156,8 @@ def test_workers_end_when_the_parent_is_killed(tmp_path):
         import os, signal, sys
         sys.path[:0] = {sys.path!r}
         from featurelens.llm.offline_pool import OfflinePool
-        from featurelens.scorers.score_jobs import ScoreSpec
-        pool = OfflinePool("score", ScoreSpec("offline:none", "token-check").config(), None, (), 2)
+        from featurelens.scorers.score_jobs import ScoreSpec, ScoreStage
+        pool = OfflinePool(ScoreStage.pages, ScoreSpec("offline:none", "token-check").config(), None, (), 2)
         print(" ".join(str(process.pid) for process, _ in pool.workers), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """))
@@ -180,7 +180,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_closing_the_pool_ends_its_workers():
-    with OfflinePool("explain", EXPLAIN.config(), None, (), 2) as pool:
+    with OfflinePool(ExplainStage.pages, EXPLAIN.config(), None, (), 2) as pool:
         processes = [process for process, _ in pool.workers]
         assert all(process.poll() is None for process in processes)
     assert all(process.returncode is not None for process in processes)
@@ -277,3 +277,10 @@ def test_label_command_with_processes(cli, hostile, tmp_path, small_pages, pages
         assert "1 never fired: skipped" in result.output
         assert bool(pages_answered) == (processes == "2")
     assert _rows(hostile) == _rows(alone)
+
+
+def test_a_worker_loads_only_featurelens_page_answerers():
+    from featurelens.llm.offline_pool import PoolUnavailable
+
+    with pytest.raises(PoolUnavailable, match="'os:system' is not a featurelens page answerer"):
+        OfflinePool("os:system", {}, None, (), 1)

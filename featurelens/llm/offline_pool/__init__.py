@@ -98,9 +98,11 @@ class OfflinePool:
     """Worker processes answering a stage's pages of jobs (a context manager: closing it
     ends them)."""
 
-    def __init__(self, kind: str, config: dict[str, Any], run_id: str | None,
+    def __init__(self, pages: str, config: dict[str, Any], run_id: str | None,
                  capabilities: Iterable[str], processes: int):
-        stage = encode({"kind": kind, "config": config, "run_id": run_id, "capabilities": sorted(capabilities)})
+        """``pages``: the stage's page answerer as ``module:class`` (built in each worker with
+        ``config``, ``run_id`` and ``capabilities``; :class:`.worker.PageAnswers`)."""
+        stage = encode({"pages": pages, "config": config, "run_id": run_id, "capabilities": sorted(capabilities)})
         self.workers: list[tuple[subprocess.Popen[bytes], Pipe]] = []
         try:
             for _ in range(processes):

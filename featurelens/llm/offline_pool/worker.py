@@ -3,7 +3,8 @@
 Started by :class:`~featurelens.llm.offline_pool.OfflinePool` as
 ``python -m featurelens.llm.offline_pool.worker READ_FD WRITE_FD`` (a fresh interpreter: it
 imports featurelens and its plugins itself and never runs the parent's script), it reads
-the stage's kind and recorded config as its first message, builds the explainer or scorer,
+the stage's page answerer (``module:class``) and recorded config as its first message,
+builds the explainer or scorer,
 and says it is ready (or why it could not be). Then, for each page: build the records from
 the page's tables (:func:`featurelens.core.selection.build_records`), let the stage's page
 answerer run every job's finish, send back the results. A thread reads pages as they come,
@@ -13,6 +14,7 @@ parent's end closes (the job ended, or the parent was killed) the process exits.
 
 from __future__ import annotations
 
+import importlib
 import json
 import queue
 import signal
@@ -34,16 +36,13 @@ class PageAnswers(Protocol):
         """One result per job (:func:`~featurelens.llm.offline_pool.messages.outcome`)."""
 
 
-def _answers(kind: str, config: dict[str, Any], run_id: str | None, capabilities: frozenset[str]) -> PageAnswers:
-    if kind == "explain":
-        from featurelens.labelers.explain import ExplainPages
-
-        return ExplainPages(config, run_id)
-    if kind == "score":
-        from featurelens.scorers.score_jobs import ScorePages
-
-        return ScorePages(config, run_id, capabilities)
-    raise ValueError(f"no offline pages for a {kind!r} stage")
+def _answers(pages: str, config: dict[str, Any], run_id: str | None, capabilities: frozenset[str]) -> PageAnswers:
+    """The stage's page answerer, named ``module:class`` by the stage itself (this layer does
+    not know the stages above it; only featurelens's own modules are loaded this way)."""
+    module, _, name = pages.partition(":")
+    if not module.startswith("featurelens.") or not name.isidentifier():
+        raise ValueError(f"{pages!r} is not a featurelens page answerer")
+    return getattr(importlib.import_module(module), name)(config, run_id, capabilities)
 
 
 def serve(conn: Pipe) -> None:
@@ -53,7 +52,7 @@ def serve(conn: Pipe) -> None:
     except (EOFError, OSError):
         return
     try:
-        answers = _answers(stage["kind"], stage["config"], stage["run_id"], frozenset(stage["capabilities"]))
+        answers = _answers(stage["pages"], stage["config"], stage["run_id"], frozenset(stage["capabilities"]))
     except Exception as error:  # noqa: BLE001 - told to the parent, which runs the stage itself
         _send(conn, encode({"error": f"{type(error).__name__}: {error}"}))
         return
