@@ -31,15 +31,7 @@ from featurelens.core.host.protocols import (
     example_width,
 )
 from featurelens.core.never_fired import split_never_fired
-from featurelens.core.selection import (
-    RecordTables,
-    Selection,
-    SequenceTokens,
-    count_features,
-    feature_keys,
-    fetch_tables,
-    stream_records,
-)
+from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.core.store.stored_ids import stored_ids
@@ -52,6 +44,8 @@ from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.plan import Estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
+
+from featurelens.llm.offline_pool import store_pages
 
 if TYPE_CHECKING:
     from featurelens.llm.offline_pool import OfflinePool
@@ -214,7 +208,6 @@ def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, p
     worker processes (:class:`ExplainPages`): this process leaves out the features explained
     already and sends the rest with their records' tables; each job it yields carries its
     worker's rows (or error) for the engine to write here."""
-    kinds, fallbacks = example_kinds(explainer), example_fallbacks(explainer)
     options, method = spec.options, spec.method
     to_do = split_never_fired(store, spec.selection).to_do
     if declared(explainer, "reads_logit_effects", ExplainerBase):
@@ -222,19 +215,15 @@ def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, p
 
         ensure(store, to_do)  # written here, before any worker reads the features' rows
 
-    def pages() -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
-        tokens = SequenceTokens()
-        for keys in feature_keys(store, to_do, chunk_size):
-            ids = explanation_ids(keys, spec.explainer, spec.llm, options)
-            done = stored_ids(store, "explanations", "explanation_id", ids, [f for _, f in keys])
-            if done and on_skip is not None:
-                on_skip(len(done))
-            jobs = [[d, f, eid] for (d, f), eid in zip(keys, ids) if eid not in done]
-            if jobs:
-                needed = [(d, f) for d, f, _ in jobs]
-                yield jobs, {"keys": needed, "jobs": jobs}, fetch_tables(store, needed, kinds, tokens, fallbacks)
+    def left(keys: list[tuple[str, int]]) -> list[list[Any]]:
+        ids = explanation_ids(keys, spec.explainer, spec.llm, options)
+        done = stored_ids(store, "explanations", "explanation_id", ids, [f for _, f in keys])
+        if done and on_skip is not None:
+            on_skip(len(done))
+        return [[d, f, eid] for (d, f), eid in zip(keys, ids) if eid not in done]
 
-    for jobs, results in pool.answers(pages()):
+    pages = store_pages(store, to_do, chunk_size, example_kinds(explainer), example_fallbacks(explainer), left)
+    for jobs, results in pool.answers(pages):
         yield from handed_out(deque(Job(d, f, "explain", [], answered(result), method=method)
                                     for (d, f, _), result in zip(jobs, results, strict=True)
                                     if result is not None))

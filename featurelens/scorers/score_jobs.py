@@ -36,15 +36,7 @@ from featurelens.core.host.protocols import (
     score_takes_capabilities,
 )
 from featurelens.core.never_fired import NeverFiredSplit, split_never_fired
-from featurelens.core.selection import (
-    RecordTables,
-    Selection,
-    SequenceTokens,
-    count_features,
-    feature_keys,
-    fetch_tables,
-    stream_records,
-)
+from featurelens.core.selection import Selection, count_features, stream_records
 from featurelens.core.store.argument import StoreLike
 from featurelens.core.store.database import Store
 from featurelens.core.store.stored_ids import stored_ids
@@ -53,6 +45,8 @@ from featurelens.llm.offline import effective_llm, record_chunk
 from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
+
+from featurelens.llm.offline_pool import store_pages
 
 if TYPE_CHECKING:
     from featurelens.llm.offline_pool import OfflinePool
@@ -362,23 +356,18 @@ def pooled_score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, pool: "Offl
     what is scored already and sends the rest with their records' tables; each job it yields
     carries its worker's rows (or error) for the engine to write here."""
     shared = _Shared.of(scorer, spec)
-    kinds, fallbacks = example_kinds(scorer), example_fallbacks(scorer)
     to_do = split_never_fired(store, spec.selection).to_do
 
-    def pages() -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
-        tokens = SequenceTokens()
-        for keys in feature_keys(store, to_do, chunk_size):
-            rows = _explanations(store, keys, spec)
-            ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, spec.options)
-            done = stored_ids(store, "scores", "score_id", ids, [f for _, f in keys], {"scorer": spec.scorer})
-            if done and on_skip is not None:
-                on_skip(len(done))
-            jobs = [[d, f, eid, text, sid] for (d, f, eid, text), sid in zip(rows, ids) if sid not in done]
-            if jobs:
-                needed = list(dict.fromkeys((d, f) for d, f, *_ in jobs))
-                yield jobs, {"keys": needed, "jobs": jobs}, fetch_tables(store, needed, kinds, tokens, fallbacks)
+    def left(keys: list[tuple[str, int]]) -> list[list[Any]]:
+        rows = _explanations(store, keys, spec)
+        ids = score_ids([eid for _, _, eid, _ in rows], spec.scorer, spec.llm, spec.options)
+        done = stored_ids(store, "scores", "score_id", ids, [f for _, f in keys], {"scorer": spec.scorer})
+        if done and on_skip is not None:
+            on_skip(len(done))
+        return [[d, f, eid, text, sid] for (d, f, eid, text), sid in zip(rows, ids) if sid not in done]
 
-    for jobs, results in pool.answers(pages()):
+    pages = store_pages(store, to_do, chunk_size, example_kinds(scorer), example_fallbacks(scorer), left)
+    for jobs, results in pool.answers(pages):
         yield from handed_out(deque(
             Job(d, f, shared.stage, [], answered(result), method=f"{shared.method} of explanation {eid}")
             for (d, f, eid, _, _), result in zip(jobs, results, strict=True)))

@@ -27,14 +27,15 @@ import os
 import subprocess
 import sys
 from collections import deque
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from featurelens.core.errors import FeaturelensError
 from featurelens.core.host.protocols import needs_llm
-from featurelens.core.selection import RecordTables
+from featurelens.core.selection import RecordTables, Selection, SequenceTokens, feature_keys, fetch_tables
+from featurelens.core.store.database import Store
 from featurelens.llm.offline_pool.messages import Pipe, decode, encode, pack
 
-__all__ = ["MAX_PROCESSES", "MIN_FEATURES", "OfflinePool", "PoolUnavailable", "cores", "pool_processes"]
+__all__ = ["MAX_PROCESSES", "MIN_FEATURES", "OfflinePool", "PoolUnavailable", "cores", "pool_processes", "store_pages"]
 
 #: Items a stage needs before it starts workers by itself (at 2,000-3,000 features a second a
 #: core, a worker's start is a few percent of the work).
@@ -92,6 +93,22 @@ def _importable(kind: str, name: str) -> bool:
         return False
     info = host.infos.get(component.plugin)
     return info is not None and (info.builtin or info.package is not None)
+
+
+def store_pages(store: Store, selection: Selection, chunk_size: int, kinds: Any, fallbacks: Any,
+                jobs_left: Callable[[list[tuple[str, int]]], list[list[Any]]]
+                ) -> Iterator[tuple[list[list[Any]], dict[str, Any], RecordTables]]:
+    """The pages :meth:`OfflinePool.answers` takes, read from ``store``: for each page of the
+    selection's keys, the jobs ``jobs_left(keys)`` says are left (a list each, the feature's
+    dictionary and index first), with the record tables of the features they need (read as
+    :func:`~featurelens.core.selection.load_records` would; ``kinds``, ``fallbacks``: the
+    component's windows). A page with nothing left is not read or sent."""
+    tokens = SequenceTokens()
+    for keys in feature_keys(store, selection, chunk_size):
+        jobs = jobs_left(keys)
+        if jobs:
+            needed = list(dict.fromkeys((d, f) for d, f, *_ in jobs))
+            yield jobs, {"keys": needed, "jobs": jobs}, fetch_tables(store, needed, kinds, tokens, fallbacks)
 
 
 class OfflinePool:
