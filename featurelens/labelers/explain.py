@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
@@ -40,18 +40,17 @@ from featurelens.labelers.explain_defaults import resolve
 from featurelens.llm.batch.submit import Submission
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm, record_chunk
+from featurelens.llm.offline_pool import OfflinePool, store_pages
 from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.plan import Estimate
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
 
-from featurelens.llm.offline_pool import store_pages
-
-if TYPE_CHECKING:
-    from featurelens.llm.offline_pool import OfflinePool
-
 #: Longest explanation stored; explainers should clean and shorten, this is the last guard.
 MAX_EXPLANATION_CHARS = 1000
+
+#: ``json.dumps(value, default=str)``, one encoder for the millions of ids.
+_JSON = json.JSONEncoder(default=str)
 
 
 def explanation_id(dictionary_id: str, feature: int, explainer: str, llm: str,
@@ -67,10 +66,6 @@ def explanation_ids(keys: list[tuple[str, int]], explainer: str, llm: str, optio
     tail = json.dumps([explainer, llm, options], sort_keys=True, default=str)[1:]
     return [hashlib.sha256(f"[{_JSON.encode(d)}, {_JSON.encode(f)}, {tail}".encode()).hexdigest()[:32]
             for d, f in keys]
-
-
-#: ``json.dumps(value, default=str)``, one encoder for the millions of ids.
-_JSON = json.JSONEncoder(default=str)
 
 
 @dataclass(frozen=True)
@@ -202,7 +197,7 @@ def explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, run_id: 
         yield from handed_out(page)
 
 
-def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, pool: "OfflinePool",
+def pooled_explain_jobs(store: Store, explainer: Explainer, spec: ExplainSpec, pool: OfflinePool,
                         chunk_size: int = 256, on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
     """:func:`explain_jobs`'s jobs for an explainer that needs no LLM, finished by ``pool``'s
     worker processes (:class:`ExplainPages`): this process leaves out the features explained
@@ -306,7 +301,7 @@ class ExplainStage(LabelingStage):
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
              on_skip: Callable[[int], None] | None = None, every_round: bool = False,
-             pool: "OfflinePool | None" = None) -> Iterator[Job]:
+             pool: OfflinePool | None = None) -> Iterator[Job]:
         if pool is not None:
             return pooled_explain_jobs(store, self.component, spec, pool, record_chunk(self.component), on_skip)
         return explain_jobs(store, self.component, spec, run_id, chunk_size=record_chunk(self.component),

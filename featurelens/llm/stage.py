@@ -8,7 +8,9 @@ skeleton, written here once:
 - **run**: count the items (features that never fired are left out and their earlier
   failures cleared, :mod:`featurelens.core.never_fired`), start (or resume) the run,
   stream the jobs through the engine, mark the run done or failed
-  (:func:`featurelens.llm.runs.run_labeling`);
+  (:func:`featurelens.llm.runs.run_labeling`); a component that needs no LLM may have its
+  jobs finished by worker processes (:mod:`featurelens.llm.offline_pool`), this process
+  still writing every row;
 - **plan** (``--dry-run``): the same jobs on a sample of the selection, counted and
   priced without sending anything by the one planner (:mod:`featurelens.llm.plan`);
   ``estimate`` plans :meth:`LabelingStage.selection_jobs` (every selected feature's jobs,

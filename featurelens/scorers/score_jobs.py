@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from featurelens.core.cli.option_errors import bad_value, unknown_option
 from featurelens.core.errors import FeaturelensError
@@ -42,14 +42,10 @@ from featurelens.core.store.database import Store
 from featurelens.core.store.stored_ids import stored_ids
 from featurelens.llm.engine import EngineSettings, Job, RunStats
 from featurelens.llm.offline import effective_llm, record_chunk
+from featurelens.llm.offline_pool import OfflinePool, store_pages
 from featurelens.llm.offline_pool.messages import answered, outcome
 from featurelens.llm.pricing import PriceTable
 from featurelens.llm.stage import LabelingStage, LLMChoice
-
-from featurelens.llm.offline_pool import store_pages
-
-if TYPE_CHECKING:
-    from featurelens.llm.offline_pool import OfflinePool
 
 Finish = Callable[[list["LLMResponse | None"]], dict[str, list[dict[str, Any]]]]
 
@@ -349,7 +345,7 @@ def score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, capabilities: froz
         yield from handed_out(page)
 
 
-def pooled_score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, pool: "OfflinePool",
+def pooled_score_jobs(store: Store, scorer: Scorer, spec: ScoreSpec, pool: OfflinePool,
                       chunk_size: int = 256, on_skip: Callable[[int], None] | None = None) -> Iterator[Job]:
     """:func:`score_jobs`'s jobs for a scorer that needs no LLM, finished by ``pool``'s worker
     processes (:class:`ScorePages`): this process reads each page's explanations, leaves out
@@ -464,7 +460,7 @@ class ScoreStage(LabelingStage):
 
     def jobs(self, store: Store, spec: Any, run_id: str | None, capabilities: frozenset[str], *,
              on_skip: Callable[[int], None] | None = None, every_round: bool = False,
-             pool: "OfflinePool | None" = None) -> Iterator[Job]:
+             pool: OfflinePool | None = None) -> Iterator[Job]:
         if pool is not None:
             return pooled_score_jobs(store, self.component, spec, pool, record_chunk(self.component), on_skip)
         return score_jobs(store, self.component, spec, capabilities, run_id,
