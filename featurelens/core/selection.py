@@ -152,20 +152,7 @@ class SequenceTokens:
 
     def get(self, store: Store, examples: pa.Table) -> dict[tuple[str, int], list[str]]:
         """``(corpus_id, sequence_id) -> token strings`` of the sequences ``examples`` use."""
-        self.calls += 1
-        pairs = examples.select(["corpus_id", "sequence_id"])
-        if self.table is None and self.calls > self.JOINED_CHUNKS:
-            self._load(store)
-        if self.table is not None:
-            wanted = _pairs(pairs)
-            new = [(key, self.rows[key]) for key in wanted if key not in self.lists and key in self.rows]
-            if new:
-                strs = self.table.column("token_strs").take(pa.array([i for _, i in new], pa.int64())).to_pylist()
-                self._keep([key for key, _ in new], strs)
-            return {key: self.lists[key] for key in wanted if key in self.lists}
-        sequences = self._joined(store, pairs).to_pydict()
-        return {(c, i): t for c, i, t in zip(sequences["corpus_id"], sequences["sequence_id"],
-                                             sequences["token_strs"])}
+        return self.convert(self.table_for(store, examples))
 
     def table_for(self, store: Store, examples: pa.Table) -> pa.Table:
         """The rows of ``sequences`` (``corpus_id, sequence_id, token_strs``) that ``examples``
@@ -182,11 +169,11 @@ class SequenceTokens:
     def convert(self, sequences: pa.Table) -> dict[tuple[str, int], list[str]]:
         """``(corpus_id, sequence_id) -> token strings`` of a :meth:`table_for` table, each
         sequence converted to Python once per stream (its strings shared)."""
-        keys = _pairs(sequences)
-        new = [i for i, key in enumerate(keys) if key not in self.lists]
+        keys = list(zip(sequences.column("corpus_id").to_pylist(), sequences.column("sequence_id").to_pylist()))
+        new = {key: i for i, key in enumerate(keys) if key not in self.lists}  # a row a key
         if new:
-            strs = sequences.column("token_strs").take(pa.array(new, pa.int64())).to_pylist()
-            self._keep([keys[i] for i in new], strs)
+            strs = sequences.column("token_strs").take(pa.array(list(new.values()), pa.int64())).to_pylist()
+            self._keep(list(new), strs)
         return {key: self.lists[key] for key in keys}
 
     def _keep(self, keys: list[tuple[str, int]], token_strs: list[list[str]]) -> None:
@@ -426,4 +413,3 @@ def stream_records(store: Store, selection: Selection, chunk_size: int = 256,
     tokens = SequenceTokens()
     for page in feature_keys(store, selection, chunk_size):
         yield load_records(store, page, kinds, tokens, fallbacks, width)
-
